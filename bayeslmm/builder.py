@@ -1,0 +1,131 @@
+"""Build the explicit-random-effects PyMC model of a :class:`Design`.
+
+Variables (``L`` is a random block's label, e.g. ``Subject``):
+
+- ``beta`` (dim ``fixed``): fixed effects;
+- ``sd_L`` (dim ``L_term``): random-effect SDs; ``cor_L`` (dims ``L_term``,
+  ``L_term_bis``) for correlated blocks, from ``chol_L`` (``pm.LKJCholeskyCov``);
+- ``u_L`` (dims ``<group>``, ``L_term``): random effects; in the non-centred
+  parametrisation ``u_L`` is deterministic from standard normal ``z_L``;
+- ``sigma``: residual SD; the response (named as in the formula) has dim ``obs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from .design import Design
+from .errors import PriorError
+from .priors import ParameterNames, Prior
+
+PARAMETRIZATIONS = ("noncentered", "centered")
+
+
+def term_dim(label: str) -> str:
+    """Dimension name of a block's columns."""
+    return f"{label}_term"
+
+
+def coords_of(design: Design) -> dict[str, list[str]]:
+    """Coordinates of every dimension used by the model."""
+    coords: dict[str, list[str]] = {"fixed": list(design.fixed_names)}
+    for block in design.blocks:
+        coords[block.group] = list(block.levels)
+        coords[term_dim(block.label)] = list(block.columns)
+        if block.correlated:
+            coords[term_dim(block.label) + "_bis"] = list(block.columns)
+    coords["obs"] = list(range(design.n_obs))
+    return coords
+
+
+def _stack_params(priors: Sequence[Prior]) -> dict[str, np.ndarray] | None:
+    """Parameters of same-family priors as arrays; None if families differ."""
+    first = priors[0]
+    if any(p.dist != first.dist or p.params.keys() != first.params.keys() for p in priors):
+        return None
+    return {k: np.asarray([p.params[k] for p in priors], dtype=float) for k in first.params}
+
+
+def vector_rv(name: str, priors: Sequence[Prior], dim: str) -> pt.TensorVariable:
+    """One vector random variable with element-wise priors.
+
+    Same-family priors become one variable; mixed families become one scalar
+    variable per element (``name[element]``) stacked into a deterministic ``name``.
+    """
+    stacked = _stack_params(priors)
+    if stacked is not None:
+        return priors[0].family()(name, **stacked, dims=dim)
+    model = pm.modelcontext(None)
+    labels = model.coords[dim]
+    parts = [p.family()(f"{name}[{lab}]", **p.params) for p, lab in zip(priors, labels, strict=True)]
+    return pm.Deterministic(name, pt.stack(parts), dims=dim)
+
+
+def _random_block(block, sd_priors, cor_prior, parametrization):
+    label, dim_t = block.label, term_dim(block.label)
+    q = block.n_terms
+    if block.correlated:
+        stacked = _stack_params(sd_priors)
+        if stacked is None:
+            raise PriorError(
+                f"SD priors within the correlated term {block.term} must share one family; "
+                f"got {[str(p) for p in sd_priors]}"
+            )
+        sd_dist = sd_priors[0].family().dist(**stacked, shape=q)
+        chol, corr, stds = pm.LKJCholeskyCov(
+            f"chol_{label}", n=q, eta=cor_prior.params.get("eta", 1.0), sd_dist=sd_dist,
+            compute_corr=True,
+            # an explicit start (identity) keeps random draws of sd_dist out of the
+            # initial-point graph, which nutpie's threads cannot evaluate
+            initval=np.eye(q)[np.tril_indices(q)],
+        )
+        pm.Deterministic(f"sd_{label}", stds, dims=dim_t)
+        pm.Deterministic(f"cor_{label}", corr, dims=(dim_t, dim_t + "_bis"))
+        if parametrization == "centered":
+            return pm.MvNormal(f"u_{label}", mu=np.zeros(q), chol=chol, dims=(block.group, dim_t))
+        z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=(block.group, dim_t))
+        return pm.Deterministic(f"u_{label}", z @ chol.T, dims=(block.group, dim_t))
+    sd = vector_rv(f"sd_{label}", sd_priors, dim_t)
+    if parametrization == "centered":
+        return pm.Normal(f"u_{label}", 0.0, sd, dims=(block.group, dim_t))
+    z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=(block.group, dim_t))
+    return pm.Deterministic(f"u_{label}", z * sd, dims=(block.group, dim_t))
+
+
+def build_full_model(
+    design: Design, priors: dict[str, Prior], parametrization: str = "noncentered"
+) -> pm.Model:
+    """The PyMC model with explicit random effects.
+
+    Parameters
+    ----------
+    design
+        The evaluated formula.
+    priors
+        Complete priors keyed by parameter name (see :func:`resolve_priors`).
+    parametrization
+        ``"noncentered"`` (default) or ``"centered"`` random effects.
+    """
+    if parametrization not in PARAMETRIZATIONS:
+        raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}")
+    names = ParameterNames.from_design(design)
+    with pm.Model(coords=coords_of(design)) as model:
+        mu = pt.zeros(design.n_obs)
+        if design.X.shape[1]:
+            beta = vector_rv("beta", [priors[n] for n in names.fixed], "fixed")
+            mu = pt.dot(pt.as_tensor(design.X), beta)
+        for block, sd_names, cor_name in zip(design.blocks, names.sd, names.cor, strict=True):
+            u = _random_block(
+                block,
+                [priors[n] for n in sd_names],
+                priors[cor_name] if cor_name else None,
+                parametrization,
+            )
+            mu = mu + (pt.as_tensor(block.Z) * u[block.codes]).sum(axis=1)
+        sigma = priors["sigma"].family()("sigma", **priors["sigma"].params)
+        pm.Normal(design.response, mu=mu, sigma=sigma, observed=design.y, dims="obs")
+    return model

@@ -1,0 +1,94 @@
+"""Convergence checks on posterior draws: R-hat, bulk/tail ESS, divergences."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import arviz as az
+import numpy as np
+
+from .errors import ConvergenceWarning
+
+RHAT_MAX = 1.01
+ESS_MIN = 400
+
+
+@dataclass
+class Convergence:
+    """Worst diagnostics over the checked variables, and plain-language problems."""
+
+    max_rhat: float
+    min_ess_bulk: float
+    min_ess_tail: float
+    divergences: int
+    n_draws: int
+    problems: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _worst(ds, fn) -> tuple[float, str]:
+    values, names = [], []
+    for name, da in ds.data_vars.items():
+        arr = np.asarray(da)
+        finite = arr[np.isfinite(arr)]
+        if finite.size:
+            values.append(fn(finite))
+            names.append(name)
+    if not values:
+        return float("nan"), ""
+    i = int(np.argmax(values) if fn is np.max else np.argmin(values))
+    return float(values[i]), names[i]
+
+
+def check_convergence(idata: az.InferenceData, var_names: list[str]) -> Convergence:
+    """R-hat, ESS and divergences of ``var_names`` in ``idata.posterior``."""
+    post = idata.posterior[var_names]
+    n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
+    problems = []
+    div = 0
+    if "sample_stats" in idata and "diverging" in idata.sample_stats:
+        div = int(idata.sample_stats["diverging"].sum())
+    # constant elements (a correlation matrix's diagonal) give NaN, which _worst skips
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if n_chains > 1:
+            rhat, rhat_var = _worst(az.rhat(post), np.max)
+        else:
+            rhat, rhat_var = float("nan"), ""
+        ess_bulk, bulk_var = _worst(az.ess(post, method="bulk"), np.min)
+        ess_tail, tail_var = _worst(az.ess(post, method="tail"), np.min)
+    if rhat > RHAT_MAX:
+        problems.append(
+            f"R-hat up to {rhat:.3f} ({rhat_var}) > {RHAT_MAX}: chains disagree; "
+            "run longer (more tune and draws) or check the model"
+        )
+    if ess_bulk < ESS_MIN:
+        problems.append(
+            f"bulk ESS down to {ess_bulk:.0f} ({bulk_var}) < {ESS_MIN}: posterior means are "
+            "imprecise; draw more samples"
+        )
+    if ess_tail < ESS_MIN:
+        problems.append(
+            f"tail ESS down to {ess_tail:.0f} ({tail_var}) < {ESS_MIN}: intervals are "
+            "imprecise; draw more samples"
+        )
+    if div:
+        problems.append(
+            f"{div} divergent transition(s): the sampler missed part of the posterior; "
+            "raise target_accept (e.g. 0.95) or change the parametrization"
+        )
+    return Convergence(rhat, ess_bulk, ess_tail, div, n_chains * n_draws, problems)
+
+
+def warn_convergence(result: Convergence) -> None:
+    """Emit one :class:`ConvergenceWarning` listing every problem."""
+    if result.problems:
+        warnings.warn(
+            "MCMC diagnostics:\n  - " + "\n  - ".join(result.problems),
+            ConvergenceWarning,
+            stacklevel=3,
+        )

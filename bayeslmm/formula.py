@@ -1,0 +1,224 @@
+"""lme4 formula syntax to a :class:`ModelSpec`.
+
+The fixed part is kept as text for formulaic (which handles ``a*b``, ``I(...)``,
+``np.log(x)``, ``0 +``); this module only splits off the random terms, expands
+``||`` and ``/`` and checks the syntax, pointing at the position of any error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .errors import FormulaError
+
+_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One random-effects block ``(expr | group)``.
+
+    Attributes
+    ----------
+    expr
+        Right-hand side of the term for formulaic, e.g. ``"1 + Days"`` or ``"0 + f"``.
+    factors
+        Column names whose interaction defines the grouping factor, e.g. ``("a", "b")``
+        for ``a:b``.
+    correlated
+        ``False`` for ``||`` terms (diagonal covariance).
+    """
+
+    expr: str
+    factors: tuple[str, ...]
+    correlated: bool = True
+
+    @property
+    def group(self) -> str:
+        """Grouping factor as lme4 prints it (``"a:b"``)."""
+        return ":".join(self.factors)
+
+    def __str__(self) -> str:
+        bar = "|" if self.correlated else "||"
+        return f"({self.expr} {bar} {self.group})"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A parsed lme4 formula: response, fixed part and random terms."""
+
+    formula: str
+    response: str
+    fixed: str
+    random: tuple[RandomTerm, ...] = field(default_factory=tuple)
+
+    @property
+    def group_factors(self) -> list[str]:
+        """Distinct grouping factors in order of appearance."""
+        seen: dict[str, None] = {}
+        for term in self.random:
+            seen.setdefault(term.group, None)
+        return list(seen)
+
+
+def _check_parentheses(text: str, offset: int, formula: str) -> None:
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise FormulaError("unmatched ')'", formula, offset + i)
+    if depth:
+        pos = offset + text.rfind("(") if "(" in text else offset + len(text)
+        raise FormulaError("unmatched '('", formula, pos)
+
+
+def _split_top(text: str, sep: str) -> list[tuple[int, str]]:
+    """Split at ``sep`` where not inside parentheses; return (start, piece) pairs."""
+    pieces, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == sep and depth == 0:
+            pieces.append((start, text[start:i]))
+            start = i + 1
+    pieces.append((start, text[start:]))
+    return pieces
+
+
+def _find_bar(inner: str) -> tuple[int, int] | None:
+    """Position and width of a top-level ``|`` or ``||`` inside a term."""
+    depth = 0
+    for i, ch in enumerate(inner):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return i, 2 if inner[i : i + 2] == "||" else 1
+    return None
+
+
+def _parse_group(text: str, offset: int, formula: str) -> list[tuple[str, ...]]:
+    """``a/b`` -> [(a,), (a, b)]; ``a:b`` -> [(a, b)]."""
+    nested = [part.strip() for part in text.split("/")]
+    factors_so_far: tuple[str, ...] = ()
+    groups = []
+    for part in nested:
+        names = tuple(name.strip().strip("`") for name in part.split(":"))
+        for name in names:
+            if not _NAME.match(name):
+                where = text.find(name) if name else text.find(":")
+                raise FormulaError(
+                    f"grouping factor {text.strip()!r}: {name!r} is not a column name "
+                    "(write g, a:b or a/b)",
+                    formula,
+                    offset + max(where, 0),
+                )
+        factors_so_far = factors_so_far + names
+        groups.append(factors_so_far)
+    return groups
+
+
+def _parse_random(piece: str, offset: int, formula: str) -> list[RandomTerm]:
+    inner = piece.strip()[1:-1]
+    inner_offset = offset + len(piece) - len(piece.lstrip()) + 1
+    bar = _find_bar(inner)
+    assert bar is not None
+    pos, width = bar
+    expr = inner[:pos].strip()
+    group = inner[pos + width :]
+    if not expr:
+        raise FormulaError(
+            "random term needs an expression before '|', e.g. (1 | g)",
+            formula,
+            inner_offset + pos,
+        )
+    if not group.strip():
+        raise FormulaError(
+            "random term needs a grouping factor after '|'", formula, inner_offset + pos
+        )
+    if "|" in group:
+        raise FormulaError("more than one '|' in a random term", formula, inner_offset + pos)
+    expr = re.sub(r"\s+", " ", expr)
+    groups = _parse_group(group, inner_offset + pos + width, formula)
+    return [RandomTerm(expr, factors, correlated=(width == 1)) for factors in groups]
+
+
+def _is_wrapped(text: str) -> bool:
+    """True if ``text`` is one parenthesised group ``( ... )``."""
+    text = text.strip()
+    if not (text.startswith("(") and text.endswith(")")):
+        return False
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i < len(text) - 1:
+            return False
+    return True
+
+
+def parse_formula(formula: str) -> ModelSpec:
+    """Parse an lme4 formula.
+
+    Parameters
+    ----------
+    formula
+        For example ``"Reaction ~ Days + (Days | Subject)"``.
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    FormulaError
+        With the position of the problem marked under the formula.
+    """
+    if not isinstance(formula, str):
+        raise FormulaError(f"formula must be a string, got {type(formula).__name__}")
+    text = formula.strip()
+    if not text:
+        raise FormulaError("formula is empty")
+    _check_parentheses(text, 0, text)
+    tildes = [i for i, ch in enumerate(text) if ch == "~"]
+    if not tildes:
+        raise FormulaError("formula needs a response: 'y ~ ...'", text, 0)
+    if len(tildes) > 1:
+        raise FormulaError("formula has more than one '~'", text, tildes[1])
+    lhs, rhs = text[: tildes[0]].strip(), text[tildes[0] + 1 :]
+    if not lhs:
+        raise FormulaError("formula needs a response before '~'", text, 0)
+    if not rhs.strip():
+        raise FormulaError("formula has nothing after '~'", text, tildes[0] + 1)
+    rhs_offset = tildes[0] + 1
+
+    fixed_parts: list[str] = []
+    random: list[RandomTerm] = []
+    for start, piece in _split_top(rhs, "+"):
+        offset = rhs_offset + start
+        if not piece.strip():
+            raise FormulaError("empty term (doubled or dangling '+')", text, offset)
+        if _is_wrapped(piece) and _find_bar(piece.strip()[1:-1]) is not None:
+            random.extend(_parse_random(piece, offset, text))
+            continue
+        bar_at = piece.find("|")
+        if bar_at >= 0:
+            raise FormulaError(
+                "random terms must be written in parentheses and added with '+', "
+                "e.g. y ~ x + (1 | g)",
+                text,
+                offset + bar_at,
+            )
+        fixed_parts.append(piece.strip())
+
+    fixed = " + ".join(fixed_parts) if fixed_parts else "1"
+    if fixed.replace(" ", "") in {"0", "-1"}:  # y ~ 0 + (1|g): no fixed effects
+        fixed = "0"
+    return ModelSpec(formula=text, response=lhs, fixed=fixed, random=tuple(random))

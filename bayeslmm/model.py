@@ -1,0 +1,211 @@
+"""The :class:`LMM` facade: formula + data -> PyMC model -> posterior and lme4-like output."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import arviz as az
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+from .builder import PARAMETRIZATIONS, build_full_model
+from .design import Design, build_design
+from .diagnostics import Convergence, check_convergence, warn_convergence
+from .errors import NotFittedError
+from .predict import log_likelihood, predict_draws
+from .priors import Prior, resolve_priors
+from .results import coef_table, ranef_table, summary_table, varcorr_table
+from .sampling import sample_nuts
+
+
+class LMM:
+    """A Bayesian linear mixed model from an lme4 formula.
+
+    Parameters
+    ----------
+    formula
+        lme4 syntax, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+    data
+        The data (never modified).
+    priors
+        Overrides of the autoscaled defaults, by class (``"fixed"``, ``"intercept"``,
+        ``"sd"``, ``"cor"``, ``"sigma"``) or by parameter name (``"Days"``,
+        ``"sd(Days|Subject)"``, ``"cor(Subject)"``).
+    parametrization
+        ``"noncentered"`` (default) or ``"centered"`` random effects.
+
+    Examples
+    --------
+    >>> import bayeslmm as bl
+    >>> model = bl.LMM("Reaction ~ Days + (Days | Subject)", bl.load_dataset("sleepstudy"))
+    >>> idata = model.fit(draws=500, chains=2, random_seed=1)  # doctest: +SKIP
+    >>> model.summary()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        priors: Mapping[str, Prior] | None = None,
+        parametrization: str = "noncentered",
+    ):
+        if parametrization not in PARAMETRIZATIONS:
+            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}")
+        self.design: Design = build_design(formula, data)
+        self.formula = self.design.spec.formula
+        self.priors: dict[str, Prior] = resolve_priors(self.design, priors)
+        self.parametrization = parametrization
+        self._pymc_model: pm.Model | None = None
+        self.idata: az.InferenceData | None = None
+        self.convergence: Convergence | None = None
+        self._fit_info: dict = {}
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.idata is not None else "not fitted"
+        return f"LMM({self.formula!r}, n={self.design.n_obs}, {state})"
+
+    @property
+    def pymc_model(self) -> pm.Model:
+        """The PyMC model with explicit random effects (built on first use)."""
+        if self._pymc_model is None:
+            self._pymc_model = build_full_model(self.design, self.priors, self.parametrization)
+        return self._pymc_model
+
+    def population_variables(self) -> list[str]:
+        """Posterior variables of population parameters (for diagnostics and trace plots)."""
+        names = ["beta"] if self.design.X.shape[1] else []
+        for block in self.design.blocks:
+            names.append(f"sd_{block.label}")
+            if block.correlated:
+                names.append(f"cor_{block.label}")
+        return names + ["sigma"]
+
+    def fit(
+        self,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        cores: int | None = None,
+        random_seed: int | None = None,
+        target_accept: float = 0.9,
+        progressbar: bool = True,
+        sampler: str = "pymc",
+    ) -> az.InferenceData:
+        """Sample the posterior with NUTS.
+
+        Parameters
+        ----------
+        draws, tune, chains
+            Kept draws, tuning steps and chains.
+        cores
+            Parallel chains (default: ``min(chains, CPU count)``).
+        random_seed
+            Same seed, same draws.
+        target_accept
+            NUTS step-size adaptation target.
+        progressbar
+            Show the sampler's progress bar.
+        sampler
+            ``"pymc"``, ``"nutpie"`` or ``"numpyro"``.
+
+        Returns
+        -------
+        arviz.InferenceData
+            With posterior, sample_stats, observed_data and log_likelihood groups.
+            Warns (:class:`ConvergenceWarning`) on R-hat > 1.01, bulk or tail ESS < 400
+            or divergences.
+        """
+        if cores is None:
+            cores = min(chains, os.cpu_count() or 1)
+        idata = sample_nuts(
+            self.pymc_model,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            cores=cores,
+            random_seed=random_seed,
+            target_accept=target_accept,
+            progressbar=progressbar,
+            sampler=sampler,
+        )
+        idata.add_groups(log_likelihood=log_likelihood(idata, self.design))
+        self.idata = idata
+        self._fit_info = {"sampler": sampler, "draws": draws, "chains": chains, "tune": tune}
+        check_vars = self.population_variables() + [f"u_{b.label}" for b in self.design.blocks]
+        self.convergence = check_convergence(idata, check_vars)
+        warn_convergence(self.convergence)
+        return idata
+
+    def _posterior(self) -> az.InferenceData:
+        if self.idata is None:
+            raise NotFittedError("the model is not fitted yet: call model.fit() first")
+        return self.idata
+
+    def summary(self, print_it: bool = True) -> pd.DataFrame:
+        """lme4-like summary of the posterior; printed, and returned as a DataFrame.
+
+        Rows: random-effect SDs and correlations, residual SD (``sigma``), fixed
+        effects; columns: mean, sd, 94% HDI, MCSE, bulk/tail ESS and R-hat.
+        """
+        table = summary_table(self._posterior(), self.design)
+        if print_it:
+            from .text import format_summary
+
+            print(format_summary(self, table))
+        return table
+
+    def fixef(self) -> pd.DataFrame:
+        """Posterior summary of the fixed effects (rows named as lme4 does)."""
+        table = summary_table(self._posterior(), self.design)
+        return table.loc[table["component"] == "fixed"].drop(columns="component")
+
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Random effects per grouping factor: rows (level, term); mean, sd, HDI."""
+        return ranef_table(self._posterior(), self.design)
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Fixed + random coefficients per level (posterior means), as lme4's ``coef``."""
+        return coef_table(self._posterior(), self.design)
+
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components (SDs, correlations, residual SD) in lme4's layout."""
+        table = summary_table(self._posterior(), self.design)
+        return varcorr_table(table, self.design)
+
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        include_random: bool = True,
+        allow_new_levels: bool = True,
+        kind: str = "mean",
+        random_seed: int | None = None,
+    ) -> xr.DataArray:
+        """Posterior draws of predictions for ``newdata`` (default: the fitted rows).
+
+        See :func:`bayeslmm.predict.predict_draws`.
+        """
+        data = self.design.frame if newdata is None else newdata
+        return predict_draws(
+            self._posterior(),
+            self.design,
+            data,
+            include_random=include_random,
+            allow_new_levels=allow_new_levels,
+            kind=kind,
+            random_seed=random_seed,
+        )
+
+    def posterior_predictive(self, random_seed: int | None = None) -> az.InferenceData:
+        """Add a ``posterior_predictive`` group (for ``az.plot_ppc``) and return the data."""
+        idata = self._posterior()
+        pm.sample_posterior_predictive(
+            idata,
+            model=self.pymc_model,
+            var_names=[self.design.response],
+            extend_inferencedata=True,
+            random_seed=random_seed,
+            progressbar=False,
+        )
+        return idata

@@ -1,0 +1,245 @@
+"""Priors: the :class:`Prior` object, autoscaled defaults and user overrides.
+
+Parameter names follow lme4's printing: fixed effects by column name
+(``"(Intercept)"``, ``"sexMale"``), random-effect SDs as ``"sd(Days|Subject)"``,
+correlation blocks as ``"cor(Subject)"`` and the residual SD as ``"sigma"``.
+
+Default rule (autoscaling as in rstanarm and bambi), with ``s_y`` the response SD:
+
+- slope of column ``x``: ``Normal(0, 2.5 * s_y / sd(x))``
+- intercept (raw, uncentred): ``Normal(mean(y), sqrt((2.5 s_y)^2 + sum_j (mean(x_j) * s_j)^2))``
+  where ``s_j`` are the slope prior SDs, so the intercept implied at the predictors'
+  means has SD ``2.5 s_y`` as in the centred parametrisation;
+- SD of a random effect on column ``z``: ``HalfNormal(2.5 * s_y / sd(z))`` (``sd(z)``
+  taken as 1 for the intercept);
+- correlations: ``LKJ(eta=1)``; residual SD: ``HalfNormal(s_y)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+
+from .design import Design
+from .errors import PriorError
+
+#: Families with positive support, allowed for SDs and sigma.
+POSITIVE = {
+    "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma",
+    "InverseGamma", "LogNormal", "Weibull", "HalfFlat", "Uniform", "TruncatedNormal",
+}  # fmt: skip
+CLASSES = ("fixed", "intercept", "sd", "cor", "sigma")
+INTERCEPT = "(Intercept)"
+
+
+class Prior:
+    """A prior distribution: a PyMC family name and its parameters.
+
+    Examples
+    --------
+    >>> Prior("Normal", mu=0, sigma=10)
+    Normal(mu=0, sigma=10)
+    >>> Prior("LKJ", eta=2)
+    LKJ(eta=2)
+    """
+
+    def __init__(self, dist: str, **params: float):
+        if not isinstance(dist, str):
+            raise PriorError(f"Prior family must be a name such as 'Normal', got {dist!r}")
+        if dist != "LKJ":
+            family = getattr(pm, dist, None)
+            if not (isinstance(family, type) and issubclass(family, pm.Distribution)):
+                raise PriorError(f"unknown prior family {dist!r}: not a PyMC distribution")
+        for key, value in params.items():
+            arr = np.asarray(value)
+            if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+                raise PriorError(f"prior {dist}: parameter {key}={value!r} is not a finite number")
+        self.dist = dist
+        self.params = dict(params)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
+        return f"{self.dist}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Prior)
+            and self.dist == other.dist
+            and self.params.keys() == other.params.keys()
+            and all(np.allclose(self.params[k], other.params[k]) for k in self.params)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.dist, tuple(sorted(self.params))))
+
+    def family(self):
+        """The PyMC distribution class."""
+        return getattr(pm, self.dist)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else repr(v)
+
+
+@dataclass(frozen=True)
+class ParameterNames:
+    """Names of the model's parameters, shared by priors, summaries and outputs."""
+
+    fixed: list[str]
+    sd: list[list[str]]  # per random block, one per column
+    cor: list[str | None]  # per random block; None where uncorrelated
+    cor_pairs: list[list[str]]  # per block, "cor(a,b|g)" for the lower triangle
+
+    @classmethod
+    def from_design(cls, design: Design) -> ParameterNames:
+        sd, cor, pairs = [], [], []
+        taken: set[str] = set()
+        for block in design.blocks:
+            names = []
+            for col in block.columns:
+                name = f"sd({col}|{block.group})"
+                if name in taken:
+                    name = f"sd({col}|{block.label})"
+                taken.add(name)
+                names.append(name)
+            sd.append(names)
+            cor_name = f"cor({block.label})" if block.correlated else None
+            cor.append(cor_name)
+            cols = block.columns
+            pairs.append(
+                [
+                    f"cor({cols[j]},{cols[i]}|{block.label})"
+                    for i in range(len(cols))
+                    for j in range(i)
+                ]
+                if block.correlated
+                else []
+            )
+        return cls(fixed=list(design.fixed_names), sd=sd, cor=cor, cor_pairs=pairs)
+
+    def all(self) -> list[str]:
+        out = list(self.fixed)
+        for names in self.sd:
+            out.extend(names)
+        out.extend(c for c in self.cor if c)
+        out.append("sigma")
+        return out
+
+
+def _column_sd(x: np.ndarray) -> float:
+    sd = float(np.std(x))
+    return sd if sd > 1e-12 * max(1.0, float(np.abs(x).max())) else 0.0
+
+
+def default_priors(design: Design) -> dict[str, Prior]:
+    """Autoscaled weakly informative priors (see the module docstring)."""
+    names = ParameterNames.from_design(design)
+    y = design.y
+    s_y = float(np.std(y)) or 1.0
+    out: dict[str, Prior] = {}
+    slope_sd, col_means = [], []
+    for j, name in enumerate(names.fixed):
+        x = design.X[:, j]
+        sd_x = _column_sd(x)
+        if name == INTERCEPT:
+            continue
+        scale = 2.5 * s_y / sd_x if sd_x > 0 else 2.5 * s_y
+        out[name] = Prior("Normal", mu=0.0, sigma=float(scale))
+        slope_sd.append(scale)
+        col_means.append(float(np.mean(x)))
+    if INTERCEPT in names.fixed:
+        extra = float(np.sum((np.asarray(col_means) * np.asarray(slope_sd)) ** 2))
+        sigma = float(np.sqrt((2.5 * s_y) ** 2 + extra))
+        out = {INTERCEPT: Prior("Normal", mu=float(np.mean(y)), sigma=sigma), **out}
+    for block, sd_names in zip(design.blocks, names.sd, strict=True):
+        for j, name in enumerate(sd_names):
+            sd_z = _column_sd(block.Z[:, j])
+            scale = 2.5 * s_y / sd_z if sd_z > 0 else 2.5 * s_y
+            out[name] = Prior("HalfNormal", sigma=float(scale))
+    for cor in names.cor:
+        if cor:
+            out[cor] = Prior("LKJ", eta=1.0)
+    out["sigma"] = Prior("HalfNormal", sigma=s_y)
+    return out
+
+
+def _aliases(names: ParameterNames) -> dict[str, str]:
+    """Extra spellings users may write, mapped to canonical names."""
+    alias = {}
+    if INTERCEPT in names.fixed:
+        alias["Intercept"] = INTERCEPT
+    for sd_names in names.sd:
+        for name in sd_names:
+            if name.startswith(f"sd({INTERCEPT}|"):
+                rest = name[len(f"sd({INTERCEPT}|") :]
+                alias[f"sd(Intercept|{rest}"] = name
+                alias[f"sd(1|{rest}"] = name
+    return alias
+
+
+def _check_prior(key: str, prior: object, kind: str) -> Prior:
+    if not isinstance(prior, Prior):
+        raise PriorError(
+            f"prior for {key!r} must be a bayeslmm.Prior, e.g. Prior('Normal', mu=0, sigma=1); "
+            f"got {prior!r}"
+        )
+    if kind == "cor" and prior.dist != "LKJ":
+        raise PriorError(f"prior for {key!r} must be Prior('LKJ', eta=...), got {prior}")
+    if kind == "cor" and set(prior.params) - {"eta"}:
+        raise PriorError(f"LKJ prior for {key!r} takes only eta, got {prior}")
+    if kind != "cor" and prior.dist == "LKJ":
+        raise PriorError(f"LKJ is a prior for correlations ('cor'), not for {key!r}")
+    if kind in ("sd", "sigma") and prior.dist not in POSITIVE:
+        raise PriorError(
+            f"prior for {key!r} must have positive support (e.g. HalfNormal); got {prior}"
+        )
+    return prior
+
+
+def resolve_priors(design: Design, user: Mapping[str, Prior] | None = None) -> dict[str, Prior]:
+    """Defaults overridden by the user's priors, keyed by parameter name.
+
+    Precedence: class key (``"fixed"`` = every fixed effect, the intercept included;
+    ``"intercept"``; ``"sd"``; ``"cor"``; ``"sigma"``) < a parameter's own name.
+    """
+    priors = default_priors(design)
+    if not user:
+        return priors
+    if not isinstance(user, Mapping):
+        raise PriorError(f"priors must be a dict of name -> Prior, got {type(user).__name__}")
+    names = ParameterNames.from_design(design)
+    alias = _aliases(names)
+    sd_all = [n for group in names.sd for n in group]
+    cor_all = [c for c in names.cor if c]
+    kind_of = {n: "fixed" for n in names.fixed}
+    kind_of.update({n: "sd" for n in sd_all})
+    kind_of.update({n: "cor" for n in cor_all})
+    kind_of["sigma"] = "sigma"
+    targets = {
+        "fixed": list(names.fixed),
+        "intercept": [INTERCEPT] if INTERCEPT in names.fixed else [],
+        "sd": sd_all,
+        "cor": cor_all,
+        "sigma": ["sigma"],
+    }
+    # class keys first, "intercept" after "fixed", then names
+    order = sorted(user, key=lambda k: (k not in CLASSES, CLASSES.index(k) if k in CLASSES else 0))
+    for key in order:
+        prior = user[key]
+        if key in CLASSES:
+            kind = "fixed" if key == "intercept" else key
+            _check_prior(key, prior, kind)
+            if key == "intercept" and not targets["intercept"]:
+                raise PriorError("prior 'intercept' given but the model has no intercept")
+            for name in targets[key]:
+                priors[name] = prior
+            continue
+        name = alias.get(key, key)
+        if name not in kind_of:
+            valid = ", ".join(list(CLASSES) + list(kind_of))
+            raise PriorError(f"prior key {key!r} matches no parameter; valid keys: {valid}")
+        priors[name] = _check_prior(key, prior, kind_of[name])
+    return priors

@@ -1,0 +1,149 @@
+"""Tables from posterior draws: summary, fixef, ranef, coef, varcorr.
+
+Everything here reads the InferenceData written by either sampling method, using the
+variable names documented in :mod:`bayeslmm.builder`.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .builder import term_dim
+from .design import Design
+from .priors import ParameterNames
+
+HDI_PROB = 0.94
+STAT_COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
+
+
+def population_draws(idata: az.InferenceData, design: Design) -> dict[str, xr.DataArray]:
+    """Draws of every population parameter under its lme4-style name.
+
+    Order: random-effect SDs and correlations per block, ``sigma``, fixed effects.
+    """
+    post = idata.posterior
+    names = ParameterNames.from_design(design)
+    out: dict[str, xr.DataArray] = {}
+    for block, sd_names, pairs in zip(design.blocks, names.sd, names.cor_pairs, strict=True):
+        dim = term_dim(block.label)
+        sd = post[f"sd_{block.label}"]
+        for col, name in zip(block.columns, sd_names, strict=True):
+            out[name] = sd.sel({dim: col}, drop=True)
+        if block.correlated:
+            cor = post[f"cor_{block.label}"]
+            cols = block.columns
+            k = 0
+            for i in range(len(cols)):
+                for j in range(i):
+                    out[pairs[k]] = cor.sel({dim: cols[j], dim + "_bis": cols[i]}, drop=True)
+                    k += 1
+    out["sigma"] = post["sigma"]
+    if "beta" in post:
+        for name in design.fixed_names:
+            out[name] = post["beta"].sel(fixed=name, drop=True)
+    return out
+
+
+def _component(name: str) -> str:
+    if name.startswith("sd(") or name.startswith("cor("):
+        return "random"
+    return "residual" if name == "sigma" else "fixed"
+
+
+def summary_table(idata: az.InferenceData, design: Design, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+    """Posterior mean, sd, HDI, MCSE, ESS and R-hat of every population parameter."""
+    draws = population_draws(idata, design)
+    table = az.summary(xr.Dataset(draws), hdi_prob=hdi_prob, round_to="none")
+    table.insert(0, "component", [_component(n) for n in table.index])
+    return table
+
+
+def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.DataFrame:
+    """mean, sd and HDI of every element of a (chain, draw, *dims) array."""
+    lo, hi = f"hdi_{50 - hdi_prob * 50:g}%", f"hdi_{50 + hdi_prob * 50:g}%"
+    hdi = az.hdi(da, hdi_prob=hdi_prob)[da.name] if da.name else az.hdi(da, hdi_prob=hdi_prob)
+    stats = xr.Dataset(
+        {
+            "mean": da.mean(("chain", "draw")),
+            "sd": da.std(("chain", "draw"), ddof=1),
+            lo: hdi.sel(hdi="lower", drop=True),
+            hi: hdi.sel(hdi="higher", drop=True),
+        }
+    )
+    frame = stats.to_dataframe().reset_index().rename(columns=dict(zip(dims, ("level", "term"), strict=True)))
+    return frame
+
+
+def ranef_table(idata: az.InferenceData, design: Design, hdi_prob: float = HDI_PROB) -> dict[str, pd.DataFrame]:
+    """Per grouping factor: one row per (level, term) with mean, sd and HDI."""
+    out: dict[str, list[pd.DataFrame]] = {}
+    for block in design.blocks:
+        da = idata.posterior[f"u_{block.label}"]
+        frame = _long_stats(da, (block.group, term_dim(block.label)), hdi_prob)
+        out.setdefault(block.group, []).append(frame)
+    tables = {}
+    for group, frames in out.items():
+        table = pd.concat(frames, ignore_index=True)
+        levels = pd.Categorical(table["level"], categories=design.groups()[group], ordered=True)
+        table = table.assign(level=levels).sort_values(["level"], kind="stable")
+        table["level"] = table["level"].astype(str)
+        tables[group] = table.set_index(["level", "term"])
+    return tables
+
+
+def group_coefficient_draws(idata: az.InferenceData, design: Design, group: str) -> xr.DataArray:
+    """Draws of fixed + random coefficients per level of ``group``: (chain, draw, level, coef)."""
+    post = idata.posterior
+    blocks = [b for b in design.blocks if b.group == group]
+    if not blocks:
+        raise KeyError(f"no random term has grouping factor {group!r}; have {list(design.groups())}")
+    columns = list(design.fixed_names)
+    for block in blocks:
+        columns += [c for c in block.columns if c not in columns]
+    levels = blocks[0].levels
+    shape = (post.sizes["chain"], post.sizes["draw"], len(levels), len(columns))
+    values = np.zeros(shape)
+    if "beta" in post:
+        values[..., : len(design.fixed_names)] = post["beta"].values[:, :, None, :]
+    for block in blocks:
+        u = post[f"u_{block.label}"].values
+        for j, col in enumerate(block.columns):
+            values[..., columns.index(col)] += u[..., j]
+    return xr.DataArray(
+        values,
+        dims=("chain", "draw", "level", "coef"),
+        coords={"chain": post.chain, "draw": post.draw, "level": levels, "coef": columns},
+    )
+
+
+def coef_table(idata: az.InferenceData, design: Design) -> dict[str, pd.DataFrame]:
+    """Per grouping factor: levels x coefficients, posterior mean of fixed + random (lme4's coef)."""
+    out = {}
+    for group in design.groups():
+        draws = group_coefficient_draws(idata, design, group)
+        out[group] = draws.mean(("chain", "draw")).to_pandas()
+        out[group].index.name = group
+        out[group].columns.name = None
+    return out
+
+
+def varcorr_table(summary: pd.DataFrame, design: Design) -> pd.DataFrame:
+    """Variance components in lme4's ``as.data.frame(VarCorr())`` layout (posterior stats)."""
+    names = ParameterNames.from_design(design)
+    rows = []
+    for block, sd_names, pairs in zip(design.blocks, names.sd, names.cor_pairs, strict=True):
+        for col, name in zip(block.columns, sd_names, strict=True):
+            rows.append((block.label, col, None, name))
+        cols = block.columns
+        k = 0
+        for i in range(len(cols) if block.correlated else 0):
+            for j in range(i):
+                rows.append((block.label, cols[j], cols[i], pairs[k]))
+                k += 1
+    rows.append(("Residual", None, None, "sigma"))
+    stats = summary.loc[[r[3] for r in rows], ["mean", "sd", "hdi_3%", "hdi_97%"]]
+    frame = pd.DataFrame(rows, columns=["grp", "var1", "var2", "parameter"])
+    return pd.concat([frame, stats.reset_index(drop=True)], axis=1)

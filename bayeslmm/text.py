@@ -1,0 +1,58 @@
+"""Plain-text rendering of model summaries (lme4's layout, posterior statistics)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .results import varcorr_table
+
+_SHOW = ["mean", "sd", "hdi_3%", "hdi_97%", "r_hat", "ess_bulk", "ess_tail"]
+
+
+def _format_stats(table: pd.DataFrame) -> pd.DataFrame:
+    out = table[_SHOW].copy().astype(object)
+    for col in ["mean", "sd", "hdi_3%", "hdi_97%"]:
+        out[col] = [f"{v:.4g}" for v in table[col]]
+    out["r_hat"] = [f"{v:.3f}" for v in table["r_hat"]]
+    for col in ["ess_bulk", "ess_tail"]:
+        out[col] = [f"{v:.0f}" for v in table[col]]
+    return out
+
+
+def format_summary(model, table: pd.DataFrame) -> str:
+    """The printed form of :meth:`LMM.summary`."""
+    design, info = model.design, model._fit_info
+    lines = [
+        f"Bayesian linear mixed model fit by NUTS ({info.get('sampler', '?')}; "
+        f"{info.get('chains', '?')} chains x {info.get('draws', '?')} draws)",
+        f"Formula: {design.spec.formula}",
+        f"   Data: {design.n_obs} observations"
+        + (f" ({design.n_dropped} dropped for missing values)" if design.n_dropped else ""),
+    ]
+    groups = ", ".join(f"{g} ({len(lv)} levels)" for g, lv in design.groups().items())
+    if groups:
+        lines.append(f" Groups: {groups}")
+    varcorr = varcorr_table(table, design)
+    stats = _format_stats(table.loc[varcorr["parameter"]]).reset_index(drop=True)
+    names = [
+        "sigma" if r.grp == "Residual" else (f"cor({r.var1},{r.var2})" if pd.notna(r.var2) else f"sd({r.var1})")
+        for r in varcorr.itertuples()
+    ]
+    groups_col = varcorr["grp"].where(varcorr["grp"].ne(varcorr["grp"].shift()), "")
+    random = pd.concat([pd.DataFrame({"Groups": groups_col, "Name": names}), stats], axis=1)
+    lines += ["", "Random effects (posterior of SDs and correlations):"]
+    lines.append(random.to_string(index=False))
+    fixed = table.loc[table["component"] == "fixed"]
+    if len(fixed):
+        lines += ["", "Fixed effects:", _format_stats(fixed).to_string()]
+    conv = model.convergence
+    if conv is not None:
+        verdict = "OK" if conv.ok else "PROBLEMS"
+        lines += [
+            "",
+            f"Convergence: {verdict} (max R-hat {conv.max_rhat:.3f}, min bulk ESS "
+            f"{conv.min_ess_bulk:.0f}, min tail ESS {conv.min_ess_tail:.0f}, "
+            f"{conv.divergences} divergences)",
+        ]
+        lines += [f"  - {p}" for p in conv.problems]
+    return "\n".join(lines)

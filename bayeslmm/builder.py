@@ -61,7 +61,9 @@ def vector_rv(name: str, priors: Sequence[Prior], dim: str) -> pt.TensorVariable
         return priors[0].family()(name, **stacked, dims=dim)
     model = pm.modelcontext(None)
     labels = model.coords[dim]
-    parts = [p.family()(f"{name}[{lab}]", **p.params) for p, lab in zip(priors, labels, strict=True)]
+    parts = [
+        p.family()(f"{name}[{lab}]", **p.params) for p, lab in zip(priors, labels, strict=True)
+    ]
     return pm.Deterministic(name, pt.stack(parts), dims=dim)
 
 
@@ -77,7 +79,10 @@ def _random_block(block, sd_priors, cor_prior, parametrization):
             )
         sd_dist = sd_priors[0].family().dist(**stacked, shape=q)
         chol, corr, stds = pm.LKJCholeskyCov(
-            f"chol_{label}", n=q, eta=cor_prior.params.get("eta", 1.0), sd_dist=sd_dist,
+            f"chol_{label}",
+            n=q,
+            eta=cor_prior.params.get("eta", 1.0),
+            sd_dist=sd_dist,
             compute_corr=True,
             # an explicit start (identity) keeps random draws of sd_dist out of the
             # initial-point graph, which nutpie's threads cannot evaluate

@@ -49,7 +49,5 @@ def load_dataset(name: str) -> pd.DataFrame:
     key = _ALIASES.get(name, name)
     path = _data_dir() / f"{key}.csv"
     if not path.is_file():
-        raise DataError(
-            f"unknown dataset {name!r}; available: {', '.join(list_datasets())}"
-        )
+        raise DataError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
     return pd.read_csv(path, dtype=_CATEGORICAL.get(key))

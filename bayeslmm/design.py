@@ -295,7 +295,9 @@ def group_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarr
     # interaction: levels ordered by the first factor, then the second, ...
     stacked = np.column_stack([c for c, _ in per_factor])
     combos, codes = np.unique(stacked, axis=0, return_inverse=True)
-    labels = [":".join(str(o[i]) for (_, o), i in zip(per_factor, row, strict=True)) for row in combos]
+    labels = [
+        ":".join(str(o[i]) for (_, o), i in zip(per_factor, row, strict=True)) for row in combos
+    ]
     return codes.reshape(-1).astype(np.int64), labels
 
 

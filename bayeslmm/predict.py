@@ -112,8 +112,10 @@ def predict_draws(
                 z = rng.standard_normal(u.shape[:2] + (len(unseen), block.n_terms))
                 u = np.concatenate([u, np.einsum("cdij,cdmj->cdmi", tril, z)], axis=2)
             effects.append(u)
-    zs = nd.Z if include_random else []
-    mu = linear_predictor(post, nd.X, zs, nd.codes, effects)
+    if include_random:
+        mu = linear_predictor(post, nd.X, nd.Z, nd.codes, effects)
+    else:
+        mu = linear_predictor(post, nd.X, [], [], [])
     shape = mu.shape
     n_new = shape[-1]
     if kind == "response":

@@ -53,7 +53,9 @@ def _component(name: str) -> str:
     return "residual" if name == "sigma" else "fixed"
 
 
-def summary_table(idata: az.InferenceData, design: Design, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+def summary_table(
+    idata: az.InferenceData, design: Design, hdi_prob: float = HDI_PROB
+) -> pd.DataFrame:
     """Posterior mean, sd, HDI, MCSE, ESS and R-hat of every population parameter."""
     draws = population_draws(idata, design)
     table = az.summary(xr.Dataset(draws), hdi_prob=hdi_prob, round_to="none")
@@ -73,11 +75,17 @@ def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.
             hi: hdi.sel(hdi="higher", drop=True),
         }
     )
-    frame = stats.to_dataframe().reset_index().rename(columns=dict(zip(dims, ("level", "term"), strict=True)))
+    frame = (
+        stats.to_dataframe()
+        .reset_index()
+        .rename(columns=dict(zip(dims, ("level", "term"), strict=True)))
+    )
     return frame
 
 
-def ranef_table(idata: az.InferenceData, design: Design, hdi_prob: float = HDI_PROB) -> dict[str, pd.DataFrame]:
+def ranef_table(
+    idata: az.InferenceData, design: Design, hdi_prob: float = HDI_PROB
+) -> dict[str, pd.DataFrame]:
     """Per grouping factor: one row per (level, term) with mean, sd and HDI."""
     out: dict[str, list[pd.DataFrame]] = {}
     for block in design.blocks:
@@ -99,7 +107,9 @@ def group_coefficient_draws(idata: az.InferenceData, design: Design, group: str)
     post = idata.posterior
     blocks = [b for b in design.blocks if b.group == group]
     if not blocks:
-        raise KeyError(f"no random term has grouping factor {group!r}; have {list(design.groups())}")
+        raise KeyError(
+            f"no random term has grouping factor {group!r}; have {list(design.groups())}"
+        )
     columns = list(design.fixed_names)
     for block in blocks:
         columns += [c for c in block.columns if c not in columns]
@@ -120,7 +130,10 @@ def group_coefficient_draws(idata: az.InferenceData, design: Design, group: str)
 
 
 def coef_table(idata: az.InferenceData, design: Design) -> dict[str, pd.DataFrame]:
-    """Per grouping factor: levels x coefficients, posterior mean of fixed + random (lme4's coef)."""
+    """Per grouping factor: levels x coefficients, posterior means of fixed + random.
+
+    The layout of lme4's ``coef()``; random columns absent from the fixed part are added.
+    """
     out = {}
     for group in design.groups():
         draws = group_coefficient_draws(idata, design, group)

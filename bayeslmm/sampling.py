@@ -65,7 +65,9 @@ def sample_nuts(
             del idata[group]
     if "observed_data" not in idata.groups():
         obs = {
-            rv.name: xr.DataArray(model.rvs_to_values[rv].data, dims=model.named_vars_to_dims[rv.name])
+            rv.name: xr.DataArray(
+                model.rvs_to_values[rv].data, dims=model.named_vars_to_dims[rv.name]
+            )
             for rv in model.observed_RVs
         }
         idata.add_groups(observed_data=xr.Dataset(obs))

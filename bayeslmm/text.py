@@ -35,7 +35,9 @@ def format_summary(model, table: pd.DataFrame) -> str:
     varcorr = varcorr_table(table, design)
     stats = _format_stats(table.loc[varcorr["parameter"]]).reset_index(drop=True)
     names = [
-        "sigma" if r.grp == "Residual" else (f"cor({r.var1},{r.var2})" if pd.notna(r.var2) else f"sd({r.var1})")
+        "sigma"
+        if r.grp == "Residual"
+        else (f"cor({r.var1},{r.var2})" if pd.notna(r.var2) else f"sd({r.var1})")
         for r in varcorr.itertuples()
     ]
     groups_col = varcorr["grp"].where(varcorr["grp"].ne(varcorr["grp"].shift()), "")

@@ -1,0 +1,40 @@
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import bayeslmm as bl
+
+os.environ.setdefault("PYTENSOR_FLAGS", "")
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+if not REFERENCE.is_dir():  # CI: shared/ beside a fresh clone
+    REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+def reference_file(name: str) -> Path:
+    path = REFERENCE / name
+    if not path.is_file():
+        pytest.fail(f"reference file {path} is missing (../shared/reference beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lme4_reference() -> dict:
+    return json.loads(reference_file("lme4_reference.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def sleepstudy() -> pd.DataFrame:
+    return bl.load_dataset("sleepstudy")
+
+
+@pytest.fixture(scope="session")
+def ratpup() -> pd.DataFrame:
+    return bl.load_dataset("rat_pup")
+
+
+@pytest.fixture(scope="session")
+def classroom() -> pd.DataFrame:
+    return bl.load_dataset("score_parentedu_byclass")

@@ -109,4 +109,4 @@ def test_mixed_sd_families_in_a_correlated_term_are_rejected(sleepstudy):
         priors={"sd(Days|Subject)": Prior("Exponential", lam=1)},
     )
     with pytest.raises(PriorError, match="must share one family"):
-        model.pymc_model
+        _ = model.pymc_model

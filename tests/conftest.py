@@ -1,5 +1,4 @@
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -7,7 +6,6 @@ import pytest
 
 import bayeslmm as bl
 
-os.environ.setdefault("PYTENSOR_FLAGS", "")
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 if not REFERENCE.is_dir():  # CI: shared/ beside a fresh clone
     REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
@@ -18,6 +16,12 @@ def reference_file(name: str) -> Path:
     if not path.is_file():
         pytest.fail(f"reference file {path} is missing (../shared/reference beside the repo)")
     return path
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """Path of a file in ../shared/reference (fails loudly if it is missing)."""
+    return reference_file
 
 
 @pytest.fixture(scope="session")

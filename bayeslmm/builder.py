@@ -3,8 +3,9 @@
 Variables (``L`` is a random block's label, e.g. ``Subject``):
 
 - ``beta`` (dim ``fixed``): fixed effects;
-- ``sd_L`` (dim ``L_term``): random-effect SDs; ``cor_L`` (dims ``L_term``,
-  ``L_term_bis``) for correlated blocks, from ``chol_L`` (``pm.LKJCholeskyCov``);
+- ``sd_L`` (dim ``L_term``): random-effect SDs; ``cor_L`` (dim ``L_cor``, coords
+  ``"a,b"``: the strict lower triangle) for correlated blocks, from ``chol_L``
+  (``pm.LKJCholeskyCov``);
 - ``u_L`` (dims ``<group>``, ``L_term``): random effects; in the non-centred
   parametrisation ``u_L`` is deterministic from standard normal ``z_L``;
 - ``sigma``: residual SD; the response (named as in the formula) has dim ``obs``.
@@ -20,14 +21,10 @@ import pytensor.tensor as pt
 
 from .design import Design
 from .errors import PriorError
+from .naming import cor_dim, cor_pairs, term_dim
 from .priors import ParameterNames, Prior
 
 PARAMETRIZATIONS = ("noncentered", "centered")
-
-
-def term_dim(label: str) -> str:
-    """Dimension name of a block's columns."""
-    return f"{label}_term"
 
 
 def coords_of(design: Design) -> dict[str, list[str]]:
@@ -37,7 +34,7 @@ def coords_of(design: Design) -> dict[str, list[str]]:
         coords[block.group] = list(block.levels)
         coords[term_dim(block.label)] = list(block.columns)
         if block.correlated:
-            coords[term_dim(block.label) + "_bis"] = list(block.columns)
+            coords[cor_dim(block.label)] = cor_pairs(block.columns)
     coords["obs"] = list(range(design.n_obs))
     return coords
 
@@ -89,7 +86,8 @@ def _random_block(block, sd_priors, cor_prior, parametrization):
             initval=np.eye(q)[np.tril_indices(q)],
         )
         pm.Deterministic(f"sd_{label}", stds, dims=dim_t)
-        pm.Deterministic(f"cor_{label}", corr, dims=(dim_t, dim_t + "_bis"))
+        # only the strict lower triangle: a constant diagonal breaks ArviZ's plots
+        pm.Deterministic(f"cor_{label}", corr[np.tril_indices(q, k=-1)], dims=cor_dim(label))
         if parametrization == "centered":
             return pm.MvNormal(f"u_{label}", mu=np.zeros(q), chol=chol, dims=(block.group, dim_t))
         z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=(block.group, dim_t))

@@ -16,11 +16,16 @@ KINDS = ("mean", "response")
 def _scale_tril(post: xr.Dataset, block) -> np.ndarray:
     """Per-draw Cholesky factor of a block's covariance: (chain, draw, q, q)."""
     sd = post[f"sd_{block.label}"].values
+    q = sd.shape[-1]
     if block.correlated:
-        cor = post[f"cor_{block.label}"].values
-        chol = np.linalg.cholesky(cor + 1e-12 * np.eye(cor.shape[-1]))
+        cor = np.broadcast_to(np.eye(q), sd.shape + (q,)).copy()
+        rows, cols = np.tril_indices(q, k=-1)
+        pairs = post[f"cor_{block.label}"].values
+        cor[..., rows, cols] = pairs
+        cor[..., cols, rows] = pairs
+        chol = np.linalg.cholesky(cor + 1e-12 * np.eye(q))
     else:
-        chol = np.broadcast_to(np.eye(sd.shape[-1]), sd.shape + (sd.shape[-1],))
+        chol = np.broadcast_to(np.eye(q), sd.shape + (q,))
     return sd[..., :, None] * chol
 
 

@@ -25,6 +25,7 @@ import pymc as pm
 
 from .design import Design
 from .errors import PriorError
+from .naming import cor_pairs
 
 #: Families with positive support, allowed for SDs and sigma.
 POSITIVE = {
@@ -108,13 +109,8 @@ class ParameterNames:
             sd.append(names)
             cor_name = f"cor({block.label})" if block.correlated else None
             cor.append(cor_name)
-            cols = block.columns
             pairs.append(
-                [
-                    f"cor({cols[j]},{cols[i]}|{block.label})"
-                    for i in range(len(cols))
-                    for j in range(i)
-                ]
+                [f"cor({pair}|{block.label})" for pair in cor_pairs(block.columns)]
                 if block.correlated
                 else []
             )

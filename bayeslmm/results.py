@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .builder import term_dim
 from .design import Design
+from .naming import cor_dim, term_dim
 from .priors import ParameterNames
 
 HDI_PROB = 0.94
@@ -34,12 +34,8 @@ def population_draws(idata: az.InferenceData, design: Design) -> dict[str, xr.Da
             out[name] = sd.sel({dim: col}, drop=True)
         if block.correlated:
             cor = post[f"cor_{block.label}"]
-            cols = block.columns
-            k = 0
-            for i in range(len(cols)):
-                for j in range(i):
-                    out[pairs[k]] = cor.sel({dim: cols[j], dim + "_bis": cols[i]}, drop=True)
-                    k += 1
+            for k, name in enumerate(pairs):
+                out[name] = cor.isel({cor_dim(block.label): k}, drop=True)
     out["sigma"] = post["sigma"]
     if "beta" in post:
         for name in design.fixed_names:
@@ -150,12 +146,9 @@ def varcorr_table(summary: pd.DataFrame, design: Design) -> pd.DataFrame:
     for block, sd_names, pairs in zip(design.blocks, names.sd, names.cor_pairs, strict=True):
         for col, name in zip(block.columns, sd_names, strict=True):
             rows.append((block.label, col, None, name))
-        cols = block.columns
-        k = 0
-        for i in range(len(cols) if block.correlated else 0):
-            for j in range(i):
-                rows.append((block.label, cols[j], cols[i], pairs[k]))
-                k += 1
+        lower = zip(*np.tril_indices(block.n_terms, k=-1), strict=True) if block.correlated else []
+        for (i, j), name in zip(lower, pairs, strict=True):
+            rows.append((block.label, block.columns[j], block.columns[i], name))
     rows.append(("Residual", None, None, "sigma"))
     stats = summary.loc[[r[3] for r in rows], ["mean", "sd", "hdi_3%", "hdi_97%"]]
     frame = pd.DataFrame(rows, columns=["grp", "var1", "var2", "parameter"])

@@ -185,3 +185,23 @@ def test_every_syntax_fits(dataset, formula, blocks):
     table = model.summary(print_it=False)
     assert np.isfinite(table["mean"]).all()
     assert set(model.design.fixed_names) <= set(table.index)
+
+
+@pytest.mark.parametrize("sampler", ["pymc", "numpyro"])
+def test_other_samplers_give_the_same_posterior(fitted, sleepstudy, sampler):
+    model = LMM("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    idata = quiet_fit(model, draws=300, sampler=sampler)
+    assert set(idata.posterior.data_vars) >= {"beta", "sd_Subject", "cor_Subject", "u_Subject"}
+    assert idata.log_likelihood["Reaction"].shape == (2, 300, 180)
+    ours = idata.posterior["beta"].sel(fixed="Days")
+    ref = fitted.idata.posterior["beta"].sel(fixed="Days")
+    # two short runs of the same posterior: means within a few Monte Carlo errors
+    assert abs(float(ours.mean()) - float(ref.mean())) < 0.6 * float(ref.std())
+
+
+def test_arviz_trace_plot(fitted):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    axes = az.plot_trace(fitted.idata, var_names=fitted.population_variables())
+    assert axes.shape[0] == len(fitted.population_variables())

@@ -51,7 +51,9 @@ def _close(ours, theirs, mcse_ours, mcse_theirs, k=4.0):
 @pytest.fixture(scope="module")
 def brms_model(sleepstudy):
     model = LMM("Reaction ~ Days + (Days | Subject)", sleepstudy, priors=BRMS_PRIORS)
-    model.fit(draws=1000, tune=1000, chains=4, random_seed=2024, progressbar=False, sampler="nutpie")
+    model.fit(
+        draws=1000, tune=1000, chains=4, random_seed=2024, progressbar=False, sampler="nutpie"
+    )
     return model
 
 

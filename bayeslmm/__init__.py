@@ -13,6 +13,7 @@ from .errors import (
     RankDeficiencyError,
 )
 from .formula import ModelSpec, RandomTerm, parse_formula
+from .frequentist import LmerResult, SingularFitWarning, lmer, satterthwaite
 from .model import LMM
 from .priors import Prior, default_priors
 
@@ -20,6 +21,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LMM",
+    "lmer",
+    "satterthwaite",
+    "LmerResult",
+    "SingularFitWarning",
     "Prior",
     "default_priors",
     "parse_formula",

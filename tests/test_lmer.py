@@ -1,0 +1,102 @@
+"""REML/ML fits against lme4 (../shared/reference/lme4_reference.json)."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayeslmm as bl
+from bayeslmm.frequentist import SingularFitWarning, lmer, satterthwaite
+
+CASES = ["classroom_ri", "classroom_rs", "sleepstudy_rs", "sleepstudy_ri", "ratpup_sex", "dyestuff"]
+FILES = {
+    "sleepstudy.csv": "sleepstudy",
+    "rat_pup.csv": "rat_pup",
+    "score_parentedu_byclass.csv": "score_parentedu_byclass",
+    "dyestuff.csv": "dyestuff",
+}
+
+
+def _rel(a, b):
+    return abs(a - b) / max(abs(b), 1e-12)
+
+
+@pytest.mark.parametrize("mode", ["REML", "ML"])
+@pytest.mark.parametrize("case_id", CASES)
+def test_matches_lme4(lme4_reference, case_id, mode):
+    case = lme4_reference[case_id]
+    ref = case[mode]
+    tol = 1e-3 if ref["singular"] else 1e-4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)
+        fit = lmer(case["formula"], bl.load_dataset(FILES[case["file"]]), reml=mode == "REML")
+    assert fit.singular == ref["singular"]
+    for name, value in ref["fixef"].items():
+        assert _rel(fit.fixef[name], value) < tol, name
+        assert _rel(fit.se[name], ref["se"][name]) < tol, name
+    assert _rel(fit.sigma, ref["sigma"]) < tol
+    assert _rel(fit.loglik, ref["logLik"]) < tol
+    assert _rel(fit.criterion, ref["deviance_or_reml_crit"]) < tol
+    ours = fit.varcorr()
+    assert len(ours) == len(ref["varcorr"])
+    for row, r in zip(ours.itertuples(), ref["varcorr"], strict=True):
+        var1 = row.var1 if pd.notna(row.var1) else None
+        assert (row.grp, var1) == (r["grp"], r["var1"])
+        if r["var2"] is None:  # SDs; correlations of a singular fit are not identified
+            assert _rel(row.sdcor, r["sdcor"]) < tol, (row.grp, row.var1)
+        elif not ref["singular"]:
+            assert abs(row.sdcor - r["sdcor"]) < 1e-3
+    st = satterthwaite(fit)
+    for name, value in ref["df_satterthwaite"].items():
+        assert _rel(st.loc[name, "df"], value) < 1e-2, name
+        assert st.loc[name, "t"] == pytest.approx(ref["t"][name], rel=tol)
+    for r in ref["ranef"]:
+        table = fit.ranef()[r["group"]]
+        assert list(table.index) == r["levels"]
+        theirs = np.array(r["values"])
+        err = np.max(np.abs(table.to_numpy() - theirs)) / np.max(np.abs(theirs))
+        assert err < 1e-3, r["group"]
+
+
+def test_singular_fit_warns(classroom):
+    with pytest.warns(SingularFitWarning, match="singular"):
+        fit = lmer("score ~ edu + (1 + edu|classroom)", classroom)
+    assert fit.singular
+
+
+def test_information_criteria(sleepstudy):
+    fit = lmer("Reaction ~ Days + (Days|Subject)", sleepstudy, reml=False)
+    assert fit.n_params == 6
+    assert fit.aic == pytest.approx(-2 * fit.loglik + 12)
+    assert fit.bic == pytest.approx(-2 * fit.loglik + 6 * np.log(180))
+    table = fit.coefficients()
+    assert table.loc["Days", "z"] == pytest.approx(fit.fixef["Days"] / fit.se["Days"])
+
+
+def test_nested_and_crossed_fit_and_make_sense(ratpup):
+    # litter labels are unique across treatments, so treatment:litter is litter itself
+    inner = lmer("weight ~ sex + (1|treatment:litter)", ratpup, reml=False)
+    litter = lmer("weight ~ sex + (1|litter)", ratpup, reml=False)
+    assert inner.loglik == pytest.approx(litter.loglik, abs=1e-8)
+    by_litter = inner.ranef()["treatment:litter"].rename(index=lambda lab: lab.split(":")[1])
+    np.testing.assert_allclose(
+        by_litter.loc[litter.ranef()["litter"].index].to_numpy(),
+        litter.ranef()["litter"].to_numpy(),
+        rtol=1e-5,
+    )
+    # nested and crossed models contain (1|litter) as a boundary case: ML loglik >= it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)
+        nested = lmer("weight ~ sex + (1|treatment/litter)", ratpup, reml=False)
+        crossed = lmer("weight ~ sex + (1|litter) + (1|litsize)", ratpup, reml=False)
+    assert set(nested.ranef()) == {"treatment", "treatment:litter"}
+    assert nested.loglik >= litter.loglik - 1e-8
+    assert crossed.ranef()["litsize"].shape == (ratpup["litsize"].nunique(), 1)
+    assert crossed.loglik >= litter.loglik - 1e-8
+
+
+def test_lmer_does_not_touch_the_data(sleepstudy):
+    data = sleepstudy.copy()
+    lmer("Reaction ~ Days + (Days|Subject)", data)
+    pd.testing.assert_frame_equal(data, sleepstudy)

@@ -29,6 +29,20 @@ def lme4_reference() -> dict:
     return json.loads(reference_file("lme4_reference.json").read_text())
 
 
+CASE_DATA = {
+    "sleepstudy.csv": "sleepstudy",
+    "rat_pup.csv": "rat_pup",
+    "score_parentedu_byclass.csv": "score_parentedu_byclass",
+    "dyestuff.csv": "dyestuff",
+}
+
+
+@pytest.fixture(scope="session")
+def case_data():
+    """The shipped DataFrame of an lme4_reference.json case."""
+    return lambda case: bl.load_dataset(CASE_DATA[case["file"]])
+
+
 @pytest.fixture(scope="session")
 def sleepstudy() -> pd.DataFrame:
     return bl.load_dataset("sleepstudy")

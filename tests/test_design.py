@@ -15,17 +15,10 @@ from bayeslmm import (
 )
 from bayeslmm.design import new_design
 
-CASE_DATA = {
-    "sleepstudy.csv": "sleepstudy",
-    "rat_pup.csv": "rat_pup",
-    "score_parentedu_byclass.csv": "score_parentedu_byclass",
-    "dyestuff.csv": "dyestuff",
-}
 
-
-def test_fixed_columns_match_lme4_for_every_reference_case(lme4_reference):
+def test_fixed_columns_match_lme4_for_every_reference_case(lme4_reference, case_data):
     for case in lme4_reference.values():
-        data = bl.load_dataset(CASE_DATA[case["file"]])
+        data = case_data(case)
         design = build_design(case["formula"], data)
         assert design.fixed_names == list(case["REML"]["fixef"]), case["id"]
         assert design.n_obs == case["nobs"]

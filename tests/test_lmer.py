@@ -6,16 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bayeslmm as bl
 from bayeslmm.frequentist import SingularFitWarning, lmer, satterthwaite
 
 CASES = ["classroom_ri", "classroom_rs", "sleepstudy_rs", "sleepstudy_ri", "ratpup_sex", "dyestuff"]
-FILES = {
-    "sleepstudy.csv": "sleepstudy",
-    "rat_pup.csv": "rat_pup",
-    "score_parentedu_byclass.csv": "score_parentedu_byclass",
-    "dyestuff.csv": "dyestuff",
-}
 
 
 def _rel(a, b):
@@ -24,13 +17,13 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("mode", ["REML", "ML"])
 @pytest.mark.parametrize("case_id", CASES)
-def test_matches_lme4(lme4_reference, case_id, mode):
+def test_matches_lme4(lme4_reference, case_data, case_id, mode):
     case = lme4_reference[case_id]
     ref = case[mode]
     tol = 1e-3 if ref["singular"] else 1e-4
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularFitWarning)
-        fit = lmer(case["formula"], bl.load_dataset(FILES[case["file"]]), reml=mode == "REML")
+        fit = lmer(case["formula"], case_data(case), reml=mode == "REML")
     assert fit.singular == ref["singular"]
     for name, value in ref["fixef"].items():
         assert _rel(fit.fixef[name], value) < tol, name

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-import bayeslmm as bl
 from bayeslmm import LMM, ConvergenceWarning, Prior
 from bayeslmm.results import population_draws
 
@@ -135,21 +134,13 @@ def test_independent_random_effects_agree_with_bambi(sleepstudy):
         assert float(a.std()) == pytest.approx(float(b.std()), rel=0.15), name
 
 
-CASE_DATA = {
-    "sleepstudy.csv": "sleepstudy",
-    "rat_pup.csv": "rat_pup",
-    "score_parentedu_byclass.csv": "score_parentedu_byclass",
-    "dyestuff.csv": "dyestuff",
-}
-
-
 @pytest.mark.parametrize(
     "case_id",
     ["classroom_ri", "classroom_rs", "sleepstudy_rs", "sleepstudy_ri", "ratpup_sex", "dyestuff"],
 )
-def test_fixed_effects_match_lme4_in_count_and_meaning(lme4_reference, case_id):
+def test_fixed_effects_match_lme4_in_count_and_meaning(lme4_reference, case_data, case_id):
     case = lme4_reference[case_id]
-    model = LMM(case["formula"], bl.load_dataset(CASE_DATA[case["file"]]))
+    model = LMM(case["formula"], case_data(case))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(draws=400, tune=600, chains=2, random_seed=1, progressbar=False, sampler="nutpie")

@@ -34,6 +34,7 @@ class LmerResult:
     theta: np.ndarray
     fit: ProfiledFit = field(repr=False)
     layout: ThetaLayout = field(repr=False)
+    cross_products: CrossProducts = field(repr=False)
     converged: bool = True
 
     @property
@@ -154,8 +155,7 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     ``V_jj`` and ``A = 2 H^-1`` from the Hessian ``H`` of the deviance in (theta, sigma).
     Derivatives are central finite differences.
     """
-    cp = CrossProducts.from_design(result.design)
-    layout, reml = result.layout, result.reml
+    cp, layout, reml = result.cross_products, result.layout, result.reml
     x0 = np.append(result.theta, result.sigma)
     h = _steps(x0)
     k = len(x0)
@@ -244,7 +244,7 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:
     layout = ThetaLayout.from_design(design)
     theta, converged = _optimise(cp, layout, reml)
     fit = profiled(theta, cp, layout, reml)
-    result = LmerResult(design, reml, theta, fit, layout, converged)
+    result = LmerResult(design, reml, theta, fit, layout, cp, converged)
     if result.singular:
         warnings.warn(
             "boundary (singular) fit: a random-effect variance is ~0 or a correlation ~ +/-1; "

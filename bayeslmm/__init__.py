@@ -1,5 +1,6 @@
 """bayeslmm: Bayesian linear mixed models from lme4 formulas, with PyMC and ArviZ."""
 
+from .comparison import Comparison, compare
 from .datasets import list_datasets, load_dataset
 from .design import Design, RandomBlock, build_design
 from .errors import (
@@ -24,6 +25,8 @@ __all__ = [
     "lmer",
     "satterthwaite",
     "LmerResult",
+    "compare",
+    "Comparison",
     "SingularFitWarning",
     "Prior",
     "default_priors",

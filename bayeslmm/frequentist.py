@@ -16,7 +16,13 @@ import scipy.optimize
 import scipy.stats
 
 from .design import Design, build_design
-from .likelihood import CrossProducts, ProfiledFit, ThetaLayout, profiled
+from .likelihood import (
+    CrossProducts,
+    ProfiledFit,
+    ThetaLayout,
+    covariance_deviance,
+    profiled,
+)
 
 SINGULAR_TOL = 1e-4
 
@@ -122,9 +128,86 @@ class LmerResult:
             offset += size
         return out
 
-    def coefficients(self) -> pd.DataFrame:
-        """Fixed effects with SE, Wald z and its two-sided p-value."""
+    def ranef_sd(self) -> dict[str, pd.DataFrame]:
+        """Conditional SDs of the BLUPs (lme4's ``condVar``), laid out as :meth:`ranef`."""
+        covs = self.fit.conditional_covariance_blocks(self.layout.sizes, self.layout.levels)
+        out: dict[str, pd.DataFrame] = {}
+        for block, cov in zip(self.design.blocks, covs, strict=True):
+            sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
+            frame = pd.DataFrame(sd, index=block.levels, columns=block.columns)
+            frame.index.name = block.group
+            if block.group in out:
+                out[block.group] = out[block.group].join(frame, rsuffix=f"_{block.label}")
+            else:
+                out[block.group] = frame
+        return out
+
+    def ranef_table(self, level: float = 0.95) -> pd.DataFrame:
+        """Long table of BLUPs: group, level, term, estimate, cond_sd and a normal interval."""
+        z = scipy.stats.norm.ppf(0.5 + level / 2)
+        sds = self.ranef_sd()
+        frames = []
+        for group, est in self.ranef().items():
+            long = est.stack().rename("estimate").to_frame()
+            long["cond_sd"] = sds[group].stack()
+            long.index.names = ["level", "term"]
+            long = long.reset_index()
+            long.insert(0, "group", group)
+            frames.append(long)
+        table = pd.concat(frames, ignore_index=True)
+        table["lower"] = table["estimate"] - z * table["cond_sd"]
+        table["upper"] = table["estimate"] + z * table["cond_sd"]
+        return table
+
+    def fitted(self) -> np.ndarray:
+        """Conditional fitted values X beta + Z b (one per row used in the fit)."""
+        from .likelihood import random_effects_matrix
+
+        return self.design.X @ self.fit.beta + random_effects_matrix(self.design) @ self.fit.b
+
+    def residuals(self) -> np.ndarray:
+        """Conditional residuals y - X beta - Z b."""
+        return self.design.y - self.fitted()
+
+    @property
+    def df_resid(self) -> int:
+        """n - p, the residual degrees of freedom statsmodels reports for MixedLM."""
+        return self.design.n_obs - len(self.fit.beta)
+
+    @property
+    def rmse(self) -> float:
+        """sqrt(SSR / df_resid) of the conditional residuals."""
+        return float(np.sqrt(np.sum(self.residuals() ** 2) / self.df_resid))
+
+    def confint(self, level: float = 0.95, method: str = "wald") -> pd.DataFrame:
+        """Confidence intervals of the fixed effects.
+
+        ``method="wald"`` uses the normal quantile (lme4's ``confint(method="Wald")``);
+        ``"satterthwaite"`` uses t quantiles with Satterthwaite df (lmerTest).
+        """
+        if method == "wald":
+            crit = np.full(len(self.fit.beta), scipy.stats.norm.ppf(0.5 + level / 2))
+        elif method == "satterthwaite":
+            crit = scipy.stats.t.ppf(0.5 + level / 2, satterthwaite(self)["df"].to_numpy())
+        else:
+            raise ValueError(f"method must be 'wald' or 'satterthwaite', got {method!r}")
         est, se = self.fixef, self.se
+        return pd.DataFrame({"lower": est - crit * se, "upper": est + crit * se})
+
+    def coefficients(self, information: str = "expected") -> pd.DataFrame:
+        """Fixed effects with SE, Wald z and its two-sided p-value.
+
+        ``information="expected"`` uses lme4's ``vcov`` (given theta);
+        ``"observed"`` the full observed information of :func:`observed_vcov`
+        (statsmodels' ``MixedLM`` SEs, the tutorial's table).
+        """
+        est = self.fixef
+        if information == "expected":
+            se = self.se
+        elif information == "observed":
+            se = pd.Series(np.sqrt(np.diag(observed_vcov(self))), index=est.index, name="se")
+        else:
+            raise ValueError(f"information must be 'expected' or 'observed', got {information!r}")
         z = est / se
         return pd.DataFrame(
             {"estimate": est, "se": se, "z": z, "p_z": 2 * scipy.stats.norm.sf(np.abs(z))}
@@ -147,6 +230,60 @@ def _steps(x: np.ndarray) -> np.ndarray:
     return 1e-4 * np.maximum(np.abs(x), 1e-2)
 
 
+def _hessian(f, x0: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Central finite-difference Hessian of a scalar function."""
+    k = len(x0)
+    steps = np.eye(k) * h
+    hess = np.empty((k, k))
+    for i in range(k):
+        for j in range(i, k):
+            ei, ej = steps[i], steps[j]
+            val = f(x0 + ei + ej) - f(x0 + ei - ej) - f(x0 - ei + ej) + f(x0 - ei - ej)
+            hess[i, j] = hess[j, i] = val / (4 * h[i] * h[j])
+    return hess
+
+
+def observed_vcov(result: LmerResult) -> pd.DataFrame:
+    """Fixed-effects covariance from the full observed information, as statsmodels reports.
+
+    Inverts the Hessian of -log-likelihood (REML criterion for REML fits) jointly in
+    (beta, the packed relative covariances Psi_k = T_k T_k', sigma^2), so the
+    uncertainty of the variance parameters feeds back into the SEs. This is the
+    covariance behind ``statsmodels`` ``MixedLM`` Wald tests; it equals
+    :attr:`LmerResult.vcov` asymptotically but differs in small samples and at
+    singular fits. lme4's ``vcov`` (conditional on theta) is :attr:`LmerResult.vcov`.
+    """
+    cp, layout, p = result.cross_products, result.layout, len(result.fit.beta)
+    tril = [np.tril_indices(q) for q in layout.sizes]
+    psi0 = [T @ T.T for T in layout.factors(result.theta)]
+
+    def unpack(x: np.ndarray) -> list[np.ndarray]:
+        out, k = [], p
+        for (rows, cols), q, corr in zip(tril, layout.sizes, layout.correlated, strict=True):
+            P = np.zeros((q, q))
+            if corr:
+                P[rows, cols] = x[k : k + len(rows)]
+                P[cols, rows] = x[k : k + len(rows)]
+                k += len(rows)
+            else:
+                P[np.arange(q), np.arange(q)] = x[k : k + q]
+                k += q
+            out.append(P)
+        return out
+
+    packed = [P[r, c] if corr else np.diag(P)
+              for P, (r, c), corr in zip(psi0, tril, layout.correlated, strict=True)]  # fmt: skip
+    x0 = np.concatenate([result.fit.beta, *packed, [result.sigma**2]])
+
+    def dev(x: np.ndarray) -> float:
+        return covariance_deviance(x[:p], unpack(x), x[-1], cp, layout, result.reml)
+
+    # steps large enough that rounding in the criterion does not swamp small curvatures
+    cov = 2.0 * np.linalg.pinv(_hessian(dev, x0, 1e-3 * np.maximum(np.abs(x0), 1e-2)))
+    names = result.design.fixed_names
+    return pd.DataFrame(cov[:p, :p], index=names, columns=names)
+
+
 def satterthwaite(result: LmerResult) -> pd.DataFrame:
     """Satterthwaite degrees of freedom, t and p-values of each fixed effect (lmerTest).
 
@@ -163,15 +300,7 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     def dev(x: np.ndarray) -> float:
         return _varpar_deviance(x, cp, layout, reml)[0]
 
-    hess = np.empty((k, k))
-    for i in range(k):
-        for j in range(i, k):
-            ei, ej = np.eye(k)[i] * h[i], np.eye(k)[j] * h[j]
-            val = (
-                dev(x0 + ei + ej) - dev(x0 + ei - ej) - dev(x0 - ei + ej) + dev(x0 - ei - ej)
-            ) / (4 * h[i] * h[j])
-            hess[i, j] = hess[j, i] = val
-    cov_varpar = 2.0 * np.linalg.pinv(hess)
+    cov_varpar = 2.0 * np.linalg.pinv(_hessian(dev, x0, h))
     grads = np.stack(
         [
             (

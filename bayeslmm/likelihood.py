@@ -6,10 +6,13 @@ lme4's formulation (Bates et al. 2015, section 3): with ``b = Lambda_theta u``,
     [Lambda'Z'Z Lambda + I   Lambda'Z'X] [u]   [Lambda'Z'y]
     [X'Z Lambda              X'X       ] [b] = [X'y       ]
 
-is solved by a Cholesky factor of its upper-left block and of the Schur complement
-``R_X``. Everything is computed from cross-products made once (``Z'Z``, ``Z'X``,
-``Z'y``, ``X'X``, ``X'y``, ``y'y``), so an evaluation costs O(q^3) with q the number
-of random effects, independent of the number of rows.
+is solved by a sparse factorisation of its upper-left block (fill-reducing order,
+so block-diagonal, nested and crossed structures stay sparse) and a Cholesky factor
+``R_X`` of the Schur complement. Everything is computed from cross-products made
+once (``Z'Z``, ``Z'X``, ``Z'y``, ``X'X``, ``X'y``, ``y'y``), so an evaluation
+costs O(q^3) with q the number
+of random effects
+(far less when sparse), independent of the number of rows.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+import scipy.sparse.linalg as spla
 
 from .design import Design
 
@@ -44,9 +48,9 @@ def random_effects_matrix(design: Design) -> sp.csr_matrix:
 
 @dataclass
 class CrossProducts:
-    """The data's sufficient statistics for a Gaussian LMM."""
+    """The data's sufficient statistics for a Gaussian LMM (``Z'Z`` kept sparse)."""
 
-    ZtZ: np.ndarray
+    ZtZ: sp.csc_matrix
     ZtX: np.ndarray
     Zty: np.ndarray
     XtX: np.ndarray
@@ -60,7 +64,7 @@ class CrossProducts:
         Z = random_effects_matrix(design)
         X, y = design.X, design.y
         return cls(
-            ZtZ=(Z.T @ Z).toarray(),
+            ZtZ=(Z.T @ Z).tocsc(),
             ZtX=np.asarray(Z.T @ X),
             Zty=np.asarray(Z.T @ y),
             XtX=X.T @ X,
@@ -122,12 +126,13 @@ class ThetaLayout:
             k += len(rows)
         return out
 
-    def lambda_diagonal_blocks(self, theta: np.ndarray) -> np.ndarray:
-        """Dense Lambda (q x q): block diagonal of kron(I_levels, T_k)."""
+    def relative_factor(self, theta: np.ndarray) -> sp.csc_matrix:
+        """Sparse Lambda (q x q): block diagonal of kron(I_levels, T_k)."""
         mats = [
-            np.kron(np.eye(n), T) for n, T in zip(self.levels, self.factors(theta), strict=True)
+            sp.kron(sp.identity(n, format="csc"), sp.csc_matrix(T), format="csc")
+            for n, T in zip(self.levels, self.factors(theta), strict=True)
         ]
-        return scipy.linalg.block_diag(*mats) if mats else np.zeros((0, 0))
+        return sp.block_diag(mats, format="csc") if mats else sp.csc_matrix((0, 0))
 
 
 @dataclass
@@ -140,34 +145,76 @@ class ProfiledFit:
     b: np.ndarray  # random effects on the data scale, Lambda u
     sigma: float
     r2: float  # penalised residual sum of squares
-    logdet_L: float  # log|L|^2
+    logdet_L: float  # log|L|^2 = log|Lambda'Z'Z Lambda + I|
     logdet_RX: float  # log|R_X|^2
     RX: np.ndarray  # upper Cholesky factor of the Schur complement
-    L: np.ndarray  # lower Cholesky factor of Lambda'Z'Z Lambda + I
-    Lambda: np.ndarray
+    factor: spla.SuperLU | None  # sparse factorisation of Lambda'Z'Z Lambda + I
+    Lambda: sp.csc_matrix
+
+    def conditional_covariance_blocks(self, sizes: list[int], levels: list[int]) -> list:
+        """Per block, (levels, q, q) covariances of b given y, beta and theta (lme4 condVar).
+
+        ``Var(b | y) = sigma^2 Lambda (Lambda'Z'Z Lambda + I)^-1 Lambda'``, diagonal
+        blocks only, found by solving for one level-column at a time across all levels.
+        """
+        out, offset = [], 0
+        for q, n_lev in zip(sizes, levels, strict=True):
+            size = q * n_lev
+            lam = self.Lambda[offset : offset + size, :]
+            # columns of Lambda' for this block; solve A X = Lambda' e_j for each j
+            rhs = lam.T.toarray() if self.factor is not None else np.zeros((0, size))
+            sol = self.factor.solve(rhs) if self.factor is not None else rhs
+            full = (lam @ sol) * self.sigma**2  # (size, size): only diagonal blocks needed
+            idx = np.arange(n_lev)[:, None] * q + np.arange(q)[None, :]
+            out.append(full[idx[:, :, None], idx[:, None, :]])
+            offset += size
+        return out
+
+
+def _factorize(A: sp.csc_matrix) -> spla.SuperLU:
+    """Sparse LU of a symmetric positive-definite matrix with a fill-reducing order.
+
+    Symmetric mode with no pivoting keeps the ordering symmetric, so ``U``'s diagonal
+    holds the pivots of a Cholesky-like factorisation (``log|A| = sum log U_ii``).
+    """
+    return spla.splu(
+        A,
+        permc_spec="MMD_AT_PLUS_A",
+        diag_pivot_thresh=0.0,
+        options={"SymmetricMode": True},
+    )
 
 
 def profiled(theta: np.ndarray, cp: CrossProducts, layout: ThetaLayout, reml: bool) -> ProfiledFit:
-    """Solve the PLS problem at ``theta`` and return the profiled criterion."""
-    Lam = layout.lambda_diagonal_blocks(theta)
+    """Solve the PLS problem at ``theta`` and return the profiled criterion.
+
+    With ``A = Lambda'Z'Z Lambda + I`` factored once (sparse), the solves
+    ``A^-1 Lambda'[Z'X, Z'y]`` give every piece: the Schur complement
+    ``R_X'R_X = X'X - X'Z Lambda A^-1 Lambda'Z'X``, beta, u and the penalised RSS.
+    """
+    Lam = layout.relative_factor(theta)
     q = Lam.shape[0]
-    A = Lam.T @ cp.ZtZ @ Lam + np.eye(q)
-    L = np.linalg.cholesky(A)
-    LtZX = Lam.T @ cp.ZtX
-    LtZy = Lam.T @ cp.Zty
-    cu = scipy.linalg.solve_triangular(L, LtZy, lower=True)
-    RZX = scipy.linalg.solve_triangular(L, LtZX, lower=True)
-    schur = cp.XtX - RZX.T @ RZX
-    RX = np.linalg.cholesky(schur).T if cp.p else np.zeros((0, 0))
-    if cp.p:
-        cb = scipy.linalg.solve_triangular(RX.T, cp.Xty - RZX.T @ cu, lower=True)
-        beta = scipy.linalg.solve_triangular(RX, cb, lower=False)
+    rhs = np.column_stack([Lam.T @ cp.ZtX, Lam.T @ cp.Zty]) if q else np.zeros((0, cp.p + 1))
+    if q:
+        A = (Lam.T @ cp.ZtZ @ Lam + sp.identity(q, format="csc")).tocsc()
+        factor = _factorize(A)
+        sol = factor.solve(rhs)
+        logdet_L = float(np.sum(np.log(np.abs(factor.U.diagonal()))))
     else:
-        cb, beta = np.zeros(0), np.zeros(0)
-    u = scipy.linalg.solve_triangular(L.T, cu - RZX @ beta, lower=False)
-    r2 = max(cp.yty - cu @ cu - cb @ cb, 0.0)
-    logdet_L = 2.0 * float(np.sum(np.log(np.diag(L))))
-    logdet_RX = 2.0 * float(np.sum(np.log(np.abs(np.diag(RX))))) if cp.p else 0.0
+        factor, sol, logdet_L = None, rhs, 0.0
+    rhs_x, rhs_y = rhs[:, :-1], rhs[:, -1]
+    sol_x, sol_y = sol[:, :-1], sol[:, -1]
+    schur = cp.XtX - rhs_x.T @ sol_x
+    if cp.p:
+        RX = np.linalg.cholesky(schur).T
+        v = cp.Xty - rhs_x.T @ sol_y
+        beta = scipy.linalg.cho_solve((RX, False), v)
+        cb2 = float(v @ beta)
+        logdet_RX = 2.0 * float(np.sum(np.log(np.abs(np.diag(RX)))))
+    else:
+        RX, beta, cb2, logdet_RX = np.zeros((0, 0)), np.zeros(0), 0.0, 0.0
+    u = sol_y - sol_x @ beta
+    r2 = max(cp.yty - float(rhs_y @ sol_y) - cb2, 0.0)
     dof = cp.n - cp.p if reml else cp.n
     deviance = logdet_L + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof))
     if reml:
@@ -182,6 +229,42 @@ def profiled(theta: np.ndarray, cp: CrossProducts, layout: ThetaLayout, reml: bo
         logdet_L=logdet_L,
         logdet_RX=logdet_RX,
         RX=RX,
-        L=L,
+        factor=factor,
         Lambda=Lam,
     )
+
+
+def covariance_deviance(
+    beta: np.ndarray,
+    psi: list[np.ndarray],
+    sigma2: float,
+    cp: CrossProducts,
+    layout: ThetaLayout,
+    reml: bool,
+) -> float:
+    """-2 log-likelihood at (beta, relative covariances Psi_k, sigma^2), unprofiled.
+
+    ``V = sigma^2 (I + Z Psi Z')`` with ``Psi = blockdiag(kron(I, Psi_k))``. Woodbury
+    without inverting ``Psi`` (``V^-1 = (I - Z Psi (I + Z'Z Psi)^-1 Z') / sigma^2``) keeps
+    it defined when ``Psi`` is singular or slightly indefinite, as needed for derivatives
+    at a boundary fit (statsmodels' ``MixedLM`` parametrisation).
+    """
+    mats = [
+        sp.kron(sp.identity(n, format="csc"), sp.csc_matrix(P), format="csc")
+        for n, P in zip(layout.levels, psi, strict=True)
+    ]
+    Psi = sp.block_diag(mats, format="csc")
+    q = Psi.shape[0]
+    M = (sp.identity(q, format="csc") + cp.ZtZ @ Psi).tocsc()
+    lu = spla.splu(M)
+    logdet_v = float(np.sum(np.log(np.abs(lu.U.diagonal())))) + cp.n * np.log(sigma2)
+    rhs = np.column_stack([cp.ZtX, cp.Zty])
+    core = Psi @ lu.solve(rhs)  # Psi (I + Z'Z Psi)^-1 [Z'X, Z'y]
+    xtvx = (cp.XtX - cp.ZtX.T @ core[:, :-1]) / sigma2
+    xtvy = (cp.Xty - cp.ZtX.T @ core[:, -1]) / sigma2
+    ytvy = (cp.yty - cp.Zty @ core[:, -1]) / sigma2
+    quad = ytvy - 2 * beta @ xtvy + beta @ xtvx @ beta
+    dev = logdet_v + quad + cp.n * np.log(2 * np.pi)
+    if reml:
+        dev += np.linalg.slogdet(xtvx)[1] - cp.p * np.log(2 * np.pi)
+    return float(dev)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 
 import arviz as az
+import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
@@ -16,7 +17,7 @@ from .diagnostics import Convergence, check_convergence, warn_convergence
 from .errors import NotFittedError
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
-from .results import coef_table, ranef_table, summary_table, varcorr_table
+from .results import coef_table, group_coefficient_draws, ranef_table, summary_table, varcorr_table
 from .sampling import sample_nuts
 
 
@@ -168,6 +169,20 @@ class LMM:
     def coef(self) -> dict[str, pd.DataFrame]:
         """Fixed + random coefficients per level (posterior means), as lme4's ``coef``."""
         return coef_table(self._posterior(), self.design)
+
+    def group_coefficients(self, group: str | None = None) -> xr.DataArray:
+        """Draws of fixed + random coefficients per level: (chain, draw, level, coef)."""
+        group = group or next(iter(self.design.groups()))
+        return group_coefficient_draws(self._posterior(), self.design, group)
+
+    def fitted_mean(self) -> np.ndarray:
+        """Posterior mean of the conditional mean ``X beta + Z u`` of every fitted row."""
+        post = self._posterior().posterior
+        mu = self.design.X @ post["beta"].mean(("chain", "draw")).values if "beta" in post else 0.0
+        for block in self.design.blocks:
+            u = post[f"u_{block.label}"].mean(("chain", "draw")).values
+            mu = mu + np.einsum("nq,nq->n", block.Z, u[block.codes])
+        return np.broadcast_to(mu, (self.design.n_obs,)).astype(float)
 
     def varcorr(self) -> pd.DataFrame:
         """Variance components (SDs, correlations, residual SD) in lme4's layout."""

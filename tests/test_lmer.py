@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import bayeslmm as bl
 from bayeslmm.frequentist import SingularFitWarning, lmer, satterthwaite
 
 CASES = ["classroom_ri", "classroom_rs", "sleepstudy_rs", "sleepstudy_ri", "ratpup_sex", "dyestuff"]
@@ -93,3 +94,28 @@ def test_lmer_does_not_touch_the_data(sleepstudy):
     data = sleepstudy.copy()
     lmer("Reaction ~ Days + (Days|Subject)", data)
     pd.testing.assert_frame_equal(data, sleepstudy)
+
+
+def test_conditional_sd_of_blups_matches_closed_form(sleepstudy):
+    """Random intercept: Var(b_j | y) = 1 / (n_j / sigma^2 + 1 / tau^2)."""
+    fit = bl.lmer("Reaction ~ Days + (1|Subject)", sleepstudy)
+    tau2 = fit.varcorr()["vcov"].iloc[0]
+    expected = np.sqrt(1 / (10 / fit.sigma**2 + 1 / tau2))
+    np.testing.assert_allclose(fit.ranef_sd()["Subject"]["(Intercept)"], expected, rtol=1e-8)
+    table = fit.ranef_table()
+    assert list(table.columns[:3]) == ["group", "level", "term"]
+    assert (table["lower"] < table["estimate"]).all() and (table["estimate"] < table["upper"]).all()
+
+
+def test_fitted_residuals_and_confint(sleepstudy):
+    fit = bl.lmer("Reaction ~ Days + (Days|Subject)", sleepstudy)
+    np.testing.assert_allclose(fit.fitted() + fit.residuals(), sleepstudy["Reaction"])
+    # conditional residuals are orthogonal to X at the PLS solution
+    np.testing.assert_allclose(fit.design.X.T @ fit.residuals(), 0, atol=1e-6)
+    wald = fit.confint()
+    half = 1.959963984540054 * fit.se
+    np.testing.assert_allclose(wald["upper"] - fit.fixef, half)
+    satt = fit.confint(method="satterthwaite")
+    assert (satt["upper"] - satt["lower"] > wald["upper"] - wald["lower"]).all()
+    with pytest.raises(ValueError, match="method"):
+        fit.confint(method="profile")

@@ -1,0 +1,401 @@
+"""The tutorial's seven models side by side, and how much each group effect shrinks.
+
+``compare(formula, data, term=...)`` fits, for one fixed term, complete-pooling OLS,
+ANCOVA with group intercepts, OLS on group means, the two-stage model, REML LMMs with
+random intercepts and with random slopes, ANCOVA with group slopes, and the Bayesian
+LMMs, then tabulates estimate, uncertainty and test for the term in every model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import scipy.stats
+import statsmodels.api as sm
+
+from .design import build_design
+from .errors import ColumnTypeError, DataError, FormulaError
+from .formula import ModelSpec, parse_formula
+from .frequentist import LmerResult, lmer, satterthwaite
+from .model import LMM
+
+TABLE_COLUMNS = [
+    "model", "method", "rmse", "estimate", "se", "statistic", "stat_type", "df", "p_value",
+    "ci_lower", "ci_upper", "t_satterthwaite", "df_satterthwaite", "p_satterthwaite", "pd", "note",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ComparisonSetup:
+    """What the seven models are built from: response, fixed part, group and term."""
+
+    response: str
+    fixed: str
+    group: str
+    term: str
+    random_slope: bool  # does the user's formula give ``term`` a random slope?
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, term: str | None, data: pd.DataFrame) -> ComparisonSetup:
+        groups = {t.group for t in spec.random}
+        if len(groups) != 1:
+            raise FormulaError(
+                "compare() needs exactly one grouping factor; the formula has "
+                f"{sorted(groups) or 'none'} in {spec.formula!r}"
+            )
+        group = groups.pop()
+        if group not in data.columns:
+            raise DataError(f"grouping factor {group!r} must be a single column of the data")
+        fixed_design = build_design(f"{spec.response} ~ {spec.fixed}", data)
+        candidates = [n for n in fixed_design.fixed_names if n != "(Intercept)"]
+        if term is None:
+            if not candidates:
+                raise FormulaError(f"no fixed term besides the intercept in {spec.formula!r}")
+            term = candidates[0]
+        if term not in candidates:
+            raise FormulaError(f"term {term!r} is not a fixed effect of {spec.formula!r}: "
+                               f"choose one of {candidates}")  # fmt: skip
+        if term not in data.columns or not pd.api.types.is_numeric_dtype(data[term]):
+            raise ColumnTypeError(
+                f"term {term!r} must be a numeric column of the data (the aggregation and "
+                "two-stage models average it and fit per-group slopes)"
+            )
+        slope = any(term in t.expr.replace(" ", "").split("+") for t in spec.random)
+        return cls(spec.response, spec.fixed, group, term, slope)
+
+    @property
+    def ols(self) -> str:
+        return f"{self.response} ~ {self.fixed}"
+
+    @property
+    def ancova_intercepts(self) -> str:
+        return f"{self.ols} + C({self.group})"
+
+    @property
+    def ancova_slopes(self) -> str:
+        return f"{self.ancova_intercepts} + {self.term}:C({self.group})"
+
+    @property
+    def lmm_intercepts(self) -> str:
+        return f"{self.ols} + (1 | {self.group})"
+
+    @property
+    def lmm_slopes(self) -> str:
+        return f"{self.ols} + (1 + {self.term} | {self.group})"
+
+
+@dataclass
+class OLSFit:
+    """An OLS fit (statsmodels) with the design it came from."""
+
+    names: list[str]
+    result: Any  # statsmodels RegressionResults
+
+    def row(self, term: str, level: float) -> dict[str, float]:
+        r, j = self.result, self.names.index(term)
+        ci = r.conf_int(alpha=1 - level)[j]
+        return {
+            "rmse": float(np.sqrt(r.ssr / r.df_resid)),
+            "estimate": float(r.params[j]), "se": float(r.bse[j]),
+            "statistic": float(r.tvalues[j]), "stat_type": "t", "df": float(r.df_resid),
+            "p_value": float(r.pvalues[j]), "ci_lower": float(ci[0]), "ci_upper": float(ci[1]),
+        }  # fmt: skip
+
+
+def ols(formula: str, data: pd.DataFrame) -> OLSFit:
+    """OLS of a fixed-effects formula, with lme4-style column names."""
+    design = build_design(formula, data)
+    result = sm.OLS(design.y, design.X).fit()
+    return OLSFit(list(design.fixed_names), result)
+
+
+@dataclass
+class TwoStageFit:
+    """Per-group OLS coefficients (first stage) and a t-test of their mean (second)."""
+
+    coefficients: pd.DataFrame  # levels x fixed names
+
+    def row(self, term: str, level: float) -> dict[str, float]:
+        slopes = self.coefficients[term].to_numpy()
+        g = len(slopes)
+        mean, sd = slopes.mean(), slopes.std(ddof=1)
+        se = sd / np.sqrt(g)
+        t = mean / se
+        half = scipy.stats.t.ppf(0.5 + level / 2, g - 1) * se
+        return {
+            "rmse": float(sd), "estimate": float(mean), "se": float(se), "statistic": float(t),
+            "stat_type": "t", "df": float(g - 1),
+            "p_value": float(2 * scipy.stats.t.sf(abs(t), g - 1)),
+            "ci_lower": float(mean - half), "ci_upper": float(mean + half),
+        }  # fmt: skip
+
+
+def per_group_ols(formula: str, data: pd.DataFrame, group: str) -> TwoStageFit:
+    """OLS of ``formula`` within every level of ``group``, all levels solved at once."""
+    design = build_design(f"{formula} + (1 | {group})", data)
+    levels, codes = np.asarray(design.blocks[0].levels), design.blocks[0].codes
+    X, y = design.X, design.y
+    g, p = len(levels), X.shape[1]
+    xtx = np.zeros((g, p, p))
+    xty = np.zeros((g, p))
+    np.add.at(xtx, codes, X[:, :, None] * X[:, None, :])
+    np.add.at(xty, codes, X * y[:, None])
+    rank = np.linalg.matrix_rank(xtx)
+    if np.any(rank < p):
+        bad = [str(lv) for lv in levels[rank < p]]
+        raise DataError(
+            f"per-group OLS of {formula!r} is not identified in level(s) {bad} of "
+            f"{group!r}: too few distinct rows"
+        )
+    coefs = np.linalg.solve(xtx, xty[..., None])[..., 0]
+    frame = pd.DataFrame(coefs, index=pd.Index(levels, name=group), columns=design.fixed_names)
+    return TwoStageFit(frame)
+
+
+def _lmer_row(fit: LmerResult, term: str, level: float) -> dict[str, float]:
+    coefs = fit.coefficients(information="observed").loc[term]
+    half = scipy.stats.norm.ppf(0.5 + level / 2) * coefs["se"]
+    satt = satterthwaite(fit).loc[term]
+    return {
+        "rmse": fit.rmse, "estimate": float(coefs["estimate"]), "se": float(coefs["se"]),
+        "statistic": float(coefs["z"]), "stat_type": "z", "df": np.inf,
+        "p_value": float(coefs["p_z"]), "ci_lower": float(coefs["estimate"] - half),
+        "ci_upper": float(coefs["estimate"] + half), "t_satterthwaite": float(satt["t"]),
+        "df_satterthwaite": float(satt["df"]), "p_satterthwaite": float(satt["p"]),
+    }  # fmt: skip
+
+
+def _bayes_row(model: LMM, term: str, level: float) -> dict[str, float]:
+    beta = model.idata.posterior["beta"].sel(fixed=term)
+    draws = beta.values.ravel()
+    hdi = az.hdi(beta, hdi_prob=level)["beta"].values
+    resid = model.design.y - model.fitted_mean()
+    df_resid = model.design.n_obs - len(model.design.fixed_names)
+    return {
+        "rmse": float(np.sqrt(np.sum(resid**2) / df_resid)),
+        "estimate": float(draws.mean()), "se": float(draws.std(ddof=1)),
+        "stat_type": "posterior", "ci_lower": float(hdi[0]), "ci_upper": float(hdi[1]),
+        "pd": float(max(np.mean(draws > 0), np.mean(draws < 0))),
+    }  # fmt: skip
+
+
+@dataclass
+class Comparison:
+    """The seven (or nine, with the Bayesian fits) models and their table.
+
+    Attributes
+    ----------
+    setup
+        Response, fixed part, grouping factor and term compared.
+    table
+        One row per model: RMSE, estimate, SE, statistic, df, p-value, CI for ``term``.
+        The LMM rows' Wald z uses the full observed information (statsmodels' SEs, as in
+        the tutorial's table; :func:`~bayeslmm.frequentist.observed_vcov`), with
+        lmerTest's Satterthwaite t/df/p (lme4's SE) beside it; probability of direction for the
+        Bayesian rows (whose SE is the posterior sd and CI the HDI).
+    fits
+        Every fitted model by its row name.
+    """
+
+    setup: ComparisonSetup
+    data: pd.DataFrame = field(repr=False)
+    table: pd.DataFrame = field(repr=False)
+    fits: dict[str, Any] = field(repr=False)
+    level: float = 0.95
+
+    @property
+    def primary(self) -> str:
+        """Suffix of the models whose random part matches the user's formula."""
+        return "Full" if self.setup.random_slope else "Inter"
+
+    def shrinkage(self) -> pd.DataFrame:
+        """One row per group level and random term: how far each estimate shrinks.
+
+        Columns:
+
+        - ``no_pooling``: the group's own estimate. With random slopes, the per-group
+          OLS coefficient. With random intercepts only, the group's intercept given the
+          REML fixed slopes, ``alpha + mean_j(y - X beta)``, so that shrinkage follows
+          the textbook factor ``sigma^2 / (sigma^2 + n_j tau^2)`` exactly.
+        - ``ancova``: the ANCOVA fixed-effect estimate of the group's coefficient.
+        - ``reml``: fixed effect + BLUP (lme4's ``coef``); ``population``: the REML
+          fixed effect; ``complete_pooling``: the OLS coefficient.
+        - ``posterior_mean``, ``hdi_lower``, ``hdi_upper``: the Bayesian fit, if any.
+        - ``shrinkage`` (REML) and ``shrinkage_posterior``:
+          ``(no_pooling - estimate) / (no_pooling - population)``; 0 is no shrinkage,
+          1 complete shrinkage to the population mean. Within [0, 1] for random
+          intercepts; with correlated slopes a coordinate may move past the mean.
+        """
+        s, suffix = self.setup, self.primary
+        reml: LmerResult = self.fits[f"LMM-{suffix}"]
+        reml_coef = reml_coefficients(reml, s.group)
+        terms = [c for b in reml.design.blocks for c in b.columns]
+        no_pool = self._no_pooling(reml, terms)
+        ancova = self._ancova_coefficients(terms)
+        complete: OLSFit = self.fits["LM-Global"]
+        bayes = self.fits.get(f"Bayes-{suffix}")
+        draws = bayes.group_coefficients(s.group) if bayes is not None else None
+        rows = []
+        for term in terms:
+            frame = pd.DataFrame({
+                "group": s.group, "level": reml_coef.index.astype(str), "term": term,
+                "no_pooling": no_pool[term].reindex(reml_coef.index).to_numpy(),
+                "ancova": ancova[term].reindex(reml_coef.index).to_numpy(),
+                "reml": reml_coef[term].to_numpy(),
+                "population": reml.fixef[term],
+                "complete_pooling": complete.result.params[complete.names.index(term)],
+            })  # fmt: skip
+            if draws is not None:
+                d = draws.sel(coef=term).rename("coef_draws")
+                hdi = az.hdi(d, hdi_prob=self.level)["coef_draws"]
+                frame["posterior_mean"] = d.mean(("chain", "draw")).values
+                frame["hdi_lower"] = hdi.sel(hdi="lower").values
+                frame["hdi_upper"] = hdi.sel(hdi="higher").values
+            rows.append(frame)
+        table = pd.concat(rows, ignore_index=True)
+        gap = table["no_pooling"] - table["population"]
+        table["shrinkage"] = (table["no_pooling"] - table["reml"]) / gap
+        if draws is not None:
+            table["shrinkage_posterior"] = (table["no_pooling"] - table["posterior_mean"]) / gap
+        return table
+
+    def _no_pooling(self, reml: LmerResult, terms: list[str]) -> pd.DataFrame:
+        """Per-level own-data estimates of the random terms (see :meth:`shrinkage`)."""
+        if self.setup.random_slope:
+            return self.fits["Hierarchical"].coefficients[terms]
+        design, block = reml.design, reml.design.blocks[0]
+        resid = design.y - design.X @ reml.fit.beta
+        n_j = np.bincount(block.codes, minlength=block.n_levels)
+        mean_resid = np.bincount(block.codes, weights=resid, minlength=block.n_levels) / n_j
+        out = pd.DataFrame(index=pd.Index(block.levels, name=self.setup.group))
+        for term in terms:
+            out[term] = reml.fixef[term] + (mean_resid if term == "(Intercept)" else 0.0)
+        return out
+
+    def _ancova_coefficients(self, terms: list[str]) -> pd.DataFrame:
+        """Per-level coefficients of the ANCOVA fit (reference level + its contrasts)."""
+        s = self.setup
+        levels = self.fits[f"LMM-{self.primary}"].design.blocks[0].levels
+        out = pd.DataFrame(index=pd.Index(levels, name=s.group), columns=terms, dtype=float)
+        fit: OLSFit | None = self.fits.get("ANCOVA-Full" if s.random_slope else "ANCOVA-Inter")
+        if fit is None:  # not identified (a term constant within groups)
+            return out
+        params = pd.Series(fit.result.params, index=fit.names)
+        for term in terms:
+            prefix = f"C({s.group})" if term == "(Intercept)" else f"{term}:C({s.group})"
+            shift = np.array([params.get(f"{prefix}{lv}", 0.0) for lv in levels])
+            out[term] = params.get(term, 0.0) + shift
+        return out
+
+    def population_ellipse(self, level: float = 0.95, n_points: int = 100) -> np.ndarray:
+        """Points (n_points x 2) on the REML population ellipse of (intercept, term).
+
+        The region holding ``level`` of group coefficients under the fitted normal
+        distribution of random effects, centred at the fixed effects.
+        """
+        reml: LmerResult = self.fits["LMM-Full"]
+        block = reml.design.blocks[0]
+        cov = reml.covariances()[0]
+        mean = reml.fixef[list(block.columns)].to_numpy()
+        radius = np.sqrt(scipy.stats.chi2.ppf(level, df=2))
+        vals, vecs = np.linalg.eigh(cov)
+        angle = np.linspace(0, 2 * np.pi, n_points)
+        circle = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+        return mean + radius * circle * np.sqrt(np.clip(vals, 0, None)) @ vecs.T
+
+
+def _fit_bayes(formula: str, data: pd.DataFrame, fit_kwargs: dict[str, Any]) -> LMM:
+    model = LMM(formula, data)
+    model.fit(**fit_kwargs)
+    return model
+
+
+def reml_coefficients(fit: LmerResult, group: str) -> pd.DataFrame:
+    """lme4's ``coef()``: fixed effect + BLUP per level of ``group``."""
+    ranef = fit.ranef()[group]
+    out = ranef.copy()
+    for col in ranef.columns:
+        if col in fit.fixef.index:
+            out[col] = ranef[col] + fit.fixef[col]
+    return out
+
+
+def compare(
+    formula: str,
+    data: pd.DataFrame,
+    term: str | None = None,
+    bayes: bool = True,
+    level: float = 0.95,
+    **fit_kwargs: Any,
+) -> Comparison:
+    """Fit the tutorial's seven models (and the Bayesian LMMs) for one fixed term.
+
+    Parameters
+    ----------
+    formula
+        An lme4 formula with one grouping factor, e.g. ``score ~ edu + (1|classroom)``.
+    data
+        The data (never modified).
+    term
+        Numeric fixed term compared across models (default: the first non-intercept one).
+    bayes
+        Also fit the Bayesian random-intercept and random-slope LMMs.
+    level
+        Coverage of confidence intervals and HDIs.
+    **fit_kwargs
+        Passed to :meth:`LMM.fit` (``draws``, ``chains``, ``random_seed``, ...).
+
+    Returns
+    -------
+    Comparison
+        ``.table`` and ``.shrinkage()``; rows ``LM-Global``, ``ANCOVA-Inter``,
+        ``Aggregation``, ``Hierarchical``, ``LMM-Inter``, ``ANCOVA-Full``, ``LMM-Full``,
+        ``Bayes-Inter``, ``Bayes-Full``.
+    """
+    spec = parse_formula(formula)
+    s = ComparisonSetup.from_spec(spec, term, data)
+    numeric = [c for c in data.columns if c != s.group and pd.api.types.is_numeric_dtype(data[c])]
+    means = data.groupby(s.group, observed=True)[numeric].mean().reset_index()
+    steps = [
+        ("LM-Global", f"OLS {s.ols}", lambda: ols(s.ols, data)),
+        ("ANCOVA-Inter", f"OLS {s.ancova_intercepts}", lambda: ols(s.ancova_intercepts, data)),
+        ("Aggregation", f"OLS on {s.group} means {s.ols}", lambda: ols(s.ols, means)),
+        ("Hierarchical", f"two-stage: per-{s.group} OLS, then t-test of the {s.term} slopes",
+         lambda: per_group_ols(s.ols, data, s.group)),
+        ("LMM-Inter", f"REML {s.lmm_intercepts} (Wald z)", lambda: lmer(s.lmm_intercepts, data)),
+        ("ANCOVA-Full", f"OLS {s.ancova_slopes}", lambda: ols(s.ancova_slopes, data)),
+        ("LMM-Full", f"REML {s.lmm_slopes} (Wald z)", lambda: lmer(s.lmm_slopes, data)),
+    ]  # fmt: skip
+    if bayes:
+        fit_kwargs.setdefault("progressbar", False)
+        for suffix, f in (("Inter", s.lmm_intercepts), ("Full", s.lmm_slopes)):
+            steps.append((f"Bayes-{suffix}", f"Bayesian {f} (posterior mean, sd, HDI)",
+                          lambda f=f: _fit_bayes(f, data, fit_kwargs)))  # fmt: skip
+
+    fits: dict[str, Any] = {}
+    records = []
+    for name, method, fit_model in steps:
+        record: dict[str, Any] = {"model": name, "method": method}
+        try:
+            fits[name] = fit_model()
+        except DataError as err:  # e.g. a term constant within groups: not identified
+            record["note"] = f"not identified: {err}"
+            records.append(record)
+            continue
+        fit = fits[name]
+        if isinstance(fit, LmerResult):
+            record.update(_lmer_row(fit, s.term, level))
+            record["note"] = "singular fit" if fit.singular else ""
+        elif isinstance(fit, LMM):
+            record.update(_bayes_row(fit, s.term, level))
+        else:
+            record.update(fit.row(s.term, level))
+        records.append(record)
+
+    table = pd.DataFrame(records).reindex(columns=TABLE_COLUMNS)
+    table["note"] = table["note"].fillna("")
+    return Comparison(setup=s, data=data, table=table, fits=fits, level=level)

@@ -1,0 +1,152 @@
+"""Figures of the comparison layer: shrinkage arrows, caterpillar, 2-D shrinkage.
+
+Pure drawing: every number comes from :mod:`bayeslmm.comparison` tables (the
+population ellipse included), so this module holds no statistics or linear algebra.
+Each function returns its :class:`matplotlib.figure.Figure`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from .comparison import Comparison
+
+COLORS = {
+    "no_pooling": "#d95f02",
+    "reml": "#1b9e77",
+    "posterior": "#7570b3",
+    "complete_pooling": "#666666",
+    "population": "#e7298a",
+}
+
+
+def _panels(n: int, height: float, width: float = 5.0) -> tuple[Figure, np.ndarray]:
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, axes[0]
+
+
+def shrinkage_arrows(comparison: Comparison) -> Figure:
+    """Per level, arrows from the no-pooling estimate to REML and on to the posterior mean.
+
+    One panel per random term; vertical lines mark complete pooling (OLS) and the
+    population (REML fixed effect).
+    """
+    table = comparison.shrinkage()
+    terms = list(dict.fromkeys(table["term"]))
+    n_levels = table["level"].nunique()
+    fig, axes = _panels(len(terms), height=max(2.5, 0.3 * n_levels + 1.2))
+    for ax, term in zip(axes, terms, strict=True):
+        part = table[table["term"] == term].reset_index(drop=True)
+        y = np.arange(len(part))
+        end = part["posterior_mean"] if "posterior_mean" in part else part["reml"]
+        to_reml = {"arrowstyle": "->", "color": COLORS["reml"], "lw": 1.2}
+        to_post = {"arrowstyle": "->", "color": COLORS["posterior"], "lw": 1.0}
+        for i, row in part.iterrows():
+            ax.annotate("", xy=(row["reml"], i), xytext=(row["no_pooling"], i), arrowprops=to_reml)
+            ax.annotate("", xy=(end[i], i), xytext=(row["reml"], i), arrowprops=to_post)
+        ax.scatter(part["no_pooling"], y, color=COLORS["no_pooling"], label="no pooling", zorder=3)
+        ax.scatter(part["reml"], y, color=COLORS["reml"], label="REML (BLUP)", zorder=3)
+        if "posterior_mean" in part:
+            ax.scatter(part["posterior_mean"], y, color=COLORS["posterior"], marker="D", s=18,
+                       label="posterior mean", zorder=3)  # fmt: skip
+        ax.axvline(part["complete_pooling"].iloc[0], color=COLORS["complete_pooling"], ls="--",
+                   label="complete pooling (OLS)")  # fmt: skip
+        ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
+                   label="population (REML)")  # fmt: skip
+        ax.set_yticks(y, part["level"])
+        ax.set_ylabel(part["group"].iloc[0])
+        ax.set_xlabel(term)
+        ax.set_title(f"Shrinkage of {term}")
+    axes[-1].legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def caterpillar(comparison: Comparison) -> Figure:
+    """Posterior group coefficients with HDIs, sorted, with REML estimates overlaid.
+
+    Needs a comparison fitted with ``bayes=True``.
+    """
+    table = comparison.shrinkage()
+    if "posterior_mean" not in table:
+        raise ValueError("caterpillar() needs the Bayesian fit: run compare(..., bayes=True)")
+    terms = list(dict.fromkeys(table["term"]))
+    n_levels = table["level"].nunique()
+    fig, axes = _panels(len(terms), height=max(2.5, 0.3 * n_levels + 1.2))
+    for ax, term in zip(axes, terms, strict=True):
+        part = table[table["term"] == term].sort_values("posterior_mean").reset_index(drop=True)
+        y = np.arange(len(part))
+        ax.hlines(y, part["hdi_lower"], part["hdi_upper"], color=COLORS["posterior"], lw=2,
+                  label=f"{comparison.level:.0%} HDI")  # fmt: skip
+        ax.scatter(part["posterior_mean"], y, color=COLORS["posterior"], zorder=3,
+                   label="posterior mean")  # fmt: skip
+        ax.scatter(part["reml"], y, color=COLORS["reml"], marker="x", zorder=4,
+                   label="REML (fixed + BLUP)")  # fmt: skip
+        ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
+                   label="population (REML)")  # fmt: skip
+        ax.set_yticks(y, part["level"])
+        ax.set_ylabel(part["group"].iloc[0])
+        ax.set_xlabel(term)
+        ax.set_title(f"Group coefficients: {term}")
+    axes[-1].legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def shrinkage_2d(comparison: Comparison, level: float = 0.95) -> Figure:
+    """Intercept vs slope per level: no pooling -> partial pooling, with the population ellipse.
+
+    Needs a random-slope comparison (the formula gives ``term`` a random slope).
+    """
+    if not comparison.setup.random_slope:
+        raise ValueError("shrinkage_2d() needs a formula with a random slope for the term")
+    table = comparison.shrinkage()
+    term = comparison.setup.term
+    wide = table.pivot(index="level", columns="term")
+    fig, ax = plt.subplots(figsize=(6, 5))
+    ellipse = comparison.population_ellipse(level)
+    ax.plot(ellipse[:, 0], ellipse[:, 1], color=COLORS["population"], ls=":",
+            label=f"population {level:.0%} ellipse (REML)")  # fmt: skip
+    x0, y0 = wide["no_pooling"]["(Intercept)"], wide["no_pooling"][term]
+    partial = "posterior_mean" if "posterior_mean" in table else "reml"
+    x1, y1 = wide[partial]["(Intercept)"], wide[partial][term]
+    for a, b, c, d in zip(x0, y0, x1, y1, strict=True):
+        ax.annotate("", xy=(c, d), xytext=(a, b),
+                    arrowprops={"arrowstyle": "->", "color": "#999999", "lw": 0.8})  # fmt: skip
+    ax.scatter(x0, y0, color=COLORS["no_pooling"], label="no pooling (per-group OLS)", zorder=3)
+    label = "posterior mean" if partial == "posterior_mean" else "REML (fixed + BLUP)"
+    ax.scatter(x1, y1, color=COLORS[partial.split("_")[0]], label=label, zorder=3)
+    if partial == "posterior_mean":
+        ax.scatter(wide["reml"]["(Intercept)"], wide["reml"][term], color=COLORS["reml"],
+                   marker="x", label="REML (fixed + BLUP)", zorder=4)  # fmt: skip
+    pop = table.drop_duplicates("term").set_index("term")["population"]
+    ax.scatter([pop["(Intercept)"]], [pop[term]], color=COLORS["population"], marker="*", s=150,
+               label="population mean", zorder=5)  # fmt: skip
+    ax.set_xlabel("(Intercept)")
+    ax.set_ylabel(term)
+    ax.set_title("Shrinkage of group intercepts and slopes")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def comparison_forest(comparison: Comparison) -> Figure:
+    """The term's estimate and interval in every model of the comparison table."""
+    table: pd.DataFrame = comparison.table.dropna(subset=["estimate"])
+    table = table[table["model"] != "Aggregation"]  # a different estimand (group-level slope)
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(table) + 1.2))
+    y = np.arange(len(table))[::-1]
+    ax.hlines(y, table["ci_lower"], table["ci_upper"], color="#444444")
+    ax.scatter(table["estimate"], y, color="black", zorder=3)
+    ax.axvline(0, color="#bbbbbb", lw=0.8)
+    ax.set_yticks(y, table["model"])
+    ax.set_xlabel(f"{comparison.setup.term} ({comparison.level:.0%} CI / HDI)")
+    ax.set_title("The same effect, seven ways")
+    fig.tight_layout()
+    return fig

@@ -339,6 +339,9 @@ def _optimise(cp: CrossProducts, layout: ThetaLayout, reml: bool) -> tuple[np.nd
         bounds=bounds,
         options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000},
     )
+    near_bound = np.any(result.x[np.isfinite(layout.lower_bounds())] < 1e-2)
+    if result.success and not near_bound:
+        return np.asarray(result.x, dtype=float), True
     # polish: a derivative-free pass, as lme4's BOBYQA, settles flat or bounded optima
     polished = scipy.optimize.minimize(
         objective,

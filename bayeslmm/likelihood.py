@@ -17,7 +17,9 @@ of random effects
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.linalg
@@ -25,6 +27,14 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from .design import Design
+from .grouped import (
+    GroupStats,
+    backward_solve,
+    forward_solve,
+    project,
+    single_grouping_factor,
+    whiten,
+)
 
 
 def random_effects_matrix(design: Design) -> sp.csr_matrix:
@@ -58,12 +68,15 @@ class CrossProducts:
     yty: float
     n: int
     p: int
+    grouped: GroupStats | None = None  # per-level statistics, one grouping factor only
 
     @classmethod
     def from_design(cls, design: Design) -> CrossProducts:
         Z = random_effects_matrix(design)
         X, y = design.X, design.y
+        grouped = GroupStats.from_design(design) if single_grouping_factor(design) else None
         return cls(
+            grouped=grouped,
             ZtZ=(Z.T @ Z).tocsc(),
             ZtX=np.asarray(Z.T @ X),
             Zty=np.asarray(Z.T @ y),
@@ -126,6 +139,24 @@ class ThetaLayout:
             k += len(rows)
         return out
 
+    @cached_property
+    def _level_positions(self) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols, offset = [], [], 0
+        for q, c in zip(self.sizes, self.correlated, strict=True):
+            r, k = self._block_indices(q, c)
+            rows.append(r + offset)
+            cols.append(k + offset)
+            offset += q
+        return np.concatenate(rows), np.concatenate(cols)
+
+    def level_factor(self, theta: np.ndarray) -> np.ndarray:
+        """One level's relative factor (all blocks' T_k on the diagonal), for a single
+        grouping factor."""
+        rows, cols = self._level_positions
+        T = np.zeros((sum(self.sizes), sum(self.sizes)))
+        T[rows, cols] = theta
+        return T
+
     def relative_factor(self, theta: np.ndarray) -> sp.csc_matrix:
         """Sparse Lambda (q x q): block diagonal of kron(I_levels, T_k)."""
         mats = [
@@ -149,7 +180,8 @@ class ProfiledFit:
     logdet_RX: float  # log|R_X|^2
     RX: np.ndarray  # upper Cholesky factor of the Schur complement
     factor: spla.SuperLU | None  # sparse factorisation of Lambda'Z'Z Lambda + I
-    Lambda: sp.csc_matrix
+    Lambda: sp.csc_matrix | None  # sparse path only
+    level_cov: Callable[[], np.ndarray] | None = None  # grouped path: Var(b_j | y) / sigma^2
 
     def conditional_covariance_blocks(self, sizes: list[int], levels: list[int]) -> list:
         """Per block, (levels, q, q) covariances of b given y, beta and theta (lme4 condVar).
@@ -157,6 +189,10 @@ class ProfiledFit:
         ``Var(b | y) = sigma^2 Lambda (Lambda'Z'Z Lambda + I)^-1 Lambda'``, diagonal
         blocks only, found by solving for one level-column at a time across all levels.
         """
+        if self.level_cov is not None:
+            starts = np.cumsum([0, *sizes])
+            cov = self.level_cov() * self.sigma**2
+            return [cov[:, a:b, a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
         out, offset = [], 0
         for q, n_lev in zip(sizes, levels, strict=True):
             size = q * n_lev
@@ -192,6 +228,51 @@ def profiled(theta: np.ndarray, cp: CrossProducts, layout: ThetaLayout, reml: bo
     ``A^-1 Lambda'[Z'X, Z'y]`` give every piece: the Schur complement
     ``R_X'R_X = X'X - X'Z Lambda A^-1 Lambda'Z'X``, beta, u and the penalised RSS.
     """
+    grouped = cp.grouped is not None
+    if grouped:
+        logdet_L, xx, xy, yy, spherical, T, level_cov = _pls_grouped(theta, cp.grouped, layout)
+        factor = Lam = None
+    else:
+        logdet_L, xx, xy, yy, spherical, Lam, factor = _pls_sparse(theta, cp, layout)
+        level_cov = None
+    schur = cp.XtX - xx
+    if cp.p:
+        RX = np.linalg.cholesky(schur).T
+        v = cp.Xty - xy
+        beta = scipy.linalg.cho_solve((RX, False), v)
+        cb2 = float(v @ beta)
+        logdet_RX = 2.0 * float(np.sum(np.log(np.abs(np.diag(RX)))))
+    else:
+        RX, beta, cb2, logdet_RX = np.zeros((0, 0)), np.zeros(0), 0.0, 0.0
+    u = spherical(beta)
+    if grouped:  # b_j = T u_j per level, then the sparse layout
+        b = _to_sparse_layout(u @ T.T, layout.sizes)
+        u = _to_sparse_layout(u, layout.sizes)
+    else:
+        b = Lam @ u
+    r2 = max(cp.yty - yy - cb2, 0.0)
+    dof = cp.n - cp.p if reml else cp.n
+    deviance = logdet_L + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof))
+    if reml:
+        deviance += logdet_RX
+    return ProfiledFit(
+        deviance=float(deviance),
+        beta=beta,
+        u=u,
+        b=b,
+        sigma=float(np.sqrt(r2 / dof)),
+        r2=float(r2),
+        logdet_L=logdet_L,
+        logdet_RX=logdet_RX,
+        RX=RX,
+        factor=factor,
+        Lambda=Lam,
+        level_cov=level_cov,
+    )
+
+
+def _pls_sparse(theta: np.ndarray, cp: CrossProducts, layout: ThetaLayout):
+    """The PLS pieces from a sparse factorisation of Lambda'Z'Z Lambda + I."""
     Lam = layout.relative_factor(theta)
     q = Lam.shape[0]
     rhs = np.column_stack([Lam.T @ cp.ZtX, Lam.T @ cp.Zty]) if q else np.zeros((0, cp.p + 1))
@@ -204,34 +285,42 @@ def profiled(theta: np.ndarray, cp: CrossProducts, layout: ThetaLayout, reml: bo
         factor, sol, logdet_L = None, rhs, 0.0
     rhs_x, rhs_y = rhs[:, :-1], rhs[:, -1]
     sol_x, sol_y = sol[:, :-1], sol[:, -1]
-    schur = cp.XtX - rhs_x.T @ sol_x
-    if cp.p:
-        RX = np.linalg.cholesky(schur).T
-        v = cp.Xty - rhs_x.T @ sol_y
-        beta = scipy.linalg.cho_solve((RX, False), v)
-        cb2 = float(v @ beta)
-        logdet_RX = 2.0 * float(np.sum(np.log(np.abs(np.diag(RX)))))
-    else:
-        RX, beta, cb2, logdet_RX = np.zeros((0, 0)), np.zeros(0), 0.0, 0.0
-    u = sol_y - sol_x @ beta
-    r2 = max(cp.yty - float(rhs_y @ sol_y) - cb2, 0.0)
-    dof = cp.n - cp.p if reml else cp.n
-    deviance = logdet_L + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof))
-    if reml:
-        deviance += logdet_RX
-    return ProfiledFit(
-        deviance=float(deviance),
-        beta=beta,
-        u=u,
-        b=Lam @ u,
-        sigma=float(np.sqrt(r2 / dof)),
-        r2=float(r2),
-        logdet_L=logdet_L,
-        logdet_RX=logdet_RX,
-        RX=RX,
-        factor=factor,
-        Lambda=Lam,
-    )
+
+    def spherical(beta: np.ndarray) -> np.ndarray:
+        return sol_y - sol_x @ beta
+
+    xx, xy, yy = rhs_x.T @ sol_x, rhs_x.T @ sol_y, float(rhs_y @ sol_y)
+    return logdet_L, xx, xy, yy, spherical, Lam, factor
+
+
+def _pls_grouped(theta: np.ndarray, stats: GroupStats, layout: ThetaLayout):
+    """The PLS pieces level by level (one grouping factor), vectorised across levels."""
+    T = layout.level_factor(theta)
+    p, q = stats.p, stats.q
+    R = project(T, np.concatenate([stats.ZtX, stats.Zty[:, :, None]], axis=2), np)
+    logdet_L, L, C = whiten(T, stats, R, np)
+    Cs = np.stack(C, axis=1)  # (G, q, p + 1)
+    cross = np.einsum("gia,gib->ab", Cs, Cs)
+    xx, xy, yy = cross[:p, :p], cross[:p, p], float(cross[p, p])
+
+    def spherical(beta: np.ndarray) -> np.ndarray:
+        c = [Ci[:, p] - Ci[:, :p] @ beta for Ci in C]
+        return np.stack([ui[:, 0] for ui in backward_solve(L, [ci[:, None] for ci in c], q)], 1)
+
+    def level_cov() -> np.ndarray:
+        """Var(b_j | y) / sigma^2 = T A_j^-1 T', (G, q, q)."""
+        Tt = np.broadcast_to(T.T, (stats.n_groups, q, q))
+        A_inv_Tt = np.stack(backward_solve(L, forward_solve(L, Tt, q), q), axis=1)
+        return np.einsum("ab,gbc->gac", T, A_inv_Tt)
+
+    return logdet_L, xx, xy, yy, spherical, T, level_cov
+
+
+def _to_sparse_layout(per_level: np.ndarray, sizes: list[int]) -> np.ndarray:
+    """(G, q) effects -> the sparse layout: each block's columns for all levels, level-major."""
+    starts = np.cumsum([0, *sizes])
+    pieces = zip(starts[:-1], starts[1:], strict=True)
+    return np.concatenate([per_level[:, a:b].ravel() for a, b in pieces])
 
 
 def covariance_deviance(

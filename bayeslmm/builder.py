@@ -64,39 +64,52 @@ def vector_rv(name: str, priors: Sequence[Prior], dim: str) -> pt.TensorVariable
     return pm.Deterministic(name, pt.stack(parts), dims=dim)
 
 
+def block_scale(block, sd_priors, cor_prior) -> tuple[pt.TensorVariable | None, pt.TensorVariable]:
+    """A block's covariance parameters: (Cholesky factor or None if independent, SDs).
+
+    Registers ``sd_L`` (and ``chol_L``, ``cor_L`` for correlated blocks) in the model.
+    """
+    label, dim_t = block.label, term_dim(block.label)
+    q = block.n_terms
+    if not block.correlated:
+        return None, vector_rv(f"sd_{label}", sd_priors, dim_t)
+    stacked = _stack_params(sd_priors)
+    if stacked is None:
+        raise PriorError(
+            f"SD priors within the correlated term {block.term} must share one family; "
+            f"got {[str(p) for p in sd_priors]}"
+        )
+    sd_dist = sd_priors[0].family().dist(**stacked, shape=q)
+    chol, corr, stds = pm.LKJCholeskyCov(
+        f"chol_{label}",
+        n=q,
+        eta=cor_prior.params.get("eta", 1.0),
+        sd_dist=sd_dist,
+        compute_corr=True,
+        # an explicit start (identity) keeps random draws of sd_dist out of the
+        # initial-point graph, which nutpie's threads cannot evaluate
+        initval=np.eye(q)[np.tril_indices(q)],
+    )
+    sd = pm.Deterministic(f"sd_{label}", stds, dims=dim_t)
+    # only the strict lower triangle: a constant diagonal breaks ArviZ's plots
+    pm.Deterministic(f"cor_{label}", corr[np.tril_indices(q, k=-1)], dims=cor_dim(label))
+    return chol, sd
+
+
 def _random_block(block, sd_priors, cor_prior, parametrization):
     label, dim_t = block.label, term_dim(block.label)
     q = block.n_terms
-    if block.correlated:
-        stacked = _stack_params(sd_priors)
-        if stacked is None:
-            raise PriorError(
-                f"SD priors within the correlated term {block.term} must share one family; "
-                f"got {[str(p) for p in sd_priors]}"
-            )
-        sd_dist = sd_priors[0].family().dist(**stacked, shape=q)
-        chol, corr, stds = pm.LKJCholeskyCov(
-            f"chol_{label}",
-            n=q,
-            eta=cor_prior.params.get("eta", 1.0),
-            sd_dist=sd_dist,
-            compute_corr=True,
-            # an explicit start (identity) keeps random draws of sd_dist out of the
-            # initial-point graph, which nutpie's threads cannot evaluate
-            initval=np.eye(q)[np.tril_indices(q)],
-        )
-        pm.Deterministic(f"sd_{label}", stds, dims=dim_t)
-        # only the strict lower triangle: a constant diagonal breaks ArviZ's plots
-        pm.Deterministic(f"cor_{label}", corr[np.tril_indices(q, k=-1)], dims=cor_dim(label))
+    chol, sd = block_scale(block, sd_priors, cor_prior)
+    dims = (block.group, dim_t)
+    if chol is not None:
         if parametrization == "centered":
-            return pm.MvNormal(f"u_{label}", mu=np.zeros(q), chol=chol, dims=(block.group, dim_t))
-        z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=(block.group, dim_t))
-        return pm.Deterministic(f"u_{label}", z @ chol.T, dims=(block.group, dim_t))
-    sd = vector_rv(f"sd_{label}", sd_priors, dim_t)
+            return pm.MvNormal(f"u_{label}", mu=np.zeros(q), chol=chol, dims=dims)
+        z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=dims)
+        return pm.Deterministic(f"u_{label}", z @ chol.T, dims=dims)
     if parametrization == "centered":
-        return pm.Normal(f"u_{label}", 0.0, sd, dims=(block.group, dim_t))
-    z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=(block.group, dim_t))
-    return pm.Deterministic(f"u_{label}", z * sd, dims=(block.group, dim_t))
+        return pm.Normal(f"u_{label}", 0.0, sd, dims=dims)
+    z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=dims)
+    return pm.Deterministic(f"u_{label}", z * sd, dims=dims)
 
 
 def build_full_model(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 
 import arviz as az
@@ -15,10 +16,14 @@ from .builder import PARAMETRIZATIONS, build_full_model
 from .design import Design, build_design
 from .diagnostics import Convergence, check_convergence, warn_convergence
 from .errors import NotFittedError
+from .grouped import GroupStats
+from .marginal import build_marginal_model, draw_random_effects, marginal_supported
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
 from .results import coef_table, group_coefficient_draws, ranef_table, summary_table, varcorr_table
 from .sampling import sample_nuts
+
+METHODS = ("marginal", "full")
 
 
 class LMM:
@@ -59,6 +64,8 @@ class LMM:
         self.priors: dict[str, Prior] = resolve_priors(self.design, priors)
         self.parametrization = parametrization
         self._pymc_model: pm.Model | None = None
+        self._marginal_model: pm.Model | None = None
+        self._group_stats: GroupStats | None = None
         self.idata: az.InferenceData | None = None
         self.convergence: Convergence | None = None
         self._fit_info: dict = {}
@@ -73,6 +80,43 @@ class LMM:
         if self._pymc_model is None:
             self._pymc_model = build_full_model(self.design, self.priors, self.parametrization)
         return self._pymc_model
+
+    @property
+    def marginal_supported(self) -> bool:
+        """Can ``method="marginal"`` integrate the random effects out for this formula?
+
+        Yes when every random term shares one grouping factor (up to 8 terms per
+        level); nested and crossed designs use ``method="full"``.
+        """
+        return marginal_supported(self.design)
+
+    @property
+    def marginal_model(self) -> pm.Model:
+        """The PyMC model with the random effects integrated out (built on first use)."""
+        if not self.marginal_supported:
+            raise ValueError(
+                f"the random effects of {self.formula!r} cannot be integrated out level by "
+                "level (nested or crossed grouping factors); use method='full'"
+            )
+        if self._marginal_model is None:
+            self._group_stats = GroupStats.from_design(self.design)
+            self._marginal_model = build_marginal_model(self.design, self.priors, self._group_stats)
+        return self._marginal_model
+
+    def _resolve_method(self, method: str | None) -> str:
+        if method is None:
+            return "marginal" if self.marginal_supported else "full"
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS} or None, got {method!r}")
+        if method == "marginal" and not self.marginal_supported:
+            warnings.warn(
+                f"method='marginal' needs one grouping factor; {self.formula!r} has nested or "
+                "crossed factors, so the explicit model (method='full') is sampled instead",
+                UserWarning,
+                stacklevel=3,
+            )
+            return "full"
+        return method
 
     def population_variables(self) -> list[str]:
         """Posterior variables of population parameters (for diagnostics and trace plots)."""
@@ -93,6 +137,7 @@ class LMM:
         target_accept: float = 0.9,
         progressbar: bool = True,
         sampler: str = "pymc",
+        method: str | None = None,
     ) -> az.InferenceData:
         """Sample the posterior with NUTS.
 
@@ -110,6 +155,10 @@ class LMM:
             Show the sampler's progress bar.
         sampler
             ``"pymc"``, ``"nutpie"`` or ``"numpyro"``.
+        method
+            ``"marginal"``: sample the population parameters with the random effects
+            integrated out, then draw the random effects exactly (one grouping factor;
+            the default when it applies). ``"full"``: the explicit model.
 
         Returns
         -------
@@ -120,8 +169,10 @@ class LMM:
         """
         if cores is None:
             cores = min(chains, os.cpu_count() or 1)
+        method = self._resolve_method(method)
+        model = self.marginal_model if method == "marginal" else self.pymc_model
         idata = sample_nuts(
-            self.pymc_model,
+            model,
             draws=draws,
             tune=tune,
             chains=chains,
@@ -131,9 +182,20 @@ class LMM:
             progressbar=progressbar,
             sampler=sampler,
         )
+        if method == "marginal":
+            effects = draw_random_effects(idata, self.design, self._group_stats, random_seed)
+            for name, values in effects.items():
+                idata.posterior[name] = values
+            if "observed_data" in idata.groups():
+                del idata["observed_data"]
+            obs = {"obs": np.arange(self.design.n_obs)}
+            y = xr.DataArray(self.design.y, dims="obs", coords=obs)
+            idata.add_groups(observed_data=xr.Dataset({self.design.response: y}))
         idata.add_groups(log_likelihood=log_likelihood(idata, self.design))
         self.idata = idata
-        self._fit_info = {"sampler": sampler, "draws": draws, "chains": chains, "tune": tune}
+        self._fit_info = {
+            "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune
+        }  # fmt: skip
         check_vars = self.population_variables() + [f"u_{b.label}" for b in self.design.blocks]
         self.convergence = check_convergence(idata, check_vars)
         warn_convergence(self.convergence)

@@ -47,12 +47,16 @@ def _close(ours, theirs, mcse_ours, mcse_theirs, k=4.0):
     return abs(ours - theirs) <= k * np.hypot(mcse_ours, mcse_theirs)
 
 
-@pytest.fixture(scope="module")
-def brms_model(sleepstudy):
+@pytest.fixture(scope="module", params=["marginal", "full"])
+def brms_model(sleepstudy, request):
+    """The brms model, sampled with the random effects integrated out and explicitly."""
     model = LMM("Reaction ~ Days + (Days | Subject)", sleepstudy, priors=BRMS_PRIORS)
+    sampler = "pymc" if request.param == "marginal" else "nutpie"
     model.fit(
-        draws=1000, tune=1000, chains=4, random_seed=2024, progressbar=False, sampler="nutpie"
-    )
+        draws=1000, tune=1000, chains=4, random_seed=2024, progressbar=False, sampler=sampler,
+        method=request.param,
+    )  # fmt: skip
+    assert model._fit_info["method"] == request.param
     return model
 
 

@@ -24,6 +24,7 @@ from .results import coef_table, group_coefficient_draws, ranef_table, summary_t
 from .sampling import sample_nuts
 
 METHODS = ("marginal", "full")
+LOG_LIKELIHOOD_MAX = 50_000_000  # rows x draws kept in the pointwise log-likelihood
 
 
 class LMM:
@@ -138,6 +139,7 @@ class LMM:
         progressbar: bool = True,
         sampler: str = "pymc",
         method: str | None = None,
+        store_log_likelihood: bool | None = None,
     ) -> az.InferenceData:
         """Sample the posterior with NUTS.
 
@@ -159,6 +161,9 @@ class LMM:
             ``"marginal"``: sample the population parameters with the random effects
             integrated out, then draw the random effects exactly (one grouping factor;
             the default when it applies). ``"full"``: the explicit model.
+        store_log_likelihood
+            Add the pointwise ``log_likelihood`` group (for ``az.loo``); by default only
+            while rows x draws stays under 50 million values (it is stored in memory).
 
         Returns
         -------
@@ -191,7 +196,10 @@ class LMM:
             obs = {"obs": np.arange(self.design.n_obs)}
             y = xr.DataArray(self.design.y, dims="obs", coords=obs)
             idata.add_groups(observed_data=xr.Dataset({self.design.response: y}))
-        idata.add_groups(log_likelihood=log_likelihood(idata, self.design))
+        if store_log_likelihood is None:
+            store_log_likelihood = self.design.n_obs * draws * chains <= LOG_LIKELIHOOD_MAX
+        if store_log_likelihood:
+            idata.add_groups(log_likelihood=log_likelihood(idata, self.design))
         self.idata = idata
         self._fit_info = {
             "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune

@@ -112,35 +112,31 @@ class LmerResult:
         rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes (BLUPs): per grouping factor, levels x terms."""
+    def _by_group(self, per_block: list[np.ndarray]) -> dict[str, pd.DataFrame]:
+        """(levels x terms) arrays per block -> one frame per grouping factor."""
         out: dict[str, pd.DataFrame] = {}
-        offset = 0
-        for block in self.design.blocks:
-            size = block.n_levels * block.n_terms
-            values = self.fit.b[offset : offset + size].reshape(block.n_levels, block.n_terms)
+        for block, values in zip(self.design.blocks, per_block, strict=True):
             frame = pd.DataFrame(values, index=block.levels, columns=block.columns)
             frame.index.name = block.group
             if block.group in out:
                 out[block.group] = out[block.group].join(frame, rsuffix=f"_{block.label}")
             else:
                 out[block.group] = frame
-            offset += size
         return out
+
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes (BLUPs): per grouping factor, levels x terms."""
+        sizes = [b.n_levels * b.n_terms for b in self.design.blocks]
+        pieces = np.split(self.fit.b, np.cumsum(sizes)[:-1])
+        return self._by_group([
+            piece.reshape(b.n_levels, b.n_terms)
+            for piece, b in zip(pieces, self.design.blocks, strict=True)
+        ])  # fmt: skip
 
     def ranef_sd(self) -> dict[str, pd.DataFrame]:
         """Conditional SDs of the BLUPs (lme4's ``condVar``), laid out as :meth:`ranef`."""
         covs = self.fit.conditional_covariance_blocks(self.layout.sizes, self.layout.levels)
-        out: dict[str, pd.DataFrame] = {}
-        for block, cov in zip(self.design.blocks, covs, strict=True):
-            sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
-            frame = pd.DataFrame(sd, index=block.levels, columns=block.columns)
-            frame.index.name = block.group
-            if block.group in out:
-                out[block.group] = out[block.group].join(frame, rsuffix=f"_{block.label}")
-            else:
-                out[block.group] = frame
-        return out
+        return self._by_group([np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs])
 
     def ranef_table(self, level: float = 0.95) -> pd.DataFrame:
         """Long table of BLUPs: group, level, term, estimate, cond_sd and a normal interval."""

@@ -82,7 +82,7 @@ def run_one(case: str, config: str, draws: int, chains: int) -> dict:
 
         sampler = config.split("-")[1]
         model = bmb.Model(formula, data)
-        kwargs = {} if sampler == "pymc" else {"nuts_sampler": sampler}
+        kwargs = {"inference_method": sampler}
         idata = model.fit(draws=draws, tune=draws, chains=chains, random_seed=1,
                           progressbar=False, **kwargs)  # fmt: skip
         names = [  # population parameters: no dimension over the group's levels
@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per run")
+    parser.add_argument("--stem", default="samplers", help="name of the results files")
     parser.add_argument("--one", nargs=2, metavar=("CASE", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -140,7 +141,7 @@ def main() -> None:
     note = (f"{args.chains} chains x {args.draws} draws ({args.draws} tuning), one process "
             "per run, wall time includes building and compiling; min ESS over population "
             "parameters; bambi's `(x|g)` has no intercept-slope correlation.")  # fmt: skip
-    write(table, "samplers", note)
+    write(table, args.stem, note)
     print(table.to_string(index=False))
 
 

@@ -22,6 +22,7 @@ from .likelihood import (
     ThetaLayout,
     covariance_deviance,
     profiled,
+    random_effects_matrix,
 )
 
 SINGULAR_TOL = 1e-4
@@ -157,8 +158,6 @@ class LmerResult:
 
     def fitted(self) -> np.ndarray:
         """Conditional fitted values X beta + Z b (one per row used in the fit)."""
-        from .likelihood import random_effects_matrix
-
         return self.design.X @ self.fit.beta + random_effects_matrix(self.design) @ self.fit.b
 
     def residuals(self) -> np.ndarray:

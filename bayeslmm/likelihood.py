@@ -198,8 +198,7 @@ class ProfiledFit:
             size = q * n_lev
             lam = self.Lambda[offset : offset + size, :]
             # columns of Lambda' for this block; solve A X = Lambda' e_j for each j
-            rhs = lam.T.toarray() if self.factor is not None else np.zeros((0, size))
-            sol = self.factor.solve(rhs) if self.factor is not None else rhs
+            sol = self.factor.solve(lam.T.toarray())
             full = (lam @ sol) * self.sigma**2  # (size, size): only diagonal blocks needed
             idx = np.arange(n_lev)[:, None] * q + np.arange(q)[None, :]
             out.append(full[idx[:, :, None], idx[:, None, :]])

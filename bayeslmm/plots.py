@@ -31,6 +31,21 @@ def _panels(n: int, height: float, width: float = 5.0) -> tuple[Figure, np.ndarr
     return fig, axes[0]
 
 
+def _term_figure(table: pd.DataFrame) -> tuple[Figure, list[tuple[plt.Axes, str]]]:
+    """One panel per random term, tall enough for one row per level."""
+    terms = list(dict.fromkeys(table["term"]))
+    n_levels = table["level"].nunique()
+    fig, axes = _panels(len(terms), height=max(2.5, 0.3 * n_levels + 1.2))
+    return fig, list(zip(axes, terms, strict=True))
+
+
+def _label_levels(ax: plt.Axes, part: pd.DataFrame, term: str, title: str) -> None:
+    ax.set_yticks(np.arange(len(part)), part["level"])
+    ax.set_ylabel(part["group"].iloc[0])
+    ax.set_xlabel(term)
+    ax.set_title(title)
+
+
 def shrinkage_arrows(comparison: Comparison) -> Figure:
     """Per level, arrows from the no-pooling estimate to REML and on to the posterior mean.
 
@@ -38,10 +53,8 @@ def shrinkage_arrows(comparison: Comparison) -> Figure:
     population (REML fixed effect).
     """
     table = comparison.shrinkage()
-    terms = list(dict.fromkeys(table["term"]))
-    n_levels = table["level"].nunique()
-    fig, axes = _panels(len(terms), height=max(2.5, 0.3 * n_levels + 1.2))
-    for ax, term in zip(axes, terms, strict=True):
+    fig, panels = _term_figure(table)
+    for ax, term in panels:
         part = table[table["term"] == term].reset_index(drop=True)
         y = np.arange(len(part))
         end = part["posterior_mean"] if "posterior_mean" in part else part["reml"]
@@ -59,11 +72,8 @@ def shrinkage_arrows(comparison: Comparison) -> Figure:
                    label="complete pooling (OLS)")  # fmt: skip
         ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
                    label="population (REML)")  # fmt: skip
-        ax.set_yticks(y, part["level"])
-        ax.set_ylabel(part["group"].iloc[0])
-        ax.set_xlabel(term)
-        ax.set_title(f"Shrinkage of {term}")
-    axes[-1].legend(loc="best", fontsize="small")
+        _label_levels(ax, part, term, f"Shrinkage of {term}")
+    panels[-1][0].legend(loc="best", fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -76,10 +86,8 @@ def caterpillar(comparison: Comparison) -> Figure:
     table = comparison.shrinkage()
     if "posterior_mean" not in table:
         raise ValueError("caterpillar() needs the Bayesian fit: run compare(..., bayes=True)")
-    terms = list(dict.fromkeys(table["term"]))
-    n_levels = table["level"].nunique()
-    fig, axes = _panels(len(terms), height=max(2.5, 0.3 * n_levels + 1.2))
-    for ax, term in zip(axes, terms, strict=True):
+    fig, panels = _term_figure(table)
+    for ax, term in panels:
         part = table[table["term"] == term].sort_values("posterior_mean").reset_index(drop=True)
         y = np.arange(len(part))
         ax.hlines(y, part["hdi_lower"], part["hdi_upper"], color=COLORS["posterior"], lw=2,
@@ -90,11 +98,8 @@ def caterpillar(comparison: Comparison) -> Figure:
                    label="REML (fixed + BLUP)")  # fmt: skip
         ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
                    label="population (REML)")  # fmt: skip
-        ax.set_yticks(y, part["level"])
-        ax.set_ylabel(part["group"].iloc[0])
-        ax.set_xlabel(term)
-        ax.set_title(f"Group coefficients: {term}")
-    axes[-1].legend(loc="best", fontsize="small")
+        _label_levels(ax, part, term, f"Group coefficients: {term}")
+    panels[-1][0].legend(loc="best", fontsize="small")
     fig.tight_layout()
     return fig
 

@@ -17,6 +17,7 @@ from .formula import ModelSpec, RandomTerm, parse_formula
 from .frequentist import LmerResult, SingularFitWarning, lmer, satterthwaite
 from .model import LMM
 from .priors import Prior, default_priors
+from .report import ReportFiles, report
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,8 @@ __all__ = [
     "LmerResult",
     "compare",
     "Comparison",
+    "report",
+    "ReportFiles",
     "SingularFitWarning",
     "Prior",
     "default_priors",

@@ -18,7 +18,7 @@ import scipy.stats
 import statsmodels.api as sm
 
 from .design import build_design
-from .errors import ColumnTypeError, DataError, FormulaError
+from .errors import ColumnTypeError, DataError, FormulaError, NotFittedError
 from .formula import ModelSpec, parse_formula
 from .frequentist import LmerResult, lmer, satterthwaite
 from .model import LMM
@@ -291,6 +291,44 @@ class Comparison:
             out[term] = params.get(term, 0.0) + shift
         return out
 
+    def group_lines(self) -> pd.DataFrame:
+        """Per level, the fitted line of the response on ``term`` in every model.
+
+        Rows (level, source) with ``intercept`` and ``slope``; sources ``ancova`` (the
+        no-pooling fixed-effect fit), ``reml`` (fixed + BLUP), ``posterior`` (posterior
+        means, with ``bayes=True``) and ``population`` (REML fixed effects, one row with
+        an empty level). Other fixed predictors are held at their means, so the lines
+        live in the plane of the data overview plot.
+        """
+        s, suffix = self.setup, self.primary
+        wide = self.shrinkage().pivot(index="level", columns="term")
+        reml: LmerResult = self.fits[f"LMM-{suffix}"]
+        bayes: LMM | None = self.fits.get(f"Bayes-{suffix}")
+        ancova: OLSFit | None = self.fits.get(f"ANCOVA-{suffix}")
+        sources = {"reml": (reml.fixef, reml.design.X)}
+        if ancova is not None:
+            sources["ancova"] = (pd.Series(ancova.result.params, index=ancova.names),
+                                 ancova.result.model.exog)  # fmt: skip
+        if bayes is not None:
+            beta = bayes.idata.posterior["beta"].mean(("chain", "draw")).to_series()
+            sources["posterior"] = (beta, bayes.design.X)
+        column = {"reml": "reml", "ancova": "ancova", "posterior": "posterior_mean"}
+        frames = []
+        for source, (params, X) in sources.items():
+            offset = _held_at_means(params, X, keep=("(Intercept)", s.term), group=s.group)
+            per_level = wide[column[source]]
+            slope = per_level[s.term] if s.term in per_level else params[s.term]
+            frames.append(pd.DataFrame({
+                "level": per_level.index, "source": source,
+                "intercept": (per_level["(Intercept)"] + offset).to_numpy(),
+                "slope": np.broadcast_to(slope, len(per_level)),
+            }))  # fmt: skip
+        offset = _held_at_means(reml.fixef, reml.design.X, ("(Intercept)", s.term), s.group)
+        frames.append(pd.DataFrame({"level": [""], "source": ["population"],
+                                    "intercept": [reml.fixef["(Intercept)"] + offset],
+                                    "slope": [reml.fixef[s.term]]}))  # fmt: skip
+        return pd.concat(frames, ignore_index=True)
+
     def population_ellipse(self, level: float = 0.95, n_points: int = 100) -> np.ndarray:
         """Points (n_points x 2) on the REML population ellipse of (intercept, term).
 
@@ -306,6 +344,14 @@ class Comparison:
         angle = np.linspace(0, 2 * np.pi, n_points)
         circle = np.stack([np.cos(angle), np.sin(angle)], axis=1)
         return mean + radius * circle * np.sqrt(np.clip(vals, 0, None)) @ vecs.T
+
+
+def _held_at_means(params: pd.Series, X: np.ndarray, keep: tuple[str, ...], group: str) -> float:
+    """Contribution of the fixed predictors other than ``keep`` at their column means
+    (group dummies and their interactions excluded)."""
+    names = list(params.index)
+    other = [i for i, n in enumerate(names) if n not in keep and f"C({group})" not in n]
+    return float(np.asarray(params)[other] @ np.asarray(X)[:, other].mean(axis=0))
 
 
 def _fit_bayes(formula: str, data: pd.DataFrame, fit_kwargs: dict[str, Any]) -> LMM:
@@ -330,6 +376,7 @@ def compare(
     term: str | None = None,
     bayes: bool = True,
     level: float = 0.95,
+    model: LMM | None = None,
     **fit_kwargs: Any,
 ) -> Comparison:
     """Fit the tutorial's seven models (and the Bayesian LMMs) for one fixed term.
@@ -346,6 +393,10 @@ def compare(
         Also fit the Bayesian random-intercept and random-slope LMMs.
     level
         Coverage of confidence intervals and HDIs.
+    model
+        An already fitted :class:`LMM` of ``formula`` (with the user's priors, say): it
+        becomes the Bayesian row whose random part matches the formula instead of a
+        refit with default priors.
     **fit_kwargs
         Passed to :meth:`LMM.fit` (``draws``, ``chains``, ``random_seed``, ...).
 
@@ -370,9 +421,16 @@ def compare(
         ("ANCOVA-Full", f"OLS {s.ancova_slopes}", lambda: ols(s.ancova_slopes, data)),
         ("LMM-Full", f"REML {s.lmm_slopes} (Wald z)", lambda: lmer(s.lmm_slopes, data)),
     ]  # fmt: skip
+    if model is not None and model.idata is None:
+        raise NotFittedError("compare(model=...) needs a fitted model: call model.fit() first")
     if bayes:
         fit_kwargs.setdefault("progressbar", False)
+        primary = "Full" if s.random_slope else "Inter"
         for suffix, f in (("Inter", s.lmm_intercepts), ("Full", s.lmm_slopes)):
+            if model is not None and suffix == primary:
+                steps.append((f"Bayes-{suffix}", f"Bayesian {model.formula} (posterior mean, "
+                              "sd, HDI)", lambda: model))  # fmt: skip
+                continue
             steps.append((f"Bayes-{suffix}", f"Bayesian {f} (posterior mean, sd, HDI)",
                           lambda f=f: _fit_bayes(f, data, fit_kwargs)))  # fmt: skip
 

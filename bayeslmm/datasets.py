@@ -19,6 +19,18 @@ _CATEGORICAL = {
 
 _ALIASES = {"classroom": "score_parentedu_byclass", "ratpup": "rat_pup", "rat_pups": "rat_pup"}
 
+#: What each data set is and a formula to try on it.
+_ABOUT = {
+    "dyestuff": ("Yield of dyestuff from 6 batches (lme4's Dyestuff)", "Yield ~ 1 + (1 | Batch)"),
+    "rat_pup": ("Birth weights of rat pups in 27 litters, by sex, litter size and treatment",
+                "weight ~ treatment + sex + litsize + (1 | litter)"),
+    "score_parentedu_byclass": ("Scores of 60 pupils in 3 classrooms against their parents' "
+                                "education (the tutorial's data)",
+                                "score ~ edu + (1 + edu | classroom)"),
+    "sleepstudy": ("Reaction times of 18 subjects over 10 days of sleep deprivation "
+                   "(lme4's sleepstudy)", "Reaction ~ Days + (Days | Subject)"),
+}  # fmt: skip
+
 
 def _data_dir() -> Path:
     """Folder holding the CSV files: inside an installed wheel, else the source tree."""
@@ -51,3 +63,16 @@ def load_dataset(name: str) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
     return pd.read_csv(path, dtype=_CATEGORICAL.get(key))
+
+
+def describe_datasets() -> pd.DataFrame:
+    """One row per shipped data set: name, alias, rows, columns, description, formula."""
+    alias = {v: k for k, v in _ALIASES.items() if k in ("classroom", "ratpup")}
+    rows = []
+    for name in list_datasets():
+        frame = load_dataset(name)
+        about, formula = _ABOUT.get(name, ("", ""))
+        rows.append({"name": name, "alias": alias.get(name, ""), "rows": len(frame),
+                     "columns": ", ".join(frame.columns), "description": about,
+                     "example formula": formula})  # fmt: skip
+    return pd.DataFrame(rows)

@@ -92,3 +92,26 @@ def warn_convergence(result: Convergence) -> None:
             ConvergenceWarning,
             stacklevel=3,
         )
+
+
+def verdict(result: Convergence) -> str:
+    """A plain-language verdict on whether the draws can be trusted.
+
+    When a check failed, the sentence ends with a colon: list ``result.problems`` after it.
+    """
+    summary = (
+        f"largest R-hat {result.max_rhat:.3f}, smallest bulk ESS {result.min_ess_bulk:.0f}, "
+        f"smallest tail ESS {result.min_ess_tail:.0f}, {result.divergences} divergent "
+        f"transitions in {result.n_draws} draws"
+    )
+    if result.ok:
+        return (
+            f"The sampler converged: the chains agree (R-hat <= {RHAT_MAX}), every parameter "
+            f"has at least {ESS_MIN} effective draws and there were no divergences ({summary}). "
+            "The posterior summaries below can be trusted."
+        )
+    return (
+        f"Do not trust these results yet: {len(result.problems)} check(s) failed ({summary}). "
+        "Means may still be roughly right, but intervals and tail probabilities are "
+        "unreliable until this is fixed:"
+    )

@@ -254,6 +254,10 @@ class LMM:
             mu = mu + np.einsum("nq,nq->n", block.Z, u[block.codes])
         return np.broadcast_to(mu, (self.design.n_obs,)).astype(float)
 
+    def residuals(self) -> np.ndarray:
+        """Response minus :meth:`fitted_mean`, for every fitted row."""
+        return self.design.y - self.fitted_mean()
+
     def varcorr(self) -> pd.DataFrame:
         """Variance components (SDs, correlations, residual SD) in lme4's layout."""
         table = summary_table(self._posterior(), self.design)

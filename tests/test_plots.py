@@ -56,3 +56,82 @@ def test_plots_refuse_what_they_cannot_show(classroom):
     with pytest.raises(ValueError, match="bayes=True"):
         plots.caterpillar(comp)
     assert plots.shrinkage_arrows(comp).get_axes()[0].get_xlabel() == "(Intercept)"
+
+
+# --- figures of one fit and the group fits -------------------------------------------
+
+
+def test_group_lines_come_from_the_fits(slope_comparison):
+    lines = slope_comparison.group_lines().set_index(["source", "level"])
+    bayes = slope_comparison.fits["Bayes-Full"]
+    coef = bayes.group_coefficients("Subject").mean(("chain", "draw"))
+    post = lines.loc["posterior"]
+    np.testing.assert_allclose(post["intercept"], coef.sel(coef="(Intercept)").values)
+    np.testing.assert_allclose(post["slope"], coef.sel(coef="Days").values)
+    reml = slope_comparison.fits["LMM-Full"]
+    pop = lines.loc["population"].iloc[0]
+    assert pop["intercept"] == pytest.approx(reml.fixef["(Intercept)"])
+    assert pop["slope"] == pytest.approx(reml.fixef["Days"])
+    # ANCOVA with group slopes = per-group OLS lines when Days is the only predictor
+    own = slope_comparison.fits["Hierarchical"].coefficients
+    anc = lines.loc["ancova"].loc[own.index.astype(str)]
+    np.testing.assert_allclose(anc["intercept"], own["(Intercept)"], rtol=1e-8)
+    np.testing.assert_allclose(anc["slope"], own["Days"], rtol=1e-8)
+
+
+def test_group_lines_hold_other_predictors_at_their_means():
+    data = bl.load_dataset("ratpup")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        comp = compare("weight ~ litsize + sex + (1 | litter)", data, bayes=False)
+    lines = comp.group_lines().set_index(["source", "level"])
+    reml = comp.fits["LMM-Inter"]
+    male = (data["sex"] == "Male").mean()
+    pop = lines.loc["population"].iloc[0]
+    expected = reml.fixef["(Intercept)"] + reml.fixef["sexMale"] * male
+    assert pop["intercept"] == pytest.approx(expected)
+    assert (lines.loc["reml"]["slope"] == reml.fixef["litsize"]).all()
+
+
+def test_group_fits_panel_per_level(slope_comparison, classroom):
+    fig = plots.group_fits(slope_comparison)
+    axes = [ax for ax in fig.get_axes() if ax.get_visible()]
+    assert len(axes) == 18
+    assert axes[0].get_title() == "Subject = 308"
+    # data points, the level's line, the ANCOVA line and the population line
+    assert len(axes[0].collections) == 1 and len(axes[0].lines) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        comp = compare("score ~ edu + (1 | classroom)", classroom, bayes=False)
+    fig = plots.group_fits(comp)
+    (ax,) = fig.get_axes()
+    assert len(ax.collections) == 3 and len(ax.lines) == 3 * 2 + 1
+    assert "REML" in fig._suptitle.get_text()
+
+
+def test_model_figures(slope_comparison):
+    model = slope_comparison.fits["Bayes-Full"]
+    fig = plots.data_overview(model.design.frame, "Reaction", "Days", "Subject")
+    assert len(fig.get_axes()[0].collections) == 18
+    with pytest.raises(KeyError, match="Dayz"):
+        plots.data_overview(model.design.frame, "Reaction", "Dayz", "Subject")
+
+    titles = " ".join(ax.get_title() for ax in plots.trace(model).get_axes())
+    for name in ("fixed", "sd | Subject", "cor | Subject", "sigma (residual)"):
+        assert name in titles
+    assert "sd | Subject" in " ".join(ax.get_title() for ax in plots.rank(model).get_axes())
+
+    assert plots.ppc(model).get_axes()[0].get_xlabel() == "Reaction"
+    assert "posterior_predictive" in model.idata.groups()
+    shown = [ax for ax in plots.ppc_by_group(model).get_axes() if ax.get_visible()]
+    assert len(shown) == 12 and shown[0].get_title() == "Subject = 308"
+
+    fig = plots.residuals(model)
+    scatter, density, boxes = fig.get_axes()
+    points = np.concatenate([c.get_offsets() for c in scatter.collections])
+    assert len(points) == model.design.n_obs
+    np.testing.assert_allclose(np.sort(points[:, 1]), np.sort(model.residuals()))
+    np.testing.assert_allclose(model.residuals(), model.design.y - model.fitted_mean())
+    assert len(boxes.get_xticklabels()) == 18
+    with pytest.raises(KeyError, match="nope"):
+        plots.residuals(model, group="nope")

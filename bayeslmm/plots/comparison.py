@@ -1,4 +1,5 @@
-"""Figures of the comparison layer: shrinkage arrows, caterpillar, 2-D shrinkage.
+"""Figures of the comparison layer: group fits, shrinkage arrows, caterpillar, 2-D
+shrinkage and the forest of the seven models.
 
 Pure drawing: every number comes from :mod:`bayeslmm.comparison` tables (the
 population ellipse included), so this module holds no statistics or linear algebra.
@@ -14,8 +15,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .model import _grid, level_colors
+
 if TYPE_CHECKING:
-    from .comparison import Comparison
+    from ..comparison import Comparison
 
 COLORS = {
     "no_pooling": "#d95f02",
@@ -153,5 +156,59 @@ def comparison_forest(comparison: Comparison) -> Figure:
     ax.set_yticks(y, table["model"])
     ax.set_xlabel(f"{comparison.setup.term} ({comparison.level:.0%} CI / HDI)")
     ax.set_title("The same effect, seven ways")
+    fig.tight_layout()
+    return fig
+
+
+MAX_SINGLE_PANEL = 6  # levels drawn together; more get one panel each
+
+
+def group_fits(comparison: Comparison, max_levels: int = 24) -> Figure:
+    """The data with each level's fitted line, the population line and ANCOVA's lines.
+
+    Solid: the level's line from the Bayesian fit (REML's without one); dashed: the
+    ANCOVA (no pooling) line; thick grey: the population (REML fixed effects). Up to
+    six levels share one panel; more get a panel each (the first ``max_levels``).
+    """
+    s, data = comparison.setup, comparison.data
+    lines = comparison.group_lines()
+    partial = "posterior" if (lines["source"] == "posterior").any() else "reml"
+    by_source = {src: part.set_index("level") for src, part in lines.groupby("source")}
+    levels = list(by_source[partial].index)
+    colors = dict(zip(levels, level_colors(len(levels)), strict=True))
+    single = len(levels) <= MAX_SINGLE_PANEL
+    shown = levels if single else levels[:max_levels]
+    if single:
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        axes = [ax] * len(shown)
+    else:
+        fig, axes = _grid(len(shown))
+    group_values = data[s.group].astype(str)
+    pop = by_source["population"].iloc[0]
+    x_all = np.array([data[s.term].min(), data[s.term].max()])
+    for ax, level in zip(axes, shown, strict=True):
+        rows = (group_values == level).to_numpy()
+        x, color = data.loc[rows, s.term], colors[level]
+        ax.scatter(x, data.loc[rows, s.response], color=color, s=14, alpha=0.7,
+                   label=level if single else None)  # fmt: skip
+        span = np.array([x.min(), x.max()])
+        line = by_source[partial].loc[level]
+        ax.plot(span, line["intercept"] + line["slope"] * span, color=color, lw=2)
+        if "ancova" in by_source and np.isfinite(by_source["ancova"].loc[level, "intercept"]):
+            anc = by_source["ancova"].loc[level]
+            ax.plot(span, anc["intercept"] + anc["slope"] * span, color=color, lw=1, ls="--")
+        if not single or level == shown[0]:
+            ax.plot(x_all, pop["intercept"] + pop["slope"] * x_all, color="#555555", lw=3,
+                    alpha=0.5, zorder=0)  # fmt: skip
+        if not single:
+            ax.set_title(f"{s.group} = {level}", fontsize="small")
+    first = axes[0]
+    first.set_xlabel(s.term)
+    first.set_ylabel(s.response)
+    label = "posterior mean" if partial == "posterior" else "REML (fixed + BLUP)"
+    fig.suptitle(f"Group fits: {label} (solid), ANCOVA (dashed), population (grey)",
+                 fontsize="medium")  # fmt: skip
+    if single:
+        first.legend(title=s.group, fontsize="small", title_fontsize="small")
     fig.tight_layout()
     return fig

@@ -1,0 +1,254 @@
+"""The ``bayeslmm`` command: ``fit``, ``demo`` and ``datasets``.
+
+Data or formula errors print one line (``bayeslmm: error: ...``) and exit with
+status 1; ``--debug`` shows the traceback instead. Usage errors exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import BayesLMMError, PriorError
+
+DEMO = {
+    "dataset": "classroom",
+    "formula": "score ~ edu + (1 + edu | classroom)",
+    "title": "The tutorial's classroom analysis: scores against parents' education",
+}
+
+
+def parse_prior(text: str):
+    """``KEY=Family(name=value, ...)`` -> (key, :class:`~bayeslmm.Prior`).
+
+    ``KEY`` is a class (``fixed``, ``intercept``, ``sd``, ``cor``, ``sigma``) or a
+    parameter name such as ``sd(Days|Subject)``.
+    """
+    from .priors import Prior
+
+    key, sep, dist = text.partition("=")
+    key, dist = key.strip(), dist.strip()
+    if not sep or not key or not dist:
+        raise PriorError(f"--prior {text!r}: write KEY=DIST(...), e.g. sd=HalfNormal(sigma=10)")
+    shape = f"--prior {text!r}: {dist!r} is not of the form Family(name=value, ...)"
+    try:
+        call = ast.parse(dist, mode="eval").body
+    except SyntaxError as err:
+        raise PriorError(shape) from err
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or call.args:
+        raise PriorError(shape)
+    params = {}
+    for kw in call.keywords:
+        try:
+            params[kw.arg] = ast.literal_eval(kw.value)
+        except ValueError as err:
+            raise PriorError(f"--prior {text!r}: {kw.arg} must be a number") from err
+    return key, Prior(call.func.id, **params)
+
+
+def _add_sampling_options(
+    p: argparse.ArgumentParser, draws: int = 1000, tune: int = 1000, target_accept: float = 0.9
+) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("--draws", type=int, default=draws, help="kept draws per chain (%(default)s)")
+    g.add_argument("--tune", type=int, default=tune, help="tuning steps per chain (%(default)s)")
+    g.add_argument("--chains", type=int, default=4, help="chains (%(default)s)")
+    g.add_argument("--seed", type=int, default=1, help="random seed (%(default)s)")
+    g.add_argument("--sampler", choices=["pymc", "nutpie", "numpyro"], default="pymc",
+                   help="NUTS implementation (%(default)s)")  # fmt: skip
+    g.add_argument("--method", choices=["auto", "marginal", "full"], default="auto",
+                   help="marginal: random effects integrated out (one grouping factor); "
+                        "full: explicit random effects; auto picks (%(default)s)")  # fmt: skip
+    g.add_argument("--target-accept", type=float, default=target_accept,
+                   help="NUTS step-size target acceptance (%(default)s)")  # fmt: skip
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``bayeslmm`` command."""
+    parser = argparse.ArgumentParser(
+        prog="bayeslmm",
+        description="Bayesian linear mixed models from lme4 formulas: fit, compare with "
+        "REML/ANCOVA/OLS, and write a report.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"bayeslmm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = sub.add_parser(
+        "fit",
+        help="fit a formula to a CSV file and write the report",
+        description="Fit FORMULA (lme4 syntax) to DATA (a CSV file), compare it with REML, "
+        "ANCOVA and OLS fits, and write an HTML report with CSV tables to --out.",
+        epilog='example: bayeslmm fit sleep.csv "Reaction ~ Days + (Days | Subject)" --out rep',
+    )
+    fit.add_argument("data", help="CSV file with a header row (or a shipped dataset's name)")
+    fit.add_argument("formula", help='lme4 formula, e.g. "y ~ x + (1 + x | g)"')
+    fit.add_argument("--out", default="bayeslmm_report", help="output directory (%(default)s)")
+    fit.add_argument("--term", help="fixed term to compare across models (default: the first)")
+    fit.add_argument("--prior", action="append", default=[], metavar="KEY=DIST(...)",
+                     help="override a prior, e.g. --prior 'sd=HalfNormal(sigma=5)' or "
+                          "--prior 'Days=Normal(mu=0, sigma=20)'; repeatable")  # fmt: skip
+    fit.add_argument("--no-compare", action="store_true", help="skip the seven-model comparison")
+    _add_sampling_options(fit)
+    _add_common(fit)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the tutorial's classroom analysis on the shipped data",
+        description=f"Fit {DEMO['formula']!r} to the shipped classroom data (60 pupils, "
+        "3 classrooms), compare it with the seven classical models and write the report.",
+    )
+    demo.add_argument("--out", default="bayeslmm_demo", help="output directory (%(default)s)")
+    # 3 classrooms leave the random-slope SD weakly identified: longer chains, smaller steps
+    _add_sampling_options(demo, draws=2000, tune=2000, target_accept=0.95)
+    _add_common(demo)
+
+    data = sub.add_parser("datasets", help="list the shipped datasets",
+                          description="List the datasets shipped with bayeslmm.")  # fmt: skip
+    _add_common(data)
+    return parser
+
+
+def _read_data(path: str) -> pd.DataFrame:
+    """A CSV file, or the name of a shipped data set when no such file exists."""
+    from .datasets import _ALIASES, list_datasets, load_dataset
+    from .errors import DataError
+
+    file = Path(path)
+    if not file.is_file():
+        if path in list_datasets() or path in _ALIASES:
+            return load_dataset(path)
+        raise DataError(f"data file {path!r} does not exist (nor is it a shipped dataset: "
+                        f"{', '.join(list_datasets())})")  # fmt: skip
+    try:
+        frame = pd.read_csv(file)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {path!r} as CSV: {err}") from err
+    if frame.empty:
+        raise DataError(f"data file {path!r} has no rows")
+    return frame
+
+
+def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors: dict,
+             term: str | None, compare_models: bool, title: str | None) -> Path:  # fmt: skip
+    from .comparison import ComparisonSetup, compare
+    from .model import LMM
+    from .report import report
+
+    model = LMM(formula, data, priors=priors or None)
+    comparison, why_not = None, None  # why_not: why the comparison is missing, if it is
+    if compare_models:  # check before sampling: a bad --term must not cost a fit
+        try:
+            ComparisonSetup.from_spec(model.design.spec, term, data)
+        except BayesLMMError as err:
+            if term is not None:
+                raise
+            why_not, compare_models = f"No comparison with the classical models: {err}", False
+    fit_kwargs = {
+        "draws": args.draws, "tune": args.tune, "chains": args.chains,
+        "random_seed": args.seed, "sampler": args.sampler, "target_accept": args.target_accept,
+        "method": None if args.method == "auto" else args.method,
+    }  # fmt: skip
+    progress = not args.no_progress
+    print(f"Fitting {model.formula} to {model.design.n_obs} rows ...", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(progressbar=progress, **fit_kwargs)
+    _print_warnings(caught, "the model")
+    if compare_models:
+        print("Fitting the comparison models ...", file=sys.stderr)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                comparison = compare(formula, data, term=term, model=model,
+                                     progressbar=progress, **fit_kwargs)  # fmt: skip
+            except BayesLMMError as err:
+                why_not = f"No comparison with the classical models: {err}"
+        _print_warnings(caught, "the comparison models")
+    if why_not:
+        print(f"bayeslmm: note: {why_not}", file=sys.stderr)
+    note = why_not or (
+        None
+        if comparison
+        else "The comparison with the classical models was skipped (--no-compare)."
+    )
+    print("Writing the report ...", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = report(model, comparison, args.out, title=title, comparison_note=note)
+    _print_warnings(caught, "the report")
+    if files.failed:
+        for name, why in files.failed.items():
+            print(f"bayeslmm: warning: figure {name} not drawn: {why}", file=sys.stderr)
+    return files.html
+
+
+def _print_warnings(caught: list[warnings.WarningMessage], where: str) -> None:
+    """bayeslmm's own warnings, each once, without file and line noise."""
+    from .errors import ConvergenceWarning
+    from .frequentist import SingularFitWarning
+
+    seen = set()
+    for w in caught:
+        ours = issubclass(w.category, ConvergenceWarning | SingularFitWarning)
+        if not ours and "bayeslmm" not in str(w.filename):
+            continue  # third-party noise (PyTensor's BLAS notice, deprecations)
+        text = str(w.message)
+        if text not in seen:
+            seen.add(text)
+            print(f"bayeslmm: warning ({where}, {w.category.__name__}): {text}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "datasets":
+        from .datasets import describe_datasets
+
+        for row in describe_datasets().itertuples(index=False):
+            alias = f" (alias {row.alias})" if row.alias else ""
+            print(f"{row.name}{alias}: {row.rows} rows; columns {row.columns}\n"
+                  f"    {row.description}\n"
+                  f"    try: bayeslmm fit {row.alias or row.name} \"{row[5]}\"\n")  # fmt: skip
+        return 0
+    if args.command == "demo":
+        from .datasets import load_dataset
+
+        data = load_dataset(DEMO["dataset"])
+        html = _analyse(args, data, DEMO["formula"], {}, "edu", True, DEMO["title"])
+    else:
+        priors = dict(parse_prior(text) for text in args.prior)
+        data = _read_data(args.data)
+        html = _analyse(args, data, args.formula, priors, args.term, not args.no_compare, None)
+    print(f"Report written to {html.resolve()}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.debug:
+        return _run(args)
+    try:
+        return _run(args)
+    except (BayesLMMError, ValueError, TypeError, KeyError, OSError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"bayeslmm: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bayeslmm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Figures (matplotlib; every function returns its Figure).
+
+- Of one fit (:mod:`bayeslmm.plots.model`): :func:`data_overview`, :func:`trace`,
+  :func:`rank`, :func:`ppc`, :func:`ppc_by_group`, :func:`residuals`.
+- Of a comparison (:mod:`bayeslmm.plots.comparison`): :func:`group_fits`,
+  :func:`shrinkage_arrows`, :func:`caterpillar`, :func:`shrinkage_2d`,
+  :func:`comparison_forest`.
+"""
+
+from .comparison import (
+    caterpillar,
+    comparison_forest,
+    group_fits,
+    shrinkage_2d,
+    shrinkage_arrows,
+)
+from .model import data_overview, ppc, ppc_by_group, rank, residuals, trace
+
+__all__ = [
+    "data_overview",
+    "trace",
+    "rank",
+    "ppc",
+    "ppc_by_group",
+    "residuals",
+    "group_fits",
+    "shrinkage_arrows",
+    "caterpillar",
+    "shrinkage_2d",
+    "comparison_forest",
+]

@@ -1,0 +1,358 @@
+"""A report a person reads: one self-contained HTML file plus a CSV of every table.
+
+The report gathers tables from the model and the comparison and figures from
+:mod:`bayeslmm.plots`; figures are embedded as base64 PNGs (and saved beside the HTML)
+so the page needs no network and no other file to display.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # the report renders off-screen, also where no display exists
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from . import plots  # noqa: E402
+from .comparison import Comparison  # noqa: E402
+from .diagnostics import verdict  # noqa: E402
+from .model import LMM  # noqa: E402
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px;
+       margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { border-bottom: 2px solid #7570b3; padding-bottom: .2em; }
+h2 { margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: .15em; }
+code { background: #f3f3f3; padding: 0 .25em; border-radius: 3px; }
+table.data { border-collapse: collapse; font-size: .88em; margin: .6em 0 1.2em; }
+table.data th, table.data td { border: 1px solid #ddd; padding: .25em .6em; text-align: left;
+                               white-space: nowrap; }
+table.data th { background: #f3f1fa; }
+table.data td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.scroll { overflow-x: auto; max-width: 100%; }
+dl.models dt { font-weight: bold; float: left; clear: left; width: 9em; }
+dl.models dd { margin: 0 0 .2em 9.5em; }
+.verdict { padding: .8em 1em; border-radius: 6px; margin: 1em 0; }
+.ok { background: #e6f4ea; border-left: 6px solid #1b9e77; }
+.bad { background: #fdecea; border-left: 6px solid #d95f02; }
+.note { color: #666; font-size: .9em; }
+figure { margin: 1em 0 2em; }
+figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: .9em; }
+nav a { margin-right: 1em; }
+"""
+
+
+@dataclass
+class Section:
+    """A titled part of the report: paragraphs, tables and figures in order."""
+
+    key: str
+    title: str
+    parts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReportFiles:
+    """What :func:`report` wrote."""
+
+    html: Path
+    tables: dict[str, Path]
+    figures: dict[str, Path]
+    failed: dict[str, str]  # figure name -> why it could not be drawn
+
+
+def _cell(value: object) -> tuple[str, bool]:
+    """Text of one table cell, and whether it is a number (right-aligned)."""
+    if isinstance(value, bool | np.bool_):
+        return str(value), False
+    if isinstance(value, int | np.integer):
+        return str(value), True
+    if isinstance(value, float | np.floating):
+        if np.isnan(value):
+            return "", True
+        if np.isinf(value):
+            return "∞" if value > 0 else "-∞", True
+        return (f"{value:.0f}" if abs(value) >= 1e5 else f"{value:.4g}"), True
+    return html.escape(str(value)), False
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    """An HTML table: numbers right-aligned, text left, scrolling sideways when wide."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for values in frame.itertuples(index=False):
+        cells = [_cell(v) for v in values]
+        rows.append("<tr>" + "".join(
+            f"<td class='num'>{t}</td>" if num else f"<td>{t}</td>" for t, num in cells
+        ) + "</tr>")  # fmt: skip
+    return (f"<div class='scroll'><table class='data'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>")  # fmt: skip
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+class _Writer:
+    """Collects sections, writes CSVs and PNGs as they come."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.sections: list[Section] = []
+        self.tables: dict[str, Path] = {}
+        self.figures: dict[str, Path] = {}
+        self.failed: dict[str, str] = {}
+
+    def section(self, key: str, title: str) -> Section:
+        self.sections.append(Section(key, title))
+        return self.sections[-1]
+
+    def table(self, sec: Section, name: str, table: pd.DataFrame, caption: str,
+              shown: pd.DataFrame | None = None) -> None:  # fmt: skip
+        """Write ``table`` as CSV; show it (or the ``shown`` columns of it) in the page."""
+        path = self.out / f"{name}.csv"
+        table.to_csv(path, index=False)
+        self.tables[name] = path
+        sec.parts.append(
+            f"<p class='note'>{html.escape(caption)} (<code>{path.name}</code>)</p>"
+            + _table_html(table if shown is None else shown)
+        )
+
+    def figure(self, sec: Section, name: str, draw: Callable[[], Figure], caption: str) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                data = _png(draw())
+        except Exception as err:  # a figure that cannot be drawn must not lose the report
+            plt.close("all")
+            self.failed[name] = f"{type(err).__name__}: {err}"
+            sec.parts.append(f"<p class='note'>Figure {html.escape(name)} could not be drawn: "
+                             f"{html.escape(self.failed[name])}</p>")  # fmt: skip
+            return
+        path = self.out / "figures" / f"{name}.png"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(data)
+        self.figures[name] = path
+        b64 = base64.b64encode(data).decode("ascii")
+        sec.parts.append(
+            f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{b64}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+
+    def text(self, sec: Section, paragraph: str, css: str = "") -> None:
+        cls = f" class='{css}'" if css else ""
+        sec.parts.append(f"<p{cls}>{paragraph}</p>")
+
+    def render(self, title: str, subtitle: str) -> str:
+        nav = " ".join(f"<a href='#{s.key}'>{html.escape(s.title)}</a>" for s in self.sections)
+        body = "\n".join(
+            f"<section id='{s.key}'><h2>{html.escape(s.title)}</h2>\n" + "\n".join(s.parts)
+            + "</section>"
+            for s in self.sections
+        )  # fmt: skip
+        return (
+            "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><p class='note'>{subtitle}</p><nav>{nav}</nav>"
+            f"{body}</body></html>\n"
+        )
+
+
+def _data_section(w: _Writer, model: LMM) -> None:
+    d = model.design
+    sec = w.section("data", "Data and model")
+    dropped = f", {d.n_dropped} dropped for missing values" if d.n_dropped else ""
+    w.text(sec, f"Formula <code>{html.escape(model.formula)}</code> fitted to {d.n_obs} rows"
+                f"{dropped}.")  # fmt: skip
+    info = model._fit_info
+    how = ("random effects integrated out, then drawn exactly"
+           if info.get("method") == "marginal" else "explicit random effects")  # fmt: skip
+    w.text(sec, f"Sampler: {info.get('sampler')} NUTS, method <code>{info.get('method')}</code> "
+                f"({how}), {info.get('chains')} chains x {info.get('draws')} draws after "
+                f"{info.get('tune')} tuning steps.")  # fmt: skip
+    rows = [{"variable": d.response, "role": "response", "levels": np.nan,
+             "mean": float(np.mean(d.y)), "sd": float(np.std(d.y, ddof=1)),
+             "min": float(np.min(d.y)), "max": float(np.max(d.y))}]  # fmt: skip
+    for group, levels in d.groups().items():
+        block = next(b for b in d.blocks if b.group == group)
+        sizes = np.bincount(block.codes, minlength=len(levels))
+        spread = float(sizes.std(ddof=1)) if len(sizes) > 1 else np.nan
+        rows.append({"variable": group, "role": "grouping factor", "levels": len(levels),
+                     "mean": float(sizes.mean()), "sd": spread, "min": float(sizes.min()),
+                     "max": float(sizes.max())})  # fmt: skip
+    w.table(sec, "data_summary", pd.DataFrame(rows),
+            "Response, and rows per level of every grouping factor")  # fmt: skip
+    priors = pd.DataFrame({"parameter": list(model.priors),
+                           "prior": [repr(p) for p in model.priors.values()]})  # fmt: skip
+    w.table(sec, "priors", priors, "Priors (autoscaled defaults unless overridden)")
+
+
+def _convergence_section(w: _Writer, model: LMM, summary: pd.DataFrame) -> None:
+    sec = w.section("convergence", "Can the draws be trusted?")
+    conv = model.convergence
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in conv.problems)
+    sec.parts.append(
+        f"<div class='verdict {'ok' if conv.ok else 'bad'}'>"
+        f"{html.escape(verdict(conv))}{f'<ul>{items}</ul>' if items else ''}</div>"
+    )
+    cols = ["mean", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
+    table = summary[cols].rename_axis("parameter").reset_index()
+    table.insert(len(table.columns), "divergences", conv.divergences)
+    w.table(sec, "convergence", table, "R-hat, bulk/tail ESS and MCSE per population parameter")
+    w.figure(sec, "trace", lambda: plots.trace(model),
+             "Trace plots: left the posterior density of each chain, right the draws in order; "
+             "chains should overlap and look like noise around one level")  # fmt: skip
+    w.figure(sec, "rank", lambda: plots.rank(model),
+             "Rank plots: histograms of each chain's ranks among all draws are flat when "
+             "the chains mix")  # fmt: skip
+
+
+def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame) -> None:
+    sec = w.section("estimates", "Fixed effects and variance components")
+    fixed = summary.loc[summary["component"] == "fixed"].drop(columns="component")
+    w.table(sec, "fixed_effects", fixed.rename_axis("term").reset_index(),
+            "Fixed effects: posterior mean, sd and 94% HDI")  # fmt: skip
+    w.table(
+        sec,
+        "variance_components",
+        model.varcorr(),
+        "Variance components: SDs and correlations of the random effects, residual SD",
+    )
+    ranef = pd.concat(model.ranef(), names=["group"]).reset_index()
+    w.table(sec, "random_effects", ranef, "Random effects per level: posterior mean, sd, HDI")
+
+
+def _checks_section(w: _Writer, model: LMM, predictor: str | None) -> None:
+    sec = w.section("checks", "Model checks")
+    d = model.design
+    if predictor is not None and d.blocks:
+        group = d.blocks[0].group
+        w.figure(sec, "data_overview",
+                 lambda: plots.data_overview(d.frame, d.response, predictor, group),
+                 f"The data: {d.response} against {predictor}, coloured by {group}")  # fmt: skip
+    w.figure(sec, "ppc", lambda: plots.ppc(model),
+             "Posterior predictive check: the density of the data (black) should look like "
+             "the densities of data sets replicated from the posterior (blue)")  # fmt: skip
+    if d.blocks:
+        w.figure(sec, "ppc_by_group", lambda: plots.ppc_by_group(model),
+                 "Posterior predictive check within groups")  # fmt: skip
+        w.figure(
+            sec,
+            "residuals",
+            lambda: plots.residuals(model),
+            "Residuals (data minus posterior mean fit): no pattern against the fitted "
+            "values, a roughly normal density, and similar spread in every group",
+        )
+
+
+def _comparison_section(w: _Writer, comparison: Comparison) -> None:
+    s = comparison.setup
+    sec = w.section("comparison", "Bayesian, REML and the classical models")
+    w.text(sec, f"The effect of <code>{html.escape(s.term)}</code> on "
+                f"<code>{html.escape(s.response)}</code> in the tutorial's seven models and the "
+                "Bayesian LMMs. LMM rows show the Wald z (statsmodels' SE) with lmerTest's "
+                "Satterthwaite t beside it; Bayesian rows show the posterior mean, sd, "
+                f"{comparison.level:.0%} HDI and the probability of direction.")  # fmt: skip
+    table = comparison.table
+    w.table(sec, "comparison", table, "The comparison table", shown=table.drop(columns="method"))
+    items = "".join(f"<dt>{html.escape(r.model)}</dt><dd>{html.escape(r.method)}</dd>"
+                    for r in table.itertuples())  # fmt: skip
+    sec.parts.append(f"<dl class='models'>{items}</dl>")
+    w.figure(sec, "comparison_forest", lambda: plots.comparison_forest(comparison),
+             f"Estimate and interval of {s.term} in every model")  # fmt: skip
+    w.figure(sec, "group_fits", lambda: plots.group_fits(comparison),
+             "Each group's fitted line (partial pooling), the ANCOVA lines (no pooling) and "
+             "the population line")  # fmt: skip
+    sec = w.section("shrinkage", "Shrinkage of group effects")
+    w.text(sec, "Each group's own estimate (no pooling) is pulled toward the population mean "
+                "by the mixed model; 0 means no shrinkage, 1 complete pooling.")  # fmt: skip
+    w.table(sec, "shrinkage", comparison.shrinkage(), "Shrinkage per level and random term")
+    w.figure(sec, "shrinkage_arrows", lambda: plots.shrinkage_arrows(comparison),
+             "From no pooling to REML to the posterior mean, per level")  # fmt: skip
+    if "Bayes-" + comparison.primary in comparison.fits:
+        w.figure(sec, "caterpillar", lambda: plots.caterpillar(comparison),
+                 "Posterior group coefficients with HDIs; crosses: REML")  # fmt: skip
+    if s.random_slope:
+        w.figure(
+            sec,
+            "shrinkage_2d",
+            lambda: plots.shrinkage_2d(comparison),
+            "Intercepts and slopes move from no pooling toward the population ellipse",
+        )
+
+
+def _predictor(model: LMM, comparison: Comparison | None) -> str | None:
+    if comparison is not None:
+        return comparison.setup.term
+    frame = model.design.frame
+    for name in model.design.fixed_names:
+        if name in frame.columns and pd.api.types.is_numeric_dtype(frame[name]):
+            return name
+    return None
+
+
+def report(
+    model: LMM,
+    comparison: Comparison | None = None,
+    path: str | Path = "bayeslmm_report",
+    title: str | None = None,
+    comparison_note: str | None = None,
+) -> ReportFiles:
+    """Write ``report.html`` (self-contained), the CSV tables and the PNG figures.
+
+    Parameters
+    ----------
+    model
+        A fitted :class:`~bayeslmm.LMM`.
+    comparison
+        The :func:`~bayeslmm.compare` result for the same formula, if any: adds the
+        seven-model table, group fits and shrinkage.
+    path
+        Output directory (created if needed).
+    title
+        Page title (default: the formula).
+    comparison_note
+        Why there is no comparison, shown in its place.
+
+    Returns
+    -------
+    ReportFiles
+        Paths of the HTML file, every CSV and every figure.
+    """
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = model.summary(print_it=False)
+    w = _Writer(out)
+    _data_section(w, model)
+    _convergence_section(w, model, summary)
+    _estimates_section(w, model, summary)
+    _checks_section(w, model, _predictor(model, comparison))
+    if comparison is not None:
+        _comparison_section(w, comparison)
+    elif comparison_note:
+        sec = w.section("comparison", "Bayesian, REML and the classical models")
+        w.text(sec, html.escape(comparison_note), "note")
+    from . import __version__
+
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    page = w.render(title or f"bayeslmm: {model.formula}",
+                    f"Written by bayeslmm {__version__} on {stamp}.")  # fmt: skip
+    html_path = out / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    return ReportFiles(html_path, w.tables, w.figures, w.failed)

@@ -1,0 +1,149 @@
+"""The ``bayeslmm`` command end to end: exit codes, files written, error messages."""
+
+import base64
+import re
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+import bayeslmm as bl
+from bayeslmm.cli import main, parse_prior
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FAST = ["--draws", "100", "--tune", "150", "--chains", "2", "--no-progress"]
+TABLES = ["data_summary", "priors", "convergence", "fixed_effects", "variance_components",
+          "random_effects"]  # fmt: skip
+MODEL_FIGURES = ["trace", "rank", "data_overview", "ppc", "ppc_by_group", "residuals"]
+COMPARISON_FIGURES = ["comparison_forest", "group_fits", "shrinkage_arrows", "caterpillar",
+                      "shrinkage_2d"]  # fmt: skip
+
+
+def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bayeslmm", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)  # fmt: skip
+
+
+def check_png(path) -> None:
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC), path
+    with Image.open(path) as im:
+        im.verify()
+        assert im.size[0] > 100 and im.size[1] > 100
+
+
+def check_report(out, figures: list[str], tables: list[str]) -> str:
+    for name in tables:
+        assert (out / f"{name}.csv").stat().st_size > 0, name
+    for name in figures:
+        check_png(out / "figures" / f"{name}.png")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    images = re.findall(r"<img [^>]*src='([^']*)'", page)
+    assert len(images) == len(figures)
+    for src in images:  # embedded, not linked: the page needs no other file or network
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
+    assert "http://" not in page and "https://" not in page
+    return page
+
+
+def test_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    result = run_cli("demo", "--out", str(out), *FAST)
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == f"Report written to {(out / 'report.html').resolve()}"
+    page = check_report(out, MODEL_FIGURES + COMPARISON_FIGURES,
+                        TABLES + ["comparison", "shrinkage"])  # fmt: skip
+    assert "score ~ edu + (1 + edu | classroom)" in page
+    assert "LMM-Inter" in page and "Can the draws be trusted?" in page
+    assert "Traceback" not in result.stderr
+
+
+def test_fit_console_script_with_priors(tmp_path):
+    csv = tmp_path / "sleep.csv"
+    bl.load_dataset("sleepstudy").to_csv(csv, index=False)
+    out = tmp_path / "report"
+    cmd = [sys.executable, "-c", "import sys; from bayeslmm.cli import main; sys.exit(main())",
+           "fit", str(csv), "Reaction ~ Days + (Days | Subject)", "--out", str(out),
+           "--prior", "sd=HalfNormal(sigma=30)", "--prior", "Days=Normal(mu=0, sigma=20)",
+           "--no-compare", *FAST]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    check_report(out, MODEL_FIGURES, TABLES)
+    priors = (out / "priors.csv").read_text()
+    assert 'Days,"Normal(mu=0, sigma=20)"' in priors
+    assert "sd(Days|Subject),HalfNormal(sigma=30)" in priors
+    assert "skipped (--no-compare)" in (out / "report.html").read_text()
+
+
+def test_fit_without_a_comparison_says_why(tmp_path, capsys):
+    out = tmp_path / "dye"
+    code = main(["fit", "dyestuff", "Yield ~ 1 + (1 | Batch)", "--out", str(out), *FAST])
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "no fixed term besides the intercept" in captured.err
+    page = check_report(out, ["trace", "rank", "ppc", "ppc_by_group", "residuals"], TABLES)
+    assert "No comparison with the classical models" in page
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["fit", "no_such_file.csv", "y ~ x + (1|g)"],
+         "data file 'no_such_file.csv' does not exist"),
+        (["fit", "sleepstudy", "Reaction ~ Dayz + (1 | Subject)"], "Dayz"),
+        (["fit", "sleepstudy", "Reaction ~ Days + (1 | Subject"], "unmatched '('"),
+        (["fit", "sleepstudy", "Reaction ~ Days + (1 | Subject)", "--prior", "sd=Normal(0, 1)"],
+         "Family(name=value"),
+        (["fit", "sleepstudy", "Reaction ~ Days + (1 | Subject)", "--prior",
+          "tau=HalfNormal(sigma=1)"], "matches no parameter"),
+        (["fit", "sleepstudy", "Reaction ~ Days + (1 | Subject)", "--term", "Subject"],
+         "not a fixed effect"),
+    ],
+)  # fmt: skip
+def test_bad_input_exits_non_zero_with_one_message(args, message, tmp_path, capsys):
+    code = main([*args, "--out", str(tmp_path / "out"), *FAST])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.count("bayeslmm: error:") == 1 and "Traceback" not in err
+
+
+def test_bad_csv_and_debug(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\xff\xfe\x00garbage")
+    assert main(["fit", str(bad), "y ~ x + (1|g)"]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    with pytest.raises(bl.DataError):
+        main(["fit", "missing.csv", "y ~ x + (1|g)", "--debug"])
+
+
+def test_process_exit_codes_and_help(tmp_path):
+    bad = run_cli("fit", "sleepstudy", "Reaction ~ Days + (1 | Nobody)", "--out", str(tmp_path))
+    assert bad.returncode == 1
+    assert "Nobody" in bad.stderr and "Traceback" not in bad.stderr
+    usage = run_cli("fit")
+    assert usage.returncode == 2 and "usage: bayeslmm fit" in usage.stderr
+    for sub in ([], ["fit"], ["demo"], ["datasets"]):
+        shown = run_cli(*sub, "--help")
+        assert shown.returncode == 0 and "usage: bayeslmm" in shown.stdout
+
+
+def test_datasets_command(capsys):
+    assert main(["datasets"]) == 0
+    text = capsys.readouterr().out
+    for name in bl.list_datasets():
+        assert name in text
+    assert 'bayeslmm fit classroom "score ~ edu + (1 + edu | classroom)"' in text
+
+
+def test_parse_prior():
+    key, prior = parse_prior("sd(Days|Subject) = HalfNormal(sigma=2.5)")
+    assert key == "sd(Days|Subject)" and prior == bl.Prior("HalfNormal", sigma=2.5)
+    assert parse_prior("fixed=Normal(mu=-1, sigma=1e3)")[1] == bl.Prior("Normal", mu=-1,
+                                                                         sigma=1000.0)  # fmt: skip
+    for bad in ("sd", "=Normal(mu=0)", "sd=Normal", "sd=Normal(mu=x)", "sd=Nope(sigma=1)"):
+        with pytest.raises(bl.PriorError):
+            parse_prior(bad)

@@ -21,6 +21,7 @@ from .likelihood import (
     ProfiledFit,
     ThetaLayout,
     covariance_deviance,
+    grouped_deviance,
     profiled,
     random_effects_matrix,
 )
@@ -326,10 +327,20 @@ def _optimise(cp: CrossProducts, layout: ThetaLayout, reml: bool) -> tuple[np.nd
         except np.linalg.LinAlgError:
             return np.inf
 
+    def with_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        try:
+            return grouped_deviance(theta, cp.grouped, layout, reml)
+        except np.linalg.LinAlgError:
+            return np.inf, np.zeros_like(theta)
+
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in layout.lower_bounds()]
+    # one grouping factor: the exact gradient (a few batched q x q products); else
+    # finite differences of the sparse profiled deviance
+    exact = cp.grouped is not None
     result = scipy.optimize.minimize(
-        objective,
+        with_gradient if exact else objective,
         layout.start(),
+        jac=exact,
         method="L-BFGS-B",
         bounds=bounds,
         options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000},

@@ -63,6 +63,11 @@ def sample_nuts(
     for group in ("warmup_posterior", "warmup_sample_stats"):
         if group in idata.groups():
             del idata[group]
+    # nutpie also returns the unconstrained values (``sigma_log__``): keep the model's
+    # own variables so that every sampler gives the same posterior
+    extra = [v for v in idata.posterior.data_vars if v not in model.named_vars]
+    if extra:
+        idata.posterior = idata.posterior.drop_vars(extra)
     if "observed_data" not in idata.groups():
         obs = {
             rv.name: xr.DataArray(

@@ -120,3 +120,32 @@ def test_fitted_residuals_and_confint(sleepstudy):
     assert (satt["upper"] - satt["lower"] > wald["upper"] - wald["lower"]).all()
     with pytest.raises(ValueError, match="method"):
         fit.confint(method="profile")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "formula"),
+    [
+        ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
+        ("sleepstudy", "Reaction ~ Days + (Days || Subject)"),
+        ("ratpup", "weight ~ treatment + sex + litsize + (1 | litter)"),
+        ("ratpup", "weight ~ sex + (1 | litter) + (0 + litsize | litter)"),
+        ("sleepstudy", "Reaction ~ 0 + (Days | Subject)"),
+    ],
+)
+@pytest.mark.parametrize("reml", [True, False])
+def test_exact_gradient_of_the_profiled_deviance(dataset, formula, reml):
+    from bayeslmm.design import build_design
+    from bayeslmm.likelihood import CrossProducts, ThetaLayout, grouped_deviance, profiled
+
+    design = build_design(formula, bl.load_dataset(dataset))
+    cp, layout = CrossProducts.from_design(design), ThetaLayout.from_design(design)
+    theta = layout.start() + np.random.default_rng(1).uniform(0, 0.5, layout.n_theta)
+    dev, grad = grouped_deviance(theta, cp.grouped, layout, reml)
+    assert dev == pytest.approx(profiled(theta, cp, layout, reml).deviance, rel=1e-12)
+    h = 1e-5
+    numeric = [
+        (profiled(theta + h * e, cp, layout, reml).deviance
+         - profiled(theta - h * e, cp, layout, reml).deviance) / (2 * h)
+        for e in np.eye(layout.n_theta)
+    ]  # fmt: skip
+    np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-4)

@@ -151,3 +151,19 @@ def test_sbc_small_random_intercept():
     pvals = result.uniformity(bins=4)["p_value"]
     # 4 parameters: a calibrated sampler fails this at 0.001 with probability < 0.4%
     assert (pvals > 0.001).all(), pvals
+
+
+@pytest.mark.parametrize("sampler", ["numpyro", "nutpie"])
+def test_marginal_with_other_samplers(both_fits, sleepstudy, sampler):
+    model = bl.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bl.ConvergenceWarning)
+        model.fit(draws=300, tune=300, chains=2, random_seed=5, progressbar=False,
+                  sampler=sampler)  # fmt: skip
+    assert model._fit_info["method"] == "marginal"
+    reference = both_fits["marginal"].idata.posterior
+    assert set(model.idata.posterior.data_vars) == set(reference.data_vars)
+    ours, ref = model.summary(print_it=False), both_fits["full"].summary(print_it=False)
+    for name in ref.index:  # same posterior as the explicit model, within MC error
+        assert abs(ours.loc[name, "mean"] - ref.loc[name, "mean"]) < 0.5 * ref.loc[name, "sd"]
+    assert model.convergence.divergences == 0

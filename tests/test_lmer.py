@@ -1,6 +1,8 @@
 """REML/ML fits against lme4 (../shared/reference/lme4_reference.json)."""
 
+import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -149,3 +151,61 @@ def test_exact_gradient_of_the_profiled_deviance(dataset, formula, reml):
         for e in np.eye(layout.n_theta)
     ]  # fmt: skip
     np.testing.assert_allclose(grad, numeric, rtol=1e-4, atol=1e-4)
+
+
+def _lme4_group(ours: str) -> str:
+    """lme4 names the inner factor of ``a/b`` ``b:a`` (levels ``b_i:a_j``); we say ``a:b``."""
+    return ":".join(reversed(ours.split(":")))
+
+
+NESTED_CROSSED = json.loads((Path(__file__).parent / "data" / "lme4_nested_crossed.json")
+                            .read_text())["cases"]  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["REML", "ML"])
+@pytest.mark.parametrize("case_id", sorted(NESTED_CROSSED))
+def test_nested_and_crossed_match_lme4(case_id, mode):
+    """Own cases, fitted by lme4 1.1-31 / lmerTest 3.1-3 (tests/data/lme4_nested_crossed.R)."""
+    case = NESTED_CROSSED[case_id]
+    ref = case[mode]
+    tol = 1e-3 if ref["singular"] else 1e-4
+    data = bl.load_dataset(case["file"].removesuffix(".csv"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)
+        fit = lmer(case["formula"], data, reml=mode == "REML")
+    assert fit.singular == ref["singular"]
+    for name, value in ref["fixef"].items():
+        assert _rel(fit.fixef[name], value) < tol, name
+        assert _rel(fit.se[name], ref["se"][name]) < tol, name
+    for attr, key in (
+        ("sigma", "sigma"),
+        ("loglik", "logLik"),
+        ("criterion", "deviance_or_reml_crit"),
+    ):
+        assert _rel(getattr(fit, attr), ref[key]) < tol, attr
+    ours = {(_lme4_group(r.grp), r.var1 if pd.notna(r.var1) else None,
+             r.var2 if pd.notna(r.var2) else None): r.sdcor
+            for r in fit.varcorr().itertuples()}  # fmt: skip
+    theirs = {(r["grp"], r["var1"], r["var2"]): r["sdcor"] for r in ref["varcorr"]}
+    assert ours.keys() == theirs.keys()
+    # both optima agree to ~1e-7 in the criterion; the SDs of these flat likelihoods
+    # (3 treatments, 15 litter sizes) are only defined to ~2e-4 by that
+    assert fit.criterion <= ref["deviance_or_reml_crit"] + 1e-6
+    for key, value in theirs.items():
+        if value > 1e-6 * ref["sigma"]:  # a variance on the boundary is ~0 in both
+            assert _rel(ours[key], value) < max(tol, 5e-4), key
+        else:
+            assert ours[key] < 1e-3 * ref["sigma"], key
+    st = satterthwaite(fit)
+    for name, value in ref["df_satterthwaite"].items():
+        assert _rel(st.loc[name, "df"], value) < 1e-2, name
+    ranef = {_lme4_group(g): table for g, table in fit.ranef().items()}
+    for r in ref["ranef"]:
+        table = ranef[r["group"]]
+        if ":" in r["group"]:
+            table = table.rename(index=_lme4_group)
+        theirs = pd.DataFrame(r["values"], index=r["levels"], columns=r["terms"])
+        assert set(table.index) == set(theirs.index), r["group"]
+        diff = table.loc[theirs.index, theirs.columns].to_numpy() - theirs.to_numpy()
+        scale = max(np.max(np.abs(theirs.to_numpy())), 1e-6 * ref["sigma"])
+        assert np.max(np.abs(diff)) / scale < max(tol * 10, 1e-3), r["group"]

@@ -63,7 +63,7 @@ def _add_sampling_options(
     g.add_argument("--sampler", choices=["pymc", "nutpie", "numpyro"], default="pymc",
                    help="NUTS implementation (%(default)s)")  # fmt: skip
     g.add_argument("--method", choices=["auto", "marginal", "full"], default="auto",
-                   help="marginal: random effects integrated out (one grouping factor); "
+                   help="marginal: random effects integrated out (one factor or two nested); "
                         "full: explicit random effects; auto picks (%(default)s)")  # fmt: skip
     g.add_argument("--target-accept", type=float, default=target_accept,
                    help="NUTS step-size target acceptance (%(default)s)")  # fmt: skip

@@ -24,7 +24,15 @@ import xarray as xr
 
 from .builder import block_scale, coords_of, vector_rv
 from .design import Design
-from .grouped import GroupStats, project, single_grouping_factor, whiten
+from .grouped import (
+    GroupStats,
+    NestedStats,
+    nested_grouping_factors,
+    nested_whiten,
+    project,
+    single_grouping_factor,
+    whiten,
+)
 from .naming import term_dim
 from .predict import _scale_tril
 from .priors import ParameterNames, Prior
@@ -33,8 +41,17 @@ DRAW_CHUNK_ELEMENTS = 4_000_000  # draws x groups x q x q handled at once
 
 
 def marginal_supported(design: Design) -> bool:
-    """Can the random effects be integrated out level by level?"""
-    return bool(design.blocks) and single_grouping_factor(design)
+    """Can the random effects be integrated out level by level (one factor, or two nested)?"""
+    if not design.blocks:
+        return False
+    return single_grouping_factor(design) or nested_grouping_factors(design) is not None
+
+
+def sufficient_statistics(design: Design) -> GroupStats | NestedStats:
+    """The per-level statistics the marginal model and the exact draws need."""
+    if single_grouping_factor(design):
+        return GroupStats.from_design(design)
+    return NestedStats.from_design(design)
 
 
 def _level_factor(chols: list[pt.TensorVariable], q: int) -> pt.TensorVariable:
@@ -66,7 +83,28 @@ def marginal_loglik(
     )  # fmt: skip
 
 
-def build_marginal_model(design: Design, priors: dict[str, Prior], stats: GroupStats) -> pm.Model:
+def nested_marginal_loglik(
+    TA: pt.TensorVariable,
+    TB: pt.TensorVariable,
+    beta: pt.TensorVariable,
+    sigma: pt.TensorVariable,
+    stats: NestedStats,
+) -> pt.TensorVariable:
+    """log p(y | beta, D, sigma) for two nested factors (see :func:`nested_whiten`)."""
+    rA = pt.as_tensor(stats.Ay) - pt.tensordot(pt.as_tensor(stats.AX), beta, axes=[[2], [0]])
+    rB = pt.as_tensor(stats.By) - pt.tensordot(pt.as_tensor(stats.BX), beta, axes=[[2], [0]])
+    logdet, cB, cA = nested_whiten(TA, TB, stats, rA, rB, pt)
+    cc = sum(pt.sum(c**2) for c in cB) + sum(pt.sum(c**2) for c in cA)
+    rr = stats.yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta))
+    return -0.5 * (
+        stats.n * np.log(2.0 * np.pi) + 2.0 * stats.n * pt.log(sigma) + logdet
+        + (rr - cc) / sigma**2
+    )  # fmt: skip
+
+
+def build_marginal_model(
+    design: Design, priors: dict[str, Prior], stats: GroupStats | NestedStats
+) -> pm.Model:
     """The PyMC model of (beta, SDs, correlations, sigma) with the random effects integrated out.
 
     Same parameter names, priors, dims and coords as :func:`build_full_model`, minus
@@ -85,13 +123,72 @@ def build_marginal_model(design: Design, priors: dict[str, Prior], stats: GroupS
             )
             chols.append(chol if chol is not None else pt.diag(sd))
         sigma = priors["sigma"].family()("sigma", **priors["sigma"].params)
-        T = _level_factor(chols, stats.q) / sigma
-        pm.Potential("marginal_loglik", marginal_loglik(T, beta, sigma, stats))
+        if isinstance(stats, NestedStats):
+            TA, TB = (
+                _level_factor([c for c, b in zip(chols, design.blocks, strict=True)
+                               if b.group == group], q) / sigma
+                for group, q in ((stats.outer, stats.qA), (stats.inner, stats.qB))
+            )  # fmt: skip
+            loglik = nested_marginal_loglik(TA, TB, beta, sigma, stats)
+        else:
+            loglik = marginal_loglik(_level_factor(chols, stats.q) / sigma, beta, sigma, stats)
+        pm.Potential("marginal_loglik", loglik)
     return model
 
 
+def _factor_scales(post: xr.Dataset, design: Design, group: str | None, S: int):
+    """Per draw, the block-diagonal Cholesky factor of one factor's level covariance."""
+    blocks = [b for b in design.blocks if group is None or b.group == group]
+    q = sum(b.n_terms for b in blocks)
+    scales = [_scale_tril(post, b).reshape(S, b.n_terms, b.n_terms) for b in blocks]
+    chol, start = np.zeros((S, q, q)), 0
+    for scale, block in zip(scales, blocks, strict=True):
+        chol[:, start : start + block.n_terms, start : start + block.n_terms] = scale
+        start += block.n_terms
+    return chol, list(zip(blocks, scales, strict=True))
+
+
+def _spd_solve(L: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``L^-1 rhs`` for stacks of lower factors L (..., q, q) and vectors rhs (..., q)."""
+    return np.linalg.solve(L, rhs[..., None])[..., 0]
+
+
+def _draw_single(stats: GroupStats, T, beta, sigma, rng) -> list[np.ndarray]:
+    A = np.einsum("dka,gkl,dlb->dgab", T, stats.ZtZ, T) + np.eye(stats.q)
+    L = np.linalg.cholesky(A)
+    resid_z = stats.Zty[None] - np.einsum("gkp,dp->dgk", stats.ZtX, beta)
+    c = _spd_solve(L, np.einsum("dka,dgk->dga", T, resid_z))
+    noise = rng.standard_normal(c.shape) * sigma[:, None, None]
+    u_sph = _spd_solve(np.swapaxes(L, -1, -2), c + noise)
+    return [np.einsum("dab,dgb->dga", T, u_sph)]
+
+
+def _draw_nested(stats: NestedStats, TA, TB, beta, sigma, rng) -> list[np.ndarray]:
+    """Outer effects from their Schur-complement factor, then inner ones given them."""
+    LB = np.linalg.cholesky(np.einsum("dka,gkl,dlb->dgab", TB, stats.BB, TB) + np.eye(stats.qB))
+    F = np.linalg.solve(LB, np.einsum("dka,gkl,dlb->dgab", TB, stats.BA, TA))  # (d, G_B, qB, qA)
+    rB = stats.By[None] - np.einsum("gkp,dp->dgk", stats.BX, beta)
+    rA = stats.Ay[None] - np.einsum("gkp,dp->dgk", stats.AX, beta)
+    cB = _spd_solve(LB, np.einsum("dka,dgk->dga", TB, rB))
+    d, GA, qA = TA.shape[0], stats.n_outer, stats.qA
+    FtF, Ftc = np.zeros((d, GA, qA, qA)), np.zeros((d, GA, qA))
+    np.add.at(FtF, (slice(None), stats.parent), np.einsum("dgka,dgkb->dgab", F, F))
+    np.add.at(Ftc, (slice(None), stats.parent), np.einsum("dgka,dgk->dga", F, cB))
+    LA = np.linalg.cholesky(np.einsum("dka,gkl,dlb->dgab", TA, stats.AA, TA) + np.eye(qA) - FtF)
+    cA = _spd_solve(LA, np.einsum("dka,dgk->dga", TA, rA) - Ftc)
+    s = sigma[:, None, None]
+    uA = _spd_solve(np.swapaxes(LA, -1, -2), cA + s * rng.standard_normal(cA.shape))
+    shifted = cB + s * rng.standard_normal(cB.shape) - np.einsum("dgka,dga->dgk", F,
+                                                                 uA[:, stats.parent])  # fmt: skip
+    uB = _spd_solve(np.swapaxes(LB, -1, -2), shifted)
+    return [np.einsum("dab,dgb->dga", TA, uA), np.einsum("dab,dgb->dga", TB, uB)]
+
+
 def draw_random_effects(
-    idata: az.InferenceData, design: Design, stats: GroupStats, random_seed: int | None = None
+    idata: az.InferenceData,
+    design: Design,
+    stats: GroupStats | NestedStats,
+    random_seed: int | None = None,
 ) -> xr.Dataset:
     """Exact draws of every block's ``u_L`` (and standardised ``z_L``) given each draw.
 
@@ -101,33 +198,34 @@ def draw_random_effects(
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
-    G, q = stats.n_groups, stats.q
-    scales = [_scale_tril(post, b).reshape(S, b.n_terms, b.n_terms) for b in design.blocks]
-    chol = np.zeros((S, q, q))
-    for scale, start, block in zip(scales, stats.offsets, design.blocks, strict=True):
-        chol[:, start : start + block.n_terms, start : start + block.n_terms] = scale
+    nested = isinstance(stats, NestedStats)
+    groups = [stats.outer, stats.inner] if nested else [None]
+    factors = [_factor_scales(post, design, g, S) for g in groups]  # (chol, [(block, scale)])
     sigma = post["sigma"].values.reshape(S)
     beta = post["beta"].values.reshape(S, -1) if "beta" in post else np.zeros((S, 0))
-    b = np.empty((S, G, q))
-    chunk = max(1, DRAW_CHUNK_ELEMENTS // max(1, G * q * q))
+    sizes = [chol.shape[1] for chol, _ in factors]
+    n_levels = [stats.n_outer, len(stats.parent)] if nested else [stats.n_groups]
+    effects = [np.empty((S, g, q)) for g, q in zip(n_levels, sizes, strict=True)]
+    chunk = max(1, DRAW_CHUNK_ELEMENTS // max(1, max(n_levels) * max(sizes) ** 2))
     for lo in range(0, S, chunk):
         sl = slice(lo, min(S, lo + chunk))
-        T = chol[sl] / sigma[sl, None, None]  # (d, q, q)
-        A = np.einsum("dka,gkl,dlb->dgab", T, stats.ZtZ, T) + np.eye(q)
-        L = np.linalg.cholesky(A)
-        resid_z = stats.Zty[None] - np.einsum("gkp,dp->dgk", stats.ZtX, beta[sl])
-        rhs = np.einsum("dka,dgk->dga", T, resid_z)
-        c = np.linalg.solve(L, rhs[..., None])[..., 0]
-        noise = rng.standard_normal(c.shape) * sigma[sl, None, None]
-        u_sph = np.linalg.solve(np.swapaxes(L, -1, -2), (c + noise)[..., None])[..., 0]
-        b[sl] = np.einsum("dab,dgb->dga", T, u_sph)
+        T = [chol[sl] / sigma[sl, None, None] for chol, _ in factors]
+        if nested:
+            drawn = _draw_nested(stats, T[0], T[1], beta[sl], sigma[sl], rng)
+        else:
+            drawn = _draw_single(stats, T[0], beta[sl], sigma[sl], rng)
+        for target, values in zip(effects, drawn, strict=True):
+            target[sl] = values
     out = {}
-    for scale, start, block in zip(scales, stats.offsets, design.blocks, strict=True):
-        u = b[:, :, start : start + block.n_terms]
-        z = np.linalg.solve(scale[:, None], u[..., None])[..., 0]  # u = scale z per level
-        dims = ("chain", "draw", block.group, term_dim(block.label))
-        coords = {block.group: list(block.levels), term_dim(block.label): list(block.columns)}
-        shape = (n_chain, n_draw, G, block.n_terms)
-        out[f"u_{block.label}"] = xr.DataArray(u.reshape(shape), dims=dims, coords=coords)
-        out[f"z_{block.label}"] = xr.DataArray(z.reshape(shape), dims=dims, coords=coords)
+    for b, (_, blocks) in zip(effects, factors, strict=True):
+        start = 0
+        for block, scale in blocks:
+            u = b[:, :, start : start + block.n_terms]
+            start += block.n_terms
+            z = np.linalg.solve(scale[:, None], u[..., None])[..., 0]  # u = scale z per level
+            dims = ("chain", "draw", block.group, term_dim(block.label))
+            coords = {block.group: list(block.levels), term_dim(block.label): list(block.columns)}
+            shape = (n_chain, n_draw, block.n_levels, block.n_terms)
+            out[f"u_{block.label}"] = xr.DataArray(u.reshape(shape), dims=dims, coords=coords)
+            out[f"z_{block.label}"] = xr.DataArray(z.reshape(shape), dims=dims, coords=coords)
     return xr.Dataset(out, coords={"chain": post.chain, "draw": post.draw})

@@ -16,8 +16,13 @@ from .builder import PARAMETRIZATIONS, build_full_model
 from .design import Design, build_design
 from .diagnostics import Convergence, check_convergence, warn_convergence
 from .errors import NotFittedError
-from .grouped import GroupStats
-from .marginal import build_marginal_model, draw_random_effects, marginal_supported
+from .grouped import GroupStats, NestedStats
+from .marginal import (
+    build_marginal_model,
+    draw_random_effects,
+    marginal_supported,
+    sufficient_statistics,
+)
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
 from .results import coef_table, group_coefficient_draws, ranef_table, summary_table, varcorr_table
@@ -66,7 +71,7 @@ class LMM:
         self.parametrization = parametrization
         self._pymc_model: pm.Model | None = None
         self._marginal_model: pm.Model | None = None
-        self._group_stats: GroupStats | None = None
+        self._group_stats: GroupStats | NestedStats | None = None
         self.idata: az.InferenceData | None = None
         self.convergence: Convergence | None = None
         self._fit_info: dict = {}
@@ -86,8 +91,9 @@ class LMM:
     def marginal_supported(self) -> bool:
         """Can ``method="marginal"`` integrate the random effects out for this formula?
 
-        Yes when every random term shares one grouping factor (up to 8 terms per
-        level); nested and crossed designs use ``method="full"``.
+        Yes when every random term shares one grouping factor, or the terms use two
+        factors, one nested in the other (up to 8 terms per factor); crossed designs
+        use ``method="full"``.
         """
         return marginal_supported(self.design)
 
@@ -97,10 +103,10 @@ class LMM:
         if not self.marginal_supported:
             raise ValueError(
                 f"the random effects of {self.formula!r} cannot be integrated out level by "
-                "level (nested or crossed grouping factors); use method='full'"
+                "level (crossed grouping factors); use method='full'"
             )
         if self._marginal_model is None:
-            self._group_stats = GroupStats.from_design(self.design)
+            self._group_stats = sufficient_statistics(self.design)
             self._marginal_model = build_marginal_model(self.design, self.priors, self._group_stats)
         return self._marginal_model
 
@@ -111,8 +117,9 @@ class LMM:
             raise ValueError(f"method must be one of {METHODS} or None, got {method!r}")
         if method == "marginal" and not self.marginal_supported:
             warnings.warn(
-                f"method='marginal' needs one grouping factor; {self.formula!r} has nested or "
-                "crossed factors, so the explicit model (method='full') is sampled instead",
+                f"method='marginal' needs one grouping factor or two nested ones; "
+                f"{self.formula!r} has crossed factors, so the explicit model "
+                "(method='full') is sampled instead",
                 UserWarning,
                 stacklevel=3,
             )

@@ -12,9 +12,9 @@ import scipy.stats
 import xarray as xr
 
 import bayeslmm as bl
-from bayeslmm.grouped import GroupStats
+from bayeslmm.grouped import GroupStats, NestedStats
 from bayeslmm.likelihood import random_effects_matrix
-from bayeslmm.marginal import draw_random_effects, marginal_loglik
+from bayeslmm.marginal import draw_random_effects, marginal_loglik, nested_marginal_loglik
 from bayeslmm.sbc import run_sbc
 
 
@@ -134,7 +134,7 @@ def test_marginal_agrees_with_full_and_downstream_works(both_fits, sleepstudy):
 
 
 def test_crossed_design_falls_back_to_full(ratpup):
-    model = bl.LMM("weight ~ sex + (1 | litter) + (1 | treatment)", ratpup)
+    model = bl.LMM("weight ~ litsize + (1 | litter) + (1 | sex)", ratpup)  # sex within litters
     assert not model.marginal_supported
     with pytest.warns(UserWarning, match="full"):
         assert model._resolve_method("marginal") == "full"
@@ -167,3 +167,115 @@ def test_marginal_with_other_samplers(both_fits, sleepstudy, sampler):
     for name in ref.index:  # same posterior as the explicit model, within MC error
         assert abs(ours.loc[name, "mean"] - ref.loc[name, "mean"]) < 0.5 * ref.loc[name, "sd"]
     assert model.convergence.divergences == 0
+
+
+# --- two nested factors ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ratpup_x(ratpup):
+    return ratpup.assign(x=np.random.default_rng(0).normal(size=len(ratpup)))
+
+
+def _random_chols(design, rng):
+    chols = []
+    for block in design.blocks:
+        k = block.n_terms
+        c = 0.2 * np.tril(rng.normal(size=(k, k))) + 0.5 * np.eye(k)
+        chols.append(c if block.correlated else np.diag(np.diag(c)))
+    return chols
+
+
+def _factor(design, chols, group):
+    return scipy.linalg.block_diag(
+        *[c for c, b in zip(chols, design.blocks, strict=True) if b.group == group]
+    )
+
+
+def _dense_nested(design, chols, sigma):
+    Z = random_effects_matrix(design).toarray()
+    D = scipy.linalg.block_diag(
+        *[np.kron(np.eye(b.n_levels), c @ c.T) for b, c in zip(design.blocks, chols, strict=True)]
+    )
+    return Z, D, Z @ D @ Z.T + sigma**2 * np.eye(design.n_obs)
+
+
+@pytest.mark.parametrize(
+    ("formula", "outer"),
+    [
+        ("weight ~ sex + (1 | treatment/litter)", "treatment"),
+        ("weight ~ sex + (1 + x | treatment) + (1 + x | treatment:litter)", "treatment"),
+        ("weight ~ sex + (1 | litter) + (1 | treatment)", "treatment"),  # nested by the data
+        ("weight ~ sex + (1 | treatment) + (0 + x | treatment) + (x || treatment:litter)",
+         "treatment"),
+    ],
+)  # fmt: skip
+def test_nested_marginal_loglik_is_the_multivariate_normal_density(ratpup_x, formula, outer):
+    design = bl.build_design(formula, ratpup_x)
+    stats = NestedStats.from_design(design)
+    assert stats.outer == outer
+    rng = np.random.default_rng(1)
+    chols, sigma = _random_chols(design, rng), 0.4
+    beta = rng.normal(size=design.X.shape[1])
+    TA, TB, b, s = pt.matrix("TA"), pt.matrix("TB"), pt.vector("b"), pt.scalar("s")
+    f = pytensor.function([TA, TB, b, s], nested_marginal_loglik(TA, TB, b, s, stats))
+    ours = f(_factor(design, chols, stats.outer) / sigma, _factor(design, chols, stats.inner)
+             / sigma, beta, sigma)  # fmt: skip
+    _, _, V = _dense_nested(design, chols, sigma)
+    exact = scipy.stats.multivariate_normal(design.X @ beta, V).logpdf(design.y)
+    assert ours == pytest.approx(exact, rel=1e-10)
+
+
+def test_nested_random_effect_draws_follow_the_exact_conditional(ratpup):
+    design = bl.build_design("weight ~ sex + (1 | treatment/litter)", ratpup)
+    stats = NestedStats.from_design(design)
+    sd_t, sd_l, sigma, beta = 0.3, 0.35, 0.4, np.array([6.0, 0.35])
+    n = 4000
+    post = xr.Dataset(
+        {
+            "beta": (("chain", "draw", "fixed"), np.broadcast_to(beta, (1, n, 2))),
+            "sd_treatment": (("chain", "draw", "treatment_term"), np.full((1, n, 1), sd_t)),
+            "sd_treatment:litter": (("chain", "draw", "treatment:litter_term"),
+                                    np.full((1, n, 1), sd_l)),
+            "sigma": (("chain", "draw"), np.full((1, n), sigma)),
+        },
+        coords={"chain": [0], "draw": np.arange(n)},
+    )  # fmt: skip
+    draws = draw_random_effects(az.InferenceData(posterior=post), design, stats, random_seed=2)
+    u = np.concatenate([draws["u_treatment"].values[0, :, :, 0],
+                        draws["u_treatment:litter"].values[0, :, :, 0]], axis=1)  # fmt: skip
+    chols = [np.array([[sd_t]]), np.array([[sd_l]])]
+    Z, D, V = _dense_nested(design, chols, sigma)
+    K = D @ Z.T @ np.linalg.inv(V)
+    mean = K @ (design.y - design.X @ beta)
+    cov = D - K @ Z @ D
+    sd = np.sqrt(np.diag(cov))
+    z = (u.mean(axis=0) - mean) / (sd / np.sqrt(n))
+    assert np.max(np.abs(z)) < 4.5
+    np.testing.assert_allclose(u.std(axis=0, ddof=1), sd, rtol=0.06)
+    # the treatment effect and its litters' effects are correlated a posteriori
+    first_litter = 3 + int(np.flatnonzero(stats.parent == 0)[0])
+    emp = np.corrcoef(u[:, 0], u[:, first_litter])[0, 1]
+    assert emp == pytest.approx(cov[0, first_litter] / (sd[0] * sd[first_litter]), abs=0.06)
+
+
+def test_nested_marginal_fit_agrees_with_full(ratpup):
+    fits = {}
+    for method in ("marginal", "full"):
+        model = bl.LMM("weight ~ sex + litsize + (1 | treatment/litter)", ratpup)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bl.ConvergenceWarning)
+            model.fit(draws=400, tune=400, chains=2, random_seed=6, progressbar=False,
+                      method=method, target_accept=0.95)  # fmt: skip
+        assert model._fit_info["method"] == method
+        fits[method] = model
+    m, f = fits["marginal"], fits["full"]
+    assert set(m.idata.posterior.data_vars) >= set(f.idata.posterior.data_vars)
+    sm, sf = m.summary(print_it=False), f.summary(print_it=False)
+    for name in sm.index:
+        assert abs(sm.loc[name, "mean"] - sf.loc[name, "mean"]) < 0.4 * sf.loc[name, "sd"], name
+    rm, rf = m.ranef(), f.ranef()
+    for group in ("treatment", "treatment:litter"):
+        diff = np.abs(rm[group]["mean"] - rf[group]["mean"]) / rf[group]["sd"]
+        assert diff.max() < 0.4, group
+    assert m.convergence.divergences == 0

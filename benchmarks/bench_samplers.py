@@ -6,6 +6,11 @@ Every (case, configuration) runs in its own process, one after another, and repo
 wall time including model building and compilation, min bulk and tail ESS over the
 population parameters, ESS/s, divergences and peak resident memory. The table goes to
 ``benchmarks/results/samplers.{csv,md}``. 4 chains x 1,000 draws (1,000 tuning).
+
+Configurations: ``bayeslmm-marginal``, ``bayeslmm-full``, ``bambi-pymc``,
+``bambi-nutpie``, ``bambi-numpyro``; ``bayeslmm-METHOD-SAMPLER`` (e.g.
+``bayeslmm-marginal-nutpie``) picks bayeslmm's NUTS implementation, to choose its
+default sampler.
 """
 
 from __future__ import annotations
@@ -73,9 +78,11 @@ def run_one(case: str, config: str, draws: int, chains: int) -> dict:
     if config.startswith("bayeslmm"):
         import bayeslmm as bl
 
+        parts = config.split("-")
         model = bl.LMM(formula, data)
         idata = model.fit(draws=draws, tune=draws, chains=chains, random_seed=1,
-                          progressbar=False, method=config.split("-")[1])  # fmt: skip
+                          progressbar=False, method=parts[1],
+                          sampler=parts[2] if len(parts) > 2 else "pymc")  # fmt: skip
         names = model.population_variables()
     else:
         import bambi as bmb
@@ -119,7 +126,7 @@ def main() -> None:
     rows = []
     for case in args.cases:
         for config in args.configs:
-            if case == "sim1m" and config != "bayeslmm-marginal":
+            if case == "sim1m" and not config.startswith("bayeslmm-marginal"):
                 continue
             cmd = [sys.executable, __file__, "--one", case, config,
                    "--draws", str(args.draws), "--chains", str(args.chains)]  # fmt: skip

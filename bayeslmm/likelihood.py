@@ -333,10 +333,10 @@ def grouped_deviance(
     T = layout.level_factor(theta)
     q, p = stats.q, stats.p
     S = stats.ZtZ
-    A = np.einsum("ba,gbc,cd->gad", T, S, T) + np.eye(q)
+    A = np.einsum("ba,gbc,cd->gad", T, S, T, optimize=True) + np.eye(q)
     chol = np.linalg.cholesky(A)
     logdet_L = 2.0 * float(np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2))))
-    K = np.einsum("ab,gbc,dc->gad", T, np.linalg.inv(A), T)  # T A^-1 T'
+    K = np.einsum("ab,gbc,dc->gad", T, np.linalg.inv(A), T, optimize=True)  # T A^-1 T'
     SK = S @ K
     ZWZ = S - SK @ S
     ZWX = stats.ZtX - SK @ stats.ZtX  # (G, q, p)
@@ -345,7 +345,7 @@ def grouped_deviance(
     # X'W y = X'y - sum_j X_j'Z_j K_j Z_j'y_j;  X'W X likewise;  y'W y likewise
     KZy = np.einsum("gab,gb->ga", K, stats.Zty)
     XWy = stats.Xty - np.einsum("gba,gb->a", stats.ZtX, KZy)
-    XWX = stats.XtX - np.einsum("gba,gbc,gcd->ad", stats.ZtX, K, stats.ZtX)
+    XWX = stats.XtX - np.einsum("gba,gbc,gcd->ad", stats.ZtX, K, stats.ZtX, optimize=True)
     yWy = stats.yty - float(np.einsum("ga,ga->", stats.Zty, KZy))
     if p:
         RX = np.linalg.cholesky(XWX)

@@ -16,19 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # the report renders off-screen, also where no display exists
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from . import plots  # noqa: E402
-from .comparison import Comparison  # noqa: E402
-from .diagnostics import verdict  # noqa: E402
-from .model import LMM  # noqa: E402
+from . import plots
+from .comparison import Comparison
+from .diagnostics import verdict
+from .model import LMM
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px;

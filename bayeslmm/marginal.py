@@ -57,14 +57,15 @@ def sufficient_statistics(design: Design) -> GroupStats | NestedStats:
     return NestedStats.from_design(design)
 
 
-def _level_factor(chols: list[pt.TensorVariable], q: int) -> pt.TensorVariable:
-    """Block-diagonal Cholesky factor of one level's covariance D."""
+def _level_factor(chols: list[pt.TensorVariable], sizes: list[int]) -> pt.TensorVariable:
+    """Block-diagonal Cholesky factor of one level's covariance D (static block sizes,
+    as JAX needs)."""
     if len(chols) == 1:
         return chols[0]
+    q = sum(sizes)
     out = pt.zeros((q, q))
     start = 0
-    for chol in chols:
-        k = chol.shape[0]
+    for chol, k in zip(chols, sizes, strict=True):
         out = pt.set_subtensor(out[start : start + k, start : start + k], chol)
         start += k
     return out
@@ -126,15 +127,17 @@ def build_marginal_model(
             )
             chols.append(chol if chol is not None else pt.diag(sd))
         sigma = priors["sigma"].family()("sigma", **priors["sigma"].params)
+        pairs = list(zip(chols, design.blocks, strict=True))
+
+        def factor(group: str | None) -> pt.TensorVariable:
+            chosen = [(c, b.n_terms) for c, b in pairs if group is None or b.group == group]
+            return _level_factor([c for c, _ in chosen], [k for _, k in chosen]) / sigma
+
         if isinstance(stats, NestedStats):
-            TA, TB = (
-                _level_factor([c for c, b in zip(chols, design.blocks, strict=True)
-                               if b.group == group], q) / sigma
-                for group, q in ((stats.outer, stats.qA), (stats.inner, stats.qB))
-            )  # fmt: skip
+            TA, TB = factor(stats.outer), factor(stats.inner)
             loglik = nested_marginal_loglik(TA, TB, beta, sigma, stats)
         else:
-            loglik = marginal_loglik(_level_factor(chols, stats.q) / sigma, beta, sigma, stats)
+            loglik = marginal_loglik(factor(None), beta, sigma, stats)
         pm.Potential("marginal_loglik", loglik)
     return model
 

@@ -26,7 +26,7 @@ from .marginal import (
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
 from .results import coef_table, group_coefficient_draws, ranef_table, summary_table, varcorr_table
-from .sampling import sample_nuts
+from .sampling import default_sampler, sample_nuts
 
 METHODS = ("marginal", "full")
 LOG_LIKELIHOOD_MAX = 50_000_000  # rows x draws kept in the pointwise log-likelihood
@@ -144,7 +144,7 @@ class LMM:
         random_seed: int | None = None,
         target_accept: float = 0.9,
         progressbar: bool = True,
-        sampler: str = "pymc",
+        sampler: str = "auto",
         method: str | None = None,
         store_log_likelihood: bool | None = None,
     ) -> az.InferenceData:
@@ -163,11 +163,13 @@ class LMM:
         progressbar
             Show the sampler's progress bar.
         sampler
-            ``"pymc"``, ``"nutpie"`` or ``"numpyro"``.
+            ``"pymc"``, ``"nutpie"`` or ``"numpyro"``. ``"auto"`` (default): numpyro for
+            the marginal model when it is installed (the fastest end to end on 2 CPU
+            cores in ``benchmarks/results/samplers_bayeslmm.md``), else PyMC's NUTS.
         method
             ``"marginal"``: sample the population parameters with the random effects
-            integrated out, then draw the random effects exactly (one grouping factor;
-            the default when it applies). ``"full"``: the explicit model.
+            integrated out, then draw the random effects exactly (one grouping factor or
+            two nested ones; the default when it applies). ``"full"``: the explicit model.
         store_log_likelihood
             Add the pointwise ``log_likelihood`` group (for ``az.loo``); by default only
             while rows x draws stays under 50 million values (it is stored in memory).
@@ -182,6 +184,7 @@ class LMM:
         if cores is None:
             cores = min(chains, os.cpu_count() or 1)
         method = self._resolve_method(method)
+        sampler = default_sampler(method) if sampler == "auto" else sampler
         model = self.marginal_model if method == "marginal" else self.pymc_model
         idata = sample_nuts(
             model,

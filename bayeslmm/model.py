@@ -164,8 +164,9 @@ class LMM:
             Show the sampler's progress bar.
         sampler
             ``"pymc"``, ``"nutpie"`` or ``"numpyro"``. ``"auto"`` (default): numpyro for
-            the marginal model when it is installed (the fastest end to end on 2 CPU
-            cores in ``benchmarks/results/samplers_bayeslmm.md``), else PyMC's NUTS.
+            the marginal model with up to 10,000 random effects when it is installed
+            (the fastest end to end on 2 CPU cores there, ``benchmarks/results``), else
+            PyMC's NUTS (see :func:`bayeslmm.sampling.default_sampler`).
         method
             ``"marginal"``: sample the population parameters with the random effects
             integrated out, then draw the random effects exactly (one grouping factor or
@@ -179,12 +180,15 @@ class LMM:
         arviz.InferenceData
             With posterior, sample_stats, observed_data and log_likelihood groups.
             Warns (:class:`ConvergenceWarning`) on R-hat > 1.01, bulk or tail ESS < 400
-            or divergences.
+            or divergences, over the population parameters (and, with
+            ``method="full"``, the random effects, which NUTS then samples too).
         """
         if cores is None:
             cores = min(chains, os.cpu_count() or 1)
         method = self._resolve_method(method)
-        sampler = default_sampler(method) if sampler == "auto" else sampler
+        if sampler == "auto":
+            n_effects = sum(b.n_levels * b.n_terms for b in self.design.blocks)
+            sampler = default_sampler(method, n_effects)
         model = self.marginal_model if method == "marginal" else self.pymc_model
         idata = sample_nuts(
             model,
@@ -214,7 +218,11 @@ class LMM:
         self._fit_info = {
             "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune
         }  # fmt: skip
-        check_vars = self.population_variables() + [f"u_{b.label}" for b in self.design.blocks]
+        # NUTS moved the population parameters only in the marginal model; its random
+        # effects are exact draws given each of them, so their mixing is the parameters'
+        check_vars = self.population_variables()
+        if method == "full":
+            check_vars += [f"u_{b.label}" for b in self.design.blocks]
         self.convergence = check_convergence(idata, check_vars)
         warn_convergence(self.convergence)
         return idata

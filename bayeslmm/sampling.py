@@ -18,10 +18,20 @@ def available_samplers() -> list[str]:
     return [s for s in SAMPLERS if importlib.util.find_spec(_MODULE[s]) is not None]
 
 
-def default_sampler(method: str) -> str:
-    """The sampler ``sampler="auto"`` picks: numpyro for the marginal model where it is
-    installed (best end-to-end ESS/s on 2 cores in the benchmarks), else PyMC."""
-    if method == "marginal" and "numpyro" in available_samplers():
+#: Random effects (levels x terms) up to which ``sampler="auto"`` prefers numpyro.
+NUMPYRO_MAX_EFFECTS = 10_000
+
+
+def default_sampler(method: str, n_effects: int) -> str:
+    """The sampler ``sampler="auto"`` picks, from ``benchmarks/results`` on 2 CPU cores.
+
+    numpyro for the marginal model with up to 10,000 random effects, where it is
+    installed: compilation dominates there and numpyro's is the quickest (sleepstudy:
+    292 ESS/s against 181 with PyMC; 500 levels x 2 terms: 258 against 203). With more
+    effects PyMC's two parallel chain processes win (10,000 levels x 2 terms, 1M rows).
+    """
+    if (method == "marginal" and n_effects <= NUMPYRO_MAX_EFFECTS
+            and "numpyro" in available_samplers()):  # fmt: skip
         return "numpyro"
     return "pymc"
 

@@ -10,7 +10,7 @@ population parameters, ESS/s, divergences and peak resident memory. The table go
 Configurations: ``bayeslmm-marginal``, ``bayeslmm-full``, ``bambi-pymc``,
 ``bambi-nutpie``, ``bambi-numpyro``; ``bayeslmm-METHOD-SAMPLER`` (e.g.
 ``bayeslmm-marginal-nutpie``) picks bayeslmm's NUTS implementation, to choose its
-default sampler.
+default; without it bayeslmm runs its default, ``sampler="auto"``.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def run_one(case: str, config: str, draws: int, chains: int) -> dict:
         model = bl.LMM(formula, data)
         idata = model.fit(draws=draws, tune=draws, chains=chains, random_seed=1,
                           progressbar=False, method=parts[1],
-                          sampler=parts[2] if len(parts) > 2 else "pymc")  # fmt: skip
+                          sampler=parts[2] if len(parts) > 2 else "auto")  # fmt: skip
         names = model.population_variables()
     else:
         import bambi as bmb

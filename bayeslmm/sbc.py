@@ -78,10 +78,13 @@ def run_sbc(
     draws: int = 99,
     method: str = "marginal",
     seed: int = 0,
+    sampler: str = "pymc",
 ) -> SBCResult:
     """SBC of ``y ~ x + (1|g)`` or ``y ~ x + (1 + x|g)`` with fixed, proper priors.
 
-    Draws are thinned to ``draws`` nearly independent ones (from 4x as many).
+    Draws are thinned to ``draws`` nearly independent ones (from 4x as many). PyMC's
+    sampler by default: hundreds of numpyro fits in one process exhaust memory (every
+    new model adds JIT-compiled code that JAX keeps).
     """
     priors = {
         "fixed": Prior("Normal", mu=0, sigma=1),
@@ -98,7 +101,8 @@ def run_sbc(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(draws=4 * draws, tune=500, chains=1, random_seed=seed + rep,
-                      progressbar=False, method=method, target_accept=0.95)  # fmt: skip
+                      progressbar=False, method=method, target_accept=0.95,
+                      sampler=sampler)  # fmt: skip
         post = {k: v.values.ravel() for k, v in population_draws(model.idata, model.design).items()}
         rows.append({k: int(np.sum(post[k][::4][:draws] < v)) for k, v in truth.items()})
     return SBCResult(pd.DataFrame(rows), draws)

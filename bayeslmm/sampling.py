@@ -29,9 +29,10 @@ def default_sampler(method: str, n_effects: int) -> str:
     """The sampler ``sampler="auto"`` picks, from ``benchmarks/results`` on 2 CPU cores.
 
     numpyro for the marginal model with up to 10,000 random effects, where it is
-    installed: compilation dominates there and numpyro's is the quickest (sleepstudy:
-    292 ESS/s against 181 with PyMC; 500 levels x 2 terms: 258 against 203). With more
-    effects PyMC's two parallel chain processes win (10,000 levels x 2 terms, 1M rows).
+    installed: fixed costs dominate there and numpyro's are the lowest (sleepstudy: 303
+    ESS/s against 282 with nutpie and 169 with PyMC; 500 levels x 2 terms: 321, 250 and
+    204). With more effects PyMC's two parallel chain processes win (10,000 levels x 2
+    terms, 1M rows: 68 against 26).
     """
     if (method == "marginal" and n_effects <= NUMPYRO_MAX_EFFECTS
             and "numpyro" in available_samplers()):  # fmt: skip

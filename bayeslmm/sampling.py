@@ -32,7 +32,7 @@ def default_sampler(method: str, n_effects: int) -> str:
     installed: fixed costs dominate there and numpyro's are the lowest (sleepstudy: 303
     ESS/s against 282 with nutpie and 169 with PyMC; 500 levels x 2 terms: 321, 250 and
     204). With more effects PyMC's two parallel chain processes win (10,000 levels x 2
-    terms, 1M rows: 68 against 26).
+    terms, 1M rows: 66 against 23).
     """
     if (method == "marginal" and n_effects <= NUMPYRO_MAX_EFFECTS
             and "numpyro" in available_samplers()):  # fmt: skip

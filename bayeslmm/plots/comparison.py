@@ -42,6 +42,15 @@ def _term_figure(table: pd.DataFrame) -> tuple[Figure, list[tuple[plt.Axes, str]
     return fig, list(zip(axes, terms, strict=True))
 
 
+def _legend_below(fig: Figure, ax: plt.Axes) -> None:
+    """One legend for all panels, under them, so it never covers a level's points."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5),
+               fontsize="small", frameon=False)  # fmt: skip
+    inch = 0.35 if len(labels) <= 5 else 0.6  # one or two rows of entries
+    fig.tight_layout(rect=(0, inch / fig.get_figheight(), 1, 1))
+
+
 def _label_levels(ax: plt.Axes, part: pd.DataFrame, term: str, title: str) -> None:
     ax.set_yticks(np.arange(len(part)), part["level"])
     ax.set_ylabel(part["group"].iloc[0])
@@ -76,8 +85,7 @@ def shrinkage_arrows(comparison: Comparison) -> Figure:
         ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
                    label="population (REML)")  # fmt: skip
         _label_levels(ax, part, term, f"Shrinkage of {term}")
-    panels[-1][0].legend(loc="best", fontsize="small")
-    fig.tight_layout()
+    _legend_below(fig, panels[-1][0])
     return fig
 
 
@@ -102,8 +110,7 @@ def caterpillar(comparison: Comparison) -> Figure:
         ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
                    label="population (REML)")  # fmt: skip
         _label_levels(ax, part, term, f"Group coefficients: {term}")
-    panels[-1][0].legend(loc="best", fontsize="small")
-    fig.tight_layout()
+    _legend_below(fig, panels[-1][0])
     return fig
 
 

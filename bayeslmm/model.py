@@ -164,9 +164,9 @@ class LMM:
             Show the sampler's progress bar.
         sampler
             ``"pymc"``, ``"nutpie"`` or ``"numpyro"``. ``"auto"`` (default): numpyro for
-            the marginal model with up to 10,000 random effects when it is installed
-            (the fastest end to end on 2 CPU cores there, ``benchmarks/results``), else
-            PyMC's NUTS (see :func:`bayeslmm.sampling.default_sampler`).
+            models with up to 10,000 random effects when it is installed (the fastest
+            end to end on 2 CPU cores there, ``benchmarks/results``), else PyMC's NUTS
+            (see :func:`bayeslmm.sampling.default_sampler`).
         method
             ``"marginal"``: sample the population parameters with the random effects
             integrated out, then draw the random effects exactly (one grouping factor or
@@ -188,7 +188,7 @@ class LMM:
         method = self._resolve_method(method)
         if sampler == "auto":
             n_effects = sum(b.n_levels * b.n_terms for b in self.design.blocks)
-            sampler = default_sampler(method, n_effects)
+            sampler = default_sampler(n_effects)
         model = self.marginal_model if method == "marginal" else self.pymc_model
         idata = sample_nuts(
             model,

@@ -1,6 +1,6 @@
 """End-to-end sampler benchmark: bayeslmm (marginal, full) against bambi.
 
-    python3 benchmarks/bench_samplers.py [--cases sleepstudy sim50k sim1m] [--configs ...]
+    python3 benchmarks/bench_samplers.py [--cases sleepstudy sim50k sim1m crossed5k] [--configs ...]
 
 Every (case, configuration) runs in its own process, one after another, and reports
 wall time (importing the library, building the model, compiling and sampling), the part
@@ -13,6 +13,9 @@ Configurations: ``bayeslmm-marginal``, ``bayeslmm-full``, ``bambi-pymc``,
 ``bambi-nutpie``, ``bambi-numpyro``; ``bayeslmm-METHOD-SAMPLER`` (e.g.
 ``bayeslmm-marginal-nutpie``) picks bayeslmm's NUTS implementation, to choose its
 default; without it bayeslmm runs its default, ``sampler="auto"``.
+Cases: lme4's sleepstudy; simulated correlated random intercept and slope with 50,000 rows
+/ 500 groups (``sim50k``) or 1,000,000 / 10,000 (``sim1m``, bayeslmm only); ``crossed5k``:
+5,000 rows with crossed factors of 100 and 50 levels (bayeslmm uses ``method="full"``).
 """
 
 from __future__ import annotations
@@ -38,17 +41,26 @@ CASES = {
     "sleepstudy": None,
     "sim50k": (50_000, 500),
     "sim1m": (1_000_000, 10_000),
+    "crossed5k": (5_000, (100, 50)),  # y ~ x + (1 | a) + (1 | b): method="full"
 }
 
 
-def load_case(case: str) -> tuple[pd.DataFrame, str, str]:
-    """Data, bayeslmm formula and group column."""
+def load_case(case: str) -> tuple[pd.DataFrame, str, list[str]]:
+    """Data, bayeslmm formula and grouping columns."""
     if case == "sleepstudy":  # read directly: importing bayeslmm here would bill bambi
         data = pd.read_csv(HERE.parent / "datasets" / "sleepstudy.csv")
         data["Subject"] = data["Subject"].astype(str)
-        return data, "Reaction ~ Days + (Days | Subject)", "Subject"
+        return data, "Reaction ~ Days + (Days | Subject)", ["Subject"]
     rows, groups = CASES[case]
     rng = np.random.default_rng(42)
+    if case == "crossed5k":
+        a, b = rng.integers(0, groups[0], rows), rng.integers(0, groups[1], rows)
+        x = rng.normal(size=rows)
+        y = 1.0 + 0.5 * x + rng.normal(0, 0.8, groups[0])[a] + rng.normal(0, 0.5, groups[1])[b]
+        frame = pd.DataFrame({"y": y + rng.normal(size=rows), "x": x,
+                              "a": pd.Categorical([f"a{i}" for i in a]),
+                              "b": pd.Categorical([f"b{i}" for i in b])})  # fmt: skip
+        return frame, "y ~ x + (1 | a) + (1 | b)", ["a", "b"]
     g = rng.integers(0, groups, rows)
     x = rng.normal(size=rows)
     cov = np.array([[1.0, 0.3], [0.3, 0.5]])
@@ -57,7 +69,7 @@ def load_case(case: str) -> tuple[pd.DataFrame, str, str]:
     return (
         pd.DataFrame({"y": y, "x": x, "g": pd.Categorical([f"g{i}" for i in g])}),
         ("y ~ x + (x | g)"),
-        "g",
+        ["g"],
     )
 
 
@@ -97,7 +109,7 @@ def run_one(case: str, config: str, draws: int, chains: int) -> dict:
                           progressbar=False, **kwargs)  # fmt: skip
         names = [  # population parameters: no dimension over the group's levels
             v for v, da in idata.posterior.data_vars.items()
-            if not any(d.startswith(f"{group}__") for d in da.dims)
+            if not any(d.startswith(tuple(f"{g}__" for g in group)) for d in da.dims)
         ]  # fmt: skip
     wall = time.perf_counter() - start
     bulk, tail = min_ess(idata, names)

@@ -58,3 +58,13 @@ def test_sample_numpyro_names_statistics_and_seed(normal_model):
     np.testing.assert_array_equal(again.posterior["mu"], post["mu"])
     other = _fit(normal_model, 4)
     assert not np.array_equal(other.posterior["mu"], post["mu"])
+
+
+def test_default_sampler_rule(monkeypatch):
+    import bayeslmm.sampling as sampling
+
+    assert sampling.default_sampler(36) == "numpyro"  # sleepstudy, either method
+    assert sampling.default_sampler(sampling.NUMPYRO_MAX_EFFECTS) == "numpyro"
+    assert sampling.default_sampler(sampling.NUMPYRO_MAX_EFFECTS + 1) == "pymc"
+    monkeypatch.setattr(sampling, "available_samplers", lambda: ["pymc", "nutpie"])
+    assert sampling.default_sampler(36) == "pymc"  # numpyro not installed

@@ -71,6 +71,21 @@ def _level_factor(chols: list[pt.TensorVariable], sizes: list[int]) -> pt.Tensor
     return out
 
 
+def _whitened_loglik(
+    stats: GroupStats | NestedStats,
+    beta: pt.TensorVariable,
+    sigma: pt.TensorVariable,
+    logdet: pt.TensorVariable,
+    cc: pt.TensorVariable,
+) -> pt.TensorVariable:
+    """The Gaussian log-density from ``sum log|A|`` and the whitened residual sum ``cc``."""
+    rr = stats.yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta))
+    return -0.5 * (
+        stats.n * np.log(2.0 * np.pi) + 2.0 * stats.n * pt.log(sigma) + logdet
+        + (rr - cc) / sigma**2
+    )  # fmt: skip
+
+
 def marginal_loglik(
     T: pt.TensorVariable, beta: pt.TensorVariable, sigma: pt.TensorVariable, stats: GroupStats
 ) -> pt.TensorVariable:
@@ -80,11 +95,7 @@ def marginal_loglik(
     R = project(T, resid_z[:, :, None], pt)
     logdet, _, C = whiten(T, stats, R, pt)
     cc = sum(pt.sum(c**2) for c in C)
-    rr = stats.yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta))
-    return -0.5 * (
-        stats.n * np.log(2.0 * np.pi) + 2.0 * stats.n * pt.log(sigma) + logdet
-        + (rr - cc) / sigma**2
-    )  # fmt: skip
+    return _whitened_loglik(stats, beta, sigma, logdet, cc)
 
 
 def nested_marginal_loglik(
@@ -99,11 +110,7 @@ def nested_marginal_loglik(
     rB = pt.as_tensor(stats.By) - pt.tensordot(pt.as_tensor(stats.BX), beta, axes=[[2], [0]])
     logdet, cB, cA = nested_whiten(TA, TB, stats, rA, rB, pt)
     cc = sum(pt.sum(c**2) for c in cB) + sum(pt.sum(c**2) for c in cA)
-    rr = stats.yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta))
-    return -0.5 * (
-        stats.n * np.log(2.0 * np.pi) + 2.0 * stats.n * pt.log(sigma) + logdet
-        + (rr - cc) / sigma**2
-    )  # fmt: skip
+    return _whitened_loglik(stats, beta, sigma, logdet, cc)
 
 
 def build_marginal_model(

@@ -175,7 +175,7 @@ def sample_numpyro(
     def potential(params: dict) -> jax.Array:
         return -logp([params[n] for n in names])
 
-    batch_logp = jax.jit(jax.vmap(lambda xs: logp(xs)))
+    batch_logp = jax.jit(jax.vmap(logp))
     rng = np.random.default_rng(random_seed)
     starts = _jittered_starts(model, names, chains, rng, batch_logp)
     parallel = chains > 1 and jax.local_device_count() >= chains
@@ -196,7 +196,7 @@ def sample_numpyro(
     raw = mcmc.get_samples(group_by_chain=True)
     outputs = list(get_default_varnames(model.unobserved_value_vars, include_transformed=False))
     constrain = get_jaxified_graph(inputs=model.value_vars, outputs=outputs)
-    values = jax.jit(jax.vmap(jax.vmap(lambda *xs: constrain(*xs))))(*[raw[n] for n in names])
+    values = jax.jit(jax.vmap(jax.vmap(constrain)))(*[raw[n] for n in names])
     posterior = {v.name: np.asarray(x) for v, x in zip(outputs, values, strict=True)}
     fields = mcmc.get_extra_fields(group_by_chain=True)
     stats = {_NUMPYRO_STATS[k]: np.asarray(v) for k, v in fields.items() if k in _NUMPYRO_STATS}

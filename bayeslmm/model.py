@@ -13,6 +13,7 @@ import pymc as pm
 import xarray as xr
 
 from .builder import PARAMETRIZATIONS, build_full_model
+from .density import MarginalDensity
 from .design import Design, build_design
 from .diagnostics import Convergence, check_convergence, warn_convergence
 from .errors import NotFittedError
@@ -26,7 +27,7 @@ from .marginal import (
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
 from .results import coef_table, group_coefficient_draws, ranef_table, summary_table, varcorr_table
-from .sampling import default_sampler, sample_nuts
+from .sampling import check_sampler, default_sampler, sample_compiled, sample_nuts
 
 METHODS = ("marginal", "full")
 LOG_LIKELIHOOD_MAX = 50_000_000  # rows x draws kept in the pointwise log-likelihood
@@ -106,9 +107,21 @@ class LMM:
                 "level (crossed grouping factors); use method='full'"
             )
         if self._marginal_model is None:
-            self._group_stats = sufficient_statistics(self.design)
+            if self._group_stats is None:
+                self._group_stats = sufficient_statistics(self.design)
             self._marginal_model = build_marginal_model(self.design, self.priors, self._group_stats)
         return self._marginal_model
+
+    @property
+    def compiled_density(self) -> MarginalDensity | None:
+        """The marginal model's hand-compiled log density (:mod:`bayeslmm.density`), or
+        None where it does not cover the model (two nested factors, or a prior family
+        it lacks); the PyMC graph serves then."""
+        if not self.marginal_supported:
+            return None
+        if self._group_stats is None:
+            self._group_stats = sufficient_statistics(self.design)
+        return MarginalDensity.from_model(self.design, self.priors, self._group_stats)
 
     def _resolve_method(self, method: str | None) -> str:
         if method is None:
@@ -186,21 +199,20 @@ class LMM:
         if cores is None:
             cores = min(chains, os.cpu_count() or 1)
         method = self._resolve_method(method)
+        density = self.compiled_density if method == "marginal" else None
         if sampler == "auto":
             n_effects = sum(b.n_levels * b.n_terms for b in self.design.blocks)
-            sampler = default_sampler(n_effects)
-        model = self.marginal_model if method == "marginal" else self.pymc_model
-        idata = sample_nuts(
-            model,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            random_seed=random_seed,
-            target_accept=target_accept,
-            progressbar=progressbar,
-            sampler=sampler,
-        )
+            sampler = default_sampler(n_effects, compiled=density is not None)
+        settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores,
+                    "random_seed": random_seed, "target_accept": target_accept,
+                    "progressbar": progressbar}  # fmt: skip
+        if density is not None and sampler == "nutpie":
+            check_sampler(sampler)
+            idata = sample_compiled(density, self.design, **settings)
+        else:
+            density = None
+            model = self.marginal_model if method == "marginal" else self.pymc_model
+            idata = sample_nuts(model, sampler=sampler, **settings)
         if method == "marginal":
             effects = draw_random_effects(idata, self.design, self._group_stats, random_seed)
             for name, values in effects.items():
@@ -216,7 +228,8 @@ class LMM:
             idata.add_groups(log_likelihood=log_likelihood(idata, self.design))
         self.idata = idata
         self._fit_info = {
-            "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune
+            "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune,
+            "log_density": "bayeslmm (numba)" if density is not None else "PyMC graph",
         }  # fmt: skip
         # NUTS moved the population parameters only in the marginal model; its random
         # effects are exact draws given each of them, so their mixing is the parameters'

@@ -59,7 +59,11 @@ class Prior:
             if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
                 raise PriorError(f"prior {dist}: parameter {key}={value!r} is not a finite number")
         self.dist = dist
-        self.params = dict(params)
+        # floats: PyMC's HalfStudentT log density is nan for an integer nu (PyMC 5.28)
+        self.params = {
+            k: float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=float)
+            for k, v in params.items()
+        }
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())

@@ -13,6 +13,11 @@ import xarray as xr
 from pymc.backends.arviz import coords_and_dims_for_inferencedata
 from pymc.util import get_default_varnames
 
+from .builder import coords_of
+from .density import MarginalDensity, c_functions
+from .design import Design
+from .naming import cor_dim, term_dim
+
 SAMPLERS = ("pymc", "nutpie", "numpyro")
 _MODULE = {"pymc": "pymc", "nutpie": "nutpie", "numpyro": "numpyro"}
 
@@ -26,18 +31,23 @@ def available_samplers() -> list[str]:
 NUMPYRO_MAX_EFFECTS = 10_000
 
 
-def default_sampler(n_effects: int) -> str:
+def default_sampler(n_effects: int, compiled: bool = False) -> str:
     """The sampler ``sampler="auto"`` picks, from ``benchmarks/results`` on 2 CPU cores.
 
-    numpyro for models with up to 10,000 random effects, where it is installed. For the
-    marginal model fixed costs dominate and numpyro's are the lowest (ESS/s of numpyro,
-    nutpie and PyMC on sleepstudy: 303, 282, 169; 500 levels x 2 terms: 321, 250, 204).
-    The explicit model (``method="full"``, e.g. crossed factors) gains as much
-    (sleepstudy: 100, 45, 34; 5,000 rows with 100 x 50 crossed levels: 17.6, 5.1, 8.3).
-    With more effects PyMC's two parallel chain processes win (marginal model, 10,000
-    levels x 2 terms, 1M rows: 66 against 23 ESS/s).
+    nutpie where the marginal model's compiled density (:mod:`bayeslmm.density`) covers
+    the model: nothing to compile per process, and nutpie's chains call it without
+    Python in between. Otherwise numpyro up to 10,000 random effects, where it is
+    installed: for the marginal model on PyMC's graph fixed costs dominate and numpyro's
+    are the lowest (ESS/s of numpyro, nutpie and PyMC on sleepstudy: 303, 282, 169; 500
+    levels x 2 terms: 321, 250, 204), and the explicit model (``method="full"``, e.g.
+    crossed factors) gains as much (sleepstudy: 100, 45, 34; 5,000 rows with 100 x 50
+    crossed levels: 17.6, 5.1, 8.3). With more effects PyMC's two parallel chain
+    processes win (marginal model, 10,000 levels x 2 terms, 1M rows: 66 against 23 ESS/s).
     """
-    if n_effects <= NUMPYRO_MAX_EFFECTS and "numpyro" in available_samplers():
+    installed = available_samplers()
+    if compiled and "nutpie" in installed:
+        return "nutpie"
+    if n_effects <= NUMPYRO_MAX_EFFECTS and "numpyro" in installed:
         return "numpyro"
     return "pymc"
 
@@ -209,4 +219,69 @@ def sample_numpyro(
         coords=coords,
         dims={k: v for k, v in dims.items() if k in posterior},
         attrs={"inference_library": "numpyro", "tuning_steps": tune},
+    )
+
+
+def sample_compiled(
+    density: MarginalDensity,
+    design: Design,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    cores: int | None,
+    random_seed: int | None,
+    target_accept: float,
+    progressbar: bool,
+) -> az.InferenceData:
+    """nutpie's NUTS on the compiled marginal density (:mod:`bayeslmm.density`).
+
+    Starting points are the density's start plus uniform(-1, 1) jitter, as in PyMC.
+    The posterior has the variables, dims and coords the PyMC marginal model gives.
+    """
+    import nutpie
+    from nutpie.compile_pymc import CompiledPyMCModel
+
+    logp_fn, expand_fn = c_functions()
+    size = density.layout.size
+
+    def initial_point(seed: int) -> np.ndarray:
+        return density.start + np.random.default_rng(seed).uniform(-1.0, 1.0, size)
+
+    compiled = CompiledPyMCModel(
+        _n_dim=size, dims={}, _coords={}, _shapes={"x": (size,)},
+        compiled_logp_func=logp_fn, compiled_expand_func=expand_fn,
+        initial_point_func=initial_point, shared_data={}, user_data=density.data,
+        n_expanded=size, shape_info=(["x"], [slice(0, size)], [(size,)]),
+        logp_func=None, expand_func=None,
+    )  # fmt: skip
+    trace = nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        cores=cores,
+        seed=random_seed,
+        progress_bar=progressbar,
+        target_accept=target_accept,
+        save_warmup=False,
+    )
+    posterior = density.constrained(trace.posterior["x"].values, design)
+    coords = coords_of(design)
+    del coords["obs"]
+    dims = {"beta": ["fixed"]}
+    for block in design.blocks:
+        dims[f"sd_{block.label}"] = [term_dim(block.label)]
+        if block.correlated:
+            dims[f"cor_{block.label}"] = [cor_dim(block.label)]
+    return az.from_dict(
+        posterior=posterior,
+        sample_stats={k: v.values for k, v in trace.sample_stats.data_vars.items()},
+        coords=coords,
+        dims={k: v for k, v in dims.items() if k in posterior},
+        attrs={
+            "inference_library": "nutpie",
+            "log_density": "bayeslmm.density (numba)",
+            "tuning_steps": tune,
+        },  # fmt: skip
     )

@@ -13,6 +13,10 @@ Configurations: ``bayeslmm-marginal``, ``bayeslmm-full``, ``bambi-pymc``,
 ``bambi-nutpie``, ``bambi-numpyro``; ``bayeslmm-METHOD-SAMPLER`` (e.g.
 ``bayeslmm-marginal-nutpie``) picks bayeslmm's NUTS implementation, to choose its
 default; without it bayeslmm runs its default, ``sampler="auto"``.
+``bayeslmm-marginal-cold`` runs the default with an empty numba cache (a new
+installation's first fit: the compiled density of :mod:`bayeslmm.density` is compiled
+then, and loaded from numba's on-disk cache afterwards). The other bayeslmm rows are
+measured after one untimed warm-up process has filled that cache.
 Cases: lme4's sleepstudy; simulated correlated random intercept and slope with 50,000 rows
 / 500 groups (``sim50k``) or 1,000,000 / 10,000 (``sim1m``, bayeslmm only); ``crossed5k``:
 5,000 rows with crossed factors of 100 and 50 levels (bayeslmm uses ``method="full"``).
@@ -22,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -36,7 +42,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _report import write  # noqa: E402
 
-CONFIGS = ["bayeslmm-marginal", "bayeslmm-full", "bambi-pymc", "bambi-nutpie", "bambi-numpyro"]
+CONFIGS = ["bayeslmm-marginal", "bayeslmm-marginal-cold", "bayeslmm-full",
+           "bambi-pymc", "bambi-nutpie", "bambi-numpyro"]  # fmt: skip
 CASES = {
     "sleepstudy": None,
     "sim50k": (50_000, 500),
@@ -95,7 +102,7 @@ def run_one(case: str, config: str, draws: int, chains: int) -> dict:
     imported = time.perf_counter() - start
     data, formula, group = load_case(case)
     if config.startswith("bayeslmm"):
-        parts = config.split("-")
+        parts = config.removesuffix("-cold").split("-")
         model = bl.LMM(formula, data)
         idata = model.fit(draws=draws, tune=draws, chains=chains, random_seed=1,
                           progressbar=False, method=parts[1],
@@ -141,14 +148,21 @@ def main() -> None:
         print("RESULT " + json.dumps(run_one(*args.one, args.draws, args.chains)))
         return
     rows = []
+    # untimed: fills numba's on-disk cache of the compiled density, as any earlier fit would
+    subprocess.run([sys.executable, __file__, "--one", "sleepstudy", "bayeslmm-marginal",
+                    "--draws", "50", "--chains", "1"], capture_output=True)  # fmt: skip
     for case in args.cases:
         for config in args.configs:
             if case == "sim1m" and not config.startswith("bayeslmm-marginal"):
                 continue
             cmd = [sys.executable, __file__, "--one", case, config,
                    "--draws", str(args.draws), "--chains", str(args.chains)]  # fmt: skip
+            env = dict(os.environ)
+            if config.endswith("-cold"):
+                env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-numba-")
             try:
-                out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                out = subprocess.run(cmd, capture_output=True, text=True,
+                                     timeout=args.timeout, env=env)  # fmt: skip
                 line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
                 row = json.loads(line[-1][7:]) if line else {
                     "case": case, "config": config, "note": out.stderr.strip()[-200:]}  # fmt: skip

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import arviz as az
@@ -44,6 +46,20 @@ def _worst(ds, fn) -> tuple[float, str]:
     return float(values[i]), names[i]
 
 
+@contextlib.contextmanager
+def _arviz_without_numba() -> Iterator[None]:
+    """ArviZ's R-hat JIT-compiles a variance with numba in every new process (0.3 s,
+    more than sampling sleepstudy takes); NumPy's is as fast on a few thousand draws."""
+    was_on = az.Numba.numba_flag
+    if was_on:
+        az.Numba.disable_numba()
+    try:
+        yield
+    finally:
+        if was_on:
+            az.Numba.enable_numba()
+
+
 def check_convergence(idata: az.InferenceData, var_names: list[str]) -> Convergence:
     """R-hat, ESS and divergences of ``var_names`` in ``idata.posterior``."""
     post = idata.posterior[var_names]
@@ -53,7 +69,11 @@ def check_convergence(idata: az.InferenceData, var_names: list[str]) -> Converge
     if "sample_stats" in idata and "diverging" in idata.sample_stats:
         div = int(idata.sample_stats["diverging"].sum())
     # constant elements (a correlation matrix's diagonal) give NaN, which _worst skips
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+    with (
+        warnings.catch_warnings(),
+        np.errstate(invalid="ignore", divide="ignore"),
+        _arviz_without_numba(),
+    ):
         warnings.simplefilter("ignore", RuntimeWarning)
         if n_chains > 1:
             rhat, rhat_var = _worst(az.rhat(post), np.max)

@@ -253,7 +253,8 @@ def draw_random_effects(
         for block, scale in blocks:
             u = b[:, :, start : start + block.n_terms]
             start += block.n_terms
-            z = np.linalg.solve(scale[:, None], u[..., None])[..., 0]  # u = scale z per level
+            # u = scale z per level: one small inverse per draw, applied to every level
+            z = np.einsum("dab,dgb->dga", np.linalg.inv(scale), u, optimize=True)
             dims = ("chain", "draw", block.group, term_dim(block.label))
             coords = {block.group: list(block.levels), term_dim(block.label): list(block.columns)}
             shape = (n_chain, n_draw, block.n_levels, block.n_terms)

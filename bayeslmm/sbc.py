@@ -78,13 +78,14 @@ def run_sbc(
     draws: int = 99,
     method: str = "marginal",
     seed: int = 0,
-    sampler: str = "pymc",
+    sampler: str = "auto",
 ) -> SBCResult:
     """SBC of ``y ~ x + (1|g)`` or ``y ~ x + (1 + x|g)`` with fixed, proper priors.
 
-    Draws are thinned to ``draws`` nearly independent ones (from 4x as many). PyMC's
-    sampler by default: hundreds of numpyro fits in one process exhaust memory (every
-    new model adds JIT-compiled code that JAX keeps).
+    Draws are thinned to ``draws`` nearly independent ones (from 4x as many). The
+    default sampler is the one ``fit`` uses (for ``method="marginal"``: nutpie on the
+    compiled density). Not numpyro: hundreds of numpyro fits in one process exhaust
+    memory (every new model adds JIT-compiled code that JAX keeps).
     """
     priors = {
         "fixed": Prior("Normal", mu=0, sigma=1),

@@ -143,13 +143,15 @@ def test_crossed_design_falls_back_to_full(ratpup):
         model._resolve_method("laplace")
 
 
-def test_sbc_small_random_intercept():
-    """A small SBC run; the full one is benchmarks/sbc.py."""
-    result = run_sbc(10, slope=False, groups=6, per_group=5, draws=49, seed=7)
-    assert result.ranks.shape == (10, 4)
+@pytest.mark.parametrize("slope", [False, True], ids=["intercept", "slope"])
+def test_sbc_small(slope):
+    """Small SBC runs of both models with fit's default sampler; the full ones are in
+    benchmarks/sbc.py."""
+    result = run_sbc(40, slope=slope, groups=6, per_group=5, draws=49, seed=7)
+    assert result.ranks.shape == (40, 6 if slope else 4)
     assert ((result.ranks >= 0) & (result.ranks <= 49)).all().all()
     pvals = result.uniformity(bins=4)["p_value"]
-    # 4 parameters: a calibrated sampler fails this at 0.001 with probability < 0.4%
+    # up to 6 parameters: a calibrated sampler fails this at 0.001 with probability < 0.6%
     assert (pvals > 0.001).all(), pvals
 
 

@@ -61,8 +61,9 @@ def _add_sampling_options(
     g.add_argument("--chains", type=int, default=4, help="chains (%(default)s)")
     g.add_argument("--seed", type=int, default=1, help="random seed (%(default)s)")
     g.add_argument("--sampler", choices=["auto", "pymc", "nutpie", "numpyro"], default="auto",
-                   help="NUTS implementation; auto: numpyro if installed and the model "
-                        "has up to 10,000 random effects, else pymc (%(default)s)")  # fmt: skip
+                   help="NUTS implementation; auto: nutpie on the compiled density (one "
+                        "grouping factor), else numpyro if installed and the model has up "
+                        "to 10,000 random effects, else pymc (%(default)s)")  # fmt: skip
     g.add_argument("--method", choices=["auto", "marginal", "full"], default="auto",
                    help="marginal: random effects integrated out (one factor or two nested); "
                         "full: explicit random effects; auto picks (%(default)s)")  # fmt: skip

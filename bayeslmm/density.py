@@ -249,7 +249,7 @@ def _scale(prior: Prior) -> float:
 # compiled kernel
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, error_model="numpy")
 def _prior(row, x):
     """(log density, derivative) of one prior at x."""
     code = int(row[0])
@@ -286,7 +286,9 @@ def _prior(row, x):
     return math.nan, math.nan
 
 
-@numba.njit(cache=True)
+# error_model="numpy": a division by zero (an SD whose exp underflowed) gives inf or nan,
+# which the C entry reports as a rejected point, instead of raising inside nutpie's threads
+@numba.njit(cache=True, error_model="numpy")
 def logp_and_grad(x, data, grad):
     """Log density of the marginal model at unconstrained ``x``; writes its gradient."""
     G, q, p = int(data[1]), int(data[2]), int(data[3])
@@ -522,7 +524,10 @@ def _c_logp(dim, x_, grad_, logp_, data_):
     data = numba.carray(data_, (size,), np.float64)
     x = numba.carray(x_, (dim,))
     grad = numba.carray(grad_, (dim,))
-    value = logp_and_grad(x, data, grad)
+    try:
+        value = logp_and_grad(x, data, grad)
+    except Exception:  # noqa: BLE001 - nothing may escape into nutpie's threads
+        return 1
     logp_[0] = value
     if not np.isfinite(value):
         return 4

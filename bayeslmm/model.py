@@ -176,10 +176,11 @@ class LMM:
         progressbar
             Show the sampler's progress bar.
         sampler
-            ``"pymc"``, ``"nutpie"`` or ``"numpyro"``. ``"auto"`` (default): numpyro for
-            models with up to 10,000 random effects when it is installed (the fastest
-            end to end on 2 CPU cores there, ``benchmarks/results``), else PyMC's NUTS
-            (see :func:`bayeslmm.sampling.default_sampler`).
+            ``"pymc"``, ``"nutpie"`` or ``"numpyro"``. ``"auto"`` (default): nutpie on
+            the compiled marginal density (:mod:`bayeslmm.density`) where it covers the
+            model, else numpyro for models with up to 10,000 random effects when it is
+            installed, else PyMC's NUTS (see :func:`bayeslmm.sampling.default_sampler`).
+            ``"nutpie"`` uses the compiled density where it can, PyMC's graph otherwise.
         method
             ``"marginal"``: sample the population parameters with the random effects
             integrated out, then draw the random effects exactly (one grouping factor or

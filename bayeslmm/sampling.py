@@ -1,4 +1,5 @@
-"""Sampling backends: PyMC's NUTS, nutpie and numpyro behind one call."""
+"""Sampling backends: PyMC's NUTS, nutpie and numpyro behind one call, and nutpie on the
+compiled marginal density."""
 
 from __future__ import annotations
 

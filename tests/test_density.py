@@ -130,3 +130,33 @@ def test_integer_prior_parameters_are_floats():
     prior = P("HalfStudentT", nu=3, sigma=20)
     assert isinstance(prior.params["nu"], float)
     assert repr(prior) == "HalfStudentT(nu=3, sigma=20)"
+
+
+def test_c_callback_reports_bad_points_instead_of_raising(sleepstudy):
+    """An underflowed SD (exp(-1000) = 0) divides by zero: the C entry nutpie calls must
+    return an error code, not let an exception escape into nutpie's threads."""
+    import ctypes
+
+    from bayeslmm.density import c_functions
+
+    model = bl.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    density = model.compiled_density
+    logp_fn, _ = c_functions()
+    pointer = ctypes.POINTER(ctypes.c_double)
+
+    def call(x):
+        x = np.ascontiguousarray(x, dtype=float)
+        grad, value = np.zeros_like(x), np.zeros(1)
+        code = logp_fn.ctypes(x.size, x.ctypes.data_as(pointer), grad.ctypes.data_as(pointer),
+                              value.ctypes.data_as(pointer), density.data.ctypes.data)  # fmt: skip
+        return code, value[0], grad
+
+    code, value, grad = call(density.start)
+    assert code == 0
+    expected, expected_grad = density.logp_grad(density.start)
+    assert value == pytest.approx(expected) and np.allclose(grad, expected_grad)
+    for bad in (density.layout.sigma, density.layout.starts[0]):
+        x = density.start.copy()
+        x[bad] = -1000.0
+        code, value, _ = call(x)
+        assert code != 0, bad

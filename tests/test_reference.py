@@ -47,16 +47,23 @@ def _close(ours, theirs, mcse_ours, mcse_theirs, k=4.0):
     return abs(ours - theirs) <= k * np.hypot(mcse_ours, mcse_theirs)
 
 
-@pytest.fixture(scope="module", params=["marginal", "full"])
+@pytest.fixture(
+    scope="module",
+    params=[("marginal", "auto"), ("marginal", "pymc"), ("full", "nutpie")],
+    ids=["marginal-compiled", "marginal-pymc-graph", "full"],
+)
 def brms_model(sleepstudy, request):
-    """The brms model, sampled with the random effects integrated out and explicitly."""
+    """The brms model, sampled with the random effects integrated out (on the compiled
+    density, the default, and on PyMC's graph) and explicitly."""
+    method, sampler = request.param
     model = LMM("Reaction ~ Days + (Days | Subject)", sleepstudy, priors=BRMS_PRIORS)
-    sampler = "pymc" if request.param == "marginal" else "nutpie"
     model.fit(
         draws=1000, tune=1000, chains=4, random_seed=2024, progressbar=False, sampler=sampler,
-        method=request.param,
+        method=method,
     )  # fmt: skip
-    assert model._fit_info["method"] == request.param
+    assert model._fit_info["method"] == method
+    compiled = model._fit_info["log_density"] == "bayeslmm (numba)"
+    assert compiled == (sampler == "auto")
     return model
 
 

@@ -63,8 +63,12 @@ def test_sample_numpyro_names_statistics_and_seed(normal_model):
 def test_default_sampler_rule(monkeypatch):
     import bayeslmm.sampling as sampling
 
-    assert sampling.default_sampler(36) == "numpyro"  # sleepstudy, either method
+    assert sampling.default_sampler(36, compiled=True) == "nutpie"  # compiled density
+    assert sampling.default_sampler(10**6, compiled=True) == "nutpie"
+    assert sampling.default_sampler(36) == "numpyro"  # PyMC's graph, e.g. sleepstudy full
     assert sampling.default_sampler(sampling.NUMPYRO_MAX_EFFECTS) == "numpyro"
     assert sampling.default_sampler(sampling.NUMPYRO_MAX_EFFECTS + 1) == "pymc"
     monkeypatch.setattr(sampling, "available_samplers", lambda: ["pymc", "nutpie"])
     assert sampling.default_sampler(36) == "pymc"  # numpyro not installed
+    monkeypatch.setattr(sampling, "available_samplers", lambda: ["pymc", "numpyro"])
+    assert sampling.default_sampler(36, compiled=True) == "numpyro"  # nutpie missing

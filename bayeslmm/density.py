@@ -406,20 +406,8 @@ def logp_and_grad(x, data, grad):
             for m in range(p):
                 acc -= W[g, i, m] * beta[m]
             r[i] = acc
-        t = 0.0
-        for i in range(q):
-            acc = 0.0
-            for m in range(q):
-                acc += P[i, m] * r[m]
-            Pr[i] = acc
-            t += r[i] * acc
-        pSp = 0.0
-        for i in range(q):
-            acc = 0.0
-            for m in range(q):
-                acc += Sg[i, m] * Pr[m]
-            SPr[i] = acc
-            pSp += Pr[i] * acc
+        t = _product_and_quadratic(P, r, Pr)  # Pr = P r, t = r'P r
+        pSp = _product_and_quadratic(Sg, Pr, SPr)  # SPr = S Pr, pSp = Pr'S Pr
         for i in range(q):
             for j in range(q):
                 acc = 0.0
@@ -488,6 +476,19 @@ def logp_and_grad(x, data, grad):
     lp += v + ls
     grad[p + _n_cov(blocks)] += d * sig + 1.0
     return lp
+
+
+@numba.njit(cache=True)
+def _product_and_quadratic(M, v, out):
+    """Writes ``out = M v`` and returns ``v'M v``."""
+    total = 0.0
+    for i in range(v.shape[0]):
+        acc = 0.0
+        for m in range(v.shape[0]):
+            acc += M[i, m] * v[m]
+        out[i] = acc
+        total += v[i] * acc
+    return total
 
 
 @numba.njit(cache=True)

@@ -21,22 +21,8 @@ import pytensor.tensor as pt
 
 from .design import Design
 from .errors import PriorError
-from .naming import cor_dim, cor_pairs, term_dim
+from .naming import PARAMETRIZATIONS, coords_of, cor_dim, term_dim  # noqa: F401 (re-exported)
 from .priors import ParameterNames, Prior
-
-PARAMETRIZATIONS = ("noncentered", "centered")
-
-
-def coords_of(design: Design) -> dict[str, list[str]]:
-    """Coordinates of every dimension used by the model."""
-    coords: dict[str, list[str]] = {"fixed": list(design.fixed_names)}
-    for block in design.blocks:
-        coords[block.group] = list(block.levels)
-        coords[term_dim(block.label)] = list(block.columns)
-        if block.correlated:
-            coords[cor_dim(block.label)] = cor_pairs(block.columns)
-    coords["obs"] = list(range(design.n_obs))
-    return coords
 
 
 def _stack_params(priors: Sequence[Prior]) -> dict[str, np.ndarray] | None:

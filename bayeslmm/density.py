@@ -1,6 +1,6 @@
 """The marginal model's log density and gradient, hand-written and compiled with numba.
 
-PyMC builds the same density (:func:`bayeslmm.marginal.build_marginal_model`) as a
+PyMC builds the same density (:func:`bayeslmm.marginal_graph.build_marginal_model`) as a
 graph that nutpie or JAX must compile in every new process (about 10 s for nutpie's
 numba backend, 1-3 s for JAX, ``benchmarks/results``). Here it is written once, with its
 exact gradient, and numba caches the machine code on disk, so a fit pays only for

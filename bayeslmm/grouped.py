@@ -8,7 +8,7 @@ number of rows.
 
 The kernel is written once for any array namespace ``xp`` with numpy's names
 (``numpy`` or ``pytensor.tensor``), so the REML/ML fit (:mod:`bayeslmm.likelihood`)
-and the marginal Bayesian model (:mod:`bayeslmm.marginal`) use the same mathematics.
+and the marginal Bayesian model (:mod:`bayeslmm.marginal_graph`) use the same mathematics.
 The Cholesky factor and triangular solves are unrolled over the q terms and vectorised
 across groups: there is no loop over groups.
 """

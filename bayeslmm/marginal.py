@@ -12,17 +12,18 @@ evaluation costs O(groups q^3), independent of the number of rows, and the poste
 has no funnel. After sampling, the random effects are drawn exactly from
 ``p(b_j | beta, D, sigma, y) = N(T A_j^-1 T'Z_j'r_j, sigma^2 T A_j^-1 T')`` for every
 posterior draw, so the result has the same variables as the explicit model.
+
+This module holds the statistics and the exact draws (NumPy); the PyMC model of the
+marginal likelihood is in :mod:`bayeslmm.marginal_graph`, and a compiled version of
+its log density in :mod:`bayeslmm.density`.
 """
 
 from __future__ import annotations
 
 import arviz as az
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
 
-from .builder import block_scale, coords_of, vector_rv
 from .design import Design
 from .grouped import (
     GroupStats,
@@ -31,14 +32,10 @@ from .grouped import (
     cholesky,
     forward_solve,
     nested_grouping_factors,
-    nested_whiten,
-    project,
     single_grouping_factor,
-    whiten,
 )
 from .naming import term_dim
 from .predict import _scale_tril
-from .priors import ParameterNames, Prior
 
 DRAW_CHUNK_ELEMENTS = 4_000_000  # draws x groups x q x q handled at once
 
@@ -55,98 +52,6 @@ def sufficient_statistics(design: Design) -> GroupStats | NestedStats:
     if single_grouping_factor(design):
         return GroupStats.from_design(design)
     return NestedStats.from_design(design)
-
-
-def _level_factor(chols: list[pt.TensorVariable], sizes: list[int]) -> pt.TensorVariable:
-    """Block-diagonal Cholesky factor of one level's covariance D (static block sizes,
-    as JAX needs)."""
-    if len(chols) == 1:
-        return chols[0]
-    q = sum(sizes)
-    out = pt.zeros((q, q))
-    start = 0
-    for chol, k in zip(chols, sizes, strict=True):
-        out = pt.set_subtensor(out[start : start + k, start : start + k], chol)
-        start += k
-    return out
-
-
-def _whitened_loglik(
-    stats: GroupStats | NestedStats,
-    beta: pt.TensorVariable,
-    sigma: pt.TensorVariable,
-    logdet: pt.TensorVariable,
-    cc: pt.TensorVariable,
-) -> pt.TensorVariable:
-    """The Gaussian log-density from ``sum log|A|`` and the whitened residual sum ``cc``."""
-    rr = stats.yty - 2.0 * pt.dot(beta, stats.Xty) + pt.dot(beta, pt.dot(stats.XtX, beta))
-    return -0.5 * (
-        stats.n * np.log(2.0 * np.pi) + 2.0 * stats.n * pt.log(sigma) + logdet
-        + (rr - cc) / sigma**2
-    )  # fmt: skip
-
-
-def marginal_loglik(
-    T: pt.TensorVariable, beta: pt.TensorVariable, sigma: pt.TensorVariable, stats: GroupStats
-) -> pt.TensorVariable:
-    """log p(y | beta, D = sigma^2 T T', sigma) from the per-level statistics."""
-    ZtX = pt.as_tensor(stats.ZtX)
-    resid_z = pt.as_tensor(stats.Zty) - pt.tensordot(ZtX, beta, axes=[[2], [0]])  # (G, q)
-    R = project(T, resid_z[:, :, None], pt)
-    logdet, _, C = whiten(T, stats, R, pt)
-    cc = sum(pt.sum(c**2) for c in C)
-    return _whitened_loglik(stats, beta, sigma, logdet, cc)
-
-
-def nested_marginal_loglik(
-    TA: pt.TensorVariable,
-    TB: pt.TensorVariable,
-    beta: pt.TensorVariable,
-    sigma: pt.TensorVariable,
-    stats: NestedStats,
-) -> pt.TensorVariable:
-    """log p(y | beta, D, sigma) for two nested factors (see :func:`nested_whiten`)."""
-    rA = pt.as_tensor(stats.Ay) - pt.tensordot(pt.as_tensor(stats.AX), beta, axes=[[2], [0]])
-    rB = pt.as_tensor(stats.By) - pt.tensordot(pt.as_tensor(stats.BX), beta, axes=[[2], [0]])
-    logdet, cB, cA = nested_whiten(TA, TB, stats, rA, rB, pt)
-    cc = sum(pt.sum(c**2) for c in cB) + sum(pt.sum(c**2) for c in cA)
-    return _whitened_loglik(stats, beta, sigma, logdet, cc)
-
-
-def build_marginal_model(
-    design: Design, priors: dict[str, Prior], stats: GroupStats | NestedStats
-) -> pm.Model:
-    """The PyMC model of (beta, SDs, correlations, sigma) with the random effects integrated out.
-
-    Same parameter names, priors, dims and coords as :func:`build_full_model`, minus
-    the random effects (drawn afterwards by :func:`draw_random_effects`).
-    """
-    names = ParameterNames.from_design(design)
-    with pm.Model(coords=coords_of(design)) as model:
-        if design.X.shape[1]:
-            beta = vector_rv("beta", [priors[n] for n in names.fixed], "fixed")
-        else:
-            beta = pt.zeros(0)
-        chols = []
-        for block, sd_names, cor_name in zip(design.blocks, names.sd, names.cor, strict=True):
-            chol, sd = block_scale(
-                block, [priors[n] for n in sd_names], priors[cor_name] if cor_name else None
-            )
-            chols.append(chol if chol is not None else pt.diag(sd))
-        sigma = priors["sigma"].family()("sigma", **priors["sigma"].params)
-        pairs = list(zip(chols, design.blocks, strict=True))
-
-        def factor(group: str | None) -> pt.TensorVariable:
-            chosen = [(c, b.n_terms) for c, b in pairs if group is None or b.group == group]
-            return _level_factor([c for c, _ in chosen], [k for _, k in chosen]) / sigma
-
-        if isinstance(stats, NestedStats):
-            TA, TB = factor(stats.outer), factor(stats.inner)
-            loglik = nested_marginal_loglik(TA, TB, beta, sigma, stats)
-        else:
-            loglik = marginal_loglik(factor(None), beta, sigma, stats)
-        pm.Potential("marginal_loglik", loglik)
-    return model
 
 
 def _factor_scales(post: xr.Dataset, design: Design, group: str | None, S: int):

@@ -5,29 +5,27 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import arviz as az
 import numpy as np
 import pandas as pd
-import pymc as pm
 import xarray as xr
 
-from .builder import PARAMETRIZATIONS, build_full_model
 from .density import MarginalDensity
 from .design import Design, build_design
 from .diagnostics import Convergence, check_convergence, warn_convergence
 from .errors import NotFittedError
 from .grouped import GroupStats, NestedStats
-from .marginal import (
-    build_marginal_model,
-    draw_random_effects,
-    marginal_supported,
-    sufficient_statistics,
-)
+from .marginal import draw_random_effects, marginal_supported, sufficient_statistics
+from .naming import PARAMETRIZATIONS
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
 from .results import coef_table, group_coefficient_draws, ranef_table, summary_table, varcorr_table
 from .sampling import check_sampler, default_sampler, sample_compiled, sample_nuts
+
+if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit need not pay)
+    import pymc as pm
 
 METHODS = ("marginal", "full")
 LOG_LIKELIHOOD_MAX = 50_000_000  # rows x draws kept in the pointwise log-likelihood
@@ -85,6 +83,8 @@ class LMM:
     def pymc_model(self) -> pm.Model:
         """The PyMC model with explicit random effects (built on first use)."""
         if self._pymc_model is None:
+            from .builder import build_full_model
+
             self._pymc_model = build_full_model(self.design, self.priors, self.parametrization)
         return self._pymc_model
 
@@ -109,6 +109,8 @@ class LMM:
         if self._marginal_model is None:
             if self._group_stats is None:
                 self._group_stats = sufficient_statistics(self.design)
+            from .marginal_graph import build_marginal_model
+
             self._marginal_model = build_marginal_model(self.design, self.priors, self._group_stats)
         return self._marginal_model
 
@@ -320,6 +322,8 @@ class LMM:
 
     def posterior_predictive(self, random_seed: int | None = None) -> az.InferenceData:
         """Add a ``posterior_predictive`` group (for ``az.plot_ppc``) and return the data."""
+        import pymc as pm
+
         idata = self._posterior()
         pm.sample_posterior_predictive(
             idata,

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import pymc as pm
 
 from .design import Design
 from .errors import PriorError
@@ -32,6 +31,8 @@ POSITIVE = {
     "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma",
     "InverseGamma", "LogNormal", "Weibull", "HalfFlat", "Uniform", "TruncatedNormal",
 }  # fmt: skip
+#: PyMC distributions accepted without importing PyMC to look them up.
+KNOWN_FAMILIES = POSITIVE | {"Normal", "StudentT", "Cauchy", "Flat", "Laplace", "Logistic"}
 CLASSES = ("fixed", "intercept", "sd", "cor", "sigma")
 INTERCEPT = "(Intercept)"
 
@@ -50,7 +51,9 @@ class Prior:
     def __init__(self, dist: str, **params: float):
         if not isinstance(dist, str):
             raise PriorError(f"Prior family must be a name such as 'Normal', got {dist!r}")
-        if dist != "LKJ":
+        if dist != "LKJ" and dist not in KNOWN_FAMILIES:  # else PyMC must say (0.6 s import)
+            import pymc as pm
+
             family = getattr(pm, dist, None)
             if not (isinstance(family, type) and issubclass(family, pm.Distribution)):
                 raise PriorError(f"unknown prior family {dist!r}: not a PyMC distribution")
@@ -82,6 +85,8 @@ class Prior:
 
     def family(self):
         """The PyMC distribution class."""
+        import pymc as pm
+
         return getattr(pm, self.dist)
 
 

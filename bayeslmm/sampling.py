@@ -6,18 +6,18 @@ from __future__ import annotations
 import importlib.util
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 import arviz as az
 import numpy as np
-import pymc as pm
 import xarray as xr
-from pymc.backends.arviz import coords_and_dims_for_inferencedata
-from pymc.util import get_default_varnames
 
-from .builder import coords_of
 from .density import MarginalDensity, c_functions
 from .design import Design
-from .naming import cor_dim, term_dim
+from .naming import coords_of, cor_dim, term_dim
+
+if TYPE_CHECKING:  # imported where a PyMC model is sampled: the compiled path needs none
+    import pymc as pm
 
 SAMPLERS = ("pymc", "nutpie", "numpyro")
 _MODULE = {"pymc": "pymc", "nutpie": "nutpie", "numpyro": "numpyro"}
@@ -77,6 +77,8 @@ def sample_nuts(
     sampler: str,
 ) -> az.InferenceData:
     """Run NUTS on ``model`` and return posterior, sample_stats and observed_data."""
+    import pymc as pm
+
     check_sampler(sampler)
     if sampler == "numpyro":
         idata = sample_numpyro(
@@ -178,7 +180,9 @@ def sample_numpyro(
     """
     import jax
     from numpyro.infer import MCMC, NUTS
+    from pymc.backends.arviz import coords_and_dims_for_inferencedata
     from pymc.sampling.jax import get_jaxified_graph, get_jaxified_logp  # asks for XLA devices
+    from pymc.util import get_default_varnames
 
     names = [v.name for v in model.value_vars]
     logp = get_jaxified_logp(model)  # the log density (PyMC's flag name is inverted)

@@ -160,3 +160,20 @@ def test_c_callback_reports_bad_points_instead_of_raising(sleepstudy):
         x[bad] = -1000.0
         code, value, _ = call(x)
         assert code != 0, bad
+
+
+def test_compiled_fit_does_not_import_pymc():
+    """Importing PyMC costs about 0.6 s, more than fitting sleepstudy on the compiled
+    density: the import and the fit leave it out."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore'); import bayeslmm as bl\n"
+        "m = bl.LMM('Reaction ~ Days + (Days | Subject)', bl.load_dataset('sleepstudy'))\n"
+        "m.fit(draws=100, tune=100, chains=2, progressbar=False)\n"
+        "m.summary(print_it=False)\n"
+        "print(m._fit_info['log_density'], 'pymc' in sys.modules, 'pytensor' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[-2] == "bayeslmm (numba) False False", out.stdout

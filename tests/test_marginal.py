@@ -14,7 +14,8 @@ import xarray as xr
 import bayeslmm as bl
 from bayeslmm.grouped import GroupStats, NestedStats
 from bayeslmm.likelihood import random_effects_matrix
-from bayeslmm.marginal import draw_random_effects, marginal_loglik, nested_marginal_loglik
+from bayeslmm.marginal import draw_random_effects
+from bayeslmm.marginal_graph import marginal_loglik, nested_marginal_loglik
 from bayeslmm.sbc import run_sbc
 
 

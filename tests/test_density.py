@@ -38,28 +38,116 @@ def _pair(formula, data, priors):
     return model, density
 
 
+def _to_pymc(x, density, design):
+    """PyMC's unconstrained vector for our point ``x``: correlated blocks become the packed
+    Cholesky factor of their covariance with log diagonal (``pm.LKJCholeskyCov``)."""
+    values = density.constrained(x, design)
+    out = x.copy()
+    for (_, k, corr), first, block in zip(density.layout.blocks, density.layout.starts,
+                                          design.blocks, strict=True):  # fmt: skip
+        if corr:
+            packed = values[f"chol_{block.label}"].copy()
+            rows, cols = np.tril_indices(k)
+            packed[rows == cols] = np.log(packed[rows == cols])
+            out[first : first + packed.size] = packed
+    return out
+
+
+def _common(values, design):
+    """The point in the coordinates both parametrisations share: beta, SDs, correlations
+    (strict lower triangle), sigma."""
+    parts = [values.get("beta", np.zeros(0))]
+    for block in design.blocks:
+        parts.append(values[f"sd_{block.label}"])
+        if block.correlated:
+            parts.append(values[f"cor_{block.label}"])
+    parts.append(np.atleast_1d(values["sigma"]))
+    return np.concatenate(parts)
+
+
+def _from_pymc(x, density, design):
+    """``_common`` of PyMC's unconstrained vector."""
+    values = {"beta": x[: density.layout.p], "sigma": np.exp(x[density.layout.sigma])}
+    for (_, k, corr), first, block in zip(density.layout.blocks, density.layout.starts,
+                                          design.blocks, strict=True):  # fmt: skip
+        if not corr:
+            values[f"sd_{block.label}"] = np.exp(x[first : first + k])
+            continue
+        rows, cols = np.tril_indices(k)
+        packed = x[first : first + rows.size].copy()
+        packed[rows == cols] = np.exp(packed[rows == cols])
+        chol = np.zeros((k, k))
+        chol[rows, cols] = packed
+        cov = chol @ chol.T
+        sd = np.sqrt(np.diag(cov))
+        values[f"sd_{block.label}"] = sd
+        values[f"cor_{block.label}"] = (cov / np.outer(sd, sd))[np.tril_indices(k, -1)]
+    return _common(values, design)
+
+
+def _log_jacobian(transform, x, h=1e-6):
+    """log |det d transform / dx| by central differences."""
+    cols = [(transform(x + e) - transform(x - e)) / (2 * h) for e in np.eye(x.size) * h]
+    return np.linalg.slogdet(np.column_stack(cols))[1]
+
+
 @pytest.mark.parametrize("priors", PRIORS)
 @pytest.mark.parametrize("formula", FORMULAS)
-def test_log_density_and_gradient_are_pymcs(sleepstudy, formula, priors):
-    """Same function of the same unconstrained vector: gradient to rounding, value up to
-    PyMC's float32-rounded constants."""
+def test_log_density_is_pymcs_through_the_change_of_variables(sleepstudy, formula, priors):
+    """The same posterior as PyMC's model: our log density less the log Jacobian of our
+    unconstrained space equals PyMC's less its own, up to a constant; blocks without
+    correlations share PyMC's space, so there the gradients agree to rounding."""
     model, density = _pair(formula, sleepstudy, priors)
+    design = model.design
     pymc_model = model.marginal_model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fn = pymc_model.logp_dlogp_function(ravel_inputs=True)
     fn.set_extra_values({})
+    same_space = not any(corr for _, _, corr in density.layout.blocks)
     rng = np.random.default_rng(1)
     offsets = []
     for _ in range(4):
-        x = density.start + rng.normal(size=density.start.size)
+        x = density.start + 0.7 * rng.normal(size=density.start.size)
         ours, grad = density.logp_grad(x)
-        theirs, their_grad = fn(x)
-        np.testing.assert_allclose(grad, their_grad, rtol=1e-9, atol=1e-9)
+        x_pymc = _to_pymc(x, density, design)
+        theirs, their_grad = fn(x_pymc)
+        if same_space:
+            np.testing.assert_allclose(x_pymc, x)
+            np.testing.assert_allclose(grad, their_grad, rtol=1e-9, atol=1e-9)
+        ours -= _log_jacobian(lambda v: _common(density.constrained(v, design), design), x)
+        theirs -= _log_jacobian(lambda v: _from_pymc(v, density, design), x_pymc)
         offsets.append(ours - float(theirs))
     assert np.all(np.isfinite(offsets))
-    assert np.ptp(offsets) < 1e-6
+    assert np.ptp(offsets) < 1e-5
     assert abs(offsets[0]) < 1e-5 * max(1.0, abs(float(theirs)))
+
+
+@pytest.mark.parametrize("priors", PRIORS[:3])
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_gradient_is_the_log_densitys(sleepstudy, formula, priors):
+    _, density = _pair(formula, sleepstudy, priors)
+    rng = np.random.default_rng(4)
+    x = density.start + 0.7 * rng.normal(size=density.start.size)
+    _, grad = density.logp_grad(x)
+    h = 1e-6
+    numeric = [(density.logp_grad(x + e)[0] - density.logp_grad(x - e)[0]) / (2 * h)
+               for e in np.eye(x.size) * h]  # fmt: skip
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
+
+
+def test_correlation_transform_covers_the_correlation_matrices():
+    """tanh of canonical partial correlations: valid Cholesky factors of correlation
+    matrices, zero at the identity, with extreme values still finite."""
+    from bayeslmm.density import correlation_cholesky
+
+    rng = np.random.default_rng(0)
+    w = correlation_cholesky(rng.normal(scale=3, size=(50, 6)), 4)
+    corr = w @ np.swapaxes(w, -1, -2)
+    np.testing.assert_allclose(np.diagonal(corr, axis1=-2, axis2=-1), 1.0)
+    assert np.all(np.linalg.eigvalsh(corr) > 0)
+    np.testing.assert_allclose(correlation_cholesky(np.zeros(3), 3), np.eye(3))
+    assert np.all(np.isfinite(correlation_cholesky(np.array([40.0]), 2)))
 
 
 @pytest.mark.parametrize("formula", FORMULAS[:3])
@@ -76,7 +164,8 @@ def test_constrained_values_are_pymcs(sleepstudy, formula):
     sizes = [int(np.prod(s)) for s in shapes]
     assert set(ours) == {v.name for v in outputs}
     for i in range(3):
-        parts = np.split(x[i], np.cumsum(sizes)[:-1])
+        x_pymc = _to_pymc(x[i], density, model.design)
+        parts = np.split(x_pymc, np.cumsum(sizes)[:-1])
         values = fn(*[a.reshape(s) for a, s in zip(parts, shapes, strict=True)])
         for var, value in zip(outputs, values, strict=True):
             np.testing.assert_allclose(ours[var.name][i], value, rtol=1e-10, atol=1e-12)
@@ -133,7 +222,7 @@ def test_integer_prior_parameters_are_floats():
 
 
 def test_c_callback_reports_bad_points_instead_of_raising(sleepstudy):
-    """An underflowed SD (exp(-1000) = 0) divides by zero: the C entry nutpie calls must
+    """An underflowed sigma (exp(-1000) = 0) divides by zero: the C entry nutpie calls must
     return an error code, not let an exception escape into nutpie's threads."""
     import ctypes
 
@@ -155,11 +244,14 @@ def test_c_callback_reports_bad_points_instead_of_raising(sleepstudy):
     assert code == 0
     expected, expected_grad = density.logp_grad(density.start)
     assert value == pytest.approx(expected) and np.allclose(grad, expected_grad)
-    for bad in (density.layout.sigma, density.layout.starts[0]):
+    for bad, value in [(density.layout.sigma, -1000.0), (0, np.nan)]:
         x = density.start.copy()
-        x[bad] = -1000.0
-        code, value, _ = call(x)
+        x[bad] = value
+        code, _, _ = call(x)
         assert code != 0, bad
+    x = density.start.copy()  # an SD of exactly 0 is a point of the marginal density
+    x[density.layout.starts[0]] = -1000.0
+    assert call(x)[0] == 0
 
 
 def test_compiled_fit_does_not_import_pymc():

@@ -338,12 +338,17 @@ def logp_and_grad(x, data, grad):
         lp += v
         grad[i] += d
 
-    # the level covariance's Cholesky factor, block by block
+    # the level covariance's Cholesky factor, block by block; correlated blocks keep their
+    # correlation factor W and its log masses for the gradient below
     lam = np.zeros((q, q))
+    cpc_w = np.zeros((nb, q, q))
+    cpc_h = np.zeros((nb, q, q))
     for b in range(nb):
         c0, k, corr, pos = int(blocks[b, 0]), int(blocks[b, 1]), blocks[b, 2] > 0, int(blocks[b, 3])
         if corr:
             wc, half_log_c = _cpc_cholesky(x, pos + k, k)
+            cpc_w[b, :k, :k] = wc
+            cpc_h[b, :k, :k] = half_log_c
             for i in range(k):
                 sd = math.exp(x[pos + i])
                 for j in range(i + 1):
@@ -464,7 +469,7 @@ def logp_and_grad(x, data, grad):
             # lam = diag(sd) w: d/dsd_i = sum_j (dL/dlam W)_ij, d/dw_ij = sd_i dL/dlam_ij, then
             # back through the rows of W to the canonical partial correlations
             lp += etas[b, 1]
-            wc, half_log_c = _cpc_cholesky(x, pos + k, k)
+            wc, half_log_c = cpc_w[b], cpc_h[b]
             gW = np.empty(k)
             off = pos + k
             for i in range(k):
@@ -487,7 +492,7 @@ def logp_and_grad(x, data, grad):
                 for m in range(i - 1, -1, -1):
                     y = x[off + m]
                     z = math.tanh(y)
-                    a = 2.0 * (LOG_2 - abs(y) - math.log1p(math.exp(-2.0 * abs(y))))
+                    a = 2.0 * _half_log1m_tanh2(y)
                     coef = 1.0 + 0.5 * (i - 1 - m) + 0.5 * e_i
                     lp += coef * a
                     grad[off + m] += (gW[m] * math.exp(half_log_c[i, m] + a)
@@ -521,11 +526,17 @@ def _cpc_cholesky(x, first, k):
             y = x[pos]
             half_log_c[i, j] = h
             W[i, j] = math.tanh(y) * math.exp(h)
-            h += LOG_2 - abs(y) - math.log1p(math.exp(-2.0 * abs(y)))  # log(1 - tanh^2) / 2
+            h += _half_log1m_tanh2(y)
             pos += 1
         half_log_c[i, i] = h
         W[i, i] = math.exp(h)
     return W, half_log_c
+
+
+@numba.njit(cache=True)
+def _half_log1m_tanh2(y):
+    """``log(1 - tanh(y)^2) / 2 = log sech(y)``, finite however large ``|y|``."""
+    return LOG_2 - abs(y) - math.log1p(math.exp(-2.0 * abs(y)))
 
 
 @numba.njit(cache=True)

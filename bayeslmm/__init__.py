@@ -1,8 +1,22 @@
-"""bayeslmm: Bayesian linear mixed models from lme4 formulas, with PyMC and ArviZ."""
+"""bayeslmm: Bayesian linear mixed models from lme4 formulas, with PyMC and ArviZ.
 
-from .comparison import Comparison, compare
+The package follows the pipeline: :mod:`~bayeslmm.spec` (formula -> design),
+:mod:`~bayeslmm.gaussian` (statistics, factorisations, profiled likelihood, exact draws),
+:mod:`~bayeslmm.bayes` and :mod:`~bayeslmm.classical` (posterior and REML/ML fits),
+:mod:`~bayeslmm.comparison` (the classical models beside the Bayesian ones) and
+:mod:`~bayeslmm.present` (figures, report, command line).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .bayes.model import LMM
+from .bayes.priors import Prior, default_priors
+from .classical.lmer import LmerResult, lmer, satterthwaite
+from .comparison.models import Comparison, compare
 from .datasets import list_datasets, load_dataset
-from .design import Design, RandomBlock, build_design
 from .errors import (
     BayesLMMError,
     ColumnTypeError,
@@ -12,12 +26,11 @@ from .errors import (
     NotFittedError,
     PriorError,
     RankDeficiencyError,
+    SingularFitWarning,
 )
-from .formula import ModelSpec, RandomTerm, parse_formula
-from .frequentist import LmerResult, SingularFitWarning, lmer, satterthwaite
-from .model import LMM
-from .priors import Prior, default_priors
-from .report import ReportFiles, report
+from .present.report import ReportFiles, report
+from .spec.design import Design, RandomBlock, build_design
+from .spec.formula import ModelSpec, RandomTerm, parse_formula
 
 __version__ = "0.1.0"
 
@@ -30,6 +43,7 @@ __all__ = [
     "Comparison",
     "report",
     "ReportFiles",
+    "plots",
     "SingularFitWarning",
     "Prior",
     "default_priors",
@@ -50,3 +64,10 @@ __all__ = [
     "NotFittedError",
     "ConvergenceWarning",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``bayeslmm.plots`` is :mod:`bayeslmm.present.plots`."""
+    if name == "plots":
+        return importlib.import_module(".present.plots", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -44,3 +44,7 @@ class NotFittedError(BayesLMMError, ValueError):
 
 class ConvergenceWarning(UserWarning):
     """MCMC diagnostics suggest the posterior draws cannot be trusted yet."""
+
+
+class SingularFitWarning(UserWarning):
+    """A variance component is estimated on its boundary (zero variance or |cor| = 1)."""

@@ -15,7 +15,7 @@ Configurations: ``bayeslmm-marginal``, ``bayeslmm-full``, ``bambi-pymc``,
 ``bayeslmm-marginal-nutpie``) picks bayeslmm's NUTS implementation, to choose its
 default; without it bayeslmm runs its default, ``sampler="auto"``.
 ``bayeslmm-marginal-cold`` runs the default with an empty numba cache (a new
-installation's first fit: the compiled density of :mod:`bayeslmm.density` is compiled
+installation's first fit: the compiled density of :mod:`bayeslmm.bayes.density` is compiled
 then, and loaded from numba's on-disk cache afterwards). The other bayeslmm rows are
 measured after one untimed warm-up process has filled that cache.
 Cases: lme4's sleepstudy; simulated correlated random intercept and slope with 50,000 rows

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bayeslmm.sbc import run_sbc
+from bayeslmm.bayes.sbc import run_sbc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import write  # noqa: E402

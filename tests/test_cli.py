@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import bayeslmm as bl
-from bayeslmm.cli import main, parse_prior
+from bayeslmm.present.cli import main, parse_prior
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FAST = ["--draws", "100", "--tune", "150", "--chains", "2", "--no-progress"]
@@ -65,7 +65,8 @@ def test_fit_console_script_with_priors(tmp_path):
     csv = tmp_path / "sleep.csv"
     bl.load_dataset("sleepstudy").to_csv(csv, index=False)
     out = tmp_path / "report"
-    cmd = [sys.executable, "-c", "import sys; from bayeslmm.cli import main; sys.exit(main())",
+    entry = "import sys; from bayeslmm.present.cli import main; sys.exit(main())"
+    cmd = [sys.executable, "-c", entry,
            "fit", str(csv), "Reaction ~ Days + (Days | Subject)", "--out", str(out),
            "--prior", "sd=HalfNormal(sigma=30)", "--prior", "Days=Normal(mu=0, sigma=20)",
            "--no-compare", *FAST]  # fmt: skip

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 import bayeslmm as bl
+from bayeslmm.classical.lmer import observed_vcov
 from bayeslmm.comparison import compare
-from bayeslmm.frequentist import observed_vcov
-from bayeslmm.likelihood import profiled
+from bayeslmm.gaussian.profiled import profiled
 
 # the tutorial's row names, without its "(biased)" tags
 ROW = {

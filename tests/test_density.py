@@ -7,8 +7,8 @@ import pytest
 from pymc.util import get_default_varnames
 
 import bayeslmm as bl
-from bayeslmm.density import MarginalDensity
-from bayeslmm.marginal import sufficient_statistics
+from bayeslmm.bayes.density import MarginalDensity
+from bayeslmm.gaussian.statistics import sufficient_statistics
 
 P = bl.Prior
 FORMULAS = [
@@ -139,7 +139,7 @@ def test_gradient_is_the_log_densitys(sleepstudy, formula, priors):
 def test_correlation_transform_covers_the_correlation_matrices():
     """tanh of canonical partial correlations: valid Cholesky factors of correlation
     matrices, zero at the identity, with extreme values still finite."""
-    from bayeslmm.density import correlation_cholesky
+    from bayeslmm.bayes.density import correlation_cholesky
 
     rng = np.random.default_rng(0)
     w = correlation_cholesky(rng.normal(scale=3, size=(50, 6)), 4)
@@ -226,7 +226,7 @@ def test_c_callback_reports_bad_points_instead_of_raising(sleepstudy):
     return an error code, not let an exception escape into nutpie's threads."""
     import ctypes
 
-    from bayeslmm.density import c_functions
+    from bayeslmm.bayes.density import c_functions
 
     model = bl.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy)
     density = model.compiled_density

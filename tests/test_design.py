@@ -13,7 +13,7 @@ from bayeslmm import (
     RankDeficiencyError,
     build_design,
 )
-from bayeslmm.design import new_design
+from bayeslmm.spec.design import new_design
 
 
 def test_fixed_columns_match_lme4_for_every_reference_case(lme4_reference, case_data):

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import bayeslmm as bl
-from bayeslmm.frequentist import SingularFitWarning, lmer, satterthwaite
+from bayeslmm.classical.lmer import SingularFitWarning, lmer, satterthwaite
 
 CASES = ["classroom_ri", "classroom_rs", "sleepstudy_rs", "sleepstudy_ri", "ratpup_sex", "dyestuff"]
 
@@ -136,8 +136,9 @@ def test_fitted_residuals_and_confint(sleepstudy):
 )
 @pytest.mark.parametrize("reml", [True, False])
 def test_exact_gradient_of_the_profiled_deviance(dataset, formula, reml):
-    from bayeslmm.design import build_design
-    from bayeslmm.likelihood import CrossProducts, ThetaLayout, grouped_deviance, profiled
+    from bayeslmm.gaussian.profiled import ThetaLayout, grouped_deviance, profiled
+    from bayeslmm.gaussian.statistics import CrossProducts
+    from bayeslmm.spec.design import build_design
 
     design = build_design(formula, bl.load_dataset(dataset))
     cp, layout = CrossProducts.from_design(design), ThetaLayout.from_design(design)

@@ -12,11 +12,10 @@ import scipy.stats
 import xarray as xr
 
 import bayeslmm as bl
-from bayeslmm.grouped import GroupStats, NestedStats
-from bayeslmm.likelihood import random_effects_matrix
-from bayeslmm.marginal import draw_random_effects
-from bayeslmm.marginal_graph import marginal_loglik, nested_marginal_loglik
-from bayeslmm.sbc import run_sbc
+from bayeslmm.bayes.effects import draw_random_effects
+from bayeslmm.bayes.marginal_graph import marginal_loglik, nested_marginal_loglik
+from bayeslmm.bayes.sbc import run_sbc
+from bayeslmm.gaussian.statistics import GroupStats, NestedStats, random_effects_matrix
 
 
 def _dense_cov(design, chol_level, sigma):

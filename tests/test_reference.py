@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 from bayeslmm import LMM, ConvergenceWarning, Prior
-from bayeslmm.results import population_draws
+from bayeslmm.bayes.results import population_draws
 
 BRMS_PRIORS = {
     "fixed": Prior("Normal", mu=0, sigma=200),

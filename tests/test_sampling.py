@@ -4,7 +4,7 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from bayeslmm.sampling import _jittered_starts, sample_numpyro
+from bayeslmm.bayes.sampling import _jittered_starts, sample_numpyro
 
 pytest.importorskip("numpyro")
 
@@ -61,7 +61,7 @@ def test_sample_numpyro_names_statistics_and_seed(normal_model):
 
 
 def test_default_sampler_rule(monkeypatch):
-    import bayeslmm.sampling as sampling
+    import bayeslmm.bayes.sampling as sampling
 
     assert sampling.default_sampler(36, compiled=True) == "nutpie"  # compiled density
     assert sampling.default_sampler(10**6, compiled=True) == "nutpie"

@@ -18,7 +18,7 @@ import pandas as pd
 from formulaic import Formula, model_matrix
 from formulaic.errors import FormulaicError
 
-from .errors import ColumnTypeError, DataError, FormulaError, RankDeficiencyError
+from ..errors import ColumnTypeError, DataError, FormulaError, RankDeficiencyError
 from .formula import ModelSpec, RandomTerm, parse_formula
 
 _CONTEXT = {"np": np, "numpy": np, "log": np.log, "exp": np.exp, "sqrt": np.sqrt}

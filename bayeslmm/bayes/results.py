@@ -1,7 +1,7 @@
 """Tables from posterior draws: summary, fixef, ranef, coef, varcorr.
 
 Everything here reads the InferenceData written by either sampling method, using the
-variable names documented in :mod:`bayeslmm.builder`.
+variable names documented in :mod:`bayeslmm.bayes.explicit_graph`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .design import Design
-from .naming import cor_dim, term_dim
-from .priors import ParameterNames
+from ..spec.design import Design
+from ..spec.naming import ParameterNames, cor_dim, term_dim
 
 HDI_PROB = 0.94
 STAT_COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]

@@ -1,6 +1,6 @@
 """REML and ML fits of the same formulas, as lme4 does them: ``bl.lmer``.
 
-The profiled criterion (:mod:`bayeslmm.likelihood`) is minimised over theta with
+The profiled criterion (:mod:`bayeslmm.gaussian.profiled`) is minimised over theta with
 bounded quasi-Newton steps; fixed effects, sigma and the conditional modes follow from
 the penalised least-squares solution at the optimum.
 """
@@ -15,22 +15,18 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
-from .design import Design, build_design
-from .likelihood import (
-    CrossProducts,
+from ..errors import SingularFitWarning
+from ..gaussian.profiled import (
     ProfiledFit,
     ThetaLayout,
     covariance_deviance,
     grouped_deviance,
     profiled,
-    random_effects_matrix,
 )
+from ..gaussian.statistics import CrossProducts, random_effects_matrix
+from ..spec.design import Design, build_design
 
 SINGULAR_TOL = 1e-4
-
-
-class SingularFitWarning(UserWarning):
-    """A variance component is estimated on its boundary (zero variance or |cor| = 1)."""
 
 
 @dataclass

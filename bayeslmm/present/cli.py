@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import BayesLMMError, PriorError
+from ..errors import BayesLMMError, PriorError
 
 DEMO = {
     "dataset": "classroom",
@@ -30,7 +30,7 @@ def parse_prior(text: str):
     ``KEY`` is a class (``fixed``, ``intercept``, ``sd``, ``cor``, ``sigma``) or a
     parameter name such as ``sd(Days|Subject)``.
     """
-    from .priors import Prior
+    from ..bayes.priors import Prior
 
     key, sep, dist = text.partition("=")
     key, dist = key.strip(), dist.strip()
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bayesian linear mixed models from lme4 formulas: fit, compare with "
         "REML/ANCOVA/OLS, and write a report.",
     )
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"bayeslmm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -126,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _read_data(path: str) -> pd.DataFrame:
     """A CSV file, or the name of a shipped data set when no such file exists."""
-    from .datasets import _ALIASES, list_datasets, load_dataset
-    from .errors import DataError
+    from ..datasets import _ALIASES, list_datasets, load_dataset
+    from ..errors import DataError
 
     file = Path(path)
     if not file.is_file():
@@ -146,8 +146,8 @@ def _read_data(path: str) -> pd.DataFrame:
 
 def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors: dict,
              term: str | None, compare_models: bool, title: str | None) -> Path:  # fmt: skip
-    from .comparison import ComparisonSetup, compare
-    from .model import LMM
+    from ..bayes.model import LMM
+    from ..comparison.models import ComparisonSetup, compare
     from .report import report
 
     model = LMM(formula, data, priors=priors or None)
@@ -200,8 +200,7 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
 
 def _print_warnings(caught: list[warnings.WarningMessage], where: str) -> None:
     """bayeslmm's own warnings, each once, without file and line noise."""
-    from .errors import ConvergenceWarning
-    from .frequentist import SingularFitWarning
+    from ..errors import ConvergenceWarning, SingularFitWarning
 
     seen = set()
     for w in caught:
@@ -216,7 +215,7 @@ def _print_warnings(caught: list[warnings.WarningMessage], where: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "datasets":
-        from .datasets import describe_datasets
+        from ..datasets import describe_datasets
 
         for row in describe_datasets().itertuples(index=False):
             alias = f" (alias {row.alias})" if row.alias else ""
@@ -225,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
                   f"    try: bayeslmm fit {row.alias or row.name} \"{row[5]}\"\n")  # fmt: skip
         return 0
     if args.command == "demo":
-        from .datasets import load_dataset
+        from ..datasets import load_dataset
 
         data = load_dataset(DEMO["dataset"])
         html = _analyse(args, data, DEMO["formula"], {}, "edu", True, DEMO["title"])

@@ -18,13 +18,12 @@ Default rule (autoscaling as in rstanarm and bambi), with ``s_y`` the response S
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
-from .design import Design
-from .errors import PriorError
-from .naming import cor_pairs
+from ..errors import PriorError
+from ..spec.design import Design
+from ..spec.naming import ParameterNames
 
 #: Families with positive support, allowed for SDs and sigma.
 POSITIVE = {
@@ -92,46 +91,6 @@ class Prior:
 
 def _fmt(v: float) -> str:
     return f"{v:.4g}" if isinstance(v, float) else repr(v)
-
-
-@dataclass(frozen=True)
-class ParameterNames:
-    """Names of the model's parameters, shared by priors, summaries and outputs."""
-
-    fixed: list[str]
-    sd: list[list[str]]  # per random block, one per column
-    cor: list[str | None]  # per random block; None where uncorrelated
-    cor_pairs: list[list[str]]  # per block, "cor(a,b|g)" for the lower triangle
-
-    @classmethod
-    def from_design(cls, design: Design) -> ParameterNames:
-        sd, cor, pairs = [], [], []
-        taken: set[str] = set()
-        for block in design.blocks:
-            names = []
-            for col in block.columns:
-                name = f"sd({col}|{block.group})"
-                if name in taken:
-                    name = f"sd({col}|{block.label})"
-                taken.add(name)
-                names.append(name)
-            sd.append(names)
-            cor_name = f"cor({block.label})" if block.correlated else None
-            cor.append(cor_name)
-            pairs.append(
-                [f"cor({pair}|{block.label})" for pair in cor_pairs(block.columns)]
-                if block.correlated
-                else []
-            )
-        return cls(fixed=list(design.fixed_names), sd=sd, cor=cor, cor_pairs=pairs)
-
-    def all(self) -> list[str]:
-        out = list(self.fixed)
-        for names in self.sd:
-            out.extend(names)
-        out.extend(c for c in self.cor if c)
-        out.append("sigma")
-        return out
 
 
 def _column_sd(x: np.ndarray) -> float:

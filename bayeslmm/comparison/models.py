@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from .design import build_design
-from .errors import ColumnTypeError, DataError, FormulaError, NotFittedError
-from .formula import ModelSpec, parse_formula
-from .frequentist import LmerResult, lmer, satterthwaite
-from .model import LMM
+from ..bayes.model import LMM
+from ..classical.lmer import LmerResult, lmer, satterthwaite
+from ..classical.ols import OLSFit, ols, per_group_ols
+from ..errors import ColumnTypeError, DataError, FormulaError, NotFittedError
+from ..spec.design import build_design
+from ..spec.formula import ModelSpec, parse_formula
 
 TABLE_COLUMNS = [
     "model", "method", "rmse", "estimate", "se", "statistic", "stat_type", "df", "p_value",
@@ -87,76 +88,6 @@ class ComparisonSetup:
         return f"{self.ols} + (1 + {self.term} | {self.group})"
 
 
-@dataclass
-class OLSFit:
-    """An OLS fit (statsmodels) with the design it came from."""
-
-    names: list[str]
-    result: Any  # statsmodels RegressionResults
-
-    def row(self, term: str, level: float) -> dict[str, float]:
-        r, j = self.result, self.names.index(term)
-        ci = r.conf_int(alpha=1 - level)[j]
-        return {
-            "rmse": float(np.sqrt(r.ssr / r.df_resid)),
-            "estimate": float(r.params[j]), "se": float(r.bse[j]),
-            "statistic": float(r.tvalues[j]), "stat_type": "t", "df": float(r.df_resid),
-            "p_value": float(r.pvalues[j]), "ci_lower": float(ci[0]), "ci_upper": float(ci[1]),
-        }  # fmt: skip
-
-
-def ols(formula: str, data: pd.DataFrame) -> OLSFit:
-    """OLS of a fixed-effects formula, with lme4-style column names."""
-    design = build_design(formula, data)
-    import statsmodels.api as sm  # here: importing it takes 0.4 s that a fit does not need
-
-    result = sm.OLS(design.y, design.X).fit()
-    return OLSFit(list(design.fixed_names), result)
-
-
-@dataclass
-class TwoStageFit:
-    """Per-group OLS coefficients (first stage) and a t-test of their mean (second)."""
-
-    coefficients: pd.DataFrame  # levels x fixed names
-
-    def row(self, term: str, level: float) -> dict[str, float]:
-        slopes = self.coefficients[term].to_numpy()
-        g = len(slopes)
-        mean, sd = slopes.mean(), slopes.std(ddof=1)
-        se = sd / np.sqrt(g)
-        t = mean / se
-        half = scipy.stats.t.ppf(0.5 + level / 2, g - 1) * se
-        return {
-            "rmse": float(sd), "estimate": float(mean), "se": float(se), "statistic": float(t),
-            "stat_type": "t", "df": float(g - 1),
-            "p_value": float(2 * scipy.stats.t.sf(abs(t), g - 1)),
-            "ci_lower": float(mean - half), "ci_upper": float(mean + half),
-        }  # fmt: skip
-
-
-def per_group_ols(formula: str, data: pd.DataFrame, group: str) -> TwoStageFit:
-    """OLS of ``formula`` within every level of ``group``, all levels solved at once."""
-    design = build_design(f"{formula} + (1 | {group})", data)
-    levels, codes = np.asarray(design.blocks[0].levels), design.blocks[0].codes
-    X, y = design.X, design.y
-    g, p = len(levels), X.shape[1]
-    xtx = np.zeros((g, p, p))
-    xty = np.zeros((g, p))
-    np.add.at(xtx, codes, X[:, :, None] * X[:, None, :])
-    np.add.at(xty, codes, X * y[:, None])
-    rank = np.linalg.matrix_rank(xtx)
-    if np.any(rank < p):
-        bad = [str(lv) for lv in levels[rank < p]]
-        raise DataError(
-            f"per-group OLS of {formula!r} is not identified in level(s) {bad} of "
-            f"{group!r}: too few distinct rows"
-        )
-    coefs = np.linalg.solve(xtx, xty[..., None])[..., 0]
-    frame = pd.DataFrame(coefs, index=pd.Index(levels, name=group), columns=design.fixed_names)
-    return TwoStageFit(frame)
-
-
 def _lmer_row(fit: LmerResult, term: str, level: float) -> dict[str, float]:
     coefs = fit.coefficients(information="observed").loc[term]
     half = scipy.stats.norm.ppf(0.5 + level / 2) * coefs["se"]
@@ -195,7 +126,7 @@ class Comparison:
     table
         One row per model: RMSE, estimate, SE, statistic, df, p-value, CI for ``term``.
         The LMM rows' Wald z uses the full observed information (statsmodels' SEs, as in
-        the tutorial's table; :func:`~bayeslmm.frequentist.observed_vcov`), with
+        the tutorial's table; :func:`~bayeslmm.classical.lmer.observed_vcov`), with
         lmerTest's Satterthwaite t/df/p (lme4's SE) beside it; probability of direction for the
         Bayesian rows (whose SE is the posterior sd and CI the HDI).
     fits

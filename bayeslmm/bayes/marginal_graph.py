@@ -1,4 +1,4 @@
-"""The PyMC model of the marginal likelihood (see :mod:`bayeslmm.marginal`).
+"""The PyMC model of the marginal likelihood (see :mod:`bayeslmm.bayes.effects`).
 
 A PyTensor graph of ``log p(y | beta, D, sigma)`` from per-level statistics, which any
 PyMC sampler (PyMC's, nutpie's PyMC backend, numpyro through JAX) can run.
@@ -10,10 +10,12 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from .builder import block_scale, coords_of, vector_rv
-from .design import Design
-from .grouped import GroupStats, NestedStats, nested_whiten, project, whiten
-from .priors import ParameterNames, Prior
+from ..gaussian.factorisation import nested_whiten, project, whiten
+from ..gaussian.statistics import GroupStats, NestedStats
+from ..spec.design import Design
+from ..spec.naming import ParameterNames, coords_of
+from .explicit_graph import block_scale, vector_rv
+from .priors import Prior
 
 
 def _level_factor(chols: list[pt.TensorVariable], sizes: list[int]) -> pt.TensorVariable:

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..bayes.diagnostics import verdict
+from ..bayes.model import LMM
+from ..comparison.models import Comparison
 from . import plots
-from .comparison import Comparison
-from .diagnostics import verdict
-from .model import LMM
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px;
@@ -344,7 +344,7 @@ def report(
     elif comparison_note:
         sec = w.section("comparison", "Bayesian, REML and the classical models")
         w.text(sec, html.escape(comparison_note), "note")
-    from . import __version__
+    from .. import __version__
 
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     page = w.render(title or f"bayeslmm: {model.formula}",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import arviz as az
 import numpy as np
 
-from .errors import ConvergenceWarning
+from ..errors import ConvergenceWarning
 
 RHAT_MAX = 1.01
 ESS_MIN = 400

@@ -12,9 +12,9 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
+from ..spec.design import Design
+from ..spec.naming import coords_of, cor_dim, term_dim
 from .density import MarginalDensity, c_functions
-from .design import Design
-from .naming import coords_of, cor_dim, term_dim
 
 if TYPE_CHECKING:  # imported where a PyMC model is sampled: the compiled path needs none
     import pymc as pm
@@ -35,7 +35,7 @@ NUMPYRO_MAX_EFFECTS = 10_000
 def default_sampler(n_effects: int, compiled: bool = False) -> str:
     """The sampler ``sampler="auto"`` picks, from ``benchmarks/results`` on 2 CPU cores.
 
-    nutpie where the marginal model's compiled density (:mod:`bayeslmm.density`) covers
+    nutpie where the marginal model's compiled density (:mod:`bayeslmm.bayes.density`) covers
     the model: nothing to compile per process, and nutpie's chains call it without
     Python in between. Otherwise numpyro up to 10,000 random effects, where it is
     installed: for the marginal model on PyMC's graph fixed costs dominate and numpyro's
@@ -239,7 +239,7 @@ def sample_compiled(
     target_accept: float,
     progressbar: bool,
 ) -> az.InferenceData:
-    """nutpie's NUTS on the compiled marginal density (:mod:`bayeslmm.density`).
+    """nutpie's NUTS on the compiled marginal density (:mod:`bayeslmm.bayes.density`).
 
     Starting points are the density's start plus uniform(-1, 1) jitter, as in PyMC.
     The posterior has the variables, dims and coords the PyMC marginal model gives.
@@ -286,7 +286,7 @@ def sample_compiled(
         dims={k: v for k, v in dims.items() if k in posterior},
         attrs={
             "inference_library": "nutpie",
-            "log_density": "bayeslmm.density (numba)",
+            "log_density": "bayeslmm.bayes.density (numba)",
             "tuning_steps": tune,
         },  # fmt: skip
     )

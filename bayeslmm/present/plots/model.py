@@ -1,7 +1,7 @@
 """Figures of one Bayesian fit: data overview, trace and rank plots, posterior
 predictive checks and residual diagnostics.
 
-Pure drawing: the numbers come from :class:`~bayeslmm.model.LMM` (fitted means,
+Pure drawing: the numbers come from :class:`~bayeslmm.bayes.model.LMM` (fitted means,
 residuals, posterior predictive draws) and ArviZ. Each function returns its
 :class:`matplotlib.figure.Figure`.
 """
@@ -18,7 +18,7 @@ import scipy.stats
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from ..model import LMM
+    from ...bayes.model import LMM
 
 MAX_LEGEND = 12  # levels named in a legend; beyond that colours only
 

@@ -1,8 +1,8 @@
 """Figures (matplotlib; every function returns its Figure).
 
-- Of one fit (:mod:`bayeslmm.plots.model`): :func:`data_overview`, :func:`trace`,
+- Of one fit (:mod:`bayeslmm.present.plots.model`): :func:`data_overview`, :func:`trace`,
   :func:`rank`, :func:`ppc`, :func:`ppc_by_group`, :func:`residuals`.
-- Of a comparison (:mod:`bayeslmm.plots.comparison`): :func:`group_fits`,
+- Of a comparison (:mod:`bayeslmm.present.plots.comparison`): :func:`group_fits`,
   :func:`shrinkage_arrows`, :func:`caterpillar`, :func:`shrinkage_2d`,
   :func:`comparison_forest`.
 """

@@ -1,7 +1,7 @@
 """Figures of the comparison layer: group fits, shrinkage arrows, caterpillar, 2-D
 shrinkage and the forest of the seven models.
 
-Pure drawing: every number comes from :mod:`bayeslmm.comparison` tables (the
+Pure drawing: every number comes from :mod:`bayeslmm.comparison.models` tables (the
 population ellipse included), so this module holds no statistics or linear algebra.
 Each function returns its :class:`matplotlib.figure.Figure`.
 """
@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from .model import _grid, level_colors
 
 if TYPE_CHECKING:
-    from ..comparison import Comparison
+    from ...comparison.models import Comparison
 
 COLORS = {
     "no_pooling": "#d95f02",

@@ -12,13 +12,18 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..errors import NotFittedError
+from ..gaussian.statistics import (
+    GroupStats,
+    NestedStats,
+    marginal_supported,
+    sufficient_statistics,
+)
+from ..spec.design import Design, build_design
+from ..spec.naming import PARAMETRIZATIONS
 from .density import MarginalDensity
-from .design import Design, build_design
 from .diagnostics import Convergence, check_convergence, warn_convergence
-from .errors import NotFittedError
-from .grouped import GroupStats, NestedStats
-from .marginal import draw_random_effects, marginal_supported, sufficient_statistics
-from .naming import PARAMETRIZATIONS
+from .effects import draw_random_effects
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
 from .results import coef_table, group_coefficient_draws, ranef_table, summary_table, varcorr_table
@@ -83,7 +88,7 @@ class LMM:
     def pymc_model(self) -> pm.Model:
         """The PyMC model with explicit random effects (built on first use)."""
         if self._pymc_model is None:
-            from .builder import build_full_model
+            from .explicit_graph import build_full_model
 
             self._pymc_model = build_full_model(self.design, self.priors, self.parametrization)
         return self._pymc_model
@@ -116,7 +121,7 @@ class LMM:
 
     @property
     def compiled_density(self) -> MarginalDensity | None:
-        """The marginal model's hand-compiled log density (:mod:`bayeslmm.density`), or
+        """The marginal model's hand-compiled log density (:mod:`bayeslmm.bayes.density`), or
         None where it does not cover the model (two nested factors, or a prior family
         it lacks); the PyMC graph serves then."""
         if not self.marginal_supported:
@@ -179,9 +184,9 @@ class LMM:
             Show the sampler's progress bar.
         sampler
             ``"pymc"``, ``"nutpie"`` or ``"numpyro"``. ``"auto"`` (default): nutpie on
-            the compiled marginal density (:mod:`bayeslmm.density`) where it covers the
+            the compiled marginal density (:mod:`bayeslmm.bayes.density`) where it covers the
             model, else numpyro for models with up to 10,000 random effects when it is
-            installed, else PyMC's NUTS (see :func:`bayeslmm.sampling.default_sampler`).
+            installed, else PyMC's NUTS (see :func:`bayeslmm.bayes.sampling.default_sampler`).
             ``"nutpie"`` uses the compiled density where it can, PyMC's graph otherwise.
         method
             ``"marginal"``: sample the population parameters with the random effects
@@ -307,7 +312,7 @@ class LMM:
     ) -> xr.DataArray:
         """Posterior draws of predictions for ``newdata`` (default: the fitted rows).
 
-        See :func:`bayeslmm.predict.predict_draws`.
+        See :func:`bayeslmm.bayes.predict.predict_draws`.
         """
         data = self.design.frame if newdata is None else newdata
         return predict_draws(

@@ -7,26 +7,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .design import Design, new_design
-from .errors import DataError
+from ..errors import DataError
+from ..spec.design import Design, new_design
+from .effects import block_scale_draws
 
 KINDS = ("mean", "response")
-
-
-def _scale_tril(post: xr.Dataset, block) -> np.ndarray:
-    """Per-draw Cholesky factor of a block's covariance: (chain, draw, q, q)."""
-    sd = post[f"sd_{block.label}"].values
-    q = sd.shape[-1]
-    if block.correlated:
-        cor = np.broadcast_to(np.eye(q), sd.shape + (q,)).copy()
-        rows, cols = np.tril_indices(q, k=-1)
-        pairs = post[f"cor_{block.label}"].values
-        cor[..., rows, cols] = pairs
-        cor[..., cols, rows] = pairs
-        chol = np.linalg.cholesky(cor + 1e-12 * np.eye(q))
-    else:
-        chol = np.broadcast_to(np.eye(q), sd.shape + (q,))
-    return sd[..., :, None] * chol
 
 
 def linear_predictor(
@@ -113,7 +98,7 @@ def predict_draws(
                         f"newdata has level(s) {unseen[:5]} of {block.group!r} not seen in "
                         "fitting; pass allow_new_levels=True to draw them from the population"
                     )
-                tril = _scale_tril(post, block)
+                tril = block_scale_draws(post, block)
                 z = rng.standard_normal(u.shape[:2] + (len(unseen), block.n_terms))
                 u = np.concatenate([u, np.einsum("cdij,cdmj->cdmi", tril, z)], axis=2)
             effects.append(u)

@@ -1,6 +1,6 @@
 """The marginal model's log density and gradient, hand-written and compiled with numba.
 
-PyMC builds the same density (:func:`bayeslmm.marginal_graph.build_marginal_model`) as a
+PyMC builds the same density (:func:`bayeslmm.bayes.marginal_graph.build_marginal_model`) as a
 graph that nutpie or JAX must compile in every new process (about 10 s for nutpie's
 numba backend, 1-3 s for JAX, ``benchmarks/results``). Here it is written once, with its
 exact gradient, and numba caches the machine code on disk, so a fit pays only for
@@ -37,9 +37,10 @@ from functools import cache
 import numba
 import numpy as np
 
-from .design import Design
-from .grouped import GroupStats
-from .priors import ParameterNames, Prior
+from ..gaussian.statistics import GroupStats
+from ..spec.design import Design
+from ..spec.naming import ParameterNames
+from .priors import Prior
 
 # prior family codes of the compiled kernel, with their parameters in order
 UNBOUNDED = {

@@ -19,10 +19,10 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from .design import Design
-from .errors import PriorError
-from .naming import PARAMETRIZATIONS, coords_of, cor_dim, term_dim  # noqa: F401 (re-exported)
-from .priors import ParameterNames, Prior
+from ..errors import PriorError
+from ..spec.design import Design
+from ..spec.naming import PARAMETRIZATIONS, ParameterNames, coords_of, cor_dim, term_dim
+from .priors import Prior
 
 
 def _stack_params(priors: Sequence[Prior]) -> dict[str, np.ndarray] | None:

@@ -9,10 +9,9 @@ lme4's formulation (Bates et al. 2015, section 3): with ``b = Lambda_theta u``,
 is solved by a sparse factorisation of its upper-left block (fill-reducing order,
 so block-diagonal, nested and crossed structures stay sparse) and a Cholesky factor
 ``R_X`` of the Schur complement. Everything is computed from cross-products made
-once (``Z'Z``, ``Z'X``, ``Z'y``, ``X'X``, ``X'y``, ``y'y``), so an evaluation
-costs O(q^3) with q the number
-of random effects
-(far less when sparse), independent of the number of rows.
+once (``Z'Z``, ``Z'X``, ``Z'y``, ``X'X``, ``X'y``, ``y'y``,
+:mod:`bayeslmm.gaussian.statistics`), so an evaluation costs O(q^3) with q the number
+of random effects (far less when sparse), independent of the number of rows.
 """
 
 from __future__ import annotations
@@ -26,66 +25,9 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .design import Design
-from .grouped import (
-    GroupStats,
-    backward_solve,
-    forward_solve,
-    project,
-    single_grouping_factor,
-    whiten,
-)
-
-
-def random_effects_matrix(design: Design) -> sp.csr_matrix:
-    """Sparse Z (n x q): block k's columns in level-major order (level, term)."""
-    n = design.n_obs
-    rows, cols, vals = [], [], []
-    offset = 0
-    for block in design.blocks:
-        q = block.n_terms
-        col = offset + block.codes[:, None] * q + np.arange(q)[None, :]
-        rows.append(np.repeat(np.arange(n), q))
-        cols.append(col.ravel())
-        vals.append(block.Z.ravel())
-        offset += block.n_levels * q
-    if not rows:
-        return sp.csr_matrix((n, 0))
-    return sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, offset)
-    )
-
-
-@dataclass
-class CrossProducts:
-    """The data's sufficient statistics for a Gaussian LMM (``Z'Z`` kept sparse)."""
-
-    ZtZ: sp.csc_matrix
-    ZtX: np.ndarray
-    Zty: np.ndarray
-    XtX: np.ndarray
-    Xty: np.ndarray
-    yty: float
-    n: int
-    p: int
-    grouped: GroupStats | None = None  # per-level statistics, one grouping factor only
-
-    @classmethod
-    def from_design(cls, design: Design) -> CrossProducts:
-        Z = random_effects_matrix(design)
-        X, y = design.X, design.y
-        grouped = GroupStats.from_design(design) if single_grouping_factor(design) else None
-        return cls(
-            grouped=grouped,
-            ZtZ=(Z.T @ Z).tocsc(),
-            ZtX=np.asarray(Z.T @ X),
-            Zty=np.asarray(Z.T @ y),
-            XtX=X.T @ X,
-            Xty=X.T @ y,
-            yty=float(y @ y),
-            n=len(y),
-            p=X.shape[1],
-        )
+from ..spec.design import Design
+from .factorisation import backward_solve, forward_solve, project, whiten
+from .statistics import CrossProducts, GroupStats
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,10 @@ class PriorError(BayesLMMError, ValueError):
     """A prior specification is unknown or invalid."""
 
 
+class SamplerError(BayesLMMError, ValueError):
+    """The requested sampler cannot run this model (or is not installed)."""
+
+
 class NotFittedError(BayesLMMError, ValueError):
     """A result was requested from a model that has not been fitted."""
 

@@ -8,7 +8,8 @@ from pymc.util import get_default_varnames
 
 import bayeslmm as bl
 from bayeslmm.bayes.density import MarginalDensity
-from bayeslmm.gaussian.statistics import sufficient_statistics
+from bayeslmm.gaussian.blocked import BlockedSystem
+from bayeslmm.gaussian.statistics import BlockedStats
 
 P = bl.Prior
 FORMULAS = [
@@ -171,25 +172,26 @@ def test_constrained_values_are_pymcs(sleepstudy, formula):
             np.testing.assert_allclose(ours[var.name][i], value, rtol=1e-10, atol=1e-12)
 
 
-def test_uncovered_models_use_the_pymc_graph(ratpup, sleepstudy):
+def test_every_design_is_compiled_and_uncovered_priors_use_the_pymc_graph(ratpup, sleepstudy):
     nested = bl.LMM("weight ~ sex + (1 | treatment/litter)", ratpup)
-    assert nested.marginal_supported and nested.compiled_density is None
+    assert nested.marginal_supported and nested.compiled_density is not None
+    crossed = bl.LMM("Reaction ~ Days + (1 | Subject) + (1 | Days)", sleepstudy)
+    assert crossed.compiled_density is not None
     odd = bl.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy,
                  priors={"sigma": P("Uniform", lower=0, upper=100)})  # fmt: skip
     assert odd.compiled_density is None
     mixed = bl.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy,
                    priors={"Days": P("Normal", mu=0, tau=0.01)})  # fmt: skip
     assert mixed.compiled_density is None
-    crossed = bl.LMM("Reaction ~ Days + (1 | Subject) + (1 | Days)", sleepstudy)
-    assert crossed.compiled_density is None
 
 
 def test_density_does_not_depend_on_row_count(sleepstudy):
     """Sufficient statistics only: the buffer has no per-row entry."""
     design = bl.build_design("Reaction ~ Days + (Days | Subject)", sleepstudy)
-    stats = sufficient_statistics(design)
-    density = MarginalDensity.from_model(design, bl.default_priors(design), stats)
-    assert density.data.size < 20 * stats.n_groups * stats.q**2 + 100
+    system = BlockedSystem(BlockedStats.from_design(design))
+    density = MarginalDensity.from_model(design, bl.default_priors(design), system)
+    G, q = design.blocks[0].n_levels, design.blocks[0].n_terms
+    assert density.data.size < 20 * G * q**2 + 100
 
 
 def test_fit_uses_the_compiled_density_with_pymcs_output(sleepstudy):

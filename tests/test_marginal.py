@@ -15,7 +15,13 @@ import bayeslmm as bl
 from bayeslmm.bayes.effects import draw_random_effects
 from bayeslmm.bayes.marginal_graph import marginal_loglik, nested_marginal_loglik
 from bayeslmm.bayes.sbc import run_sbc
-from bayeslmm.gaussian.statistics import GroupStats, NestedStats, random_effects_matrix
+from bayeslmm.gaussian.blocked import BlockedSystem
+from bayeslmm.gaussian.statistics import (
+    BlockedStats,
+    GroupStats,
+    NestedStats,
+    random_effects_matrix,
+)
 
 
 def _dense_cov(design, chol_level, sigma):
@@ -59,7 +65,6 @@ def test_marginal_loglik_is_the_multivariate_normal_density(sleepstudy, formula)
 def test_random_effect_draws_follow_the_exact_conditional(sleepstudy):
     """At fixed parameters, u draws have the mean and covariance of p(u | y, params)."""
     design = bl.build_design("Reaction ~ Days + (Days | Subject)", sleepstudy)
-    stats = GroupStats.from_design(design)
     sd, cor, sigma, beta = np.array([25.0, 6.0]), 0.1, 25.0, np.array([251.0, 10.5])
     n = 4000
     post = xr.Dataset(
@@ -71,7 +76,8 @@ def test_random_effect_draws_follow_the_exact_conditional(sleepstudy):
         },
         coords={"chain": [0], "draw": np.arange(n)},
     )
-    draws = draw_random_effects(az.InferenceData(posterior=post), design, stats, random_seed=1)
+    system = BlockedSystem(BlockedStats.from_design(design))
+    draws = draw_random_effects(az.InferenceData(posterior=post), design, system, random_seed=1)
     u = draws["u_Subject"].values[0]  # (n, G, 2)
     # exact conditional of all random effects: D Z'V^-1 r, D - D Z'V^-1 Z D
     D_level = np.array([[sd[0] ** 2, cor * sd[0] * sd[1]], [cor * sd[0] * sd[1], sd[1] ** 2]])
@@ -133,12 +139,10 @@ def test_marginal_agrees_with_full_and_downstream_works(both_fits, sleepstudy):
     assert m.convergence.divergences == 0
 
 
-def test_crossed_design_falls_back_to_full(ratpup):
+def test_crossed_design_is_marginal_and_a_model_without_random_effects_full(ratpup):
     model = bl.LMM("weight ~ litsize + (1 | litter) + (1 | sex)", ratpup)  # sex within litters
-    assert not model.marginal_supported
-    with pytest.warns(UserWarning, match="full"):
-        assert model._resolve_method("marginal") == "full"
-    assert model._resolve_method(None) == "full"
+    assert model.marginal_supported
+    assert model._resolve_method(None) == "marginal"
     with pytest.raises(ValueError, match="method"):
         model._resolve_method("laplace")
 
@@ -243,7 +247,8 @@ def test_nested_random_effect_draws_follow_the_exact_conditional(ratpup):
         },
         coords={"chain": [0], "draw": np.arange(n)},
     )  # fmt: skip
-    draws = draw_random_effects(az.InferenceData(posterior=post), design, stats, random_seed=2)
+    system = BlockedSystem(BlockedStats.from_design(design))
+    draws = draw_random_effects(az.InferenceData(posterior=post), design, system, random_seed=2)
     u = np.concatenate([draws["u_treatment"].values[0, :, :, 0],
                         draws["u_treatment:litter"].values[0, :, :, 0]], axis=1)  # fmt: skip
     chols = [np.array([[sd_t]]), np.array([[sd_l]])]

@@ -1,31 +1,29 @@
-"""The marginal model's log density and gradient, hand-written and compiled with numba.
+"""The marginal model's log posterior density and gradient, compiled with numba.
 
-PyMC builds the same density (:func:`bayeslmm.bayes.marginal_graph.build_marginal_model`) as a
-graph that nutpie or JAX must compile in every new process (about 10 s for nutpie's
+PyMC builds the same density (:func:`bayeslmm.bayes.marginal_graph.build_marginal_model`)
+as a graph that nutpie or JAX must compile in every new process (about 10 s for nutpie's
 numba backend, 1-3 s for JAX, ``benchmarks/results``). Here it is written once, with its
 exact gradient, and numba caches the machine code on disk, so a fit pays only for
 loading it. The priors are PyMC's, so the posterior is the same; ``tests/test_density.py``
 checks the log density (through the change of variables) and gradient against PyMC's.
 
-Parameters, in order: ``beta`` (p); per random block, the log SDs and, if correlated, the
-canonical partial correlations of its correlation matrix ``R`` through ``atanh`` (Stan's
-Cholesky-correlation transform: row ``i`` of ``chol(R)`` is ``w_ij = z_ij sqrt(c_ij)``,
-``w_ii = sqrt(c_ii)``, ``c_ij = prod_{m<j} (1 - z_im^2)``, ``z = tanh``); ``log sigma``.
-PyMC's ``LKJCholeskyCov`` samples the packed Cholesky factor of the covariance instead; SDs
-and correlations apart give the same posterior a more nearly Gaussian shape, about 10%
-more effective draws per draw on sleepstudy (docs/marginal.md). With ``D`` the level
-covariance, ``T = chol(D) / sigma``, ``A_j = T'S_jT + I`` (``S_j = Z_j'Z_j``),
-``P_j = T A_j^-1 T'`` and ``r_j = Z_j'(y_j - X_j beta)``:
-
-    log p(y | beta, D, sigma) = -(n log(2 pi sigma^2) + sum_j log|A_j|
-                                  + (||y - X beta||^2 - sum_j r_j'P_j r_j) / sigma^2) / 2
-
-and, with ``V_j = sigma^2 (I + Z_j T T'Z_j')`` and ``e_j = y_j - X_j beta``,
-``d/dD = sum_j (g_j g_j' - H_j) / 2`` (``g_j = Z_j'V_j^-1 e_j = (r_j - S_jP_jr_j) / sigma^2``,
-``H_j = Z_j'V_j^-1 Z_j = (S_j - S_jP_jS_j) / sigma^2``), ``d/dbeta = X'V^-1 e`` and
-``d/dsigma^2 = (e'V^-2 e - tr V^-1) / 2``: per-level sums of q x q products. With
-``chol(D) = diag(sd) W``, ``d/dsd_i = sum_j (dL/dchol(D) W)_ij`` and the rows of ``W`` are
-differentiated back to the partial correlations.
+The Gaussian part, ``log p(y | beta, D, sigma)`` with every random effect integrated out
+and its derivatives, is :func:`bayeslmm.gaussian.blocked.marginal_loglik` (any design:
+one grouping factor, nested, crossed); this module adds the priors and the map from the
+unconstrained parameters. Parameters, in order: ``beta`` (p); per random block, the log
+SDs and, if correlated, the canonical partial correlations of its correlation matrix
+``R`` through ``atanh`` (Stan's Cholesky-correlation transform: row ``i`` of ``chol(R)``
+is ``w_ij = z_ij sqrt(c_ij)``, ``w_ii = sqrt(c_ii)``, ``c_ij = prod_{m<j} (1 - z_im^2)``,
+``z = tanh``); ``log sigma``; then, for grouping factors sampled rather than integrated out
+(:attr:`bayeslmm.bayes.model.LMM.explicit_factors`), their standard-normal effects ``z``
+level by level (``u = chol(D_f) z``, the explicit model's non-centred parametrisation).
+PyMC's ``LKJCholeskyCov`` samples the packed Cholesky factor
+of the covariance instead; SDs and correlations apart give the same posterior a more
+nearly Gaussian shape, about 10% more effective draws per draw on sleepstudy
+(docs/marginal.md). A block's covariance factor ``lam = diag(sd) W`` sits on the diagonal
+of its grouping factor's ``chol(D_f)``; the kernel's derivative in ``T_f = chol(D_f) /
+sigma`` gives ``d/dlam``, then ``d/dsd_i = sum_j (d/dlam)_ij W_ij`` and the rows of ``W``
+are differentiated back to the partial correlations.
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ from functools import cache
 import numba
 import numpy as np
 
-from ..gaussian.statistics import GroupStats
+from ..gaussian.blocked import BlockedSystem, marginal_loglik
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
 from .priors import Prior
@@ -54,7 +52,7 @@ POSITIVE = {"HalfFlat": (10, ()), "HalfNormal": (11, ("sigma",)), "Exponential":
             "Gamma": (15, ("alpha", "beta")), "InverseGamma": (16, ("alpha", "beta")),
             "LogNormal": (17, ("mu", "sigma"))}  # fmt: skip
 DEFAULTS = {"mu": 0.0, "sigma": 1.0}  # PyMC's defaults where a parameter may be left out
-HEADER = 8
+HEADER = 24  # sizes (see MarginalDensity.from_model), then the sections in order
 PRIOR_WIDTH = 5  # code, three parameters, log normalising constant
 LOG_2PI = math.log(2.0 * math.pi)
 LOG_2 = math.log(2.0)
@@ -125,32 +123,51 @@ class Layout:
     """Where each population parameter sits in the unconstrained vector."""
 
     p: int
-    blocks: list[tuple[int, int, bool]]  # (first column, terms, correlated) per block
+    blocks: list[tuple[int, int, bool]]  # (column in its factor's node, terms, correlated)
+    factors: list[int]  # the grouping factor (node order of BlockedStats) of every block
     starts: list[int]  # first unconstrained index of each block
     sigma: int  # index of log sigma
+    n_explicit: int = 0  # standard-normal effects of the sampled factors, after sigma
+    #: per block of a sampled factor: (its factor's first z after sigma, terms per level of
+    #: the factor, levels); None for blocks integrated out
+    explicit: tuple[tuple[int, int, int] | None, ...] = ()
 
     @property
     def size(self) -> int:
-        return self.sigma + 1
+        return self.sigma + 1 + self.n_explicit
 
     @classmethod
-    def from_design(cls, design: Design) -> Layout:
-        blocks, starts, col, pos = [], [], 0, design.X.shape[1]
-        for block in design.blocks:
-            k = block.n_terms
-            blocks.append((col, k, bool(block.correlated)))
+    def from_system(cls, design: Design, system: BlockedSystem) -> Layout:
+        where = {}
+        for f, factor in enumerate(system.stats.factors):
+            column = 0
+            for k in factor.blocks:
+                where[k] = (f, column)
+                column += design.blocks[k].n_terms
+        blocks, factors, starts, pos = [], [], [], design.X.shape[1]
+        for k, block in enumerate(design.blocks):
+            q = block.n_terms
+            blocks.append((where[k][1], q, bool(block.correlated)))
+            factors.append(where[k][0])
             starts.append(pos)
-            col += k
-            pos += k * (k + 1) // 2 if block.correlated else k
-        return cls(p=design.X.shape[1], blocks=blocks, starts=starts, sigma=pos)
+            pos += q * (q + 1) // 2 if block.correlated else q
+        stats, QM = system.stats, system.n_marginal_effects
+        explicit = []
+        for f in factors:
+            factor = stats.factors[f]
+            sampled = factor.first >= stats.n_marginal
+            explicit.append((int(stats.offset[factor.first]) - QM, factor.q, factor.n_levels)
+                            if sampled else None)  # fmt: skip
+        return cls(p=design.X.shape[1], blocks=blocks, factors=factors, starts=starts, sigma=pos,
+                   n_explicit=system.n_explicit_effects, explicit=tuple(explicit))  # fmt: skip
 
 
 @dataclass(frozen=True)
 class MarginalDensity:
     """Everything the compiled kernel reads, packed in one float64 buffer.
 
-    Build with :meth:`from_model`; ``None`` comes back where the kernel does not cover
-    the model (nested factors, or a prior family it lacks), and the PyMC graph is used.
+    Build with :meth:`from_model`; ``None`` comes back where the kernel lacks a prior
+    family of the model, and the PyMC graph is used.
     """
 
     layout: Layout
@@ -159,12 +176,10 @@ class MarginalDensity:
 
     @classmethod
     def from_model(
-        cls, design: Design, priors: dict[str, Prior], stats: object
+        cls, design: Design, priors: dict[str, Prior], system: BlockedSystem
     ) -> MarginalDensity | None:
-        if not isinstance(stats, GroupStats):
-            return None
         names = ParameterNames.from_design(design)
-        layout = Layout.from_design(design)
+        layout = Layout.from_system(design, system)
         rows, start = [], np.zeros(layout.size)
         for j, name in enumerate(names.fixed):
             rows.append(_prior_row(priors[name], positive=False))
@@ -188,13 +203,25 @@ class MarginalDensity:
         start[layout.sigma] = math.log(_scale(priors["sigma"]))
         if any(r is None for r in rows):
             return None
-        G, q, p = stats.n_groups, stats.q, stats.p
-        header = np.array([0, G, q, p, stats.n, len(layout.blocks), stats.yty, 0.0])
-        block_rows = [(c, k, float(corr), s) for (c, k, corr), s in
-                      zip(layout.blocks, layout.starts, strict=True)]  # fmt: skip
-        parts = [header, stats.XtX.ravel(), stats.Xty.ravel(), stats.ZtZ.ravel(),
-                 stats.ZtX.ravel(), stats.Zty.ravel(), np.asarray(block_rows, float).ravel(),
-                 np.asarray(etas, float).ravel(), np.asarray(rows).ravel()]  # fmt: skip
+        s, nodes, pat, ex = system.stats, system.marginal, system.pattern, system.explicit
+        c_i, c_j, c_ptr, c_val = system.cross
+        start[layout.sigma + 1 :] = 0.0  # the sampled factors' standard-normal effects
+        header = np.zeros(HEADER)
+        header[1:18] = [nodes.n_nodes, len(nodes.pair_i), len(pat.rowidx), pat.dense_start,
+                        pat.base, pat.m, system.n_factors, system.qmax, s.p, len(layout.blocks),
+                        system.n_marginal_effects, s.n, s.yty, ex.n_nodes, len(c_i),
+                        len(ex.pair_i), system.n_explicit_effects]  # fmt: skip
+        ints = [nodes.size, nodes.offset, nodes.node_factor, nodes.pair_i, nodes.pair_j,
+                nodes.pair_ptr, pat.pair_pos, pat.colptr, pat.rowidx, pat.blockptr, ex.size,
+                ex.offset, ex.node_factor, c_i, c_j, c_ptr, ex.pair_i, ex.pair_j,
+                ex.pair_ptr]  # fmt: skip
+        block_rows = [(f, c, k, float(corr), first) for (c, k, corr), f, first in
+                      zip(layout.blocks, layout.factors, layout.starts, strict=True)]  # fmt: skip
+        parts = [header, *[np.ascontiguousarray(a, dtype=np.int64).view(np.float64) for a in ints],
+                 nodes.pair_val, system.ZtX_M.ravel(), system.Zty_M, s.XtX.ravel(), s.Xty,
+                 c_val, ex.pair_val, system.ZtX_E.ravel(), system.Zty_E,
+                 np.asarray(block_rows, float).ravel(), np.asarray(etas, float).ravel(),
+                 np.asarray(rows).ravel()]  # fmt: skip
         data = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
         data[0] = data.size
         return cls(layout=layout, data=data, start=start)
@@ -206,25 +233,36 @@ class MarginalDensity:
         return value, grad
 
     def constrained(self, x: np.ndarray, design: Design) -> dict[str, np.ndarray]:
-        """Posterior variables, named as PyMC names them, from unconstrained draws (..., k)."""
+        """Posterior variables, named as PyMC names them, from unconstrained draws (..., k);
+        blocks of sampled factors also get their ``z_L`` and ``u_L`` (..., levels, terms)."""
         lay = self.layout
         out: dict[str, np.ndarray] = {}
         if lay.p:
             out["beta"] = x[..., : lay.p]
-        for (_, k, corr), first, block in zip(lay.blocks, lay.starts, design.blocks, strict=True):
+        for (c0, k, corr), first, block, sampled in zip(lay.blocks, lay.starts, design.blocks,
+                                                        lay.explicit or [None] * len(lay.blocks),
+                                                        strict=True):  # fmt: skip
             label = block.label
-            if not corr:
-                out[f"sd_{label}"] = np.exp(x[..., first : first + k])
-                continue
             sd = np.exp(x[..., first : first + k])
-            w = correlation_cholesky(x[..., first + k : first + k * (k + 1) // 2], k)
-            corr_matrix = w @ np.swapaxes(w, -1, -2)
-            lower = np.tril_indices(k, k=-1)
-            out[f"chol_{label}"] = (sd[..., :, None] * w)[..., *np.tril_indices(k)]
-            out[f"chol_{label}_corr"] = corr_matrix
-            out[f"chol_{label}_stds"] = sd
             out[f"sd_{label}"] = sd
-            out[f"cor_{label}"] = corr_matrix[..., lower[0], lower[1]]
+            if corr:
+                w = correlation_cholesky(x[..., first + k : first + k * (k + 1) // 2], k)
+                corr_matrix = w @ np.swapaxes(w, -1, -2)
+                lower = np.tril_indices(k, k=-1)
+                out[f"chol_{label}"] = (sd[..., :, None] * w)[..., *np.tril_indices(k)]
+                out[f"chol_{label}_corr"] = corr_matrix
+                out[f"chol_{label}_stds"] = sd
+                out[f"cor_{label}"] = corr_matrix[..., lower[0], lower[1]]
+                scale = sd[..., :, None] * w
+            else:
+                scale = sd[..., :, None] * np.eye(k)
+            if sampled is not None:
+                z_first, q_factor, levels = sampled
+                z_all = x[..., lay.sigma + 1 + z_first : lay.sigma + 1 + z_first
+                          + levels * q_factor]  # fmt: skip
+                z = z_all.reshape(x.shape[:-1] + (levels, q_factor))[..., c0 : c0 + k]
+                out[f"z_{label}"] = z
+                out[f"u_{label}"] = np.einsum("...ab,...gb->...ga", scale, z)
         out["sigma"] = np.exp(x[..., lay.sigma])
         return out
 
@@ -306,29 +344,67 @@ def _prior(row, x):
     return math.nan, math.nan
 
 
+@numba.njit(cache=True)
+def _ints(data, o, k):
+    return data[o : o + k].view(np.int64), o + k
+
+
 # error_model="numpy": a division by zero (an SD whose exp underflowed) gives inf or nan,
 # which the C entry reports as a rejected point, instead of raising inside nutpie's threads
 @numba.njit(cache=True, error_model="numpy")
 def logp_and_grad(x, data, grad):
     """Log density of the marginal model at unconstrained ``x``; writes its gradient."""
-    G, q, p = int(data[1]), int(data[2]), int(data[3])
-    n, nb, yty = data[4], int(data[5]), data[6]
+    N, P, nnz, t, base = int(data[1]), int(data[2]), int(data[3]), int(data[4]), int(data[5])
+    m, F, qmax, p, nb, Q = (int(data[6]), int(data[7]), int(data[8]), int(data[9]),
+                            int(data[10]), int(data[11]))  # fmt: skip
+    n, yty = data[12], data[13]
+    NE, Pc, Pe, QE = int(data[14]), int(data[15]), int(data[16]), int(data[17])
     o = HEADER
+    size, o = _ints(data, o, N)
+    offset, o = _ints(data, o, N + 1)
+    node_factor, o = _ints(data, o, N)
+    pair_i, o = _ints(data, o, P)
+    pair_j, o = _ints(data, o, P)
+    pair_ptr, o = _ints(data, o, P + 1)
+    pair_pos, o = _ints(data, o, P)
+    colptr, o = _ints(data, o, t + 1)
+    rowidx, o = _ints(data, o, nnz)
+    blockptr, o = _ints(data, o, nnz + 1)
+    e_size, o = _ints(data, o, NE)
+    e_offset, o = _ints(data, o, NE + 1)
+    e_factor, o = _ints(data, o, NE)
+    c_i, o = _ints(data, o, Pc)
+    c_j, o = _ints(data, o, Pc)
+    c_ptr, o = _ints(data, o, Pc + 1)
+    e_i, o = _ints(data, o, Pe)
+    e_j, o = _ints(data, o, Pe)
+    e_ptr, o = _ints(data, o, Pe + 1)
+    pair_val = data[o : o + pair_ptr[P]]
+    o += pair_ptr[P]
+    ZtX = data[o : o + Q * p].reshape((Q, p))
+    o += Q * p
+    Zty = data[o : o + Q]
+    o += Q
     XtX = data[o : o + p * p].reshape((p, p))
     o += p * p
     Xty = data[o : o + p]
     o += p
-    S = data[o : o + G * q * q].reshape((G, q, q))
-    o += G * q * q
-    W = data[o : o + G * q * p].reshape((G, q, p))
-    o += G * q * p
-    r0 = data[o : o + G * q].reshape((G, q))
-    o += G * q
-    blocks = data[o : o + 4 * nb].reshape((nb, 4))
-    o += 4 * nb
+    c_val = data[o : o + c_ptr[Pc]]
+    o += c_ptr[Pc]
+    e_val = data[o : o + e_ptr[Pe]]
+    o += e_ptr[Pe]
+    ZtX_E = data[o : o + QE * p].reshape((QE, p))
+    o += QE * p
+    Zty_E = data[o : o + QE]
+    o += QE
+    blocks = data[o : o + 5 * nb].reshape((nb, 5))
+    o += 5 * nb
     etas = data[o : o + 2 * nb].reshape((nb, 2))
     o += 2 * nb
-    priors = data[o : o + PRIOR_WIDTH * (p + q + 1)].reshape((p + q + 1, PRIOR_WIDTH))
+    n_sd = 0
+    for b in range(nb):
+        n_sd += int(blocks[b, 2])
+    priors = data[o : o + PRIOR_WIDTH * (p + n_sd + 1)].reshape((p + n_sd + 1, PRIOR_WIDTH))
 
     for i in range(grad.shape[0]):
         grad[i] = 0.0
@@ -339,136 +415,105 @@ def logp_and_grad(x, data, grad):
         lp += v
         grad[i] += d
 
-    # the level covariance's Cholesky factor, block by block; correlated blocks keep their
-    # correlation factor W and its log masses for the gradient below
-    lam = np.zeros((q, q))
-    cpc_w = np.zeros((nb, q, q))
-    cpc_h = np.zeros((nb, q, q))
+    # every factor's covariance factor chol(D_f), block by block; correlated blocks keep
+    # their correlation factor W and its log masses for the gradient below
+    lam = np.zeros((F, qmax, qmax))
+    cpc_w = np.zeros((nb, qmax, qmax))
+    cpc_h = np.zeros((nb, qmax, qmax))
     for b in range(nb):
-        c0, k, corr, pos = int(blocks[b, 0]), int(blocks[b, 1]), blocks[b, 2] > 0, int(blocks[b, 3])
-        if corr:
+        f, c0, k, pos = int(blocks[b, 0]), int(blocks[b, 1]), int(blocks[b, 2]), int(blocks[b, 4])
+        if blocks[b, 3] > 0:
             wc, half_log_c = _cpc_cholesky(x, pos + k, k)
             cpc_w[b, :k, :k] = wc
             cpc_h[b, :k, :k] = half_log_c
             for i in range(k):
                 sd = math.exp(x[pos + i])
                 for j in range(i + 1):
-                    lam[c0 + i, c0 + j] = sd * wc[i, j]
+                    lam[f, c0 + i, c0 + j] = sd * wc[i, j]
         else:
             for i in range(k):
-                lam[c0 + i, c0 + i] = math.exp(x[pos])
-                pos += 1
-    ls = x[p + _n_cov(blocks)]
+                lam[f, c0 + i, c0 + i] = math.exp(x[pos + i])
+    i_sigma = p + _n_cov(blocks)
+    ls = x[i_sigma]
     sig = math.exp(ls)
-    s2 = sig * sig
     T = lam / sig
-
-    # global residual terms
-    Xb = np.zeros(p)
-    for i in range(p):
-        for j in range(p):
-            Xb[i] += XtX[i, j] * beta[j]
-    rr = yty
-    gb = np.zeros(p)
-    for i in range(p):
-        rr += -2.0 * beta[i] * Xty[i] + beta[i] * Xb[i]
-        gb[i] = Xty[i] - Xb[i]
-
-    GD = np.zeros((q, q))
-    ST = np.empty((q, q))
-    A = np.empty((q, q))
-    B = np.empty((q, q))
-    P = np.empty((q, q))
-    SP = np.empty((q, q))
-    r = np.empty(q)
-    Pr = np.empty(q)
-    SPr = np.empty(q)
-    logdet = 0.0
-    sum_t = 0.0
-    sum_quad = 0.0
-    sum_tr = 0.0
-    for g in range(G):
-        Sg = S[g]
-        for i in range(q):  # ST = S T, A = T'S T + I
-            for j in range(q):
-                acc = 0.0
-                for m in range(q):
-                    acc += Sg[i, m] * T[m, j]
-                ST[i, j] = acc
-        for i in range(q):
-            for j in range(i + 1):
-                acc = 0.0
-                for m in range(q):
-                    acc += T[m, i] * ST[m, j]
-                A[i, j] = acc + (1.0 if i == j else 0.0)
-        for j in range(q):  # in-place Cholesky of the lower triangle
-            acc = A[j, j]
-            for m in range(j):
-                acc -= A[j, m] * A[j, m]
-            if acc <= 0.0:
-                return -np.inf
-            A[j, j] = math.sqrt(acc)
-            logdet += 2.0 * math.log(A[j, j])
-            for i in range(j + 1, q):
-                acc = A[i, j]
-                for m in range(j):
-                    acc -= A[i, m] * A[j, m]
-                A[i, j] = acc / A[j, j]
-        for c in range(q):  # B = L^-1 T'
-            for i in range(q):
-                acc = T[c, i]
-                for m in range(i):
-                    acc -= A[i, m] * B[m, c]
-                B[i, c] = acc / A[i, i]
-        for i in range(q):  # P = B'B
-            for j in range(i + 1):
-                acc = 0.0
-                for m in range(q):
-                    acc += B[m, i] * B[m, j]
-                P[i, j] = acc
-                P[j, i] = acc
-        for i in range(q):
-            acc = r0[g, i]
-            for m in range(p):
-                acc -= W[g, i, m] * beta[m]
-            r[i] = acc
-        t = _product_and_quadratic(P, r, Pr)  # Pr = P r, t = r'P r
-        pSp = _product_and_quadratic(Sg, Pr, SPr)  # SPr = S Pr, pSp = Pr'S Pr
-        for i in range(q):
-            for j in range(q):
-                acc = 0.0
-                for m in range(q):
-                    acc += Sg[i, m] * P[m, j]
-                SP[i, j] = acc
-            sum_tr += SP[i, i]
-        for i in range(q):
-            gi = r[i] - SPr[i]
-            for j in range(q):
-                acc = 0.0
-                for m in range(q):
-                    acc += SP[i, m] * Sg[m, j]
-                GD[i, j] += 0.5 * (gi * (r[j] - SPr[j]) / s2 - (Sg[i, j] - acc)) / s2
-        for m in range(p):
+    z0 = i_sigma + 1  # sampled factors: u = chol(D_f) z per level
+    uE = np.zeros(QE)
+    for r in range(NE):
+        f, s, oe = e_factor[r], e_size[r], e_offset[r]
+        for a in range(s):
             acc = 0.0
-            for i in range(q):
-                acc += W[g, i, m] * Pr[i]
-            gb[m] -= acc
-        sum_t += t
-        sum_quad += 2.0 * t - pSp
+            for c in range(a + 1):
+                acc += lam[f, a, c] * x[z0 + oe + c]
+            uE[oe + a] = acc
+    loglik, dT, dbeta, dsig, duE = marginal_loglik(
+        T,
+        np.ascontiguousarray(beta),
+        sig,
+        uE,
+        True,
+        size,
+        offset,
+        node_factor,
+        pair_i,
+        pair_j,
+        pair_ptr,
+        pair_val,
+        pair_pos,
+        colptr,
+        rowidx,
+        blockptr,
+        t,
+        base,
+        m,
+        ZtX,
+        Zty,
+        XtX,
+        Xty,
+        yty,
+        n,
+        c_i,
+        c_j,
+        c_ptr,
+        c_val,
+        e_size,
+        e_offset,
+        e_i,
+        e_j,
+        e_ptr,
+        e_val,
+        ZtX_E,
+        Zty_E,
+    )
+    if not np.isfinite(loglik):
+        return -np.inf
+    lp += loglik
+    dlamE = np.zeros((F, qmax, qmax))  # d loglik / d chol(D_f) through the sampled effects
+    for r in range(NE):
+        f, s, oe = e_factor[r], e_size[r], e_offset[r]
+        for c in range(s):
+            zc = x[z0 + oe + c]
+            lp -= 0.5 * (zc * zc + LOG_2PI)
+            acc = -zc
+            for a in range(c, s):
+                acc += lam[f, a, c] * duE[oe + a]
+                dlamE[f, a, c] += duE[oe + a] * zc
+            grad[z0 + oe + c] += acc
+    for i in range(p):
+        grad[i] += dbeta[i]
+    # T = lam / sigma: d/dlam = dT / sigma, and sigma moves T too
+    for f in range(F):
+        for i in range(qmax):
+            for j in range(i + 1):
+                dsig -= dT[f, i, j] * T[f, i, j] / sig
+    grad[i_sigma] += dsig * sig
 
-    lp += -0.5 * (n * LOG_2PI + 2.0 * n * ls + logdet + (rr - sum_t) / s2)
-    for m in range(p):
-        grad[m] += gb[m] / s2
-    dl_ds2 = 0.5 * ((rr - sum_quad) / (s2 * s2) - (n - sum_tr) / s2)
-    grad[p + _n_cov(blocks)] += 2.0 * s2 * dl_ds2
-
-    # dlogL/dlam = 2 GD lam (block diagonal), then each block's prior and transform
     pr = p
     for b in range(nb):
-        c0, k, corr, pos = int(blocks[b, 0]), int(blocks[b, 1]), blocks[b, 2] > 0, int(blocks[b, 3])
-        if corr:
-            # lam = diag(sd) w: d/dsd_i = sum_j (dL/dlam W)_ij, d/dw_ij = sd_i dL/dlam_ij, then
-            # back through the rows of W to the canonical partial correlations
+        f, c0, k, pos = int(blocks[b, 0]), int(blocks[b, 1]), int(blocks[b, 2]), int(blocks[b, 4])
+        if blocks[b, 3] > 0:
+            # lam = diag(sd) w: d/dsd_i = sum_j dL/dlam_ij W_ij, d/dw_ij = sd_i dL/dlam_ij,
+            # then back through the rows of W to the canonical partial correlations
             lp += etas[b, 1]
             wc, half_log_c = cpc_w[b], cpc_h[b]
             gW = np.empty(k)
@@ -479,37 +524,36 @@ def logp_and_grad(x, data, grad):
                 lp += v + x[pos + i]
                 g_sd = 0.0
                 for j in range(i + 1):
-                    acc = 0.0
-                    for m in range(k):
-                        acc += GD[c0 + i, c0 + m] * lam[c0 + m, c0 + j]
-                    g_sd += 2.0 * acc * wc[i, j]
-                    gW[j] = 2.0 * acc * sd
+                    dlam = dT[f, c0 + i, c0 + j] / sig + dlamE[f, c0 + i, c0 + j]
+                    g_sd += dlam * wc[i, j]
+                    gW[j] = dlam * sd
                 grad[pos + i] += (d + g_sd) * sd + 1.0
                 # log terms of row i, each a multiple of a_m = log(1 - z_m^2): LKJ with the
                 # Jacobian of R -> W (W_ii^(k-i-1+2eta-2)), W's own Jacobian (sqrt c_ij for
                 # j >= 1) and tanh's (1 - z^2)
                 e_i = k - i - 1.0 + 2.0 * etas[b, 0] - 2.0
                 back = 0.5 * gW[i] * wc[i, i]  # sum over j > m of dL/dW_ij dW_ij/da_m
-                for m in range(i - 1, -1, -1):
-                    y = x[off + m]
+                for mm in range(i - 1, -1, -1):
+                    y = x[off + mm]
                     z = math.tanh(y)
                     a = 2.0 * _half_log1m_tanh2(y)
-                    coef = 1.0 + 0.5 * (i - 1 - m) + 0.5 * e_i
+                    coef = 1.0 + 0.5 * (i - 1 - mm) + 0.5 * e_i
                     lp += coef * a
-                    grad[off + m] += (gW[m] * math.exp(half_log_c[i, m] + a)
-                                      - 2.0 * z * (back + coef))  # fmt: skip
-                    back += 0.5 * gW[m] * wc[i, m]
+                    grad[off + mm] += (gW[mm] * math.exp(half_log_c[i, mm] + a)
+                                       - 2.0 * z * (back + coef))  # fmt: skip
+                    back += 0.5 * gW[mm] * wc[i, mm]
                 off += i
         else:
             for i in range(k):
-                sd = lam[c0 + i, c0 + i]
+                sd = lam[f, c0 + i, c0 + i]
                 v, d = _prior(priors[pr + i], sd)
                 lp += v + math.log(sd)
-                grad[pos + i] += (d + 2.0 * GD[c0 + i, c0 + i] * sd) * sd + 1.0
+                dlam = dT[f, c0 + i, c0 + i] / sig + dlamE[f, c0 + i, c0 + i]
+                grad[pos + i] += (d + dlam) * sd + 1.0
         pr += k
     v, d = _prior(priors[pr], sig)
     lp += v + ls
-    grad[p + _n_cov(blocks)] += d * sig + 1.0
+    grad[i_sigma] += d * sig + 1.0
     return lp
 
 
@@ -541,25 +585,12 @@ def _half_log1m_tanh2(y):
 
 
 @numba.njit(cache=True)
-def _product_and_quadratic(M, v, out):
-    """Writes ``out = M v`` and returns ``v'M v``."""
-    total = 0.0
-    for i in range(v.shape[0]):
-        acc = 0.0
-        for m in range(v.shape[0]):
-            acc += M[i, m] * v[m]
-        out[i] = acc
-        total += v[i] * acc
-    return total
-
-
-@numba.njit(cache=True)
 def _n_cov(blocks):
     """Unconstrained size of the covariance parameters."""
     total = 0
     for b in range(blocks.shape[0]):
-        k = int(blocks[b, 1])
-        total += k * (k + 1) // 2 if blocks[b, 2] > 0 else k
+        k = int(blocks[b, 2])
+        total += k * (k + 1) // 2 if blocks[b, 3] > 0 else k
     return total
 
 

@@ -12,12 +12,11 @@ import arviz as az
 import numpy as np
 import xarray as xr
 
-from ..gaussian.draws import covariance_cholesky, draw_nested, draw_single
-from ..gaussian.statistics import GroupStats, NestedStats
+from ..gaussian.blocked import BlockedSystem
+from ..gaussian.draws import covariance_cholesky
+from ..gaussian.draws import draw_random_effects as draw_array
 from ..spec.design import Design
 from ..spec.naming import term_dim
-
-DRAW_CHUNK_ELEMENTS = 4_000_000  # draws x groups x q x q handled at once
 
 
 def block_scale_draws(post: xr.Dataset, block) -> np.ndarray:
@@ -27,61 +26,56 @@ def block_scale_draws(post: xr.Dataset, block) -> np.ndarray:
     return covariance_cholesky(sd, cor)
 
 
-def _factor_scales(post: xr.Dataset, design: Design, group: str | None, S: int):
-    """Per draw, the block-diagonal Cholesky factor of one factor's level covariance."""
-    blocks = [b for b in design.blocks if group is None or b.group == group]
-    q = sum(b.n_terms for b in blocks)
-    scales = [block_scale_draws(post, b).reshape(S, b.n_terms, b.n_terms) for b in blocks]
-    chol, start = np.zeros((S, q, q)), 0
-    for scale, block in zip(scales, blocks, strict=True):
-        chol[:, start : start + block.n_terms, start : start + block.n_terms] = scale
-        start += block.n_terms
-    return chol, list(zip(blocks, scales, strict=True))
-
-
 def draw_random_effects(
     idata: az.InferenceData,
     design: Design,
-    stats: GroupStats | NestedStats,
+    system: BlockedSystem,
     random_seed: int | None = None,
 ) -> xr.Dataset:
-    """Exact draws of every block's ``u_L`` (and standardised ``z_L``) given each draw.
-
-    Vectorised over draws and levels, in chunks that bound memory.
-    """
+    """Exact draws of the ``u_L`` (and standardised ``z_L``) of every block integrated out,
+    given each posterior draw (and the sampled factors' effects, already in ``idata``)."""
     rng = np.random.default_rng(random_seed)
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
-    nested = isinstance(stats, NestedStats)
-    groups = [stats.outer, stats.inner] if nested else [None]
-    factors = [_factor_scales(post, design, g, S) for g in groups]  # (chol, [(block, scale)])
     sigma = post["sigma"].values.reshape(S)
     beta = post["beta"].values.reshape(S, -1) if "beta" in post else np.zeros((S, 0))
-    sizes = [chol.shape[1] for chol, _ in factors]
-    n_levels = [stats.n_outer, len(stats.parent)] if nested else [stats.n_groups]
-    effects = [np.empty((S, g, q)) for g, q in zip(n_levels, sizes, strict=True)]
-    chunk = max(1, DRAW_CHUNK_ELEMENTS // max(1, max(n_levels) * max(sizes) ** 2))
-    for lo in range(0, S, chunk):
-        sl = slice(lo, min(S, lo + chunk))
-        T = [chol[sl] / sigma[sl, None, None] for chol, _ in factors]
-        if nested:
-            drawn = draw_nested(stats, T[0], T[1], beta[sl], sigma[sl], rng)
-        else:
-            drawn = draw_single(stats, T[0], beta[sl], sigma[sl], rng)
-        for target, values in zip(effects, drawn, strict=True):
-            target[sl] = values
+    stats = system.stats
+    QM = system.n_marginal_effects
+    T = np.zeros((S, system.n_factors, system.qmax, system.qmax))
+    uE = np.zeros((S, system.n_explicit_effects))
+    scales, where = {}, {}
+    for f, factor in enumerate(stats.factors):
+        column = 0
+        sampled = factor.first >= stats.n_marginal
+        lo = int(stats.offset[factor.first]) - QM
+        for k in factor.blocks:
+            block = design.blocks[k]
+            q = block.n_terms
+            if sampled:  # its effects are posterior draws: the draws below condition on them
+                u = post[f"u_{block.label}"].values.reshape(S, factor.n_levels, q)
+                view = uE[:, lo : lo + factor.n_levels * factor.q]
+                view = view.reshape(S, factor.n_levels, factor.q)
+                view[:, :, column : column + q] = u
+                uE[:, lo : lo + factor.n_levels * factor.q] = view.reshape(S, -1)
+            else:
+                scale = block_scale_draws(post, block).reshape(S, q, q)
+                T[:, f, column : column + q, column : column + q] = scale
+                scales[k], where[k] = scale, (factor, column)
+            column += q
+    T /= sigma[:, None, None, None]
+    effects = draw_array(system, T, beta, sigma, rng, uE)
     out = {}
-    for b, (_, blocks) in zip(effects, factors, strict=True):
-        start = 0
-        for block, scale in blocks:
-            u = b[:, :, start : start + block.n_terms]
-            start += block.n_terms
-            # u = scale z per level: one small inverse per draw, applied to every level
-            z = np.einsum("dab,dgb->dga", np.linalg.inv(scale), u, optimize=True)
-            dims = ("chain", "draw", block.group, term_dim(block.label))
-            coords = {block.group: list(block.levels), term_dim(block.label): list(block.columns)}
-            shape = (n_chain, n_draw, block.n_levels, block.n_terms)
-            out[f"u_{block.label}"] = xr.DataArray(u.reshape(shape), dims=dims, coords=coords)
-            out[f"z_{block.label}"] = xr.DataArray(z.reshape(shape), dims=dims, coords=coords)
+    for k, (factor, column) in where.items():
+        block = design.blocks[k]
+        lo, hi = stats.offset[factor.first], stats.offset[factor.first + factor.n_levels]
+        u = effects[:, lo:hi].reshape(S, factor.n_levels, factor.q)
+        u = u[:, :, column : column + block.n_terms]
+        # u = scale z per level: one small inverse per draw, applied to every level
+        z = np.einsum("dab,dgb->dga", np.linalg.inv(scales[k]), u, optimize=True)
+        dims = ("chain", "draw", block.group, term_dim(block.label))
+        coords = {block.group: list(block.levels), term_dim(block.label): list(block.columns)}
+        shape = (n_chain, n_draw, block.n_levels, block.n_terms)
+        out[f"u_{block.label}"] = xr.DataArray(u.reshape(shape), dims=dims, coords=coords)
+        out[f"z_{block.label}"] = xr.DataArray(z.reshape(shape), dims=dims, coords=coords)
     return xr.Dataset(out, coords={"chain": post.chain, "draw": post.draw})

@@ -1,15 +1,20 @@
 """The PyMC model of the marginal likelihood (see :mod:`bayeslmm.bayes.effects`).
 
-A PyTensor graph of ``log p(y | beta, D, sigma)`` from per-level statistics, which any
-PyMC sampler (PyMC's, nutpie's PyMC backend, numpyro through JAX) can run.
+With one grouping factor or two nested ones, ``log p(y | beta, D, sigma)`` is a PyTensor
+graph from per-level statistics, which any PyMC sampler (PyMC's, nutpie's PyMC backend,
+numpyro through JAX) can run. Other designs (crossed factors, deeper nesting) need the
+blocked sparse Cholesky of :mod:`bayeslmm.gaussian.blocked`: it enters the graph as one
+Op with its exact gradient, which PyMC's own sampler runs (JAX cannot trace it).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
 
+from ..gaussian.blocked import BlockedSystem
 from ..gaussian.factorisation import nested_whiten, project, whiten
 from ..gaussian.statistics import GroupStats, NestedStats
 from ..spec.design import Design
@@ -74,13 +79,64 @@ def nested_marginal_loglik(
     return _whitened_loglik(stats, beta, sigma, logdet, cc)
 
 
+class BlockedLoglik(pytensor.graph.Op):
+    """``log p(y | beta, D, sigma)`` of any design as one Op: inputs ``T`` (F, qmax, qmax),
+    ``beta`` and ``sigma``; its gradient is the kernel's exact one."""
+
+    itypes = [pt.dtensor3, pt.dvector, pt.dscalar]
+    otypes = [pt.dscalar]
+
+    def __init__(self, system: BlockedSystem):
+        self.system = system
+        self.gradient_op = _BlockedLoglikGrad(system)
+
+    def perform(self, node, inputs, outputs):
+        T, beta, sigma = inputs
+        outputs[0][0] = np.asarray(self.system.marginal_loglik(T, beta, sigma, grad=False)[0])
+
+    def grad(self, inputs, output_grads):
+        dT, dbeta, dsigma = self.gradient_op(*inputs)
+        g = output_grads[0]
+        return [g * dT, g * dbeta, g * dsigma]
+
+
+class _BlockedLoglikGrad(pytensor.graph.Op):
+    itypes = [pt.dtensor3, pt.dvector, pt.dscalar]
+    otypes = [pt.dtensor3, pt.dvector, pt.dscalar]
+
+    def __init__(self, system: BlockedSystem):
+        self.system = system
+
+    def perform(self, node, inputs, outputs):
+        _, dT, dbeta, dsigma, _ = self.system.marginal_loglik(*inputs, grad=True)
+        outputs[0][0], outputs[1][0], outputs[2][0] = dT, dbeta, np.asarray(dsigma)
+
+
+def _factor_stack(pairs, system: BlockedSystem) -> pt.TensorVariable:
+    """The (F, qmax, qmax) relative factors of every grouping factor (block diagonals)."""
+    T = pt.zeros((system.n_factors, system.qmax, system.qmax))
+    for f, factor in enumerate(system.stats.factors):
+        column = 0
+        for k in factor.blocks:
+            chol, block = pairs[k]
+            q = block.n_terms
+            T = pt.set_subtensor(T[f, column : column + q, column : column + q], chol)
+            column += q
+    return T
+
+
 def build_marginal_model(
-    design: Design, priors: dict[str, Prior], stats: GroupStats | NestedStats
+    design: Design,
+    priors: dict[str, Prior],
+    stats: GroupStats | NestedStats | None,
+    system: BlockedSystem | None = None,
 ) -> pm.Model:
     """The PyMC model of (beta, SDs, correlations, sigma) with the random effects integrated out.
 
     Same parameter names, priors, dims and coords as :func:`build_full_model`, minus
-    the random effects (drawn afterwards by :func:`draw_random_effects`).
+    the random effects (drawn afterwards by :func:`draw_random_effects`). ``stats`` gives
+    the pure graph (one factor or two nested); with ``stats=None`` the blocked ``system``
+    enters as :class:`BlockedLoglik`.
     """
     names = ParameterNames.from_design(design)
     with pm.Model(coords=coords_of(design)) as model:
@@ -101,7 +157,10 @@ def build_marginal_model(
             chosen = [(c, b.n_terms) for c, b in pairs if group is None or b.group == group]
             return _level_factor([c for c, _ in chosen], [k for _, k in chosen]) / sigma
 
-        if isinstance(stats, NestedStats):
+        if stats is None:
+            T = _factor_stack(pairs, system) / sigma
+            loglik = BlockedLoglik(system)(T, pt.as_tensor(beta, dtype="float64"), sigma)
+        elif isinstance(stats, NestedStats):
             TA, TB = factor(stats.outer), factor(stats.inner)
             loglik = nested_marginal_loglik(TA, TB, beta, sigma, stats)
         else:

@@ -12,12 +12,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import NotFittedError
+from ..errors import NotFittedError, SamplerError
+from ..gaussian.blocked import BlockedSystem, choose_explicit
 from ..gaussian.statistics import (
+    BlockedStats,
     GroupStats,
     NestedStats,
-    marginal_supported,
-    sufficient_statistics,
+    nested_grouping_factors,
+    single_grouping_factor,
 )
 from ..spec.design import Design, build_design
 from ..spec.naming import PARAMETRIZATIONS
@@ -75,7 +77,8 @@ class LMM:
         self.parametrization = parametrization
         self._pymc_model: pm.Model | None = None
         self._marginal_model: pm.Model | None = None
-        self._group_stats: GroupStats | NestedStats | None = None
+        self._blocked: BlockedSystem | None = None
+        self._explicit: tuple[str, ...] | None = None
         self.idata: az.InferenceData | None = None
         self.convergence: Convergence | None = None
         self._fit_info: dict = {}
@@ -95,40 +98,65 @@ class LMM:
 
     @property
     def marginal_supported(self) -> bool:
-        """Can ``method="marginal"`` integrate the random effects out for this formula?
+        """Can ``method="marginal"`` integrate the random effects out? Yes for every model
+        with random effects: one grouping factor, nested or crossed factors."""
+        return bool(self.design.blocks)
 
-        Yes when every random term shares one grouping factor, or the terms use two
-        factors, one nested in the other (up to 8 terms per factor); crossed designs
-        use ``method="full"``.
-        """
-        return marginal_supported(self.design)
+    @property
+    def explicit_factors(self) -> tuple[str, ...]:
+        """Grouping factors whose random effects the marginal sampler samples (non-centred)
+        instead of integrating them out: those that would make the factorised system's
+        dense block too large (:func:`bayeslmm.gaussian.blocked.choose_explicit`)."""
+        if self._explicit is None:
+            self._explicit = choose_explicit(self.design)
+        return self._explicit
+
+    @property
+    def blocked_system(self) -> BlockedSystem:
+        """Statistics and symbolic factorisation of the penalised system (built on first use)."""
+        if self._blocked is None:
+            stats = BlockedStats.from_design(self.design, self.explicit_factors)
+            self._blocked = BlockedSystem(stats)
+        return self._blocked
 
     @property
     def marginal_model(self) -> pm.Model:
-        """The PyMC model with the random effects integrated out (built on first use)."""
+        """The PyMC model with the random effects integrated out (built on first use).
+
+        A pure PyTensor graph with one grouping factor or two nested ones (any PyMC
+        sampler runs it); otherwise the blocked Cholesky enters as one Op, which only
+        PyMC's own sampler runs.
+        """
         if not self.marginal_supported:
-            raise ValueError(
-                f"the random effects of {self.formula!r} cannot be integrated out level by "
-                "level (crossed grouping factors); use method='full'"
-            )
+            raise NotFittedError(f"{self.formula!r} has no random effects to integrate out")
         if self._marginal_model is None:
-            if self._group_stats is None:
-                self._group_stats = sufficient_statistics(self.design)
             from .marginal_graph import build_marginal_model
 
-            self._marginal_model = build_marginal_model(self.design, self.priors, self._group_stats)
+            design = self.design
+            if single_grouping_factor(design):
+                stats = GroupStats.from_design(design)
+            elif nested_grouping_factors(design) is not None:
+                stats = NestedStats.from_design(design)
+            else:
+                stats = None
+            self._marginal_model = build_marginal_model(design, self.priors, stats,
+                                                        self.blocked_system)  # fmt: skip
         return self._marginal_model
+
+    @property
+    def graph_samplers(self) -> tuple[str, ...]:
+        """The samplers that can run :attr:`marginal_model` (JAX cannot trace the blocked Op)."""
+        pure = single_grouping_factor(self.design) or nested_grouping_factors(self.design)
+        return ("pymc", "nutpie", "numpyro") if pure else ("pymc",)
 
     @property
     def compiled_density(self) -> MarginalDensity | None:
         """The marginal model's hand-compiled log density (:mod:`bayeslmm.bayes.density`), or
-        None where it does not cover the model (two nested factors, or a prior family
-        it lacks); the PyMC graph serves then."""
+        None where it does not cover the model (a prior family it lacks); the PyMC graph
+        serves then."""
         if not self.marginal_supported:
             return None
-        if self._group_stats is None:
-            self._group_stats = sufficient_statistics(self.design)
-        return MarginalDensity.from_model(self.design, self.priors, self._group_stats)
+        return MarginalDensity.from_model(self.design, self.priors, self.blocked_system)
 
     def _resolve_method(self, method: str | None) -> str:
         if method is None:
@@ -137,9 +165,8 @@ class LMM:
             raise ValueError(f"method must be one of {METHODS} or None, got {method!r}")
         if method == "marginal" and not self.marginal_supported:
             warnings.warn(
-                f"method='marginal' needs one grouping factor or two nested ones; "
-                f"{self.formula!r} has crossed factors, so the explicit model "
-                "(method='full') is sampled instead",
+                f"method='marginal' integrates random effects out, and {self.formula!r} has "
+                "none: the model is sampled as it is (method='full')",
                 UserWarning,
                 stacklevel=3,
             )
@@ -211,6 +238,16 @@ class LMM:
         if sampler == "auto":
             n_effects = sum(b.n_levels * b.n_terms for b in self.design.blocks)
             sampler = default_sampler(n_effects, compiled=density is not None)
+            if method == "marginal" and density is None and sampler not in self.graph_samplers:
+                sampler = "pymc"
+        elif method == "marginal" and not (density is not None and sampler == "nutpie"):
+            if sampler not in self.graph_samplers:
+                raise SamplerError(
+                    f"sampler={sampler!r} cannot run the marginal model of {self.formula!r}: "
+                    "with crossed or deeply nested factors it needs bayeslmm's blocked "
+                    "Cholesky, which JAX cannot trace; use sampler='nutpie' (the default) or "
+                    "'pymc', or method='full'"
+                )
         settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores,
                     "random_seed": random_seed, "target_accept": target_accept,
                     "progressbar": progressbar}  # fmt: skip
@@ -222,7 +259,7 @@ class LMM:
             model = self.marginal_model if method == "marginal" else self.pymc_model
             idata = sample_nuts(model, sampler=sampler, **settings)
         if method == "marginal":
-            effects = draw_random_effects(idata, self.design, self._group_stats, random_seed)
+            effects = draw_random_effects(idata, self.design, self.blocked_system, random_seed)
             for name, values in effects.items():
                 idata.posterior[name] = values
             if "observed_data" in idata.groups():

@@ -279,6 +279,8 @@ def sample_compiled(
         dims[f"sd_{block.label}"] = [term_dim(block.label)]
         if block.correlated:
             dims[f"cor_{block.label}"] = [cor_dim(block.label)]
+        for kind in ("u", "z"):  # sampled factors' effects
+            dims[f"{kind}_{block.label}"] = [block.group, term_dim(block.label)]
     return az.from_dict(
         posterior=posterior,
         sample_stats={k: v.values for k, v in trace.sample_stats.data_vars.items()},

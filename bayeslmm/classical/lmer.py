@@ -17,10 +17,10 @@ import scipy.stats
 
 from ..errors import SingularFitWarning
 from ..gaussian.profiled import (
+    BlockedProfile,
     ProfiledFit,
     ThetaLayout,
     covariance_deviance,
-    grouped_deviance,
     profiled,
 )
 from ..gaussian.statistics import CrossProducts, random_effects_matrix
@@ -316,28 +316,23 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     )  # fmt: skip
 
 
-def _optimise(cp: CrossProducts, layout: ThetaLayout, reml: bool) -> tuple[np.ndarray, bool]:
-    def objective(theta: np.ndarray) -> float:
-        try:
-            return profiled(theta, cp, layout, reml).deviance
-        except np.linalg.LinAlgError:
-            return np.inf
+def _optimise(profile: BlockedProfile, layout: ThetaLayout, reml: bool) -> tuple[np.ndarray, bool]:
+    """Minimise the profiled criterion over theta: L-BFGS-B with its exact gradient (every
+    design: the blocked Cholesky of :mod:`bayeslmm.gaussian.blocked`), then, near a bound
+    or where it did not converge, a derivative-free polish as lme4's BOBYQA would."""
 
     def with_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        try:
-            return grouped_deviance(theta, cp.grouped, layout, reml)
-        except np.linalg.LinAlgError:
-            return np.inf, np.zeros_like(theta)
+        dev, grad = profile(theta, reml)
+        return (dev, grad) if np.isfinite(dev) else (np.inf, np.zeros_like(theta))
+
+    def objective(theta: np.ndarray) -> float:
+        return profile(theta, reml)[0]
 
     bounds = [(lo if np.isfinite(lo) else None, None) for lo in layout.lower_bounds()]
-    # one grouping factor: the exact gradient (a few batched q x q products); else
-    # central differences of the sparse profiled deviance (forward ones, about 1e-6
-    # relative, stop short on flat optima: ratpup's crossed ML fit by 2e-7 in logLik)
-    exact = cp.grouped is not None
     result = scipy.optimize.minimize(
-        with_gradient if exact else objective,
+        with_gradient,
         layout.start(),
-        jac=True if exact else "3-point",
+        jac=True,
         method="L-BFGS-B",
         bounds=bounds,
         options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000},
@@ -345,7 +340,6 @@ def _optimise(cp: CrossProducts, layout: ThetaLayout, reml: bool) -> tuple[np.nd
     near_bound = np.any(result.x[np.isfinite(layout.lower_bounds())] < 1e-2)
     if result.success and not near_bound:
         return np.asarray(result.x, dtype=float), True
-    # polish: a derivative-free pass, as lme4's BOBYQA, settles flat or bounded optima
     polished = scipy.optimize.minimize(
         objective,
         result.x,
@@ -377,7 +371,7 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:
     design = build_design(formula, data)
     cp = CrossProducts.from_design(design)
     layout = ThetaLayout.from_design(design)
-    theta, converged = _optimise(cp, layout, reml)
+    theta, converged = _optimise(BlockedProfile(design, layout), layout, reml)
     fit = profiled(theta, cp, layout, reml)
     result = LmerResult(design, reml, theta, fit, layout, cp, converged)
     if result.singular:

@@ -26,8 +26,9 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from ..spec.design import Design
+from .blocked import BlockedSystem
 from .factorisation import backward_solve, forward_solve, project, whiten
-from .statistics import CrossProducts, GroupStats
+from .statistics import BlockedStats, CrossProducts, GroupStats
 
 
 @dataclass(frozen=True)
@@ -351,3 +352,43 @@ def covariance_deviance(
     if reml:
         dev += np.linalg.slogdet(xtvx)[1] - cp.p * np.log(2 * np.pi)
     return float(dev)
+
+
+class BlockedProfile:
+    """The profiled criterion of any design and its exact gradient in theta, through the
+    blocked Cholesky of :mod:`bayeslmm.gaussian.blocked` (one factor, nested or crossed).
+
+    Parameters
+    ----------
+    design
+        The evaluated formula.
+    layout
+        Where each block's theta lives.
+    """
+
+    def __init__(self, design: Design, layout: ThetaLayout):
+        self.system = BlockedSystem(BlockedStats.from_design(design))
+        factor_of, column_of = {}, {}
+        for f, factor in enumerate(self.system.stats.factors):
+            start = 0
+            for k in factor.blocks:
+                factor_of[k], column_of[k] = f, start
+                start += design.blocks[k].n_terms
+        where = []
+        for k, (q, corr) in enumerate(zip(layout.sizes, layout.correlated, strict=True)):
+            rows, cols = layout._block_indices(q, corr)
+            where.append((np.full(len(rows), factor_of[k]), rows + column_of[k],
+                          cols + column_of[k]))  # fmt: skip
+        self.factor, self.row, self.col = (np.concatenate(w) if where else np.zeros(0, int)
+                                           for w in zip(*where, strict=True))  # fmt: skip
+
+    def factors(self, theta: np.ndarray) -> np.ndarray:
+        """The per-factor relative factors (F, qmax, qmax) at theta."""
+        T = np.zeros((self.system.n_factors, self.system.qmax, self.system.qmax))
+        T[self.factor, self.row, self.col] = theta
+        return T
+
+    def __call__(self, theta: np.ndarray, reml: bool) -> tuple[float, np.ndarray]:
+        """Profiled deviance (ML) or REML criterion at theta, and its gradient."""
+        dev, dT, _, _ = self.system.profiled_deviance(self.factors(theta), reml)
+        return float(dev), dT[self.factor, self.row, self.col]

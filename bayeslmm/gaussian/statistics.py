@@ -15,6 +15,7 @@ Every later evaluation costs O(levels q^3), whatever the number of rows.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -252,3 +253,145 @@ def sufficient_statistics(design: Design) -> GroupStats | NestedStats:
     if single_grouping_factor(design):
         return GroupStats.from_design(design)
     return NestedStats.from_design(design)
+
+
+# --- any design: one node per level of every grouping factor -------------------------
+
+
+@dataclass
+class FactorNodes:
+    """One grouping factor's random effects as nodes: one node per level.
+
+    Attributes
+    ----------
+    group
+        The grouping factor's name (``design.blocks[k].group``).
+    n_levels, q
+        Levels, and terms per level (all random blocks on this factor, block after block).
+    blocks
+        Indices into ``design.blocks`` of the blocks on this factor, in node-column order.
+    first
+        Index of the factor's first node; its levels follow in order.
+    """
+
+    group: str
+    n_levels: int
+    q: int
+    blocks: list[int]
+    first: int
+
+
+def elimination_order(design: Design, explicit: Collection[str] = ()) -> list[str]:
+    """Grouping factors by decreasing number of levels (ties: formula order), as
+    MixedModels.jl orders its random-effects terms: the first factor's block-diagonal
+    system is factored first and fill-in lands in the smaller later ones. Factors in
+    ``explicit`` (sampled, not integrated out) come last, in the same order."""
+    groups = list(dict.fromkeys(block.group for block in design.blocks))
+    levels = {b.group: b.n_levels for b in design.blocks}
+    return sorted(groups, key=lambda g: (g in explicit, -levels[g]))
+
+
+@dataclass
+class BlockedStats:
+    """Sufficient statistics of any Gaussian LMM, by node (a level of a grouping factor).
+
+    ``Z'Z`` is kept as its nonzero node blocks of the lower triangle: block ``k`` is
+    ``Z_i'Z_j`` (``size[i] x size[j]``, row-major in ``pair_val[pair_ptr[k]:]``) for nodes
+    ``pair_i[k] >= pair_j[k]``: one block per level of each factor, one per pair of levels
+    of two factors that share a row (a sparse cross table). Scalar random effects are
+    numbered node by node (``offset``); ``ZtX`` and ``Zty`` follow that numbering. The
+    first ``n_marginal`` nodes belong to the factors integrated out; the rest (the factors
+    named ``explicit`` in :meth:`from_design`) to factors whose effects are sampled.
+    """
+
+    factors: list[FactorNodes]
+    node_factor: np.ndarray  # (N,)
+    size: np.ndarray  # (N,) terms of each node
+    offset: np.ndarray  # (N + 1,) first scalar effect of each node
+    pair_i: np.ndarray  # (P,)
+    pair_j: np.ndarray  # (P,)
+    pair_ptr: np.ndarray  # (P + 1,)
+    pair_val: np.ndarray
+    ZtX: np.ndarray  # (Q, p)
+    Zty: np.ndarray  # (Q,)
+    XtX: np.ndarray
+    Xty: np.ndarray
+    yty: float
+    n: int
+    p: int
+    n_marginal: int
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.size)
+
+    @property
+    def n_effects(self) -> int:
+        return int(self.offset[-1])
+
+    @classmethod
+    def from_design(cls, design: Design, explicit: Collection[str] = ()) -> BlockedStats:
+        order = elimination_order(design, explicit)
+        factors, columns, codes = [], [], []
+        first = 0
+        for group in order:
+            idx = [k for k, b in enumerate(design.blocks) if b.group == group]
+            blocks = [design.blocks[k] for k in idx]
+            q = sum(b.n_terms for b in blocks)
+            factors.append(FactorNodes(group, blocks[0].n_levels, q, idx, first))
+            columns.append(np.hstack([b.Z for b in blocks]))
+            codes.append(blocks[0].codes)
+            first += blocks[0].n_levels
+        node_factor = np.concatenate(
+            [np.full(f.n_levels, k, dtype=np.int64) for k, f in enumerate(factors)]
+        )
+        size = np.array([factors[k].q for k in node_factor], dtype=np.int64)
+        offset = np.concatenate([[0], np.cumsum(size)]).astype(np.int64)
+        X, y = design.X, design.y
+        n, p = X.shape
+        pairs_i, pairs_j, values = [], [], []
+        for a, fa in enumerate(factors):
+            for b in range(a, len(factors)):
+                fb = factors[b]
+                # nodes of the later factor b are rows (i >= j): block Z_b' Z_a per level pair
+                key = codes[b] * fa.n_levels + codes[a]
+                uniq, inverse = np.unique(key, return_inverse=True)
+                sums = level_sums(inverse.reshape(-1), len(uniq), columns[b], columns[a])
+                pairs_i.append(fb.first + uniq // fa.n_levels)
+                pairs_j.append(fa.first + uniq % fa.n_levels)
+                values.append(sums.reshape(len(uniq), -1))
+        widths = np.concatenate([np.full(len(v), v.shape[1]) for v in values]).astype(np.int64)
+        unsorted = np.concatenate([v.ravel() for v in values])
+        starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+        pair_i = np.concatenate(pairs_i).astype(np.int64)
+        pair_j = np.concatenate(pairs_j).astype(np.int64)
+        order_pairs = np.lexsort((pair_i, pair_j))  # column-major: by column node, then row
+        pair_i, pair_j = pair_i[order_pairs], pair_j[order_pairs]
+        widths = widths[order_pairs]
+        pair_ptr = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+        # gather every pair's block, in the new order, from its place in ``unsorted``
+        gather = np.repeat(starts[order_pairs] - pair_ptr[:-1], widths) + np.arange(pair_ptr[-1])
+        ZtX = np.empty((offset[-1], p))
+        Zty = np.empty(offset[-1])
+        for f, Z, code in zip(factors, columns, codes, strict=True):
+            lo, hi = offset[f.first], offset[f.first + f.n_levels]
+            ZtX[lo:hi] = level_sums(code, f.n_levels, Z, X).reshape(-1, p)
+            Zty[lo:hi] = level_sums(code, f.n_levels, Z, y[:, None]).reshape(-1)
+        return cls(
+            factors=factors,
+            node_factor=node_factor,
+            size=size,
+            offset=offset,
+            pair_i=pair_i,
+            pair_j=pair_j,
+            pair_ptr=pair_ptr,
+            pair_val=unsorted[gather],
+            ZtX=ZtX,
+            Zty=Zty,
+            XtX=X.T @ X,
+            Xty=X.T @ y,
+            yty=float(y @ y),
+            n=n,
+            p=p,
+            n_marginal=sum(f.n_levels for f in factors if f.group not in explicit),
+        )

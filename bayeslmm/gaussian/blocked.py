@@ -1,0 +1,877 @@
+"""The blocked sparse Cholesky factorisation of the penalised system, for any design.
+
+Random effects come in *nodes*, one per level of every grouping factor
+(:class:`~bayeslmm.gaussian.statistics.BlockedStats`), the factors in decreasing order
+of levels. With ``Lambda`` the block diagonal of each factor's relative covariance factor
+``T_f`` (``D_f = sigma^2 T_f T_f'``), the system ``A = Lambda'Z'Z Lambda + I`` is
+factored ``A = L L'`` node by node with small dense blocks; where crossed factors fill
+the trailing part of ``L`` in, that part is one dense block factored by LAPACK, as
+MixedModels.jl does (Bates et al., its blocked Cholesky). One grouping factor gives a
+block-diagonal ``L``; nested factors (inner first, having more levels) give no fill
+beyond each level's ancestors; crossed factors fill the later, smaller factors.
+
+The Gaussian log-likelihood and its exact gradient follow from the factor:
+
+- ``log|A|``, and ``d log|A| / dT_f = 2 sum_{j in f} [A^-1 Lambda'Z'Z]_jj'``, which needs
+  ``A^-1`` only on the pattern of ``Z'Z``, inside the pattern of ``L``: the selected
+  inverse (Takahashi's recurrence, node by node, dense where ``L`` is dense);
+- ``u = A^-1 Lambda'Z'r`` (``r = y - X beta``) and, with ``w = Z'r - Z'Z Lambda u``,
+  ``d(u'Lambda'Z'r) / dT_f = 2 sum_{j in f} w_j u_j'``.
+
+The kernels are numba functions on flat arrays, so the compiled posterior density
+(:mod:`bayeslmm.bayes.density`) runs them without Python; :class:`BlockedSystem` wraps
+them for the REML/ML fit and for exact draws of the random effects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ..spec.design import Design
+from .statistics import BlockedStats
+
+#: The trailing factors are factored as one dense block once their share of nonzero
+#: node blocks (after fill-in) passes this fraction of a dense lower triangle.
+DENSE_FILL = 0.25
+#: Largest dense block (scalar rows) the marginal sampler factors at every evaluation;
+#: beyond it, factors are sampled instead of integrated out (:func:`choose_explicit`).
+DENSE_MAX = 64
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class NodeBlocks:
+    """Nodes (terms ``size``, first scalar ``offset``, grouping factor) and the lower node
+    blocks of ``Z'Z`` among them (``pair_val[pair_ptr[k]:]``, row-major)."""
+
+    size: np.ndarray
+    offset: np.ndarray
+    node_factor: np.ndarray
+    pair_i: np.ndarray
+    pair_j: np.ndarray
+    pair_ptr: np.ndarray
+    pair_val: np.ndarray
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.size)
+
+
+def _part(stats: BlockedStats, mask: np.ndarray, shift_i: int, shift_j: int) -> tuple:
+    """The pairs of ``stats`` selected by ``mask``, node indices shifted, values packed."""
+    idx = np.flatnonzero(mask)
+    widths = np.diff(stats.pair_ptr)[idx]
+    ptr = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    gather = np.repeat(stats.pair_ptr[idx] - ptr[:-1], widths) + np.arange(ptr[-1])
+    return (stats.pair_i[idx] - shift_i, stats.pair_j[idx] - shift_j, ptr,
+            stats.pair_val[gather.astype(np.int64)])  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BlockedPattern:
+    """Where the nonzero blocks of ``L`` are (symbolic factorisation, made once).
+
+    Columns ``j < dense_start`` are sparse: ``rowidx[colptr[j]:colptr[j+1]]`` are their
+    row nodes (sorted, the first is ``j``), block ``e`` of size ``size[row] x size[j]``
+    stored row-major at ``blockptr[e]``. Nodes from ``dense_start`` on form one dense
+    block of ``m`` scalar rows. ``pair_pos[k]`` is the entry of ``L`` holding ``Z'Z``'s
+    block ``k``, or -1 where it lies in the dense block.
+    """
+
+    colptr: np.ndarray
+    rowidx: np.ndarray
+    blockptr: np.ndarray
+    pair_pos: np.ndarray
+    dense_start: int
+    base: int  # first scalar row of the dense block
+    m: int  # its size
+
+
+def symbolic(nodes: NodeBlocks, boundaries: list[int]) -> BlockedPattern:
+    """The pattern of ``L`` for the node order of ``nodes`` (elimination tree, row merges).
+
+    Fill-in is followed column by column; once the nodes from one of the ``boundaries``
+    (the first node of each later grouping factor) on fill :data:`DENSE_FILL` of a dense
+    lower triangle, they are declared one dense block and the rest of the symbolic work
+    is skipped.
+    """
+    N = nodes.n_nodes
+    below: list[list[int]] = [[] for _ in range(N)]
+    for i, j in zip(nodes.pair_i.tolist(), nodes.pair_j.tolist(), strict=True):
+        if i > j:
+            below[j].append(i)
+    children: list[list[int]] = [[] for _ in range(N)]
+    patterns: list[list[int]] = []
+    dense_start = N
+    region_start, region_nnz = 0, 0
+    starts = set(boundaries)
+    for j in range(N):
+        if j in starts:
+            region_start, region_nnz = j, 0
+        rows = set(below[j])
+        for c in children[j]:
+            rows.update(r for r in patterns[c] if r > j)
+        ordered = sorted(rows)
+        if region_start and j >= region_start:
+            region_nnz += len(ordered) + 1
+            left = N - region_start
+            if region_nnz > DENSE_FILL * left * (left + 1) / 2:
+                dense_start = region_start
+                break
+        patterns.append(ordered)
+        if ordered:
+            children[ordered[0]].append(j)
+    patterns = patterns[:dense_start]
+    size = nodes.size
+    colptr = np.zeros(dense_start + 1, dtype=np.int64)
+    rowidx: list[int] = []
+    for j, rows in enumerate(patterns):
+        rowidx.append(j)
+        rowidx.extend(rows)
+        colptr[j + 1] = len(rowidx)
+    rowidx_arr = np.asarray(rowidx, dtype=np.int64)
+    cols = np.repeat(np.arange(dense_start), np.diff(colptr))
+    blocksize = size[rowidx_arr] * size[cols] if len(rowidx_arr) else np.zeros(0, np.int64)
+    blockptr = np.concatenate([[0], np.cumsum(blocksize)]).astype(np.int64)
+    pair_pos = np.full(len(nodes.pair_i), -1, dtype=np.int64)
+    for k in np.flatnonzero(nodes.pair_j < dense_start):
+        j, i = nodes.pair_j[k], nodes.pair_i[k]
+        lo = colptr[j]
+        pair_pos[k] = lo + int(np.searchsorted(rowidx_arr[lo : colptr[j + 1]], i))
+    base = int(nodes.offset[dense_start])
+    return BlockedPattern(colptr, rowidx_arr, blockptr, pair_pos, dense_start, base,
+                          int(nodes.offset[-1]) - base)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------
+# numba kernels on flat arrays
+#
+# Shared arguments: ``size``, ``offset`` and ``node_factor`` per node; the pattern
+# (``colptr``, ``rowidx``, ``blockptr``, ``t`` = dense_start, ``base``, ``m``); Z'Z's
+# blocks (``pair_i``, ``pair_j``, ``pair_ptr``, ``pair_val``, ``pair_pos``); ``T``, the
+# relative factors (F, qmax, qmax).
+
+
+@numba.njit(cache=True)
+def _find(colptr, rowidx, k, i):
+    """Entry of sparse column ``k`` holding row node ``i`` (binary search)."""
+    lo, hi = colptr[k], colptr[k + 1]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if rowidx[mid] < i:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True)
+def assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, pair_pos,
+             blockptr, base, m):  # fmt: skip
+    """``A = Lambda'Z'Z Lambda + I`` in the storage of ``L``: (sparse blocks, dense block)."""
+    Lval = np.zeros(blockptr[-1])
+    D = np.zeros((m, m))
+    qmax = T.shape[1]
+    CT = np.empty(qmax * qmax)
+    for k in range(pair_i.shape[0]):
+        i, j = pair_i[k], pair_j[k]
+        si, sj, fi, fj, pc = size[i], size[j], node_factor[i], node_factor[j], pair_ptr[k]
+        for r in range(si):  # C T_j
+            for c in range(sj):
+                acc = 0.0
+                for v in range(sj):
+                    acc += pair_val[pc + r * sj + v] * T[fj, v, c]
+                CT[r * sj + c] = acc
+        pos = pair_pos[k]
+        po = blockptr[pos] if pos >= 0 else 0
+        oi, oj = offset[i] - base, offset[j] - base
+        for r in range(si):  # T_i' (C T_j) (+ I)
+            for c in range(sj):
+                acc = 1.0 if (i == j and r == c) else 0.0
+                for v in range(si):
+                    acc += T[fi, v, r] * CT[v * sj + c]
+                if pos >= 0:
+                    Lval[po + r * sj + c] = acc
+                else:
+                    D[oi + r, oj + c] = acc
+    return Lval, D
+
+
+@numba.njit(cache=True)
+def _full_columns(colptr, rowidx, blockptr, size, t, m):
+    """Sparse columns whose rows cover the whole dense block (fully crossed designs), with
+    the entry where their dense rows start; their dense work is done by BLAS at once."""
+    first = np.empty(t, dtype=np.int64)
+    full = np.zeros(t, dtype=np.bool_)
+    for j in range(t):
+        first[j] = _find(colptr, rowidx, j, t)
+        rows = (blockptr[colptr[j + 1]] - blockptr[first[j]]) // size[j]
+        full[j] = m > 0 and rows == m
+    return first, full
+
+
+@numba.njit(cache=True)
+def _gather_full(values, colptr, blockptr, size, first, full, m):
+    """The dense rows of the full columns side by side: (m, sum of their sizes)."""
+    width = 0
+    for j in range(first.shape[0]):
+        if full[j]:
+            width += size[j]
+    out = np.empty((m, width))
+    col = 0
+    for j in range(first.shape[0]):
+        if full[j]:
+            sj, pf = size[j], blockptr[first[j]]
+            for r in range(m):
+                for c in range(sj):
+                    out[r, col + c] = values[pf + r * sj + c]
+            col += sj
+    return out
+
+
+@numba.njit(cache=True)
+def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base):
+    """Factor ``A`` in place (right-looking over sparse columns, LAPACK on the dense
+    block); returns ``(log|A|, dense factor)``, ``log|A| = nan`` if not positive definite.
+    ``D`` is left holding the dense block's Schur complement (symmetric)."""
+    m = D.shape[0]
+    first, full = _full_columns(colptr, rowidx, blockptr, size, t, m)
+    logdet = 0.0
+    for j in range(t):
+        c0, c1, sj = colptr[j], colptr[j + 1], size[j]
+        pj = blockptr[c0]
+        for a in range(sj):  # Cholesky of the diagonal block (row-major, lower)
+            acc = Lval[pj + a * sj + a]
+            for v in range(a):
+                acc -= Lval[pj + a * sj + v] ** 2
+            if not acc > 0.0:
+                return math.nan, D
+            d = math.sqrt(acc)
+            Lval[pj + a * sj + a] = d
+            logdet += 2.0 * math.log(d)
+            for r in range(a + 1, sj):
+                acc = Lval[pj + r * sj + a]
+                for v in range(a):
+                    acc -= Lval[pj + r * sj + v] * Lval[pj + a * sj + v]
+                Lval[pj + r * sj + a] = acc / d
+            for r in range(a):
+                Lval[pj + r * sj + a] = 0.0
+        pe, pend = blockptr[c0 + 1], blockptr[c1]
+        for e in range(pe, pend, sj):  # L_ij = A_ij L_jj^-T, one scalar row at a time
+            for c in range(sj):
+                acc = Lval[e + c]
+                for v in range(c):
+                    acc -= Lval[e + v] * Lval[pj + c * sj + v]
+                Lval[e + c] = acc / Lval[pj + c * sj + c]
+        for b in range(c0 + 1, first[j]):  # updates of later sparse columns
+            k = rowidx[b]
+            sk, pb = size[k], blockptr[b]
+            for a in range(b, c1):
+                i = rowidx[a]
+                si, pa = size[i], blockptr[a]
+                pt = blockptr[_find(colptr, rowidx, k, i)]
+                for r in range(si):
+                    for c in range(sk):
+                        acc = 0.0
+                        for v in range(sj):
+                            acc += Lval[pa + r * sj + v] * Lval[pb + c * sj + v]
+                        Lval[pt + r * sk + c] -= acc
+        if full[j]:
+            continue  # its update of the dense block is one product below
+        for b in range(first[j], c1):  # the dense block's lower triangle
+            ok, sk, pb = offset[rowidx[b]] - base, size[rowidx[b]], blockptr[b]
+            for a in range(b, c1):
+                oi, si, pa = offset[rowidx[a]] - base, size[rowidx[a]], blockptr[a]
+                for r in range(si):
+                    for c in range(sk):
+                        acc = 0.0
+                        for v in range(sj):
+                            acc += Lval[pa + r * sj + v] * Lval[pb + c * sj + v]
+                        D[oi + r, ok + c] -= acc
+    if m == 0:
+        return logdet, D
+    B = _gather_full(Lval, colptr, blockptr, size, first, full, m)
+    if B.shape[1]:
+        D -= np.dot(B, np.ascontiguousarray(B.T))
+    for r in range(m):  # the scattered updates filled the lower triangle
+        if not D[r, r] > 0.0:
+            return math.nan, D
+        for c in range(r + 1, m):
+            D[r, c] = D[c, r]
+    try:
+        LD = np.linalg.cholesky(D)
+    except Exception:  # noqa: BLE001 - numba raises LinAlgError: not positive definite
+        return math.nan, D
+    for r in range(m):
+        logdet += 2.0 * math.log(LD[r, r])
+    return logdet, LD
+
+
+@numba.njit(cache=True)
+def solve_lower(Lval, LD, R, size, offset, colptr, rowidx, blockptr, t, base):
+    """``R <- L^-1 R`` in place, for R of shape (Q, k)."""
+    k = R.shape[1]
+    for j in range(t):
+        c0, c1, sj, oj = colptr[j], colptr[j + 1], size[j], offset[j]
+        pj = blockptr[c0]
+        for r in range(sj):
+            for col in range(k):
+                acc = R[oj + r, col]
+                for v in range(r):
+                    acc -= Lval[pj + r * sj + v] * R[oj + v, col]
+                R[oj + r, col] = acc / Lval[pj + r * sj + r]
+        for e in range(c0 + 1, c1):
+            i = rowidx[e]
+            si, oi, pe = size[i], offset[i], blockptr[e]
+            for r in range(si):
+                for col in range(k):
+                    acc = 0.0
+                    for v in range(sj):
+                        acc += Lval[pe + r * sj + v] * R[oj + v, col]
+                    R[oi + r, col] -= acc
+    m = LD.shape[0]
+    for r in range(m):
+        for col in range(k):
+            acc = R[base + r, col]
+            for v in range(r):
+                acc -= LD[r, v] * R[base + v, col]
+            R[base + r, col] = acc / LD[r, r]
+
+
+@numba.njit(cache=True)
+def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, t, base):
+    """``R <- L'^-1 R`` in place, for R of shape (Q, k)."""
+    k = R.shape[1]
+    m = LD.shape[0]
+    for r in range(m - 1, -1, -1):
+        for col in range(k):
+            acc = R[base + r, col]
+            for v in range(r + 1, m):
+                acc -= LD[v, r] * R[base + v, col]
+            R[base + r, col] = acc / LD[r, r]
+    for j in range(t - 1, -1, -1):
+        c0, c1, sj, oj = colptr[j], colptr[j + 1], size[j], offset[j]
+        for e in range(c0 + 1, c1):
+            i = rowidx[e]
+            si, oi, pe = size[i], offset[i], blockptr[e]
+            for c in range(sj):
+                for col in range(k):
+                    acc = 0.0
+                    for v in range(si):
+                        acc += Lval[pe + v * sj + c] * R[oi + v, col]
+                    R[oj + c, col] -= acc
+        pj = blockptr[c0]
+        for r in range(sj - 1, -1, -1):
+            for col in range(k):
+                acc = R[oj + r, col]
+                for v in range(r + 1, sj):
+                    acc -= Lval[pj + v * sj + r] * R[oj + v, col]
+                R[oj + r, col] = acc / Lval[pj + r * sj + r]
+
+
+@numba.njit(cache=True)
+def selected_inverse(Lval, LD, D0, size, offset, colptr, rowidx, blockptr, t, base):
+    """``A^-1`` on the pattern of ``L``: (sparse blocks, dense block), by Takahashi's
+    recurrence ``Z_ij = -sum_k Z_ik L_kj L_jj^-1``, ``Z_jj = L_jj^-T L_jj^-1 - sum_k
+    (L_kj L_jj^-1)' Z_kj`` over the pattern of column j, from the last column back. The
+    dense block's part is the inverse of its Schur complement ``D0`` (LAPACK); for columns
+    whose rows cover it, ``Z_kj`` over the dense rows is one product with it (BLAS)."""
+    m = LD.shape[0]
+    ZD = np.linalg.inv(D0) if m else np.zeros((0, 0))
+    first, full = _full_columns(colptr, rowidx, blockptr, size, t, m)
+    Zval = np.zeros_like(Lval)
+    U = np.empty_like(Lval)  # L_ij L_jj^-1, laid out as L; the diagonal blocks hold L_jj^-1
+    for j in range(t):
+        c0, c1, sj = colptr[j], colptr[j + 1], size[j]
+        pj = blockptr[c0]
+        for c in range(sj):  # L_jj^-1 (lower)
+            for r in range(sj):
+                if r < c:
+                    U[pj + r * sj + c] = 0.0
+                    continue
+                acc = 1.0 if r == c else 0.0
+                for v in range(c, r):
+                    acc -= Lval[pj + r * sj + v] * U[pj + v * sj + c]
+                U[pj + r * sj + c] = acc / Lval[pj + r * sj + r]
+        for e in range(blockptr[c0 + 1], blockptr[c1], sj):  # one scalar row at a time
+            for c in range(sj):
+                acc = 0.0
+                for v in range(c, sj):
+                    acc += Lval[e + v] * U[pj + v * sj + c]
+                U[e + c] = acc
+    W = np.dot(ZD, _gather_full(U, colptr, blockptr, size, first, full, m))
+    col = W.shape[1]
+    for j in range(t - 1, -1, -1):
+        c0, c1, sj = colptr[j], colptr[j + 1], size[j]
+        pj, fj = blockptr[c0], first[j]
+        if full[j]:  # Z over the dense rows: -ZD U_dense
+            col -= sj
+            pf = blockptr[fj]
+            for r in range(m):
+                for c in range(sj):
+                    Zval[pf + r * sj + c] = -W[r, col + c]
+        for a in range(c0 + 1, c1):
+            i = rowidx[a]
+            si, pa = size[i], blockptr[a]
+            # pairs with k in the sparse part (any i), and with k dense for a sparse i
+            b_end = c1 if i < t else fj
+            for b in range(c0 + 1, b_end):
+                k = rowidx[b]
+                sk, pu = size[k], blockptr[b]
+                lo, hi = min(i, k), max(i, k)
+                if lo >= t:  # both dense, not covered by the product
+                    oi, ok = offset[i] - base, offset[k] - base
+                    for r in range(si):
+                        for c in range(sj):
+                            acc = 0.0
+                            for v in range(sk):
+                                acc += ZD[oi + r, ok + v] * U[pu + v * sj + c]
+                            Zval[pa + r * sj + c] -= acc
+                    continue
+                pz = blockptr[_find(colptr, rowidx, lo, hi)]  # column lo, row hi
+                if i >= k:  # block (i, k), s_i x s_k
+                    for r in range(si):
+                        for c in range(sj):
+                            acc = 0.0
+                            for v in range(sk):
+                                acc += Zval[pz + r * sk + v] * U[pu + v * sj + c]
+                            Zval[pa + r * sj + c] -= acc
+                else:  # block (k, i), s_k x s_i: its transpose
+                    for r in range(si):
+                        for c in range(sj):
+                            acc = 0.0
+                            for v in range(sk):
+                                acc += Zval[pz + v * si + r] * U[pu + v * sj + c]
+                            Zval[pa + r * sj + c] -= acc
+            if i >= t and not full[j]:  # dense rows of a column that does not cover them
+                oi = offset[i] - base
+                for b in range(fj, c1):
+                    k = rowidx[b]
+                    sk, pu, ok = size[k], blockptr[b], offset[k] - base
+                    for r in range(si):
+                        for c in range(sj):
+                            acc = 0.0
+                            for v in range(sk):
+                                acc += ZD[oi + r, ok + v] * U[pu + v * sj + c]
+                            Zval[pa + r * sj + c] -= acc
+        for r in range(sj):
+            for c in range(sj):
+                acc = 0.0
+                for v in range(max(r, c), sj):
+                    acc += U[pj + v * sj + r] * U[pj + v * sj + c]
+                for e in range(blockptr[c0 + 1], blockptr[c1], sj):
+                    acc -= U[e + r] * Zval[e + c]
+                Zval[pj + r * sj + c] = acc
+    return Zval, ZD
+
+
+@numba.njit(cache=True)
+def logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair_ptr,
+                    pair_val, pair_pos, blockptr, base):  # fmt: skip
+    """``d log|A| / dT_f`` for every factor: (F, qmax, qmax)."""
+    G = np.zeros(T.shape)
+    qmax = T.shape[1]
+    TZ = np.empty(qmax * qmax)
+    Zb = np.empty(qmax * qmax)
+    for k in range(pair_i.shape[0]):
+        i, j = pair_i[k], pair_j[k]
+        si, sj, fi, fj, pc = size[i], size[j], node_factor[i], node_factor[j], pair_ptr[k]
+        pos = pair_pos[k]
+        oi, oj = offset[i] - base, offset[j] - base
+        for r in range(si):  # Z_ij, s_i x s_j
+            for c in range(sj):
+                Zb[r * sj + c] = (
+                    Zval[blockptr[pos] + r * sj + c] if pos >= 0 else ZD[oi + r, oj + c]
+                )
+        # node j: 2 C' T_i Z_ij (s_j x s_j)
+        for r in range(si):
+            for c in range(sj):
+                acc = 0.0
+                for v in range(si):
+                    acc += T[fi, r, v] * Zb[v * sj + c]
+                TZ[r * sj + c] = acc
+        for r in range(sj):
+            for c in range(sj):
+                acc = 0.0
+                for v in range(si):
+                    acc += pair_val[pc + v * sj + r] * TZ[v * sj + c]
+                G[fj, r, c] += 2.0 * acc
+        if i != j:  # node i: 2 C T_j Z_ij' (s_i x s_i)
+            for r in range(sj):
+                for c in range(si):
+                    acc = 0.0
+                    for v in range(sj):
+                        acc += T[fj, r, v] * Zb[c * sj + v]
+                    TZ[r * si + c] = acc
+            for r in range(si):
+                for c in range(si):
+                    acc = 0.0
+                    for v in range(sj):
+                        acc += pair_val[pc + r * sj + v] * TZ[v * si + c]
+                    G[fi, r, c] += 2.0 * acc
+    return G
+
+
+@numba.njit(cache=True)
+def zz_product(V, size, offset, pair_i, pair_j, pair_ptr, pair_val):
+    """``Z'Z V`` from the lower node blocks, for V of shape (Q, k)."""
+    out = np.zeros(V.shape)
+    k = V.shape[1]
+    for p in range(pair_i.shape[0]):
+        i, j = pair_i[p], pair_j[p]
+        si, sj, oi, oj, pc = size[i], size[j], offset[i], offset[j], pair_ptr[p]
+        for r in range(si):
+            for c in range(sj):
+                cv = pair_val[pc + r * sj + c]
+                for col in range(k):
+                    out[oi + r, col] += cv * V[oj + c, col]
+                    if i != j:
+                        out[oj + c, col] += cv * V[oi + r, col]
+    return out
+
+
+@numba.njit(cache=True)
+def apply_factor(T, V, size, offset, node_factor, transpose):
+    """``Lambda V`` (or ``Lambda' V``) for V of shape (Q, k)."""
+    out = np.zeros(V.shape)
+    k = V.shape[1]
+    for j in range(size.shape[0]):
+        s, o, f = size[j], offset[j], node_factor[j]
+        for r in range(s):
+            for c in range(s):
+                tv = T[f, c, r] if transpose else T[f, r, c]
+                if tv != 0.0:
+                    for col in range(k):
+                        out[o + r, col] += tv * V[o + c, col]
+    return out
+
+
+@numba.njit(cache=True)
+def outer_by_factor(W, U, size, offset, node_factor, n_factors, qmax):
+    """``sum_{j in f} W_j U_j'`` per factor, for W, U of shape (Q, k): (F, qmax, qmax)."""
+    G = np.zeros((n_factors, qmax, qmax))
+    k = W.shape[1]
+    for j in range(size.shape[0]):
+        s, o, f = size[j], offset[j], node_factor[j]
+        for r in range(s):
+            for c in range(s):
+                acc = 0.0
+                for col in range(k):
+                    acc += W[o + r, col] * U[o + c, col]
+                G[f, r, c] += acc
+    return G
+
+
+@numba.njit(cache=True)
+def _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, e_size, e_offset,
+                        e_i, e_j, e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
+    """With sampled effects ``uE``: ``s -= Z_M'Z_E uE`` in place; returns ``Z_E'(y - X
+    beta)`` and ``Z_E'Z_E uE``."""
+    for k in range(c_i.shape[0]):
+        i, j = c_i[k], c_j[k]
+        si, sj, oi, oj, pc = e_size[i], size[j], e_offset[i], offset[j], c_ptr[k]
+        for r in range(si):
+            for c in range(sj):
+                s[oj + c] -= c_val[pc + r * sj + c] * uE[oi + r]
+    rE = Zty_E - ZtX_E @ beta if beta.shape[0] else Zty_E.copy()
+    EEu = zz_product(uE.reshape((-1, 1)), e_size, e_offset, e_i, e_j, e_ptr, e_val)[:, 0]
+    return rE, EEu
+
+
+@numba.njit(cache=True)
+def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pair_i, pair_j,
+                    pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, t, base, m, ZtX,
+                    Zty, XtX, Xty, yty, n, c_i, c_j, c_ptr, c_val, e_size, e_offset, e_i, e_j,
+                    e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
+    """``log N(y | X beta + Z_E uE, sigma^2 (I + Z_M Lambda Lambda' Z_M'))`` and, if
+    ``want_grad``, its derivatives in every ``T_f`` (F, qmax, qmax), in ``beta``, in
+    ``sigma`` (T fixed) and in ``uE``.
+
+    ``Z_M`` are the random effects integrated out (the factored system), ``Z_E`` those
+    sampled (``uE``; empty arrays when every factor is integrated out). Returns ``(loglik,
+    dT, dbeta, dsigma, duE)``; ``loglik`` is ``-inf`` where ``A`` is not numerically
+    positive definite.
+    """
+    p = beta.shape[0]
+    F, qmax = T.shape[0], T.shape[1]
+    s = Zty.copy()  # Z_M'r
+    for r in range(s.shape[0]):
+        for c in range(p):
+            s[r] -= ZtX[r, c] * beta[c]
+    rE, EEu = _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, e_size,
+                                  e_offset, e_i, e_j, e_ptr, e_val, ZtX_E, Zty_E)  # fmt: skip
+    rr = yty
+    for a in range(p):
+        acc = 0.0
+        for b in range(p):
+            acc += XtX[a, b] * beta[b]
+        rr += beta[a] * (acc - 2.0 * Xty[a])
+    for r in range(uE.shape[0]):
+        rr += uE[r] * (EEu[r] - 2.0 * rE[r])
+    Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
+                       pair_pos, blockptr, base, m)  # fmt: skip
+    logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base)
+    dT, dbeta, duE = np.zeros((F, qmax, qmax)), np.zeros(p), np.zeros(uE.shape[0])
+    if math.isnan(logdet):
+        return -np.inf, dT, dbeta, 0.0, duE
+    u = apply_factor(T, s.reshape((-1, 1)), size, offset, node_factor, True)  # Lambda' Z'r
+    solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, t, base)
+    cc = 0.0
+    for r in range(u.shape[0]):
+        cc += u[r, 0] * u[r, 0]
+    s2 = sigma * sigma
+    loglik = -0.5 * (n * LOG_2PI + 2.0 * n * math.log(sigma) + logdet + (rr - cc) / s2)
+    if not want_grad:
+        return loglik, dT, dbeta, 0.0, duE
+    solve_upper(Lval, LD, u, size, offset, colptr, rowidx, blockptr, t, base)
+    # factorize left the dense block's Schur complement in D
+    Zval, ZD = selected_inverse(Lval, LD, D, size, offset, colptr, rowidx, blockptr, t, base)
+    G = logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair_ptr,
+                        pair_val, pair_pos, blockptr, base)  # fmt: skip
+    v = apply_factor(T, u, size, offset, node_factor, False)  # Lambda u
+    w = s.reshape((-1, 1)) - zz_product(v, size, offset, pair_i, pair_j, pair_ptr, pair_val)
+    Gq = outer_by_factor(w, u, size, offset, node_factor, F, qmax)
+    dT = -0.5 * (G - 2.0 * Gq / s2)
+    for a in range(p):
+        acc = Xty[a]
+        for b in range(p):
+            acc -= XtX[a, b] * beta[b]
+        for r in range(v.shape[0]):
+            acc -= ZtX[r, a] * v[r, 0]
+        for r in range(uE.shape[0]):
+            acc -= ZtX_E[r, a] * uE[r]
+        dbeta[a] = acc / s2
+    for r in range(uE.shape[0]):  # Z_E'(r - Z_M Lambda u)
+        duE[r] = rE[r] - EEu[r]
+    for k in range(c_i.shape[0]):
+        i, j = c_i[k], c_j[k]
+        si, sj, oi, oj, pc = e_size[i], size[j], e_offset[i], offset[j], c_ptr[k]
+        for r in range(si):
+            for c in range(sj):
+                duE[oi + r] -= c_val[pc + r * sj + c] * v[oj + c, 0]
+    duE /= s2
+    dsigma = -n / sigma + (rr - cc) / (s2 * sigma)
+    return loglik, dT, dbeta, dsigma, duE
+
+
+@numba.njit(cache=True)
+def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pair_j, pair_ptr,
+                      pair_val, pair_pos, colptr, rowidx, blockptr, t, base, m, ZtX, Zty, XtX,
+                      Xty, yty, n):  # fmt: skip
+    """lme4's profiled deviance (ML) or REML criterion at relative factors ``T``, and its
+    derivative in every ``T_f`` (beta and sigma profiled out).
+
+    Returns ``(deviance, dT, beta, sigma2_hat)``; the deviance is ``inf`` where ``A`` or
+    the fixed-effects Schur complement is not numerically positive definite.
+    """
+    p = XtX.shape[0]
+    Q = Zty.shape[0]
+    F, qmax = T.shape[0], T.shape[1]
+    dT = np.zeros((F, qmax, qmax))
+    Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
+                       pair_pos, blockptr, base, m)  # fmt: skip
+    logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base)
+    if math.isnan(logdet):
+        return np.inf, dT, np.zeros(p), np.nan
+    R = np.empty((Q, p + 1))
+    R[:, :p] = ZtX
+    R[:, p] = Zty
+    R = apply_factor(T, R, size, offset, node_factor, True)  # [Lambda'Z'X, Lambda'Z'y]
+    C = R.copy()
+    solve_lower(Lval, LD, C, size, offset, colptr, rowidx, blockptr, t, base)
+    CtC = np.dot(np.ascontiguousarray(C.T), C)
+    M = XtX - CtC[:p, :p]
+    vx = Xty - CtC[:p, p]
+    yy = yty - CtC[p, p]
+    logdet_M = 0.0
+    beta = np.zeros(p)
+    Minv = np.zeros((p, p))
+    if p:
+        for a in range(p):  # positive definite?
+            if not M[a, a] > 0.0:
+                return np.inf, dT, beta, np.nan
+        try:
+            RX = np.linalg.cholesky(M)
+        except Exception:  # noqa: BLE001 - rank deficient given theta
+            return np.inf, dT, beta, np.nan
+        for a in range(p):
+            logdet_M += 2.0 * math.log(RX[a, a])
+        Minv[:, :] = np.linalg.inv(M)
+        beta = Minv @ vx
+    r2 = yy
+    for a in range(p):
+        r2 -= vx[a] * beta[a]
+    r2 = max(r2, 1e-300)
+    dof = n - p if reml else n
+    dev = logdet + dof * (1.0 + math.log(2.0 * math.pi * r2 / dof))
+    if reml:
+        dev += logdet_M
+    if not want_grad:
+        return dev, dT, beta, r2 / dof
+    solve_upper(Lval, LD, C, size, offset, colptr, rowidx, blockptr, t, base)  # A^-1 R
+    u = C[:, p : p + 1] - np.ascontiguousarray(C[:, :p]) @ beta.reshape((-1, 1))
+    # factorize left the dense block's Schur complement in D
+    Zval, ZD = selected_inverse(Lval, LD, D, size, offset, colptr, rowidx, blockptr, t, base)
+    G = logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair_ptr,
+                        pair_val, pair_pos, blockptr, base)  # fmt: skip
+    resid = (Zty - ZtX @ beta).reshape((-1, 1))  # Z'(y - X beta)
+    v = apply_factor(T, u, size, offset, node_factor, False)
+    w = resid - zz_product(v, size, offset, pair_i, pair_j, pair_ptr, pair_val)
+    G -= (dof / r2) * 2.0 * outer_by_factor(w, u, size, offset, node_factor, F, qmax)
+    if reml and p:
+        U = np.ascontiguousarray(C[:, :p])
+        WX = ZtX - zz_product(apply_factor(T, U, size, offset, node_factor, False), size,
+                              offset, pair_i, pair_j, pair_ptr, pair_val)  # fmt: skip
+        G -= 2.0 * outer_by_factor(WX @ Minv, U, size, offset, node_factor, F, qmax)
+    return dev, G, beta, r2 / dof
+
+
+@numba.njit(cache=True)
+def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset, node_factor,
+                 pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, t,
+                 base, m, ZtX, Zty, c_i, c_j, c_ptr, c_val, e_size, e_offset, e_i, e_j, e_ptr,
+                 e_val, ZtX_E, Zty_E):  # fmt: skip
+    """Exact draws of the integrated-out effects ``b = Lambda (u_hat + sigma L'^-1 noise)``
+    given each draw of (T, beta, sigma, uE): (draws, Q_M) in the node numbering."""
+    S, Q = noise.shape
+    out = np.empty((S, Q))
+    for d in range(S):
+        T = T_draws[d]
+        Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
+                           pair_pos, blockptr, base, m)  # fmt: skip
+        logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base)
+        if math.isnan(logdet):
+            out[d] = np.nan
+            continue
+        beta = beta_draws[d]
+        s = Zty - ZtX @ beta if beta.shape[0] else Zty.copy()
+        _explicit_residuals(beta, uE_draws[d], s, size, offset, c_i, c_j, c_ptr, c_val, e_size,
+                            e_offset, e_i, e_j, e_ptr, e_val, ZtX_E, Zty_E)  # fmt: skip
+        u = apply_factor(T, s.reshape((-1, 1)), size, offset, node_factor, True)
+        solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, t, base)
+        for r in range(Q):
+            u[r, 0] += sigma_draws[d] * noise[d, r]
+        solve_upper(Lval, LD, u, size, offset, colptr, rowidx, blockptr, t, base)
+        out[d] = apply_factor(T, u, size, offset, node_factor, False)[:, 0]
+    return out
+
+
+class BlockedSystem:
+    """The statistics of a design split for the kernels, with the symbolic factorisation of
+    the penalised system of the factors integrated out.
+
+    Parameters
+    ----------
+    stats
+        Node statistics (:class:`~bayeslmm.gaussian.statistics.BlockedStats`); its first
+        ``n_marginal`` nodes are integrated out, the rest are sampled (``uE``).
+    """
+
+    def __init__(self, stats: BlockedStats):
+        self.stats = stats
+        NM, QM = stats.n_marginal, int(stats.offset[stats.n_marginal])
+        inside = _part(stats, stats.pair_i < NM, 0, 0)
+        self.marginal = NodeBlocks(stats.size[:NM], stats.offset[: NM + 1],
+                                   stats.node_factor[:NM], *inside)  # fmt: skip
+        self.explicit = NodeBlocks(stats.size[NM:], stats.offset[NM:] - QM,
+                                   stats.node_factor[NM:],
+                                   *_part(stats, stats.pair_j >= NM, NM, NM))  # fmt: skip
+        self.cross = _part(stats, (stats.pair_i >= NM) & (stats.pair_j < NM), NM, 0)
+        self.ZtX_M, self.ZtX_E = stats.ZtX[:QM], np.ascontiguousarray(stats.ZtX[QM:])
+        self.Zty_M, self.Zty_E = stats.Zty[:QM], np.ascontiguousarray(stats.Zty[QM:])
+        boundaries = [f.first for f in stats.factors[1:] if f.first < NM]
+        self.pattern = symbolic(self.marginal, boundaries)
+        self.qmax = max((f.q for f in stats.factors), default=0)
+
+    @property
+    def n_factors(self) -> int:
+        return len(self.stats.factors)
+
+    @property
+    def n_marginal_effects(self) -> int:
+        return int(self.stats.offset[self.stats.n_marginal])
+
+    @property
+    def n_explicit_effects(self) -> int:
+        return self.stats.n_effects - self.n_marginal_effects
+
+    def factor_stack(self, factors: list[np.ndarray]) -> np.ndarray:
+        """Per-factor relative factors (q_f x q_f each) as one (F, qmax, qmax) array."""
+        T = np.zeros((self.n_factors, self.qmax, self.qmax))
+        for k, Tf in enumerate(factors):
+            q = Tf.shape[0]
+            T[k, :q, :q] = Tf
+        return T
+
+    def structure(self) -> tuple:
+        """The arguments the kernels take after their own: nodes, pattern, statistics."""
+        nodes, pat = self.marginal, self.pattern
+        return (nodes.size, nodes.offset, nodes.node_factor, nodes.pair_i, nodes.pair_j,
+                nodes.pair_ptr, nodes.pair_val, pat.pair_pos, pat.colptr, pat.rowidx,
+                pat.blockptr, pat.dense_start, pat.base, pat.m, self.ZtX_M, self.Zty_M)  # fmt: skip
+
+    def explicit_structure(self) -> tuple:
+        """The kernels' last arguments: the sampled factors' blocks and statistics."""
+        e = self.explicit
+        return (*self.cross, e.size, e.offset, e.pair_i, e.pair_j, e.pair_ptr, e.pair_val,
+                self.ZtX_E, self.Zty_E)  # fmt: skip
+
+    def marginal_loglik(self, T: np.ndarray, beta: np.ndarray, sigma: float,
+                        uE: np.ndarray | None = None, grad: bool = True) -> tuple:  # fmt: skip
+        """See :func:`marginal_loglik`; ``T`` from :meth:`factor_stack`."""
+        s = self.stats
+        uE = np.zeros(self.n_explicit_effects) if uE is None else uE
+        return marginal_loglik(np.ascontiguousarray(T, dtype=float),
+                               np.ascontiguousarray(beta, dtype=float), float(sigma),
+                               np.ascontiguousarray(uE, dtype=float), grad, *self.structure(),
+                               s.XtX, s.Xty, s.yty, float(s.n),
+                               *self.explicit_structure())  # fmt: skip
+
+    def profiled_deviance(self, T: np.ndarray, reml: bool, grad: bool = True) -> tuple:
+        """See :func:`profiled_deviance` (every factor integrated out)."""
+        s = self.stats
+        if s.n_marginal != s.n_nodes:
+            raise ValueError("the profiled criterion integrates every random effect out")
+        return profiled_deviance(np.ascontiguousarray(T, dtype=float), reml, grad,
+                                 *self.structure(), s.XtX, s.Xty, s.yty, float(s.n))  # fmt: skip
+
+    def draw_effects(self, T_draws: np.ndarray, beta_draws: np.ndarray,
+                     sigma_draws: np.ndarray, rng: np.random.Generator,
+                     uE_draws: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+        """Exact draws of the integrated-out effects (draws, Q_M), node by node."""
+        S = len(sigma_draws)
+        if uE_draws is None:
+            uE_draws = np.zeros((S, self.n_explicit_effects))
+        noise = rng.standard_normal((S, self.n_marginal_effects))
+        return draw_effects(np.ascontiguousarray(T_draws, dtype=float),
+                            np.ascontiguousarray(beta_draws, dtype=float),
+                            np.ascontiguousarray(sigma_draws, dtype=float),
+                            np.ascontiguousarray(uE_draws, dtype=float), noise,
+                            *self.structure(), *self.explicit_structure())  # fmt: skip
+
+
+def choose_explicit(design: Design, dense_max: int = DENSE_MAX) -> tuple[str, ...]:
+    """Grouping factors to sample rather than integrate out, so that the dense block of
+    the factored system has at most ``dense_max`` rows.
+
+    The first factor (most levels) is always integrated out: its system is block
+    diagonal. While the dense block is too large, the later factor contributing most rows
+    to it (levels x terms) is sampled instead, as Lai, Domke & Sheldon (2024) marginalise
+    InstEval's students and sample its instructors. One factor, nested factors and crossed
+    designs whose later factors are small integrate every effect out.
+    """
+    explicit: list[str] = []
+    while True:
+        stats = BlockedStats.from_design(design, explicit)
+        system = BlockedSystem(stats)
+        if system.pattern.m <= dense_max:
+            return tuple(explicit)
+        dense = [f for f in stats.factors[1:] if f.group not in explicit
+                 and f.first >= system.pattern.dense_start]  # fmt: skip
+        if not dense:
+            return tuple(explicit)
+        explicit.append(max(dense, key=lambda f: f.n_levels * f.q).group)

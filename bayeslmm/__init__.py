@@ -14,12 +14,14 @@ from typing import Any
 
 from .bayes.model import LMM
 from .bayes.priors import Prior, default_priors
+from .classical.anova import LikelihoodRatioTable, anova, ranova
 from .classical.lmer import LmerResult, lmer, satterthwaite
 from .comparison.models import Comparison, compare
 from .datasets import list_datasets, load_dataset
 from .errors import (
     BayesLMMError,
     ColumnTypeError,
+    ComparisonError,
     ConvergenceWarning,
     DataError,
     FormulaError,
@@ -39,6 +41,9 @@ __all__ = [
     "lmer",
     "satterthwaite",
     "LmerResult",
+    "anova",
+    "ranova",
+    "LikelihoodRatioTable",
     "compare",
     "Comparison",
     "report",
@@ -59,6 +64,7 @@ __all__ = [
     "FormulaError",
     "DataError",
     "ColumnTypeError",
+    "ComparisonError",
     "RankDeficiencyError",
     "PriorError",
     "NotFittedError",

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .bayes.evidence import BayesFactor, MarginalLikelihood, bayes_factor
+from .bayes.loo import LooComparison, loo_compare
 from .bayes.model import LMM
 from .bayes.priors import Prior, default_priors
 from .classical.anova import LikelihoodRatioTable, anova, ranova
@@ -46,6 +48,11 @@ __all__ = [
     "LikelihoodRatioTable",
     "compare",
     "Comparison",
+    "bayes_factor",
+    "BayesFactor",
+    "MarginalLikelihood",
+    "loo_compare",
+    "LooComparison",
     "report",
     "ReportFiles",
     "plots",

@@ -19,6 +19,7 @@ from .bayes.priors import Prior, default_priors
 from .classical.anova import LikelihoodRatioTable, anova, ranova
 from .classical.lmer import LmerResult, lmer, satterthwaite
 from .comparison.models import Comparison, compare
+from .comparison.random_effects import RandomEffectsComparison, compare_random_effects
 from .datasets import list_datasets, load_dataset
 from .errors import (
     BayesLMMError,
@@ -48,6 +49,8 @@ __all__ = [
     "LikelihoodRatioTable",
     "compare",
     "Comparison",
+    "compare_random_effects",
+    "RandomEffectsComparison",
     "bayes_factor",
     "BayesFactor",
     "MarginalLikelihood",

@@ -100,8 +100,10 @@ def test_bayes_factor_and_its_checks(tiny, sleepstudy):
     other = bl.LMM("y ~ 1 + (1 | g)", tiny.design.frame.assign(y=tiny.design.y + 1.0))
     other.fit(random_seed=2, **FAST)
     bf = bl.bayes_factor(tiny, tiny)
-    assert bf.log_bf == 0.0 and bf.bf == 1.0 and bf.error == pytest.approx(
-        np.sqrt(2) * tiny.log_marginal_likelihood().error
+    assert (
+        bf.log_bf == 0.0
+        and bf.bf == 1.0
+        and bf.error == pytest.approx(np.sqrt(2) * tiny.log_marginal_likelihood().error)
     )
     with pytest.raises(bl.ComparisonError, match="same response"):
         bl.bayes_factor(tiny, other)

@@ -92,8 +92,12 @@ def test_unconstrained_draws_invert_the_density_transform(sleepstudy):
             for k, v in density.constrained(x, design).items()}  # fmt: skip
     import xarray as xr
 
-    back = evidence.unconstrained_draws(density.layout, xr.Dataset(post), design)
+    post = xr.Dataset(post)
+    back = evidence.unconstrained_draws(density.layout, post, design)
     np.testing.assert_allclose(back, x, atol=1e-9)
+    # from the correlations alone (a posterior without the packed Cholesky factor)
+    back = evidence.unconstrained_draws(density.layout, post.drop_vars("chol_Subject"), design)
+    np.testing.assert_allclose(back, x, atol=1e-7)
 
 
 def test_bayes_factor_and_its_checks(tiny, sleepstudy):

@@ -217,12 +217,7 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
         x[..., first : first + k] = np.log(post[f"sd_{block.label}"].values)
         if not corr:
             continue
-        full = np.broadcast_to(np.eye(k), (*shape, k, k)).copy()
-        rows, cols = np.tril_indices(k, k=-1)
-        cor = post[f"cor_{block.label}"].values
-        full[..., rows, cols] = cor
-        full[..., cols, rows] = cor
-        w = np.linalg.cholesky(full)
+        w = _correlation_factor(post, block.label, k, shape)
         pos = first + k
         for i in range(1, k):
             rest = np.ones(shape)
@@ -233,6 +228,23 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
                 pos += 1
     x[..., layout.sigma] = np.log(post["sigma"].values)
     return x
+
+
+def _correlation_factor(post: xr.Dataset, label: str, k: int, shape: tuple) -> np.ndarray:
+    """Cholesky factor W of each draw's correlation matrix: from the packed Cholesky
+    factor of the covariance where the posterior has it (exact, whatever the sampler),
+    else from the correlations."""
+    rows, cols = np.tril_indices(k)
+    if f"chol_{label}" in post:
+        chol = np.zeros((*shape, k, k))
+        chol[..., rows, cols] = post[f"chol_{label}"].values
+        return chol / np.linalg.norm(chol, axis=-1, keepdims=True)
+    full = np.broadcast_to(np.eye(k), (*shape, k, k)).copy()
+    lower = np.tril_indices(k, k=-1)
+    cor = post[f"cor_{label}"].values
+    full[..., lower[0], lower[1]] = cor
+    full[..., lower[1], lower[0]] = cor
+    return np.linalg.cholesky(full)
 
 
 def _pymc_space(model: LMM) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:

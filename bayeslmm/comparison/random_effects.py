@@ -305,7 +305,8 @@ def compare_random_effects(
                "AIC_diff": small.aic - reml.aic, "BIC_diff": small.bic - reml.bic}  # fmt: skip
         test_p = p_boundary if np.isfinite(p_boundary) else p
         rejects = test_p < alpha
-        finding = "rejects the simpler model" if rejects else "finds no evidence against it"
+        finding = ("rejects the simpler model" if rejects
+                   else "finds no evidence against the simpler model")  # fmt: skip
         words = [f"the REML likelihood-ratio test {finding} (LRT = {lrt:.2f} on {df} df, "
                  f"{'boundary-corrected ' if extra else ''}p {_fmt_p(test_p)})"]  # fmt: skip
         words.append(_ic_words(row["AIC_diff"], row["BIC_diff"]))

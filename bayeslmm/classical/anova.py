@@ -61,7 +61,7 @@ def chibar_pvalue(chisq: float, df: int, variances_at_zero: int) -> tuple[float,
         ``0``: the plain ``chi2(df)`` tail; ``1``: ``0.5 chi2(df - 1) + 0.5 chi2(df)``
         (``chi2(0)``: a point mass at zero); more: ``nan`` (weights not available).
     """
-    if df <= 0:
+    if df <= 0 or variances_at_zero < 0:
         return np.nan, ""
     if variances_at_zero == 0:
         return float(scipy.stats.chi2.sf(chisq, df)), f"chi2({df})"
@@ -199,7 +199,8 @@ class LikelihoodRatioTable:
     def __str__(self) -> str:
         notes = [f"  {name}: {null}" for name, null in zip(self.table.index, self.nulls,
                                                             strict=True) if null]  # fmt: skip
-        text = self.table.to_string(float_format=lambda v: f"{v:.6g}", na_rep="")
+        shown = self.table.astype({"Df": float})  # an empty cell, not <NA>, in the first row
+        text = shown.to_string(float_format=lambda v: f"{v:.6g}", na_rep="")
         tail = "\nNull distributions of the boundary-corrected p:\n" + "\n".join(notes)
         return f"{self.heading}\n{text}" + (tail if notes else "")
 

@@ -132,6 +132,10 @@ def test_anova_refuses_what_it_cannot_compare(sleepstudy, classroom):
         bl.anova(m0, quadratic, refit=False)
     with pytest.raises(bl.ComparisonError, match="distinct"):
         bl.anova(m0, m1, names=["a", "a"])
+    twice = bl.anova(m0, _fit("Reaction ~ Days + (1|Subject)", sleepstudy, reml=False)).table
+    assert list(twice.index) == ["m1: Reaction ~ Days + (1|Subject)",
+                                 "m2: Reaction ~ Days + (1|Subject)"]  # fmt: skip
+    assert twice["Chisq"].iloc[1] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_nesting_follows_spans_and_groupings(sleepstudy, ratpup):

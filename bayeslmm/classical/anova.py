@@ -227,7 +227,7 @@ def anova(
         REML likelihoods are compared, which is valid only when every model has the
         same fixed effects (else :class:`~bayeslmm.ComparisonError`).
     names
-        Row names (default: the formulas).
+        Row names (default: the formulas, numbered ``m1: ...`` when two are the same).
     check_nested
         Raise unless each model is nested in the next larger one (the test assumes it);
         ``False`` tabulates anyway, as lme4 does (the boundary p is then left empty).
@@ -246,6 +246,8 @@ def anova(
             raise ComparisonError(f"anova() compares bl.lmer fits; argument {i + 1} is a "
                                   f"{type(fit).__name__}")  # fmt: skip
     labels = [fit.design.spec.formula for fit in fits] if names is None else list(names)
+    if names is None and len(set(labels)) < len(labels):  # the same formula twice
+        labels = [f"m{i + 1}: {label}" for i, label in enumerate(labels)]
     if len(labels) != len(fits) or len(set(labels)) != len(labels):
         raise ComparisonError(f"names must be {len(fits)} distinct labels, got {labels}")
     check_same_rows([fit.design for fit in fits], labels)

@@ -32,6 +32,7 @@ whose random effects are not integrated out, raise :class:`~bayeslmm.ComparisonE
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -159,15 +160,18 @@ def bridge_sampling(
     l1, l2 = q11 - q12, q21 - q22
     lstar = float(np.median(l1))
     a1, a2 = l1 - lstar, l2 - lstar
-    log_r, iterations = 0.0, 0
-    for iterations in range(1, max_iterations + 1):  # noqa: B007 - the count is returned
+    log_r, iterations, done = 0.0, 0, False
+    while not done and iterations < max_iterations:
+        iterations += 1
         num = np.exp(a2 - np.logaddexp(log_s1 + a2, log_s2 + log_r))
         den = np.exp(-np.logaddexp(log_s1 + a1, log_s2 + log_r))
         new = math.log(np.mean(num)) - math.log(np.mean(den))
         done = abs(new - log_r) < TOLERANCE
         log_r = new
-        if done:
-            break
+    if not done:
+        warnings.warn(f"bridge sampling stopped after {iterations} iterations before "
+                      "converging; the marginal likelihood may be off", UserWarning,
+                      stacklevel=3)  # fmt: skip
     logml = log_r + lstar
     # Frühwirth-Schnatter's relative mean squared error of exp(logml)
     f1 = np.exp(-np.logaddexp(log_s1, log_s2 + q22 - q21 + logml))

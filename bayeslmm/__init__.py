@@ -12,14 +12,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .bayes.evidence import BayesFactor, MarginalLikelihood, bayes_factor
+from .bayes.loo import LooComparison, loo_compare
 from .bayes.model import LMM
 from .bayes.priors import Prior, default_priors
+from .classical.anova import LikelihoodRatioTable, anova, ranova
 from .classical.lmer import LmerResult, lmer, satterthwaite
 from .comparison.models import Comparison, compare
+from .comparison.random_effects import RandomEffectsComparison, compare_random_effects
 from .datasets import list_datasets, load_dataset
 from .errors import (
     BayesLMMError,
     ColumnTypeError,
+    ComparisonError,
     ConvergenceWarning,
     DataError,
     FormulaError,
@@ -39,8 +44,18 @@ __all__ = [
     "lmer",
     "satterthwaite",
     "LmerResult",
+    "anova",
+    "ranova",
+    "LikelihoodRatioTable",
     "compare",
     "Comparison",
+    "compare_random_effects",
+    "RandomEffectsComparison",
+    "bayes_factor",
+    "BayesFactor",
+    "MarginalLikelihood",
+    "loo_compare",
+    "LooComparison",
     "report",
     "ReportFiles",
     "plots",
@@ -59,6 +74,7 @@ __all__ = [
     "FormulaError",
     "DataError",
     "ColumnTypeError",
+    "ComparisonError",
     "RankDeficiencyError",
     "PriorError",
     "NotFittedError",

@@ -46,6 +46,10 @@ class NotFittedError(BayesLMMError, ValueError):
     """A result was requested from a model that has not been fitted."""
 
 
+class ComparisonError(BayesLMMError, ValueError):
+    """Models cannot be compared: different rows or responses, not nested, not fitted."""
+
+
 class ConvergenceWarning(UserWarning):
     """MCMC diagnostics suggest the posterior draws cannot be trusted yet."""
 

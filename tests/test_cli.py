@@ -55,10 +55,27 @@ def test_demo_end_to_end(tmp_path):
     last = result.stdout.strip().splitlines()[-1]
     assert last == f"Report written to {(out / 'report.html').resolve()}"
     page = check_report(out, MODEL_FIGURES + COMPARISON_FIGURES,
-                        TABLES + ["comparison", "shrinkage"])  # fmt: skip
+                        TABLES + ["comparison", "shrinkage", "random_effects_comparison",
+                                  "loo_by_group"])  # fmt: skip
     assert "score ~ edu + (1 + edu | classroom)" in page
     assert "LMM-Inter" in page and "Can the draws be trusted?" in page
     assert "Traceback" not in result.stderr
+    # the tutorial's conclusion: three classrooms give no reason for a random slope
+    assert "Which random effects does the data support?" in page
+    verdict = ("The data do not support the random slope of edu in (1 + edu | classroom). "
+               "The simpler model score ~ edu + (1 | classroom) is enough.")  # fmt: skip
+    assert verdict in page and verdict in result.stderr
+
+
+def test_fit_report_says_sleepstudy_needs_random_slopes(tmp_path, capsys):
+    out = tmp_path / "sleep"
+    args = ["fit", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "--out", str(out),
+            "--no-compare", *FAST]  # fmt: skip
+    assert main(args) == 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "The data support the random slope of Days in (Days | Subject)." in page
+    table = (out / "random_effects_comparison.csv").read_text()
+    assert "random slope of Days in (Days | Subject)" in table and "needed" in table
 
 
 def test_fit_console_script_with_priors(tmp_path):
@@ -69,7 +86,7 @@ def test_fit_console_script_with_priors(tmp_path):
     cmd = [sys.executable, "-c", entry,
            "fit", str(csv), "Reaction ~ Days + (Days | Subject)", "--out", str(out),
            "--prior", "sd=HalfNormal(sigma=30)", "--prior", "Days=Normal(mu=0, sigma=20)",
-           "--no-compare", *FAST]  # fmt: skip
+           "--no-compare", "--no-random-comparison", *FAST]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     check_report(out, MODEL_FIGURES, TABLES)
@@ -77,6 +94,7 @@ def test_fit_console_script_with_priors(tmp_path):
     assert 'Days,"Normal(mu=0, sigma=20)"' in priors
     assert "sd(Days|Subject),HalfNormal(sigma=30)" in priors
     assert "skipped (--no-compare)" in (out / "report.html").read_text()
+    assert "skipped (--no-random-comparison)" in (out / "report.html").read_text()
 
 
 def test_fit_without_a_comparison_says_why(tmp_path, capsys):
@@ -87,6 +105,7 @@ def test_fit_without_a_comparison_says_why(tmp_path, capsys):
     assert "no fixed term besides the intercept" in captured.err
     page = check_report(out, ["trace", "rank", "ppc", "ppc_by_group", "residuals"], TABLES)
     assert "No comparison with the classical models" in page
+    assert "no slope or correlation to remove" in page
 
 
 @pytest.mark.parametrize(

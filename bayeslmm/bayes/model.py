@@ -34,6 +34,8 @@ from .sampling import check_sampler, default_sampler, sample_compiled, sample_nu
 if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit need not pay)
     import pymc as pm
 
+    from .evidence import MarginalLikelihood
+
 METHODS = ("marginal", "full")
 LOG_LIKELIHOOD_MAX = 50_000_000  # rows x draws kept in the pointwise log-likelihood
 
@@ -361,6 +363,21 @@ class LMM:
             kind=kind,
             random_seed=random_seed,
         )
+
+    def log_marginal_likelihood(self, random_seed: int | None = None) -> MarginalLikelihood:
+        """``log p(y)`` by bridge sampling on the marginal posterior, with its Monte Carlo
+        error (:mod:`bayeslmm.bayes.evidence`); computed once per fit and kept (a call
+        without a seed reuses any earlier result).
+        """
+        from .evidence import log_marginal_likelihood
+
+        idata = self._posterior()
+        cached = getattr(self, "_evidence", None)
+        if cached and cached[0] is idata and random_seed in (None, cached[1]):
+            return cached[2]
+        result = log_marginal_likelihood(self, random_seed=random_seed)
+        self._evidence = (idata, random_seed, result)
+        return result
 
     def posterior_predictive(self, random_seed: int | None = None) -> az.InferenceData:
         """Add a ``posterior_predictive`` group (for ``az.plot_ppc``) and return the data."""

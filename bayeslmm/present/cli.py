@@ -72,6 +72,12 @@ def _add_sampling_options(
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
+def _add_random_comparison_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-random-comparison", action="store_true",
+                   help="skip the comparison with simpler random-effects structures (each "
+                        "random slope or correlation removed)")  # fmt: skip
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
@@ -103,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a prior, e.g. --prior 'sd=HalfNormal(sigma=5)' or "
                           "--prior 'Days=Normal(mu=0, sigma=20)'; repeatable")  # fmt: skip
     fit.add_argument("--no-compare", action="store_true", help="skip the seven-model comparison")
+    _add_random_comparison_option(fit)
     _add_sampling_options(fit)
     _add_common(fit)
 
@@ -116,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     # 3 classrooms leave the random-slope SD weakly identified: longer chains, smaller steps
     # (at 0.95 one seed in five gave a divergent transition; at 0.99 none did, in 2 s each)
     _add_sampling_options(demo, draws=3000, tune=3000, target_accept=0.99)
+    _add_random_comparison_option(demo)
     _add_common(demo)
 
     data = sub.add_parser("datasets", help="list the shipped datasets",
@@ -180,6 +188,7 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
             except BayesLMMError as err:
                 why_not = f"No comparison with the classical models: {err}"
         _print_warnings(caught, "the comparison models")
+    random_effects, random_note = _random_effects(args, model, progress, fit_kwargs)
     if why_not:
         print(f"bayeslmm: note: {why_not}", file=sys.stderr)
     note = why_not or (
@@ -190,12 +199,41 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
     print("Writing the report ...", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        files = report(model, comparison, args.out, title=title, comparison_note=note)
+        files = report(
+            model,
+            comparison,
+            args.out,
+            title=title,
+            comparison_note=note,
+            random_effects=random_effects,
+            random_effects_note=random_note,
+        )
     _print_warnings(caught, "the report")
     if files.failed:
         for name, why in files.failed.items():
             print(f"bayeslmm: warning: figure {name} not drawn: {why}", file=sys.stderr)
     return files.html
+
+
+def _random_effects(args: argparse.Namespace, model, progress: bool, fit_kwargs: dict):
+    """The comparison with simpler random-effects structures, or why there is none."""
+    from ..comparison.random_effects import compare_random_effects
+
+    if getattr(args, "no_random_comparison", False):
+        return None, "The comparison of random-effects structures was skipped " \
+                     "(--no-random-comparison)."  # fmt: skip
+    print("Comparing simpler random-effects structures ...", file=sys.stderr)
+    result, note = None, None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = compare_random_effects(model, progressbar=progress, **fit_kwargs)
+        except BayesLMMError as err:
+            note = f"No comparison of random-effects structures: {err}"
+    _print_warnings(caught, "the random-effects comparison")
+    if result is not None:
+        print(f"bayeslmm: {result.summary}", file=sys.stderr)
+    return result, note
 
 
 def _print_warnings(caught: list[warnings.WarningMessage], where: str) -> None:

@@ -24,7 +24,9 @@ from matplotlib.figure import Figure
 from ..bayes.diagnostics import verdict
 from ..bayes.model import LMM
 from ..comparison.models import Comparison
+from ..comparison.random_effects import RandomEffectsComparison
 from . import plots
+from .random_effects_section import random_effects_section
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px;
@@ -309,6 +311,8 @@ def report(
     path: str | Path = "bayeslmm_report",
     title: str | None = None,
     comparison_note: str | None = None,
+    random_effects: RandomEffectsComparison | None = None,
+    random_effects_note: str | None = None,
 ) -> ReportFiles:
     """Write ``report.html`` (self-contained), the CSV tables and the PNG figures.
 
@@ -325,6 +329,11 @@ def report(
         Page title (default: the formula).
     comparison_note
         Why there is no comparison, shown in its place.
+    random_effects
+        The :func:`~bayeslmm.compare_random_effects` result for the model, if any: adds
+        the section "Which random effects does the data support?".
+    random_effects_note
+        Why that section has no comparison, shown in its place.
 
     Returns
     -------
@@ -344,6 +353,8 @@ def report(
     elif comparison_note:
         sec = w.section("comparison", "Bayesian, REML and the classical models")
         w.text(sec, html.escape(comparison_note), "note")
+    if random_effects is not None or random_effects_note:
+        random_effects_section(w, random_effects, random_effects_note)
     from .. import __version__
 
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

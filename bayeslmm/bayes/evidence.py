@@ -1,0 +1,361 @@
+"""Marginal likelihoods by bridge sampling, and Bayes factors.
+
+With the random effects integrated out exactly, the posterior of a linear mixed model
+lives on a few dimensions (fixed effects, log SDs, correlations, log sigma), where the
+unnormalised log posterior, priors and Jacobians included, is the compiled marginal
+density (:mod:`bayeslmm.bayes.density`); its integral is ``p(y)``. Bridge sampling
+(Meng & Wong 1996) estimates that integral from the posterior draws and draws of a
+multivariate normal proposal, with the iterative scheme of the ``bridgesampling`` R
+package (Gronau et al. 2017, ``method = "normal"``):
+
+- each chain's first half of draws fits the proposal's mean and covariance, the second
+  half enters the bridge (``N1`` draws, effective size ``neff``), with ``N2 = N1``
+  proposal draws;
+- ``l1 = log q(post) - log g(post)``, ``l2 = log q(prop) - log g(prop)`` and, from
+  ``r = 1``, ``r <- mean(e^l2 / (s1 e^l2 + s2 r)) / mean(1 / (s1 e^l1 + s2 r))`` with
+  ``s1 = neff / (neff + N2)``, ``s2 = N2 / (neff + N2)`` (in logs, scaled by the
+  median of ``l1``) until ``log r`` moves by less than 1e-10;
+- the Monte Carlo error is Frühwirth-Schnatter's (2004) relative mean squared error of
+  the estimate, ``var(f1) / (N2 mean(f1)^2) + var(f2) / (ESS(f2) mean(f2)^2)``, whose
+  square root is the standard error of ``log p(y)``; the autocorrelation of the
+  posterior term enters through its effective sample size (ArviZ's ``ess``) where
+  ``bridgesampling`` uses a spectral density at zero.
+
+The draws are mapped back to the density's unconstrained space from the posterior's
+``beta``, ``sd_L``, ``cor_L`` and ``sigma``, so any sampler's draws serve, whichever
+space it moved in. Models the compiled density does not cover (two nested factors,
+prior families it lacks) use PyMC's marginal model instead (its log density on the
+transformed value variables, one compiled call per draw, slower); crossed designs,
+whose random effects are not integrated out, raise :class:`~bayeslmm.ComparisonError`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import arviz as az
+import numba
+import numpy as np
+import scipy.stats
+import xarray as xr
+
+from ..errors import ComparisonError, NotFittedError
+from ..spec.design import Design
+from .density import Layout, logp_and_grad
+
+if TYPE_CHECKING:
+    from .model import LMM
+
+MAX_ITERATIONS = 1000
+TOLERANCE = 1e-10
+
+
+@dataclass(frozen=True)
+class MarginalLikelihood:
+    """``log p(y)`` of a model, estimated by bridge sampling.
+
+    Attributes
+    ----------
+    logml
+        The estimate of the log marginal likelihood.
+    error
+        Its Monte Carlo standard error (on the log scale; Frühwirth-Schnatter's
+        approximate relative RMSE of ``p(y)``).
+    iterations
+        Iterations of the bridge scheme.
+    n_posterior, n_proposal
+        Posterior draws in the bridge (half of each chain) and proposal draws.
+    density
+        ``"compiled"`` (:mod:`bayeslmm.bayes.density`) or ``"PyMC graph"``.
+    """
+
+    logml: float
+    error: float
+    iterations: int
+    n_posterior: int
+    n_proposal: int
+    density: str
+
+    def __float__(self) -> float:
+        return self.logml
+
+    def __str__(self) -> str:
+        return f"log p(y) = {self.logml:.4f} (MC error {self.error:.4f}, bridge sampling)"
+
+
+@dataclass(frozen=True)
+class BayesFactor:
+    """The Bayes factor of model 1 against model 0, ``p(y | m1) / p(y | m0)``.
+
+    Attributes
+    ----------
+    log_bf
+        ``log p(y | m1) - log p(y | m0)``.
+    error
+        Monte Carlo standard error of ``log_bf`` (the two errors added in quadrature).
+    m1, m0
+        The marginal likelihoods.
+    """
+
+    log_bf: float
+    error: float
+    m1: MarginalLikelihood
+    m0: MarginalLikelihood
+
+    @property
+    def bf(self) -> float:
+        """``exp(log_bf)`` (``inf`` beyond the float range)."""
+        return math.exp(self.log_bf) if self.log_bf < 709 else math.inf
+
+    def __str__(self) -> str:
+        return (f"BF10 = {self.bf:.4g} (log BF = {self.log_bf:.3f} +/- {self.error:.3f} "
+                "Monte Carlo error)")  # fmt: skip
+
+
+def bridge_sampling(
+    log_density: Callable[[np.ndarray], np.ndarray],
+    draws: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    max_iterations: int = MAX_ITERATIONS,
+) -> tuple[float, float, int, int, int]:
+    """The bridge-sampling estimate of ``log integral exp(log_density)`` (module text).
+
+    Parameters
+    ----------
+    log_density
+        Unnormalised log density of a batch of points (n, d) -> (n,).
+    draws
+        Posterior draws (chain, draw, d), at least 4 per chain.
+    rng
+        Source of the proposal draws.
+
+    Returns
+    -------
+    logml, error, iterations, n_posterior, n_proposal
+    """
+    n_chain, n_draw, dim = draws.shape
+    if n_draw < 4:
+        raise ComparisonError(f"bridge sampling needs at least 4 draws per chain, got {n_draw}")
+    half = n_draw // 2
+    fit = draws[:, :half].reshape(-1, dim)
+    bridge = np.ascontiguousarray(draws[:, half:])
+    mean = fit.mean(axis=0)
+    cov = np.atleast_2d(np.cov(fit, rowvar=False))
+    cov = cov + 1e-10 * np.diag(np.maximum(np.diag(cov), 1e-12))
+    proposal = scipy.stats.multivariate_normal(mean, cov)
+    post = bridge.reshape(-1, dim)
+    n1 = n2 = len(post)
+    prop = np.asarray(proposal.rvs(size=n2, random_state=rng)).reshape(n2, dim)
+    q11 = _finite(log_density(post))
+    q12 = proposal.logpdf(post).reshape(n1)
+    q21 = _finite(log_density(prop))
+    q22 = proposal.logpdf(prop).reshape(n2)
+    neff = float(min(np.median(_per_dim(bridge)), n1))
+    log_s1, log_s2 = math.log(neff / (neff + n2)), math.log(n2 / (neff + n2))
+    l1, l2 = q11 - q12, q21 - q22
+    lstar = float(np.median(l1))
+    a1, a2 = l1 - lstar, l2 - lstar
+    log_r, iterations, done = 0.0, 0, False
+    while not done and iterations < max_iterations:
+        iterations += 1
+        num = np.exp(a2 - np.logaddexp(log_s1 + a2, log_s2 + log_r))
+        den = np.exp(-np.logaddexp(log_s1 + a1, log_s2 + log_r))
+        new = math.log(np.mean(num)) - math.log(np.mean(den))
+        done = abs(new - log_r) < TOLERANCE
+        log_r = new
+    if not done:
+        warnings.warn(f"bridge sampling stopped after {iterations} iterations before "
+                      "converging; the marginal likelihood may be off", UserWarning,
+                      stacklevel=3)  # fmt: skip
+    logml = log_r + lstar
+    # Frühwirth-Schnatter's relative mean squared error of exp(logml)
+    f1 = np.exp(-np.logaddexp(log_s1, log_s2 + q22 - q21 + logml))
+    f2 = np.exp(q12 - np.logaddexp(log_s1 + q11 - logml, log_s2 + q12))
+    ess_f2 = float(az.ess(f2.reshape(n_chain, -1)))
+    re2 = np.var(f1, ddof=1) / (n2 * np.mean(f1) ** 2) + np.var(f2, ddof=1) / (
+        max(ess_f2, 1.0) * np.mean(f2) ** 2
+    )
+    return float(logml), float(np.sqrt(re2)), iterations, n1, n2
+
+
+def _per_dim(draws: np.ndarray) -> np.ndarray:
+    """Effective sample size of every coordinate of (chain, draw, d) draws."""
+    return np.array([float(az.ess(draws[:, :, j])) for j in range(draws.shape[-1])])
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """Log densities with nan (a point the density rejects) as -inf."""
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isnan(values), -np.inf, values)
+
+
+@numba.njit(cache=True)
+def _batch_logp(points, data):
+    """The compiled log density at every row of ``points``."""
+    out = np.empty(points.shape[0])
+    grad = np.empty(points.shape[1])
+    for i in range(points.shape[0]):
+        out[i] = logp_and_grad(points[i], data, grad)
+    return out
+
+
+def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.ndarray:
+    """Posterior draws in the compiled density's space, (chain, draw, size).
+
+    The inverse of :meth:`MarginalDensity.constrained`: ``beta``; per block the log SDs
+    and, if correlated, ``atanh`` of the canonical partial correlations of ``cor_L``
+    (``z_ij = W_ij / sqrt(1 - sum_{m<j} W_im^2)`` from the Cholesky factor ``W`` of the
+    correlation matrix); ``log sigma``.
+    """
+    shape = (post.sizes["chain"], post.sizes["draw"])
+    x = np.empty((*shape, layout.size))
+    if layout.p:
+        x[..., : layout.p] = post["beta"].values
+    for (_, k, corr), first, block in zip(layout.blocks, layout.starts, design.blocks,
+                                          strict=True):  # fmt: skip
+        x[..., first : first + k] = np.log(post[f"sd_{block.label}"].values)
+        if not corr:
+            continue
+        w = _correlation_factor(post, block.label, k, shape)
+        pos = first + k
+        for i in range(1, k):
+            rest = np.ones(shape)
+            for j in range(i):
+                z = w[..., i, j] / np.sqrt(np.maximum(rest, 1e-300))
+                x[..., pos] = np.arctanh(np.clip(z, -1 + 1e-15, 1 - 1e-15))
+                rest = rest - w[..., i, j] ** 2
+                pos += 1
+    x[..., layout.sigma] = np.log(post["sigma"].values)
+    return x
+
+
+def _correlation_factor(post: xr.Dataset, label: str, k: int, shape: tuple) -> np.ndarray:
+    """Cholesky factor W of each draw's correlation matrix: from the packed Cholesky
+    factor of the covariance where the posterior has it (exact, whatever the sampler),
+    else from the correlations."""
+    rows, cols = np.tril_indices(k)
+    if f"chol_{label}" in post:
+        chol = np.zeros((*shape, k, k))
+        chol[..., rows, cols] = post[f"chol_{label}"].values
+        return chol / np.linalg.norm(chol, axis=-1, keepdims=True)
+    full = np.broadcast_to(np.eye(k), (*shape, k, k)).copy()
+    lower = np.tril_indices(k, k=-1)
+    cor = post[f"cor_{label}"].values
+    full[..., lower[0], lower[1]] = cor
+    full[..., lower[1], lower[0]] = cor
+    return np.linalg.cholesky(full)
+
+
+def _pymc_space(model: LMM) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray]:
+    """PyMC's marginal model: its log density over the stacked value variables, and the
+    posterior draws mapped there through the variables' transforms."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    pm_model = model.marginal_model
+    post = model.idata.posterior
+    pieces, inputs, sizes = [], [], []
+    for rv in pm_model.free_RVs:
+        values = np.asarray(post[rv.name].values, dtype=float)
+        transform = pm_model.rvs_to_transforms.get(rv)
+        if transform is not None:
+            batch = pt.tensor(dtype="float64", shape=(None,) * values.ndim)
+            forward = pytensor.function([batch], transform.forward(batch, *rv.owner.inputs))
+            values = np.asarray(forward(values))
+        pieces.append(values.reshape(*values.shape[:2], -1))
+        value_var = pm_model.rvs_to_values[rv]
+        inputs.append(value_var)
+        sizes.append(pieces[-1].shape[-1])
+    logp = pytensor.function(inputs, pm_model.logp())
+    shapes = [tuple(int(s) for s in v.type.shape) if None not in v.type.shape else None
+              for v in inputs]  # fmt: skip
+    shapes = [s if s is not None else p.shape[2:] for s, p in zip(shapes, pieces, strict=True)]
+    splits = np.cumsum(sizes)[:-1]
+
+    def log_density(points: np.ndarray) -> np.ndarray:
+        out = np.empty(len(points))
+        for i, point in enumerate(points):
+            args = [part.reshape(shape) for part, shape in
+                    zip(np.split(point, splits), shapes, strict=True)]  # fmt: skip
+            out[i] = float(logp(*args))
+        return out
+
+    return log_density, np.concatenate(pieces, axis=-1)
+
+
+def log_marginal_likelihood(model: LMM, random_seed: int | None = None) -> MarginalLikelihood:
+    """``log p(y)`` of a fitted :class:`~bayeslmm.LMM` by bridge sampling (module text).
+
+    Parameters
+    ----------
+    model
+        A fitted model whose random effects can be integrated out (one grouping factor,
+        or two nested ones).
+    random_seed
+        Seed of the proposal draws.
+    """
+    if model.idata is None:
+        raise NotFittedError("the model is not fitted yet: call model.fit() first")
+    if not model.marginal_supported:
+        raise ComparisonError(
+            f"the marginal likelihood of {model.formula!r} needs its random effects "
+            "integrated out, which bayeslmm does for one grouping factor or two nested ones, "
+            "not for crossed factors"
+        )
+    rng = np.random.default_rng(random_seed)
+    density = model.compiled_density
+    post = model.idata.posterior
+    if density is not None:
+        draws = unconstrained_draws(density.layout, post, model.design)
+        data = density.data
+
+        def log_density(points: np.ndarray) -> np.ndarray:
+            return _batch_logp(np.ascontiguousarray(points, dtype=np.float64), data)
+
+        kind = "compiled"
+    else:
+        log_density, draws = _pymc_space(model)
+        kind = "PyMC graph"
+    logml, error, iterations, n1, n2 = bridge_sampling(log_density, draws, rng)
+    return MarginalLikelihood(logml, error, iterations, n1, n2, kind)
+
+
+def bayes_factor(m1: LMM, m0: LMM, random_seed: int | None = None) -> BayesFactor:
+    """The Bayes factor ``BF10 = p(y | m1) / p(y | m0)`` of two fitted models.
+
+    Parameters
+    ----------
+    m1, m0
+        Fitted :class:`~bayeslmm.LMM` of the same response on the same rows; their
+        marginal likelihoods come from :meth:`LMM.log_marginal_likelihood` (cached per
+        fit).
+    random_seed
+        Seed of the proposal draws (for models not yet bridged).
+
+    Returns
+    -------
+    BayesFactor
+        ``.bf``, ``.log_bf`` and ``.error`` (Monte Carlo SE of ``log_bf``). A Bayes
+        factor depends on the priors of the parameters the models do not share: with
+        bayeslmm's autoscaled defaults these are weakly informative, not flat.
+    """
+    from .model import LMM
+
+    for name, m in (("m1", m1), ("m0", m0)):
+        if not isinstance(m, LMM):
+            raise ComparisonError(f"bayes_factor() compares bl.LMM models; {name} is a "
+                                  f"{type(m).__name__}")  # fmt: skip
+    a, b = m1.design, m0.design
+    if a.response != b.response or a.n_obs != b.n_obs or not np.array_equal(a.y, b.y):
+        raise ComparisonError(
+            f"{m1.formula!r} and {m0.formula!r} are not fitted to the same response on the "
+            "same rows: their marginal likelihoods are not comparable"
+        )
+    e1 = m1.log_marginal_likelihood(random_seed=random_seed)
+    e0 = m0.log_marginal_likelihood(random_seed=random_seed)
+    return BayesFactor(e1.logml - e0.logml, math.hypot(e1.error, e0.error), e1, e0)

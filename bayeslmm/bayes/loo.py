@@ -1,0 +1,217 @@
+"""PSIS leave-one-out cross-validation, by observation or leaving out whole groups.
+
+``by="observation"`` is the usual pointwise LOO (brms' ``loo``): each row's
+log-likelihood given the parameters *and its group's random effects*. Leaving out one
+row of a group barely moves that group's effects, but the importance weights of a
+hierarchical model are heavy-tailed, and Pareto k is often high.
+
+``by="group"`` leaves out one level of the grouping factor at a time, scoring the
+group's rows by their exact marginal likelihood ``log N(y_j | X_j beta, Z_j D Z_j' +
+sigma^2 I)`` (:mod:`bayeslmm.gaussian.group_loglik`): the random effects are integrated
+out, so the estimate asks how well the model predicts a *new* group, which is the
+question a random slope answers. With two nested factors the outer factor's levels are
+left out, each with all its inner levels. Both use ArviZ's PSIS-LOO (``az.loo``) and
+``az.compare``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..errors import ComparisonError, NotFittedError
+from ..gaussian.group_loglik import LevelMoments, nested_group_loglik, single_group_loglik
+from ..gaussian.statistics import NestedStats, sufficient_statistics
+from .effects import _factor_scales
+from .predict import log_likelihood
+
+if TYPE_CHECKING:
+    from .model import LMM
+
+BY = ("group", "observation")
+CHUNK_ELEMENTS = 2_000_000  # draws x levels x q x q handled at once
+
+
+def loo_group(model: LMM) -> str:
+    """The factor whose levels leave-one-group-out leaves out (the outer one if nested)."""
+    if not model.marginal_supported:
+        raise ComparisonError(
+            f"leave-one-group-out needs the random effects of {model.formula!r} integrated "
+            "out, which bayeslmm does for one grouping factor or two nested ones, not for "
+            "crossed factors; use by='observation'"
+        )
+    stats = _stats(model)
+    return stats.outer if isinstance(stats, NestedStats) else model.design.blocks[0].group
+
+
+def _stats(model: LMM):
+    if model._group_stats is None:
+        model._group_stats = sufficient_statistics(model.design)
+    return model._group_stats
+
+
+def group_log_likelihood(model: LMM) -> xr.DataArray:
+    """Per posterior draw and level, the level's exact marginal log-likelihood.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(chain, draw, <group>)`` with the levels as coordinates (the outer factor
+        for nested designs).
+    """
+    idata = model.idata
+    if idata is None:
+        raise NotFittedError("the model is not fitted yet: call model.fit() first")
+    group = loo_group(model)
+    stats, design, post = _stats(model), model.design, idata.posterior
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    S = n_chain * n_draw
+    block = next(b for b in design.blocks if b.group == group)
+    moments = LevelMoments.from_codes(block.codes, block.n_levels, design.X, design.y)
+    sigma = post["sigma"].values.reshape(S)
+    beta = post["beta"].values.reshape(S, -1) if "beta" in post else np.zeros((S, 0))
+    nested = isinstance(stats, NestedStats)
+    groups = [stats.outer, stats.inner] if nested else [None]
+    chols = [_factor_scales(post, design, g, S)[0] for g in groups]
+    q = max(c.shape[1] for c in chols)
+    n_units = len(stats.parent) + stats.n_outer if nested else stats.n_groups
+    chunk = max(1, CHUNK_ELEMENTS // (n_units * q * q))
+    out = np.empty((S, block.n_levels))
+    for lo in range(0, S, chunk):
+        sl = slice(lo, min(S, lo + chunk))
+        T = [c[sl] / sigma[sl, None, None] for c in chols]
+        if nested:
+            out[sl] = nested_group_loglik(stats, moments, T[0], T[1], beta[sl], sigma[sl])
+        else:
+            out[sl] = single_group_loglik(stats, moments, T[0], beta[sl], sigma[sl])
+    return xr.DataArray(
+        out.reshape(n_chain, n_draw, block.n_levels),
+        dims=("chain", "draw", group),
+        coords={"chain": post.chain, "draw": post.draw, group: list(block.levels)},
+        name=design.response,
+    )
+
+
+def _loo_data(model: LMM, by: str) -> az.InferenceData:
+    """The population posterior with the log-likelihood ``az.loo`` should use."""
+    idata = model.idata
+    if idata is None:
+        raise NotFittedError(f"{model.formula!r} is not fitted yet: call model.fit() first")
+    post = idata.posterior[[v for v in model.population_variables() if v in idata.posterior]]
+    if by == "group":
+        values = group_log_likelihood(model)
+        loglik = xr.Dataset({values.name: values})
+    elif "log_likelihood" in idata.groups():
+        loglik = idata.log_likelihood
+    else:
+        loglik = log_likelihood(idata, model.design)
+    return az.InferenceData(posterior=post, log_likelihood=loglik)
+
+
+def loo(model: LMM, by: str = "group") -> az.ELPDData:
+    """PSIS-LOO of one fitted model, leaving out groups (default) or observations."""
+    if by not in BY:
+        raise ValueError(f"by must be one of {BY}, got {by!r}")
+    return az.loo(_loo_data(model, by), pointwise=True)
+
+
+@dataclass
+class LooComparison:
+    """Models ranked by expected log predictive density, as ``az.compare``.
+
+    Attributes
+    ----------
+    table
+        ``az.compare``'s table (``rank``, ``elpd_loo``, ``p_loo``, ``elpd_diff``,
+        ``weight``, ``se``, ``dse``, ``warning``, ``scale``) with ``k_max`` (the largest
+        Pareto k) and ``k_high`` (points with k above ArviZ's threshold, where the
+        estimate of that point is unreliable).
+    loo
+        Each model's ``ELPDData`` (pointwise values and Pareto k).
+    by
+        ``"group"`` or ``"observation"``; ``unit`` names what one point is.
+    """
+
+    table: pd.DataFrame
+    loo: dict[str, az.ELPDData] = field(repr=False)
+    by: str
+    unit: str
+
+    def __str__(self) -> str:
+        return f"PSIS-LOO by {self.unit}\n{self.table.to_string()}"
+
+
+def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
+    """Compare fitted models by PSIS leave-one-out cross-validation.
+
+    Parameters
+    ----------
+    models
+        Names -> fitted :class:`~bayeslmm.LMM` of the same response on the same rows.
+    by
+        ``"group"`` (default): leave one level of the grouping factor out at a time,
+        scored by its exact marginal likelihood (the outer factor of nested designs;
+        every model must have that factor with the same levels); ``"observation"``:
+        leave one row out, scored given its group's random effects.
+
+    Returns
+    -------
+    LooComparison
+        ``.table`` like ``az.compare``'s: best model first, ``elpd_diff`` and ``dse``
+        against it, stacking weights, a warning flag and Pareto k columns.
+    """
+    if by not in BY:
+        raise ValueError(f"by must be one of {BY}, got {by!r}")
+    from .model import LMM
+
+    if not isinstance(models, Mapping) or len(models) < 2:
+        raise ComparisonError("loo_compare() needs a dict of at least two named models")
+    for name, m in models.items():
+        if not isinstance(m, LMM):
+            raise ComparisonError(f"model {name!r} is a {type(m).__name__}, not a bl.LMM")
+    names = list(models)
+    first = models[names[0]].design
+    for name in names[1:]:
+        d = models[name].design
+        if (
+            d.response != first.response
+            or d.n_obs != first.n_obs
+            or not np.array_equal(d.y, first.y)
+        ):
+            raise ComparisonError(
+                f"models {names[0]!r} and {name!r} are not fitted to the same response on "
+                "the same rows"
+            )
+    unit = "observation"
+    if by == "group":
+        groups = {name: loo_group(m) for name, m in models.items()}
+        levels = {name: m.design.groups()[groups[name]] for name, m in models.items()}
+        unit = groups[names[0]]
+        for name in names[1:]:
+            if groups[name] != unit or levels[name] != levels[names[0]]:
+                raise ComparisonError(
+                    f"leave-one-group-out needs the same groups in every model: "
+                    f"{names[0]!r} leaves out levels of {unit!r}, {name!r} of "
+                    f"{groups[name]!r} (or their levels differ)"
+                )
+    with warnings.catch_warnings():  # the table reports Pareto k itself
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+        results = {name: loo(m, by) for name, m in models.items()}
+    with warnings.catch_warnings():  # ArviZ's own pandas call, not the user's business
+        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
+        table = az.compare(results, ic="loo")
+    k_max, k_high = {}, {}
+    for name, res in results.items():
+        k = np.asarray(res.pareto_k)
+        k_max[name] = float(np.nanmax(k))
+        k_high[name] = int(np.sum(k > res.good_k))
+    table["k_max"] = pd.Series(k_max)
+    table["k_high"] = pd.Series(k_high)
+    return LooComparison(table=table, loo=results, by=by, unit=unit)

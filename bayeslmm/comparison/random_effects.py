@@ -1,0 +1,369 @@
+"""Which random effects does the data support? The fitted model against its simpler
+neighbours, frequentist and Bayesian side by side.
+
+The neighbours (:func:`bayeslmm.spec.neighbours.simpler_neighbours`) are the fitted
+formula with one random slope removed, or with one term's correlations removed. Each
+is compared with the fitted model by
+
+- the REML likelihood-ratio test (the fixed effects are the same, so REML likelihoods
+  compare, as in lmerTest's ``ranova``), with its boundary-corrected p-value
+  (:func:`bayeslmm.classical.anova.chibar_pvalue`), and the REML AIC and BIC;
+- the Bayes factor from bridge-sampled marginal likelihoods
+  (:mod:`bayeslmm.bayes.evidence`) and the difference in expected log predictive
+  density by leave-one-group-out cross-validation (:mod:`bayeslmm.bayes.loo`).
+
+Every difference is "fitted model minus neighbour": positive values speak for the
+random slope or correlation that the neighbour lacks. The verdict on each component:
+
+- **needed** when the test rejects its removal (boundary-corrected p < ``alpha``) and
+  the Bayes factor does not favour the neighbour by more than 3 to 1;
+- **not needed** when the test does not reject it and the Bayes factor does not
+  favour the fitted model by more than 3 to 1;
+- **unclear** otherwise (the two disagree). Without Bayesian fits the test decides.
+
+AIC, BIC and cross-validation are reported beside the verdict, in words, not voted.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..bayes.evidence import bayes_factor
+from ..bayes.loo import LooComparison, loo_compare
+from ..bayes.model import LMM
+from ..classical.anova import chibar_pvalue, random_dimensions
+from ..classical.lmer import LmerResult, lmer
+from ..errors import BayesLMMError, ComparisonError, SingularFitWarning
+from ..spec.design import build_design
+from ..spec.naming import ParameterNames
+from ..spec.neighbours import Reduction, simpler_neighbours
+
+#: Bayes factor beyond which the evidence counts (Jeffreys' "substantial", 3 to 1).
+BF_THRESHOLD = 3.0
+TABLE_COLUMNS = [
+    "component", "neighbour", "kind", "Df", "LRT", "p", "p_boundary", "null", "AIC_diff",
+    "BIC_diff", "log_BF", "log_BF_error", "BF", "elpd_diff", "elpd_diff_se", "k_high",
+    "verdict", "moot",
+]  # fmt: skip
+
+
+@dataclass
+class NeighbourComparison:
+    """One simpler neighbour and its fits."""
+
+    reduction: Reduction
+    reml: LmerResult = field(repr=False)
+    bayes: LMM | None = field(repr=False, default=None)
+
+
+@dataclass
+class RandomEffectsComparison:
+    """The fitted model against each simpler neighbour (see the module text).
+
+    Attributes
+    ----------
+    formula
+        The fitted model's formula.
+    table
+        One row per neighbour: ``component`` (what it lacks), ``neighbour`` (its
+        formula), ``Df``, ``LRT``, ``p`` and ``p_boundary`` (REML likelihood-ratio test,
+        ``null`` its null distribution), ``AIC_diff`` and ``BIC_diff`` (neighbour minus
+        fitted: positive favours the fitted model), ``log_BF`` (fitted against
+        neighbour) with ``log_BF_error`` and ``BF``, ``elpd_diff`` and ``elpd_diff_se``
+        (leave-one-group-out, fitted minus neighbour), ``k_high`` (groups with high
+        Pareto k in either model), ``verdict`` (``needed``, ``not needed``,
+        ``unclear``) and ``moot`` (correlations of a term none of whose random slopes
+        is needed).
+    conclusions
+        One plain-words paragraph per neighbour.
+    reml
+        The fitted formula by REML; ``model`` the Bayesian fit (None without one).
+    neighbours
+        The neighbours' fits.
+    loo
+        Leave-one-group-out comparison of all the models (None without Bayesian fits).
+    notes
+        What could not be computed, and why.
+    """
+
+    formula: str
+    table: pd.DataFrame
+    conclusions: list[str]
+    reml: LmerResult = field(repr=False)
+    model: LMM | None = field(repr=False)
+    neighbours: list[NeighbourComparison] = field(repr=False)
+    loo: LooComparison | None = field(repr=False)
+    notes: list[str]
+    group: str | None = None
+    alpha: float = 0.05
+
+    @property
+    def summary(self) -> str:
+        """What the data support, in a few plain sentences (moot correlations left out)."""
+        if not len(self.table):
+            return " ".join(self.notes)
+        rows = self.table.loc[~self.table["moot"]]
+        out = []
+        for verdict, words in (("needed", "The data support"),
+                               ("not needed", "The data do not support"),
+                               ("unclear", "The evidence is mixed on")):  # fmt: skip
+            chosen = rows.loc[rows["verdict"] == verdict]
+            if len(chosen):
+                out.append(f"{words} the {' and the '.join(chosen['component'])}.")
+        simpler = rows.loc[rows["verdict"] == "not needed", "neighbour"]
+        if len(simpler) == 1 and not (rows["verdict"] == "unclear").any():
+            out.append(f"The simpler model {simpler.iloc[0]} is enough.")
+        return " ".join(out)
+
+    def __str__(self) -> str:
+        lines = [f"Which random effects does the data support? ({self.formula})", self.summary]
+        if len(self.table):
+            shown = self.table.drop(columns=["neighbour", "kind", "null", "moot"])
+            lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        lines += self.conclusions + self.notes
+        return "\n".join(lines)
+
+
+def _component(reduction: Reduction) -> str:
+    if reduction.kind == "correlation":
+        return f"correlations in {reduction.term}"
+    return f"random slope of {reduction.removed} in {reduction.term}"
+
+
+def _neighbour_priors(model: LMM, formula: str) -> dict:
+    """The fitted model's priors of the parameters the neighbour shares with it."""
+    names = set(ParameterNames.from_design(build_design(formula, model.design.frame)).all())
+    return {k: v for k, v in model.priors.items() if k in names}
+
+
+def _fit_neighbour(model: LMM, formula: str, fit_kwargs: dict[str, Any]) -> LMM:
+    neighbour = LMM(formula, model.design.frame, priors=_neighbour_priors(model, formula),
+                    parametrization=model.parametrization)  # fmt: skip
+    neighbour.fit(**fit_kwargs)
+    return neighbour
+
+
+def _fmt_p(p: float) -> str:
+    """``= 0.61`` or ``< 0.0001``."""
+    if not np.isfinite(p):
+        return "not available"
+    return f"= {p:.2g}" if p >= 1e-4 else "< 0.0001"
+
+
+def _bf_words(log_bf: float, error: float) -> tuple[str, str]:
+    """Words for a Bayes factor of the fitted model against a neighbour, and its side."""
+    detail = f"log BF = {log_bf:.2f} ± {error:.2f}"
+    if log_bf > math.log(BF_THRESHOLD):
+        ratio = "more than a million" if log_bf > math.log(1e6) else f"{math.exp(log_bf):.3g}"
+        return f"the Bayes factor favours the fitted model {ratio} to 1 ({detail})", "needed"
+    if log_bf < -math.log(BF_THRESHOLD):
+        ratio = "more than a million" if -log_bf > math.log(1e6) else f"{math.exp(-log_bf):.3g}"
+        return f"the Bayes factor favours the simpler model {ratio} to 1 ({detail})", "not needed"
+    return (f"the Bayes factor is inconclusive ({math.exp(log_bf):.2g} to 1 for the fitted "
+            f"model, {detail})", "unclear")  # fmt: skip
+
+
+def _verdict(test_rejects: bool, bayes_side: str | None) -> str:
+    if bayes_side is None:
+        return "needed" if test_rejects else "not needed"
+    if test_rejects:
+        return "unclear" if bayes_side == "not needed" else "needed"
+    return "unclear" if bayes_side == "needed" else "not needed"
+
+
+def _ic_words(aic: float, bic: float) -> str:
+    def side(diff: float) -> str:
+        return "the fitted model" if diff > 0 else "the simpler model"
+
+    if (aic > 0) == (bic > 0):
+        return f"AIC and BIC prefer {side(aic)} (by {abs(aic):.1f} and {abs(bic):.1f})"
+    return (f"AIC prefers {side(aic)} (by {abs(aic):.1f}) and BIC {side(bic)} "
+            f"(by {abs(bic):.1f})")  # fmt: skip
+
+
+def _loo_words(diff: float, se: float, k_high: int, group: str, n_groups: int) -> str:
+    where = f"leave-one-{group}-out cross-validation"
+    if not np.isfinite(diff):
+        return ""
+    detail = f"elpd difference {diff:.1f} ± {se:.1f}"
+    if abs(diff) > 2 * se:
+        side = "the fitted model" if diff > 0 else "the simpler model"
+        words = f"{where} predicts a new {group} better with {side} ({detail})"
+    else:
+        words = f"{where} cannot tell them apart ({detail}, within two standard errors)"
+    if k_high:
+        words += (f"; Pareto k is high for {k_high} of {n_groups} {group} levels, so this "
+                  "estimate is rough")  # fmt: skip
+    return words
+
+
+def _pairwise_loo(full, small) -> tuple[float, float, int]:
+    """elpd difference (full - small), its SE and the count of high Pareto k."""
+    diff = np.asarray(full.loo_i) - np.asarray(small.loo_i)
+    se = float(np.sqrt(len(diff) * np.var(diff)))
+    k_high = max(int(np.sum(np.asarray(r.pareto_k) > r.good_k)) for r in (full, small))
+    return float(diff.sum()), se, k_high
+
+
+def compare_random_effects(
+    model: LMM | str,
+    data: pd.DataFrame | None = None,
+    *,
+    bayes: bool = True,
+    alpha: float = 0.05,
+    priors: dict | None = None,
+    **fit_kwargs: Any,
+) -> RandomEffectsComparison:
+    """Which random effects does the data support? The model against its neighbours.
+
+    Parameters
+    ----------
+    model
+        A fitted (or unfitted) :class:`~bayeslmm.LMM`, or an lme4 formula with ``data``.
+    data
+        The data, when ``model`` is a formula.
+    bayes
+        Also fit the Bayesian neighbours: Bayes factors and leave-one-group-out
+        cross-validation (needs one grouping factor or two nested ones).
+    alpha
+        Level of the likelihood-ratio test.
+    priors
+        Priors of a model given as a formula (the neighbours share the fitted
+        model's priors of their common parameters).
+    **fit_kwargs
+        Passed to :meth:`LMM.fit` for every Bayesian fit (default: the fitted model's
+        draws, tune and chains).
+
+    Returns
+    -------
+    RandomEffectsComparison
+        ``.table``, ``.conclusions`` (plain words) and the fits.
+    """
+    if isinstance(model, str):
+        if data is None:
+            raise ComparisonError("compare_random_effects(formula, data): data is missing")
+        model = LMM(model, data, priors=priors)
+    elif not isinstance(model, LMM):
+        raise ComparisonError(f"compare_random_effects() takes a bl.LMM or a formula, got "
+                              f"{type(model).__name__}")  # fmt: skip
+    elif data is not None:
+        raise ComparisonError("pass data only with a formula: a model carries its own data")
+    frame = model.design.frame
+    notes: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)
+        reml = lmer(model.formula, frame)
+        neighbours = [NeighbourComparison(r, lmer(r.formula, frame))
+                      for r in simpler_neighbours(model.design)]  # fmt: skip
+    if not neighbours:
+        notes.append("The random part has no slope or correlation to remove, so there is no "
+                      "simpler neighbour to compare with.")  # fmt: skip
+    group = None
+    use_bayes = bayes and bool(neighbours)
+    if use_bayes and not model.marginal_supported:
+        use_bayes = False
+        notes.append("Bayes factors and leave-one-group-out need the random effects "
+                     "integrated out (one grouping factor or two nested ones); the "
+                     "comparison is frequentist only.")  # fmt: skip
+    comparison = None
+    if use_bayes:
+        info = model._fit_info
+        settings = {k: info[k] for k in ("draws", "tune", "chains") if k in info}
+        settings.update({"progressbar": False, **fit_kwargs})
+        if model.idata is None:
+            model.fit(**settings)
+        seed = settings.get("random_seed")
+        for n in neighbours:
+            n.bayes = _fit_neighbour(model, n.reduction.formula, settings)
+        try:
+            fitted = f"{model.formula} (fitted)"
+            models = {fitted: model} | {n.reduction.formula: n.bayes for n in neighbours}
+            comparison = loo_compare(models, by="group")
+            group = comparison.unit
+        except BayesLMMError as err:
+            notes.append(f"Leave-one-group-out was not computed: {err}")
+        for m in [model] + [n.bayes for n in neighbours]:
+            m.log_marginal_likelihood(random_seed=seed)
+    rows, conclusions = [], []
+    n_groups = len(model.design.groups()[group]) if group else 0
+    for n in neighbours:
+        r = n.reduction
+        small = n.reml
+        lrt = 2.0 * max(0.0, reml.loglik - small.loglik)
+        df = reml.n_params - small.n_params
+        extra = random_dimensions(reml.design) - random_dimensions(small.design)
+        p = float(chibar_pvalue(lrt, df, 0)[0])
+        p_boundary, null = chibar_pvalue(lrt, df, extra)
+        row = {"component": _component(r), "neighbour": r.formula, "kind": r.kind, "Df": df,
+               "LRT": lrt, "p": p, "p_boundary": p_boundary, "null": null,
+               "AIC_diff": small.aic - reml.aic, "BIC_diff": small.bic - reml.bic}  # fmt: skip
+        test_p = p_boundary if np.isfinite(p_boundary) else p
+        rejects = test_p < alpha
+        finding = ("rejects the simpler model" if rejects
+                   else "finds no evidence against the simpler model")  # fmt: skip
+        words = [f"the REML likelihood-ratio test {finding} (LRT = {lrt:.2f} on {df} df, "
+                 f"{'boundary-corrected ' if extra else ''}p {_fmt_p(test_p)})"]  # fmt: skip
+        words.append(_ic_words(row["AIC_diff"], row["BIC_diff"]))
+        side = None
+        if n.bayes is not None:
+            bf = bayes_factor(model, n.bayes)
+            bf_text, side = _bf_words(bf.log_bf, bf.error)
+            row.update({"log_BF": bf.log_bf, "log_BF_error": bf.error, "BF": bf.bf})
+            words.append(bf_text)
+            if comparison is not None:
+                diff, se, k_high = _pairwise_loo(comparison.loo[fitted],
+                                                 comparison.loo[r.formula])  # fmt: skip
+                row.update({"elpd_diff": diff, "elpd_diff_se": se, "k_high": k_high})
+                words.append(_loo_words(diff, se, k_high, group, n_groups))
+        verdict = _verdict(rejects, side)
+        row["verdict"] = verdict
+        rows.append(row)
+        conclusions.append(_conclusion(r, verdict, rejects, side, words))
+    table = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
+    table["moot"] = _moot(neighbours, table)
+    for i in np.flatnonzero(table["moot"].to_numpy()):
+        conclusions[i] += (" This matters only if the term keeps a random slope, which the "
+                           "data do not support.")  # fmt: skip
+    return RandomEffectsComparison(
+        formula=model.formula, table=table, conclusions=conclusions, reml=reml,
+        model=model if use_bayes else None, neighbours=neighbours, loo=comparison,
+        notes=notes, group=group, alpha=alpha,
+    )  # fmt: skip
+
+
+def _moot(neighbours: list[NeighbourComparison], table: pd.DataFrame) -> list[bool]:
+    """Correlations of a term whose every random slope is not needed."""
+    out = []
+    for n in neighbours:
+        term = n.reduction.term
+        slopes = [v for m, v in zip(neighbours, table["verdict"], strict=True)
+                  if m.reduction.kind == "slope" and m.reduction.term == term]  # fmt: skip
+        out.append(n.reduction.kind == "correlation" and bool(slopes)
+                   and all(v == "not needed" for v in slopes))  # fmt: skip
+    return out
+
+
+def _conclusion(r: Reduction, verdict: str, rejects: bool, side: str | None,
+                words: list[str]) -> str:  # fmt: skip
+    plural = r.kind == "correlation"
+    what = (f"the correlations of {r.term}" if plural
+            else f"the random slope of {r.removed} in {r.term}")  # fmt: skip
+    be, it = ("are", "them") if plural else ("is", "it")
+    What = what[0].upper() + what[1:]
+    if verdict == "needed":
+        head = f"{What} {be} needed: the data support {it}"
+    elif verdict == "not needed":
+        head = f"{What} {be} not needed: {r.formula} fits as well"
+    else:
+        bayes = "favours the simpler model" if side == "not needed" else "favours the fitted model"
+        head = (f"Whether {what} {be} needed is unclear: the test "
+                f"{'rejects' if rejects else 'does not reject'} the simpler model but the Bayes "
+                f"factor {bayes}")  # fmt: skip
+    detail = "; ".join(w for w in words if w)
+    return f"{head}. {detail[0].upper()}{detail[1:]}."

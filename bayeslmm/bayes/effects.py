@@ -8,6 +8,8 @@ returned under the names the explicit model uses (``u_L``, ``z_L``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import arviz as az
 import numpy as np
 import xarray as xr
@@ -26,18 +28,21 @@ def block_scale_draws(post: xr.Dataset, block) -> np.ndarray:
     return covariance_cholesky(sd, cor)
 
 
-def draw_random_effects(
-    idata: az.InferenceData,
-    design: Design,
-    system: BlockedSystem,
-    random_seed: int | None = None,
-) -> xr.Dataset:
-    """Exact draws of the ``u_L`` (and standardised ``z_L``) of every block integrated out,
-    given each posterior draw (and the sampled factors' effects, already in ``idata``)."""
-    rng = np.random.default_rng(random_seed)
-    post = idata.posterior
-    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    S = n_chain * n_draw
+@dataclass
+class KernelDraws:
+    """Posterior draws as the blocked kernel takes them, one row per draw."""
+
+    T: np.ndarray  # (S, F, qmax, qmax) relative factors of the factors integrated out
+    beta: np.ndarray  # (S, p)
+    sigma: np.ndarray  # (S,)
+    uE: np.ndarray  # (S, Q_E) effects of the sampled factors, node by node
+    scales: dict[int, np.ndarray]  # block index -> (S, q, q) covariance factor (integrated)
+    where: dict[int, tuple]  # block index -> (its FactorNodes, first column in the node)
+
+
+def kernel_draws(post: xr.Dataset, design: Design, system: BlockedSystem) -> KernelDraws:
+    """The blocked kernel's inputs for every posterior draw (chains flattened)."""
+    S = post.sizes["chain"] * post.sizes["draw"]
     sigma = post["sigma"].values.reshape(S)
     beta = post["beta"].values.reshape(S, -1) if "beta" in post else np.zeros((S, 0))
     stats = system.stats
@@ -52,7 +57,7 @@ def draw_random_effects(
         for k in factor.blocks:
             block = design.blocks[k]
             q = block.n_terms
-            if sampled:  # its effects are posterior draws: the draws below condition on them
+            if sampled:  # its effects are posterior draws: the kernel conditions on them
                 u = post[f"u_{block.label}"].values.reshape(S, factor.n_levels, q)
                 view = uE[:, lo : lo + factor.n_levels * factor.q]
                 view = view.reshape(S, factor.n_levels, factor.q)
@@ -64,15 +69,32 @@ def draw_random_effects(
                 scales[k], where[k] = scale, (factor, column)
             column += q
     T /= sigma[:, None, None, None]
-    effects = draw_array(system, T, beta, sigma, rng, uE)
+    return KernelDraws(T, beta, sigma, uE, scales, where)
+
+
+def draw_random_effects(
+    idata: az.InferenceData,
+    design: Design,
+    system: BlockedSystem,
+    random_seed: int | None = None,
+) -> xr.Dataset:
+    """Exact draws of the ``u_L`` (and standardised ``z_L``) of every block integrated out,
+    given each posterior draw (and the sampled factors' effects, already in ``idata``)."""
+    rng = np.random.default_rng(random_seed)
+    post = idata.posterior
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    S = n_chain * n_draw
+    stats = system.stats
+    kd = kernel_draws(post, design, system)
+    effects = draw_array(system, kd.T, kd.beta, kd.sigma, rng, kd.uE)
     out = {}
-    for k, (factor, column) in where.items():
+    for k, (factor, column) in kd.where.items():
         block = design.blocks[k]
         lo, hi = stats.offset[factor.first], stats.offset[factor.first + factor.n_levels]
         u = effects[:, lo:hi].reshape(S, factor.n_levels, factor.q)
         u = u[:, :, column : column + block.n_terms]
         # u = scale z per level: one small inverse per draw, applied to every level
-        z = np.einsum("dab,dgb->dga", np.linalg.inv(scales[k]), u, optimize=True)
+        z = np.einsum("dab,dgb->dga", np.linalg.inv(kd.scales[k]), u, optimize=True)
         dims = ("chain", "draw", block.group, term_dim(block.label))
         coords = {block.group: list(block.levels), term_dim(block.label): list(block.columns)}
         shape = (n_chain, n_draw, block.n_levels, block.n_terms)

@@ -22,11 +22,11 @@ package (Gronau et al. 2017, ``method = "normal"``):
   ``bridgesampling`` uses a spectral density at zero.
 
 The draws are mapped back to the density's unconstrained space from the posterior's
-``beta``, ``sd_L``, ``cor_L`` and ``sigma``, so any sampler's draws serve, whichever
-space it moved in. Models the compiled density does not cover (two nested factors,
-prior families it lacks) use PyMC's marginal model instead (its log density on the
-transformed value variables, one compiled call per draw, slower); crossed designs,
-whose random effects are not integrated out, raise :class:`~bayeslmm.ComparisonError`.
+``beta``, ``sd_L``, ``cor_L`` and ``sigma`` (and, for grouping factors sampled rather
+than integrated out, their standardised effects ``z_L``), so any sampler's draws serve,
+whichever space it moved in. Every design is covered: one grouping factor, nested and
+crossed. Models whose priors the compiled density lacks use PyMC's marginal model instead
+(its log density on the transformed value variables, one compiled call per draw, slower).
 """
 
 from __future__ import annotations
@@ -231,6 +231,14 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
                 rest = rest - w[..., i, j] ** 2
                 pos += 1
     x[..., layout.sigma] = np.log(post["sigma"].values)
+    for (c0, k, _), block, sampled in zip(layout.blocks, design.blocks,
+                                          layout.explicit or [None] * len(layout.blocks),
+                                          strict=True):  # fmt: skip
+        if sampled is not None:  # standardised effects of a factor sampled, not integrated out
+            z_first, q_factor, levels = sampled
+            z = x[..., layout.sigma + 1 + z_first : layout.sigma + 1 + z_first
+                  + levels * q_factor].reshape(*shape, levels, q_factor)  # fmt: skip
+            z[..., c0 : c0 + k] = post[f"z_{block.label}"].values
     return x
 
 
@@ -294,8 +302,7 @@ def log_marginal_likelihood(model: LMM, random_seed: int | None = None) -> Margi
     Parameters
     ----------
     model
-        A fitted model whose random effects can be integrated out (one grouping factor,
-        or two nested ones).
+        A fitted model with random effects.
     random_seed
         Seed of the proposal draws.
     """
@@ -303,9 +310,8 @@ def log_marginal_likelihood(model: LMM, random_seed: int | None = None) -> Margi
         raise NotFittedError("the model is not fitted yet: call model.fit() first")
     if not model.marginal_supported:
         raise ComparisonError(
-            f"the marginal likelihood of {model.formula!r} needs its random effects "
-            "integrated out, which bayeslmm does for one grouping factor or two nested ones, "
-            "not for crossed factors"
+            f"{model.formula!r} has no random effects: bridge sampling here integrates "
+            "random effects out; compare models without them by their own likelihoods"
         )
     rng = np.random.default_rng(random_seed)
     density = model.compiled_density

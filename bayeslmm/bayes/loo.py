@@ -7,7 +7,7 @@ hierarchical model are heavy-tailed, and Pareto k is often high.
 
 ``by="group"`` leaves out one level of the grouping factor at a time, scoring the
 group's rows by their exact marginal likelihood ``log N(y_j | X_j beta, Z_j D Z_j' +
-sigma^2 I)`` (:mod:`bayeslmm.gaussian.group_loglik`): the random effects are integrated
+sigma^2 I)`` (:func:`bayeslmm.gaussian.blocked.group_loglik`): the random effects are integrated
 out, so the estimate asks how well the model predicts a *new* group, which is the
 question a random slope answers. With two nested factors the outer factor's levels are
 left out, each with all its inner levels. Both use ArviZ's PSIS-LOO (``az.loo``) and
@@ -27,9 +27,8 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import ComparisonError, NotFittedError
-from ..gaussian.group_loglik import LevelMoments, nested_group_loglik, single_group_loglik
-from ..gaussian.statistics import NestedStats, sufficient_statistics
-from .effects import _factor_scales
+from ..gaussian.statistics import LevelMoments, node_groups
+from .effects import kernel_draws
 from .predict import log_likelihood
 
 if TYPE_CHECKING:
@@ -40,21 +39,19 @@ CHUNK_ELEMENTS = 2_000_000  # draws x levels x q x q handled at once
 
 
 def loo_group(model: LMM) -> str:
-    """The factor whose levels leave-one-group-out leaves out (the outer one if nested)."""
-    if not model.marginal_supported:
+    """The factor whose levels leave-one-group-out leaves out: the one with most levels
+    whose groups are independent (one factor, or the outer factor of nested ones)."""
+    design = model.design
+    stats = model.blocked_system.stats
+    candidates = [f.group for f in stats.factors
+                  if node_groups(design, stats, f.group) is not None]  # fmt: skip
+    if not candidates:
         raise ComparisonError(
-            f"leave-one-group-out needs the random effects of {model.formula!r} integrated "
-            "out, which bayeslmm does for one grouping factor or two nested ones, not for "
-            "crossed factors; use by='observation'"
+            f"leave-one-group-out needs groups whose data are independent; the grouping "
+            f"factors of {model.formula!r} are crossed, so no factor's levels split the data "
+            "into independent groups; use by='observation'"
         )
-    stats = _stats(model)
-    return stats.outer if isinstance(stats, NestedStats) else model.design.blocks[0].group
-
-
-def _stats(model: LMM):
-    if model._group_stats is None:
-        model._group_stats = sufficient_statistics(model.design)
-    return model._group_stats
+    return candidates[0]  # factors come by decreasing number of levels
 
 
 def group_log_likelihood(model: LMM) -> xr.DataArray:
@@ -70,27 +67,18 @@ def group_log_likelihood(model: LMM) -> xr.DataArray:
     if idata is None:
         raise NotFittedError("the model is not fitted yet: call model.fit() first")
     group = loo_group(model)
-    stats, design, post = _stats(model), model.design, idata.posterior
+    design, post, system = model.design, idata.posterior, model.blocked_system
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
     block = next(b for b in design.blocks if b.group == group)
     moments = LevelMoments.from_codes(block.codes, block.n_levels, design.X, design.y)
-    sigma = post["sigma"].values.reshape(S)
-    beta = post["beta"].values.reshape(S, -1) if "beta" in post else np.zeros((S, 0))
-    nested = isinstance(stats, NestedStats)
-    groups = [stats.outer, stats.inner] if nested else [None]
-    chols = [_factor_scales(post, design, g, S)[0] for g in groups]
-    q = max(c.shape[1] for c in chols)
-    n_units = len(stats.parent) + stats.n_outer if nested else stats.n_groups
-    chunk = max(1, CHUNK_ELEMENTS // (n_units * q * q))
+    node_group = node_groups(design, system.stats, group)
+    kd = kernel_draws(post, design, system)
+    chunk = max(1, CHUNK_ELEMENTS // max(1, system.stats.n_effects * system.qmax))
     out = np.empty((S, block.n_levels))
     for lo in range(0, S, chunk):
         sl = slice(lo, min(S, lo + chunk))
-        T = [c[sl] / sigma[sl, None, None] for c in chols]
-        if nested:
-            out[sl] = nested_group_loglik(stats, moments, T[0], T[1], beta[sl], sigma[sl])
-        else:
-            out[sl] = single_group_loglik(stats, moments, T[0], beta[sl], sigma[sl])
+        out[sl] = system.group_loglik(kd.T[sl], kd.beta[sl], kd.sigma[sl], node_group, moments)
     return xr.DataArray(
         out.reshape(n_chain, n_draw, block.n_levels),
         dims=("chain", "draw", group),

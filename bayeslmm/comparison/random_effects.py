@@ -268,9 +268,8 @@ def compare_random_effects(
     use_bayes = bayes and bool(neighbours)
     if use_bayes and not model.marginal_supported:
         use_bayes = False
-        notes.append("Bayes factors and leave-one-group-out need the random effects "
-                     "integrated out (one grouping factor or two nested ones); the "
-                     "comparison is frequentist only.")  # fmt: skip
+        notes.append("Bayes factors and leave-one-group-out need random effects to "
+                     "integrate out; the comparison is frequentist only.")  # fmt: skip
     comparison = None
     if use_bayes:
         info = model._fit_info

@@ -32,7 +32,7 @@ import numba
 import numpy as np
 
 from ..spec.design import Design
-from .statistics import BlockedStats
+from .statistics import BlockedStats, LevelMoments
 
 #: The trailing factors are factored as one dense block once their share of nonzero
 #: node blocks (after fill-in) passes this fraction of a dense lower triangle.
@@ -760,6 +760,54 @@ def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset
     return out
 
 
+@numba.njit(cache=True)
+def group_loglik(T_draws, beta_draws, sigma_draws, node_group, g_XtX, g_Xty, g_yty, g_n, size,
+                 offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr,
+                 rowidx, blockptr, t, base, m, ZtX, Zty):  # fmt: skip
+    """``log N(y_g | X_g beta, sigma^2 (I + Z_g Lambda Lambda' Z_g'))`` of every group g
+    for every draw: (draws, groups). The groups must be independent (``node_group`` from
+    :func:`~bayeslmm.gaussian.statistics.node_groups`): ``L`` is then block diagonal by
+    group, and each group's ``log|A_g|`` and ``c_g'c_g`` sum over its own rows of ``L``."""
+    S, G = sigma_draws.shape[0], g_yty.shape[0]
+    p = ZtX.shape[1]
+    out = np.empty((S, G))
+    row_group = np.empty(Zty.shape[0], dtype=np.int64)
+    for j in range(size.shape[0]):
+        for r in range(size[j]):
+            row_group[offset[j] + r] = node_group[j]
+    for d in range(S):
+        T, beta, sigma = T_draws[d], beta_draws[d], sigma_draws[d]
+        Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
+                           pair_pos, blockptr, base, m)  # fmt: skip
+        logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base)
+        if math.isnan(logdet):
+            out[d] = -np.inf
+            continue
+        s = Zty - ZtX @ beta if p else Zty.copy()
+        u = apply_factor(T, s.reshape((-1, 1)), size, offset, node_factor, True)
+        solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, t, base)
+        logdet_g, cc_g = np.zeros(G), np.zeros(G)
+        for j in range(t):
+            sj, pj, g = size[j], blockptr[colptr[j]], node_group[j]
+            for r in range(sj):
+                logdet_g[g] += 2.0 * math.log(Lval[pj + r * sj + r])
+        for r in range(m):
+            logdet_g[row_group[base + r]] += 2.0 * math.log(LD[r, r])
+        for r in range(u.shape[0]):
+            cc_g[row_group[r]] += u[r, 0] * u[r, 0]
+        s2 = sigma * sigma
+        for g in range(G):
+            rr = g_yty[g]
+            for a in range(p):
+                acc = 0.0
+                for c in range(p):
+                    acc += g_XtX[g, a, c] * beta[c]
+                rr += beta[a] * (acc - 2.0 * g_Xty[g, a])
+            out[d, g] = -0.5 * (g_n[g] * (LOG_2PI + math.log(s2)) + logdet_g[g]
+                                + (rr - cc_g[g]) / s2)  # fmt: skip
+    return out
+
+
 class BlockedSystem:
     """The statistics of a design split for the kernels, with the symbolic factorisation of
     the penalised system of the factors integrated out.
@@ -838,6 +886,19 @@ class BlockedSystem:
             raise ValueError("the profiled criterion integrates every random effect out")
         return profiled_deviance(np.ascontiguousarray(T, dtype=float), reml, grad,
                                  *self.structure(), s.XtX, s.Xty, s.yty, float(s.n))  # fmt: skip
+
+    def group_loglik(self, T_draws: np.ndarray, beta_draws: np.ndarray,
+                     sigma_draws: np.ndarray, node_group: np.ndarray,
+                     moments: LevelMoments) -> np.ndarray:  # fmt: skip
+        """Each independent group's marginal log-likelihood per draw (:func:`group_loglik`)."""
+        if self.n_explicit_effects:
+            raise ValueError("per-group likelihoods integrate every random effect out")
+        return group_loglik(np.ascontiguousarray(T_draws, dtype=float),
+                            np.ascontiguousarray(beta_draws, dtype=float),
+                            np.ascontiguousarray(sigma_draws, dtype=float),
+                            np.ascontiguousarray(node_group, dtype=np.int64), moments.XtX,
+                            moments.Xty, moments.yty, moments.counts.astype(float),
+                            *self.structure())  # fmt: skip
 
     def draw_effects(self, T_draws: np.ndarray, beta_draws: np.ndarray,
                      sigma_draws: np.ndarray, rng: np.random.Generator,

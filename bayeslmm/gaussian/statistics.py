@@ -241,6 +241,27 @@ class CrossProducts:
         )
 
 
+@dataclass
+class LevelMoments:
+    """Per level of one grouping factor: ``X_j'X_j``, ``X_j'y_j``, ``y_j'y_j`` and ``n_j``."""
+
+    XtX: np.ndarray  # (G, p, p)
+    Xty: np.ndarray  # (G, p)
+    yty: np.ndarray  # (G,)
+    counts: np.ndarray  # (G,)
+
+    @classmethod
+    def from_codes(
+        cls, codes: np.ndarray, n_levels: int, X: np.ndarray, y: np.ndarray
+    ) -> LevelMoments:
+        return cls(
+            XtX=level_sums(codes, n_levels, X, X),
+            Xty=level_sums(codes, n_levels, X, y[:, None])[:, :, 0],
+            yty=level_sums(codes, n_levels, y[:, None], y[:, None])[:, 0, 0],
+            counts=np.bincount(codes, minlength=n_levels),
+        )
+
+
 def marginal_supported(design: Design) -> bool:
     """Can the random effects be integrated out level by level (one factor, or two nested)?"""
     if not design.blocks:
@@ -395,3 +416,18 @@ class BlockedStats:
             p=p,
             n_marginal=sum(f.n_levels for f in factors if f.group not in explicit),
         )
+
+
+def node_groups(design: Design, stats: BlockedStats, group: str) -> np.ndarray | None:
+    """The level of ``group`` every node belongs to, or None if some node's rows span
+    several of its levels (crossed): only then are the groups' data independent, with a
+    block-diagonal system, as leave-one-group-out needs."""
+    target = next(b for b in design.blocks if b.group == group).codes
+    out = np.empty(stats.n_nodes, dtype=np.int64)
+    for factor in stats.factors:
+        codes = design.blocks[factor.blocks[0]].codes
+        pairs = np.unique(np.stack([codes, target], axis=1), axis=0)
+        if len(pairs) != factor.n_levels:
+            return None
+        out[factor.first + pairs[:, 0]] = pairs[:, 1]
+    return out

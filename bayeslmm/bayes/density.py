@@ -175,6 +175,8 @@ class MarginalDensity:
         ):
             for i, name in enumerate(sd_names):
                 rows.append(_prior_row(priors[name], positive=True))
+                if rows[-1] is None:  # a family or parametrisation the kernel lacks
+                    return None
                 start[first + i] = math.log(_scale(priors[name]))  # correlations start at 0
             if corr:
                 prior = priors[cor_name]
@@ -185,9 +187,9 @@ class MarginalDensity:
             else:
                 etas.append((0.0, 0.0))
         rows.append(_prior_row(priors["sigma"], positive=True))
-        start[layout.sigma] = math.log(_scale(priors["sigma"]))
         if any(r is None for r in rows):
             return None
+        start[layout.sigma] = math.log(_scale(priors["sigma"]))
         G, q, p = stats.n_groups, stats.q, stats.p
         header = np.array([0, G, q, p, stats.n, len(layout.blocks), stats.yty, 0.0])
         block_rows = [(c, k, float(corr), s) for (c, k, corr), s in

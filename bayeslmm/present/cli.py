@@ -45,6 +45,8 @@ def parse_prior(text: str):
         raise PriorError(shape)
     params = {}
     for kw in call.keywords:
+        if kw.arg is None:
+            raise PriorError(shape)
         try:
             params[kw.arg] = ast.literal_eval(kw.value)
         except ValueError as err:

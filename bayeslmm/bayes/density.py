@@ -223,8 +223,6 @@ class MarginalDensity:
             corr_matrix = w @ np.swapaxes(w, -1, -2)
             lower = np.tril_indices(k, k=-1)
             out[f"chol_{label}"] = (sd[..., :, None] * w)[..., *np.tril_indices(k)]
-            out[f"chol_{label}_corr"] = corr_matrix
-            out[f"chol_{label}_stds"] = sd
             out[f"sd_{label}"] = sd
             out[f"cor_{label}"] = corr_matrix[..., lower[0], lower[1]]
         out["sigma"] = np.exp(x[..., lay.sigma])

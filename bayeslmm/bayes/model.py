@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import NotFittedError
+from ..errors import ArgumentError, NotFittedError, warn
 from ..gaussian.statistics import (
     GroupStats,
     NestedStats,
@@ -27,7 +26,14 @@ from .effects import draw_random_effects
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
 from .results import coef_table, group_coefficient_draws, ranef_table, summary_table, varcorr_table
-from .sampling import check_sampler, default_sampler, sample_compiled, sample_nuts
+from .sampling import (
+    check_sampler,
+    check_settings,
+    default_sampler,
+    quiet_pymc,
+    sample_compiled,
+    sample_nuts,
+)
 
 if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit need not pay)
     import pymc as pm
@@ -67,8 +73,10 @@ class LMM:
         priors: Mapping[str, Prior] | None = None,
         parametrization: str = "noncentered",
     ):
-        if parametrization not in PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}")
+        if not isinstance(parametrization, str) or parametrization not in PARAMETRIZATIONS:
+            raise ArgumentError(
+                f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}"
+            )
         self.design: Design = build_design(formula, data)
         self.formula = self.design.spec.formula
         self.priors: dict[str, Prior] = resolve_priors(self.design, priors)
@@ -107,7 +115,7 @@ class LMM:
     def marginal_model(self) -> pm.Model:
         """The PyMC model with the random effects integrated out (built on first use)."""
         if not self.marginal_supported:
-            raise ValueError(
+            raise ArgumentError(
                 f"the random effects of {self.formula!r} cannot be integrated out level by "
                 "level (crossed grouping factors); use method='full'"
             )
@@ -133,15 +141,13 @@ class LMM:
     def _resolve_method(self, method: str | None) -> str:
         if method is None:
             return "marginal" if self.marginal_supported else "full"
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS} or None, got {method!r}")
+        if not isinstance(method, str) or method not in METHODS:
+            raise ArgumentError(f"method must be one of {METHODS} or None, got {method!r}")
         if method == "marginal" and not self.marginal_supported:
-            warnings.warn(
+            warn(
                 f"method='marginal' needs one grouping factor or two nested ones; "
                 f"{self.formula!r} has crossed factors, so the explicit model "
-                "(method='full') is sampled instead",
-                UserWarning,
-                stacklevel=3,
+                "(method='full') is sampled instead"
             )
             return "full"
         return method
@@ -204,6 +210,15 @@ class LMM:
             or divergences, over the population parameters (and, with
             ``method="full"``, the random effects, which NUTS then samples too).
         """
+        check_settings(draws=draws, tune=tune, chains=chains, cores=cores,
+                       random_seed=random_seed, target_accept=target_accept,
+                       progressbar=progressbar)  # fmt: skip
+        if sampler != "auto":
+            check_sampler(sampler)
+        if store_log_likelihood is not None and not isinstance(store_log_likelihood, bool):
+            raise ArgumentError(
+                f"store_log_likelihood must be True, False or None, got {store_log_likelihood!r}"
+            )
         if cores is None:
             cores = min(chains, os.cpu_count() or 1)
         method = self._resolve_method(method)
@@ -244,7 +259,7 @@ class LMM:
         check_vars = self.population_variables()
         if method == "full":
             check_vars += [f"u_{b.label}" for b in self.design.blocks]
-        self.convergence = check_convergence(idata, check_vars)
+        self.convergence = check_convergence(idata, check_vars, target_accept=target_accept)
         warn_convergence(self.convergence)
         return idata
 
@@ -330,12 +345,13 @@ class LMM:
         import pymc as pm
 
         idata = self._posterior()
-        pm.sample_posterior_predictive(
-            idata,
-            model=self.pymc_model,
-            var_names=[self.design.response],
-            extend_inferencedata=True,
-            random_seed=random_seed,
-            progressbar=False,
-        )
+        with quiet_pymc():
+            pm.sample_posterior_predictive(
+                idata,
+                model=self.pymc_model,
+                var_names=[self.design.response],
+                extend_inferencedata=True,
+                random_seed=random_seed,
+                progressbar=False,
+            )
         return idata

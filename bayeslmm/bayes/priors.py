@@ -295,4 +295,14 @@ def resolve_priors(design: Design, user: Mapping[str, Prior] | None = None) -> d
             valid = ", ".join(list(CLASSES) + list(kind_of))
             raise PriorError(f"prior key {key!r} matches no parameter; valid keys: {valid}")
         priors[name] = _check_prior(key, prior, kind_of[name])
+    for block, sd_names in zip(design.blocks, names.sd, strict=True):
+        chosen = [priors[n] for n in sd_names]
+        if block.correlated and any(
+            p.dist != chosen[0].dist or p.params.keys() != chosen[0].params.keys() for p in chosen
+        ):
+            raise PriorError(
+                f"SD priors within the correlated term {block.term} must share one family "
+                f"and parametrisation (LKJCholeskyCov takes one sd_dist); got "
+                f"{dict(zip(sd_names, map(str, chosen), strict=True))}"
+            )
     return priors

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..errors import UnknownNameError
 from ..spec.design import Design
 from ..spec.naming import ParameterNames, cor_dim, term_dim
 
@@ -102,7 +103,7 @@ def group_coefficient_draws(idata: az.InferenceData, design: Design, group: str)
     post = idata.posterior
     blocks = [b for b in design.blocks if b.group == group]
     if not blocks:
-        raise KeyError(
+        raise UnknownNameError(
             f"no random term has grouping factor {group!r}; have {list(design.groups())}"
         )
     columns = list(design.fixed_names)

@@ -7,7 +7,6 @@ the penalised least-squares solution at the optimum.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
-from ..errors import SingularFitWarning
+from ..errors import ArgumentError, SingularFitWarning, warn
 from ..gaussian.profiled import (
     ProfiledFit,
     ThetaLayout,
@@ -182,7 +181,7 @@ class LmerResult:
         elif method == "satterthwaite":
             crit = scipy.stats.t.ppf(0.5 + level / 2, satterthwaite(self)["df"].to_numpy())
         else:
-            raise ValueError(f"method must be 'wald' or 'satterthwaite', got {method!r}")
+            raise ArgumentError(f"method must be 'wald' or 'satterthwaite', got {method!r}")
         est, se = self.fixef, self.se
         return pd.DataFrame({"lower": est - crit * se, "upper": est + crit * se})
 
@@ -199,7 +198,9 @@ class LmerResult:
         elif information == "observed":
             se = pd.Series(np.sqrt(np.diag(observed_vcov(self))), index=est.index, name="se")
         else:
-            raise ValueError(f"information must be 'expected' or 'observed', got {information!r}")
+            raise ArgumentError(
+                f"information must be 'expected' or 'observed', got {information!r}"
+            )
         z = est / se
         return pd.DataFrame(
             {"estimate": est, "se": se, "z": z, "p_z": 2 * scipy.stats.norm.sf(np.abs(z))}
@@ -381,10 +382,10 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:
     fit = profiled(theta, cp, layout, reml)
     result = LmerResult(design, reml, theta, fit, layout, cp, converged)
     if result.singular:
-        warnings.warn(
-            "boundary (singular) fit: a random-effect variance is ~0 or a correlation ~ +/-1; "
-            "consider a simpler random-effects structure",
+        warn(
+            f"boundary (singular) fit of {'REML' if reml else 'ML'} {design.spec.formula!r}: "
+            "a random-effect variance is ~0 or a correlation ~ +/-1; consider a simpler "
+            "random-effects structure",
             SingularFitWarning,
-            stacklevel=2,
         )
     return result

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ...errors import ArgumentError
 from .model import _grid, level_colors
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def caterpillar(comparison: Comparison) -> Figure:
     """
     table = comparison.shrinkage()
     if "posterior_mean" not in table:
-        raise ValueError("caterpillar() needs the Bayesian fit: run compare(..., bayes=True)")
+        raise ArgumentError("caterpillar() needs the Bayesian fit: run compare(..., bayes=True)")
     fig, panels = _term_figure(table)
     for ax, term in panels:
         part = table[table["term"] == term].sort_values("posterior_mean").reset_index(drop=True)
@@ -120,7 +121,7 @@ def shrinkage_2d(comparison: Comparison, level: float = 0.95) -> Figure:
     Needs a random-slope comparison (the formula gives ``term`` a random slope).
     """
     if not comparison.setup.random_slope:
-        raise ValueError("shrinkage_2d() needs a formula with a random slope for the term")
+        raise ArgumentError("shrinkage_2d() needs a formula with a random slope for the term")
     table = comparison.shrinkage()
     term = comparison.setup.term
     wide = table.pivot(index="level", columns="term")

@@ -17,6 +17,8 @@ import pandas as pd
 import scipy.stats
 from matplotlib.figure import Figure
 
+from ...errors import ArgumentError, UnknownNameError
+
 if TYPE_CHECKING:
     from ...bayes.model import LMM
 
@@ -53,7 +55,7 @@ def data_overview(data: pd.DataFrame, response: str, predictor: str, group: str)
     """The response against a predictor, one colour per level of ``group``."""
     for col in (response, predictor, group):
         if col not in data.columns:
-            raise KeyError(f"column {col!r} is not in the data")
+            raise UnknownNameError(f"column {col!r} is not in the data")
     levels = pd.unique(data[group])
     colors = level_colors(len(levels))
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -140,13 +142,13 @@ def ppc_by_group(
 def _block_of(model: LMM, group: str | None):
     blocks = model.design.blocks
     if not blocks:
-        raise ValueError("the model has no random terms")
+        raise ArgumentError("the model has no random terms")
     if group is None:
         return blocks[0]
     for block in blocks:
         if group in (block.group, block.label):
             return block
-    raise KeyError(f"{group!r} is not a grouping factor of the model; "
+    raise UnknownNameError(f"{group!r} is not a grouping factor of the model; "
                    f"choose one of {sorted({b.group for b in blocks})}")  # fmt: skip
 
 

@@ -15,6 +15,7 @@ import scipy.stats
 
 from ..errors import DataError
 from ..spec.design import build_design
+from ..spec.formula import quote
 
 
 @dataclass
@@ -67,7 +68,7 @@ class TwoStageFit:
 
 def per_group_ols(formula: str, data: pd.DataFrame, group: str) -> TwoStageFit:
     """OLS of ``formula`` within every level of ``group``, all levels solved at once."""
-    design = build_design(f"{formula} + (1 | {group})", data)
+    design = build_design(f"{formula} + (1 | {quote(group)})", data)
     levels, codes = np.asarray(design.blocks[0].levels), design.blocks[0].codes
     X, y = design.X, design.y
     g, p = len(levels), X.shape[1]

@@ -18,15 +18,19 @@ from .classical.lmer import LmerResult, lmer, satterthwaite
 from .comparison.models import Comparison, compare
 from .datasets import list_datasets, load_dataset
 from .errors import (
+    ArgumentError,
     BayesLMMError,
+    BayesLMMWarning,
     ColumnTypeError,
     ConvergenceWarning,
     DataError,
     FormulaError,
+    MissingDependencyError,
     NotFittedError,
     PriorError,
     RankDeficiencyError,
     SingularFitWarning,
+    UnknownNameError,
 )
 from .present.report import ReportFiles, report
 from .spec.design import Design, RandomBlock, build_design
@@ -56,6 +60,10 @@ __all__ = [
     "load_dataset",
     "list_datasets",
     "BayesLMMError",
+    "ArgumentError",
+    "UnknownNameError",
+    "MissingDependencyError",
+    "BayesLMMWarning",
     "FormulaError",
     "DataError",
     "ColumnTypeError",

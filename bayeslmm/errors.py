@@ -64,15 +64,20 @@ class MissingDependencyError(BayesLMMError, ImportError):
     """An optional package a requested feature needs is not installed."""
 
 
-class ConvergenceWarning(UserWarning):
+class BayesLMMWarning(UserWarning):
+    """Base class of bayeslmm's warnings (rows dropped for missing values, a method that
+    does not apply, and the two below)."""
+
+
+class ConvergenceWarning(BayesLMMWarning):
     """MCMC diagnostics suggest the posterior draws cannot be trusted yet."""
 
 
-class SingularFitWarning(UserWarning):
+class SingularFitWarning(BayesLMMWarning):
     """A variance component is estimated on its boundary (zero variance or |cor| = 1)."""
 
 
-def warn(message: str, category: type[Warning] = UserWarning) -> None:
+def warn(message: str, category: type[Warning] = BayesLMMWarning) -> None:
     """Warn with the location of the user's line that called into bayeslmm (the first
     frame outside the package), wherever in the package the warning is raised."""
     frame, level = sys._getframe(1), 2

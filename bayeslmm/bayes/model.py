@@ -25,7 +25,14 @@ from .diagnostics import Convergence, check_convergence, warn_convergence
 from .effects import draw_random_effects
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
-from .results import coef_table, group_coefficient_draws, ranef_table, summary_table, varcorr_table
+from .results import (
+    HDI_PROB,
+    coef_table,
+    group_coefficient_draws,
+    ranef_table,
+    summary_table,
+    varcorr_table,
+)
 from .sampling import (
     check_sampler,
     check_settings,
@@ -252,6 +259,7 @@ class LMM:
         self.idata = idata
         self._fit_info = {
             "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune,
+            "target_accept": target_accept,
             "log_density": "bayeslmm (numba)" if density is not None else "PyMC graph",
         }  # fmt: skip
         # NUTS moved the population parameters only in the marginal model; its random
@@ -268,27 +276,28 @@ class LMM:
             raise NotFittedError("the model is not fitted yet: call model.fit() first")
         return self.idata
 
-    def summary(self, print_it: bool = True) -> pd.DataFrame:
+    def summary(self, print_it: bool = True, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
         """lme4-like summary of the posterior; printed, and returned as a DataFrame.
 
         Rows: random-effect SDs and correlations, residual SD (``sigma``), fixed
-        effects; columns: mean, sd, 94% HDI, MCSE, bulk/tail ESS and R-hat.
+        effects; columns: mean, sd, HDI (``hdi_prob``, 94% by default as in ArviZ),
+        MCSE, bulk/tail ESS and R-hat.
         """
-        table = summary_table(self._posterior(), self.design)
+        table = summary_table(self._posterior(), self.design, hdi_prob)
         if print_it:
             from .text import format_summary
 
             print(format_summary(self, table))
         return table
 
-    def fixef(self) -> pd.DataFrame:
+    def fixef(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
         """Posterior summary of the fixed effects (rows named as lme4 does)."""
-        table = summary_table(self._posterior(), self.design)
+        table = summary_table(self._posterior(), self.design, hdi_prob)
         return table.loc[table["component"] == "fixed"].drop(columns="component")
 
-    def ranef(self) -> dict[str, pd.DataFrame]:
+    def ranef(self, hdi_prob: float = HDI_PROB) -> dict[str, pd.DataFrame]:
         """Random effects per grouping factor: rows (level, term); mean, sd, HDI."""
-        return ranef_table(self._posterior(), self.design)
+        return ranef_table(self._posterior(), self.design, hdi_prob)
 
     def coef(self) -> dict[str, pd.DataFrame]:
         """Fixed + random coefficients per level (posterior means), as lme4's ``coef``."""
@@ -296,6 +305,8 @@ class LMM:
 
     def group_coefficients(self, group: str | None = None) -> xr.DataArray:
         """Draws of fixed + random coefficients per level: (chain, draw, level, coef)."""
+        if not self.design.blocks:
+            raise ArgumentError("the model has no random terms, so no group coefficients")
         group = group or next(iter(self.design.groups()))
         return group_coefficient_draws(self._posterior(), self.design, group)
 
@@ -312,9 +323,9 @@ class LMM:
         """Response minus :meth:`fitted_mean`, for every fitted row."""
         return self.design.y - self.fitted_mean()
 
-    def varcorr(self) -> pd.DataFrame:
+    def varcorr(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
         """Variance components (SDs, correlations, residual SD) in lme4's layout."""
-        table = summary_table(self._posterior(), self.design)
+        table = summary_table(self._posterior(), self.design, hdi_prob)
         return varcorr_table(table, self.design)
 
     def predict(

@@ -222,7 +222,9 @@ class Comparison:
         - ``shrinkage`` (REML) and ``shrinkage_posterior``:
           ``(no_pooling - estimate) / (no_pooling - population)``; 0 is no shrinkage,
           1 complete shrinkage to the population mean. Within [0, 1] for random
-          intercepts; with correlated slopes a coordinate may move past the mean.
+          intercepts; with correlated slopes a coordinate may move past the mean (above 1)
+          or away from it (below 0). Empty (NaN) where the group has no estimate of its
+          own or it equals the population mean.
         """
         s, suffix = self.setup, self.primary
         reml: LmerResult = self.fit(f"LMM-{suffix}")
@@ -252,6 +254,7 @@ class Comparison:
             rows.append(frame)
         table = pd.concat(rows, ignore_index=True)
         gap = table["no_pooling"] - table["population"]
+        gap = gap.where(gap != 0)  # no gap, no fraction
         table["shrinkage"] = (table["no_pooling"] - table["reml"]) / gap
         if draws is not None:
             table["shrinkage_posterior"] = (table["no_pooling"] - table["posterior_mean"]) / gap

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ...errors import ArgumentError
-from .model import _grid, level_colors
+from .model import _grid, legend_outside, level_colors
 
 if TYPE_CHECKING:
     from ...comparison.models import Comparison
@@ -73,8 +73,10 @@ def shrinkage_arrows(comparison: Comparison) -> Figure:
         end = part["posterior_mean"] if "posterior_mean" in part else part["reml"]
         to_reml = {"arrowstyle": "->", "color": COLORS["reml"], "lw": 1.2}
         to_post = {"arrowstyle": "->", "color": COLORS["posterior"], "lw": 1.0}
-        for i, row in part.iterrows():
-            ax.annotate("", xy=(row["reml"], i), xytext=(row["no_pooling"], i), arrowprops=to_reml)
+        for i, row in part.iterrows():  # no arrow from a group without its own estimate
+            if np.isfinite(row["no_pooling"]):
+                ax.annotate("", xy=(row["reml"], i), xytext=(row["no_pooling"], i),
+                            arrowprops=to_reml)  # fmt: skip
             ax.annotate("", xy=(end[i], i), xytext=(row["reml"], i), arrowprops=to_post)
         ax.scatter(part["no_pooling"], y, color=COLORS["no_pooling"], label="no pooling", zorder=3)
         ax.scatter(part["reml"], y, color=COLORS["reml"], label="REML (BLUP)", zorder=3)
@@ -125,7 +127,7 @@ def shrinkage_2d(comparison: Comparison, level: float = 0.95) -> Figure:
     table = comparison.shrinkage()
     term = comparison.setup.term
     wide = table.pivot(index="level", columns="term")
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     ellipse = comparison.population_ellipse(level)
     ax.plot(ellipse[:, 0], ellipse[:, 1], color=COLORS["population"], ls=":",
             label=f"population {level:.0%} ellipse (REML)")  # fmt: skip
@@ -133,8 +135,9 @@ def shrinkage_2d(comparison: Comparison, level: float = 0.95) -> Figure:
     partial = "posterior_mean" if "posterior_mean" in table else "reml"
     x1, y1 = wide[partial]["(Intercept)"], wide[partial][term]
     for a, b, c, d in zip(x0, y0, x1, y1, strict=True):
-        ax.annotate("", xy=(c, d), xytext=(a, b),
-                    arrowprops={"arrowstyle": "->", "color": "#999999", "lw": 0.8})  # fmt: skip
+        if np.isfinite([a, b]).all():  # no arrow from a group without its own estimate
+            ax.annotate("", xy=(c, d), xytext=(a, b),
+                        arrowprops={"arrowstyle": "->", "color": "#999999", "lw": 0.8})  # fmt: skip
     ax.scatter(x0, y0, color=COLORS["no_pooling"], label="no pooling (per-group OLS)", zorder=3)
     label = "posterior mean" if partial == "posterior_mean" else "REML (fixed + BLUP)"
     ax.scatter(x1, y1, color=COLORS[partial.split("_")[0]], label=label, zorder=3)
@@ -147,7 +150,7 @@ def shrinkage_2d(comparison: Comparison, level: float = 0.95) -> Figure:
     ax.set_xlabel("(Intercept)")
     ax.set_ylabel(term)
     ax.set_title("Shrinkage of group intercepts and slopes")
-    ax.legend(fontsize="small")
+    legend_outside(ax)
     fig.tight_layout()
     return fig
 
@@ -156,6 +159,8 @@ def comparison_forest(comparison: Comparison) -> Figure:
     """The term's estimate and interval in every model of the comparison table."""
     table: pd.DataFrame = comparison.table.dropna(subset=["estimate"])
     table = table[table["model"] != "Aggregation"]  # a different estimand (group-level slope)
+    if table.empty:
+        raise ArgumentError(f"no model of the comparison estimates {comparison.setup.term!r}")
     fig, ax = plt.subplots(figsize=(6, 0.45 * len(table) + 1.2))
     y = np.arange(len(table))[::-1]
     ax.hlines(y, table["ci_lower"], table["ci_upper"], color="#444444")
@@ -163,9 +168,14 @@ def comparison_forest(comparison: Comparison) -> Figure:
     ax.axvline(0, color="#bbbbbb", lw=0.8)
     ax.set_yticks(y, table["model"])
     ax.set_xlabel(f"{comparison.setup.term} ({comparison.level:.0%} CI / HDI)")
-    ax.set_title("The same effect, seven ways")
+    ax.set_title(f"The same effect, {_count(len(table))} ways")
     fig.tight_layout()
     return fig
+
+
+def _count(n: int) -> str:
+    words = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    return words[n] if n < len(words) else str(n)
 
 
 MAX_SINGLE_PANEL = 6  # levels drawn together; more get one panel each
@@ -217,6 +227,6 @@ def group_fits(comparison: Comparison, max_levels: int = 24) -> Figure:
     fig.suptitle(f"Group fits: {label} (solid), ANCOVA (dashed), population (grey)",
                  fontsize="medium")  # fmt: skip
     if single:
-        first.legend(title=s.group, fontsize="small", title_fontsize="small")
+        legend_outside(first, title=s.group)
     fig.tight_layout()
     return fig

@@ -46,9 +46,16 @@ def _grid(
     return fig, axes.ravel()[:n]
 
 
+def legend_outside(ax: plt.Axes, **kwargs) -> None:
+    """The axes' legend to the right of the plotting area, where it covers no data."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  fontsize="small", title_fontsize="small", **kwargs)  # fmt: skip
+
+
 def _legend(ax: plt.Axes, n_levels: int, title: str) -> None:
     if n_levels <= MAX_LEGEND:
-        ax.legend(title=title, fontsize="small", title_fontsize="small", loc="best")
+        legend_outside(ax, title=title)
 
 
 def data_overview(data: pd.DataFrame, response: str, predictor: str, group: str) -> Figure:
@@ -58,7 +65,7 @@ def data_overview(data: pd.DataFrame, response: str, predictor: str, group: str)
             raise UnknownNameError(f"column {col!r} is not in the data")
     levels = pd.unique(data[group])
     colors = level_colors(len(levels))
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for level, color in zip(levels, colors, strict=True):
         rows = data[group] == level
         ax.scatter(data.loc[rows, predictor], data.loc[rows, response], color=color, s=18,
@@ -107,8 +114,9 @@ def _predictive(model: LMM, random_seed: int | None) -> az.InferenceData:
 def ppc(model: LMM, num_pp_samples: int = 100, random_seed: int | None = 0) -> Figure:
     """Posterior predictive check: density of the data against replicated data sets."""
     idata = _predictive(model, random_seed)
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     az.plot_ppc(idata, num_pp_samples=num_pp_samples, ax=ax, random_seed=random_seed, textsize=10)
+    legend_outside(ax)  # ArviZ puts it over the densities' tails
     ax.set_xlabel(model.design.response)
     ax.set_title("Posterior predictive check")
     fig.tight_layout()
@@ -167,18 +175,15 @@ def residuals(model: LMM, group: str | None = None) -> Figure:
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("fitted value (posterior mean)")
     ax.set_ylabel("residual")
-    ax.set_title(f"Residuals against fitted, by {block.group}")
-    _legend(ax, block.n_levels, block.group)
+    ax.set_title(f"Residuals against fitted (colours: {block.group}, as on the right)")
 
     ax = axes[1]
     ax.hist(resid, bins="auto", density=True, color="#cccccc", edgecolor="white")
     az.plot_kde(resid, ax=ax, plot_kwargs={"color": "black"}, textsize=9)
     grid = np.linspace(resid.min(), resid.max(), 200)
-    ax.plot(grid, scipy.stats.norm.pdf(grid, 0, resid.std(ddof=1)), color="#d95f02", ls="--",
-            label="normal, same SD")  # fmt: skip
+    ax.plot(grid, scipy.stats.norm.pdf(grid, 0, resid.std(ddof=1)), color="#d95f02", ls="--")
     ax.set_xlabel("residual")
-    ax.set_title("Residual density")
-    ax.legend(fontsize="small")
+    ax.set_title("Residual density (dashed: normal, same SD)")
 
     ax = axes[2]
     per_level = [resid[block.codes == code] for code in range(block.n_levels)]

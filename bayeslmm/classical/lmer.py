@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
-from ..errors import ArgumentError, SingularFitWarning, warn
+from ..errors import ArgumentError, FormulaError, SingularFitWarning, warn
 from ..gaussian.profiled import (
     ProfiledFit,
     ThetaLayout,
@@ -375,7 +375,14 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:
     LmerResult
         Warns :class:`SingularFitWarning` when the fit is singular.
     """
+    if not isinstance(reml, bool | np.bool_):
+        raise ArgumentError(f"reml must be True (REML) or False (ML), got {reml!r}")
     design = build_design(formula, data)
+    if not design.blocks:
+        raise FormulaError(
+            f"{design.spec.formula!r} has no random term such as (1 | g): lmer fits mixed "
+            "models; for fixed effects alone use ordinary least squares"
+        )
     cp = CrossProducts.from_design(design)
     layout = ThetaLayout.from_design(design)
     theta, converged = _optimise(cp, layout, reml)

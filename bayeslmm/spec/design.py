@@ -13,6 +13,7 @@ import keyword
 import numbers
 import re
 import warnings
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -405,6 +406,13 @@ def _normalise(values: pd.Series, name: str, predictor: bool, where: str) -> pd.
     if isinstance(dtype, pd.StringDtype) or pd.api.types.is_object_dtype(dtype):
         kinds = np.array([_value_kind(v) for v in values])
         present = set(kinds.tolist())
+        if OTHER in present:
+            odd = kinds == OTHER
+            types = sorted({type(v).__name__ for v in values[odd]})
+            if not all(isinstance(v, Hashable) for v in values[odd]):
+                raise ColumnTypeError(f"column {name!r}{where} holds {', '.join(types)} values "
+                                      f"({_examples(values, odd, 2)}); a model needs numbers or "
+                                      "text")  # fmt: skip
         if len(present) > 1:
             counts = {k: int((kinds == k).sum()) for k in present}
             main = max(counts, key=counts.get)

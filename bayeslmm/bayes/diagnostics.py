@@ -121,10 +121,11 @@ def check_convergence(
     return Convergence(rhat, ess_bulk, ess_tail, div, n_chains * n_draws, problems)
 
 
-def warn_convergence(result: Convergence) -> None:
-    """Emit one :class:`ConvergenceWarning` listing every problem."""
+def warn_convergence(result: Convergence, formula: str | None = None) -> None:
+    """Emit one :class:`ConvergenceWarning` listing every problem (of ``formula``'s fit)."""
     if result.problems:
-        warn("MCMC diagnostics:\n  - " + "\n  - ".join(result.problems), ConvergenceWarning)
+        of = f" of {formula!r}" if formula else ""
+        warn(f"MCMC diagnostics{of}:\n  - " + "\n  - ".join(result.problems), ConvergenceWarning)
 
 
 def verdict(result: Convergence) -> str:

@@ -268,7 +268,7 @@ class LMM:
         if method == "full":
             check_vars += [f"u_{b.label}" for b in self.design.blocks]
         self.convergence = check_convergence(idata, check_vars, target_accept=target_accept)
-        warn_convergence(self.convergence)
+        warn_convergence(self.convergence, self.formula)
         return idata
 
     def _posterior(self) -> az.InferenceData:

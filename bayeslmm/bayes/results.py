@@ -6,7 +6,10 @@ variable names documented in :mod:`bayeslmm.bayes.explicit_graph`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import numbers
+from collections.abc import Iterator
 
 import arviz as az
 import numpy as np
@@ -32,6 +35,24 @@ def check_hdi_prob(hdi_prob: object) -> float:
             f"hdi_prob must be a number between 0 and 1, e.g. 0.95; got {hdi_prob!r}"
         )
     return float(hdi_prob)
+
+
+class _DropShapeNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Shape validation failed" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def one_chain_quiet(idata: az.InferenceData) -> Iterator[None]:
+    """Without ArviZ's "Shape validation failed" log lines for one chain (R-hat needs two;
+    it is NaN then, and the convergence check says so)."""
+    # ArviZ logs through its own Logger instance (not one logging.getLogger returns)
+    logger, notice = getattr(az, "_log", logging.getLogger("arviz")), _DropShapeNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
 
 
 def hdi_columns(hdi_prob: float) -> tuple[str, str]:
@@ -80,7 +101,8 @@ def summary_table(
     """Posterior mean, sd, HDI, MCSE, ESS and R-hat of every population parameter."""
     hdi_prob = check_hdi_prob(hdi_prob)
     draws = population_draws(idata, design)
-    table = az.summary(xr.Dataset(draws), hdi_prob=hdi_prob, round_to="none")
+    with one_chain_quiet(idata):
+        table = az.summary(xr.Dataset(draws), hdi_prob=hdi_prob, round_to="none")
     table.insert(0, "component", [_component(n) for n in table.index])
     return table
 

@@ -111,10 +111,16 @@ def _predictive(model: LMM, random_seed: int | None) -> az.InferenceData:
     return idata
 
 
+def _n_draws(idata: az.InferenceData) -> int:
+    post = idata.posterior
+    return int(post.sizes["chain"] * post.sizes["draw"])
+
+
 def ppc(model: LMM, num_pp_samples: int = 100, random_seed: int | None = 0) -> Figure:
     """Posterior predictive check: density of the data against replicated data sets."""
     idata = _predictive(model, random_seed)
     fig, ax = plt.subplots(figsize=(7.5, 4))
+    num_pp_samples = min(num_pp_samples, _n_draws(idata))
     az.plot_ppc(idata, num_pp_samples=num_pp_samples, ax=ax, random_seed=random_seed, textsize=10)
     legend_outside(ax)  # ArviZ puts it over the densities' tails
     ax.set_xlabel(model.design.response)
@@ -137,7 +143,8 @@ def ppc_by_group(
     fig, axes = _grid(len(shown), sharey=False)
     for ax, (code, level) in zip(axes, enumerate(shown), strict=True):
         rows = np.flatnonzero(block.codes == code)
-        az.plot_ppc(idata, coords={"obs": rows}, num_pp_samples=num_pp_samples, ax=ax,
+        az.plot_ppc(idata, coords={"obs": rows}, num_pp_samples=min(num_pp_samples,
+                    _n_draws(idata)), ax=ax,
                     legend=False, random_seed=random_seed, textsize=9)  # fmt: skip
         ax.set_title(f"{block.group} = {level}", fontsize="small")
         ax.set_xlabel("")

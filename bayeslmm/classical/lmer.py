@@ -196,7 +196,8 @@ class LmerResult:
         if information == "expected":
             se = self.se
         elif information == "observed":
-            se = pd.Series(np.sqrt(np.diag(observed_vcov(self))), index=est.index, name="se")
+            with np.errstate(invalid="ignore"):  # not positive at a singular optimum: NaN
+                se = pd.Series(np.sqrt(np.diag(observed_vcov(self))), index=est.index, name="se")
         else:
             raise ArgumentError(
                 f"information must be 'expected' or 'observed', got {information!r}"

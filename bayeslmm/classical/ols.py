@@ -27,6 +27,10 @@ class OLSFit:
 
     def row(self, term: str, level: float) -> dict[str, float]:
         r, j = self.result, self.names.index(term)
+        if r.df_resid <= 0:  # as many coefficients as rows: an exact fit, nothing to test
+            return {"estimate": float(r.params[j]), "stat_type": "t", "df": float(r.df_resid),
+                    "note": f"no residual degrees of freedom ({int(r.nobs)} rows, "
+                            f"{len(self.names)} coefficients): no SE or test"}  # fmt: skip
         ci = r.conf_int(alpha=1 - level)[j]
         return {
             "rmse": float(np.sqrt(r.ssr / r.df_resid)),

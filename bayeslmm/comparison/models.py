@@ -184,6 +184,7 @@ class Comparison:
                 record.update(_bayes_row(fit, s.term, level))
             elif fit is not None:
                 record.update(fit.row(s.term, level))
+                notes.append(record.pop("note", ""))
             record["note"] = "; ".join(n for n in notes if n)
             records.append(record)
         table = pd.DataFrame(records).reindex(columns=TABLE_COLUMNS)
@@ -478,6 +479,9 @@ def compare(
         if fit_kwargs.get("method") not in (None, *METHODS):
             raise ArgumentError(f"method must be one of {METHODS} or None, got "
                                 f"{fit_kwargs['method']!r}")  # fmt: skip
+        if fit_kwargs.get("store_log_likelihood") not in (None, True, False):
+            raise ArgumentError(f"store_log_likelihood must be True, False or None, got "
+                                f"{fit_kwargs['store_log_likelihood']!r}")  # fmt: skip
     steps = [
         ("LM-Global", f"OLS {s.ols}", lambda: ols(s.ols, data)),
         ("ANCOVA-Inter", f"OLS {s.ancova_intercepts}", lambda: ols(s.ancova_intercepts, data)),

@@ -92,7 +92,10 @@ class RandomTerm:
 
     @property
     def group(self) -> str:
-        """Grouping factor as lme4 prints it (``"a:b"``; a name holding ``:`` in backticks)."""
+        """Grouping factor as lme4 prints it (``"a:b"``; in an interaction, a name holding
+        ``:`` in backticks)."""
+        if len(self.factors) == 1:
+            return self.factors[0]
         return ":".join(f"`{f}`" if ":" in f else f for f in self.factors)
 
     def __str__(self) -> str:

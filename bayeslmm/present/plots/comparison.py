@@ -117,8 +117,9 @@ def caterpillar(comparison: Comparison) -> Figure:
     return fig
 
 
-def shrinkage_2d(comparison: Comparison, level: float = 0.95) -> Figure:
-    """Intercept vs slope per level: no pooling -> partial pooling, with the population ellipse.
+def shrinkage_2d(comparison: Comparison, level: float | None = None) -> Figure:
+    """Intercept vs slope per level: no pooling -> partial pooling, with the population ellipse
+    holding ``level`` of the groups (default: the comparison's level).
 
     Needs a random-slope comparison (the formula gives ``term`` a random slope).
     """
@@ -126,6 +127,7 @@ def shrinkage_2d(comparison: Comparison, level: float = 0.95) -> Figure:
         raise ArgumentError("shrinkage_2d() needs a formula with a random slope for the term")
     table = comparison.shrinkage()
     term = comparison.setup.term
+    level = comparison.level if level is None else level
     wide = table.pivot(index="level", columns="term")
     fig, ax = plt.subplots(figsize=(8, 5))
     ellipse = comparison.population_ellipse(level)

@@ -98,6 +98,11 @@ def check_convergence(
             rhat, rhat_var = float("nan"), ""
         ess_bulk, bulk_var = _worst(az.ess(post, method="bulk"), np.min)
         ess_tail, tail_var = _worst(az.ess(post, method="tail"), np.min)
+    if n_chains < 2:
+        problems.append(
+            "one chain: R-hat, which compares chains, cannot tell whether the sampler "
+            "converged; run two or more (chains=4)"
+        )
     if rhat > RHAT_MAX:
         problems.append(
             f"R-hat up to {rhat:.3f} ({rhat_var}) > {RHAT_MAX}: chains disagree; "
@@ -133,8 +138,10 @@ def verdict(result: Convergence) -> str:
 
     When a check failed, the sentence ends with a colon: list ``result.problems`` after it.
     """
+    rhat = (f"largest R-hat {result.max_rhat:.3f}" if np.isfinite(result.max_rhat)
+            else "no R-hat (it needs two or more chains)")  # fmt: skip
     summary = (
-        f"largest R-hat {result.max_rhat:.3f}, smallest bulk ESS {result.min_ess_bulk:.0f}, "
+        f"{rhat}, smallest bulk ESS {result.min_ess_bulk:.0f}, "
         f"smallest tail ESS {result.min_ess_tail:.0f}, {result.divergences} divergent "
         f"transitions in {result.n_draws} draws"
     )

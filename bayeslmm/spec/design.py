@@ -360,6 +360,18 @@ def _value_kind(value: object) -> str:
     return OTHER
 
 
+_INFERRED = {"string": TEXT, "integer": NUMBER, "floating": NUMBER,
+             "mixed-integer-float": NUMBER, "boolean": BOOL}  # fmt: skip
+
+
+def _uniform_kind(values: pd.Series) -> str | None:
+    """The one type of a text or object column's values, found without a Python loop where
+    pandas can tell (None: look value by value)."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return TEXT
+    return _INFERRED.get(pd.api.types.infer_dtype(values, skipna=False))
+
+
 def column_kind(values: pd.Series) -> str:
     """``"number"``, ``"bool"``, ``"text"`` or ``"other"`` (a cleaned column's type)."""
     dtype = values.dtype
@@ -370,7 +382,8 @@ def column_kind(values: pd.Series) -> str:
     if pd.api.types.is_numeric_dtype(dtype):
         return NUMBER
     if pd.api.types.is_string_dtype(dtype):
-        kinds = {_value_kind(v) for v in values}
+        fast = _uniform_kind(values)
+        kinds = {fast} if fast else {_value_kind(v) for v in values}
         return kinds.pop() if len(kinds) == 1 else OTHER
     return OTHER
 
@@ -404,8 +417,9 @@ def _normalise(values: pd.Series, name: str, predictor: bool, where: str) -> pd.
     if pd.api.types.is_extension_array_dtype(dtype) and pd.api.types.is_numeric_dtype(dtype):
         return values.astype("int64" if pd.api.types.is_integer_dtype(dtype) else "float64")
     if isinstance(dtype, pd.StringDtype) or pd.api.types.is_object_dtype(dtype):
-        kinds = np.array([_value_kind(v) for v in values])
-        present = set(kinds.tolist())
+        fast = _uniform_kind(values)
+        kinds = np.full(len(values), fast) if fast else np.array([_value_kind(v) for v in values])
+        present = {fast} if fast else set(kinds.tolist())
         if OTHER in present:
             odd = kinds == OTHER
             types = sorted({type(v).__name__ for v in values[odd]})
@@ -796,21 +810,45 @@ def _new_codes(block: RandomBlock, frame: pd.DataFrame) -> tuple[np.ndarray, lis
                 f"values but the fitted data held {kind} values; convert it so that levels "
                 "can be matched"
             )
-    per_factor = [[_key(v, k) for v in frame[name]]
-                  for name, k in zip(block.term.factors, kinds, strict=True)]  # fmt: skip
-    keys = list(zip(*per_factor, strict=True))
-    lookup = {key: i for i, key in enumerate(block.level_keys)}
+    factors = block.term.factors
+    keys = pd.MultiIndex.from_arrays(
+        [_keys(frame[name], kind) for name, kind in zip(factors, kinds, strict=True)]
+    )
+    fitted = pd.MultiIndex.from_tuples(block.level_keys, names=keys.names)
+    codes = fitted.get_indexer(keys).astype(np.int64)
     unseen: list[str] = []
-    codes = np.empty(len(frame), dtype=np.int64)
-    values = [frame[name].tolist() for name in block.term.factors]
-    for row, key in enumerate(keys):
-        code = lookup.get(key)
-        if code is None:
-            label = ":".join(str(v[row]) for v in values)
-            code = lookup[key] = block.n_levels + len(unseen)
-            unseen.append(label)
-        codes[row] = code
+    missing = np.flatnonzero(codes < 0)
+    if missing.size:  # unseen levels: numbered after the fitted ones, in order of appearance
+        new_keys, first, inverse = np.unique(
+            keys[missing].to_numpy(), return_index=True, return_inverse=True
+        )
+        order = np.argsort(first)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        codes[missing] = block.n_levels + rank[inverse.reshape(-1)]
+        rows = missing[first[order]]
+        unseen = [":".join(_label(frame[name].iloc[r]) for name in factors) for r in rows]
     return codes, unseen
+
+
+def _label(value: object) -> str:
+    """A new level's label: whole numbers without ``.0`` (99.0 is level 99)."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _keys(values: pd.Series, kind: str) -> np.ndarray:
+    """Level identities of a column (see :func:`_key`), vectorised."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    if kind == NUMBER:
+        return values.to_numpy(dtype=float)
+    if kind == BOOL:
+        return values.to_numpy(dtype=bool)
+    if kind == TEXT:
+        return values.astype(str).to_numpy(dtype=object)
+    return values.to_numpy(dtype=object)
 
 
 def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:

@@ -79,12 +79,17 @@ BAD_DATA = [
     ("y ~ x + (1|`g`", {}, bl.FormulaError, r"unmatched '\('"),
     ("y ~ `x + (1|g)", {}, bl.FormulaError, r"unmatched '`'"),
     ("y ~ x + (1 | g h)", {}, bl.FormulaError, r"'g h' is not a column name.*backticks"),
+    ("y ~ sigma + (1|g)", {"sigma": lambda v: -v}, bl.DataError, r"\['sigma'\] share"),
+    ("y ~ x + (1|obs)", {"obs": lambda v: np.repeat(np.arange(6), 10)}, bl.DataError,
+     r"\['obs'\] would share their name with a dimension"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("formula, change, error, pattern", BAD_DATA)
 def test_bad_data_names_the_culprit(frame, formula, change, error, pattern):
-    data = frame.assign(**{k: fn(frame[k]) for k, fn in change.items()})
+    data = frame.assign(
+        **{k: fn(frame[k] if k in frame else frame["x"]) for k, fn in change.items()}
+    )
     before = data.copy()
     with pytest.raises(error, match=pattern):
         bl.LMM(formula, data)
@@ -115,6 +120,10 @@ def test_awkward_but_valid_data_give_the_plain_answer(frame):
         np.testing.assert_array_equal(design.y, plain.y, err_msg=label)
         np.testing.assert_array_equal(design.blocks[0].codes, plain.blocks[0].codes, label)
         assert len(design.fixed_names) == len(plain.fixed_names), label
+    named = frame.rename(columns={"x": "Intercept"})  # not formulaic's intercept column
+    design = bl.build_design("y ~ Intercept + (1 | g)", named)
+    assert design.fixed_names == ["(Intercept)", "Intercept"]
+    np.testing.assert_array_equal(design.X[:, 1], frame["x"])
     odd = bl.build_design(*variants["odd names"][::-1])
     assert odd.fixed_names == ["(Intercept)", "x.1-é", "f fb", "f fc"]
     assert odd.blocks[0].columns == ["(Intercept)", "x.1-é"] and odd.blocks[0].group == "grp/1:2"
@@ -367,6 +376,18 @@ def test_cli_refuses_bad_options_before_fitting(args, status, culprit, tmp_path,
     err = capsys.readouterr().err
     assert code == status and culprit in err
     assert err.count("bayeslmm: error:") == 1 and len(err.strip().splitlines()) == 1
+
+
+def test_cli_reads_semicolons_tabs_and_latin1(frame, tmp_path):
+    for sep, encoding in ((";", "utf-8"), ("\t", "utf-8-sig"), (",", "latin-1")):
+        path = tmp_path / "data.csv"
+        frame.rename(columns={"x": "größe"}).to_csv(path, sep=sep, encoding=encoding, index=False)
+        read = cli._read_data(str(path))
+        assert list(read.columns) == ["y", "größe", "f", "g"], (sep, encoding)
+        np.testing.assert_allclose(read["größe"], frame["x"])
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(bl.DataError, match="cannot read"):
+        cli._read_data(str(path))
 
 
 def test_cli_output_directory_and_unexpected_errors(tmp_path, capsys, monkeypatch):

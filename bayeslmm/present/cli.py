@@ -178,7 +178,7 @@ def _read_data(path: str) -> pd.DataFrame:
         raise DataError(f"data file {path!r} does not exist (nor is it a shipped dataset: "
                         f"{', '.join(list_datasets())})")  # fmt: skip
     try:
-        frame = pd.read_csv(file)
+        frame = _read_csv(file)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read {path!r} as CSV: {err}") from err
     except OSError as err:
@@ -186,6 +186,22 @@ def _read_data(path: str) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"data file {path!r} has no rows")
     return frame
+
+
+def _read_csv(file: Path) -> pd.DataFrame:
+    """A CSV file, separated by commas, or by semicolons or tabs when the header says so;
+    UTF-8 (with or without a byte-order mark), else Latin-1 for a text file."""
+    head = file.open("rb").read(65536)
+    encoding = "utf-8-sig"
+    try:
+        head.decode(encoding)
+    except UnicodeDecodeError:
+        if b"\x00" in head:  # not text at all
+            raise
+        encoding = "latin-1"
+    first = head.decode(encoding, errors="replace").splitlines()[0] if head.strip() else ""
+    sep = next((s for s in (",", ";", "\t") if s in first), ",")
+    return pd.read_csv(file, sep=sep, encoding=encoding)
 
 
 def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors: dict,

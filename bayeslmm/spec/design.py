@@ -222,8 +222,10 @@ def _name_tokens(text: str) -> list[_Token]:
 
 
 def _needs_alias(name: str) -> bool:
-    """Names formulaic cannot read as they are (dots, spaces, digits first, non-ASCII...)."""
-    return not (name.isascii() and name.isidentifier() and not keyword.iskeyword(name))
+    """Names formulaic cannot read as they are (dots, spaces, digits first, non-ASCII...) or
+    would confuse with its own (``Intercept``)."""
+    plain = name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
+    return not plain or name == "Intercept"
 
 
 @dataclass
@@ -557,7 +559,7 @@ def _matrix(rhs: str, frame: pd.DataFrame, where: str, names: ColumnNames):
 
 
 def _column_name(name: str, names: ColumnNames) -> str:
-    return lme4_name(names.decode(str(name)))
+    return names.decode(lme4_name(str(name)))  # formulaic's Intercept, not a column so named
 
 
 def _column_names(columns, names: ColumnNames, where: str) -> list[str]:

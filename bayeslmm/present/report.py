@@ -42,7 +42,10 @@ table.data td { overflow-wrap: break-word; }
 table.data td.num { text-align: right; font-variant-numeric: tabular-nums;
                     white-space: nowrap; }
 .wide table.data { width: 100%; }
-.wide table.data td:not(.num) { min-width: 6em; }
+.table { overflow-x: auto; }  /* a scroll bar only where the screen is narrower still */
+@media (max-width: 900px) { table.data { font-size: .7em; }
+                            table.data th, table.data td { padding: .15em .25em; } }
+@media print { table.data { font-size: .62em; } figure img { max-width: 100%; } }
 dl.models dt { font-weight: bold; float: left; clear: left; width: 9em; }
 dl.models dd { margin: 0 0 .2em 9.5em; }
 .verdict { padding: .8em 1em; border-radius: 6px; margin: 1em 0; }

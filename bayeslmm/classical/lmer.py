@@ -286,6 +286,8 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     ``V_jj`` and ``A = 2 H^-1`` from the Hessian ``H`` of the deviance in (theta, sigma).
     Derivatives are central finite differences.
     """
+    if not isinstance(result, LmerResult):
+        raise ArgumentError(f"satterthwaite() needs a bl.lmer() fit, got {type(result).__name__}")
     cp, layout, reml = result.cross_products, result.layout, result.reml
     x0 = np.append(result.theta, result.sigma)
     h = _steps(x0)

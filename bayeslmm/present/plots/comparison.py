@@ -30,6 +30,18 @@ COLORS = {
 }
 
 
+def _checked(comparison: Comparison) -> Comparison:
+    if not (hasattr(comparison, "shrinkage") and hasattr(comparison, "setup")):
+        raise ArgumentError(
+            f"expected a bayeslmm.compare() result, got {type(comparison).__name__}"
+        )
+    return comparison
+
+
+def _percent(level: float) -> str:
+    return f"{100 * level:g}%"
+
+
 def _panels(n: int, height: float, width: float = 5.0) -> tuple[Figure, np.ndarray]:
     fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
     return fig, axes[0]
@@ -65,7 +77,7 @@ def shrinkage_arrows(comparison: Comparison) -> Figure:
     One panel per random term; vertical lines mark complete pooling (OLS) and the
     population (REML fixed effect).
     """
-    table = comparison.shrinkage()
+    table = _checked(comparison).shrinkage()
     fig, panels = _term_figure(table)
     for ax, term in panels:
         part = table[table["term"] == term].reset_index(drop=True)
@@ -97,7 +109,7 @@ def caterpillar(comparison: Comparison) -> Figure:
 
     Needs a comparison fitted with ``bayes=True``.
     """
-    table = comparison.shrinkage()
+    table = _checked(comparison).shrinkage()
     if "posterior_mean" not in table:
         raise ArgumentError("caterpillar() needs the Bayesian fit: run compare(..., bayes=True)")
     fig, panels = _term_figure(table)
@@ -105,7 +117,7 @@ def caterpillar(comparison: Comparison) -> Figure:
         part = table[table["term"] == term].sort_values("posterior_mean").reset_index(drop=True)
         y = np.arange(len(part))
         ax.hlines(y, part["hdi_lower"], part["hdi_upper"], color=COLORS["posterior"], lw=2,
-                  label=f"{comparison.level:.0%} HDI")  # fmt: skip
+                  label=f"{_percent(comparison.level)} HDI")  # fmt: skip
         ax.scatter(part["posterior_mean"], y, color=COLORS["posterior"], zorder=3,
                    label="posterior mean")  # fmt: skip
         ax.scatter(part["reml"], y, color=COLORS["reml"], marker="x", zorder=4,
@@ -123,7 +135,7 @@ def shrinkage_2d(comparison: Comparison, level: float | None = None) -> Figure:
 
     Needs a random-slope comparison (the formula gives ``term`` a random slope).
     """
-    if not comparison.setup.random_slope:
+    if not _checked(comparison).setup.random_slope:
         raise ArgumentError("shrinkage_2d() needs a formula with a random slope for the term")
     table = comparison.shrinkage()
     term = comparison.setup.term
@@ -132,7 +144,7 @@ def shrinkage_2d(comparison: Comparison, level: float | None = None) -> Figure:
     fig, ax = plt.subplots(figsize=(8, 5))
     ellipse = comparison.population_ellipse(level)
     ax.plot(ellipse[:, 0], ellipse[:, 1], color=COLORS["population"], ls=":",
-            label=f"population {level:.0%} ellipse (REML)")  # fmt: skip
+            label=f"population {_percent(level)} ellipse (REML)")  # fmt: skip
     x0, y0 = wide["no_pooling"]["(Intercept)"], wide["no_pooling"][term]
     partial = "posterior_mean" if "posterior_mean" in table else "reml"
     x1, y1 = wide[partial]["(Intercept)"], wide[partial][term]
@@ -159,7 +171,7 @@ def shrinkage_2d(comparison: Comparison, level: float | None = None) -> Figure:
 
 def comparison_forest(comparison: Comparison) -> Figure:
     """The term's estimate and interval in every model of the comparison table."""
-    table: pd.DataFrame = comparison.table.dropna(subset=["estimate"])
+    table: pd.DataFrame = _checked(comparison).table.dropna(subset=["estimate"])
     table = table[table["model"] != "Aggregation"]  # a different estimand (group-level slope)
     if table.empty:
         raise ArgumentError(f"no model of the comparison estimates {comparison.setup.term!r}")
@@ -169,7 +181,7 @@ def comparison_forest(comparison: Comparison) -> Figure:
     ax.scatter(table["estimate"], y, color="black", zorder=3)
     ax.axvline(0, color="#bbbbbb", lw=0.8)
     ax.set_yticks(y, table["model"])
-    ax.set_xlabel(f"{comparison.setup.term} ({comparison.level:.0%} CI / HDI)")
+    ax.set_xlabel(f"{comparison.setup.term} ({_percent(comparison.level)} CI / HDI)")
     ax.set_title(f"The same effect, {_count(len(table))} ways")
     fig.tight_layout()
     return fig
@@ -190,7 +202,7 @@ def group_fits(comparison: Comparison, max_levels: int = 24) -> Figure:
     ANCOVA (no pooling) line; thick grey: the population (REML fixed effects). Up to
     six levels share one panel; more get a panel each (the first ``max_levels``).
     """
-    s, data = comparison.setup, comparison.data
+    s, data = _checked(comparison).setup, comparison.data
     lines = comparison.group_lines()
     partial = "posterior" if (lines["source"] == "posterior").any() else "reml"
     by_source = {src: part.set_index("level") for src, part in lines.groupby("source")}

@@ -78,6 +78,13 @@ def data_overview(data: pd.DataFrame, response: str, predictor: str, group: str)
     return fig
 
 
+def fitted(model: LMM) -> az.InferenceData:
+    """The posterior of a fitted model, or an error saying what was passed instead."""
+    if not (hasattr(model, "_posterior") and hasattr(model, "design")):
+        raise ArgumentError(f"expected a fitted bayeslmm.LMM, got {type(model).__name__}")
+    return model._posterior()
+
+
 def _labeller(model: LMM) -> az.labels.MapLabeller:
     names = {"beta": "fixed", "sigma": "sigma (residual)"}
     for block in model.design.blocks:
@@ -88,7 +95,7 @@ def _labeller(model: LMM) -> az.labels.MapLabeller:
 
 def trace(model: LMM) -> Figure:
     """ArviZ trace plot of the population parameters (densities and chains)."""
-    axes = az.plot_trace(model._posterior(), var_names=model.population_variables(),
+    axes = az.plot_trace(fitted(model), var_names=model.population_variables(),
                          labeller=_labeller(model), compact=False)  # fmt: skip
     fig = np.asarray(axes).ravel()[0].figure
     fig.tight_layout()
@@ -97,7 +104,7 @@ def trace(model: LMM) -> Figure:
 
 def rank(model: LMM) -> Figure:
     """ArviZ rank plot of the population parameters: flat bars when chains mix."""
-    axes = az.plot_rank(model._posterior(), var_names=model.population_variables(),
+    axes = az.plot_rank(fitted(model), var_names=model.population_variables(),
                         labeller=_labeller(model), kind="bars")  # fmt: skip
     fig = np.asarray(axes).ravel()[0].figure
     fig.tight_layout()
@@ -105,7 +112,7 @@ def rank(model: LMM) -> Figure:
 
 
 def _predictive(model: LMM, random_seed: int | None) -> az.InferenceData:
-    idata = model._posterior()
+    idata = fitted(model)
     if "posterior_predictive" not in idata.groups():
         model.posterior_predictive(random_seed=random_seed)
     return idata
@@ -170,14 +177,15 @@ def _block_of(model: LMM, group: str | None):
 def residuals(model: LMM, group: str | None = None) -> Figure:
     """Residual diagnostics (posterior mean fit): against fitted values by group, their
     density against a normal curve, and a box plot per group."""
+    fitted(model)
     block = _block_of(model, group)
-    fitted, resid = model.fitted_mean(), model.residuals()
+    mean, resid = model.fitted_mean(), model.residuals()
     colors = level_colors(block.n_levels)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.2, 1, 1.3]})
     ax = axes[0]
     for code, level in enumerate(block.levels):
         rows = block.codes == code
-        ax.scatter(fitted[rows], resid[rows], color=colors[code], s=14, alpha=0.8,
+        ax.scatter(mean[rows], resid[rows], color=colors[code], s=14, alpha=0.8,
                    label=str(level))  # fmt: skip
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("fitted value (posterior mean)")

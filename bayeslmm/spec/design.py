@@ -327,8 +327,10 @@ def _used_columns(spec: ModelSpec, data: pd.DataFrame) -> tuple[list[str], Colum
         tokens = {t.name for t in _name_tokens(text) if not t.quoted}
         for var in _required(names.encode(text, present), where, names):
             var = names.inverse.get(var, var)
-            if var in labels or var in _CONTEXT:
-                needs.setdefault(var, where) if var in labels else None
+            if var in labels:  # also a name only formulaic saw (Q('x'))
+                needs.setdefault(var, where)
+                continue
+            if var in _CONTEXT:
                 continue
             full = next((t for t in sorted(tokens) if t.startswith(f"{var}.")), var)
             raise UnknownNameError(

@@ -22,16 +22,20 @@ from .comparison.models import Comparison, compare
 from .comparison.random_effects import RandomEffectsComparison, compare_random_effects
 from .datasets import list_datasets, load_dataset
 from .errors import (
+    ArgumentError,
     BayesLMMError,
+    BayesLMMWarning,
     ColumnTypeError,
     ComparisonError,
     ConvergenceWarning,
     DataError,
     FormulaError,
+    MissingDependencyError,
     NotFittedError,
     PriorError,
     RankDeficiencyError,
     SingularFitWarning,
+    UnknownNameError,
 )
 from .present.report import ReportFiles, report
 from .spec.design import Design, RandomBlock, build_design
@@ -71,6 +75,10 @@ __all__ = [
     "load_dataset",
     "list_datasets",
     "BayesLMMError",
+    "ArgumentError",
+    "UnknownNameError",
+    "MissingDependencyError",
+    "BayesLMMWarning",
     "FormulaError",
     "DataError",
     "ColumnTypeError",

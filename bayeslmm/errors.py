@@ -1,6 +1,12 @@
-"""One exception hierarchy for everything bayeslmm rejects."""
+"""One exception hierarchy for everything bayeslmm rejects, and its warnings."""
 
 from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+_PACKAGE = str(Path(__file__).resolve().parent)
 
 
 class BayesLMMError(Exception):
@@ -38,10 +44,6 @@ class PriorError(BayesLMMError, ValueError):
     """A prior specification is unknown or invalid."""
 
 
-class SamplerError(BayesLMMError, ValueError):
-    """The requested sampler cannot run this model (or is not installed)."""
-
-
 class NotFittedError(BayesLMMError, ValueError):
     """A result was requested from a model that has not been fitted."""
 
@@ -50,9 +52,43 @@ class ComparisonError(BayesLMMError, ValueError):
     """Models cannot be compared: different rows or responses, not nested, not fitted."""
 
 
-class ConvergenceWarning(UserWarning):
+class ArgumentError(BayesLMMError, ValueError):
+    """An argument of a bayeslmm function has an impossible value or type (``draws=0``,
+    ``target_accept=1.5``, ``method="fast"``)."""
+
+
+class SamplerError(ArgumentError):
+    """The requested sampler cannot run this model."""
+
+
+class UnknownNameError(DataError, KeyError):
+    """A name (column, grouping factor, term) that the data or the model lacks."""
+
+    def __str__(self) -> str:  # a message, not KeyError's repr of the key
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingDependencyError(BayesLMMError, ImportError):
+    """An optional package a requested feature needs is not installed."""
+
+
+class BayesLMMWarning(UserWarning):
+    """Base class of bayeslmm's warnings (rows dropped for missing values, a method that
+    does not apply, and the two below)."""
+
+
+class ConvergenceWarning(BayesLMMWarning):
     """MCMC diagnostics suggest the posterior draws cannot be trusted yet."""
 
 
-class SingularFitWarning(UserWarning):
+class SingularFitWarning(BayesLMMWarning):
     """A variance component is estimated on its boundary (zero variance or |cor| = 1)."""
+
+
+def warn(message: str, category: type[Warning] = BayesLMMWarning) -> None:
+    """Warn with the location of the user's line that called into bayeslmm (the first
+    frame outside the package), wherever in the package the warning is raised."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -6,21 +6,21 @@ import pytest
 
 import bayeslmm as bl
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-if not REFERENCE.is_dir():  # CI: shared/ beside a fresh clone
-    REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+#: Reference figures computed outside bayeslmm (R's lme4/lmerTest, brms, the tutorial's
+#: table), kept in the repository so that the tests pass from a clone alone.
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference"
 
 
 def reference_file(name: str) -> Path:
     path = REFERENCE / name
     if not path.is_file():
-        pytest.fail(f"reference file {path} is missing (../shared/reference beside the repo)")
+        pytest.fail(f"reference file {path} is missing (tests/data/reference in the repository)")
     return path
 
 
 @pytest.fixture(scope="session")
 def reference():
-    """Path of a file in ../shared/reference (fails loudly if it is missing)."""
+    """Path of a file in tests/data/reference (fails loudly if it is missing)."""
     return reference_file
 
 

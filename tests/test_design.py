@@ -156,8 +156,13 @@ def test_empty_and_infinite_data(sleepstudy):
     with pytest.raises(DataError, match="no rows"):
         build_design("Reaction ~ Days + (1|Subject)", sleepstudy.iloc[:0])
     all_missing = sleepstudy.assign(Reaction=np.nan)
-    with pytest.warns(UserWarning), pytest.raises(DataError, match="no rows left"):
+    with pytest.raises(DataError, match=r"\['Reaction'\] have no values"):
         build_design("Reaction ~ Days + (1|Subject)", all_missing)
+    disjoint = sleepstudy.astype({"Days": float})
+    disjoint.loc[::2, "Days"] = np.nan
+    disjoint.loc[1::2, "Reaction"] = np.nan
+    with pytest.warns(UserWarning), pytest.raises(DataError, match="no rows left"):
+        build_design("Reaction ~ Days + (1|Subject)", disjoint)
     data = sleepstudy.astype({"Days": float})
     data.loc[3, "Days"] = np.inf
     with pytest.raises(DataError, match=r"column 'Days' has 1 infinite"):

@@ -1,7 +1,9 @@
 """The documentation site builds with warnings as errors (MkDocs strict mode)."""
 
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,3 +23,68 @@ def test_docs_build_strict(tmp_path):
     for page in ("installation", "getting-started", "tutorial", "cli", "priors", "marginal",
                  "syntax", "choosing-random-effects"):  # fmt: skip
         assert (tmp_path / page / "index.html").is_file(), page
+
+
+def _tutorial_blocks() -> list[str]:
+    text = (ROOT / "docs" / "tutorial.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", text)]
+
+
+def _row(page: str, name: str) -> list[str]:
+    """Cells of the markdown table row of ``name``."""
+    line = next(x for x in page.splitlines() if x.startswith(f"| {name} "))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_tutorial_code_runs_and_reproduces_its_numbers(capsys):
+    """The tutorial's code, block by block, gives the numbers the page shows, with the
+    default sampler (REML to every printed digit; posterior summaries within 5% of a
+    posterior sd, room for another platform's floating point)."""
+    page = (ROOT / "docs" / "tutorial.md").read_text(encoding="utf-8")
+    namespace: dict = {}
+    results = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for block in _tutorial_blocks():
+            exec(compile(block, "docs/tutorial.md", "exec"), namespace)  # noqa: S102
+            if "classroom" in block and "compare" in block:
+                results["classroom"] = namespace["comparison"].table.set_index("model")
+            if "ratpup" in block:
+                results["ratpup"] = namespace["model"].summary(print_it=False)
+                results["ratpup_reml"] = namespace["fit"]
+    printed = capsys.readouterr().out
+    # section 1: the comparison table
+    table = results["classroom"]
+    for name in ("LM-Global", "ANCOVA-Inter", "Hierarchical", "LMM-Inter", "LMM-Full"):
+        assert round(table.loc[name, "estimate"], 4) == float(_row(page, name)[1]), name
+    for name in ("Bayes-Inter", "Bayes-Full"):
+        cells = _row(page, name)
+        tol = 0.05 * table.loc[name, "se"]
+        assert abs(table.loc[name, "estimate"] - float(cells[1])) < tol, name
+        assert abs(table.loc[name, "se"] - float(cells[2])) < tol, name
+    # section 2: REML and posterior of the rat pups
+    summary, reml = results["ratpup"], results["ratpup_reml"]
+    for name in ("(Intercept)", "treatmentHigh", "treatmentLow", "sexMale", "litsize"):
+        cells = _row(page, name)
+        assert f"{reml.fixef[name]:.3f} ({reml.se[name]:.3f})" == cells[1], name
+        mean, sd = _numbers(cells[3])
+        assert abs(summary.loc[name, "mean"] - mean) < 0.05 * sd + 1e-3, name
+        assert abs(summary.loc[name, "sd"] - sd) < 0.05 * sd + 1e-3, name
+    # section 3: the printed sleepstudy summary
+    shown = re.search(r"```text\n(.*?)```", page, flags=re.S).group(1)
+    ours = printed.split("Formula: Reaction ~ Days + (Days | Subject)")[-1]
+    assert "Convergence: OK" in ours
+    summary = namespace["model"].summary(print_it=False)
+    labels = {"sd((Intercept)|Subject)": "sd((Intercept))", "sd(Days|Subject)": "sd(Days)",
+              "cor((Intercept),Days|Subject)": "cor((Intercept),Days)", "sigma": " sigma ",
+              "(Intercept)": "(Intercept)  ", "Days": "Days  "}  # fmt: skip
+    for param, label in labels.items():
+        line = next(x for x in shown.splitlines() if label in x and "Name" not in x)
+        mean, sd, lo, hi = _numbers(line.split(label.strip(), 1)[1])[:4]
+        row, tol = summary.loc[param], 0.05 * summary.loc[param, "sd"]
+        assert abs(row["mean"] - mean) < tol and abs(row["sd"] - sd) < tol, param
+        assert abs(row["hdi_3%"] - lo) < 3 * tol and abs(row["hdi_97%"] - hi) < 3 * tol, param

@@ -1,4 +1,4 @@
-"""REML/ML fits against lme4 (../shared/reference/lme4_reference.json)."""
+"""REML/ML fits against lme4 (tests/data/reference/lme4_reference.json)."""
 
 import json
 import warnings

@@ -190,6 +190,8 @@ class MarginalDensity:
         ):
             for i, name in enumerate(sd_names):
                 rows.append(_prior_row(priors[name], positive=True))
+                if rows[-1] is None:  # a family or parametrisation the kernel lacks
+                    return None
                 start[first + i] = math.log(_scale(priors[name]))  # correlations start at 0
             if corr:
                 prior = priors[cor_name]
@@ -200,9 +202,9 @@ class MarginalDensity:
             else:
                 etas.append((0.0, 0.0))
         rows.append(_prior_row(priors["sigma"], positive=True))
-        start[layout.sigma] = math.log(_scale(priors["sigma"]))
         if any(r is None for r in rows):
             return None
+        start[layout.sigma] = math.log(_scale(priors["sigma"]))
         s, nodes, pat, ex = system.stats, system.marginal, system.pattern, system.explicit
         c_i, c_j, c_ptr, c_val = system.cross
         start[layout.sigma + 1 :] = 0.0  # the sampled factors' standard-normal effects
@@ -250,8 +252,6 @@ class MarginalDensity:
                 corr_matrix = w @ np.swapaxes(w, -1, -2)
                 lower = np.tril_indices(k, k=-1)
                 out[f"chol_{label}"] = (sd[..., :, None] * w)[..., *np.tril_indices(k)]
-                out[f"chol_{label}_corr"] = corr_matrix
-                out[f"chol_{label}_stds"] = sd
                 out[f"cor_{label}"] = corr_matrix[..., lower[0], lower[1]]
                 scale = sd[..., :, None] * w
             else:

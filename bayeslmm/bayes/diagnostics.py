@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import arviz as az
 import numpy as np
 
-from ..errors import ConvergenceWarning
+from ..errors import ConvergenceWarning, warn
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -60,8 +60,25 @@ def _arviz_without_numba() -> Iterator[None]:
             az.Numba.enable_numba()
 
 
-def check_convergence(idata: az.InferenceData, var_names: list[str]) -> Convergence:
-    """R-hat, ESS and divergences of ``var_names`` in ``idata.posterior``."""
+def divergence_advice(target_accept: float | None) -> str:
+    """What to try against divergences, given the ``target_accept`` that produced them."""
+    if target_accept is None or target_accept < 0.95:
+        return "raise target_accept (e.g. 0.95) or change the parametrization"
+    if target_accept < 0.99:
+        return f"raise target_accept from {target_accept:g} to 0.99"
+    return (
+        f"target_accept is already {target_accept:g}, so smaller steps will not help much: "
+        "try more informative priors on the random-effect SDs or a simpler random-effects "
+        "structure (with method='full', also the other parametrization: "
+        "LMM(..., parametrization='centered'))"
+    )
+
+
+def check_convergence(
+    idata: az.InferenceData, var_names: list[str], target_accept: float | None = None
+) -> Convergence:
+    """R-hat, ESS and divergences of ``var_names`` in ``idata.posterior``; the advice for
+    divergences takes the ``target_accept`` they were sampled with into account."""
     post = idata.posterior[var_names]
     n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
     problems = []
@@ -81,6 +98,11 @@ def check_convergence(idata: az.InferenceData, var_names: list[str]) -> Converge
             rhat, rhat_var = float("nan"), ""
         ess_bulk, bulk_var = _worst(az.ess(post, method="bulk"), np.min)
         ess_tail, tail_var = _worst(az.ess(post, method="tail"), np.min)
+    if n_chains < 2:
+        problems.append(
+            "one chain: R-hat, which compares chains, cannot tell whether the sampler "
+            "converged; run two or more (chains=4)"
+        )
     if rhat > RHAT_MAX:
         problems.append(
             f"R-hat up to {rhat:.3f} ({rhat_var}) > {RHAT_MAX}: chains disagree; "
@@ -99,19 +121,16 @@ def check_convergence(idata: az.InferenceData, var_names: list[str]) -> Converge
     if div:
         problems.append(
             f"{div} divergent transition(s): the sampler missed part of the posterior; "
-            "raise target_accept (e.g. 0.95) or change the parametrization"
+            f"{divergence_advice(target_accept)}"
         )
     return Convergence(rhat, ess_bulk, ess_tail, div, n_chains * n_draws, problems)
 
 
-def warn_convergence(result: Convergence) -> None:
-    """Emit one :class:`ConvergenceWarning` listing every problem."""
+def warn_convergence(result: Convergence, formula: str | None = None) -> None:
+    """Emit one :class:`ConvergenceWarning` listing every problem (of ``formula``'s fit)."""
     if result.problems:
-        warnings.warn(
-            "MCMC diagnostics:\n  - " + "\n  - ".join(result.problems),
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+        of = f" of {formula!r}" if formula else ""
+        warn(f"MCMC diagnostics{of}:\n  - " + "\n  - ".join(result.problems), ConvergenceWarning)
 
 
 def verdict(result: Convergence) -> str:
@@ -119,8 +138,10 @@ def verdict(result: Convergence) -> str:
 
     When a check failed, the sentence ends with a colon: list ``result.problems`` after it.
     """
+    rhat = (f"largest R-hat {result.max_rhat:.3f}" if np.isfinite(result.max_rhat)
+            else "no R-hat (it needs two or more chains)")  # fmt: skip
     summary = (
-        f"largest R-hat {result.max_rhat:.3f}, smallest bulk ESS {result.min_ess_bulk:.0f}, "
+        f"{rhat}, smallest bulk ESS {result.min_ess_bulk:.0f}, "
         f"smallest tail ESS {result.min_ess_tail:.0f}, {result.divergences} divergent "
         f"transitions in {result.n_draws} draws"
     )

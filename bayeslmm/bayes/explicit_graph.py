@@ -19,7 +19,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from ..errors import PriorError
+from ..errors import ArgumentError, PriorError
 from ..spec.design import Design
 from ..spec.naming import PARAMETRIZATIONS, ParameterNames, coords_of, cor_dim, term_dim
 from .priors import Prior
@@ -72,6 +72,9 @@ def block_scale(block, sd_priors, cor_prior) -> tuple[pt.TensorVariable | None, 
         eta=cor_prior.params.get("eta", 1.0),
         sd_dist=sd_dist,
         compute_corr=True,
+        # not as deterministics: the correlation matrix's diagonal is constant (1), which
+        # breaks ArviZ's plots, and sd_L and cor_L below carry the same numbers
+        store_in_trace=False,
         # an explicit start (identity) keeps random draws of sd_dist out of the
         # initial-point graph, which nutpie's threads cannot evaluate
         initval=np.eye(q)[np.tril_indices(q)],
@@ -113,7 +116,7 @@ def build_full_model(
         ``"noncentered"`` (default) or ``"centered"`` random effects.
     """
     if parametrization not in PARAMETRIZATIONS:
-        raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}")
+        raise ArgumentError(f"parametrization must be one of {PARAMETRIZATIONS}")
     names = ParameterNames.from_design(design)
     with pm.Model(coords=coords_of(design)) as model:
         mu = pt.zeros(design.n_obs)

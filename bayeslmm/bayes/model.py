@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import NotFittedError, SamplerError
+from ..errors import ArgumentError, NotFittedError, SamplerError, warn
 from ..gaussian.blocked import BlockedSystem, choose_explicit
 from ..gaussian.statistics import (
     BlockedStats,
@@ -28,8 +27,22 @@ from .diagnostics import Convergence, check_convergence, warn_convergence
 from .effects import draw_random_effects
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
-from .results import coef_table, group_coefficient_draws, ranef_table, summary_table, varcorr_table
-from .sampling import check_sampler, default_sampler, sample_compiled, sample_nuts
+from .results import (
+    HDI_PROB,
+    coef_table,
+    group_coefficient_draws,
+    ranef_table,
+    summary_table,
+    varcorr_table,
+)
+from .sampling import (
+    check_sampler,
+    check_settings,
+    default_sampler,
+    quiet_pymc,
+    sample_compiled,
+    sample_nuts,
+)
 
 if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit need not pay)
     import pymc as pm
@@ -71,8 +84,10 @@ class LMM:
         priors: Mapping[str, Prior] | None = None,
         parametrization: str = "noncentered",
     ):
-        if parametrization not in PARAMETRIZATIONS:
-            raise ValueError(f"parametrization must be one of {PARAMETRIZATIONS}")
+        if not isinstance(parametrization, str) or parametrization not in PARAMETRIZATIONS:
+            raise ArgumentError(
+                f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}"
+            )
         self.design: Design = build_design(formula, data)
         self.formula = self.design.spec.formula
         self.priors: dict[str, Prior] = resolve_priors(self.design, priors)
@@ -130,7 +145,7 @@ class LMM:
         PyMC's own sampler runs.
         """
         if not self.marginal_supported:
-            raise NotFittedError(f"{self.formula!r} has no random effects to integrate out")
+            raise ArgumentError(f"{self.formula!r} has no random effects to integrate out")
         if self._marginal_model is None:
             from .marginal_graph import build_marginal_model
 
@@ -163,14 +178,12 @@ class LMM:
     def _resolve_method(self, method: str | None) -> str:
         if method is None:
             return "marginal" if self.marginal_supported else "full"
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS} or None, got {method!r}")
+        if not isinstance(method, str) or method not in METHODS:
+            raise ArgumentError(f"method must be one of {METHODS} or None, got {method!r}")
         if method == "marginal" and not self.marginal_supported:
-            warnings.warn(
+            warn(
                 f"method='marginal' integrates random effects out, and {self.formula!r} has "
-                "none: the model is sampled as it is (method='full')",
-                UserWarning,
-                stacklevel=3,
+                "none: the model is sampled as it is (method='full')"
             )
             return "full"
         return method
@@ -233,6 +246,15 @@ class LMM:
             or divergences, over the population parameters (and, with
             ``method="full"``, the random effects, which NUTS then samples too).
         """
+        check_settings(draws=draws, tune=tune, chains=chains, cores=cores,
+                       random_seed=random_seed, target_accept=target_accept,
+                       progressbar=progressbar)  # fmt: skip
+        if sampler != "auto":
+            check_sampler(sampler)
+        if store_log_likelihood is not None and not isinstance(store_log_likelihood, bool):
+            raise ArgumentError(
+                f"store_log_likelihood must be True, False or None, got {store_log_likelihood!r}"
+            )
         if cores is None:
             cores = min(chains, os.cpu_count() or 1)
         method = self._resolve_method(method)
@@ -276,6 +298,7 @@ class LMM:
         self.idata = idata
         self._fit_info = {
             "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune,
+            "target_accept": target_accept,
             "log_density": "bayeslmm (numba)" if density is not None else "PyMC graph",
         }  # fmt: skip
         # NUTS moved the population parameters only in the marginal model; its random
@@ -283,8 +306,8 @@ class LMM:
         check_vars = self.population_variables()
         if method == "full":
             check_vars += [f"u_{b.label}" for b in self.design.blocks]
-        self.convergence = check_convergence(idata, check_vars)
-        warn_convergence(self.convergence)
+        self.convergence = check_convergence(idata, check_vars, target_accept=target_accept)
+        warn_convergence(self.convergence, self.formula)
         return idata
 
     def _posterior(self) -> az.InferenceData:
@@ -292,27 +315,28 @@ class LMM:
             raise NotFittedError("the model is not fitted yet: call model.fit() first")
         return self.idata
 
-    def summary(self, print_it: bool = True) -> pd.DataFrame:
+    def summary(self, print_it: bool = True, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
         """lme4-like summary of the posterior; printed, and returned as a DataFrame.
 
         Rows: random-effect SDs and correlations, residual SD (``sigma``), fixed
-        effects; columns: mean, sd, 94% HDI, MCSE, bulk/tail ESS and R-hat.
+        effects; columns: mean, sd, HDI (``hdi_prob``, 94% by default as in ArviZ),
+        MCSE, bulk/tail ESS and R-hat.
         """
-        table = summary_table(self._posterior(), self.design)
+        table = summary_table(self._posterior(), self.design, hdi_prob)
         if print_it:
             from .text import format_summary
 
             print(format_summary(self, table))
         return table
 
-    def fixef(self) -> pd.DataFrame:
+    def fixef(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
         """Posterior summary of the fixed effects (rows named as lme4 does)."""
-        table = summary_table(self._posterior(), self.design)
+        table = summary_table(self._posterior(), self.design, hdi_prob)
         return table.loc[table["component"] == "fixed"].drop(columns="component")
 
-    def ranef(self) -> dict[str, pd.DataFrame]:
+    def ranef(self, hdi_prob: float = HDI_PROB) -> dict[str, pd.DataFrame]:
         """Random effects per grouping factor: rows (level, term); mean, sd, HDI."""
-        return ranef_table(self._posterior(), self.design)
+        return ranef_table(self._posterior(), self.design, hdi_prob)
 
     def coef(self) -> dict[str, pd.DataFrame]:
         """Fixed + random coefficients per level (posterior means), as lme4's ``coef``."""
@@ -320,6 +344,8 @@ class LMM:
 
     def group_coefficients(self, group: str | None = None) -> xr.DataArray:
         """Draws of fixed + random coefficients per level: (chain, draw, level, coef)."""
+        if not self.design.blocks:
+            raise ArgumentError("the model has no random terms, so no group coefficients")
         group = group or next(iter(self.design.groups()))
         return group_coefficient_draws(self._posterior(), self.design, group)
 
@@ -336,9 +362,9 @@ class LMM:
         """Response minus :meth:`fitted_mean`, for every fitted row."""
         return self.design.y - self.fitted_mean()
 
-    def varcorr(self) -> pd.DataFrame:
+    def varcorr(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
         """Variance components (SDs, correlations, residual SD) in lme4's layout."""
-        table = summary_table(self._posterior(), self.design)
+        table = summary_table(self._posterior(), self.design, hdi_prob)
         return varcorr_table(table, self.design)
 
     def predict(
@@ -384,12 +410,13 @@ class LMM:
         import pymc as pm
 
         idata = self._posterior()
-        pm.sample_posterior_predictive(
-            idata,
-            model=self.pymc_model,
-            var_names=[self.design.response],
-            extend_inferencedata=True,
-            random_seed=random_seed,
-            progressbar=False,
-        )
+        with quiet_pymc():
+            pm.sample_posterior_predictive(
+                idata,
+                model=self.pymc_model,
+                var_names=[self.design.response],
+                extend_inferencedata=True,
+                random_seed=random_seed,
+                progressbar=False,
+            )
         return idata

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import DataError
+from ..errors import ArgumentError, DataError
 from ..spec.design import Design, new_design
 from .effects import block_scale_draws
+from .sampling import whole_number
 
 KINDS = ("mean", "response")
 
@@ -83,8 +84,13 @@ def predict_draws(
     xarray.DataArray
         Dims ``(chain, draw, obs)``.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ArgumentError(f"kind must be one of {KINDS}, got {kind!r}")
+    for name, flag in (("include_random", include_random), ("allow_new_levels", allow_new_levels)):
+        if not isinstance(flag, bool | np.bool_):
+            raise ArgumentError(f"{name} must be True or False, got {flag!r}")
+    if random_seed is not None:
+        whole_number("random_seed", random_seed, minimum=0)
     rng = np.random.default_rng(random_seed)
     post = idata.posterior
     nd = new_design(design, newdata)

@@ -25,15 +25,102 @@ from ..errors import PriorError
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
 
-#: Families with positive support, allowed for SDs and sigma.
+#: Parameters of the families bayeslmm knows without importing PyMC (PyMC 5's names):
+#: (accepted names, alternative sets of required names, names that must be > 0).
+FAMILIES: dict[str, tuple[frozenset, tuple[frozenset, ...], frozenset]] = {
+    name: (frozenset(accepted), tuple(frozenset(r) for r in required), frozenset(positive))
+    for name, accepted, required, positive in [
+        ("Normal", {"mu", "sigma", "tau"}, [()], {"sigma", "tau"}),
+        ("StudentT", {"nu", "mu", "sigma", "lam"}, [{"nu"}], {"nu", "sigma", "lam"}),
+        ("Cauchy", {"alpha", "beta"}, [{"alpha", "beta"}], {"beta"}),
+        ("Flat", set(), [()], set()),
+        ("Laplace", {"mu", "b"}, [{"mu", "b"}], {"b"}),
+        ("Logistic", {"mu", "s"}, [()], {"s"}),
+        ("HalfNormal", {"sigma", "tau"}, [()], {"sigma", "tau"}),
+        ("HalfStudentT", {"nu", "sigma", "lam"}, [{"nu"}], {"nu", "sigma", "lam"}),
+        ("HalfCauchy", {"beta"}, [{"beta"}], {"beta"}),
+        ("Exponential", {"lam", "scale"}, [{"lam"}, {"scale"}], {"lam", "scale"}),
+        ("Gamma", {"alpha", "beta", "mu", "sigma"}, [{"alpha", "beta"}, {"mu", "sigma"}],
+         {"alpha", "beta", "mu", "sigma"}),
+        ("InverseGamma", {"alpha", "beta", "mu", "sigma"}, [{"alpha", "beta"}, {"mu", "sigma"}],
+         {"alpha", "beta", "mu", "sigma"}),
+        ("LogNormal", {"mu", "sigma", "tau"}, [()], {"sigma", "tau"}),
+        ("Weibull", {"alpha", "beta"}, [{"alpha", "beta"}], {"alpha", "beta"}),
+        ("HalfFlat", set(), [()], set()),
+        ("Uniform", {"lower", "upper"}, [()], set()),
+        ("TruncatedNormal", {"mu", "sigma", "tau", "lower", "upper"}, [()], {"sigma", "tau"}),
+        ("LKJ", {"eta"}, [()], {"eta"}),
+    ]
+}  # fmt: skip
+#: Families with positive support, allowed for SDs and sigma (Uniform and TruncatedNormal
+#: only with a lower bound of at least 0).
 POSITIVE = {
     "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma",
     "InverseGamma", "LogNormal", "Weibull", "HalfFlat", "Uniform", "TruncatedNormal",
 }  # fmt: skip
 #: PyMC distributions accepted without importing PyMC to look them up.
-KNOWN_FAMILIES = POSITIVE | {"Normal", "StudentT", "Cauchy", "Flat", "Laplace", "Logistic"}
+KNOWN_FAMILIES = set(FAMILIES) - {"LKJ"}
 CLASSES = ("fixed", "intercept", "sd", "cor", "sigma")
 INTERCEPT = "(Intercept)"
+#: Pairs of parameters of which at most one may be given.
+_EXCLUSIVE = [("sigma", "tau"), ("sigma", "lam"), ("lam", "scale")]
+
+
+def _pymc_parameters(dist: str) -> frozenset | None:
+    """Named parameters of a PyMC distribution outside :data:`FAMILIES` (imports PyMC)."""
+    import inspect
+
+    import pymc as pm
+
+    family = getattr(pm, dist, None)
+    if not (isinstance(family, type) and issubclass(family, pm.Distribution)):
+        return None
+    params = inspect.signature(family.dist).parameters.values()
+    return frozenset(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+
+def _check_parameters(dist: str, params: dict[str, np.ndarray]) -> None:
+    """Parameter names and values a family accepts, or a :class:`PriorError`."""
+    if dist in FAMILIES:
+        accepted, required, positive = FAMILIES[dist]
+    else:
+        accepted = _pymc_parameters(dist)
+        if accepted is None:
+            raise PriorError(f"unknown prior family {dist!r}: not a PyMC distribution")
+        required, positive = (frozenset(),), frozenset()
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        hint = (
+            " (PyMC names the standard deviation 'sigma')" if {"sd", "std"} & set(unknown) else ""
+        )
+        raise PriorError(f"prior {dist}: unknown parameter(s) {unknown}; {dist} takes "
+                         f"{sorted(accepted) or 'no parameters'}{hint}")  # fmt: skip
+    if not any(r <= set(params) for r in required):
+        need = " or ".join(str(sorted(r)) for r in required)
+        raise PriorError(f"prior {dist} needs the parameter(s) {need}")
+    for a, b in _EXCLUSIVE:
+        if a in params and b in params:
+            raise PriorError(f"prior {dist}: give {a} or {b}, not both")
+    for key in sorted(positive & set(params)):
+        if np.any(params[key] <= 0):
+            raise PriorError(f"prior {dist}: {key} must be > 0, got {_fmt(params[key])}")
+    lower, upper = params.get("lower"), params.get("upper")
+    if dist == "Uniform":
+        lower = 0.0 if lower is None else lower
+        upper = 1.0 if upper is None else upper
+    if lower is not None and upper is not None and np.any(np.asarray(lower) >= upper):
+        raise PriorError(f"prior {dist}: lower ({_fmt(lower)}) must be below upper "
+                         f"({_fmt(upper)})")  # fmt: skip
+
+
+def has_positive_support(prior: Prior) -> bool:
+    """Can ``prior`` serve as the prior of a standard deviation (support within (0, inf))?"""
+    if prior.dist not in POSITIVE:
+        return False
+    if prior.dist in ("Uniform", "TruncatedNormal"):
+        lower = prior.params.get("lower", 0.0 if prior.dist == "Uniform" else None)
+        return lower is not None and bool(np.all(np.asarray(lower) >= 0))
+    return True
 
 
 class Prior:
@@ -50,22 +137,23 @@ class Prior:
     def __init__(self, dist: str, **params: float):
         if not isinstance(dist, str):
             raise PriorError(f"Prior family must be a name such as 'Normal', got {dist!r}")
-        if dist != "LKJ" and dist not in KNOWN_FAMILIES:  # else PyMC must say (0.6 s import)
-            import pymc as pm
-
-            family = getattr(pm, dist, None)
-            if not (isinstance(family, type) and issubclass(family, pm.Distribution)):
-                raise PriorError(f"unknown prior family {dist!r}: not a PyMC distribution")
         for key, value in params.items():
             arr = np.asarray(value)
-            if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
-                raise PriorError(f"prior {dist}: parameter {key}={value!r} is not a finite number")
-        self.dist = dist
+            if (
+                arr.ndim != 0
+                or arr.dtype == bool
+                or not np.issubdtype(arr.dtype, np.number)
+                or np.iscomplexobj(arr)
+                or not np.isfinite(arr)
+            ):
+                raise PriorError(
+                    f"prior {dist}: parameter {key}={value!r} must be one finite number"
+                )
         # floats: PyMC's HalfStudentT log density is nan for an integer nu (PyMC 5.28)
-        self.params = {
-            k: float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=float)
-            for k, v in params.items()
-        }
+        floats = {k: float(v) for k, v in params.items()}
+        _check_parameters(dist, floats)
+        self.dist = dist
+        self.params = floats
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.params.items())
@@ -156,9 +244,10 @@ def _check_prior(key: str, prior: object, kind: str) -> Prior:
         raise PriorError(f"LKJ prior for {key!r} takes only eta, got {prior}")
     if kind != "cor" and prior.dist == "LKJ":
         raise PriorError(f"LKJ is a prior for correlations ('cor'), not for {key!r}")
-    if kind in ("sd", "sigma") and prior.dist not in POSITIVE:
+    if kind in ("sd", "sigma") and not has_positive_support(prior):
         raise PriorError(
-            f"prior for {key!r} must have positive support (e.g. HalfNormal); got {prior}"
+            f"prior for {key!r} must have positive support (e.g. HalfNormal, or a lower "
+            f"bound of 0); got {prior}"
         )
     return prior
 
@@ -206,4 +295,14 @@ def resolve_priors(design: Design, user: Mapping[str, Prior] | None = None) -> d
             valid = ", ".join(list(CLASSES) + list(kind_of))
             raise PriorError(f"prior key {key!r} matches no parameter; valid keys: {valid}")
         priors[name] = _check_prior(key, prior, kind_of[name])
+    for block, sd_names in zip(design.blocks, names.sd, strict=True):
+        chosen = [priors[n] for n in sd_names]
+        if block.correlated and any(
+            p.dist != chosen[0].dist or p.params.keys() != chosen[0].params.keys() for p in chosen
+        ):
+            raise PriorError(
+                f"SD priors within the correlated term {block.term} must share one family "
+                f"and parametrisation (LKJCholeskyCov takes one sd_dist); got "
+                f"{dict(zip(sd_names, map(str, chosen), strict=True))}"
+            )
     return priors

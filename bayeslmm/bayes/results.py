@@ -6,16 +6,63 @@ variable names documented in :mod:`bayeslmm.bayes.explicit_graph`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import numbers
+from collections.abc import Iterator
+
 import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..errors import ArgumentError, UnknownNameError
 from ..spec.design import Design
 from ..spec.naming import ParameterNames, cor_dim, term_dim
 
 HDI_PROB = 0.94
 STAT_COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
+
+
+def check_hdi_prob(hdi_prob: object) -> float:
+    """An HDI probability strictly between 0 and 1, or an :class:`ArgumentError`."""
+    if (
+        isinstance(hdi_prob, bool | np.bool_)
+        or not isinstance(hdi_prob, numbers.Real)
+        or not 0 < hdi_prob < 1
+    ):
+        raise ArgumentError(
+            f"hdi_prob must be a number between 0 and 1, e.g. 0.95; got {hdi_prob!r}"
+        )
+    return float(hdi_prob)
+
+
+class _DropShapeNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Shape validation failed" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def one_chain_quiet(idata: az.InferenceData) -> Iterator[None]:
+    """Without ArviZ's "Shape validation failed" log lines for one chain (R-hat needs two;
+    it is NaN then, and the convergence check says so)."""
+    # ArviZ logs through its own Logger instance (not one logging.getLogger returns)
+    logger, notice = getattr(az, "_log", logging.getLogger("arviz")), _DropShapeNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
+
+
+def hdi_columns(hdi_prob: float) -> tuple[str, str]:
+    """ArviZ's names of the HDI bounds (``hdi_3%``, ``hdi_97%`` for 0.94)."""
+    return f"hdi_{50 - hdi_prob * 50:g}%", f"hdi_{50 + hdi_prob * 50:g}%"
+
+
+def hdi_of(table: pd.DataFrame) -> list[str]:
+    """The HDI bound columns of a summary table, whatever its level."""
+    return [c for c in table.columns if str(c).startswith("hdi_")]
 
 
 def population_draws(idata: az.InferenceData, design: Design) -> dict[str, xr.DataArray]:
@@ -52,15 +99,17 @@ def summary_table(
     idata: az.InferenceData, design: Design, hdi_prob: float = HDI_PROB
 ) -> pd.DataFrame:
     """Posterior mean, sd, HDI, MCSE, ESS and R-hat of every population parameter."""
+    hdi_prob = check_hdi_prob(hdi_prob)
     draws = population_draws(idata, design)
-    table = az.summary(xr.Dataset(draws), hdi_prob=hdi_prob, round_to="none")
+    with one_chain_quiet(idata):
+        table = az.summary(xr.Dataset(draws), hdi_prob=hdi_prob, round_to="none")
     table.insert(0, "component", [_component(n) for n in table.index])
     return table
 
 
 def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.DataFrame:
     """mean, sd and HDI of every element of a (chain, draw, *dims) array."""
-    lo, hi = f"hdi_{50 - hdi_prob * 50:g}%", f"hdi_{50 + hdi_prob * 50:g}%"
+    lo, hi = hdi_columns(hdi_prob)
     hdi = az.hdi(da, hdi_prob=hdi_prob)[da.name] if da.name else az.hdi(da, hdi_prob=hdi_prob)
     stats = xr.Dataset(
         {
@@ -82,6 +131,7 @@ def ranef_table(
     idata: az.InferenceData, design: Design, hdi_prob: float = HDI_PROB
 ) -> dict[str, pd.DataFrame]:
     """Per grouping factor: one row per (level, term) with mean, sd and HDI."""
+    hdi_prob = check_hdi_prob(hdi_prob)
     out: dict[str, list[pd.DataFrame]] = {}
     for block in design.blocks:
         da = idata.posterior[f"u_{block.label}"]
@@ -102,7 +152,7 @@ def group_coefficient_draws(idata: az.InferenceData, design: Design, group: str)
     post = idata.posterior
     blocks = [b for b in design.blocks if b.group == group]
     if not blocks:
-        raise KeyError(
+        raise UnknownNameError(
             f"no random term has grouping factor {group!r}; have {list(design.groups())}"
         )
     columns = list(design.fixed_names)
@@ -149,6 +199,6 @@ def varcorr_table(summary: pd.DataFrame, design: Design) -> pd.DataFrame:
         for (i, j), name in zip(lower, pairs, strict=True):
             rows.append((block.label, block.columns[j], block.columns[i], name))
     rows.append(("Residual", None, None, "sigma"))
-    stats = summary.loc[[r[3] for r in rows], ["mean", "sd", "hdi_3%", "hdi_97%"]]
+    stats = summary.loc[[r[3] for r in rows], ["mean", "sd", *hdi_of(summary)]]
     frame = pd.DataFrame(rows, columns=["grp", "var1", "var2", "parameter"])
     return pd.concat([frame, stats.reset_index(drop=True)], axis=1)

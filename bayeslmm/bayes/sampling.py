@@ -3,15 +3,20 @@ compiled marginal density."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
+import numbers
 import sys
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import arviz as az
 import numpy as np
 import xarray as xr
 
+from ..errors import ArgumentError, MissingDependencyError
 from ..spec.design import Design
 from ..spec.naming import coords_of, cor_dim, term_dim
 from .density import MarginalDensity, c_functions
@@ -55,13 +60,91 @@ def default_sampler(n_effects: int, compiled: bool = False) -> str:
 
 def check_sampler(sampler: str) -> None:
     """Reject unknown or uninstalled samplers with a clear message."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if not isinstance(sampler, str) or sampler not in SAMPLERS:
+        raise ArgumentError(f"sampler must be 'auto' or one of {SAMPLERS}, got {sampler!r}")
     if importlib.util.find_spec(_MODULE[sampler]) is None:
         extra = "nutpie" if sampler == "nutpie" else "numpyro"
-        raise ImportError(
+        raise MissingDependencyError(
             f"sampler {sampler!r} needs the {sampler} package: pip install 'bayeslmm[{extra}]'"
         )
+
+
+def whole_number(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int if it is a whole number >= ``minimum``, else an ArgumentError."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise ArgumentError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ArgumentError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_settings(
+    *,
+    draws: object,
+    tune: object,
+    chains: object,
+    cores: object,
+    random_seed: object,
+    target_accept: object,
+    progressbar: object,
+) -> None:
+    """Check the sampler settings of :meth:`~bayeslmm.LMM.fit` before anything is compiled or
+    sampled, naming the argument at fault."""
+    whole_number("draws", draws)
+    whole_number("tune", tune, minimum=0)
+    whole_number("chains", chains)
+    if cores is not None:
+        whole_number("cores", cores)
+    if random_seed is not None:
+        whole_number("random_seed", random_seed, minimum=0)
+        if random_seed >= 2**32:
+            raise ArgumentError(f"random_seed must be below 2**32, got {random_seed}")
+    if (
+        isinstance(target_accept, bool | np.bool_)
+        or not isinstance(target_accept, numbers.Real)
+        or not 0 < target_accept < 1
+    ):
+        raise ArgumentError(
+            f"target_accept must be a number between 0 and 1 (exclusive), e.g. 0.9; "
+            f"got {target_accept!r}"
+        )
+    if not isinstance(progressbar, bool | np.bool_):
+        raise ArgumentError(f"progressbar must be True or False, got {progressbar!r}")
+
+
+class _DropBlasNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "NumPy C-API based implementation for BLAS" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_pymc(progressbar: bool = False) -> Iterator[None]:
+    """PyMC's graph compiled and sampled without notices that do not concern the user.
+
+    - PyMC's log lines ("Initializing NUTS", "Sampling: [y]") unless ``progressbar``.
+    - PyTensor's "could not link to a BLAS installation" warning and its "NumPy C-API
+      based implementation" log line. pip's NumPy ships OpenBLAS with renamed symbols
+      (``scipy_openblas64``) that PyTensor's C backend cannot link to, and PyTensor
+      looks for a separate ``libcblas`` that most Linux BLAS packages do not have, so
+      it falls back to NumPy's dot products, which run on that same OpenBLAS. For
+      bayeslmm's graphs (matrix-vector products and small per-level blocks) that costs
+      nothing measurable: 121 against 126 microseconds per log-density evaluation of
+      the explicit sleepstudy model on 20,000 rows with PyTensor linked to the system
+      BLAS (``PYTENSOR_FLAGS=blas__ldflags=-lblas``) and without.
+    """
+    pymc_log = logging.getLogger("pymc")
+    blas_log = logging.getLogger("pytensor.tensor.blas")
+    level, notice = pymc_log.level, _DropBlasNotice()
+    if not progressbar:
+        pymc_log.setLevel(logging.WARNING)
+    blas_log.addFilter(notice)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
+            yield
+    finally:
+        pymc_log.setLevel(level)
+        blas_log.removeFilter(notice)
 
 
 def sample_nuts(
@@ -77,9 +160,27 @@ def sample_nuts(
     sampler: str,
 ) -> az.InferenceData:
     """Run NUTS on ``model`` and return posterior, sample_stats and observed_data."""
+    check_sampler(sampler)
+    with quiet_pymc(progressbar):
+        return _sample_nuts(model, draws=draws, tune=tune, chains=chains, cores=cores,
+                            random_seed=random_seed, target_accept=target_accept,
+                            progressbar=progressbar, sampler=sampler)  # fmt: skip
+
+
+def _sample_nuts(
+    model: pm.Model,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    cores: int | None,
+    random_seed: int | None,
+    target_accept: float,
+    progressbar: bool,
+    sampler: str,
+) -> az.InferenceData:
     import pymc as pm
 
-    check_sampler(sampler)
     if sampler == "numpyro":
         idata = sample_numpyro(
             model,

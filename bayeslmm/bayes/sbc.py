@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from ..errors import PriorError
 from .model import LMM
 from .priors import Prior
 from .results import population_draws
@@ -44,7 +45,7 @@ def _draw(prior: Prior, rng: np.random.Generator, size=None) -> np.ndarray:
         return np.abs(rng.normal(0, scale, size))
     if prior.dist == "Normal":
         return rng.normal(prior.params.get("mu", 0.0), scale, size)
-    raise ValueError(f"SBC draws only Normal/HalfNormal priors, got {prior.dist}")
+    raise PriorError(f"SBC draws only Normal/HalfNormal priors, got {prior.dist}")
 
 
 def simulate_random_slopes(

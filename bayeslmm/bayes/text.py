@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .results import varcorr_table
-
-_SHOW = ["mean", "sd", "hdi_3%", "hdi_97%", "r_hat", "ess_bulk", "ess_tail"]
+from .results import hdi_of, varcorr_table
 
 
 def _format_stats(table: pd.DataFrame) -> pd.DataFrame:
-    out = table[_SHOW].copy().astype(object)
-    for col in ["mean", "sd", "hdi_3%", "hdi_97%"]:
+    hdi = hdi_of(table)
+    out = table[["mean", "sd", *hdi, "r_hat", "ess_bulk", "ess_tail"]].copy().astype(object)
+    for col in ["mean", "sd", *hdi]:
         out[col] = [f"{v:.4g}" for v in table[col]]
     out["r_hat"] = [f"{v:.3f}" for v in table["r_hat"]]
     for col in ["ess_bulk", "ess_tail"]:

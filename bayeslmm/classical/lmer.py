@@ -7,7 +7,6 @@ the penalised least-squares solution at the optimum.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
-from ..errors import SingularFitWarning
+from ..errors import ArgumentError, FormulaError, SingularFitWarning, warn
 from ..gaussian.profiled import (
     BlockedProfile,
     ProfiledFit,
@@ -182,7 +181,7 @@ class LmerResult:
         elif method == "satterthwaite":
             crit = scipy.stats.t.ppf(0.5 + level / 2, satterthwaite(self)["df"].to_numpy())
         else:
-            raise ValueError(f"method must be 'wald' or 'satterthwaite', got {method!r}")
+            raise ArgumentError(f"method must be 'wald' or 'satterthwaite', got {method!r}")
         est, se = self.fixef, self.se
         return pd.DataFrame({"lower": est - crit * se, "upper": est + crit * se})
 
@@ -197,9 +196,12 @@ class LmerResult:
         if information == "expected":
             se = self.se
         elif information == "observed":
-            se = pd.Series(np.sqrt(np.diag(observed_vcov(self))), index=est.index, name="se")
+            with np.errstate(invalid="ignore"):  # not positive at a singular optimum: NaN
+                se = pd.Series(np.sqrt(np.diag(observed_vcov(self))), index=est.index, name="se")
         else:
-            raise ValueError(f"information must be 'expected' or 'observed', got {information!r}")
+            raise ArgumentError(
+                f"information must be 'expected' or 'observed', got {information!r}"
+            )
         z = est / se
         return pd.DataFrame(
             {"estimate": est, "se": se, "z": z, "p_z": 2 * scipy.stats.norm.sf(np.abs(z))}
@@ -284,6 +286,8 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     ``V_jj`` and ``A = 2 H^-1`` from the Hessian ``H`` of the deviance in (theta, sigma).
     Derivatives are central finite differences.
     """
+    if not isinstance(result, LmerResult):
+        raise ArgumentError(f"satterthwaite() needs a bl.lmer() fit, got {type(result).__name__}")
     cp, layout, reml = result.cross_products, result.layout, result.reml
     x0 = np.append(result.theta, result.sigma)
     h = _steps(x0)
@@ -368,17 +372,24 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:
     LmerResult
         Warns :class:`SingularFitWarning` when the fit is singular.
     """
+    if not isinstance(reml, bool | np.bool_):
+        raise ArgumentError(f"reml must be True (REML) or False (ML), got {reml!r}")
     design = build_design(formula, data)
+    if not design.blocks:
+        raise FormulaError(
+            f"{design.spec.formula!r} has no random term such as (1 | g): lmer fits mixed "
+            "models; for fixed effects alone use ordinary least squares"
+        )
     cp = CrossProducts.from_design(design)
     layout = ThetaLayout.from_design(design)
     theta, converged = _optimise(BlockedProfile(design, layout), layout, reml)
     fit = profiled(theta, cp, layout, reml)
     result = LmerResult(design, reml, theta, fit, layout, cp, converged)
     if result.singular:
-        warnings.warn(
-            "boundary (singular) fit: a random-effect variance is ~0 or a correlation ~ +/-1; "
-            "consider a simpler random-effects structure",
+        warn(
+            f"boundary (singular) fit of {'REML' if reml else 'ML'} {design.spec.formula!r}: "
+            "a random-effect variance is ~0 or a correlation ~ +/-1; consider a simpler "
+            "random-effects structure",
             SingularFitWarning,
-            stacklevel=2,
         )
     return result

@@ -15,6 +15,7 @@ import scipy.stats
 
 from ..errors import DataError
 from ..spec.design import build_design
+from ..spec.formula import quote
 
 
 @dataclass
@@ -26,6 +27,10 @@ class OLSFit:
 
     def row(self, term: str, level: float) -> dict[str, float]:
         r, j = self.result, self.names.index(term)
+        if r.df_resid <= 0:  # as many coefficients as rows: an exact fit, nothing to test
+            return {"estimate": float(r.params[j]), "stat_type": "t", "df": float(r.df_resid),
+                    "note": f"no residual degrees of freedom ({int(r.nobs)} rows, "
+                            f"{len(self.names)} coefficients): no SE or test"}  # fmt: skip
         ci = r.conf_int(alpha=1 - level)[j]
         return {
             "rmse": float(np.sqrt(r.ssr / r.df_resid)),
@@ -67,7 +72,7 @@ class TwoStageFit:
 
 def per_group_ols(formula: str, data: pd.DataFrame, group: str) -> TwoStageFit:
     """OLS of ``formula`` within every level of ``group``, all levels solved at once."""
-    design = build_design(f"{formula} + (1 | {group})", data)
+    design = build_design(f"{formula} + (1 | {quote(group)})", data)
     levels, codes = np.asarray(design.blocks[0].levels), design.blocks[0].codes
     X, y = design.X, design.y
     g, p = len(levels), X.shape[1]

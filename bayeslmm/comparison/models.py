@@ -8,6 +8,9 @@ LMMs, then tabulates estimate, uncertainty and test for the term in every model.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +19,19 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from ..bayes.model import LMM
+from ..bayes.model import LMM, METHODS
+from ..bayes.sampling import check_sampler, check_settings
 from ..classical.lmer import LmerResult, lmer, satterthwaite
 from ..classical.ols import OLSFit, ols, per_group_ols
-from ..errors import ColumnTypeError, DataError, FormulaError, NotFittedError
-from ..spec.design import build_design
-from ..spec.formula import ModelSpec, parse_formula
+from ..errors import (
+    ArgumentError,
+    ColumnTypeError,
+    DataError,
+    FormulaError,
+    NotFittedError,
+)
+from ..spec.design import NUMBER, build_design, column_kind
+from ..spec.formula import ModelSpec, parse_formula, quote
 
 TABLE_COLUMNS = [
     "model", "method", "rmse", "estimate", "se", "statistic", "stat_type", "df", "p_value",
@@ -31,61 +41,78 @@ TABLE_COLUMNS = [
 
 @dataclass(frozen=True)
 class ComparisonSetup:
-    """What the seven models are built from: response, fixed part, group and term."""
+    """What the seven models are built from: response, fixed part, group and term.
+
+    ``response``, ``group`` and ``term`` are names as the data and the tables show them;
+    the formulas of the seven models quote them where they need backticks.
+    """
 
     response: str
     fixed: str
     group: str
     term: str
     random_slope: bool  # does the user's formula give ``term`` a random slope?
+    response_text: str = ""  # the response as the formula writes it
+    between: bool = False  # is ``term`` constant within every group?
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, term: str | None, data: pd.DataFrame) -> ComparisonSetup:
         groups = {t.group for t in spec.random}
-        if len(groups) != 1:
+        if len(groups) != 1 or len(spec.random[0].factors) != 1:
             raise FormulaError(
-                "compare() needs exactly one grouping factor; the formula has "
-                f"{sorted(groups) or 'none'} in {spec.formula!r}"
+                "compare() needs exactly one grouping factor (a single column); the formula "
+                f"has {sorted(groups) or 'none'} in {spec.formula!r}"
             )
-        group = groups.pop()
-        if group not in data.columns:
-            raise DataError(f"grouping factor {group!r} must be a single column of the data")
-        fixed_design = build_design(f"{spec.response} ~ {spec.fixed}", data)
-        candidates = [n for n in fixed_design.fixed_names if n != "(Intercept)"]
+        if term is not None and not isinstance(term, str):
+            raise ArgumentError(f"term must be the name of a fixed effect, got {term!r}")
+        design = build_design(spec, data)
+        group = spec.random[0].factors[0]
+        frame = design.frame
+        candidates = [n for n in design.fixed_names if n != "(Intercept)"]
+        numeric = [
+            n for n in candidates
+            if n in frame.columns and n != group and column_kind(frame[n]) == NUMBER
+        ]  # fmt: skip
         if term is None:
-            if not candidates:
-                raise FormulaError(f"no fixed term besides the intercept in {spec.formula!r}")
-            term = candidates[0]
+            if not numeric:
+                raise FormulaError(
+                    f"no numeric fixed term to compare in {spec.formula!r}: the comparison "
+                    "needs a numeric column of the data among the fixed effects "
+                    f"(have {candidates or 'only the intercept'})"
+                )
+            term = numeric[0]
         if term not in candidates:
             raise FormulaError(f"term {term!r} is not a fixed effect of {spec.formula!r}: "
                                f"choose one of {candidates}")  # fmt: skip
-        if term not in data.columns or not pd.api.types.is_numeric_dtype(data[term]):
+        if term not in numeric:
             raise ColumnTypeError(
                 f"term {term!r} must be a numeric column of the data (the aggregation and "
-                "two-stage models average it and fit per-group slopes)"
+                "two-stage models average it and fit per-group slopes); numeric fixed terms: "
+                f"{numeric or 'none'}"
             )
-        slope = any(term in t.expr.replace(" ", "").split("+") for t in spec.random)
-        return cls(spec.response, spec.fixed, group, term, slope)
+        slope = any(term in b.columns for b in design.blocks)
+        between = bool((frame[term].groupby(design.blocks[0].codes).nunique() <= 1).all())
+        return cls(design.response, spec.fixed, group, term, slope, spec.response, between)
 
     @property
     def ols(self) -> str:
-        return f"{self.response} ~ {self.fixed}"
+        return f"{self.response_text or quote(self.response)} ~ {self.fixed}"
 
     @property
     def ancova_intercepts(self) -> str:
-        return f"{self.ols} + C({self.group})"
+        return f"{self.ols} + C({quote(self.group)})"
 
     @property
     def ancova_slopes(self) -> str:
-        return f"{self.ancova_intercepts} + {self.term}:C({self.group})"
+        return f"{self.ancova_intercepts} + {quote(self.term)}:C({quote(self.group)})"
 
     @property
     def lmm_intercepts(self) -> str:
-        return f"{self.ols} + (1 | {self.group})"
+        return f"{self.ols} + (1 | {quote(self.group)})"
 
     @property
     def lmm_slopes(self) -> str:
-        return f"{self.ols} + (1 + {self.term} | {self.group})"
+        return f"{self.ols} + (1 + {quote(self.term)} | {quote(self.group)})"
 
 
 def _lmer_row(fit: LmerResult, term: str, level: float) -> dict[str, float]:
@@ -138,6 +165,42 @@ class Comparison:
     table: pd.DataFrame = field(repr=False)
     fits: dict[str, Any] = field(repr=False)
     level: float = 0.95
+    methods: dict[str, str] = field(repr=False, default_factory=dict)  # row -> what it fits
+    notes: dict[str, str] = field(repr=False, default_factory=dict)  # row -> why it is odd
+
+    def table_at(self, level: float) -> pd.DataFrame:
+        """The comparison table with confidence intervals and HDIs at ``level``."""
+        level = check_level(level)
+        s, records = self.setup, []
+        methods = self.methods or dict(zip(self.table["model"], self.table["method"], strict=True))
+        for name, method in methods.items():
+            record: dict[str, Any] = {"model": name, "method": method}
+            fit = self.fits.get(name)
+            notes = [self.notes.get(name, "")]
+            if isinstance(fit, LmerResult):
+                record.update(_lmer_row(fit, s.term, level))
+                notes.append("singular fit" if fit.singular else "")
+            elif isinstance(fit, LMM):
+                record.update(_bayes_row(fit, s.term, level))
+            elif fit is not None:
+                record.update(fit.row(s.term, level))
+                notes.append(record.pop("note", ""))
+            record["note"] = "; ".join(n for n in notes if n)
+            records.append(record)
+        table = pd.DataFrame(records).reindex(columns=TABLE_COLUMNS)
+        table["note"] = table["note"].fillna("")
+        return table
+
+    def at_level(self, level: float) -> Comparison:
+        """The same comparison with every interval at ``level`` (nothing is refitted)."""
+        return dataclasses.replace(self, level=check_level(level), table=self.table_at(level))
+
+    def fit(self, name: str) -> Any:
+        """The fitted model of row ``name``, or a DataError saying why there is none."""
+        if name not in self.fits:
+            why = self.notes.get(name, "it was not fitted")
+            raise DataError(f"the comparison has no {name} model: {why}")
+        return self.fits[name]
 
     @property
     def primary(self) -> str:
@@ -160,15 +223,17 @@ class Comparison:
         - ``shrinkage`` (REML) and ``shrinkage_posterior``:
           ``(no_pooling - estimate) / (no_pooling - population)``; 0 is no shrinkage,
           1 complete shrinkage to the population mean. Within [0, 1] for random
-          intercepts; with correlated slopes a coordinate may move past the mean.
+          intercepts; with correlated slopes a coordinate may move past the mean (above 1)
+          or away from it (below 0). Empty (NaN) where the group has no estimate of its
+          own or it equals the population mean.
         """
         s, suffix = self.setup, self.primary
-        reml: LmerResult = self.fits[f"LMM-{suffix}"]
+        reml: LmerResult = self.fit(f"LMM-{suffix}")
         reml_coef = reml_coefficients(reml, s.group)
         terms = [c for b in reml.design.blocks for c in b.columns]
         no_pool = self._no_pooling(reml, terms)
         ancova = self._ancova_coefficients(terms)
-        complete: OLSFit = self.fits["LM-Global"]
+        complete: OLSFit = self.fit("LM-Global")
         bayes = self.fits.get(f"Bayes-{suffix}")
         draws = bayes.group_coefficients(s.group) if bayes is not None else None
         rows = []
@@ -190,6 +255,7 @@ class Comparison:
             rows.append(frame)
         table = pd.concat(rows, ignore_index=True)
         gap = table["no_pooling"] - table["population"]
+        gap = gap.where(gap != 0)  # no gap, no fraction
         table["shrinkage"] = (table["no_pooling"] - table["reml"]) / gap
         if draws is not None:
             table["shrinkage_posterior"] = (table["no_pooling"] - table["posterior_mean"]) / gap
@@ -198,6 +264,9 @@ class Comparison:
     def _no_pooling(self, reml: LmerResult, terms: list[str]) -> pd.DataFrame:
         """Per-level own-data estimates of the random terms (see :meth:`shrinkage`)."""
         if self.setup.random_slope:
+            if "Hierarchical" not in self.fits:  # not identified: no group has its own slope
+                index = pd.Index(reml.design.blocks[0].levels, name=self.setup.group)
+                return pd.DataFrame(np.nan, index=index, columns=terms)
             return self.fits["Hierarchical"].coefficients[terms]
         design, block = reml.design, reml.design.blocks[0]
         resid = design.y - design.X @ reml.fit.beta
@@ -211,14 +280,15 @@ class Comparison:
     def _ancova_coefficients(self, terms: list[str]) -> pd.DataFrame:
         """Per-level coefficients of the ANCOVA fit (reference level + its contrasts)."""
         s = self.setup
-        levels = self.fits[f"LMM-{self.primary}"].design.blocks[0].levels
+        levels = self.fit(f"LMM-{self.primary}").design.blocks[0].levels
         out = pd.DataFrame(index=pd.Index(levels, name=s.group), columns=terms, dtype=float)
         fit: OLSFit | None = self.fits.get("ANCOVA-Full" if s.random_slope else "ANCOVA-Inter")
         if fit is None:  # not identified (a term constant within groups)
             return out
         params = pd.Series(fit.result.params, index=fit.names)
         for term in terms:
-            prefix = f"C({s.group})" if term == "(Intercept)" else f"{term}:C({s.group})"
+            dummy = f"C({quote(s.group)})"  # as the ANCOVA fit names its columns
+            prefix = dummy if term == "(Intercept)" else f"{term}:{dummy}"
             shift = np.array([params.get(f"{prefix}{lv}", 0.0) for lv in levels])
             out[term] = params.get(term, 0.0) + shift
         return out
@@ -234,7 +304,7 @@ class Comparison:
         """
         s, suffix = self.setup, self.primary
         wide = self.shrinkage().pivot(index="level", columns="term")
-        reml: LmerResult = self.fits[f"LMM-{suffix}"]
+        reml: LmerResult = self.fit(f"LMM-{suffix}")
         bayes: LMM | None = self.fits.get(f"Bayes-{suffix}")
         ancova: OLSFit | None = self.fits.get(f"ANCOVA-{suffix}")
         sources = {"reml": (reml.fixef, reml.design.X)}
@@ -267,7 +337,7 @@ class Comparison:
         The region holding ``level`` of group coefficients under the fitted normal
         distribution of random effects, centred at the fixed effects.
         """
-        reml: LmerResult = self.fits["LMM-Full"]
+        reml: LmerResult = self.fit("LMM-Full")
         block = reml.design.blocks[0]
         cov = reml.covariances()[0]
         mean = reml.fixef[list(block.columns)].to_numpy()
@@ -282,7 +352,8 @@ def _held_at_means(params: pd.Series, X: np.ndarray, keep: tuple[str, ...], grou
     """Contribution of the fixed predictors other than ``keep`` at their column means
     (group dummies and their interactions excluded)."""
     names = list(params.index)
-    other = [i for i, n in enumerate(names) if n not in keep and f"C({group})" not in n]
+    dummy = f"C({quote(group)})"
+    other = [i for i, n in enumerate(names) if n not in keep and dummy not in n]
     return float(np.asarray(params)[other] @ np.asarray(X)[:, other].mean(axis=0))
 
 
@@ -300,6 +371,52 @@ def reml_coefficients(fit: LmerResult, group: str) -> pd.DataFrame:
         if col in fit.fixef.index:
             out[col] = ranef[col] + fit.fixef[col]
     return out
+
+
+#: Keyword arguments of :meth:`LMM.fit` that :func:`compare` passes on.
+FIT_ARGUMENTS = ("draws", "tune", "chains", "cores", "random_seed", "target_accept",
+                 "progressbar", "sampler", "method", "store_log_likelihood")  # fmt: skip
+FIT_DEFAULTS = {
+    name: inspect.signature(LMM.fit).parameters[name].default
+    for name in ("draws", "tune", "chains", "cores", "random_seed", "target_accept", "progressbar")
+}
+
+
+def _group_means(s: ComparisonSetup, data: pd.DataFrame) -> pd.DataFrame:
+    """One row per group: the mean of every numeric column the OLS formula reads, and the
+    value of every other one (which must then be constant within groups)."""
+    frame = build_design(f"{s.ols} + (1 | {quote(s.group)})", data).frame
+    codes = frame[s.group]
+    out = {}
+    for col in frame.columns:
+        if col == s.group:
+            continue
+        if column_kind(frame[col]) in (NUMBER, "bool"):
+            out[col] = frame[col].astype(float).groupby(codes, observed=True).mean()
+            continue
+        if (frame[col].groupby(codes, observed=True).nunique() > 1).any():
+            raise DataError(
+                f"{col!r} is not numeric and varies within {s.group}, so it has no {s.group} mean"
+            )
+        out[col] = frame[col].groupby(codes, observed=True).first()
+    means = pd.DataFrame(out)
+    means.index.name = s.group
+    return means.reset_index()
+
+
+def _between_note(name: str, s: ComparisonSetup) -> tuple[bool, str]:
+    """For a term constant within every group: (skip the model?, why) per row."""
+    if not s.between:
+        return False, ""
+    where = f"{s.term!r} is constant within each {s.group} (a between-{s.group} covariate)"
+    slope = f"{where}: a random {s.term} slope is not identified; the estimate is the fixed effect"
+    return {
+        "ANCOVA-Inter": (True, f"not identified: {where}, so the {s.group} dummies absorb it"),
+        "ANCOVA-Full": (True, f"not identified: {where}, so the {s.group} dummies absorb it"),
+        "Hierarchical": (True, f"not identified: {where}, so no {s.group} has a slope of its own"),
+        "LMM-Full": (False, slope),
+        "Bayes-Full": (not s.random_slope, slope if s.random_slope else f"not fitted: {slope}"),
+    }.get(name, (False, ""))
 
 
 def compare(
@@ -320,11 +437,12 @@ def compare(
     data
         The data (never modified).
     term
-        Numeric fixed term compared across models (default: the first non-intercept one).
+        Numeric fixed term compared across models (default: the first fixed term that
+        is a numeric column of the data).
     bayes
         Also fit the Bayesian random-intercept and random-slope LMMs.
     level
-        Coverage of confidence intervals and HDIs.
+        Coverage of confidence intervals and HDIs (one level for every row).
     model
         An already fitted :class:`LMM` of ``formula`` (with the user's priors, say): it
         becomes the Bayesian row whose random part matches the formula instead of a
@@ -337,26 +455,45 @@ def compare(
     Comparison
         ``.table`` and ``.shrinkage()``; rows ``LM-Global``, ``ANCOVA-Inter``,
         ``Aggregation``, ``Hierarchical``, ``LMM-Inter``, ``ANCOVA-Full``, ``LMM-Full``,
-        ``Bayes-Inter``, ``Bayes-Full``.
+        ``Bayes-Inter``, ``Bayes-Full``. A model that cannot estimate the term on these
+        data (a term constant within groups, say) keeps its row, with a note saying why.
     """
+    check_level(level)
+    if not isinstance(bayes, bool | np.bool_):
+        raise ArgumentError(f"bayes must be True or False, got {bayes!r}")
+    unknown = sorted(set(fit_kwargs) - set(FIT_ARGUMENTS))
+    if unknown:
+        raise ArgumentError(f"compare() got unknown argument(s) {unknown}; it passes "
+                            f"{list(FIT_ARGUMENTS)} on to LMM.fit()")  # fmt: skip
+    if model is not None and not isinstance(model, LMM):
+        raise ArgumentError(f"model must be a fitted bayeslmm.LMM, got {type(model).__name__}")
+    if model is not None and model.idata is None:
+        raise NotFittedError("compare(model=...) needs a fitted model: call model.fit() first")
     spec = parse_formula(formula)
     s = ComparisonSetup.from_spec(spec, term, data)
-    numeric = [c for c in data.columns if c != s.group and pd.api.types.is_numeric_dtype(data[c])]
-    means = data.groupby(s.group, observed=True)[numeric].mean().reset_index()
+    if bayes:
+        fit_kwargs.setdefault("progressbar", False)
+        check_settings(**{k: fit_kwargs.get(k, v) for k, v in FIT_DEFAULTS.items()})
+        if fit_kwargs.get("sampler", "auto") != "auto":
+            check_sampler(fit_kwargs["sampler"])
+        if fit_kwargs.get("method") not in (None, *METHODS):
+            raise ArgumentError(f"method must be one of {METHODS} or None, got "
+                                f"{fit_kwargs['method']!r}")  # fmt: skip
+        if fit_kwargs.get("store_log_likelihood") not in (None, True, False):
+            raise ArgumentError(f"store_log_likelihood must be True, False or None, got "
+                                f"{fit_kwargs['store_log_likelihood']!r}")  # fmt: skip
     steps = [
         ("LM-Global", f"OLS {s.ols}", lambda: ols(s.ols, data)),
         ("ANCOVA-Inter", f"OLS {s.ancova_intercepts}", lambda: ols(s.ancova_intercepts, data)),
-        ("Aggregation", f"OLS on {s.group} means {s.ols}", lambda: ols(s.ols, means)),
+        ("Aggregation", f"OLS on {s.group} means {s.ols}",
+         lambda: ols(s.ols, _group_means(s, data))),
         ("Hierarchical", f"two-stage: per-{s.group} OLS, then t-test of the {s.term} slopes",
          lambda: per_group_ols(s.ols, data, s.group)),
         ("LMM-Inter", f"REML {s.lmm_intercepts} (Wald z)", lambda: lmer(s.lmm_intercepts, data)),
         ("ANCOVA-Full", f"OLS {s.ancova_slopes}", lambda: ols(s.ancova_slopes, data)),
         ("LMM-Full", f"REML {s.lmm_slopes} (Wald z)", lambda: lmer(s.lmm_slopes, data)),
     ]  # fmt: skip
-    if model is not None and model.idata is None:
-        raise NotFittedError("compare(model=...) needs a fitted model: call model.fit() first")
     if bayes:
-        fit_kwargs.setdefault("progressbar", False)
         primary = "Full" if s.random_slope else "Inter"
         for suffix, f in (("Inter", s.lmm_intercepts), ("Full", s.lmm_slopes)):
             if model is not None and suffix == primary:
@@ -367,25 +504,39 @@ def compare(
                           lambda f=f: _fit_bayes(f, data, fit_kwargs)))  # fmt: skip
 
     fits: dict[str, Any] = {}
-    records = []
+    methods, notes = {}, {}
     for name, method, fit_model in steps:
-        record: dict[str, Any] = {"model": name, "method": method}
+        methods[name] = method
+        skip, why = _between_note(name, s)
+        if why:
+            notes[name] = why
+        if skip:
+            continue
         try:
             fits[name] = fit_model()
-        except DataError as err:  # e.g. a term constant within groups: not identified
-            record["note"] = f"not identified: {err}"
-            records.append(record)
-            continue
-        fit = fits[name]
-        if isinstance(fit, LmerResult):
-            record.update(_lmer_row(fit, s.term, level))
-            record["note"] = "singular fit" if fit.singular else ""
-        elif isinstance(fit, LMM):
-            record.update(_bayes_row(fit, s.term, level))
-        else:
-            record.update(fit.row(s.term, level))
-        records.append(record)
+        except DataError as err:  # a model the data cannot identify: its row says why
+            notes[name] = f"not identified: {err}"
+    comparison = Comparison(setup=s, data=_plot_frame(s, data), table=pd.DataFrame(),
+                            fits=fits, level=level, methods=methods, notes=notes)  # fmt: skip
+    comparison.table = comparison.table_at(level)
+    return comparison
 
-    table = pd.DataFrame(records).reindex(columns=TABLE_COLUMNS)
-    table["note"] = table["note"].fillna("")
-    return Comparison(setup=s, data=data, table=table, fits=fits, level=level)
+
+def _plot_frame(s: ComparisonSetup, data: pd.DataFrame) -> pd.DataFrame:
+    """The rows and columns the user's model used, with the response (even a transformed
+    one, ``np.log(y)``) under its name: what the figures draw."""
+    design = build_design(s.lmm_intercepts, data)
+    frame = design.frame.copy()
+    frame[s.response] = design.y
+    return frame
+
+
+def check_level(level: object) -> float:
+    """An interval coverage strictly between 0 and 1."""
+    if (
+        isinstance(level, bool | np.bool_)
+        or not isinstance(level, numbers.Real)
+        or not (0 < level < 1)
+    ):
+        raise ArgumentError(f"level must be a number between 0 and 1 (e.g. 0.95), got {level!r}")
+    return float(level)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import ArgumentError
 from ..spec.design import Design
 
 UNROLL_MAX = 8  # terms per level handled by the unrolled factorisation
@@ -55,7 +56,7 @@ class GroupStats:
     @classmethod
     def from_design(cls, design: Design) -> GroupStats:
         if not single_grouping_factor(design):
-            raise ValueError("per-group statistics need a single grouping factor")
+            raise ArgumentError("per-group statistics need a single grouping factor")
         Z = np.hstack([block.Z for block in design.blocks])
         codes = design.blocks[0].codes
         G = design.blocks[0].n_levels
@@ -150,7 +151,7 @@ class NestedStats:
     def from_design(cls, design: Design) -> NestedStats:
         factors = nested_grouping_factors(design)
         if factors is None:
-            raise ValueError("nested statistics need two nested grouping factors")
+            raise ArgumentError("nested statistics need two nested grouping factors")
         outer, inner = factors
         ZA, codes_a, GA, off_a = _factor_columns(design, outer)
         ZB, codes_b, GB, off_b = _factor_columns(design, inner)

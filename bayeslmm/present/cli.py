@@ -1,7 +1,8 @@
 """The ``bayeslmm`` command: ``fit``, ``demo`` and ``datasets``.
 
-Data or formula errors print one line (``bayeslmm: error: ...``) and exit with
-status 1; ``--debug`` shows the traceback instead. Usage errors exit with status 2.
+Every failure prints one line, ``bayeslmm: error: ...``: data, formula and prior errors
+exit with status 1 (``--debug`` shows the traceback instead), usage errors (an unknown
+option, ``--draws 0``, ``--target-accept 1.5``) with status 2, before anything is fitted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import BayesLMMError, PriorError
+from ..errors import BayesLMMError, BayesLMMWarning, PriorError
 
 DEMO = {
     "dataset": "classroom",
@@ -45,6 +46,8 @@ def parse_prior(text: str):
         raise PriorError(shape)
     params = {}
     for kw in call.keywords:
+        if kw.arg is None:
+            raise PriorError(shape)
         try:
             params[kw.arg] = ast.literal_eval(kw.value)
         except ValueError as err:
@@ -52,14 +55,48 @@ def parse_prior(text: str):
     return key, Prior(call.func.id, **params)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with bayeslmm's one-line errors (status 2, as argparse's)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"bayeslmm: error: {message} (see: {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _whole(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
 def _add_sampling_options(
     p: argparse.ArgumentParser, draws: int = 1000, tune: int = 1000, target_accept: float = 0.9
 ) -> None:
     g = p.add_argument_group("sampling")
-    g.add_argument("--draws", type=int, default=draws, help="kept draws per chain (%(default)s)")
-    g.add_argument("--tune", type=int, default=tune, help="tuning steps per chain (%(default)s)")
-    g.add_argument("--chains", type=int, default=4, help="chains (%(default)s)")
-    g.add_argument("--seed", type=int, default=1, help="random seed (%(default)s)")
+    g.add_argument("--draws", type=_whole(1), default=draws,
+                   help="kept draws per chain (%(default)s)")  # fmt: skip
+    g.add_argument("--tune", type=_whole(0), default=tune,
+                   help="tuning steps per chain (%(default)s)")  # fmt: skip
+    g.add_argument("--chains", type=_whole(1), default=4, help="chains (%(default)s)")
+    g.add_argument("--seed", type=_whole(0), default=1, help="random seed (%(default)s)")
     g.add_argument("--sampler", choices=["auto", "pymc", "nutpie", "numpyro"], default="auto",
                    help="NUTS implementation; auto: nutpie on the compiled density (one "
                         "grouping factor), else numpyro if installed and the model has up "
@@ -67,9 +104,12 @@ def _add_sampling_options(
     g.add_argument("--method", choices=["auto", "marginal", "full"], default="auto",
                    help="marginal: random effects integrated out (one factor or two nested); "
                         "full: explicit random effects; auto picks (%(default)s)")  # fmt: skip
-    g.add_argument("--target-accept", type=float, default=target_accept,
-                   help="NUTS step-size target acceptance (%(default)s)")  # fmt: skip
+    g.add_argument("--target-accept", type=_probability, default=target_accept,
+                   help="NUTS step-size target acceptance, in (0, 1) (%(default)s)")  # fmt: skip
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--hdi", type=_probability, default=0.95, metavar="LEVEL",
+                   help="the one interval level of the report: HDIs and confidence intervals "
+                        "(%(default)s)")  # fmt: skip
 
 
 def _add_random_comparison_option(p: argparse.ArgumentParser) -> None:
@@ -84,7 +124,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bayeslmm`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bayeslmm",
         description="Bayesian linear mixed models from lme4 formulas: fit, compare with "
         "REML/ANCOVA/OLS, and write a report.",
@@ -138,27 +178,48 @@ def _read_data(path: str) -> pd.DataFrame:
     from ..errors import DataError
 
     file = Path(path)
+    if file.is_dir():
+        raise DataError(f"data {path!r} is a directory, not a CSV file")
     if not file.is_file():
         if path in list_datasets() or path in _ALIASES:
             return load_dataset(path)
         raise DataError(f"data file {path!r} does not exist (nor is it a shipped dataset: "
                         f"{', '.join(list_datasets())})")  # fmt: skip
     try:
-        frame = pd.read_csv(file)
+        frame = _read_csv(file)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read {path!r} as CSV: {err}") from err
+    except OSError as err:
+        raise DataError(f"cannot read {path!r}: {err.strerror or err}") from err
     if frame.empty:
         raise DataError(f"data file {path!r} has no rows")
     return frame
+
+
+def _read_csv(file: Path) -> pd.DataFrame:
+    """A CSV file, separated by commas, or by semicolons or tabs when the header says so;
+    UTF-8 (with or without a byte-order mark), else Latin-1 for a text file."""
+    head = file.open("rb").read(65536)
+    encoding = "utf-8-sig"
+    try:
+        head.decode(encoding)
+    except UnicodeDecodeError:
+        if b"\x00" in head:  # not text at all
+            raise
+        encoding = "latin-1"
+    first = head.decode(encoding, errors="replace").splitlines()[0] if head.strip() else ""
+    sep = next((s for s in (",", ";", "\t") if s in first), ",")
+    return pd.read_csv(file, sep=sep, encoding=encoding)
 
 
 def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors: dict,
              term: str | None, compare_models: bool, title: str | None) -> Path:  # fmt: skip
     from ..bayes.model import LMM
     from ..comparison.models import ComparisonSetup, compare
-    from .report import report
+    from .report import prepare_output, report
 
     model = LMM(formula, data, priors=priors or None)
+    prepare_output(Path(args.out))  # before any fitting: a report that cannot be written
     comparison, why_not = None, None  # why_not: why the comparison is missing, if it is
     if compare_models:  # check before sampling: a bad --term must not cost a fit
         try:
@@ -183,7 +244,7 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                comparison = compare(formula, data, term=term, model=model,
+                comparison = compare(formula, data, term=term, model=model, level=args.hdi,
                                      progressbar=progress, **fit_kwargs)  # fmt: skip
             except BayesLMMError as err:
                 why_not = f"No comparison with the classical models: {err}"
@@ -207,6 +268,7 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
             comparison_note=note,
             random_effects=random_effects,
             random_effects_note=random_note,
+            hdi_prob=args.hdi,
         )
     _print_warnings(caught, "the report")
     if files.failed:
@@ -238,13 +300,10 @@ def _random_effects(args: argparse.Namespace, model, progress: bool, fit_kwargs:
 
 def _print_warnings(caught: list[warnings.WarningMessage], where: str) -> None:
     """bayeslmm's own warnings, each once, without file and line noise."""
-    from ..errors import ConvergenceWarning, SingularFitWarning
-
     seen = set()
     for w in caught:
-        ours = issubclass(w.category, ConvergenceWarning | SingularFitWarning)
-        if not ours and "bayeslmm" not in str(w.filename):
-            continue  # third-party noise (PyTensor's BLAS notice, deprecations)
+        if not issubclass(w.category, BayesLMMWarning):
+            continue  # third-party noise (deprecations, ArviZ's notices)
         text = str(w.message)
         if text not in seen:
             seen.add(text)
@@ -284,13 +343,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     try:
         return _run(args)
-    except (BayesLMMError, ValueError, TypeError, KeyError, OSError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"bayeslmm: error: {message}", file=sys.stderr)
+    except BayesLMMError as err:  # the whole message: a formula error draws a caret under it
+        print(f"bayeslmm: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bayeslmm: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # not bad input: a bug, or the machine (memory, disk)
+        print(f"bayeslmm: error: {type(err).__name__}: {_one_line(err)} (bayeslmm did not "
+              "expect this; --debug shows the traceback)", file=sys.stderr)  # fmt: skip
+        return 1
+
+
+def _one_line(err: BaseException) -> str:
+    """An error's message on one line (a formula error's caret drawing dropped)."""
+    text = err.args[0] if isinstance(err, KeyError) and err.args else err
+    return str(text).splitlines()[0] if str(text) else type(err).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

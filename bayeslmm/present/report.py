@@ -23,8 +23,10 @@ from matplotlib.figure import Figure
 
 from ..bayes.diagnostics import verdict
 from ..bayes.model import LMM
+from ..bayes.results import check_hdi_prob
 from ..comparison.models import Comparison
 from ..comparison.random_effects import RandomEffectsComparison
+from ..errors import ArgumentError, BayesLMMError, DataError, NotFittedError
 from . import plots
 from .random_effects_section import random_effects_section
 
@@ -34,12 +36,18 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max
 h1 { border-bottom: 2px solid #7570b3; padding-bottom: .2em; }
 h2 { margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: .15em; }
 code { background: #f3f3f3; padding: 0 .25em; border-radius: 3px; }
-table.data { border-collapse: collapse; font-size: .88em; margin: .6em 0 1.2em; }
-table.data th, table.data td { border: 1px solid #ddd; padding: .25em .6em; text-align: left;
-                               white-space: nowrap; }
+table.data { border-collapse: collapse; font-size: .82em; margin: .6em 0 1.2em; }
+table.data th, table.data td { border: 1px solid #ddd; padding: .2em .45em; text-align: left;
+                               vertical-align: top; }
 table.data th { background: #f3f1fa; }
-table.data td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.scroll { overflow-x: auto; max-width: 100%; }
+table.data td { overflow-wrap: break-word; }
+table.data td.num { text-align: right; font-variant-numeric: tabular-nums;
+                    white-space: nowrap; }
+.wide table.data { width: 100%; }
+.table { overflow-x: auto; }  /* a scroll bar only where the screen is narrower still */
+@media (max-width: 900px) { table.data { font-size: .7em; }
+                            table.data th, table.data td { padding: .15em .25em; } }
+@media print { table.data { font-size: .62em; } figure img { max-width: 100%; } }
 dl.models dt { font-weight: bold; float: left; clear: left; width: 9em; }
 dl.models dd { margin: 0 0 .2em 9.5em; }
 .verdict { padding: .8em 1em; border-radius: 6px; margin: 1em 0; }
@@ -73,7 +81,10 @@ class ReportFiles:
 
 
 def _cell(value: object) -> tuple[str, bool]:
-    """Text of one table cell, and whether it is a number (right-aligned)."""
+    """Text of one table cell, and whether it is a number (right-aligned); missing values
+    (None, NaN, NA) are empty cells."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return "", False
     if isinstance(value, bool | np.bool_):
         return str(value), False
     if isinstance(value, int | np.integer):
@@ -87,16 +98,26 @@ def _cell(value: object) -> tuple[str, bool]:
     return html.escape(str(value)), False
 
 
+WIDE = 8  # columns from which a table spans the page and its cells wrap
+
+
+def _header(name: object) -> str:
+    """A column name that may break after an underscore (``df_satterthwaite``)."""
+    return html.escape(str(name)).replace("_", "_<wbr>")
+
+
 def _table_html(frame: pd.DataFrame) -> str:
-    """An HTML table: numbers right-aligned, text left, scrolling sideways when wide."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    """An HTML table: numbers right-aligned, text left; wide tables fill the page width and
+    wrap their headers and text, so that no column is hidden off the page."""
+    head = "".join(f"<th>{_header(c)}</th>" for c in frame.columns)
     rows = []
     for values in frame.itertuples(index=False):
         cells = [_cell(v) for v in values]
         rows.append("<tr>" + "".join(
             f"<td class='num'>{t}</td>" if num else f"<td>{t}</td>" for t, num in cells
         ) + "</tr>")  # fmt: skip
-    return (f"<div class='scroll'><table class='data'><thead><tr>{head}</tr></thead>"
+    wide = " wide" if len(frame.columns) >= WIDE else ""
+    return (f"<div class='table{wide}'><table class='data'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>")  # fmt: skip
 
 
@@ -172,6 +193,10 @@ class _Writer:
         )
 
 
+def _percent(level: float) -> str:
+    return f"{100 * level:g}%"
+
+
 def _data_section(w: _Writer, model: LMM) -> None:
     d = model.design
     sec = w.section("data", "Data and model")
@@ -183,7 +208,8 @@ def _data_section(w: _Writer, model: LMM) -> None:
            if info.get("method") == "marginal" else "explicit random effects")  # fmt: skip
     w.text(sec, f"Sampler: {info.get('sampler')} NUTS, method <code>{info.get('method')}</code> "
                 f"({how}), {info.get('chains')} chains x {info.get('draws')} draws after "
-                f"{info.get('tune')} tuning steps.")  # fmt: skip
+                f"{info.get('tune')} tuning steps, target acceptance "
+                f"{info.get('target_accept')}.")  # fmt: skip
     rows = [{"variable": d.response, "role": "response", "levels": np.nan,
              "mean": float(np.mean(d.y)), "sd": float(np.std(d.y, ddof=1)),
              "min": float(np.min(d.y)), "max": float(np.max(d.y))}]  # fmt: skip
@@ -221,19 +247,23 @@ def _convergence_section(w: _Writer, model: LMM, summary: pd.DataFrame) -> None:
              "the chains mix")  # fmt: skip
 
 
-def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame) -> None:
+def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame, level: float) -> None:
     sec = w.section("estimates", "Fixed effects and variance components")
     fixed = summary.loc[summary["component"] == "fixed"].drop(columns="component")
-    w.table(sec, "fixed_effects", fixed.rename_axis("term").reset_index(),
-            "Fixed effects: posterior mean, sd and 94% HDI")  # fmt: skip
+    if len(fixed):
+        w.table(sec, "fixed_effects", fixed.rename_axis("term").reset_index(),
+                f"Fixed effects: posterior mean, sd and {_percent(level)} HDI")  # fmt: skip
     w.table(
         sec,
         "variance_components",
-        model.varcorr(),
-        "Variance components: SDs and correlations of the random effects, residual SD",
+        model.varcorr(hdi_prob=level),
+        "Variance components: SDs and correlations of the random effects (var1, and var2 "
+        f"for a correlation), residual SD; posterior mean, sd and {_percent(level)} HDI",
     )
-    ranef = pd.concat(model.ranef(), names=["group"]).reset_index()
-    w.table(sec, "random_effects", ranef, "Random effects per level: posterior mean, sd, HDI")
+    if model.design.blocks:
+        ranef = pd.concat(model.ranef(hdi_prob=level), names=["group"]).reset_index()
+        w.table(sec, "random_effects", ranef,
+                f"Random effects per level: posterior mean, sd, {_percent(level)} HDI")  # fmt: skip
 
 
 def _checks_section(w: _Writer, model: LMM, predictor: str | None) -> None:
@@ -241,8 +271,9 @@ def _checks_section(w: _Writer, model: LMM, predictor: str | None) -> None:
     d = model.design
     if predictor is not None and d.blocks:
         group = d.blocks[0].group
+        frame = d.frame.assign(**{d.response: d.y})
         w.figure(sec, "data_overview",
-                 lambda: plots.data_overview(d.frame, d.response, predictor, group),
+                 lambda: plots.data_overview(frame, d.response, predictor, group),
                  f"The data: {d.response} against {predictor}, coloured by {group}")  # fmt: skip
     w.figure(sec, "ppc", lambda: plots.ppc(model),
              "Posterior predictive check: the density of the data (black) should look like "
@@ -259,33 +290,66 @@ def _checks_section(w: _Writer, model: LMM, predictor: str | None) -> None:
         )
 
 
+def _shrinkage_note(table: pd.DataFrame) -> str:
+    """What the shrinkage fractions of this table mean, their odd values included."""
+    text = ("Each group's own estimate (no pooling) is pulled toward the population mean by "
+            "the mixed model. The shrinkage fraction is (no pooling - estimate) / (no pooling "
+            "- population): 0 means no shrinkage, 1 complete pooling.")  # fmt: skip
+    columns = [c for c in ("shrinkage", "shrinkage_posterior") if c in table]
+    values = table[columns].to_numpy(dtype=float)
+    below, above = int((values < 0).sum()), int((values > 1).sum())
+    missing = int(np.isnan(values).sum())
+    if below or above:
+        text += (f" {below + above} fraction(s) fall outside [0, 1] ({below} below 0, {above} "
+                 "above 1): below 0 the estimate moved away from the population mean, above 1 "
+                 "it moved past it. That happens with correlated random effects, where a "
+                 "group's slope is also pulled by how its intercept shrinks (and the other way "
+                 "round), and where a group's own estimate lies close to the population mean, "
+                 "so that the fraction divides by a small gap; the estimates themselves are "
+                 "in the other columns.")  # fmt: skip
+    if missing:
+        text += (f" {missing} fraction(s) are empty: the group has no estimate of its own "
+                 "(a term constant within the group), or its own estimate equals the "
+                 "population mean.")  # fmt: skip
+    return text
+
+
 def _comparison_section(w: _Writer, comparison: Comparison) -> None:
     s = comparison.setup
+    level = _percent(comparison.level)
     sec = w.section("comparison", "Bayesian, REML and the classical models")
     w.text(sec, f"The effect of <code>{html.escape(s.term)}</code> on "
                 f"<code>{html.escape(s.response)}</code> in the tutorial's seven models and the "
                 "Bayesian LMMs. LMM rows show the Wald z (statsmodels' SE) with lmerTest's "
                 "Satterthwaite t beside it; Bayesian rows show the posterior mean, sd, "
-                f"{comparison.level:.0%} HDI and the probability of direction.")  # fmt: skip
+                f"{level} HDI and the probability of direction; the other intervals are "
+                f"{level} confidence intervals.")  # fmt: skip
     table = comparison.table
     w.table(sec, "comparison", table, "The comparison table", shown=table.drop(columns="method"))
     items = "".join(f"<dt>{html.escape(r.model)}</dt><dd>{html.escape(r.method)}</dd>"
                     for r in table.itertuples())  # fmt: skip
     sec.parts.append(f"<dl class='models'>{items}</dl>")
+    shown = comparison_forest_rows(comparison)
     w.figure(sec, "comparison_forest", lambda: plots.comparison_forest(comparison),
-             f"Estimate and interval of {s.term} in every model")  # fmt: skip
+             f"Estimate and {level} interval of {s.term} in the {len(shown)} models that "
+             "estimate it (Aggregation, a between-group slope, left out)")  # fmt: skip
     w.figure(sec, "group_fits", lambda: plots.group_fits(comparison),
              "Each group's fitted line (partial pooling), the ANCOVA lines (no pooling) and "
              "the population line")  # fmt: skip
     sec = w.section("shrinkage", "Shrinkage of group effects")
-    w.text(sec, "Each group's own estimate (no pooling) is pulled toward the population mean "
-                "by the mixed model; 0 means no shrinkage, 1 complete pooling.")  # fmt: skip
-    w.table(sec, "shrinkage", comparison.shrinkage(), "Shrinkage per level and random term")
+    try:
+        shrinkage = comparison.shrinkage()
+    except BayesLMMError as err:
+        w.text(sec, html.escape(f"No shrinkage table: {err}"), "note")
+        return
+    w.text(sec, html.escape(_shrinkage_note(shrinkage)))
+    w.table(sec, "shrinkage", shrinkage,
+            f"Shrinkage per level and random term (posterior HDI: {level})")  # fmt: skip
     w.figure(sec, "shrinkage_arrows", lambda: plots.shrinkage_arrows(comparison),
              "From no pooling to REML to the posterior mean, per level")  # fmt: skip
     if "Bayes-" + comparison.primary in comparison.fits:
         w.figure(sec, "caterpillar", lambda: plots.caterpillar(comparison),
-                 "Posterior group coefficients with HDIs; crosses: REML")  # fmt: skip
+                 f"Posterior group coefficients with {level} HDIs; crosses: REML")  # fmt: skip
     if s.random_slope:
         w.figure(
             sec,
@@ -293,6 +357,13 @@ def _comparison_section(w: _Writer, comparison: Comparison) -> None:
             lambda: plots.shrinkage_2d(comparison),
             "Intercepts and slopes move from no pooling toward the population ellipse",
         )
+
+
+def comparison_forest_rows(comparison: Comparison) -> pd.DataFrame:
+    """The rows the forest plot shows: every model with an estimate of the term, but
+    Aggregation (a between-group slope, another estimand)."""
+    table = comparison.table.dropna(subset=["estimate"])
+    return table[table["model"] != "Aggregation"]
 
 
 def _predictor(model: LMM, comparison: Comparison | None) -> str | None:
@@ -313,6 +384,7 @@ def report(
     comparison_note: str | None = None,
     random_effects: RandomEffectsComparison | None = None,
     random_effects_note: str | None = None,
+    hdi_prob: float | None = None,
 ) -> ReportFiles:
     """Write ``report.html`` (self-contained), the CSV tables and the PNG figures.
 
@@ -334,19 +406,33 @@ def report(
         the section "Which random effects does the data support?".
     random_effects_note
         Why that section has no comparison, shown in its place.
+    hdi_prob
+        The one interval level of every table and figure (HDIs and confidence
+        intervals); default: the comparison's ``level``, else 0.95.
 
     Returns
     -------
     ReportFiles
         Paths of the HTML file, every CSV and every figure.
     """
+    if not isinstance(model, LMM):
+        raise ArgumentError(f"report() needs a fitted bayeslmm.LMM, got {type(model).__name__}")
+    if model.idata is None or model.convergence is None:
+        raise NotFittedError("report() needs a fitted model: call model.fit() first")
+    if comparison is not None and not isinstance(comparison, Comparison):
+        raise ArgumentError(f"comparison must come from bayeslmm.compare(), got "
+                            f"{type(comparison).__name__}")  # fmt: skip
+    level = hdi_prob if hdi_prob is not None else (comparison.level if comparison else 0.95)
+    level = check_hdi_prob(level)
+    if comparison is not None and comparison.level != level:
+        comparison = comparison.at_level(level)
     out = Path(path)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = model.summary(print_it=False)
+    prepare_output(out)
+    summary = model.summary(print_it=False, hdi_prob=level)
     w = _Writer(out)
     _data_section(w, model)
     _convergence_section(w, model, summary)
-    _estimates_section(w, model, summary)
+    _estimates_section(w, model, summary, level)
     _checks_section(w, model, _predictor(model, comparison))
     if comparison is not None:
         _comparison_section(w, comparison)
@@ -359,7 +445,21 @@ def report(
 
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     page = w.render(title or f"bayeslmm: {model.formula}",
-                    f"Written by bayeslmm {__version__} on {stamp}.")  # fmt: skip
+                    f"Written by bayeslmm {__version__} on {stamp}; intervals are "
+                    f"{_percent(level)} throughout.")  # fmt: skip
     html_path = out / "report.html"
     html_path.write_text(page, encoding="utf-8")
     return ReportFiles(html_path, w.tables, w.figures, w.failed)
+
+
+def prepare_output(out: Path) -> None:
+    """Create the output directory (and ``figures/``), or say in one line why it cannot be."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output directory {str(out)!r} is an existing file")
+    try:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+        probe = out / ".bayeslmm-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise DataError(f"cannot write the report to {str(out)!r}: {err.strerror or err}") from err

@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import ast
 import difflib
+import keyword
+import numbers
 import re
 import warnings
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from formulaic import Formula, model_matrix
-from formulaic.errors import FormulaicError
+from formulaic.errors import DataMismatchWarning, FormulaicError
 
-from ..errors import ColumnTypeError, DataError, FormulaError, RankDeficiencyError
-from .formula import ModelSpec, RandomTerm, parse_formula
+from ..errors import (
+    ColumnTypeError,
+    DataError,
+    FormulaError,
+    RankDeficiencyError,
+    UnknownNameError,
+    warn,
+)
+from .formula import ModelSpec, RandomTerm, parse_formula, quote
 
 _CONTEXT = {"np": np, "numpy": np, "log": np.log, "exp": np.exp, "sqrt": np.sqrt}
 
@@ -51,9 +61,12 @@ class RandomBlock:
     Z
         n x q matrix of the term's columns.
     codes
-        Group level index of every row (``-1`` for a level not seen in fitting).
+        Group level index of every row.
     levels
         Level labels, in lme4's order.
+    level_keys, factor_kinds
+        The identity of every level's value in each factor, and each factor's type
+        (``"number"``, ``"text"``, ``"bool"``): new data are matched by value.
     """
 
     term: RandomTerm
@@ -63,6 +76,8 @@ class RandomBlock:
     codes: np.ndarray
     levels: list[str]
     matrix_spec: object = field(repr=False, default=None)
+    level_keys: list[tuple] = field(repr=False, default_factory=list)
+    factor_kinds: tuple[str, ...] = ()
 
     @property
     def group(self) -> str:
@@ -109,6 +124,8 @@ class Design:
     frame: pd.DataFrame
     n_dropped: int
     fixed_spec: object = field(repr=False, default=None)
+    names: ColumnNames = field(repr=False, default_factory=lambda: ColumnNames())
+    response_name: str | None = None
 
     @property
     def n_obs(self) -> int:
@@ -116,7 +133,8 @@ class Design:
 
     @property
     def response(self) -> str:
-        return self.spec.response
+        """The response column's name (or its expression, such as ``np.log(weight)``)."""
+        return self.response_name or self.spec.response
 
     def groups(self) -> dict[str, list[str]]:
         """Levels of every grouping factor, in order of appearance."""
@@ -151,98 +169,408 @@ def _expression_names(expr: str) -> set[str]:
     return names - called - modules
 
 
-def _required(rhs: str, where: str) -> set[str]:
-    """Columns read by a right-hand side (formulaic misses arguments of scale())."""
+# ---------------------------------------------------------------------------------------
+# column names: any name pandas allows, written bare or in backticks
+
+
+@dataclass(frozen=True)
+class _Token:
+    """A name in formula text: ``start:end`` covers it (backticks included)."""
+
+    start: int
+    end: int
+    name: str
+    quoted: bool
+
+
+_PY_WORDS = frozenset(keyword.kwlist)
+
+
+def _name_tokens(text: str) -> list[_Token]:
+    """Backticked names and bare names that may be columns (not function names, keyword
+    arguments, numbers, string literals or Python keywords) in a piece of formula text."""
+    tokens, i, n = [], 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "`":
+            j = text.index("`", i + 1)  # closed: parse_formula checked
+            tokens.append(_Token(i, j + 1, text[i + 1 : j], True))
+            i = j + 1
+        elif ch in "'\"":
+            j = i + 1
+            while j < n and text[j] != ch:
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+        elif ch.isdigit():
+            while i < n and (text[i].isalnum() or text[i] in "._"):
+                i += 1
+        elif ch.isalpha() or ch in "_.":
+            j = i
+            while j < n and (text[j].isalnum() or text[j] in "._"):
+                j += 1
+            word, k = text[i:j], j
+            while k < n and text[k].isspace():
+                k += 1
+            call = k < n and text[k] == "("
+            kwarg = k < n and text[k] == "=" and text[k : k + 2] != "=="
+            if not (call or kwarg or word in _PY_WORDS):
+                tokens.append(_Token(i, j, word, False))
+            i = j
+        else:
+            i += 1
+    return tokens
+
+
+def _needs_alias(name: str) -> bool:
+    """Names formulaic cannot read as they are (dots, spaces, digits first, non-ASCII...) or
+    would confuse with its own (``Intercept``)."""
+    plain = name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
+    return not plain or name == "Intercept"
+
+
+@dataclass
+class ColumnNames:
+    """The data's columns as the formula names them, and the identifiers formulaic sees.
+
+    ``alias`` maps a column name that formulaic cannot read (``my x``, ``a.b``, ``1``,
+    ``Größe``) to a plain identifier; formula text and the frame given to formulaic use
+    the alias, and every name shown to the user is mapped back.
+    """
+
+    alias: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def inverse(self) -> dict[str, str]:
+        return {v: k for k, v in self.alias.items()}
+
+    def rename(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with aliased column names, for formulaic."""
+        return frame.rename(columns=self.alias) if self.alias else frame
+
+    def encode(self, text: str, columns: set[str]) -> str:
+        """Formula text with every column name that needs one replaced by its alias."""
+        out, last = [], 0
+        for tok in _name_tokens(text):
+            if tok.name in self.alias and (tok.quoted or tok.name in columns):
+                out += [text[last : tok.start], self.alias[tok.name]]
+                last = tok.end
+        return "".join(out) + text[last:]
+
+    def decode(self, text: str) -> str:
+        """A formulaic name or message with the aliases turned back into column names:
+        bare at the top level (``my x``, ``f f:g``), backticked inside a call
+        (``np.log(`my x`)``)."""
+        if not self.alias:
+            return text
+        inverse = self.inverse
+        pattern = re.compile("|".join(map(re.escape, sorted(inverse, key=len, reverse=True))))
+        out, last = [], 0
+        for m in pattern.finditer(text):
+            depth = text.count("(", 0, m.start()) - text.count(")", 0, m.start())
+            name = inverse[m.group()]
+            out += [text[last : m.start()], quote(name) if depth > 0 else name]
+            last = m.end()
+        return "".join(out) + text[last:]
+
+
+def _display_columns(data: pd.DataFrame) -> dict[str, list]:
+    """Column name as text -> the data's labels with that text (two if ``1`` and ``"1"``)."""
+    names: dict[str, list] = {}
+    for label in data.columns:
+        names.setdefault(str(label), []).append(label)
+    return names
+
+
+def _required(text: str, where: str, names: ColumnNames) -> set[str]:
+    """Variables read by a piece of aliased formula text (formulaic misses arguments of
+    scale())."""
     try:
-        formula = Formula(rhs)
+        formula = Formula(text)
         needed = set(formula.required_variables)
         for term in formula:
             for factor in term.factors:
                 needed |= _expression_names(str(factor.expr))
     except (FormulaicError, SyntaxError, ValueError) as exc:
-        raise FormulaError(f"cannot parse {where} {rhs!r}: {exc}") from exc
+        raise FormulaError(
+            f"cannot parse {where} {names.decode(text)!r}: {names.decode(str(exc))}"
+        ) from exc
     return needed
 
 
-def _used_columns(spec: ModelSpec, data: pd.DataFrame) -> list[str]:
-    """Columns the formula reads, checked to exist in ``data``."""
-    columns = [str(c) for c in data.columns]
+def _used_columns(spec: ModelSpec, data: pd.DataFrame) -> tuple[list[str], ColumnNames]:
+    """Columns the formula reads (checked to exist in ``data``), and their aliases."""
+    labels = _display_columns(data)
+    columns = list(labels)
+    pieces = [(spec.response, "the response"), (spec.fixed, "the fixed part")]
+    pieces += [(term.expr, f"random term {term}") for term in spec.random]
     needs: dict[str, str] = {}
-    for var in _required(spec.response, "response"):
-        needs.setdefault(var, "the response")
-    for var in _required(spec.fixed, "fixed part"):
-        needs.setdefault(var, "the fixed part")
+    for text, where in pieces:
+        for tok in _name_tokens(text):
+            if tok.quoted and tok.name not in labels:
+                raise UnknownNameError(f"column {tok.name!r} used in {where} is not in the "
+                                       f"data{_suggest(tok.name, columns)}")  # fmt: skip
+            if tok.name in labels:
+                needs.setdefault(tok.name, where)
     for term in spec.random:
-        for var in _required(term.expr, f"random term {term}"):
-            needs.setdefault(var, f"random term {term}")
         for var in term.factors:
             needs.setdefault(var, f"random term {term}")
-    used = []
+    names = ColumnNames()
+    taken = set(columns)
+    for name in needs:
+        if name in labels and _needs_alias(name):
+            alias = f"_col{len(names.alias)}_"
+            while alias in taken:
+                alias = f"_{alias}"
+            names.alias[name] = alias
+    present = {n for n in needs if n in labels}
+    for text, where in pieces:
+        tokens = {t.name for t in _name_tokens(text) if not t.quoted}
+        for var in _required(names.encode(text, present), where, names):
+            var = names.inverse.get(var, var)
+            if var in labels:  # also a name only formulaic saw (Q('x'))
+                needs.setdefault(var, where)
+                continue
+            if var in _CONTEXT:
+                continue
+            full = next((t for t in sorted(tokens) if t.startswith(f"{var}.")), var)
+            raise UnknownNameError(
+                f"column {full!r} used in {where} is not in the data{_suggest(full, columns)}"
+            )
     for var, where in needs.items():
-        if var in _CONTEXT:
-            continue
-        if var not in columns:
-            raise DataError(
+        if var not in labels:
+            raise UnknownNameError(
                 f"column {var!r} used in {where} is not in the data{_suggest(var, columns)}"
             )
-        used.append(var)
-    return [c for c in columns if c in used]
+        if len(labels[var]) > 1:
+            both = ", ".join(map(repr, labels[var]))
+            raise DataError(f"the data have {len(labels[var])} columns named {var!r} ({both}); "
+                            "rename all but one")  # fmt: skip
+    return [c for c in columns if c in needs], names
 
 
-def _clean_frame(data: pd.DataFrame, used: list[str]) -> tuple[pd.DataFrame, int]:
-    """Copy the used columns, drop incomplete rows (warning) and reject infinities."""
-    frame = data.loc[:, used].copy()
+# ---------------------------------------------------------------------------------------
+# column values: one type per column, no stray text, no infinities
+
+NUMBER, BOOL, TEXT, OTHER = "number", "bool", "text", "other"
+
+
+def _value_kind(value: object) -> str:
+    if isinstance(value, bool | np.bool_):
+        return BOOL
+    if isinstance(value, numbers.Number):
+        return NUMBER
+    if isinstance(value, str):
+        return TEXT
+    return OTHER
+
+
+_INFERRED = {"string": TEXT, "integer": NUMBER, "floating": NUMBER,
+             "mixed-integer-float": NUMBER, "boolean": BOOL}  # fmt: skip
+
+
+def _uniform_kind(values: pd.Series) -> str | None:
+    """The one type of a text or object column's values, found without a Python loop where
+    pandas can tell (None: look value by value)."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return TEXT
+    return _INFERRED.get(pd.api.types.infer_dtype(values, skipna=False))
+
+
+def column_kind(values: pd.Series) -> str:
+    """``"number"``, ``"bool"``, ``"text"`` or ``"other"`` (a cleaned column's type)."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return column_kind(pd.Series(dtype.categories))
+    if pd.api.types.is_bool_dtype(dtype):
+        return BOOL
+    if pd.api.types.is_numeric_dtype(dtype):
+        return NUMBER
+    if pd.api.types.is_string_dtype(dtype):
+        fast = _uniform_kind(values)
+        kinds = {fast} if fast else {_value_kind(v) for v in values}
+        return kinds.pop() if len(kinds) == 1 else OTHER
+    return OTHER
+
+
+def _examples(values: pd.Series, mask: np.ndarray, k: int = 3) -> str:
+    shown = [f"{v!r} (row {i!r})" for i, v in values[mask].head(k).items()]
+    more = int(mask.sum()) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _normalise(values: pd.Series, name: str, predictor: bool, where: str) -> pd.Series:
+    """One column, without missing values, as a plain NumPy-backed column of one type.
+
+    Nullable pandas types become NumPy ones; an object column of numbers becomes numeric;
+    a column mixing numbers, text and booleans, or (for a predictor) text that is mostly
+    numbers with a few stray words, is refused: each would silently become a factor.
+    """
+    dtype = values.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return values
+    if pd.api.types.is_complex_dtype(dtype) or (
+        predictor and (pd.api.types.is_datetime64_any_dtype(dtype)
+                       or pd.api.types.is_timedelta64_dtype(dtype))
+    ):  # fmt: skip
+        raise ColumnTypeError(
+            f"column {name!r}{where} has type {dtype}, which a model cannot use; convert it "
+            "to real numbers (or text, for a factor)"
+        )
+    if isinstance(dtype, pd.BooleanDtype):
+        return values.astype(bool)
+    if pd.api.types.is_extension_array_dtype(dtype) and pd.api.types.is_numeric_dtype(dtype):
+        return values.astype("int64" if pd.api.types.is_integer_dtype(dtype) else "float64")
+    if isinstance(dtype, pd.StringDtype) or pd.api.types.is_object_dtype(dtype):
+        fast = _uniform_kind(values)
+        kinds = np.full(len(values), fast) if fast else np.array([_value_kind(v) for v in values])
+        present = {fast} if fast else set(kinds.tolist())
+        if OTHER in present:
+            odd = kinds == OTHER
+            types = sorted({type(v).__name__ for v in values[odd]})
+            if not all(isinstance(v, Hashable) for v in values[odd]):
+                raise ColumnTypeError(f"column {name!r}{where} holds {', '.join(types)} values "
+                                      f"({_examples(values, odd, 2)}); a model needs numbers or "
+                                      "text")  # fmt: skip
+        if len(present) > 1:
+            counts = {k: int((kinds == k).sum()) for k in present}
+            main = max(counts, key=counts.get)
+            others = [k for k in (NUMBER, TEXT, BOOL, OTHER) if k in present and k != main]
+            detail = "; ".join(f"{k}: {_examples(values, kinds == k)}" for k in others)
+            raise ColumnTypeError(
+                f"column {name!r}{where} mixes types: {counts[main]} {main} values but also "
+                f"{detail}; convert it to one type, e.g. pd.to_numeric(data[{name!r}], "
+                f"errors='coerce') or data[{name!r}].astype(str)"
+            )
+        if present == {NUMBER}:
+            return _normalise(pd.to_numeric(values), name, predictor, where)
+        if present == {BOOL}:
+            return values.astype(bool)
+        if present == {TEXT} and predictor:
+            parsed = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+            if parsed.mean() >= 0.5 and not parsed.all():
+                raise ColumnTypeError(
+                    f"column {name!r}{where} is text, but {parsed.sum()} of its {len(values)} "
+                    f"values are numbers; the others would turn it into a factor: "
+                    f"{_examples(values, ~parsed)}. Fix or remove those values (e.g. "
+                    f"pd.to_numeric(data[{name!r}], errors='coerce') makes them missing), or "
+                    f"make the column categorical to use it as a factor"
+                )
+        return values.astype(object) if isinstance(dtype, pd.StringDtype) else values
+    return values
+
+
+def _check_finite(frame: pd.DataFrame, where: str = "") -> None:
+    for col in frame.columns:
+        values = frame[col]
+        if column_kind(values) == NUMBER and not isinstance(values.dtype, pd.CategoricalDtype):
+            n_inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
+            if n_inf:
+                raise DataError(f"column {col!r}{where} has {n_inf} infinite value(s)")
+
+
+def _clean_frame(data: pd.DataFrame, used: list[str], groups: set[str]) -> tuple[pd.DataFrame, int]:
+    """Copy the used columns (named as text), drop incomplete rows (warning), make every
+    column one plain type and reject infinities."""
+    labels = _display_columns(data)
+    frame = data.loc[:, [labels[name][0] for name in used]].copy()
+    frame.columns = used
     if len(frame) == 0:
         raise DataError("the data have no rows")
+    missing_per_column = frame.isna().sum()
+    empty = [c for c, k in missing_per_column.items() if k == len(frame)]
+    if empty:
+        raise DataError(f"column(s) {empty} have no values (every value is missing)")
     missing = frame.isna().any(axis=1).to_numpy()
     n_dropped = int(missing.sum())
     if n_dropped:
-        counts = frame.isna().sum()
-        detail = ", ".join(f"{c}: {int(k)}" for c, k in counts.items() if k)
-        warnings.warn(
-            f"{n_dropped} of {len(frame)} rows dropped for missing values ({detail})",
-            UserWarning,
-            stacklevel=4,
-        )
+        detail = ", ".join(f"{c}: {int(k)}" for c, k in missing_per_column.items() if k)
+        warn(f"{n_dropped} of {len(frame)} rows dropped for missing values ({detail})")
         frame = frame.loc[~missing]
     if len(frame) == 0:
-        raise DataError("no rows left after dropping rows with missing values")
-    for col in frame.columns:
-        values = frame[col]
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-            n_inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
-            if n_inf:
-                raise DataError(f"column {col!r} has {n_inf} infinite value(s)")
+        raise DataError("no rows left after dropping rows with missing values (no row has "
+                        f"a value in every one of {used})")  # fmt: skip
+    for col in used:  # before the index is reset: messages give the user's row labels
+        frame[col] = _normalise(frame[col], col, predictor=col not in groups, where="")
+    _check_finite(frame)
     return frame.reset_index(drop=True), n_dropped
 
 
-def _response(spec: ModelSpec, frame: pd.DataFrame) -> np.ndarray:
-    if spec.response in frame.columns:
-        col = frame[spec.response]
-        if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
+def response_column(text: str) -> str | None:
+    """The column name if the response is one column (``y``, ```my y```), else None."""
+    text = text.strip()
+    tokens = _name_tokens(text)
+    if len(tokens) == 1 and tokens[0].start == 0 and tokens[0].end == len(text):
+        return tokens[0].name
+    return None
+
+
+def _response(spec: ModelSpec, frame: pd.DataFrame, names: ColumnNames) -> tuple[np.ndarray, str]:
+    """Response vector and its name (the column, or the expression as written)."""
+    column = response_column(spec.response)
+    if column is not None and column in frame.columns:
+        col = frame[column]
+        if column_kind(col) != NUMBER or isinstance(col.dtype, pd.CategoricalDtype):
             raise ColumnTypeError(
-                f"response {spec.response!r} must be numeric, but its type is {col.dtype}"
+                f"response {column!r} must be numeric, but its type is {col.dtype}"
             )
-        return col.to_numpy(dtype=float)
-    try:
-        lhs = model_matrix(f"0 + {spec.response}", frame, context=_CONTEXT)
-    except Exception as exc:  # formulaic raises many kinds
-        raise FormulaError(f"cannot evaluate response {spec.response!r}: {exc}") from exc
-    if lhs.shape[1] != 1:
-        raise ColumnTypeError(
-            f"response {spec.response!r} must be one numeric column, got {lhs.shape[1]}"
-        )
-    y = np.asarray(lhs, dtype=float)[:, 0]
-    if not np.all(np.isfinite(y)):
-        raise DataError(f"response {spec.response!r} has non-finite values")
-    return y
+        y = col.to_numpy(dtype=float)
+        name = column
+    else:
+        text = names.encode(spec.response, set(frame.columns))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # log(0) etc.: checked below
+                lhs = model_matrix(f"0 + {text}", names.rename(frame), context=_CONTEXT,
+                                   na_action="ignore")  # fmt: skip
+        except Exception as exc:  # formulaic raises many kinds
+            raise FormulaError(
+                f"cannot evaluate response {spec.response!r}: {names.decode(str(exc))}"
+            ) from exc
+        if lhs.shape[1] != 1:
+            raise ColumnTypeError(
+                f"response {spec.response!r} must be one numeric column, got {lhs.shape[1]}"
+            )
+        y = np.asarray(lhs, dtype=float)[:, 0]
+        name = spec.response.strip()
+        bad = ~np.isfinite(y)
+        if bad.any():
+            raise DataError(f"response {name!r} is not finite in {int(bad.sum())} row(s) "
+                            "(e.g. log of 0 or of a negative number)")  # fmt: skip
+    if len(y) > 1 and np.ptp(y) == 0:
+        raise DataError(f"response {name!r} is constant (every value is {y[0]:g}): there is "
+                        "no variation to model")  # fmt: skip
+    return y, name
 
 
-def _matrix(rhs: str, frame: pd.DataFrame, where: str):
+def _matrix(rhs: str, frame: pd.DataFrame, where: str, names: ColumnNames):
     try:
-        return model_matrix(rhs, frame, context=_CONTEXT)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # log(0) etc.: checked below
+            mm = model_matrix(names.encode(rhs, set(frame.columns)), names.rename(frame),
+                              context=_CONTEXT, na_action="ignore")  # fmt: skip
     except Exception as exc:  # formulaic raises many kinds
-        raise FormulaError(f"cannot build {where} from {rhs!r}: {exc}") from exc
+        raise FormulaError(f"cannot build {where} from {rhs!r}: {names.decode(str(exc))}") from exc
+    values = np.asarray(mm, dtype=float)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
+        raise DataError(f"{where}: column {_column_name(mm.columns[j], names)!r} is not finite "
+                        f"in {int(bad[:, j].sum())} row(s) (e.g. log of 0 or of a negative "
+                        "number)")  # fmt: skip
+    return mm, values
+
+
+def _column_name(name: str, names: ColumnNames) -> str:
+    return names.decode(lme4_name(str(name)))  # formulaic's Intercept, not a column so named
+
+
+def _column_names(columns, names: ColumnNames, where: str) -> list[str]:
+    out = [_column_name(c, names) for c in columns]
+    twice = sorted({c for c in out if out.count(c) > 1})
+    if twice:
+        raise FormulaError(f"{where}: two columns are both named {twice} (a column's name "
+                           "is a factor's name plus one of its levels); rename one")  # fmt: skip
+    return out
 
 
 def _check_rank(X: np.ndarray, names: list[str]) -> None:
@@ -282,23 +610,59 @@ def _level_order(values: pd.Series) -> list:
         return sorted(uniques, key=str)
 
 
-def group_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    """Integer code per row and level labels of the interaction of ``factors``."""
-    per_factor = []
+def _key(value: object, kind: str) -> object:
+    """A level's identity: numbers by value (1 == 1.0), text as text, booleans as such."""
+    if kind == NUMBER:
+        return float(value)
+    if kind == BOOL:
+        return bool(value)
+    if kind == TEXT:
+        return str(value)
+    return value
+
+
+@dataclass(frozen=True)
+class GroupLevels:
+    """Levels of a grouping factor (or an interaction of several) on some rows."""
+
+    codes: np.ndarray  # level index of every row
+    labels: list[str]  # level labels, in lme4's order
+    keys: list[tuple]  # per level, the identity of its value in every factor
+    kinds: tuple[str, ...]  # per factor, the type of its values
+
+
+def group_levels(frame: pd.DataFrame, factors: tuple[str, ...]) -> GroupLevels:
+    """Integer code per row, labels and identities of the levels of ``factors``."""
+    per_factor, kinds = [], []
     for name in factors:
+        kind = column_kind(frame[name])
         order = _level_order(frame[name])
         lookup = {v: i for i, v in enumerate(order)}
         per_factor.append((frame[name].map(lookup).to_numpy(dtype=np.int64), order))
+        kinds.append(kind)
     if len(per_factor) == 1:
         codes, order = per_factor[0]
-        return codes, [str(v) for v in order]
-    # interaction: levels ordered by the first factor, then the second, ...
-    stacked = np.column_stack([c for c, _ in per_factor])
-    combos, codes = np.unique(stacked, axis=0, return_inverse=True)
-    labels = [
-        ":".join(str(o[i]) for (_, o), i in zip(per_factor, row, strict=True)) for row in combos
-    ]
-    return codes.reshape(-1).astype(np.int64), labels
+        labels = [str(v) for v in order]
+        keys = [(_key(v, kinds[0]),) for v in order]
+    else:  # interaction: levels ordered by the first factor, then the second, ...
+        stacked = np.column_stack([c for c, _ in per_factor])
+        combos, codes = np.unique(stacked, axis=0, return_inverse=True)
+        codes = codes.reshape(-1).astype(np.int64)
+        labels = [":".join(str(o[i]) for (_, o), i in zip(per_factor, row, strict=True))
+                  for row in combos]  # fmt: skip
+        keys = [tuple(_key(o[i], k) for (_, o), i, k in zip(per_factor, row, kinds, strict=True))
+                for row in combos]  # fmt: skip
+    if len(set(labels)) < len(labels):
+        twice = sorted({lb for lb in labels if labels.count(lb) > 1})
+        raise DataError(f"grouping factor {':'.join(factors)!r} has distinct values that print "
+                        f"alike ({twice[:5]}); make its values distinct text")  # fmt: skip
+    return GroupLevels(codes, labels, keys, tuple(kinds))
+
+
+def group_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Integer code per row and level labels of the interaction of ``factors``."""
+    levels = group_levels(frame, factors)
+    return levels.codes, levels.labels
 
 
 def _block_labels(terms: tuple[RandomTerm, ...]) -> list[str]:
@@ -317,24 +681,36 @@ def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
     Parameters
     ----------
     formula
-        lme4 formula text or a parsed :class:`ModelSpec`.
+        lme4 formula text or a parsed :class:`ModelSpec`. Any column name can be used,
+        in backticks where it is not a plain name (```my x```, ```1```).
     data
         The data; never modified.
 
     Returns
     -------
     Design
+
+    Raises
+    ------
+    FormulaError, DataError, ColumnTypeError
+        Naming the column, term or level at fault.
     """
-    spec = parse_formula(formula) if isinstance(formula, str) else formula
+    if isinstance(formula, str):
+        spec = parse_formula(formula)
+    elif isinstance(formula, ModelSpec):
+        spec = formula
+    else:
+        raise FormulaError(f"formula must be a string such as 'y ~ x + (1 | g)', got "
+                           f"{type(formula).__name__}")  # fmt: skip
     if not isinstance(data, pd.DataFrame):
         raise ColumnTypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
-    used = _used_columns(spec, data)
-    frame, n_dropped = _clean_frame(data, used)
-    y = _response(spec, frame)
+    used, names = _used_columns(spec, data)
+    group_columns = {f for term in spec.random for f in term.factors}
+    frame, n_dropped = _clean_frame(data, used, group_columns)
+    y, response = _response(spec, frame, names)
 
-    fixed_mm = _matrix(spec.fixed, frame, "fixed effects")
-    X = np.asarray(fixed_mm, dtype=float)
-    fixed_names = [lme4_name(c) for c in fixed_mm.columns]
+    fixed_mm, X = _matrix(spec.fixed, frame, "fixed effects", names)
+    fixed_names = _column_names(fixed_mm.columns, names, "fixed effects")
     _check_rank(X, fixed_names)
 
     blocks = []
@@ -345,26 +721,28 @@ def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
                     f"grouping factor {name!r} of {term} has only "
                     f"{frame[name].nunique()} level; it needs at least 2"
                 )
-        codes, levels = group_codes(frame, term.factors)
-        if len(levels) < 2:
+        levels = group_levels(frame, term.factors)
+        if len(levels.labels) < 2:
             raise DataError(f"grouping factor {term.group!r} of {term} has only 1 level")
-        if len(levels) >= len(frame):
+        if len(levels.labels) >= len(frame):
             raise DataError(
-                f"grouping factor {term.group!r} has {len(levels)} levels for "
+                f"grouping factor {term.group!r} has {len(levels.labels)} levels for "
                 f"{len(frame)} observations; each level needs several observations"
             )
-        z_mm = _matrix(term.expr, frame, f"random term {term}")
+        z_mm, Z = _matrix(term.expr, frame, f"random term {term}", names)
         if z_mm.shape[1] == 0:
             raise FormulaError(f"random term {term} has no columns")
         blocks.append(
             RandomBlock(
                 term=term,
                 label=label,
-                columns=[lme4_name(c) for c in z_mm.columns],
-                Z=np.asarray(z_mm, dtype=float),
-                codes=codes,
-                levels=levels,
+                columns=_column_names(z_mm.columns, names, f"random term {term}"),
+                Z=Z,
+                codes=levels.codes,
+                levels=levels.labels,
                 matrix_spec=z_mm.model_spec,
+                level_keys=levels.keys,
+                factor_kinds=levels.kinds,
             )
         )
     return Design(
@@ -376,6 +754,8 @@ def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
         frame=frame,
         n_dropped=n_dropped,
         fixed_spec=fixed_mm.model_spec,
+        names=names,
+        response_name=response,
     )
 
 
@@ -389,34 +769,147 @@ class NewDesign:
     new_levels: list[list[str]]
 
 
+def _categories(spec, names: ColumnNames) -> dict[str, list]:
+    """Fitted levels of every factor a model matrix encodes, by the column it reads."""
+    out: dict[str, list] = {}
+    for expr, (kind, state) in getattr(spec, "encoder_state", {}).items():
+        if str(getattr(kind, "value", kind)) != "categorical" or "categories" not in state:
+            continue
+        variables = _expression_names(str(expr)) or {str(expr)}
+        if len(variables) == 1:
+            var = variables.pop()
+            out[names.inverse.get(var, var)] = list(state["categories"])
+    return out
+
+
+def _check_levels(frame: pd.DataFrame, design: Design) -> None:
+    """Refuse values of a fixed or random-term factor that the fit never saw: they have no
+    coefficient (formulaic would encode them as the reference level)."""
+    specs = [("the fixed effects", design.fixed_spec)]
+    specs += [(f"random term {b.term}", b.matrix_spec) for b in design.blocks]
+    for where, spec in specs:
+        for column, categories in _categories(spec, design.names).items():
+            if column not in frame.columns:
+                continue
+            values = frame[column]
+            known = pd.Series(categories, dtype=object)
+            unseen = ~values.isin(known).to_numpy()
+            if unseen.any():
+                new = list(dict.fromkeys(values[unseen].tolist()))
+                raise DataError(
+                    f"newdata column {column!r} has level(s) {new[:5]} that {where} never saw "
+                    f"in fitting (fitted levels: {categories[:10]}); the model has no "
+                    "coefficient for them"
+                )
+
+
+def _new_codes(block: RandomBlock, frame: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Level index of every new row (``n_levels + i`` for the i-th unseen level)."""
+    kinds = block.factor_kinds or tuple(column_kind(frame[f]) for f in block.term.factors)
+    for name, kind in zip(block.term.factors, kinds, strict=True):
+        new_kind = column_kind(frame[name])
+        if new_kind != kind:
+            raise ColumnTypeError(
+                f"newdata column {name!r} (grouping factor of {block.term}) holds {new_kind} "
+                f"values but the fitted data held {kind} values; convert it so that levels "
+                "can be matched"
+            )
+    factors = block.term.factors
+    keys = pd.MultiIndex.from_arrays(
+        [_keys(frame[name], kind) for name, kind in zip(factors, kinds, strict=True)]
+    )
+    fitted = pd.MultiIndex.from_tuples(block.level_keys, names=keys.names)
+    codes = fitted.get_indexer(keys).astype(np.int64)
+    unseen: list[str] = []
+    missing = np.flatnonzero(codes < 0)
+    if missing.size:  # unseen levels: numbered after the fitted ones, in order of appearance
+        new_keys, first, inverse = np.unique(
+            keys[missing].to_numpy(), return_index=True, return_inverse=True
+        )
+        order = np.argsort(first)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        codes[missing] = block.n_levels + rank[inverse.reshape(-1)]
+        rows = missing[first[order]]
+        unseen = [":".join(_label(frame[name].iloc[r]) for name in factors) for r in rows]
+    return codes, unseen
+
+
+def _label(value: object) -> str:
+    """A new level's label: whole numbers without ``.0`` (99.0 is level 99)."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _keys(values: pd.Series, kind: str) -> np.ndarray:
+    """Level identities of a column (see :func:`_key`), vectorised."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    if kind == NUMBER:
+        return values.to_numpy(dtype=float)
+    if kind == BOOL:
+        return values.to_numpy(dtype=bool)
+    if kind == TEXT:
+        return values.astype(str).to_numpy(dtype=object)
+    return values.to_numpy(dtype=object)
+
+
 def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:
-    """Evaluate the fitted encodings on new rows; unseen group levels get code -1.
+    """Evaluate the fitted encodings on new rows; unseen group levels get new codes.
 
     New levels are coded per block: ``codes[k] >= n_levels`` indexes
-    ``new_levels[k]``.
+    ``new_levels[k]``. Group levels are matched by value (an integer level 1 matches
+    1.0); missing or infinite values, text in a numeric column and factor levels the
+    fit never saw raise an error naming the column.
     """
     if not isinstance(newdata, pd.DataFrame):
         raise ColumnTypeError(f"newdata must be a DataFrame, got {type(newdata).__name__}")
-    needed = set(design.frame.columns) - {design.response}
-    missing = sorted(c for c in needed if c not in newdata.columns)
+    labels = _display_columns(newdata)
+    needed = [c for c in design.frame.columns if c != design.response]
+    missing = sorted(c for c in needed if c not in labels)
     if missing:
-        raise DataError(f"newdata lacks column(s) {missing} used by the model")
-    frame = newdata.loc[:, [c for c in design.frame.columns if c in newdata.columns]].copy()
+        raise UnknownNameError(f"newdata lacks column(s) {missing} used by the model")
+    twice = [c for c in needed if len(labels[c]) > 1]
+    if twice:
+        raise DataError(f"newdata has several columns named {twice}")
+    if len(newdata) == 0:
+        raise DataError("newdata has no rows")
+    frame = newdata.loc[:, [labels[c][0] for c in needed]].copy()
+    frame.columns = needed
     frame = frame.reset_index(drop=True)
-    if frame.drop(columns=[design.response], errors="ignore").isna().any().any():
-        raise DataError("newdata has missing values in columns the model uses")
+    n_missing = frame.isna().sum()
+    if n_missing.any():
+        detail = ", ".join(f"{c!r}: {int(k)} row(s)" for c, k in n_missing.items() if k)
+        raise DataError(f"newdata has missing values in columns the model uses ({detail})")
+    groups = {f for b in design.blocks for f in b.term.factors}
+    for col in needed:
+        values = _normalise(frame[col], col, predictor=col not in groups, where=" of newdata")
+        fitted = design.frame[col]
+        if col not in groups and column_kind(fitted) == NUMBER and column_kind(values) != NUMBER:
+            raise ColumnTypeError(f"newdata column {col!r} must be numeric, as in the fitted "
+                                  f"data; its type is {values.dtype}")  # fmt: skip
+        frame[col] = values
+    _check_finite(frame, " of newdata")
+    _check_levels(frame, design)
+    encoded = design.names.rename(frame)
     try:
-        X = np.asarray(design.fixed_spec.get_model_matrix(frame), dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DataMismatchWarning)
+            X = np.asarray(design.fixed_spec.get_model_matrix(encoded, na_action="ignore"),
+                           dtype=float)  # fmt: skip
+            Zs = [np.asarray(b.matrix_spec.get_model_matrix(encoded, na_action="ignore"),
+                             dtype=float) for b in design.blocks]  # fmt: skip
     except Exception as exc:
-        raise DataError(f"cannot encode newdata for the fixed effects: {exc}") from exc
-    Zs, codes_all, new_all = [], [], []
+        raise DataError(
+            f"cannot encode newdata as the fitted data: {design.names.decode(str(exc))}"
+        ) from exc
+    for values, where in [(X, "fixed effects"), *((z, "random effects") for z in Zs)]:
+        if not np.all(np.isfinite(values)):
+            raise DataError(f"newdata gives non-finite {where} (e.g. log of 0)")
+    codes_all, new_all = [], []
     for block in design.blocks:
-        Zs.append(np.asarray(block.matrix_spec.get_model_matrix(frame), dtype=float))
-        labels = frame[list(block.term.factors)].astype(str).agg(":".join, axis=1)
-        lookup = {lvl: i for i, lvl in enumerate(block.levels)}
-        unseen = [lvl for lvl in pd.unique(labels) if lvl not in lookup]
-        for i, lvl in enumerate(unseen):
-            lookup[lvl] = block.n_levels + i
-        codes_all.append(labels.map(lookup).to_numpy(dtype=np.int64))
+        codes, unseen = _new_codes(block, frame)
+        codes_all.append(codes)
         new_all.append(unseen)
     return NewDesign(X=X, Z=Zs, codes=codes_all, new_levels=new_all)

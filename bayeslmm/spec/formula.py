@@ -3,16 +3,72 @@
 The fixed part is kept as text for formulaic (which handles ``a*b``, ``I(...)``,
 ``np.log(x)``, ``0 +``); this module only splits off the random terms, expands
 ``||`` and ``/`` and checks the syntax, pointing at the position of any error.
+
+Any column name can be written in backticks, as in R: ```my score` ~ `parents' edu` +
+(1 | `class-room`)``. Backticked text is never read as syntax (a ``+``, ``|``, ``:`` or
+parenthesis inside it belongs to the name).
 """
 
 from __future__ import annotations
 
+import keyword
 import re
 from dataclasses import dataclass, field
 
 from ..errors import FormulaError
 
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+#: A name usable without backticks: letters (any script), digits, ``_`` and ``.``, not
+#: starting with a digit (R's rule; a leading dot must not be followed by a digit).
+_NAME = re.compile(r"^(?:[^\W\d]|\.(?!\d))[\w.]*$")
+
+
+def quote(name: str) -> str:
+    """``name`` as it must be written in a formula: backticked unless it is a plain name.
+
+    Examples
+    --------
+    >>> quote("Days"), quote("my score"), quote("1")
+    ('Days', '`my score`', '`1`')
+    """
+    if "`" in name:
+        raise FormulaError(f"column name {name!r} contains a backtick and cannot be written "
+                           "in a formula; rename the column")  # fmt: skip
+    if _NAME.match(name) and not keyword.iskeyword(name):
+        return name
+    return f"`{name}`"
+
+
+def mask_backticks(text: str, formula: str | None = None, offset: int = 0) -> str:
+    """``text`` with every backticked name (backticks included) replaced by ``x``s of the
+    same length, so that scanning for syntax never looks inside a name."""
+    out, inside, start = [], False, 0
+    for i, ch in enumerate(text):
+        if ch == "`":
+            if not inside:
+                start = i
+            inside = not inside
+            out.append("x")
+        else:
+            out.append("x" if inside else ch)
+    if inside:
+        raise FormulaError("unmatched '`' (a backticked name is not closed)", formula or text,
+                           offset + start)  # fmt: skip
+    return "".join(out)
+
+
+def _squash_spaces(text: str) -> str:
+    """Runs of white space outside backticked names become one space."""
+    masked = mask_backticks(text)
+    out, last_space = [], False
+    for ch, m in zip(text, masked, strict=True):
+        if m.isspace():
+            if not last_space:
+                out.append(" ")
+            last_space = True
+        else:
+            out.append(ch)
+            last_space = False
+    return "".join(out).strip()
 
 
 @dataclass(frozen=True)
@@ -36,8 +92,11 @@ class RandomTerm:
 
     @property
     def group(self) -> str:
-        """Grouping factor as lme4 prints it (``"a:b"``)."""
-        return ":".join(self.factors)
+        """Grouping factor as lme4 prints it (``"a:b"``; in an interaction, a name holding
+        ``:`` in backticks)."""
+        if len(self.factors) == 1:
+            return self.factors[0]
+        return ":".join(f"`{f}`" if ":" in f else f for f in self.factors)
 
     def __str__(self) -> str:
         bar = "|" if self.correlated else "||"
@@ -105,30 +164,48 @@ def _find_bar(inner: str) -> tuple[int, int] | None:
 
 
 def _parse_group(text: str, offset: int, formula: str) -> list[tuple[str, ...]]:
-    """``a/b`` -> [(a,), (a, b)]; ``a:b`` -> [(a, b)]."""
-    nested = [part.strip() for part in text.split("/")]
+    """``a/b`` -> [(a,), (a, b)]; ``a:b`` -> [(a, b)]; backticked names taken verbatim."""
+    masked = mask_backticks(text, formula, offset)
     factors_so_far: tuple[str, ...] = ()
     groups = []
-    for part in nested:
-        names = tuple(name.strip().strip("`") for name in part.split(":"))
-        for name in names:
-            if not _NAME.match(name):
-                where = text.find(name) if name else text.find(":")
+    for start, part in _split_masked(text, masked, "/"):
+        names = []
+        for pos, raw in _split_masked(part, mask_backticks(part), ":"):
+            where = start + pos + len(raw) - len(raw.lstrip())
+            name = raw.strip()
+            if len(name) >= 2 and name[0] == name[-1] == "`":
+                name = name[1:-1]
+                if not name:
+                    raise FormulaError("empty backticked name", formula, offset + where)
+            elif not _NAME.match(name):
+                shown = name or text.strip()
                 raise FormulaError(
-                    f"grouping factor {text.strip()!r}: {name!r} is not a column name "
-                    "(write g, a:b or a/b)",
+                    f"grouping factor {text.strip()!r}: {shown!r} is not a column name "
+                    "(write g, a:b or a/b; put other names in backticks, e.g. `my group`)",
                     formula,
-                    offset + max(where, 0),
+                    offset + where,
                 )
-        factors_so_far = factors_so_far + names
+            names.append(name)
+        factors_so_far = factors_so_far + tuple(names)
         groups.append(factors_so_far)
     return groups
+
+
+def _split_masked(text: str, masked: str, sep: str) -> list[tuple[int, str]]:
+    """Split ``text`` at ``sep`` where ``masked`` (the same text, names masked) has it."""
+    pieces, start = [], 0
+    for i, ch in enumerate(masked):
+        if ch == sep:
+            pieces.append((start, text[start:i]))
+            start = i + 1
+    pieces.append((start, text[start:]))
+    return pieces
 
 
 def _parse_random(piece: str, offset: int, formula: str) -> list[RandomTerm]:
     inner = piece.strip()[1:-1]
     inner_offset = offset + len(piece) - len(piece.lstrip()) + 1
-    bar = _find_bar(inner)
+    bar = _find_bar(mask_backticks(inner))
     assert bar is not None
     pos, width = bar
     expr = inner[:pos].strip()
@@ -143,9 +220,9 @@ def _parse_random(piece: str, offset: int, formula: str) -> list[RandomTerm]:
         raise FormulaError(
             "random term needs a grouping factor after '|'", formula, inner_offset + pos
         )
-    if "|" in group:
+    if "|" in mask_backticks(group):
         raise FormulaError("more than one '|' in a random term", formula, inner_offset + pos)
-    expr = re.sub(r"\s+", " ", expr)
+    expr = _squash_spaces(expr)
     groups = _parse_group(group, inner_offset + pos + width, formula)
     return [RandomTerm(expr, factors, correlated=(width == 1)) for factors in groups]
 
@@ -186,8 +263,9 @@ def parse_formula(formula: str) -> ModelSpec:
     text = formula.strip()
     if not text:
         raise FormulaError("formula is empty")
-    _check_parentheses(text, 0, text)
-    tildes = [i for i, ch in enumerate(text) if ch == "~"]
+    masked = mask_backticks(text, text)
+    _check_parentheses(masked, 0, text)
+    tildes = [i for i, ch in enumerate(masked) if ch == "~"]
     if not tildes:
         raise FormulaError("formula needs a response: 'y ~ ...'", text, 0)
     if len(tildes) > 1:
@@ -198,17 +276,19 @@ def parse_formula(formula: str) -> ModelSpec:
     if not rhs.strip():
         raise FormulaError("formula has nothing after '~'", text, tildes[0] + 1)
     rhs_offset = tildes[0] + 1
+    masked_rhs = masked[rhs_offset:]
 
     fixed_parts: list[str] = []
     random: list[RandomTerm] = []
-    for start, piece in _split_top(rhs, "+"):
+    for start, masked_piece in _split_top(masked_rhs, "+"):
         offset = rhs_offset + start
-        if not piece.strip():
+        piece = rhs[start : start + len(masked_piece)]
+        if not masked_piece.strip():
             raise FormulaError("empty term (doubled or dangling '+')", text, offset)
-        if _is_wrapped(piece) and _find_bar(piece.strip()[1:-1]) is not None:
+        if _is_wrapped(masked_piece) and _find_bar(masked_piece.strip()[1:-1]) is not None:
             random.extend(_parse_random(piece, offset, text))
             continue
-        bar_at = piece.find("|")
+        bar_at = masked_piece.find("|")
         if bar_at >= 0:
             raise FormulaError(
                 "random terms must be written in parentheses and added with '+', "
@@ -216,7 +296,7 @@ def parse_formula(formula: str) -> ModelSpec:
                 text,
                 offset + bar_at,
             )
-        fixed_parts.append(piece.strip())
+        fixed_parts.append(_squash_spaces(piece))
 
     fixed = " + ".join(fixed_parts) if fixed_parts else "1"
     if fixed.replace(" ", "") in {"0", "-1"}:  # y ~ 0 + (1|g): no fixed effects

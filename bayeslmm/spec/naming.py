@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..errors import DataError
+
 if TYPE_CHECKING:
     from .design import Design
 
@@ -70,7 +72,22 @@ class ParameterNames:
                 if block.correlated
                 else []
             )
-        return cls(fixed=list(design.fixed_names), sd=sd, cor=cor, cor_pairs=pairs)
+        names = cls(fixed=list(design.fixed_names), sd=sd, cor=cor, cor_pairs=pairs)
+        others = {"sigma", *(n for block in sd for n in block), *(c for c in cor if c)}
+        clash = sorted(set(names.fixed) & others)
+        if clash:
+            raise DataError(
+                f"fixed effect(s) {clash} share their name with a variance parameter "
+                "(the residual SD is 'sigma'); rename the column(s)"
+            )
+        dims = {"fixed", "obs", "chain", "draw", "hdi"}
+        for block in design.blocks:
+            dims |= {term_dim(block.label), cor_dim(block.label)}
+        taken = sorted({b.group for b in design.blocks} & dims)
+        if taken:
+            raise DataError(f"grouping factor(s) {taken} would share their name with a "
+                            "dimension of the posterior; rename the column(s)")  # fmt: skip
+        return names
 
     def all(self) -> list[str]:
         out = list(self.fixed)

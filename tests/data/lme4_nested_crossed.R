@@ -1,5 +1,5 @@
 # Reference fits for nested and crossed random effects (lme4 + lmerTest), written to
-# lme4_nested_crossed.json in the layout of ../shared/reference/lme4_reference.json.
+# lme4_nested_crossed.json in the layout of reference/lme4_reference.json.
 # Run from the repository root: Rscript tests/data/lme4_nested_crossed.R
 suppressPackageStartupMessages({library(lme4); library(lmerTest); library(jsonlite)})
 

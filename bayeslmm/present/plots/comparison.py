@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .model import _grid, level_colors
+from ...errors import ArgumentError
+from .model import _grid, legend_outside, level_colors
 
 if TYPE_CHECKING:
     from ...comparison.models import Comparison
@@ -27,6 +28,18 @@ COLORS = {
     "complete_pooling": "#666666",
     "population": "#e7298a",
 }
+
+
+def _checked(comparison: Comparison) -> Comparison:
+    if not (hasattr(comparison, "shrinkage") and hasattr(comparison, "setup")):
+        raise ArgumentError(
+            f"expected a bayeslmm.compare() result, got {type(comparison).__name__}"
+        )
+    return comparison
+
+
+def _percent(level: float) -> str:
+    return f"{100 * level:g}%"
 
 
 def _panels(n: int, height: float, width: float = 5.0) -> tuple[Figure, np.ndarray]:
@@ -64,7 +77,7 @@ def shrinkage_arrows(comparison: Comparison) -> Figure:
     One panel per random term; vertical lines mark complete pooling (OLS) and the
     population (REML fixed effect).
     """
-    table = comparison.shrinkage()
+    table = _checked(comparison).shrinkage()
     fig, panels = _term_figure(table)
     for ax, term in panels:
         part = table[table["term"] == term].reset_index(drop=True)
@@ -72,8 +85,10 @@ def shrinkage_arrows(comparison: Comparison) -> Figure:
         end = part["posterior_mean"] if "posterior_mean" in part else part["reml"]
         to_reml = {"arrowstyle": "->", "color": COLORS["reml"], "lw": 1.2}
         to_post = {"arrowstyle": "->", "color": COLORS["posterior"], "lw": 1.0}
-        for i, row in part.iterrows():
-            ax.annotate("", xy=(row["reml"], i), xytext=(row["no_pooling"], i), arrowprops=to_reml)
+        for i, row in part.iterrows():  # no arrow from a group without its own estimate
+            if np.isfinite(row["no_pooling"]):
+                ax.annotate("", xy=(row["reml"], i), xytext=(row["no_pooling"], i),
+                            arrowprops=to_reml)  # fmt: skip
             ax.annotate("", xy=(end[i], i), xytext=(row["reml"], i), arrowprops=to_post)
         ax.scatter(part["no_pooling"], y, color=COLORS["no_pooling"], label="no pooling", zorder=3)
         ax.scatter(part["reml"], y, color=COLORS["reml"], label="REML (BLUP)", zorder=3)
@@ -94,15 +109,15 @@ def caterpillar(comparison: Comparison) -> Figure:
 
     Needs a comparison fitted with ``bayes=True``.
     """
-    table = comparison.shrinkage()
+    table = _checked(comparison).shrinkage()
     if "posterior_mean" not in table:
-        raise ValueError("caterpillar() needs the Bayesian fit: run compare(..., bayes=True)")
+        raise ArgumentError("caterpillar() needs the Bayesian fit: run compare(..., bayes=True)")
     fig, panels = _term_figure(table)
     for ax, term in panels:
         part = table[table["term"] == term].sort_values("posterior_mean").reset_index(drop=True)
         y = np.arange(len(part))
         ax.hlines(y, part["hdi_lower"], part["hdi_upper"], color=COLORS["posterior"], lw=2,
-                  label=f"{comparison.level:.0%} HDI")  # fmt: skip
+                  label=f"{_percent(comparison.level)} HDI")  # fmt: skip
         ax.scatter(part["posterior_mean"], y, color=COLORS["posterior"], zorder=3,
                    label="posterior mean")  # fmt: skip
         ax.scatter(part["reml"], y, color=COLORS["reml"], marker="x", zorder=4,
@@ -114,26 +129,29 @@ def caterpillar(comparison: Comparison) -> Figure:
     return fig
 
 
-def shrinkage_2d(comparison: Comparison, level: float = 0.95) -> Figure:
-    """Intercept vs slope per level: no pooling -> partial pooling, with the population ellipse.
+def shrinkage_2d(comparison: Comparison, level: float | None = None) -> Figure:
+    """Intercept vs slope per level: no pooling -> partial pooling, with the population ellipse
+    holding ``level`` of the groups (default: the comparison's level).
 
     Needs a random-slope comparison (the formula gives ``term`` a random slope).
     """
-    if not comparison.setup.random_slope:
-        raise ValueError("shrinkage_2d() needs a formula with a random slope for the term")
+    if not _checked(comparison).setup.random_slope:
+        raise ArgumentError("shrinkage_2d() needs a formula with a random slope for the term")
     table = comparison.shrinkage()
     term = comparison.setup.term
+    level = comparison.level if level is None else level
     wide = table.pivot(index="level", columns="term")
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     ellipse = comparison.population_ellipse(level)
     ax.plot(ellipse[:, 0], ellipse[:, 1], color=COLORS["population"], ls=":",
-            label=f"population {level:.0%} ellipse (REML)")  # fmt: skip
+            label=f"population {_percent(level)} ellipse (REML)")  # fmt: skip
     x0, y0 = wide["no_pooling"]["(Intercept)"], wide["no_pooling"][term]
     partial = "posterior_mean" if "posterior_mean" in table else "reml"
     x1, y1 = wide[partial]["(Intercept)"], wide[partial][term]
     for a, b, c, d in zip(x0, y0, x1, y1, strict=True):
-        ax.annotate("", xy=(c, d), xytext=(a, b),
-                    arrowprops={"arrowstyle": "->", "color": "#999999", "lw": 0.8})  # fmt: skip
+        if np.isfinite([a, b]).all():  # no arrow from a group without its own estimate
+            ax.annotate("", xy=(c, d), xytext=(a, b),
+                        arrowprops={"arrowstyle": "->", "color": "#999999", "lw": 0.8})  # fmt: skip
     ax.scatter(x0, y0, color=COLORS["no_pooling"], label="no pooling (per-group OLS)", zorder=3)
     label = "posterior mean" if partial == "posterior_mean" else "REML (fixed + BLUP)"
     ax.scatter(x1, y1, color=COLORS[partial.split("_")[0]], label=label, zorder=3)
@@ -146,25 +164,32 @@ def shrinkage_2d(comparison: Comparison, level: float = 0.95) -> Figure:
     ax.set_xlabel("(Intercept)")
     ax.set_ylabel(term)
     ax.set_title("Shrinkage of group intercepts and slopes")
-    ax.legend(fontsize="small")
+    legend_outside(ax)
     fig.tight_layout()
     return fig
 
 
 def comparison_forest(comparison: Comparison) -> Figure:
     """The term's estimate and interval in every model of the comparison table."""
-    table: pd.DataFrame = comparison.table.dropna(subset=["estimate"])
+    table: pd.DataFrame = _checked(comparison).table.dropna(subset=["estimate"])
     table = table[table["model"] != "Aggregation"]  # a different estimand (group-level slope)
+    if table.empty:
+        raise ArgumentError(f"no model of the comparison estimates {comparison.setup.term!r}")
     fig, ax = plt.subplots(figsize=(6, 0.45 * len(table) + 1.2))
     y = np.arange(len(table))[::-1]
     ax.hlines(y, table["ci_lower"], table["ci_upper"], color="#444444")
     ax.scatter(table["estimate"], y, color="black", zorder=3)
     ax.axvline(0, color="#bbbbbb", lw=0.8)
     ax.set_yticks(y, table["model"])
-    ax.set_xlabel(f"{comparison.setup.term} ({comparison.level:.0%} CI / HDI)")
-    ax.set_title("The same effect, seven ways")
+    ax.set_xlabel(f"{comparison.setup.term} ({_percent(comparison.level)} CI / HDI)")
+    ax.set_title(f"The same effect, {_count(len(table))} ways")
     fig.tight_layout()
     return fig
+
+
+def _count(n: int) -> str:
+    words = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    return words[n] if n < len(words) else str(n)
 
 
 MAX_SINGLE_PANEL = 6  # levels drawn together; more get one panel each
@@ -177,7 +202,7 @@ def group_fits(comparison: Comparison, max_levels: int = 24) -> Figure:
     ANCOVA (no pooling) line; thick grey: the population (REML fixed effects). Up to
     six levels share one panel; more get a panel each (the first ``max_levels``).
     """
-    s, data = comparison.setup, comparison.data
+    s, data = _checked(comparison).setup, comparison.data
     lines = comparison.group_lines()
     partial = "posterior" if (lines["source"] == "posterior").any() else "reml"
     by_source = {src: part.set_index("level") for src, part in lines.groupby("source")}
@@ -216,6 +241,6 @@ def group_fits(comparison: Comparison, max_levels: int = 24) -> Figure:
     fig.suptitle(f"Group fits: {label} (solid), ANCOVA (dashed), population (grey)",
                  fontsize="medium")  # fmt: skip
     if single:
-        first.legend(title=s.group, fontsize="small", title_fontsize="small")
+        legend_outside(first, title=s.group)
     fig.tight_layout()
     return fig

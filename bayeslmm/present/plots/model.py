@@ -17,6 +17,8 @@ import pandas as pd
 import scipy.stats
 from matplotlib.figure import Figure
 
+from ...errors import ArgumentError, UnknownNameError
+
 if TYPE_CHECKING:
     from ...bayes.model import LMM
 
@@ -44,19 +46,26 @@ def _grid(
     return fig, axes.ravel()[:n]
 
 
+def legend_outside(ax: plt.Axes, **kwargs) -> None:
+    """The axes' legend to the right of the plotting area, where it covers no data."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  fontsize="small", title_fontsize="small", **kwargs)  # fmt: skip
+
+
 def _legend(ax: plt.Axes, n_levels: int, title: str) -> None:
     if n_levels <= MAX_LEGEND:
-        ax.legend(title=title, fontsize="small", title_fontsize="small", loc="best")
+        legend_outside(ax, title=title)
 
 
 def data_overview(data: pd.DataFrame, response: str, predictor: str, group: str) -> Figure:
     """The response against a predictor, one colour per level of ``group``."""
     for col in (response, predictor, group):
         if col not in data.columns:
-            raise KeyError(f"column {col!r} is not in the data")
+            raise UnknownNameError(f"column {col!r} is not in the data")
     levels = pd.unique(data[group])
     colors = level_colors(len(levels))
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for level, color in zip(levels, colors, strict=True):
         rows = data[group] == level
         ax.scatter(data.loc[rows, predictor], data.loc[rows, response], color=color, s=18,
@@ -69,6 +78,13 @@ def data_overview(data: pd.DataFrame, response: str, predictor: str, group: str)
     return fig
 
 
+def fitted(model: LMM) -> az.InferenceData:
+    """The posterior of a fitted model, or an error saying what was passed instead."""
+    if not (hasattr(model, "_posterior") and hasattr(model, "design")):
+        raise ArgumentError(f"expected a fitted bayeslmm.LMM, got {type(model).__name__}")
+    return model._posterior()
+
+
 def _labeller(model: LMM) -> az.labels.MapLabeller:
     names = {"beta": "fixed", "sigma": "sigma (residual)"}
     for block in model.design.blocks:
@@ -79,7 +95,7 @@ def _labeller(model: LMM) -> az.labels.MapLabeller:
 
 def trace(model: LMM) -> Figure:
     """ArviZ trace plot of the population parameters (densities and chains)."""
-    axes = az.plot_trace(model._posterior(), var_names=model.population_variables(),
+    axes = az.plot_trace(fitted(model), var_names=model.population_variables(),
                          labeller=_labeller(model), compact=False)  # fmt: skip
     fig = np.asarray(axes).ravel()[0].figure
     fig.tight_layout()
@@ -88,7 +104,7 @@ def trace(model: LMM) -> Figure:
 
 def rank(model: LMM) -> Figure:
     """ArviZ rank plot of the population parameters: flat bars when chains mix."""
-    axes = az.plot_rank(model._posterior(), var_names=model.population_variables(),
+    axes = az.plot_rank(fitted(model), var_names=model.population_variables(),
                         labeller=_labeller(model), kind="bars")  # fmt: skip
     fig = np.asarray(axes).ravel()[0].figure
     fig.tight_layout()
@@ -96,17 +112,24 @@ def rank(model: LMM) -> Figure:
 
 
 def _predictive(model: LMM, random_seed: int | None) -> az.InferenceData:
-    idata = model._posterior()
+    idata = fitted(model)
     if "posterior_predictive" not in idata.groups():
         model.posterior_predictive(random_seed=random_seed)
     return idata
 
 
+def _n_draws(idata: az.InferenceData) -> int:
+    post = idata.posterior
+    return int(post.sizes["chain"] * post.sizes["draw"])
+
+
 def ppc(model: LMM, num_pp_samples: int = 100, random_seed: int | None = 0) -> Figure:
     """Posterior predictive check: density of the data against replicated data sets."""
     idata = _predictive(model, random_seed)
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    num_pp_samples = min(num_pp_samples, _n_draws(idata))
     az.plot_ppc(idata, num_pp_samples=num_pp_samples, ax=ax, random_seed=random_seed, textsize=10)
+    legend_outside(ax)  # ArviZ puts it over the densities' tails
     ax.set_xlabel(model.design.response)
     ax.set_title("Posterior predictive check")
     fig.tight_layout()
@@ -127,7 +150,8 @@ def ppc_by_group(
     fig, axes = _grid(len(shown), sharey=False)
     for ax, (code, level) in zip(axes, enumerate(shown), strict=True):
         rows = np.flatnonzero(block.codes == code)
-        az.plot_ppc(idata, coords={"obs": rows}, num_pp_samples=num_pp_samples, ax=ax,
+        az.plot_ppc(idata, coords={"obs": rows}, num_pp_samples=min(num_pp_samples,
+                    _n_draws(idata)), ax=ax,
                     legend=False, random_seed=random_seed, textsize=9)  # fmt: skip
         ax.set_title(f"{block.group} = {level}", fontsize="small")
         ax.set_xlabel("")
@@ -140,43 +164,41 @@ def ppc_by_group(
 def _block_of(model: LMM, group: str | None):
     blocks = model.design.blocks
     if not blocks:
-        raise ValueError("the model has no random terms")
+        raise ArgumentError("the model has no random terms")
     if group is None:
         return blocks[0]
     for block in blocks:
         if group in (block.group, block.label):
             return block
-    raise KeyError(f"{group!r} is not a grouping factor of the model; "
+    raise UnknownNameError(f"{group!r} is not a grouping factor of the model; "
                    f"choose one of {sorted({b.group for b in blocks})}")  # fmt: skip
 
 
 def residuals(model: LMM, group: str | None = None) -> Figure:
     """Residual diagnostics (posterior mean fit): against fitted values by group, their
     density against a normal curve, and a box plot per group."""
+    fitted(model)
     block = _block_of(model, group)
-    fitted, resid = model.fitted_mean(), model.residuals()
+    mean, resid = model.fitted_mean(), model.residuals()
     colors = level_colors(block.n_levels)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.2, 1, 1.3]})
     ax = axes[0]
     for code, level in enumerate(block.levels):
         rows = block.codes == code
-        ax.scatter(fitted[rows], resid[rows], color=colors[code], s=14, alpha=0.8,
+        ax.scatter(mean[rows], resid[rows], color=colors[code], s=14, alpha=0.8,
                    label=str(level))  # fmt: skip
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xlabel("fitted value (posterior mean)")
     ax.set_ylabel("residual")
-    ax.set_title(f"Residuals against fitted, by {block.group}")
-    _legend(ax, block.n_levels, block.group)
+    ax.set_title(f"Residuals against fitted (colours: {block.group}, as on the right)")
 
     ax = axes[1]
     ax.hist(resid, bins="auto", density=True, color="#cccccc", edgecolor="white")
     az.plot_kde(resid, ax=ax, plot_kwargs={"color": "black"}, textsize=9)
     grid = np.linspace(resid.min(), resid.max(), 200)
-    ax.plot(grid, scipy.stats.norm.pdf(grid, 0, resid.std(ddof=1)), color="#d95f02", ls="--",
-            label="normal, same SD")  # fmt: skip
+    ax.plot(grid, scipy.stats.norm.pdf(grid, 0, resid.std(ddof=1)), color="#d95f02", ls="--")
     ax.set_xlabel("residual")
-    ax.set_title("Residual density")
-    ax.legend(fontsize="small")
+    ax.set_title("Residual density (dashed: normal, same SD)")
 
     ax = axes[2]
     per_level = [resid[block.codes == code] for code in range(block.n_levels)]

@@ -232,8 +232,12 @@ class LMM:
             ``"nutpie"`` uses the compiled density where it can, PyMC's graph otherwise.
         method
             ``"marginal"``: sample the population parameters with the random effects
-            integrated out, then draw the random effects exactly (one grouping factor or
-            two nested ones; the default when it applies). ``"full"``: the explicit model.
+            integrated out, then draw the random effects exactly (every design: one
+            grouping factor, nested or crossed; a factor that would make the factored
+            system's dense block large is sampled non-centred instead, see
+            :attr:`explicit_factors`). ``"full"``: the explicit model. ``None``
+            (default): ``"marginal"``, unless the requested sampler cannot run it
+            (numpyro on crossed factors), then ``"full"``.
         store_log_likelihood
             Add the pointwise ``log_likelihood`` group (for ``az.loo``); by default only
             while rows x draws stays under 50 million values (it is stored in memory).
@@ -257,8 +261,13 @@ class LMM:
             )
         if cores is None:
             cores = min(chains, os.cpu_count() or 1)
+        chosen = method
         method = self._resolve_method(method)
         density = self.compiled_density if method == "marginal" else None
+        runs_marginal = (sampler in ("auto", "nutpie") and density is not None
+                         or sampler in self.graph_samplers)  # fmt: skip
+        if method == "marginal" and chosen is None and not runs_marginal:
+            method, density = "full", None  # the requested sampler runs the explicit model
         if sampler == "auto":
             n_effects = sum(b.n_levels * b.n_terms for b in self.design.blocks)
             sampler = default_sampler(n_effects, compiled=density is not None)

@@ -128,16 +128,18 @@ class Layout:
     starts: list[int]  # first unconstrained index of each block
     sigma: int  # index of log sigma
     n_explicit: int = 0  # standard-normal effects of the sampled factors, after sigma
-    #: per block of a sampled factor: (its factor's first z after sigma, terms per level of
-    #: the factor, levels); None for blocks integrated out
-    explicit: tuple[tuple[int, int, int] | None, ...] = ()
+    #: per block of a sampled factor: (its factor's first effect after sigma, terms per
+    #: level of the factor, levels, centred); None for blocks integrated out
+    explicit: tuple[tuple[int, int, int, bool] | None, ...] = ()
 
     @property
     def size(self) -> int:
         return self.sigma + 1 + self.n_explicit
 
     @classmethod
-    def from_system(cls, design: Design, system: BlockedSystem) -> Layout:
+    def from_system(
+        cls, design: Design, system: BlockedSystem, centred: tuple[str, ...] = ()
+    ) -> Layout:
         where = {}
         for f, factor in enumerate(system.stats.factors):
             column = 0
@@ -156,8 +158,8 @@ class Layout:
         for f in factors:
             factor = stats.factors[f]
             sampled = factor.first >= stats.n_marginal
-            explicit.append((int(stats.offset[factor.first]) - QM, factor.q, factor.n_levels)
-                            if sampled else None)  # fmt: skip
+            explicit.append((int(stats.offset[factor.first]) - QM, factor.q, factor.n_levels,
+                             factor.group in centred) if sampled else None)  # fmt: skip
         return cls(p=design.X.shape[1], blocks=blocks, factors=factors, starts=starts, sigma=pos,
                    n_explicit=system.n_explicit_effects, explicit=tuple(explicit))  # fmt: skip
 
@@ -176,10 +178,16 @@ class MarginalDensity:
 
     @classmethod
     def from_model(
-        cls, design: Design, priors: dict[str, Prior], system: BlockedSystem
+        cls,
+        design: Design,
+        priors: dict[str, Prior],
+        system: BlockedSystem,
+        centred: tuple[str, ...] = (),
     ) -> MarginalDensity | None:
+        """The density of a design's marginal model; ``centred`` names sampled factors
+        whose effects are parameters themselves (the others are non-centred)."""
         names = ParameterNames.from_design(design)
-        layout = Layout.from_system(design, system)
+        layout = Layout.from_system(design, system, centred)
         rows, start = [], np.zeros(layout.size)
         for j, name in enumerate(names.fixed):
             rows.append(_prior_row(priors[name], positive=False))
@@ -223,6 +231,7 @@ class MarginalDensity:
                  nodes.pair_val, system.ZtX_M.ravel(), system.Zty_M, s.XtX.ravel(), s.Xty,
                  c_val, ex.pair_val, system.ZtX_E.ravel(), system.Zty_E,
                  np.asarray(block_rows, float).ravel(), np.asarray(etas, float).ravel(),
+                 np.array([float(f.group in centred) for f in s.factors]),
                  np.asarray(rows).ravel()]  # fmt: skip
         data = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
         data[0] = data.size
@@ -257,12 +266,18 @@ class MarginalDensity:
             else:
                 scale = sd[..., :, None] * np.eye(k)
             if sampled is not None:
-                z_first, q_factor, levels = sampled
-                z_all = x[..., lay.sigma + 1 + z_first : lay.sigma + 1 + z_first
+                v_first, q_factor, levels, centred = sampled
+                v_all = x[..., lay.sigma + 1 + v_first : lay.sigma + 1 + v_first
                           + levels * q_factor]  # fmt: skip
-                z = z_all.reshape(x.shape[:-1] + (levels, q_factor))[..., c0 : c0 + k]
-                out[f"z_{label}"] = z
-                out[f"u_{label}"] = np.einsum("...ab,...gb->...ga", scale, z)
+                v = v_all.reshape(x.shape[:-1] + (levels, q_factor))[..., c0 : c0 + k]
+                if centred:
+                    out[f"u_{label}"] = v
+                    out[f"z_{label}"] = np.linalg.solve(scale[..., None, :, :], v[..., None])[
+                        ..., 0
+                    ]
+                else:
+                    out[f"z_{label}"] = v
+                    out[f"u_{label}"] = np.einsum("...ab,...gb->...ga", scale, v)
         out["sigma"] = np.exp(x[..., lay.sigma])
         return out
 
@@ -401,6 +416,8 @@ def logp_and_grad(x, data, grad):
     o += 5 * nb
     etas = data[o : o + 2 * nb].reshape((nb, 2))
     o += 2 * nb
+    centred = data[o : o + F]
+    o += F
     n_sd = 0
     for b in range(nb):
         n_sd += int(blocks[b, 2])
@@ -437,11 +454,14 @@ def logp_and_grad(x, data, grad):
     ls = x[i_sigma]
     sig = math.exp(ls)
     T = lam / sig
-    z0 = i_sigma + 1  # sampled factors: u = chol(D_f) z per level
+    z0 = i_sigma + 1  # sampled factors: u itself (centred) or u = chol(D_f) z per level
     uE = np.zeros(QE)
     for r in range(NE):
         f, s, oe = e_factor[r], e_size[r], e_offset[r]
         for a in range(s):
+            if centred[f] > 0:
+                uE[oe + a] = x[z0 + oe + a]
+                continue
             acc = 0.0
             for c in range(a + 1):
                 acc += lam[f, a, c] * x[z0 + oe + c]
@@ -489,8 +509,27 @@ def logp_and_grad(x, data, grad):
         return -np.inf
     lp += loglik
     dlamE = np.zeros((F, qmax, qmax))  # d loglik / d chol(D_f) through the sampled effects
+    w, w_back = np.empty(qmax), np.empty(qmax)
     for r in range(NE):
         f, s, oe = e_factor[r], e_size[r], e_offset[r]
+        if centred[f] > 0:  # prior N(0, lam lam'): w = lam^-1 u, g = lam^-T w
+            for a in range(s):
+                acc = uE[oe + a]
+                for c in range(a):
+                    acc -= lam[f, a, c] * w[c]
+                w[a] = acc / lam[f, a, a]
+                lp -= 0.5 * (w[a] * w[a] + LOG_2PI) + math.log(lam[f, a, a])
+            for a in range(s - 1, -1, -1):
+                acc = w[a]
+                for c in range(a + 1, s):
+                    acc -= lam[f, c, a] * w_back[c]
+                w_back[a] = acc / lam[f, a, a]
+            for a in range(s):
+                grad[z0 + oe + a] += duE[oe + a] - w_back[a]
+                for c in range(a + 1):
+                    dlamE[f, a, c] += w_back[a] * w[c]
+                dlamE[f, a, a] -= 1.0 / lam[f, a, a]
+            continue
         for c in range(s):
             zc = x[z0 + oe + c]
             lp -= 0.5 * (zc * zc + LOG_2PI)

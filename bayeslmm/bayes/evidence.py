@@ -234,11 +234,11 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
     for (c0, k, _), block, sampled in zip(layout.blocks, design.blocks,
                                           layout.explicit or [None] * len(layout.blocks),
                                           strict=True):  # fmt: skip
-        if sampled is not None:  # standardised effects of a factor sampled, not integrated out
-            z_first, q_factor, levels = sampled
-            z = x[..., layout.sigma + 1 + z_first : layout.sigma + 1 + z_first
+        if sampled is not None:  # effects of a factor sampled, not integrated out
+            v_first, q_factor, levels, centred = sampled
+            v = x[..., layout.sigma + 1 + v_first : layout.sigma + 1 + v_first
                   + levels * q_factor].reshape(*shape, levels, q_factor)  # fmt: skip
-            z[..., c0 : c0 + k] = post[f"z_{block.label}"].values
+            v[..., c0 : c0 + k] = post[f"{'u' if centred else 'z'}_{block.label}"].values
     return x
 
 

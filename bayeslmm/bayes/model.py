@@ -129,6 +129,11 @@ class LMM:
         return self._explicit
 
     @property
+    def centred_factors(self) -> tuple[str, ...]:
+        """Sampled factors whose effects are sampled centred (the others non-centred)."""
+        return getattr(self, "_centred", ())
+
+    @property
     def blocked_system(self) -> BlockedSystem:
         """Statistics and symbolic factorisation of the penalised system (built on first use)."""
         if self._blocked is None:
@@ -173,7 +178,8 @@ class LMM:
         serves then."""
         if not self.marginal_supported:
             return None
-        return MarginalDensity.from_model(self.design, self.priors, self.blocked_system)
+        return MarginalDensity.from_model(self.design, self.priors, self.blocked_system,
+                                          self.centred_factors)  # fmt: skip
 
     def _resolve_method(self, method: str | None) -> str:
         if method is None:

@@ -222,7 +222,8 @@ class MarginalDensity:
                         system.n_marginal_effects, s.n, s.yty, ex.n_nodes, len(c_i),
                         len(ex.pair_i), system.n_explicit_effects]  # fmt: skip
         ints = [nodes.size, nodes.offset, nodes.node_factor, nodes.pair_i, nodes.pair_j,
-                nodes.pair_ptr, pat.pair_pos, pat.colptr, pat.rowidx, pat.blockptr, ex.size,
+                nodes.pair_ptr, pat.pair_pos, pat.colptr, pat.rowidx, pat.blockptr, pat.first,
+                ex.size,
                 ex.offset, ex.node_factor, c_i, c_j, c_ptr, ex.pair_i, ex.pair_j,
                 ex.pair_ptr]  # fmt: skip
         block_rows = [(f, c, k, float(corr), first) for (c, k, corr), f, first in
@@ -385,6 +386,7 @@ def logp_and_grad(x, data, grad):
     colptr, o = _ints(data, o, t + 1)
     rowidx, o = _ints(data, o, nnz)
     blockptr, o = _ints(data, o, nnz + 1)
+    first, o = _ints(data, o, t)
     e_size, o = _ints(data, o, NE)
     e_offset, o = _ints(data, o, NE + 1)
     e_factor, o = _ints(data, o, NE)
@@ -483,6 +485,7 @@ def logp_and_grad(x, data, grad):
         colptr,
         rowidx,
         blockptr,
+        first,
         t,
         base,
         m,

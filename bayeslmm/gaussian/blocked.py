@@ -85,6 +85,7 @@ class BlockedPattern:
     colptr: np.ndarray
     rowidx: np.ndarray
     blockptr: np.ndarray
+    first: np.ndarray  # per sparse column, its first entry in the dense block's rows
     pair_pos: np.ndarray
     dense_start: int
     base: int  # first scalar row of the dense block
@@ -142,8 +143,11 @@ def symbolic(nodes: NodeBlocks, boundaries: list[int]) -> BlockedPattern:
         j, i = nodes.pair_j[k], nodes.pair_i[k]
         lo = colptr[j]
         pair_pos[k] = lo + int(np.searchsorted(rowidx_arr[lo : colptr[j + 1]], i))
+    first = np.array([colptr[j] + int(np.searchsorted(rowidx_arr[colptr[j] : colptr[j + 1]],
+                                                       dense_start))
+                      for j in range(dense_start)], dtype=np.int64)  # fmt: skip
     base = int(nodes.offset[dense_start])
-    return BlockedPattern(colptr, rowidx_arr, blockptr, pair_pos, dense_start, base,
+    return BlockedPattern(colptr, rowidx_arr, blockptr, first, pair_pos, dense_start, base,
                           int(nodes.offset[-1]) - base)  # fmt: skip
 
 
@@ -180,13 +184,20 @@ def assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, p
     for k in range(pair_i.shape[0]):
         i, j = pair_i[k], pair_j[k]
         si, sj, fi, fj, pc = size[i], size[j], node_factor[i], node_factor[j], pair_ptr[k]
+        pos = pair_pos[k]
+        if si == 1 and sj == 1:  # scalar nodes (intercept-only factors)
+            value = T[fi, 0, 0] * pair_val[pc] * T[fj, 0, 0] + (1.0 if i == j else 0.0)
+            if pos >= 0:
+                Lval[blockptr[pos]] = value
+            else:
+                D[offset[i] - base, offset[j] - base] = value
+            continue
         for r in range(si):  # C T_j
             for c in range(sj):
                 acc = 0.0
                 for v in range(sj):
                     acc += pair_val[pc + r * sj + v] * T[fj, v, c]
                 CT[r * sj + c] = acc
-        pos = pair_pos[k]
         po = blockptr[pos] if pos >= 0 else 0
         oi, oj = offset[i] - base, offset[j] - base
         for r in range(si):  # T_i' (C T_j) (+ I)
@@ -202,29 +213,36 @@ def assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, p
 
 
 @numba.njit(cache=True)
-def _full_columns(colptr, rowidx, blockptr, size, t, m):
-    """Sparse columns whose rows cover the whole dense block (fully crossed designs), with
-    the entry where their dense rows start; their dense work is done by BLAS at once."""
-    first = np.empty(t, dtype=np.int64)
-    full = np.zeros(t, dtype=np.bool_)
-    for j in range(t):
-        first[j] = _find(colptr, rowidx, j, t)
-        rows = (blockptr[colptr[j + 1]] - blockptr[first[j]]) // size[j]
-        full[j] = m > 0 and rows == m
-    return first, full
+def _dense_rows(rows, size, offset, rowidx, start, stop, base):
+    """Writes the dense block's scalar rows of entries ``start:stop`` of a column into
+    ``rows``; returns how many."""
+    k = 0
+    for e in range(start, stop):
+        i = rowidx[e]
+        for r in range(size[i]):
+            rows[k] = offset[i] - base + r
+            k += 1
+    return k
 
 
 @numba.njit(cache=True)
-def _gather_full(values, colptr, blockptr, size, first, full, m):
+def _is_full(colptr, blockptr, size, first, j, m):
+    """Do column j's rows cover the whole dense block (fully crossed designs)? Their dense
+    work is then done by BLAS, all such columns at once."""
+    return m > 0 and (blockptr[colptr[j + 1]] - blockptr[first[j]]) // size[j] == m
+
+
+@numba.njit(cache=True)
+def _gather_full(values, colptr, blockptr, size, first, m):
     """The dense rows of the full columns side by side: (m, sum of their sizes)."""
     width = 0
     for j in range(first.shape[0]):
-        if full[j]:
+        if _is_full(colptr, blockptr, size, first, j, m):
             width += size[j]
     out = np.empty((m, width))
     col = 0
     for j in range(first.shape[0]):
-        if full[j]:
+        if _is_full(colptr, blockptr, size, first, j, m):
             sj, pf = size[j], blockptr[first[j]]
             for r in range(m):
                 for c in range(sj):
@@ -234,12 +252,12 @@ def _gather_full(values, colptr, blockptr, size, first, full, m):
 
 
 @numba.njit(cache=True)
-def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base):
+def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base):
     """Factor ``A`` in place (right-looking over sparse columns, LAPACK on the dense
     block); returns ``(log|A|, dense factor)``, ``log|A| = nan`` if not positive definite.
     ``D`` is left holding the dense block's Schur complement (symmetric)."""
     m = D.shape[0]
-    first, full = _full_columns(colptr, rowidx, blockptr, size, t, m)
+    rows = np.empty(m, dtype=np.int64)
     logdet = 0.0
     for j in range(t):
         c0, c1, sj = colptr[j], colptr[j + 1], size[j]
@@ -280,21 +298,21 @@ def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base):
                         for v in range(sj):
                             acc += Lval[pa + r * sj + v] * Lval[pb + c * sj + v]
                         Lval[pt + r * sk + c] -= acc
-        if full[j]:
+        if _is_full(colptr, blockptr, size, first, j, m):
             continue  # its update of the dense block is one product below
-        for b in range(first[j], c1):  # the dense block's lower triangle
-            ok, sk, pb = offset[rowidx[b]] - base, size[rowidx[b]], blockptr[b]
-            for a in range(b, c1):
-                oi, si, pa = offset[rowidx[a]] - base, size[rowidx[a]], blockptr[a]
-                for r in range(si):
-                    for c in range(sk):
-                        acc = 0.0
-                        for v in range(sj):
-                            acc += Lval[pa + r * sj + v] * Lval[pb + c * sj + v]
-                        D[oi + r, ok + c] -= acc
+        # the dense block's lower triangle: column j's dense rows are one (n x s_j) matrix
+        n = _dense_rows(rows, size, offset, rowidx, first[j], c1, base)
+        pf = blockptr[first[j]]
+        for a in range(n):
+            ra = rows[a]
+            for b in range(a + 1):
+                acc = 0.0
+                for v in range(sj):
+                    acc += Lval[pf + a * sj + v] * Lval[pf + b * sj + v]
+                D[ra, rows[b]] -= acc
     if m == 0:
         return logdet, D
-    B = _gather_full(Lval, colptr, blockptr, size, first, full, m)
+    B = _gather_full(Lval, colptr, blockptr, size, first, m)
     if B.shape[1]:
         D -= np.dot(B, np.ascontiguousarray(B.T))
     for r in range(m):  # the scattered updates filled the lower triangle
@@ -312,7 +330,7 @@ def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base):
 
 
 @numba.njit(cache=True)
-def solve_lower(Lval, LD, R, size, offset, colptr, rowidx, blockptr, t, base):
+def solve_lower(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, base):
     """``R <- L^-1 R`` in place, for R of shape (Q, k)."""
     k = R.shape[1]
     for j in range(t):
@@ -343,7 +361,7 @@ def solve_lower(Lval, LD, R, size, offset, colptr, rowidx, blockptr, t, base):
 
 
 @numba.njit(cache=True)
-def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, t, base):
+def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, base):
     """``R <- L'^-1 R`` in place, for R of shape (Q, k)."""
     k = R.shape[1]
     m = LD.shape[0]
@@ -374,7 +392,7 @@ def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, t, base):
 
 
 @numba.njit(cache=True)
-def selected_inverse(Lval, LD, D0, size, offset, colptr, rowidx, blockptr, t, base):
+def selected_inverse(Lval, LD, D0, size, offset, colptr, rowidx, blockptr, first, t, base):
     """``A^-1`` on the pattern of ``L``: (sparse blocks, dense block), by Takahashi's
     recurrence ``Z_ij = -sum_k Z_ik L_kj L_jj^-1``, ``Z_jj = L_jj^-T L_jj^-1 - sum_k
     (L_kj L_jj^-1)' Z_kj`` over the pattern of column j, from the last column back. The
@@ -382,7 +400,7 @@ def selected_inverse(Lval, LD, D0, size, offset, colptr, rowidx, blockptr, t, ba
     whose rows cover it, ``Z_kj`` over the dense rows is one product with it (BLAS)."""
     m = LD.shape[0]
     ZD = np.linalg.inv(D0) if m else np.zeros((0, 0))
-    first, full = _full_columns(colptr, rowidx, blockptr, size, t, m)
+    rows = np.empty(m, dtype=np.int64)
     Zval = np.zeros_like(Lval)
     U = np.empty_like(Lval)  # L_ij L_jj^-1, laid out as L; the diagonal blocks hold L_jj^-1
     for j in range(t):
@@ -403,12 +421,13 @@ def selected_inverse(Lval, LD, D0, size, offset, colptr, rowidx, blockptr, t, ba
                 for v in range(c, sj):
                     acc += Lval[e + v] * U[pj + v * sj + c]
                 U[e + c] = acc
-    W = np.dot(ZD, _gather_full(U, colptr, blockptr, size, first, full, m))
+    W = np.dot(ZD, _gather_full(U, colptr, blockptr, size, first, m)) if m else ZD
     col = W.shape[1]
     for j in range(t - 1, -1, -1):
         c0, c1, sj = colptr[j], colptr[j + 1], size[j]
         pj, fj = blockptr[c0], first[j]
-        if full[j]:  # Z over the dense rows: -ZD U_dense
+        full = _is_full(colptr, blockptr, size, first, j, m)
+        if full:  # Z over the dense rows: -ZD U_dense
             col -= sj
             pf = blockptr[fj]
             for r in range(m):
@@ -447,17 +466,17 @@ def selected_inverse(Lval, LD, D0, size, offset, colptr, rowidx, blockptr, t, ba
                             for v in range(sk):
                                 acc += Zval[pz + v * si + r] * U[pu + v * sj + c]
                             Zval[pa + r * sj + c] -= acc
-            if i >= t and not full[j]:  # dense rows of a column that does not cover them
-                oi = offset[i] - base
-                for b in range(fj, c1):
-                    k = rowidx[b]
-                    sk, pu, ok = size[k], blockptr[b], offset[k] - base
-                    for r in range(si):
-                        for c in range(sj):
-                            acc = 0.0
-                            for v in range(sk):
-                                acc += ZD[oi + r, ok + v] * U[pu + v * sj + c]
-                            Zval[pa + r * sj + c] -= acc
+
+        if fj < c1 and not full:  # dense rows of a column that does not cover them
+            n = _dense_rows(rows, size, offset, rowidx, fj, c1, base)
+            pf = blockptr[fj]
+            for a in range(n):
+                ra = rows[a]
+                for c in range(sj):
+                    acc = 0.0
+                    for b in range(n):
+                        acc += ZD[ra, rows[b]] * U[pf + b * sj + c]
+                    Zval[pf + a * sj + c] -= acc
         for r in range(sj):
             for c in range(sj):
                 acc = 0.0
@@ -482,6 +501,13 @@ def logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair
         si, sj, fi, fj, pc = size[i], size[j], node_factor[i], node_factor[j], pair_ptr[k]
         pos = pair_pos[k]
         oi, oj = offset[i] - base, offset[j] - base
+        if si == 1 and sj == 1:  # scalar nodes
+            z = Zval[blockptr[pos]] if pos >= 0 else ZD[oi, oj]
+            cz = 2.0 * pair_val[pc] * z
+            G[fj, 0, 0] += cz * T[fi, 0, 0]
+            if i != j:
+                G[fi, 0, 0] += cz * T[fj, 0, 0]
+            continue
         for r in range(si):  # Z_ij, s_i x s_j
             for c in range(sj):
                 Zb[r * sj + c] = (
@@ -524,6 +550,12 @@ def zz_product(V, size, offset, pair_i, pair_j, pair_ptr, pair_val):
     for p in range(pair_i.shape[0]):
         i, j = pair_i[p], pair_j[p]
         si, sj, oi, oj, pc = size[i], size[j], offset[i], offset[j], pair_ptr[p]
+        if si == 1 and sj == 1 and k == 1:  # scalar nodes, one column
+            cv = pair_val[pc]
+            out[oi, 0] += cv * V[oj, 0]
+            if i != j:
+                out[oj, 0] += cv * V[oi, 0]
+            continue
         for r in range(si):
             for c in range(sj):
                 cv = pair_val[pc + r * sj + c]
@@ -574,6 +606,9 @@ def _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, e_siz
     for k in range(c_i.shape[0]):
         i, j = c_i[k], c_j[k]
         si, sj, oi, oj, pc = e_size[i], size[j], e_offset[i], offset[j], c_ptr[k]
+        if si == 1 and sj == 1:
+            s[oj] -= c_val[pc] * uE[oi]
+            continue
         for r in range(si):
             for c in range(sj):
                 s[oj + c] -= c_val[pc + r * sj + c] * uE[oi + r]
@@ -583,8 +618,95 @@ def _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, e_siz
 
 
 @numba.njit(cache=True)
+def _block_diagonal(T, s, want_grad, s2, size, offset, node_factor, pair_ptr, pair_val, F,
+                    qmax):  # fmt: skip
+    """One pass per level where ``A`` is block diagonal (one grouping factor): ``log|A|``,
+    ``c'c``, ``dT = -(d log|A| - d(c'c) / sigma^2) / 2`` and ``Lambda u``, with no array
+    per level (the general path's result, without its bookkeeping)."""
+    Q = s.shape[0]
+    v = np.zeros(Q)
+    dT = np.zeros((F, qmax, qmax))
+    A = np.empty((qmax, qmax))
+    ST = np.empty((qmax, qmax))
+    Linv = np.empty((qmax, qmax))
+    c = np.empty(qmax)
+    uh = np.empty(qmax)
+    logdet, cc = 0.0, 0.0
+    for j in range(size.shape[0]):
+        q, o, f, pc = size[j], offset[j], node_factor[j], pair_ptr[j]
+        for a in range(q):  # S T
+            for b in range(q):
+                acc = 0.0
+                for k in range(q):
+                    acc += pair_val[pc + a * q + k] * T[f, k, b]
+                ST[a, b] = acc
+        for a in range(q):  # A = T'S T + I, lower, then its Cholesky factor in place
+            for b in range(a + 1):
+                acc = 1.0 if a == b else 0.0
+                for k in range(q):
+                    acc += T[f, k, a] * ST[k, b]
+                A[a, b] = acc
+        for a in range(q):
+            acc = A[a, a]
+            for k in range(a):
+                acc -= A[a, k] * A[a, k]
+            if not acc > 0.0:
+                return math.nan, cc, dT, v
+            A[a, a] = math.sqrt(acc)
+            logdet += 2.0 * math.log(A[a, a])
+            for r in range(a + 1, q):
+                acc = A[r, a]
+                for k in range(a):
+                    acc -= A[r, k] * A[a, k]
+                A[r, a] = acc / A[a, a]
+        for a in range(q):  # c = L^-1 T' Z'r
+            acc = 0.0
+            for k in range(q):
+                acc += T[f, k, a] * s[o + k]
+            for k in range(a):
+                acc -= A[a, k] * c[k]
+            c[a] = acc / A[a, a]
+            cc += c[a] * c[a]
+        if not want_grad:
+            continue
+        for a in range(q - 1, -1, -1):  # u = L^-T c
+            acc = c[a]
+            for k in range(a + 1, q):
+                acc -= A[k, a] * uh[k]
+            uh[a] = acc / A[a, a]
+        for a in range(q):  # Lambda u
+            acc = 0.0
+            for k in range(a + 1):
+                acc += T[f, a, k] * uh[k]
+            v[o + a] = acc
+        for b in range(q):  # L^-1
+            for a in range(q):
+                if a < b:
+                    Linv[a, b] = 0.0
+                    continue
+                acc = 1.0 if a == b else 0.0
+                for k in range(b, a):
+                    acc -= A[a, k] * Linv[k, b]
+                Linv[a, b] = acc / A[a, a]
+        for a in range(q):
+            wa = s[o + a]  # w = Z'r - S Lambda u
+            for k in range(q):
+                wa -= pair_val[pc + a * q + k] * v[o + k]
+            for b in range(q):
+                # d log|A| / dT / 2 = S T A^-1, A^-1 = L^-T L^-1
+                acc = 0.0
+                for k in range(q):
+                    ainv = 0.0
+                    for r in range(max(k, b), q):
+                        ainv += Linv[r, k] * Linv[r, b]
+                    acc += ST[a, k] * ainv
+                dT[f, a, b] += wa * uh[b] / s2 - acc
+    return logdet, cc, dT, v
+
+
+@numba.njit(cache=True)
 def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pair_i, pair_j,
-                    pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, t, base, m, ZtX,
+                    pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, first, t, base, m, ZtX,
                     Zty, XtX, Xty, yty, n, c_i, c_j, c_ptr, c_val, e_size, e_offset, e_i, e_j,
                     e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
     """``log N(y | X beta + Z_E uE, sigma^2 (I + Z_M Lambda Lambda' Z_M'))`` and, if
@@ -602,8 +724,13 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
     for r in range(s.shape[0]):
         for c in range(p):
             s[r] -= ZtX[r, c] * beta[c]
-    rE, EEu = _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, e_size,
-                                  e_offset, e_i, e_j, e_ptr, e_val, ZtX_E, Zty_E)  # fmt: skip
+    QE = uE.shape[0]
+    if QE:
+        rE, EEu = _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val,
+                                      e_size, e_offset, e_i, e_j, e_ptr, e_val, ZtX_E,
+                                      Zty_E)  # fmt: skip
+    else:
+        rE, EEu = Zty_E, Zty_E
     rr = yty
     for a in range(p):
         acc = 0.0
@@ -612,30 +739,45 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
         rr += beta[a] * (acc - 2.0 * Xty[a])
     for r in range(uE.shape[0]):
         rr += uE[r] * (EEu[r] - 2.0 * rE[r])
-    Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
-                       pair_pos, blockptr, base, m)  # fmt: skip
-    logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base)
-    dT, dbeta, duE = np.zeros((F, qmax, qmax)), np.zeros(p), np.zeros(uE.shape[0])
-    if math.isnan(logdet):
-        return -np.inf, dT, dbeta, 0.0, duE
-    u = apply_factor(T, s.reshape((-1, 1)), size, offset, node_factor, True)  # Lambda' Z'r
-    solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, t, base)
-    cc = 0.0
-    for r in range(u.shape[0]):
-        cc += u[r, 0] * u[r, 0]
     s2 = sigma * sigma
+    dbeta, duE = np.zeros(p), np.zeros(uE.shape[0])
+    if m == 0 and rowidx.shape[0] == size.shape[0]:  # block diagonal: one pass per level
+        logdet, cc, dT, vv = _block_diagonal(T, s, want_grad, s2, size, offset, node_factor,
+                                             pair_ptr, pair_val, F, qmax)  # fmt: skip
+        v = vv.reshape((-1, 1))
+        if math.isnan(logdet):
+            return -np.inf, dT, dbeta, 0.0, duE
+    else:
+        Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
+                           pair_pos, blockptr, base, m)  # fmt: skip
+        logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base)
+        dT = np.zeros((F, qmax, qmax))
+        if math.isnan(logdet):
+            return -np.inf, dT, dbeta, 0.0, duE
+        u = apply_factor(T, s.reshape((-1, 1)), size, offset, node_factor, True)  # Lambda'Z'r
+        solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
+        cc = 0.0
+        for r in range(u.shape[0]):
+            cc += u[r, 0] * u[r, 0]
+        v = u
+        if want_grad:
+            solve_upper(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
+            # factorize left the dense block's Schur complement in D
+            Zval, ZD = selected_inverse(Lval, LD, D, size, offset, colptr, rowidx, blockptr,
+                                        first, t, base)  # fmt: skip
+            G = logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j,
+                                pair_ptr, pair_val, pair_pos, blockptr, base)  # fmt: skip
+            v = apply_factor(T, u, size, offset, node_factor, False)  # Lambda u
+            w = s.reshape((-1, 1)) - zz_product(v, size, offset, pair_i, pair_j, pair_ptr,
+                                                pair_val)  # fmt: skip
+            dT = outer_by_factor(w, u, size, offset, node_factor, F, qmax)  # d(c'c)/dT / 2
+            for f in range(F):  # dT = -(d log|A| - d(c'c) / sigma^2) / 2
+                for a in range(qmax):
+                    for c in range(qmax):
+                        dT[f, a, c] = dT[f, a, c] / s2 - 0.5 * G[f, a, c]
     loglik = -0.5 * (n * LOG_2PI + 2.0 * n * math.log(sigma) + logdet + (rr - cc) / s2)
     if not want_grad:
         return loglik, dT, dbeta, 0.0, duE
-    solve_upper(Lval, LD, u, size, offset, colptr, rowidx, blockptr, t, base)
-    # factorize left the dense block's Schur complement in D
-    Zval, ZD = selected_inverse(Lval, LD, D, size, offset, colptr, rowidx, blockptr, t, base)
-    G = logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair_ptr,
-                        pair_val, pair_pos, blockptr, base)  # fmt: skip
-    v = apply_factor(T, u, size, offset, node_factor, False)  # Lambda u
-    w = s.reshape((-1, 1)) - zz_product(v, size, offset, pair_i, pair_j, pair_ptr, pair_val)
-    Gq = outer_by_factor(w, u, size, offset, node_factor, F, qmax)
-    dT = -0.5 * (G - 2.0 * Gq / s2)
     for a in range(p):
         acc = Xty[a]
         for b in range(p):
@@ -650,6 +792,9 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
     for k in range(c_i.shape[0]):
         i, j = c_i[k], c_j[k]
         si, sj, oi, oj, pc = e_size[i], size[j], e_offset[i], offset[j], c_ptr[k]
+        if si == 1 and sj == 1:
+            duE[oi] -= c_val[pc] * v[oj, 0]
+            continue
         for r in range(si):
             for c in range(sj):
                 duE[oi + r] -= c_val[pc + r * sj + c] * v[oj + c, 0]
@@ -660,8 +805,8 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
 
 @numba.njit(cache=True)
 def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pair_j, pair_ptr,
-                      pair_val, pair_pos, colptr, rowidx, blockptr, t, base, m, ZtX, Zty, XtX,
-                      Xty, yty, n):  # fmt: skip
+                      pair_val, pair_pos, colptr, rowidx, blockptr, first, t, base, m, ZtX, Zty,
+                      XtX, Xty, yty, n):  # fmt: skip
     """lme4's profiled deviance (ML) or REML criterion at relative factors ``T``, and its
     derivative in every ``T_f`` (beta and sigma profiled out).
 
@@ -674,7 +819,7 @@ def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pai
     dT = np.zeros((F, qmax, qmax))
     Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
                        pair_pos, blockptr, base, m)  # fmt: skip
-    logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base)
+    logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base)
     if math.isnan(logdet):
         return np.inf, dT, np.zeros(p), np.nan
     R = np.empty((Q, p + 1))
@@ -682,7 +827,7 @@ def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pai
     R[:, p] = Zty
     R = apply_factor(T, R, size, offset, node_factor, True)  # [Lambda'Z'X, Lambda'Z'y]
     C = R.copy()
-    solve_lower(Lval, LD, C, size, offset, colptr, rowidx, blockptr, t, base)
+    solve_lower(Lval, LD, C, size, offset, colptr, rowidx, blockptr, first, t, base)
     CtC = np.dot(np.ascontiguousarray(C.T), C)
     M = XtX - CtC[:p, :p]
     vx = Xty - CtC[:p, p]
@@ -712,10 +857,10 @@ def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pai
         dev += logdet_M
     if not want_grad:
         return dev, dT, beta, r2 / dof
-    solve_upper(Lval, LD, C, size, offset, colptr, rowidx, blockptr, t, base)  # A^-1 R
+    solve_upper(Lval, LD, C, size, offset, colptr, rowidx, blockptr, first, t, base)  # A^-1 R
     u = C[:, p : p + 1] - np.ascontiguousarray(C[:, :p]) @ beta.reshape((-1, 1))
     # factorize left the dense block's Schur complement in D
-    Zval, ZD = selected_inverse(Lval, LD, D, size, offset, colptr, rowidx, blockptr, t, base)
+    Zval, ZD = selected_inverse(Lval, LD, D, size, offset, colptr, rowidx, blockptr, first, t, base)
     G = logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair_ptr,
                         pair_val, pair_pos, blockptr, base)  # fmt: skip
     resid = (Zty - ZtX @ beta).reshape((-1, 1))  # Z'(y - X beta)
@@ -732,7 +877,7 @@ def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pai
 
 @numba.njit(cache=True)
 def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset, node_factor,
-                 pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, t,
+                 pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, first, t,
                  base, m, ZtX, Zty, c_i, c_j, c_ptr, c_val, e_size, e_offset, e_i, e_j, e_ptr,
                  e_val, ZtX_E, Zty_E):  # fmt: skip
     """Exact draws of the integrated-out effects ``b = Lambda (u_hat + sigma L'^-1 noise)``
@@ -743,7 +888,7 @@ def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset
         T = T_draws[d]
         Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
                            pair_pos, blockptr, base, m)  # fmt: skip
-        logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base)
+        logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base)
         if math.isnan(logdet):
             out[d] = np.nan
             continue
@@ -752,10 +897,10 @@ def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset
         _explicit_residuals(beta, uE_draws[d], s, size, offset, c_i, c_j, c_ptr, c_val, e_size,
                             e_offset, e_i, e_j, e_ptr, e_val, ZtX_E, Zty_E)  # fmt: skip
         u = apply_factor(T, s.reshape((-1, 1)), size, offset, node_factor, True)
-        solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, t, base)
+        solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
         for r in range(Q):
             u[r, 0] += sigma_draws[d] * noise[d, r]
-        solve_upper(Lval, LD, u, size, offset, colptr, rowidx, blockptr, t, base)
+        solve_upper(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
         out[d] = apply_factor(T, u, size, offset, node_factor, False)[:, 0]
     return out
 
@@ -763,7 +908,7 @@ def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset
 @numba.njit(cache=True)
 def group_loglik(T_draws, beta_draws, sigma_draws, node_group, g_XtX, g_Xty, g_yty, g_n, size,
                  offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr,
-                 rowidx, blockptr, t, base, m, ZtX, Zty):  # fmt: skip
+                 rowidx, blockptr, first, t, base, m, ZtX, Zty):  # fmt: skip
     """``log N(y_g | X_g beta, sigma^2 (I + Z_g Lambda Lambda' Z_g'))`` of every group g
     for every draw: (draws, groups). The groups must be independent (``node_group`` from
     :func:`~bayeslmm.gaussian.statistics.node_groups`): ``L`` is then block diagonal by
@@ -779,13 +924,13 @@ def group_loglik(T_draws, beta_draws, sigma_draws, node_group, g_XtX, g_Xty, g_y
         T, beta, sigma = T_draws[d], beta_draws[d], sigma_draws[d]
         Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
                            pair_pos, blockptr, base, m)  # fmt: skip
-        logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, t, base)
+        logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base)
         if math.isnan(logdet):
             out[d] = -np.inf
             continue
         s = Zty - ZtX @ beta if p else Zty.copy()
         u = apply_factor(T, s.reshape((-1, 1)), size, offset, node_factor, True)
-        solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, t, base)
+        solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
         logdet_g, cc_g = np.zeros(G), np.zeros(G)
         for j in range(t):
             sj, pj, g = size[j], blockptr[colptr[j]], node_group[j]
@@ -860,7 +1005,8 @@ class BlockedSystem:
         nodes, pat = self.marginal, self.pattern
         return (nodes.size, nodes.offset, nodes.node_factor, nodes.pair_i, nodes.pair_j,
                 nodes.pair_ptr, nodes.pair_val, pat.pair_pos, pat.colptr, pat.rowidx,
-                pat.blockptr, pat.dense_start, pat.base, pat.m, self.ZtX_M, self.Zty_M)  # fmt: skip
+                pat.blockptr, pat.first, pat.dense_start, pat.base, pat.m, self.ZtX_M,
+                self.Zty_M)  # fmt: skip
 
     def explicit_structure(self) -> tuple:
         """The kernels' last arguments: the sampled factors' blocks and statistics."""

@@ -20,8 +20,8 @@ SUBJECTS_ITEMS = {
 INSTEVAL = "y ~ service + (1 | s) + (1 | d) + (1 | dept)"
 
 
-def subjects_items(seed: int = 0, n_subj: int = 56, n_item: int = 32, dropped: int = 2
-                   ) -> pd.DataFrame:  # fmt: skip
+def subjects_items(seed: int = 0, n_subj: int = 56, n_item: int = 32, dropped: int = 2,
+                   sigma: float = 80.0) -> pd.DataFrame:  # fmt: skip
     """A psycholinguistic experiment: every subject reads every item once, in one of the
     eight cells of a 2 x 2 x 2 within design (S, P, C coded -0.5/0.5, Latin-square
     counterbalanced), with correlated by-subject and by-item intercepts and slopes."""
@@ -43,7 +43,7 @@ def subjects_items(seed: int = 0, n_subj: int = 56, n_item: int = 32, dropped: i
     ui = effects(n_item, [40.0, 15.0, 10.0, 10.0], 0.2)
     Z = np.column_stack([np.ones_like(S), S, P, C])
     rt = X @ beta + np.sum(Z * us[subj], axis=1) + np.sum(Z * ui[item], axis=1)
-    rt = rt + rng.normal(0.0, 80.0, len(rt))
+    rt = rt + rng.normal(0.0, sigma, len(rt))
     frame = pd.DataFrame({"rt": rt, "S": S, "P": P, "C": C,
                           "subj": [f"s{k:02d}" for k in subj],
                           "item": [f"i{k:02d}" for k in item]})  # fmt: skip

@@ -19,6 +19,7 @@ FORMULAS = [
     "Reaction ~ 0 + Days + (Days | Subject)",
     "Reaction ~ 1 + (1 | Subject)",
     "Reaction ~ Days + (1 + Days + I(Days**2) | Subject)",
+    "Reaction ~ Days + (Days | Subject) + (1 | Days)",  # crossed: PyMC's graph has the Op
 ]
 PRIORS = [
     None,

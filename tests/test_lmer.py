@@ -1,6 +1,7 @@
 """REML/ML fits against lme4 (tests/data/reference/lme4_reference.json)."""
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -159,18 +160,37 @@ def _lme4_group(ours: str) -> str:
     return ":".join(reversed(ours.split(":")))
 
 
-NESTED_CROSSED = json.loads((Path(__file__).parent / "data" / "lme4_nested_crossed.json")
-                            .read_text())["cases"]  # fmt: skip
+def _factor(grp: str) -> str:
+    """A VarCorr group without its block number: lme4 splits ``(x || g)`` into ``g``,
+    ``g.1``, ... where we keep one diagonal block ``g`` (brms' layout); (term, factor)
+    still names each variance component once."""
+    return re.sub(r"\.\d+$", "", grp)
+
+
+DATA = Path(__file__).parent / "data"
+NESTED_CROSSED = {
+    **json.loads((DATA / "lme4_nested_crossed.json").read_text())["cases"],
+    **json.loads((DATA / "lme4_crossed.json").read_text())["cases"],
+}
+
+
+def _case_data(case: dict) -> pd.DataFrame:
+    """A shipped data set, or a CSV of tests/data (grouping columns as text)."""
+    name = case["file"].removesuffix(".csv")
+    if name in bl.list_datasets():
+        return bl.load_dataset(name)
+    return pd.read_csv(DATA / case["file"], dtype={"subj": str, "item": str, "site": str})
 
 
 @pytest.mark.parametrize("mode", ["REML", "ML"])
 @pytest.mark.parametrize("case_id", sorted(NESTED_CROSSED))
 def test_nested_and_crossed_match_lme4(case_id, mode):
-    """Own cases, fitted by lme4 1.1-31 / lmerTest 3.1-3 (tests/data/lme4_nested_crossed.R)."""
+    """Own cases, fitted by lme4 1.1-31 / lmerTest 3.1-3 (tests/data/lme4_nested_crossed.R and
+    lme4_crossed.R: crossed subjects x items designs with up to 4 correlated terms per factor)."""
     case = NESTED_CROSSED[case_id]
     ref = case[mode]
     tol = 1e-3 if ref["singular"] else 1e-4
-    data = bl.load_dataset(case["file"].removesuffix(".csv"))
+    data = _case_data(case)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularFitWarning)
         fit = lmer(case["formula"], data, reml=mode == "REML")
@@ -184,10 +204,10 @@ def test_nested_and_crossed_match_lme4(case_id, mode):
         ("criterion", "deviance_or_reml_crit"),
     ):
         assert _rel(getattr(fit, attr), ref[key]) < tol, attr
-    ours = {(_lme4_group(r.grp), r.var1 if pd.notna(r.var1) else None,
+    ours = {(_factor(_lme4_group(r.grp)), r.var1 if pd.notna(r.var1) else None,
              r.var2 if pd.notna(r.var2) else None): r.sdcor
             for r in fit.varcorr().itertuples()}  # fmt: skip
-    theirs = {(r["grp"], r["var1"], r["var2"]): r["sdcor"] for r in ref["varcorr"]}
+    theirs = {(_factor(r["grp"]), r["var1"], r["var2"]): r["sdcor"] for r in ref["varcorr"]}
     assert ours.keys() == theirs.keys()
     # both optima agree to ~1e-7 in the criterion; the SDs of these flat likelihoods
     # (3 treatments, 15 litter sizes) are only defined to ~2e-4 by that
@@ -198,8 +218,8 @@ def test_nested_and_crossed_match_lme4(case_id, mode):
         else:
             assert ours[key] < 1e-3 * ref["sigma"], key
     st = satterthwaite(fit)
-    for name, value in ref["df_satterthwaite"].items():
-        assert _rel(st.loc[name, "df"], value) < 1e-2, name
+    for name, value in ref["df_satterthwaite"].items():  # flat singular optima move df too
+        assert _rel(st.loc[name, "df"], value) < (3e-2 if ref["singular"] else 1e-2), name
     ranef = {_lme4_group(g): table for g, table in fit.ranef().items()}
     for r in ref["ranef"]:
         table = ranef[r["group"]]

@@ -49,11 +49,23 @@ def _draw(prior: Prior, rng: np.random.Generator, size=None) -> np.ndarray:
 
 
 def simulate_random_slopes(
-    rng: np.random.Generator, groups: int, per_group: int, slope: bool, priors: dict[str, Prior]
+    rng: np.random.Generator,
+    groups: int,
+    per_group: int,
+    slope: bool,
+    priors: dict[str, Prior],
+    crossed: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """One data set from the prior of ``y ~ x + (1 [+ x] | g)`` (LKJ(1) correlation)."""
-    x = np.tile(np.linspace(-1, 1, per_group), groups)
-    g = np.repeat(np.arange(groups), per_group)
+    """One data set from the prior of ``y ~ x + (1 [+ x] | g)`` (LKJ(1) correlation), or,
+    with ``crossed`` levels of a second factor ``h`` crossed with ``g`` (one row per cell,
+    x drawn per row), of ``y ~ x + (1 [+ x] | g) + (1 | h)``."""
+    if crossed:
+        g = np.repeat(np.arange(groups), crossed)
+        h = np.tile(np.arange(crossed), groups)
+        x = rng.uniform(-1, 1, len(g))
+    else:
+        x = np.tile(np.linspace(-1, 1, per_group), groups)
+        g = np.repeat(np.arange(groups), per_group)
     beta = _draw(priors["fixed"], rng, 2)
     sds = _draw(priors["sd"], rng, 2 if slope else 1)
     sigma = float(_draw(priors["sigma"], rng))
@@ -67,8 +79,14 @@ def simulate_random_slopes(
     else:
         u = rng.standard_normal(groups) * sds[0]
         mu = beta[0] + beta[1] * x + u[g]
+    frame = {"x": x, "g": [f"g{j}" for j in g]}
+    if crossed:
+        sd_h = float(_draw(priors["sd"], rng))
+        truth["sd((Intercept)|h)"] = sd_h
+        mu = mu + (rng.standard_normal(crossed) * sd_h)[h]
+        frame["h"] = [f"h{j}" for j in h]
     y = mu + rng.normal(0, sigma, len(x))
-    return pd.DataFrame({"y": y, "x": x, "g": [f"g{j}" for j in g]}), truth
+    return pd.DataFrame({"y": y, **frame}), truth
 
 
 def run_sbc(
@@ -80,8 +98,11 @@ def run_sbc(
     method: str = "marginal",
     seed: int = 0,
     sampler: str = "auto",
+    crossed: int = 0,
 ) -> SBCResult:
-    """SBC of ``y ~ x + (1|g)`` or ``y ~ x + (1 + x|g)`` with fixed, proper priors.
+    """SBC of ``y ~ x + (1|g)`` or ``y ~ x + (1 + x|g)`` with fixed, proper priors; with
+    ``crossed`` levels of a factor ``h`` crossed with ``g``, of ``y ~ x + (1 [+ x]|g) +
+    (1|h)`` (``per_group`` is then unused: one row per cell).
 
     Draws are thinned to ``draws`` nearly independent ones (from 4x as many). The
     default sampler is the one ``fit`` uses (for ``method="marginal"``: nutpie on the
@@ -96,9 +117,11 @@ def run_sbc(
     }
     rng = np.random.default_rng(seed)
     formula = "y ~ x + (1 + x | g)" if slope else "y ~ x + (1 | g)"
+    if crossed:
+        formula += " + (1 | h)"
     rows = []
     for rep in range(replications):
-        data, truth = simulate_random_slopes(rng, groups, per_group, slope, priors)
+        data, truth = simulate_random_slopes(rng, groups, per_group, slope, priors, crossed)
         model = LMM(formula, data, priors=priors)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

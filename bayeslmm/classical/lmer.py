@@ -221,7 +221,15 @@ def _varpar_deviance(varpar: np.ndarray, cp: CrossProducts, layout: ThetaLayout,
 
 
 def _steps(x: np.ndarray) -> np.ndarray:
-    return 1e-4 * np.maximum(np.abs(x), 1e-2)
+    """Finite-difference steps in (theta, sigma): large enough that the deviance's rounding
+    (about 1e-13 of thousands) does not swamp second differences, refined by Richardson."""
+    return 1e-3 * np.maximum(np.abs(x), 1e-2)
+
+
+def _richardson(estimate, h: np.ndarray):
+    """One Richardson step, ``(4 D(h/2) - D(h)) / 3``, for a central-difference estimate
+    ``D`` (error O(h^4) instead of O(h^2)), as numDeriv, which lmerTest uses, does."""
+    return (4.0 * estimate(h / 2.0) - estimate(h)) / 3.0
 
 
 def _hessian(f, x0: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -296,17 +304,16 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     def dev(x: np.ndarray) -> float:
         return _varpar_deviance(x, cp, layout, reml)[0]
 
-    cov_varpar = 2.0 * np.linalg.pinv(_hessian(dev, x0, h))
-    grads = np.stack(
-        [
-            (
-                _varpar_deviance(x0 + np.eye(k)[i] * h[i], cp, layout, reml)[1]
-                - _varpar_deviance(x0 - np.eye(k)[i] * h[i], cp, layout, reml)[1]
-            )
-            / (2 * h[i])
-            for i in range(k)
-        ]
-    )  # (k, p, p)
+    def vcov_at(x: np.ndarray) -> np.ndarray:
+        return _varpar_deviance(x, cp, layout, reml)[1]
+
+    def jacobian(step: np.ndarray) -> np.ndarray:  # d vcov / d varpar, (k, p, p)
+        eye = np.eye(k)
+        return np.stack([(vcov_at(x0 + eye[i] * step[i]) - vcov_at(x0 - eye[i] * step[i]))
+                         / (2 * step[i]) for i in range(k)])  # fmt: skip
+
+    cov_varpar = 2.0 * np.linalg.pinv(_richardson(lambda s: _hessian(dev, x0, s), h))
+    grads = _richardson(jacobian, h)
     vcov = result.vcov.to_numpy()
     var = np.diag(vcov)
     g = np.stack([np.diag(grads[i]) for i in range(k)], axis=1)  # (p, k)

@@ -327,10 +327,20 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     )  # fmt: skip
 
 
+#: Below this many theta components a derivative-free polish follows an unsettled fit.
+POLISH_MAX = 12
+
+
 def _optimise(profile: BlockedProfile, layout: ThetaLayout, reml: bool) -> tuple[np.ndarray, bool]:
     """Minimise the profiled criterion over theta: L-BFGS-B with its exact gradient (every
-    design: the blocked Cholesky of :mod:`bayeslmm.gaussian.blocked`), then, near a bound
-    or where it did not converge, a derivative-free polish as lme4's BOBYQA would."""
+    design: the blocked Cholesky of :mod:`bayeslmm.gaussian.blocked`).
+
+    The criterion is even in each SD-like component, so its gradient vanishes where one
+    sits on its bound 0, whether or not that is a minimum in it: such components are
+    probed away from the bound and the search restarted where that helps (lme4's BOBYQA,
+    without derivatives, does not stop there). A fit that still does not settle gets a
+    derivative-free polish when theta is small.
+    """
 
     def with_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
         dev, grad = profile(theta, reml)
@@ -339,27 +349,45 @@ def _optimise(profile: BlockedProfile, layout: ThetaLayout, reml: bool) -> tuple
     def objective(theta: np.ndarray) -> float:
         return profile(theta, reml)[0]
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in layout.lower_bounds()]
-    result = scipy.optimize.minimize(
-        with_gradient,
-        layout.start(),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=bounds,
-        options={"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000},
-    )
-    near_bound = np.any(result.x[np.isfinite(layout.lower_bounds())] < 1e-2)
-    if result.success and not near_bound:
-        return np.asarray(result.x, dtype=float), True
-    polished = scipy.optimize.minimize(
-        objective,
-        result.x,
-        method="Powell",
-        bounds=bounds,
-        options={"xtol": 1e-10, "ftol": 1e-14, "maxiter": 20000},
-    )
-    best = polished if polished.fun <= result.fun else result
-    return np.asarray(best.x, dtype=float), bool(result.success or polished.success)
+    lower = layout.lower_bounds()
+    bounded = np.flatnonzero(np.isfinite(lower))
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    options = {"ftol": 1e-14, "gtol": 1e-9, "maxiter": 2000}
+
+    def search(start: np.ndarray):
+        return scipy.optimize.minimize(with_gradient, start, jac=True, method="L-BFGS-B",
+                                       bounds=bounds, options=options)  # fmt: skip
+
+    best = search(layout.start())
+    for _ in range(len(bounded)):  # escape stationary points on the bounds
+        probes = []
+        for k in bounded[best.x[bounded] < 1e-4]:
+            for step in (0.01, 0.1, 0.5):
+                theta = best.x.copy()
+                theta[k] = step
+                probes.append((objective(theta), theta))
+        better = [(value, theta) for value, theta in probes if value < best.fun - 1e-10]
+        if not better:
+            break
+        restart = search(min(better, key=lambda pair: pair[0])[1])
+        if restart.fun >= best.fun:
+            break
+        best = restart
+    converged = bool(best.success)
+    if not converged and layout.n_theta <= POLISH_MAX:
+        polished = scipy.optimize.minimize(
+            objective, best.x, method="Powell", bounds=bounds,
+            options={"xtol": 1e-10, "ftol": 1e-14, "maxiter": 20000},
+        )  # fmt: skip
+        if polished.fun <= best.fun:
+            best, converged = polished, bool(polished.success)
+    if not converged:  # L-BFGS-B stops on rounding at many optima: judge the gradient
+        value, grad = with_gradient(best.x)
+        at_bound = np.zeros_like(grad, dtype=bool)
+        at_bound[bounded] = best.x[bounded] <= lower[bounded] + 1e-10
+        projected = np.where(at_bound, np.minimum(grad, 0.0), grad)
+        converged = bool(np.isfinite(value) and np.max(np.abs(projected), initial=0.0) < 1e-3)
+    return np.asarray(best.x, dtype=float), converged
 
 
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:

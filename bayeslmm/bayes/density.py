@@ -28,6 +28,7 @@ are differentiated back to the partial correlations.
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -56,6 +57,7 @@ HEADER = 24  # sizes (see MarginalDensity.from_model), then the sections in orde
 PRIOR_WIDTH = 5  # code, three parameters, log normalising constant
 LOG_2PI = math.log(2.0 * math.pi)
 LOG_2 = math.log(2.0)
+_DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 
 
 def _prior_row(prior: Prior, positive: bool) -> np.ndarray | None:
@@ -239,10 +241,25 @@ class MarginalDensity:
         return cls(layout=layout, data=data, start=start)
 
     def logp_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """Log density and its gradient at the unconstrained point ``x``."""
-        grad = np.zeros(self.layout.size)
-        value = logp_and_grad(np.ascontiguousarray(x, dtype=np.float64), self.data, grad)
-        return value, grad
+        """Log density and its gradient at the unconstrained point ``x``.
+
+        Through the C entry nutpie calls, so a process compiles the kernel once (each
+        compiled entry point optimises its whole call tree again); ``-inf`` where the
+        kernel reports a point it cannot evaluate.
+        """
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        grad, value = np.zeros(self.layout.size), np.zeros(1)
+        logp_fn, _ = c_functions()
+        code = logp_fn.ctypes(x.size, x.ctypes.data_as(_DOUBLE_P),
+                              grad.ctypes.data_as(_DOUBLE_P), value.ctypes.data_as(_DOUBLE_P),
+                              self.data.ctypes.data)  # fmt: skip
+        if code in (1, 4):  # an exception, or a non-finite log density
+            return -np.inf, grad
+        return float(value[0]), grad
+
+    def logp_many(self, points: np.ndarray) -> np.ndarray:
+        """The log density at every row of ``points`` (n, size)."""
+        return np.array([self.logp_grad(point)[0] for point in np.atleast_2d(points)])
 
     def constrained(self, x: np.ndarray, design: Design) -> dict[str, np.ndarray]:
         """Posterior variables, named as PyMC names them, from unconstrained draws (..., k);
@@ -360,7 +377,7 @@ def _prior(row, x):
     return math.nan, math.nan
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _ints(data, o, k):
     return data[o : o + k].view(np.int64), o + k
 
@@ -620,13 +637,13 @@ def _cpc_cholesky(x, first, k):
     return W, half_log_c
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _half_log1m_tanh2(y):
     """``log(1 - tanh(y)^2) / 2 = log sech(y)``, finite however large ``|y|``."""
     return LOG_2 - abs(y) - math.log1p(math.exp(-2.0 * abs(y)))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _n_cov(blocks):
     """Unconstrained size of the covariance parameters."""
     total = 0

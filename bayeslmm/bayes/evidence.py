@@ -38,14 +38,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import arviz as az
-import numba
 import numpy as np
 import scipy.stats
 import xarray as xr
 
 from ..errors import ComparisonError, NotFittedError
 from ..spec.design import Design
-from .density import Layout, logp_and_grad
+from .density import Layout
 
 if TYPE_CHECKING:
     from .model import LMM
@@ -194,16 +193,6 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), -np.inf, values)
 
 
-@numba.njit(cache=True)
-def _batch_logp(points, data):
-    """The compiled log density at every row of ``points``."""
-    out = np.empty(points.shape[0])
-    grad = np.empty(points.shape[1])
-    for i in range(points.shape[0]):
-        out[i] = logp_and_grad(points[i], data, grad)
-    return out
-
-
 def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.ndarray:
     """Posterior draws in the compiled density's space, (chain, draw, size).
 
@@ -318,10 +307,7 @@ def log_marginal_likelihood(model: LMM, random_seed: int | None = None) -> Margi
     post = model.idata.posterior
     if density is not None:
         draws = unconstrained_draws(density.layout, post, model.design)
-        data = density.data
-
-        def log_density(points: np.ndarray) -> np.ndarray:
-            return _batch_logp(np.ascontiguousarray(points, dtype=np.float64), data)
+        log_density = density.logp_many
 
         kind = "compiled"
     else:

@@ -51,6 +51,8 @@ if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit n
 
 METHODS = ("marginal", "full")
 LOG_LIKELIHOOD_MAX = 50_000_000  # rows x draws kept in the pointwise log-likelihood
+#: rows per level from which a sampled intercept-only factor is sampled centred
+CENTRED_MIN_ROWS = 10
 
 
 class LMM:
@@ -96,6 +98,7 @@ class LMM:
         self._marginal_model: pm.Model | None = None
         self._blocked: BlockedSystem | None = None
         self._explicit: tuple[str, ...] | None = None
+        self._centred: tuple[str, ...] | None = None
         self.idata: az.InferenceData | None = None
         self.convergence: Convergence | None = None
         self._fit_info: dict = {}
@@ -130,8 +133,25 @@ class LMM:
 
     @property
     def centred_factors(self) -> tuple[str, ...]:
-        """Sampled factors whose effects are sampled centred (the others non-centred)."""
-        return getattr(self, "_centred", ())
+        """Sampled factors whose effects are parameters themselves (centred); the other
+        sampled factors are non-centred (``u = chol(D) z``).
+
+        Centred: intercept-only factors whose median level has at least
+        :data:`CENTRED_MIN_ROWS` rows, where the data pin each intercept down and the
+        non-centred geometry mixes slowly (InstEval's 1,128 instructors, ~65 ratings
+        each: smallest bulk ESS of their SD 4275 against 643); factors with slopes stay
+        non-centred (centring weakly identified slopes breaks the sampler).
+        """
+        if self._centred is None:
+            chosen = []
+            for group in self.explicit_factors:
+                blocks = [b for b in self.design.blocks if b.group == group]
+                rows = np.bincount(blocks[0].codes, minlength=blocks[0].n_levels)
+                intercept_only = all(b.columns == ["(Intercept)"] for b in blocks)
+                if intercept_only and np.median(rows) >= CENTRED_MIN_ROWS:
+                    chosen.append(group)
+            self._centred = tuple(chosen)
+        return self._centred
 
     @property
     def blocked_system(self) -> BlockedSystem:

@@ -160,7 +160,7 @@ def symbolic(nodes: NodeBlocks, boundaries: list[int]) -> BlockedPattern:
 # relative factors (F, qmax, qmax).
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _find(colptr, rowidx, k, i):
     """Entry of sparse column ``k`` holding row node ``i`` (binary search)."""
     lo, hi = colptr[k], colptr[k + 1]
@@ -173,7 +173,7 @@ def _find(colptr, rowidx, k, i):
     return lo
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, pair_pos,
              blockptr, base, m):  # fmt: skip
     """``A = Lambda'Z'Z Lambda + I`` in the storage of ``L``: (sparse blocks, dense block)."""
@@ -212,7 +212,7 @@ def assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, p
     return Lval, D
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _dense_rows(rows, size, offset, rowidx, start, stop, base):
     """Writes the dense block's scalar rows of entries ``start:stop`` of a column into
     ``rows``; returns how many."""
@@ -225,14 +225,14 @@ def _dense_rows(rows, size, offset, rowidx, start, stop, base):
     return k
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _is_full(colptr, blockptr, size, first, j, m):
     """Do column j's rows cover the whole dense block (fully crossed designs)? Their dense
     work is then done by BLAS, all such columns at once."""
     return m > 0 and (blockptr[colptr[j + 1]] - blockptr[first[j]]) // size[j] == m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _gather_full(values, colptr, blockptr, size, first, m):
     """The dense rows of the full columns side by side: (m, sum of their sizes)."""
     width = 0
@@ -251,7 +251,7 @@ def _gather_full(values, colptr, blockptr, size, first, m):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base):
     """Factor ``A`` in place (right-looking over sparse columns, LAPACK on the dense
     block); returns ``(log|A|, dense factor)``, ``log|A| = nan`` if not positive definite.
@@ -320,8 +320,8 @@ def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base):
             return math.nan, D
         for c in range(r + 1, m):
             D[r, c] = D[c, r]
-    try:
-        LD = np.linalg.cholesky(D)
+    try:  # C order on every branch: one array type, one compiled variant downstream
+        LD = np.ascontiguousarray(np.linalg.cholesky(D))
     except Exception:  # noqa: BLE001 - numba raises LinAlgError: not positive definite
         return math.nan, D
     for r in range(m):
@@ -329,7 +329,7 @@ def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base):
     return logdet, LD
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def solve_lower(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, base):
     """``R <- L^-1 R`` in place, for R of shape (Q, k)."""
     k = R.shape[1]
@@ -360,7 +360,7 @@ def solve_lower(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, b
             R[base + r, col] = acc / LD[r, r]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, base):
     """``R <- L'^-1 R`` in place, for R of shape (Q, k)."""
     k = R.shape[1]
@@ -391,7 +391,7 @@ def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, b
                 R[oj + r, col] = acc / Lval[pj + r * sj + r]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def selected_inverse(Lval, LD, D0, size, offset, colptr, rowidx, blockptr, first, t, base):
     """``A^-1`` on the pattern of ``L``: (sparse blocks, dense block), by Takahashi's
     recurrence ``Z_ij = -sum_k Z_ik L_kj L_jj^-1``, ``Z_jj = L_jj^-T L_jj^-1 - sum_k
@@ -399,7 +399,7 @@ def selected_inverse(Lval, LD, D0, size, offset, colptr, rowidx, blockptr, first
     dense block's part is the inverse of its Schur complement ``D0`` (LAPACK); for columns
     whose rows cover it, ``Z_kj`` over the dense rows is one product with it (BLAS)."""
     m = LD.shape[0]
-    ZD = np.linalg.inv(D0) if m else np.zeros((0, 0))
+    ZD = np.ascontiguousarray(np.linalg.inv(D0)) if m else np.zeros((0, 0))
     rows = np.empty(m, dtype=np.int64)
     Zval = np.zeros_like(Lval)
     U = np.empty_like(Lval)  # L_ij L_jj^-1, laid out as L; the diagonal blocks hold L_jj^-1
@@ -488,7 +488,7 @@ def selected_inverse(Lval, LD, D0, size, offset, colptr, rowidx, blockptr, first
     return Zval, ZD
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair_ptr,
                     pair_val, pair_pos, blockptr, base):  # fmt: skip
     """``d log|A| / dT_f`` for every factor: (F, qmax, qmax)."""
@@ -542,7 +542,7 @@ def logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair
     return G
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def zz_product(V, size, offset, pair_i, pair_j, pair_ptr, pair_val):
     """``Z'Z V`` from the lower node blocks, for V of shape (Q, k)."""
     out = np.zeros(V.shape)
@@ -566,7 +566,7 @@ def zz_product(V, size, offset, pair_i, pair_j, pair_ptr, pair_val):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def apply_factor(T, V, size, offset, node_factor, transpose):
     """``Lambda V`` (or ``Lambda' V``) for V of shape (Q, k)."""
     out = np.zeros(V.shape)
@@ -582,7 +582,7 @@ def apply_factor(T, V, size, offset, node_factor, transpose):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def outer_by_factor(W, U, size, offset, node_factor, n_factors, qmax):
     """``sum_{j in f} W_j U_j'`` per factor, for W, U of shape (Q, k): (F, qmax, qmax)."""
     G = np.zeros((n_factors, qmax, qmax))
@@ -598,7 +598,7 @@ def outer_by_factor(W, U, size, offset, node_factor, n_factors, qmax):
     return G
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, e_size, e_offset,
                         e_i, e_j, e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
     """With sampled effects ``uE``: ``s -= Z_M'Z_E uE`` in place; returns ``Z_E'(y - X
@@ -617,7 +617,7 @@ def _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, e_siz
     return rE, EEu
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _block_diagonal(T, s, want_grad, s2, size, offset, node_factor, pair_ptr, pair_val, F,
                     qmax):  # fmt: skip
     """One pass per level where ``A`` is block diagonal (one grouping factor): ``log|A|``,
@@ -704,7 +704,7 @@ def _block_diagonal(T, s, want_grad, s2, size, offset, node_factor, pair_ptr, pa
     return logdet, cc, dT, v
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pair_i, pair_j,
                     pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, first, t, base, m, ZtX,
                     Zty, XtX, Xty, yty, n, c_i, c_j, c_ptr, c_val, e_size, e_offset, e_i, e_j,
@@ -803,7 +803,7 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
     return loglik, dT, dbeta, dsigma, duE
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pair_j, pair_ptr,
                       pair_val, pair_pos, colptr, rowidx, blockptr, first, t, base, m, ZtX, Zty,
                       XtX, Xty, yty, n):  # fmt: skip
@@ -875,7 +875,7 @@ def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pai
     return dev, G, beta, r2 / dof
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset, node_factor,
                  pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, first, t,
                  base, m, ZtX, Zty, c_i, c_j, c_ptr, c_val, e_size, e_offset, e_i, e_j, e_ptr,
@@ -905,7 +905,7 @@ def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def group_loglik(T_draws, beta_draws, sigma_draws, node_group, g_XtX, g_Xty, g_yty, g_n, size,
                  offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr,
                  rowidx, blockptr, first, t, base, m, ZtX, Zty):  # fmt: skip

@@ -209,3 +209,22 @@ def test_figures_per_factor(crossed):
     many = quiet(compare, CROSSED, crossed_data(n_subj=70, n_item=3), bayes=False)
     band = plots.shrinkage_arrows(many, "subj").get_axes()[0]
     assert band.get_yticks().size == 0 and "70 levels" in band.get_ylabel()
+
+
+def test_report_of_a_nested_comparison(nested, tmp_path):
+    files = quiet(bl.report, nested.bayes, nested, tmp_path / "nested", hdi_prob=0.9)
+    assert not files.failed
+    for name in ("factors", "reml_vs_posterior_fixed", "reml_vs_posterior_variance",
+                 "comparison", "shrinkage"):  # fmt: skip
+        assert files.tables[name].stat().st_size > 0, name
+    for name in ("reml_posterior_forest", "comparison_forest", "shrinkage_arrows_treatment",
+                 "caterpillar_treatment", "shrinkage_arrows_treatment_litter",
+                 "caterpillar_treatment_litter"):  # fmt: skip
+        assert files.figures[name].read_bytes()[:4] == b"\x89PNG", name
+    page = files.html.read_text(encoding="utf-8")
+    assert "nested: treatment (3 levels); treatment:litter (27 levels) nested in treatment" in page
+    assert "<h3>treatment:litter: 27 levels</h3>" in page and "90% HDI" in page
+    fixed = pd.read_csv(files.tables["reml_vs_posterior_fixed"])
+    assert fixed["hdi_upper"].tolist() == pytest.approx(
+        nested.at_level(0.9).fixed_effects()["hdi_upper"].tolist()
+    )

@@ -374,8 +374,8 @@ def _comparison_section(w: _Writer, comparison: Comparison) -> None:
         )
 
 
-#: Rows of a factor's shrinkage table shown in the page (all are in shrinkage.csv).
-MAX_SHOWN_ROWS = 60
+#: Levels of a factor whose shrinkage rows the page shows (all are in shrinkage.csv).
+MAX_SHOWN_LEVELS = 60
 
 FIXED_CAPTION = (
     "Fixed effects, REML beside the posterior: lme4's estimate and SE, lmerTest's "
@@ -474,9 +474,10 @@ def _factors_comparison_section(w: _Writer, comparison: MultiFactorComparison) -
         w.heading(sec, f"{group}: {n_levels} levels")
         w.text(sec, html.escape(_shrinkage_note(part)))
         caption = f"Shrinkage per level and random term of {group} (posterior HDI: {level})"
-        if len(part) > MAX_SHOWN_ROWS:
-            caption += f"; the first {MAX_SHOWN_ROWS} of {len(part)} rows, all in the file"
-        shown = part.drop(columns="group").head(MAX_SHOWN_ROWS)
+        first = pd.unique(part["level"])[:MAX_SHOWN_LEVELS]
+        if n_levels > MAX_SHOWN_LEVELS:
+            caption += f"; the first {MAX_SHOWN_LEVELS} of {n_levels} levels, all in the file"
+        shown = part[part["level"].isin(first)].drop(columns="group")
         if not shown["note"].astype(bool).any():
             shown = shown.drop(columns="note")
         w.show(sec, shown, caption, path.name)

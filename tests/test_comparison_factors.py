@@ -158,6 +158,7 @@ def test_classical_rows_of_a_crossed_design(crossed):
     assert table.loc["Two-stage (subj)", "estimate"] == pytest.approx(np.mean(slopes))
     assert table.loc["Two-stage (subj)", "df"] == len(slopes) - 1
     assert table.loc["LMM", "df_satterthwaite"] > 0 and table.loc["Bayes", "pd"] > 0.5
+    assert table.loc["LMM", "se"] == pytest.approx(comp.reml.se["x"])  # lme4's SE
 
 
 def test_classical_rows_say_what_is_not_identified(nested):

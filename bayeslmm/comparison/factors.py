@@ -258,7 +258,10 @@ class MultiFactorComparison:
         Formula, factors (with their nesting) and the term of the model table.
     table
         One row per model for ``setup.term`` (the columns of :class:`Comparison`'s table);
-        empty without a term.
+        empty without a term. The REML rows' Wald z uses lme4's SE (given the variance
+        parameters, as ``summary(lmer(...))``; the one-factor table's statsmodels-style
+        observed information has no statsmodels counterpart here and costs many refits
+        on large designs), with lmerTest's Satterthwaite t, df and p beside it.
     fits
         Every fitted model by its row name: ``LMM`` (REML of the formula), ``Bayes`` (the
         posterior, with ``bayes=True``) and the classical models.
@@ -297,7 +300,14 @@ class MultiFactorComparison:
         level = check_level(level)
         if self.setup.term is None:
             return pd.DataFrame(columns=["model", "method", "note"])
-        return model_table(self.methods, self.fits, self.notes, self.setup.term, level)
+        return model_table(self.methods, self.fits, self.notes, self.setup.term, level,
+                           "expected", {"LMM": self._satterthwaite()})  # fmt: skip
+
+    def _satterthwaite(self) -> pd.DataFrame:
+        """lmerTest's table of the REML fit, computed once."""
+        if self.satterthwaite is None:
+            self.satterthwaite = satterthwaite(self.reml)
+        return self.satterthwaite
 
     def at_level(self, level: float) -> MultiFactorComparison:
         """The same comparison with every interval at ``level`` (nothing is refitted)."""
@@ -307,9 +317,7 @@ class MultiFactorComparison:
     def fixed_effects(self) -> pd.DataFrame:
         """Every fixed effect by REML and by the posterior (see
         :func:`~bayeslmm.comparison.parameters.fixed_effects_table`)."""
-        if self.satterthwaite is None:
-            self.satterthwaite = satterthwaite(self.reml)
-        return fixed_effects_table(self.reml, self.bayes, self.level, self.satterthwaite)
+        return fixed_effects_table(self.reml, self.bayes, self.level, self._satterthwaite())
 
     def variance_components(self) -> pd.DataFrame:
         """Every SD, correlation and the residual SD by REML and by the posterior (see
@@ -492,8 +500,9 @@ def compare_factors(
                           "coefficients", lambda g=g: _two_stage(design, g, t)))  # fmt: skip
         if s.random_slope:
             inter = _intercepts_formula(spec)
-            steps.append(("LMM-Inter", f"REML {inter} (Wald z)", lambda: lmer(inter, data)))
-        steps.append(("LMM", f"REML {spec.formula} (Wald z)", lambda: reml))
+            steps.append(("LMM-Inter", f"REML {inter} (Wald z, lme4's SE)",
+                          lambda: lmer(inter, data)))  # fmt: skip
+        steps.append(("LMM", f"REML {spec.formula} (Wald z, lme4's SE)", lambda: reml))
     fits: dict[str, Any] = {"LMM": reml}
     methods: dict[str, str] = {}
     notes: dict[str, str] = {}

@@ -78,11 +78,19 @@ def fit_bayes(formula: str, data: pd.DataFrame, fit_kwargs: dict[str, Any]) -> L
     return model
 
 
-def lmer_row(fit: LmerResult, term: str, level: float) -> dict[str, float]:
-    """An REML row: Wald z from the full observed information, Satterthwaite beside it."""
-    coefs = fit.coefficients(information="observed").loc[term]
+def lmer_row(
+    fit: LmerResult,
+    term: str,
+    level: float,
+    information: str = "observed",
+    satt: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """An REML row: Wald z (SE from the full observed information, or lme4's given the
+    variance parameters with ``information="expected"``), Satterthwaite beside it
+    (``satt``: :func:`satterthwaite` of ``fit`` if already computed)."""
+    coefs = fit.coefficients(information=information).loc[term]
     half = scipy.stats.norm.ppf(0.5 + level / 2) * coefs["se"]
-    satt = satterthwaite(fit).loc[term]
+    satt = (satterthwaite(fit) if satt is None else satt).loc[term]
     return {
         "rmse": fit.rmse, "estimate": float(coefs["estimate"]), "se": float(coefs["se"]),
         "statistic": float(coefs["z"]), "stat_type": "z", "df": np.inf,
@@ -108,17 +116,25 @@ def bayes_row(model: LMM, term: str, level: float) -> dict[str, float]:
 
 
 def model_table(
-    methods: dict[str, str], fits: dict[str, Any], notes: dict[str, str], term: str, level: float
+    methods: dict[str, str],
+    fits: dict[str, Any],
+    notes: dict[str, str],
+    term: str,
+    level: float,
+    information: str = "observed",
+    satterthwaites: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """One row per model (in the order of ``methods``) for ``term`` at ``level``; a model
-    without a fit keeps its row, its note saying why."""
+    without a fit keeps its row, its note saying why. REML rows: see :func:`lmer_row`
+    (``satterthwaites``: already computed tables by row name)."""
     records = []
     for name, method in methods.items():
         record: dict[str, Any] = {"model": name, "method": method}
         fit = fits.get(name)
         parts = [notes.get(name, "")]
         if isinstance(fit, LmerResult):
-            record.update(lmer_row(fit, term, level))
+            satt = (satterthwaites or {}).get(name)
+            record.update(lmer_row(fit, term, level, information, satt))
             parts.append("singular fit" if fit.singular else "")
         elif isinstance(fit, LMM):
             record.update(bayes_row(fit, term, level))

@@ -445,8 +445,8 @@ def _factors_comparison_section(w: _Writer, comparison: MultiFactorComparison) -
                     "F1 and F2, analyses), beside REML and the posterior. The tutorial's "
                     "ANCOVA with per-level slopes has no counterpart: with slopes per level "
                     "of two crossed factors the term itself is not identified. LMM rows "
-                    "show the Wald z (full observed information) with lmerTest's "
-                    f"Satterthwaite t beside it; intervals are {level}.")  # fmt: skip
+                    "show the Wald z with lme4's SE and lmerTest's Satterthwaite t beside "
+                    f"it; intervals are {level}.")  # fmt: skip
         table = comparison.table
         w.table(sec, "comparison", table, "The comparison table",
                 shown=table.drop(columns="method"))  # fmt: skip

@@ -18,6 +18,7 @@ from .bayes.model import LMM
 from .bayes.priors import Prior, default_priors
 from .classical.anova import LikelihoodRatioTable, anova, ranova
 from .classical.lmer import LmerResult, lmer, satterthwaite
+from .comparison.factors import MultiFactorComparison
 from .comparison.models import Comparison, compare
 from .comparison.random_effects import RandomEffectsComparison, compare_random_effects
 from .datasets import list_datasets, load_dataset
@@ -53,6 +54,7 @@ __all__ = [
     "LikelihoodRatioTable",
     "compare",
     "Comparison",
+    "MultiFactorComparison",
     "compare_random_effects",
     "RandomEffectsComparison",
     "bayes_factor",

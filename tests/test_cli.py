@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -76,6 +78,36 @@ def test_fit_report_says_sleepstudy_needs_random_slopes(tmp_path, capsys):
     assert "The data support the random slope of Days in (Days | Subject)." in page
     table = (out / "random_effects_comparison.csv").read_text()
     assert "random slope of Days in (Days | Subject)" in table and "needed" in table
+
+
+def test_fit_report_of_a_crossed_formula_has_the_whole_comparison(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    subj, item = np.repeat(np.arange(12), 8), np.tile(np.arange(8), 12)
+    x = rng.normal(size=subj.size)
+    y = 1 + 0.5 * x + rng.normal(0, 1, 12)[subj] + rng.normal(0, 0.7, 8)[item] + rng.normal(
+        size=subj.size)  # fmt: skip
+    csv = tmp_path / "crossed.csv"
+    pd.DataFrame({"subj": subj, "item": [f"w{i}" for i in item], "x": x, "y": y}).to_csv(
+        csv, index=False)  # fmt: skip
+    out = tmp_path / "crossed"
+    assert main(["fit", str(csv), "y ~ x + (1 | subj) + (1 | item)", "--out", str(out),
+                 *FAST]) == 0  # fmt: skip
+    assert "No comparison" not in capsys.readouterr().err
+    factor_figures = [f"{kind}_{g}" for g in ("subj", "item")
+                      for kind in ("shrinkage_arrows", "caterpillar")]  # fmt: skip
+    page = check_report(
+        out,
+        MODEL_FIGURES + ["reml_posterior_forest", "comparison_forest", *factor_figures],
+        TABLES + ["factors", "reml_vs_posterior_fixed", "reml_vs_posterior_variance",
+                  "comparison", "shrinkage"],
+    )  # fmt: skip
+    assert "Bayesian, REML and the classical models" in page
+    assert "crossed: subj (12 levels); item (8 levels)" in page
+    assert "<h3>subj: 12 levels</h3>" in page and "<h3>item: 8 levels</h3>" in page
+    shrinkage = pd.read_csv(out / "shrinkage.csv")
+    assert shrinkage.groupby("group").size().to_dict() == {"item": 8, "subj": 12}
+    fixed = pd.read_csv(out / "reml_vs_posterior_fixed.csv")
+    assert list(fixed["term"]) == ["(Intercept)", "x"]
 
 
 def test_fit_console_script_with_priors(tmp_path):

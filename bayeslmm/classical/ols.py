@@ -90,3 +90,96 @@ def per_group_ols(formula: str, data: pd.DataFrame, group: str) -> TwoStageFit:
     coefs = np.linalg.solve(xtx, xty[..., None])[..., 0]
     frame = pd.DataFrame(coefs, index=pd.Index(levels, name=group), columns=design.fixed_names)
     return TwoStageFit(frame)
+
+
+#: Relative size below which an eigenvalue of the unit-column Gram matrix counts as zero.
+RANK_TOL = 1e-10
+
+
+def _unit_gram(X: np.ndarray) -> np.ndarray:
+    """X'X of ``X`` with every column scaled to unit length (all-zero columns kept at 0)."""
+    norms = np.sqrt((X**2).sum(axis=0))
+    Xs = X / np.where(norms > 0, norms, 1.0)
+    return Xs.T @ Xs
+
+
+def estimable_columns(X: np.ndarray) -> np.ndarray:
+    """Per column of ``X``, is its coefficient identified (not a combination of the others)?
+
+    Column ``j`` is identified when the unit vector ``e_j`` lies in the row space of ``X``:
+    the projector onto the range of ``X'X`` keeps it, ``P_jj = 1``.
+    """
+    gram = _unit_gram(np.asarray(X, float))
+    if gram.size == 0:
+        return np.zeros(0, bool)
+    values, vectors = np.linalg.eigh(gram)
+    kept = values > RANK_TOL * max(values.max(), 1.0) * len(values)
+    return (vectors[:, kept] ** 2).sum(axis=1) > 1.0 - 1e-6
+
+
+def estimable(X: np.ndarray, j: int) -> bool:
+    """Is the coefficient of column ``j`` identified: not a combination of the others?"""
+    return bool(estimable_columns(X)[j])
+
+
+def independent_columns(X: np.ndarray) -> list[int]:
+    """Indices of a maximal set of linearly independent columns, earlier columns first (a
+    Cholesky factorisation of the unit-column Gram matrix that skips a column whose pivot
+    is ~0)."""
+    gram = _unit_gram(np.asarray(X, float))
+    k = len(gram)
+    L = np.zeros((k, k))
+    keep: list[int] = []
+    for j in range(k):
+        m = len(keep)
+        v = gram[j:, j] - L[j:, :m] @ L[j, :m]
+        if v[0] > RANK_TOL * k:
+            L[j:, m] = v / np.sqrt(v[0])
+            keep.append(j)
+    return keep
+
+
+def ols_arrays(X: np.ndarray, y: np.ndarray, names: list[str]) -> OLSFit:
+    """OLS of ``y`` on the columns of ``X`` named ``names`` (statsmodels).
+
+    Collinear columns are allowed: a column that adds nothing to the ones before it is
+    left out of the fit (and of the fit's names). Every identified coefficient (see
+    :func:`estimable_columns`) is kept, and its estimate and SE are those of the full
+    design.
+    """
+    import statsmodels.api as sm
+
+    keep = independent_columns(X)
+    result = sm.OLS(np.asarray(y, float), np.asarray(X, float)[:, keep]).fit()
+    return OLSFit([names[k] for k in keep], result)
+
+
+def per_level_ols(
+    X: np.ndarray, y: np.ndarray, codes: np.ndarray, levels: list[str], names: list[str],
+    group: str, term: str,
+) -> pd.DataFrame:  # fmt: skip
+    """First stage of the two-stage model from arrays: OLS within every level of ``group``.
+
+    Returns levels x ``names`` coefficients. Other columns may be collinear within a level
+    (a covariate constant in it): their coefficients are NaN there. The ``term``
+    coefficient is NaN in the levels that do not identify it (it does not vary there apart
+    from the other columns).
+    """
+    g, p = len(levels), X.shape[1]
+    scale = np.sqrt((X**2).sum(axis=0))
+    scale[scale == 0] = 1.0
+    Xs = X / scale  # unit columns: the ranks below compare like with like
+    xtx = np.zeros((g, p, p))
+    xty = np.zeros((g, p))
+    np.add.at(xtx, codes, Xs[:, :, None] * Xs[:, None, :])
+    np.add.at(xty, codes, Xs * y[:, None])
+    j = names.index(term)
+    keep = [k for k in range(p) if k != j]
+    rank = np.linalg.matrix_rank(xtx, hermitian=True)
+    rank_others = (np.linalg.matrix_rank(xtx[:, keep][:, :, keep], hermitian=True)
+                   if keep else np.zeros(g, int))  # fmt: skip
+    coefs = np.einsum("gij,gj->gi", np.linalg.pinv(xtx, hermitian=True), xty) / scale
+    frame = pd.DataFrame(coefs, index=pd.Index(levels, name=group), columns=names)
+    frame.loc[rank < p, [n for n in names if n != term]] = np.nan  # not identified there
+    frame.loc[rank <= rank_others, term] = np.nan
+    return frame

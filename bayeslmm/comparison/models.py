@@ -9,8 +9,6 @@ LMMs, then tabulates estimate, uncertainty and test for the term in every model.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,24 +17,24 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from ..bayes.model import LMM, METHODS
-from ..bayes.sampling import check_sampler, check_settings
-from ..classical.lmer import LmerResult, lmer, satterthwaite
+from ..bayes.model import LMM
+from ..classical.lmer import LmerResult, lmer
 from ..classical.ols import OLSFit, ols, per_group_ols
-from ..errors import (
-    ArgumentError,
-    ColumnTypeError,
-    DataError,
-    FormulaError,
-    NotFittedError,
-)
+from ..errors import ArgumentError, ColumnTypeError, DataError, FormulaError
 from ..spec.design import NUMBER, build_design, column_kind
 from ..spec.formula import ModelSpec, parse_formula, quote
+from .factors import FactorsSetup, MultiFactorComparison, compare_factors
+from .parameters import reml_coefficients
+from .rows import (
+    TABLE_COLUMNS,
+    check_arguments,
+    check_fit_settings,
+    check_level,
+    fit_bayes,
+    model_table,
+)
 
-TABLE_COLUMNS = [
-    "model", "method", "rmse", "estimate", "se", "statistic", "stat_type", "df", "p_value",
-    "ci_lower", "ci_upper", "t_satterthwaite", "df_satterthwaite", "p_satterthwaite", "pd", "note",
-]  # fmt: skip
+__all__ = ["TABLE_COLUMNS", "Comparison", "ComparisonSetup", "compare", "comparison_setup"]
 
 
 @dataclass(frozen=True)
@@ -115,33 +113,6 @@ class ComparisonSetup:
         return f"{self.ols} + (1 + {quote(self.term)} | {quote(self.group)})"
 
 
-def _lmer_row(fit: LmerResult, term: str, level: float) -> dict[str, float]:
-    coefs = fit.coefficients(information="observed").loc[term]
-    half = scipy.stats.norm.ppf(0.5 + level / 2) * coefs["se"]
-    satt = satterthwaite(fit).loc[term]
-    return {
-        "rmse": fit.rmse, "estimate": float(coefs["estimate"]), "se": float(coefs["se"]),
-        "statistic": float(coefs["z"]), "stat_type": "z", "df": np.inf,
-        "p_value": float(coefs["p_z"]), "ci_lower": float(coefs["estimate"] - half),
-        "ci_upper": float(coefs["estimate"] + half), "t_satterthwaite": float(satt["t"]),
-        "df_satterthwaite": float(satt["df"]), "p_satterthwaite": float(satt["p"]),
-    }  # fmt: skip
-
-
-def _bayes_row(model: LMM, term: str, level: float) -> dict[str, float]:
-    beta = model.idata.posterior["beta"].sel(fixed=term)
-    draws = beta.values.ravel()
-    hdi = az.hdi(beta, hdi_prob=level)["beta"].values
-    resid = model.design.y - model.fitted_mean()
-    df_resid = model.design.n_obs - len(model.design.fixed_names)
-    return {
-        "rmse": float(np.sqrt(np.sum(resid**2) / df_resid)),
-        "estimate": float(draws.mean()), "se": float(draws.std(ddof=1)),
-        "stat_type": "posterior", "ci_lower": float(hdi[0]), "ci_upper": float(hdi[1]),
-        "pd": float(max(np.mean(draws > 0), np.mean(draws < 0))),
-    }  # fmt: skip
-
-
 @dataclass
 class Comparison:
     """The seven (or nine, with the Bayesian fits) models and their table.
@@ -171,25 +142,8 @@ class Comparison:
     def table_at(self, level: float) -> pd.DataFrame:
         """The comparison table with confidence intervals and HDIs at ``level``."""
         level = check_level(level)
-        s, records = self.setup, []
         methods = self.methods or dict(zip(self.table["model"], self.table["method"], strict=True))
-        for name, method in methods.items():
-            record: dict[str, Any] = {"model": name, "method": method}
-            fit = self.fits.get(name)
-            notes = [self.notes.get(name, "")]
-            if isinstance(fit, LmerResult):
-                record.update(_lmer_row(fit, s.term, level))
-                notes.append("singular fit" if fit.singular else "")
-            elif isinstance(fit, LMM):
-                record.update(_bayes_row(fit, s.term, level))
-            elif fit is not None:
-                record.update(fit.row(s.term, level))
-                notes.append(record.pop("note", ""))
-            record["note"] = "; ".join(n for n in notes if n)
-            records.append(record)
-        table = pd.DataFrame(records).reindex(columns=TABLE_COLUMNS)
-        table["note"] = table["note"].fillna("")
-        return table
+        return model_table(methods, self.fits, self.notes, self.setup.term, level)
 
     def at_level(self, level: float) -> Comparison:
         """The same comparison with every interval at ``level`` (nothing is refitted)."""
@@ -357,31 +311,6 @@ def _held_at_means(params: pd.Series, X: np.ndarray, keep: tuple[str, ...], grou
     return float(np.asarray(params)[other] @ np.asarray(X)[:, other].mean(axis=0))
 
 
-def _fit_bayes(formula: str, data: pd.DataFrame, fit_kwargs: dict[str, Any]) -> LMM:
-    model = LMM(formula, data)
-    model.fit(**fit_kwargs)
-    return model
-
-
-def reml_coefficients(fit: LmerResult, group: str) -> pd.DataFrame:
-    """lme4's ``coef()``: fixed effect + BLUP per level of ``group``."""
-    ranef = fit.ranef()[group]
-    out = ranef.copy()
-    for col in ranef.columns:
-        if col in fit.fixef.index:
-            out[col] = ranef[col] + fit.fixef[col]
-    return out
-
-
-#: Keyword arguments of :meth:`LMM.fit` that :func:`compare` passes on.
-FIT_ARGUMENTS = ("draws", "tune", "chains", "cores", "random_seed", "target_accept",
-                 "progressbar", "sampler", "method", "store_log_likelihood")  # fmt: skip
-FIT_DEFAULTS = {
-    name: inspect.signature(LMM.fit).parameters[name].default
-    for name in ("draws", "tune", "chains", "cores", "random_seed", "target_accept", "progressbar")
-}
-
-
 def _group_means(s: ComparisonSetup, data: pd.DataFrame) -> pd.DataFrame:
     """One row per group: the mean of every numeric column the OLS formula reads, and the
     value of every other one (which must then be constant within groups)."""
@@ -427,20 +356,29 @@ def compare(
     level: float = 0.95,
     model: LMM | None = None,
     **fit_kwargs: Any,
-) -> Comparison:
-    """Fit the tutorial's seven models (and the Bayesian LMMs) for one fixed term.
+) -> Comparison | MultiFactorComparison:
+    """The same formula by REML, Bayes and the classical models, and its shrinkage.
+
+    With one grouping factor, the tutorial's seven models (and the Bayesian LMMs) for one
+    fixed term. With several (crossed ``(1 | subj) + (1 | item)``, nested
+    ``(1 | school/class)``), REML beside the posterior for every fixed effect and variance
+    component, shrinkage of every level of every factor, and the classical models that
+    still answer a question about the term (:mod:`bayeslmm.comparison.factors`).
 
     Parameters
     ----------
     formula
-        An lme4 formula with one grouping factor, e.g. ``score ~ edu + (1|classroom)``.
+        An lme4 formula, e.g. ``score ~ edu + (1|classroom)`` or
+        ``rt ~ cond + (1 | subj) + (1 | item)``.
     data
         The data (never modified).
     term
-        Numeric fixed term compared across models (default: the first fixed term that
-        is a numeric column of the data).
+        Fixed term compared across models. One factor: a numeric column of the data
+        (default: the first); several factors: any fixed effect but the intercept
+        (default: the first).
     bayes
-        Also fit the Bayesian random-intercept and random-slope LMMs.
+        Also fit the Bayesian LMMs (one factor: random intercepts and random slopes;
+        several factors: the formula).
     level
         Coverage of confidence intervals and HDIs (one level for every row).
     model
@@ -452,36 +390,27 @@ def compare(
 
     Returns
     -------
-    Comparison
-        ``.table`` and ``.shrinkage()``; rows ``LM-Global``, ``ANCOVA-Inter``,
-        ``Aggregation``, ``Hierarchical``, ``LMM-Inter``, ``ANCOVA-Full``, ``LMM-Full``,
-        ``Bayes-Inter``, ``Bayes-Full``. A model that cannot estimate the term on these
-        data (a term constant within groups, say) keeps its row, with a note saying why.
+    Comparison or MultiFactorComparison
+        One factor: a :class:`Comparison`, ``.table`` and ``.shrinkage()``; rows
+        ``LM-Global``, ``ANCOVA-Inter``, ``Aggregation``, ``Hierarchical``, ``LMM-Inter``,
+        ``ANCOVA-Full``, ``LMM-Full``, ``Bayes-Inter``, ``Bayes-Full``. Several factors: a
+        :class:`~bayeslmm.comparison.factors.MultiFactorComparison`, with
+        ``.fixed_effects()``, ``.variance_components()``, ``.shrinkage()`` and ``.table``
+        (rows ``LM-Global``, ``ANCOVA``, ``Aggregation (g)`` and ``Two-stage (g)`` per
+        factor, ``LMM-Inter`` where the formula has more than intercepts, ``LMM``,
+        ``Bayes``). A model that cannot estimate the term on these data (a term constant
+        within groups, say) keeps its row, with a note saying why.
     """
-    check_level(level)
-    if not isinstance(bayes, bool | np.bool_):
-        raise ArgumentError(f"bayes must be True or False, got {bayes!r}")
-    unknown = sorted(set(fit_kwargs) - set(FIT_ARGUMENTS))
-    if unknown:
-        raise ArgumentError(f"compare() got unknown argument(s) {unknown}; it passes "
-                            f"{list(FIT_ARGUMENTS)} on to LMM.fit()")  # fmt: skip
-    if model is not None and not isinstance(model, LMM):
-        raise ArgumentError(f"model must be a fitted bayeslmm.LMM, got {type(model).__name__}")
-    if model is not None and model.idata is None:
-        raise NotFittedError("compare(model=...) needs a fitted model: call model.fit() first")
+    check_arguments(level, bayes, model, fit_kwargs)
     spec = parse_formula(formula)
+    if not spec.random:
+        raise FormulaError(f"compare() needs a random term such as (1 | g); {spec.formula!r} "
+                           "has none")  # fmt: skip
+    if not _one_factor(spec):
+        return compare_factors(spec, data, term, bayes, level, model, fit_kwargs)
     s = ComparisonSetup.from_spec(spec, term, data)
     if bayes:
-        fit_kwargs.setdefault("progressbar", False)
-        check_settings(**{k: fit_kwargs.get(k, v) for k, v in FIT_DEFAULTS.items()})
-        if fit_kwargs.get("sampler", "auto") != "auto":
-            check_sampler(fit_kwargs["sampler"])
-        if fit_kwargs.get("method") not in (None, *METHODS):
-            raise ArgumentError(f"method must be one of {METHODS} or None, got "
-                                f"{fit_kwargs['method']!r}")  # fmt: skip
-        if fit_kwargs.get("store_log_likelihood") not in (None, True, False):
-            raise ArgumentError(f"store_log_likelihood must be True, False or None, got "
-                                f"{fit_kwargs['store_log_likelihood']!r}")  # fmt: skip
+        check_fit_settings(fit_kwargs)
     steps = [
         ("LM-Global", f"OLS {s.ols}", lambda: ols(s.ols, data)),
         ("ANCOVA-Inter", f"OLS {s.ancova_intercepts}", lambda: ols(s.ancova_intercepts, data)),
@@ -501,7 +430,7 @@ def compare(
                               "sd, HDI)", lambda: model))  # fmt: skip
                 continue
             steps.append((f"Bayes-{suffix}", f"Bayesian {f} (posterior mean, sd, HDI)",
-                          lambda f=f: _fit_bayes(f, data, fit_kwargs)))  # fmt: skip
+                          lambda f=f: fit_bayes(f, data, fit_kwargs)))  # fmt: skip
 
     fits: dict[str, Any] = {}
     methods, notes = {}, {}
@@ -522,6 +451,21 @@ def compare(
     return comparison
 
 
+def _one_factor(spec: ModelSpec) -> bool:
+    """Is there one grouping factor, a single column (the tutorial's comparison)?"""
+    return len(spec.group_factors) == 1 and len(spec.random[0].factors) == 1
+
+
+def comparison_setup(
+    spec: ModelSpec, term: str | None, data: pd.DataFrame
+) -> ComparisonSetup | FactorsSetup:
+    """What :func:`compare` would compare, checked without fitting anything: the formula,
+    the term and the columns they read."""
+    if spec.random and not _one_factor(spec):
+        return FactorsSetup.from_spec(spec, term, data)
+    return ComparisonSetup.from_spec(spec, term, data)
+
+
 def _plot_frame(s: ComparisonSetup, data: pd.DataFrame) -> pd.DataFrame:
     """The rows and columns the user's model used, with the response (even a transformed
     one, ``np.log(y)``) under its name: what the figures draw."""
@@ -529,14 +473,3 @@ def _plot_frame(s: ComparisonSetup, data: pd.DataFrame) -> pd.DataFrame:
     frame = design.frame.copy()
     frame[s.response] = design.y
     return frame
-
-
-def check_level(level: object) -> float:
-    """An interval coverage strictly between 0 and 1."""
-    if (
-        isinstance(level, bool | np.bool_)
-        or not isinstance(level, numbers.Real)
-        or not (0 < level < 1)
-    ):
-        raise ArgumentError(f"level must be a number between 0 and 1 (e.g. 0.95), got {level!r}")
-    return float(level)

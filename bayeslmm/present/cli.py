@@ -98,12 +98,13 @@ def _add_sampling_options(
     g.add_argument("--chains", type=_whole(1), default=4, help="chains (%(default)s)")
     g.add_argument("--seed", type=_whole(0), default=1, help="random seed (%(default)s)")
     g.add_argument("--sampler", choices=["auto", "pymc", "nutpie", "numpyro"], default="auto",
-                   help="NUTS implementation; auto: nutpie on the compiled density (one "
-                        "grouping factor), else numpyro if installed and the model has up "
+                   help="NUTS implementation; auto: nutpie on the compiled density (every "
+                        "design it covers), else numpyro if installed and the model has up "
                         "to 10,000 random effects, else pymc (%(default)s)")  # fmt: skip
     g.add_argument("--method", choices=["auto", "marginal", "full"], default="auto",
-                   help="marginal: random effects integrated out (one factor or two nested); "
-                        "full: explicit random effects; auto picks (%(default)s)")  # fmt: skip
+                   help="marginal: random effects integrated out (one factor, nested or "
+                        "crossed); full: explicit random effects; auto picks "
+                        "(%(default)s)")  # fmt: skip
     g.add_argument("--target-accept", type=_probability, default=target_accept,
                    help="NUTS step-size target acceptance, in (0, 1) (%(default)s)")  # fmt: skip
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -144,11 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("data", help="CSV file with a header row (or a shipped dataset's name)")
     fit.add_argument("formula", help='lme4 formula, e.g. "y ~ x + (1 + x | g)"')
     fit.add_argument("--out", default="bayeslmm_report", help="output directory (%(default)s)")
-    fit.add_argument("--term", help="fixed term to compare across models (default: the first)")
+    fit.add_argument("--term", help="fixed term the classical models are compared on (default: "
+                                    "the first; with one grouping factor, the first numeric "
+                                    "column)")  # fmt: skip
     fit.add_argument("--prior", action="append", default=[], metavar="KEY=DIST(...)",
                      help="override a prior, e.g. --prior 'sd=HalfNormal(sigma=5)' or "
                           "--prior 'Days=Normal(mu=0, sigma=20)'; repeatable")  # fmt: skip
-    fit.add_argument("--no-compare", action="store_true", help="skip the seven-model comparison")
+    fit.add_argument("--no-compare", action="store_true",
+                     help="skip the comparison with REML and the classical models")  # fmt: skip
     _add_random_comparison_option(fit)
     _add_sampling_options(fit)
     _add_common(fit)
@@ -215,7 +219,7 @@ def _read_csv(file: Path) -> pd.DataFrame:
 def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors: dict,
              term: str | None, compare_models: bool, title: str | None) -> Path:  # fmt: skip
     from ..bayes.model import LMM
-    from ..comparison.models import ComparisonSetup, compare
+    from ..comparison.models import compare, comparison_setup
     from .report import prepare_output, report
 
     model = LMM(formula, data, priors=priors or None)
@@ -223,7 +227,7 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
     comparison, why_not = None, None  # why_not: why the comparison is missing, if it is
     if compare_models:  # check before sampling: a bad --term must not cost a fit
         try:
-            ComparisonSetup.from_spec(model.design.spec, term, data)
+            comparison_setup(model.design.spec, term, data)
         except BayesLMMError as err:
             if term is not None:
                 raise

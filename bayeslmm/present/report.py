@@ -11,6 +11,7 @@ import base64
 import datetime
 import html
 import io
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from matplotlib.figure import Figure
 from ..bayes.diagnostics import verdict
 from ..bayes.model import LMM
 from ..bayes.results import check_hdi_prob
+from ..comparison.factors import MultiFactorComparison
 from ..comparison.models import Comparison
 from ..comparison.random_effects import RandomEffectsComparison
 from ..errors import ArgumentError, BayesLMMError, DataError, NotFittedError
@@ -48,8 +50,11 @@ table.data td.num { text-align: right; font-variant-numeric: tabular-nums;
 @media (max-width: 900px) { table.data { font-size: .7em; }
                             table.data th, table.data td { padding: .15em .25em; } }
 @media print { table.data { font-size: .62em; } figure img { max-width: 100%; } }
+dl.models { overflow: hidden; }
 dl.models dt { font-weight: bold; float: left; clear: left; width: 9em; }
 dl.models dd { margin: 0 0 .2em 9.5em; }
+dl.models.long dt { width: 15em; }
+dl.models.long dd { margin-left: 15.5em; }
 .verdict { padding: .8em 1em; border-radius: 6px; margin: 1em 0; }
 .ok { background: #e6f4ea; border-left: 6px solid #1b9e77; }
 .bad { background: #fdecea; border-left: 6px solid #d95f02; }
@@ -142,16 +147,26 @@ class _Writer:
         self.sections.append(Section(key, title))
         return self.sections[-1]
 
-    def table(self, sec: Section, name: str, table: pd.DataFrame, caption: str,
-              shown: pd.DataFrame | None = None) -> None:  # fmt: skip
-        """Write ``table`` as CSV; show it (or the ``shown`` columns of it) in the page."""
+    def csv(self, name: str, table: pd.DataFrame) -> Path:
+        """Write ``table`` as ``name``.csv."""
         path = self.out / f"{name}.csv"
         table.to_csv(path, index=False)
         self.tables[name] = path
-        sec.parts.append(
-            f"<p class='note'>{html.escape(caption)} (<code>{path.name}</code>)</p>"
-            + _table_html(table if shown is None else shown)
-        )
+        return path
+
+    def table(self, sec: Section, name: str, table: pd.DataFrame, caption: str,
+              shown: pd.DataFrame | None = None) -> None:  # fmt: skip
+        """Write ``table`` as CSV; show it (or the ``shown`` columns of it) in the page."""
+        path = self.csv(name, table)
+        self.show(sec, table if shown is None else shown, caption, path.name)
+
+    def show(self, sec: Section, table: pd.DataFrame, caption: str, file: str = "") -> None:
+        """Show ``table`` in the page under ``caption`` and the name of its CSV file."""
+        where = f" (<code>{html.escape(file)}</code>)" if file else ""
+        sec.parts.append(f"<p class='note'>{html.escape(caption)}{where}</p>" + _table_html(table))
+
+    def heading(self, sec: Section, text: str) -> None:
+        sec.parts.append(f"<h3>{html.escape(text)}</h3>")
 
     def figure(self, sec: Section, name: str, draw: Callable[[], Figure], caption: str) -> None:
         try:
@@ -359,17 +374,141 @@ def _comparison_section(w: _Writer, comparison: Comparison) -> None:
         )
 
 
-def comparison_forest_rows(comparison: Comparison) -> pd.DataFrame:
+#: Levels of a factor whose shrinkage rows the page shows (all are in shrinkage.csv).
+MAX_SHOWN_LEVELS = 60
+
+FIXED_CAPTION = (
+    "Fixed effects, REML beside the posterior: lme4's estimate and SE, lmerTest's "
+    "Satterthwaite df, t and p with the {level} t interval; the posterior mean, sd, {level} "
+    "HDI and probability of direction (pd); shift_se = (posterior mean - REML estimate) / "
+    "REML SE"
+)
+VARIANCE_CAPTION = (
+    "Variance components, REML beside the posterior: SDs and correlations of the random "
+    "effects and the residual SD; REML's estimate (a mode) with the posterior mean, median, "
+    "sd and {level} HDI"
+)
+NO_POOLING = (
+    "With several grouping factors, a level's own (no-pooling) estimate is the OLS fit, on "
+    "that level's rows alone, of the partial residual (the response less the REML fixed "
+    "effects and the other factors' BLUPs) on its factor's random-effect columns, plus the "
+    "fixed effects. The REML BLUP is exactly that estimate shrunk toward the population, so "
+    "that for random intercepts the REML shrinkage fraction is sigma^2 / (sigma^2 + n tau^2) "
+    "(n: the level's rows, tau: the factor's SD). The posterior fraction uses the posterior "
+    "mean of the level's random effect in place of the BLUP; as the own estimate is taken "
+    "given REML's BLUPs of the other factors, a posterior that spreads the variation over "
+    "the factors differently from REML (a factor with few levels, say) moves it outside "
+    "[0, 1] more often. A level whose own rows do not identify its random terms (fewer rows "
+    "than terms, a term constant within it) has no own estimate."
+)
+
+
+def _file_name(name: str, taken: set[str]) -> str:
+    """A file-name-safe, unused version of a grouping factor's name."""
+    base = re.sub(r"[^0-9A-Za-z_-]+", "_", name).strip("_") or "factor"
+    out, k = base, 2
+    while out in taken:
+        out, k = f"{base}_{k}", k + 1
+    taken.add(out)
+    return out
+
+
+def _factors_comparison_section(w: _Writer, comparison: MultiFactorComparison) -> None:
+    s = comparison.setup
+    level = _percent(comparison.level)
+    bayes = comparison.bayes is not None
+    sec = w.section("comparison", "Bayesian, REML and the classical models")
+    w.text(sec, f"Grouping factors, {html.escape(s.structure)}. The formula "
+                f"<code>{html.escape(s.formula)}</code> by REML (lme4's criterion) and "
+                + ("by the posterior, side by side for every fixed effect and variance "
+                   "component." if bayes else "(no Bayesian fit: bayes=False)."))  # fmt: skip
+    w.table(sec, "factors", comparison.factors(),
+            "Grouping factors: levels, rows per level, random terms and nesting")  # fmt: skip
+    w.table(sec, "reml_vs_posterior_fixed", comparison.fixed_effects(),
+            FIXED_CAPTION.format(level=level))  # fmt: skip
+    w.table(sec, "reml_vs_posterior_variance", comparison.variance_components(),
+            VARIANCE_CAPTION.format(level=level))  # fmt: skip
+    w.figure(sec, "reml_posterior_forest", lambda: plots.reml_posterior_forest(comparison),
+             f"REML (green, with the {level} Satterthwaite interval of each fixed effect) and "
+             f"the posterior (purple: mean and {level} HDI) for every population "
+             "parameter")  # fmt: skip
+    if s.term is None:
+        w.text(sec, "No table of classical models: the formula has no fixed effect besides "
+                    "the intercept to compare them on.", "note")  # fmt: skip
+    else:
+        w.text(sec, f"The effect of <code>{html.escape(s.term)}</code> on "
+                    f"<code>{html.escape(s.response)}</code> in the classical models that "
+                    "still answer a question about it with several grouping factors: "
+                    "complete pooling, fixed effects for every level (ANCOVA), and per factor "
+                    "the analysis of level means (aggregation) and the two-stage analysis "
+                    "(per-level OLS, then a t-test over levels: the by-subject and by-item, "
+                    "F1 and F2, analyses), beside REML and the posterior. The tutorial's "
+                    "ANCOVA with per-level slopes has no counterpart: with slopes per level "
+                    "of two crossed factors the term itself is not identified. LMM rows "
+                    "show the Wald z with lme4's SE and lmerTest's Satterthwaite t beside "
+                    f"it; intervals are {level}.")  # fmt: skip
+        table = comparison.table
+        w.table(sec, "comparison", table, "The comparison table",
+                shown=table.drop(columns="method"))  # fmt: skip
+        items = "".join(f"<dt>{html.escape(r.model)}</dt><dd>{html.escape(r.method)}</dd>"
+                        for r in table.itertuples())  # fmt: skip
+        sec.parts.append(f"<dl class='models long'>{items}</dl>")
+        shown = comparison_forest_rows(comparison)
+        if len(shown):
+            w.figure(sec, "comparison_forest", lambda: plots.comparison_forest(comparison),
+                     f"Estimate and {level} interval of {s.term} in the {len(shown)} models "
+                     "that estimate it (aggregation, a slope between level means, left "
+                     "out)")  # fmt: skip
+    sec = w.section("shrinkage", "Shrinkage of group effects")
+    try:
+        shrinkage = comparison.shrinkage()
+    except BayesLMMError as err:
+        w.text(sec, html.escape(f"No shrinkage table: {err}"), "note")
+        return
+    w.text(sec, html.escape(NO_POOLING))
+    path = w.csv("shrinkage", shrinkage)
+    taken: set[str] = set()
+    for group in s.groups:
+        part = shrinkage[shrinkage["group"] == group]
+        n_levels = part["level"].nunique()
+        w.heading(sec, f"{group}: {n_levels} levels")
+        w.text(sec, html.escape(_shrinkage_note(part)))
+        caption = f"Shrinkage per level and random term of {group} (posterior HDI: {level})"
+        first = pd.unique(part["level"])[:MAX_SHOWN_LEVELS]
+        if n_levels > MAX_SHOWN_LEVELS:
+            caption += f"; the first {MAX_SHOWN_LEVELS} of {n_levels} levels, all in the file"
+        shown = part[part["level"].isin(first)].drop(columns="group")
+        if not shown["note"].astype(bool).any():
+            shown = shown.drop(columns="note")
+        w.show(sec, shown, caption, path.name)
+        name = _file_name(group, taken)
+        w.figure(sec, f"shrinkage_arrows_{name}",
+                 lambda g=group: plots.shrinkage_arrows(comparison, g),
+                 f"{group}: from no pooling to REML to the posterior mean, per level")  # fmt: skip
+        if bayes:
+            w.figure(sec, f"caterpillar_{name}", lambda g=group: plots.caterpillar(comparison, g),
+                     f"{group}: posterior coefficients with {level} HDIs; crosses: "
+                     "REML")  # fmt: skip
+
+
+def comparison_forest_rows(comparison: Comparison | MultiFactorComparison) -> pd.DataFrame:
     """The rows the forest plot shows: every model with an estimate of the term, but
-    Aggregation (a between-group slope, another estimand)."""
-    table = comparison.table.dropna(subset=["estimate"])
-    return table[table["model"] != "Aggregation"]
+    aggregation (a between-group slope, another estimand)."""
+    table = comparison.table
+    if "estimate" not in table:
+        return table.iloc[:0]
+    table = table.dropna(subset=["estimate"])
+    return table[~table["model"].str.startswith("Aggregation")]
 
 
-def _predictor(model: LMM, comparison: Comparison | None) -> str | None:
-    if comparison is not None:
-        return comparison.setup.term
+def _predictor(model: LMM, comparison: Comparison | MultiFactorComparison | None) -> str | None:
+    """The numeric column the data overview draws the response against."""
     frame = model.design.frame
+    term = comparison.setup.term if comparison is not None else None
+    if term in frame.columns and pd.api.types.is_numeric_dtype(frame[term]):
+        return term
+    if isinstance(comparison, Comparison):
+        return term
     for name in model.design.fixed_names:
         if name in frame.columns and pd.api.types.is_numeric_dtype(frame[name]):
             return name
@@ -378,7 +517,7 @@ def _predictor(model: LMM, comparison: Comparison | None) -> str | None:
 
 def report(
     model: LMM,
-    comparison: Comparison | None = None,
+    comparison: Comparison | MultiFactorComparison | None = None,
     path: str | Path = "bayeslmm_report",
     title: str | None = None,
     comparison_note: str | None = None,
@@ -393,8 +532,10 @@ def report(
     model
         A fitted :class:`~bayeslmm.LMM`.
     comparison
-        The :func:`~bayeslmm.compare` result for the same formula, if any: adds the
-        seven-model table, group fits and shrinkage.
+        The :func:`~bayeslmm.compare` result for the same formula, if any. One grouping
+        factor: adds the seven-model table, group fits and shrinkage. Several (nested or
+        crossed): REML beside the posterior for every fixed effect and variance component,
+        the classical models for the term, and shrinkage per factor.
     path
         Output directory (created if needed).
     title
@@ -419,7 +560,8 @@ def report(
         raise ArgumentError(f"report() needs a fitted bayeslmm.LMM, got {type(model).__name__}")
     if model.idata is None or model.convergence is None:
         raise NotFittedError("report() needs a fitted model: call model.fit() first")
-    if comparison is not None and not isinstance(comparison, Comparison):
+    if comparison is not None and not isinstance(comparison,
+                                                 Comparison | MultiFactorComparison):  # fmt: skip
         raise ArgumentError(f"comparison must come from bayeslmm.compare(), got "
                             f"{type(comparison).__name__}")  # fmt: skip
     level = hdi_prob if hdi_prob is not None else (comparison.level if comparison else 0.95)
@@ -434,7 +576,9 @@ def report(
     _convergence_section(w, model, summary)
     _estimates_section(w, model, summary, level)
     _checks_section(w, model, _predictor(model, comparison))
-    if comparison is not None:
+    if isinstance(comparison, MultiFactorComparison):
+        _factors_comparison_section(w, comparison)
+    elif comparison is not None:
         _comparison_section(w, comparison)
     elif comparison_note:
         sec = w.section("comparison", "Bayesian, REML and the classical models")

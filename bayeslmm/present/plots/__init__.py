@@ -4,13 +4,14 @@
   :func:`rank`, :func:`ppc`, :func:`ppc_by_group`, :func:`residuals`.
 - Of a comparison (:mod:`bayeslmm.present.plots.comparison`): :func:`group_fits`,
   :func:`shrinkage_arrows`, :func:`caterpillar`, :func:`shrinkage_2d`,
-  :func:`comparison_forest`.
+  :func:`comparison_forest`, :func:`reml_posterior_forest` (several grouping factors).
 """
 
 from .comparison import (
     caterpillar,
     comparison_forest,
     group_fits,
+    reml_posterior_forest,
     shrinkage_2d,
     shrinkage_arrows,
 )
@@ -28,4 +29,5 @@ __all__ = [
     "caterpillar",
     "shrinkage_2d",
     "comparison_forest",
+    "reml_posterior_forest",
 ]

@@ -1,5 +1,6 @@
 """Figures of the comparison layer: group fits, shrinkage arrows, caterpillar, 2-D
-shrinkage and the forest of the seven models.
+shrinkage, the forest of the seven models and REML beside the posterior for every
+population parameter.
 
 Pure drawing: every number comes from :mod:`bayeslmm.comparison.models` tables (the
 population ellipse included), so this module holds no statistics or linear algebra.
@@ -19,6 +20,7 @@ from ...errors import ArgumentError
 from .model import _grid, legend_outside, level_colors
 
 if TYPE_CHECKING:
+    from ...comparison.factors import MultiFactorComparison
     from ...comparison.models import Comparison
 
 COLORS = {
@@ -47,37 +49,64 @@ def _panels(n: int, height: float, width: float = 5.0) -> tuple[Figure, np.ndarr
     return fig, axes[0]
 
 
+MAX_NAMED_LEVELS = 60  # levels drawn one labelled row each; more are drawn as a sorted band
+
+
 def _term_figure(table: pd.DataFrame) -> tuple[Figure, list[tuple[plt.Axes, str]]]:
     """One panel per random term, tall enough for one row per level."""
     terms = list(dict.fromkeys(table["term"]))
-    n_levels = table["level"].nunique()
+    n_levels = min(table["level"].nunique(), MAX_NAMED_LEVELS)
     fig, axes = _panels(len(terms), height=max(2.5, 0.3 * n_levels + 1.2))
     return fig, list(zip(axes, terms, strict=True))
 
 
+def _factor_table(comparison: Comparison | MultiFactorComparison, group: str | None):
+    """The shrinkage table of one grouping factor (default: the first)."""
+    table = _checked(comparison).shrinkage()
+    groups = list(dict.fromkeys(table["group"]))
+    if group is None:
+        group = groups[0]
+    if group not in groups:
+        raise ArgumentError(f"no grouping factor {group!r} in the comparison; have {groups}")
+    return table[table["group"] == group]
+
+
 def _legend_below(fig: Figure, ax: plt.Axes) -> None:
-    """One legend for all panels, under them, so it never covers a level's points."""
+    """One legend for all panels, under them, so it never covers a level's points; as
+    many entries a row as the figure's width holds."""
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5),
-               fontsize="small", frameon=False)  # fmt: skip
-    inch = 0.35 if len(labels) <= 5 else 0.6  # one or two rows of entries
+    per_row = max(1, min(len(labels), 5, int(fig.get_figwidth() // 2.0)))
+    rows = -(-len(labels) // per_row)
+    fig.legend(handles, labels, loc="lower center", ncol=per_row, fontsize="small",
+               frameon=False)  # fmt: skip
+    inch = 0.1 + 0.25 * rows
     fig.tight_layout(rect=(0, inch / fig.get_figheight(), 1, 1))
 
 
-def _label_levels(ax: plt.Axes, part: pd.DataFrame, term: str, title: str) -> None:
-    ax.set_yticks(np.arange(len(part)), part["level"])
-    ax.set_ylabel(part["group"].iloc[0])
+def _label_levels(ax: plt.Axes, part: pd.DataFrame, term: str, title: str,
+                  order: str = "") -> None:  # fmt: skip
+    if len(part) <= MAX_NAMED_LEVELS:
+        ax.set_yticks(np.arange(len(part)), part["level"])
+        ax.set_ylabel(part["group"].iloc[0])
+    else:  # too many to name: a band of levels in order
+        ax.set_yticks([])
+        ax.set_ylabel(f"{len(part)} levels of {part['group'].iloc[0]}, {order}")
     ax.set_xlabel(term)
     ax.set_title(title)
 
 
-def shrinkage_arrows(comparison: Comparison) -> Figure:
+def shrinkage_arrows(comparison: Comparison | MultiFactorComparison,
+                     group: str | None = None) -> Figure:  # fmt: skip
     """Per level, arrows from the no-pooling estimate to REML and on to the posterior mean.
 
-    One panel per random term; vertical lines mark complete pooling (OLS) and the
-    population (REML fixed effect).
+    One panel per random term of ``group`` (default: the first grouping factor); vertical
+    lines mark complete pooling (OLS) and the population (REML fixed effect). With more
+    than 60 levels, the levels are sorted by their own estimate and drawn as points and
+    segments without names.
     """
-    table = _checked(comparison).shrinkage()
+    table = _factor_table(comparison, group)
+    if table["level"].nunique() > MAX_NAMED_LEVELS:
+        return _shrinkage_band(table)
     fig, panels = _term_figure(table)
     for ax, term in panels:
         part = table[table["term"] == term].reset_index(drop=True)
@@ -104,28 +133,108 @@ def shrinkage_arrows(comparison: Comparison) -> Figure:
     return fig
 
 
-def caterpillar(comparison: Comparison) -> Figure:
+def _shrinkage_band(table: pd.DataFrame) -> Figure:
+    """Shrinkage of many levels: sorted by their own estimate, a segment from it to REML."""
+    fig, panels = _term_figure(table)
+    for ax, term in panels:
+        part = table[table["term"] == term].sort_values("no_pooling").reset_index(drop=True)
+        y = np.arange(len(part))
+        ax.hlines(y, part["no_pooling"], part["reml"], color=COLORS["reml"], lw=0.5, alpha=0.6)
+        ax.scatter(part["no_pooling"], y, color=COLORS["no_pooling"], s=4, label="no pooling",
+                   zorder=3)  # fmt: skip
+        ax.scatter(part["reml"], y, color=COLORS["reml"], s=4, label="REML (BLUP)", zorder=3)
+        if "posterior_mean" in part:
+            ax.scatter(part["posterior_mean"], y, color=COLORS["posterior"], marker="D", s=3,
+                       label="posterior mean", zorder=3)  # fmt: skip
+        ax.axvline(part["complete_pooling"].iloc[0], color=COLORS["complete_pooling"], ls="--",
+                   label="complete pooling (OLS)")  # fmt: skip
+        ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
+                   label="population (REML)")  # fmt: skip
+        _label_levels(ax, part, term, f"Shrinkage of {term}", "sorted by their own estimate")
+    _legend_below(fig, panels[-1][0])
+    return fig
+
+
+def caterpillar(comparison: Comparison | MultiFactorComparison,
+                group: str | None = None) -> Figure:  # fmt: skip
     """Posterior group coefficients with HDIs, sorted, with REML estimates overlaid.
 
-    Needs a comparison fitted with ``bayes=True``.
+    One panel per random term of ``group`` (default: the first grouping factor). Needs a
+    comparison fitted with ``bayes=True``.
     """
-    table = _checked(comparison).shrinkage()
+    table = _factor_table(comparison, group)
     if "posterior_mean" not in table:
         raise ArgumentError("caterpillar() needs the Bayesian fit: run compare(..., bayes=True)")
+    many = table["level"].nunique() > MAX_NAMED_LEVELS
     fig, panels = _term_figure(table)
     for ax, term in panels:
         part = table[table["term"] == term].sort_values("posterior_mean").reset_index(drop=True)
         y = np.arange(len(part))
-        ax.hlines(y, part["hdi_lower"], part["hdi_upper"], color=COLORS["posterior"], lw=2,
+        ax.hlines(y, part["hdi_lower"], part["hdi_upper"], color=COLORS["posterior"],
+                  lw=0.6 if many else 2, alpha=0.6 if many else 1.0,
                   label=f"{_percent(comparison.level)} HDI")  # fmt: skip
         ax.scatter(part["posterior_mean"], y, color=COLORS["posterior"], zorder=3,
-                   label="posterior mean")  # fmt: skip
+                   s=4 if many else None, label="posterior mean")  # fmt: skip
         ax.scatter(part["reml"], y, color=COLORS["reml"], marker="x", zorder=4,
-                   label="REML (fixed + BLUP)")  # fmt: skip
+                   s=4 if many else None, label="REML (fixed + BLUP)")  # fmt: skip
         ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
                    label="population (REML)")  # fmt: skip
-        _label_levels(ax, part, term, f"Group coefficients: {term}")
+        _label_levels(ax, part, term, f"Group coefficients: {term}",
+                      "sorted by posterior mean")  # fmt: skip
     _legend_below(fig, panels[-1][0])
+    return fig
+
+
+def reml_posterior_forest(comparison: MultiFactorComparison) -> Figure:
+    """Every fixed effect and variance component: the REML estimate (with its
+    Satterthwaite interval for fixed effects) above the posterior mean and HDI.
+
+    Panels with their own scale: the intercept, the other fixed effects, the SDs (residual
+    SD included) and the correlations.
+    """
+    if not (hasattr(comparison, "fixed_effects") and hasattr(comparison, "variance_components")):
+        raise ArgumentError(f"reml_posterior_forest() needs a compare() result with several "
+                            f"grouping factors, got {type(comparison).__name__}")  # fmt: skip
+    fixed, vc = comparison.fixed_effects(), comparison.variance_components()
+    bayes = "posterior_mean" in fixed or "posterior_mean" in vc
+    panels: list[tuple[str, pd.DataFrame]] = []
+    rows = pd.DataFrame({"name": fixed["term"], "reml": fixed["reml_estimate"],
+                         "lower": fixed["reml_lower"], "upper": fixed["reml_upper"]})  # fmt: skip
+    for col in ("posterior_mean", "hdi_lower", "hdi_upper"):
+        rows[col] = fixed[col] if col in fixed else np.nan
+    is_intercept = rows["name"] == "(Intercept)"
+    if is_intercept.any() and (~is_intercept).any():
+        panels.append(("Intercept", rows[is_intercept]))
+        panels.append(("Fixed effects", rows[~is_intercept]))
+    elif len(rows):
+        panels.append(("Fixed effects", rows))
+    comp = pd.DataFrame({"name": vc["parameter"], "reml": vc["reml"], "lower": np.nan,
+                         "upper": np.nan, "kind": vc["kind"]})  # fmt: skip
+    for col in ("posterior_mean", "hdi_lower", "hdi_upper"):
+        comp[col] = vc[col] if col in vc else np.nan
+    panels.append(("Standard deviations", comp[comp["kind"] == "sd"]))
+    if (comp["kind"] == "cor").any():
+        panels.append(("Correlations", comp[comp["kind"] == "cor"]))
+    heights = [0.45 * len(part) + 0.9 for _, part in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, sum(heights) + 0.6),
+                             height_ratios=heights, squeeze=False)  # fmt: skip
+    level = _percent(comparison.level)
+    for ax, (title, part) in zip(axes[:, 0], panels, strict=True):
+        y = np.arange(len(part))[::-1].astype(float)
+        ax.hlines(y + 0.15, part["lower"], part["upper"], color=COLORS["reml"], lw=2)
+        ax.scatter(part["reml"], y + 0.15, color=COLORS["reml"], zorder=3,
+                   label=f"REML (fixed effects: {level} Satterthwaite interval)")  # fmt: skip
+        if bayes:
+            ax.hlines(y - 0.15, part["hdi_lower"], part["hdi_upper"], color=COLORS["posterior"],
+                      lw=2)  # fmt: skip
+            ax.scatter(part["posterior_mean"], y - 0.15, color=COLORS["posterior"], marker="D",
+                       zorder=3, label=f"posterior mean and {level} HDI")  # fmt: skip
+        if title in ("Fixed effects", "Correlations"):
+            ax.axvline(0, color="#bbbbbb", lw=0.8, zorder=0)
+        ax.set_yticks(y, part["name"])
+        ax.set_ylim(-0.6, len(part) - 0.4)
+        ax.set_title(title, fontsize="medium")
+    _legend_below(fig, axes[0, 0])
     return fig
 
 
@@ -172,7 +281,8 @@ def shrinkage_2d(comparison: Comparison, level: float | None = None) -> Figure:
 def comparison_forest(comparison: Comparison) -> Figure:
     """The term's estimate and interval in every model of the comparison table."""
     table: pd.DataFrame = _checked(comparison).table.dropna(subset=["estimate"])
-    table = table[table["model"] != "Aggregation"]  # a different estimand (group-level slope)
+    # aggregation estimates a different quantity (a slope between group means)
+    table = table[~table["model"].str.startswith("Aggregation")]
     if table.empty:
         raise ArgumentError(f"no model of the comparison estimates {comparison.setup.term!r}")
     fig, ax = plt.subplots(figsize=(6, 0.45 * len(table) + 1.2))

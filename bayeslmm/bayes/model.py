@@ -53,6 +53,8 @@ METHODS = ("marginal", "full")
 LOG_LIKELIHOOD_MAX = 50_000_000  # rows x draws kept in the pointwise log-likelihood
 #: rows per level from which a sampled intercept-only factor is sampled centred
 CENTRED_MIN_ROWS = 10
+#: a grouping factor with at most this many levels makes fit's default target_accept 0.99
+FEW_LEVELS = 5
 
 
 class LMM:
@@ -115,6 +117,12 @@ class LMM:
 
             self._pymc_model = build_full_model(self.design, self.priors, self.parametrization)
         return self._pymc_model
+
+    @property
+    def default_target_accept(self) -> float:
+        """0.9, or 0.99 when some grouping factor has at most :data:`FEW_LEVELS` levels."""
+        fewest = min((b.n_levels for b in self.design.blocks), default=np.inf)
+        return 0.99 if fewest <= FEW_LEVELS else 0.9
 
     @property
     def marginal_supported(self) -> bool:
@@ -230,7 +238,7 @@ class LMM:
         chains: int = 4,
         cores: int | None = None,
         random_seed: int | None = None,
-        target_accept: float = 0.9,
+        target_accept: float | None = None,
         progressbar: bool = True,
         sampler: str = "auto",
         method: str | None = None,
@@ -247,7 +255,10 @@ class LMM:
         random_seed
             Same seed, same draws.
         target_accept
-            NUTS step-size adaptation target.
+            NUTS step-size adaptation target. ``None`` (default): 0.9, or 0.99 when a
+            grouping factor has at most :data:`FEW_LEVELS` levels (its SD is then barely
+            identified, and smaller steps avoid divergent transitions: on the rat pups'
+            3 treatments, 0.9 gave divergences in 4 of 5 seeds, 0.99 in none).
         progressbar
             Show the sampler's progress bar.
         sampler
@@ -276,6 +287,8 @@ class LMM:
             or divergences, over the population parameters (and, with
             ``method="full"``, the random effects, which NUTS then samples too).
         """
+        if target_accept is None:
+            target_accept = self.default_target_accept
         check_settings(draws=draws, tune=tune, chains=chains, cores=cores,
                        random_seed=random_seed, target_accept=target_accept,
                        progressbar=progressbar)  # fmt: skip

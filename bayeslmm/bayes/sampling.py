@@ -89,7 +89,7 @@ def check_settings(
     progressbar: object,
 ) -> None:
     """Check the sampler settings of :meth:`~bayeslmm.LMM.fit` before anything is compiled or
-    sampled, naming the argument at fault."""
+    sampled, naming the argument at fault (``target_accept=None``: the model's default)."""
     whole_number("draws", draws)
     whole_number("tune", tune, minimum=0)
     whole_number("chains", chains)
@@ -99,7 +99,7 @@ def check_settings(
         whole_number("random_seed", random_seed, minimum=0)
         if random_seed >= 2**32:
             raise ArgumentError(f"random_seed must be below 2**32, got {random_seed}")
-    if (
+    if target_accept is not None and (
         isinstance(target_accept, bool | np.bool_)
         or not isinstance(target_accept, numbers.Real)
         or not 0 < target_accept < 1

@@ -88,7 +88,10 @@ def _probability(text: str) -> float:
 
 
 def _add_sampling_options(
-    p: argparse.ArgumentParser, draws: int = 1000, tune: int = 1000, target_accept: float = 0.9
+    p: argparse.ArgumentParser,
+    draws: int = 1000,
+    tune: int = 1000,
+    target_accept: float | None = None,
 ) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument("--draws", type=_whole(1), default=draws,
@@ -106,7 +109,8 @@ def _add_sampling_options(
                         "crossed); full: explicit random effects; auto picks "
                         "(%(default)s)")  # fmt: skip
     g.add_argument("--target-accept", type=_probability, default=target_accept,
-                   help="NUTS step-size target acceptance, in (0, 1) (%(default)s)")  # fmt: skip
+                   help="NUTS step-size target acceptance, in (0, 1) (default: 0.9, or "
+                        "0.99 when a grouping factor has at most 5 levels)")  # fmt: skip
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--hdi", type=_probability, default=0.95, metavar="LEVEL",
                    help="the one interval level of the report: HDIs and confidence intervals "

@@ -22,7 +22,7 @@ import scipy.stats
 from ..bayes.model import LMM, METHODS
 from ..bayes.sampling import check_sampler, check_settings
 from ..classical.lmer import LmerResult, lmer, satterthwaite
-from ..classical.ols import OLSFit, ols, per_group_ols
+from ..classical.ols import OLSFit, ols, per_group_ols, refuse_dask
 from ..errors import (
     ArgumentError,
     ColumnTypeError,
@@ -57,6 +57,7 @@ class ComparisonSetup:
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, term: str | None, data: pd.DataFrame) -> ComparisonSetup:
+        refuse_dask(data, "compare()")
         groups = {t.group for t in spec.random}
         if len(groups) != 1 or len(spec.random[0].factors) != 1:
             raise FormulaError(
@@ -459,6 +460,7 @@ def compare(
         data (a term constant within groups, say) keeps its row, with a note saying why.
     """
     check_level(level)
+    refuse_dask(data, "compare()")
     if not isinstance(bayes, bool | np.bool_):
         raise ArgumentError(f"bayes must be True or False, got {bayes!r}")
     unknown = sorted(set(fit_kwargs) - set(FIT_ARGUMENTS))

@@ -254,6 +254,20 @@ def response_summary(design: Design) -> tuple[int, float, float, float, float]:
     return m.n, float(m.mean[0]), sd, float(m.low[0]), float(m.high[0])
 
 
+def same_response(a: Design, b: Design) -> bool:
+    """Were two designs fitted to the same response values, row for row? Rows in memory are
+    compared; a Dask DataFrame's design, whose rows stay put, by the response's rows, mean,
+    sum of squared deviations, minimum and maximum (equal to rounding)."""
+    if a.response != b.response or a.n_obs != b.n_obs:
+        return False
+    if a.rows_in_memory and b.rows_in_memory:
+        return bool(np.array_equal(a.y, b.y))
+    ma, mb = design_sums(a)[1].moments, design_sums(b)[1].moments
+    first = np.array([ma.mean[0], ma.m2[0], ma.low[0], ma.high[0]])
+    second = np.array([mb.mean[0], mb.m2[0], mb.low[0], mb.high[0]])
+    return bool(np.allclose(first, second, rtol=1e-12, atol=0.0))
+
+
 def column_scales(design: Design) -> tuple[Moments, list[slice]]:
     """Moments of the columns ``[y | X | Z of every block]`` and each block's slice of them."""
     m = design_sums(design)[1].moments

@@ -96,9 +96,9 @@ class RowsNotHeld:
 
     def _refuse(self, *args: Any, **kwargs: Any):
         raise RowsNotInMemoryError(
-            f"{self.what} of the {self.shape[0]} rows stay in the Dask DataFrame: this needs "
-            "the rows in memory. Results that need them are computed on Dask where bayeslmm "
-            "can (fitted values and residuals, lazily); otherwise fit a pandas DataFrame, "
+            f"this needs {self.what} of all {self.shape[0]} rows in memory, and they stay in "
+            "the Dask DataFrame the model was fitted from. bayeslmm computes on Dask what it "
+            "can (fitted values and residuals, lazily); for the rest fit a pandas DataFrame, "
             "e.g. a sample: ddf.sample(frac=0.01).compute()"
         )
 

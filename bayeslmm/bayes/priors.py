@@ -22,7 +22,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import PriorError
-from ..gaussian.statistics import Moments, column_scales
+from ..gaussian.statistics import column_scales
+from ..gaussian.summation import PowerSums
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
 
@@ -182,7 +183,7 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}" if isinstance(v, float) else repr(v)
 
 
-def _column_sd(moments: Moments, j: int) -> float:
+def _column_sd(moments: PowerSums, j: int) -> float:
     """SD of column j (0 for a column constant up to rounding)."""
     sd = float(moments.sd[j])
     return sd if sd > 1e-12 * max(1.0, float(moments.abs_max[j])) else 0.0

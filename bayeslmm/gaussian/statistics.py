@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from ..errors import ArgumentError
 from ..spec.design import Design, Reduction, Rows
+from .summation import KeyedSums, PowerSums
 
 UNROLL_MAX = 8  # terms per level handled by the unrolled factorisation
 
@@ -41,85 +42,6 @@ def single_grouping_factor(design: Design) -> bool:
 
 
 # --- sums over rows: one definition for rows in memory and for a Dask DataFrame's pieces --
-
-
-@dataclass
-class KeyedSums:
-    """Per key (a level, or a pair of levels), the sum over its rows of a row vector:
-    ``keys`` sorted and distinct, ``values`` (keys, width)."""
-
-    keys: np.ndarray
-    values: np.ndarray
-
-    @classmethod
-    def of(cls, keys: np.ndarray, values: np.ndarray) -> KeyedSums:
-        """Sums of ``values``' rows by ``keys``."""
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        n = len(keys)
-        S = sp.csr_matrix((np.ones(n), (inverse.reshape(-1), np.arange(n))), shape=(len(uniq), n))
-        sums = np.asarray(S @ values).reshape(len(uniq), values.shape[1])
-        return cls(uniq.astype(np.int64), sums)
-
-    def combine(self, other: KeyedSums) -> KeyedSums:
-        if not len(other.keys):
-            return self
-        if not len(self.keys):
-            return other
-        return KeyedSums.of(np.concatenate([self.keys, other.keys]),
-                            np.concatenate([self.values, other.values]))  # fmt: skip
-
-    def dense(self, n_keys: int, what: str) -> np.ndarray:
-        """The values of keys ``0 .. n_keys - 1``, every one present."""
-        if len(self.keys) != n_keys or (n_keys and self.keys[-1] != n_keys - 1):
-            raise ArgumentError(f"{what}: sums of {len(self.keys)} of {n_keys} levels")
-        return self.values
-
-
-def _products(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Row by row, the outer product ``left_r right_r'`` flattened: (n, a * b)."""
-    return (left[:, :, None] * right[:, None, :]).reshape(len(left), -1)
-
-
-@dataclass
-class Moments:
-    """Rows, mean, sum of squared deviations, minimum, maximum and largest absolute value of
-    some columns; pieces combine exactly as one pass would (Chan, Golub & LeVeque 1983)."""
-
-    n: int
-    mean: np.ndarray
-    m2: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-
-    @classmethod
-    def of(cls, values: np.ndarray) -> Moments | None:
-        if not len(values):
-            return None
-        mean = values.mean(axis=0)
-        return cls(len(values), mean, ((values - mean) ** 2).sum(axis=0), values.min(axis=0),
-                   values.max(axis=0))  # fmt: skip
-
-    def combine(self, other: Moments | None) -> Moments:
-        if other is None:
-            return self
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        return Moments(
-            n,
-            self.mean + delta * (other.n / n),
-            self.m2 + other.m2 + delta**2 * (self.n * other.n / n),
-            np.minimum(self.low, other.low),
-            np.maximum(self.high, other.high),
-        )
-
-    @property
-    def sd(self) -> np.ndarray:
-        """Standard deviations (divisor n, as ``np.std``)."""
-        return np.sqrt(self.m2 / self.n)
-
-    @property
-    def abs_max(self) -> np.ndarray:
-        return np.maximum(np.abs(self.low), np.abs(self.high))
 
 
 def _combine_optional(a, b):
@@ -158,61 +80,75 @@ class SumsLayout:
 
 @dataclass
 class DesignSums:
-    """Every sum a Gaussian LMM needs from its rows, additive over pieces of the rows.
+    """Every sum a Gaussian LMM needs from its rows, additive over pieces of the rows and the
+    same in any order (:mod:`bayeslmm.gaussian.summation`).
 
-    ``factors[f]`` holds, per level of factor f (:class:`SumsLayout` order), the row vector
-    ``[Z_f'Z_f (q x q) | Z_f'X (q x p) | Z_f'y (q) | rows]``; ``cross[(a, b)]`` (a < b), per
-    pair of levels of factors a and b that share a row (key ``level_b * levels_a +
-    level_a``), ``Z_b'Z_a`` (q_b x q_a, row-major); ``moments`` are those of the columns
-    ``[y | X | Z of every block]`` (for autoscaled priors and summaries).
+    ``total`` holds ``[X | y]'[X | y]``; ``factors[f]``, per level of factor f
+    (:class:`SumsLayout` order), ``Z_f'[Z_f | X | y]`` (q x (q + p + 1), row-major) and the
+    level's rows; ``cross[(a, b)]`` (a < b), per pair of levels of factors a and b that share
+    a row (key ``level_b * levels_a + level_a``), ``Z_b'Z_a`` (q_b x q_a, row-major);
+    ``moments`` are the power sums of the columns ``[y | X | Z of every block]`` (for
+    autoscaled priors and summaries).
     """
 
     n: int
-    XtX: np.ndarray
-    Xty: np.ndarray
-    yty: float
+    total: KeyedSums
     factors: list[KeyedSums]
     cross: dict[tuple[int, int], KeyedSums]
-    moments: Moments | None
+    moments: PowerSums | None
 
     @staticmethod
     def chunk(layout: SumsLayout, rows: Rows) -> DesignSums:
         """The sums of some rows."""
         X, y = rows.X, rows.y
+        Xy = np.hstack([X, y[:, None]])
         factors, cross = [], {}
         columns = [layout.columns(rows, f) for f in range(len(layout.groups))]
         codes = [layout.codes(rows, f) for f in range(len(layout.groups))]
         for f, (Z, code) in enumerate(zip(columns, codes, strict=True)):
-            per_row = np.hstack([_products(Z, Z), _products(Z, X), Z * y[:, None],
-                                 np.ones((len(y), 1))])  # fmt: skip
-            factors.append(KeyedSums.of(code, per_row))
+            factors.append(KeyedSums.products(code, Z, np.hstack([Z, Xy]), layout.n_levels[f]))
             for a in range(f):
                 key = code * layout.n_levels[a] + codes[a]
-                cross[(a, f)] = KeyedSums.of(key, _products(Z, columns[a]))
+                cross[(a, f)] = KeyedSums.products(key, Z, columns[a])
+        total = KeyedSums.products(np.zeros(len(y), dtype=np.int64), Xy, Xy, 1)
         every = np.hstack([y[:, None], X, *rows.Z])
-        return DesignSums(len(y), X.T @ X, X.T @ y, float(y @ y), factors, cross,
-                          Moments.of(every))  # fmt: skip
+        return DesignSums(len(y), total, factors, cross, PowerSums.of(every))
 
     def combine(self, other: DesignSums) -> DesignSums:
         return DesignSums(
-            self.n + other.n, self.XtX + other.XtX, self.Xty + other.Xty, self.yty + other.yty,
+            self.n + other.n, self.total.combine(other.total),
             [a.combine(b) for a, b in zip(self.factors, other.factors, strict=True)],
             {k: v.combine(other.cross[k]) for k, v in self.cross.items()},
             _combine_optional(self.moments, other.moments),
         )  # fmt: skip
 
+    def _total(self) -> np.ndarray:
+        p1 = int(round(np.sqrt(self.total.hi.shape[1])))
+        values = self.total.values
+        return values[0].reshape(p1, p1) if len(values) else np.zeros((p1, p1))
+
+    @property
+    def XtX(self) -> np.ndarray:
+        return self._total()[:-1, :-1]
+
+    @property
+    def Xty(self) -> np.ndarray:
+        return self._total()[:-1, -1]
+
+    @property
+    def yty(self) -> float:
+        return float(self._total()[-1, -1])
+
     def within(self, layout: SumsLayout, f: int) -> tuple[np.ndarray, ...]:
         """Per level of factor f: ``Z'Z`` (G, q, q), ``Z'X`` (G, q, p), ``Z'y`` (G, q) and rows
         (G,)."""
         G, q, p = layout.n_levels[f], layout.q[f], layout.p
-        values = self.factors[f].dense(G, f"grouping factor {layout.groups[f]!r}")
-        ends = np.cumsum([q * q, q * p, q, 1])
-        return (
-            values[:, : ends[0]].reshape(G, q, q),
-            values[:, ends[0] : ends[1]].reshape(G, q, p),
-            values[:, ends[1] : ends[2]],
-            values[:, ends[2]].round().astype(np.int64),
-        )
+        try:
+            values, counts = self.factors[f].dense(G, f"grouping factor {layout.groups[f]!r}")
+        except ValueError as err:
+            raise ArgumentError(str(err)) from err
+        values = values.reshape(G, q, q + p + 1)
+        return values[:, :, :q], values[:, :, q : q + p], values[:, :, q + p], counts
 
     def pairs(self, layout: SumsLayout, a: int, b: int) -> tuple[np.ndarray, ...]:
         """Levels of factor b and of factor a that share rows, and ``Z_b'Z_a`` of each pair
@@ -268,8 +204,8 @@ def same_response(a: Design, b: Design) -> bool:
     return bool(np.allclose(first, second, rtol=1e-12, atol=0.0))
 
 
-def column_scales(design: Design) -> tuple[Moments, list[slice]]:
-    """Moments of the columns ``[y | X | Z of every block]`` and each block's slice of them."""
+def column_scales(design: Design) -> tuple[PowerSums, list[slice]]:
+    """Power sums of the columns ``[y | X | Z of every block]``, and each block's slice."""
     m = design_sums(design)[1].moments
     start, where = 1 + design.n_fixed, []
     for block in design.blocks:
@@ -514,9 +450,8 @@ class LevelMoments:
 
 
 def _level_moments_chunk(block: int, rows: Rows) -> KeyedSums:
-    X, y = rows.X, rows.y
-    per_row = np.hstack([_products(X, X), X * y[:, None], (y * y)[:, None], np.ones((len(y), 1))])
-    return KeyedSums.of(rows.codes[block], per_row)
+    Xy = np.hstack([rows.X, rows.y[:, None]])
+    return KeyedSums.products(rows.codes[block], Xy, Xy)
 
 
 def level_moments(design: Design, group: str) -> LevelMoments:
@@ -526,11 +461,14 @@ def level_moments(design: Design, group: str) -> LevelMoments:
     block, p = design.blocks[k], design.n_fixed
     reduction = Reduction(partial(_level_moments_chunk, k), KeyedSums.combine)
     sums = design.reduce(f"level_moments:{group}", reduction)
-    values = sums.dense(block.n_levels, f"grouping factor {group!r}")
     G = block.n_levels
-    return LevelMoments(XtX=values[:, : p * p].reshape(G, p, p),
-                        Xty=values[:, p * p : p * p + p], yty=values[:, p * p + p],
-                        counts=values[:, -1].round().astype(np.int64))  # fmt: skip
+    try:
+        values, counts = sums.dense(G, f"grouping factor {group!r}")
+    except ValueError as err:
+        raise ArgumentError(str(err)) from err
+    values = values.reshape(G, p + 1, p + 1)
+    return LevelMoments(XtX=values[:, :p, :p], Xty=values[:, :p, p], yty=values[:, p, p],
+                        counts=counts)  # fmt: skip
 
 
 def marginal_supported(design: Design) -> bool:

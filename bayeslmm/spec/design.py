@@ -32,6 +32,7 @@ from ..errors import (
 )
 from .formula import ModelSpec, RandomTerm, parse_formula, quote
 
+ROWS_AT_ONCE = 1_000_000  # rows summed at a time (the sums do not depend on the pieces)
 _CONTEXT = {"np": np, "numpy": np, "log": np.log, "exp": np.exp, "sqrt": np.sqrt}
 
 
@@ -113,6 +114,11 @@ class Rows:
     def n(self) -> int:
         return len(self.y)
 
+    def piece(self, start: int, stop: int) -> Rows:
+        """Rows ``start`` to ``stop``."""
+        sl = slice(start, stop)
+        return Rows(self.X[sl], self.y[sl], [Z[sl] for Z in self.Z], [c[sl] for c in self.codes])
+
 
 class Reduction(NamedTuple):
     """A sum over rows that adds up over pieces: ``chunk(rows)`` of every piece, then
@@ -191,9 +197,14 @@ class Design:
         return Rows(self.X, self.y, [b.Z for b in self.blocks], [b.codes for b in self.blocks])
 
     def reduce(self, key: str, reduction: Reduction) -> Any:
-        """A sum over the rows, computed once and kept under ``key``."""
+        """A sum over the rows, computed once (piece by piece, so that its temporary arrays
+        stay small) and kept under ``key``."""
         if key not in self.summaries:
-            self.summaries[key] = reduction.chunk(self.rows())
+            rows, out = self.rows(), None
+            for start in range(0, rows.n, ROWS_AT_ONCE):
+                part = reduction.chunk(rows.piece(start, start + ROWS_AT_ONCE))
+                out = part if out is None else reduction.combine(out, part)
+            self.summaries[key] = out
         return self.summaries[key]
 
 
@@ -557,10 +568,15 @@ def profile_column(values: pd.Series, predictor: bool) -> ColumnProfile:
         profile.unhashable = not all(isinstance(v, Hashable) for v in odd)
     if set(profile.kinds) == {NUMBER}:
         profile.n_inf = _count_inf(pd.to_numeric(values))
-    if set(profile.kinds) == {TEXT} and predictor:
-        parsed = pd.to_numeric(values, errors="coerce").notna().to_numpy()
-        profile.parsed = int(parsed.sum())
-        profile.unparsed = _shown(values, ~parsed)
+    if set(profile.kinds) == {TEXT} and predictor:  # each distinct value parsed once
+        counts = values.value_counts(sort=False)
+        parses = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce").notna()
+        profile.parsed = int(counts.to_numpy()[parses.to_numpy()].sum())
+        if profile.parsed == 0:
+            profile.unparsed = _shown(values)
+        elif profile.parsed < n:
+            numbers = counts.index[parses.to_numpy()]
+            profile.unparsed = _shown(values, ~values.isin(numbers).to_numpy())
     return profile
 
 

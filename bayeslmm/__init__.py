@@ -34,6 +34,7 @@ from .errors import (
     NotFittedError,
     PriorError,
     RankDeficiencyError,
+    RowsNotInMemoryError,
     SingularFitWarning,
     UnknownNameError,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "ColumnTypeError",
     "ComparisonError",
     "RankDeficiencyError",
+    "RowsNotInMemoryError",
     "PriorError",
     "NotFittedError",
     "ConvergenceWarning",

@@ -4,12 +4,12 @@ A Gaussian LMM depends on the data only through cross-products: ``X'X``, ``X'y``
 ``y'y`` and, for the random effects, ``Z'Z``, ``Z'X`` and ``Z'y``. They are sums over
 rows, grouped by level (or pair of levels): :class:`DesignSums` defines them once, for
 rows in memory and for the partitions of a Dask DataFrame alike (each partition's sums,
-then added up, :meth:`~bayeslmm.spec.design.Design.reduce`). Every layout below is made
-from those sums, in the form each factorisation needs:
+then added up, :meth:`~bayeslmm.spec.design.Design.reduce`), accumulated so that the
+result does not depend on the order of the rows (:mod:`bayeslmm.gaussian.summation`).
+Every layout below is made from those sums, in the form each factorisation needs:
 
 - :class:`BlockedStats`: any design, one node per level of every grouping factor
   (:mod:`bayeslmm.gaussian.blocked`);
-
 - :class:`GroupStats`: one grouping factor, so ``Z'Z`` is block diagonal with one
   q x q block per level;
 - :class:`NestedStats`: two nested factors, per inner level and per outer level;
@@ -71,7 +71,7 @@ class SumsLayout:
                    design.n_fixed)  # fmt: skip
 
     def columns(self, rows: Rows, f: int) -> np.ndarray:
-        """Factor f's random-effect columns (its blocks side by side), and its codes."""
+        """Factor f's random-effect columns (its blocks side by side)."""
         return np.hstack([rows.Z[k] for k in self.blocks[f]])
 
     def codes(self, rows: Rows, f: int) -> np.ndarray:
@@ -296,14 +296,6 @@ def _block_offsets(design: Design, group: str) -> list[int]:
     return np.cumsum([0] + [b.n_terms for b in blocks[:-1]]).tolist()
 
 
-def level_sums(codes: np.ndarray, n_levels: int, left: np.ndarray, right: np.ndarray):
-    """Per level, sum over its rows of left_r right_r' ((G, a, b) from (n, a), (n, b))."""
-    n = len(codes)
-    S = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_levels, n))
-    prod = (left[:, :, None] * right[:, None, :]).reshape(n, -1)
-    return np.asarray(S @ prod).reshape(n_levels, left.shape[1], right.shape[1])
-
-
 @dataclass
 class NestedStats:
     """Sufficient statistics of two nested factors: outer ``A`` (levels j) and inner
@@ -441,12 +433,18 @@ class LevelMoments:
     def from_codes(
         cls, codes: np.ndarray, n_levels: int, X: np.ndarray, y: np.ndarray
     ) -> LevelMoments:
-        return cls(
-            XtX=level_sums(codes, n_levels, X, X),
-            Xty=level_sums(codes, n_levels, X, y[:, None])[:, :, 0],
-            yty=level_sums(codes, n_levels, y[:, None], y[:, None])[:, 0, 0],
-            counts=np.bincount(codes, minlength=n_levels),
-        )
+        sums = _level_moments_chunk(0, Rows(X, y, [], [codes]))
+        return cls.from_sums(sums, n_levels, X.shape[1], "levels")
+
+    @classmethod
+    def from_sums(cls, sums: KeyedSums, n_levels: int, p: int, what: str) -> LevelMoments:
+        try:
+            values, counts = sums.dense(n_levels, what)
+        except ValueError as err:
+            raise ArgumentError(str(err)) from err
+        values = values.reshape(n_levels, p + 1, p + 1)
+        return cls(XtX=values[:, :p, :p], Xty=values[:, :p, p], yty=values[:, p, p],
+                   counts=counts)  # fmt: skip
 
 
 def _level_moments_chunk(block: int, rows: Rows) -> KeyedSums:
@@ -461,14 +459,7 @@ def level_moments(design: Design, group: str) -> LevelMoments:
     block, p = design.blocks[k], design.n_fixed
     reduction = Reduction(partial(_level_moments_chunk, k), KeyedSums.combine)
     sums = design.reduce(f"level_moments:{group}", reduction)
-    G = block.n_levels
-    try:
-        values, counts = sums.dense(G, f"grouping factor {group!r}")
-    except ValueError as err:
-        raise ArgumentError(str(err)) from err
-    values = values.reshape(G, p + 1, p + 1)
-    return LevelMoments(XtX=values[:, :p, :p], Xty=values[:, :p, p], yty=values[:, p, p],
-                        counts=counts)  # fmt: skip
+    return LevelMoments.from_sums(sums, block.n_levels, p, f"grouping factor {group!r}")
 
 
 def marginal_supported(design: Design) -> bool:

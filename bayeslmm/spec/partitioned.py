@@ -11,7 +11,7 @@ a ``dask.distributed`` cluster):
    frame that holds every level.
 2. every partition cleaned and encoded with those encodings (``X``, ``y``, ``Z``, level
    codes), checked (non-finite values, constant response, the rank of ``X`` from an R
-   factor) and summed by the requested :class:`~bayeslmm.spec.design.Reduction`\\ s (the
+   factor) and summed by every requested :class:`~bayeslmm.spec.design.Reduction` (the
    sufficient statistics); partitions' results are combined in a tree.
 
 The design keeps the names, levels, encodings and sums, never the rows: the memory of the

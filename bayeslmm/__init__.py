@@ -35,6 +35,7 @@ from .errors import (
     NotFittedError,
     PriorError,
     RankDeficiencyError,
+    RowsNotInMemoryError,
     SingularFitWarning,
     UnknownNameError,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "ColumnTypeError",
     "ComparisonError",
     "RankDeficiencyError",
+    "RowsNotInMemoryError",
     "PriorError",
     "NotFittedError",
     "ConvergenceWarning",

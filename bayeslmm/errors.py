@@ -68,6 +68,11 @@ class UnknownNameError(DataError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class RowsNotInMemoryError(DataError):
+    """A result needs the rows in memory, and the model was fitted from a Dask DataFrame,
+    whose rows stay in its partitions (the message says what to do instead)."""
+
+
 class MissingDependencyError(BayesLMMError, ImportError):
     """An optional package a requested feature needs is not installed."""
 

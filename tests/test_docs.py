@@ -21,7 +21,7 @@ def test_docs_build_strict(tmp_path):
                  "log_marginal_likelihood"):  # fmt: skip
         assert name in api, name  # the reference is generated from the docstrings
     for page in ("installation", "getting-started", "tutorial", "cli", "priors", "marginal",
-                 "syntax", "choosing-random-effects"):  # fmt: skip
+                 "syntax", "choosing-random-effects", "large-data"):  # fmt: skip
         assert (tmp_path / page / "index.html").is_file(), page
 
 

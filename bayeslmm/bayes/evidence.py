@@ -43,6 +43,7 @@ import scipy.stats
 import xarray as xr
 
 from ..errors import ComparisonError, NotFittedError
+from ..gaussian.statistics import same_response
 from ..spec.design import Design
 from .density import Layout
 
@@ -343,7 +344,7 @@ def bayes_factor(m1: LMM, m0: LMM, random_seed: int | None = None) -> BayesFacto
             raise ComparisonError(f"bayes_factor() compares bl.LMM models; {name} is a "
                                   f"{type(m).__name__}")  # fmt: skip
     a, b = m1.design, m0.design
-    if a.response != b.response or a.n_obs != b.n_obs or not np.array_equal(a.y, b.y):
+    if not same_response(a, b):
         raise ComparisonError(
             f"{m1.formula!r} and {m0.formula!r} are not fitted to the same response on the "
             "same rows: their marginal likelihoods are not comparable"

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ComparisonError, NotFittedError
-from ..gaussian.statistics import LevelMoments, node_groups
+from ..errors import ComparisonError, NotFittedError, RowsNotInMemoryError
+from ..gaussian.statistics import level_moments, node_groups, same_response
 from .effects import kernel_draws
 from .predict import log_likelihood
 
@@ -71,7 +71,7 @@ def group_log_likelihood(model: LMM) -> xr.DataArray:
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
     block = next(b for b in design.blocks if b.group == group)
-    moments = LevelMoments.from_codes(block.codes, block.n_levels, design.X, design.y)
+    moments = level_moments(design, group)
     node_group = node_groups(design, system.stats, group)
     kd = kernel_draws(post, design, system)
     chunk = max(1, CHUNK_ELEMENTS // max(1, system.stats.n_effects * system.qmax))
@@ -98,6 +98,12 @@ def _loo_data(model: LMM, by: str) -> az.InferenceData:
         loglik = xr.Dataset({values.name: values})
     elif "log_likelihood" in idata.groups():
         loglik = idata.log_likelihood
+    elif not model.design.rows_in_memory:
+        raise RowsNotInMemoryError(
+            f"leave-one-observation-out needs a log-likelihood value per row and draw, and "
+            f"{model.formula!r} was fitted from a Dask DataFrame whose rows stay on the "
+            "cluster; use by='group' (leave-one-group-out, from sums)"
+        )
     else:
         loglik = log_likelihood(idata, model.design)
     return az.InferenceData(posterior=post, log_likelihood=loglik)
@@ -167,12 +173,7 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
     names = list(models)
     first = models[names[0]].design
     for name in names[1:]:
-        d = models[name].design
-        if (
-            d.response != first.response
-            or d.n_obs != first.n_obs
-            or not np.array_equal(d.y, first.y)
-        ):
+        if not same_response(models[name].design, first):
             raise ComparisonError(
                 f"models {names[0]!r} and {name!r} are not fitted to the same response on "
                 "the same rows"

@@ -139,7 +139,7 @@ def build_marginal_model(
     enters as :class:`BlockedLoglik`.
     """
     names = ParameterNames.from_design(design)
-    with pm.Model(coords=coords_of(design)) as model:
+    with pm.Model(coords=coords_of(design, obs=False)) as model:
         if design.X.shape[1]:
             beta = vector_rv("beta", [priors[n] for n in names.fixed], "fixed")
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING
 
 import arviz as az
@@ -11,16 +12,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ArgumentError, NotFittedError, SamplerError, warn
+from ..errors import ArgumentError, NotFittedError, RowsNotInMemoryError, SamplerError, warn
 from ..gaussian.blocked import BlockedSystem, choose_explicit
 from ..gaussian.statistics import (
+    SUMMARIES,
     BlockedStats,
     GroupStats,
     NestedStats,
     nested_grouping_factors,
     single_grouping_factor,
 )
-from ..spec.design import Design, build_design
+from ..spec.design import Design, Rows, build_design, is_dask_frame
 from ..spec.naming import PARAMETRIZATIONS
 from .density import MarginalDensity
 from .diagnostics import Convergence, check_convergence, warn_convergence
@@ -65,7 +67,10 @@ class LMM:
     formula
         lme4 syntax, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
     data
-        The data (never modified).
+        The data (never modified): a pandas DataFrame, or a Dask DataFrame (e.g.
+        ``dd.read_parquet(...)``), whose sufficient statistics are computed partition by
+        partition on the active Dask scheduler or ``Client``; its rows are never gathered
+        (results that need them are computed lazily on Dask or refused, saying so).
     priors
         Overrides of the autoscaled defaults, by class (``"fixed"``, ``"intercept"``,
         ``"sd"``, ``"cor"``, ``"sigma"``) or by parameter name (``"Days"``,
@@ -92,7 +97,7 @@ class LMM:
             raise ArgumentError(
                 f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}"
             )
-        self.design: Design = build_design(formula, data)
+        self.design: Design = build_design(formula, data, summaries=SUMMARIES)
         self.formula = self.design.spec.formula
         self.priors: dict[str, Prior] = resolve_priors(self.design, priors)
         self.parametrization = parametrization
@@ -109,9 +114,20 @@ class LMM:
         state = "fitted" if self.idata is not None else "not fitted"
         return f"LMM({self.formula!r}, n={self.design.n_obs}, {state})"
 
+    def _needs_rows(self, what: str, instead: str) -> None:
+        """Refuse ``what`` for a design whose rows stay in a Dask DataFrame."""
+        if not self.design.rows_in_memory:
+            raise RowsNotInMemoryError(
+                f"{what} needs the {self.design.n_obs} rows in memory, and {self.formula!r} "
+                f"was fitted from a Dask DataFrame; {instead}"
+            )
+
     @property
     def pymc_model(self) -> pm.Model:
         """The PyMC model with explicit random effects (built on first use)."""
+        self._needs_rows("the explicit model (method='full')",
+                         "the marginal model (method='marginal', the default) needs only the "
+                         "data's sums")  # fmt: skip
         if self._pymc_model is None:
             from .explicit_graph import build_full_model
 
@@ -210,10 +226,18 @@ class LMM:
                                           self.centred_factors)  # fmt: skip
 
     def _resolve_method(self, method: str | None) -> str:
+        if method is not None and (not isinstance(method, str) or method not in METHODS):
+            raise ArgumentError(f"method must be one of {METHODS} or None, got {method!r}")
+        if not self.marginal_supported and not self.design.rows_in_memory:
+            raise RowsNotInMemoryError(
+                f"{self.formula!r} has no random effects to integrate out, so it would be "
+                "sampled row by row, and its data are a Dask DataFrame whose rows stay on the "
+                "cluster; add a random term, or fit a pandas DataFrame"
+            )
+        if method == "full":
+            self._needs_rows("method='full'", "use method='marginal' (the default)")
         if method is None:
             return "marginal" if self.marginal_supported else "full"
-        if not isinstance(method, str) or method not in METHODS:
-            raise ArgumentError(f"method must be one of {METHODS} or None, got {method!r}")
         if method == "marginal" and not self.marginal_supported:
             warn(
                 f"method='marginal' integrates random effects out, and {self.formula!r} has "
@@ -277,12 +301,15 @@ class LMM:
             (numpyro on crossed factors), then ``"full"``.
         store_log_likelihood
             Add the pointwise ``log_likelihood`` group (for ``az.loo``); by default only
-            while rows x draws stays under 50 million values (it is stored in memory).
+            while rows x draws stays under 50 million values (it is stored in memory), and
+            never for a Dask DataFrame (``True`` is refused there: leave-one-group-out,
+            ``bl.loo_compare(..., by="group")``, needs only sums).
 
         Returns
         -------
         arviz.InferenceData
-            With posterior, sample_stats, observed_data and log_likelihood groups.
+            With posterior, sample_stats, observed_data and log_likelihood groups (a Dask
+            DataFrame's fit: posterior and sample_stats).
             Warns (:class:`ConvergenceWarning`) on R-hat > 1.01, bulk or tail ESS < 400
             or divergences, over the population parameters (and, with
             ``method="full"``, the random effects, which NUTS then samples too).
@@ -298,6 +325,10 @@ class LMM:
             raise ArgumentError(
                 f"store_log_likelihood must be True, False or None, got {store_log_likelihood!r}"
             )
+        if store_log_likelihood:
+            self._needs_rows("store_log_likelihood=True (a value per row and draw)",
+                             "leave it off; leave-one-group-out (bl.loo_compare(..., "
+                             "by='group')) needs only sums")  # fmt: skip
         if cores is None:
             cores = min(chains, os.cpu_count() or 1)
         chosen = method
@@ -336,11 +367,13 @@ class LMM:
                 idata.posterior[name] = values
             if "observed_data" in idata.groups():
                 del idata["observed_data"]
-            obs = {"obs": np.arange(self.design.n_obs)}
-            y = xr.DataArray(self.design.y, dims="obs", coords=obs)
-            idata.add_groups(observed_data=xr.Dataset({self.design.response: y}))
+            if self.design.rows_in_memory:
+                obs = {"obs": np.arange(self.design.n_obs)}
+                y = xr.DataArray(self.design.y, dims="obs", coords=obs)
+                idata.add_groups(observed_data=xr.Dataset({self.design.response: y}))
         if store_log_likelihood is None:
-            store_log_likelihood = self.design.n_obs * draws * chains <= LOG_LIKELIHOOD_MAX
+            size = self.design.n_obs * draws * chains
+            store_log_likelihood = self.design.rows_in_memory and size <= LOG_LIKELIHOOD_MAX
         if store_log_likelihood:
             idata.add_groups(log_likelihood=log_likelihood(idata, self.design))
         self.idata = idata
@@ -397,18 +430,31 @@ class LMM:
         group = group or next(iter(self.design.groups()))
         return group_coefficient_draws(self._posterior(), self.design, group)
 
-    def fitted_mean(self) -> np.ndarray:
-        """Posterior mean of the conditional mean ``X beta + Z u`` of every fitted row."""
+    def _mean_effects(self) -> tuple[np.ndarray, list[np.ndarray]]:
         post = self._posterior().posterior
-        mu = self.design.X @ post["beta"].mean(("chain", "draw")).values if "beta" in post else 0.0
-        for block in self.design.blocks:
-            u = post[f"u_{block.label}"].mean(("chain", "draw")).values
-            mu = mu + np.einsum("nq,nq->n", block.Z, u[block.codes])
-        return np.broadcast_to(mu, (self.design.n_obs,)).astype(float)
+        beta = (post["beta"].mean(("chain", "draw")).values if "beta" in post
+                else np.zeros(self.design.n_fixed))  # fmt: skip
+        effects = [post[f"u_{b.label}"].mean(("chain", "draw")).values for b in self.design.blocks]
+        return beta, effects
 
-    def residuals(self) -> np.ndarray:
-        """Response minus :meth:`fitted_mean`, for every fitted row."""
-        return self.design.y - self.fitted_mean()
+    def fitted_mean(self):
+        """Posterior mean of the conditional mean ``X beta + Z u`` of every fitted row.
+
+        For a Dask DataFrame's fit: a lazy Dask Series (one value per row kept, indexed by
+        the rows' labels), to ``.compute()`` or write out on the cluster.
+        """
+        beta, effects = self._mean_effects()
+        if not self.design.rows_in_memory:
+            return self.design.map_rows(partial(_mean_rows, beta, effects), "fitted")
+        return _mean_rows(beta, effects, self.design.rows())
+
+    def residuals(self):
+        """Response minus :meth:`fitted_mean`, for every fitted row (lazy for a Dask
+        DataFrame's fit, as :meth:`fitted_mean`)."""
+        beta, effects = self._mean_effects()
+        if not self.design.rows_in_memory:
+            return self.design.map_rows(partial(_residual_rows, beta, effects), "residual")
+        return _residual_rows(beta, effects, self.design.rows())
 
     def varcorr(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
         """Variance components (SDs, correlations, residual SD) in lme4's layout."""
@@ -425,8 +471,20 @@ class LMM:
     ) -> xr.DataArray:
         """Posterior draws of predictions for ``newdata`` (default: the fitted rows).
 
-        See :func:`bayeslmm.bayes.predict.predict_draws`.
+        See :func:`bayeslmm.bayes.predict.predict_draws`. A Dask DataFrame's fit predicts
+        pandas ``newdata`` (draws for every row of a Dask DataFrame would not fit in
+        memory: :meth:`fitted_mean` is its lazy posterior-mean prediction).
         """
+        if newdata is None:
+            self._needs_rows("predict() without newdata (draws for every fitted row)",
+                             "pass newdata as a pandas DataFrame, or use fitted_mean() (lazy, "
+                             "on Dask)")  # fmt: skip
+        elif is_dask_frame(newdata):
+            raise RowsNotInMemoryError(
+                "predict() returns draws for every row of newdata, which for a Dask DataFrame "
+                "would not fit in memory; predict pandas pieces of it (e.g. "
+                "newdata.get_partition(0).compute())"
+            )
         data = self.design.frame if newdata is None else newdata
         return predict_draws(
             self._posterior(),
@@ -455,6 +513,8 @@ class LMM:
 
     def posterior_predictive(self, random_seed: int | None = None) -> az.InferenceData:
         """Add a ``posterior_predictive`` group (for ``az.plot_ppc``) and return the data."""
+        self._needs_rows("posterior_predictive() (replicated data sets, one value per row and "
+                         "draw)", "check the model on a pandas sample of the rows")  # fmt: skip
         import pymc as pm
 
         idata = self._posterior()
@@ -468,3 +528,15 @@ class LMM:
                 progressbar=False,
             )
         return idata
+
+
+def _mean_rows(beta: np.ndarray, effects: list[np.ndarray], rows: Rows) -> np.ndarray:
+    """``X beta + sum_k rowwise(Z_k u_k[codes_k])`` of some rows."""
+    mu = rows.X @ beta
+    for Z, codes, u in zip(rows.Z, rows.codes, effects, strict=True):
+        mu = mu + np.einsum("nq,nq->n", Z, u[codes])
+    return np.broadcast_to(mu, (rows.n,)).astype(float)
+
+
+def _residual_rows(beta: np.ndarray, effects: list[np.ndarray], rows: Rows) -> np.ndarray:
+    return rows.y - _mean_rows(beta, effects, rows)

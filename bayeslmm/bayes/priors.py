@@ -22,6 +22,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import PriorError
+from ..gaussian.statistics import column_scales
+from ..gaussian.summation import PowerSums
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
 
@@ -181,34 +183,36 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}" if isinstance(v, float) else repr(v)
 
 
-def _column_sd(x: np.ndarray) -> float:
-    sd = float(np.std(x))
-    return sd if sd > 1e-12 * max(1.0, float(np.abs(x).max())) else 0.0
+def _column_sd(moments: PowerSums, j: int) -> float:
+    """SD of column j (0 for a column constant up to rounding)."""
+    sd = float(moments.sd[j])
+    return sd if sd > 1e-12 * max(1.0, float(moments.abs_max[j])) else 0.0
 
 
 def default_priors(design: Design) -> dict[str, Prior]:
-    """Autoscaled weakly informative priors (see the module docstring)."""
+    """Autoscaled weakly informative priors (see the module docstring), from the means and
+    SDs of the response and of every column (sums over the rows, so a Dask DataFrame's
+    design scales them as its rows in memory would)."""
     names = ParameterNames.from_design(design)
-    y = design.y
-    s_y = float(np.std(y)) or 1.0
+    moments, where = column_scales(design)
+    s_y = float(moments.sd[0]) or 1.0
     out: dict[str, Prior] = {}
     slope_sd, col_means = [], []
     for j, name in enumerate(names.fixed):
-        x = design.X[:, j]
-        sd_x = _column_sd(x)
+        sd_x = _column_sd(moments, 1 + j)
         if name == INTERCEPT:
             continue
         scale = 2.5 * s_y / sd_x if sd_x > 0 else 2.5 * s_y
         out[name] = Prior("Normal", mu=0.0, sigma=float(scale))
         slope_sd.append(scale)
-        col_means.append(float(np.mean(x)))
+        col_means.append(float(moments.mean[1 + j]))
     if INTERCEPT in names.fixed:
         extra = float(np.sum((np.asarray(col_means) * np.asarray(slope_sd)) ** 2))
         sigma = float(np.sqrt((2.5 * s_y) ** 2 + extra))
-        out = {INTERCEPT: Prior("Normal", mu=float(np.mean(y)), sigma=sigma), **out}
-    for block, sd_names in zip(design.blocks, names.sd, strict=True):
+        out = {INTERCEPT: Prior("Normal", mu=float(moments.mean[0]), sigma=sigma), **out}
+    for columns, sd_names in zip(where, names.sd, strict=True):
         for j, name in enumerate(sd_names):
-            sd_z = _column_sd(block.Z[:, j])
+            sd_z = _column_sd(moments, columns.start + j)
             scale = 2.5 * s_y / sd_z if sd_z > 0 else 2.5 * s_y
             out[name] = Prior("HalfNormal", sigma=float(scale))
     for cor in names.cor:

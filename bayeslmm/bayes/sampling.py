@@ -373,8 +373,7 @@ def sample_compiled(
         save_warmup=False,
     )
     posterior = density.constrained(trace.posterior["x"].values, design)
-    coords = coords_of(design)
-    del coords["obs"]
+    coords = coords_of(design, obs=False)
     dims = {"beta": ["fixed"]}
     for block in design.blocks:
         dims[f"sd_{block.label}"] = [term_dim(block.label)]

@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from ..errors import ComparisonError, SingularFitWarning
+from ..errors import ComparisonError, RowsNotInMemoryError, SingularFitWarning
 from ..gaussian.profiled import ThetaLayout, profiled
-from ..gaussian.statistics import CrossProducts
+from ..gaussian.statistics import CrossProducts, same_response
 from ..spec.design import Design, build_design
 from ..spec.formula import ModelSpec
 from ..spec.neighbours import single_term_deletions
@@ -125,6 +125,14 @@ def _units(design: Design) -> list[tuple[bytes, np.ndarray]]:
     return out
 
 
+def _rows_needed(designs: Sequence[Design], what: str, instead: str) -> None:
+    if not all(d.rows_in_memory for d in designs):
+        raise RowsNotInMemoryError(
+            f"{what} compares the models' columns row by row, and a fit of a Dask DataFrame "
+            f"does not hold its rows; {instead}"
+        )
+
+
 def is_nested(small: Design, large: Design) -> bool:
     """Is the model of ``small`` a special case of the model of ``large`` (same rows)?
 
@@ -134,6 +142,9 @@ def is_nested(small: Design, large: Design) -> bool:
     so that ``large``'s covariance can reproduce ``small``'s (a correlated unit holds any
     covariance of its span; a single column only its own variance).
     """
+    _rows_needed([small, large], "checking that one model is nested in another",
+                  "pass check_nested=False to anova() if you know they are (lme4 does not "
+                  "check)")  # fmt: skip
     if not _in_span(small.X, large.X):
         return False
     large_units = _units(large)
@@ -155,9 +166,9 @@ def check_same_rows(designs: Sequence[Design], names: Sequence[str]) -> None:
         problem = None
         if design.n_obs != first.n_obs:
             problem = f"{design.n_obs} rows against {first.n_obs}"
-        elif design.response != first.response or not np.array_equal(design.y, first.y):
+        elif not same_response(design, first):
             problem = "a different response"
-        else:
+        elif design.rows_in_memory and first.rows_in_memory:
             shared = [c for c in design.frame.columns if c in first.frame.columns]
             differ = [c for c in shared if not design.frame[c].equals(first.frame[c])]
             if differ:
@@ -230,7 +241,8 @@ def anova(
         Row names (default: the formulas, numbered ``m1: ...`` when two are the same).
     check_nested
         Raise unless each model is nested in the next larger one (the test assumes it);
-        ``False`` tabulates anyway, as lme4 does (the boundary p is then left empty).
+        ``False`` tabulates anyway, as lme4 does (the boundary p is then left empty). Fits
+        of a Dask DataFrame cannot be checked (it takes their rows): pass ``False``.
 
     Returns
     -------
@@ -260,6 +272,7 @@ def anova(
             raise ComparisonError("refit=False needs all fits by REML or all by ML")
         criterion = "REML" if kinds.pop() else "ML"
         if criterion == "REML":
+            _rows_needed([f.design for f in fits], "refit=False", "use refit=True")
             X0 = fits[0].design.X
             for fit, label in zip(fits[1:], labels[1:], strict=True):
                 X = fit.design.X
@@ -277,7 +290,8 @@ def anova(
                "deviance": -2.0 * fit.loglik}  # fmt: skip
         if i:
             prev = fits[i - 1]
-            nested = is_nested(prev.design, fit.design)
+            in_memory = prev.design.rows_in_memory and fit.design.rows_in_memory
+            nested = is_nested(prev.design, fit.design) if check_nested or in_memory else False
             if check_nested and not nested:
                 raise ComparisonError(
                     f"{labels[i - 1]!r} is not nested in {labels[i]!r}: a likelihood-ratio "

@@ -8,6 +8,7 @@ the penalised least-squares solution at the optimum.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -22,8 +23,8 @@ from ..gaussian.profiled import (
     covariance_deviance,
     profiled,
 )
-from ..gaussian.statistics import CrossProducts, random_effects_matrix
-from ..spec.design import Design, build_design
+from ..gaussian.statistics import SUMMARIES, BlockedStats, CrossProducts, random_effects_matrix
+from ..spec.design import Design, Rows, build_design
 
 SINGULAR_TOL = 1e-4
 
@@ -152,12 +153,32 @@ class LmerResult:
         table["upper"] = table["estimate"] + z * table["cond_sd"]
         return table
 
-    def fitted(self) -> np.ndarray:
-        """Conditional fitted values X beta + Z b (one per row used in the fit)."""
+    def _effects(self) -> list[np.ndarray]:
+        """Per block, the conditional modes as (levels, terms)."""
+        sizes = [b.n_levels * b.n_terms for b in self.design.blocks]
+        pieces = np.split(self.fit.b, np.cumsum(sizes)[:-1])
+        return [piece.reshape(b.n_levels, b.n_terms)
+                for piece, b in zip(pieces, self.design.blocks, strict=True)]  # fmt: skip
+
+    def fitted(self):
+        """Conditional fitted values X beta + Z b (one per row used in the fit).
+
+        For a fit of a Dask DataFrame: a lazy Dask Series (one value per row kept, indexed
+        by the rows' labels); ``.compute()`` it, or write it out, on the cluster.
+        """
+        if not self.design.rows_in_memory:
+            return self.design.map_rows(
+                partial(_fitted_rows, self.fit.beta, self._effects()), "fitted"
+            )
         return self.design.X @ self.fit.beta + random_effects_matrix(self.design) @ self.fit.b
 
-    def residuals(self) -> np.ndarray:
-        """Conditional residuals y - X beta - Z b."""
+    def residuals(self):
+        """Conditional residuals y - X beta - Z b (a lazy Dask Series for a Dask DataFrame's
+        fit, as :meth:`fitted`)."""
+        if not self.design.rows_in_memory:
+            return self.design.map_rows(
+                partial(_residual_rows, self.fit.beta, self._effects()), "residual"
+            )
         return self.design.y - self.fitted()
 
     @property
@@ -167,8 +188,15 @@ class LmerResult:
 
     @property
     def rmse(self) -> float:
-        """sqrt(SSR / df_resid) of the conditional residuals."""
-        return float(np.sqrt(np.sum(self.residuals() ** 2) / self.df_resid))
+        """sqrt(SSR / df_resid) of the conditional residuals (for a Dask DataFrame's fit, one
+        pass over its rows, kept)."""
+        if not self.design.rows_in_memory:
+            if getattr(self, "_ssr", None) is None:
+                self._ssr = float((self.residuals() ** 2).sum().compute())
+            ssr = self._ssr
+        else:
+            ssr = float(np.sum(self.residuals() ** 2))
+        return float(np.sqrt(ssr / self.df_resid))
 
     def confint(self, level: float = 0.95, method: str = "wald") -> pd.DataFrame:
         """Confidence intervals of the fixed effects.
@@ -206,6 +234,17 @@ class LmerResult:
         return pd.DataFrame(
             {"estimate": est, "se": se, "z": z, "p_z": 2 * scipy.stats.norm.sf(np.abs(z))}
         )
+
+
+def _fitted_rows(beta: np.ndarray, effects: list[np.ndarray], rows: Rows) -> np.ndarray:
+    mu = rows.X @ beta
+    for Z, codes, b in zip(rows.Z, rows.codes, effects, strict=True):
+        mu = mu + np.einsum("nq,nq->n", Z, b[codes])
+    return mu
+
+
+def _residual_rows(beta: np.ndarray, effects: list[np.ndarray], rows: Rows) -> np.ndarray:
+    return rows.y - _fitted_rows(beta, effects, rows)
 
 
 def _varpar_deviance(varpar: np.ndarray, cp: CrossProducts, layout: ThetaLayout, reml: bool):
@@ -329,6 +368,54 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
 
 #: Below this many theta components a derivative-free polish follows an unsettled fit.
 POLISH_MAX = 12
+NEWTON_STEPS = 10  # Newton steps that finish the quasi-Newton search
+AT_BOUND = 1e-6  # a bounded theta component this close to 0 stays there
+
+
+def _newton_polish(profile: BlockedProfile, layout: ThetaLayout, reml: bool,
+                   theta: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Newton steps on the exact gradient (its Hessian by central differences of it) over the
+    components off their bound, while they lower the criterion and the gradient.
+
+    L-BFGS-B stops when the criterion's relative change falls under its tolerance, so
+    theta is found to ~1e-7 along flat directions; Newton's quadratic convergence takes it
+    to where the gradient vanishes to rounding, so that statistics equal to rounding (a
+    Dask DataFrame's, added up in another order) give the same estimates to ~1e-10.
+    """
+    lower = layout.lower_bounds()
+    dev, grad = profile(theta, reml)
+    for _ in range(NEWTON_STEPS):
+        free = ~(np.isfinite(lower) & (theta - lower < AT_BOUND))
+        k = np.flatnonzero(free)
+        if not k.size or not np.all(np.isfinite(grad)):
+            break
+        h = 1e-5 * np.maximum(np.abs(theta[k]), 1e-2)
+        H = np.empty((k.size, k.size))
+        for col, (j, hj) in enumerate(zip(k, h, strict=True)):
+            step = np.zeros_like(theta)
+            step[j] = hj
+            H[:, col] = (profile(theta + step, reml)[1][k] - profile(theta - step, reml)[1][k]) / (
+                2 * hj
+            )
+        H = 0.5 * (H + H.T)
+        try:
+            np.linalg.cholesky(H)
+            move = np.linalg.solve(H, -grad[k])
+        except np.linalg.LinAlgError:
+            break
+        trial = theta.copy()
+        trial[k] += move
+        if np.any(trial < lower):
+            break
+        new_dev, new_grad = profile(trial, reml)
+        if not (np.isfinite(new_dev) and new_dev <= dev + 1e-13 * abs(dev)):
+            break
+        if np.linalg.norm(new_grad[k]) >= np.linalg.norm(grad[k]):
+            break
+        theta, dev, grad = trial, new_dev, new_grad
+        if np.max(np.abs(move) / np.maximum(np.abs(theta[k]), 1.0)) < 1e-13:
+            break
+    return theta
 
 
 def _optimise(profile: BlockedProfile, layout: ThetaLayout, reml: bool) -> tuple[np.ndarray, bool]:
@@ -339,7 +426,8 @@ def _optimise(profile: BlockedProfile, layout: ThetaLayout, reml: bool) -> tuple
     sits on its bound 0, whether or not that is a minimum in it: such components are
     probed away from the bound and the search restarted where that helps (lme4's BOBYQA,
     without derivatives, does not stop there). A fit that still does not settle gets a
-    derivative-free polish when theta is small.
+    derivative-free polish when theta is small; last, a few Newton steps on the exact
+    gradient (:func:`_newton_polish`).
     """
 
     def with_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -387,7 +475,8 @@ def _optimise(profile: BlockedProfile, layout: ThetaLayout, reml: bool) -> tuple
         at_bound[bounded] = best.x[bounded] <= lower[bounded] + 1e-10
         projected = np.where(at_bound, np.minimum(grad, 0.0), grad)
         converged = bool(np.isfinite(value) and np.max(np.abs(projected), initial=0.0) < 1e-3)
-    return np.asarray(best.x, dtype=float), converged
+    theta = _newton_polish(profile, layout, reml, np.asarray(best.x, dtype=float))
+    return theta, converged
 
 
 def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:
@@ -398,7 +487,9 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:
     formula
         lme4 formula, parsed by the same code as :class:`bayeslmm.LMM`.
     data
-        The data (never modified).
+        The data (never modified): a pandas DataFrame, or a Dask DataFrame (e.g.
+        ``dd.read_parquet(...)``), whose sufficient statistics are computed partition by
+        partition on the active Dask scheduler; the rows are never gathered.
     reml
         ``True`` for REML, ``False`` for maximum likelihood.
 
@@ -409,15 +500,16 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:
     """
     if not isinstance(reml, bool | np.bool_):
         raise ArgumentError(f"reml must be True (REML) or False (ML), got {reml!r}")
-    design = build_design(formula, data)
+    design = build_design(formula, data, summaries=SUMMARIES)
     if not design.blocks:
         raise FormulaError(
             f"{design.spec.formula!r} has no random term such as (1 | g): lmer fits mixed "
             "models; for fixed effects alone use ordinary least squares"
         )
-    cp = CrossProducts.from_design(design)
+    stats = BlockedStats.from_design(design)
+    cp = CrossProducts.from_stats(stats, design)
     layout = ThetaLayout.from_design(design)
-    theta, converged = _optimise(BlockedProfile(design, layout), layout, reml)
+    theta, converged = _optimise(BlockedProfile(design, layout, stats), layout, reml)
     fit = profiled(theta, cp, layout, reml)
     result = LmerResult(design, reml, theta, fit, layout, cp, converged)
     if result.singular:

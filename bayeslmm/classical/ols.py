@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from ..errors import DataError
-from ..spec.design import build_design
+from ..errors import DataError, RowsNotInMemoryError
+from ..spec.design import build_design, is_dask_frame
 from ..spec.formula import quote
 
 
@@ -40,8 +40,19 @@ class OLSFit:
         }  # fmt: skip
 
 
+def refuse_dask(data: object, what: str) -> None:
+    """The classical comparison models are fitted to rows in memory."""
+    if is_dask_frame(data):
+        raise RowsNotInMemoryError(
+            f"{what} fits OLS, ANCOVA, aggregation and two-stage models to the rows in memory, "
+            "and the data are a Dask DataFrame; fit bl.lmer() and bl.LMM() to it (from its "
+            "sums), or compare on a pandas sample, e.g. ddf.sample(frac=0.01).compute()"
+        )
+
+
 def ols(formula: str, data: pd.DataFrame) -> OLSFit:
     """OLS of a fixed-effects formula, with lme4-style column names."""
+    refuse_dask(data, "ols()")
     design = build_design(formula, data)
     import statsmodels.api as sm  # here: importing it takes 0.4 s that a fit does not need
 
@@ -72,6 +83,7 @@ class TwoStageFit:
 
 def per_group_ols(formula: str, data: pd.DataFrame, group: str) -> TwoStageFit:
     """OLS of ``formula`` within every level of ``group``, all levels solved at once."""
+    refuse_dask(data, "the two-stage model")
     design = build_design(f"{formula} + (1 | {quote(group)})", data)
     levels, codes = np.asarray(design.blocks[0].levels), design.blocks[0].codes
     X, y = design.X, design.y

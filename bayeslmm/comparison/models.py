@@ -19,7 +19,7 @@ import scipy.stats
 
 from ..bayes.model import LMM
 from ..classical.lmer import LmerResult, lmer
-from ..classical.ols import OLSFit, ols, per_group_ols
+from ..classical.ols import OLSFit, ols, per_group_ols, refuse_dask
 from ..errors import ArgumentError, ColumnTypeError, DataError, FormulaError
 from ..spec.design import NUMBER, build_design, column_kind
 from ..spec.formula import ModelSpec, parse_formula, quote
@@ -55,6 +55,7 @@ class ComparisonSetup:
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, term: str | None, data: pd.DataFrame) -> ComparisonSetup:
+        refuse_dask(data, "compare()")
         groups = {t.group for t in spec.random}
         if len(groups) != 1 or len(spec.random[0].factors) != 1:
             raise FormulaError(
@@ -402,6 +403,7 @@ def compare(
         within groups, say) keeps its row, with a note saying why.
     """
     check_arguments(level, bayes, model, fit_kwargs)
+    refuse_dask(data, "compare()")
     spec = parse_formula(formula)
     if not spec.random:
         raise FormulaError(f"compare() needs a random term such as (1 | g); {spec.formula!r} "

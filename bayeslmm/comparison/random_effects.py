@@ -37,10 +37,10 @@ import pandas as pd
 from ..bayes.evidence import bayes_factor
 from ..bayes.loo import LooComparison, loo_compare
 from ..bayes.model import LMM
+from ..bayes.priors import resolve_priors
 from ..classical.anova import chibar_pvalue, random_dimensions
 from ..classical.lmer import LmerResult, lmer
 from ..errors import BayesLMMError, ComparisonError, SingularFitWarning
-from ..spec.design import build_design
 from ..spec.naming import ParameterNames
 from ..spec.neighbours import Reduction, simpler_neighbours
 
@@ -136,15 +136,13 @@ def _component(reduction: Reduction) -> str:
     return f"random slope of {reduction.removed} in {reduction.term}"
 
 
-def _neighbour_priors(model: LMM, formula: str) -> dict:
-    """The fitted model's priors of the parameters the neighbour shares with it."""
-    names = set(ParameterNames.from_design(build_design(formula, model.design.frame)).all())
-    return {k: v for k, v in model.priors.items() if k in names}
-
-
 def _fit_neighbour(model: LMM, formula: str, fit_kwargs: dict[str, Any]) -> LMM:
-    neighbour = LMM(formula, model.design.frame, priors=_neighbour_priors(model, formula),
-                    parametrization=model.parametrization)  # fmt: skip
+    """The neighbour, with the fitted model's priors of the parameters they share, fitted to
+    the rows the model used (a Dask DataFrame's lazily cleaned rows: one design each)."""
+    neighbour = LMM(formula, model.design.frame, parametrization=model.parametrization)
+    names = set(ParameterNames.from_design(neighbour.design).all())
+    shared = {k: v for k, v in model.priors.items() if k in names}
+    neighbour.priors = resolve_priors(neighbour.design, shared)
     neighbour.fit(**fit_kwargs)
     return neighbour
 

@@ -364,10 +364,14 @@ class BlockedProfile:
         The evaluated formula.
     layout
         Where each block's theta lives.
+    stats
+        The design's statistics, if already made.
     """
 
-    def __init__(self, design: Design, layout: ThetaLayout):
-        self.system = BlockedSystem(BlockedStats.from_design(design))
+    def __init__(self, design: Design, layout: ThetaLayout, stats: BlockedStats | None = None):
+        self.system = BlockedSystem(
+            stats if stats is not None else BlockedStats.from_design(design)
+        )
         factor_of, column_of = {}, {}
         for f, factor in enumerate(self.system.stats.factors):
             start = 0

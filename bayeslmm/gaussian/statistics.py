@@ -1,10 +1,15 @@
 """Sufficient statistics of a Gaussian LMM, computed once from the design.
 
 A Gaussian LMM depends on the data only through cross-products: ``X'X``, ``X'y``,
-``y'y`` and, for the random effects, ``Z'Z``, ``Z'X`` and ``Z'y``. This module makes
-them once, in the layout each factorisation (:mod:`bayeslmm.gaussian.factorisation`)
-needs:
+``y'y`` and, for the random effects, ``Z'Z``, ``Z'X`` and ``Z'y``. They are sums over
+rows, grouped by level (or pair of levels): :class:`DesignSums` defines them once, for
+rows in memory and for the partitions of a Dask DataFrame alike (each partition's sums,
+then added up, :meth:`~bayeslmm.spec.design.Design.reduce`), accumulated so that the
+result does not depend on the order of the rows (:mod:`bayeslmm.gaussian.summation`).
+Every layout below is made from those sums, in the form each factorisation needs:
 
+- :class:`BlockedStats`: any design, one node per level of every grouping factor
+  (:mod:`bayeslmm.gaussian.blocked`);
 - :class:`GroupStats`: one grouping factor, so ``Z'Z`` is block diagonal with one
   q x q block per level;
 - :class:`NestedStats`: two nested factors, per inner level and per outer level;
@@ -17,12 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import ArgumentError
-from ..spec.design import Design
+from ..spec.design import Design, Reduction, Rows
+from .summation import KeyedSums, PowerSums
 
 UNROLL_MAX = 8  # terms per level handled by the unrolled factorisation
 
@@ -32,6 +39,197 @@ def single_grouping_factor(design: Design) -> bool:
     groups = {block.group for block in design.blocks}
     q = sum(block.n_terms for block in design.blocks)
     return len(groups) == 1 and q <= UNROLL_MAX
+
+
+# --- sums over rows: one definition for rows in memory and for a Dask DataFrame's pieces --
+
+
+def _combine_optional(a, b):
+    if a is None:
+        return b
+    return a.combine(b)
+
+
+@dataclass(frozen=True)
+class SumsLayout:
+    """The grouping factors the sums are keyed by, in order of appearance in the formula:
+    per factor, its blocks (indices into ``design.blocks``), levels and terms per level."""
+
+    groups: tuple[str, ...]
+    blocks: tuple[tuple[int, ...], ...]
+    n_levels: tuple[int, ...]
+    q: tuple[int, ...]
+    p: int
+
+    @classmethod
+    def of(cls, design: Design) -> SumsLayout:
+        groups = tuple(dict.fromkeys(b.group for b in design.blocks))
+        blocks = tuple(tuple(k for k, b in enumerate(design.blocks) if b.group == g)
+                       for g in groups)  # fmt: skip
+        return cls(groups, blocks, tuple(design.blocks[ks[0]].n_levels for ks in blocks),
+                   tuple(sum(design.blocks[k].n_terms for k in ks) for ks in blocks),
+                   design.n_fixed)  # fmt: skip
+
+    def columns(self, rows: Rows, f: int) -> np.ndarray:
+        """Factor f's random-effect columns (its blocks side by side)."""
+        return np.hstack([rows.Z[k] for k in self.blocks[f]])
+
+    def codes(self, rows: Rows, f: int) -> np.ndarray:
+        return rows.codes[self.blocks[f][0]]
+
+
+@dataclass
+class DesignSums:
+    """Every sum a Gaussian LMM needs from its rows, additive over pieces of the rows and the
+    same in any order (:mod:`bayeslmm.gaussian.summation`).
+
+    ``total`` holds ``[X | y]'[X | y]``; ``factors[f]``, per level of factor f
+    (:class:`SumsLayout` order), ``Z_f'[Z_f | X | y]`` (q x (q + p + 1), row-major) and the
+    level's rows; ``cross[(a, b)]`` (a < b), per pair of levels of factors a and b that share
+    a row (key ``level_b * levels_a + level_a``), ``Z_b'Z_a`` (q_b x q_a, row-major);
+    ``moments`` are the power sums of the columns ``[y | X | Z of every block]`` (for
+    autoscaled priors and summaries).
+    """
+
+    n: int
+    total: KeyedSums
+    factors: list[KeyedSums]
+    cross: dict[tuple[int, int], KeyedSums]
+    moments: PowerSums | None
+
+    @staticmethod
+    def chunk(layout: SumsLayout, rows: Rows) -> DesignSums:
+        """The sums of some rows."""
+        X, y = rows.X, rows.y
+        Xy = np.hstack([X, y[:, None]])
+        factors, cross = [], {}
+        columns = [layout.columns(rows, f) for f in range(len(layout.groups))]
+        codes = [layout.codes(rows, f) for f in range(len(layout.groups))]
+        for f, (Z, code) in enumerate(zip(columns, codes, strict=True)):
+            factors.append(KeyedSums.products(code, Z, np.hstack([Z, Xy]), layout.n_levels[f]))
+            for a in range(f):
+                key = code * layout.n_levels[a] + codes[a]
+                cross[(a, f)] = KeyedSums.products(key, Z, columns[a])
+        total = KeyedSums.products(np.zeros(len(y), dtype=np.int64), Xy, Xy, 1)
+        every = np.hstack([y[:, None], X, *rows.Z])
+        return DesignSums(len(y), total, factors, cross, PowerSums.of(every))
+
+    def combine(self, other: DesignSums) -> DesignSums:
+        return DesignSums(
+            self.n + other.n, self.total.combine(other.total),
+            [a.combine(b) for a, b in zip(self.factors, other.factors, strict=True)],
+            {k: v.combine(other.cross[k]) for k, v in self.cross.items()},
+            _combine_optional(self.moments, other.moments),
+        )  # fmt: skip
+
+    def _total(self) -> np.ndarray:
+        p1 = int(round(np.sqrt(self.total.hi.shape[1])))
+        values = self.total.values
+        return values[0].reshape(p1, p1) if len(values) else np.zeros((p1, p1))
+
+    @property
+    def XtX(self) -> np.ndarray:
+        return self._total()[:-1, :-1]
+
+    @property
+    def Xty(self) -> np.ndarray:
+        return self._total()[:-1, -1]
+
+    @property
+    def yty(self) -> float:
+        return float(self._total()[-1, -1])
+
+    def within(self, layout: SumsLayout, f: int) -> tuple[np.ndarray, ...]:
+        """Per level of factor f: ``Z'Z`` (G, q, q), ``Z'X`` (G, q, p), ``Z'y`` (G, q) and rows
+        (G,)."""
+        G, q, p = layout.n_levels[f], layout.q[f], layout.p
+        try:
+            values, counts = self.factors[f].dense(G, f"grouping factor {layout.groups[f]!r}")
+        except ValueError as err:
+            raise ArgumentError(str(err)) from err
+        values = values.reshape(G, q, q + p + 1)
+        return values[:, :, :q], values[:, :, q : q + p], values[:, :, q + p], counts
+
+    def pairs(self, layout: SumsLayout, a: int, b: int) -> tuple[np.ndarray, ...]:
+        """Levels of factor b and of factor a that share rows, and ``Z_b'Z_a`` of each pair
+        ((pairs, q_b, q_a)), whichever factor came first in the formula."""
+        Ga = layout.n_levels[a]
+        if a < b:
+            sums = self.cross[(a, b)]
+            lb, la = sums.keys // Ga, sums.keys % Ga
+            return lb, la, sums.values.reshape(-1, layout.q[b], layout.q[a])
+        sums = self.cross[(b, a)]
+        Gb = layout.n_levels[b]
+        la, lb = sums.keys // Gb, sums.keys % Gb
+        return lb, la, sums.values.reshape(-1, layout.q[a], layout.q[b]).transpose(0, 2, 1)
+
+
+SUMS = "sums"
+
+
+def design_sums(design: Design) -> tuple[SumsLayout, DesignSums]:
+    """The design's :class:`DesignSums` (computed once; for a Dask DataFrame in the pass that
+    checks its rows, see :data:`SUMMARIES`)."""
+    layout = SumsLayout.of(design)
+    return layout, design.reduce(SUMS, _sums_reduction(design))
+
+
+def _sums_reduction(design: Design) -> Reduction:
+    return Reduction(partial(DesignSums.chunk, SumsLayout.of(design)), DesignSums.combine)
+
+
+#: What :func:`~bayeslmm.spec.design.build_design` should compute with the design for the
+#: fits: its sufficient statistics.
+SUMMARIES = {SUMS: _sums_reduction}
+
+
+def response_summary(design: Design) -> tuple[int, float, float, float, float]:
+    """Rows, mean, standard deviation (divisor n - 1), minimum and maximum of the response."""
+    m = design_sums(design)[1].moments
+    sd = float(np.sqrt(m.m2[0] / (m.n - 1))) if m.n > 1 else float("nan")
+    return m.n, float(m.mean[0]), sd, float(m.low[0]), float(m.high[0])
+
+
+def same_response(a: Design, b: Design) -> bool:
+    """Were two designs fitted to the same response values, row for row? Rows in memory are
+    compared; a Dask DataFrame's design, whose rows stay put, by the response's rows, mean,
+    sum of squared deviations, minimum and maximum (equal to rounding)."""
+    if a.response != b.response or a.n_obs != b.n_obs:
+        return False
+    if a.rows_in_memory and b.rows_in_memory:
+        return bool(np.array_equal(a.y, b.y))
+    ma, mb = design_sums(a)[1].moments, design_sums(b)[1].moments
+    first = np.array([ma.mean[0], ma.m2[0], ma.low[0], ma.high[0]])
+    second = np.array([mb.mean[0], mb.m2[0], mb.low[0], mb.high[0]])
+    return bool(np.allclose(first, second, rtol=1e-12, atol=0.0))
+
+
+def column_scales(design: Design) -> tuple[PowerSums, list[slice]]:
+    """Power sums of the columns ``[y | X | Z of every block]``, and each block's slice."""
+    m = design_sums(design)[1].moments
+    start, where = 1 + design.n_fixed, []
+    for block in design.blocks:
+        where.append(slice(start, start + block.n_terms))
+        start += block.n_terms
+    return m, where
+
+
+def level_counts(design: Design, group: str) -> np.ndarray:
+    """Rows per level of a grouping factor."""
+    layout, sums = design_sums(design)
+    return sums.within(layout, layout.groups.index(group))[3]
+
+
+def level_pairs(design: Design, group_b: str, group_a: str) -> np.ndarray:
+    """The distinct (level of b, level of a) pairs of the rows, sorted: (pairs, 2)."""
+    layout, sums = design_sums(design)
+    b, a = layout.groups.index(group_b), layout.groups.index(group_a)
+    if a == b:
+        levels = np.arange(layout.n_levels[a])
+        return np.stack([levels, levels], axis=1)
+    lb, la, _ = sums.pairs(layout, a, b)
+    out = np.stack([lb, la], axis=1)
+    return out[np.lexsort((out[:, 1], out[:, 0]))]
 
 
 @dataclass
@@ -57,28 +255,11 @@ class GroupStats:
     def from_design(cls, design: Design) -> GroupStats:
         if not single_grouping_factor(design):
             raise ArgumentError("per-group statistics need a single grouping factor")
-        Z = np.hstack([block.Z for block in design.blocks])
-        codes = design.blocks[0].codes
-        G = design.blocks[0].n_levels
-        n, q = Z.shape
-        X, y = design.X, design.y
-        # one sparse indicator product sums every per-row quantity within levels
-        S = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(G, n))
-        ZZ = (Z[:, :, None] * Z[:, None, :]).reshape(n, q * q)
-        ZX = (Z[:, :, None] * X[:, None, :]).reshape(n, q * X.shape[1])
+        layout, sums = design_sums(design)
+        ZtZ, ZtX, Zty, counts = sums.within(layout, 0)
         offsets = np.cumsum([0] + [b.n_terms for b in design.blocks[:-1]]).tolist()
-        return cls(
-            ZtZ=np.asarray(S @ ZZ).reshape(G, q, q),
-            ZtX=np.asarray(S @ ZX).reshape(G, q, X.shape[1]),
-            Zty=np.asarray(S @ (Z * y[:, None])),
-            counts=np.bincount(codes, minlength=G),
-            XtX=X.T @ X,
-            Xty=X.T @ y,
-            yty=float(y @ y),
-            n=n,
-            p=X.shape[1],
-            offsets=offsets,
-        )
+        return cls(ZtZ=ZtZ, ZtX=ZtX, Zty=Zty, counts=counts, XtX=sums.XtX, Xty=sums.Xty,
+                   yty=sums.yty, n=sums.n, p=layout.p, offsets=offsets)  # fmt: skip
 
     @property
     def q(self) -> int:
@@ -104,24 +285,15 @@ def nested_grouping_factors(design: Design) -> tuple[str, str] | None:
         i = [b for b in design.blocks if b.group == inner]
         if sum(b.n_terms for b in o) > UNROLL_MAX or sum(b.n_terms for b in i) > UNROLL_MAX:
             continue
-        pairs = np.unique(np.stack([i[0].codes, o[0].codes], axis=1), axis=0)
+        pairs = level_pairs(design, inner, outer)
         if len(pairs) == i[0].n_levels and i[0].n_levels > o[0].n_levels:
             return outer, inner
     return None
 
 
-def _factor_columns(design: Design, group: str) -> tuple[np.ndarray, np.ndarray, int, list[int]]:
+def _block_offsets(design: Design, group: str) -> list[int]:
     blocks = [b for b in design.blocks if b.group == group]
-    offsets = np.cumsum([0] + [b.n_terms for b in blocks[:-1]]).tolist()
-    return np.hstack([b.Z for b in blocks]), blocks[0].codes, blocks[0].n_levels, offsets
-
-
-def level_sums(codes: np.ndarray, n_levels: int, left: np.ndarray, right: np.ndarray):
-    """Per level, sum over its rows of left_r right_r' ((G, a, b) from (n, a), (n, b))."""
-    n = len(codes)
-    S = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_levels, n))
-    prod = (left[:, :, None] * right[:, None, :]).reshape(n, -1)
-    return np.asarray(S @ prod).reshape(n_levels, left.shape[1], right.shape[1])
+    return np.cumsum([0] + [b.n_terms for b in blocks[:-1]]).tolist()
 
 
 @dataclass
@@ -153,30 +325,17 @@ class NestedStats:
         if factors is None:
             raise ArgumentError("nested statistics need two nested grouping factors")
         outer, inner = factors
-        ZA, codes_a, GA, off_a = _factor_columns(design, outer)
-        ZB, codes_b, GB, off_b = _factor_columns(design, inner)
-        X, y = design.X, design.y
-        parent = np.zeros(GB, dtype=int)
-        parent[codes_b] = codes_a
-        return cls(
-            parent=parent,
-            BB=level_sums(codes_b, GB, ZB, ZB),
-            BA=level_sums(codes_b, GB, ZB, ZA),
-            AA=level_sums(codes_a, GA, ZA, ZA),
-            BX=level_sums(codes_b, GB, ZB, X),
-            By=level_sums(codes_b, GB, ZB, y[:, None])[:, :, 0],
-            AX=level_sums(codes_a, GA, ZA, X),
-            Ay=level_sums(codes_a, GA, ZA, y[:, None])[:, :, 0],
-            XtX=X.T @ X,
-            Xty=X.T @ y,
-            yty=float(y @ y),
-            n=len(y),
-            p=X.shape[1],
-            outer=outer,
-            inner=inner,
-            outer_offsets=off_a,
-            inner_offsets=off_b,
-        )
+        layout, sums = design_sums(design)
+        a, b = layout.groups.index(outer), layout.groups.index(inner)
+        AA, AX, Ay, _ = sums.within(layout, a)
+        BB, BX, By, _ = sums.within(layout, b)
+        inner_levels, parent, BA = sums.pairs(layout, a, b)  # one outer level per inner one
+        order = np.argsort(inner_levels)
+        return cls(parent=parent[order].astype(int), BB=BB, BA=BA[order], AA=AA, BX=BX, By=By,
+                   AX=AX, Ay=Ay, XtX=sums.XtX, Xty=sums.Xty, yty=sums.yty, n=sums.n,
+                   p=layout.p, outer=outer, inner=inner,
+                   outer_offsets=_block_offsets(design, outer),
+                   inner_offsets=_block_offsets(design, inner))  # fmt: skip
 
     @property
     def qA(self) -> int:
@@ -226,20 +385,39 @@ class CrossProducts:
 
     @classmethod
     def from_design(cls, design: Design) -> CrossProducts:
-        Z = random_effects_matrix(design)
-        X, y = design.X, design.y
+        return cls.from_stats(BlockedStats.from_design(design), design)
+
+    @classmethod
+    def from_stats(cls, stats: BlockedStats, design: Design) -> CrossProducts:
+        """The blocked statistics renumbered as lme4 numbers random effects: block after
+        block (formula order), level after level, term after term."""
+        Q = stats.n_effects
+        starts = np.cumsum([0] + [b.n_levels * b.n_terms for b in design.blocks])
+        perm = np.empty(Q, dtype=np.int64)  # blocked index -> lme4's index
+        for factor in stats.factors:
+            column = 0
+            levels = np.arange(factor.n_levels)[:, None]
+            for k in factor.blocks:
+                q = design.blocks[k].n_terms
+                blocked = stats.offset[factor.first + levels] + column + np.arange(q)
+                perm[blocked.ravel()] = (starts[k] + levels * q + np.arange(q)).ravel()
+                column += q
+        pair = np.repeat(np.arange(len(stats.pair_i)), np.diff(stats.pair_ptr))
+        local = np.arange(len(stats.pair_val)) - stats.pair_ptr[pair]
+        width = stats.size[stats.pair_j[pair]]
+        rows = stats.offset[stats.pair_i[pair]] + local // width
+        cols = stats.offset[stats.pair_j[pair]] + local % width
+        below = stats.pair_i[pair] != stats.pair_j[pair]  # stored once: add the upper block
+        ZtZ = sp.csc_matrix(
+            (np.concatenate([stats.pair_val, stats.pair_val[below]]),
+             (perm[np.concatenate([rows, cols[below]])],
+              perm[np.concatenate([cols, rows[below]])])), shape=(Q, Q),
+        )  # fmt: skip
+        ZtX, Zty = np.empty_like(stats.ZtX), np.empty_like(stats.Zty)
+        ZtX[perm], Zty[perm] = stats.ZtX, stats.Zty
         grouped = GroupStats.from_design(design) if single_grouping_factor(design) else None
-        return cls(
-            grouped=grouped,
-            ZtZ=(Z.T @ Z).tocsc(),
-            ZtX=np.asarray(Z.T @ X),
-            Zty=np.asarray(Z.T @ y),
-            XtX=X.T @ X,
-            Xty=X.T @ y,
-            yty=float(y @ y),
-            n=len(y),
-            p=X.shape[1],
-        )
+        return cls(grouped=grouped, ZtZ=ZtZ, ZtX=ZtX, Zty=Zty, XtX=stats.XtX, Xty=stats.Xty,
+                   yty=stats.yty, n=stats.n, p=stats.p)  # fmt: skip
 
 
 @dataclass
@@ -255,12 +433,33 @@ class LevelMoments:
     def from_codes(
         cls, codes: np.ndarray, n_levels: int, X: np.ndarray, y: np.ndarray
     ) -> LevelMoments:
-        return cls(
-            XtX=level_sums(codes, n_levels, X, X),
-            Xty=level_sums(codes, n_levels, X, y[:, None])[:, :, 0],
-            yty=level_sums(codes, n_levels, y[:, None], y[:, None])[:, 0, 0],
-            counts=np.bincount(codes, minlength=n_levels),
-        )
+        sums = _level_moments_chunk(0, Rows(X, y, [], [codes]))
+        return cls.from_sums(sums, n_levels, X.shape[1], "levels")
+
+    @classmethod
+    def from_sums(cls, sums: KeyedSums, n_levels: int, p: int, what: str) -> LevelMoments:
+        try:
+            values, counts = sums.dense(n_levels, what)
+        except ValueError as err:
+            raise ArgumentError(str(err)) from err
+        values = values.reshape(n_levels, p + 1, p + 1)
+        return cls(XtX=values[:, :p, :p], Xty=values[:, :p, p], yty=values[:, p, p],
+                   counts=counts)  # fmt: skip
+
+
+def _level_moments_chunk(block: int, rows: Rows) -> KeyedSums:
+    Xy = np.hstack([rows.X, rows.y[:, None]])
+    return KeyedSums.products(rows.codes[block], Xy, Xy)
+
+
+def level_moments(design: Design, group: str) -> LevelMoments:
+    """:class:`LevelMoments` of a grouping factor's levels (one more pass over the rows of a
+    Dask DataFrame, kept for the next call)."""
+    k = next(i for i, b in enumerate(design.blocks) if b.group == group)
+    block, p = design.blocks[k], design.n_fixed
+    reduction = Reduction(partial(_level_moments_chunk, k), KeyedSums.combine)
+    sums = design.reduce(f"level_moments:{group}", reduction)
+    return LevelMoments.from_sums(sums, block.n_levels, p, f"grouping factor {group!r}")
 
 
 def marginal_supported(design: Design) -> bool:
@@ -353,38 +552,41 @@ class BlockedStats:
 
     @classmethod
     def from_design(cls, design: Design, explicit: Collection[str] = ()) -> BlockedStats:
+        layout, sums = design_sums(design)
         order = elimination_order(design, explicit)
-        factors, columns, codes = [], [], []
-        first = 0
+        factors, where, first = [], [], 0
         for group in order:
-            idx = [k for k, b in enumerate(design.blocks) if b.group == group]
-            blocks = [design.blocks[k] for k in idx]
-            q = sum(b.n_terms for b in blocks)
-            factors.append(FactorNodes(group, blocks[0].n_levels, q, idx, first))
-            columns.append(np.hstack([b.Z for b in blocks]))
-            codes.append(blocks[0].codes)
-            first += blocks[0].n_levels
+            f = layout.groups.index(group)
+            factors.append(FactorNodes(group, layout.n_levels[f], layout.q[f],
+                                       list(layout.blocks[f]), first))  # fmt: skip
+            where.append(f)
+            first += layout.n_levels[f]
         node_factor = np.concatenate(
-            [np.full(f.n_levels, k, dtype=np.int64) for k, f in enumerate(factors)]
-        )
+            [np.full(f.n_levels, k, dtype=np.int64) for k, f in enumerate(factors)] or [[]]
+        ).astype(np.int64)
         size = np.array([factors[k].q for k in node_factor], dtype=np.int64)
         offset = np.concatenate([[0], np.cumsum(size)]).astype(np.int64)
-        X, y = design.X, design.y
-        n, p = X.shape
+        p = layout.p
+        within = [sums.within(layout, f) for f in where]
         pairs_i, pairs_j, values = [], [], []
         for a, fa in enumerate(factors):
             for b in range(a, len(factors)):
                 fb = factors[b]
                 # nodes of the later factor b are rows (i >= j): block Z_b' Z_a per level pair
-                key = codes[b] * fa.n_levels + codes[a]
-                uniq, inverse = np.unique(key, return_inverse=True)
-                sums = level_sums(inverse.reshape(-1), len(uniq), columns[b], columns[a])
-                pairs_i.append(fb.first + uniq // fa.n_levels)
-                pairs_j.append(fa.first + uniq % fa.n_levels)
-                values.append(sums.reshape(len(uniq), -1))
+                if a == b:
+                    levels = np.arange(fa.n_levels)
+                    lb = la = levels
+                    block = within[a][0]
+                else:
+                    lb, la, block = sums.pairs(layout, where[a], where[b])
+                pairs_i.append(fb.first + lb)
+                pairs_j.append(fa.first + la)
+                values.append(block.reshape(len(lb), -1))
+        if not values:
+            values, pairs_i, pairs_j = [np.zeros((0, 0))], [np.zeros(0)], [np.zeros(0)]
         widths = np.concatenate([np.full(len(v), v.shape[1]) for v in values]).astype(np.int64)
         unsorted = np.concatenate([v.ravel() for v in values])
-        starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
+        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
         pair_i = np.concatenate(pairs_i).astype(np.int64)
         pair_j = np.concatenate(pairs_j).astype(np.int64)
         order_pairs = np.lexsort((pair_i, pair_j))  # column-major: by column node, then row
@@ -395,10 +597,10 @@ class BlockedStats:
         gather = np.repeat(starts[order_pairs] - pair_ptr[:-1], widths) + np.arange(pair_ptr[-1])
         ZtX = np.empty((offset[-1], p))
         Zty = np.empty(offset[-1])
-        for f, Z, code in zip(factors, columns, codes, strict=True):
+        for f, (_, zx, zy, _) in zip(factors, within, strict=True):
             lo, hi = offset[f.first], offset[f.first + f.n_levels]
-            ZtX[lo:hi] = level_sums(code, f.n_levels, Z, X).reshape(-1, p)
-            Zty[lo:hi] = level_sums(code, f.n_levels, Z, y[:, None]).reshape(-1)
+            ZtX[lo:hi] = zx.reshape(hi - lo, p)
+            Zty[lo:hi] = zy.reshape(hi - lo)
         return cls(
             factors=factors,
             node_factor=node_factor,
@@ -410,10 +612,10 @@ class BlockedStats:
             pair_val=unsorted[gather],
             ZtX=ZtX,
             Zty=Zty,
-            XtX=X.T @ X,
-            Xty=X.T @ y,
-            yty=float(y @ y),
-            n=n,
+            XtX=sums.XtX,
+            Xty=sums.Xty,
+            yty=sums.yty,
+            n=sums.n,
             p=p,
             n_marginal=sum(f.n_levels for f in factors if f.group not in explicit),
         )
@@ -422,12 +624,11 @@ class BlockedStats:
 def node_groups(design: Design, stats: BlockedStats, group: str) -> np.ndarray | None:
     """The level of ``group`` every node belongs to, or None if some node's rows span
     several of its levels (crossed): only then are the groups' data independent, with a
-    block-diagonal system, as leave-one-group-out needs."""
-    target = next(b for b in design.blocks if b.group == group).codes
+    block-diagonal system, as leave-one-group-out needs. Read off the level pairs that share
+    rows (the nonzero blocks of Z'Z), so no row is needed."""
     out = np.empty(stats.n_nodes, dtype=np.int64)
     for factor in stats.factors:
-        codes = design.blocks[factor.blocks[0]].codes
-        pairs = np.unique(np.stack([codes, target], axis=1), axis=0)
+        pairs = level_pairs(design, factor.group, group)
         if len(pairs) != factor.n_levels:
             return None
         out[factor.first + pairs[:, 0]] = pairs[:, 1]

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import glob
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from ..errors import BayesLMMError, BayesLMMWarning, PriorError
+from ..errors import BayesLMMError, BayesLMMWarning, DataError, MissingDependencyError, PriorError
 
 DEMO = {
     "dataset": "classroom",
@@ -141,13 +143,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser(
         "fit",
-        help="fit a formula to a CSV file and write the report",
-        description="Fit FORMULA (lme4 syntax) to DATA (a CSV file), compare it with REML, "
-        "ANCOVA and OLS fits, and write an HTML report with CSV tables to --out.",
-        epilog='example: bayeslmm fit sleep.csv "Reaction ~ Days + (Days | Subject)" --out rep',
+        help="fit a formula to a CSV or Parquet data set and write the report",
+        description="Fit FORMULA (lme4 syntax) to DATA (a CSV file, or Parquet files read with "
+        "Dask, which need not fit in memory), compare it with REML, ANCOVA and OLS fits, and "
+        "write an HTML report with CSV tables to --out.",
+        epilog='examples: bayeslmm fit sleep.csv "Reaction ~ Days + (Days | Subject)" --out '
+        'rep;  bayeslmm fit data/*.parquet "y ~ x + (1 + x | user)" --scheduler '
+        "tcp://scheduler:8786",
     )
-    fit.add_argument("data", help="CSV file with a header row (or a shipped dataset's name)")
+    fit.add_argument("data", nargs="+",
+                     help="CSV file with a header row (or a shipped dataset's name); or Parquet "
+                          "data, read with Dask partition by partition: .parquet files, a "
+                          "glob such as 'data/*.parquet', or a directory of them (needs "
+                          "bayeslmm[dask])")  # fmt: skip
     fit.add_argument("formula", help='lme4 formula, e.g. "y ~ x + (1 + x | g)"')
+    fit.add_argument("--scheduler", metavar="WHERE",
+                     help="where Dask computes Parquet data's sums: 'threads' (Dask's default), "
+                          "'processes', 'synchronous', or the address of a dask.distributed "
+                          "scheduler, e.g. tcp://10.0.0.5:8786")  # fmt: skip
     fit.add_argument("--out", default="bayeslmm_report", help="output directory (%(default)s)")
     fit.add_argument("--term", help="fixed term the classical models are compared on (default: "
                                     "the first; with one grouping factor, the first numeric "
@@ -180,14 +193,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read_data(path: str) -> pd.DataFrame:
-    """A CSV file, or the name of a shipped data set when no such file exists."""
-    from ..datasets import _ALIASES, list_datasets, load_dataset
-    from ..errors import DataError
+PARQUET = (".parquet", ".pq", ".parq")
 
+
+def _is_glob(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def _is_parquet(path: str) -> bool:
+    """A Parquet file, a glob, or a directory holding Parquet files."""
+    file = Path(path)
+    if file.is_file() or file.suffix.lower() in PARQUET:
+        return file.suffix.lower() in PARQUET
+    if _is_glob(path):
+        return True
+    return file.is_dir() and any(p.suffix.lower() in PARQUET for p in file.rglob("*"))
+
+
+def _read_data(paths: str | Sequence[str]):
+    """A CSV file, the name of a shipped data set when no such file exists, or Parquet
+    data as a Dask DataFrame (several paths, a glob, a directory, .parquet files)."""
+    from ..datasets import _ALIASES, list_datasets, load_dataset
+
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    if len(paths) > 1 or _is_parquet(paths[0]):
+        return _read_parquet(paths)
+    path = paths[0]
     file = Path(path)
     if file.is_dir():
-        raise DataError(f"data {path!r} is a directory, not a CSV file")
+        raise DataError(f"data {path!r} is a directory, not a CSV file (nor a directory of "
+                        "Parquet files)")  # fmt: skip
     if not file.is_file():
         if path in list_datasets() or path in _ALIASES:
             return load_dataset(path)
@@ -202,6 +237,56 @@ def _read_data(path: str) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"data file {path!r} has no rows")
     return frame
+
+
+def _read_parquet(paths: list[str]):
+    """Parquet data as a lazy Dask DataFrame (nothing is read but the files' metadata)."""
+    for path in paths:
+        if _is_glob(path):
+            if not glob.glob(path, recursive=True):
+                raise DataError(f"no file matches {path!r}")
+        elif not Path(path).exists():
+            raise DataError(f"data file {path!r} does not exist")
+        elif Path(path).is_file() and Path(path).suffix.lower() not in PARQUET:
+            raise DataError(f"{path!r} is not a Parquet file (.parquet): several data paths "
+                            "must all be Parquet files; a CSV file comes alone")  # fmt: skip
+    try:
+        import dask.dataframe as dd
+    except ImportError as err:
+        raise MissingDependencyError("reading Parquet data needs Dask: pip install "
+                                     "'bayeslmm[dask]'") from err  # fmt: skip
+    try:
+        return dd.read_parquet(paths if len(paths) > 1 else paths[0])
+    except (OSError, ValueError, TypeError) as err:
+        raise DataError(f"cannot read {', '.join(map(repr, paths))} as Parquet: "
+                        f"{_one_line(err)}") from err  # fmt: skip
+
+
+@contextlib.contextmanager
+def _scheduler(where: str | None) -> Iterator[None]:
+    """Dask computes on ``where``: a scheduler's name, or a dask.distributed address."""
+    if where is None:
+        yield
+        return
+    try:
+        import dask
+    except ImportError as err:
+        raise MissingDependencyError(
+            "--scheduler needs Dask: pip install 'bayeslmm[dask]'"
+        ) from err
+    if where in ("threads", "processes", "synchronous", "sync", "single-threaded"):
+        with dask.config.set(scheduler=where):
+            yield
+        return
+    from distributed import Client
+
+    try:
+        client = Client(where, timeout=30)
+    except (OSError, ValueError, TimeoutError) as err:
+        raise DataError(f"--scheduler {where!r}: cannot reach a Dask scheduler there "
+                        f"({_one_line(err)})") from err  # fmt: skip
+    with client:
+        yield
 
 
 def _read_csv(file: Path) -> pd.DataFrame:
@@ -226,6 +311,9 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
     from ..comparison.models import compare, comparison_setup
     from .report import prepare_output, report
 
+    if not isinstance(data, pd.DataFrame):
+        print(f"Computing the sums of {data.npartitions} Parquet partition(s) with Dask ...",
+              file=sys.stderr)  # fmt: skip
     model = LMM(formula, data, priors=priors or None)
     prepare_output(Path(args.out))  # before any fitting: a report that cannot be written
     comparison, why_not = None, None  # why_not: why the comparison is missing, if it is
@@ -336,7 +424,12 @@ def _run(args: argparse.Namespace) -> int:
     else:
         priors = dict(parse_prior(text) for text in args.prior)
         data = _read_data(args.data)
-        html = _analyse(args, data, args.formula, priors, args.term, not args.no_compare, None)
+        if args.scheduler is not None and isinstance(data, pd.DataFrame):
+            raise DataError("--scheduler is for Parquet data (read with Dask); the data are "
+                            "a CSV file, fitted in memory")  # fmt: skip
+        with _scheduler(args.scheduler):
+            html = _analyse(args, data, args.formula, priors, args.term, not args.no_compare,
+                            None)  # fmt: skip
     print(f"Report written to {html.resolve()}")
     return 0
 

@@ -29,6 +29,7 @@ from ..comparison.factors import MultiFactorComparison
 from ..comparison.models import Comparison
 from ..comparison.random_effects import RandomEffectsComparison
 from ..errors import ArgumentError, BayesLMMError, DataError, NotFittedError
+from ..gaussian.statistics import level_counts, response_summary
 from . import plots
 from .random_effects_section import random_effects_section
 
@@ -225,12 +226,14 @@ def _data_section(w: _Writer, model: LMM) -> None:
                 f"({how}), {info.get('chains')} chains x {info.get('draws')} draws after "
                 f"{info.get('tune')} tuning steps, target acceptance "
                 f"{info.get('target_accept')}.")  # fmt: skip
+    if not d.rows_in_memory:
+        w.text(sec, "The data are a Dask DataFrame: the model was fitted from sums computed "
+                    "partition by partition, and its rows were never gathered.")  # fmt: skip
+    _, mean, sd, low, high = response_summary(d)
     rows = [{"variable": d.response, "role": "response", "levels": np.nan,
-             "mean": float(np.mean(d.y)), "sd": float(np.std(d.y, ddof=1)),
-             "min": float(np.min(d.y)), "max": float(np.max(d.y))}]  # fmt: skip
+             "mean": mean, "sd": sd, "min": low, "max": high}]  # fmt: skip
     for group, levels in d.groups().items():
-        block = next(b for b in d.blocks if b.group == group)
-        sizes = np.bincount(block.codes, minlength=len(levels))
+        sizes = level_counts(d, group)
         spread = float(sizes.std(ddof=1)) if len(sizes) > 1 else np.nan
         rows.append({"variable": group, "role": "grouping factor", "levels": len(levels),
                      "mean": float(sizes.mean()), "sd": spread, "min": float(sizes.min()),
@@ -284,6 +287,13 @@ def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame, level: flo
 def _checks_section(w: _Writer, model: LMM, predictor: str | None) -> None:
     sec = w.section("checks", "Model checks")
     d = model.design
+    if not d.rows_in_memory:
+        w.text(sec, f"The figures of this section (the data against a predictor, posterior "
+                    f"predictive checks and residuals) draw every row, and the model was "
+                    f"fitted from a Dask DataFrame whose {d.n_obs} rows stay in its "
+                    "partitions: they are left out. Draw them for a pandas sample of the rows "
+                    "(fit bl.LMM to ddf.sample(frac=...).compute()).", "note")  # fmt: skip
+        return
     if predictor is not None and d.blocks:
         group = d.blocks[0].group
         frame = d.frame.assign(**{d.response: d.y})
@@ -502,7 +512,9 @@ def comparison_forest_rows(comparison: Comparison | MultiFactorComparison) -> pd
 
 
 def _predictor(model: LMM, comparison: Comparison | MultiFactorComparison | None) -> str | None:
-    """The numeric column the data overview draws the response against."""
+    """The numeric column the data overview draws the response against (none without rows)."""
+    if not model.design.rows_in_memory:
+        return None
     frame = model.design.frame
     term = comparison.setup.term if comparison is not None else None
     if term in frame.columns and pd.api.types.is_numeric_dtype(frame[term]):

@@ -13,8 +13,9 @@ import keyword
 import numbers
 import re
 import warnings
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from ..errors import (
 )
 from .formula import ModelSpec, RandomTerm, parse_formula, quote
 
+ROWS_AT_ONCE = 1_000_000  # rows summed at a time (the sums do not depend on the pieces)
 _CONTEXT = {"np": np, "numpy": np, "log": np.log, "exp": np.exp, "sqrt": np.sqrt}
 
 
@@ -97,6 +99,36 @@ class RandomBlock:
 
 
 @dataclass
+class Rows:
+    """A design's rows as arrays: all of them, or one partition's.
+
+    ``Z[k]`` and ``codes[k]`` are random block k's columns and level codes.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    Z: list[np.ndarray]
+    codes: list[np.ndarray]
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    def piece(self, start: int, stop: int) -> Rows:
+        """Rows ``start`` to ``stop``."""
+        sl = slice(start, stop)
+        return Rows(self.X[sl], self.y[sl], [Z[sl] for Z in self.Z], [c[sl] for c in self.codes])
+
+
+class Reduction(NamedTuple):
+    """A sum over rows that adds up over pieces: ``chunk(rows)`` of every piece, then
+    ``combine`` two results at a time (in row order)."""
+
+    chunk: Callable[[Rows], Any]
+    combine: Callable[[Any, Any], Any]
+
+
+@dataclass
 class Design:
     """Everything the model builders need, as plain arrays.
 
@@ -114,6 +146,12 @@ class Design:
         The used columns of the rows kept (a copy; the user's DataFrame is untouched).
     n_dropped
         Rows dropped for missing values.
+    column_kinds
+        The type (``"number"``, ``"text"``, ``"bool"``, ``"other"``) of every used column.
+
+    A design of a Dask DataFrame (:class:`bayeslmm.spec.partitioned.DaskDesign`) has the same
+    names, levels and encodings but holds no rows: its ``frame`` is lazy and its sums come
+    from :meth:`reduce`.
     """
 
     spec: ModelSpec
@@ -126,10 +164,21 @@ class Design:
     fixed_spec: object = field(repr=False, default=None)
     names: ColumnNames = field(repr=False, default_factory=lambda: ColumnNames())
     response_name: str | None = None
+    column_kinds: dict[str, str] = field(repr=False, default_factory=dict)
+    summaries: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
     def n_obs(self) -> int:
         return len(self.y)
+
+    @property
+    def n_fixed(self) -> int:
+        return len(self.fixed_names)
+
+    @property
+    def rows_in_memory(self) -> bool:
+        """Does the design hold its rows (False for a Dask DataFrame's)?"""
+        return True
 
     @property
     def response(self) -> str:
@@ -142,6 +191,21 @@ class Design:
         for block in self.blocks:
             out.setdefault(block.group, block.levels)
         return out
+
+    def rows(self) -> Rows:
+        """All rows as arrays."""
+        return Rows(self.X, self.y, [b.Z for b in self.blocks], [b.codes for b in self.blocks])
+
+    def reduce(self, key: str, reduction: Reduction) -> Any:
+        """A sum over the rows, computed once (piece by piece, so that its temporary arrays
+        stay small) and kept under ``key``."""
+        if key not in self.summaries:
+            rows, out = self.rows(), None
+            for start in range(0, rows.n, ROWS_AT_ONCE):
+                part = reduction.chunk(rows.piece(start, start + ROWS_AT_ONCE))
+                out = part if out is None else reduction.combine(out, part)
+            self.summaries[key] = out
+        return self.summaries[key]
 
 
 def _suggest(name: str, columns: list[str]) -> str:
@@ -392,22 +456,145 @@ def column_kind(values: pd.Series) -> str:
     return OTHER
 
 
-def _examples(values: pd.Series, mask: np.ndarray, k: int = 3) -> str:
-    shown = [f"{v!r} (row {i!r})" for i, v in values[mask].head(k).items()]
-    more = int(mask.sum()) - len(shown)
+EXAMPLES = 3  # values quoted in an error message
+
+
+def _shown(values: pd.Series, mask: np.ndarray | None = None, k: int = EXAMPLES) -> list[str]:
+    """The first ``k`` values (where ``mask``) as an error message quotes them."""
+    chosen = values if mask is None else values[mask]
+    return [f"{v!r} (row {i!r})" for i, v in chosen.head(k).items()]
+
+
+def _example_text(shown: list[str], count: int, k: int = EXAMPLES) -> str:
+    shown = shown[:k]
+    more = count - len(shown)
     return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
-def _normalise(values: pd.Series, name: str, predictor: bool, where: str) -> pd.Series:
-    """One column, without missing values, as a plain NumPy-backed column of one type.
+def _examples(values: pd.Series, mask: np.ndarray, k: int = EXAMPLES) -> str:
+    return _example_text(_shown(values, mask, k), int(mask.sum()), k)
+
+
+@dataclass
+class ColumnProfile:
+    """What the cleaning rules need to know about one column's values, in a form that adds
+    up over the partitions of a larger-than-memory table (:meth:`merge`): so a column in
+    pieces gets the very decision, and error message, the whole column would get.
+
+    Attributes
+    ----------
+    dtype
+        The column's type.
+    n
+        Values seen.
+    kinds
+        Values of each kind (``"number"``, ``"text"``, ``"bool"``, ``"other"``) in a text or
+        object column.
+    examples
+        Per kind, the first values as an error message quotes them (with their row labels).
+    other_types, unhashable
+        Type names of the ``"other"`` values, and whether one of them cannot be hashed.
+    parsed, unparsed
+        Text values that read as numbers, and the first that do not (text predictors).
+    n_inf
+        Infinite values once the column is numeric.
+    categories
+        A categorical column's categories.
+    """
+
+    dtype: object
+    n: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    other_types: frozenset[str] = frozenset()
+    unhashable: bool = False
+    parsed: int = 0
+    unparsed: list[str] = field(default_factory=list)
+    n_inf: int = 0
+    categories: list | None = None
+
+    def merge(self, other: ColumnProfile) -> ColumnProfile:
+        """The profile of this column's values followed by ``other``'s."""
+        kinds = dict(self.kinds)
+        examples = {k: list(v) for k, v in self.examples.items()}
+        for kind, count in other.kinds.items():
+            kinds[kind] = kinds.get(kind, 0) + count
+            examples[kind] = (examples.get(kind, []) + other.examples.get(kind, []))[:EXAMPLES]
+        categories = self.categories
+        if other.categories is not None:
+            known = categories or []
+            categories = known + [c for c in other.categories if c not in known]
+        return ColumnProfile(
+            dtype=self.dtype, n=self.n + other.n, kinds=kinds, examples=examples,
+            other_types=self.other_types | other.other_types,
+            unhashable=self.unhashable or other.unhashable, parsed=self.parsed + other.parsed,
+            unparsed=(self.unparsed + other.unparsed)[:EXAMPLES], n_inf=self.n_inf + other.n_inf,
+            categories=categories,
+        )  # fmt: skip
+
+
+def _is_text_like(dtype) -> bool:
+    return isinstance(dtype, pd.StringDtype) or pd.api.types.is_object_dtype(dtype)
+
+
+def _count_inf(values: pd.Series) -> int:
+    return int(np.isinf(values.to_numpy(dtype=float)).sum())
+
+
+def profile_column(values: pd.Series, predictor: bool) -> ColumnProfile:
+    """The :class:`ColumnProfile` of one column's (non-missing) values."""
+    dtype = values.dtype
+    n = len(values)
+    if isinstance(dtype, pd.CategoricalDtype):
+        return ColumnProfile(dtype, n, categories=list(dtype.categories))
+    if not _is_text_like(dtype):
+        numeric = (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+                   and not pd.api.types.is_complex_dtype(dtype))  # fmt: skip
+        return ColumnProfile(dtype, n, n_inf=_count_inf(values) if numeric else 0)
+    fast = _uniform_kind(values)
+    if fast:
+        profile = ColumnProfile(dtype, n, kinds={fast: n}, examples={fast: _shown(values)})
+        kinds = None
+    else:
+        kinds = np.array([_value_kind(v) for v in values], dtype=object)
+        present = [k for k in (NUMBER, TEXT, BOOL, OTHER) if (kinds == k).any()]
+        profile = ColumnProfile(
+            dtype, n, kinds={k: int((kinds == k).sum()) for k in present},
+            examples={k: _shown(values, kinds == k) for k in present},
+        )  # fmt: skip
+    if OTHER in profile.kinds:
+        odd = values if kinds is None else values[kinds == OTHER]
+        profile.other_types = frozenset(type(v).__name__ for v in odd)
+        profile.unhashable = not all(isinstance(v, Hashable) for v in odd)
+    if set(profile.kinds) == {NUMBER}:
+        profile.n_inf = _count_inf(pd.to_numeric(values))
+    if set(profile.kinds) == {TEXT} and predictor:  # each distinct value parsed once
+        counts = values.value_counts(sort=False)
+        parses = pd.to_numeric(pd.Series(counts.index, dtype=object), errors="coerce").notna()
+        profile.parsed = int(counts.to_numpy()[parses.to_numpy()].sum())
+        if profile.parsed == 0:
+            profile.unparsed = _shown(values)
+        elif profile.parsed < n:
+            numbers = counts.index[parses.to_numpy()]
+            profile.unparsed = _shown(values, ~values.isin(numbers).to_numpy())
+    return profile
+
+
+#: How a column is made one plain type (see :func:`column_conversion`).
+KEEP, TO_BOOL, TO_INT, TO_FLOAT, TO_NUMBER, TO_OBJECT = (
+    "keep", "bool", "int64", "float64", "number", "object")  # fmt: skip
+
+
+def column_conversion(profile: ColumnProfile, name: str, predictor: bool, where: str) -> str:
+    """The conversion that makes a column one plain NumPy-backed type, or the error.
 
     Nullable pandas types become NumPy ones; an object column of numbers becomes numeric;
     a column mixing numbers, text and booleans, or (for a predictor) text that is mostly
     numbers with a few stray words, is refused: each would silently become a factor.
     """
-    dtype = values.dtype
+    dtype = profile.dtype
     if isinstance(dtype, pd.CategoricalDtype):
-        return values
+        return KEEP
     if pd.api.types.is_complex_dtype(dtype) or (
         predictor and (pd.api.types.is_datetime64_any_dtype(dtype)
                        or pd.api.types.is_timedelta64_dtype(dtype))
@@ -417,78 +604,113 @@ def _normalise(values: pd.Series, name: str, predictor: bool, where: str) -> pd.
             "to real numbers (or text, for a factor)"
         )
     if isinstance(dtype, pd.BooleanDtype):
-        return values.astype(bool)
+        return TO_BOOL
     if pd.api.types.is_extension_array_dtype(dtype) and pd.api.types.is_numeric_dtype(dtype):
-        return values.astype("int64" if pd.api.types.is_integer_dtype(dtype) else "float64")
-    if isinstance(dtype, pd.StringDtype) or pd.api.types.is_object_dtype(dtype):
-        fast = _uniform_kind(values)
-        kinds = np.full(len(values), fast) if fast else np.array([_value_kind(v) for v in values])
-        present = {fast} if fast else set(kinds.tolist())
-        if OTHER in present:
-            odd = kinds == OTHER
-            types = sorted({type(v).__name__ for v in values[odd]})
-            if not all(isinstance(v, Hashable) for v in values[odd]):
-                raise ColumnTypeError(f"column {name!r}{where} holds {', '.join(types)} values "
-                                      f"({_examples(values, odd, 2)}); a model needs numbers or "
-                                      "text")  # fmt: skip
-        if len(present) > 1:
-            counts = {k: int((kinds == k).sum()) for k in present}
-            main = max(counts, key=counts.get)
-            others = [k for k in (NUMBER, TEXT, BOOL, OTHER) if k in present and k != main]
-            detail = "; ".join(f"{k}: {_examples(values, kinds == k)}" for k in others)
+        return TO_INT if pd.api.types.is_integer_dtype(dtype) else TO_FLOAT
+    if not _is_text_like(dtype):
+        return KEEP
+    counts = {k: c for k, c in profile.kinds.items() if c}
+    if OTHER in counts and profile.unhashable:
+        types = sorted(profile.other_types)
+        raise ColumnTypeError(f"column {name!r}{where} holds {', '.join(types)} values "
+                              f"({_example_text(profile.examples[OTHER], counts[OTHER], 2)}); "
+                              "a model needs numbers or text")  # fmt: skip
+    if len(counts) > 1:
+        main = max(counts, key=counts.get)
+        others = [k for k in (NUMBER, TEXT, BOOL, OTHER) if k in counts and k != main]
+        detail = "; ".join(f"{k}: {_example_text(profile.examples[k], counts[k])}"
+                           for k in others)  # fmt: skip
+        raise ColumnTypeError(
+            f"column {name!r}{where} mixes types: {counts[main]} {main} values but also "
+            f"{detail}; convert it to one type, e.g. pd.to_numeric(data[{name!r}], "
+            f"errors='coerce') or data[{name!r}].astype(str)"
+        )
+    if set(counts) == {NUMBER}:
+        return TO_NUMBER
+    if set(counts) == {BOOL}:
+        return TO_BOOL
+    if set(counts) == {TEXT} and predictor:
+        n = profile.n
+        if n and profile.parsed / n >= 0.5 and profile.parsed < n:
             raise ColumnTypeError(
-                f"column {name!r}{where} mixes types: {counts[main]} {main} values but also "
-                f"{detail}; convert it to one type, e.g. pd.to_numeric(data[{name!r}], "
-                f"errors='coerce') or data[{name!r}].astype(str)"
+                f"column {name!r}{where} is text, but {profile.parsed} of its {n} "
+                f"values are numbers; the others would turn it into a factor: "
+                f"{_example_text(profile.unparsed, n - profile.parsed)}. Fix or remove those "
+                f"values (e.g. pd.to_numeric(data[{name!r}], errors='coerce') makes them "
+                f"missing), or make the column categorical to use it as a factor"
             )
-        if present == {NUMBER}:
-            return _normalise(pd.to_numeric(values), name, predictor, where)
-        if present == {BOOL}:
-            return values.astype(bool)
-        if present == {TEXT} and predictor:
-            parsed = pd.to_numeric(values, errors="coerce").notna().to_numpy()
-            if parsed.mean() >= 0.5 and not parsed.all():
-                raise ColumnTypeError(
-                    f"column {name!r}{where} is text, but {parsed.sum()} of its {len(values)} "
-                    f"values are numbers; the others would turn it into a factor: "
-                    f"{_examples(values, ~parsed)}. Fix or remove those values (e.g. "
-                    f"pd.to_numeric(data[{name!r}], errors='coerce') makes them missing), or "
-                    f"make the column categorical to use it as a factor"
-                )
-        return values.astype(object) if isinstance(dtype, pd.StringDtype) else values
+    return TO_OBJECT if isinstance(dtype, pd.StringDtype) else KEEP
+
+
+def convert_column(values: pd.Series, conversion: str) -> pd.Series:
+    """Apply a :func:`column_conversion` to (a piece of) the column."""
+    if conversion == TO_BOOL:
+        return values.astype(bool)
+    if conversion in (TO_INT, TO_FLOAT, TO_OBJECT):
+        return values.astype(conversion)
+    if conversion == TO_NUMBER:
+        values = pd.to_numeric(values)
+        dtype = values.dtype
+        if pd.api.types.is_extension_array_dtype(dtype):
+            return values.astype("int64" if pd.api.types.is_integer_dtype(dtype) else "float64")
     return values
+
+
+def _normalise(values: pd.Series, name: str, predictor: bool, where: str) -> pd.Series:
+    """One column, without missing values, as a plain NumPy-backed column of one type
+    (:func:`column_conversion`)."""
+    profile = profile_column(values, predictor)
+    return convert_column(values, column_conversion(profile, name, predictor, where))
+
+
+def infinite_values_error(name: str, count: int, where: str = "") -> DataError:
+    return DataError(f"column {name!r}{where} has {count} infinite value(s)")
 
 
 def _check_finite(frame: pd.DataFrame, where: str = "") -> None:
     for col in frame.columns:
         values = frame[col]
         if column_kind(values) == NUMBER and not isinstance(values.dtype, pd.CategoricalDtype):
-            n_inf = int(np.isinf(values.to_numpy(dtype=float)).sum())
+            n_inf = _count_inf(values)
             if n_inf:
-                raise DataError(f"column {col!r}{where} has {n_inf} infinite value(s)")
+                raise infinite_values_error(col, n_inf, where)
+
+
+def check_missing(n_rows: int, missing: dict[str, int], n_dropped: int, used: list[str]) -> None:
+    """The missing-value rules, from counts: no rows, a column without values, rows dropped
+    (a warning), no complete row."""
+    if n_rows == 0:
+        raise DataError("the data have no rows")
+    empty = [c for c, k in missing.items() if k == n_rows]
+    if empty:
+        raise DataError(f"column(s) {empty} have no values (every value is missing)")
+    if n_dropped:
+        detail = ", ".join(f"{c}: {int(k)}" for c, k in missing.items() if k)
+        warn(f"{n_dropped} of {n_rows} rows dropped for missing values ({detail})")
+    if n_rows == n_dropped:
+        raise DataError("no rows left after dropping rows with missing values (no row has "
+                        f"a value in every one of {used})")  # fmt: skip
+
+
+def _select(data: pd.DataFrame, used: list[str]) -> pd.DataFrame:
+    """The used columns of ``data``, named as text (a copy)."""
+    labels = _display_columns(data)
+    frame = data.loc[:, [labels[name][0] for name in used]].copy()
+    frame.columns = used
+    return frame
 
 
 def _clean_frame(data: pd.DataFrame, used: list[str], groups: set[str]) -> tuple[pd.DataFrame, int]:
     """Copy the used columns (named as text), drop incomplete rows (warning), make every
     column one plain type and reject infinities."""
-    labels = _display_columns(data)
-    frame = data.loc[:, [labels[name][0] for name in used]].copy()
-    frame.columns = used
-    if len(frame) == 0:
-        raise DataError("the data have no rows")
+    frame = _select(data, used)
     missing_per_column = frame.isna().sum()
-    empty = [c for c, k in missing_per_column.items() if k == len(frame)]
-    if empty:
-        raise DataError(f"column(s) {empty} have no values (every value is missing)")
     missing = frame.isna().any(axis=1).to_numpy()
     n_dropped = int(missing.sum())
+    check_missing(len(frame), {c: int(k) for c, k in missing_per_column.items()}, n_dropped,
+                  used)  # fmt: skip
     if n_dropped:
-        detail = ", ".join(f"{c}: {int(k)}" for c, k in missing_per_column.items() if k)
-        warn(f"{n_dropped} of {len(frame)} rows dropped for missing values ({detail})")
         frame = frame.loc[~missing]
-    if len(frame) == 0:
-        raise DataError("no rows left after dropping rows with missing values (no row has "
-                        f"a value in every one of {used})")  # fmt: skip
     for col in used:  # before the index is reset: messages give the user's row labels
         frame[col] = _normalise(frame[col], col, predictor=col not in groups, where="")
     _check_finite(frame)
@@ -504,59 +726,86 @@ def response_column(text: str) -> str | None:
     return None
 
 
-def _response(spec: ModelSpec, frame: pd.DataFrame, names: ColumnNames) -> tuple[np.ndarray, str]:
-    """Response vector and its name (the column, or the expression as written)."""
+def _numeric_response(column: str, values: pd.Series) -> None:
+    if column_kind(values) != NUMBER or isinstance(values.dtype, pd.CategoricalDtype):
+        raise ColumnTypeError(
+            f"response {column!r} must be numeric, but its type is {values.dtype}"
+        )
+
+
+def _response_spec(spec: ModelSpec, frame: pd.DataFrame, names: ColumnNames):
+    """The response as one column of the data, or a formulaic model matrix of its
+    expression: (column or None, model matrix or None, name)."""
     column = response_column(spec.response)
     if column is not None and column in frame.columns:
-        col = frame[column]
-        if column_kind(col) != NUMBER or isinstance(col.dtype, pd.CategoricalDtype):
-            raise ColumnTypeError(
-                f"response {column!r} must be numeric, but its type is {col.dtype}"
-            )
-        y = col.to_numpy(dtype=float)
-        name = column
-    else:
-        text = names.encode(spec.response, set(frame.columns))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # log(0) etc.: checked below
-                lhs = model_matrix(f"0 + {text}", names.rename(frame), context=_CONTEXT,
-                                   na_action="ignore")  # fmt: skip
-        except Exception as exc:  # formulaic raises many kinds
-            raise FormulaError(
-                f"cannot evaluate response {spec.response!r}: {names.decode(str(exc))}"
-            ) from exc
-        if lhs.shape[1] != 1:
-            raise ColumnTypeError(
-                f"response {spec.response!r} must be one numeric column, got {lhs.shape[1]}"
-            )
-        y = np.asarray(lhs, dtype=float)[:, 0]
-        name = spec.response.strip()
-        bad = ~np.isfinite(y)
-        if bad.any():
-            raise DataError(f"response {name!r} is not finite in {int(bad.sum())} row(s) "
-                            "(e.g. log of 0 or of a negative number)")  # fmt: skip
-    if len(y) > 1 and np.ptp(y) == 0:
-        raise DataError(f"response {name!r} is constant (every value is {y[0]:g}): there is "
-                        "no variation to model")  # fmt: skip
-    return y, name
-
-
-def _matrix(rhs: str, frame: pd.DataFrame, where: str, names: ColumnNames):
+        _numeric_response(column, frame[column])
+        return column, None, column
+    text = names.encode(spec.response, set(frame.columns))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # log(0) etc.: checked below
-            mm = model_matrix(names.encode(rhs, set(frame.columns)), names.rename(frame),
-                              context=_CONTEXT, na_action="ignore")  # fmt: skip
+            lhs = model_matrix(f"0 + {text}", names.rename(frame), context=_CONTEXT,
+                               na_action="ignore")  # fmt: skip
+    except Exception as exc:  # formulaic raises many kinds
+        raise FormulaError(
+            f"cannot evaluate response {spec.response!r}: {names.decode(str(exc))}"
+        ) from exc
+    if lhs.shape[1] != 1:
+        raise ColumnTypeError(
+            f"response {spec.response!r} must be one numeric column, got {lhs.shape[1]}"
+        )
+    return None, lhs, spec.response.strip()
+
+
+def check_response(name: str, n: int, n_bad: int, low: float, high: float) -> None:
+    """A response finite in every row (an expression's) and not constant."""
+    if n_bad:
+        raise DataError(f"response {name!r} is not finite in {n_bad} row(s) "
+                        "(e.g. log of 0 or of a negative number)")  # fmt: skip
+    if n > 1 and high == low:
+        raise DataError(f"response {name!r} is constant (every value is {low:g}): there is "
+                        "no variation to model")  # fmt: skip
+
+
+def _response(spec: ModelSpec, frame: pd.DataFrame, names: ColumnNames) -> tuple[np.ndarray, str]:
+    """Response vector and its name (the column, or the expression as written)."""
+    column, lhs, name = _response_spec(spec, frame, names)
+    if column is not None:
+        y = frame[column].to_numpy(dtype=float)
+        n_bad = 0
+    else:
+        y = np.asarray(lhs, dtype=float)[:, 0]
+        n_bad = int((~np.isfinite(y)).sum())
+    low, high = (float(np.min(y)), float(np.max(y))) if len(y) and not n_bad else (0.0, 0.0)
+    check_response(name, len(y), n_bad, low, high)
+    return y, name
+
+
+def _matrix_frame(rhs: str, frame: pd.DataFrame, where: str, names: ColumnNames):
+    """formulaic's model matrix of ``rhs`` on ``frame`` (FormulaError naming ``where``)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # log(0) etc.: checked below
+            return model_matrix(names.encode(rhs, set(frame.columns)), names.rename(frame),
+                                context=_CONTEXT, na_action="ignore")  # fmt: skip
     except Exception as exc:  # formulaic raises many kinds
         raise FormulaError(f"cannot build {where} from {rhs!r}: {names.decode(str(exc))}") from exc
+
+
+def check_matrix_finite(where: str, columns: list[str], n_bad: np.ndarray) -> None:
+    """Every column of a model matrix finite (``n_bad`` non-finite values per column)."""
+    bad = np.flatnonzero(np.asarray(n_bad))
+    if bad.size:
+        j = int(bad[0])
+        raise DataError(f"{where}: column {columns[j]!r} is not finite in {int(n_bad[j])} "
+                        "row(s) (e.g. log of 0 or of a negative number)")  # fmt: skip
+
+
+def _matrix(rhs: str, frame: pd.DataFrame, where: str, names: ColumnNames):
+    mm = _matrix_frame(rhs, frame, where, names)
     values = np.asarray(mm, dtype=float)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        j = int(np.flatnonzero(bad.any(axis=0))[0])
-        raise DataError(f"{where}: column {_column_name(mm.columns[j], names)!r} is not finite "
-                        f"in {int(bad[:, j].sum())} row(s) (e.g. log of 0 or of a negative "
-                        "number)")  # fmt: skip
+    n_bad = (~np.isfinite(values)).sum(axis=0)
+    check_matrix_finite(where, [_column_name(c, names) for c in mm.columns], n_bad)
     return mm, values
 
 
@@ -573,20 +822,34 @@ def _column_names(columns, names: ColumnNames, where: str) -> list[str]:
     return out
 
 
-def _check_rank(X: np.ndarray, names: list[str]) -> None:
-    if X.shape[1] == 0:
+def qr_r(X: np.ndarray) -> np.ndarray:
+    """The R factor of ``X`` (singular values of ``X`` and of its column subsets); R factors
+    of row blocks stack: the R of ``[R_a; R_b]`` is an R of ``[X_a; X_b]``."""
+    return np.linalg.qr(X, mode="r") if X.shape[0] else np.zeros((0, X.shape[1]))
+
+
+def _rank(R: np.ndarray, n: int) -> int:
+    """``np.linalg.matrix_rank`` of the n-row matrix whose R factor is ``R``."""
+    s = np.linalg.svd(R, compute_uv=False)
+    if not s.size:
+        return 0
+    return int(np.count_nonzero(s > s.max() * max(n, R.shape[1]) * np.finfo(float).eps))
+
+
+def check_rank(R: np.ndarray, n: int, names: list[str]) -> None:
+    """A fixed-effects matrix of full column rank, from its R factor and its rows."""
+    p = R.shape[1]
+    if p == 0:
         return
-    if X.shape[0] < X.shape[1]:
-        raise RankDeficiencyError(
-            f"{X.shape[1]} fixed-effect columns but only {X.shape[0]} rows", names
-        )
-    if np.linalg.matrix_rank(X) == X.shape[1]:
+    if n < p:
+        raise RankDeficiencyError(f"{p} fixed-effect columns but only {n} rows", names)
+    if _rank(R, n) == p:
         return
     # as lme4: a column is at fault when it adds nothing to the columns before it
     kept: list[int] = []
     bad: list[int] = []
-    for j in range(X.shape[1]):
-        if np.linalg.matrix_rank(X[:, kept + [j]]) > len(kept):
+    for j in range(p):
+        if _rank(R[:, kept + [j]], n) > len(kept):
             kept.append(j)
         else:
             bad.append(j)
@@ -675,7 +938,49 @@ def _block_labels(terms: tuple[RandomTerm, ...]) -> list[str]:
     return labels
 
 
-def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
+def term_levels(term: RandomTerm, frame: pd.DataFrame, n_rows: int) -> GroupLevels:
+    """The levels of a random term's grouping factor, checked: at least two, and fewer than
+    the rows. ``frame`` holds the factor columns of the rows, or only their distinct
+    combinations (the levels are the same)."""
+    for name in term.factors:
+        k = frame[name].nunique()
+        if k < 2:
+            raise DataError(f"grouping factor {name!r} of {term} has only {k} level; it needs "
+                            "at least 2")  # fmt: skip
+    levels = group_levels(frame, term.factors)
+    if len(levels.labels) < 2:
+        raise DataError(f"grouping factor {term.group!r} of {term} has only 1 level")
+    if len(levels.labels) >= n_rows:
+        raise DataError(
+            f"grouping factor {term.group!r} has {len(levels.labels)} levels for "
+            f"{n_rows} observations; each level needs several observations"
+        )
+    return levels
+
+
+def parse_spec(formula: str | ModelSpec) -> ModelSpec:
+    if isinstance(formula, str):
+        return parse_formula(formula)
+    if isinstance(formula, ModelSpec):
+        return formula
+    raise FormulaError(f"formula must be a string such as 'y ~ x + (1 | g)', got "
+                       f"{type(formula).__name__}")  # fmt: skip
+
+
+def is_dask_frame(data: object) -> bool:
+    """Is ``data`` a Dask DataFrame? (Dask itself is imported only if it already is.)"""
+    if not type(data).__module__.startswith("dask"):
+        return False
+    import dask.dataframe as dd
+
+    return isinstance(data, dd.DataFrame)
+
+
+def build_design(
+    formula: str | ModelSpec,
+    data: pd.DataFrame,
+    summaries: Mapping[str, Callable[[Design], Reduction]] | None = None,
+) -> Design:
     """Evaluate a formula on data.
 
     Parameters
@@ -684,7 +989,13 @@ def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
         lme4 formula text or a parsed :class:`ModelSpec`. Any column name can be used,
         in backticks where it is not a plain name (```my x```, ```1```).
     data
-        The data; never modified.
+        The data: a pandas DataFrame, or a Dask DataFrame (``dask.dataframe``, e.g.
+        ``dd.read_parquet(...)``), whose rows stay where they are: see
+        :mod:`bayeslmm.spec.partitioned`. Never modified.
+    summaries
+        Sums over the rows to compute with the design, by name (a function of the design
+        giving a :class:`Reduction`); a Dask design computes them in the pass that checks
+        its rows. They are kept in :meth:`Design.reduce`'s cache.
 
     Returns
     -------
@@ -695,15 +1006,14 @@ def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
     FormulaError, DataError, ColumnTypeError
         Naming the column, term or level at fault.
     """
-    if isinstance(formula, str):
-        spec = parse_formula(formula)
-    elif isinstance(formula, ModelSpec):
-        spec = formula
-    else:
-        raise FormulaError(f"formula must be a string such as 'y ~ x + (1 | g)', got "
-                           f"{type(formula).__name__}")  # fmt: skip
+    spec = parse_spec(formula)
+    if is_dask_frame(data):
+        from .partitioned import build_dask_design
+
+        return build_dask_design(spec, data, summaries)
     if not isinstance(data, pd.DataFrame):
-        raise ColumnTypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+        raise ColumnTypeError(f"data must be a pandas or Dask DataFrame, got "
+                              f"{type(data).__name__}")  # fmt: skip
     used, names = _used_columns(spec, data)
     group_columns = {f for term in spec.random for f in term.factors}
     frame, n_dropped = _clean_frame(data, used, group_columns)
@@ -711,24 +1021,11 @@ def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
 
     fixed_mm, X = _matrix(spec.fixed, frame, "fixed effects", names)
     fixed_names = _column_names(fixed_mm.columns, names, "fixed effects")
-    _check_rank(X, fixed_names)
+    check_rank(qr_r(X), X.shape[0], fixed_names)
 
     blocks = []
     for term, label in zip(spec.random, _block_labels(spec.random), strict=True):
-        for name in term.factors:
-            if frame[name].nunique() < 2:
-                raise DataError(
-                    f"grouping factor {name!r} of {term} has only "
-                    f"{frame[name].nunique()} level; it needs at least 2"
-                )
-        levels = group_levels(frame, term.factors)
-        if len(levels.labels) < 2:
-            raise DataError(f"grouping factor {term.group!r} of {term} has only 1 level")
-        if len(levels.labels) >= len(frame):
-            raise DataError(
-                f"grouping factor {term.group!r} has {len(levels.labels)} levels for "
-                f"{len(frame)} observations; each level needs several observations"
-            )
+        levels = term_levels(term, frame, len(frame))
         z_mm, Z = _matrix(term.expr, frame, f"random term {term}", names)
         if z_mm.shape[1] == 0:
             raise FormulaError(f"random term {term} has no columns")
@@ -745,7 +1042,7 @@ def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
                 factor_kinds=levels.kinds,
             )
         )
-    return Design(
+    design = Design(
         spec=spec,
         y=y,
         X=X,
@@ -756,7 +1053,11 @@ def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
         fixed_spec=fixed_mm.model_spec,
         names=names,
         response_name=response,
+        column_kinds={c: column_kind(frame[c]) for c in frame.columns},
     )
+    for key, make in (summaries or {}).items():
+        design.reduce(key, make(design))
+    return design
 
 
 @dataclass
@@ -815,11 +1116,10 @@ def _new_codes(block: RandomBlock, frame: pd.DataFrame) -> tuple[np.ndarray, lis
                 "can be matched"
             )
     factors = block.term.factors
+    codes = match_levels(frame, factors, kinds, block.level_keys)
     keys = pd.MultiIndex.from_arrays(
         [_keys(frame[name], kind) for name, kind in zip(factors, kinds, strict=True)]
     )
-    fitted = pd.MultiIndex.from_tuples(block.level_keys, names=keys.names)
-    codes = fitted.get_indexer(keys).astype(np.int64)
     unseen: list[str] = []
     missing = np.flatnonzero(codes < 0)
     if missing.size:  # unseen levels: numbered after the fitted ones, in order of appearance
@@ -833,6 +1133,29 @@ def _new_codes(block: RandomBlock, frame: pd.DataFrame) -> tuple[np.ndarray, lis
         rows = missing[first[order]]
         unseen = [":".join(_label(frame[name].iloc[r]) for name in factors) for r in rows]
     return codes, unseen
+
+
+_INDEX_DTYPES = {NUMBER: float, BOOL: bool}
+
+
+def level_index(level_keys: list[tuple], kinds: tuple[str, ...]) -> pd.Index:
+    """An index of level identities (:func:`_key`) to look rows' levels up in."""
+    if len(kinds) == 1:
+        values = [k[0] for k in level_keys]
+        return pd.Index(np.array(values, dtype=_INDEX_DTYPES.get(kinds[0], object)))
+    return pd.MultiIndex.from_tuples(level_keys)
+
+
+def match_levels(frame: pd.DataFrame, factors: tuple[str, ...], kinds: tuple[str, ...],
+                 levels: list[tuple] | pd.Index) -> np.ndarray:  # fmt: skip
+    """The level code of every row (-1 where the level is not among ``levels``, a list of
+    level identities or their :func:`level_index`), matched by value as :func:`_key`
+    identifies levels (an integer 1 matches 1.0)."""
+    index = levels if isinstance(levels, pd.Index) else level_index(levels, kinds)
+    keys = [_keys(frame[name], kind) for name, kind in zip(factors, kinds, strict=True)]
+    if not isinstance(index, pd.MultiIndex):
+        return index.get_indexer(keys[0]).astype(np.int64)
+    return index.get_indexer(pd.MultiIndex.from_arrays(keys)).astype(np.int64)
 
 
 def _label(value: object) -> str:
@@ -866,7 +1189,7 @@ def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:
     if not isinstance(newdata, pd.DataFrame):
         raise ColumnTypeError(f"newdata must be a DataFrame, got {type(newdata).__name__}")
     labels = _display_columns(newdata)
-    needed = [c for c in design.frame.columns if c != design.response]
+    needed = [c for c in design.column_kinds if c != design.response]
     missing = sorted(c for c in needed if c not in labels)
     if missing:
         raise UnknownNameError(f"newdata lacks column(s) {missing} used by the model")
@@ -885,8 +1208,8 @@ def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:
     groups = {f for b in design.blocks for f in b.term.factors}
     for col in needed:
         values = _normalise(frame[col], col, predictor=col not in groups, where=" of newdata")
-        fitted = design.frame[col]
-        if col not in groups and column_kind(fitted) == NUMBER and column_kind(values) != NUMBER:
+        fitted = design.column_kinds[col]
+        if col not in groups and fitted == NUMBER and column_kind(values) != NUMBER:
             raise ColumnTypeError(f"newdata column {col!r} must be numeric, as in the fitted "
                                   f"data; its type is {values.dtype}")  # fmt: skip
         frame[col] = values

@@ -31,15 +31,17 @@ def cor_pairs(columns: list[str]) -> list[str]:
     return [f"{columns[j]},{columns[i]}" for i, j in zip(rows, cols, strict=True)]
 
 
-def coords_of(design: Design) -> dict[str, list[str]]:
-    """Coordinates of every dimension used by the model."""
+def coords_of(design: Design, obs: bool = True) -> dict[str, list[str]]:
+    """Coordinates of every dimension used by the model (the rows' ``obs`` only if asked:
+    a model that integrates the random effects out has no per-row variable)."""
     coords: dict[str, list[str]] = {"fixed": list(design.fixed_names)}
     for block in design.blocks:
         coords[block.group] = list(block.levels)
         coords[term_dim(block.label)] = list(block.columns)
         if block.correlated:
             coords[cor_dim(block.label)] = cor_pairs(block.columns)
-    coords["obs"] = list(range(design.n_obs))
+    if obs:
+        coords["obs"] = list(range(design.n_obs))
     return coords
 
 

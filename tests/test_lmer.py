@@ -219,9 +219,11 @@ def test_nested_and_crossed_match_lme4(case_id, mode):
             assert ours[key] < 1e-3 * ref["sigma"], key
     st = satterthwaite(fit)
     # at a singular optimum the Hessian in (theta, sigma) is nearly singular along the flat
-    # boundary, so df move with where on it either optimiser stops (estimates agree above)
+    # boundary, so df move with where on it either optimiser stops (estimates agree above):
+    # si_correlated4 by ML (20 theta, two on the bound), P's df is 14.9 or 17.9 at optima
+    # 1e-10 apart in the criterion, lme4's 16.3 between them
     for name, value in ref["df_satterthwaite"].items():
-        assert _rel(st.loc[name, "df"], value) < (5e-2 if ref["singular"] else 1e-2), name
+        assert _rel(st.loc[name, "df"], value) < (0.15 if ref["singular"] else 1e-2), name
     ranef = {_lme4_group(g): table for g, table in fit.ranef().items()}
     for r in ref["ranef"]:
         table = ranef[r["group"]]

@@ -30,6 +30,7 @@ from ..errors import (
     warn,
 )
 from .formula import ModelSpec, RandomTerm, parse_formula, quote
+from .residual import ResidualLayout, ResidualStructure, check_structure, resolve_residual
 
 _CONTEXT = {"np": np, "numpy": np, "log": np.log, "exp": np.exp, "sqrt": np.sqrt}
 
@@ -114,6 +115,9 @@ class Design:
         The used columns of the rows kept (a copy; the user's DataFrame is untouched).
     n_dropped
         Rows dropped for missing values.
+    residual
+        The residual correlation structure laid out on the rows (None: independent
+        residuals), see :mod:`bayeslmm.spec.residual`.
     """
 
     spec: ModelSpec
@@ -126,6 +130,7 @@ class Design:
     fixed_spec: object = field(repr=False, default=None)
     names: ColumnNames = field(repr=False, default_factory=lambda: ColumnNames())
     response_name: str | None = None
+    residual: ResidualLayout | None = field(repr=False, default=None)
 
     @property
     def n_obs(self) -> int:
@@ -675,7 +680,23 @@ def _block_labels(terms: tuple[RandomTerm, ...]) -> list[str]:
     return labels
 
 
-def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
+def _residual_columns(structure: ResidualStructure, data: pd.DataFrame, used: list[str]) -> None:
+    """Add the columns a residual structure reads to ``used`` (checked to exist)."""
+    labels = _display_columns(data)
+    for name in structure.columns:
+        if name not in labels:
+            raise UnknownNameError(f"column {name!r} of the residual structure {structure!r} is "
+                                   f"not in the data{_suggest(name, list(labels))}")  # fmt: skip
+        if len(labels[name]) > 1:
+            raise DataError(f"the data have {len(labels[name])} columns named {name!r}; "
+                            "rename all but one")  # fmt: skip
+        if name not in used:
+            used.append(name)
+
+
+def build_design(
+    formula: str | ModelSpec, data: pd.DataFrame, residual: ResidualStructure | None = None
+) -> Design:
     """Evaluate a formula on data.
 
     Parameters
@@ -685,6 +706,10 @@ def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
         in backticks where it is not a plain name (```my x```, ```1```).
     data
         The data; never modified.
+    residual
+        A residual correlation structure (:class:`~bayeslmm.spec.residual.AR1`,
+        :class:`~bayeslmm.spec.residual.CompoundSymmetry`); its columns join the design's
+        frame (a row missing one of them is dropped too).
 
     Returns
     -------
@@ -704,8 +729,12 @@ def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
                            f"{type(formula).__name__}")  # fmt: skip
     if not isinstance(data, pd.DataFrame):
         raise ColumnTypeError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    residual = check_structure(residual)
     used, names = _used_columns(spec, data)
     group_columns = {f for term in spec.random for f in term.factors}
+    if residual is not None:
+        _residual_columns(residual, data, used)
+        group_columns |= set(residual.group or ())
     frame, n_dropped = _clean_frame(data, used, group_columns)
     y, response = _response(spec, frame, names)
 
@@ -756,6 +785,7 @@ def build_design(formula: str | ModelSpec, data: pd.DataFrame) -> Design:
         fixed_spec=fixed_mm.model_spec,
         names=names,
         response_name=response,
+        residual=resolve_residual(residual, frame, blocks) if residual is not None else None,
     )
 
 
@@ -883,6 +913,8 @@ def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:
         detail = ", ".join(f"{c!r}: {int(k)} row(s)" for c, k in n_missing.items() if k)
         raise DataError(f"newdata has missing values in columns the model uses ({detail})")
     groups = {f for b in design.blocks for f in b.term.factors}
+    if design.residual is not None:
+        groups |= set(design.residual.group_columns)
     for col in needed:
         values = _normalise(frame[col], col, predictor=col not in groups, where=" of newdata")
         fitted = design.frame[col]

@@ -165,4 +165,341 @@ def test_compound_symmetry_gls_equals_random_intercept(ratpup):
     assert np.allclose(df_cs, df_ri, rtol=1e-3)
     obs_cs = cs.coefficients("observed")["se"]
     assert np.allclose(obs_cs, ri.coefficients("observed")["se"], rtol=1e-3)
-    assert cs.residual_structure == "compound symmetry within litter (rho)"
+    assert cs.residual_structure == bl.CompoundSymmetry(group="litter")
+    assert cs.design.residual.describe() == "compound symmetry within litter (rho)"
+
+
+# --- Bayesian models -----------------------------------------------------------------
+
+
+def _dense_loglik(model, beta, sigma, phi, covariances):
+    """log N(y | X beta, sigma^2 R(phi) + Z D Z') from dense matrices."""
+    from scipy.linalg import block_diag
+
+    from bayeslmm.gaussian.residual import ResidualWeights
+
+    d = model.design
+    Z = random_effects_matrix(d).toarray()
+    D = block_diag(*[np.kron(np.eye(b.n_levels), c) for b, c in
+                     zip(d.blocks, covariances, strict=True)])  # fmt: skip
+    V = sigma**2 * ResidualWeights.from_layout(d.residual).correlation(phi) + Z @ D @ Z.T
+    r = d.y - d.X @ beta
+    return -0.5 * (len(r) * np.log(2 * np.pi) + np.linalg.slogdet(V)[1]
+                   + r @ np.linalg.solve(V, r))  # fmt: skip
+
+
+def _potential(pm_model, point):
+    """The marginal model's likelihood term at a point of its value variables."""
+    out = pm_model.replace_rvs_by_values([pm_model.potentials[0]])[0]
+    f = pm_model.compile_fn(out, inputs=pm_model.value_vars, mode="FAST_COMPILE")
+    start = pm_model.initial_point()
+    start.update(point)
+    return float(f(start))
+
+
+def _interval(x, lower, upper):
+    return np.log((x - lower) / (upper - x))
+
+
+def test_marginal_graphs_equal_dense_gaussian(ratpup):
+    """The PyMC marginal model's likelihood with the correlation parameter: the pure graph
+    (two nested factors, AR(1) within classes) and the blocked Op (crossed factors, compound
+    symmetry within their cells) equal the dense Gaussian."""
+    nest = pd.read_csv(DATA / "residual_sim_nested.csv")
+    model = bl.LMM("y_ar ~ x + (1 | school/class)", nest,
+                   residual=bl.AR1(time="time", group=["school", "class"]))  # fmt: skip
+    assert model.compiled_density is None and "numpyro" in model.graph_samplers
+    beta, sigma, phi, sd = np.array([1.0, 0.4]), 0.8, -0.35, [0.9, 0.4]
+    point = {"beta": beta, "sigma_log__": np.log(sigma),
+             "phi_interval__": _interval(phi, -1, 1), "sd_school_log__": np.log([sd[0]]),
+             "sd_school:class_log__": np.log([sd[1]])}  # fmt: skip
+    dense = _dense_loglik(model, beta, sigma, phi, [np.diag([s**2]) for s in sd])
+    assert _potential(model.marginal_model, point) == pytest.approx(dense, rel=1e-10)
+
+    crossed = bl.LMM("weight ~ litsize + (1 | litter) + (1 | sex)", ratpup,
+                     residual=bl.CompoundSymmetry(group=["litter", "sex"]))  # fmt: skip
+    assert crossed.graph_samplers == ("pymc",) and crossed.marginal_supported
+    lower = crossed.design.residual.lower
+    beta, sigma, rho, sd = np.array([7.0, -0.1]), 0.4, 0.2, [0.5, 0.3]
+    point = {"beta": beta, "sigma_log__": np.log(sigma),
+             "rho_interval__": _interval(rho, lower, 1.0), "sd_litter_log__": np.log([sd[0]]),
+             "sd_sex_log__": np.log([sd[1]])}  # fmt: skip
+    dense = _dense_loglik(crossed, beta, sigma, rho, [np.diag([s**2]) for s in sd])
+    assert _potential(crossed.marginal_model, point) == pytest.approx(dense, rel=1e-10)
+
+
+def test_explicit_model_likelihood_equals_dense(gappy):
+    """The explicit model's response N(mu, sigma^2 R(phi)) in closed form (AR(1) with gaps,
+    rows shuffled), against the dense multivariate normal."""
+    from bayeslmm.gaussian.residual import ResidualWeights
+
+    for structure, par in [(bl.AR1(time="Days", group="Subject"), -0.6),
+                           (bl.CompoundSymmetry(group="Subject"), 0.3)]:  # fmt: skip
+        model = bl.LMM("Reaction ~ Days", gappy, residual=structure)
+        pm_model = model.pymc_model
+        logp = pm_model.compile_fn(pm_model.observedlogp, inputs=pm_model.value_vars,
+                                   mode="FAST_COMPILE")  # fmt: skip
+        lay = model.design.residual
+        beta, sigma = np.array([250.0, 9.0]), 40.0
+        point = {"beta": beta, "sigma_log__": np.log(sigma),
+                 f"{lay.parameter}_interval__": _interval(par, lay.lower, lay.upper)}  # fmt: skip
+        V = sigma**2 * ResidualWeights.from_layout(lay).correlation(par)
+        r = model.design.y - model.design.X @ beta
+        dense = -0.5 * (len(r) * np.log(2 * np.pi) + np.linalg.slogdet(V)[1]
+                        + r @ np.linalg.solve(V, r))  # fmt: skip
+        assert float(logp(point)) == pytest.approx(dense, rel=1e-10)
+
+
+@pytest.fixture(scope="module")
+def ar1_fit(sleepstudy):
+    model = bl.LMM("Reaction ~ Days + (1 | Subject)", sleepstudy,
+                   residual=bl.AR1(time="Days", group="Subject"))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bl.ConvergenceWarning)
+        model.fit(draws=200, tune=200, chains=2, cores=1, random_seed=3, progressbar=False,
+                  sampler="pymc")  # fmt: skip
+    return model
+
+
+def test_posterior_of_phi_near_reml(ar1_fit, sleepstudy):
+    model = ar1_fit
+    assert model._fit_info["method"] == "marginal"
+    reml = lmer("Reaction ~ Days + (1 | Subject)", sleepstudy,
+                residual=bl.AR1(time="Days", group="Subject"))  # fmt: skip
+    post = model.idata.posterior
+    phi = post["phi"].values.ravel()
+    assert abs(phi.mean() - reml.phi) < 0.5 * phi.std()
+    assert phi.min() > -1 and phi.max() < 1
+    table = model.summary(print_it=False)
+    assert table.loc["phi", "component"] == "residual"
+    for name, value in reml.fixef.items():  # weak priors: the posterior sits on REML's
+        assert abs(table.loc[name, "mean"] - value) < 0.5 * table.loc[name, "sd"]
+    # exact draws of the random effects given each draw of (beta, D, sigma, phi)
+    u = post["u_Subject"].values.mean(axis=(0, 1))[:, 0]
+    blup = reml.ranef()["Subject"]["(Intercept)"].to_numpy()
+    assert np.corrcoef(u, blup)[0, 1] > 0.99
+    vc = model.varcorr()
+    assert vc.iloc[-1][["grp", "var1", "parameter"]].tolist() == ["Residual", "phi", "phi"]
+    assert model.population_variables()[-1] == "phi"
+
+
+def test_residual_fit_outputs(ar1_fit, capsys):
+    model, n = ar1_fit, ar1_fit.design.n_obs
+    model.summary()
+    text = capsys.readouterr().out
+    assert "Residuals: AR(1) in Days within Subject (phi)" in text and "phi" in text
+    # pointwise log-likelihood: each row given the other rows (non-factorised model)
+    assert model.idata.log_likelihood["Reaction"].shape == (2, 200, n)
+    from bayeslmm.bayes.loo import loo
+
+    by_row, by_group = loo(model, by="observation"), loo(model, by="group")
+    assert by_row.loo_i.shape == (n,) and by_group.loo_i.shape == (18,)
+    assert np.isfinite(by_row.elpd_loo) and np.isfinite(by_group.elpd_loo)
+    # response draws for new rows: correlated as phi^|t_i - t_j| within a subject
+    new = pd.DataFrame({"Days": [0, 1, 2, 5], "Subject": [308] * 4})
+    draws = model.predict(new, kind="response", random_seed=1).values.reshape(-1, 4)
+    mean = model.predict(new, random_seed=1).values.reshape(-1, 4)
+    c = np.corrcoef((draws - mean).T)
+    phi = model.idata.posterior["phi"].values.ravel()
+    assert c[0, 1] == pytest.approx(phi.mean(), abs=0.1)
+    assert c[0, 3] == pytest.approx(np.mean(phi**5), abs=0.1)
+    with pytest.raises(bl.DataError, match="Days"):
+        model.predict(new.drop(columns="Days"), kind="response")
+
+
+def test_explicit_model_without_random_effects(sleepstudy):
+    """nlme's gls with AR(1), Bayesian: the explicit model (nothing to integrate out),
+    phi's posterior near REML's, replicated data correlated as phi^|t_i - t_j|."""
+    structure = bl.AR1(time="Days", group="Subject")
+    model = bl.LMM("Reaction ~ Days", sleepstudy, residual=structure)
+    assert model.priors["phi"] == bl.Prior("Uniform", lower=-1.0, upper=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bl.ConvergenceWarning)
+        model.fit(draws=300, tune=300, chains=2, cores=1, random_seed=2, progressbar=False,
+                  sampler="pymc")  # fmt: skip
+    assert model._fit_info["method"] == "full"
+    reml = lmer("Reaction ~ Days", sleepstudy, residual=structure)
+    phi = model.idata.posterior["phi"].values.ravel()
+    assert abs(phi.mean() - reml.phi) < 0.5 * phi.std()
+    idata = model.posterior_predictive(random_seed=1)
+    reps = idata.posterior_predictive["Reaction"].values.reshape(-1, model.design.n_obs)
+    resid = reps - reps.mean(axis=0)
+    same = np.flatnonzero((sleepstudy.Subject == 308).to_numpy())  # Days 0..9 in order
+    other = np.flatnonzero((sleepstudy.Subject == 309).to_numpy())[0]
+    assert np.corrcoef(resid[:, same[4]], resid[:, same[5]])[0, 1] == pytest.approx(
+        phi.mean(), abs=0.1)  # fmt: skip
+    assert abs(np.corrcoef(resid[:, same[0]], resid[:, other])[0, 1]) < 0.15
+
+
+def test_residual_groups_across_levels_sample_explicitly(sleepstudy):
+    """A residual series that spans several levels of a grouping factor (AR(1) series of
+    six subjects each, random intercepts by subject) cannot be integrated out level by
+    level: method=None samples the explicit model, method='marginal' says why not, and
+    lmer refuses naming the factor."""
+    rank = sleepstudy.Subject.rank(method="dense").astype(int) - 1
+    sleep = sleepstudy.assign(order=np.arange(len(sleepstudy)), batch=rank // 6)
+    series = bl.AR1(time="order", group="batch")
+    model = bl.LMM("Reaction ~ Days + (1 | Subject)", sleep, residual=series)
+    assert not model.marginal_supported
+    assert model._resolve_method(None) == "full"
+    with pytest.raises(bl.ArgumentError, match="Subject"):
+        model._resolve_method("marginal")
+    with pytest.raises(bl.DataError, match="Subject"):
+        lmer("Reaction ~ Days + (1 | Subject)", sleep, residual=series)
+
+
+def test_sbc_ar1_small():
+    """A small SBC run of the AR(1) model's marginal sampler; the full one is
+    benchmarks/sbc_ar1.py."""
+    from bayeslmm.bayes.sbc import run_sbc_ar1
+
+    result = run_sbc_ar1(16, groups=6, per_group=5, draws=19, seed=5, tune=150)
+    assert result.ranks.shape == (16, 5)
+    assert ((result.ranks >= 0) & (result.ranks <= 19)).all().all()
+    pvals = result.uniformity(bins=2)["p_value"]
+    assert (pvals > 0.001).all(), pvals
+
+
+# --- bad inputs ----------------------------------------------------------------------
+
+
+def test_structure_arguments_are_checked():
+    with pytest.raises(bl.ArgumentError, match="time"):
+        bl.AR1(time=3, group="Subject")
+    with pytest.raises(bl.ArgumentError, match="group"):
+        bl.CompoundSymmetry(group=["a", 2])
+    with pytest.raises(bl.ArgumentError, match="group"):
+        bl.AR1(time="t", group="t")
+    assert bl.AR1(time="Days", group="Subject") == bl.AR1(time="Days", group="Subject")
+    assert repr(bl.CompoundSymmetry(["a", "b"])) == "CompoundSymmetry(group=['a', 'b'])"
+
+
+@pytest.mark.parametrize(
+    "change, structure, error, match",
+    [
+        (None, bl.AR1(time="Dayz", group="Subject"), bl.UnknownNameError, "'Dayz'.*'Days'"),
+        (None, bl.AR1(time="Days", group="Subjekt"), bl.UnknownNameError, "'Subjekt'"),
+        (None, bl.CompoundSymmetry(group="Subjekt"), bl.UnknownNameError, "'Subjekt'"),
+        (
+            lambda d: d.assign(Days=d.Days + 0.5),
+            bl.AR1("Days", "Subject"),
+            bl.DataError,
+            "whole numbers",
+        ),
+        (
+            lambda d: d.assign(Days=d.Days.where(d.index != 3, 2)),
+            bl.AR1("Days", "Subject"),
+            bl.DataError,
+            "repeats the value 2 within group '308'",
+        ),
+        (
+            lambda d: d.assign(Days=d.Days.astype(str) + "d"),
+            bl.AR1("Days", "Subject"),
+            bl.ColumnTypeError,
+            "'Days'",
+        ),
+        (
+            lambda d: d.assign(g=np.arange(len(d))),
+            bl.CompoundSymmetry("g"),
+            bl.DataError,
+            "one row",
+        ),
+        (None, "ar1", bl.ArgumentError, "residual must be"),
+        (lambda d: d.assign(phi=d.Days * 2.0), bl.AR1("Days", "Subject"), bl.DataError, "'phi'"),
+    ],
+)
+def test_bad_residual_inputs_are_named(sleepstudy, change, structure, error, match):
+    data = sleepstudy if change is None else change(sleepstudy)
+    before = data.copy()
+    formula = "Reaction ~ Days + phi + (1 | Subject)" if "phi" in data else \
+        "Reaction ~ Days + (1 | Subject)"  # fmt: skip
+    for fit in (lambda: lmer(formula, data, residual=structure),
+                lambda: bl.LMM(formula, data, residual=structure)):  # fmt: skip
+        with pytest.raises(error, match=match):
+            fit()
+    pd.testing.assert_frame_equal(data, before)  # never mutated
+
+
+def test_several_grouping_factors_need_a_group(ratpup):
+    with pytest.raises(bl.ArgumentError, match="several grouping factors"):
+        lmer("weight ~ sex + (1 | litter) + (1 | treatment)", ratpup,
+             residual=bl.CompoundSymmetry())  # fmt: skip
+    # one grouping factor: the default group is it (nlme's lme)
+    fit = lmer("weight ~ sex + (1 | litter)", ratpup, residual=bl.AR1())
+    assert fit.design.residual.group == "litter"
+
+
+def test_correlation_priors_are_checked(sleepstudy):
+    f, ar1 = "Reaction ~ Days + (1 | Subject)", bl.AR1(time="Days", group="Subject")
+    ok = bl.LMM(f, sleepstudy, residual=ar1, priors={"phi": bl.Prior("Beta", alpha=2, beta=2)})
+    assert ok.priors["phi"].dist == "Beta"
+    with pytest.raises(bl.PriorError, match=r"keep within \(-1, 1\)"):
+        bl.LMM(f, sleepstudy, residual=ar1, priors={"phi": bl.Prior("Normal", mu=0, sigma=1)})
+    with pytest.raises(bl.PriorError, match=r"keep within"):
+        bl.LMM(f, sleepstudy, residual=ar1,
+               priors={"phi": bl.Prior("Uniform", lower=-2, upper=1)})  # fmt: skip
+    with pytest.raises(bl.PriorError, match="residual correlation of this model is 'phi'"):
+        bl.LMM(f, sleepstudy, residual=ar1, priors={"rho": bl.Prior("Uniform", lower=0)})
+    with pytest.raises(bl.PriorError, match="no residual correlation"):
+        bl.LMM(f, sleepstudy, priors={"phi": bl.Prior("Uniform", lower=0)})
+
+
+def test_formula_without_random_terms_needs_a_structure(sleepstudy):
+    with pytest.raises(bl.FormulaError, match="residual correlation structure"):
+        lmer("Reaction ~ Days", sleepstudy)
+
+
+def test_anova_and_ranova_keep_the_structure(sleepstudy):
+    ar1 = bl.AR1(time="Days", group="Subject")
+    with pytest.warns(bl.SingularFitWarning):
+        big = lmer("Reaction ~ Days + (Days | Subject)", sleepstudy, residual=ar1, reml=False)
+    small = lmer("Reaction ~ Days + (1 | Subject)", sleepstudy, residual=ar1, reml=False)
+    plain = lmer("Reaction ~ Days + (1 | Subject)", sleepstudy, reml=False)
+    table = bl.anova(plain, small, big).table
+    assert table["npar"].tolist() == [4, 5, 7]  # phi counts
+    assert table["logLik"].iloc[1] == pytest.approx(small.loglik)
+    with pytest.raises(bl.ComparisonError, match="not nested"):
+        bl.anova(small, lmer("Reaction ~ Days + (Days | Subject)", sleepstudy, reml=False,
+                             residual=bl.CompoundSymmetry("Subject")))  # fmt: skip
+    rows = bl.ranova(small).table  # the reduced model is nlme's gls with the same AR(1)
+    gls = lmer("Reaction ~ Days", sleepstudy, residual=ar1, reml=False)
+    assert rows["npar"].tolist() == [5, 4]
+    assert rows["logLik"].iloc[1] == pytest.approx(gls.loglik)
+
+
+def test_report_shows_the_structure(ar1_fit, tmp_path):
+    files = bl.report(ar1_fit, path=tmp_path / "rep")
+    page = files.html.read_text(encoding="utf-8")
+    assert "AR(1) in Days within Subject (phi)" in page
+    assert "AR1(time=&#x27;Days&#x27;, group=&#x27;Subject&#x27;)" in page
+    components = pd.read_csv(tmp_path / "rep" / "variance_components.csv")
+    assert components["parameter"].tolist()[-2:] == ["sigma", "phi"]
+    priors = pd.read_csv(tmp_path / "rep" / "priors.csv")
+    assert "Uniform(lower=-1, upper=1)" in priors.loc[priors.parameter == "phi", "prior"].item()
+    with pytest.raises(bl.ComparisonError, match="correlated residuals"):
+        bl.compare("Reaction ~ Days + (1 | Subject)", ar1_fit.design.frame, model=ar1_fit)
+
+
+@pytest.mark.parametrize(
+    "text, structure",
+    [
+        ("ar1(Days | Subject)", bl.AR1(time="Days", group="Subject")),
+        ("AR1(1|Subject)", bl.AR1(group="Subject")),
+        ("ar1(t)", bl.AR1(time="t")),
+        ("cs(litter)", bl.CompoundSymmetry(group="litter")),
+        ("cs(1 | school:class)", bl.CompoundSymmetry(group=["school", "class"])),
+        ("ar1(`my t` | `a b`)", bl.AR1(time="my t", group="a b")),
+    ],
+)
+def test_cli_residual_option(text, structure):
+    from bayeslmm.present.cli import parse_residual
+
+    assert parse_residual(text) == structure
+
+
+@pytest.mark.parametrize("text", ["ar2(x)", "cs(Days | Subject)", "ar1(Days |)", "ar1 Days"])
+def test_cli_bad_residual_option(text, capsys):
+    from bayeslmm.present.cli import main
+
+    assert main(["fit", "sleepstudy", "Reaction ~ Days", "--residual", text]) == 1
+    assert "--residual" in capsys.readouterr().err

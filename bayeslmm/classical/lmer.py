@@ -53,9 +53,10 @@ class LmerResult:
     phi: float | None = None
 
     @property
-    def residual_structure(self) -> str | None:
-        """The residual correlation structure in words (None: independent residuals)."""
-        return self.design.residual.describe() if self.design.residual is not None else None
+    def residual_structure(self) -> ResidualStructure | None:
+        """The residual correlation structure given (None: independent residuals); in words
+        by ``fit.design.residual.describe()``."""
+        return self.design.residual.structure if self.design.residual is not None else None
 
     @property
     def sigma(self) -> float:

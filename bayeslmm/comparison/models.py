@@ -26,6 +26,7 @@ from ..classical.ols import OLSFit, ols, per_group_ols
 from ..errors import (
     ArgumentError,
     ColumnTypeError,
+    ComparisonError,
     DataError,
     FormulaError,
     NotFittedError,
@@ -469,6 +470,14 @@ def compare(
         raise ArgumentError(f"model must be a fitted bayeslmm.LMM, got {type(model).__name__}")
     if model is not None and model.idata is None:
         raise NotFittedError("compare(model=...) needs a fitted model: call model.fit() first")
+    if model is not None and model.residual_structure is not None:
+        raise ComparisonError(
+            f"the seven-model comparison contrasts ways of pooling groups, every model with "
+            f"independent residuals; {model.formula!r} has correlated residuals "
+            f"({model.design.residual.describe()}), which OLS, ANCOVA and the two-stage "
+            "model would ignore. Compare it with bl.lmer(..., residual=...) and "
+            "bl.compare_random_effects instead"
+        )
     spec = parse_formula(formula)
     s = ComparisonSetup.from_spec(spec, term, data)
     if bayes:

@@ -138,13 +138,15 @@ def _component(reduction: Reduction) -> str:
 
 def _neighbour_priors(model: LMM, formula: str) -> dict:
     """The fitted model's priors of the parameters the neighbour shares with it."""
-    names = set(ParameterNames.from_design(build_design(formula, model.design.frame)).all())
+    frame, residual = model.design.frame, model.residual_structure
+    names = set(ParameterNames.from_design(build_design(formula, frame, residual)).all())
     return {k: v for k, v in model.priors.items() if k in names}
 
 
 def _fit_neighbour(model: LMM, formula: str, fit_kwargs: dict[str, Any]) -> LMM:
     neighbour = LMM(formula, model.design.frame, priors=_neighbour_priors(model, formula),
-                    parametrization=model.parametrization)  # fmt: skip
+                    parametrization=model.parametrization,
+                    residual=model.residual_structure)  # fmt: skip
     neighbour.fit(**fit_kwargs)
     return neighbour
 
@@ -258,8 +260,9 @@ def compare_random_effects(
     notes: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularFitWarning)
-        reml = lmer(model.formula, frame)
-        neighbours = [NeighbourComparison(r, lmer(r.formula, frame))
+        residual = model.residual_structure  # the neighbours keep the residual structure
+        reml = lmer(model.formula, frame, residual=residual)
+        neighbours = [NeighbourComparison(r, lmer(r.formula, frame, residual=residual))
                       for r in simpler_neighbours(model.design)]  # fmt: skip
     if not neighbours:
         notes.append("The random part has no slope or correlation to remove, so there is no "

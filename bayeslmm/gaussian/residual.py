@@ -143,6 +143,16 @@ class ResidualWeights:
                                     + xp.log1p((float(m) - 1.0) * phi))  # fmt: skip
         return out
 
+    def group_logdet(self, phi: float) -> np.ndarray:
+        """``log|R_g(phi)|`` of every residual group (n_groups,)."""
+        lay = self.layout
+        G = lay.n_groups
+        if lay.is_ar1:
+            a = float(phi) ** lay.gap
+            return np.bincount(lay.codes[lay.prev], np.log1p(-a * a), minlength=G)
+        m = lay.sizes.astype(float)
+        return (m - 1.0) * np.log1p(-phi) + np.log1p((m - 1.0) * phi)
+
     def precision(self, phi: float) -> sp.csr_matrix:
         """``R(phi)^-1`` as a sparse n x n matrix (for checks and row-level formulas)."""
         coef = self.coefficients(float(phi))
@@ -195,7 +205,7 @@ class StackedStats:
 
     def values(self, coef: Any, xp: Any = np) -> dict[str, Any]:
         out = {n: _combine(v, coef, xp) for n, v in self.fields.items()}
-        if xp is np and "yty" in out:
+        if xp is np and "yty" in out and np.ndim(out["yty"]) == 0:
             out["yty"] = float(out["yty"])
         return out
 
@@ -289,6 +299,20 @@ class ResidualModel:
             parts = [GroupStats.from_design(p) for p in self.parts]
             self._cache["group"] = StackedStats.from_parts(template, parts, GROUP_FIELDS)
         return self._cache["group"]
+
+    def group_response(self, y: np.ndarray) -> dict[str, np.ndarray]:
+        """The fields of :meth:`group_stats` that depend on the response (``Zty``, ``Xty``,
+        ``yty``, stacked by component) for another response ``y`` on the same rows."""
+        block = self.design.blocks
+        Z = np.hstack([b.Z for b in block])
+        out: dict[str, list] = {"Zty": [], "Xty": [], "yty": []}
+        for M in self.weights.matrices:
+            yk, Zk, Xk = M @ y, np.asarray(M @ Z), np.asarray(M @ self.design.X)
+            codes = block[0].codes[p_codes(M)]
+            out["Zty"].append(level_sums(codes, block[0].n_levels, Zk, yk[:, None])[:, :, 0])
+            out["Xty"].append(Xk.T @ yk)
+            out["yty"].append(float(yk @ yk))
+        return {k: np.stack(v) if k != "yty" else np.asarray(v) for k, v in out.items()}
 
     def nested_stats(self) -> StackedStats:
         """Two nested grouping factors (:class:`NestedStats`)."""
@@ -437,3 +461,81 @@ class ResidualProfile:
         fit = profiled(theta, cp, self.layout, reml)
         fit.deviance += float(self.model.logdet(float(phi)))
         return fit, cp
+
+
+# --- row-level formulas: noise, conditional densities, exact draws --------------------
+
+
+def _positions(layout: ResidualLayout) -> np.ndarray:
+    """Position of every row in its group's time order (0 for the first)."""
+    pos = np.zeros(len(layout.codes), dtype=np.int64)
+    if len(layout.prev):
+        order = np.lexsort((layout.times, layout.codes))
+        first = np.r_[True, layout.codes[order][1:] != layout.codes[order][:-1]]
+        start = np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+        pos[order] = np.arange(len(order)) - start
+    return pos
+
+
+def residual_noise(layout: ResidualLayout, phi: np.ndarray | float, rng: np.random.Generator,
+                   size: int | None = None) -> np.ndarray:  # fmt: skip
+    """Standardised residuals with correlation ``R(phi)``: (n,) or, with ``size`` draws
+    (``phi`` a scalar or one value per draw), (size, n).
+
+    AR(1): each group's rows in time order, ``e_k = a e_(k-1) + sqrt(1 - a^2) z_k`` with
+    ``a = phi^gap``; compound symmetry: ``sqrt(1 - rho) (z - mean_g z) + sqrt(1 + (m - 1)
+    rho) mean_g z`` per group of ``m`` rows.
+    """
+    n = len(layout.codes)
+    S = 1 if size is None else int(size)
+    phi = np.broadcast_to(np.asarray(phi, dtype=float), (S,))[:, None]
+    z = rng.standard_normal((S, n))
+    if layout.is_ar1:
+        e = z.copy()
+        pos = _positions(layout)
+        step = pos[layout.next]
+        for k in range(1, int(step.max(initial=0)) + 1):
+            sel = step == k
+            prev, nxt, gap = layout.prev[sel], layout.next[sel], layout.gap[sel]
+            a = phi ** gap[None, :]
+            e[:, nxt] = a * e[:, prev] + np.sqrt(1.0 - a * a) * z[:, nxt]
+    else:
+        m = layout.sizes[layout.codes].astype(float)
+        means = np.stack([np.bincount(layout.codes, zr, minlength=len(layout.sizes))
+                          for zr in z])[:, layout.codes] / m  # fmt: skip
+        e = np.sqrt(1.0 - phi) * (z - means) + np.sqrt(1.0 + (m - 1.0) * phi) * means
+    return e[0] if size is None else e
+
+
+def conditional_loglik(weights: ResidualWeights, resid: np.ndarray, sigma: np.ndarray,
+                       phi: np.ndarray) -> np.ndarray:  # fmt: skip
+    """``log p(e_i | e_-i)`` of every row under ``N(0, sigma^2 R(phi))``, per draw.
+
+    With ``Q = R^-1``: ``e_i | e_-i ~ N(e_i - (Q e)_i / Q_ii, sigma^2 / Q_ii)``, the
+    pointwise density of non-factorised Gaussian models (Bürkner, Gabry & Vehtari 2021),
+    which PSIS-LOO by observation needs. ``resid`` (S, n), ``sigma`` and ``phi`` (S,).
+    """
+    coef = np.stack([weights.coefficients(float(p)) for p in phi])  # (S, K)
+    Qe = np.zeros_like(resid)
+    diag = np.zeros_like(resid)
+    for k, M in enumerate(weights.matrices):
+        Qe += coef[:, k, None] * np.asarray(M.T @ (M @ resid.T)).T
+        diag += coef[:, k, None] * np.asarray(M.multiply(M).sum(axis=0)).ravel()[None, :]
+    s2 = (sigma**2)[:, None]
+    return -0.5 * (np.log(2.0 * np.pi * s2 / diag) + Qe**2 / (diag * s2))
+
+
+def draw_effects_residual(system: ResidualSystem, phi: np.ndarray, T_draws: np.ndarray,
+                          beta: np.ndarray, sigma: np.ndarray, rng: np.random.Generator,
+                          uE: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Exact draws of the integrated-out random effects, one system per draw of ``phi``
+    (draws, Q_M), as :func:`bayeslmm.gaussian.draws.draw_random_effects`."""
+    S = len(sigma)
+    t = system.template
+    uE = np.zeros((S, t.n_explicit_effects)) if uE is None else uE
+    out = np.empty((S, t.n_marginal_effects))
+    for d in range(S):
+        sl = slice(d, d + 1)
+        out[d] = system.system(phi[d]).draw_effects(T_draws[sl], beta[sl], sigma[sl], rng,
+                                                    uE[sl])[0]  # fmt: skip
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import BayesLMMError, BayesLMMWarning, PriorError
+from ..errors import ArgumentError, BayesLMMError, BayesLMMWarning, PriorError
 
 DEMO = {
     "dataset": "classroom",
@@ -53,6 +54,40 @@ def parse_prior(text: str):
         except ValueError as err:
             raise PriorError(f"--prior {text!r}: {kw.arg} must be a number") from err
     return key, Prior(call.func.id, **params)
+
+
+def parse_residual(text: str):
+    """``--residual``: ``ar1(TIME | GROUP)``, ``ar1(1 | GROUP)`` (the rows' order), ``ar1(TIME)``
+    (one series), ``cs(GROUP)`` or ``cs(1 | GROUP)`` -> the residual structure (nlme's
+    ``corAR1(form = ~ TIME | GROUP)`` and ``corCompSymm(form = ~ 1 | GROUP)``); ``a:b``
+    groups by two columns, a name in backticks may hold any character."""
+    from ..spec.residual import AR1, CompoundSymmetry
+
+    shape = (f"--residual {text!r}: write ar1(TIME | GROUP), ar1(1 | GROUP), ar1(TIME) or "
+             "cs(GROUP)")  # fmt: skip
+    match = re.fullmatch(r"\s*(ar1|cs)\s*\((.*)\)\s*", text, flags=re.IGNORECASE | re.DOTALL)
+    if not match:
+        raise ArgumentError(shape)
+    kind, inner = match.group(1).lower(), match.group(2)
+    left, bar, right = inner.partition("|") if "|" in inner else ("", "", inner)
+
+    def names(part: str) -> list[str]:
+        out = [p.strip().strip("`").strip() for p in re.split(r":(?![^`]*`)", part)]
+        if not all(out):
+            raise ArgumentError(shape)
+        return out
+
+    if bar and not right.strip():
+        raise ArgumentError(shape)
+    group = names(right) if right.strip() else None
+    if kind == "cs":
+        if left.strip() not in ("", "1") or group is None:
+            raise ArgumentError(shape)
+        return CompoundSymmetry(group=group)
+    time = left.strip().strip("`") if bar else inner.strip().strip("`")
+    if not bar:
+        group = None
+    return AR1(time=None if time in ("", "1") else time, group=group)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -149,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a prior, e.g. --prior 'sd=HalfNormal(sigma=5)' or "
                           "--prior 'Days=Normal(mu=0, sigma=20)'; repeatable")  # fmt: skip
     fit.add_argument("--no-compare", action="store_true", help="skip the seven-model comparison")
+    fit.add_argument("--residual", metavar="STRUCTURE",
+                     help="correlated residuals, as nlme's correlation=: 'ar1(Days | Subject)' "
+                          "(AR(1) over whole-number times within groups), 'ar1(1 | Subject)' "
+                          "(in the rows' order) or 'cs(Subject)' (compound symmetry)")  # fmt: skip
     _add_random_comparison_option(fit)
     _add_sampling_options(fit)
     _add_common(fit)
@@ -218,9 +257,14 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
     from ..comparison.models import ComparisonSetup, compare
     from .report import prepare_output, report
 
-    model = LMM(formula, data, priors=priors or None)
+    residual = getattr(args, "residual_structure", None)
+    model = LMM(formula, data, priors=priors or None, residual=residual)
     prepare_output(Path(args.out))  # before any fitting: a report that cannot be written
     comparison, why_not = None, None  # why_not: why the comparison is missing, if it is
+    if compare_models and residual is not None:
+        why_not, compare_models = ("No comparison with the classical models: they assume "
+                                   "independent residuals, and this model's are correlated "
+                                   f"({model.design.residual.describe()})."), False  # fmt: skip
     if compare_models:  # check before sampling: a bad --term must not cost a fit
         try:
             ComparisonSetup.from_spec(model.design.spec, term, data)
@@ -327,6 +371,7 @@ def _run(args: argparse.Namespace) -> int:
         html = _analyse(args, data, DEMO["formula"], {}, "edu", True, DEMO["title"])
     else:
         priors = dict(parse_prior(text) for text in args.prior)
+        args.residual_structure = parse_residual(args.residual) if args.residual else None
         data = _read_data(args.data)
         html = _analyse(args, data, args.formula, priors, args.term, not args.no_compare, None)
     print(f"Report written to {html.resolve()}")

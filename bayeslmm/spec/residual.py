@@ -241,9 +241,14 @@ def _times(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def resolve_residual(
-    structure: ResidualStructure, frame: pd.DataFrame, blocks: list[RandomBlock]
+    structure: ResidualStructure,
+    frame: pd.DataFrame,
+    blocks: list[RandomBlock],
+    new_rows: bool = False,
 ) -> ResidualLayout:
     """Lay ``structure`` out on the rows of ``frame`` (the design's cleaned rows).
+
+    ``new_rows``: rows to predict (a group may have one row).
 
     Raises
     ------
@@ -274,7 +279,7 @@ def resolve_residual(
             columns, codes, labels, name = (), np.zeros(n, dtype=np.int64), [ALL_ROWS], ALL_ROWS
     codes = np.asarray(codes, dtype=np.int64)
     sizes = np.bincount(codes, minlength=len(labels))
-    if sizes.max() < 2:
+    if sizes.max() < 2 and not new_rows:
         raise DataError(
             f"every residual group of {name!r} has one row: a {structure.kind} correlation "
             "needs groups with several rows"
@@ -299,9 +304,34 @@ def resolve_residual(
             )
         return ResidualLayout(structure, name, tuple(columns), codes, list(labels), times,
                               prev, nxt, gap, sizes, -1.0, 1.0)  # fmt: skip
-    lower = -1.0 / (int(sizes.max()) - 1)
+    lower = -1.0 / (int(sizes.max()) - 1) if sizes.max() > 1 else -1.0
     return ResidualLayout(structure, name, tuple(columns), codes, list(labels), None, empty,
                           empty, empty, sizes, lower, 1.0)  # fmt: skip
+
+
+def new_layout(layout: ResidualLayout, data: pd.DataFrame) -> ResidualLayout:
+    """A fitted structure laid out on new rows (prediction): grouped by the same columns
+    (every row in one group if the fit had no group column), times from the same column."""
+    from .design import _display_columns
+
+    structure = layout.structure
+    labels = _display_columns(data)
+    for name in structure.columns:
+        if name not in labels:
+            raise DataError(f"newdata lacks column {name!r} of the residual structure "
+                            f"{structure!r}")  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            c: data[labels[c][0]].to_numpy()
+            for c in dict.fromkeys([*structure.columns, *layout.group_columns])
+        }
+    )
+    group = list(layout.group_columns) or None
+    if isinstance(structure, AR1):
+        again: ResidualStructure = AR1(time=structure.time, group=group)
+    else:
+        again = CompoundSymmetry(group=group)
+    return resolve_residual(again, frame.reset_index(drop=True), [], new_rows=True)
 
 
 def non_nested_factors(layout: ResidualLayout, blocks: list[RandomBlock]) -> list[str]:

@@ -93,9 +93,10 @@ def time_nlme(frame: pd.DataFrame, call: str, repeats: int, chars: list[str]) ->
         path = Path(tmp) / "d.csv"
         frame.to_csv(path, index=False)
         classes = ", ".join(f"{c} = 'character'" for c in chars)
+        read = f"read.csv('{path}', colClasses = c({classes}))" if chars else f"read.csv('{path}')"
         script = (
             "suppressMessages(library(nlme))\n"
-            f"d <- read.csv('{path}', colClasses = c({classes}))\n"
+            f"d <- {read}\n"
             f"invisible({call})\n"
             f"t <- replicate({repeats}, system.time({call})[['elapsed']])\n"
             "cat(median(t))\n"
@@ -132,7 +133,8 @@ def lmer_table(repeats: int) -> pd.DataFrame:
                 return bl.lmer(case["formula"], frame, residual=structure)
 
         ours = time_python(fit, repeats)
-        chars = [c for c in frame.columns if frame[c].dtype == object or c == "Subject"]
+        chars = [c for c in frame.columns
+                 if not pd.api.types.is_numeric_dtype(frame[c]) or c == "Subject"]  # fmt: skip
         theirs = time_nlme(frame, _r_call(case), repeats, chars)
         rows.append({"case": cid, "rows": len(frame), "formula": case["formula"],
                      "structure": repr(structure), "bayeslmm_s": ours, "nlme_s": theirs,

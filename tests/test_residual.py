@@ -426,6 +426,8 @@ def test_several_grouping_factors_need_a_group(ratpup):
     with pytest.raises(bl.ArgumentError, match="several grouping factors"):
         lmer("weight ~ sex + (1 | litter) + (1 | treatment)", ratpup,
              residual=bl.CompoundSymmetry())  # fmt: skip
+    with pytest.raises(bl.ArgumentError, match=r"group=\['treatment', 'litter'\]"):
+        lmer("weight ~ sex + (1 | treatment/litter)", ratpup, residual=bl.AR1())
     # one grouping factor: the default group is it (nlme's lme)
     fit = lmer("weight ~ sex + (1 | litter)", ratpup, residual=bl.AR1())
     assert fit.design.residual.group == "litter"
@@ -471,6 +473,7 @@ def test_anova_and_ranova_keep_the_structure(sleepstudy):
 
 def test_report_shows_the_structure(ar1_fit, tmp_path):
     files = bl.report(ar1_fit, path=tmp_path / "rep")
+    assert not files.failed, files.failed  # every figure drawn (posterior predictive too)
     page = files.html.read_text(encoding="utf-8")
     assert "AR(1) in Days within Subject (phi)" in page
     assert "AR1(time=&#x27;Days&#x27;, group=&#x27;Subject&#x27;)" in page

@@ -163,9 +163,12 @@ class LMM:
     def explicit_factors(self) -> tuple[str, ...]:
         """Grouping factors whose random effects the marginal sampler samples (non-centred)
         instead of integrating them out: those that would make the factorised system's
-        dense block too large (:func:`bayeslmm.gaussian.blocked.choose_explicit`)."""
+        dense block too large (:func:`bayeslmm.gaussian.blocked.choose_explicit`). None
+        with a residual correlation structure: its models run on PyMC's graph, whose
+        blocked Op integrates every factor out."""
         if self._explicit is None:
-            self._explicit = choose_explicit(self.design)
+            residual = self.design.residual is not None
+            self._explicit = () if residual else choose_explicit(self.design)
         return self._explicit
 
     @property

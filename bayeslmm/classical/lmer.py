@@ -423,9 +423,16 @@ def _optimise_residual(
     with the exact gradient in theta and a central difference in ``eta``, the parameter
     mapped onto the real line (``phi = lower + (upper - lower) (1 + tanh(eta)) / 2``);
     then, near a bound or where it did not converge, a derivative-free polish. Starts at
-    lme4's theta and independent residuals (phi = 0)."""
+    lme4's theta and independent residuals (phi = 0). Without random effects, Brent's
+    bounded search over the parameter alone."""
     lo, hi = profile.bounds
     k = layout.n_theta
+    if k == 0:  # no random effects (nlme's gls): a bounded search in the one parameter
+        width = hi - lo
+        found = scipy.optimize.minimize_scalar(
+            lambda phi: profile(np.zeros(0), phi, reml, grad=False)[0], method="bounded",
+            bounds=(lo + 1e-9 * width, hi - 1e-9 * width), options={"xatol": 1e-11})  # fmt: skip
+        return np.zeros(0), float(found.x), bool(found.success)
 
     def to_phi(eta: float) -> float:
         return lo + (hi - lo) * 0.5 * (1.0 + np.tanh(eta))

@@ -266,11 +266,13 @@ def resolve_residual(
     else:
         groups = list(dict.fromkeys(b.group for b in blocks))
         if len(groups) > 1:
+            last = next(b for b in blocks if b.group == groups[-1]).term.factors
+            example = last[0] if len(last) == 1 else list(last)
             raise ArgumentError(
                 f"the model has several grouping factors ({', '.join(groups)}): name the one "
                 f"the residuals are correlated within, e.g. {type(structure).__name__}("
                 + (f"time={structure.time!r}, " if structure.time else "")
-                + f"group={groups[-1]!r})"
+                + f"group={example!r})"
             )
         if groups:
             b = blocks[0]

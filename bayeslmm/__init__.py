@@ -42,12 +42,15 @@ from .errors import (
 from .present.report import ReportFiles, report
 from .spec.design import Design, RandomBlock, build_design
 from .spec.formula import ModelSpec, RandomTerm, parse_formula
+from .spec.residual import AR1, CompoundSymmetry
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LMM",
     "lmer",
+    "AR1",
+    "CompoundSymmetry",
     "satterthwaite",
     "LmerResult",
     "anova",

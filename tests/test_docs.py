@@ -18,10 +18,11 @@ def test_docs_build_strict(tmp_path):
     api = (tmp_path / "api" / "index.html").read_text(encoding="utf-8")
     for name in ("LMM", "lmer", "compare", "report", "group_fits", "store_log_likelihood",
                  "anova", "ranova", "bayes_factor", "loo_compare", "compare_random_effects",
-                 "log_marginal_likelihood"):  # fmt: skip
+                 "log_marginal_likelihood", "AR1", "CompoundSymmetry"):  # fmt: skip
         assert name in api, name  # the reference is generated from the docstrings
     for page in ("installation", "getting-started", "tutorial", "cli", "priors", "marginal",
-                 "syntax", "choosing-random-effects", "large-data"):  # fmt: skip
+                 "syntax", "choosing-random-effects", "large-data",
+                 "residual-structures"):  # fmt: skip
         assert (tmp_path / page / "index.html").is_file(), page
 
 

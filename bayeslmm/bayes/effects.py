@@ -17,6 +17,7 @@ import xarray as xr
 from ..gaussian.blocked import BlockedSystem
 from ..gaussian.draws import covariance_cholesky
 from ..gaussian.draws import draw_random_effects as draw_array
+from ..gaussian.residual import ResidualSystem, draw_effects_residual
 from ..spec.design import Design
 from ..spec.naming import term_dim
 
@@ -77,16 +78,23 @@ def draw_random_effects(
     design: Design,
     system: BlockedSystem,
     random_seed: int | None = None,
+    residual: ResidualSystem | None = None,
 ) -> xr.Dataset:
     """Exact draws of the ``u_L`` (and standardised ``z_L``) of every block integrated out,
-    given each posterior draw (and the sampled factors' effects, already in ``idata``)."""
+    given each posterior draw (and the sampled factors' effects, already in ``idata``);
+    with a residual structure (``residual``), each draw's system is weighted by its
+    ``R(phi)^-1``."""
     rng = np.random.default_rng(random_seed)
     post = idata.posterior
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
     stats = system.stats
     kd = kernel_draws(post, design, system)
-    effects = draw_array(system, kd.T, kd.beta, kd.sigma, rng, kd.uE)
+    if residual is None:
+        effects = draw_array(system, kd.T, kd.beta, kd.sigma, rng, kd.uE)
+    else:
+        phi = post[design.residual.parameter].values.reshape(S)
+        effects = draw_effects_residual(residual, phi, kd.T, kd.beta, kd.sigma, rng, kd.uE)
     out = {}
     for k, (factor, column) in kd.where.items():
         block = design.blocks[k]

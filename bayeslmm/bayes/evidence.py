@@ -299,6 +299,12 @@ def log_marginal_likelihood(model: LMM, random_seed: int | None = None) -> Margi
     if model.idata is None:
         raise NotFittedError("the model is not fitted yet: call model.fit() first")
     if not model.marginal_supported:
+        if model.design.blocks:  # a residual structure across grouping factors' levels
+            raise ComparisonError(
+                f"bridge sampling integrates the random effects of {model.formula!r} out, "
+                f"which its residual structure ({model.design.residual.describe()}) prevents: "
+                "its groups span several levels of a grouping factor"
+            )
         raise ComparisonError(
             f"{model.formula!r} has no random effects: bridge sampling here integrates "
             "random effects out; compare models without them by their own likelihoods"

@@ -8,7 +8,9 @@ Variables (``L`` is a random block's label, e.g. ``Subject``):
   (``pm.LKJCholeskyCov``);
 - ``u_L`` (dims ``<group>``, ``L_term``): random effects; in the non-centred
   parametrisation ``u_L`` is deterministic from standard normal ``z_L``;
-- ``sigma``: residual SD; the response (named as in the formula) has dim ``obs``.
+- ``sigma``: residual SD; the response (named as in the formula) has dim ``obs``;
+- with a residual structure, its correlation parameter (``phi`` or ``rho``) and the
+  response ``N(mu, sigma^2 R(phi))`` (:mod:`bayeslmm.bayes.residual_graph`).
 """
 
 from __future__ import annotations
@@ -132,5 +134,13 @@ def build_full_model(
             )
             mu = mu + (pt.as_tensor(block.Z) * u[block.codes]).sum(axis=1)
         sigma = priors["sigma"].family()("sigma", **priors["sigma"].params)
-        pm.Normal(design.response, mu=mu, sigma=sigma, observed=design.y, dims="obs")
+        if design.residual is None:
+            pm.Normal(design.response, mu=mu, sigma=sigma, observed=design.y, dims="obs")
+        else:
+            from ..gaussian.residual import ResidualWeights
+            from .residual_graph import correlation_variable, residual_likelihood
+
+            phi = correlation_variable(design.residual, priors[design.residual.parameter])
+            weights = ResidualWeights.from_layout(design.residual)
+            residual_likelihood(design.response, mu, sigma, phi, design.y, weights)
     return model

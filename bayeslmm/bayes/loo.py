@@ -10,8 +10,10 @@ group's rows by their exact marginal likelihood ``log N(y_j | X_j beta, Z_j D Z_
 sigma^2 I)`` (:func:`bayeslmm.gaussian.blocked.group_loglik`): the random effects are integrated
 out, so the estimate asks how well the model predicts a *new* group, which is the
 question a random slope answers. With two nested factors the outer factor's levels are
-left out, each with all its inner levels. Both use ArviZ's PSIS-LOO (``az.loo``) and
-``az.compare``.
+left out, each with all its inner levels. With a residual correlation structure the
+group's likelihood is ``N(y_j | X_j beta, Z_j D Z_j' + sigma^2 R_j(phi))``, one weighted
+system per draw of ``phi``; by observation, each row's density given the other rows.
+Both use ArviZ's PSIS-LOO (``az.loo``) and ``az.compare``.
 """
 
 from __future__ import annotations
@@ -74,17 +76,41 @@ def group_log_likelihood(model: LMM) -> xr.DataArray:
     moments = level_moments(design, group)
     node_group = node_groups(design, system.stats, group)
     kd = kernel_draws(post, design, system)
-    chunk = max(1, CHUNK_ELEMENTS // max(1, system.stats.n_effects * system.qmax))
-    out = np.empty((S, block.n_levels))
-    for lo in range(0, S, chunk):
-        sl = slice(lo, min(S, lo + chunk))
-        out[sl] = system.group_loglik(kd.T[sl], kd.beta[sl], kd.sigma[sl], node_group, moments)
+    if design.residual is not None:
+        out = _residual_group_loglik(model, kd, block, node_group)
+    else:
+        chunk = max(1, CHUNK_ELEMENTS // max(1, system.stats.n_effects * system.qmax))
+        out = np.empty((S, block.n_levels))
+        for lo in range(0, S, chunk):
+            sl = slice(lo, min(S, lo + chunk))
+            out[sl] = system.group_loglik(kd.T[sl], kd.beta[sl], kd.sigma[sl], node_group,
+                                          moments)  # fmt: skip
     return xr.DataArray(
         out.reshape(n_chain, n_draw, block.n_levels),
         dims=("chain", "draw", group),
         coords={"chain": post.chain, "draw": post.draw, group: list(block.levels)},
         name=design.response,
     )
+
+
+def _residual_group_loglik(model: LMM, kd, block, node_group: np.ndarray) -> np.ndarray:
+    """Per draw and level of ``block``'s factor, the level's marginal log-likelihood with
+    correlated residuals (the residual groups lie within its levels)."""
+    residual, lay = model.residual_system, model.design.residual
+    stacked = residual.model.level_moments(block.codes, block.n_levels)
+    first = np.zeros(lay.n_groups, dtype=np.int64)
+    first[lay.codes[::-1]] = np.arange(len(lay.codes))[::-1]
+    level_of_group = block.codes[first]
+    phis = model.idata.posterior[lay.parameter].values.reshape(-1)
+    out = np.empty((len(phis), block.n_levels))
+    for d, phi in enumerate(phis):
+        moments = stacked.at(residual.model.coefficients(float(phi)))
+        sl = slice(d, d + 1)
+        out[d] = residual.system(phi).group_loglik(kd.T[sl], kd.beta[sl], kd.sigma[sl],
+                                                   node_group, moments)[0]  # fmt: skip
+        logdet = residual.model.weights.group_logdet(float(phi))
+        out[d] -= 0.5 * np.bincount(level_of_group, logdet, minlength=block.n_levels)
+    return out
 
 
 def _loo_data(model: LMM, by: str) -> az.InferenceData:

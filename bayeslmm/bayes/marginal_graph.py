@@ -16,11 +16,13 @@ import pytensor.tensor as pt
 
 from ..gaussian.blocked import BlockedSystem
 from ..gaussian.factorisation import nested_whiten, project, whiten
+from ..gaussian.residual import ResidualModel, ResidualSystem
 from ..gaussian.statistics import GroupStats, NestedStats
 from ..spec.design import Design
 from ..spec.naming import ParameterNames, coords_of
 from .explicit_graph import block_scale, vector_rv
 from .priors import Prior
+from .residual_graph import ResidualBlockedLoglik, correlation_variable, weighted_stats
 
 
 def _level_factor(chols: list[pt.TensorVariable], sizes: list[int]) -> pt.TensorVariable:
@@ -130,13 +132,17 @@ def build_marginal_model(
     priors: dict[str, Prior],
     stats: GroupStats | NestedStats | None,
     system: BlockedSystem | None = None,
+    residual: ResidualModel | None = None,
+    residual_system: ResidualSystem | None = None,
 ) -> pm.Model:
     """The PyMC model of (beta, SDs, correlations, sigma) with the random effects integrated out.
 
     Same parameter names, priors, dims and coords as :func:`build_full_model`, minus
     the random effects (drawn afterwards by :func:`draw_random_effects`). ``stats`` gives
     the pure graph (one factor or two nested); with ``stats=None`` the blocked ``system``
-    enters as :class:`BlockedLoglik`.
+    enters as :class:`BlockedLoglik`. With a residual structure (``residual``), the
+    statistics are weighted by ``R(phi)^-1`` (:mod:`bayeslmm.bayes.residual_graph`; the
+    blocked path through ``residual_system``).
     """
     names = ParameterNames.from_design(design)
     with pm.Model(coords=coords_of(design, obs=False)) as model:
@@ -151,6 +157,14 @@ def build_marginal_model(
             )
             chols.append(chol if chol is not None else pt.diag(sd))
         sigma = priors["sigma"].family()("sigma", **priors["sigma"].params)
+        phi = None
+        if residual is not None:
+            phi = correlation_variable(residual.layout, priors[residual.parameter])
+            coef = residual.coefficients(phi, pt)
+            if isinstance(stats, NestedStats):
+                stats = weighted_stats(residual.nested_stats(), coef)
+            elif stats is not None:
+                stats = weighted_stats(residual.group_stats(), coef)
         pairs = list(zip(chols, design.blocks, strict=True))
 
         def factor(group: str | None) -> pt.TensorVariable:
@@ -159,11 +173,19 @@ def build_marginal_model(
 
         if stats is None:
             T = _factor_stack(pairs, system) / sigma
-            loglik = BlockedLoglik(system)(T, pt.as_tensor(beta, dtype="float64"), sigma)
+            beta_f = pt.as_tensor(beta, dtype="float64")
+            if residual is None:
+                loglik = BlockedLoglik(system)(T, beta_f, sigma)
+            else:
+                op = ResidualBlockedLoglik(residual_system)
+                loglik = op(T, beta_f, pt.as_tensor(sigma, dtype="float64"),
+                            pt.as_tensor(phi, dtype="float64"))  # fmt: skip
         elif isinstance(stats, NestedStats):
             TA, TB = factor(stats.outer), factor(stats.inner)
             loglik = nested_marginal_loglik(TA, TB, beta, sigma, stats)
         else:
             loglik = marginal_loglik(factor(None), beta, sigma, stats)
+        if residual is not None and stats is not None:
+            loglik = loglik - 0.5 * residual.logdet(phi, pt)
         pm.Potential("marginal_loglik", loglik)
     return model

@@ -14,16 +14,19 @@ import xarray as xr
 
 from ..errors import ArgumentError, NotFittedError, RowsNotInMemoryError, SamplerError, warn
 from ..gaussian.blocked import BlockedSystem, choose_explicit
+from ..gaussian.residual import ResidualModel, ResidualSystem
 from ..gaussian.statistics import (
     SUMMARIES,
     BlockedStats,
     GroupStats,
     NestedStats,
+    level_counts,
     nested_grouping_factors,
     single_grouping_factor,
 )
 from ..spec.design import Design, Rows, build_design, is_dask_frame
 from ..spec.naming import PARAMETRIZATIONS
+from ..spec.residual import ResidualStructure, non_nested_factors
 from .density import MarginalDensity
 from .diagnostics import Convergence, check_convergence, warn_convergence
 from .effects import draw_random_effects
@@ -77,6 +80,13 @@ class LMM:
         ``"sd(Days|Subject)"``, ``"cor(Subject)"``).
     parametrization
         ``"noncentered"`` (default) or ``"centered"`` random effects.
+    residual
+        A residual correlation structure, :class:`~bayeslmm.AR1` or
+        :class:`~bayeslmm.CompoundSymmetry` (nlme's ``correlation=``): its parameter
+        (``"phi"`` or ``"rho"``) gets a uniform prior on its interval by default. The
+        marginal sampler keeps integrating the random effects out where every residual
+        group lies within one level of each grouping factor; otherwise the model is
+        sampled with explicit random effects (``method="full"``).
 
     Examples
     --------
@@ -92,12 +102,13 @@ class LMM:
         data: pd.DataFrame,
         priors: Mapping[str, Prior] | None = None,
         parametrization: str = "noncentered",
+        residual: ResidualStructure | None = None,
     ):
         if not isinstance(parametrization, str) or parametrization not in PARAMETRIZATIONS:
             raise ArgumentError(
                 f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}"
             )
-        self.design: Design = build_design(formula, data, summaries=SUMMARIES)
+        self.design: Design = build_design(formula, data, residual, summaries=SUMMARIES)
         self.formula = self.design.spec.formula
         self.priors: dict[str, Prior] = resolve_priors(self.design, priors)
         self.parametrization = parametrization
@@ -106,6 +117,8 @@ class LMM:
         self._blocked: BlockedSystem | None = None
         self._explicit: tuple[str, ...] | None = None
         self._centred: tuple[str, ...] | None = None
+        self._residual: ResidualModel | None = None
+        self._residual_system: ResidualSystem | None = None
         self.idata: az.InferenceData | None = None
         self.convergence: Convergence | None = None
         self._fit_info: dict = {}
@@ -141,18 +154,49 @@ class LMM:
         return 0.99 if fewest <= FEW_LEVELS else 0.9
 
     @property
+    def residual_structure(self) -> ResidualStructure | None:
+        """The residual correlation structure given (None: independent residuals); in words
+        by ``model.design.residual.describe()``."""
+        return self.design.residual.structure if self.design.residual is not None else None
+
+    @property
+    def residual_model(self) -> ResidualModel | None:
+        """The residual structure's weights and weighted statistics (built on first use)."""
+        if self._residual is None and self.design.residual is not None:
+            self._residual = ResidualModel(self.design)
+        return self._residual
+
+    @property
+    def residual_system(self) -> ResidualSystem | None:
+        """:attr:`blocked_system` weighted by ``R(phi)^-1`` at any phi (residual structures)."""
+        if self._residual_system is None and self.residual_model is not None:
+            self._residual_system = ResidualSystem(self.residual_model, self.explicit_factors,
+                                                   self.blocked_system)  # fmt: skip
+        return self._residual_system
+
+    def _crossing_residual(self) -> list[str]:
+        """Grouping factors some residual group spans several levels of."""
+        if self.design.residual is None:
+            return []
+        return non_nested_factors(self.design.residual, self.design.blocks)
+
+    @property
     def marginal_supported(self) -> bool:
         """Can ``method="marginal"`` integrate the random effects out? Yes for every model
-        with random effects: one grouping factor, nested or crossed factors."""
-        return bool(self.design.blocks)
+        with random effects (one grouping factor, nested or crossed factors), unless a
+        residual structure's groups span several levels of a grouping factor."""
+        return bool(self.design.blocks) and not self._crossing_residual()
 
     @property
     def explicit_factors(self) -> tuple[str, ...]:
         """Grouping factors whose random effects the marginal sampler samples (non-centred)
         instead of integrating them out: those that would make the factorised system's
-        dense block too large (:func:`bayeslmm.gaussian.blocked.choose_explicit`)."""
+        dense block too large (:func:`bayeslmm.gaussian.blocked.choose_explicit`). None
+        with a residual correlation structure: its models run on PyMC's graph, whose
+        blocked Op integrates every factor out."""
         if self._explicit is None:
-            self._explicit = choose_explicit(self.design)
+            residual = self.design.residual is not None
+            self._explicit = () if residual else choose_explicit(self.design)
         return self._explicit
 
     @property
@@ -170,7 +214,7 @@ class LMM:
             chosen = []
             for group in self.explicit_factors:
                 blocks = [b for b in self.design.blocks if b.group == group]
-                rows = np.bincount(blocks[0].codes, minlength=blocks[0].n_levels)
+                rows = level_counts(self.design, group)
                 intercept_only = all(b.columns == ["(Intercept)"] for b in blocks)
                 if intercept_only and np.median(rows) >= CENTRED_MIN_ROWS:
                     chosen.append(group)
@@ -205,8 +249,10 @@ class LMM:
                 stats = NestedStats.from_design(design)
             else:
                 stats = None
-            self._marginal_model = build_marginal_model(design, self.priors, stats,
-                                                        self.blocked_system)  # fmt: skip
+            self._marginal_model = build_marginal_model(
+                design, self.priors, stats, self.blocked_system, self.residual_model,
+                self.residual_system if stats is None else None,
+            )  # fmt: skip
         return self._marginal_model
 
     @property
@@ -218,9 +264,9 @@ class LMM:
     @property
     def compiled_density(self) -> MarginalDensity | None:
         """The marginal model's hand-compiled log density (:mod:`bayeslmm.bayes.density`), or
-        None where it does not cover the model (a prior family it lacks); the PyMC graph
-        serves then."""
-        if not self.marginal_supported:
+        None where it does not cover the model (a prior family it lacks, a residual
+        correlation structure); the PyMC graph serves then."""
+        if not self.marginal_supported or self.design.residual is not None:
             return None
         return MarginalDensity.from_model(self.design, self.priors, self.blocked_system,
                                           self.centred_factors)  # fmt: skip
@@ -238,6 +284,14 @@ class LMM:
             self._needs_rows("method='full'", "use method='marginal' (the default)")
         if method is None:
             return "marginal" if self.marginal_supported else "full"
+        crossing = self._crossing_residual() if self.design.blocks else []
+        if method == "marginal" and crossing:
+            raise ArgumentError(
+                f"method='marginal' integrates the random effects out with correlated "
+                f"residuals only where each residual group of {self.design.residual.group!r} "
+                f"lies within one level of every grouping factor; it spans several levels of "
+                f"{crossing}: use method='full' (explicit random effects) or None"
+            )
         if method == "marginal" and not self.marginal_supported:
             warn(
                 f"method='marginal' integrates random effects out, and {self.formula!r} has "
@@ -253,7 +307,10 @@ class LMM:
             names.append(f"sd_{block.label}")
             if block.correlated:
                 names.append(f"cor_{block.label}")
-        return names + ["sigma"]
+        names.append("sigma")
+        if self.design.residual is not None:
+            names.append(self.design.residual.parameter)
+        return names
 
     def fit(
         self,
@@ -334,7 +391,8 @@ class LMM:
         chosen = method
         method = self._resolve_method(method)
         density = self.compiled_density if method == "marginal" else None
-        runs_marginal = (sampler in ("auto", "nutpie") and density is not None
+        # "auto" runs the marginal model anyhow: PyMC's sampler runs every graph
+        runs_marginal = (sampler == "auto" or sampler == "nutpie" and density is not None
                          or sampler in self.graph_samplers)  # fmt: skip
         if method == "marginal" and chosen is None and not runs_marginal:
             method, density = "full", None  # the requested sampler runs the explicit model
@@ -362,7 +420,8 @@ class LMM:
             model = self.marginal_model if method == "marginal" else self.pymc_model
             idata = sample_nuts(model, sampler=sampler, **settings)
         if method == "marginal":
-            effects = draw_random_effects(idata, self.design, self.blocked_system, random_seed)
+            effects = draw_random_effects(idata, self.design, self.blocked_system, random_seed,
+                                          self.residual_system)  # fmt: skip
             for name, values in effects.items():
                 idata.posterior[name] = values
             if "observed_data" in idata.groups():

@@ -8,7 +8,9 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import ArgumentError, DataError
+from ..gaussian.residual import ResidualWeights, conditional_loglik, residual_noise
 from ..spec.design import Design, new_design
+from ..spec.residual import new_layout
 from .effects import block_scale_draws
 from .sampling import whole_number
 
@@ -32,15 +34,27 @@ def linear_predictor(
 
 
 def log_likelihood(idata: az.InferenceData, design: Design) -> xr.Dataset:
-    """Pointwise Normal log-likelihood of the fitted rows, given all parameters."""
+    """Pointwise Normal log-likelihood of the fitted rows, given all parameters.
+
+    With correlated residuals the rows do not factorise: each row's value is its density
+    given every other row, ``log p(y_i | y_-i, theta)`` (:func:`bayeslmm.gaussian.residual.
+    conditional_loglik`), which PSIS-LOO by observation needs (Bürkner, Gabry & Vehtari
+    2021, as brms does for ``ar()`` and ``cosy()`` terms)."""
     post = idata.posterior
     effects = [post[f"u_{b.label}"].values for b in design.blocks]
     mu = linear_predictor(
         post, design.X, [b.Z for b in design.blocks], [b.codes for b in design.blocks], effects
     )
     sigma = post["sigma"].values[..., None]
-    resid = (design.y - mu) / sigma
-    values = -0.5 * resid**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+    if design.residual is None:
+        resid = (design.y - mu) / sigma
+        values = -0.5 * resid**2 - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+    else:
+        weights = ResidualWeights.from_layout(design.residual)
+        shape = mu.shape
+        phi = post[design.residual.parameter].values.reshape(-1)
+        values = conditional_loglik(weights, (design.y - mu).reshape(-1, shape[-1]),
+                                    sigma.reshape(-1), phi).reshape(shape)  # fmt: skip
     da = xr.DataArray(
         values,
         dims=("chain", "draw", "obs"),
@@ -75,7 +89,10 @@ def predict_draws(
         A level unseen in fitting gets a fresh effect drawn, for every posterior draw,
         from the fitted population distribution; ``False`` raises instead.
     kind
-        ``"mean"`` for the linear predictor, ``"response"`` to add residual noise.
+        ``"mean"`` for the linear predictor, ``"response"`` to add residual noise (with a
+        residual structure, correlated among the new rows of one residual group as the
+        structure says, e.g. ``phi^|t_i - t_j|``; not conditioned on the fitted rows'
+        residuals).
     random_seed
         Seed for new-level effects and residual noise.
 
@@ -115,7 +132,13 @@ def predict_draws(
     shape = mu.shape
     n_new = shape[-1]
     if kind == "response":
-        mu = mu + post["sigma"].values[..., None] * rng.standard_normal(shape)
+        if design.residual is None:
+            noise = rng.standard_normal(shape)
+        else:
+            layout = new_layout(design.residual, newdata)
+            phi = post[design.residual.parameter].values.reshape(-1)
+            noise = residual_noise(layout, phi, rng, len(phi)).reshape(shape)
+        mu = mu + post["sigma"].values[..., None] * noise
     return xr.DataArray(
         mu,
         dims=("chain", "draw", "obs"),

@@ -12,7 +12,12 @@ Default rule (autoscaling as in rstanarm and bambi), with ``s_y`` the response S
   means has SD ``2.5 s_y`` as in the centred parametrisation;
 - SD of a random effect on column ``z``: ``HalfNormal(2.5 * s_y / sd(z))`` (``sd(z)``
   taken as 1 for the intercept);
-- correlations: ``LKJ(eta=1)``; residual SD: ``HalfNormal(s_y)``.
+- correlations: ``LKJ(eta=1)``; residual SD: ``HalfNormal(s_y)``;
+- with a residual structure, its correlation parameter (``"phi"`` for AR(1), ``"rho"`` for
+  compound symmetry): uniform on its whole interval, ``Uniform(-1, 1)`` for AR(1) and
+  ``Uniform(-1 / (m - 1), 1)`` for compound symmetry (``m``: rows of the largest group).
+  An override must keep within that interval (``Uniform``, ``TruncatedNormal`` with both
+  bounds, or ``Beta``).
 """
 
 from __future__ import annotations
@@ -219,7 +224,28 @@ def default_priors(design: Design) -> dict[str, Prior]:
         if cor:
             out[cor] = Prior("LKJ", eta=1.0)
     out["sigma"] = Prior("HalfNormal", sigma=s_y)
+    if design.residual is not None:
+        lay = design.residual
+        out[lay.parameter] = Prior("Uniform", lower=lay.lower, upper=lay.upper)
     return out
+
+
+def _check_correlation_prior(key: str, prior: Prior, lower: float, upper: float) -> Prior:
+    """A prior of the residual correlation parameter must lie within its interval."""
+    bounds = None
+    if prior.dist == "Uniform":
+        bounds = (prior.params.get("lower", 0.0), prior.params.get("upper", 1.0))
+    elif prior.dist == "TruncatedNormal" and {"lower", "upper"} <= set(prior.params):
+        bounds = (prior.params["lower"], prior.params["upper"])
+    elif prior.dist == "Beta":
+        bounds = (0.0, 1.0)
+    if bounds is None or bounds[0] < lower - 1e-12 or bounds[1] > upper + 1e-12:
+        raise PriorError(
+            f"prior for {key!r} must keep within ({lower:.4g}, {upper:.4g}), where the residual "
+            f"correlation is defined: Uniform(lower, upper), TruncatedNormal(mu, sigma, lower, "
+            f"upper) or Beta (for positive values); got {prior}"
+        )
+    return prior
 
 
 def _aliases(names: ParameterNames) -> dict[str, str]:
@@ -275,6 +301,8 @@ def resolve_priors(design: Design, user: Mapping[str, Prior] | None = None) -> d
     kind_of.update({n: "sd" for n in sd_all})
     kind_of.update({n: "cor" for n in cor_all})
     kind_of["sigma"] = "sigma"
+    if names.residual:
+        kind_of[names.residual] = "residual"
     targets = {
         "fixed": list(names.fixed),
         "intercept": [INTERCEPT] if INTERCEPT in names.fixed else [],
@@ -297,7 +325,17 @@ def resolve_priors(design: Design, user: Mapping[str, Prior] | None = None) -> d
         name = alias.get(key, key)
         if name not in kind_of:
             valid = ", ".join(list(CLASSES) + list(kind_of))
-            raise PriorError(f"prior key {key!r} matches no parameter; valid keys: {valid}")
+            hint = ""
+            if key in ("phi", "rho") and names.residual:
+                hint = f" (the residual correlation of this model is {names.residual!r})"
+            elif key in ("phi", "rho"):
+                hint = " (the model has no residual correlation structure)"
+            raise PriorError(f"prior key {key!r} matches no parameter{hint}; valid keys: {valid}")
+        if kind_of[name] == "residual":
+            _check_prior(key, prior, "fixed")  # not LKJ
+            lay = design.residual
+            priors[name] = _check_correlation_prior(key, prior, lay.lower, lay.upper)
+            continue
         priors[name] = _check_prior(key, prior, kind_of[name])
     for block, sd_names in zip(design.blocks, names.sd, strict=True):
         chosen = [priors[n] for n in sd_names]

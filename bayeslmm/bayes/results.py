@@ -68,7 +68,8 @@ def hdi_of(table: pd.DataFrame) -> list[str]:
 def population_draws(idata: az.InferenceData, design: Design) -> dict[str, xr.DataArray]:
     """Draws of every population parameter under its lme4-style name.
 
-    Order: random-effect SDs and correlations per block, ``sigma``, fixed effects.
+    Order: random-effect SDs and correlations per block, ``sigma``, the residual
+    correlation parameter (``phi``, ``rho``) if any, fixed effects.
     """
     post = idata.posterior
     names = ParameterNames.from_design(design)
@@ -83,16 +84,18 @@ def population_draws(idata: az.InferenceData, design: Design) -> dict[str, xr.Da
             for k, name in enumerate(pairs):
                 out[name] = cor.isel({cor_dim(block.label): k}, drop=True)
     out["sigma"] = post["sigma"]
+    if names.residual:
+        out[names.residual] = post[names.residual]
     if "beta" in post:
         for name in design.fixed_names:
             out[name] = post["beta"].sel(fixed=name, drop=True)
     return out
 
 
-def _component(name: str) -> str:
+def _component(name: str, residual: str | None = None) -> str:
     if name.startswith("sd(") or name.startswith("cor("):
         return "random"
-    return "residual" if name == "sigma" else "fixed"
+    return "residual" if name in ("sigma", residual) else "fixed"
 
 
 def summary_table(
@@ -103,7 +106,8 @@ def summary_table(
     draws = population_draws(idata, design)
     with one_chain_quiet(idata):
         table = az.summary(xr.Dataset(draws), hdi_prob=hdi_prob, round_to="none")
-    table.insert(0, "component", [_component(n) for n in table.index])
+    residual = design.residual.parameter if design.residual is not None else None
+    table.insert(0, "component", [_component(n, residual) for n in table.index])
     return table
 
 
@@ -189,7 +193,8 @@ def coef_table(idata: az.InferenceData, design: Design) -> dict[str, pd.DataFram
 
 
 def varcorr_table(summary: pd.DataFrame, design: Design) -> pd.DataFrame:
-    """Variance components in lme4's ``as.data.frame(VarCorr())`` layout (posterior stats)."""
+    """Variance components in lme4's ``as.data.frame(VarCorr())`` layout (posterior stats);
+    a residual structure adds the row ``("Residual", "phi")`` (or ``"rho"``)."""
     names = ParameterNames.from_design(design)
     rows = []
     for block, sd_names, pairs in zip(design.blocks, names.sd, names.cor_pairs, strict=True):
@@ -199,6 +204,8 @@ def varcorr_table(summary: pd.DataFrame, design: Design) -> pd.DataFrame:
         for (i, j), name in zip(lower, pairs, strict=True):
             rows.append((block.label, block.columns[j], block.columns[i], name))
     rows.append(("Residual", None, None, "sigma"))
+    if names.residual:
+        rows.append(("Residual", names.residual, None, names.residual))
     stats = summary.loc[[r[3] for r in rows], ["mean", "sd", *hdi_of(summary)]]
     frame = pd.DataFrame(rows, columns=["grp", "var1", "var2", "parameter"])
     return pd.concat([frame, stats.reset_index(drop=True)], axis=1)

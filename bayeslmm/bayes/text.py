@@ -31,17 +31,22 @@ def format_summary(model, table: pd.DataFrame) -> str:
     groups = ", ".join(f"{g} ({len(lv)} levels)" for g, lv in design.groups().items())
     if groups:
         lines.append(f" Groups: {groups}")
+    if design.residual is not None:
+        lines.append(f"Residuals: {design.residual.describe()}")
     varcorr = varcorr_table(table, design)
     stats = _format_stats(table.loc[varcorr["parameter"]]).reset_index(drop=True)
     names = [
-        "sigma"
+        r.parameter
         if r.grp == "Residual"
         else (f"cor({r.var1},{r.var2})" if pd.notna(r.var2) else f"sd({r.var1})")
         for r in varcorr.itertuples()
     ]
     groups_col = varcorr["grp"].where(varcorr["grp"].ne(varcorr["grp"].shift()), "")
     random = pd.concat([pd.DataFrame({"Groups": groups_col, "Name": names}), stats], axis=1)
-    lines += ["", "Random effects (posterior of SDs and correlations):"]
+    heading = "Random effects (posterior of SDs and correlations)"
+    if design.residual is not None:
+        heading += f"; residual correlation {design.residual.parameter}"
+    lines += ["", heading + ":"]
     lines.append(random.to_string(index=False))
     fixed = table.loc[table["component"] == "fixed"]
     if len(fixed):

@@ -74,7 +74,13 @@ def chibar_pvalue(chisq: float, df: int, variances_at_zero: int) -> tuple[float,
 
 def fixed_only_fit(design: Design, reml: bool) -> LmerResult:
     """A model without random effects as an :class:`LmerResult` (the linear model's
-    likelihood, REML or ML), for the last row of :func:`ranova`."""
+    likelihood, REML or ML), for the last row of :func:`ranova`; with a residual
+    correlation structure, nlme's ``gls``."""
+    if design.residual is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SingularFitWarning)
+            return lmer(design.spec.formula, design.frame, reml=reml,
+                        residual=design.residual.structure)  # fmt: skip
     cp = CrossProducts.from_design(design)
     layout = ThetaLayout.from_design(design)
     theta = np.zeros(0)
@@ -85,12 +91,13 @@ def _refit(fit: LmerResult, spec: ModelSpec | str, reml: bool) -> LmerResult:
     """``spec`` fitted by REML or ML to the rows ``fit`` used (no singular-fit warnings:
     the tables below are where a boundary shows)."""
     frame = fit.design.frame
+    residual = fit.residual_structure  # refits keep the residual correlation structure
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularFitWarning)
         spec_text = spec if isinstance(spec, str) else spec.formula
         if isinstance(spec, ModelSpec) and not spec.random:
-            return fixed_only_fit(build_design(spec, frame), reml)
-        return lmer(spec_text, frame, reml=reml)
+            return fixed_only_fit(build_design(spec, frame, residual), reml)
+        return lmer(spec_text, frame, reml=reml, residual=residual)
 
 
 def _in_span(columns: np.ndarray, basis: np.ndarray) -> bool:
@@ -140,12 +147,20 @@ def is_nested(small: Design, large: Design) -> bool:
     random unit of ``small`` (a correlated block, or one column of an independent one)
     must lie in the span of one unit of ``large`` with the same grouping of the rows,
     so that ``large``'s covariance can reproduce ``small``'s (a correlated unit holds any
-    covariance of its span; a single column only its own variance).
+    covariance of its span; a single column only its own variance). A residual
+    correlation structure of ``small`` must be ``large``'s; independent residuals are the
+    special case ``phi = 0`` of any structure.
     """
     _rows_needed([small, large], "checking that one model is nested in another",
                   "pass check_nested=False to anova() if you know they are (lme4 does not "
                   "check)")  # fmt: skip
     if not _in_span(small.X, large.X):
+        return False
+    if small.residual is not None and (
+        large.residual is None
+        or large.residual.structure != small.residual.structure
+        or not np.array_equal(large.residual.codes, small.residual.codes)
+    ):
         return False
     large_units = _units(large)
     for key, Z in _units(small):

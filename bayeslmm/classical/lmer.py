@@ -2,7 +2,10 @@
 
 The profiled criterion (:mod:`bayeslmm.gaussian.profiled`) is minimised over theta with
 bounded quasi-Newton steps; fixed effects, sigma and the conditional modes follow from
-the penalised least-squares solution at the optimum.
+the penalised least-squares solution at the optimum. With a residual correlation
+structure (``residual=bl.AR1(...)`` or ``bl.CompoundSymmetry(...)``, as nlme's ``lme`` and
+``gls``) the criterion of :mod:`bayeslmm.gaussian.residual` is minimised jointly over
+theta and the correlation parameter.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
-from ..errors import ArgumentError, FormulaError, SingularFitWarning, warn
+from ..errors import ArgumentError, DataError, FormulaError, SingularFitWarning, warn
 from ..gaussian.profiled import (
     BlockedProfile,
     ProfiledFit,
@@ -23,15 +26,22 @@ from ..gaussian.profiled import (
     covariance_deviance,
     profiled,
 )
+from ..gaussian.residual import ResidualModel, ResidualProfile
 from ..gaussian.statistics import SUMMARIES, BlockedStats, CrossProducts, random_effects_matrix
 from ..spec.design import Design, Rows, build_design
+from ..spec.residual import ResidualStructure, non_nested_factors
 
 SINGULAR_TOL = 1e-4
 
 
 @dataclass
 class LmerResult:
-    """A REML or ML fit: estimates, their uncertainty and the conditional modes."""
+    """A REML or ML fit: estimates, their uncertainty and the conditional modes.
+
+    With a residual correlation structure, ``residual`` holds its weights and ``phi`` the
+    estimate of its parameter (AR(1)'s ``phi`` or compound symmetry's ``rho``);
+    ``cross_products`` are then the ``R(phi)^-1``-weighted ones.
+    """
 
     design: Design
     reml: bool
@@ -40,6 +50,14 @@ class LmerResult:
     layout: ThetaLayout = field(repr=False)
     cross_products: CrossProducts = field(repr=False)
     converged: bool = True
+    residual: ResidualModel | None = field(default=None, repr=False)
+    phi: float | None = None
+
+    @property
+    def residual_structure(self) -> ResidualStructure | None:
+        """The residual correlation structure given (None: independent residuals); in words
+        by ``fit.design.residual.describe()``."""
+        return self.design.residual.structure if self.design.residual is not None else None
 
     @property
     def sigma(self) -> float:
@@ -62,7 +80,7 @@ class LmerResult:
 
     @property
     def n_params(self) -> int:
-        return len(self.fit.beta) + len(self.theta) + 1
+        return len(self.fit.beta) + len(self.theta) + 1 + (self.phi is not None)
 
     @property
     def loglik(self) -> float:
@@ -93,7 +111,9 @@ class LmerResult:
         return [self.sigma**2 * T @ T.T for T in self.layout.factors(self.theta)]
 
     def varcorr(self) -> pd.DataFrame:
-        """Variance components in lme4's ``as.data.frame(VarCorr())`` layout."""
+        """Variance components in lme4's ``as.data.frame(VarCorr())`` layout; a residual
+        correlation structure adds the row ``("Residual", "phi")`` (or ``"rho"``) whose
+        ``sdcor`` is the correlation parameter."""
         rows = []
         for block, cov in zip(self.design.blocks, self.covariances(), strict=True):
             sd = np.sqrt(np.diag(cov))
@@ -108,6 +128,8 @@ class LmerResult:
                             (block.label, block.columns[j], block.columns[i], cov[i, j], cor)
                         )
         rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        if self.phi is not None:
+            rows.append(("Residual", self.design.residual.parameter, None, np.nan, self.phi))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
     def _by_group(self, per_block: list[np.ndarray]) -> dict[str, pd.DataFrame]:
@@ -259,6 +281,30 @@ def _varpar_deviance(varpar: np.ndarray, cp: CrossProducts, layout: ThetaLayout,
     return dev, sigma**2 * rx_inv @ rx_inv.T
 
 
+def _varpar_function(result: LmerResult):
+    """``x -> (deviance, vcov of beta)`` over the variance parameters ``x = (theta, [phi],
+    sigma)`` (phi: the residual correlation parameter, if any)."""
+    cp, layout, reml, k = result.cross_products, result.layout, result.reml, len(result.theta)
+    if result.residual is None:
+        return lambda x: _varpar_deviance(x, cp, layout, reml)
+    model = result.residual
+
+    def deviance(x: np.ndarray) -> tuple[float, np.ndarray]:
+        phi = float(x[k])
+        if not model.weights.in_bounds(phi):
+            return np.inf, np.full((cp.p, cp.p), np.nan)
+        dev, vcov = _varpar_deviance(np.delete(x, k), model.cross_products(phi), layout, reml)
+        return dev + float(model.logdet(phi)), vcov
+
+    return deviance
+
+
+def _variance_parameters(result: LmerResult) -> np.ndarray:
+    """``(theta, [phi], sigma)`` of a fit."""
+    phi = [] if result.phi is None else [result.phi]
+    return np.concatenate([result.theta, phi, [result.sigma]])
+
+
 def _steps(x: np.ndarray) -> np.ndarray:
     """Finite-difference steps in (theta, sigma): large enough that the deviance's rounding
     (about 1e-13 of thousands) does not swamp second differences, refined by Richardson."""
@@ -288,7 +334,8 @@ def observed_vcov(result: LmerResult) -> pd.DataFrame:
     """Fixed-effects covariance from the full observed information, as statsmodels reports.
 
     Inverts the Hessian of -log-likelihood (REML criterion for REML fits) jointly in
-    (beta, the packed relative covariances Psi_k = T_k T_k', sigma^2), so the
+    (beta, the packed relative covariances Psi_k = T_k T_k', sigma^2 and, with a residual
+    structure, its correlation parameter), so the
     uncertainty of the variance parameters feeds back into the SEs. This is the
     covariance behind ``statsmodels`` ``MixedLM`` Wald tests; it equals
     :attr:`LmerResult.vcov` asymptotically but differs in small samples and at
@@ -315,12 +362,25 @@ def observed_vcov(result: LmerResult) -> pd.DataFrame:
     packed = [P[r, c] if corr else np.diag(P)
               for P, (r, c), corr in zip(psi0, tril, layout.correlated, strict=True)]  # fmt: skip
     x0 = np.concatenate([result.fit.beta, *packed, [result.sigma**2]])
+    model = result.residual
+    if model is not None:
+        x0 = np.append(x0, result.phi)
 
     def dev(x: np.ndarray) -> float:
-        return covariance_deviance(x[:p], unpack(x), x[-1], cp, layout, result.reml)
+        if model is None:
+            return covariance_deviance(x[:p], unpack(x), x[-1], cp, layout, result.reml)
+        phi = float(x[-1])
+        if not model.weights.in_bounds(phi):
+            return np.inf
+        return covariance_deviance(x[:p], unpack(x), x[-2], model.cross_products(phi), layout,
+                                   result.reml) + float(model.logdet(phi))  # fmt: skip
 
     # steps large enough that rounding in the criterion does not swamp small curvatures
-    cov = 2.0 * np.linalg.pinv(_hessian(dev, x0, 1e-3 * np.maximum(np.abs(x0), 1e-2)))
+    h = 1e-3 * np.maximum(np.abs(x0), 1e-2)
+    if model is not None:  # stay inside the correlation's interval
+        lo, hi = model.bounds
+        h[-1] = min(h[-1], 0.25 * (result.phi - lo), 0.25 * (hi - result.phi))
+    cov = 2.0 * np.linalg.pinv(_hessian(dev, x0, h))
     names = result.design.fixed_names
     return pd.DataFrame(cov[:p, :p], index=names, columns=names)
 
@@ -329,22 +389,27 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     """Satterthwaite degrees of freedom, t and p-values of each fixed effect (lmerTest).
 
     ``df_j = 2 V_jj^2 / (g_j' A g_j)``, with ``V`` the covariance of the fixed effects
-    as a function of the variance parameters (theta, sigma), ``g_j`` the gradient of
-    ``V_jj`` and ``A = 2 H^-1`` from the Hessian ``H`` of the deviance in (theta, sigma).
-    Derivatives are central finite differences.
+    as a function of the variance parameters (theta, sigma; and the residual correlation
+    parameter where the model has one), ``g_j`` the gradient of ``V_jj`` and ``A = 2
+    H^-1`` from the Hessian ``H`` of the deviance in those parameters. Derivatives are
+    central finite differences.
     """
     if not isinstance(result, LmerResult):
         raise ArgumentError(f"satterthwaite() needs a bl.lmer() fit, got {type(result).__name__}")
-    cp, layout, reml = result.cross_products, result.layout, result.reml
-    x0 = np.append(result.theta, result.sigma)
+    varpar = _varpar_function(result)
+    x0 = _variance_parameters(result)
     h = _steps(x0)
+    if result.phi is not None:  # stay inside (lower, upper)
+        lo, hi = result.residual.bounds
+        k_phi = len(result.theta)
+        h[k_phi] = min(h[k_phi], 0.25 * (result.phi - lo), 0.25 * (hi - result.phi))
     k = len(x0)
 
     def dev(x: np.ndarray) -> float:
-        return _varpar_deviance(x, cp, layout, reml)[0]
+        return varpar(x)[0]
 
     def vcov_at(x: np.ndarray) -> np.ndarray:
-        return _varpar_deviance(x, cp, layout, reml)[1]
+        return varpar(x)[1]
 
     def jacobian(step: np.ndarray) -> np.ndarray:  # d vcov / d varpar, (k, p, p)
         eye = np.eye(k)
@@ -479,7 +544,65 @@ def _optimise(profile: BlockedProfile, layout: ThetaLayout, reml: bool) -> tuple
     return theta, converged
 
 
-def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:
+def _optimise_residual(
+    profile: ResidualProfile, layout: ThetaLayout, reml: bool
+) -> tuple[np.ndarray, float, bool]:
+    """Minimise the criterion jointly over theta and the correlation parameter: L-BFGS-B
+    with the exact gradient in theta and a central difference in ``eta``, the parameter
+    mapped onto the real line (``phi = lower + (upper - lower) (1 + tanh(eta)) / 2``);
+    then, near a bound or where it did not converge, a derivative-free polish. Starts at
+    lme4's theta and independent residuals (phi = 0). Without random effects, Brent's
+    bounded search over the parameter alone."""
+    lo, hi = profile.bounds
+    k = layout.n_theta
+    if k == 0:  # no random effects (nlme's gls): a bounded search in the one parameter
+        width = hi - lo
+        found = scipy.optimize.minimize_scalar(
+            lambda phi: profile(np.zeros(0), phi, reml, grad=False)[0], method="bounded",
+            bounds=(lo + 1e-9 * width, hi - 1e-9 * width), options={"xatol": 1e-11})  # fmt: skip
+        return np.zeros(0), float(found.x), bool(found.success)
+
+    def to_phi(eta: float) -> float:
+        return lo + (hi - lo) * 0.5 * (1.0 + np.tanh(eta))
+
+    def value(x: np.ndarray) -> float:
+        dev = profile(x[:k], to_phi(x[k]), reml, grad=False)[0]
+        return dev if np.isfinite(dev) else np.inf
+
+    def with_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+        dev, grad = profile(x[:k], to_phi(x[k]), reml)
+        if not np.isfinite(dev):
+            return np.inf, np.zeros_like(x)
+        h = 1e-6 * max(1.0, abs(x[k]))
+        up, down = value(x + h * np.eye(k + 1)[k]), value(x - h * np.eye(k + 1)[k])
+        d_eta = (up - down) / (2 * h) if np.isfinite(up) and np.isfinite(down) else 0.0
+        return dev, np.append(grad, d_eta)
+
+    x0 = np.append(layout.start(), np.arctanh(2.0 * (0.0 - lo) / (hi - lo) - 1.0))
+    bounds = [(b if np.isfinite(b) else None, None) for b in layout.lower_bounds()]
+    bounds.append((None, None))
+    result = scipy.optimize.minimize(with_gradient, x0, jac=True, method="L-BFGS-B",
+                                     bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-8,
+                                                             "maxiter": 5000})  # fmt: skip
+    near_bound = np.any(result.x[:k][np.isfinite(layout.lower_bounds())] < 1e-2)
+    best, converged = result, bool(result.success)
+    if not result.success or near_bound or abs(result.x[k]) > 5:
+        polished = scipy.optimize.minimize(value, result.x, method="Powell", bounds=bounds,
+                                           options={"xtol": 1e-10, "ftol": 1e-15,
+                                                    "maxiter": 20000})  # fmt: skip
+        if polished.fun <= result.fun:
+            best = polished
+        converged = bool(result.success or polished.success)
+    x = np.asarray(best.x, dtype=float)
+    return x[:k], float(to_phi(x[k])), converged
+
+
+def lmer(
+    formula: str,
+    data: pd.DataFrame,
+    reml: bool = True,
+    residual: ResidualStructure | None = None,
+) -> LmerResult:
     """Fit a linear mixed model by REML (default) or ML, as ``lme4::lmer``.
 
     Parameters
@@ -492,6 +615,11 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:
         partition on the active Dask scheduler; the rows are never gathered.
     reml
         ``True`` for REML, ``False`` for maximum likelihood.
+    residual
+        A residual correlation structure, :class:`~bayeslmm.AR1` or
+        :class:`~bayeslmm.CompoundSymmetry`, as nlme's ``correlation=`` argument: ``lme``
+        with random terms, ``gls`` without (the formula may then have none). Its groups
+        must lie within the levels of every grouping factor, as ``lme`` requires.
 
     Returns
     -------
@@ -500,18 +628,34 @@ def lmer(formula: str, data: pd.DataFrame, reml: bool = True) -> LmerResult:
     """
     if not isinstance(reml, bool | np.bool_):
         raise ArgumentError(f"reml must be True (REML) or False (ML), got {reml!r}")
-    design = build_design(formula, data, summaries=SUMMARIES)
-    if not design.blocks:
+    design = build_design(formula, data, residual, summaries=SUMMARIES)
+    if not design.blocks and design.residual is None:
         raise FormulaError(
             f"{design.spec.formula!r} has no random term such as (1 | g): lmer fits mixed "
-            "models; for fixed effects alone use ordinary least squares"
+            "models; for fixed effects alone use ordinary least squares, or give a residual "
+            "correlation structure (residual=bl.AR1(...) or bl.CompoundSymmetry(...), as "
+            "nlme's gls)"
         )
-    stats = BlockedStats.from_design(design)
-    cp = CrossProducts.from_stats(stats, design)
     layout = ThetaLayout.from_design(design)
-    theta, converged = _optimise(BlockedProfile(design, layout, stats), layout, reml)
-    fit = profiled(theta, cp, layout, reml)
-    result = LmerResult(design, reml, theta, fit, layout, cp, converged)
+    if design.residual is not None:
+        crossing = non_nested_factors(design.residual, design.blocks)
+        if crossing:
+            raise DataError(
+                f"residual groups of {design.residual.group!r} span several levels of the "
+                f"grouping factor(s) {crossing}: bl.lmer needs every residual group within "
+                "one level of each grouping factor (as nlme's lme); the Bayesian model "
+                "bl.LMM(..., residual=...) fits this with explicit random effects"
+            )
+        profile = ResidualProfile(design, layout)
+        theta, phi, converged = _optimise_residual(profile, layout, reml)
+        fit, cp = profile.fit(theta, phi, reml)
+        result = LmerResult(design, reml, theta, fit, layout, cp, converged, profile.model, phi)
+    else:
+        stats = BlockedStats.from_design(design)
+        cp = CrossProducts.from_stats(stats, design)
+        theta, converged = _optimise(BlockedProfile(design, layout, stats), layout, reml)
+        fit = profiled(theta, cp, layout, reml)
+        result = LmerResult(design, reml, theta, fit, layout, cp, converged)
     if result.singular:
         warn(
             f"boundary (singular) fit of {'REML' if reml else 'ML'} {design.spec.formula!r}: "

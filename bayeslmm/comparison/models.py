@@ -20,7 +20,7 @@ import scipy.stats
 from ..bayes.model import LMM
 from ..classical.lmer import LmerResult, lmer
 from ..classical.ols import OLSFit, ols, per_group_ols, refuse_dask
-from ..errors import ArgumentError, ColumnTypeError, DataError, FormulaError
+from ..errors import ArgumentError, ColumnTypeError, ComparisonError, DataError, FormulaError
 from ..spec.design import NUMBER, build_design, column_kind
 from ..spec.formula import ModelSpec, parse_formula, quote
 from .factors import FactorsSetup, MultiFactorComparison, compare_factors
@@ -404,6 +404,14 @@ def compare(
     """
     check_arguments(level, bayes, model, fit_kwargs)
     refuse_dask(data, "compare()")
+    if model is not None and model.residual_structure is not None:
+        raise ComparisonError(
+            f"the seven-model comparison contrasts ways of pooling groups, every model with "
+            f"independent residuals; {model.formula!r} has correlated residuals "
+            f"({model.design.residual.describe()}), which OLS, ANCOVA and the two-stage "
+            "model would ignore. Compare it with bl.lmer(..., residual=...) and "
+            "bl.compare_random_effects instead"
+        )
     spec = parse_formula(formula)
     if not spec.random:
         raise FormulaError(f"compare() needs a random term such as (1 | g); {spec.formula!r} "

@@ -139,7 +139,8 @@ def _component(reduction: Reduction) -> str:
 def _fit_neighbour(model: LMM, formula: str, fit_kwargs: dict[str, Any]) -> LMM:
     """The neighbour, with the fitted model's priors of the parameters they share, fitted to
     the rows the model used (a Dask DataFrame's lazily cleaned rows: one design each)."""
-    neighbour = LMM(formula, model.design.frame, parametrization=model.parametrization)
+    neighbour = LMM(formula, model.design.frame, parametrization=model.parametrization,
+                    residual=model.residual_structure)
     names = set(ParameterNames.from_design(neighbour.design).all())
     shared = {k: v for k, v in model.priors.items() if k in names}
     neighbour.priors = resolve_priors(neighbour.design, shared)
@@ -256,8 +257,9 @@ def compare_random_effects(
     notes: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularFitWarning)
-        reml = lmer(model.formula, frame)
-        neighbours = [NeighbourComparison(r, lmer(r.formula, frame))
+        residual = model.residual_structure  # the neighbours keep the residual structure
+        reml = lmer(model.formula, frame, residual=residual)
+        neighbours = [NeighbourComparison(r, lmer(r.formula, frame, residual=residual))
                       for r in simpler_neighbours(model.design)]  # fmt: skip
     if not neighbours:
         notes.append("The random part has no slope or correlation to remove, so there is no "

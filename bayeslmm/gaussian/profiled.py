@@ -337,7 +337,7 @@ def covariance_deviance(
         sp.kron(sp.identity(n, format="csc"), sp.csc_matrix(P), format="csc")
         for n, P in zip(layout.levels, psi, strict=True)
     ]
-    Psi = sp.block_diag(mats, format="csc")
+    Psi = sp.block_diag(mats, format="csc") if mats else sp.csc_matrix((0, 0))
     q = Psi.shape[0]
     M = (sp.identity(q, format="csc") + cp.ZtZ @ Psi).tocsc()
     lu = spla.splu(M)

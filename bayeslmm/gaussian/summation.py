@@ -145,10 +145,16 @@ class KeyedSums:
         return self.hi + self.lo
 
     def dense(self, n_keys: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-        """The sums and rows of keys ``0 .. n_keys - 1``, every one present."""
-        if len(self.keys) != n_keys or (n_keys and self.keys[-1] != n_keys - 1):
-            raise ValueError(f"{what}: sums of {len(self.keys)} of {n_keys} levels")
-        return self.values, self.counts
+        """The sums and rows of keys ``0 .. n_keys - 1`` (zeros for a key without rows: a
+        level absent from weighted pseudo-rows)."""
+        if len(self.keys) and (self.keys[0] < 0 or self.keys[-1] >= n_keys):
+            raise ValueError(f"{what}: sums of keys outside 0 .. {n_keys - 1}")
+        if len(self.keys) == n_keys:
+            return self.values, self.counts
+        values = np.zeros((n_keys, self.hi.shape[1]))
+        counts = np.zeros(n_keys, dtype=np.int64)
+        values[self.keys], counts[self.keys] = self.values, self.counts
+        return values, counts
 
 
 def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ import argparse
 import ast
 import contextlib
 import glob
+import re
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -18,7 +19,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import BayesLMMError, BayesLMMWarning, DataError, MissingDependencyError, PriorError
+from ..errors import (
+    ArgumentError,
+    BayesLMMError,
+    BayesLMMWarning,
+    DataError,
+    MissingDependencyError,
+    PriorError,
+)
 
 DEMO = {
     "dataset": "classroom",
@@ -55,6 +63,40 @@ def parse_prior(text: str):
         except ValueError as err:
             raise PriorError(f"--prior {text!r}: {kw.arg} must be a number") from err
     return key, Prior(call.func.id, **params)
+
+
+def parse_residual(text: str):
+    """``--residual``: ``ar1(TIME | GROUP)``, ``ar1(1 | GROUP)`` (the rows' order), ``ar1(TIME)``
+    (one series), ``cs(GROUP)`` or ``cs(1 | GROUP)`` -> the residual structure (nlme's
+    ``corAR1(form = ~ TIME | GROUP)`` and ``corCompSymm(form = ~ 1 | GROUP)``); ``a:b``
+    groups by two columns, a name in backticks may hold any character."""
+    from ..spec.residual import AR1, CompoundSymmetry
+
+    shape = (f"--residual {text!r}: write ar1(TIME | GROUP), ar1(1 | GROUP), ar1(TIME) or "
+             "cs(GROUP)")  # fmt: skip
+    match = re.fullmatch(r"\s*(ar1|cs)\s*\((.*)\)\s*", text, flags=re.IGNORECASE | re.DOTALL)
+    if not match:
+        raise ArgumentError(shape)
+    kind, inner = match.group(1).lower(), match.group(2)
+    left, bar, right = inner.partition("|") if "|" in inner else ("", "", inner)
+
+    def names(part: str) -> list[str]:
+        out = [p.strip().strip("`").strip() for p in re.split(r":(?![^`]*`)", part)]
+        if not all(out):
+            raise ArgumentError(shape)
+        return out
+
+    if bar and not right.strip():
+        raise ArgumentError(shape)
+    group = names(right) if right.strip() else None
+    if kind == "cs":
+        if left.strip() not in ("", "1") or group is None:
+            raise ArgumentError(shape)
+        return CompoundSymmetry(group=group)
+    time = left.strip().strip("`") if bar else inner.strip().strip("`")
+    if not bar:
+        group = None
+    return AR1(time=None if time in ("", "1") else time, group=group)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -170,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "--prior 'Days=Normal(mu=0, sigma=20)'; repeatable")  # fmt: skip
     fit.add_argument("--no-compare", action="store_true",
                      help="skip the comparison with REML and the classical models")  # fmt: skip
+    fit.add_argument("--residual", metavar="STRUCTURE",
+                     help="correlated residuals, as nlme's correlation=: 'ar1(Days | Subject)' "
+                          "(AR(1) over whole-number times within groups), 'ar1(1 | Subject)' "
+                          "(in the rows' order) or 'cs(Subject)' (compound symmetry)")  # fmt: skip
     _add_random_comparison_option(fit)
     _add_sampling_options(fit)
     _add_common(fit)
@@ -314,9 +360,14 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
     if not isinstance(data, pd.DataFrame):
         print(f"Computing the sums of {data.npartitions} Parquet partition(s) with Dask ...",
               file=sys.stderr)  # fmt: skip
-    model = LMM(formula, data, priors=priors or None)
+    residual = getattr(args, "residual_structure", None)
+    model = LMM(formula, data, priors=priors or None, residual=residual)
     prepare_output(Path(args.out))  # before any fitting: a report that cannot be written
     comparison, why_not = None, None  # why_not: why the comparison is missing, if it is
+    if compare_models and residual is not None:
+        why_not, compare_models = ("No comparison with the classical models: they assume "
+                                   "independent residuals, and this model's are correlated "
+                                   f"({model.design.residual.describe()})."), False  # fmt: skip
     if compare_models:  # check before sampling: a bad --term must not cost a fit
         try:
             comparison_setup(model.design.spec, term, data)
@@ -423,6 +474,7 @@ def _run(args: argparse.Namespace) -> int:
         html = _analyse(args, data, DEMO["formula"], {}, "edu", True, DEMO["title"])
     else:
         priors = dict(parse_prior(text) for text in args.prior)
+        args.residual_structure = parse_residual(args.residual) if args.residual else None
         data = _read_data(args.data)
         if args.scheduler is not None and isinstance(data, pd.DataFrame):
             raise DataError("--scheduler is for Parquet data (read with Dask); the data are "

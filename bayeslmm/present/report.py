@@ -219,6 +219,12 @@ def _data_section(w: _Writer, model: LMM) -> None:
     dropped = f", {d.n_dropped} dropped for missing values" if d.n_dropped else ""
     w.text(sec, f"Formula <code>{html.escape(model.formula)}</code> fitted to {d.n_obs} rows"
                 f"{dropped}.")  # fmt: skip
+    if d.residual is not None:
+        lay = d.residual
+        w.text(sec, f"Residuals: {html.escape(lay.describe())}, "
+                    f"<code>{html.escape(repr(lay.structure))}</code>: residuals of one group "
+                    f"are correlated, with {lay.parameter} between {lay.lower:.4g} and "
+                    f"{lay.upper:.4g}; the estimate is in the variance components.")  # fmt: skip
     info = model._fit_info
     how = ("random effects integrated out, then drawn exactly"
            if info.get("method") == "marginal" else "explicit random effects")  # fmt: skip
@@ -238,6 +244,12 @@ def _data_section(w: _Writer, model: LMM) -> None:
         rows.append({"variable": group, "role": "grouping factor", "levels": len(levels),
                      "mean": float(sizes.mean()), "sd": spread, "min": float(sizes.min()),
                      "max": float(sizes.max())})  # fmt: skip
+    if d.residual is not None:
+        sizes = d.residual.sizes
+        spread = float(sizes.std(ddof=1)) if len(sizes) > 1 else np.nan
+        rows.append({"variable": d.residual.group, "role": "residual groups",
+                     "levels": len(sizes), "mean": float(sizes.mean()), "sd": spread,
+                     "min": float(sizes.min()), "max": float(sizes.max())})  # fmt: skip
     w.table(sec, "data_summary", pd.DataFrame(rows),
             "Response, and rows per level of every grouping factor")  # fmt: skip
     priors = pd.DataFrame({"parameter": list(model.priors),

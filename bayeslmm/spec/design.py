@@ -27,10 +27,12 @@ from ..errors import (
     DataError,
     FormulaError,
     RankDeficiencyError,
+    RowsNotInMemoryError,
     UnknownNameError,
     warn,
 )
 from .formula import ModelSpec, RandomTerm, parse_formula, quote
+from .residual import ResidualLayout, ResidualStructure, check_structure, resolve_residual
 
 ROWS_AT_ONCE = 1_000_000  # rows summed at a time (the sums do not depend on the pieces)
 _CONTEXT = {"np": np, "numpy": np, "log": np.log, "exp": np.exp, "sqrt": np.sqrt}
@@ -152,6 +154,9 @@ class Design:
     A design of a Dask DataFrame (:class:`bayeslmm.spec.partitioned.DaskDesign`) has the same
     names, levels and encodings but holds no rows: its ``frame`` is lazy and its sums come
     from :meth:`reduce`.
+    residual
+        The residual correlation structure laid out on the rows (None: independent
+        residuals), see :mod:`bayeslmm.spec.residual`.
     """
 
     spec: ModelSpec
@@ -165,7 +170,8 @@ class Design:
     names: ColumnNames = field(repr=False, default_factory=lambda: ColumnNames())
     response_name: str | None = None
     column_kinds: dict[str, str] = field(repr=False, default_factory=dict)
-    summaries: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    summaries: dict[str, Any] = field(init=False, repr=False, compare=False, default_factory=dict)
+    residual: ResidualLayout | None = field(repr=False, default=None)
 
     @property
     def n_obs(self) -> int:
@@ -976,9 +982,24 @@ def is_dask_frame(data: object) -> bool:
     return isinstance(data, dd.DataFrame)
 
 
+def _residual_columns(structure: ResidualStructure, data: pd.DataFrame, used: list[str]) -> None:
+    """Add the columns a residual structure reads to ``used`` (checked to exist)."""
+    labels = _display_columns(data)
+    for name in structure.columns:
+        if name not in labels:
+            raise UnknownNameError(f"column {name!r} of the residual structure {structure!r} is "
+                                   f"not in the data{_suggest(name, list(labels))}")  # fmt: skip
+        if len(labels[name]) > 1:
+            raise DataError(f"the data have {len(labels[name])} columns named {name!r}; "
+                            "rename all but one")  # fmt: skip
+        if name not in used:
+            used.append(name)
+
+
 def build_design(
     formula: str | ModelSpec,
     data: pd.DataFrame,
+    residual: ResidualStructure | None = None,
     summaries: Mapping[str, Callable[[Design], Reduction]] | None = None,
 ) -> Design:
     """Evaluate a formula on data.
@@ -992,6 +1013,10 @@ def build_design(
         The data: a pandas DataFrame, or a Dask DataFrame (``dask.dataframe``, e.g.
         ``dd.read_parquet(...)``), whose rows stay where they are: see
         :mod:`bayeslmm.spec.partitioned`. Never modified.
+    residual
+        A residual correlation structure (:class:`~bayeslmm.spec.residual.AR1`,
+        :class:`~bayeslmm.spec.residual.CompoundSymmetry`); its columns join the design's
+        frame (a row missing one of them is dropped too). Needs rows in memory.
     summaries
         Sums over the rows to compute with the design, by name (a function of the design
         giving a :class:`Reduction`); a Dask design computes them in the pass that checks
@@ -1007,7 +1032,13 @@ def build_design(
         Naming the column, term or level at fault.
     """
     spec = parse_spec(formula)
+    residual = check_structure(residual)
     if is_dask_frame(data):
+        if residual is not None:
+            raise RowsNotInMemoryError(
+                f"a residual structure ({residual!r}) needs the rows in memory; fit it to a "
+                "pandas DataFrame (ddf.compute(), or a sample of the groups)"
+            )
         from .partitioned import build_dask_design
 
         return build_dask_design(spec, data, summaries)
@@ -1016,6 +1047,9 @@ def build_design(
                               f"{type(data).__name__}")  # fmt: skip
     used, names = _used_columns(spec, data)
     group_columns = {f for term in spec.random for f in term.factors}
+    if residual is not None:
+        _residual_columns(residual, data, used)
+        group_columns |= set(residual.group or ())
     frame, n_dropped = _clean_frame(data, used, group_columns)
     y, response = _response(spec, frame, names)
 
@@ -1054,6 +1088,7 @@ def build_design(
         names=names,
         response_name=response,
         column_kinds={c: column_kind(frame[c]) for c in frame.columns},
+        residual=resolve_residual(residual, frame, blocks) if residual is not None else None,
     )
     for key, make in (summaries or {}).items():
         design.reduce(key, make(design))
@@ -1206,6 +1241,8 @@ def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:
         detail = ", ".join(f"{c!r}: {int(k)} row(s)" for c, k in n_missing.items() if k)
         raise DataError(f"newdata has missing values in columns the model uses ({detail})")
     groups = {f for b in design.blocks for f in b.term.factors}
+    if design.residual is not None:
+        groups |= set(design.residual.group_columns)
     for col in needed:
         values = _normalise(frame[col], col, predictor=col not in groups, where=" of newdata")
         fitted = design.column_kinds[col]

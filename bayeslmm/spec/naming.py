@@ -53,6 +53,7 @@ class ParameterNames:
     sd: list[list[str]]  # per random block, one per column
     cor: list[str | None]  # per random block; None where uncorrelated
     cor_pairs: list[list[str]]  # per block, "cor(a,b|g)" for the lower triangle
+    residual: str | None = None  # the residual correlation parameter ("phi", "rho"), if any
 
     @classmethod
     def from_design(cls, design: Design) -> ParameterNames:
@@ -74,13 +75,19 @@ class ParameterNames:
                 if block.correlated
                 else []
             )
-        names = cls(fixed=list(design.fixed_names), sd=sd, cor=cor, cor_pairs=pairs)
+        residual = design.residual.parameter if design.residual is not None else None
+        names = cls(fixed=list(design.fixed_names), sd=sd, cor=cor, cor_pairs=pairs,
+                    residual=residual)  # fmt: skip
         others = {"sigma", *(n for block in sd for n in block), *(c for c in cor if c)}
+        others |= {residual} if residual else set()
         clash = sorted(set(names.fixed) & others)
         if clash:
+            what = "the residual SD is 'sigma'" + (
+                f", the residual correlation {residual!r}" if residual else ""
+            )
             raise DataError(
                 f"fixed effect(s) {clash} share their name with a variance parameter "
-                "(the residual SD is 'sigma'); rename the column(s)"
+                f"({what}); rename the column(s)"
             )
         dims = {"fixed", "obs", "chain", "draw", "hdi"}
         for block in design.blocks:
@@ -97,4 +104,6 @@ class ParameterNames:
             out.extend(names)
         out.extend(c for c in self.cor if c)
         out.append("sigma")
+        if self.residual:
+            out.append(self.residual)
         return out

@@ -139,8 +139,12 @@ def _component(reduction: Reduction) -> str:
 def _fit_neighbour(model: LMM, formula: str, fit_kwargs: dict[str, Any]) -> LMM:
     """The neighbour, with the fitted model's priors of the parameters they share, fitted to
     the rows the model used (a Dask DataFrame's lazily cleaned rows: one design each)."""
-    neighbour = LMM(formula, model.design.frame, parametrization=model.parametrization,
-                    residual=model.residual_structure)
+    neighbour = LMM(
+        formula,
+        model.design.frame,
+        parametrization=model.parametrization,
+        residual=model.residual_structure,
+    )
     names = set(ParameterNames.from_design(neighbour.design).all())
     shared = {k: v for k, v in model.priors.items() if k in names}
     neighbour.priors = resolve_priors(neighbour.design, shared)

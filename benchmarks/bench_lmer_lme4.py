@@ -1,7 +1,7 @@
 """REML/ML speed on crossed designs: bl.lmer against lme4::lmer, same data, same run.
 
     python3 benchmarks/bench_lmer_lme4.py [--seeds 1 2 3] [--cases si_intercepts ...]
-                                          [--repeats 3]
+                                          [--repeats 3] [--stem lmer_vs_lme4]
 
 Cases (``benchmarks/_cases.py``): a simulated psycholinguistic experiment, 56 subjects x
 32 items in a 2 x 2 x 2 within design (1,790 rows), with random intercepts
@@ -12,7 +12,7 @@ timed inside R (``benchmarks/lmer_lme4.R``: ``system.time`` around ``lmer``, bes
 repeats, R's start-up and reading the CSV excluded); bl.lmer likewise in this process
 (import and reading excluded). Reports both times, their ratio and the difference of the
 criteria (REML criterion or deviance; negative: bayeslmm's optimum is better). Writes
-``benchmarks/results/lmer_vs_lme4.{csv,md}``. Needs R with lme4 (Debian's r-cran-lme4).
+``benchmarks/results/{stem}.{csv,md}``. Needs R with lme4 (Debian's r-cran-lme4).
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--cases", nargs="+", choices=CASES, default=CASES)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--stem", default="lmer_vs_lme4", help="name of the results files")
     args = parser.parse_args()
     bl.lmer("y ~ 1 + (1 | g)", pd.DataFrame({"y": [1.0, 2, 3, 4, 5, 7], "g": list("aabbcc")}))
     rows = []
@@ -103,7 +104,7 @@ def main() -> None:
     note = (f"bl.lmer vs lme4 {theirs['meta']['lme4']} ({theirs['meta']['R']}), same machine "
             "and run, fitting call only (best of the repeats); criterion_difference < 0: "
             "bayeslmm's optimum is lower (better).")  # fmt: skip
-    write(table, "lmer_vs_lme4", note)
+    write(table, args.stem, note)
     print(table.to_string(index=False))
 
 

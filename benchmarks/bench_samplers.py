@@ -6,7 +6,7 @@
 Every (case, configuration) runs in its own process, one after another, and reports
 wall time (importing the library, building the model, compiling and sampling), the part
 of it spent importing the library (PyMC, ArviZ, ...: paid once per process) and the
-rest (``fit_s``), min bulk and tail ESS over the population parameters, ESS/s of both,
+rest (``fit_s``), min bulk and tail ESS and max R-hat over the population parameters, ESS/s of both,
 divergences and peak resident memory. The table goes to
 ``benchmarks/results/samplers.{csv,md}``. 4 chains x 1,000 draws (1,000 tuning).
 
@@ -103,15 +103,18 @@ def load_case(case: str) -> tuple[pd.DataFrame, str, list[str]]:
     )
 
 
-def min_ess(idata, var_names: list[str]) -> tuple[float, float]:
+def min_ess(idata, var_names: list[str]) -> tuple[float, float, float]:
+    """Smallest bulk and tail ESS and largest R-hat over the population parameters."""
     import arviz as az
 
     post = idata.posterior[var_names]
     bulk = az.ess(post, method="bulk")
     tail = az.ess(post, method="tail")
+    rhat = az.rhat(post)
     return (
         float(min(bulk[v].min() for v in bulk.data_vars)),
         float(min(tail[v].min() for v in tail.data_vars)),
+        float(max(rhat[v].max() for v in rhat.data_vars)),
     )
 
 
@@ -142,7 +145,7 @@ def run_one(case: str, config: str, draws: int, chains: int, seed: int = 1) -> d
             if not any(d.startswith(tuple(f"{g}__" for g in group)) for d in da.dims)
         ]  # fmt: skip
     wall = time.perf_counter() - start
-    bulk, tail = min_ess(idata, names)
+    bulk, tail, rhat = min_ess(idata, names)
     div = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else -1
     peak_mb = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
@@ -153,7 +156,7 @@ def run_one(case: str, config: str, draws: int, chains: int, seed: int = 1) -> d
         "import_s": imported, "fit_s": wall - imported,
         "min_ess_bulk": bulk, "min_ess_tail": tail, "ess_bulk_per_s": bulk / wall,
         "ess_bulk_per_fit_s": bulk / (wall - imported),
-        "divergences": div, "peak_mb": peak_mb,
+        "max_rhat": rhat, "divergences": div, "peak_mb": peak_mb,
     }  # fmt: skip
 
 

@@ -134,6 +134,26 @@ def test_same_seed_same_draws(client, crossed, tmp_path):
     np.testing.assert_array_equal(b.predict(new).values, a.predict(new).values)
 
 
+def test_a_sampled_factor_from_sums(client, tmp_path):
+    """A factor too large for the dense block is sampled (centred: intercepts with many rows
+    per level), chosen from the sums alone, with the pandas path's very draws."""
+    rng = np.random.default_rng(11)
+    n = 1500
+    user, item = rng.integers(0, 100, n), rng.integers(0, 70, n)
+    frame = pd.DataFrame({"user": user, "item": item, "x": rng.normal(size=n)})
+    frame["y"] = (0.5 * frame["x"] + rng.normal(size=100)[user] + 0.7 * rng.normal(size=70)[item]
+                  + rng.normal(size=n))  # fmt: skip
+    formula = "y ~ x + (1 | user) + (1 | item)"
+    a, b = bl.LMM(formula, frame), bl.LMM(formula, _parquet(frame, tmp_path / "sampled", 3))
+    assert a.explicit_factors == b.explicit_factors == ("item",)
+    assert a.centred_factors == b.centred_factors == ("item",)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bl.ConvergenceWarning)
+        ia, ib = a.fit(**FIT), b.fit(**FIT)
+    for name in ia.posterior.data_vars:
+        np.testing.assert_array_equal(ib.posterior[name].values, ia.posterior[name].values)
+
+
 def test_what_needs_the_rows_is_refused_with_a_way_out(client, sleepstudy):
     ddf = dd.from_pandas(sleepstudy, npartitions=2)
     model = bl.LMM("Reaction ~ Days + (Days | Subject)", ddf)
@@ -142,6 +162,12 @@ def test_what_needs_the_rows_is_refused_with_a_way_out(client, sleepstudy):
         "method='full'": lambda: model.fit(method="full", **FIT),
         "compare()": lambda: bl.compare("Reaction ~ Days + (Days | Subject)", ddf),
         "bayeslmm.LMM": lambda: bl.LMM("Reaction ~ Days", ddf).fit(**FIT),
+        "residual=": lambda: bl.LMM(
+            "Reaction ~ Days + (1 | Subject)", ddf, residual=bl.AR1(time="Days", group="Subject")
+        ),
+        "lmer residual=": lambda: bl.lmer(
+            "Reaction ~ Days", ddf, residual=bl.CompoundSymmetry(group="Subject")
+        ),
         "in memory": lambda: np.mean(model.design.y),
     }
     for what, call in calls.items():

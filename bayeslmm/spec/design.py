@@ -1036,8 +1036,9 @@ def build_design(
     if is_dask_frame(data):
         if residual is not None:
             raise RowsNotInMemoryError(
-                f"a residual structure ({residual!r}) needs the rows in memory; fit it to a "
-                "pandas DataFrame (ddf.compute(), or a sample of the groups)"
+                f"a residual structure ({residual!r}) needs the rows in memory, and the data "
+                "are a Dask DataFrame whose rows stay in its partitions; fit a pandas "
+                "DataFrame (ddf.compute(), or a sample of the groups)"
             )
         from .partitioned import build_dask_design
 

@@ -205,3 +205,18 @@ def test_arviz_trace_plot(fitted):
     matplotlib.use("Agg")
     axes = az.plot_trace(fitted.idata, var_names=fitted.population_variables())
     assert axes.shape[0] == len(fitted.population_variables())
+
+
+def test_default_target_accept_follows_how_few_levels_identify_the_covariance():
+    """0.99 for a factor of at most 5 levels, or of no more levels than its covariance has
+    parameters (6 workers, 3 correlated terms: 6 parameters); 0.9 otherwise."""
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"g": np.repeat([f"w{k}" for k in range(6)], 9),
+                          "m": np.tile(list("ABC"), 18), "y": rng.normal(size=54)})  # fmt: skip
+    assert bl.LMM("y ~ m + (m | g)", frame).default_target_accept == 0.99
+    assert bl.LMM("y ~ m + (m || g)", frame).default_target_accept == 0.9
+    assert bl.LMM("y ~ m + (1 | g)", frame).default_target_accept == 0.9
+    sleep = bl.load_dataset("sleepstudy")
+    assert bl.LMM("Reaction ~ Days + (Days | Subject)", sleep).default_target_accept == 0.9
+    classroom = bl.load_dataset("classroom")
+    assert bl.LMM("score ~ edu + (1 | classroom)", classroom).default_target_accept == 0.99

@@ -154,7 +154,8 @@ def _add_sampling_options(
                         "(%(default)s)")  # fmt: skip
     g.add_argument("--target-accept", type=_probability, default=target_accept,
                    help="NUTS step-size target acceptance, in (0, 1) (default: 0.9, or "
-                        "0.99 when a grouping factor has at most 5 levels)")  # fmt: skip
+                        "0.99 when a grouping factor has at most 5 levels or no more levels "
+                        "than its covariance has parameters)")  # fmt: skip
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--hdi", type=_probability, default=0.95, metavar="LEVEL",
                    help="the one interval level of the report: HDIs and confidence intervals "

@@ -162,64 +162,47 @@ def sample_nuts(
     """Run NUTS on ``model`` and return posterior, sample_stats and observed_data."""
     check_sampler(sampler)
     with quiet_pymc(progressbar):
-        return _sample_nuts(model, draws=draws, tune=tune, chains=chains, cores=cores,
-                            random_seed=random_seed, target_accept=target_accept,
-                            progressbar=progressbar, sampler=sampler)  # fmt: skip
+        import pymc as pm
 
-
-def _sample_nuts(
-    model: pm.Model,
-    *,
-    draws: int,
-    tune: int,
-    chains: int,
-    cores: int | None,
-    random_seed: int | None,
-    target_accept: float,
-    progressbar: bool,
-    sampler: str,
-) -> az.InferenceData:
-    import pymc as pm
-
-    if sampler == "numpyro":
-        idata = sample_numpyro(
-            model,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            random_seed=random_seed,
-            target_accept=target_accept,
-            progressbar=progressbar,
-        )
+        if sampler == "numpyro":
+            idata = sample_numpyro(
+                model,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                random_seed=random_seed,
+                target_accept=target_accept,
+                progressbar=progressbar,
+            )
+            return _with_observed_data(idata, model)
+        with warnings.catch_warnings():
+            # our own convergence check replaces PyMC's generic messages
+            warnings.filterwarnings("ignore", message=".*rhat statistic.*")
+            warnings.filterwarnings("ignore", message=".*effective sample size.*")
+            warnings.filterwarnings("ignore", message=".*recommend running at least 4 chains.*")
+            idata = pm.sample(
+                model=model,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=cores,
+                random_seed=random_seed,
+                target_accept=target_accept,
+                progressbar=progressbar,
+                nuts_sampler=sampler,
+                compute_convergence_checks=False,
+                # forking a process in which JAX (numpyro) has started its threads can deadlock
+                mp_ctx="forkserver" if sampler == "pymc" and "jax" in sys.modules else None,
+            )
+        for group in ("warmup_posterior", "warmup_sample_stats"):
+            if group in idata.groups():
+                del idata[group]
+        # nutpie also returns the unconstrained values (``sigma_log__``): keep the model's
+        # own variables so that every sampler gives the same posterior
+        extra = [v for v in idata.posterior.data_vars if v not in model.named_vars]
+        if extra:
+            idata.posterior = idata.posterior.drop_vars(extra)
         return _with_observed_data(idata, model)
-    with warnings.catch_warnings():
-        # our own convergence check replaces PyMC's generic messages
-        warnings.filterwarnings("ignore", message=".*rhat statistic.*")
-        warnings.filterwarnings("ignore", message=".*effective sample size.*")
-        warnings.filterwarnings("ignore", message=".*recommend running at least 4 chains.*")
-        idata = pm.sample(
-            model=model,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=cores,
-            random_seed=random_seed,
-            target_accept=target_accept,
-            progressbar=progressbar,
-            nuts_sampler=sampler,
-            compute_convergence_checks=False,
-            # forking a process in which JAX (numpyro) has started its threads can deadlock
-            mp_ctx="forkserver" if sampler == "pymc" and "jax" in sys.modules else None,
-        )
-    for group in ("warmup_posterior", "warmup_sample_stats"):
-        if group in idata.groups():
-            del idata[group]
-    # nutpie also returns the unconstrained values (``sigma_log__``): keep the model's
-    # own variables so that every sampler gives the same posterior
-    extra = [v for v in idata.posterior.data_vars if v not in model.named_vars]
-    if extra:
-        idata.posterior = idata.posterior.drop_vars(extra)
-    return _with_observed_data(idata, model)
 
 
 def _with_observed_data(idata: az.InferenceData, model: pm.Model) -> az.InferenceData:

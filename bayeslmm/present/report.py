@@ -362,10 +362,7 @@ def _comparison_section(w: _Writer, comparison: Comparison) -> None:
                 f"{level} HDI and the probability of direction; the other intervals are "
                 f"{level} confidence intervals.")  # fmt: skip
     table = comparison.table
-    w.table(sec, "comparison", table, "The comparison table", shown=table.drop(columns="method"))
-    items = "".join(f"<dt>{html.escape(r.model)}</dt><dd>{html.escape(r.method)}</dd>"
-                    for r in table.itertuples())  # fmt: skip
-    sec.parts.append(f"<dl class='models'>{items}</dl>")
+    _models_table(w, sec, table, "models")
     shown = comparison_forest_rows(comparison)
     w.figure(sec, "comparison_forest", lambda: plots.comparison_forest(comparison),
              f"Estimate and {level} interval of {s.term} in the {len(shown)} models that "
@@ -470,11 +467,7 @@ def _factors_comparison_section(w: _Writer, comparison: MultiFactorComparison) -
                     "show the Wald z with lme4's SE and lmerTest's Satterthwaite t beside "
                     f"it; intervals are {level}.")  # fmt: skip
         table = comparison.table
-        w.table(sec, "comparison", table, "The comparison table",
-                shown=table.drop(columns="method"))  # fmt: skip
-        items = "".join(f"<dt>{html.escape(r.model)}</dt><dd>{html.escape(r.method)}</dd>"
-                        for r in table.itertuples())  # fmt: skip
-        sec.parts.append(f"<dl class='models long'>{items}</dl>")
+        _models_table(w, sec, table, "models long")
         shown = comparison_forest_rows(comparison)
         if len(shown):
             w.figure(sec, "comparison_forest", lambda: plots.comparison_forest(comparison),
@@ -511,6 +504,14 @@ def _factors_comparison_section(w: _Writer, comparison: MultiFactorComparison) -
             w.figure(sec, f"caterpillar_{name}", lambda g=group: plots.caterpillar(comparison, g),
                      f"{group}: posterior coefficients with {level} HDIs; crosses: "
                      "REML")  # fmt: skip
+
+
+def _models_table(w: _Writer, sec: Section, table: pd.DataFrame, css: str) -> None:
+    """The comparison table, and what each of its models fits as a definition list."""
+    w.table(sec, "comparison", table, "The comparison table", shown=table.drop(columns="method"))
+    items = "".join(f"<dt>{html.escape(r.model)}</dt><dd>{html.escape(r.method)}</dd>"
+                    for r in table.itertuples())  # fmt: skip
+    sec.parts.append(f"<dl class='{css}'>{items}</dl>")
 
 
 def comparison_forest_rows(comparison: Comparison | MultiFactorComparison) -> pd.DataFrame:

@@ -124,13 +124,18 @@ def shrinkage_arrows(comparison: Comparison | MultiFactorComparison,
         if "posterior_mean" in part:
             ax.scatter(part["posterior_mean"], y, color=COLORS["posterior"], marker="D", s=18,
                        label="posterior mean", zorder=3)  # fmt: skip
-        ax.axvline(part["complete_pooling"].iloc[0], color=COLORS["complete_pooling"], ls="--",
-                   label="complete pooling (OLS)")  # fmt: skip
-        ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
-                   label="population (REML)")  # fmt: skip
+        _pooling_lines(ax, part)
         _label_levels(ax, part, term, f"Shrinkage of {term}")
     _legend_below(fig, panels[-1][0])
     return fig
+
+
+def _pooling_lines(ax, part: pd.DataFrame) -> None:
+    """Complete pooling's estimate and the population value (REML), as vertical lines."""
+    ax.axvline(part["complete_pooling"].iloc[0], color=COLORS["complete_pooling"], ls="--",
+               label="complete pooling (OLS)")  # fmt: skip
+    ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
+               label="population (REML)")  # fmt: skip
 
 
 def _shrinkage_band(table: pd.DataFrame) -> Figure:
@@ -146,10 +151,7 @@ def _shrinkage_band(table: pd.DataFrame) -> Figure:
         if "posterior_mean" in part:
             ax.scatter(part["posterior_mean"], y, color=COLORS["posterior"], marker="D", s=3,
                        label="posterior mean", zorder=3)  # fmt: skip
-        ax.axvline(part["complete_pooling"].iloc[0], color=COLORS["complete_pooling"], ls="--",
-                   label="complete pooling (OLS)")  # fmt: skip
-        ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
-                   label="population (REML)")  # fmt: skip
+        _pooling_lines(ax, part)
         _label_levels(ax, part, term, f"Shrinkage of {term}", "sorted by their own estimate")
     _legend_below(fig, panels[-1][0])
     return fig

@@ -55,6 +55,7 @@ from .statistics import (
     LevelMoments,
     NestedStats,
 )
+from .summation import KeyedSums
 
 
 def _selection(rows: np.ndarray, n: int, sums: np.ndarray | None = None) -> sp.csr_matrix:
@@ -172,11 +173,11 @@ class ResidualWeights:
 
 def level_sums(codes: np.ndarray, n_levels: int, left: np.ndarray, right: np.ndarray):
     """Per level, sum over its rows of ``left_r right_r'`` ((G, a, b) from (n, a), (n, b));
-    the rows are pseudo-rows in memory (weighted by ``R(phi)^-1``'s components)."""
-    n = len(codes)
-    S = sp.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(n_levels, n))
-    prod = (left[:, :, None] * right[:, None, :]).reshape(n, -1)
-    return np.asarray(S @ prod).reshape(n_levels, left.shape[1], right.shape[1])
+    the rows are pseudo-rows in memory (weighted by ``R(phi)^-1``'s components), summed as
+    every statistic is (:class:`~bayeslmm.gaussian.summation.KeyedSums`)."""
+    sums = KeyedSums.products(codes, left, right, n_levels)
+    values, _ = sums.dense(n_levels, "residual pseudo-rows")
+    return values.reshape(n_levels, left.shape[1], right.shape[1])
 
 
 def pseudo_design(design: Design, M: sp.csr_matrix) -> Design:

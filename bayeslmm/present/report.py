@@ -370,11 +370,8 @@ def _comparison_section(w: _Writer, comparison: Comparison) -> None:
     w.figure(sec, "group_fits", lambda: plots.group_fits(comparison),
              "Each group's fitted line (partial pooling), the ANCOVA lines (no pooling) and "
              "the population line")  # fmt: skip
-    sec = w.section("shrinkage", "Shrinkage of group effects")
-    try:
-        shrinkage = comparison.shrinkage()
-    except BayesLMMError as err:
-        w.text(sec, html.escape(f"No shrinkage table: {err}"), "note")
+    sec, shrinkage = _shrinkage_section(w, comparison)
+    if shrinkage is None:
         return
     w.text(sec, html.escape(_shrinkage_note(shrinkage)))
     w.table(sec, "shrinkage", shrinkage,
@@ -474,11 +471,8 @@ def _factors_comparison_section(w: _Writer, comparison: MultiFactorComparison) -
                      f"Estimate and {level} interval of {s.term} in the {len(shown)} models "
                      "that estimate it (aggregation, a slope between level means, left "
                      "out)")  # fmt: skip
-    sec = w.section("shrinkage", "Shrinkage of group effects")
-    try:
-        shrinkage = comparison.shrinkage()
-    except BayesLMMError as err:
-        w.text(sec, html.escape(f"No shrinkage table: {err}"), "note")
+    sec, shrinkage = _shrinkage_section(w, comparison)
+    if shrinkage is None:
         return
     w.text(sec, html.escape(NO_POOLING))
     path = w.csv("shrinkage", shrinkage)
@@ -504,6 +498,19 @@ def _factors_comparison_section(w: _Writer, comparison: MultiFactorComparison) -
             w.figure(sec, f"caterpillar_{name}", lambda g=group: plots.caterpillar(comparison, g),
                      f"{group}: posterior coefficients with {level} HDIs; crosses: "
                      "REML")  # fmt: skip
+
+
+def _shrinkage_section(
+    w: _Writer, comparison: Comparison | MultiFactorComparison
+) -> tuple[Section, pd.DataFrame | None]:
+    """The shrinkage section and the comparison's shrinkage table, or None (and a note
+    saying why) where it has none."""
+    sec = w.section("shrinkage", "Shrinkage of group effects")
+    try:
+        return sec, comparison.shrinkage()
+    except BayesLMMError as err:
+        w.text(sec, html.escape(f"No shrinkage table: {err}"), "note")
+        return sec, None
 
 
 def _models_table(w: _Writer, sec: Section, table: pd.DataFrame, css: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import arviz as az
 import numpy as np
 import pandas as pd
+import scipy.sparse
 import xarray as xr
 
 from ..errors import ArgumentError, DataError
@@ -24,13 +25,23 @@ def linear_predictor(
     codes: list[np.ndarray],
     effects: list[np.ndarray],
 ) -> np.ndarray:
-    """Draws of ``X beta + sum_k rowwise(Z_k * u_k[codes_k])``: (chain, draw, n)."""
-    mu = np.zeros((post.sizes["chain"], post.sizes["draw"], X.shape[0]))
+    """Draws of ``X beta + sum_k rowwise(Z_k * u_k[codes_k])``: (chain, draw, n).
+
+    Each block's ``Z_k`` spread over its levels is a sparse (n, levels x terms) matrix, so
+    every product is one BLAS or sparse product over all draws (no (draws, n, terms)
+    gather)."""
+    shape = (post.sizes["chain"], post.sizes["draw"])
+    mu = np.zeros((shape[0] * shape[1], X.shape[0]))
     if "beta" in post:
-        mu += np.einsum("cdp,np->cdn", post["beta"].values, X)
+        mu += post["beta"].values.reshape(mu.shape[0], -1) @ X.T
     for Z, code, u in zip(Zs, codes, effects, strict=True):
-        mu += np.einsum("nq,cdnq->cdn", Z, u[:, :, code, :])
-    return mu
+        n, q = Z.shape
+        spread = scipy.sparse.csr_matrix(
+            (Z.ravel(), (code[:, None] * q + np.arange(q)).ravel(), np.arange(0, n * q + 1, q)),
+            shape=(n, u.shape[2] * q),
+        )
+        mu += (spread @ u.reshape(mu.shape[0], -1).T).T
+    return mu.reshape(*shape, X.shape[0])
 
 
 def log_likelihood(idata: az.InferenceData, design: Design) -> xr.Dataset:

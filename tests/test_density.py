@@ -200,6 +200,7 @@ def test_fit_uses_the_compiled_density_with_pymcs_output(sleepstudy):
     a = compiled.fit(draws=300, tune=300, chains=2, random_seed=3, progressbar=False,
                      sampler="nutpie")  # fmt: skip
     assert compiled._fit_info["log_density"] == "bayeslmm (numba)"
+    assert compiled._fit_info["mass_matrix"] == "diagonal"  # every effect integrated out
     graph = bl.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy)
     b = graph.fit(draws=300, tune=300, chains=2, random_seed=3, progressbar=False,
                   sampler="pymc")  # fmt: skip

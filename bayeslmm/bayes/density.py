@@ -15,8 +15,9 @@ SDs and, if correlated, the canonical partial correlations of its correlation ma
 ``R`` through ``atanh`` (Stan's Cholesky-correlation transform: row ``i`` of ``chol(R)``
 is ``w_ij = z_ij sqrt(c_ij)``, ``w_ii = sqrt(c_ii)``, ``c_ij = prod_{m<j} (1 - z_im^2)``,
 ``z = tanh``); ``log sigma``; then, for grouping factors sampled rather than integrated out
-(:attr:`bayeslmm.bayes.model.LMM.explicit_factors`), their standard-normal effects ``z``
-level by level (``u = chol(D_f) z``, the explicit model's non-centred parametrisation).
+(:attr:`bayeslmm.bayes.model.LMM.explicit_factors`), their effects level by level, term
+by term either non-centred (``z_a``, with ``u = chol(D_f) z``, the explicit model's
+parametrisation) or centred (``u_a`` itself; :attr:`bayeslmm.bayes.model.LMM.centred_terms`).
 PyMC's ``LKJCholeskyCov`` samples the packed Cholesky factor
 of the covariance instead; SDs and correlations apart give the same posterior a more
 nearly Gaussian shape, about 10% more effective draws per draw on sleepstudy
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -58,6 +60,8 @@ PRIOR_WIDTH = 5  # code, three parameters, log normalising constant
 LOG_2PI = math.log(2.0 * math.pi)
 LOG_2 = math.log(2.0)
 _DOUBLE_P = ctypes.POINTER(ctypes.c_double)
+#: per sampled grouping factor, which of its terms (node order) are centred
+Centring = Mapping[str, Sequence[bool]]
 
 
 def _prior_row(prior: Prior, positive: bool) -> np.ndarray | None:
@@ -131,8 +135,9 @@ class Layout:
     sigma: int  # index of log sigma
     n_explicit: int = 0  # standard-normal effects of the sampled factors, after sigma
     #: per block of a sampled factor: (its factor's first effect after sigma, terms per
-    #: level of the factor, levels, centred); None for blocks integrated out
-    explicit: tuple[tuple[int, int, int, bool] | None, ...] = ()
+    #: level of the factor, levels, which of the factor's terms are centred); None for
+    #: blocks integrated out
+    explicit: tuple[tuple[int, int, int, tuple[bool, ...]] | None, ...] = ()
 
     @property
     def size(self) -> int:
@@ -140,7 +145,7 @@ class Layout:
 
     @classmethod
     def from_system(
-        cls, design: Design, system: BlockedSystem, centred: tuple[str, ...] = ()
+        cls, design: Design, system: BlockedSystem, centred: Centring | None = None
     ) -> Layout:
         where = {}
         for f, factor in enumerate(system.stats.factors):
@@ -160,8 +165,9 @@ class Layout:
         for f in factors:
             factor = stats.factors[f]
             sampled = factor.first >= stats.n_marginal
+            flags = _flags(centred, factor.group, factor.q)
             explicit.append((int(stats.offset[factor.first]) - QM, factor.q, factor.n_levels,
-                             factor.group in centred) if sampled else None)  # fmt: skip
+                             flags) if sampled else None)  # fmt: skip
         return cls(p=design.X.shape[1], blocks=blocks, factors=factors, starts=starts, sigma=pos,
                    n_explicit=system.n_explicit_effects, explicit=tuple(explicit))  # fmt: skip
 
@@ -184,10 +190,11 @@ class MarginalDensity:
         design: Design,
         priors: dict[str, Prior],
         system: BlockedSystem,
-        centred: tuple[str, ...] = (),
+        centred: Centring | None = None,
     ) -> MarginalDensity | None:
-        """The density of a design's marginal model; ``centred`` names sampled factors
-        whose effects are parameters themselves (the others are non-centred)."""
+        """The density of a design's marginal model; ``centred`` flags, per sampled factor
+        and term (node order), the effects that are parameters themselves; the others are
+        non-centred."""
         names = ParameterNames.from_design(design)
         layout = Layout.from_system(design, system, centred)
         rows, start = [], np.zeros(layout.size)
@@ -234,7 +241,8 @@ class MarginalDensity:
                  nodes.pair_val, system.ZtX_M.ravel(), system.Zty_M, s.XtX.ravel(), s.Xty,
                  c_val, ex.pair_val, system.ZtX_E.ravel(), system.Zty_E,
                  np.asarray(block_rows, float).ravel(), np.asarray(etas, float).ravel(),
-                 np.array([float(f.group in centred) for f in s.factors]),
+                 np.array([_flags(centred, f.group, system.qmax) for f in s.factors],
+                          float).ravel(),
                  np.asarray(rows).ravel()]  # fmt: skip
         data = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
         data[0] = data.size
@@ -288,16 +296,34 @@ class MarginalDensity:
                 v_all = x[..., lay.sigma + 1 + v_first : lay.sigma + 1 + v_first
                           + levels * q_factor]  # fmt: skip
                 v = v_all.reshape(x.shape[:-1] + (levels, q_factor))[..., c0 : c0 + k]
-                if centred:
-                    out[f"u_{label}"] = v
-                    out[f"z_{label}"] = np.linalg.solve(scale[..., None, :, :], v[..., None])[
-                        ..., 0
-                    ]
-                else:
-                    out[f"z_{label}"] = v
-                    out[f"u_{label}"] = np.einsum("...ab,...gb->...ga", scale, v)
+                out[f"z_{label}"], out[f"u_{label}"] = mixed_effects(
+                    v, scale[..., None, :, :], centred[c0 : c0 + k]
+                )
         out["sigma"] = np.exp(x[..., lay.sigma])
         return out
+
+
+def mixed_effects(
+    v: np.ndarray, scale: np.ndarray, centred: tuple[bool, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(z, u)`` with ``u = scale z`` from the sampled values ``v`` (..., terms): ``u_a``
+    for a centred term, ``z_a`` for the others (the kernel's map, term by term)."""
+    z, u = np.empty_like(v), np.empty_like(v)
+    for a, is_centred in enumerate(centred):
+        acc = np.einsum("...c,...c->...", scale[..., a, :a], z[..., :a])
+        if is_centred:
+            u[..., a] = v[..., a]
+            z[..., a] = (v[..., a] - acc) / scale[..., a, a]
+        else:
+            z[..., a] = v[..., a]
+            u[..., a] = acc + scale[..., a, a] * v[..., a]
+    return z, u
+
+
+def _flags(centred: Centring | None, group: str, width: int) -> tuple[bool, ...]:
+    """A factor's centred flags, padded with False to ``width``."""
+    flags = tuple((centred or {}).get(group, ()))
+    return flags + (False,) * (width - len(flags))
 
 
 def correlation_cholesky(y: np.ndarray, k: int) -> np.ndarray:
@@ -435,8 +461,8 @@ def logp_and_grad(x, data, grad):
     o += 5 * nb
     etas = data[o : o + 2 * nb].reshape((nb, 2))
     o += 2 * nb
-    centred = data[o : o + F]
-    o += F
+    centred = data[o : o + F * qmax].reshape((F, qmax))
+    o += F * qmax
     n_sd = 0
     for b in range(nb):
         n_sd += int(blocks[b, 2])
@@ -473,18 +499,24 @@ def logp_and_grad(x, data, grad):
     ls = x[i_sigma]
     sig = math.exp(ls)
     T = lam / sig
-    z0 = i_sigma + 1  # sampled factors: u itself (centred) or u = chol(D_f) z per level
+    # sampled factors, level by level: u = chol(D_f) z, each term either centred (the
+    # parameter is u_a; z_a = (u_a - sum_{c<a} lam_ac z_c) / lam_aa) or not (it is z_a)
+    z0 = i_sigma + 1
     uE = np.zeros(QE)
+    zE = np.zeros(QE)
     for r in range(NE):
         f, s, oe = e_factor[r], e_size[r], e_offset[r]
         for a in range(s):
-            if centred[f] > 0:
-                uE[oe + a] = x[z0 + oe + a]
-                continue
             acc = 0.0
-            for c in range(a + 1):
-                acc += lam[f, a, c] * x[z0 + oe + c]
-            uE[oe + a] = acc
+            for c in range(a):
+                acc += lam[f, a, c] * zE[oe + c]
+            xa = x[z0 + oe + a]
+            if centred[f, a] > 0:
+                uE[oe + a] = xa
+                zE[oe + a] = (xa - acc) / lam[f, a, a]
+            else:
+                zE[oe + a] = xa
+                uE[oe + a] = acc + lam[f, a, a] * xa
     loglik, dT, dbeta, dsig, duE = marginal_loglik(
         T,
         np.ascontiguousarray(beta),
@@ -528,36 +560,32 @@ def logp_and_grad(x, data, grad):
     if not np.isfinite(loglik):
         return -np.inf
     lp += loglik
-    dlamE = np.zeros((F, qmax, qmax))  # d loglik / d chol(D_f) through the sampled effects
-    w, w_back = np.empty(qmax), np.empty(qmax)
+    # back through that map: the prior N(0, I) on z, log|dz/du_a| = -log lam_aa for each
+    # centred term, and the likelihood through u
+    dlamE = np.zeros((F, qmax, qmax))  # d/d chol(D_f) through the sampled effects
+    zbar = np.empty(qmax)
     for r in range(NE):
         f, s, oe = e_factor[r], e_size[r], e_offset[r]
-        if centred[f] > 0:  # prior N(0, lam lam'): w = lam^-1 u, g = lam^-T w
-            for a in range(s):
-                acc = uE[oe + a]
-                for c in range(a):
-                    acc -= lam[f, a, c] * w[c]
-                w[a] = acc / lam[f, a, a]
-                lp -= 0.5 * (w[a] * w[a] + LOG_2PI) + math.log(lam[f, a, a])
-            for a in range(s - 1, -1, -1):
-                acc = w[a]
-                for c in range(a + 1, s):
-                    acc -= lam[f, c, a] * w_back[c]
-                w_back[a] = acc / lam[f, a, a]
-            for a in range(s):
-                grad[z0 + oe + a] += duE[oe + a] - w_back[a]
-                for c in range(a + 1):
-                    dlamE[f, a, c] += w_back[a] * w[c]
-                dlamE[f, a, a] -= 1.0 / lam[f, a, a]
-            continue
-        for c in range(s):
-            zc = x[z0 + oe + c]
-            lp -= 0.5 * (zc * zc + LOG_2PI)
-            acc = -zc
-            for a in range(c, s):
-                acc += lam[f, a, c] * duE[oe + a]
-                dlamE[f, a, c] += duE[oe + a] * zc
-            grad[z0 + oe + c] += acc
+        for a in range(s):
+            za = zE[oe + a]
+            lp -= 0.5 * (za * za + LOG_2PI)
+            zbar[a] = -za
+            if centred[f, a] > 0:
+                lp -= math.log(lam[f, a, a])
+        for a in range(s - 1, -1, -1):
+            za = zE[oe + a]
+            if centred[f, a] > 0:  # u_a = x_a, z_a = (u_a - acc_a) / lam_aa
+                accbar = -zbar[a] / lam[f, a, a]
+                grad[z0 + oe + a] += duE[oe + a] + zbar[a] / lam[f, a, a]
+                dlamE[f, a, a] -= (zbar[a] * za + 1.0) / lam[f, a, a]
+            else:  # z_a = x_a, u_a = acc_a + lam_aa z_a
+                accbar = duE[oe + a]
+                zbar[a] += duE[oe + a] * lam[f, a, a]
+                dlamE[f, a, a] += duE[oe + a] * za
+                grad[z0 + oe + a] += zbar[a]
+            for c in range(a):  # acc_a = sum_{c<a} lam_ac z_c
+                zbar[c] += accbar * lam[f, a, c]
+                dlamE[f, a, c] += accbar * zE[oe + c]
     for i in range(p):
         grad[i] += dbeta[i]
     # T = lam / sigma: d/dlam = dT / sigma, and sigma moves T too

@@ -228,7 +228,9 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
             v_first, q_factor, levels, centred = sampled
             v = x[..., layout.sigma + 1 + v_first : layout.sigma + 1 + v_first
                   + levels * q_factor].reshape(*shape, levels, q_factor)  # fmt: skip
-            v[..., c0 : c0 + k] = post[f"{'u' if centred else 'z'}_{block.label}"].values
+            flags = np.array(centred[c0 : c0 + k])  # centred terms: u, the others: z
+            v[..., c0 : c0 + k] = np.where(flags, post[f"u_{block.label}"].values,
+                                           post[f"z_{block.label}"].values)  # fmt: skip
     return x
 
 

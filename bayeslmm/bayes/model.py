@@ -20,7 +20,6 @@ from ..gaussian.statistics import (
     BlockedStats,
     GroupStats,
     NestedStats,
-    level_counts,
     nested_grouping_factors,
     single_grouping_factor,
 )
@@ -44,6 +43,7 @@ from .sampling import (
     check_sampler,
     check_settings,
     default_sampler,
+    low_rank_mass_matrix,
     quiet_pymc,
     sample_compiled,
     sample_nuts,
@@ -56,8 +56,6 @@ if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit n
 
 METHODS = ("marginal", "full")
 LOG_LIKELIHOOD_MAX = 50_000_000  # rows x draws kept in the pointwise log-likelihood
-#: rows per level from which a sampled intercept-only factor is sampled centred
-CENTRED_MIN_ROWS = 10
 #: a grouping factor with at most this many levels (or no more levels than its covariance
 #: has parameters) makes fit's default target_accept 0.99
 FEW_LEVELS = 5
@@ -117,7 +115,7 @@ class LMM:
         self._marginal_model: pm.Model | None = None
         self._blocked: BlockedSystem | None = None
         self._explicit: tuple[str, ...] | None = None
-        self._centred: tuple[str, ...] | None = None
+        self._centred: dict[str, tuple[bool, ...]] | None = None
         self._residual: ResidualModel | None = None
         self._residual_system: ResidualSystem | None = None
         self.idata: az.InferenceData | None = None
@@ -208,25 +206,38 @@ class LMM:
         return self._explicit
 
     @property
-    def centred_factors(self) -> tuple[str, ...]:
-        """Sampled factors whose effects are parameters themselves (centred); the other
-        sampled factors are non-centred (``u = chol(D) z``).
+    def centred_terms(self) -> dict[str, tuple[str, ...]]:
+        """Per sampled grouping factor, the terms whose effects are parameters themselves
+        (centred); its other terms are non-centred (``u = chol(D) z``).
 
-        Centred: intercept-only factors whose median level has at least
-        :data:`CENTRED_MIN_ROWS` rows, where the data pin each intercept down and the
-        non-centred geometry mixes slowly (InstEval's 1,128 instructors, ~65 ratings
-        each: smallest bulk ESS of their SD 4275 against 643); factors with slopes stay
-        non-centred (centring weakly identified slopes breaks the sampler).
+        A term is centred where the data pin its levels' effects down better than their
+        spread does: the effects' variance, estimated by a two-stage fit
+        (:meth:`~bayeslmm.gaussian.statistics.BlockedStats.level_spread`), exceeds the mean
+        sampling variance of a level's own estimate. That is the rule for which
+        parametrisation of a Gaussian hierarchy mixes faster (Papaspiliopoulos, Roberts &
+        Skold 2007). Subjects x items with slopes on both factors: items' intercepts
+        (56 rows per item) centred, their slopes not; bulk ESS of the item intercepts' SD
+        657 -> 4346 (all centred: the slopes' SDs fall to ~40). InstEval's instructors
+        (~65 ratings each) are centred (docs/marginal.md).
         """
+        names = {f.group: [n for k in f.blocks for n in self.design.blocks[k].columns]
+                 for f in self.blocked_system.stats.factors}  # fmt: skip
+        return {group: tuple(n for n, c in zip(names[group], flags, strict=True) if c)
+                for group, flags in self._centring().items()}  # fmt: skip
+
+    def _centring(self) -> dict[str, tuple[bool, ...]]:
+        """:attr:`centred_terms` as flags per sampled factor and term (node order)."""
         if self._centred is None:
-            chosen = []
-            for group in self.explicit_factors:
-                blocks = [b for b in self.design.blocks if b.group == group]
-                rows = level_counts(self.design, group)
-                intercept_only = all(b.columns == ["(Intercept)"] for b in blocks)
-                if intercept_only and np.median(rows) >= CENTRED_MIN_ROWS:
-                    chosen.append(group)
-            self._centred = tuple(chosen)
+            self._centred = {}
+            stats = self.blocked_system.stats
+            for index, factor in enumerate(stats.factors):
+                if factor.first < stats.n_marginal:
+                    continue
+                spread = stats.level_spread(index)
+                self._centred[factor.group] = tuple(
+                    spread is not None and bool(spread[0][a] > spread[1][a])
+                    for a in range(factor.q)
+                )
         return self._centred
 
     @property
@@ -277,7 +288,7 @@ class LMM:
         if not self.marginal_supported or self.design.residual is not None:
             return None
         return MarginalDensity.from_model(self.design, self.priors, self.blocked_system,
-                                          self.centred_factors)  # fmt: skip
+                                          self._centring())  # fmt: skip
 
     def _resolve_method(self, method: str | None) -> str:
         if method is not None and (not isinstance(method, str) or method not in METHODS):
@@ -362,8 +373,8 @@ class LMM:
             ``"marginal"``: sample the population parameters with the random effects
             integrated out, then draw the random effects exactly (every design: one
             grouping factor, nested or crossed; a factor that would make the factored
-            system's dense block large is sampled non-centred instead, see
-            :attr:`explicit_factors`). ``"full"``: the explicit model. ``None``
+            system's dense block large is sampled instead, see :attr:`explicit_factors`
+            and :attr:`centred_terms`). ``"full"``: the explicit model. ``None``
             (default): ``"marginal"``, unless the requested sampler cannot run it
             (numpyro on crossed factors), then ``"full"``.
         store_log_likelihood
@@ -450,6 +461,8 @@ class LMM:
             "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune,
             "target_accept": target_accept,
             "log_density": "bayeslmm (numba)" if density is not None else "PyMC graph",
+            "mass_matrix": ("diagonal + low rank" if density is not None
+                            and low_rank_mass_matrix(density) else "diagonal"),
         }  # fmt: skip
         # NUTS moved the population parameters only in the marginal model; its random
         # effects are exact draws given each of them, so their mixing is the parameters'

@@ -311,6 +311,11 @@ def sample_numpyro(
     )
 
 
+def low_rank_mass_matrix(density: MarginalDensity) -> bool:
+    """Does nutpie adapt a low-rank mass matrix for this density (factors sampled)?"""
+    return density.layout.n_explicit > 0
+
+
 def sample_compiled(
     density: MarginalDensity,
     design: Design,
@@ -327,6 +332,10 @@ def sample_compiled(
 
     Starting points are the density's start plus uniform(-1, 1) jitter, as in PyMC.
     The posterior has the variables, dims and coords the PyMC marginal model gives.
+    Where factors are sampled (hundreds of effects beside the population parameters)
+    the mass matrix is nutpie's diagonal plus low rank, which adapts to the directions
+    the sampled effects share with the fixed effects and the factors integrated out
+    (InstEval: smallest bulk ESS 693 -> 2201 in the same time; docs/marginal.md).
     """
     import nutpie
     from nutpie.compile_pymc import CompiledPyMCModel
@@ -354,6 +363,7 @@ def sample_compiled(
         progress_bar=progressbar,
         target_accept=target_accept,
         save_warmup=False,
+        low_rank_modified_mass_matrix=low_rank_mass_matrix(density),
     )
     posterior = density.constrained(trace.posterior["x"].values, design)
     coords = coords_of(design, obs=False)

@@ -550,6 +550,44 @@ class BlockedStats:
     def n_effects(self) -> int:
         return int(self.offset[-1])
 
+    def _gram(self, index: int) -> np.ndarray:
+        """``Z_l'Z_l`` of every level of factor ``index``: (levels, q, q)."""
+        factor = self.factors[index]
+        q = factor.q
+        diagonal = np.flatnonzero((self.pair_i == self.pair_j)
+                                  & (self.node_factor[self.pair_i] == index))  # fmt: skip
+        gram = np.zeros((factor.n_levels, q, q))
+        starts = self.pair_ptr[diagonal]
+        gram[self.pair_i[diagonal] - factor.first] = self.pair_val[
+            starts[:, None] + np.arange(q * q)].reshape(-1, q, q)  # fmt: skip
+        return gram
+
+    def level_spread(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """How well the data pin each level's effects down, per term of factor ``index``,
+        from a two-stage fit (no row needed): each level's least-squares effects ``b_l`` on
+        the population least-squares residuals. Returns ``(spread, noise)``: the variance
+        of ``b_l`` across levels less ``noise``, the mean sampling variance of ``b_l``
+        (pooled within-level residual variance times ``(Z_l'Z_l)^-1``), so ``spread``
+        estimates the effects' variance. None where too few levels have estimable effects.
+        """
+        gram = self._gram(index)
+        n_levels, q = gram.shape[0], gram.shape[1]
+        beta = np.linalg.lstsq(self.XtX, self.Xty, rcond=None)[0]
+        rss = self.yty - 2.0 * beta @ self.Xty + beta @ self.XtX @ beta
+        factor = self.factors[index]
+        effects = slice(self.offset[factor.first], self.offset[factor.first + n_levels])
+        zr = (self.Zty[effects] - self.ZtX[effects] @ beta).reshape(n_levels, q)
+        eig = np.linalg.eigvalsh(gram)
+        usable = eig[:, 0] > 1e-8 * np.maximum(eig[:, -1], 1e-300)
+        dof = self.n - self.p - q * int(usable.sum())
+        if usable.sum() < 3 or dof < 1:
+            return None
+        inverse = np.linalg.inv(gram[usable])
+        b = np.einsum("lab,lb->la", inverse, zr[usable])
+        within = max(rss - np.einsum("la,la->", b, zr[usable]), 0.0) / dof
+        noise = within * np.diagonal(inverse, axis1=1, axis2=2).mean(axis=0)
+        return b.var(axis=0, ddof=1) - noise, noise
+
     @classmethod
     def from_design(cls, design: Design, explicit: Collection[str] = ()) -> BlockedStats:
         layout, sums = design_sums(design)

@@ -231,7 +231,8 @@ def _data_section(w: _Writer, model: LMM) -> None:
     w.text(sec, f"Sampler: {info.get('sampler')} NUTS, method <code>{info.get('method')}</code> "
                 f"({how}), {info.get('chains')} chains x {info.get('draws')} draws after "
                 f"{info.get('tune')} tuning steps, target acceptance "
-                f"{info.get('target_accept')}.")  # fmt: skip
+                f"{info.get('target_accept')}, {info.get('mass_matrix', 'diagonal')} mass "
+                "matrix.")  # fmt: skip
     if not d.rows_in_memory:
         w.text(sec, "The data are a Dask DataFrame: the model was fitted from sums computed "
                     "partition by partition, and its rows were never gathered.")  # fmt: skip

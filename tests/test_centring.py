@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import bayeslmm as bl
 from bayeslmm.bayes.density import MarginalDensity
+from bayeslmm.bayes.evidence import unconstrained_draws
 
 DATA = Path(__file__).parent / "data"
 FORMULA = "rt ~ S + (1 | subj) + (1 + S + P | item)"
@@ -64,7 +66,8 @@ def _point(model, density, u, rng):
 
 def test_every_centring_is_the_same_posterior_and_its_gradient_exact(crossed):
     """log p(x_C) - log|du/dx_C| is one function of (beta, SDs, u) whatever terms C are
-    centred, and the gradient of each parametrisation is its log density's."""
+    centred, and the gradient of each parametrisation is its log density's; the draws map
+    back to the same unconstrained point."""
     model = _model(crossed)
     rng = np.random.default_rng(4)
     u = rng.normal(0, 1, (16, 3)) * [25.0, 10.0, 8.0]
@@ -77,8 +80,14 @@ def test_every_centring_is_the_same_posterior_and_its_gradient_exact(crossed):
         logp, grad = density.logp_grad(x)
         values.append(logp - log_jac)
         out = density.constrained(x, model.design)
+        np.testing.assert_allclose(out["beta"], [600.0, 20.0], rtol=1e-12)
         np.testing.assert_allclose(out[f"u_{LABEL}"], u, rtol=1e-10, atol=1e-9)
         np.testing.assert_allclose(out[f"z_{LABEL}"], z, rtol=1e-10, atol=1e-9)
+        draws = density.constrained(x[None, None], model.design)  # and back again
+        post = xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(v.ndim - 2)]), v)
+                           for k, v in draws.items()})  # fmt: skip
+        back = unconstrained_draws(lay, post, model.design)[0, 0]
+        np.testing.assert_allclose(back, x, rtol=1e-9, atol=1e-9)
         h = 1e-6
         for i in rng.choice(lay.size, 12, replace=False).tolist() + [0, 1]:
             if (i, flags) in seen:

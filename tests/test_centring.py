@@ -100,8 +100,9 @@ def test_every_centring_is_the_same_posterior_and_its_gradient_exact(crossed):
     np.testing.assert_allclose(values, values[0], rtol=0, atol=1e-8)
 
 
-def _simulated(intercept_sd, slope_sd, slope_scale=1.0, seed=3):
-    """40 subjects x 30 items, one row per pair, a within slope coded +-0.5."""
+def _simulated(intercept_sd, slope_sd, slope_scale=1.0, shift=0.0, seed=3):
+    """40 subjects x 30 items, one row per pair, a within slope coded +-0.5 (times
+    ``slope_scale``, plus ``shift``)."""
     rng = np.random.default_rng(seed)
     subj, item = np.meshgrid(np.arange(40), np.arange(30), indexing="ij")
     subj, item = subj.ravel(), item.ravel()
@@ -109,7 +110,7 @@ def _simulated(intercept_sd, slope_sd, slope_scale=1.0, seed=3):
     ui = rng.normal(0, 1, (30, 2)) * [intercept_sd, slope_sd]
     y = (500 + 20 * x + rng.normal(0, 30, 40)[subj] + ui[item, 0] + ui[item, 1] * x
          + rng.normal(0, 50, len(x)))  # fmt: skip
-    return pd.DataFrame({"y": y, "x": x * slope_scale, "subj": subj.astype(str),
+    return pd.DataFrame({"y": y, "x": x * slope_scale + shift, "subj": subj.astype(str),
                          "item": item.astype(str)})  # fmt: skip
 
 
@@ -122,9 +123,22 @@ def test_the_data_choose_which_terms_are_centred(intercept_sd, slope_sd, expecte
     formula = "y ~ x + (1 | subj) + (1 + x | item)"
     chosen = _model(_simulated(intercept_sd, slope_sd), formula).centred_terms
     assert chosen == {"item": expected}
-    # the choice does not depend on the slope's units
-    rescaled = _model(_simulated(intercept_sd, slope_sd, slope_scale=10.0), formula)
-    assert rescaled.centred_terms == chosen
+    for scale in (1e-5, 10.0, 1e5):  # the choice does not depend on the slope's units
+        rescaled = _model(_simulated(intercept_sd, slope_sd, slope_scale=scale), formula)
+        assert rescaled.centred_terms == chosen, scale
+    # nor does the slope's on an offset (raw calendar years): x moves the intercept only
+    shifted = _model(_simulated(intercept_sd, slope_sd, shift=2015.0), formula)
+    assert ("x" in shifted.centred_terms["item"]) == ("x" in expected)
+
+
+def test_one_barely_estimable_level_does_not_decide():
+    """A level whose slope its two rows hardly estimate weighs little (DerSimonian-Laird
+    weights), instead of swamping the mean sampling variance."""
+    data = _simulated(40.0, 120.0)
+    odd = pd.DataFrame({"y": [480.0, 530.0], "x": [0.0, 0.002], "subj": ["0", "1"],
+                        "item": ["odd", "odd"]})  # fmt: skip
+    model = _model(pd.concat([data, odd], ignore_index=True), "y ~ x + (1 | subj) + (1 + x | item)")
+    assert model.centred_terms == {"item": ("(Intercept)", "x")}
 
 
 def test_centred_and_non_centred_fits_agree(crossed):

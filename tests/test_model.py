@@ -220,3 +220,21 @@ def test_default_target_accept_follows_how_few_levels_identify_the_covariance():
     assert bl.LMM("Reaction ~ Days + (Days | Subject)", sleep).default_target_accept == 0.9
     classroom = bl.load_dataset("classroom")
     assert bl.LMM("score ~ edu + (1 | classroom)", classroom).default_target_accept == 0.99
+
+
+def test_linear_predictor_is_the_rowwise_sum_and_checks_level_codes():
+    """X beta + sum_k rowwise(Z_k * u_k[codes_k]) over all draws; a code outside the
+    effects' levels is refused (the sparse product does not check it)."""
+    import xarray as xr
+
+    from bayeslmm.bayes.predict import linear_predictor
+
+    rng = np.random.default_rng(0)
+    post = xr.Dataset({"beta": (("chain", "draw", "fixed"), rng.normal(size=(2, 3, 2)))})
+    X, Z = rng.normal(size=(7, 2)), rng.normal(size=(7, 2))
+    code, u = rng.integers(0, 4, 7), rng.normal(size=(2, 3, 4, 2))
+    expected = (np.einsum("cdp,np->cdn", post["beta"].values, X)
+                + np.einsum("nq,cdnq->cdn", Z, u[:, :, code, :]))  # fmt: skip
+    np.testing.assert_allclose(linear_predictor(post, X, [Z], [code], [u]), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="level codes"):
+        linear_predictor(post, X, [Z], [np.r_[4, code[1:]]], [u])

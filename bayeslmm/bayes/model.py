@@ -212,8 +212,8 @@ class LMM:
 
         A term is centred where the data pin its levels' effects down better than their
         spread does: the effects' variance, estimated by a two-stage fit
-        (:meth:`~bayeslmm.gaussian.statistics.BlockedStats.level_spread`), exceeds the mean
-        sampling variance of a level's own estimate. That is the rule for which
+        (:meth:`~bayeslmm.gaussian.statistics.BlockedStats.level_spread`), exceeds the
+        median sampling variance of a level's own estimate. That is the rule for which
         parametrisation of a Gaussian hierarchy mixes faster (Papaspiliopoulos, Roberts &
         Skold 2007). Subjects x items with slopes on both factors: items' intercepts
         (56 rows per item) centred, their slopes not; bulk ESS of the item intercepts' SD

@@ -36,6 +36,8 @@ def linear_predictor(
         mu += post["beta"].values.reshape(mu.shape[0], -1) @ X.T
     for Z, code, u in zip(Zs, codes, effects, strict=True):
         n, q = Z.shape
+        if len(code) and (code.min() < 0 or code.max() >= u.shape[2]):
+            raise ValueError(f"level codes outside 0..{u.shape[2] - 1}")  # sparse: no check
         spread = scipy.sparse.csr_matrix(
             (Z.ravel(), (code[:, None] * q + np.arange(q)).ravel(), np.arange(0, n * q + 1, q)),
             shape=(n, u.shape[2] * q),

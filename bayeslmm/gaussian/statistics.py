@@ -565,10 +565,11 @@ class BlockedStats:
     def level_spread(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
         """How well the data pin each level's effects down, per term of factor ``index``,
         from a two-stage fit (no row needed): each level's least-squares effects ``b_l`` on
-        the population least-squares residuals. Returns ``(spread, noise)``: the variance
-        of ``b_l`` across levels less ``noise``, the mean sampling variance of ``b_l``
-        (pooled within-level residual variance times ``(Z_l'Z_l)^-1``), so ``spread``
-        estimates the effects' variance. None where too few levels have estimable effects.
+        the population least-squares residuals, with sampling variances ``v_l`` (pooled
+        within-level residual variance times ``(Z_l'Z_l)^-1``). Returns ``(spread,
+        noise)``: the effects' variance by DerSimonian & Laird's moment estimator (levels
+        weighted by ``1 / v_l``, so a barely estimable level counts little) and the median
+        ``v_l``. None where fewer than three levels have estimable effects.
         """
         gram = self._gram(index)
         n_levels, q = gram.shape[0], gram.shape[1]
@@ -577,16 +578,27 @@ class BlockedStats:
         factor = self.factors[index]
         effects = slice(self.offset[factor.first], self.offset[factor.first + n_levels])
         zr = (self.Zty[effects] - self.ZtX[effects] @ beta).reshape(n_levels, q)
-        eig = np.linalg.eigvalsh(gram)
-        usable = eig[:, 0] > 1e-8 * np.maximum(eig[:, -1], 1e-300)
+        # estimable levels, judged on the correlation scale (a covariate's units do not count)
+        scale = np.sqrt(np.maximum(np.diagonal(gram, axis1=1, axis2=2), 0.0))
+        present = (scale > 0).all(axis=1)
+        unit = gram[present] / (scale[present, :, None] * scale[present, None, :])
+        usable = np.zeros(n_levels, dtype=bool)
+        usable[present] = np.linalg.eigvalsh(unit)[:, 0] > 1e-8
         dof = self.n - self.p - q * int(usable.sum())
         if usable.sum() < 3 or dof < 1:
             return None
         inverse = np.linalg.inv(gram[usable])
         b = np.einsum("lab,lb->la", inverse, zr[usable])
         within = max(rss - np.einsum("la,la->", b, zr[usable]), 0.0) / dof
-        noise = within * np.diagonal(inverse, axis1=1, axis2=2).mean(axis=0)
-        return b.var(axis=0, ddof=1) - noise, noise
+        v = within * np.diagonal(inverse, axis1=1, axis2=2)  # (levels, q)
+        if not within > 0.0:
+            return None
+        w = 1.0 / v
+        mean = (w * b).sum(axis=0) / w.sum(axis=0)
+        heterogeneity = (w * (b - mean) ** 2).sum(axis=0)
+        denominator = w.sum(axis=0) - (w**2).sum(axis=0) / w.sum(axis=0)
+        spread = (heterogeneity - (len(b) - 1)) / denominator
+        return spread, np.median(v, axis=0)
 
     @classmethod
     def from_design(cls, design: Design, explicit: Collection[str] = ()) -> BlockedStats:

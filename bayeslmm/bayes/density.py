@@ -410,7 +410,9 @@ def _ints(data, o, k):
 
 # error_model="numpy": a division by zero (an SD whose exp underflowed) gives inf or nan,
 # which the C entry reports as a rejected point, instead of raising inside nutpie's threads
-@numba.njit(cache=True, error_model="numpy")
+# inline="always": its IR goes straight into the C entry point, whose compilation then
+# optimises the linked kernel tree once less (an empty cache's compile: 25.5 s -> 22 s)
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def logp_and_grad(x, data, grad):
     """Log density of the marginal model at unconstrained ``x``; writes its gradient."""
     N, P, nnz, t, base = int(data[1]), int(data[2]), int(data[3]), int(data[4]), int(data[5])

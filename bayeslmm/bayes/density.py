@@ -411,7 +411,8 @@ def _ints(data, o, k):
 # error_model="numpy": a division by zero (an SD whose exp underflowed) gives inf or nan,
 # which the C entry reports as a rejected point, instead of raising inside nutpie's threads
 # inline="always": its IR goes straight into the C entry point, whose compilation then
-# optimises the linked kernel tree once less (an empty cache's compile: 25.5 s -> 22 s)
+# optimises the linked kernel tree once less (C callbacks from an empty cache: 25.5 s ->
+# 22 s; a whole first fit, which compiles other entry points too: ~1 s of ~27 s)
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def logp_and_grad(x, data, grad):
     """Log density of the marginal model at unconstrained ``x``; writes its gradient."""

@@ -234,10 +234,8 @@ class LMM:
                 if factor.first < stats.n_marginal:
                     continue
                 spread = stats.level_spread(index)
-                self._centred[factor.group] = tuple(
-                    spread is not None and bool(spread[0][a] > spread[1][a])
-                    for a in range(factor.q)
-                )
+                centred = np.zeros(factor.q, bool) if spread is None else spread[0] > spread[1]
+                self._centred[factor.group] = tuple(bool(c) for c in centred)
         return self._centred
 
     @property

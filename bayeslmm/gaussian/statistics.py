@@ -590,9 +590,9 @@ class BlockedStats:
         inverse = np.linalg.inv(gram[usable])
         b = np.einsum("lab,lb->la", inverse, zr[usable])
         within = max(rss - np.einsum("la,la->", b, zr[usable]), 0.0) / dof
-        v = within * np.diagonal(inverse, axis1=1, axis2=2)  # (levels, q)
         if not within > 0.0:
             return None
+        v = within * np.diagonal(inverse, axis1=1, axis2=2)  # (levels, q)
         w = 1.0 / v
         mean = (w * b).sum(axis=0) / w.sum(axis=0)
         heterogeneity = (w * (b - mean) ** 2).sum(axis=0)

@@ -1,4 +1,5 @@
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -56,3 +57,16 @@ def ratpup() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def classroom() -> pd.DataFrame:
     return bl.load_dataset("score_parentedu_byclass")
+
+
+@pytest.fixture(scope="session")
+def quiet_fit():
+    """Fit a model with its convergence warnings silenced (short test runs); returns it."""
+
+    def fit(model: bl.LMM, **settings) -> bl.LMM:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bl.ConvergenceWarning)
+            model.fit(progressbar=False, **settings)
+        return model
+
+    return fit

@@ -2,7 +2,6 @@
 gradient, and the rule that chooses (two-stage moments, from sums alone)."""
 
 import itertools
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -141,16 +140,14 @@ def test_one_barely_estimable_level_does_not_decide():
     assert model.centred_terms == {"item": ("(Intercept)", "x")}
 
 
-def test_centred_and_non_centred_fits_agree(crossed):
+def test_centred_and_non_centred_fits_agree(crossed, quiet_fit):
     """Same posterior whatever the parametrisation: the chosen (intercept centred) and all
     non-centred, within Monte Carlo error."""
     fits = []
     for flags in ({"item": (True, False, False)}, {"item": (False, False, False)}):
         model = _model(crossed)
         model._centred = flags
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", bl.ConvergenceWarning)
-            model.fit(draws=500, tune=500, chains=2, random_seed=2, progressbar=False)
+        quiet_fit(model, draws=500, tune=500, chains=2, random_seed=2)
         assert model._fit_info["mass_matrix"] == "diagonal + low rank"
         fits.append(model.summary(print_it=False))
     a, b = fits

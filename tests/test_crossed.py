@@ -1,7 +1,6 @@
 """Crossed and multi-level designs: the blocked Cholesky's marginal likelihood, its gradient,
 exact draws and posterior against dense linear algebra and the explicit model."""
 
-import warnings
 from pathlib import Path
 
 import arviz as az
@@ -163,16 +162,10 @@ def test_draws_follow_the_exact_conditional(crossed):
     np.testing.assert_allclose(ours.std(axis=0, ddof=1), cond_sd, rtol=0.07)
 
 
-def test_crossed_fit_agrees_with_the_explicit_model_and_checks_out(crossed):
-    fits = {}
-    for method in ("marginal", "full"):
-        model = bl.LMM("rt ~ S + P + (1 | subj) + (1 | item)", crossed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", bl.ConvergenceWarning)
-            model.fit(draws=500, tune=500, chains=2, random_seed=6, progressbar=False,
-                      method=method)  # fmt: skip
-        fits[method] = model
-    m, f = fits["marginal"], fits["full"]
+def test_crossed_fit_agrees_with_the_explicit_model_and_checks_out(crossed, quiet_fit):
+    m, f = (quiet_fit(bl.LMM("rt ~ S + P + (1 | subj) + (1 | item)", crossed), draws=500,
+                      tune=500, chains=2, random_seed=6, method=method)
+            for method in ("marginal", "full"))  # fmt: skip
     assert m._fit_info["log_density"] == "bayeslmm (numba)"
     assert set(m.idata.posterior.data_vars) >= {"u_subj", "u_item", "z_subj", "z_item"}
     sm, sf = m.summary(print_it=False), f.summary(print_it=False)
@@ -185,7 +178,7 @@ def test_crossed_fit_agrees_with_the_explicit_model_and_checks_out(crossed):
     assert m.predict(crossed.head(4)).shape == (2, 500, 4)
 
 
-def test_sampled_factors_are_chosen_by_the_dense_block_and_sampled_right(crossed):
+def test_sampled_factors_are_chosen_by_the_dense_block_and_sampled_right(crossed, quiet_fit):
     """A factor whose integration would need a large dense block is sampled; the fit still
     returns every block's u and z, and its posterior is the fully integrated one's."""
     design = bl.build_design("rt ~ S + P + (1 + S + P | subj) + (1 + S + P | item)", crossed)
@@ -195,10 +188,7 @@ def test_sampled_factors_are_chosen_by_the_dense_block_and_sampled_right(crossed
     for explicit in ((), ("item",)):
         model = bl.LMM("rt ~ S + P + (1 | subj) + (1 + S | item)", crossed)
         model._explicit = explicit
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", bl.ConvergenceWarning)
-            model.fit(draws=600, tune=600, chains=2, random_seed=8, progressbar=False)
-        fits[explicit] = model
+        fits[explicit] = quiet_fit(model, draws=600, tune=600, chains=2, random_seed=8)
     both, sampled = fits[()], fits[("item",)]
     assert sampled.blocked_system.n_explicit_effects == 32
     assert set(both.idata.posterior.data_vars) == set(sampled.idata.posterior.data_vars)

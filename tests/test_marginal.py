@@ -102,16 +102,10 @@ def test_random_effect_draws_follow_the_exact_conditional(sleepstudy):
 
 
 @pytest.fixture(scope="module")
-def both_fits(sleepstudy):
-    fits = {}
-    for method in ("marginal", "full"):
-        model = bl.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", bl.ConvergenceWarning)
-            model.fit(draws=500, tune=500, chains=2, random_seed=4, progressbar=False,
-                      method=method)  # fmt: skip
-        fits[method] = model
-    return fits
+def both_fits(sleepstudy, quiet_fit):
+    return {method: quiet_fit(bl.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy),
+                              draws=500, tune=500, chains=2, random_seed=4, method=method)
+            for method in ("marginal", "full")}  # fmt: skip
 
 
 def test_marginal_output_has_the_full_models_variables(both_fits):

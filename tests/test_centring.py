@@ -1,5 +1,6 @@
-"""Sampled grouping factors, term by term centred or not: the compiled density's map, its
-gradient, and the rule that chooses (two-stage moments, from sums alone)."""
+"""Sampled grouping factors, term by term centred or not, and SDs sampled signed or on the
+log scale: the compiled density's maps, their gradients, and the rules that choose
+(two-stage moments, from sums alone)."""
 
 import itertools
 from pathlib import Path
@@ -141,15 +142,77 @@ def test_one_barely_estimable_level_does_not_decide():
 
 
 def test_centred_and_non_centred_fits_agree(crossed, quiet_fit):
-    """Same posterior whatever the parametrisation: the chosen (intercept centred) and all
-    non-centred, within Monte Carlo error."""
+    """Same posterior whatever the parametrisation, within Monte Carlo error: the chosen
+    (item intercepts centred) with log SDs; all non-centred with every SD signed."""
     fits = []
-    for flags in ({"item": (True, False, False)}, {"item": (False, False, False)}):
+    for centred, signed in (((True, False, False), False), ((False, False, False), True)):
         model = _model(crossed)
-        model._centred = flags
+        model._centred = {"item": centred}
+        model._signed = {"subj": (signed,), "item": (signed,) * 3}
         quiet_fit(model, draws=500, tune=500, chains=2, random_seed=2)
         assert model._fit_info["mass_matrix"] == "diagonal + low rank"
+        assert sum(model.compiled_density.signed) == 4 * signed
         fits.append(model.summary(print_it=False))
     a, b = fits
     se = np.sqrt(a["mcse_mean"] ** 2 + b["mcse_mean"] ** 2)
     assert np.all(np.abs(a["mean"] - b["mean"]) < 5 * se + 0.05 * a["sd"])
+    assert np.all(np.abs(a["sd"] - b["sd"]) < 0.25 * a["sd"])
+
+
+def test_signed_sds_are_the_same_posterior(crossed):
+    """With SDs signed (``sd = |x|``), of a factor integrated out and of a sampled one with
+    a centred term: the density is the log-SD density through ``x -> log |x|`` (two to
+    one: ``- log 2`` per SD), whichever signs; the posterior's values are those of the
+    log-SD point (a negative SD's term flipped back), and the gradient is exact."""
+    model = _model(crossed)
+    rng = np.random.default_rng(7)
+    for centred in ((True, False, False), (False, False, False)):
+        signed = _density_signed(model, centred)
+        assert sum(signed.signed) == 1 + 3 - sum(centred)  # subj + the item terms not centred
+        plain = signed.with_log_sds()
+        lay = signed.layout
+        index = signed.signed_index
+        for signs in ([1.0] * index.size, [-1.0] * index.size, rng.choice([-1.0, 1.0], index.size)):
+            x, _, _ = _point(model, plain, rng.normal(0, 1, (16, 3)) * [25.0, 10.0, 8.0], rng)
+            x[index] = np.exp(x[index]) * np.asarray(signs)
+            values = signed.constrained(x, model.design)
+            post = xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(v.ndim)]),
+                                   v[None, None]) for k, v in values.items()})  # fmt: skip
+            x_log = unconstrained_draws(lay, post, model.design)[0, 0]
+            expected = plain.logp_grad(x_log)[0] - np.log(np.abs(x[index])).sum()
+            logp, grad = signed.logp_grad(x)
+            assert logp == pytest.approx(expected - index.size * np.log(2.0), abs=1e-8)
+            for name, value in plain.constrained(x_log, model.design).items():
+                np.testing.assert_allclose(values[name], value, rtol=1e-9, atol=1e-9,
+                                           err_msg=name)  # fmt: skip
+            h = 1e-6
+            for i in [*index.tolist(), *rng.choice(lay.size, 6, replace=False).tolist()]:
+                e = np.zeros(lay.size)
+                e[i] = h
+                numeric = (signed.logp_grad(x + e)[0] - signed.logp_grad(x - e)[0]) / (2 * h)
+                assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-5), (centred, i)
+
+
+def _density_signed(model, centred):
+    return MarginalDensity.from_model(model.design, model.priors, model.blocked_system,
+                                      {"item": centred},
+                                      {"subj": (True,), "item": (True,) * 3})  # fmt: skip
+
+
+@pytest.mark.parametrize(("intercept_sd", "slope_sd", "expected"), [
+    (40.0, 5.0, ("x",)),  # the slopes' spread is not told from zero; intercepts centred
+    (3.0, 5.0, ("(Intercept)", "x")),  # nothing pinned, neither spread told from zero
+    (40.0, 120.0, ()),  # both spreads far from zero
+])  # fmt: skip
+def test_the_data_choose_which_sds_are_signed(intercept_sd, slope_sd, expected):
+    formula = "y ~ x + (1 | subj) + (1 + x | item)"
+    model = _model(_simulated(intercept_sd, slope_sd), formula)
+    assert model.signed_terms["item"] == expected
+    assert not set(expected) & set(model.centred_terms["item"])
+    for scale in (1e-5, 1e5):  # whatever the slope's units
+        rescaled = _model(_simulated(intercept_sd, slope_sd, slope_scale=scale), formula)
+        assert rescaled.signed_terms == model.signed_terms, scale
+    exponential = bl.LMM(formula, _simulated(intercept_sd, slope_sd),
+                         priors={"sd": bl.Prior("Exponential", lam=0.1)})  # fmt: skip
+    assert exponential.signed_terms == {"subj": (), "item": ()}  # no smooth density at 0
+    assert not any(exponential.compiled_density.signed)

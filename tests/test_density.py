@@ -33,8 +33,12 @@ PRIORS = [
 ]  # fmt: skip
 
 
-def _pair(formula, data, priors):
+def _pair(formula, data, priors, signed=None):
+    """A model and its compiled density; ``signed`` True/False: every SD signed or none
+    (where the prior allows), None: the model's own choice."""
     model = bl.LMM(formula, data, priors=priors)
+    if signed is not None:
+        model._signed = {f.group: (signed,) * f.q for f in model.blocked_system.stats.factors}
     density = model.compiled_density
     assert density is not None
     return model, density
@@ -45,6 +49,7 @@ def _to_pymc(x, density, design):
     Cholesky factor of their covariance with log diagonal (``pm.LKJCholeskyCov``)."""
     values = density.constrained(x, design)
     out = x.copy()
+    out[density.signed_index] = np.log(np.abs(x[density.signed_index]))
     for (_, k, corr), first, block in zip(density.layout.blocks, density.layout.starts,
                                           design.blocks, strict=True):  # fmt: skip
         if corr:
@@ -93,20 +98,24 @@ def _log_jacobian(transform, x, h=1e-6):
     return np.linalg.slogdet(np.column_stack(cols))[1]
 
 
+@pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("priors", PRIORS)
 @pytest.mark.parametrize("formula", FORMULAS)
-def test_log_density_is_pymcs_through_the_change_of_variables(sleepstudy, formula, priors):
+def test_log_density_is_pymcs_through_the_change_of_variables(sleepstudy, formula, priors,
+                                                              signed):  # fmt: skip
     """The same posterior as PyMC's model: our log density less the log Jacobian of our
     unconstrained space equals PyMC's less its own, up to a constant; blocks without
-    correlations share PyMC's space, so there the gradients agree to rounding."""
-    model, density = _pair(formula, sleepstudy, priors)
+    correlations share PyMC's space, so there the gradients agree to rounding. A signed
+    SD's density is half its SD's on each side of zero (``x -> |x|`` is two to one)."""
+    model, density = _pair(formula, sleepstudy, priors, signed)
     design = model.design
     pymc_model = model.marginal_model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fn = pymc_model.logp_dlogp_function(ravel_inputs=True)
     fn.set_extra_values({})
-    same_space = not any(corr for _, _, corr in density.layout.blocks)
+    assert any(density.signed) == (signed and priors in (None, PRIORS[2], PRIORS[4]))
+    same_space = not any(corr for _, _, corr in density.layout.blocks) and not any(density.signed)
     rng = np.random.default_rng(1)
     offsets = []
     for _ in range(4):
@@ -118,6 +127,7 @@ def test_log_density_is_pymcs_through_the_change_of_variables(sleepstudy, formul
             np.testing.assert_allclose(x_pymc, x)
             np.testing.assert_allclose(grad, their_grad, rtol=1e-9, atol=1e-9)
         ours -= _log_jacobian(lambda v: _common(density.constrained(v, design), design), x)
+        ours += np.log(2.0) * sum(density.signed)
         theirs -= _log_jacobian(lambda v: _from_pymc(v, density, design), x_pymc)
         offsets.append(ours - float(theirs))
     assert np.all(np.isfinite(offsets))
@@ -125,10 +135,11 @@ def test_log_density_is_pymcs_through_the_change_of_variables(sleepstudy, formul
     assert abs(offsets[0]) < 1e-5 * max(1.0, abs(float(theirs)))
 
 
+@pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("priors", PRIORS[:3])
 @pytest.mark.parametrize("formula", FORMULAS)
-def test_gradient_is_the_log_densitys(sleepstudy, formula, priors):
-    _, density = _pair(formula, sleepstudy, priors)
+def test_gradient_is_the_log_densitys(sleepstudy, formula, priors, signed):
+    _, density = _pair(formula, sleepstudy, priors, signed)
     rng = np.random.default_rng(4)
     x = density.start + 0.7 * rng.normal(size=density.start.size)
     _, grad = density.logp_grad(x)
@@ -152,14 +163,18 @@ def test_correlation_transform_covers_the_correlation_matrices():
     assert np.all(np.isfinite(correlation_cholesky(np.array([40.0]), 2)))
 
 
+@pytest.mark.parametrize("signed", [False, True])
 @pytest.mark.parametrize("formula", FORMULAS[:3])
-def test_constrained_values_are_pymcs(sleepstudy, formula):
-    model, density = _pair(formula, sleepstudy, None)
+def test_constrained_values_are_pymcs(sleepstudy, formula, signed):
+    model, density = _pair(formula, sleepstudy, None, signed)
     pymc_model = model.marginal_model
     outputs = get_default_varnames(pymc_model.unobserved_value_vars, include_transformed=False)
     fn = pymc_model.compile_fn(outputs, inputs=pymc_model.value_vars, point_fn=False)
     rng = np.random.default_rng(2)
     x = density.start + rng.normal(size=(3, density.start.size))
+    signed_index = density.signed_index
+    assert signed_index.size == (2 if signed else 0)
+    x[:, signed_index] *= np.array([[1, -1], [-1, 1], [-1, -1]])[:, : signed_index.size]
     ours = density.constrained(x, model.design)
     start = pymc_model.initial_point()
     shapes = [np.shape(start[v.name]) for v in pymc_model.value_vars]

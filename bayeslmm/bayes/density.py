@@ -7,24 +7,27 @@ exact gradient, and numba caches the machine code on disk, so a fit pays only fo
 loading it. The priors are PyMC's, so the posterior is the same; ``tests/test_density.py``
 checks the log density (through the change of variables) and gradient against PyMC's.
 
-The Gaussian part, ``log p(y | beta, D, sigma)`` with every random effect integrated out
-and its derivatives, is :func:`bayeslmm.gaussian.blocked.marginal_loglik` (any design:
-one grouping factor, nested, crossed); this module adds the priors and the map from the
-unconstrained parameters. Parameters, in order: ``beta`` (p); per random block, the log
-SDs and, if correlated, the canonical partial correlations of its correlation matrix
-``R`` through ``atanh`` (Stan's Cholesky-correlation transform: row ``i`` of ``chol(R)``
-is ``w_ij = z_ij sqrt(c_ij)``, ``w_ii = sqrt(c_ii)``, ``c_ij = prod_{m<j} (1 - z_im^2)``,
-``z = tanh``); ``log sigma``; then, for grouping factors sampled rather than integrated out
-(:attr:`bayeslmm.bayes.model.LMM.explicit_factors`), their effects level by level, term
-by term either non-centred (``z_a``, with ``u = chol(D_f) z``, the explicit model's
-parametrisation) or centred (``u_a`` itself; :attr:`bayeslmm.bayes.model.LMM.centred_terms`).
-PyMC's ``LKJCholeskyCov`` samples the packed Cholesky factor
-of the covariance instead; SDs and correlations apart give the same posterior a more
-nearly Gaussian shape, about 10% more effective draws per draw on sleepstudy
-(docs/marginal.md). A block's covariance factor ``lam = diag(sd) W`` sits on the diagonal
-of its grouping factor's ``chol(D_f)``; the kernel's derivative in ``T_f = chol(D_f) /
-sigma`` gives ``d/dlam``, then ``d/dsd_i = sum_j (d/dlam)_ij W_ij`` and the rows of ``W``
-are differentiated back to the partial correlations.
+The Gaussian part, ``log p(y | beta, D, sigma)`` with every random effect integrated out and
+its derivatives, is :func:`bayeslmm.gaussian.blocked.marginal_loglik` (any design: one
+grouping factor, nested, crossed); this module adds the priors and the map from the
+unconstrained parameters. Parameters, in order: ``beta`` (p); per random block, the SDs
+(each as ``log sd``, or signed: ``x`` with ``sd = |x|``,
+:attr:`bayeslmm.bayes.model.LMM.signed_terms`) and, if correlated, the canonical partial
+correlations of its correlation matrix ``R`` through ``atanh`` (Stan's Cholesky-correlation
+transform: row ``i`` of ``chol(R)`` is ``w_ij = z_ij sqrt(c_ij)``, ``w_ii = sqrt(c_ii)``,
+``c_ij = prod_{m<j} (1 - z_im^2)``, ``z = tanh``); ``log sigma``; then, for grouping factors
+sampled rather than integrated out (:attr:`bayeslmm.bayes.model.LMM.explicit_factors`),
+their effects level by level, term by term either non-centred (``z_a``, with ``u = chol(D_f)
+z``, the explicit model's parametrisation) or centred (``u_a`` itself;
+:attr:`bayeslmm.bayes.model.LMM.centred_terms`). PyMC's ``LKJCholeskyCov`` samples the
+packed Cholesky factor of the covariance instead; SDs and correlations apart give the same
+posterior a more nearly Gaussian shape, about 10% more effective draws per draw on
+sleepstudy (docs/marginal.md). A block's covariance factor ``lam = diag(sd) W`` sits on the
+diagonal of its grouping factor's ``chol(D_f)``; the kernel's derivative in ``T_f =
+chol(D_f) / sigma`` gives ``d/dlam``, then ``d/dsd_i = sum_j (d/dlam)_ij W_ij`` and the rows
+of ``W`` are differentiated back to the partial correlations. A signed SD enters ``lam`` as
+``x`` itself; a negative ``x`` flips the sign of its term's effects and correlations, which
+the posterior's values undo (:meth:`MarginalDensity.constrained`).
 """
 
 from __future__ import annotations
@@ -54,9 +57,11 @@ POSITIVE = {"HalfFlat": (10, ()), "HalfNormal": (11, ("sigma",)), "Exponential":
             "HalfStudentT": (13, ("nu", "sigma")), "HalfCauchy": (14, ("beta",)),
             "Gamma": (15, ("alpha", "beta")), "InverseGamma": (16, ("alpha", "beta")),
             "LogNormal": (17, ("mu", "sigma"))}  # fmt: skip
+#: SD priors with a finite, smooth density at zero: their SDs can be sampled signed
+EVEN_AT_ZERO = ("HalfFlat", "HalfNormal", "HalfStudentT", "HalfCauchy")
 DEFAULTS = {"mu": 0.0, "sigma": 1.0}  # PyMC's defaults where a parameter may be left out
 HEADER = 24  # sizes (see MarginalDensity.from_model), then the sections in order
-PRIOR_WIDTH = 5  # code, three parameters, log normalising constant
+PRIOR_WIDTH = 6  # code, three parameters, log normalising constant, signed (SDs)
 LOG_2PI = math.log(2.0 * math.pi)
 LOG_2 = math.log(2.0)
 _DOUBLE_P = ctypes.POINTER(ctypes.c_double)
@@ -64,8 +69,9 @@ _DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 Centring = Mapping[str, Sequence[bool]]
 
 
-def _prior_row(prior: Prior, positive: bool) -> np.ndarray | None:
-    """``[code, a, b, c, log constant]`` of a prior, or None if the kernel lacks it."""
+def _prior_row(prior: Prior, positive: bool, signed: bool = False) -> np.ndarray | None:
+    """``[code, a, b, c, log constant, signed]`` of a prior, or None if the kernel lacks
+    it."""
     table = POSITIVE if positive else UNBOUNDED
     if prior.dist not in table:
         return None
@@ -80,6 +86,7 @@ def _prior_row(prior: Prior, positive: bool) -> np.ndarray | None:
     row[0] = code
     row[1 : 1 + len(a)] = a
     row[4] = _log_constant(prior.dist, a)
+    row[5] = float(signed)
     return row
 
 
@@ -183,6 +190,7 @@ class MarginalDensity:
     layout: Layout
     data: np.ndarray
     start: np.ndarray  # unconstrained starting point (before jitter)
+    signed: tuple[bool, ...] = ()  # per SD, blocks in order: sampled as sd = |x|
 
     @classmethod
     def from_model(
@@ -191,25 +199,45 @@ class MarginalDensity:
         priors: dict[str, Prior],
         system: BlockedSystem,
         centred: Centring | None = None,
+        signed: Centring | None = None,
+        sd_start: Mapping[str, Sequence[float]] | None = None,
     ) -> MarginalDensity | None:
         """The density of a design's marginal model; ``centred`` flags, per sampled factor
         and term (node order), the effects that are parameters themselves; the others are
-        non-centred."""
+        non-centred. ``signed`` flags, per factor and term, the SDs sampled as ``x`` with
+        ``sd = |x|`` rather than as ``log sd``, where their prior has a finite, smooth
+        density at zero (:data:`EVEN_AT_ZERO`) and their effects are not centred.
+
+        Chains start at the least-squares fixed effects and residual SD (from the
+        statistics) and at ``sd_start`` (per factor and term; the prior's scale where
+        missing or not positive): near the posterior, so the first adaptation window
+        does not spend its long trajectories travelling there (subjects x items: 60-70k of
+        the warmup's 105-120k gradient evaluations from the priors' locations, 12-19k from
+        the data's)."""
         names = ParameterNames.from_design(design)
         layout = Layout.from_system(design, system, centred)
-        rows, start = [], np.zeros(layout.size)
+        rows, start, signs = [], np.zeros(layout.size), []
+        beta, sigma = _least_squares(system.stats)
         for j, name in enumerate(names.fixed):
             rows.append(_prior_row(priors[name], positive=False))
-            start[j] = _location(priors[name])
+            start[j] = beta[j] if beta is not None else _location(priors[name])
         etas = []
-        for (_, k, corr), first, sd_names, cor_name in zip(
-            layout.blocks, layout.starts, names.sd, names.cor, strict=True
-        ):
+        for (c0, k, corr), first, f, sd_names, cor_name, sampled in zip(
+            layout.blocks, layout.starts, layout.factors, names.sd, names.cor,
+            layout.explicit or [None] * len(layout.blocks), strict=True
+        ):  # fmt: skip
+            factor = system.stats.factors[f]
+            flags = _flags(signed, factor.group, factor.q)
+            guess = tuple((sd_start or {}).get(factor.group, ())) + (math.nan,) * factor.q
             for i, name in enumerate(sd_names):
-                rows.append(_prior_row(priors[name], positive=True))
+                sign = (flags[c0 + i] and priors[name].dist in EVEN_AT_ZERO
+                        and (sampled is None or not sampled[3][c0 + i]))  # fmt: skip
+                signs.append(sign)
+                rows.append(_prior_row(priors[name], positive=True, signed=sign))
                 if rows[-1] is None:  # a family or parametrisation the kernel lacks
                     return None
-                start[first + i] = math.log(_scale(priors[name]))  # correlations start at 0
+                scale = guess[c0 + i] if guess[c0 + i] > 0 else _scale(priors[name])
+                start[first + i] = scale if sign else math.log(scale)  # correlations: 0
             if corr:
                 prior = priors[cor_name]
                 if set(prior.params) - {"eta"}:
@@ -221,7 +249,7 @@ class MarginalDensity:
         rows.append(_prior_row(priors["sigma"], positive=True))
         if any(r is None for r in rows):
             return None
-        start[layout.sigma] = math.log(_scale(priors["sigma"]))
+        start[layout.sigma] = math.log(sigma if sigma is not None else _scale(priors["sigma"]))
         s, nodes, pat, ex = system.stats, system.marginal, system.pattern, system.explicit
         c_i, c_j, c_ptr, c_val = system.cross
         start[layout.sigma + 1 :] = 0.0  # the sampled factors' standard-normal effects
@@ -246,7 +274,36 @@ class MarginalDensity:
                  np.asarray(rows).ravel()]  # fmt: skip
         data = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
         data[0] = data.size
-        return cls(layout=layout, data=data, start=start)
+        return cls(layout=layout, data=data, start=start, signed=tuple(signs))
+
+    @property
+    def signed_index(self) -> np.ndarray:
+        """Unconstrained indices of the SDs sampled signed (``sd = |x|``)."""
+        index = [first + i for (_, k, _), first in zip(self.layout.blocks, self.layout.starts,
+                                                       strict=True) for i in range(k)]  # fmt: skip
+        return np.array([i for i, s in zip(index, self.signed, strict=False) if s], dtype=int)
+
+    def with_log_sds(self) -> MarginalDensity:
+        """The same posterior with every SD sampled as ``log sd`` (bridge sampling's
+        Gaussian proposal needs one mode, where a signed SD has two)."""
+        if not any(self.signed):
+            return self
+        data, start = self.data.copy(), self.start.copy()
+        n_rows = self.layout.sigma + 1  # beta, SDs, correlations, sigma: one row per prior
+        n_rows -= sum(k * (k - 1) // 2 for _, k, corr in self.layout.blocks if corr)
+        data[data.size - PRIOR_WIDTH * n_rows :].reshape(n_rows, PRIOR_WIDTH)[:, 5] = 0.0
+        start[self.signed_index] = np.log(start[self.signed_index])
+        return MarginalDensity(self.layout, data, start, (False,) * len(self.signed))
+
+    def jittered_start(self, rng: np.random.Generator) -> np.ndarray:
+        """A chain's starting point: :attr:`start` plus uniform(-1, 1) jitter, as PyMC
+        jitters; a signed SD is multiplied by ``exp`` of its jitter instead, which is the
+        same jitter its log would get."""
+        jitter = rng.uniform(-1.0, 1.0, self.start.size)
+        point = self.start + jitter
+        signed = self.signed_index
+        point[signed] = self.start[signed] * np.exp(jitter[signed])
+        return point
 
     def logp_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """Log density and its gradient at the unconstrained point ``x``.
@@ -276,14 +333,22 @@ class MarginalDensity:
         out: dict[str, np.ndarray] = {}
         if lay.p:
             out["beta"] = x[..., : lay.p]
+        signed = np.array(self.signed or [False] * (lay.sigma - lay.p), bool)
+        n_sd = 0
         for (c0, k, corr), first, block, sampled in zip(lay.blocks, lay.starts, design.blocks,
                                                         lay.explicit or [None] * len(lay.blocks),
                                                         strict=True):  # fmt: skip
             label = block.label
-            sd = np.exp(x[..., first : first + k])
+            value = x[..., first : first + k]
+            signs = np.where(signed[n_sd : n_sd + k], np.sign(value), 1.0)
+            n_sd += k
+            # a signed SD flips its term: sd = |x|, and the term's effects in z, its
+            # correlations and its column of the covariance factor take x's sign
+            sd = np.where(signed[n_sd - k : n_sd], np.abs(value), np.exp(value))
             out[f"sd_{label}"] = sd
             if corr:
                 w = correlation_cholesky(x[..., first + k : first + k * (k + 1) // 2], k)
+                w = signs[..., :, None] * w * signs[..., None, :]
                 corr_matrix = w @ np.swapaxes(w, -1, -2)
                 lower = np.tril_indices(k, k=-1)
                 out[f"chol_{label}"] = (sd[..., :, None] * w)[..., *np.tril_indices(k)]
@@ -296,9 +361,10 @@ class MarginalDensity:
                 v_all = x[..., lay.sigma + 1 + v_first : lay.sigma + 1 + v_first
                           + levels * q_factor]  # fmt: skip
                 v = v_all.reshape(x.shape[:-1] + (levels, q_factor))[..., c0 : c0 + k]
-                out[f"z_{label}"], out[f"u_{label}"] = mixed_effects(
-                    v, scale[..., None, :, :], centred[c0 : c0 + k]
+                z, out[f"u_{label}"] = mixed_effects(
+                    v * signs[..., None, :], scale[..., None, :, :], centred[c0 : c0 + k]
                 )
+                out[f"z_{label}"] = z
         out["sigma"] = np.exp(x[..., lay.sigma])
         return out
 
@@ -341,6 +407,19 @@ def correlation_cholesky(y: np.ndarray, k: int) -> np.ndarray:
             pos += 1
         w[..., i, i] = np.sqrt(rest)
     return w
+
+
+def _least_squares(stats) -> tuple[np.ndarray | None, float | None]:
+    """Least-squares fixed effects and residual SD from the statistics (None where the
+    design leaves them undetermined)."""
+    if stats.p == 0:
+        return np.zeros(0), math.sqrt(stats.yty / stats.n) if stats.yty > 0 else None
+    beta, _, rank, _ = np.linalg.lstsq(stats.XtX, stats.Xty, rcond=None)
+    if rank < stats.p or not np.all(np.isfinite(beta)):
+        return None, None
+    rss = stats.yty - 2.0 * beta @ stats.Xty + beta @ stats.XtX @ beta
+    dof = stats.n - stats.p
+    return beta, math.sqrt(rss / dof) if dof > 0 and rss > 0 else None
 
 
 def _location(prior: Prior) -> float:
@@ -485,6 +564,7 @@ def logp_and_grad(x, data, grad):
     lam = np.zeros((F, qmax, qmax))
     cpc_w = np.zeros((nb, qmax, qmax))
     cpc_h = np.zeros((nb, qmax, qmax))
+    pr = p
     for b in range(nb):
         f, c0, k, pos = int(blocks[b, 0]), int(blocks[b, 1]), int(blocks[b, 2]), int(blocks[b, 4])
         if blocks[b, 3] > 0:
@@ -492,12 +572,13 @@ def logp_and_grad(x, data, grad):
             cpc_w[b, :k, :k] = wc
             cpc_h[b, :k, :k] = half_log_c
             for i in range(k):
-                sd = math.exp(x[pos + i])
+                sd = _sd(x[pos + i], priors[pr + i, 5])
                 for j in range(i + 1):
                     lam[f, c0 + i, c0 + j] = sd * wc[i, j]
         else:
             for i in range(k):
-                lam[f, c0 + i, c0 + i] = math.exp(x[pos + i])
+                lam[f, c0 + i, c0 + i] = _sd(x[pos + i], priors[pr + i, 5])
+        pr += k
     i_sigma = p + _n_cov(blocks)
     ls = x[i_sigma]
     sig = math.exp(ls)
@@ -609,15 +690,13 @@ def logp_and_grad(x, data, grad):
             gW = np.empty(k)
             off = pos + k
             for i in range(k):
-                sd = math.exp(x[pos + i])
-                v, d = _prior(priors[pr + i], sd)
-                lp += v + x[pos + i]
+                sd = _sd(x[pos + i], priors[pr + i, 5])
                 g_sd = 0.0
                 for j in range(i + 1):
                     dlam = dT[f, c0 + i, c0 + j] / sig + dlamE[f, c0 + i, c0 + j]
                     g_sd += dlam * wc[i, j]
                     gW[j] = dlam * sd
-                grad[pos + i] += (d + g_sd) * sd + 1.0
+                lp += _sd_prior(priors[pr + i], x[pos + i], sd, g_sd, grad, pos + i)
                 # log terms of row i, each a multiple of a_m = log(1 - z_m^2): LKJ with the
                 # Jacobian of R -> W (W_ii^(k-i-1+2eta-2)), W's own Jacobian (sqrt c_ij for
                 # j >= 1) and tanh's (1 - z^2)
@@ -635,16 +714,38 @@ def logp_and_grad(x, data, grad):
                 off += i
         else:
             for i in range(k):
-                sd = lam[f, c0 + i, c0 + i]
-                v, d = _prior(priors[pr + i], sd)
-                lp += v + math.log(sd)
                 dlam = dT[f, c0 + i, c0 + i] / sig + dlamE[f, c0 + i, c0 + i]
-                grad[pos + i] += (d + dlam) * sd + 1.0
+                lp += _sd_prior(priors[pr + i], x[pos + i], lam[f, c0 + i, c0 + i], dlam, grad,
+                                pos + i)  # fmt: skip
         pr += k
     v, d = _prior(priors[pr], sig)
     lp += v + ls
     grad[i_sigma] += d * sig + 1.0
     return lp
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd(x, signed):
+    """A block's SD factor from its unconstrained value: ``x`` itself where the SD is
+    signed (``|x|`` is the SD), else ``exp(x)``."""
+    return x if signed > 0 else math.exp(x)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sd_prior(row, x, sd, g_sd, grad, i):
+    """An SD's log prior with its change of variables; adds the gradient, given ``g_sd``
+    (the rest of the density's derivative in the SD factor), to ``grad[i]``.
+
+    Signed: the SD is ``|x|`` and the density even in ``x``, so half of the prior's
+    density on each side (``- log 2``) and no Jacobian. Else ``sd = exp(x)``.
+    """
+    if row[5] > 0:
+        v, d = _prior(row, abs(sd))
+        grad[i] += d * (1.0 if sd >= 0.0 else -1.0) + g_sd
+        return v - LOG_2
+    v, d = _prior(row, sd)
+    grad[i] += (d + g_sd) * sd + 1.0
+    return v + x
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -315,6 +315,7 @@ def log_marginal_likelihood(model: LMM, random_seed: int | None = None) -> Margi
     density = model.compiled_density
     post = model.idata.posterior
     if density is not None:
+        density = density.with_log_sds()
         draws = unconstrained_draws(density.layout, post, model.design)
         log_density = density.logp_many
 

@@ -330,7 +330,8 @@ def sample_compiled(
 ) -> az.InferenceData:
     """nutpie's NUTS on the compiled marginal density (:mod:`bayeslmm.bayes.density`).
 
-    Starting points are the density's start plus uniform(-1, 1) jitter, as in PyMC.
+    Starting points are the density's start jittered as PyMC jitters
+    (:meth:`~bayeslmm.bayes.density.MarginalDensity.jittered_start`).
     The posterior has the variables, dims and coords the PyMC marginal model gives.
     Where factors are sampled (hundreds of effects beside the population parameters)
     the mass matrix is nutpie's diagonal plus low rank, which adapts to the directions
@@ -344,7 +345,7 @@ def sample_compiled(
     size = density.layout.size
 
     def initial_point(seed: int) -> np.ndarray:
-        return density.start + np.random.default_rng(seed).uniform(-1.0, 1.0, size)
+        return density.jittered_start(np.random.default_rng(seed))
 
     compiled = CompiledPyMCModel(
         _n_dim=size, dims={}, _coords={}, _shapes={"x": (size,)},

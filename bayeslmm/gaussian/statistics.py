@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import partial
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -512,6 +513,21 @@ def elimination_order(design: Design, explicit: Collection[str] = ()) -> list[st
     return sorted(groups, key=lambda g: (g in explicit, -levels[g]))
 
 
+class LevelSpread(NamedTuple):
+    """Per term of a grouping factor, from :meth:`BlockedStats.level_spread`."""
+
+    spread: np.ndarray  # the effects' variance across levels (DerSimonian-Laird)
+    noise: np.ndarray  # median sampling variance of one level's own estimate
+    levels: int  # levels with estimable effects
+
+    @property
+    def zscore(self) -> np.ndarray:
+        """The spread in standard errors of its estimate, ``spread / sqrt(2 (spread +
+        noise)^2 / (levels - 1))`` (the moment estimator's variance with equal weights):
+        small where the data leave an SD of zero plausible."""
+        return self.spread * np.sqrt((self.levels - 1) / 2.0) / (self.spread + self.noise)
+
+
 @dataclass
 class BlockedStats:
     """Sufficient statistics of any Gaussian LMM, by node (a level of a grouping factor).
@@ -562,14 +578,14 @@ class BlockedStats:
             starts[:, None] + np.arange(q * q)].reshape(-1, q, q)  # fmt: skip
         return gram
 
-    def level_spread(self, index: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def level_spread(self, index: int) -> LevelSpread | None:
         """How well the data pin each level's effects down, per term of factor ``index``,
         from a two-stage fit (no row needed): each level's least-squares effects ``b_l`` on
         the population least-squares residuals, with sampling variances ``v_l`` (pooled
-        within-level residual variance times ``(Z_l'Z_l)^-1``). Returns ``(spread,
-        noise)``: the effects' variance by DerSimonian & Laird's moment estimator (levels
-        weighted by ``1 / v_l``, so a barely estimable level counts little) and the median
-        ``v_l``. None where fewer than three levels have estimable effects.
+        within-level residual variance times ``(Z_l'Z_l)^-1``). Returns the effects'
+        variance by DerSimonian & Laird's moment estimator (levels weighted by ``1 / v_l``,
+        so a barely estimable level counts little), the median ``v_l`` and the number of
+        levels used. None where fewer than three levels have estimable effects.
         """
         gram = self._gram(index)
         n_levels, q = gram.shape[0], gram.shape[1]
@@ -598,7 +614,7 @@ class BlockedStats:
         heterogeneity = (w * (b - mean) ** 2).sum(axis=0)
         denominator = w.sum(axis=0) - (w**2).sum(axis=0) / w.sum(axis=0)
         spread = (heterogeneity - (len(b) - 1)) / denominator
-        return spread, np.median(v, axis=0)
+        return LevelSpread(spread, np.median(v, axis=0), len(b))
 
     @classmethod
     def from_design(cls, design: Design, explicit: Collection[str] = ()) -> BlockedStats:

@@ -14,6 +14,7 @@ import xarray as xr
 import bayeslmm as bl
 from bayeslmm.bayes.effects import draw_random_effects
 from bayeslmm.bayes.sbc import run_sbc
+from bayeslmm.gaussian import blocked
 from bayeslmm.gaussian.blocked import BlockedSystem, choose_explicit
 from bayeslmm.gaussian.profiled import BlockedProfile, ThetaLayout, profiled
 from bayeslmm.gaussian.statistics import BlockedStats, CrossProducts
@@ -60,13 +61,20 @@ def _node_columns(design, stats):
     return Z
 
 
+@pytest.mark.parametrize("cross", ["dense", "blocks"])
 @pytest.mark.parametrize(("formula", "explicit"), DESIGNS)
-def test_marginal_loglik_is_the_dense_normal_and_its_gradient_exact(crossed, formula, explicit):
+def test_marginal_loglik_is_the_dense_normal_and_its_gradient_exact(
+    crossed, formula, explicit, cross, monkeypatch
+):
     """log N(y | X beta + Z_E u_E, sigma^2 I + Z_M D Z_M') to 1e-10, every derivative to
-    central differences."""
+    central differences; the cross table between sampled and integrated-out effects kept
+    dense or block by block."""
+    monkeypatch.setattr(blocked, "CROSS_DENSE_FILL", 0.0 if cross == "dense" else 2.0)
     design = bl.build_design(formula, crossed)
     stats = BlockedStats.from_design(design, explicit)
     system = BlockedSystem(stats)
+    expected = system.n_explicit_effects if cross == "dense" and system.n_marginal_effects else 0
+    assert system.cross_dense.shape[0] == expected
     rng = np.random.default_rng(len(formula))
     chols = _random_factors(design, stats, rng)
     sigma, beta = 30.0, rng.normal(600, 20, design.X.shape[1])

@@ -252,12 +252,13 @@ class MarginalDensity:
         start[layout.sigma] = math.log(sigma if sigma is not None else _scale(priors["sigma"]))
         s, nodes, pat, ex = system.stats, system.marginal, system.pattern, system.explicit
         c_i, c_j, c_ptr, c_val = system.cross
+        c_dense = system.cross_dense
         start[layout.sigma + 1 :] = 0.0  # the sampled factors' standard-normal effects
         header = np.zeros(HEADER)
-        header[1:18] = [nodes.n_nodes, len(nodes.pair_i), len(pat.rowidx), pat.dense_start,
+        header[1:19] = [nodes.n_nodes, len(nodes.pair_i), len(pat.rowidx), pat.dense_start,
                         pat.base, pat.m, system.n_factors, system.qmax, s.p, len(layout.blocks),
                         system.n_marginal_effects, s.n, s.yty, ex.n_nodes, len(c_i),
-                        len(ex.pair_i), system.n_explicit_effects]  # fmt: skip
+                        len(ex.pair_i), system.n_explicit_effects, c_dense.shape[0]]  # fmt: skip
         ints = [nodes.size, nodes.offset, nodes.node_factor, nodes.pair_i, nodes.pair_j,
                 nodes.pair_ptr, pat.pair_pos, pat.colptr, pat.rowidx, pat.blockptr, pat.first,
                 ex.size,
@@ -267,7 +268,7 @@ class MarginalDensity:
                       zip(layout.blocks, layout.factors, layout.starts, strict=True)]  # fmt: skip
         parts = [header, *[np.ascontiguousarray(a, dtype=np.int64).view(np.float64) for a in ints],
                  nodes.pair_val, system.ZtX_M.ravel(), system.Zty_M, s.XtX.ravel(), s.Xty,
-                 c_val, ex.pair_val, system.ZtX_E.ravel(), system.Zty_E,
+                 c_val, c_dense.ravel(), ex.pair_val, system.ZtX_E.ravel(), system.Zty_E,
                  np.asarray(block_rows, float).ravel(), np.asarray(etas, float).ravel(),
                  np.array([_flags(centred, f.group, system.qmax) for f in s.factors],
                           float).ravel(),
@@ -500,6 +501,7 @@ def logp_and_grad(x, data, grad):
                             int(data[10]), int(data[11]))  # fmt: skip
     n, yty = data[12], data[13]
     NE, Pc, Pe, QE = int(data[14]), int(data[15]), int(data[16]), int(data[17])
+    n_dense = int(data[18])  # rows of the dense cross table (QE, or 0: blocks)
     o = HEADER
     size, o = _ints(data, o, N)
     offset, o = _ints(data, o, N + 1)
@@ -533,6 +535,8 @@ def logp_and_grad(x, data, grad):
     o += p
     c_val = data[o : o + c_ptr[Pc]]
     o += c_ptr[Pc]
+    c_dense = data[o : o + n_dense * Q].reshape((n_dense, Q))
+    o += n_dense * Q
     e_val = data[o : o + e_ptr[Pe]]
     o += e_ptr[Pe]
     ZtX_E = data[o : o + QE * p].reshape((QE, p))
@@ -632,6 +636,7 @@ def logp_and_grad(x, data, grad):
         c_j,
         c_ptr,
         c_val,
+        c_dense,
         e_size,
         e_offset,
         e_i,

@@ -60,11 +60,12 @@ LOG_LIKELIHOOD_MAX = 50_000_000  # rows x draws kept in the pointwise log-likeli
 #: a grouping factor with at most this many levels (or no more levels than its covariance
 #: has parameters) makes fit's default target_accept 0.99
 FEW_LEVELS = 5
-#: an SD is sampled signed where its two-stage spread is fewer standard errors above zero
-#: (:attr:`LMM.signed_terms`); subjects x items' weak slopes score 0.2-1.4, sleepstudy's
-#: SDs 2.1-2.4, InstEval's 2.5-22 (log SD mixes better there: its department SD's bulk
-#: ESS 2201 log, 979 signed)
-SIGNED_BELOW = 2.0
+#: an SD is sampled signed where its two-stage spread is zero with more than this chance
+#: (:attr:`LMM.signed_terms`): subjects x items' slopes score 0.004-0.5 (signed: their
+#: SDs' bulk ESS up 2-4x), sleepstudy's SDs 0.0014 and 1e-4, InstEval's 1e-8 and less
+#: (log SD mixes better there: sleepstudy's intercept SD 3287-3723 signed against
+#: 4213-4591, InstEval's departments' 979 against 2201)
+SIGNED_ABOVE = 0.002
 
 
 class LMM:
@@ -255,13 +256,13 @@ class LMM:
         what differs is its shape. Where the data leave an SD of zero plausible, ``log sd``
         has a long tail towards minus infinity and mixes slowly, while ``x`` has a smooth
         bump around zero; where the SD is clearly positive, ``log sd`` is the rounder. A
-        term is signed where its two-stage spread is less than :data:`SIGNED_BELOW`
-        standard errors above zero
-        (:attr:`~bayeslmm.gaussian.statistics.LevelSpread.zscore`) and its effects are not
-        centred (a centred effect's prior density has no limit at ``sd = 0``). Only SD
-        priors with a finite, smooth density at zero qualify (half-normal, half-t,
-        half-Cauchy, half-flat). Subjects x items with independent slopes: smallest bulk
-        ESS 514-1210 -> about 2100 (docs/marginal.md).
+        term is signed where the two-stage estimate leaves a spread of zero more than
+        :data:`SIGNED_ABOVE` likely
+        (:attr:`~bayeslmm.gaussian.statistics.LevelSpread.zero_probability`) and its
+        effects are not centred (a centred effect's prior density has no limit at
+        ``sd = 0``). Only SD priors with a finite, smooth density at zero qualify
+        (half-normal, half-t, half-Cauchy, half-flat). Subjects x items with independent
+        slopes: smallest bulk ESS 514-1210 -> about 2000 (docs/marginal.md).
         """
         names = {f.group: [n for k in f.blocks for n in self.design.blocks[k].columns]
                  for f in self.blocked_system.stats.factors}  # fmt: skip
@@ -277,7 +278,7 @@ class LMM:
             for index, factor in enumerate(self.blocked_system.stats.factors):
                 spread = self._level_spread(index)
                 weak = (np.ones(factor.q, bool) if spread is None
-                        else ~(spread.zscore >= SIGNED_BELOW))  # fmt: skip
+                        else ~(spread.zero_probability <= SIGNED_ABOVE))  # fmt: skip
                 even = [self.priors[name].dist in EVEN_AT_ZERO
                         for k in factor.blocks for name in sd_names[k]]  # fmt: skip
                 flags = centred.get(factor.group, (False,) * factor.q)

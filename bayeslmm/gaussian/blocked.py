@@ -40,6 +40,11 @@ DENSE_FILL = 0.25
 #: Largest dense block (scalar rows) the marginal sampler factors at every evaluation;
 #: beyond it, factors are sampled instead of integrated out (:func:`choose_explicit`).
 DENSE_MAX = 64
+#: The cross table ``Z_E'Z_M`` between sampled and integrated-out effects is kept as one
+#: dense matrix (two BLAS products per evaluation) once its nonzeros pass this fraction
+#: of it and it has at most ``CROSS_DENSE_MAX`` entries; else block by block.
+CROSS_DENSE_FILL = 0.25
+CROSS_DENSE_MAX = 1 << 22
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -599,11 +604,14 @@ def outer_by_factor(W, U, size, offset, node_factor, n_factors, qmax):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, e_size, e_offset,
-                        e_i, e_j, e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
+def _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, c_dense, e_size,
+                        e_offset, e_i, e_j, e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
     """With sampled effects ``uE``: ``s -= Z_M'Z_E uE`` in place; returns ``Z_E'(y - X
-    beta)`` and ``Z_E'Z_E uE``."""
-    for k in range(c_i.shape[0]):
+    beta)`` and ``Z_E'Z_E uE``. ``c_dense``: the cross table as one (Q_E, Q_M) matrix, or
+    (0, 0) to use its blocks."""
+    if c_dense.shape[0] > 0:
+        s -= np.dot(c_dense.T, uE)
+    for k in range(c_i.shape[0] if c_dense.shape[0] == 0 else 0):
         i, j = c_i[k], c_j[k]
         si, sj, oi, oj, pc = e_size[i], size[j], e_offset[i], offset[j], c_ptr[k]
         if si == 1 and sj == 1:
@@ -707,8 +715,8 @@ def _block_diagonal(T, s, want_grad, s2, size, offset, node_factor, pair_ptr, pa
 @numba.njit(cache=True, error_model="numpy")
 def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pair_i, pair_j,
                     pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, first, t, base, m, ZtX,
-                    Zty, XtX, Xty, yty, n, c_i, c_j, c_ptr, c_val, e_size, e_offset, e_i, e_j,
-                    e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
+                    Zty, XtX, Xty, yty, n, c_i, c_j, c_ptr, c_val, c_dense, e_size, e_offset, e_i,
+                    e_j, e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
     """``log N(y | X beta + Z_E uE, sigma^2 (I + Z_M Lambda Lambda' Z_M'))`` and, if
     ``want_grad``, its derivatives in every ``T_f`` (F, qmax, qmax), in ``beta``, in
     ``sigma`` (T fixed) and in ``uE``.
@@ -727,7 +735,7 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
     QE = uE.shape[0]
     if QE:
         rE, EEu = _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val,
-                                      e_size, e_offset, e_i, e_j, e_ptr, e_val, ZtX_E,
+                                      c_dense, e_size, e_offset, e_i, e_j, e_ptr, e_val, ZtX_E,
                                       Zty_E)  # fmt: skip
     else:
         rE, EEu = Zty_E, Zty_E
@@ -789,7 +797,9 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
         dbeta[a] = acc / s2
     for r in range(uE.shape[0]):  # Z_E'(r - Z_M Lambda u)
         duE[r] = rE[r] - EEu[r]
-    for k in range(c_i.shape[0]):
+    if c_dense.shape[0] > 0:
+        duE -= np.dot(c_dense, np.ascontiguousarray(v[:, 0]))
+    for k in range(c_i.shape[0] if c_dense.shape[0] == 0 else 0):
         i, j = c_i[k], c_j[k]
         si, sj, oi, oj, pc = e_size[i], size[j], e_offset[i], offset[j], c_ptr[k]
         if si == 1 and sj == 1:
@@ -878,8 +888,8 @@ def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pai
 @numba.njit(cache=True, error_model="numpy")
 def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset, node_factor,
                  pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, first, t,
-                 base, m, ZtX, Zty, c_i, c_j, c_ptr, c_val, e_size, e_offset, e_i, e_j, e_ptr,
-                 e_val, ZtX_E, Zty_E):  # fmt: skip
+                 base, m, ZtX, Zty, c_i, c_j, c_ptr, c_val, c_dense, e_size, e_offset, e_i, e_j,
+                 e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
     """Exact draws of the integrated-out effects ``b = Lambda (u_hat + sigma L'^-1 noise)``
     given each draw of (T, beta, sigma, uE): (draws, Q_M) in the node numbering."""
     S, Q = noise.shape
@@ -894,8 +904,9 @@ def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset
             continue
         beta = beta_draws[d]
         s = Zty - ZtX @ beta if beta.shape[0] else Zty.copy()
-        _explicit_residuals(beta, uE_draws[d], s, size, offset, c_i, c_j, c_ptr, c_val, e_size,
-                            e_offset, e_i, e_j, e_ptr, e_val, ZtX_E, Zty_E)  # fmt: skip
+        _explicit_residuals(beta, uE_draws[d], s, size, offset, c_i, c_j, c_ptr, c_val,
+                            c_dense, e_size, e_offset, e_i, e_j, e_ptr, e_val, ZtX_E,
+                            Zty_E)  # fmt: skip
         u = apply_factor(T, s.reshape((-1, 1)), size, offset, node_factor, True)
         solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
         for r in range(Q):
@@ -953,6 +964,22 @@ def group_loglik(T_draws, beta_draws, sigma_draws, node_group, g_XtX, g_Xty, g_y
     return out
 
 
+def _dense_cross(cross: tuple, explicit: NodeBlocks, marginal: NodeBlocks) -> np.ndarray:
+    """The cross blocks as one dense (Q_E, Q_M) matrix, or (0, 0) where too sparse or big."""
+    c_i, c_j, c_ptr, c_val = cross
+    rows, cols = int(explicit.offset[-1]), int(marginal.offset[-1])
+    if (not c_val.size or rows * cols > CROSS_DENSE_MAX
+            or c_val.size < CROSS_DENSE_FILL * rows * cols):  # fmt: skip
+        return np.zeros((0, 0))
+    pair = np.repeat(np.arange(len(c_i)), np.diff(c_ptr))
+    local = np.arange(c_val.size) - c_ptr[pair]
+    width = marginal.size[c_j[pair]]
+    dense = np.zeros((rows, cols))
+    dense[explicit.offset[c_i[pair]] + local // width,
+          marginal.offset[c_j[pair]] + local % width] = c_val  # fmt: skip
+    return dense
+
+
 class BlockedSystem:
     """The statistics of a design split for the kernels, with the symbolic factorisation of
     the penalised system of the factors integrated out.
@@ -1008,11 +1035,21 @@ class BlockedSystem:
                 pat.blockptr, pat.first, pat.dense_start, pat.base, pat.m, self.ZtX_M,
                 self.Zty_M)  # fmt: skip
 
+    @property
+    def cross_dense(self) -> np.ndarray:
+        """The cross table ``Z_E'Z_M`` as one dense (Q_E, Q_M) matrix where it is mostly
+        nonzero (:data:`CROSS_DENSE_FILL`; subjects x items, every subject seeing every
+        item: 55 -> 4.5 microseconds for its two products per evaluation), else (0, 0)."""
+        if getattr(self, "_dense_of", None) is not self.cross:  # made for these values?
+            self._dense_of = self.cross
+            self._dense = _dense_cross(self.cross, self.explicit, self.marginal)
+        return self._dense
+
     def explicit_structure(self) -> tuple:
         """The kernels' last arguments: the sampled factors' blocks and statistics."""
         e = self.explicit
-        return (*self.cross, e.size, e.offset, e.pair_i, e.pair_j, e.pair_ptr, e.pair_val,
-                self.ZtX_E, self.Zty_E)  # fmt: skip
+        return (*self.cross, self.cross_dense, e.size, e.offset, e.pair_i, e.pair_j,
+                e.pair_ptr, e.pair_val, self.ZtX_E, self.Zty_E)  # fmt: skip
 
     def marginal_loglik(self, T: np.ndarray, beta: np.ndarray, sigma: float,
                         uE: np.ndarray | None = None, grad: bool = True) -> tuple:  # fmt: skip

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import gammainc
 
 from ..errors import ArgumentError
 from ..spec.design import Design, Reduction, Rows
@@ -521,11 +522,16 @@ class LevelSpread(NamedTuple):
     levels: int  # levels with estimable effects
 
     @property
-    def zscore(self) -> np.ndarray:
-        """The spread in standard errors of its estimate, ``spread / sqrt(2 (spread +
-        noise)^2 / (levels - 1))`` (the moment estimator's variance with equal weights):
-        small where the data leave an SD of zero plausible."""
-        return self.spread * np.sqrt((self.levels - 1) / 2.0) / (self.spread + self.noise)
+    def zero_probability(self) -> np.ndarray:
+        """How plausible a spread of zero is: the chance that the levels' estimates vary
+        no more than their noise explains, ``P(chi2_{L-1} / (L-1) <= noise / (spread +
+        noise))`` (the estimates' variance is ``spread + noise`` times a scaled chi-square
+        with ``L - 1`` degrees of freedom, ``L`` the levels). About 0.5 where the spread is
+        estimated at zero; vanishing where it is large against the noise, however few
+        the levels."""
+        dof = self.levels - 1
+        ratio = self.noise / (np.maximum(self.spread, 0.0) + self.noise)
+        return gammainc(dof / 2.0, ratio * dof / 2.0)
 
 
 @dataclass

@@ -216,3 +216,17 @@ def test_the_data_choose_which_sds_are_signed(intercept_sd, slope_sd, expected):
                          priors={"sd": bl.Prior("Exponential", lam=0.1)})  # fmt: skip
     assert exponential.signed_terms == {"subj": (), "item": ()}  # no smooth density at 0
     assert not any(exponential.compiled_density.signed)
+
+
+def test_zero_probability_is_the_chi_square_tail():
+    """A spread estimated at zero leaves zero about as likely as not; one far above the
+    noise leaves it implausible however few the levels; a weak one in between."""
+    from scipy.stats import chi2
+
+    from bayeslmm.gaussian.statistics import LevelSpread
+
+    spread = LevelSpread(np.array([0.0, -5.0, 100.0, 3.0]), np.array([4.0, 4.0, 1.0, 4.0]), 14)
+    p = spread.zero_probability
+    assert p[0] == p[1] == pytest.approx(chi2.cdf(13, 13))
+    assert p[2] < 1e-8
+    assert p[3] == pytest.approx(chi2.cdf(13 * 4 / 7, 13))

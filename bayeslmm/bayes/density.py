@@ -490,10 +490,10 @@ def _ints(data, o, k):
 
 # error_model="numpy": a division by zero (an SD whose exp underflowed) gives inf or nan,
 # which the C entry reports as a rejected point, instead of raising inside nutpie's threads
-# inline="always": its IR goes straight into the C entry point, whose compilation then
-# optimises the linked kernel tree once less (C callbacks from an empty cache: 25.5 s ->
-# 22 s; a whole first fit, which compiles other entry points too: ~1 s of ~27 s)
-@numba.njit(cache=True, error_model="numpy", inline="always")
+# not inline="always" (it saved ~1 s of a ~27 s first compile): numba 0.65 does not
+# unwind an exception raised below an inlined function, and the C entry's try/except
+# then crashed the process instead of rejecting the point
+@numba.njit(cache=True, error_model="numpy")
 def logp_and_grad(x, data, grad):
     """Log density of the marginal model at unconstrained ``x``; writes its gradient."""
     N, P, nnz, t, base = int(data[1]), int(data[2]), int(data[3]), int(data[4]), int(data[5])

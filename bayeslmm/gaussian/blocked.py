@@ -321,10 +321,14 @@ def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base):
     if B.shape[1]:
         D -= np.dot(B, np.ascontiguousarray(B.T))
     for r in range(m):  # the scattered updates filled the lower triangle
-        if not D[r, r] > 0.0:
+        if not (D[r, r] > 0.0 and D[r, r] < math.inf):
             return math.nan, D
         for c in range(r + 1, m):
+            if not math.isfinite(D[c, r]):
+                return math.nan, D
             D[r, c] = D[c, r]
+    # LAPACK gets finite values only: numba's LinAlgError for them, raised below a C
+    # callback (nutpie's threads), is not caught reliably and crashes the process
     try:  # C order on every branch: one array type, one compiled variant downstream
         LD = np.ascontiguousarray(np.linalg.cholesky(D))
     except Exception:  # noqa: BLE001 - numba raises LinAlgError: not positive definite
@@ -397,14 +401,31 @@ def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, b
 
 
 @numba.njit(cache=True, error_model="numpy")
-def selected_inverse(Lval, LD, D0, size, offset, colptr, rowidx, blockptr, first, t, base):
+def spd_inverse(L):
+    """``(L L')^-1`` from the lower Cholesky factor ``L``: ``L^-T L^-1``, the triangular
+    inverse by substitution and one BLAS product. Unlike LAPACK's ``inv`` it never raises:
+    a LinAlgError below nutpie's C callback crashed the process."""
+    m = L.shape[0]
+    Linv = np.zeros((m, m))
+    for c in range(m):
+        Linv[c, c] = 1.0 / L[c, c]
+        for r in range(c + 1, m):
+            acc = 0.0
+            for v in range(c, r):
+                acc -= L[r, v] * Linv[v, c]
+            Linv[r, c] = acc / L[r, r]
+    return np.dot(np.ascontiguousarray(Linv.T), Linv)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def selected_inverse(Lval, LD, size, offset, colptr, rowidx, blockptr, first, t, base):
     """``A^-1`` on the pattern of ``L``: (sparse blocks, dense block), by Takahashi's
     recurrence ``Z_ij = -sum_k Z_ik L_kj L_jj^-1``, ``Z_jj = L_jj^-T L_jj^-1 - sum_k
     (L_kj L_jj^-1)' Z_kj`` over the pattern of column j, from the last column back. The
-    dense block's part is the inverse of its Schur complement ``D0`` (LAPACK); for columns
-    whose rows cover it, ``Z_kj`` over the dense rows is one product with it (BLAS)."""
+    dense block's part is the inverse of its Schur complement (from its factor ``LD``); for
+    columns whose rows cover it, ``Z_kj`` over the dense rows is one product with it (BLAS)."""
     m = LD.shape[0]
-    ZD = np.ascontiguousarray(np.linalg.inv(D0)) if m else np.zeros((0, 0))
+    ZD = spd_inverse(LD)
     rows = np.empty(m, dtype=np.int64)
     Zval = np.zeros_like(Lval)
     U = np.empty_like(Lval)  # L_ij L_jj^-1, laid out as L; the diagonal blocks hold L_jj^-1
@@ -770,8 +791,7 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
         v = u
         if want_grad:
             solve_upper(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
-            # factorize left the dense block's Schur complement in D
-            Zval, ZD = selected_inverse(Lval, LD, D, size, offset, colptr, rowidx, blockptr,
+            Zval, ZD = selected_inverse(Lval, LD, size, offset, colptr, rowidx, blockptr,
                                         first, t, base)  # fmt: skip
             G = logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j,
                                 pair_ptr, pair_val, pair_pos, blockptr, base)  # fmt: skip
@@ -846,16 +866,19 @@ def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pai
     beta = np.zeros(p)
     Minv = np.zeros((p, p))
     if p:
-        for a in range(p):  # positive definite?
-            if not M[a, a] > 0.0:
+        for a in range(p):  # positive definite and finite?
+            if not (M[a, a] > 0.0 and M[a, a] < np.inf):
                 return np.inf, dT, beta, np.nan
+            for c in range(a):
+                if not math.isfinite(M[a, c]):
+                    return np.inf, dT, beta, np.nan
         try:
             RX = np.linalg.cholesky(M)
         except Exception:  # noqa: BLE001 - rank deficient given theta
             return np.inf, dT, beta, np.nan
         for a in range(p):
             logdet_M += 2.0 * math.log(RX[a, a])
-        Minv[:, :] = np.linalg.inv(M)
+        Minv[:, :] = spd_inverse(RX)
         beta = Minv @ vx
     r2 = yy
     for a in range(p):
@@ -869,8 +892,7 @@ def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pai
         return dev, dT, beta, r2 / dof
     solve_upper(Lval, LD, C, size, offset, colptr, rowidx, blockptr, first, t, base)  # A^-1 R
     u = C[:, p : p + 1] - np.ascontiguousarray(C[:, :p]) @ beta.reshape((-1, 1))
-    # factorize left the dense block's Schur complement in D
-    Zval, ZD = selected_inverse(Lval, LD, D, size, offset, colptr, rowidx, blockptr, first, t, base)
+    Zval, ZD = selected_inverse(Lval, LD, size, offset, colptr, rowidx, blockptr, first, t, base)
     G = logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair_ptr,
                         pair_val, pair_pos, blockptr, base)  # fmt: skip
     resid = (Zty - ZtX @ beta).reshape((-1, 1))  # Z'(y - X beta)

@@ -658,6 +658,7 @@ def _block_diagonal(T, s, want_grad, s2, size, offset, node_factor, pair_ptr, pa
     A = np.empty((qmax, qmax))
     ST = np.empty((qmax, qmax))
     Linv = np.empty((qmax, qmax))
+    Ainv = np.empty((qmax, qmax))
     c = np.empty(qmax)
     uh = np.empty(qmax)
     logdet, cc = 0.0, 0.0
@@ -717,18 +718,21 @@ def _block_diagonal(T, s, want_grad, s2, size, offset, node_factor, pair_ptr, pa
                 for k in range(b, a):
                     acc -= A[a, k] * Linv[k, b]
                 Linv[a, b] = acc / A[a, a]
+        for k in range(q):  # A^-1 = L^-T L^-1, once per level
+            for b in range(k + 1):
+                acc = 0.0
+                for r in range(k, q):
+                    acc += Linv[r, k] * Linv[r, b]
+                Ainv[k, b] = acc
+                Ainv[b, k] = acc
         for a in range(q):
             wa = s[o + a]  # w = Z'r - S Lambda u
             for k in range(q):
                 wa -= pair_val[pc + a * q + k] * v[o + k]
             for b in range(q):
-                # d log|A| / dT / 2 = S T A^-1, A^-1 = L^-T L^-1
-                acc = 0.0
+                acc = 0.0  # d log|A| / dT / 2 = S T A^-1
                 for k in range(q):
-                    ainv = 0.0
-                    for r in range(max(k, b), q):
-                        ainv += Linv[r, k] * Linv[r, b]
-                    acc += ST[a, k] * ainv
+                    acc += ST[a, k] * Ainv[k, b]
                 dT[f, a, b] += wa * uh[b] / s2 - acc
     return logdet, cc, dT, v
 

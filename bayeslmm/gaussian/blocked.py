@@ -327,8 +327,8 @@ def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base):
             if not math.isfinite(D[c, r]):
                 return math.nan, D
             D[r, c] = D[c, r]
-    # LAPACK gets finite values only: numba's LinAlgError for them, raised below a C
-    # callback (nutpie's threads), is not caught reliably and crashes the process
+    # LAPACK gets finite values only: numba's cholesky does not check them (an infinite
+    # block came back as an "inf factor", not as an error)
     try:  # C order on every branch: one array type, one compiled variant downstream
         LD = np.ascontiguousarray(np.linalg.cholesky(D))
     except Exception:  # noqa: BLE001 - numba raises LinAlgError: not positive definite
@@ -401,19 +401,28 @@ def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, b
 
 
 @numba.njit(cache=True, error_model="numpy")
+def lower_inverse(L, q, out):
+    """``out[:q, :q] <- L[:q, :q]^-1`` for a lower triangular ``L`` (zeros above the
+    diagonal), by forward substitution column by column."""
+    for c in range(q):
+        for r in range(q):
+            if r < c:
+                out[r, c] = 0.0
+                continue
+            acc = 1.0 if r == c else 0.0
+            for v in range(c, r):
+                acc -= L[r, v] * out[v, c]
+            out[r, c] = acc / L[r, r]
+
+
+@numba.njit(cache=True, error_model="numpy")
 def spd_inverse(L):
     """``(L L')^-1`` from the lower Cholesky factor ``L``: ``L^-T L^-1``, the triangular
-    inverse by substitution and one BLAS product. Unlike LAPACK's ``inv`` it never raises:
-    a LinAlgError below nutpie's C callback crashed the process."""
+    inverse and one BLAS product. Unlike LAPACK's ``inv`` it never raises, so nothing
+    escapes into nutpie's threads from here."""
     m = L.shape[0]
-    Linv = np.zeros((m, m))
-    for c in range(m):
-        Linv[c, c] = 1.0 / L[c, c]
-        for r in range(c + 1, m):
-            acc = 0.0
-            for v in range(c, r):
-                acc -= L[r, v] * Linv[v, c]
-            Linv[r, c] = acc / L[r, r]
+    Linv = np.empty((m, m))
+    lower_inverse(L, m, Linv)
     return np.dot(np.ascontiguousarray(Linv.T), Linv)
 
 
@@ -709,15 +718,7 @@ def _block_diagonal(T, s, want_grad, s2, size, offset, node_factor, pair_ptr, pa
             for k in range(a + 1):
                 acc += T[f, a, k] * uh[k]
             v[o + a] = acc
-        for b in range(q):  # L^-1
-            for a in range(q):
-                if a < b:
-                    Linv[a, b] = 0.0
-                    continue
-                acc = 1.0 if a == b else 0.0
-                for k in range(b, a):
-                    acc -= A[a, k] * Linv[k, b]
-                Linv[a, b] = acc / A[a, a]
+        lower_inverse(A, q, Linv)
         for k in range(q):  # A^-1 = L^-T L^-1, once per level
             for b in range(k + 1):
                 acc = 0.0
@@ -871,7 +872,7 @@ def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pai
     Minv = np.zeros((p, p))
     if p:
         for a in range(p):  # positive definite and finite?
-            if not (M[a, a] > 0.0 and M[a, a] < np.inf):
+            if not (M[a, a] > 0.0 and M[a, a] < math.inf):
                 return np.inf, dT, beta, np.nan
             for c in range(a):
                 if not math.isfinite(M[a, c]):

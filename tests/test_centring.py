@@ -54,10 +54,14 @@ def _point(model, density, u, rng):
     v_first, q, levels, centred = lay.explicit[1]
     values = np.empty_like(u)
     log_jac = 0.0
+    beta = x[: lay.p].copy()
     for a in range(q):
-        if centred[a]:
-            values[:, a] = u[:, a]
+        column = lay.shift[1][a]  # the fixed effect the term varies around (or -1)
+        if centred[a]:  # sampled: beta_k + u (hierarchical centring)
+            values[:, a] = u[:, a] + (beta[column] if column >= 0 else 0.0)
         else:
+            if column >= 0:
+                x[column] += u[:, a].mean()  # sampled: beta_k + mean of u
             values[:, a] = z[:, a]
             log_jac += levels * np.log(lam[a, a])
     x[lay.sigma + 1 + v_first :] = values.ravel()

@@ -145,6 +145,13 @@ class Layout:
     #: level of the factor, levels, which of the factor's terms are centred); None for
     #: blocks integrated out
     explicit: tuple[tuple[int, int, int, tuple[bool, ...]] | None, ...] = ()
+    #: per block of a sampled factor: the fixed effect (column of X, or -1) each term's
+    #: effects vary around. A common shift of beta_k against every level's u_k leaves
+    #: the likelihood flat; the sampler's coordinates take it out (unit Jacobians): a
+    #: centred term samples beta_k + u_k per level (hierarchical centring, beta_k itself
+    #: sampled), a non-centred one samples z and beta_k + mean over levels of u_k.
+    #: A fixed effect with a centred term is not shifted by non-centred ones.
+    shift: tuple[tuple[int, ...] | None, ...] = ()
 
     @property
     def size(self) -> int:
@@ -168,15 +175,45 @@ class Layout:
             starts.append(pos)
             pos += q * (q + 1) // 2 if block.correlated else q
         stats, QM = system.stats, system.n_marginal_effects
-        explicit = []
-        for f in factors:
+        fixed = {name: j for j, name in enumerate(design.fixed_names)}
+        explicit, columns, centred_terms = [], [], []
+        for f, block, (c0, q, _) in zip(factors, design.blocks, blocks, strict=True):
             factor = stats.factors[f]
             sampled = factor.first >= stats.n_marginal
             flags = _flags(centred, factor.group, factor.q)
             explicit.append((int(stats.offset[factor.first]) - QM, factor.q, factor.n_levels,
                              flags) if sampled else None)  # fmt: skip
+            columns.append(tuple(fixed.get(c, -1) for c in block.columns) if sampled else None)
+            centred_terms.append(flags[c0 : c0 + q])
+        # a fixed effect that a centred term varies around is sampled itself
+        hierarchical = {
+            k
+            for cols, flags in zip(columns, centred_terms, strict=True)
+            if cols is not None
+            for k, is_centred in zip(cols, flags, strict=True)
+            if k >= 0 and is_centred
+        }
+        shift = tuple(
+            None
+            if cols is None
+            else tuple(
+                -1 if k in hierarchical and not is_centred else k
+                for k, is_centred in zip(cols, flags, strict=True)
+            )
+            for cols, flags in zip(columns, centred_terms, strict=True)
+        )
         return cls(p=design.X.shape[1], blocks=blocks, factors=factors, starts=starts, sigma=pos,
-                   n_explicit=system.n_explicit_effects, explicit=tuple(explicit))  # fmt: skip
+                   n_explicit=system.n_explicit_effects, explicit=tuple(explicit),
+                   shift=shift)  # fmt: skip
+
+    def shift_table(self, n_factors: int, width: int) -> np.ndarray:
+        """:attr:`shift` as the kernel reads it: (factor, term) -> fixed column or -1."""
+        table = np.full((n_factors, width), -1.0)
+        shift = self.shift or (None,) * len(self.blocks)
+        for (c0, k, _), f, cols in zip(self.blocks, self.factors, shift, strict=True):
+            if cols is not None:
+                table[f, c0 : c0 + k] = cols
+        return table
 
 
 @dataclass(frozen=True)
@@ -253,7 +290,13 @@ class MarginalDensity:
         s, nodes, pat, ex = system.stats, system.marginal, system.pattern, system.explicit
         c_i, c_j, c_ptr, c_val = system.cross
         c_dense = system.cross_dense
-        start[layout.sigma + 1 :] = 0.0  # the sampled factors' standard-normal effects
+        start[layout.sigma + 1 :] = 0.0  # the sampled factors' effects: u = 0
+        for (c0, _, _), sampled, cols in zip(layout.blocks, layout.explicit or [],
+                                             layout.shift or [], strict=False):  # fmt: skip
+            for i, column in enumerate(cols or ()):
+                if column >= 0 and sampled[3][c0 + i]:  # centred on beta_k: beta_k + u
+                    first = layout.sigma + 1 + sampled[0] + c0 + i
+                    start[first : first + sampled[2] * sampled[1] : sampled[1]] = start[column]
         header = np.zeros(HEADER)
         header[1:19] = [nodes.n_nodes, len(nodes.pair_i), len(pat.rowidx), pat.dense_start,
                         pat.base, pat.m, system.n_factors, system.qmax, s.p, len(layout.blocks),
@@ -272,6 +315,7 @@ class MarginalDensity:
                  np.asarray(block_rows, float).ravel(), np.asarray(etas, float).ravel(),
                  np.array([_flags(centred, f.group, system.qmax) for f in s.factors],
                           float).ravel(),
+                 layout.shift_table(system.n_factors, system.qmax).ravel(),
                  np.asarray(rows).ravel()]  # fmt: skip
         data = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
         data[0] = data.size
@@ -333,12 +377,12 @@ class MarginalDensity:
         lay = self.layout
         out: dict[str, np.ndarray] = {}
         if lay.p:
-            out["beta"] = x[..., : lay.p]
+            out["beta"] = x[..., : lay.p].copy()
         signed = np.array(self.signed or [False] * (lay.sigma - lay.p), bool)
         n_sd = 0
-        for (c0, k, corr), first, block, sampled in zip(lay.blocks, lay.starts, design.blocks,
-                                                        lay.explicit or [None] * len(lay.blocks),
-                                                        strict=True):  # fmt: skip
+        for b, ((c0, k, corr), first, block, sampled) in enumerate(zip(
+                lay.blocks, lay.starts, design.blocks, lay.explicit or [None] * len(lay.blocks),
+                strict=True)):  # fmt: skip
             label = block.label
             value = x[..., first : first + k]
             signs = np.where(signed[n_sd : n_sd + k], np.sign(value), 1.0)
@@ -361,11 +405,18 @@ class MarginalDensity:
                 v_first, q_factor, levels, centred = sampled
                 v_all = x[..., lay.sigma + 1 + v_first : lay.sigma + 1 + v_first
                           + levels * q_factor]  # fmt: skip
-                v = v_all.reshape(x.shape[:-1] + (levels, q_factor))[..., c0 : c0 + k]
+                v = v_all.reshape(x.shape[:-1] + (levels, q_factor))[..., c0 : c0 + k].copy()
+                shift = lay.shift[b] if lay.shift else (-1,) * k
+                for i, column in enumerate(shift):
+                    if column >= 0 and centred[c0 + i]:  # sampled: beta_k + u
+                        v[..., i] -= x[..., column, None]
                 z, out[f"u_{label}"] = mixed_effects(
                     v * signs[..., None, :], scale[..., None, :, :], centred[c0 : c0 + k]
                 )
                 out[f"z_{label}"] = z
+                for i, column in enumerate(shift):
+                    if column >= 0 and not centred[c0 + i]:  # beta_k = x_k - mean of u
+                        out["beta"][..., column] -= out[f"u_{label}"][..., i].mean(axis=-1)
         out["sigma"] = np.exp(x[..., lay.sigma])
         return out
 
@@ -549,6 +600,8 @@ def logp_and_grad(x, data, grad):
     o += 2 * nb
     centred = data[o : o + F * qmax].reshape((F, qmax))
     o += F * qmax
+    shift = data[o : o + F * qmax].reshape((F, qmax))
+    o += F * qmax
     n_sd = 0
     for b in range(nb):
         n_sd += int(blocks[b, 2])
@@ -557,12 +610,6 @@ def logp_and_grad(x, data, grad):
     for i in range(grad.shape[0]):
         grad[i] = 0.0
     lp = 0.0
-    beta = x[:p]
-    for i in range(p):
-        v, d = _prior(priors[i], beta[i])
-        lp += v
-        grad[i] += d
-
     # every factor's covariance factor chol(D_f), block by block; correlated blocks keep
     # their correlation factor W and its log masses for the gradient below
     lam = np.zeros((F, qmax, qmax))
@@ -600,14 +647,32 @@ def logp_and_grad(x, data, grad):
                 acc += lam[f, a, c] * zE[oe + c]
             xa = x[z0 + oe + a]
             if centred[f, a] > 0:
+                if shift[f, a] >= 0:  # the parameter is beta_k + u_a (beta_k = x_k)
+                    xa -= x[int(shift[f, a])]
                 uE[oe + a] = xa
                 zE[oe + a] = (xa - acc) / lam[f, a, a]
             else:
                 zE[oe + a] = xa
                 uE[oe + a] = acc + lam[f, a, a] * xa
+    # beta_k = x_k, less the mean over levels of the non-centred effects centred on it
+    levels = np.zeros(F)
+    for r in range(NE):
+        levels[e_factor[r]] += 1.0
+    beta = np.empty(p)
+    for i in range(p):
+        beta[i] = x[i]
+    for r in range(NE):
+        f, oe = e_factor[r], e_offset[r]
+        for a in range(e_size[r]):
+            if shift[f, a] >= 0 and centred[f, a] == 0:
+                beta[int(shift[f, a])] -= uE[oe + a] / levels[f]
+    for i in range(p):
+        v, d = _prior(priors[i], beta[i])
+        lp += v
+        grad[i] += d
     loglik, dT, dbeta, dsig, duE = marginal_loglik(
         T,
-        np.ascontiguousarray(beta),
+        beta,
         sig,
         uE,
         True,
@@ -649,6 +714,13 @@ def logp_and_grad(x, data, grad):
     if not np.isfinite(loglik):
         return -np.inf
     lp += loglik
+    for i in range(p):
+        grad[i] += dbeta[i]
+    for r in range(NE):
+        f, oe = e_factor[r], e_offset[r]
+        for a in range(e_size[r]):
+            if shift[f, a] >= 0 and centred[f, a] == 0:
+                duE[oe + a] -= grad[int(shift[f, a])] / levels[f]
     # back through that map: the prior N(0, I) on z, log|dz/du_a| = -log lam_aa for each
     # centred term, and the likelihood through u
     dlamE = np.zeros((F, qmax, qmax))  # d/d chol(D_f) through the sampled effects
@@ -666,6 +738,8 @@ def logp_and_grad(x, data, grad):
             if centred[f, a] > 0:  # u_a = x_a, z_a = (u_a - acc_a) / lam_aa
                 accbar = -zbar[a] / lam[f, a, a]
                 grad[z0 + oe + a] += duE[oe + a] + zbar[a] / lam[f, a, a]
+                if shift[f, a] >= 0:
+                    grad[int(shift[f, a])] -= duE[oe + a] + zbar[a] / lam[f, a, a]
                 dlamE[f, a, a] -= (zbar[a] * za + 1.0) / lam[f, a, a]
             else:  # z_a = x_a, u_a = acc_a + lam_aa z_a
                 accbar = duE[oe + a]
@@ -675,8 +749,6 @@ def logp_and_grad(x, data, grad):
             for c in range(a):  # acc_a = sum_{c<a} lam_ac z_c
                 zbar[c] += accbar * lam[f, a, c]
                 dlamE[f, a, c] += accbar * zE[oe + c]
-    for i in range(p):
-        grad[i] += dbeta[i]
     # T = lam / sigma: d/dlam = dT / sigma, and sigma moves T too
     for f in range(F):
         for i in range(qmax):

@@ -197,7 +197,8 @@ def _finite(values: np.ndarray) -> np.ndarray:
 def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.ndarray:
     """Posterior draws in the compiled density's space, (chain, draw, size).
 
-    The inverse of :meth:`MarginalDensity.constrained`: ``beta``; per block the log SDs
+    The inverse of :meth:`MarginalDensity.constrained`: ``beta`` (plus, for each term of a
+    sampled factor centred on a fixed effect, the mean of its effects); per block the log SDs
     and, if correlated, ``atanh`` of the canonical partial correlations of ``cor_L``
     (``z_ij = W_ij / sqrt(1 - sum_{m<j} W_im^2)`` from the Cholesky factor ``W`` of the
     correlation matrix); ``log sigma``.
@@ -221,16 +222,21 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
                 rest = rest - w[..., i, j] ** 2
                 pos += 1
     x[..., layout.sigma] = np.log(post["sigma"].values)
-    for (c0, k, _), block, sampled in zip(layout.blocks, design.blocks,
-                                          layout.explicit or [None] * len(layout.blocks),
-                                          strict=True):  # fmt: skip
+    for (c0, k, _), block, sampled, shift in zip(
+            layout.blocks, design.blocks, layout.explicit or [None] * len(layout.blocks),
+            layout.shift or [None] * len(layout.blocks), strict=True):  # fmt: skip
         if sampled is not None:  # effects of a factor sampled, not integrated out
             v_first, q_factor, levels, centred = sampled
             v = x[..., layout.sigma + 1 + v_first : layout.sigma + 1 + v_first
                   + levels * q_factor].reshape(*shape, levels, q_factor)  # fmt: skip
             flags = np.array(centred[c0 : c0 + k])  # centred terms: u, the others: z
-            v[..., c0 : c0 + k] = np.where(flags, post[f"u_{block.label}"].values,
-                                           post[f"z_{block.label}"].values)  # fmt: skip
+            u = post[f"u_{block.label}"].values
+            v[..., c0 : c0 + k] = np.where(flags, u, post[f"z_{block.label}"].values)
+            for i, column in enumerate(shift or ()):
+                if column >= 0 and flags[i]:  # sampled: beta_k + u
+                    v[..., c0 + i] += post["beta"].values[..., column, None]
+                elif column >= 0:  # x_k = beta_k + mean over levels of u_k
+                    x[..., column] += u[..., i].mean(axis=-1)
     return x
 
 

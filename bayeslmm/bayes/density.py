@@ -150,7 +150,11 @@ class Layout:
     #: the likelihood flat; the sampler's coordinates take it out (unit Jacobians): a
     #: centred term samples beta_k + u_k per level (hierarchical centring, beta_k itself
     #: sampled), a non-centred one samples z and beta_k + mean over levels of u_k.
-    #: A fixed effect with a centred term is not shifted by non-centred ones.
+    #: A fixed effect with a centred term is not shifted by non-centred ones. The levels
+    #: of a centred term with a fixed effect are sampled through the orthogonal map
+    #: :func:`level_mean_basis` (its first coordinate is sqrt(levels) times their mean),
+    #: and the term that owns the fixed effect (:attr:`owners`) samples
+    #: ``beta_k - mean over levels of (beta_k + u_k)`` in place of ``beta_k``.
     shift: tuple[tuple[int, ...] | None, ...] = ()
 
     @property
@@ -206,6 +210,26 @@ class Layout:
                    n_explicit=system.n_explicit_effects, explicit=tuple(explicit),
                    shift=shift)  # fmt: skip
 
+    def sampled_factor(self, factor: int) -> tuple[int, int, int, tuple[bool, ...]]:
+        """:attr:`explicit`'s entry of a sampled factor (node order)."""
+        return next(e for e, f in zip(self.explicit, self.factors, strict=False)
+                    if e is not None and f == factor)  # fmt: skip
+
+    @property
+    def owners(self) -> dict[int, tuple[int, int]]:
+        """Fixed column -> (factor, term) of the first centred term varying around it, in
+        (factor, term) order, as the kernel finds it."""
+        found: dict[int, tuple[int, int]] = {}
+        terms = sorted((f, c0 + i, k)
+                       for (c0, _, _), f, cols, sampled in zip(
+                           self.blocks, self.factors, self.shift or (), self.explicit or (),
+                           strict=False)
+                       if cols is not None
+                       for i, k in enumerate(cols) if k >= 0 and sampled[3][c0 + i])  # fmt: skip
+        for f, a, k in terms:
+            found.setdefault(k, (f, a))
+        return found
+
     def shift_table(self, n_factors: int, width: int) -> np.ndarray:
         """:attr:`shift` as the kernel reads it: (factor, term) -> fixed column or -1."""
         table = np.full((n_factors, width), -1.0)
@@ -228,6 +252,9 @@ class MarginalDensity:
     data: np.ndarray
     start: np.ndarray  # unconstrained starting point (before jitter)
     signed: tuple[bool, ...] = ()  # per SD, blocks in order: sampled as sd = |x|
+    #: nutpie adapts a diagonal plus low-rank mass matrix: where sampled levels are nested
+    #: in levels of a factor integrated out (:meth:`BlockedStats.levels_holding_sampled`)
+    low_rank_mass_matrix: bool = False
 
     @classmethod
     def from_model(
@@ -294,9 +321,10 @@ class MarginalDensity:
         for (c0, _, _), sampled, cols in zip(layout.blocks, layout.explicit or [],
                                              layout.shift or [], strict=False):  # fmt: skip
             for i, column in enumerate(cols or ()):
-                if column >= 0 and sampled[3][c0 + i]:  # centred on beta_k: beta_k + u
+                if column >= 0 and sampled[3][c0 + i]:  # H (beta_k + u), u = 0
                     first = layout.sigma + 1 + sampled[0] + c0 + i
-                    start[first : first + sampled[2] * sampled[1] : sampled[1]] = start[column]
+                    start[first] = start[column] * math.sqrt(sampled[2])
+        start[list(layout.owners)] = 0.0  # beta_k less that mean
         header = np.zeros(HEADER)
         header[1:19] = [nodes.n_nodes, len(nodes.pair_i), len(pat.rowidx), pat.dense_start,
                         pat.base, pat.m, system.n_factors, system.qmax, s.p, len(layout.blocks),
@@ -319,7 +347,13 @@ class MarginalDensity:
                  np.asarray(rows).ravel()]  # fmt: skip
         data = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
         data[0] = data.size
-        return cls(layout=layout, data=data, start=start, signed=tuple(signs))
+        return cls(
+            layout=layout,
+            data=data,
+            start=start,
+            signed=tuple(signs),
+            low_rank_mass_matrix=s.levels_holding_sampled() > 0,
+        )
 
     @property
     def signed_index(self) -> np.ndarray:
@@ -338,7 +372,9 @@ class MarginalDensity:
         n_rows -= sum(k * (k - 1) // 2 for _, k, corr in self.layout.blocks if corr)
         data[data.size - PRIOR_WIDTH * n_rows :].reshape(n_rows, PRIOR_WIDTH)[:, 5] = 0.0
         start[self.signed_index] = np.log(start[self.signed_index])
-        return MarginalDensity(self.layout, data, start, (False,) * len(self.signed))
+        return MarginalDensity(
+            self.layout, data, start, (False,) * len(self.signed), self.low_rank_mass_matrix
+        )
 
     def jittered_start(self, rng: np.random.Generator) -> np.ndarray:
         """A chain's starting point: :attr:`start` plus uniform(-1, 1) jitter, as PyMC
@@ -378,6 +414,9 @@ class MarginalDensity:
         out: dict[str, np.ndarray] = {}
         if lay.p:
             out["beta"] = x[..., : lay.p].copy()
+        for column, (f, a) in lay.owners.items():  # beta_k = x_k + mean of beta_k + u_k
+            v_first, _, levels, _ = lay.sampled_factor(f)
+            out["beta"][..., column] += x[..., lay.sigma + 1 + v_first + a] / math.sqrt(levels)
         signed = np.array(self.signed or [False] * (lay.sigma - lay.p), bool)
         n_sd = 0
         for b, ((c0, k, corr), first, block, sampled) in enumerate(zip(
@@ -408,8 +447,8 @@ class MarginalDensity:
                 v = v_all.reshape(x.shape[:-1] + (levels, q_factor))[..., c0 : c0 + k].copy()
                 shift = lay.shift[b] if lay.shift else (-1,) * k
                 for i, column in enumerate(shift):
-                    if column >= 0 and centred[c0 + i]:  # sampled: beta_k + u
-                        v[..., i] -= x[..., column, None]
+                    if column >= 0 and centred[c0 + i]:  # sampled: H (beta_k + u)
+                        v[..., i] = level_mean_basis(v[..., i]) - out["beta"][..., column, None]
                 z, out[f"u_{label}"] = mixed_effects(
                     v * signs[..., None, :], scale[..., None, :, :], centred[c0 : c0 + k]
                 )
@@ -419,6 +458,21 @@ class MarginalDensity:
                         out["beta"][..., column] -= out[f"u_{label}"][..., i].mean(axis=-1)
         out["sigma"] = np.exp(x[..., lay.sigma])
         return out
+
+
+def level_mean_basis(values: np.ndarray) -> np.ndarray:
+    """``H values`` along the last axis (levels), ``H`` the Householder reflection that
+    swaps the first unit vector and ``1 / sqrt(levels)``: orthogonal, its own inverse, so
+    ``(H w)`` has mean ``w[0] / sqrt(levels)`` and its other coordinates are orthogonal to
+    the levels' common shift (the kernel's map, :func:`logp_and_grad`)."""
+    levels = values.shape[-1]
+    if levels < 2:
+        return values.copy()
+    root = math.sqrt(levels)
+    h = np.full(levels, -1.0 / root)
+    h[0] += 1.0
+    along = values @ h / (2.0 - 2.0 / root)
+    return values - 2.0 * along[..., None] * h
 
 
 def mixed_effects(
@@ -539,6 +593,24 @@ def _ints(data, o, k):
     return data[o : o + k].view(np.int64), o + k
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _level_mean_basis(w, w0, out, f, a, n_levels, first, e_factor, e_offset):
+    """``out[e_offset[level] + a] = (H w)[level]`` for term ``a`` of factor ``f``, with ``w``
+    read at ``w0 + e_offset[level] + a`` (see :func:`level_mean_basis`)."""
+    if n_levels < 2:
+        return
+    root = math.sqrt(n_levels)
+    along = w[w0 + e_offset[first] + a]
+    for r in range(e_factor.shape[0]):
+        if e_factor[r] == f:
+            along -= w[w0 + e_offset[r] + a] / root
+    along *= 2.0 / (2.0 - 2.0 / root)
+    for r in range(e_factor.shape[0]):
+        if e_factor[r] == f:
+            h = (1.0 if r == first else 0.0) - 1.0 / root
+            out[e_offset[r] + a] = w[w0 + e_offset[r] + a] - along * h
+
+
 # error_model="numpy": a division by zero (an SD whose exp underflowed) gives inf or nan,
 # which the C entry reports as a rejected point, instead of raising inside nutpie's threads
 # not inline="always" (it saved ~1 s of a ~27 s first compile): numba 0.65 does not
@@ -637,6 +709,32 @@ def logp_and_grad(x, data, grad):
     # sampled factors, level by level: u = chol(D_f) z, each term either centred (the
     # parameter is u_a; z_a = (u_a - sum_{c<a} lam_ac z_c) / lam_aa) or not (it is z_a)
     z0 = i_sigma + 1
+    levels = np.zeros(F)
+    first_level = np.full(F, -1)
+    for r in range(NE):
+        levels[e_factor[r]] += 1.0
+        if first_level[e_factor[r]] < 0:
+            first_level[e_factor[r]] = r
+    # a centred term on beta_k samples its levels' values v = beta_k + u through the
+    # Householder map v = H w (level_mean_basis); the first such term of beta_k owns it:
+    # beta_k = x_k + mean v = x_k + w_0 / sqrt(levels)
+    v_all = np.empty(QE)
+    for i in range(QE):
+        v_all[i] = x[z0 + i]
+    owner = np.full(p, -1)
+    for f in range(F):
+        for a in range(qmax):
+            if centred[f, a] > 0 and shift[f, a] >= 0 and first_level[f] >= 0:
+                _level_mean_basis(x, z0, v_all, f, a, levels[f], first_level[f], e_factor,
+                                  e_offset)  # fmt: skip
+                if owner[int(shift[f, a])] < 0:
+                    owner[int(shift[f, a])] = f * qmax + a
+    beta = np.empty(p)
+    for i in range(p):
+        beta[i] = x[i]
+        if owner[i] >= 0:
+            f, a = owner[i] // qmax, owner[i] % qmax
+            beta[i] += x[z0 + e_offset[first_level[f]] + a] / math.sqrt(levels[f])
     uE = np.zeros(QE)
     zE = np.zeros(QE)
     for r in range(NE):
@@ -645,22 +743,17 @@ def logp_and_grad(x, data, grad):
             acc = 0.0
             for c in range(a):
                 acc += lam[f, a, c] * zE[oe + c]
-            xa = x[z0 + oe + a]
+            xa = v_all[oe + a]
             if centred[f, a] > 0:
-                if shift[f, a] >= 0:  # the parameter is beta_k + u_a (beta_k = x_k)
-                    xa -= x[int(shift[f, a])]
+                if shift[f, a] >= 0:  # the value is beta_k + u_a
+                    xa -= beta[int(shift[f, a])]
                 uE[oe + a] = xa
                 zE[oe + a] = (xa - acc) / lam[f, a, a]
             else:
                 zE[oe + a] = xa
                 uE[oe + a] = acc + lam[f, a, a] * xa
-    # beta_k = x_k, less the mean over levels of the non-centred effects centred on it
-    levels = np.zeros(F)
-    for r in range(NE):
-        levels[e_factor[r]] += 1.0
-    beta = np.empty(p)
-    for i in range(p):
-        beta[i] = x[i]
+    # less, for the other fixed effects, the mean over levels of the non-centred
+    # effects varying around them
     for r in range(NE):
         f, oe = e_factor[r], e_offset[r]
         for a in range(e_size[r]):
@@ -749,6 +842,21 @@ def logp_and_grad(x, data, grad):
             for c in range(a):  # acc_a = sum_{c<a} lam_ac z_c
                 zbar[c] += accbar * lam[f, a, c]
                 dlamE[f, a, c] += accbar * zE[oe + c]
+    # back through beta_k = x_k + mean v and v = H w (H is symmetric)
+    for i in range(p):
+        if owner[i] >= 0:
+            f, a = owner[i] // qmax, owner[i] % qmax
+            for r in range(NE):
+                if e_factor[r] == f:
+                    grad[z0 + e_offset[r] + a] += grad[i] / levels[f]
+    for f in range(F):
+        for a in range(qmax):
+            if centred[f, a] > 0 and shift[f, a] >= 0 and levels[f] >= 2:
+                _level_mean_basis(grad, z0, v_all, f, a, levels[f], first_level[f], e_factor,
+                                  e_offset)  # fmt: skip
+                for r in range(NE):
+                    if e_factor[r] == f:
+                        grad[z0 + e_offset[r] + a] = v_all[e_offset[r] + a]
     # T = lam / sigma: d/dlam = dT / sigma, and sigma moves T too
     for f in range(F):
         for i in range(qmax):

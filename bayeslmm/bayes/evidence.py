@@ -45,7 +45,7 @@ import xarray as xr
 from ..errors import ComparisonError, NotFittedError
 from ..gaussian.statistics import same_response
 from ..spec.design import Design
-from .density import Layout
+from .density import Layout, level_mean_basis
 
 if TYPE_CHECKING:
     from .model import LMM
@@ -197,8 +197,10 @@ def _finite(values: np.ndarray) -> np.ndarray:
 def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.ndarray:
     """Posterior draws in the compiled density's space, (chain, draw, size).
 
-    The inverse of :meth:`MarginalDensity.constrained`: ``beta`` (plus, for each term of a
-    sampled factor centred on a fixed effect, the mean of its effects); per block the log SDs
+    The inverse of :meth:`MarginalDensity.constrained`: ``beta`` (plus, for each
+    non-centred term of a sampled factor varying around a fixed effect, the mean of its
+    effects; less, for the centred term owning one, the mean of ``beta_k + u``, whose
+    values go through :func:`level_mean_basis`); per block the log SDs
     and, if correlated, ``atanh`` of the canonical partial correlations of ``cor_L``
     (``z_ij = W_ij / sqrt(1 - sum_{m<j} W_im^2)`` from the Cholesky factor ``W`` of the
     correlation matrix); ``log sigma``.
@@ -222,8 +224,9 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
                 rest = rest - w[..., i, j] ** 2
                 pos += 1
     x[..., layout.sigma] = np.log(post["sigma"].values)
-    for (c0, k, _), block, sampled, shift in zip(
-            layout.blocks, design.blocks, layout.explicit or [None] * len(layout.blocks),
+    for (c0, k, _), f, block, sampled, shift in zip(
+            layout.blocks, layout.factors, design.blocks,
+            layout.explicit or [None] * len(layout.blocks),
             layout.shift or [None] * len(layout.blocks), strict=True):  # fmt: skip
         if sampled is not None:  # effects of a factor sampled, not integrated out
             v_first, q_factor, levels, centred = sampled
@@ -233,8 +236,11 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
             u = post[f"u_{block.label}"].values
             v[..., c0 : c0 + k] = np.where(flags, u, post[f"z_{block.label}"].values)
             for i, column in enumerate(shift or ()):
-                if column >= 0 and flags[i]:  # sampled: beta_k + u
-                    v[..., c0 + i] += post["beta"].values[..., column, None]
+                if column >= 0 and flags[i]:  # sampled: H (beta_k + u)
+                    values = v[..., c0 + i] + post["beta"].values[..., column, None]
+                    if layout.owners.get(column) == (f, c0 + i):  # x_k = beta_k - mean
+                        x[..., column] -= values.mean(axis=-1)
+                    v[..., c0 + i] = level_mean_basis(values)
                 elif column >= 0:  # x_k = beta_k + mean over levels of u_k
                     x[..., column] += u[..., i].mean(axis=-1)
     return x

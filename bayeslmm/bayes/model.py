@@ -44,7 +44,6 @@ from .sampling import (
     check_sampler,
     check_settings,
     default_sampler,
-    low_rank_mass_matrix,
     quiet_pymc,
     sample_compiled,
     sample_nuts,
@@ -527,7 +526,7 @@ class LMM:
             "target_accept": target_accept,
             "log_density": "bayeslmm (numba)" if density is not None else "PyMC graph",
             "mass_matrix": ("diagonal + low rank" if density is not None
-                            and low_rank_mass_matrix(density) else "diagonal"),
+                            and density.low_rank_mass_matrix else "diagonal"),
         }  # fmt: skip
         # NUTS moved the population parameters only in the marginal model; its random
         # effects are exact draws given each of them, so their mixing is the parameters'

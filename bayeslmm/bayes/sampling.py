@@ -311,11 +311,6 @@ def sample_numpyro(
     )
 
 
-def low_rank_mass_matrix(density: MarginalDensity) -> bool:
-    """Does nutpie adapt a low-rank mass matrix for this density (factors sampled)?"""
-    return density.layout.n_explicit > 0
-
-
 def sample_compiled(
     density: MarginalDensity,
     design: Design,
@@ -333,10 +328,10 @@ def sample_compiled(
     Starting points are the density's start jittered as PyMC jitters
     (:meth:`~bayeslmm.bayes.density.MarginalDensity.jittered_start`).
     The posterior has the variables, dims and coords the PyMC marginal model gives.
-    Where factors are sampled (hundreds of effects beside the population parameters)
-    the mass matrix is nutpie's diagonal plus low rank, which adapts to the directions
-    the sampled effects share with the fixed effects and the factors integrated out
-    (InstEval: smallest bulk ESS 693 -> 2201 in the same time; docs/marginal.md).
+    The mass matrix is diagonal, or nutpie's diagonal plus low rank where sampled levels
+    are nested in levels of a factor integrated out
+    (:attr:`~bayeslmm.bayes.density.MarginalDensity.low_rank_mass_matrix`; InstEval:
+    smallest bulk ESS 531 -> 2074 in about the same time; docs/marginal.md).
     """
     import nutpie
     from nutpie.compile_pymc import CompiledPyMCModel
@@ -364,7 +359,7 @@ def sample_compiled(
         progress_bar=progressbar,
         target_accept=target_accept,
         save_warmup=False,
-        low_rank_modified_mass_matrix=low_rank_mass_matrix(density),
+        low_rank_modified_mass_matrix=density.low_rank_mass_matrix,
     )
     posterior = density.constrained(trace.posterior["x"].values, design)
     coords = coords_of(design, obs=False)

@@ -622,6 +622,24 @@ class BlockedStats:
         spread = (heterogeneity - (len(b) - 1)) / denominator
         return LevelSpread(spread, np.median(v, axis=0), len(b))
 
+    def levels_holding_sampled(self) -> int:
+        """How many levels of the factors integrated out hold two or more levels of a
+        sampled factor that share rows with no other level of that factor (sampled levels
+        nested in it, InstEval's instructors in departments): each such level's effect
+        and the mean of its sampled levels' effects move together, a direction only their
+        priors hold."""
+        i, j = self.pair_i, self.pair_j
+        cross = (i >= self.n_marginal) & (j < self.n_marginal)
+        if not cross.any():
+            return 0
+        i, j = i[cross], j[cross]
+        # for each sampled level, the levels it meets of each integrated factor
+        key = np.stack([i, self.node_factor[j]], axis=1)
+        _, where, met = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+        alone = met[where.ravel()] == 1  # the only level of its factor that it meets
+        _, counts = np.unique(j[alone], return_counts=True)
+        return int((counts >= 2).sum())
+
     @classmethod
     def from_design(cls, design: Design, explicit: Collection[str] = ()) -> BlockedStats:
         layout, sums = design_sums(design)

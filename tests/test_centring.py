@@ -252,10 +252,28 @@ def test_sampled_levels_nested_in_an_integrated_factor_get_the_low_rank_mass_mat
     model = _model(data, "y ~ x + (1 | subj) + (1 | site) + (1 | item)")
     assert model.explicit_factors == ("item",)
     assert model.blocked_system.stats.levels_holding_sampled() == 6
-    assert model.compiled_density.low_rank_mass_matrix
+    density = model.compiled_density
+    assert density.low_rank_mass_matrix and not density.layout.level_mean_basis
+    assert density.layout.owners == {}  # the values beta_k + u_k are the coordinates
+    start = density.constrained(density.start[None, None], model.design)
+    np.testing.assert_allclose(start["u_item"], 0.0, atol=1e-9)
+    rng = np.random.default_rng(2)
+    x = density.start + rng.normal(0, 0.3, density.layout.size)
+    logp, grad = density.logp_grad(x)
+    for i in rng.choice(density.layout.size, 8, replace=False).tolist() + [0, 1]:
+        e = np.zeros(density.layout.size)
+        e[i] = 1e-6
+        numeric = (density.logp_grad(x + e)[0] - density.logp_grad(x - e)[0]) / 2e-6
+        assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-5), i
+    draws = density.constrained(x[None, None], model.design)
+    post = xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(v.ndim - 2)]), v)
+                       for k, v in draws.items()})  # fmt: skip
+    back = unconstrained_draws(density.layout, post, model.design)[0, 0]
+    np.testing.assert_allclose(back, x, rtol=1e-9, atol=1e-9)
     crossed = _model(data, "y ~ x + (1 | subj) + (1 | item)")
     assert crossed.blocked_system.stats.levels_holding_sampled() == 0
     assert not crossed.compiled_density.low_rank_mass_matrix
+    assert crossed.compiled_density.layout.level_mean_basis
 
 
 def test_two_sampled_factors_on_the_same_fixed_effects(crossed):

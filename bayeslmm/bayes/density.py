@@ -156,6 +156,12 @@ class Layout:
     #: and the term that owns the fixed effect (:attr:`owners`) samples
     #: ``beta_k - mean over levels of (beta_k + u_k)`` in place of ``beta_k``.
     shift: tuple[tuple[int, ...] | None, ...] = ()
+    #: whether centred terms use :func:`level_mean_basis` and owners (see :attr:`shift`):
+    #: where factors are sampled and no sampled level is nested in a level of a factor
+    #: integrated out (:meth:`BlockedStats.levels_holding_sampled`); there the sampled
+    #: values ``beta_k + u_k`` themselves are the coordinates and nutpie's low-rank mass
+    #: matrix follows the shared directions
+    level_mean_basis: bool = False
 
     @property
     def size(self) -> int:
@@ -206,9 +212,10 @@ class Layout:
             )
             for cols, flags in zip(columns, centred_terms, strict=True)
         )
+        basis = system.n_explicit_effects > 0 and stats.levels_holding_sampled() == 0
         return cls(p=design.X.shape[1], blocks=blocks, factors=factors, starts=starts, sigma=pos,
                    n_explicit=system.n_explicit_effects, explicit=tuple(explicit),
-                   shift=shift)  # fmt: skip
+                   shift=shift, level_mean_basis=basis)  # fmt: skip
 
     def sampled_factor(self, factor: int) -> tuple[int, int, int, tuple[bool, ...]]:
         """:attr:`explicit`'s entry of a sampled factor (node order)."""
@@ -220,6 +227,8 @@ class Layout:
         """Fixed column -> (factor, term) of the first centred term varying around it, in
         (factor, term) order, as the kernel finds it."""
         found: dict[int, tuple[int, int]] = {}
+        if not self.level_mean_basis:
+            return found
         terms = sorted((f, c0 + i, k)
                        for (c0, _, _), f, cols, sampled in zip(
                            self.blocks, self.factors, self.shift or (), self.explicit or (),
@@ -252,9 +261,13 @@ class MarginalDensity:
     data: np.ndarray
     start: np.ndarray  # unconstrained starting point (before jitter)
     signed: tuple[bool, ...] = ()  # per SD, blocks in order: sampled as sd = |x|
-    #: nutpie adapts a diagonal plus low-rank mass matrix: where sampled levels are nested
-    #: in levels of a factor integrated out (:meth:`BlockedStats.levels_holding_sampled`)
-    low_rank_mass_matrix: bool = False
+
+    @property
+    def low_rank_mass_matrix(self) -> bool:
+        """Does nutpie adapt a diagonal plus low-rank mass matrix: where factors are
+        sampled without :attr:`Layout.level_mean_basis` (sampled levels nested in levels of
+        a factor integrated out)?"""
+        return self.layout.n_explicit > 0 and not self.layout.level_mean_basis
 
     @classmethod
     def from_model(
@@ -321,9 +334,12 @@ class MarginalDensity:
         for (c0, _, _), sampled, cols in zip(layout.blocks, layout.explicit or [],
                                              layout.shift or [], strict=False):  # fmt: skip
             for i, column in enumerate(cols or ()):
-                if column >= 0 and sampled[3][c0 + i]:  # H (beta_k + u), u = 0
+                if column >= 0 and sampled[3][c0 + i]:  # beta_k + u, u = 0 (H of it)
                     first = layout.sigma + 1 + sampled[0] + c0 + i
-                    start[first] = start[column] * math.sqrt(sampled[2])
+                    if layout.level_mean_basis:
+                        start[first] = start[column] * math.sqrt(sampled[2])
+                    else:
+                        start[first : first + sampled[2] * sampled[1] : sampled[1]] = start[column]
         start[list(layout.owners)] = 0.0  # beta_k less that mean
         header = np.zeros(HEADER)
         header[1:19] = [nodes.n_nodes, len(nodes.pair_i), len(pat.rowidx), pat.dense_start,
@@ -344,16 +360,11 @@ class MarginalDensity:
                  np.array([_flags(centred, f.group, system.qmax) for f in s.factors],
                           float).ravel(),
                  layout.shift_table(system.n_factors, system.qmax).ravel(),
+                 [float(layout.level_mean_basis)],
                  np.asarray(rows).ravel()]  # fmt: skip
         data = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
         data[0] = data.size
-        return cls(
-            layout=layout,
-            data=data,
-            start=start,
-            signed=tuple(signs),
-            low_rank_mass_matrix=s.levels_holding_sampled() > 0,
-        )
+        return cls(layout=layout, data=data, start=start, signed=tuple(signs))
 
     @property
     def signed_index(self) -> np.ndarray:
@@ -372,9 +383,7 @@ class MarginalDensity:
         n_rows -= sum(k * (k - 1) // 2 for _, k, corr in self.layout.blocks if corr)
         data[data.size - PRIOR_WIDTH * n_rows :].reshape(n_rows, PRIOR_WIDTH)[:, 5] = 0.0
         start[self.signed_index] = np.log(start[self.signed_index])
-        return MarginalDensity(
-            self.layout, data, start, (False,) * len(self.signed), self.low_rank_mass_matrix
-        )
+        return MarginalDensity(self.layout, data, start, (False,) * len(self.signed))
 
     def jittered_start(self, rng: np.random.Generator) -> np.ndarray:
         """A chain's starting point: :attr:`start` plus uniform(-1, 1) jitter, as PyMC
@@ -448,7 +457,9 @@ class MarginalDensity:
                 shift = lay.shift[b] if lay.shift else (-1,) * k
                 for i, column in enumerate(shift):
                     if column >= 0 and centred[c0 + i]:  # sampled: H (beta_k + u)
-                        v[..., i] = level_mean_basis(v[..., i]) - out["beta"][..., column, None]
+                        if lay.level_mean_basis:
+                            v[..., i] = level_mean_basis(v[..., i])
+                        v[..., i] -= out["beta"][..., column, None]
                 z, out[f"u_{label}"] = mixed_effects(
                     v * signs[..., None, :], scale[..., None, :, :], centred[c0 : c0 + k]
                 )
@@ -674,6 +685,8 @@ def logp_and_grad(x, data, grad):
     o += F * qmax
     shift = data[o : o + F * qmax].reshape((F, qmax))
     o += F * qmax
+    basis = data[o] > 0.0
+    o += 1
     n_sd = 0
     for b in range(nb):
         n_sd += int(blocks[b, 2])
@@ -724,7 +737,7 @@ def logp_and_grad(x, data, grad):
     owner = np.full(p, -1)
     for f in range(F):
         for a in range(qmax):
-            if centred[f, a] > 0 and shift[f, a] >= 0 and first_level[f] >= 0:
+            if basis and centred[f, a] > 0 and shift[f, a] >= 0 and first_level[f] >= 0:
                 _level_mean_basis(x, z0, v_all, f, a, levels[f], first_level[f], e_factor,
                                   e_offset)  # fmt: skip
                 if owner[int(shift[f, a])] < 0:
@@ -851,7 +864,7 @@ def logp_and_grad(x, data, grad):
                     grad[z0 + e_offset[r] + a] += grad[i] / levels[f]
     for f in range(F):
         for a in range(qmax):
-            if centred[f, a] > 0 and shift[f, a] >= 0 and levels[f] >= 2:
+            if basis and centred[f, a] > 0 and shift[f, a] >= 0 and levels[f] >= 2:
                 _level_mean_basis(grad, z0, v_all, f, a, levels[f], first_level[f], e_factor,
                                   e_offset)  # fmt: skip
                 for r in range(NE):

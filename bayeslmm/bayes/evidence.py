@@ -240,7 +240,7 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
                     values = v[..., c0 + i] + post["beta"].values[..., column, None]
                     if layout.owners.get(column) == (f, c0 + i):  # x_k = beta_k - mean
                         x[..., column] -= values.mean(axis=-1)
-                    v[..., c0 + i] = level_mean_basis(values)
+                    v[..., c0 + i] = level_mean_basis(values) if layout.level_mean_basis else values
                 elif column >= 0:  # x_k = beta_k + mean over levels of u_k
                     x[..., column] += u[..., i].mean(axis=-1)
     return x

@@ -535,20 +535,24 @@ def _optimise(profile: BlockedProfile, layout: ThetaLayout, reml: bool) -> tuple
             restart = search(point)
             if restart.fun < best.fun - 1e-10:
                 best = restart
-    converged = bool(best.success)
+
+    def stationary(theta: np.ndarray) -> bool:
+        value, grad = with_gradient(theta)
+        at_bound = np.zeros_like(grad, dtype=bool)
+        at_bound[bounded] = theta[bounded] <= lower[bounded] + 1e-10
+        projected = np.where(at_bound, np.minimum(grad, 0.0), grad)
+        return bool(np.isfinite(value) and np.max(np.abs(projected), initial=0.0) < 1e-3)
+
+    # L-BFGS-B stops on rounding at many optima: judge the gradient before polishing
+    converged = bool(best.success) or stationary(best.x)
     if not converged and layout.n_theta <= POLISH_MAX:
         polished = scipy.optimize.minimize(
             objective, best.x, method="Powell", bounds=bounds,
             options={"xtol": 1e-10, "ftol": 1e-14, "maxiter": 20000},
         )  # fmt: skip
         if polished.fun <= best.fun:
-            best, converged = polished, bool(polished.success)
-    if not converged:  # L-BFGS-B stops on rounding at many optima: judge the gradient
-        value, grad = with_gradient(best.x)
-        at_bound = np.zeros_like(grad, dtype=bool)
-        at_bound[bounded] = best.x[bounded] <= lower[bounded] + 1e-10
-        projected = np.where(at_bound, np.minimum(grad, 0.0), grad)
-        converged = bool(np.isfinite(value) and np.max(np.abs(projected), initial=0.0) < 1e-3)
+            best = polished
+            converged = bool(polished.success) or stationary(best.x)
     theta = _newton_polish(profile, layout, reml, np.asarray(best.x, dtype=float))
     return theta, converged
 

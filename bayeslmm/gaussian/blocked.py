@@ -400,12 +400,16 @@ def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, b
                 R[oj + r, col] = acc / Lval[pj + r * sj + r]
 
 
+#: rows of the diagonal blocks that :func:`lower_inverse` inverts by substitution
+INVERSE_BLOCK = 48
+
+
 @numba.njit(cache=True, error_model="numpy")
-def lower_inverse(L, q, out):
-    """``out[:q, :q] <- L[:q, :q]^-1`` for a lower triangular ``L`` (zeros above the
-    diagonal), by forward substitution column by column."""
-    for c in range(q):
-        for r in range(q):
+def _lower_inverse_diagonal(L, c0, c1, out):
+    """``out[c0:c1, c0:c1] <- L[c0:c1, c0:c1]^-1`` by forward substitution, column by
+    column (zeros above the diagonal)."""
+    for c in range(c0, c1):
+        for r in range(c0, c1):
             if r < c:
                 out[r, c] = 0.0
                 continue
@@ -413,6 +417,25 @@ def lower_inverse(L, q, out):
             for v in range(c, r):
                 acc -= L[r, v] * out[v, c]
             out[r, c] = acc / L[r, r]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def lower_inverse(L, q, out):
+    """``out[:q, :q] <- L[:q, :q]^-1`` for a lower triangular ``L`` (zeros above the
+    diagonal). Blocked: the diagonal blocks by substitution, then block row by block row
+    ``X_ij = -X_ii sum_{j <= k < i} L_ik X_kj`` as two BLAS products (substitution alone
+    is O(q^3) scalar work with strided reads: 0.34 s for InstEval's 1142-row block)."""
+    for c0 in range(0, q, INVERSE_BLOCK):
+        _lower_inverse_diagonal(L, c0, min(c0 + INVERSE_BLOCK, q), out)
+    for r0 in range(0, q, INVERSE_BLOCK):
+        r1 = min(r0 + INVERSE_BLOCK, q)
+        diagonal = np.ascontiguousarray(out[r0:r1, r0:r1])
+        for c0 in range(0, r0, INVERSE_BLOCK):
+            c1 = min(c0 + INVERSE_BLOCK, q)
+            inner = np.dot(np.ascontiguousarray(L[r0:r1, c0:r0]),
+                           np.ascontiguousarray(out[c0:r0, c0:c1]))  # fmt: skip
+            out[r0:r1, c0:c1] = -np.dot(diagonal, inner)
+        out[r0:r1, r1:q] = 0.0
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -35,6 +35,12 @@ def _density(model, flags):
                                       {"item": flags})  # fmt: skip
 
 
+def _posterior(draws):
+    """``MarginalDensity.constrained``'s draws (chain, draw, ...) as a posterior Dataset."""
+    return xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(v.ndim - 2)]), v)
+                       for k, v in draws.items()})  # fmt: skip
+
+
 def _point(model, density, u, rng):
     """Our unconstrained point for given item effects ``u`` (levels, terms), and the log
     Jacobian ``log |du/dx|`` of its sampled part."""
@@ -93,8 +99,7 @@ def test_every_centring_is_the_same_posterior_and_its_gradient_exact(crossed):
         np.testing.assert_allclose(out[f"u_{LABEL}"], u, rtol=1e-10, atol=1e-9)
         np.testing.assert_allclose(out[f"z_{LABEL}"], z, rtol=1e-10, atol=1e-9)
         draws = density.constrained(x[None, None], model.design)  # and back again
-        post = xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(v.ndim - 2)]), v)
-                           for k, v in draws.items()})  # fmt: skip
+        post = _posterior(draws)
         back = unconstrained_draws(lay, post, model.design)[0, 0]
         np.testing.assert_allclose(back, x, rtol=1e-9, atol=1e-9)
         h = 1e-6
@@ -185,8 +190,7 @@ def test_signed_sds_are_the_same_posterior(crossed):
             x, _, _ = _point(model, plain, rng.normal(0, 1, (16, 3)) * [25.0, 10.0, 8.0], rng)
             x[index] = np.exp(x[index]) * np.asarray(signs)
             values = signed.constrained(x, model.design)
-            post = xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(v.ndim)]),
-                                   v[None, None]) for k, v in values.items()})  # fmt: skip
+            post = _posterior({k: v[None, None] for k, v in values.items()})
             x_log = unconstrained_draws(lay, post, model.design)[0, 0]
             expected = plain.logp_grad(x_log)[0] - np.log(np.abs(x[index])).sum()
             logp, grad = signed.logp_grad(x)
@@ -266,8 +270,7 @@ def test_sampled_levels_nested_in_an_integrated_factor_get_the_low_rank_mass_mat
         numeric = (density.logp_grad(x + e)[0] - density.logp_grad(x - e)[0]) / 2e-6
         assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-5), i
     draws = density.constrained(x[None, None], model.design)
-    post = xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(v.ndim - 2)]), v)
-                       for k, v in draws.items()})  # fmt: skip
+    post = _posterior(draws)
     back = unconstrained_draws(density.layout, post, model.design)[0, 0]
     np.testing.assert_allclose(back, x, rtol=1e-9, atol=1e-9)
     crossed = _model(data, "y ~ x + (1 | subj) + (1 | item)")
@@ -292,8 +295,7 @@ def test_two_sampled_factors_on_the_same_fixed_effects(crossed):
         if natural is None:  # one point of (beta, SDs, correlations, sigma, u) for all
             x = density.start + rng.normal(0, 0.3, lay.size)
             natural = density.constrained(x[None, None], model.design)
-            post = xr.Dataset({k: (("chain", "draw", *[f"{k}_{i}" for i in range(v.ndim - 2)]), v)
-                               for k, v in natural.items()})  # fmt: skip
+            post = _posterior(natural)
         x = unconstrained_draws(lay, post, model.design)[0, 0]
         for key, value in density.constrained(x[None, None], model.design).items():
             np.testing.assert_allclose(value, natural[key], rtol=1e-9, atol=1e-9, err_msg=key)

@@ -224,6 +224,7 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
                 rest = rest - w[..., i, j] ** 2
                 pos += 1
     x[..., layout.sigma] = np.log(post["sigma"].values)
+    owners = layout.owners
     for (c0, k, _), f, block, sampled, shift in zip(
             layout.blocks, layout.factors, design.blocks,
             layout.explicit or [None] * len(layout.blocks),
@@ -238,7 +239,7 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
             for i, column in enumerate(shift or ()):
                 if column >= 0 and flags[i]:  # sampled: H (beta_k + u)
                     values = v[..., c0 + i] + post["beta"].values[..., column, None]
-                    if layout.owners.get(column) == (f, c0 + i):  # x_k = beta_k - mean
+                    if owners.get(column) == (f, c0 + i):  # x_k = beta_k - mean
                         x[..., column] -= values.mean(axis=-1)
                     v[..., c0 + i] = level_mean_basis(values) if layout.level_mean_basis else values
                 elif column >= 0:  # x_k = beta_k + mean over levels of u_k

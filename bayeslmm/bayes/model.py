@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -27,6 +26,7 @@ from ..gaussian.statistics import (
 from ..spec.design import Design, Rows, build_design, is_dask_frame
 from ..spec.naming import PARAMETRIZATIONS, ParameterNames
 from ..spec.residual import ResidualStructure, non_nested_factors
+from . import stack
 from .density import EVEN_AT_ZERO, MarginalDensity
 from .diagnostics import Convergence, check_convergence, warn_convergence
 from .effects import draw_random_effects
@@ -48,6 +48,7 @@ from .sampling import (
     sample_compiled,
     sample_nuts,
 )
+from .stack import Results
 
 if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit need not pay)
     import pymc as pm
@@ -126,7 +127,7 @@ class LMM:
         self._spreads: dict[int, LevelSpread | None] = {}
         self._residual: ResidualModel | None = None
         self._residual_system: ResidualSystem | None = None
-        self.idata: az.InferenceData | None = None
+        self.idata: Results | None = None
         self.convergence: Convergence | None = None
         self._fit_info: dict = {}
 
@@ -407,7 +408,7 @@ class LMM:
         sampler: str = "auto",
         method: str | None = None,
         store_log_likelihood: bool | None = None,
-    ) -> az.InferenceData:
+    ) -> Results:
         """Sample the posterior with NUTS.
 
         Parameters
@@ -507,19 +508,17 @@ class LMM:
         if method == "marginal":
             effects = draw_random_effects(idata, self.design, self.blocked_system, random_seed,
                                           self.residual_system)  # fmt: skip
-            for name, values in effects.items():
-                idata.posterior[name] = values
-            if "observed_data" in idata.groups():
-                del idata["observed_data"]
+            stack.set_group(idata, "posterior", stack.posterior(idata).assign(effects))
+            stack.drop_group(idata, "observed_data")
             if self.design.rows_in_memory:
                 obs = {"obs": np.arange(self.design.n_obs)}
                 y = xr.DataArray(self.design.y, dims="obs", coords=obs)
-                idata.add_groups(observed_data=xr.Dataset({self.design.response: y}))
+                stack.set_group(idata, "observed_data", xr.Dataset({self.design.response: y}))
         if store_log_likelihood is None:
             size = self.design.n_obs * draws * chains
             store_log_likelihood = self.design.rows_in_memory and size <= LOG_LIKELIHOOD_MAX
         if store_log_likelihood:
-            idata.add_groups(log_likelihood=log_likelihood(idata, self.design))
+            stack.set_group(idata, "log_likelihood", log_likelihood(idata, self.design))
         self.idata = idata
         self._fit_info = {
             "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune,
@@ -537,7 +536,7 @@ class LMM:
         warn_convergence(self.convergence, self.formula)
         return idata
 
-    def _posterior(self) -> az.InferenceData:
+    def _posterior(self) -> Results:
         if self.idata is None:
             raise NotFittedError("the model is not fitted yet: call model.fit() first")
         return self.idata
@@ -577,7 +576,7 @@ class LMM:
         return group_coefficient_draws(self._posterior(), self.design, group)
 
     def _mean_effects(self) -> tuple[np.ndarray, list[np.ndarray]]:
-        post = self._posterior().posterior
+        post = stack.posterior(self._posterior())
         beta = (post["beta"].mean(("chain", "draw")).values if "beta" in post
                 else np.zeros(self.design.n_fixed))  # fmt: skip
         effects = [post[f"u_{b.label}"].mean(("chain", "draw")).values for b in self.design.blocks]
@@ -657,7 +656,7 @@ class LMM:
         self._evidence = (idata, random_seed, result)
         return result
 
-    def posterior_predictive(self, random_seed: int | None = None) -> az.InferenceData:
+    def posterior_predictive(self, random_seed: int | None = None) -> Results:
         """Add a ``posterior_predictive`` group (for ``az.plot_ppc``) and return the data."""
         self._needs_rows("posterior_predictive() (replicated data sets, one value per row and "
                          "draw)", "check the model on a pandas sample of the rows")  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import scipy.sparse
@@ -12,8 +11,10 @@ from ..errors import ArgumentError, DataError
 from ..gaussian.residual import ResidualWeights, conditional_loglik, residual_noise
 from ..spec.design import Design, new_design
 from ..spec.residual import new_layout
+from . import stack
 from .effects import block_scale_draws
 from .sampling import whole_number
+from .stack import Results
 
 KINDS = ("mean", "response")
 
@@ -46,14 +47,14 @@ def linear_predictor(
     return mu.reshape(*shape, X.shape[0])
 
 
-def log_likelihood(idata: az.InferenceData, design: Design) -> xr.Dataset:
+def log_likelihood(idata: Results, design: Design) -> xr.Dataset:
     """Pointwise Normal log-likelihood of the fitted rows, given all parameters.
 
     With correlated residuals the rows do not factorise: each row's value is its density
     given every other row, ``log p(y_i | y_-i, theta)`` (:func:`bayeslmm.gaussian.residual.
     conditional_loglik`), which PSIS-LOO by observation needs (Bürkner, Gabry & Vehtari
     2021, as brms does for ``ar()`` and ``cosy()`` terms)."""
-    post = idata.posterior
+    post = stack.posterior(idata)
     effects = [post[f"u_{b.label}"].values for b in design.blocks]
     mu = linear_predictor(
         post, design.X, [b.Z for b in design.blocks], [b.codes for b in design.blocks], effects
@@ -77,7 +78,7 @@ def log_likelihood(idata: az.InferenceData, design: Design) -> xr.Dataset:
 
 
 def predict_draws(
-    idata: az.InferenceData,
+    idata: Results,
     design: Design,
     newdata: pd.DataFrame,
     *,
@@ -122,7 +123,7 @@ def predict_draws(
     if random_seed is not None:
         whole_number("random_seed", random_seed, minimum=0)
     rng = np.random.default_rng(random_seed)
-    post = idata.posterior
+    post = stack.posterior(idata)
     nd = new_design(design, newdata)
     effects = []
     if include_random:

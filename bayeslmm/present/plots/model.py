@@ -2,7 +2,8 @@
 predictive checks and residual diagnostics.
 
 Pure drawing: the numbers come from :class:`~bayeslmm.bayes.model.LMM` (fitted means,
-residuals, posterior predictive draws) and ArviZ. Each function returns its
+residuals, posterior predictive draws); trace and rank plots are ArviZ's
+(:mod:`bayeslmm.bayes.stack` calls the installed ArviZ line). Each function returns its
 :class:`matplotlib.figure.Figure`.
 """
 
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scipy.stats
 from matplotlib.figure import Figure
 
+from ...bayes import stack
 from ...errors import ArgumentError, UnknownNameError
 
 if TYPE_CHECKING:
@@ -78,58 +79,82 @@ def data_overview(data: pd.DataFrame, response: str, predictor: str, group: str)
     return fig
 
 
-def fitted(model: LMM) -> az.InferenceData:
+def fitted(model: LMM) -> stack.Results:
     """The posterior of a fitted model, or an error saying what was passed instead."""
     if not (hasattr(model, "_posterior") and hasattr(model, "design")):
         raise ArgumentError(f"expected a fitted bayeslmm.LMM, got {type(model).__name__}")
     return model._posterior()
 
 
-def _labeller(model: LMM) -> az.labels.MapLabeller:
+def _names(model: LMM) -> dict[str, str]:
     names = {"beta": "fixed", "sigma": "sigma (residual)"}
     for block in model.design.blocks:
         names[f"sd_{block.label}"] = f"sd | {block.label}"
         names[f"cor_{block.label}"] = f"cor | {block.label}"
-    return az.labels.MapLabeller(var_name_map=names)
+    return names
 
 
 def trace(model: LMM) -> Figure:
     """ArviZ trace plot of the population parameters (densities and chains)."""
-    axes = az.plot_trace(fitted(model), var_names=model.population_variables(),
-                         labeller=_labeller(model), compact=False)  # fmt: skip
-    fig = np.asarray(axes).ravel()[0].figure
+    fig = stack.plot_trace(fitted(model), model.population_variables(), _names(model))
     fig.tight_layout()
     return fig
 
 
 def rank(model: LMM) -> Figure:
     """ArviZ rank plot of the population parameters: flat bars when chains mix."""
-    axes = az.plot_rank(fitted(model), var_names=model.population_variables(),
-                        labeller=_labeller(model), kind="bars")  # fmt: skip
-    fig = np.asarray(axes).ravel()[0].figure
+    fig = stack.plot_rank(fitted(model), model.population_variables(), _names(model))
     fig.tight_layout()
     return fig
 
 
-def _predictive(model: LMM, random_seed: int | None) -> az.InferenceData:
+def _replicates(model: LMM, random_seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The observed response and the posterior predictive draws, (draws, rows)."""
     idata = fitted(model)
-    if "posterior_predictive" not in idata.groups():
+    if not stack.has_group(idata, "posterior_predictive"):
         model.posterior_predictive(random_seed=random_seed)
-    return idata
+    response = model.design.response
+    replicated = stack.group(idata, "posterior_predictive")[response]
+    return np.asarray(model.design.y), replicated.values.reshape(-1, replicated.shape[-1])
 
 
-def _n_draws(idata: az.InferenceData) -> int:
-    post = idata.posterior
-    return int(post.sizes["chain"] * post.sizes["draw"])
+def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray | None:
+    """Gaussian kernel density of ``values`` on ``grid`` (None where it has no spread)."""
+    if values.size < 2 or np.ptp(values) == 0:
+        return None
+    return scipy.stats.gaussian_kde(values)(grid)
+
+
+def _density_check(ax, observed: np.ndarray, replicated: np.ndarray, num: int,
+                   rng: np.random.Generator, legend: bool) -> None:  # fmt: skip
+    """Densities of ``num`` replicated data sets, their mean and the observed data's."""
+    chosen = replicated[rng.choice(len(replicated), size=min(num, len(replicated)),
+                                   replace=False)]  # fmt: skip
+    lo = min(observed.min(), np.quantile(chosen, 0.001))
+    hi = max(observed.max(), np.quantile(chosen, 0.999))
+    grid = np.linspace(lo, hi, 200)
+    curves = [c for c in (_kde(r, grid) for r in chosen) if c is not None]
+    for k, curve in enumerate(curves):
+        ax.plot(grid, curve, color="#1f77b4", alpha=0.15, lw=0.8,
+                label="replicated data" if k == 0 else None)  # fmt: skip
+    if curves:
+        ax.plot(grid, np.mean(curves, axis=0), color="#d95f02", ls="--", lw=1.5,
+                label="mean of replicates")  # fmt: skip
+    observed_curve = _kde(observed, grid)
+    if observed_curve is not None:
+        ax.plot(grid, observed_curve, color="black", lw=1.8, label="observed")
+    ax.set_yticks([])
+    if legend:
+        ax.legend(fontsize="small")
 
 
 def ppc(model: LMM, num_pp_samples: int = 100, random_seed: int | None = 0) -> Figure:
     """Posterior predictive check: density of the data against replicated data sets."""
-    idata = _predictive(model, random_seed)
+    observed, replicated = _replicates(model, random_seed)
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    num_pp_samples = min(num_pp_samples, _n_draws(idata))
-    az.plot_ppc(idata, num_pp_samples=num_pp_samples, ax=ax, random_seed=random_seed, textsize=10)
-    legend_outside(ax)  # ArviZ puts it over the densities' tails
+    _density_check(ax, observed, replicated, num_pp_samples, np.random.default_rng(random_seed),
+                   legend=True)  # fmt: skip
+    legend_outside(ax)  # keep it off the densities' tails
     ax.set_xlabel(model.design.response)
     ax.set_title("Posterior predictive check")
     fig.tight_layout()
@@ -144,15 +169,15 @@ def ppc_by_group(
     random_seed: int | None = 0,
 ) -> Figure:
     """Posterior predictive check per level of ``group`` (the first ``max_levels``)."""
-    idata = _predictive(model, random_seed)
+    observed, replicated = _replicates(model, random_seed)
     block = _block_of(model, group)
     shown = block.levels[:max_levels]
     fig, axes = _grid(len(shown), sharey=False)
+    rng = np.random.default_rng(random_seed)
     for ax, (code, level) in zip(axes, enumerate(shown), strict=True):
         rows = np.flatnonzero(block.codes == code)
-        az.plot_ppc(idata, coords={"obs": rows}, num_pp_samples=min(num_pp_samples,
-                    _n_draws(idata)), ax=ax,
-                    legend=False, random_seed=random_seed, textsize=9)  # fmt: skip
+        _density_check(ax, observed[rows], replicated[:, rows], num_pp_samples, rng,
+                       legend=False)  # fmt: skip
         ax.set_title(f"{block.group} = {level}", fontsize="small")
         ax.set_xlabel("")
     more = "" if len(block.levels) <= max_levels else f" (first {max_levels} levels)"
@@ -194,8 +219,10 @@ def residuals(model: LMM, group: str | None = None) -> Figure:
 
     ax = axes[1]
     ax.hist(resid, bins="auto", density=True, color="#cccccc", edgecolor="white")
-    az.plot_kde(resid, ax=ax, plot_kwargs={"color": "black"}, textsize=9)
     grid = np.linspace(resid.min(), resid.max(), 200)
+    density = _kde(resid, grid)
+    if density is not None:
+        ax.plot(grid, density, color="black")
     ax.plot(grid, scipy.stats.norm.pdf(grid, 0, resid.std(ddof=1)), color="#d95f02", ls="--")
     ax.set_xlabel("residual")
     ax.set_title("Residual density (dashed: normal, same SD)")

@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 
 import bayeslmm as bl  # noqa: E402
 from bayeslmm import plots  # noqa: E402
+from bayeslmm.bayes import stack
 from bayeslmm.comparison import compare  # noqa: E402
 
 
@@ -122,7 +123,7 @@ def test_model_figures(slope_comparison):
     assert "sd | Subject" in " ".join(ax.get_title() for ax in plots.rank(model).get_axes())
 
     assert plots.ppc(model).get_axes()[0].get_xlabel() == "Reaction"
-    assert "posterior_predictive" in model.idata.groups()
+    assert stack.has_group(model.idata, "posterior_predictive")
     shown = [ax for ax in plots.ppc_by_group(model).get_axes() if ax.get_visible()]
     assert len(shown) == 12 and shown[0].get_title() == "Subject = 308"
 

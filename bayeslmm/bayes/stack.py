@@ -213,6 +213,11 @@ def loo(results: Results) -> Any:
     return az.loo(results, pointwise=True)
 
 
+def pointwise_elpd(loo_result: Any) -> np.ndarray:
+    """Each point's contribution to the ELPD (0.x ``loo_i``, 1.x ``elpd_i``)."""
+    return np.asarray(loo_result.elpd_i if ARVIZ_1 else loo_result.loo_i)
+
+
 def elpd(loo_result: Any) -> tuple[float, float, float]:
     """``(elpd, se, p_loo)`` of an ``ELPDData`` of either line."""
     if ARVIZ_1:
@@ -245,7 +250,9 @@ def _labeller(names: Mapping[str, str]) -> Any:
     return az.labels.MapLabeller(var_name_map=dict(names))
 
 
-def _figure(plotted: Any) -> Any:
+def figure(plotted: Any) -> Any:
+    """The matplotlib Figure of what an ArviZ plot function returned (axes or a
+    PlotCollection)."""
     if ARVIZ_1:  # a PlotCollection
         return plotted.viz["figure"].item()
     return np.asarray(plotted).ravel()[0].figure
@@ -259,7 +266,7 @@ def plot_trace(results: Results, var_names: list[str], names: Mapping[str, str])
     else:
         plotted = az.plot_trace(results, var_names=var_names, labeller=_labeller(names),
                                 compact=False)  # fmt: skip
-    return _figure(plotted)
+    return figure(plotted)
 
 
 def plot_rank(results: Results, var_names: list[str], names: Mapping[str, str]) -> Any:
@@ -270,7 +277,7 @@ def plot_rank(results: Results, var_names: list[str], names: Mapping[str, str]) 
     else:
         plotted = az.plot_rank(results, var_names=var_names, labeller=_labeller(names),
                                kind="bars")  # fmt: skip
-    return _figure(plotted)
+    return figure(plotted)
 
 
 # --- samplers --------------------------------------------------------------------------------

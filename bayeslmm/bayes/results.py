@@ -111,11 +111,13 @@ def summary_table(
     return table
 
 
-def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.DataFrame:
-    """mean, sd and HDI of every element of a (chain, draw, *dims) array."""
+def draw_stats(da: xr.DataArray, hdi_prob: float) -> xr.Dataset:
+    """mean, sd (divisor draws - 1) and HDI over (chain, draw) of every element of a
+    (chain, draw, ...) array; the HDI bounds are named by :func:`hdi_columns`."""
     lo, hi = hdi_columns(hdi_prob)
-    hdi = az.hdi(da, hdi_prob=hdi_prob)[da.name] if da.name else az.hdi(da, hdi_prob=hdi_prob)
-    stats = xr.Dataset(
+    name = da.name if da.name is not None else "draws"
+    hdi = az.hdi(da.rename(name), hdi_prob=hdi_prob)[name]
+    return xr.Dataset(
         {
             "mean": da.mean(("chain", "draw")),
             "sd": da.std(("chain", "draw"), ddof=1),
@@ -123,6 +125,11 @@ def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.
             hi: hdi.sel(hdi="higher", drop=True),
         }
     )
+
+
+def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.DataFrame:
+    """mean, sd and HDI of every element of a (chain, draw, *dims) array."""
+    stats = draw_stats(da, hdi_prob)
     frame = (
         stats.to_dataframe()
         .reset_index()

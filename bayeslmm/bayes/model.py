@@ -672,6 +672,7 @@ class LMM:
         if hdi_prob is not None and not summary:
             raise ArgumentError("hdi_prob sets the interval of summary=True; the draws "
                                 "(summary=False) have none")  # fmt: skip
+        level = check_hdi_prob(HDI_PROB if hdi_prob is None else hdi_prob)
         newdata = data
         if newdata is None:
             self._needs_rows("predict() without newdata (draws for every fitted row)",
@@ -695,8 +696,7 @@ class LMM:
         )
         if not summary:
             return draws
-        stats = draw_stats(draws, check_hdi_prob(HDI_PROB if hdi_prob is None else hdi_prob))
-        table = stats.to_dataframe()
+        table = draw_stats(draws, level).to_dataframe()
         table.index = data.index
         return table
 

@@ -11,6 +11,13 @@ The variances follow ``insight::get_variance`` (as R's ``performance::icc`` and
 
 Every function is vectorised over leading axes (posterior draws), and reads only the
 design's sums, so that a Dask DataFrame's design needs no pass over its rows.
+
+Where insight 0.19.0 differs (checked against it in ``tests/test_partition.py``): it takes
+a random slope's values from the fixed-effects matrix, so a slope absent from the fixed
+part is left out of its random variance (it warns); it sums the VarCorr groups named like
+``ranef()``'s, so a second block of one factor (``(0 + Days | Subject)`` beside ``(1 |
+Subject)``) is left out too; and for a singular fit it returns NA. Here every block counts,
+with its own columns ``Z_k``, and a singular fit has its (boundary) values.
 """
 
 from __future__ import annotations

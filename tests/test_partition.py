@@ -320,3 +320,19 @@ def test_lmer_icc_of_a_dask_dataframe_equals_pandas(sleepstudy):
     fit = bl.lmer(formula, sleepstudy)
     np.testing.assert_allclose(icc["estimate"], fit.icc()["estimate"], rtol=1e-9)
     np.testing.assert_allclose(r2["estimate"], fit.r2()["estimate"], rtol=1e-9)
+
+
+def test_bayes_icc_with_ar1_residuals(sleepstudy, quiet_fit):
+    """A residual structure: the residual variance is sigma^2 per draw (each residual's
+    variance under AR(1)); nlme + insight's ICC lies inside the posterior's HDI, and the
+    R2 (residual-based, as brms) is defined as without one."""
+    case = REF["sleepstudy_ri_ar1"]
+    model = bl.LMM(case["formula"], sleepstudy, residual=bl.AR1(time="Days", group="Subject"))
+    quiet_fit(model, draws=200, tune=200, chains=2, random_seed=3)
+    icc = model.icc()
+    for name in ("adjusted", "conditional"):
+        assert icc.loc[name, "hdi_3%"] < case[f"icc_{name}"] < icc.loc[name, "hdi_97%"]
+    parts = variance_draws(model.idata, model.design)
+    np.testing.assert_allclose(parts.residual, model.idata.posterior["sigma"].values ** 2)
+    r2 = model.r2()
+    assert 0 < r2.loc["marginal", "mean"] < r2.loc["conditional", "mean"] < 1

@@ -20,6 +20,7 @@ from .classical.anova import LikelihoodRatioTable, anova, ranova
 from .classical.lmer import LmerResult, lmer, satterthwaite
 from .comparison.factors import MultiFactorComparison
 from .comparison.models import Comparison, compare
+from .comparison.partition import icc, r2
 from .comparison.random_effects import RandomEffectsComparison, compare_random_effects
 from .datasets import list_datasets, load_dataset
 from .errors import (
@@ -53,6 +54,8 @@ __all__ = [
     "CompoundSymmetry",
     "satterthwaite",
     "LmerResult",
+    "icc",
+    "r2",
     "anova",
     "ranova",
     "LikelihoodRatioTable",

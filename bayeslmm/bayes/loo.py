@@ -102,7 +102,7 @@ def _residual_group_loglik(model: LMM, kd, block, node_group: np.ndarray) -> np.
     first = np.zeros(lay.n_groups, dtype=np.int64)
     first[lay.codes[::-1]] = np.arange(len(lay.codes))[::-1]
     level_of_group = block.codes[first]
-    phis = model.idata.posterior[lay.parameter].values.reshape(-1)
+    phis = stack.posterior(model.idata)[lay.parameter].values.reshape(-1)
     out = np.empty((len(phis), block.n_levels))
     for d, phi in enumerate(phis):
         moments = stacked.at(residual.model.coefficients(float(phi)))

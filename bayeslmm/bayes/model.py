@@ -13,6 +13,7 @@ import xarray as xr
 
 from ..errors import ArgumentError, NotFittedError, RowsNotInMemoryError, SamplerError, warn
 from ..gaussian.blocked import BlockedSystem, choose_explicit
+from ..gaussian.partition import icc_kinds
 from ..gaussian.residual import ResidualModel, ResidualSystem
 from ..gaussian.statistics import (
     SUMMARIES,
@@ -30,11 +31,14 @@ from . import stack
 from .density import EVEN_AT_ZERO, MarginalDensity
 from .diagnostics import Convergence, check_convergence, warn_convergence
 from .effects import draw_random_effects
+from .partition import draws_table, icc_draws, r2_draws
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
 from .results import (
     HDI_PROB,
+    check_hdi_prob,
     coef_table,
+    draw_stats,
     group_coefficient_draws,
     ranef_table,
     summary_table,
@@ -606,20 +610,69 @@ class LMM:
         table = summary_table(self._posterior(), self.design, hdi_prob)
         return varcorr_table(table, self.design)
 
+    def icc(self, hdi_prob: float | None = None) -> pd.DataFrame:
+        """Intraclass correlations, computed for every posterior draw.
+
+        Nakagawa & Schielzeth's ICC, as R's ``performance::icc`` (variances as
+        ``insight::get_variance``: :mod:`bayeslmm.gaussian.partition`). Rows: every
+        grouping factor (its variance over random + residual variance; with random slopes
+        its mean variance over the fitted rows), ``adjusted`` (random / (random +
+        residual)) and ``conditional`` (random / (fixed + random + residual)); columns
+        ``component`` (``group`` or ``total``), posterior mean, sd and HDI (``hdi_prob``,
+        default 0.94). With AR(1) or compound-symmetric residuals the residual variance
+        is ``sigma^2``, each residual's variance. Raises :class:`ArgumentError` for a model
+        without random effects.
+        """
+        draws = icc_draws(self._posterior(), self.design)
+        return draws_table(draws, hdi_prob, icc_kinds(self.design))
+
+    def r2(self, hdi_prob: float | None = None) -> pd.DataFrame:
+        """Bayesian R2 (Gelman, Goodrich, Gabry & Vehtari 2019), as brms' ``bayes_R2``.
+
+        Per draw ``var(mu) / (var(mu) + var(y - mu))`` over the fitted rows; row
+        ``conditional``: ``mu = X beta + Z u``, row ``marginal``: ``mu = X beta`` (brms'
+        ``re_formula = NA``). Columns: posterior mean, sd and HDI (``hdi_prob``, default
+        0.94). Needs the rows in memory (not a Dask DataFrame's fit).
+        """
+        self._needs_rows("r2() (the fitted mean of every row, per draw)",
+                         "icc() needs only sums; or fit a pandas sample of the rows")  # fmt: skip
+        return draws_table(r2_draws(self._posterior(), self.design), hdi_prob)
+
     def predict(
         self,
-        newdata: pd.DataFrame | None = None,
-        include_random: bool = True,
-        allow_new_levels: bool = True,
+        data: pd.DataFrame | None = None,
+        *,
         kind: str = "mean",
+        include_random: bool = True,
+        summary: bool = False,
+        hdi_prob: float | None = None,
+        allow_new_levels: bool = True,
         random_seed: int | None = None,
-    ) -> xr.DataArray:
-        """Posterior draws of predictions for ``newdata`` (default: the fitted rows).
+        newdata: pd.DataFrame | None = None,
+    ) -> xr.DataArray | pd.DataFrame:
+        """Posterior draws of predictions for ``data`` (default: the fitted rows).
 
-        See :func:`bayeslmm.bayes.predict.predict_draws`. A Dask DataFrame's fit predicts
-        pandas ``newdata`` (draws for every row of a Dask DataFrame would not fit in
-        memory: :meth:`fitted_mean` is its lazy posterior-mean prediction).
+        See :func:`bayeslmm.bayes.predict.predict_draws`: ``kind="mean"`` for the mean,
+        ``"response"`` for new responses (the mean plus residual noise: a prediction
+        interval). ``include_random=False`` predicts ``X beta`` and needs no grouping
+        columns in ``data``. ``summary=True`` returns a DataFrame instead of the draws:
+        one row per row of ``data`` (its index), columns ``mean``, ``sd`` and the HDI
+        (``hdi_prob``, default 0.94). ``newdata`` is another name of ``data``. A Dask
+        DataFrame's fit predicts pandas ``data`` (draws for every row of a Dask DataFrame
+        would not fit in memory: :meth:`fitted_mean` is its lazy posterior-mean
+        prediction).
         """
+        if newdata is not None:
+            if data is not None:
+                raise ArgumentError("give the rows to predict as data or as newdata, not both")
+            data = newdata
+        if not isinstance(summary, bool | np.bool_):
+            raise ArgumentError(f"summary must be True or False, got {summary!r}")
+        if hdi_prob is not None and not summary:
+            raise ArgumentError("hdi_prob sets the interval of summary=True; the draws "
+                                "(summary=False) have none")  # fmt: skip
+        level = check_hdi_prob(HDI_PROB if hdi_prob is None else hdi_prob)
+        newdata = data
         if newdata is None:
             self._needs_rows("predict() without newdata (draws for every fitted row)",
                              "pass newdata as a pandas DataFrame, or use fitted_mean() (lazy, "
@@ -631,7 +684,7 @@ class LMM:
                 "newdata.get_partition(0).compute())"
             )
         data = self.design.frame if newdata is None else newdata
-        return predict_draws(
+        draws = predict_draws(
             self._posterior(),
             self.design,
             data,
@@ -640,6 +693,11 @@ class LMM:
             kind=kind,
             random_seed=random_seed,
         )
+        if not summary:
+            return draws
+        table = draw_stats(draws, level).to_dataframe()
+        table.index = data.index
+        return table
 
     def log_marginal_likelihood(self, random_seed: int | None = None) -> MarginalLikelihood:
         """``log p(y)`` by bridge sampling on the marginal posterior, with its Monte Carlo

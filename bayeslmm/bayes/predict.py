@@ -7,7 +7,7 @@ import pandas as pd
 import scipy.sparse
 import xarray as xr
 
-from ..errors import ArgumentError, DataError
+from ..errors import ArgumentError, DataError, UnknownNameError
 from ..gaussian.residual import ResidualWeights, conditional_loglik, residual_noise
 from ..spec.design import Design, new_design
 from ..spec.residual import new_layout
@@ -96,9 +96,10 @@ def predict_draws(
     design
         Its design.
     newdata
-        Rows to predict; must hold every predictor and grouping column.
+        Rows to predict; must hold every predictor and grouping column (with
+        ``include_random=False`` only the fixed effects' columns).
     include_random
-        Add the group effects (``False``: population-level predictions).
+        Add the group effects (``False``: population-level predictions, ``X beta``).
     allow_new_levels
         A level unseen in fitting gets a fresh effect drawn, for every posterior draw,
         from the fitted population distribution; ``False`` raises instead.
@@ -124,7 +125,17 @@ def predict_draws(
         whole_number("random_seed", random_seed, minimum=0)
     rng = np.random.default_rng(random_seed)
     post = stack.posterior(idata)
-    nd = new_design(design, newdata)
+    if kind == "response" and design.residual is not None:
+        lacking = [c for c in dict.fromkeys([*design.residual.structure.columns,
+                                             *design.residual.group_columns])
+                   if c not in set(map(str, newdata.columns))]  # fmt: skip
+        if lacking:
+            raise UnknownNameError(
+                f"newdata lacks column(s) {lacking} of the residual structure "
+                f"{design.residual.structure!r}, which kind='response' needs to correlate the "
+                "new residuals"
+            )
+    nd = new_design(design, newdata, include_random=include_random)
     effects = []
     if include_random:
         for block, unseen in zip(design.blocks, nd.new_levels, strict=True):

@@ -85,11 +85,12 @@ def summary_table(
     return table
 
 
-def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.DataFrame:
-    """mean, sd and HDI of every element of a (chain, draw, *dims) array."""
+def draw_stats(da: xr.DataArray, hdi_prob: float) -> xr.Dataset:
+    """mean, sd (divisor draws - 1) and HDI over (chain, draw) of every element of a
+    (chain, draw, ...) array; the HDI bounds are named by :func:`hdi_columns`."""
     lo, hi = hdi_columns(hdi_prob)
     lower, upper = stack.hdi(da, hdi_prob)
-    stats = xr.Dataset(
+    return xr.Dataset(
         {
             "mean": da.mean(("chain", "draw")),
             "sd": da.std(("chain", "draw"), ddof=1),
@@ -97,6 +98,11 @@ def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.
             hi: upper,
         }
     )
+
+
+def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.DataFrame:
+    """mean, sd and HDI of every element of a (chain, draw, *dims) array."""
+    stats = draw_stats(da, hdi_prob)
     frame = (
         stats.to_dataframe()
         .reset_index()

@@ -19,6 +19,7 @@ import scipy.optimize
 import scipy.stats
 
 from ..errors import ArgumentError, DataError, FormulaError, SingularFitWarning, warn
+from ..gaussian.partition import VarianceParts, icc_kinds, variance_parts
 from ..gaussian.profiled import (
     BlockedProfile,
     ProfiledFit,
@@ -131,6 +132,35 @@ class LmerResult:
         if self.phi is not None:
             rows.append(("Residual", self.design.residual.parameter, None, np.nan, self.phi))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    def variance_parts(self) -> VarianceParts:
+        """Fixed, random (per grouping factor) and residual variance at the estimates, as
+        ``insight::get_variance`` (:mod:`bayeslmm.gaussian.partition`)."""
+        return variance_parts(self.design, self.fit.beta, self.covariances(), self.sigma)
+
+    def icc(self) -> pd.DataFrame:
+        """Intraclass correlations of Nakagawa & Schielzeth, as ``performance::icc``.
+
+        Rows: every grouping factor (its variance over random + residual variance; with
+        random slopes its mean variance over the rows, so the rows add up to the adjusted
+        ICC), ``adjusted`` (random / (random + residual)) and ``conditional`` (random / (fixed
+        + random + residual)); columns ``component`` (``group`` or ``total``) and
+        ``estimate``. A singular fit gets its values too (performance gives NA there).
+        """
+        if not self.design.blocks:
+            raise ArgumentError(f"{self.design.spec.formula!r} has no random effects, so no "
+                                "intraclass correlation")  # fmt: skip
+        values = self.variance_parts().icc()
+        return pd.DataFrame({"component": icc_kinds(self.design),
+                             "estimate": [float(v) for v in values.values()]},
+                            index=list(values))  # fmt: skip
+
+    def r2(self) -> pd.DataFrame:
+        """Marginal (fixed effects) and conditional (fixed + random) R2 of Nakagawa &
+        Schielzeth, as ``performance::r2_nakagawa``: column ``estimate``."""
+        values = self.variance_parts().r2()
+        return pd.DataFrame({"estimate": [float(v) for v in values.values()]},
+                            index=list(values))  # fmt: skip
 
     def _by_group(self, per_block: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         """(levels x terms) arrays per block -> one frame per grouping factor."""

@@ -1214,18 +1214,32 @@ def _keys(values: pd.Series, kind: str) -> np.ndarray:
     return values.to_numpy(dtype=object)
 
 
-def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:
+def fixed_columns(design: Design) -> list[str]:
+    """The data columns the fixed-effects part of the formula reads (in the data's order)."""
+    spec = design.fixed_spec
+    read = {str(v) for v in getattr(spec, "required_variables", ())} if spec is not None else set()
+    read = {design.names.inverse.get(v, v) for v in read}
+    read |= {c for c in design.column_kinds if c in _expression_names(design.spec.fixed)}
+    return [c for c in design.column_kinds if c in read and c != design.response]
+
+
+def new_design(design: Design, newdata: pd.DataFrame, include_random: bool = True) -> NewDesign:
     """Evaluate the fitted encodings on new rows; unseen group levels get new codes.
 
     New levels are coded per block: ``codes[k] >= n_levels`` indexes
     ``new_levels[k]``. Group levels are matched by value (an integer level 1 matches
     1.0); missing or infinite values, text in a numeric column and factor levels the
-    fit never saw raise an error naming the column.
+    fit never saw raise an error naming the column. ``include_random=False`` evaluates
+    the fixed effects alone: only their columns are needed (``Z``, ``codes`` and
+    ``new_levels`` are empty).
     """
     if not isinstance(newdata, pd.DataFrame):
         raise ColumnTypeError(f"newdata must be a DataFrame, got {type(newdata).__name__}")
     labels = _display_columns(newdata)
-    needed = [c for c in design.column_kinds if c != design.response]
+    if include_random:
+        needed = [c for c in design.column_kinds if c != design.response]
+    else:
+        needed = fixed_columns(design)
     missing = sorted(c for c in needed if c not in labels)
     if missing:
         raise UnknownNameError(f"newdata lacks column(s) {missing} used by the model")
@@ -1259,8 +1273,9 @@ def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:
             warnings.simplefilter("error", DataMismatchWarning)
             X = np.asarray(design.fixed_spec.get_model_matrix(encoded, na_action="ignore"),
                            dtype=float)  # fmt: skip
+            blocks = design.blocks if include_random else []
             Zs = [np.asarray(b.matrix_spec.get_model_matrix(encoded, na_action="ignore"),
-                             dtype=float) for b in design.blocks]  # fmt: skip
+                             dtype=float) for b in blocks]  # fmt: skip
     except Exception as exc:
         raise DataError(
             f"cannot encode newdata as the fitted data: {design.names.decode(str(exc))}"
@@ -1269,7 +1284,7 @@ def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:
         if not np.all(np.isfinite(values)):
             raise DataError(f"newdata gives non-finite {where} (e.g. log of 0)")
     codes_all, new_all = [], []
-    for block in design.blocks:
+    for block in design.blocks if include_random else []:
         codes, unseen = _new_codes(block, frame)
         codes_all.append(codes)
         new_all.append(unseen)

@@ -12,7 +12,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ArgumentError, NotFittedError, RowsNotInMemoryError, SamplerError, warn
+from ..errors import (
+    ArgumentError,
+    NotFittedError,
+    PriorError,
+    RowsNotInMemoryError,
+    SamplerError,
+    warn,
+)
 from ..gaussian.blocked import BlockedSystem, choose_explicit
 from ..gaussian.residual import ResidualModel, ResidualSystem
 from ..gaussian.statistics import (
@@ -674,6 +681,41 @@ class LMM:
                 progressbar=False,
             )
         return idata
+
+    def prior_predictive(self, draws: int = 500, random_seed: int | None = None):
+        """Draws of every parameter and of the response from the priors alone.
+
+        Built by PyMC from the explicit model (:attr:`pymc_model`), as
+        :meth:`posterior_predictive` builds its group, so the result is the container
+        the fit returns (an ArviZ ``InferenceData`` today) with groups ``prior``
+        (parameters), ``prior_predictive`` (the response, dims ``(chain, draw, obs)``)
+        and ``observed_data``. Needs no fit; the fit (``model.idata``) is not changed.
+        Figure: :func:`bayeslmm.plots.prior_predictive`.
+
+        Parameters
+        ----------
+        draws
+            Prior draws (one chain).
+        random_seed
+            Same seed, same draws.
+        """
+        check_settings(draws=draws, tune=0, chains=1, cores=None, random_seed=random_seed,
+                       target_accept=None, progressbar=False)  # fmt: skip
+        self._needs_rows("prior_predictive() (simulated data sets, one value per row and "
+                         "draw)", "check the priors on a pandas sample of the rows")  # fmt: skip
+        flat = [name for name, prior in self.priors.items() if prior.dist in ("Flat", "HalfFlat")]
+        if flat:
+            raise PriorError(
+                f"prior_predictive() draws from the priors, and {flat} have improper "
+                f"({', '.join(sorted({self.priors[n].dist for n in flat}))}) priors that "
+                "cannot be drawn from; give them proper priors"
+            )
+        import pymc as pm
+
+        with quiet_pymc():
+            return pm.sample_prior_predictive(
+                draws=draws, model=self.pymc_model, random_seed=random_seed
+            )
 
 
 def _mean_rows(beta: np.ndarray, effects: list[np.ndarray], rows: Rows) -> np.ndarray:

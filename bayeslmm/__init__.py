@@ -12,9 +12,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ._version import __version__ as __version__
 from .bayes.evidence import BayesFactor, MarginalLikelihood, bayes_factor
 from .bayes.loo import LooComparison, loo_compare
 from .bayes.model import LMM
+from .bayes.persist import load
 from .bayes.priors import Prior, default_priors
 from .classical.anova import LikelihoodRatioTable, anova, ranova
 from .classical.lmer import LmerResult, lmer, satterthwaite
@@ -44,10 +46,9 @@ from .spec.design import Design, RandomBlock, build_design
 from .spec.formula import ModelSpec, RandomTerm, parse_formula
 from .spec.residual import AR1, CompoundSymmetry
 
-__version__ = "0.1.0"
-
 __all__ = [
     "LMM",
+    "load",
     "lmer",
     "AR1",
     "CompoundSymmetry",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import arviz as az
@@ -681,6 +682,15 @@ class LMM:
                 progressbar=False,
             )
         return idata
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted model to one netCDF file: every group of the posterior, the
+        rows it was fitted to, the formula, priors, residual structure, sampler settings,
+        data digests and the versions that wrote it (:mod:`bayeslmm.bayes.persist`).
+        ``bl.load(path)`` gives it back, fitted, in any process. Returns the path."""
+        from .persist import save
+
+        return save(self, path)
 
     def prior_predictive(self, draws: int = 500, random_seed: int | None = None):
         """Draws of every parameter and of the response from the priors alone.

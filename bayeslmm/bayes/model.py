@@ -60,6 +60,7 @@ from .sampling import (
 if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit need not pay)
     import pymc as pm
 
+    from .conditional import ConditionalEffects
     from .evidence import MarginalLikelihood
 
 METHODS = ("marginal", "full")
@@ -682,6 +683,39 @@ class LMM:
                 progressbar=False,
             )
         return idata
+
+    def conditional_effects(
+        self, effect: str, by: str | None = None, hdi_prob: float = HDI_PROB
+    ) -> ConditionalEffects:
+        """The posterior of the fixed-effects prediction along ``effect`` (brms'
+        ``conditional_effects``), optionally by a second variable.
+
+        Random effects are left out (brms' default ``re_formula = NA``). ``effect`` runs
+        over 100 points of its fitted range, or over the levels of a factor; ``by`` takes
+        each of its levels, or a covariate's mean - sd, mean and mean + sd (brms' default
+        for a numeric variable in an interaction). Every other variable is held at its
+        mean (covariates) or reference, i.e. first, level (factors), as brms' default
+        ``conditions`` do; the table's ``conditions`` say which values.
+
+        Returns
+        -------
+        ConditionalEffects
+            ``.table`` (grid values, posterior ``mean``, ``sd``, HDI) and ``.plot()``.
+        """
+        from .conditional import conditional_effects
+
+        return conditional_effects(self, effect, by, hdi_prob)
+
+    def marginal_means(self, specs: str | list[str], hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+        """Posterior of the marginal means of the factor(s) ``specs`` (emmeans' reference
+        grid): every factor of the fixed part at each level, numeric covariates at their
+        means, averaged with equal weights over the factors not in ``specs``; random
+        effects left out. One row per cell (the first spec varying fastest, as emmeans):
+        the levels, then the posterior ``mean``, ``sd`` and HDI.
+        ``bl.lmer(...).marginal_means`` gives emmeans' estimates, SE and df."""
+        from .conditional import marginal_means
+
+        return marginal_means(self, specs, hdi_prob)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted model to one netCDF file: every group of the posterior, the

@@ -131,6 +131,21 @@ def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.
     return frame
 
 
+
+def draws_summary(da: xr.DataArray, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+    """Posterior mean, sd and HDI of each element of a (chain, draw, row) array: one
+    table row per element, in order (for predictions and grids of them)."""
+    hdi_prob = check_hdi_prob(hdi_prob)
+    lo, hi = hdi_columns(hdi_prob)
+    hdi = az.hdi(da.rename(None), hdi_prob=hdi_prob)
+    hdi = hdi[list(hdi.data_vars)[0]] if isinstance(hdi, xr.Dataset) else hdi
+    return pd.DataFrame({
+        "mean": da.mean(("chain", "draw")).values,
+        "sd": da.std(("chain", "draw"), ddof=1).values,
+        lo: hdi.sel(hdi="lower").values,
+        hi: hdi.sel(hdi="higher").values,
+    })
+
 def ranef_table(
     idata: az.InferenceData, design: Design, hdi_prob: float = HDI_PROB
 ) -> dict[str, pd.DataFrame]:

@@ -2,6 +2,8 @@
 
 - Of one fit (:mod:`bayeslmm.present.plots.model`): :func:`data_overview`, :func:`trace`,
   :func:`rank`, :func:`ppc`, :func:`ppc_by_group`, :func:`residuals`, :func:`prior_predictive`.
+- Conditional effects (:mod:`bayeslmm.present.plots.effects`):
+  :func:`conditional_effects`, also ``model.conditional_effects(...).plot()``.
 - Of a comparison (:mod:`bayeslmm.present.plots.comparison`): :func:`group_fits`,
   :func:`shrinkage_arrows`, :func:`caterpillar`, :func:`shrinkage_2d`,
   :func:`comparison_forest`, :func:`reml_posterior_forest` (several grouping factors).
@@ -15,6 +17,7 @@ from .comparison import (
     shrinkage_2d,
     shrinkage_arrows,
 )
+from .effects import conditional_effects
 from .model import data_overview, ppc, ppc_by_group, prior_predictive, rank, residuals, trace
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "ppc_by_group",
     "residuals",
     "prior_predictive",
+    "conditional_effects",
     "group_fits",
     "shrinkage_arrows",
     "caterpillar",

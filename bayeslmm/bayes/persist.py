@@ -60,8 +60,9 @@ def write_container(idata: Any, path: str | os.PathLike, group: str = CONTAINER_
     """Write an ArviZ container, every group of it, under netCDF group ``group`` of a new
     file ``path`` (replacing any file there): an ``xarray.DataTree`` (ArviZ 1.x) by
     ``to_netcdf``, an ``InferenceData`` (ArviZ 0.2x) by its ``to_netcdf``."""
-    if isinstance(idata, xr.DataTree):
-        idata.to_netcdf(path, mode="w", group=group, engine="h5netcdf")
+    if isinstance(idata, xr.DataTree):  # written as the child ``group`` of a new root
+        xr.DataTree(children={group: idata.copy()}).to_netcdf(path, mode="w",
+                                                               engine="h5netcdf")  # fmt: skip
     else:
         idata.to_netcdf(str(path), base_group=f"/{group}", engine="h5netcdf")
 

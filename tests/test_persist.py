@@ -75,6 +75,14 @@ def test_loaded_model_keeps_data_types_and_compares(saved):
     assert list(loaded.design.frame["treatment"].cat.categories) == ["Control", "Low", "High"]
     assert loaded.convergence == model.convergence
     assert bl.loo_compare({"saved": model, "loaded": loaded}).table.shape[0] == 2
+    # the comparison takes the loaded posterior as its Bayesian model (no refit)
+    with pytest.warns(bl.SingularFitWarning):  # the REML random-slope model, not ours
+        comparison = bl.compare(loaded.formula, loaded.design.frame, term="litsize",
+                                model=loaded)  # fmt: skip
+    table = comparison.table.set_index("model")
+    assert table.loc["Bayes-Inter", "estimate"] == pytest.approx(
+        loaded.fixef().loc["litsize", "mean"], rel=1e-12)
+    assert loaded.idata.posterior.equals(model.idata.posterior)
 
 
 def _doctor(path: Path, change) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._version import __version__ as __version__
 from .bayes.evidence import BayesFactor, MarginalLikelihood, bayes_factor
 from .bayes.loo import LooComparison, loo_compare
 from .bayes.model import LMM
@@ -45,6 +44,8 @@ from .present.report import ReportFiles, report
 from .spec.design import Design, RandomBlock, build_design
 from .spec.formula import ModelSpec, RandomTerm, parse_formula
 from .spec.residual import AR1, CompoundSymmetry
+
+__version__ = "0.1.0"
 
 __all__ = [
     "LMM",

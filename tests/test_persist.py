@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import bayeslmm as bl
 from bayeslmm.bayes import persist
@@ -103,7 +104,7 @@ def test_other_file_format_is_refused_naming_both_versions(saved, tmp_path):
 
     _doctor(copy, change)
     expected = (r"written by bayeslmm 9\.3\.0 \(file format 2\); "
-                rf"this is bayeslmm {bl.__version__}, which reads file format 1")
+                rf"this is bayeslmm {persist.package_version()}, which reads file format 1")
     with pytest.raises(bl.DataError, match=expected):
         bl.load(copy)
 
@@ -133,7 +134,6 @@ def test_bad_files_and_unfitted_models(tmp_path, sleepstudy):
 def test_container_functions_handle_a_datatree(saved, tmp_path, monkeypatch):
     """ArviZ 1.x's container (xarray.DataTree) goes through the same two functions."""
     import arviz as az
-    import xarray as xr
 
     model, _ = saved
     tree = xr.DataTree.from_dict({"posterior": model.idata.posterior,
@@ -145,3 +145,26 @@ def test_container_functions_handle_a_datatree(saved, tmp_path, monkeypatch):
     assert isinstance(back, xr.DataTree)
     xr.testing.assert_identical(back["posterior"].to_dataset(), model.idata.posterior)
     assert set(back.children) == {"posterior", "sample_stats"}
+
+
+def test_columns_round_trip_exactly(tmp_path):
+    frame = pd.DataFrame({
+        "x": np.array([0.1, 1 / 3, np.pi, -2.5e-300]),
+        "n": np.array([1, 2, 3, 2**40], dtype=np.int64),
+        "b": [True, False, True, True],
+        "s": pd.Series(["a", "b b", "é", "a/b"], dtype="str"),
+        "o": pd.Series(["u", "v", "u", "v"], dtype=object),
+        "c": pd.Categorical([3, 1, 2, 3], categories=[3, 2, 1], ordered=True),
+        "my col/2": [1.0, 2.0, 3.0, 4.0],
+    })  # fmt: skip
+    stored, records = persist._columns(frame)
+    stored.to_netcdf(tmp_path / "c.nc", engine="h5netcdf")
+    with xr.open_dataset(tmp_path / "c.nc", engine="h5netcdf") as back:
+        restored = persist._frame(back.load(), json.loads(json.dumps(records)))
+    pd.testing.assert_frame_equal(restored, frame)
+    assert persist.data_digest(restored) == persist.data_digest(frame)
+
+
+def test_version_written_is_the_package_version():
+    assert persist.package_version() == bl.__version__
+    assert persist.versions()["bayeslmm"] == bl.__version__

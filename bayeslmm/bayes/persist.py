@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .._version import __version__
 from ..errors import ArgumentError, DataError, RowsNotInMemoryError
 from ..spec.design import Design
 from ..spec.residual import AR1, CompoundSymmetry, ResidualStructure
@@ -85,9 +84,18 @@ def read_container(path: str | os.PathLike, group: str = CONTAINER_GROUP) -> Any
 # the specification
 
 
+def package_version() -> str:
+    """The installed bayeslmm's version (its distribution's metadata: the version in
+    ``pyproject.toml``, which ``bayeslmm.__version__`` repeats)."""
+    try:
+        return importlib.metadata.version("bayeslmm")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a clone
+        return "unknown (not installed)"
+
+
 def versions() -> dict[str, str]:
     """Versions of Python, bayeslmm and its dependencies (``"absent"`` if not installed)."""
-    out = {"python": platform.python_version(), "bayeslmm": __version__}
+    out = {"python": platform.python_version(), "bayeslmm": package_version()}
     for name in DEPENDENCIES:
         try:
             out[name] = importlib.metadata.version(name)
@@ -231,7 +239,7 @@ def check_format(record: dict, path: object) -> None:
         by = record.get("versions", {}).get("bayeslmm", "an unknown version")
         raise DataError(
             f"{str(path)!r} was written by bayeslmm {by} (file format {written}); this is "
-            f"bayeslmm {__version__}, which reads file format {FORMAT} only. Load it with "
+            f"bayeslmm {package_version()}, which reads file format {FORMAT} only. Load it with "
             f"bayeslmm {by}, or refit the model with this version"
         )
 

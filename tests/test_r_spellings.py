@@ -37,6 +37,8 @@ def test_r_spellings_fit_as_lme4(case, ratpup):
         ("y ~ np.log(x^2) + (a + b)^2 + (1 | g)", "np.log(x**2) + (a + b)^2", "1"),
         ("y ~ I(`w^z`^2) + (1 | g)", "I(`w^z`**2)", "1"),
         ("y ~ C(x) + I(x**2) + (1 | g)", "C(x) + I(x**2)", "1"),  # Python spellings stay
+        ('y ~ C(f, levels=["a^b", "factor(z)"]) + (1 | g)',  # strings are not code
+         'C(f, levels=["a^b", "factor(z)"])', "1"),
     ],
 )
 def test_translation(written, fixed, expr):

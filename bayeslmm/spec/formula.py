@@ -95,6 +95,22 @@ _WRAPPED_FACTOR = re.compile(r"^(factor|as\.factor|as\.character)\s*\((.*)\)$", 
 _CALL = re.compile(r"(?<![\w.])([A-Za-z][\w.]*)\s*\(")
 
 
+def _mask_code(text: str, formula: str | None = None, offset: int = 0) -> str:
+    """:func:`mask_backticks`, and the insides of string literals masked too (a level
+    ``"a^b"`` or ``"factor(x)"`` is not code)."""
+    masked = list(mask_backticks(text, formula, offset))
+    quote_char = None
+    for i, ch in enumerate(masked):
+        if quote_char is None:
+            if ch in "'\"":
+                quote_char = ch
+        elif ch == quote_char and (i == 0 or text[i - 1] != "\\"):
+            quote_char = None
+        else:
+            masked[i] = "x"
+    return "".join(masked)
+
+
 def _closing(masked: str, start: int) -> int:
     """Index of the ``)`` closing the ``(`` at ``start``."""
     depth = 0
@@ -150,7 +166,7 @@ def r_spellings(text: str, formula: str, offset: int) -> tuple[str, dict[str, st
     without a translation (``as.numeric``, ``offset``, ...) raise a :class:`FormulaError`
     saying what to write.
     """
-    masked = mask_backticks(text, formula, offset)
+    masked = _mask_code(text, formula, offset)
     out, spellings, last = [], {}, 0
     pos = 0
     while True:
@@ -192,7 +208,7 @@ def r_spellings(text: str, formula: str, offset: int) -> tuple[str, dict[str, st
         else:
             inner, nested = r_spellings(inner, formula, offset + open_at + 1)
             spellings.update(nested)
-            translated = _python_expression(inner, mask_backticks(inner))
+            translated = _python_expression(inner, _mask_code(inner))
             out += [text[last : open_at + 1], translated, ")"]
             if translated != text[open_at + 1 : close]:
                 spellings[f"{name}({translated})"] = text[m.start() : close + 1]

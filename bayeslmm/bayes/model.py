@@ -695,7 +695,9 @@ class LMM:
         each of its levels, or a covariate's mean - sd, mean and mean + sd (brms' default
         for a numeric variable in an interaction). Every other variable is held at its
         mean (covariates) or reference, i.e. first, level (factors), as brms' default
-        ``conditions`` do; the table's ``conditions`` say which values.
+        ``conditions`` do; the table's ``conditions`` say which values. brms summarises
+        by the median and a 95% quantile interval; here, as in :meth:`summary`, by the
+        posterior mean, sd and HDI (``hdi_prob``).
 
         Returns
         -------

@@ -129,6 +129,8 @@ def test_conditional_effects_by_covariate_and_factor_effect(ratpup_lmm):
         ratpup_lmm.conditional_effects("litter")
     with pytest.raises(bl.ArgumentError, match="same variable"):
         ratpup_lmm.conditional_effects("sex", by="sex")
+    with pytest.raises(bl.ArgumentError, match="one effect and at most one 'by'"):
+        ratpup_lmm.conditional_effects(["sex", "litsize"])
 
 
 def test_unfitted_model_says_so(sleepstudy):

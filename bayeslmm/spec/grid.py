@@ -182,11 +182,12 @@ class EffectGrid:
 
 def effect_grid(design: Design, effect: str, by: str | None = None) -> EffectGrid:
     """The grid on which brms' ``conditional_effects`` predicts ``effect`` (by ``by``)."""
-    variables = fixed_variables(design)
-    chosen = _names(effect, "effect") + ([] if by is None else _names(by, "by"))
-    if len(chosen) > 2 or (by is not None and len(_names(effect, "effect")) > 1):
+    if not isinstance(effect, str) or not (by is None or isinstance(by, str)):
         raise ArgumentError("conditional_effects takes one effect and at most one 'by' "
-                            f"variable, got effect={effect!r}, by={by!r}")  # fmt: skip
+                            f"variable, each a column name; got effect={effect!r}, "
+                            f"by={by!r}")  # fmt: skip
+    variables = fixed_variables(design)
+    chosen = [effect] + ([] if by is None else [by])
     if len(set(chosen)) < len(chosen):
         raise ArgumentError(f"effect and by are the same variable {chosen[0]!r}")
     for name in chosen:

@@ -15,6 +15,7 @@ from typing import Any
 from .bayes.evidence import BayesFactor, MarginalLikelihood, bayes_factor
 from .bayes.loo import LooComparison, loo_compare
 from .bayes.model import LMM
+from .bayes.persist import load
 from .bayes.priors import Prior, default_priors
 from .classical.anova import LikelihoodRatioTable, anova, ranova
 from .classical.lmer import LmerResult, lmer, satterthwaite
@@ -49,6 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LMM",
+    "load",
     "lmer",
     "AR1",
     "CompoundSymmetry",

@@ -5,13 +5,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ArgumentError, NotFittedError, RowsNotInMemoryError, SamplerError, warn
+from ..errors import (
+    ArgumentError,
+    NotFittedError,
+    PriorError,
+    RowsNotInMemoryError,
+    SamplerError,
+    warn,
+)
 from ..gaussian.blocked import BlockedSystem, choose_explicit
 from ..gaussian.partition import icc_kinds
 from ..gaussian.residual import ResidualModel, ResidualSystem
@@ -57,6 +65,7 @@ from .stack import Results
 if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit need not pay)
     import pymc as pm
 
+    from .conditional import ConditionalEffects
     from .evidence import MarginalLikelihood
 
 METHODS = ("marginal", "full")
@@ -731,6 +740,85 @@ class LMM:
                 progressbar=False,
             )
         return idata
+
+    def conditional_effects(
+        self, effect: str, by: str | None = None, hdi_prob: float = HDI_PROB
+    ) -> ConditionalEffects:
+        """The posterior of the fixed-effects prediction along ``effect`` (brms'
+        ``conditional_effects``), optionally by a second variable.
+
+        Random effects are left out (brms' default ``re_formula = NA``). ``effect`` runs
+        over 100 points of its fitted range, or over the levels of a factor; ``by`` takes
+        each of its levels, or a covariate's mean - sd, mean and mean + sd (brms' default
+        for a numeric variable in an interaction). Every other variable is held at its
+        mean (covariates) or reference, i.e. first, level (factors), as brms' default
+        ``conditions`` do; the table's ``conditions`` say which values. brms summarises
+        by the median and a 95% quantile interval; here, as in :meth:`summary`, by the
+        posterior mean, sd and HDI (``hdi_prob``).
+
+        Returns
+        -------
+        ConditionalEffects
+            ``.table`` (grid values, posterior ``mean``, ``sd``, HDI) and ``.plot()``.
+        """
+        from .conditional import conditional_effects
+
+        return conditional_effects(self, effect, by, hdi_prob)
+
+    def marginal_means(self, specs: str | list[str], hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+        """Posterior of the marginal means of the factor(s) ``specs`` (emmeans' reference
+        grid): every factor of the fixed part at each level, numeric covariates at their
+        means, averaged with equal weights over the factors not in ``specs``; random
+        effects left out. One row per cell (the first spec varying fastest, as emmeans):
+        the levels, then the posterior ``mean``, ``sd`` and HDI.
+        ``bl.lmer(...).marginal_means`` gives emmeans' estimates, SE and df."""
+        from .conditional import marginal_means
+
+        return marginal_means(self, specs, hdi_prob)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted model to one netCDF file: every group of the posterior, the
+        rows it was fitted to, the formula, priors, residual structure, sampler settings,
+        data digests and the versions that wrote it (:mod:`bayeslmm.bayes.persist`).
+        ``bl.load(path)`` gives it back, fitted, in any process. Returns the path."""
+        from .persist import save
+
+        return save(self, path)
+
+    def prior_predictive(self, draws: int = 500, random_seed: int | None = None):
+        """Draws of every parameter and of the response from the priors alone.
+
+        Built by PyMC from the explicit model (:attr:`pymc_model`), as
+        :meth:`posterior_predictive` builds its group, so the result is the container
+        the fit returns (an ArviZ ``InferenceData`` today) with groups ``prior``
+        (parameters), ``prior_predictive`` (the response, dims ``(chain, draw, obs)``)
+        and ``observed_data``. Needs no fit; the fit (``model.idata``) is not changed.
+        Figure: :func:`bayeslmm.plots.prior_predictive`.
+
+        Parameters
+        ----------
+        draws
+            Prior draws (one chain).
+        random_seed
+            Same seed, same draws.
+        """
+        check_settings(draws=draws, tune=0, chains=1, cores=None, random_seed=random_seed,
+                       target_accept=None, progressbar=False)  # fmt: skip
+        self._needs_rows("prior_predictive() (simulated data sets, one value per row and "
+                         "draw)", "check the priors on a pandas sample of the rows")  # fmt: skip
+        flat = [name for name, prior in self.priors.items() if prior.dist in ("Flat", "HalfFlat")]
+        if flat:
+            raise PriorError(
+                f"prior_predictive() draws from the priors, and {flat} have improper "
+                f"({', '.join(sorted({self.priors[n].dist for n in flat}))}) priors that "
+                "cannot be drawn from; give them proper priors"
+            )
+        import pymc as pm
+
+        with quiet_pymc():
+            return pm.sample_prior_predictive(
+                draws=draws, model=self.pymc_model, random_seed=random_seed
+            )
 
 
 def _mean_rows(beta: np.ndarray, effects: list[np.ndarray], rows: Rows) -> np.ndarray:

@@ -111,6 +111,21 @@ def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.
     return frame
 
 
+
+def draws_summary(da: xr.DataArray, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+    """Posterior mean, sd and HDI of each element of a (chain, draw, row) array: one
+    table row per element, in order (for predictions and grids of them)."""
+    hdi_prob = check_hdi_prob(hdi_prob)
+    lo, hi = hdi_columns(hdi_prob)
+    lower, upper = stack.hdi(da, hdi_prob)
+    return pd.DataFrame({
+        "mean": da.mean(("chain", "draw")).values,
+        "sd": da.std(("chain", "draw"), ddof=1).values,
+        lo: lower.values,
+        hi: upper.values,
+    })
+
+
 def ranef_table(
     idata: Results, design: Design, hdi_prob: float = HDI_PROB
 ) -> dict[str, pd.DataFrame]:

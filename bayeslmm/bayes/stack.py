@@ -104,17 +104,25 @@ def drop_group(results: Results, name: str) -> None:
         del results[name]
 
 
-def to_netcdf(results: Results, path: str) -> None:
-    """Write every group of ``results`` to one netCDF file."""
-    results.to_netcdf(path)
+def to_netcdf(results: Results, path: Any, group: str | None = None) -> None:
+    """Write every group of ``results`` to a new netCDF file ``path`` (h5netcdf), under
+    the netCDF group ``group`` where given (the file's root otherwise)."""
+    if isinstance(results, xr.DataTree):
+        tree = xr.DataTree(children={group: results.copy()}) if group else results
+        tree.to_netcdf(path, mode="w", engine="h5netcdf")
+    else:
+        results.to_netcdf(str(path), base_group=f"/{group or ''}", engine="h5netcdf")
 
 
-def from_netcdf(path: str) -> Results:
-    """Read results written by :func:`to_netcdf` into memory (the file is closed)."""
+def from_netcdf(path: Any, group: str | None = None) -> Results:
+    """Read back, in memory (the file is closed after), what :func:`to_netcdf` wrote, as
+    the installed ArviZ's container."""
     if ARVIZ_1:
-        with xr.open_datatree(path) as tree:
+        with xr.open_datatree(path, group=group, engine="h5netcdf") as tree:
             return tree.load()
-    return az.from_netcdf(path)  # ArviZ 0.x loads eagerly by default
+    with az.rc_context({"data.load": "eager"}):
+        return az.InferenceData.from_netcdf(str(path), base_group=f"/{group or ''}",
+                                            engine="h5netcdf")  # fmt: skip
 
 
 # --- statistics ------------------------------------------------------------------------------

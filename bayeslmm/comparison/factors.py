@@ -437,7 +437,7 @@ class MultiFactorComparison:
         table.insert(table.columns.get_loc("note"), "shrinkage",
                      (table["no_pooling"] - table["reml"]) / gap)  # fmt: skip
         if bayes is not None:
-            beta = bayes.idata.posterior["beta"].mean(("chain", "draw")).to_series()
+            beta = stack.posterior(bayes.idata)["beta"].mean(("chain", "draw")).to_series()
             effect = table["posterior_mean"] - table["term"].map(beta).fillna(0.0)
             table.insert(table.columns.get_loc("note"), "shrinkage_posterior",
                          1.0 - effect / gap)  # fmt: skip

@@ -267,7 +267,7 @@ class Comparison:
             sources["ancova"] = (pd.Series(ancova.result.params, index=ancova.names),
                                  ancova.result.model.exog)  # fmt: skip
         if bayes is not None:
-            beta = bayes.idata.posterior["beta"].mean(("chain", "draw")).to_series()
+            beta = stack.posterior(bayes.idata)["beta"].mean(("chain", "draw")).to_series()
             sources["posterior"] = (beta, bayes.design.X)
         column = {"reml": "reml", "ancova": "ancova", "posterior": "posterior_mean"}
         frames = []

@@ -102,7 +102,7 @@ def lmer_row(
 
 def bayes_row(model: LMM, term: str, level: float) -> dict[str, float]:
     """A Bayesian row: posterior mean, sd, HDI and probability of direction."""
-    beta = model.idata.posterior["beta"].sel(fixed=term)
+    beta = stack.posterior(model.idata)["beta"].sel(fixed=term)
     draws = beta.values.ravel()
     lower, upper = stack.hdi(beta, level)
     resid = model.design.y - model.fitted_mean()

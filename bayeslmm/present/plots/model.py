@@ -186,6 +186,49 @@ def ppc_by_group(
     return fig
 
 
+def prior_predictive(
+    model: LMM, draws: int = 100, random_seed: int | None = 0, shown: int = 50
+) -> Figure:
+    """Prior predictive check: the density of data sets simulated from the priors alone
+    (:meth:`~bayeslmm.LMM.prior_predictive`, thin lines, ``shown`` of ``draws``) against the
+    data's (black), with the central 90% of the simulated values shaded. Needs no fit."""
+    if not (hasattr(model, "prior_predictive") and hasattr(model, "design")):
+        raise ArgumentError(f"expected a bayeslmm.LMM, got {type(model).__name__}")
+    if isinstance(shown, bool) or not isinstance(shown, int) or shown < 1:
+        raise ArgumentError(f"shown must be a whole number >= 1, got {shown!r}")
+    response = model.design.response
+    simulated = model.prior_predictive(draws=draws, random_seed=random_seed)
+    values = np.asarray(simulated.prior_predictive[response]).reshape(-1, model.design.n_obs)
+    y = np.asarray(model.design.y, dtype=float)
+    lo, hi = np.quantile(values, [0.05, 0.95])
+    first, last = np.quantile(values, [0.01, 0.99])
+    edges = np.linspace(min(first, y.min()), max(last, y.max()), 61)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    width = edges[1] - edges[0]
+    # histogram of every simulated data set at once: bin index per value, counted per row
+    index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(centres) - 1)
+    inside = (values >= edges[0]) & (values <= edges[-1])
+    rows = np.repeat(np.arange(values.shape[0]), values.shape[1])
+    counts = np.zeros((values.shape[0], len(centres)))
+    np.add.at(counts, (rows[inside.ravel()], index.ravel()[inside.ravel()]), 1.0)
+    density = counts / (values.shape[1] * width)
+    observed, _ = np.histogram(y, bins=edges, density=True)
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    ax.axvspan(lo, hi, color="#dddddd", alpha=0.6, lw=0,
+               label="central 90% of simulated values")  # fmt: skip
+    for k, row in enumerate(density[:shown]):
+        ax.plot(centres, row, color="#1f77b4", alpha=0.25, lw=0.8,
+                label="data simulated from the priors" if k == 0 else None)  # fmt: skip
+    ax.plot(centres, observed, color="black", lw=2, label="data")
+    ax.set_xlabel(response)
+    ax.set_ylabel("density")
+    ax.set_title(f"Prior predictive check ({min(shown, values.shape[0])} of {values.shape[0]} "
+                 "simulated data sets)")  # fmt: skip
+    legend_outside(ax)
+    fig.tight_layout()
+    return fig
+
+
 def _block_of(model: LMM, group: str | None):
     blocks = model.design.blocks
     if not blocks:

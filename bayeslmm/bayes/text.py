@@ -2,16 +2,68 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 
 from .results import hdi_of, varcorr_table
 
+#: The last printed digit of a posterior mean, sd or HDI bound is the first one larger
+#: than this many Monte Carlo standard errors (Vehtari 2022, "How many digits to report").
+MCSE_FACTOR = 2.0
+#: Never more significant digits than this, however small the Monte Carlo error.
+MAX_DIGITS = 4
+#: A 3% / 97% quantile's Monte Carlo SE is about this many times sd / sqrt(ESS) for a
+#: normal posterior (sqrt(0.03 * 0.97) / phi(1.88)); HDI bounds are rounded by it.
+HDI_MCSE_SCALE = 2.5
+
+
+def mcse_decimals(value: float, mcse: float, factor: float = MCSE_FACTOR) -> int:
+    """Decimals to print ``value`` with, given its Monte Carlo standard error.
+
+    The last digit printed is the first one whose unit, a power of ten, is at least
+    ``factor`` MCSE (negative: tens, hundreds, ...), and at most :data:`MAX_DIGITS`
+    significant digits are printed. Without a finite positive MCSE: ``MAX_DIGITS``
+    significant digits.
+    """
+    value, mcse = float(value), float(mcse)
+    finite = math.isfinite(value) and value != 0
+    top = MAX_DIGITS - 1 - math.floor(math.log10(abs(value))) if finite else MAX_DIGITS - 1
+    if not (math.isfinite(mcse) and mcse > 0):
+        return top
+    return min(-math.ceil(math.log10(factor * mcse)), top)
+
+
+def mcse_format(value: float, mcse: float, factor: float = MCSE_FACTOR) -> str:
+    """``value`` printed to the digits its Monte Carlo standard error supports
+    (:func:`mcse_decimals`): e.g. 27.24 with MCSE 0.10 prints ``27``, 10.46 with MCSE
+    0.03 prints ``10.5``."""
+    if not math.isfinite(float(value)):
+        return f"{value}"
+    decimals = mcse_decimals(value, mcse, factor)
+    rounded = round(float(value), decimals) + 0.0  # + 0.0: no "-0"
+    return f"{rounded:.{max(decimals, 0)}f}"
+
+
+def stat_mcse(table: pd.DataFrame) -> pd.DataFrame:
+    """Monte Carlo standard error of the mean, sd and each HDI bound of every row of a
+    summary table (:func:`~bayeslmm.bayes.results.summary_table`): ArviZ's ``mcse_mean``
+    and ``mcse_sd``; for the HDI bounds ``HDI_MCSE_SCALE * sd / sqrt(ess_tail)``."""
+    out = pd.DataFrame({"mean": table["mcse_mean"], "sd": table["mcse_sd"]}, index=table.index)
+    tail = HDI_MCSE_SCALE * table["sd"] / np.sqrt(table["ess_tail"].astype(float))
+    for col in hdi_of(table):
+        out[col] = tail
+    return out
+
 
 def _format_stats(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sd and HDI to the digits their Monte Carlo error supports; R-hat, ESS."""
     hdi = hdi_of(table)
     out = table[["mean", "sd", *hdi, "r_hat", "ess_bulk", "ess_tail"]].copy().astype(object)
+    mcse = stat_mcse(table)
     for col in ["mean", "sd", *hdi]:
-        out[col] = [f"{v:.4g}" for v in table[col]]
+        out[col] = [mcse_format(v, e) for v, e in zip(table[col], mcse[col], strict=True)]
     out["r_hat"] = [f"{v:.3f}" for v in table["r_hat"]]
     for col in ["ess_bulk", "ess_tail"]:
         out[col] = [f"{v:.0f}" for v in table[col]]

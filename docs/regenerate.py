@@ -241,7 +241,7 @@ def random_effects_rows(result, labels: dict[str, str]) -> dict[str, Value]:
                 f"{key}_p": fmt_p(row.p_boundary if np.isfinite(row.p_boundary) else row.p),
                 f"{key}_aic": f"{row.AIC_diff:.1f}", f"{key}_bic": f"{row.BIC_diff:.1f}",
                 f"{key}_logbf": Num(row.log_BF, row.log_BF_error),
-                f"{key}_bferr": f"{row.log_BF_error:.2f}",
+                f"{key}_bferr": Loose(f"{row.log_BF_error:.2f}"),
                 f"{key}_elpd": Loose(elpd_text(row.elpd_diff, row.elpd_diff_se)),
                 f"{key}_verdict": row.verdict + (" (moot)" if row.moot else ""),
                 f"{key}_bf": bf_num(row.log_BF, row.log_BF_error),

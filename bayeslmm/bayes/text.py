@@ -48,15 +48,19 @@ def mcse_decimals(value: float, mcse: float, factor: float = MCSE_FACTOR) -> int
 
     The last digit printed is the first one whose unit, a power of ten, is at least
     ``factor`` MCSE (negative: tens, hundreds, ...), and at most :data:`MAX_DIGITS`
-    significant digits are printed. Without a finite positive MCSE: ``MAX_DIGITS``
-    significant digits.
+    significant digits are printed; at least one where ``|value|`` is at least
+    ``factor`` MCSE (0.45 with MCSE 0.06 prints ``0.5``, not ``0``). Without a finite
+    positive MCSE: ``MAX_DIGITS`` significant digits.
     """
     value, mcse = float(value), float(mcse)
     finite = math.isfinite(value) and value != 0
     top = MAX_DIGITS - 1 - math.floor(math.log10(abs(value))) if finite else MAX_DIGITS - 1
     if not (math.isfinite(mcse) and mcse > 0):
         return top
-    return min(-math.ceil(math.log10(factor * mcse)), top)
+    decimals = min(-math.ceil(math.log10(factor * mcse)), top)
+    if finite and abs(value) >= factor * mcse:  # told from zero: one significant digit
+        decimals = max(decimals, -math.floor(math.log10(abs(value))))
+    return decimals
 
 
 def mcse_format(value: float, mcse: float, factor: float = MCSE_FACTOR) -> str:

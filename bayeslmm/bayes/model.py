@@ -535,7 +535,7 @@ class LMM:
         self.idata = idata
         self._fit_info = {
             "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune,
-            "target_accept": target_accept,
+            "target_accept": target_accept, "random_seed": random_seed,
             "log_density": "bayeslmm (numba)" if density is not None else "PyMC graph",
             "mass_matrix": ("diagonal + low rank" if density is not None
                             and density.low_rank_mass_matrix else "diagonal"),

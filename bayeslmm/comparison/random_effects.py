@@ -241,7 +241,7 @@ def compare_random_effects(
         model's priors of their common parameters).
     **fit_kwargs
         Passed to :meth:`LMM.fit` for every Bayesian fit (default: the fitted model's
-        draws, tune and chains).
+        draws, tune, chains and random seed; the seed also seeds bridge sampling).
 
     Returns
     -------
@@ -277,7 +277,8 @@ def compare_random_effects(
     comparison = None
     if use_bayes:
         info = model._fit_info
-        settings = {k: info[k] for k in ("draws", "tune", "chains") if k in info}
+        # the fit's seed too: the same call gives the same neighbours and bridge sampling
+        settings = {k: info[k] for k in ("draws", "tune", "chains", "random_seed") if k in info}
         settings.update({"progressbar": False, **fit_kwargs})
         if model.idata is None:
             model.fit(**settings)

@@ -26,7 +26,7 @@ def test_docs_build_strict(tmp_path):
         assert name in api, name  # the reference is generated from the docstrings
     for page in ("installation", "getting-started", "tutorial", "cli", "priors", "marginal",
                  "syntax", "choosing-random-effects", "large-data",
-                 "residual-structures"):  # fmt: skip
+                 "residual-structures", "first-hour"):  # fmt: skip
         assert (tmp_path / page / "index.html").is_file(), page
 
 

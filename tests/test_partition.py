@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 
 import bayeslmm as bl
+from bayeslmm.bayes import stack
 from bayeslmm.bayes.partition import icc_draws, r2_draws, variance_draws
 from bayeslmm.errors import ArgumentError, RowsNotInMemoryError, UnknownNameError
 from bayeslmm.gaussian.partition import variance_parts
@@ -144,9 +145,9 @@ def _point_posterior(fit: bl.LmerResult, draws: int = 3) -> xr.Dataset:
     return xr.Dataset(data, coords={"chain": [0], "draw": np.arange(draws)})
 
 
-class _Posterior:
-    def __init__(self, post: xr.Dataset):
-        self.posterior = post
+def _Posterior(post: xr.Dataset):  # noqa: N802 - stands where a fit's results stand
+    """Results holding ``post`` as their posterior, in the installed ArviZ's container."""
+    return stack.from_datasets(posterior=post)
 
 
 @pytest.mark.parametrize("case_id", sorted(REF))

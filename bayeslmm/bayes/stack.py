@@ -239,10 +239,14 @@ _COMPARE_NAMES = {"elpd": "elpd_loo", "p": "p_loo"}
 
 def compare(loo_results: Mapping[str, Any]) -> pd.DataFrame:
     """``az.compare`` of the LOO results by name, best first: ``rank``, ``elpd_loo``,
-    ``p_loo``, ``elpd_diff``, ``weight``, ``se``, ``dse`` and ArviZ's own extra columns."""
+    ``p_loo``, ``elpd_diff``, ``weight``, ``se``, ``dse``, ``warning`` and ArviZ's own extra
+    columns."""
     if ARVIZ_1:
         table = az.compare(dict(loo_results)).rename(columns=_COMPARE_NAMES)
-        first = ["rank", "elpd_loo", "p_loo", "elpd_diff", "weight", "se", "dse"]
+        table["elpd_diff"] = -table["elpd_diff"]  # 1.x: model - best; 0.x: best - model
+        # 0.x's flag: some point's Pareto k is too high for PSIS to be reliable
+        table["warning"] = [bool(loo_results[name].warning) for name in table.index]
+        first = ["rank", "elpd_loo", "p_loo", "elpd_diff", "weight", "se", "dse", "warning"]
         return table[first + [c for c in table.columns if c not in first]]
     import warnings
 

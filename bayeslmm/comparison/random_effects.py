@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..bayes import stack
 from ..bayes.evidence import bayes_factor
 from ..bayes.loo import LooComparison, loo_compare
 from ..bayes.model import LMM
@@ -208,7 +209,7 @@ def _loo_words(diff: float, se: float, k_high: int, group: str, n_groups: int) -
 
 def _pairwise_loo(full, small) -> tuple[float, float, int]:
     """elpd difference (full - small), its SE and the count of high Pareto k."""
-    diff = np.asarray(full.loo_i) - np.asarray(small.loo_i)
+    diff = stack.pointwise_elpd(full) - stack.pointwise_elpd(small)
     se = float(np.sqrt(len(diff) * np.var(diff)))
     k_high = max(int(np.sum(np.asarray(r.pareto_k) > r.good_k)) for r in (full, small))
     return float(diff.sum()), se, k_high

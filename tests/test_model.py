@@ -67,8 +67,14 @@ def test_fit_returns_complete_inference_data(fitted):
     assert list(post["beta"].coords["fixed"].values) == ["(Intercept)", "Days"]
     assert idata.log_likelihood["Reaction"].shape == (2, 300, 180)
     assert idata.observed_data["Reaction"].shape == (180,)
-    loo = az.loo(idata)  # the user's ArviZ on what fit() returned
+    # the container of the installed ArviZ line, which the user's ArviZ reads
+    import xarray as xr
+
+    assert isinstance(idata, xr.DataTree if stack.ARVIZ_1 else az.InferenceData)
+    loo = az.loo(idata)
     assert np.isfinite(stack.elpd(loo)[0])
+    table = az.summary(idata, var_names=["beta", "sigma"])
+    assert list(table.index) == ["beta[(Intercept)]", "beta[Days]", "sigma"]
     # u is the product of z and the Cholesky factor, per draw
     assert fitted.convergence is not None
 

@@ -73,3 +73,169 @@ def test_badly_scaled_column_is_named():
     # rescaled, the same model fits, and its slope is the original's times the scale
     fit = bl.lmer("y ~ x + (1 | g)", data.assign(x=data.x / 1e12))
     assert np.isfinite(fit.loglik)
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    data = bl.load_dataset("sleepstudy")
+    model = bl.LMM("Reaction ~ Days + (1 | Subject)", data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(draws=100, tune=100, chains=1, progressbar=False, random_seed=1)
+    return model, bl.lmer("Reaction ~ Days + (1 | Subject)", data), data
+
+
+BAD_ARGUMENTS = {  # (call, the argument the error must name)
+    "lmer reml": (lambda m, f, d: bl.lmer("Reaction ~ Days + (1|Subject)", d, reml="yes"),
+                  "reml"),
+    "anova refit": (lambda m, f, d: bl.anova(f, f, refit="no"), "refit"),
+    "anova names": (lambda m, f, d: bl.anova(f, f, names=3), "names"),
+    "anova check_nested": (lambda m, f, d: bl.anova(f, f, check_nested="x"), "check_nested"),
+    "ranova reduce_terms": (lambda m, f, d: bl.ranova(f, reduce_terms="x"), "reduce_terms"),
+    "compare level": (lambda m, f, d: bl.compare("Reaction ~ Days + (1|Subject)", d, level=2),
+                      "level"),
+    "compare_random_effects alpha": (lambda m, f, d: bl.compare_random_effects(m, alpha=2),
+                                     "alpha"),
+    "compare_random_effects bayes": (lambda m, f, d: bl.compare_random_effects(m, bayes="x"),
+                                     "bayes"),
+    "bayes_factor random_seed": (lambda m, f, d: bl.bayes_factor(m, m, random_seed="x"),
+                                 "random_seed"),
+    "loo_compare by": (lambda m, f, d: bl.loo_compare({"a": m, "b": m}, by="bogus"), "by"),
+    "report hdi_prob": (lambda m, f, d: bl.report(m, hdi_prob=2), "hdi_prob"),
+    "report path": (lambda m, f, d: bl.report(m, path=3), "path"),
+    "default_priors design": (lambda m, f, d: bl.default_priors(3), "design"),
+    "fit draws": (lambda m, f, d: m.fit(draws=0), "draws"),
+    "fit target_accept": (lambda m, f, d: m.fit(target_accept=1.5), "target_accept"),
+    "fit sampler": (lambda m, f, d: m.fit(sampler="x"), "sampler"),
+    "summary hdi_prob": (lambda m, f, d: m.summary(hdi_prob=2, print_it=False), "hdi_prob"),
+    "summary print_it": (lambda m, f, d: m.summary(print_it="x"), "print_it"),
+    "log_marginal_likelihood random_seed": (
+        lambda m, f, d: m.log_marginal_likelihood(random_seed="x"), "random_seed"),
+    "posterior_predictive random_seed": (
+        lambda m, f, d: m.posterior_predictive(random_seed="x"), "random_seed"),
+    "predict kind": (lambda m, f, d: m.predict(kind="x"), "kind"),
+    "confint level": (lambda m, f, d: f.confint(level=2), "level"),
+    "confint method": (lambda m, f, d: f.confint(method="x"), "method"),
+    "coefficients information": (lambda m, f, d: f.coefficients(information="x"),
+                                 "information"),
+    "ranef_table level": (lambda m, f, d: f.ranef_table(level="x"), "level"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARGUMENTS))
+def test_bad_arguments_raise_bayeslmm_errors(small_fit, case):
+    call, argument = BAD_ARGUMENTS[case]
+    with pytest.raises(bl.BayesLMMError, match=argument):
+        call(*small_fit)
+
+
+def test_summary_shows_once_at_a_prompt(small_fit, capsys, monkeypatch):
+    model = small_fit[0]
+    table = model.summary()  # a script: printed
+    printed = capsys.readouterr().out
+    assert "Fixed effects:" in printed and repr(table) == printed.rstrip("\n")
+    monkeypatch.setattr("sys.ps1", ">>> ", raising=False)  # at a prompt: shown by its repr
+    again = model.summary()
+    assert capsys.readouterr().out == ""
+    assert repr(again) == repr(table) and str(again) == repr(table)
+    assert isinstance(again, pd.DataFrame)  # still the table
+    assert list(again.columns) == list(model.summary(print_it=False).table.columns)
+    assert type(again.loc[["sigma"]]) is pd.DataFrame and "Fixed" not in repr(again.loc[["sigma"]])
+
+
+def test_random_effects_comparison_repr(small_fit):
+    data = small_fit[2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bl.SingularFitWarning)
+        comparison = bl.compare_random_effects("Reaction ~ Days + (Days | Subject)", data,
+                                               bayes=False)  # fmt: skip
+    text = repr(comparison)
+    assert text.startswith("Which random effects does the data support?")
+    assert "RandomEffectsComparison(" not in text and "random slope of Days" in text
+
+
+def test_levels_keep_the_factor_type(small_fit):
+    """An integer factor's levels are integers in every table, so a query by value works."""
+    data = small_fit[2]
+    assert data["Subject"].dtype.kind == "i"
+    fit = bl.lmer("Reaction ~ Days + (1 | Subject) + (0 + Days | Subject)", data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' deprecation of join(lsuffix=, rsuffix=)
+        ranef = fit.ranef()["Subject"]
+    assert ranef.index.dtype.kind == "i" and list(ranef.columns) == ["(Intercept)", "Days"]
+    assert len(fit.ranef_table().query("level in [308, 309]")) == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        comparison = bl.compare("Reaction ~ Days + (Days | Subject)", data, bayes=False)
+    assert len(comparison.shrinkage().query("level in [330, 337]")) == 4
+    assert small_fit[0].ranef()["Subject"].loc[308].shape[0] == 1
+    text = data.assign(Subject="s" + data.Subject.astype(str))  # text stays text
+    assert bl.lmer("Reaction ~ Days + (1 | Subject)", text).ranef_table()["level"].iloc[0] == "s308"
+
+
+def test_cli_refuses_a_directory_of_parquet_and_csv(small_fit, tmp_path, capsys):
+    from bayeslmm.present.cli import main
+
+    data = small_fit[2]
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    data.iloc[:90].to_parquet(folder / "a.parquet")
+    data.iloc[90:].to_csv(folder / "b.csv", index=False)
+    (folder / "_SUCCESS").write_text("")  # a marker Parquet writers leave: not data
+    code = main(["fit", str(folder), "Reaction ~ Days + (1 | Subject)", "--out",
+                 str(tmp_path / "out"), "--draws", "50", "--tune", "50", "--chains", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "b.csv" in err and "not Parquet" in err and "Traceback" not in err
+
+
+def test_cli_names_the_parquet_file_lacking_a_column(small_fit, tmp_path, capsys):
+    from bayeslmm.present.cli import main
+
+    data = small_fit[2].assign(f=1.0)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    data.iloc[:90].to_parquet(folder / "a.parquet")
+    data.iloc[90:].drop(columns="f").to_parquet(folder / "b.parquet")
+    code = main(["fit", str(folder / "*.parquet"), "Reaction ~ Days + f + (1 | Subject)",
+                 "--out", str(tmp_path / "out"), "--draws", "50", "--tune", "50",
+                 "--chains", "1"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "b.parquet" in err and "'f'" in err and "did not expect" not in err
+
+
+def _outcome(formula: str, data) -> tuple:
+    try:
+        design = bl.build_design(formula, data)
+    except bl.BayesLMMError as err:
+        return type(err).__name__, str(err)
+    return "fitted", list(design.fixed_names)
+
+
+@pytest.mark.parametrize("convert_string", [False, True])
+def test_column_types_follow_one_rule_on_pandas_nullable_and_dask(convert_string):
+    """Numbers as text (a pandas ``string`` column, an object column of str, or one Dask
+    partition of them) and a stray word in one partition: the same outcome, naming column
+    and value, on pandas and Dask, never a silent many-level factor."""
+    dask = pytest.importorskip("dask")
+    dd = pytest.importorskip("dask.dataframe")
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame({"y": rng.normal(size=80), "x": rng.integers(0, 10, 80),
+                         "g": np.repeat(list("abcdefgh"), 10)})  # fmt: skip
+    for text in (base.x.astype(str).astype("string"), base.x.astype(str)):
+        kind, message = _outcome("y ~ x + (1 | g)", base.assign(x=text))
+        assert kind == "ColumnTypeError" and "'x'" in message and "'4' (row 0)" in message
+    numbers = _outcome("y ~ x + (1 | g)", base.assign(x=base.x.astype(object)))
+    assert numbers == ("fitted", ["(Intercept)", "x"])  # object numbers: numeric
+    pieces = [base.iloc[i * 20:(i + 1) * 20].copy() for i in range(4)]
+    as_text = [*pieces[:3], pieces[3].assign(x=pieces[3].x.astype(str))]
+    stray = [p.copy() for p in pieces]
+    stray[2]["x"] = stray[2]["x"].astype(object)
+    stray[2].iloc[3, 1] = "oops"
+    with dask.config.set({"dataframe.convert-string": convert_string, "scheduler": "sync"}):
+        for parts, value in ((as_text, "'9' (row 60)"), (stray, "'oops' (row 43)")):
+            expected = _outcome("y ~ x + (1 | g)", pd.concat(parts))
+            ddf = dd.concat([dd.from_pandas(p, npartitions=1) for p in parts])
+            got = _outcome("y ~ x + (1 | g)", ddf)
+            # Dask's convert-string turns an object partition into text: the same refusal
+            assert got == expected or convert_string
+            assert got[0] == "ColumnTypeError" and "'x'" in got[1] and value in got[1]

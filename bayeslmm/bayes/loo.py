@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ComparisonError, NotFittedError, RowsNotInMemoryError
+from ..errors import ArgumentError, ComparisonError, NotFittedError, RowsNotInMemoryError
 from ..gaussian.statistics import level_moments, node_groups, same_response
 from .effects import kernel_draws
 from .predict import log_likelihood
@@ -138,7 +138,7 @@ def _loo_data(model: LMM, by: str) -> az.InferenceData:
 def loo(model: LMM, by: str = "group") -> az.ELPDData:
     """PSIS-LOO of one fitted model, leaving out groups (default) or observations."""
     if by not in BY:
-        raise ValueError(f"by must be one of {BY}, got {by!r}")
+        raise ArgumentError(f"by must be one of {BY}, got {by!r}")
     return az.loo(_loo_data(model, by), pointwise=True)
 
 
@@ -188,7 +188,7 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
         against it, stacking weights, a warning flag and Pareto k columns.
     """
     if by not in BY:
-        raise ValueError(f"by must be one of {BY}, got {by!r}")
+        raise ArgumentError(f"by must be one of {BY}, got {by!r}")
     from .model import LMM
 
     if not isinstance(models, Mapping) or len(models) < 2:

@@ -12,7 +12,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ArgumentError, NotFittedError, RowsNotInMemoryError, SamplerError, warn
+from ..errors import (
+    ArgumentError,
+    NotFittedError,
+    RowsNotInMemoryError,
+    SamplerError,
+    check_seed,
+    warn,
+)
 from ..gaussian.blocked import BlockedSystem, choose_explicit
 from ..gaussian.residual import ResidualModel, ResidualSystem
 from ..gaussian.statistics import (
@@ -542,19 +549,24 @@ class LMM:
             raise NotFittedError("the model is not fitted yet: call model.fit() first")
         return self.idata
 
-    def summary(self, print_it: bool = True, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
-        """lme4-like summary of the posterior; printed, and returned as a DataFrame.
+    def summary(self, print_it: bool | None = None, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+        """lme4-like summary of the posterior, returned as a DataFrame whose printed form
+        (``repr``: what a REPL or notebook shows) is the lme4-like block.
 
         Rows: random-effect SDs and correlations, residual SD (``sigma``), fixed
         effects; columns: mean, sd, HDI (``hdi_prob``, 94% by default as in ArviZ),
-        MCSE, bulk/tail ESS and R-hat.
+        MCSE, bulk/tail ESS and R-hat. ``print_it``: also print the block (default: in a
+        script, not at an interactive prompt, which shows the returned value once).
         """
-        table = summary_table(self._posterior(), self.design, hdi_prob)
-        if print_it:
-            from .text import format_summary
+        from .text import format_summary, interactive, summary_object
 
-            print(format_summary(self, table))
-        return table
+        if print_it is not None and not isinstance(print_it, bool | np.bool_):
+            raise ArgumentError(f"print_it must be True, False or None, got {print_it!r}")
+        table = summary_table(self._posterior(), self.design, hdi_prob)
+        text = format_summary(self, table)
+        if print_it or (print_it is None and not interactive()):
+            print(text)
+        return summary_object(table, text)
 
     def fixef(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
         """Posterior summary of the fixed effects (rows named as lme4 does)."""
@@ -659,6 +671,7 @@ class LMM:
 
     def posterior_predictive(self, random_seed: int | None = None) -> az.InferenceData:
         """Add a ``posterior_predictive`` group (for ``az.plot_ppc``) and return the data."""
+        check_seed("random_seed", random_seed)
         self._needs_rows("posterior_predictive() (replicated data sets, one value per row and "
                          "draw)", "check the model on a pandas sample of the rows")  # fmt: skip
         import pymc as pm

@@ -599,6 +599,12 @@ def report(
                             f"{type(comparison).__name__}")  # fmt: skip
     level = hdi_prob if hdi_prob is not None else (comparison.level if comparison else 0.95)
     level = check_hdi_prob(level)
+    for name, value in (("path", path), ("title", title), ("comparison_note", comparison_note),
+                        ("random_effects_note", random_effects_note)):  # fmt: skip
+        if not (isinstance(value, str | Path) if name == "path" else value is None
+                or isinstance(value, str)):
+            raise ArgumentError(f"{name} must be {'a path' if name == 'path' else 'text'}, "
+                                f"got {value!r}")  # fmt: skip
     if comparison is not None and comparison.level != level:
         comparison = comparison.at_level(level)
     out = Path(path)

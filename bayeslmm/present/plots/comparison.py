@@ -86,7 +86,7 @@ def _legend_below(fig: Figure, ax: plt.Axes) -> None:
 def _label_levels(ax: plt.Axes, part: pd.DataFrame, term: str, title: str,
                   order: str = "") -> None:  # fmt: skip
     if len(part) <= MAX_NAMED_LEVELS:
-        ax.set_yticks(np.arange(len(part)), part["level"])
+        ax.set_yticks(np.arange(len(part)), part["level"].astype(str))
         ax.set_ylabel(part["group"].iloc[0])
     else:  # too many to name: a band of levels in order
         ax.set_yticks([])

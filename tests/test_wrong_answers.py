@@ -239,3 +239,36 @@ def test_column_types_follow_one_rule_on_pandas_nullable_and_dask(convert_string
             # Dask's convert-string turns an object partition into text: the same refusal
             assert got == expected or convert_string
             assert got[0] == "ColumnTypeError" and "'x'" in got[1] and value in got[1]
+
+
+def test_bayes_factor_bridges_crossed_designs_as_documented():
+    """docs/choosing-random-effects.md: crossed designs are bridged (the sampled factor's
+    standardised effects enter the bridge) and the error is reported."""
+    data = pd.read_csv(DATA / "crossed_small.csv")
+    crossed = bl.LMM("rt ~ S + (1 | subj) + (1 | item)", data)
+    simpler = bl.LMM("rt ~ S + (1 | subj)", data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for model in (crossed, simpler):
+            model.fit(draws=300, tune=300, chains=2, progressbar=False, random_seed=3)
+        bf = bl.bayes_factor(crossed, simpler, random_seed=1)
+    assert np.isfinite(bf.log_bf) and np.isfinite(bf.error) and bf.error > 0
+    again = bl.bayes_factor(crossed, simpler, random_seed=2)
+    assert abs(again.log_bf - bf.log_bf) < 5 * max(bf.error, again.error, 0.05)
+    text = (Path(__file__).resolve().parents[1] / "docs" / "choosing-random-effects.md").read_text()
+    assert "Crossed designs are bridged too" in text and "crossed designs, whose" not in text
+
+
+def test_exact_fit_by_the_fixed_effects_alone_is_refused():
+    rng = np.random.default_rng(0)
+    g, x = np.repeat(np.arange(6), 5), rng.normal(size=30)
+    for noise in (0.0, 1e-9):  # 1e-9: below what float64 sums of squares resolve
+        y = 2 + 3 * x + noise * rng.normal(size=30)
+        data = pd.DataFrame({"g": g.astype(str), "x": x, "y": y})
+        with pytest.raises(bl.DataError, match="fixed effects .* alone fit the response"):
+            bl.lmer("y ~ x + (1 | g)", data)
+    data = pd.DataFrame({"g": g.astype(str), "x": x, "y": 2 + 3 * x + 1e-3 * rng.normal(size=30)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bl.SingularFitWarning)
+        fit = bl.lmer("y ~ x + (1 | g)", data)  # small noise, resolved: fitted
+    assert 3e-4 < fit.sigma < 3e-3

@@ -699,6 +699,9 @@ def _optimise_residual(
 #: effects ``FAR`` times the response's scale, is an (almost) exact fit of the response.
 EXACT_FIT = 1e-4
 FAR = 1e5
+#: Residual SDs below this fraction of the response's root mean square are below what sums
+#: of squares in float64 resolve (their rounding is ~1.5e-8 of it): an exact fit.
+PRECISION = 1e-7
 
 
 def _far_theta(layout: ThetaLayout, cp: CrossProducts) -> np.ndarray:
@@ -732,9 +735,18 @@ def _check_exact_fit(design: Design, cp: CrossProducts, layout: ThetaLayout, rem
         except np.linalg.LinAlgError:
             return  # judged by the caller's own checks
     scale, sd = np.sqrt(max(without, 0.0) / dof), np.sqrt(max(far, 0.0) / dof)
-    if not (np.isfinite(scale) and np.isfinite(sd)) or sd > EXACT_FIT * scale:
+    rms = float(np.sqrt(max(cp.yty, 0.0) / max(cp.n, 1)))
+    if not (np.isfinite(scale) and np.isfinite(sd)) or sd > max(EXACT_FIT * scale,
+                                                                PRECISION * rms):  # fmt: skip
         return
     groups = " / ".join(sorted({b.group for b in design.blocks}))
+    if scale <= PRECISION * rms:
+        raise DataError(
+            f"the fixed effects of {design.spec.formula!r} alone fit the response exactly or "
+            f"almost (residual SD {scale:.3g}, the response's root mean square {rms:.3g}): "
+            "no residual or random-effect variance can be estimated. Check that the response "
+            "is not computed from the predictors"
+        )
     raise DataError(
         f"the fixed and random effects of {design.spec.formula!r} fit the response exactly or "
         f"almost (residual SD under {sd:.3g} against {scale:.3g} without the random "

@@ -20,7 +20,14 @@ import scipy.stats
 from ..bayes.model import LMM
 from ..classical.lmer import LmerResult, lmer
 from ..classical.ols import OLSFit, ols, per_group_ols, refuse_dask
-from ..errors import ArgumentError, ColumnTypeError, ComparisonError, DataError, FormulaError
+from ..errors import (
+    ArgumentError,
+    ColumnTypeError,
+    ComparisonError,
+    DataError,
+    FormulaError,
+    check_probability,
+)
 from ..spec.design import NUMBER, build_design, column_kind
 from ..spec.formula import ModelSpec, parse_formula, quote
 from .factors import FactorsSetup, MultiFactorComparison, compare_factors
@@ -293,6 +300,9 @@ class Comparison:
         The region holding ``level`` of group coefficients under the fitted normal
         distribution of random effects, centred at the fixed effects.
         """
+        check_probability("level", level)
+        if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 3:
+            raise ArgumentError(f"n_points must be an integer of at least 3, got {n_points!r}")
         reml: LmerResult = self.fit("LMM-Full")
         block = reml.design.blocks[0]
         cov = reml.covariances()[0]

@@ -593,6 +593,9 @@ def report(
         raise ArgumentError(f"report() needs a fitted bayeslmm.LMM, got {type(model).__name__}")
     if model.idata is None or model.convergence is None:
         raise NotFittedError("report() needs a fitted model: call model.fit() first")
+    if random_effects is not None and not isinstance(random_effects, RandomEffectsComparison):
+        raise ArgumentError(f"random_effects must come from bayeslmm.compare_random_effects(), "
+                            f"got {type(random_effects).__name__}")  # fmt: skip
     if comparison is not None and not isinstance(comparison,
                                                  Comparison | MultiFactorComparison):  # fmt: skip
         raise ArgumentError(f"comparison must come from bayeslmm.compare(), got "

@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.stats
 from matplotlib.figure import Figure
 
-from ...errors import ArgumentError, UnknownNameError
+from ...errors import ArgumentError, UnknownNameError, check_seed
 
 if TYPE_CHECKING:
     from ...bayes.model import LMM
@@ -125,6 +125,10 @@ def _n_draws(idata: az.InferenceData) -> int:
 
 def ppc(model: LMM, num_pp_samples: int = 100, random_seed: int | None = 0) -> Figure:
     """Posterior predictive check: density of the data against replicated data sets."""
+    if isinstance(num_pp_samples, bool) or not isinstance(num_pp_samples, int | np.integer) \
+            or num_pp_samples < 1:
+        raise ArgumentError(f"num_pp_samples must be a positive integer, got {num_pp_samples!r}")
+    check_seed("random_seed", random_seed)
     idata = _predictive(model, random_seed)
     fig, ax = plt.subplots(figsize=(7.5, 4))
     num_pp_samples = min(num_pp_samples, _n_draws(idata))

@@ -15,11 +15,13 @@ from typing import Any
 from .bayes.evidence import BayesFactor, MarginalLikelihood, bayes_factor
 from .bayes.loo import LooComparison, loo_compare
 from .bayes.model import LMM
+from .bayes.persist import load
 from .bayes.priors import Prior, default_priors
 from .classical.anova import LikelihoodRatioTable, anova, ranova
 from .classical.lmer import LmerResult, lmer, satterthwaite
 from .comparison.factors import MultiFactorComparison
 from .comparison.models import Comparison, compare
+from .comparison.partition import icc, r2
 from .comparison.random_effects import RandomEffectsComparison, compare_random_effects
 from .datasets import list_datasets, load_dataset
 from .errors import (
@@ -48,11 +50,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LMM",
+    "load",
     "lmer",
     "AR1",
     "CompoundSymmetry",
     "satterthwaite",
     "LmerResult",
+    "icc",
+    "r2",
     "anova",
     "ranova",
     "LikelihoodRatioTable",

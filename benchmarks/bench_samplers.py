@@ -11,7 +11,11 @@ divergences and peak resident memory. The table goes to
 ``benchmarks/results/samplers.{csv,md}``. 4 chains x 1,000 draws (1,000 tuning).
 
 Configurations: ``bayeslmm-marginal``, ``bayeslmm-full``, ``bambi-pymc``,
-``bambi-nutpie``, ``bambi-numpyro``; ``bayeslmm-METHOD-SAMPLER`` (e.g.
+``bambi-nutpie``, ``bambi-numpyro`` (this Python's stack: bambi 0.17 on PyMC 5 under Python
+3.11); ``py313:CONFIG`` runs CONFIG on the second stack, Python 3.13 with PyMC 6 / ArviZ 1.x
+and bambi 0.21, inside the Debian root that ``ci/stack-py313`` makes (run it once first), on
+the same machine in the same run (``py313:bambi-nutpie``, ``py313:bayeslmm-marginal``);
+``bayeslmm-METHOD-SAMPLER`` (e.g.
 ``bayeslmm-marginal-nutpie``) picks bayeslmm's NUTS implementation, to choose its
 default; without it bayeslmm runs its default, ``sampler="auto"``.
 ``bayeslmm-marginal-cold`` runs the default with an empty numba cache (a new
@@ -54,6 +58,8 @@ from _report import write  # noqa: E402
 
 CONFIGS = ["bayeslmm-marginal", "bayeslmm-marginal-cold", "bayeslmm-full",
            "bambi-pymc", "bambi-nutpie", "bambi-numpyro"]  # fmt: skip
+#: Prefix of a configuration run on the second stack (Python 3.13, PyMC 6, bambi 0.21).
+PY313 = "py313:"
 CASES = {
     "sleepstudy": None,
     "sim50k": (50_000, 500),
@@ -103,11 +109,17 @@ def load_case(case: str) -> tuple[pd.DataFrame, str, list[str]]:
     )
 
 
+def _group(idata, name: str):
+    """A group as an xarray Dataset, from ArviZ 0.x's InferenceData or 1.x's DataTree."""
+    group = idata[name]
+    return group.to_dataset() if hasattr(group, "to_dataset") else group
+
+
 def min_ess(idata, var_names: list[str]) -> tuple[float, float, float]:
     """Smallest bulk and tail ESS and largest R-hat over the population parameters."""
     import arviz as az
 
-    post = idata.posterior[var_names]
+    post = _group(idata, "posterior")[var_names]
     bulk = az.ess(post, method="bulk")
     tail = az.ess(post, method="tail")
     rhat = az.rhat(post)
@@ -141,18 +153,24 @@ def run_one(case: str, config: str, draws: int, chains: int, seed: int = 1) -> d
         idata = model.fit(draws=draws, tune=draws, chains=chains, random_seed=seed,
                           progressbar=False, **kwargs)  # fmt: skip
         names = [  # population parameters: no dimension over the group's levels
-            v for v, da in idata.posterior.data_vars.items()
+            v for v, da in _group(idata, "posterior").data_vars.items()
             if not any(d.startswith(tuple(f"{g}__" for g in group)) for d in da.dims)
         ]  # fmt: skip
     wall = time.perf_counter() - start
     bulk, tail, rhat = min_ess(idata, names)
-    div = int(idata.sample_stats["diverging"].sum()) if "diverging" in idata.sample_stats else -1
+    stats = _group(idata, "sample_stats")
+    div = int(stats["diverging"].sum()) if "diverging" in stats else -1
     peak_mb = max(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
     ) / 1024  # fmt: skip
+    import arviz as az
+
+    library = bl if config.startswith("bayeslmm") else bmb
     return {
         "case": case, "config": config, "seed": seed, "rows": len(data), "wall_s": wall,
+        "python": sys.version.split()[0], "library": library.__version__,
+        "arviz": az.__version__,
         "import_s": imported, "fit_s": wall - imported,
         "min_ess_bulk": bulk, "min_ess_tail": tail, "ess_bulk_per_s": bulk / wall,
         "ess_bulk_per_fit_s": bulk / (wall - imported),
@@ -177,12 +195,15 @@ def main() -> None:
         return
     rows = []
     # untimed: fills numba's on-disk cache of the compiled density, as any earlier fit would
-    subprocess.run([sys.executable, __file__, "--one", "sleepstudy", "bayeslmm-marginal",
-                    "--draws", "50", "--chains", "1"], capture_output=True)  # fmt: skip
+    warm = ["--one", "sleepstudy", "bayeslmm-marginal", "--draws", "50", "--chains", "1"]
+    subprocess.run([sys.executable, __file__, *warm], capture_output=True)
+    if any(c.startswith(PY313) for c in args.configs):
+        subprocess.run(_py313(warm), capture_output=True)
     for case in args.cases:
         for seed in args.seeds:
             for config in args.configs:
-                if case == "sim1m" and not config.startswith("bayeslmm-marginal"):
+                if case == "sim1m" and not config.removeprefix(PY313).startswith(
+                        "bayeslmm-marginal"):  # fmt: skip
                     continue
                 rows.append(run_process(case, config, seed, args))
                 print(rows[-1], flush=True)
@@ -190,11 +211,17 @@ def main() -> None:
     for _, runs in table.groupby(["case", "seed"]):
         if "ess_bulk_per_s" not in runs:
             continue
-        sel = runs["config"].str.startswith("bambi") & runs["ess_bulk_per_s"].notna()
+        peer = runs["config"].str.removeprefix(PY313).str.startswith("bambi")
+        sel = peer & runs["ess_bulk_per_s"].notna()
         if sel.any():
             for rate, column in [("ess_bulk_per_s", "vs_best_bambi"),
                                  ("ess_bulk_per_fit_s", "fit_vs_best_bambi")]:  # fmt: skip
                 table.loc[runs.index, column] = runs[rate] / runs.loc[sel, rate].max()
+        for line, prefix in (("bambi017", "bambi"), ("bambi021", PY313 + "bambi")):
+            own = runs["config"].str.startswith(prefix) & runs["ess_bulk_per_s"].notna()
+            if own.any():  # against each bambi line's best on its own
+                table.loc[runs.index, f"vs_{line}"] = (runs["ess_bulk_per_s"]
+                                                       / runs.loc[own, "ess_bulk_per_s"].max())
         full = runs["config"] == "bayeslmm-full"
         if full.any() and runs.loc[full, "ess_bulk_per_s"].notna().all():
             rate = float(runs.loc[full, "ess_bulk_per_s"].iloc[0])
@@ -217,8 +244,9 @@ def main() -> None:
 
 def run_process(case: str, config: str, seed: int, args: argparse.Namespace) -> dict:
     """One run in a fresh process; a row that says why where it gave no result."""
-    cmd = [sys.executable, __file__, "--one", case, config, "--draws", str(args.draws),
+    one = ["--one", case, config.removeprefix(PY313), "--draws", str(args.draws),
            "--chains", str(args.chains), "--seeds", str(seed)]  # fmt: skip
+    cmd = _py313(one) if config.startswith(PY313) else [sys.executable, __file__, *one]
     env = dict(os.environ)
     if config.endswith("-cold"):
         env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-numba-")
@@ -229,8 +257,14 @@ def run_process(case: str, config: str, seed: int, args: argparse.Namespace) -> 
                 "note": f"> {args.timeout} s, stopped"}  # fmt: skip
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     if line:
-        return json.loads(line[-1][7:])
+        return {**json.loads(line[-1][7:]), "config": config}
     return {"case": case, "config": config, "seed": seed, "note": out.stderr.strip()[-200:]}
+
+
+def _py313(arguments: list[str]) -> list[str]:
+    """The command running this script with ``arguments`` on the second stack."""
+    script = HERE.parent / "ci" / "stack-py313"
+    return ["bash", str(script), "--run", "python", "benchmarks/bench_samplers.py", *arguments]
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from bayeslmm.present.cli import main, parse_prior
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FAST = ["--draws", "100", "--tune", "150", "--chains", "2", "--no-progress"]
 TABLES = ["data_summary", "priors", "convergence", "fixed_effects", "variance_components",
-          "random_effects"]  # fmt: skip
+          "icc", "r2", "random_effects"]  # fmt: skip
 MODEL_FIGURES = ["trace", "rank", "data_overview", "ppc", "ppc_by_group", "residuals"]
 COMPARISON_FIGURES = ["comparison_forest", "group_fits", "shrinkage_arrows", "caterpillar",
                       "shrinkage_2d"]  # fmt: skip

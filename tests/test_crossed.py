@@ -3,7 +3,6 @@ exact draws and posterior against dense linear algebra and the explicit model.""
 
 from pathlib import Path
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +11,7 @@ import scipy.stats
 import xarray as xr
 
 import bayeslmm as bl
+from bayeslmm.bayes import stack
 from bayeslmm.bayes.effects import draw_random_effects
 from bayeslmm.bayes.sbc import run_sbc
 from bayeslmm.gaussian import blocked
@@ -150,7 +150,7 @@ def test_draws_follow_the_exact_conditional(crossed):
         },
         coords={"chain": [0], "draw": np.arange(n)},
     )
-    draws = draw_random_effects(az.InferenceData(posterior=post), design, system, random_seed=3)
+    draws = draw_random_effects(stack.from_datasets(posterior=post), design, system, random_seed=3)
     item_cov = np.outer(sd["item"], sd["item"]) * np.array([[1, cor], [cor, 1]])
     blocks = {"subj": np.array([[sd["subj"] ** 2]]), "item": item_cov,
               "site": np.array([[sd["site"] ** 2]])}  # fmt: skip

@@ -1,13 +1,16 @@
 """The compiled marginal density: PyMC's log density and gradient, PyMC's variables."""
 
+import math
 import warnings
 
 import numpy as np
+import pymc
 import pytest
+import scipy.integrate
 from pymc.util import get_default_varnames
 
 import bayeslmm as bl
-from bayeslmm.bayes.density import MarginalDensity
+from bayeslmm.bayes.density import MarginalDensity, _lkj_log_constant
 from bayeslmm.gaussian.blocked import BlockedSystem
 from bayeslmm.gaussian.statistics import BlockedStats
 
@@ -31,6 +34,44 @@ PRIORS = [
      "sigma": P("LogNormal", mu=3, sigma=1)},
     {"sd": P("HalfFlat"), "sigma": P("HalfFlat")},
 ]  # fmt: skip
+
+
+#: PyMC 5's ``LKJCholeskyCov`` has its normalising constant's sign inverted (PyMC 6 fixed it)
+PYMC_5 = int(pymc.__version__.split(".")[0]) < 6
+
+
+def _pymc5_lkj_error(model) -> float:
+    """How much PyMC 5's log density exceeds the correct one: twice the true log LKJ
+    constant of every correlated block (``_lkj_log_constant`` is checked on its own)."""
+    if not PYMC_5:
+        return 0.0
+    error = 0.0
+    for block in model.design.blocks:
+        if block.correlated:
+            eta = float(model.priors[f"cor({block.label})"].params.get("eta", 1.0))
+            error -= 2.0 * _lkj_log_constant(eta, block.n_terms)
+    return error
+
+
+@pytest.mark.parametrize("eta", [1.0, 2.0, 0.7])
+def test_lkj_constant_normalises_the_lkj_density(eta):
+    """The log constant makes det(R)^(eta - 1) integrate to one over correlation matrices:
+    2 x 2 by quadrature over r; 3 x 3 by quadrature over (r12, r13, r23) on det(R) > 0."""
+    two = scipy.integrate.quad(lambda r: (1 - r * r) ** (eta - 1), -1, 1)[0]
+    assert _lkj_log_constant(eta, 2) == pytest.approx(-math.log(two), rel=1e-10)
+
+    def det3(r23, r13, r12):
+        d = 1 - r12**2 - r13**2 - r23**2 + 2 * r12 * r13 * r23
+        return d ** (eta - 1) if d > 0 else 0.0
+
+    def r23_bounds(r13, r12):  # det(R) > 0 for r23 in this interval
+        half = math.sqrt(max(0.0, (1 - r12**2) * (1 - r13**2)))
+        return r12 * r13 - half, r12 * r13 + half
+
+    three = scipy.integrate.tplquad(det3, -1, 1, -1, 1, lambda r13, r12: r23_bounds(r13, r12)[0],
+                                    lambda r13, r12: r23_bounds(r13, r12)[1],
+                                    epsabs=1e-9, epsrel=1e-9)[0]  # fmt: skip
+    assert _lkj_log_constant(eta, 3) == pytest.approx(-math.log(three), rel=1e-6)
 
 
 def _pair(formula, data, priors, signed=None):
@@ -129,6 +170,7 @@ def test_log_density_is_pymcs_through_the_change_of_variables(sleepstudy, formul
         ours -= _log_jacobian(lambda v: _common(density.constrained(v, design), design), x)
         ours += np.log(2.0) * sum(density.signed)
         theirs -= _log_jacobian(lambda v: _from_pymc(v, density, design), x_pymc)
+        theirs -= _pymc5_lkj_error(model)
         offsets.append(ours - float(theirs))
     assert np.all(np.isfinite(offsets))
     assert np.ptp(offsets) < 1e-5

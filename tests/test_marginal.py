@@ -2,7 +2,6 @@
 
 import warnings
 
-import arviz as az
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
@@ -12,6 +11,7 @@ import scipy.stats
 import xarray as xr
 
 import bayeslmm as bl
+from bayeslmm.bayes import stack
 from bayeslmm.bayes.effects import draw_random_effects
 from bayeslmm.bayes.marginal_graph import marginal_loglik, nested_marginal_loglik
 from bayeslmm.bayes.sbc import run_sbc
@@ -77,7 +77,7 @@ def test_random_effect_draws_follow_the_exact_conditional(sleepstudy):
         coords={"chain": [0], "draw": np.arange(n)},
     )
     system = BlockedSystem(BlockedStats.from_design(design))
-    draws = draw_random_effects(az.InferenceData(posterior=post), design, system, random_seed=1)
+    draws = draw_random_effects(stack.from_datasets(posterior=post), design, system, random_seed=1)
     u = draws["u_Subject"].values[0]  # (n, G, 2)
     # exact conditional of all random effects: D Z'V^-1 r, D - D Z'V^-1 Z D
     D_level = np.array([[sd[0] ** 2, cor * sd[0] * sd[1]], [cor * sd[0] * sd[1], sd[1] ** 2]])
@@ -242,7 +242,7 @@ def test_nested_random_effect_draws_follow_the_exact_conditional(ratpup):
         coords={"chain": [0], "draw": np.arange(n)},
     )  # fmt: skip
     system = BlockedSystem(BlockedStats.from_design(design))
-    draws = draw_random_effects(az.InferenceData(posterior=post), design, system, random_seed=2)
+    draws = draw_random_effects(stack.from_datasets(posterior=post), design, system, random_seed=2)
     u = np.concatenate([draws["u_treatment"].values[0, :, :, 0],
                         draws["u_treatment:litter"].values[0, :, :, 0]], axis=1)  # fmt: skip
     chols = [np.array([[sd_t]]), np.array([[sd_l]])]

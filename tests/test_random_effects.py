@@ -47,7 +47,10 @@ def test_classroom_does_not_need_the_random_slope(classroom):
                               "(1 + edu | classroom). The simpler model score ~ edu + "
                               "(1 | classroom) is enough.")  # fmt: skip
     assert "which the data do not support" in result.conclusions[1]
-    assert "Pareto k is high" in result.conclusions[0]  # three classrooms: LOGO is rough
+    # three classrooms: LOGO is rough, and the sentence says so wherever PSIS flags a level
+    # (whether it does depends on the draws and on the ArviZ line's Pareto k estimate)
+    k_high = int(t.loc["slope", "k_high"])
+    assert ("Pareto k is high" in result.conclusions[0]) == (k_high > 0)
 
 
 def test_frequentist_only_on_request_and_crossed_without_groups_to_leave_out(sleepstudy, classroom):

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import bayeslmm as bl
+from bayeslmm.bayes import stack
 from bayeslmm.classical.lmer import lmer, satterthwaite
 from bayeslmm.gaussian.blocked import BlockedSystem
 from bayeslmm.gaussian.residual import ResidualModel, ResidualSystem
@@ -298,8 +299,9 @@ def test_residual_fit_outputs(ar1_fit, capsys):
     with warnings.catch_warnings():  # a few high Pareto k: PSIS's own warning
         warnings.simplefilter("ignore", UserWarning)
         by_row, by_group = loo(model, by="observation"), loo(model, by="group")
-    assert by_row.loo_i.shape == (n,) and by_group.loo_i.shape == (18,)
-    assert np.isfinite(by_row.elpd_loo) and np.isfinite(by_group.elpd_loo)
+    assert stack.pointwise_elpd(by_row).shape == (n,)
+    assert stack.pointwise_elpd(by_group).shape == (18,)
+    assert np.isfinite(stack.elpd(by_row)[0]) and np.isfinite(stack.elpd(by_group)[0])
     # response draws for new rows: correlated as phi^|t_i - t_j| within a subject
     new = pd.DataFrame({"Days": [0, 1, 2, 5], "Subject": [308] * 4})
     draws = model.predict(new, kind="response", random_seed=1).values.reshape(-1, 4)

@@ -117,18 +117,15 @@ def _log_constant(dist: str, a: list[float]) -> float:
 
 
 def _lkj_log_constant(eta: float, n: int) -> float:
-    """log normalising constant of the LKJ density, as PyMC writes it
-    (``pymc.distributions.multivariate._lkj_normalizing_constant``)."""
+    """log normalising constant of the LKJ(eta) density of an n x n correlation matrix:
+    ``-log of the integral of det(R)^(eta - 1)`` over correlation matrices (Lewandowski,
+    Kurowicka & Joe 2009), as PyMC 6 writes it. PyMC 5's ``LKJCholeskyCov`` had this
+    constant's sign inverted (log 4 too high for a 2 x 2 block), which a log marginal
+    likelihood, and so a Bayes factor between correlated and independent terms, feels."""
     lg, log_pi = math.lgamma, math.log(math.pi)
-    if eta == 1.0:
-        result = sum(lg(2.0 * k) for k in range(1, (n - 1) // 2 + 1))
-        if n % 2 == 1:
-            return result + (0.25 * (n**2 - 1) * log_pi - 0.25 * (n - 1) ** 2 * math.log(2.0)
-                             - (n - 1) * lg((n + 1) // 2))  # fmt: skip
-        return result + (0.25 * n * (n - 2) * log_pi + 0.25 * (3 * n**2 - 4 * n) * math.log(2.0)
-                         + n * lg(n / 2) - (n - 1) * lg(n))  # fmt: skip
-    result = -(n - 1) * lg(eta + 0.5 * (n - 1))
-    return result + sum(0.5 * k * log_pi + lg(eta + 0.5 * (n - 1 - k)) for k in range(1, n))
+    half = 0.5 * (n - 1)
+    return (n - 1) * lg(eta + half) - sum(0.5 * k * log_pi + lg(eta + half - 0.5 * k)
+                                          for k in range(1, n))  # fmt: skip
 
 
 @dataclass(frozen=True)

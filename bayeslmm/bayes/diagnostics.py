@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import arviz as az
 import numpy as np
 
 from ..errors import ConvergenceWarning, warn
+from . import stack
+from .stack import Results
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -46,20 +45,6 @@ def _worst(ds, fn) -> tuple[float, str]:
     return float(values[i]), names[i]
 
 
-@contextlib.contextmanager
-def _arviz_without_numba() -> Iterator[None]:
-    """ArviZ's R-hat JIT-compiles a variance with numba in every new process (0.3 s,
-    more than sampling sleepstudy takes); NumPy's is as fast on a few thousand draws."""
-    was_on = az.Numba.numba_flag
-    if was_on:
-        az.Numba.disable_numba()
-    try:
-        yield
-    finally:
-        if was_on:
-            az.Numba.enable_numba()
-
-
 def divergence_advice(target_accept: float | None) -> str:
     """What to try against divergences, given the ``target_accept`` that produced them."""
     if target_accept is None or target_accept < 0.95:
@@ -75,29 +60,27 @@ def divergence_advice(target_accept: float | None) -> str:
 
 
 def check_convergence(
-    idata: az.InferenceData, var_names: list[str], target_accept: float | None = None
+    idata: Results, var_names: list[str], target_accept: float | None = None
 ) -> Convergence:
     """R-hat, ESS and divergences of ``var_names`` in ``idata.posterior``; the advice for
     divergences takes the ``target_accept`` they were sampled with into account."""
-    post = idata.posterior[var_names]
+    post = stack.posterior(idata)[var_names]
     n_chains, n_draws = post.sizes["chain"], post.sizes["draw"]
     problems = []
     div = 0
-    if "sample_stats" in idata and "diverging" in idata.sample_stats:
-        div = int(idata.sample_stats["diverging"].sum())
+    if stack.has_group(idata, "sample_stats"):
+        stats = stack.group(idata, "sample_stats")
+        if "diverging" in stats:
+            div = int(stats["diverging"].sum())
     # constant elements (a correlation matrix's diagonal) give NaN, which _worst skips
-    with (
-        warnings.catch_warnings(),
-        np.errstate(invalid="ignore", divide="ignore"),
-        _arviz_without_numba(),
-    ):
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         if n_chains > 1:
-            rhat, rhat_var = _worst(az.rhat(post), np.max)
+            rhat, rhat_var = _worst(stack.rhat(post), np.max)
         else:
             rhat, rhat_var = float("nan"), ""
-        ess_bulk, bulk_var = _worst(az.ess(post, method="bulk"), np.min)
-        ess_tail, tail_var = _worst(az.ess(post, method="tail"), np.min)
+        ess_bulk, bulk_var = _worst(stack.ess(post, method="bulk"), np.min)
+        ess_tail, tail_var = _worst(stack.ess(post, method="tail"), np.min)
     if n_chains < 2:
         problems.append(
             "one chain: R-hat, which compares chains, cannot tell whether the sampler "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import arviz as az
 import numpy as np
 import xarray as xr
 
@@ -20,6 +19,8 @@ from ..gaussian.draws import draw_random_effects as draw_array
 from ..gaussian.residual import ResidualSystem, draw_effects_residual
 from ..spec.design import Design
 from ..spec.naming import term_dim
+from . import stack
+from .stack import Results
 
 
 def block_scale_draws(post: xr.Dataset, block) -> np.ndarray:
@@ -74,7 +75,7 @@ def kernel_draws(post: xr.Dataset, design: Design, system: BlockedSystem) -> Ker
 
 
 def draw_random_effects(
-    idata: az.InferenceData,
+    idata: Results,
     design: Design,
     system: BlockedSystem,
     random_seed: int | None = None,
@@ -85,7 +86,7 @@ def draw_random_effects(
     with a residual structure (``residual``), each draw's system is weighted by its
     ``R(phi)^-1``."""
     rng = np.random.default_rng(random_seed)
-    post = idata.posterior
+    post = stack.posterior(idata)
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
     stats = system.stats

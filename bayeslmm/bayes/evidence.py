@@ -37,7 +37,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 import scipy.stats
 import xarray as xr
@@ -45,6 +44,7 @@ import xarray as xr
 from ..errors import ComparisonError, NotFittedError, check_seed
 from ..gaussian.statistics import same_response
 from ..spec.design import Design
+from . import stack
 from .density import Layout, level_mean_basis
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ def bridge_sampling(
     # Frühwirth-Schnatter's relative mean squared error of exp(logml)
     f1 = np.exp(-np.logaddexp(log_s1, log_s2 + q22 - q21 + logml))
     f2 = np.exp(q12 - np.logaddexp(log_s1 + q11 - logml, log_s2 + q12))
-    ess_f2 = float(az.ess(f2.reshape(n_chain, -1)))
+    ess_f2 = stack.ess(f2.reshape(n_chain, -1))
     re2 = np.var(f1, ddof=1) / (n2 * np.mean(f1) ** 2) + np.var(f2, ddof=1) / (
         max(ess_f2, 1.0) * np.mean(f2) ** 2
     )
@@ -185,7 +185,7 @@ def bridge_sampling(
 
 def _per_dim(draws: np.ndarray) -> np.ndarray:
     """Effective sample size of every coordinate of (chain, draw, d) draws."""
-    return np.array([float(az.ess(draws[:, :, j])) for j in range(draws.shape[-1])])
+    return np.array([stack.ess(draws[:, :, j]) for j in range(draws.shape[-1])])
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -271,7 +271,7 @@ def _pymc_space(model: LMM) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndar
     import pytensor.tensor as pt
 
     pm_model = model.marginal_model
-    post = model.idata.posterior
+    post = stack.posterior(model.idata)
     pieces, inputs, sizes = [], [], []
     for rv in pm_model.free_RVs:
         values = np.asarray(post[rv.name].values, dtype=float)
@@ -327,7 +327,7 @@ def log_marginal_likelihood(model: LMM, random_seed: int | None = None) -> Margi
         )
     rng = np.random.default_rng(random_seed)
     density = model.compiled_density
-    post = model.idata.posterior
+    post = stack.posterior(model.idata)
     if density is not None:
         density = density.with_log_sds()
         draws = unconstrained_draws(density.layout, post, model.design)

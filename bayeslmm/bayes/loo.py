@@ -21,17 +21,18 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from ..errors import ArgumentError, ComparisonError, NotFittedError, RowsNotInMemoryError
 from ..gaussian.statistics import level_moments, node_groups, same_response
+from . import stack
 from .effects import kernel_draws
 from .predict import log_likelihood
+from .stack import Results
 
 if TYPE_CHECKING:
     from .model import LMM
@@ -69,7 +70,7 @@ def group_log_likelihood(model: LMM) -> xr.DataArray:
     if idata is None:
         raise NotFittedError("the model is not fitted yet: call model.fit() first")
     group = loo_group(model)
-    design, post, system = model.design, idata.posterior, model.blocked_system
+    design, post, system = model.design, stack.posterior(idata), model.blocked_system
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
     block = next(b for b in design.blocks if b.group == group)
@@ -101,7 +102,7 @@ def _residual_group_loglik(model: LMM, kd, block, node_group: np.ndarray) -> np.
     first = np.zeros(lay.n_groups, dtype=np.int64)
     first[lay.codes[::-1]] = np.arange(len(lay.codes))[::-1]
     level_of_group = block.codes[first]
-    phis = model.idata.posterior[lay.parameter].values.reshape(-1)
+    phis = stack.posterior(model.idata)[lay.parameter].values.reshape(-1)
     out = np.empty((len(phis), block.n_levels))
     for d, phi in enumerate(phis):
         moments = stacked.at(residual.model.coefficients(float(phi)))
@@ -113,17 +114,18 @@ def _residual_group_loglik(model: LMM, kd, block, node_group: np.ndarray) -> np.
     return out
 
 
-def _loo_data(model: LMM, by: str) -> az.InferenceData:
+def _loo_data(model: LMM, by: str) -> Results:
     """The population posterior with the log-likelihood ``az.loo`` should use."""
     idata = model.idata
     if idata is None:
         raise NotFittedError(f"{model.formula!r} is not fitted yet: call model.fit() first")
-    post = idata.posterior[[v for v in model.population_variables() if v in idata.posterior]]
+    post = stack.posterior(idata)
+    post = post[[v for v in model.population_variables() if v in post]]
     if by == "group":
         values = group_log_likelihood(model)
         loglik = xr.Dataset({values.name: values})
-    elif "log_likelihood" in idata.groups():
-        loglik = idata.log_likelihood
+    elif stack.has_group(idata, "log_likelihood"):
+        loglik = stack.group(idata, "log_likelihood")
     elif not model.design.rows_in_memory:
         raise RowsNotInMemoryError(
             f"leave-one-observation-out needs a log-likelihood value per row and draw, and "
@@ -132,14 +134,14 @@ def _loo_data(model: LMM, by: str) -> az.InferenceData:
         )
     else:
         loglik = log_likelihood(idata, model.design)
-    return az.InferenceData(posterior=post, log_likelihood=loglik)
+    return stack.from_datasets(posterior=post, log_likelihood=loglik)
 
 
-def loo(model: LMM, by: str = "group") -> az.ELPDData:
+def loo(model: LMM, by: str = "group") -> Any:
     """PSIS-LOO of one fitted model, leaving out groups (default) or observations."""
     if by not in BY:
         raise ArgumentError(f"by must be one of {BY}, got {by!r}")
-    return az.loo(_loo_data(model, by), pointwise=True)
+    return stack.loo(_loo_data(model, by))
 
 
 @dataclass
@@ -160,7 +162,7 @@ class LooComparison:
     """
 
     table: pd.DataFrame
-    loo: dict[str, az.ELPDData] = field(repr=False)
+    loo: dict[str, Any] = field(repr=False)
     by: str
     unit: str
 
@@ -219,9 +221,7 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
     with warnings.catch_warnings():  # the table reports Pareto k itself
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
         results = {name: loo(m, by) for name, m in models.items()}
-    with warnings.catch_warnings():  # ArviZ's own pandas call, not the user's business
-        warnings.filterwarnings("ignore", message=".*inplace keyword.*")
-        table = az.compare(results, ic="loo")
+    table = stack.compare(results)
     k_max, k_high = {}, {}
     for name, res in results.items():
         k = np.asarray(res.pareto_k)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -15,12 +15,14 @@ import xarray as xr
 from ..errors import (
     ArgumentError,
     NotFittedError,
+    PriorError,
     RowsNotInMemoryError,
     SamplerError,
     check_seed,
     warn,
 )
 from ..gaussian.blocked import BlockedSystem, choose_explicit
+from ..gaussian.partition import icc_kinds
 from ..gaussian.residual import ResidualModel, ResidualSystem
 from ..gaussian.statistics import (
     SUMMARIES,
@@ -34,14 +36,18 @@ from ..gaussian.statistics import (
 from ..spec.design import Design, Rows, build_design, is_dask_frame
 from ..spec.naming import PARAMETRIZATIONS, ParameterNames
 from ..spec.residual import ResidualStructure, non_nested_factors
+from . import stack
 from .density import EVEN_AT_ZERO, MarginalDensity
 from .diagnostics import Convergence, check_convergence, warn_convergence
 from .effects import draw_random_effects
+from .partition import draws_table, icc_draws, r2_draws
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
 from .results import (
     HDI_PROB,
+    check_hdi_prob,
     coef_table,
+    draw_stats,
     group_coefficient_draws,
     ranef_table,
     summary_table,
@@ -55,10 +61,12 @@ from .sampling import (
     sample_compiled,
     sample_nuts,
 )
+from .stack import Results
 
 if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit need not pay)
     import pymc as pm
 
+    from .conditional import ConditionalEffects
     from .evidence import MarginalLikelihood
 
 METHODS = ("marginal", "full")
@@ -150,7 +158,7 @@ class LMM:
         self._spreads: dict[int, LevelSpread | None] = {}
         self._residual: ResidualModel | None = None
         self._residual_system: ResidualSystem | None = None
-        self.idata: az.InferenceData | None = None
+        self.idata: Results | None = None
         self.convergence: Convergence | None = None
         self._fit_info: dict = {}
 
@@ -434,7 +442,7 @@ class LMM:
         sampler: str = "auto",
         method: str | None = None,
         store_log_likelihood: bool | None = None,
-    ) -> az.InferenceData:
+    ) -> Results:
         """Sample the posterior with NUTS.
 
         Parameters
@@ -534,23 +542,21 @@ class LMM:
         if method == "marginal":
             effects = draw_random_effects(idata, self.design, self.blocked_system, random_seed,
                                           self.residual_system)  # fmt: skip
-            for name, values in effects.items():
-                idata.posterior[name] = values
-            if "observed_data" in idata.groups():
-                del idata["observed_data"]
+            stack.set_group(idata, "posterior", stack.posterior(idata).assign(effects))
+            stack.drop_group(idata, "observed_data")
             if self.design.rows_in_memory:
                 obs = {"obs": np.arange(self.design.n_obs)}
                 y = xr.DataArray(self.design.y, dims="obs", coords=obs)
-                idata.add_groups(observed_data=xr.Dataset({self.design.response: y}))
+                stack.set_group(idata, "observed_data", xr.Dataset({self.design.response: y}))
         if store_log_likelihood is None:
             size = self.design.n_obs * draws * chains
             store_log_likelihood = self.design.rows_in_memory and size <= LOG_LIKELIHOOD_MAX
         if store_log_likelihood:
-            idata.add_groups(log_likelihood=log_likelihood(idata, self.design))
+            stack.set_group(idata, "log_likelihood", log_likelihood(idata, self.design))
         self.idata = idata
         self._fit_info = {
             "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune,
-            "target_accept": target_accept,
+            "target_accept": target_accept, "random_seed": random_seed,
             "log_density": "bayeslmm (numba)" if density is not None else "PyMC graph",
             "mass_matrix": ("diagonal + low rank" if density is not None
                             and density.low_rank_mass_matrix else "diagonal"),
@@ -564,7 +570,7 @@ class LMM:
         warn_convergence(self.convergence, self.formula)
         return idata
 
-    def _posterior(self) -> az.InferenceData:
+    def _posterior(self) -> Results:
         if self.idata is None:
             raise NotFittedError("the model is not fitted yet: call model.fit() first")
         return self.idata
@@ -609,7 +615,7 @@ class LMM:
         return group_coefficient_draws(self._posterior(), self.design, group)
 
     def _mean_effects(self) -> tuple[np.ndarray, list[np.ndarray]]:
-        post = self._posterior().posterior
+        post = stack.posterior(self._posterior())
         beta = (post["beta"].mean(("chain", "draw")).values if "beta" in post
                 else np.zeros(self.design.n_fixed))  # fmt: skip
         effects = [post[f"u_{b.label}"].mean(("chain", "draw")).values for b in self.design.blocks]
@@ -639,20 +645,69 @@ class LMM:
         table = summary_table(self._posterior(), self.design, hdi_prob)
         return varcorr_table(table, self.design)
 
+    def icc(self, hdi_prob: float | None = None) -> pd.DataFrame:
+        """Intraclass correlations, computed for every posterior draw.
+
+        Nakagawa & Schielzeth's ICC, as R's ``performance::icc`` (variances as
+        ``insight::get_variance``: :mod:`bayeslmm.gaussian.partition`). Rows: every
+        grouping factor (its variance over random + residual variance; with random slopes
+        its mean variance over the fitted rows), ``adjusted`` (random / (random +
+        residual)) and ``conditional`` (random / (fixed + random + residual)); columns
+        ``component`` (``group`` or ``total``), posterior mean, sd and HDI (``hdi_prob``,
+        default 0.94). With AR(1) or compound-symmetric residuals the residual variance
+        is ``sigma^2``, each residual's variance. Raises :class:`ArgumentError` for a model
+        without random effects.
+        """
+        draws = icc_draws(self._posterior(), self.design)
+        return draws_table(draws, hdi_prob, icc_kinds(self.design))
+
+    def r2(self, hdi_prob: float | None = None) -> pd.DataFrame:
+        """Bayesian R2 (Gelman, Goodrich, Gabry & Vehtari 2019), as brms' ``bayes_R2``.
+
+        Per draw ``var(mu) / (var(mu) + var(y - mu))`` over the fitted rows; row
+        ``conditional``: ``mu = X beta + Z u``, row ``marginal``: ``mu = X beta`` (brms'
+        ``re_formula = NA``). Columns: posterior mean, sd and HDI (``hdi_prob``, default
+        0.94). Needs the rows in memory (not a Dask DataFrame's fit).
+        """
+        self._needs_rows("r2() (the fitted mean of every row, per draw)",
+                         "icc() needs only sums; or fit a pandas sample of the rows")  # fmt: skip
+        return draws_table(r2_draws(self._posterior(), self.design), hdi_prob)
+
     def predict(
         self,
-        newdata: pd.DataFrame | None = None,
-        include_random: bool = True,
-        allow_new_levels: bool = True,
+        data: pd.DataFrame | None = None,
+        *,
         kind: str = "mean",
+        include_random: bool = True,
+        summary: bool = False,
+        hdi_prob: float | None = None,
+        allow_new_levels: bool = True,
         random_seed: int | None = None,
-    ) -> xr.DataArray:
-        """Posterior draws of predictions for ``newdata`` (default: the fitted rows).
+        newdata: pd.DataFrame | None = None,
+    ) -> xr.DataArray | pd.DataFrame:
+        """Posterior draws of predictions for ``data`` (default: the fitted rows).
 
-        See :func:`bayeslmm.bayes.predict.predict_draws`. A Dask DataFrame's fit predicts
-        pandas ``newdata`` (draws for every row of a Dask DataFrame would not fit in
-        memory: :meth:`fitted_mean` is its lazy posterior-mean prediction).
+        See :func:`bayeslmm.bayes.predict.predict_draws`: ``kind="mean"`` for the mean,
+        ``"response"`` for new responses (the mean plus residual noise: a prediction
+        interval). ``include_random=False`` predicts ``X beta`` and needs no grouping
+        columns in ``data``. ``summary=True`` returns a DataFrame instead of the draws:
+        one row per row of ``data`` (its index), columns ``mean``, ``sd`` and the HDI
+        (``hdi_prob``, default 0.94). ``newdata`` is another name of ``data``. A Dask
+        DataFrame's fit predicts pandas ``data`` (draws for every row of a Dask DataFrame
+        would not fit in memory: :meth:`fitted_mean` is its lazy posterior-mean
+        prediction).
         """
+        if newdata is not None:
+            if data is not None:
+                raise ArgumentError("give the rows to predict as data or as newdata, not both")
+            data = newdata
+        if not isinstance(summary, bool | np.bool_):
+            raise ArgumentError(f"summary must be True or False, got {summary!r}")
+        if hdi_prob is not None and not summary:
+            raise ArgumentError("hdi_prob sets the interval of summary=True; the draws "
+                                "(summary=False) have none")  # fmt: skip
+        level = check_hdi_prob(HDI_PROB if hdi_prob is None else hdi_prob)
+        newdata = data
         if newdata is None:
             self._needs_rows("predict() without newdata (draws for every fitted row)",
                              "pass newdata as a pandas DataFrame, or use fitted_mean() (lazy, "
@@ -664,7 +719,7 @@ class LMM:
                 "newdata.get_partition(0).compute())"
             )
         data = self.design.frame if newdata is None else newdata
-        return predict_draws(
+        draws = predict_draws(
             self._posterior(),
             self.design,
             data,
@@ -673,6 +728,11 @@ class LMM:
             kind=kind,
             random_seed=random_seed,
         )
+        if not summary:
+            return draws
+        table = draw_stats(draws, level).to_dataframe()
+        table.index = data.index
+        return table
 
     def log_marginal_likelihood(self, random_seed: int | None = None) -> MarginalLikelihood:
         """``log p(y)`` by bridge sampling on the marginal posterior, with its Monte Carlo
@@ -689,7 +749,7 @@ class LMM:
         self._evidence = (idata, random_seed, result)
         return result
 
-    def posterior_predictive(self, random_seed: int | None = None) -> az.InferenceData:
+    def posterior_predictive(self, random_seed: int | None = None) -> Results:
         """Add a ``posterior_predictive`` group (for ``az.plot_ppc``) and return the data."""
         check_seed("random_seed", random_seed)
         self._needs_rows("posterior_predictive() (replicated data sets, one value per row and "
@@ -707,6 +767,85 @@ class LMM:
                 progressbar=False,
             )
         return idata
+
+    def conditional_effects(
+        self, effect: str, by: str | None = None, hdi_prob: float = HDI_PROB
+    ) -> ConditionalEffects:
+        """The posterior of the fixed-effects prediction along ``effect`` (brms'
+        ``conditional_effects``), optionally by a second variable.
+
+        Random effects are left out (brms' default ``re_formula = NA``). ``effect`` runs
+        over 100 points of its fitted range, or over the levels of a factor; ``by`` takes
+        each of its levels, or a covariate's mean - sd, mean and mean + sd (brms' default
+        for a numeric variable in an interaction). Every other variable is held at its
+        mean (covariates) or reference, i.e. first, level (factors), as brms' default
+        ``conditions`` do; the table's ``conditions`` say which values. brms summarises
+        by the median and a 95% quantile interval; here, as in :meth:`summary`, by the
+        posterior mean, sd and HDI (``hdi_prob``).
+
+        Returns
+        -------
+        ConditionalEffects
+            ``.table`` (grid values, posterior ``mean``, ``sd``, HDI) and ``.plot()``.
+        """
+        from .conditional import conditional_effects
+
+        return conditional_effects(self, effect, by, hdi_prob)
+
+    def marginal_means(self, specs: str | list[str], hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+        """Posterior of the marginal means of the factor(s) ``specs`` (emmeans' reference
+        grid): every factor of the fixed part at each level, numeric covariates at their
+        means, averaged with equal weights over the factors not in ``specs``; random
+        effects left out. One row per cell (the first spec varying fastest, as emmeans):
+        the levels, then the posterior ``mean``, ``sd`` and HDI.
+        ``bl.lmer(...).marginal_means`` gives emmeans' estimates, SE and df."""
+        from .conditional import marginal_means
+
+        return marginal_means(self, specs, hdi_prob)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted model to one netCDF file: every group of the posterior, the
+        rows it was fitted to, the formula, priors, residual structure, sampler settings,
+        data digests and the versions that wrote it (:mod:`bayeslmm.bayes.persist`).
+        ``bl.load(path)`` gives it back, fitted, in any process. Returns the path."""
+        from .persist import save
+
+        return save(self, path)
+
+    def prior_predictive(self, draws: int = 500, random_seed: int | None = None):
+        """Draws of every parameter and of the response from the priors alone.
+
+        Built by PyMC from the explicit model (:attr:`pymc_model`), as
+        :meth:`posterior_predictive` builds its group, so the result is the container
+        the fit returns (an ArviZ ``InferenceData`` today) with groups ``prior``
+        (parameters), ``prior_predictive`` (the response, dims ``(chain, draw, obs)``)
+        and ``observed_data``. Needs no fit; the fit (``model.idata``) is not changed.
+        Figure: :func:`bayeslmm.plots.prior_predictive`.
+
+        Parameters
+        ----------
+        draws
+            Prior draws (one chain).
+        random_seed
+            Same seed, same draws.
+        """
+        check_settings(draws=draws, tune=0, chains=1, cores=None, random_seed=random_seed,
+                       target_accept=None, progressbar=False)  # fmt: skip
+        self._needs_rows("prior_predictive() (simulated data sets, one value per row and "
+                         "draw)", "check the priors on a pandas sample of the rows")  # fmt: skip
+        flat = [name for name, prior in self.priors.items() if prior.dist in ("Flat", "HalfFlat")]
+        if flat:
+            raise PriorError(
+                f"prior_predictive() draws from the priors, and {flat} have improper "
+                f"({', '.join(sorted({self.priors[n].dist for n in flat}))}) priors that "
+                "cannot be drawn from; give them proper priors"
+            )
+        import pymc as pm
+
+        with quiet_pymc():
+            return pm.sample_prior_predictive(
+                draws=draws, model=self.pymc_model, random_seed=random_seed
+            )
 
 
 def _mean_rows(beta: np.ndarray, effects: list[np.ndarray], rows: Rows) -> np.ndarray:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import scipy.sparse
 import xarray as xr
 
-from ..errors import ArgumentError, DataError
+from ..errors import ArgumentError, DataError, UnknownNameError
 from ..gaussian.residual import ResidualWeights, conditional_loglik, residual_noise
 from ..spec.design import Design, new_design
 from ..spec.residual import new_layout
+from . import stack
 from .effects import block_scale_draws
 from .sampling import whole_number
+from .stack import Results
 
 KINDS = ("mean", "response")
 
@@ -46,14 +47,14 @@ def linear_predictor(
     return mu.reshape(*shape, X.shape[0])
 
 
-def log_likelihood(idata: az.InferenceData, design: Design) -> xr.Dataset:
+def log_likelihood(idata: Results, design: Design) -> xr.Dataset:
     """Pointwise Normal log-likelihood of the fitted rows, given all parameters.
 
     With correlated residuals the rows do not factorise: each row's value is its density
     given every other row, ``log p(y_i | y_-i, theta)`` (:func:`bayeslmm.gaussian.residual.
     conditional_loglik`), which PSIS-LOO by observation needs (Bürkner, Gabry & Vehtari
     2021, as brms does for ``ar()`` and ``cosy()`` terms)."""
-    post = idata.posterior
+    post = stack.posterior(idata)
     effects = [post[f"u_{b.label}"].values for b in design.blocks]
     mu = linear_predictor(
         post, design.X, [b.Z for b in design.blocks], [b.codes for b in design.blocks], effects
@@ -77,7 +78,7 @@ def log_likelihood(idata: az.InferenceData, design: Design) -> xr.Dataset:
 
 
 def predict_draws(
-    idata: az.InferenceData,
+    idata: Results,
     design: Design,
     newdata: pd.DataFrame,
     *,
@@ -95,9 +96,10 @@ def predict_draws(
     design
         Its design.
     newdata
-        Rows to predict; must hold every predictor and grouping column.
+        Rows to predict; must hold every predictor and grouping column (with
+        ``include_random=False`` only the fixed effects' columns).
     include_random
-        Add the group effects (``False``: population-level predictions).
+        Add the group effects (``False``: population-level predictions, ``X beta``).
     allow_new_levels
         A level unseen in fitting gets a fresh effect drawn, for every posterior draw,
         from the fitted population distribution; ``False`` raises instead.
@@ -122,8 +124,18 @@ def predict_draws(
     if random_seed is not None:
         whole_number("random_seed", random_seed, minimum=0)
     rng = np.random.default_rng(random_seed)
-    post = idata.posterior
-    nd = new_design(design, newdata)
+    post = stack.posterior(idata)
+    if kind == "response" and design.residual is not None:
+        lacking = [c for c in dict.fromkeys([*design.residual.structure.columns,
+                                             *design.residual.group_columns])
+                   if c not in set(map(str, newdata.columns))]  # fmt: skip
+        if lacking:
+            raise UnknownNameError(
+                f"newdata lacks column(s) {lacking} of the residual structure "
+                f"{design.residual.structure!r}, which kind='response' needs to correlate the "
+                "new residuals"
+            )
+    nd = new_design(design, newdata, include_random=include_random)
     effects = []
     if include_random:
         for block, unseen in zip(design.blocks, nd.new_levels, strict=True):

@@ -6,12 +6,8 @@ variable names documented in :mod:`bayeslmm.bayes.explicit_graph`.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import numbers
-from collections.abc import Iterator
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -19,6 +15,8 @@ import xarray as xr
 from ..errors import ArgumentError, UnknownNameError
 from ..spec.design import Design
 from ..spec.naming import ParameterNames, cor_dim, term_dim
+from . import stack
+from .stack import Results, hdi_columns
 
 HDI_PROB = 0.94
 STAT_COLUMNS = ["mean", "sd", "hdi_3%", "hdi_97%", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
@@ -37,41 +35,18 @@ def check_hdi_prob(hdi_prob: object) -> float:
     return float(hdi_prob)
 
 
-class _DropShapeNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Shape validation failed" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def one_chain_quiet(idata: az.InferenceData) -> Iterator[None]:
-    """Without ArviZ's "Shape validation failed" log lines for one chain (R-hat needs two;
-    it is NaN then, and the convergence check says so)."""
-    # ArviZ logs through its own Logger instance (not one logging.getLogger returns)
-    logger, notice = getattr(az, "_log", logging.getLogger("arviz")), _DropShapeNotice()
-    logger.addFilter(notice)
-    try:
-        yield
-    finally:
-        logger.removeFilter(notice)
-
-
-def hdi_columns(hdi_prob: float) -> tuple[str, str]:
-    """ArviZ's names of the HDI bounds (``hdi_3%``, ``hdi_97%`` for 0.94)."""
-    return f"hdi_{50 - hdi_prob * 50:g}%", f"hdi_{50 + hdi_prob * 50:g}%"
-
-
 def hdi_of(table: pd.DataFrame) -> list[str]:
     """The HDI bound columns of a summary table, whatever its level."""
     return [c for c in table.columns if str(c).startswith("hdi_")]
 
 
-def population_draws(idata: az.InferenceData, design: Design) -> dict[str, xr.DataArray]:
+def population_draws(idata: Results, design: Design) -> dict[str, xr.DataArray]:
     """Draws of every population parameter under its lme4-style name.
 
     Order: random-effect SDs and correlations per block, ``sigma``, the residual
     correlation parameter (``phi``, ``rho``) if any, fixed effects.
     """
-    post = idata.posterior
+    post = stack.posterior(idata)
     names = ParameterNames.from_design(design)
     out: dict[str, xr.DataArray] = {}
     for block, sd_names, pairs in zip(design.blocks, names.sd, names.cor_pairs, strict=True):
@@ -99,30 +74,35 @@ def _component(name: str, residual: str | None = None) -> str:
 
 
 def summary_table(
-    idata: az.InferenceData, design: Design, hdi_prob: float = HDI_PROB
+    idata: Results, design: Design, hdi_prob: float = HDI_PROB
 ) -> pd.DataFrame:
     """Posterior mean, sd, HDI, MCSE, ESS and R-hat of every population parameter."""
     hdi_prob = check_hdi_prob(hdi_prob)
     draws = population_draws(idata, design)
-    with one_chain_quiet(idata):
-        table = az.summary(xr.Dataset(draws), hdi_prob=hdi_prob, round_to="none")
+    table = stack.summary(xr.Dataset(draws), hdi_prob)
     residual = design.residual.parameter if design.residual is not None else None
     table.insert(0, "component", [_component(n, residual) for n in table.index])
     return table
 
 
-def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.DataFrame:
-    """mean, sd and HDI of every element of a (chain, draw, *dims) array."""
+def draw_stats(da: xr.DataArray, hdi_prob: float) -> xr.Dataset:
+    """mean, sd (divisor draws - 1) and HDI over (chain, draw) of every element of a
+    (chain, draw, ...) array; the HDI bounds are named by :func:`hdi_columns`."""
     lo, hi = hdi_columns(hdi_prob)
-    hdi = az.hdi(da, hdi_prob=hdi_prob)[da.name] if da.name else az.hdi(da, hdi_prob=hdi_prob)
-    stats = xr.Dataset(
+    lower, upper = stack.hdi(da, hdi_prob)
+    return xr.Dataset(
         {
             "mean": da.mean(("chain", "draw")),
             "sd": da.std(("chain", "draw"), ddof=1),
-            lo: hdi.sel(hdi="lower", drop=True),
-            hi: hdi.sel(hdi="higher", drop=True),
+            lo: lower,
+            hi: upper,
         }
     )
+
+
+def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.DataFrame:
+    """mean, sd and HDI of every element of a (chain, draw, *dims) array."""
+    stats = draw_stats(da, hdi_prob)
     frame = (
         stats.to_dataframe()
         .reset_index()
@@ -131,14 +111,29 @@ def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.
     return frame
 
 
+
+def draws_summary(da: xr.DataArray, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+    """Posterior mean, sd and HDI of each element of a (chain, draw, row) array: one
+    table row per element, in order (for predictions and grids of them)."""
+    hdi_prob = check_hdi_prob(hdi_prob)
+    lo, hi = hdi_columns(hdi_prob)
+    lower, upper = stack.hdi(da, hdi_prob)
+    return pd.DataFrame({
+        "mean": da.mean(("chain", "draw")).values,
+        "sd": da.std(("chain", "draw"), ddof=1).values,
+        lo: lower.values,
+        hi: upper.values,
+    })
+
+
 def ranef_table(
-    idata: az.InferenceData, design: Design, hdi_prob: float = HDI_PROB
+    idata: Results, design: Design, hdi_prob: float = HDI_PROB
 ) -> dict[str, pd.DataFrame]:
     """Per grouping factor: one row per (level, term) with mean, sd and HDI."""
     hdi_prob = check_hdi_prob(hdi_prob)
     out: dict[str, list[pd.DataFrame]] = {}
     for block in design.blocks:
-        da = idata.posterior[f"u_{block.label}"]
+        da = stack.posterior(idata)[f"u_{block.label}"]
         frame = _long_stats(da, (block.group, term_dim(block.label)), hdi_prob)
         out.setdefault(block.group, []).append(frame)
     tables = {}
@@ -154,9 +149,9 @@ def ranef_table(
     return tables
 
 
-def group_coefficient_draws(idata: az.InferenceData, design: Design, group: str) -> xr.DataArray:
+def group_coefficient_draws(idata: Results, design: Design, group: str) -> xr.DataArray:
     """Draws of fixed + random coefficients per level of ``group``: (chain, draw, level, coef)."""
-    post = idata.posterior
+    post = stack.posterior(idata)
     blocks = [b for b in design.blocks if b.group == group]
     if not blocks:
         raise UnknownNameError(
@@ -181,7 +176,7 @@ def group_coefficient_draws(idata: az.InferenceData, design: Design, group: str)
     )
 
 
-def coef_table(idata: az.InferenceData, design: Design) -> dict[str, pd.DataFrame]:
+def coef_table(idata: Results, design: Design) -> dict[str, pd.DataFrame]:
     """Per grouping factor: levels x coefficients, posterior means of fixed + random.
 
     The layout of lme4's ``coef()``; random columns absent from the fixed part are added.

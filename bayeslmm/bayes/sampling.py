@@ -12,14 +12,15 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
 import xarray as xr
 
 from ..errors import ArgumentError, MissingDependencyError
 from ..spec.design import Design
 from ..spec.naming import coords_of, cor_dim, term_dim
+from . import stack
 from .density import MarginalDensity, c_functions
+from .stack import Results
 
 if TYPE_CHECKING:  # imported where a PyMC model is sampled: the compiled path needs none
     import pymc as pm
@@ -158,7 +159,7 @@ def sample_nuts(
     target_accept: float,
     progressbar: bool,
     sampler: str,
-) -> az.InferenceData:
+) -> Results:
     """Run NUTS on ``model`` and return posterior, sample_stats and observed_data."""
     check_sampler(sampler)
     with quiet_pymc(progressbar):
@@ -195,25 +196,25 @@ def sample_nuts(
                 mp_ctx="forkserver" if sampler == "pymc" and "jax" in sys.modules else None,
             )
         for group in ("warmup_posterior", "warmup_sample_stats"):
-            if group in idata.groups():
-                del idata[group]
+            stack.drop_group(idata, group)
         # nutpie also returns the unconstrained values (``sigma_log__``): keep the model's
         # own variables so that every sampler gives the same posterior
-        extra = [v for v in idata.posterior.data_vars if v not in model.named_vars]
+        posterior = stack.posterior(idata)
+        extra = [v for v in posterior.data_vars if v not in model.named_vars]
         if extra:
-            idata.posterior = idata.posterior.drop_vars(extra)
+            stack.set_group(idata, "posterior", posterior.drop_vars(extra))
         return _with_observed_data(idata, model)
 
 
-def _with_observed_data(idata: az.InferenceData, model: pm.Model) -> az.InferenceData:
-    if "observed_data" not in idata.groups():
+def _with_observed_data(idata: Results, model: pm.Model) -> Results:
+    if not stack.has_group(idata, "observed_data"):
         obs = {
             rv.name: xr.DataArray(
                 model.rvs_to_values[rv].data, dims=model.named_vars_to_dims[rv.name]
             )
             for rv in model.observed_RVs
         }
-        idata.add_groups(observed_data=xr.Dataset(obs))
+        stack.set_group(idata, "observed_data", xr.Dataset(obs))
     return idata
 
 
@@ -253,7 +254,7 @@ def sample_numpyro(
     random_seed: int | None,
     target_accept: float,
     progressbar: bool,
-) -> az.InferenceData:
+) -> Results:
     """numpyro's NUTS on PyMC's JAX log density, with the posterior named as PyMC names it.
 
     The kernel, adaptation and output are those of ``pm.sample(nuts_sampler="numpyro")``;
@@ -302,9 +303,8 @@ def sample_numpyro(
     stats["lp"] = -stats["lp"]
     stats["tree_depth"] = np.log2(stats["n_steps"]).astype(int) + 1
     coords, dims = coords_and_dims_for_inferencedata(model)
-    return az.from_dict(
-        posterior=posterior,
-        sample_stats=stats,
+    return stack.from_dict(
+        {"posterior": posterior, "sample_stats": stats},
         coords=coords,
         dims={k: v for k, v in dims.items() if k in posterior},
         attrs={"inference_library": "numpyro", "tuning_steps": tune},
@@ -322,7 +322,7 @@ def sample_compiled(
     random_seed: int | None,
     target_accept: float,
     progressbar: bool,
-) -> az.InferenceData:
+) -> Results:
     """nutpie's NUTS on the compiled marginal density (:mod:`bayeslmm.bayes.density`).
 
     Starting points are the density's start jittered as PyMC jitters
@@ -334,7 +334,6 @@ def sample_compiled(
     smallest bulk ESS 531 -> 2074 in about the same time; docs/marginal.md).
     """
     import nutpie
-    from nutpie.compile_pymc import CompiledPyMCModel
 
     logp_fn, expand_fn = c_functions()
     size = density.layout.size
@@ -342,7 +341,7 @@ def sample_compiled(
     def initial_point(seed: int) -> np.ndarray:
         return density.jittered_start(np.random.default_rng(seed))
 
-    compiled = CompiledPyMCModel(
+    compiled = stack.nutpie_compiled_model(
         _n_dim=size, dims={}, _coords={}, _shapes={"x": (size,)},
         compiled_logp_func=logp_fn, compiled_expand_func=expand_fn,
         initial_point_func=initial_point, shared_data={}, user_data=density.data,
@@ -359,9 +358,9 @@ def sample_compiled(
         progress_bar=progressbar,
         target_accept=target_accept,
         save_warmup=False,
-        low_rank_modified_mass_matrix=density.low_rank_mass_matrix,
+        **stack.nutpie_mass_matrix(density.low_rank_mass_matrix),
     )
-    posterior = density.constrained(trace.posterior["x"].values, design)
+    posterior = density.constrained(stack.posterior(trace)["x"].values, design)
     coords = coords_of(design, obs=False)
     dims = {"beta": ["fixed"]}
     for block in design.blocks:
@@ -370,9 +369,10 @@ def sample_compiled(
             dims[f"cor_{block.label}"] = [cor_dim(block.label)]
         for kind in ("u", "z"):  # sampled factors' effects
             dims[f"{kind}_{block.label}"] = [block.group, term_dim(block.label)]
-    return az.from_dict(
-        posterior=posterior,
-        sample_stats={k: v.values for k, v in trace.sample_stats.data_vars.items()},
+    sample_stats = stack.group(trace, "sample_stats")
+    return stack.from_dict(
+        {"posterior": posterior,
+         "sample_stats": {k: v.values for k, v in sample_stats.data_vars.items()}},
         coords=coords,
         dims={k: v for k, v in dims.items() if k in posterior},
         attrs={

@@ -2,20 +2,114 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
+import numpy as np
 import pandas as pd
 
-from .results import hdi_of, varcorr_table
+from .results import hdi_of, population_draws, varcorr_table
+
+#: The last printed digit of a posterior mean, sd or HDI bound is the first one larger
+#: than this many Monte Carlo standard errors (Vehtari 2022, "How many digits to report").
+MCSE_FACTOR = 2.0
+#: Never more significant digits than this, however small the Monte Carlo error.
+MAX_DIGITS = 4
+#: A 3% / 97% quantile's Monte Carlo SE is about this many times sd / sqrt(ESS) for a
+#: normal posterior (sqrt(0.03 * 0.97) / phi(1.88)): HDI bounds are rounded by it when
+#: no draws are at hand (:func:`stat_mcse`).
+HDI_MCSE_SCALE = 2.5
+BATCHES = 20
 
 
-def _format_stats(table: pd.DataFrame) -> pd.DataFrame:
+def batch_mcse(draws: np.ndarray, batches: int = BATCHES) -> float:
+    """Batch-means Monte Carlo SE of the mean of (chain, draw) draws: ``batches`` batch
+    means per chain."""
+    chains, n = draws.shape
+    size = max(n // batches, 1)
+    means = draws[:, : size * (n // size)].reshape(chains, -1, size).mean(axis=2)
+    return float(means.std(ddof=1) / math.sqrt(means.size)) if means.size > 1 else math.nan
+
+
+def bound_mcse(draws: np.ndarray, bound: float) -> float:
+    """Monte Carlo SE of an interval bound of (chain, draw) draws, as of the quantile it
+    sits at: the quantiles at ``p -/+ s``, ``p`` the share of draws below the bound and
+    ``s`` that share's batch-means MCSE, half a spread apart (as ArviZ's quantile MCSE,
+    whatever the tails; a normal approximation understates it for heavy tails)."""
+    below = (draws <= bound).astype(float)
+    p, s = float(below.mean()), batch_mcse(below)
+    s = max(s, 1.0 / draws.size) if math.isfinite(s) else 1.0 / draws.size
+    flat = draws.ravel()
+    return float(np.quantile(flat, min(p + s, 1.0)) - np.quantile(flat, max(p - s, 0.0))) / 2
+
+
+def mcse_decimals(value: float, mcse: float, factor: float = MCSE_FACTOR) -> int:
+    """Decimals to print ``value`` with, given its Monte Carlo standard error.
+
+    The last digit printed is the first one whose unit, a power of ten, is at least
+    ``factor`` MCSE (negative: tens, hundreds, ...), and at most :data:`MAX_DIGITS`
+    significant digits are printed; at least one where ``|value|`` is at least
+    ``factor`` MCSE (0.45 with MCSE 0.06 prints ``0.5``, not ``0``). Without a finite
+    positive MCSE: ``MAX_DIGITS`` significant digits.
+    """
+    value, mcse = float(value), float(mcse)
+    finite = math.isfinite(value) and value != 0
+    top = MAX_DIGITS - 1 - math.floor(math.log10(abs(value))) if finite else MAX_DIGITS - 1
+    if not (math.isfinite(mcse) and mcse > 0):
+        return top
+    decimals = min(-math.ceil(math.log10(factor * mcse)), top)
+    if finite and abs(value) >= factor * mcse:  # told from zero: one significant digit
+        decimals = max(decimals, -math.floor(math.log10(abs(value))))
+    return decimals
+
+
+def mcse_format(value: float, mcse: float, factor: float = MCSE_FACTOR) -> str:
+    """``value`` printed to the digits its Monte Carlo standard error supports
+    (:func:`mcse_decimals`): e.g. 27.24 with MCSE 0.10 prints ``27``, 10.46 with MCSE
+    0.03 prints ``10.5``."""
+    if not math.isfinite(float(value)):
+        return f"{value}"
+    decimals = mcse_decimals(value, mcse, factor)
+    rounded = round(float(value), decimals) + 0.0  # + 0.0: no "-0"
+    return f"{rounded:.{max(decimals, 0)}f}"
+
+
+def stat_mcse(table: pd.DataFrame, draws: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """Monte Carlo standard error of the mean, sd and each HDI bound of every row of a
+    summary table (:func:`~bayeslmm.bayes.results.summary_table`): ArviZ's ``mcse_mean``
+    and ``mcse_sd``; for the HDI bounds ``HDI_MCSE_SCALE * sd / sqrt(ess_tail)`` (the
+    normal approximation), or with the rows' (chain, draw) ``draws`` the larger of that
+    and :func:`bound_mcse` (heavy tails; a bound at the edge of the support, where the
+    draws pile up, is not taken as known better than the normal case)."""
+    out = pd.DataFrame({"mean": table["mcse_mean"], "sd": table["mcse_sd"]}, index=table.index)
+    tail = HDI_MCSE_SCALE * table["sd"] / np.sqrt(table["ess_tail"].astype(float))
+    for col in hdi_of(table):
+        if draws is None:
+            out[col] = tail
+        else:
+            out[col] = [max(bound_mcse(np.asarray(draws[name]), table.loc[name, col]), t)
+                        for name, t in zip(table.index, tail, strict=True)]  # fmt: skip
+    return out
+
+
+def _format_stats(table: pd.DataFrame, draws: Mapping[str, np.ndarray] | None = None
+                  ) -> pd.DataFrame:  # fmt: skip
+    """Mean, sd and HDI to the digits their Monte Carlo error supports; R-hat, ESS."""
     hdi = hdi_of(table)
     out = table[["mean", "sd", *hdi, "r_hat", "ess_bulk", "ess_tail"]].copy().astype(object)
+    mcse = stat_mcse(table, draws)
     for col in ["mean", "sd", *hdi]:
-        out[col] = [f"{v:.4g}" for v in table[col]]
+        out[col] = [mcse_format(v, e) for v, e in zip(table[col], mcse[col], strict=True)]
     out["r_hat"] = [f"{v:.3f}" for v in table["r_hat"]]
     for col in ["ess_bulk", "ess_tail"]:
         out[col] = [f"{v:.0f}" for v in table[col]]
     return out
+
+
+def population_values(model) -> dict[str, np.ndarray]:
+    """(chain, draw) draws of every population parameter of a fitted model, by name."""
+    drawn = population_draws(model._posterior(), model.design)
+    return {name: da.transpose("chain", "draw").values for name, da in drawn.items()}
 
 
 def format_summary(model, table: pd.DataFrame) -> str:
@@ -34,7 +128,8 @@ def format_summary(model, table: pd.DataFrame) -> str:
     if design.residual is not None:
         lines.append(f"Residuals: {design.residual.describe()}")
     varcorr = varcorr_table(table, design)
-    stats = _format_stats(table.loc[varcorr["parameter"]]).reset_index(drop=True)
+    draws = population_values(model)
+    stats = _format_stats(table.loc[varcorr["parameter"]], draws).reset_index(drop=True)
     names = [
         r.parameter
         if r.grp == "Residual"
@@ -50,7 +145,7 @@ def format_summary(model, table: pd.DataFrame) -> str:
     lines.append(random.to_string(index=False))
     fixed = table.loc[table["component"] == "fixed"]
     if len(fixed):
-        lines += ["", "Fixed effects:", _format_stats(fixed).to_string()]
+        lines += ["", "Fixed effects:", _format_stats(fixed, draws).to_string()]
     conv = model.convergence
     if conv is not None:
         verdict = "OK" if conv.ok else "PROBLEMS"

@@ -26,6 +26,7 @@ from ..errors import (
     check_probability,
     warn,
 )
+from ..gaussian.partition import VarianceParts, icc_kinds, variance_parts
 from ..gaussian.profiled import (
     BlockedProfile,
     ProfiledFit,
@@ -36,6 +37,7 @@ from ..gaussian.profiled import (
 from ..gaussian.residual import ResidualModel, ResidualProfile
 from ..gaussian.statistics import SUMMARIES, BlockedStats, CrossProducts, random_effects_matrix
 from ..spec.design import Design, Rows, build_design
+from ..spec.grid import reference_grid
 from ..spec.residual import ResidualStructure, non_nested_factors
 
 SINGULAR_TOL = 1e-4
@@ -138,6 +140,35 @@ class LmerResult:
         if self.phi is not None:
             rows.append(("Residual", self.design.residual.parameter, None, np.nan, self.phi))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    def variance_parts(self) -> VarianceParts:
+        """Fixed, random (per grouping factor) and residual variance at the estimates, as
+        ``insight::get_variance`` (:mod:`bayeslmm.gaussian.partition`)."""
+        return variance_parts(self.design, self.fit.beta, self.covariances(), self.sigma)
+
+    def icc(self) -> pd.DataFrame:
+        """Intraclass correlations of Nakagawa & Schielzeth, as ``performance::icc``.
+
+        Rows: every grouping factor (its variance over random + residual variance; with
+        random slopes its mean variance over the rows, so the rows add up to the adjusted
+        ICC), ``adjusted`` (random / (random + residual)) and ``conditional`` (random / (fixed
+        + random + residual)); columns ``component`` (``group`` or ``total``) and
+        ``estimate``. A singular fit gets its values too (performance gives NA there).
+        """
+        if not self.design.blocks:
+            raise ArgumentError(f"{self.design.spec.formula!r} has no random effects, so no "
+                                "intraclass correlation")  # fmt: skip
+        values = self.variance_parts().icc()
+        return pd.DataFrame({"component": icc_kinds(self.design),
+                             "estimate": [float(v) for v in values.values()]},
+                            index=list(values))  # fmt: skip
+
+    def r2(self) -> pd.DataFrame:
+        """Marginal (fixed effects) and conditional (fixed + random) R2 of Nakagawa &
+        Schielzeth, as ``performance::r2_nakagawa``: column ``estimate``."""
+        values = self.variance_parts().r2()
+        return pd.DataFrame({"estimate": [float(v) for v in values.values()]},
+                            index=list(values))  # fmt: skip
 
     def _by_group(self, per_block: list[np.ndarray]) -> dict[str, pd.DataFrame]:
         """(levels x terms) arrays per block -> one frame per grouping factor."""
@@ -245,6 +276,24 @@ class LmerResult:
             raise ArgumentError(f"method must be 'wald' or 'satterthwaite', got {method!r}")
         est, se = self.fixef, self.se
         return pd.DataFrame({"lower": est - crit * se, "upper": est + crit * se})
+
+    def marginal_means(self, specs: str | list[str], level: float = 0.95) -> pd.DataFrame:
+        """Marginal means of the factor(s) ``specs`` as emmeans computes them on an lmer
+        fit with ``lmer.df = "satterthwaite"``: the reference grid (every factor of the
+        fixed part at each level, numeric covariates at their means, averaged with equal
+        weights over the factors not in ``specs``), one row per cell (the first spec
+        varying fastest) with ``estimate``, ``se``, Satterthwaite ``df`` and the t
+        interval ``lower``, ``upper`` at ``level``."""
+        if (isinstance(level, bool) or not isinstance(level, int | float)
+                or not 0 < level < 1):  # fmt: skip
+            raise ArgumentError(f"level must be a number between 0 and 1, got {level!r}")
+        grid = reference_grid(self.design, specs)
+        estimate = grid.L @ self.fit.beta
+        se, df = contrast_satterthwaite(self, grid.L)
+        crit = scipy.stats.t.ppf(0.5 + level / 2, df)
+        stats = pd.DataFrame({"estimate": estimate, "se": se, "df": df,
+                              "lower": estimate - crit * se, "upper": estimate + crit * se})
+        return pd.concat([grid.cells, stats], axis=1)
 
     def coefficients(self, information: str = "expected") -> pd.DataFrame:
         """Fixed effects with SE, Wald z and its two-sided p-value.
@@ -407,6 +456,20 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     """
     if not isinstance(result, LmerResult):
         raise ArgumentError(f"satterthwaite() needs a bl.lmer() fit, got {type(result).__name__}")
+    se, df = contrast_satterthwaite(result, np.eye(len(result.fit.beta)))
+    t = result.fit.beta / se
+    return pd.DataFrame(
+        {"estimate": result.fit.beta, "se": se, "df": df, "t": t,
+         "p": 2 * scipy.stats.t.sf(np.abs(t), df)},
+        index=result.design.fixed_names,
+    )  # fmt: skip
+
+
+def contrast_satterthwaite(result: LmerResult, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Standard error and Satterthwaite df of each linear combination ``L @ beta`` (rows of
+    ``L``, (m, p)): ``df = 2 (l' V l)^2 / (g' A g)`` with ``g`` the gradient of ``l' V l``
+    in the variance parameters (as lmerTest's ``contest1D`` and emmeans' ``lmer.df =
+    "satterthwaite"``); see :func:`satterthwaite`."""
     varpar = _varpar_function(result)
     x0 = _variance_parameters(result)
     h = _steps(x0)
@@ -429,17 +492,11 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
 
     cov_varpar = 2.0 * np.linalg.pinv(_richardson(lambda s: _hessian(dev, x0, s), h))
     grads = _richardson(jacobian, h)
-    vcov = result.vcov.to_numpy()
-    var = np.diag(vcov)
-    g = np.stack([np.diag(grads[i]) for i in range(k)], axis=1)  # (p, k)
-    denom = np.einsum("pk,kl,pl->p", g, cov_varpar, g)
-    df = 2.0 * var**2 / denom
-    t = result.fit.beta / np.sqrt(var)
-    return pd.DataFrame(
-        {"estimate": result.fit.beta, "se": np.sqrt(var), "df": df, "t": t,
-         "p": 2 * scipy.stats.t.sf(np.abs(t), df)},
-        index=result.design.fixed_names,
-    )  # fmt: skip
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    var = np.einsum("mp,pq,mq->m", L, result.vcov.to_numpy(), L)
+    g = np.einsum("mp,kpq,mq->mk", L, grads, L)  # (m, k)
+    denom = np.einsum("mk,kl,ml->m", g, cov_varpar, g)
+    return np.sqrt(var), 2.0 * var**2 / denom
 
 
 #: Below this many theta components a derivative-free polish follows an unsettled fit.

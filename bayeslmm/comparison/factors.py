@@ -40,10 +40,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 
+from ..bayes import stack
 from ..bayes.model import LMM
 from ..classical.lmer import LmerResult, lmer, satterthwaite
 from ..classical.ols import (
@@ -437,7 +437,7 @@ class MultiFactorComparison:
         table.insert(table.columns.get_loc("note"), "shrinkage",
                      (table["no_pooling"] - table["reml"]) / gap)  # fmt: skip
         if bayes is not None:
-            beta = bayes.idata.posterior["beta"].mean(("chain", "draw")).to_series()
+            beta = stack.posterior(bayes.idata)["beta"].mean(("chain", "draw")).to_series()
             effect = table["posterior_mean"] - table["term"].map(beta).fillna(0.0)
             table.insert(table.columns.get_loc("note"), "shrinkage_posterior",
                          1.0 - effect / gap)  # fmt: skip
@@ -450,12 +450,12 @@ def _posterior_columns(draws, term: str, level: float) -> pd.DataFrame:
     n_levels = draws.sizes["level"]
     if term not in draws.coords["coef"].values:
         return pd.DataFrame(np.nan, index=range(n_levels), columns=names)
-    d = draws.sel(coef=term).rename("coef_draws")
-    hdi = az.hdi(d, hdi_prob=level)["coef_draws"]
+    d = draws.sel(coef=term)
+    lower, upper = stack.hdi(d, level)
     return pd.DataFrame({
         "posterior_mean": d.mean(("chain", "draw")).values,
         "posterior_sd": d.std(("chain", "draw"), ddof=1).values,
-        "hdi_lower": hdi.sel(hdi="lower").values, "hdi_upper": hdi.sel(hdi="higher").values,
+        "hdi_lower": lower.values, "hdi_upper": upper.values,
     })  # fmt: skip
 
 

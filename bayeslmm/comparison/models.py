@@ -12,11 +12,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import scipy.stats
 
+from ..bayes import stack
 from ..bayes.model import LMM
 from ..classical.lmer import LmerResult, lmer
 from ..classical.ols import OLSFit, ols, per_group_ols, refuse_dask
@@ -209,11 +209,11 @@ class Comparison:
                 "complete_pooling": complete.result.params[complete.names.index(term)],
             })  # fmt: skip
             if draws is not None:
-                d = draws.sel(coef=term).rename("coef_draws")
-                hdi = az.hdi(d, hdi_prob=self.level)["coef_draws"]
+                d = draws.sel(coef=term)
+                lower, upper = stack.hdi(d, self.level)
                 frame["posterior_mean"] = d.mean(("chain", "draw")).values
-                frame["hdi_lower"] = hdi.sel(hdi="lower").values
-                frame["hdi_upper"] = hdi.sel(hdi="higher").values
+                frame["hdi_lower"] = lower.values
+                frame["hdi_upper"] = upper.values
             rows.append(frame)
         table = pd.concat(rows, ignore_index=True)
         gap = table["no_pooling"] - table["population"]
@@ -275,7 +275,7 @@ class Comparison:
             sources["ancova"] = (pd.Series(ancova.result.params, index=ancova.names),
                                  ancova.result.model.exog)  # fmt: skip
         if bayes is not None:
-            beta = bayes.idata.posterior["beta"].mean(("chain", "draw")).to_series()
+            beta = stack.posterior(bayes.idata)["beta"].mean(("chain", "draw")).to_series()
             sources["posterior"] = (beta, bayes.design.X)
         column = {"reml": "reml", "ancova": "ancova", "posterior": "posterior_mean"}
         frames = []

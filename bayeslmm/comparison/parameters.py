@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
+from ..bayes import stack
 from ..bayes.model import LMM
 from ..bayes.results import hdi_of, population_draws
 from ..classical.lmer import LmerResult, satterthwaite
@@ -70,7 +71,7 @@ def fixed_effects_table(
     if model is None or not names:
         return table
     post = _posterior_stats(model, names, level).reset_index(drop=True)
-    beta = model.idata.posterior["beta"].sel(fixed=names).values.reshape(-1, len(names))
+    beta = stack.posterior(model.idata)["beta"].sel(fixed=names).values.reshape(-1, len(names))
     post.insert(4, "pd", np.maximum((beta > 0).mean(axis=0), (beta < 0).mean(axis=0)))
     post.insert(5, "shift_se", (post["posterior_mean"].to_numpy() - est) / se)
     return pd.concat([table, post], axis=1)

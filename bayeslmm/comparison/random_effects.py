@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..bayes import stack
 from ..bayes.evidence import bayes_factor
 from ..bayes.loo import LooComparison, loo_compare
 from ..bayes.model import LMM
@@ -211,7 +212,7 @@ def _loo_words(diff: float, se: float, k_high: int, group: str, n_groups: int) -
 
 def _pairwise_loo(full, small) -> tuple[float, float, int]:
     """elpd difference (full - small), its SE and the count of high Pareto k."""
-    diff = np.asarray(full.loo_i) - np.asarray(small.loo_i)
+    diff = stack.pointwise_elpd(full) - stack.pointwise_elpd(small)
     se = float(np.sqrt(len(diff) * np.var(diff)))
     k_high = max(int(np.sum(np.asarray(r.pareto_k) > r.good_k)) for r in (full, small))
     return float(diff.sum()), se, k_high
@@ -244,7 +245,7 @@ def compare_random_effects(
         model's priors of their common parameters).
     **fit_kwargs
         Passed to :meth:`LMM.fit` for every Bayesian fit (default: the fitted model's
-        draws, tune and chains).
+        draws, tune, chains and random seed; the seed also seeds bridge sampling).
 
     Returns
     -------
@@ -284,7 +285,8 @@ def compare_random_effects(
     comparison = None
     if use_bayes:
         info = model._fit_info
-        settings = {k: info[k] for k in ("draws", "tune", "chains") if k in info}
+        # the fit's seed too: the same call gives the same neighbours and bridge sampling
+        settings = {k: info[k] for k in ("draws", "tune", "chains", "random_seed") if k in info}
         settings.update({"progressbar": False, **fit_kwargs})
         if model.idata is None:
             model.fit(**settings)

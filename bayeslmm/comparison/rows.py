@@ -7,11 +7,11 @@ import inspect
 import numbers
 from typing import Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import scipy.stats
 
+from ..bayes import stack
 from ..bayes.model import LMM, METHODS
 from ..bayes.sampling import check_sampler, check_settings
 from ..classical.lmer import LmerResult, satterthwaite
@@ -102,15 +102,15 @@ def lmer_row(
 
 def bayes_row(model: LMM, term: str, level: float) -> dict[str, float]:
     """A Bayesian row: posterior mean, sd, HDI and probability of direction."""
-    beta = model.idata.posterior["beta"].sel(fixed=term)
+    beta = stack.posterior(model.idata)["beta"].sel(fixed=term)
     draws = beta.values.ravel()
-    hdi = az.hdi(beta, hdi_prob=level)["beta"].values
+    lower, upper = stack.hdi(beta, level)
     resid = model.design.y - model.fitted_mean()
     df_resid = model.design.n_obs - len(model.design.fixed_names)
     return {
         "rmse": float(np.sqrt(np.sum(resid**2) / df_resid)),
         "estimate": float(draws.mean()), "se": float(draws.std(ddof=1)),
-        "stat_type": "posterior", "ci_lower": float(hdi[0]), "ci_upper": float(hdi[1]),
+        "stat_type": "posterior", "ci_lower": float(lower), "ci_upper": float(upper),
         "pd": float(max(np.mean(draws > 0), np.mean(draws < 0))),
     }  # fmt: skip
 

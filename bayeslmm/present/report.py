@@ -279,7 +279,7 @@ def _convergence_section(w: _Writer, model: LMM, summary: pd.DataFrame) -> None:
 
 
 def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame, level: float) -> None:
-    sec = w.section("estimates", "Fixed effects and variance components")
+    sec = w.section("estimates", "Fixed effects, variance components, ICC and R2")
     fixed = summary.loc[summary["component"] == "fixed"].drop(columns="component")
     if len(fixed):
         w.table(sec, "fixed_effects", fixed.rename_axis("term").reset_index(),
@@ -291,10 +291,35 @@ def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame, level: flo
         "Variance components: SDs and correlations of the random effects (var1, and var2 "
         f"for a correlation), residual SD; posterior mean, sd and {_percent(level)} HDI",
     )
+    _partition_tables(w, sec, model, level)
     if model.design.blocks:
         ranef = pd.concat(model.ranef(hdi_prob=level), names=["group"]).reset_index()
         w.table(sec, "random_effects", ranef,
                 f"Random effects per level: posterior mean, sd, {_percent(level)} HDI")  # fmt: skip
+
+
+def _partition_tables(w: _Writer, sec: Section, model: LMM, level: float) -> None:
+    """The ICC (random effects' share of the variance) and the Bayesian R2, per draw."""
+    if model.design.blocks:
+        icc = model.icc(hdi_prob=level).rename_axis("icc").reset_index()
+        w.table(sec, "icc", icc,
+                "Intraclass correlation per draw (Nakagawa & Schielzeth, as R's "
+                "performance::icc): each grouping factor's variance (with random slopes its "
+                "mean over the rows) as a share of random + residual variance; adjusted: "
+                "all random effects' share of random + residual, conditional: their share "
+                f"of the total with the fixed effects' variance; posterior mean, sd and "
+                f"{_percent(level)} HDI")  # fmt: skip
+    if not model.design.rows_in_memory:
+        w.text(sec, "The Bayesian R2 needs the fitted mean of every row per draw, and the "
+                    "rows of this Dask DataFrame stay in its partitions: it is left out.",
+               "note")  # fmt: skip
+        return
+    r2 = model.r2(hdi_prob=level).rename_axis("r2").reset_index()
+    w.table(sec, "r2", r2,
+            "Bayesian R2 (Gelman et al. 2019, as brms' bayes_R2): per draw var(fit) / "
+            "(var(fit) + var(residual)) over the rows, conditional on the random effects "
+            f"and marginal (fixed effects alone); posterior mean, sd and {_percent(level)} "
+            "HDI")  # fmt: skip
 
 
 def _checks_section(w: _Writer, model: LMM, predictor: str | None) -> None:

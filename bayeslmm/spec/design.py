@@ -31,11 +31,17 @@ from ..errors import (
     UnknownNameError,
     warn,
 )
-from .formula import ModelSpec, RandomTerm, parse_formula, quote
+from .formula import ModelSpec, RandomTerm, parse_formula, python_spelling, quote
 from .residual import ResidualLayout, ResidualStructure, check_structure, resolve_residual
 
 ROWS_AT_ONCE = 1_000_000  # rows summed at a time (the sums do not depend on the pieces)
-_CONTEXT = {"np": np, "numpy": np, "log": np.log, "exp": np.exp, "sqrt": np.sqrt}
+#: numpy functions formulas may call by R's name
+_R_NAMED = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "log10": np.log10, "log2": np.log2,
+            "log1p": np.log1p, "expm1": np.expm1, "abs": np.abs}  # fmt: skip
+_CONTEXT = {"np": np, "numpy": np, **_R_NAMED}
+
+
+_RAW_POLY = re.compile(r"(poly\([^()]*raw\s*=\s*True[^()]*\))\[(\d+)\]")
 
 
 def lme4_name(name: str) -> str:
@@ -46,6 +52,8 @@ def lme4_name(name: str) -> str:
     """
     if name == "Intercept":
         return "(Intercept)"
+    # formulaic numbers raw polynomial columns from 0 (x^1 is [0]); R from 1, by power
+    name = _RAW_POLY.sub(lambda m: f"{m.group(1)}[{int(m.group(2)) + 1}]", name)
     return re.sub(r"\[(?:T\.)?([^\]]*)\]", r"\1", name)
 
 
@@ -315,6 +323,9 @@ class ColumnNames:
     """
 
     alias: dict[str, str] = field(default_factory=dict)
+    #: calls rewritten from R's spelling (formulaic's rendering -> as written), see
+    #: :func:`~bayeslmm.spec.formula.r_spellings`
+    spellings: dict[str, str] = field(default_factory=dict)
 
     @property
     def inverse(self) -> dict[str, str]:
@@ -325,7 +336,10 @@ class ColumnNames:
         return frame.rename(columns=self.alias) if self.alias else frame
 
     def encode(self, text: str, columns: set[str]) -> str:
-        """Formula text with every column name that needs one replaced by its alias."""
+        """Formula text as formulaic reads it: R's spellings rewritten
+        (:func:`~bayeslmm.spec.formula.python_spelling`) and every column name that needs
+        one replaced by its alias."""
+        text = python_spelling(text)
         out, last = [], 0
         for tok in _name_tokens(text):
             if tok.name in self.alias and (tok.quoted or tok.name in columns):
@@ -348,6 +362,27 @@ class ColumnNames:
             out += [text[last : m.start()], quote(name) if depth > 0 else name]
             last = m.end()
         return "".join(out) + text[last:]
+
+
+def respellings(spec: ModelSpec) -> dict[str, str]:
+    """The formula's calls rewritten from R's spelling, keyed by formulaic's rendering of
+    the Python text (``I(x ** 2)``, single quotes) as well as the text itself."""
+    out = {}
+    for python, written in spec.spellings:
+        out[python] = written
+        try:
+            out[ast.unparse(ast.parse(python, mode="eval"))] = written
+        except SyntaxError:  # a backticked name: formulaic sees its alias
+            pass
+    return out
+
+
+def _respell(name: str, names: ColumnNames) -> str:
+    """A column name with calls rewritten from R's spelling shown as written
+    (``C(cond)b`` -> ``factor(cond)b``, as lme4 names it)."""
+    for python in sorted(names.spellings, key=len, reverse=True):
+        name = name.replace(python, names.spellings[python])
+    return name
 
 
 def _display_columns(data: pd.DataFrame) -> dict[str, list]:
@@ -391,7 +426,7 @@ def _used_columns(spec: ModelSpec, data: pd.DataFrame) -> tuple[list[str], Colum
     for term in spec.random:
         for var in term.factors:
             needs.setdefault(var, f"random term {term}")
-    names = ColumnNames()
+    names = ColumnNames(spellings=respellings(spec))
     taken = set(columns)
     for name in needs:
         if name in labels and _needs_alias(name):
@@ -409,6 +444,13 @@ def _used_columns(spec: ModelSpec, data: pd.DataFrame) -> tuple[list[str], Colum
                 continue
             if var in _CONTEXT:
                 continue
+            if re.search(rf"(?<![\w.]){re.escape(var)}\s*\(", text):
+                raise UnknownNameError(
+                    f"function {var}() used in {where} is not known: formulas call numpy "
+                    f"(np.{var}(x) if numpy has it), {', '.join(sorted(_R_NAMED))}, and "
+                    "formulaic's C(), I(), poly(), scale(), center(), bs(); R's factor(), "
+                    "as.factor(), ordered() and relevel() are read as C()"
+                )
             full = next((t for t in sorted(tokens) if t.startswith(f"{var}.")), var)
             raise UnknownNameError(
                 f"column {full!r} used in {where} is not in the data{_suggest(full, columns)}"
@@ -862,7 +904,8 @@ def _matrix(rhs: str, frame: pd.DataFrame, where: str, names: ColumnNames):
 
 
 def _column_name(name: str, names: ColumnNames) -> str:
-    return names.decode(lme4_name(str(name)))  # formulaic's Intercept, not a column so named
+    # formulaic's Intercept, not a column so named
+    return _respell(names.decode(lme4_name(str(name))), names)
 
 
 def _column_names(columns, names: ColumnNames, where: str) -> list[str]:
@@ -1272,18 +1315,32 @@ def _keys(values: pd.Series, kind: str) -> np.ndarray:
     return values.to_numpy(dtype=object)
 
 
-def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:
+def fixed_columns(design: Design) -> list[str]:
+    """The data columns the fixed-effects part of the formula reads (in the data's order)."""
+    spec = design.fixed_spec
+    read = {str(v) for v in getattr(spec, "required_variables", ())} if spec is not None else set()
+    read = {design.names.inverse.get(v, v) for v in read}
+    read |= {c for c in design.column_kinds if c in _expression_names(design.spec.fixed)}
+    return [c for c in design.column_kinds if c in read and c != design.response]
+
+
+def new_design(design: Design, newdata: pd.DataFrame, include_random: bool = True) -> NewDesign:
     """Evaluate the fitted encodings on new rows; unseen group levels get new codes.
 
     New levels are coded per block: ``codes[k] >= n_levels`` indexes
     ``new_levels[k]``. Group levels are matched by value (an integer level 1 matches
     1.0); missing or infinite values, text in a numeric column and factor levels the
-    fit never saw raise an error naming the column.
+    fit never saw raise an error naming the column. ``include_random=False`` evaluates
+    the fixed effects alone: only their columns are needed (``Z``, ``codes`` and
+    ``new_levels`` are empty).
     """
     if not isinstance(newdata, pd.DataFrame):
         raise ColumnTypeError(f"newdata must be a DataFrame, got {type(newdata).__name__}")
     labels = _display_columns(newdata)
-    needed = [c for c in design.column_kinds if c != design.response]
+    if include_random:
+        needed = [c for c in design.column_kinds if c != design.response]
+    else:
+        needed = fixed_columns(design)
     missing = sorted(c for c in needed if c not in labels)
     if missing:
         raise UnknownNameError(f"newdata lacks column(s) {missing} used by the model")
@@ -1317,8 +1374,9 @@ def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:
             warnings.simplefilter("error", DataMismatchWarning)
             X = np.asarray(design.fixed_spec.get_model_matrix(encoded, na_action="ignore"),
                            dtype=float)  # fmt: skip
+            blocks = design.blocks if include_random else []
             Zs = [np.asarray(b.matrix_spec.get_model_matrix(encoded, na_action="ignore"),
-                             dtype=float) for b in design.blocks]  # fmt: skip
+                             dtype=float) for b in blocks]  # fmt: skip
     except Exception as exc:
         raise DataError(
             f"cannot encode newdata as the fitted data: {design.names.decode(str(exc))}"
@@ -1327,7 +1385,7 @@ def new_design(design: Design, newdata: pd.DataFrame) -> NewDesign:
         if not np.all(np.isfinite(values)):
             raise DataError(f"newdata gives non-finite {where} (e.g. log of 0)")
     codes_all, new_all = [], []
-    for block in design.blocks:
+    for block in design.blocks if include_random else []:
         codes, unseen = _new_codes(block, frame)
         codes_all.append(codes)
         new_all.append(unseen)

@@ -1,7 +1,9 @@
 """Figures (matplotlib; every function returns its Figure).
 
 - Of one fit (:mod:`bayeslmm.present.plots.model`): :func:`data_overview`, :func:`trace`,
-  :func:`rank`, :func:`ppc`, :func:`ppc_by_group`, :func:`residuals`.
+  :func:`rank`, :func:`ppc`, :func:`ppc_by_group`, :func:`residuals`, :func:`prior_predictive`.
+- Conditional effects (:mod:`bayeslmm.present.plots.effects`):
+  :func:`conditional_effects`, also ``model.conditional_effects(...).plot()``.
 - Of a comparison (:mod:`bayeslmm.present.plots.comparison`): :func:`group_fits`,
   :func:`shrinkage_arrows`, :func:`caterpillar`, :func:`shrinkage_2d`,
   :func:`comparison_forest`, :func:`reml_posterior_forest` (several grouping factors).
@@ -15,7 +17,8 @@ from .comparison import (
     shrinkage_2d,
     shrinkage_arrows,
 )
-from .model import data_overview, ppc, ppc_by_group, rank, residuals, trace
+from .effects import conditional_effects
+from .model import data_overview, ppc, ppc_by_group, prior_predictive, rank, residuals, trace
 
 __all__ = [
     "data_overview",
@@ -24,6 +27,8 @@ __all__ = [
     "ppc",
     "ppc_by_group",
     "residuals",
+    "prior_predictive",
+    "conditional_effects",
     "group_fits",
     "shrinkage_arrows",
     "caterpillar",

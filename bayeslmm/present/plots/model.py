@@ -2,7 +2,8 @@
 predictive checks and residual diagnostics.
 
 Pure drawing: the numbers come from :class:`~bayeslmm.bayes.model.LMM` (fitted means,
-residuals, posterior predictive draws) and ArviZ. Each function returns its
+residuals, posterior predictive draws); trace and rank plots are ArviZ's
+(:mod:`bayeslmm.bayes.stack` calls the installed ArviZ line). Each function returns its
 :class:`matplotlib.figure.Figure`.
 """
 
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import scipy.stats
 from matplotlib.figure import Figure
 
+from ...bayes import stack
 from ...errors import ArgumentError, UnknownNameError, check_seed
 
 if TYPE_CHECKING:
@@ -78,49 +79,73 @@ def data_overview(data: pd.DataFrame, response: str, predictor: str, group: str)
     return fig
 
 
-def fitted(model: LMM) -> az.InferenceData:
+def fitted(model: LMM) -> stack.Results:
     """The posterior of a fitted model, or an error saying what was passed instead."""
     if not (hasattr(model, "_posterior") and hasattr(model, "design")):
         raise ArgumentError(f"expected a fitted bayeslmm.LMM, got {type(model).__name__}")
     return model._posterior()
 
 
-def _labeller(model: LMM) -> az.labels.MapLabeller:
+def _names(model: LMM) -> dict[str, str]:
     names = {"beta": "fixed", "sigma": "sigma (residual)"}
     for block in model.design.blocks:
         names[f"sd_{block.label}"] = f"sd | {block.label}"
         names[f"cor_{block.label}"] = f"cor | {block.label}"
-    return az.labels.MapLabeller(var_name_map=names)
+    return names
 
 
 def trace(model: LMM) -> Figure:
     """ArviZ trace plot of the population parameters (densities and chains)."""
-    axes = az.plot_trace(fitted(model), var_names=model.population_variables(),
-                         labeller=_labeller(model), compact=False)  # fmt: skip
-    fig = np.asarray(axes).ravel()[0].figure
+    fig = stack.plot_trace(fitted(model), model.population_variables(), _names(model))
     fig.tight_layout()
     return fig
 
 
 def rank(model: LMM) -> Figure:
     """ArviZ rank plot of the population parameters: flat bars when chains mix."""
-    axes = az.plot_rank(fitted(model), var_names=model.population_variables(),
-                        labeller=_labeller(model), kind="bars")  # fmt: skip
-    fig = np.asarray(axes).ravel()[0].figure
+    fig = stack.plot_rank(fitted(model), model.population_variables(), _names(model))
     fig.tight_layout()
     return fig
 
 
-def _predictive(model: LMM, random_seed: int | None) -> az.InferenceData:
+def _replicates(model: LMM, random_seed: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The observed response and the posterior predictive draws, (draws, rows)."""
     idata = fitted(model)
-    if "posterior_predictive" not in idata.groups():
+    if not stack.has_group(idata, "posterior_predictive"):
         model.posterior_predictive(random_seed=random_seed)
-    return idata
+    response = model.design.response
+    replicated = stack.group(idata, "posterior_predictive")[response]
+    return np.asarray(model.design.y), replicated.values.reshape(-1, replicated.shape[-1])
 
 
-def _n_draws(idata: az.InferenceData) -> int:
-    post = idata.posterior
-    return int(post.sizes["chain"] * post.sizes["draw"])
+def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray | None:
+    """Gaussian kernel density of ``values`` on ``grid`` (None where it has no spread)."""
+    if values.size < 2 or np.ptp(values) == 0:
+        return None
+    return scipy.stats.gaussian_kde(values)(grid)
+
+
+def _density_check(ax, observed: np.ndarray, replicated: np.ndarray, num: int,
+                   rng: np.random.Generator, legend: bool) -> None:  # fmt: skip
+    """Densities of ``num`` replicated data sets, their mean and the observed data's."""
+    chosen = replicated[rng.choice(len(replicated), size=min(num, len(replicated)),
+                                   replace=False)]  # fmt: skip
+    lo = min(observed.min(), np.quantile(chosen, 0.001))
+    hi = max(observed.max(), np.quantile(chosen, 0.999))
+    grid = np.linspace(lo, hi, 200)
+    curves = [c for c in (_kde(r, grid) for r in chosen) if c is not None]
+    for k, curve in enumerate(curves):
+        ax.plot(grid, curve, color="#1f77b4", alpha=0.15, lw=0.8,
+                label="replicated data" if k == 0 else None)  # fmt: skip
+    if curves:
+        ax.plot(grid, np.mean(curves, axis=0), color="#d95f02", ls="--", lw=1.5,
+                label="mean of replicates")  # fmt: skip
+    observed_curve = _kde(observed, grid)
+    if observed_curve is not None:
+        ax.plot(grid, observed_curve, color="black", lw=1.8, label="observed")
+    ax.set_yticks([])
+    if legend:
+        ax.legend(fontsize="small")
 
 
 def ppc(model: LMM, num_pp_samples: int = 100, random_seed: int | None = 0) -> Figure:
@@ -129,11 +154,11 @@ def ppc(model: LMM, num_pp_samples: int = 100, random_seed: int | None = 0) -> F
             or num_pp_samples < 1:
         raise ArgumentError(f"num_pp_samples must be a positive integer, got {num_pp_samples!r}")
     check_seed("random_seed", random_seed)
-    idata = _predictive(model, random_seed)
+    observed, replicated = _replicates(model, random_seed)
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    num_pp_samples = min(num_pp_samples, _n_draws(idata))
-    az.plot_ppc(idata, num_pp_samples=num_pp_samples, ax=ax, random_seed=random_seed, textsize=10)
-    legend_outside(ax)  # ArviZ puts it over the densities' tails
+    _density_check(ax, observed, replicated, num_pp_samples, np.random.default_rng(random_seed),
+                   legend=True)  # fmt: skip
+    legend_outside(ax)  # keep it off the densities' tails
     ax.set_xlabel(model.design.response)
     ax.set_title("Posterior predictive check")
     fig.tight_layout()
@@ -148,19 +173,62 @@ def ppc_by_group(
     random_seed: int | None = 0,
 ) -> Figure:
     """Posterior predictive check per level of ``group`` (the first ``max_levels``)."""
-    idata = _predictive(model, random_seed)
+    observed, replicated = _replicates(model, random_seed)
     block = _block_of(model, group)
     shown = block.levels[:max_levels]
     fig, axes = _grid(len(shown), sharey=False)
+    rng = np.random.default_rng(random_seed)
     for ax, (code, level) in zip(axes, enumerate(shown), strict=True):
         rows = np.flatnonzero(block.codes == code)
-        az.plot_ppc(idata, coords={"obs": rows}, num_pp_samples=min(num_pp_samples,
-                    _n_draws(idata)), ax=ax,
-                    legend=False, random_seed=random_seed, textsize=9)  # fmt: skip
+        _density_check(ax, observed[rows], replicated[:, rows], num_pp_samples, rng,
+                       legend=False)  # fmt: skip
         ax.set_title(f"{block.group} = {level}", fontsize="small")
         ax.set_xlabel("")
     more = "" if len(block.levels) <= max_levels else f" (first {max_levels} levels)"
     fig.suptitle(f"Posterior predictive check by {block.group}{more}")
+    fig.tight_layout()
+    return fig
+
+
+def prior_predictive(
+    model: LMM, draws: int = 100, random_seed: int | None = 0, shown: int = 50
+) -> Figure:
+    """Prior predictive check: the density of data sets simulated from the priors alone
+    (:meth:`~bayeslmm.LMM.prior_predictive`, thin lines, ``shown`` of ``draws``) against the
+    data's (black), with the central 90% of the simulated values shaded. Needs no fit."""
+    if not (hasattr(model, "prior_predictive") and hasattr(model, "design")):
+        raise ArgumentError(f"expected a bayeslmm.LMM, got {type(model).__name__}")
+    if isinstance(shown, bool) or not isinstance(shown, int) or shown < 1:
+        raise ArgumentError(f"shown must be a whole number >= 1, got {shown!r}")
+    response = model.design.response
+    simulated = model.prior_predictive(draws=draws, random_seed=random_seed)
+    values = np.asarray(simulated.prior_predictive[response]).reshape(-1, model.design.n_obs)
+    y = np.asarray(model.design.y, dtype=float)
+    lo, hi = np.quantile(values, [0.05, 0.95])
+    first, last = np.quantile(values, [0.01, 0.99])
+    edges = np.linspace(min(first, y.min()), max(last, y.max()), 61)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    width = edges[1] - edges[0]
+    # histogram of every simulated data set at once: bin index per value, counted per row
+    index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(centres) - 1)
+    inside = (values >= edges[0]) & (values <= edges[-1])
+    rows = np.repeat(np.arange(values.shape[0]), values.shape[1])
+    counts = np.zeros((values.shape[0], len(centres)))
+    np.add.at(counts, (rows[inside.ravel()], index.ravel()[inside.ravel()]), 1.0)
+    density = counts / (values.shape[1] * width)
+    observed, _ = np.histogram(y, bins=edges, density=True)
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    ax.axvspan(lo, hi, color="#dddddd", alpha=0.6, lw=0,
+               label="central 90% of simulated values")  # fmt: skip
+    for k, row in enumerate(density[:shown]):
+        ax.plot(centres, row, color="#1f77b4", alpha=0.25, lw=0.8,
+                label="data simulated from the priors" if k == 0 else None)  # fmt: skip
+    ax.plot(centres, observed, color="black", lw=2, label="data")
+    ax.set_xlabel(response)
+    ax.set_ylabel("density")
+    ax.set_title(f"Prior predictive check ({min(shown, values.shape[0])} of {values.shape[0]} "
+                 "simulated data sets)")  # fmt: skip
+    legend_outside(ax)
     fig.tight_layout()
     return fig
 
@@ -198,8 +266,10 @@ def residuals(model: LMM, group: str | None = None) -> Figure:
 
     ax = axes[1]
     ax.hist(resid, bins="auto", density=True, color="#cccccc", edgecolor="white")
-    az.plot_kde(resid, ax=ax, plot_kwargs={"color": "black"}, textsize=9)
     grid = np.linspace(resid.min(), resid.max(), 200)
+    density = _kde(resid, grid)
+    if density is not None:
+        ax.plot(grid, density, color="black")
     ax.plot(grid, scipy.stats.norm.pdf(grid, 0, resid.std(ddof=1)), color="#d95f02", ls="--")
     ax.set_xlabel("residual")
     ax.set_title("Residual density (dashed: normal, same SD)")

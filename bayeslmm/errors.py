@@ -97,3 +97,39 @@ def warn(message: str, category: type[Warning] = BayesLMMWarning) -> None:
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+# --- argument checks shared by the public functions --------------------------------------
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is True or False, else :class:`ArgumentError` naming ``name``."""
+    if type(value).__name__ not in ("bool", "bool_"):
+        raise ArgumentError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_probability(name: str, value: object) -> float:
+    """A number strictly between 0 and 1 (a level or probability), else
+    :class:`ArgumentError` naming ``name``."""
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or not 0.0 < float(number) < 1.0:
+        raise ArgumentError(f"{name} must be a number between 0 and 1, got {value!r}")
+    return float(number)
+
+
+def check_seed(name: str, value: object) -> object:
+    """``None``, a non-negative integer or a numpy Generator/SeedSequence, else
+    :class:`ArgumentError` naming ``name``."""
+    if value is None or type(value).__name__ in ("Generator", "SeedSequence"):
+        return value
+    if isinstance(value, bool) or not hasattr(value, "__index__") or value.__index__() < 0:
+        raise ArgumentError(f"{name} must be None or a non-negative integer, got {value!r}")
+    return value.__index__()
+
+
+def check_choice(name: str, value: object, choices: tuple) -> object:
+    """``value`` if it is one of ``choices``, else :class:`ArgumentError` naming ``name``."""
+    if not isinstance(value, str | int | float | bool | type(None)) or value not in choices:
+        raise ArgumentError(f"{name} must be one of {choices}, got {value!r}")
+    return value

@@ -353,7 +353,7 @@ def tutorial_values() -> tuple[dict[str, Value], dict]:
     shrink = fits["sleep_comparison"].shrinkage().set_index(["level", "term"])
     coefs = sleep.group_coefficients("Subject")
     for subject in ("330", "337"):
-        row = shrink.loc[(subject, "Days")]
+        row = shrink.loc[(int(subject), "Days")]  # tables keep the factor's integer levels
         draws = coefs.sel(level=subject, coef="Days").values
         err = batch_mcse(draws)
         gap = row["no_pooling"] - row["population"]

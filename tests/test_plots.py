@@ -75,7 +75,7 @@ def test_group_lines_come_from_the_fits(slope_comparison):
     assert pop["slope"] == pytest.approx(reml.fixef["Days"])
     # ANCOVA with group slopes = per-group OLS lines when Days is the only predictor
     own = slope_comparison.fits["Hierarchical"].coefficients
-    anc = lines.loc["ancova"].loc[own.index.astype(str)]
+    anc = lines.loc["ancova"].loc[own.index]
     np.testing.assert_allclose(anc["intercept"], own["(Intercept)"], rtol=1e-8)
     np.testing.assert_allclose(anc["slope"], own["Days"], rtol=1e-8)
 

@@ -26,7 +26,7 @@ def _data(name: str) -> pd.DataFrame:
     if name == "sleepstudy_gaps":  # Days 3 and 4 missing for the even-numbered subjects
         d = bl.load_dataset("sleepstudy")
         return d[~(d.Days.isin([3, 4]) & (d.Subject.astype(int) % 2 == 0))]
-    if name.startswith("residual_sim"):
+    if name.startswith("residual_sim") or name == "orthodont":
         return pd.read_csv(DATA / f"{name}.csv")
     return bl.load_dataset(name)
 
@@ -116,7 +116,10 @@ def test_lmer_matches_nlme(case_id, mode):
                    residual=_structure(case))  # fmt: skip
     assert fit.converged
     assert fit.loglik == pytest.approx(ref["logLik"], abs=1e-4)
-    assert fit.phi == pytest.approx(ref["parameter"], abs=1e-4)
+    if case["even_in_parameter"]:  # AR(1) at even gaps only: phi's sign is not identified
+        assert abs(fit.phi) == pytest.approx(abs(ref["parameter"]), abs=1e-4)
+    else:
+        assert fit.phi == pytest.approx(ref["parameter"], abs=1e-4)
     assert _rel(fit.sigma, ref["sigma"]) < 1e-4
     n, p = fit.design.n_obs, len(fit.fixef)
     # nlme's summary of an ML fit scales the fixed effects' covariance by n / (n - p);

@@ -41,7 +41,7 @@ import numpy as np
 import scipy.stats
 import xarray as xr
 
-from ..errors import ComparisonError, NotFittedError
+from ..errors import ComparisonError, NotFittedError, check_seed
 from ..gaussian.statistics import same_response
 from ..spec.design import Design
 from . import stack
@@ -311,6 +311,7 @@ def log_marginal_likelihood(model: LMM, random_seed: int | None = None) -> Margi
     random_seed
         Seed of the proposal draws.
     """
+    check_seed("random_seed", random_seed)
     if model.idata is None:
         raise NotFittedError("the model is not fitted yet: call model.fit() first")
     if not model.marginal_supported:
@@ -365,6 +366,7 @@ def bayes_factor(m1: LMM, m0: LMM, random_seed: int | None = None) -> BayesFacto
         if not isinstance(m, LMM):
             raise ComparisonError(f"bayes_factor() compares bl.LMM models; {name} is a "
                                   f"{type(m).__name__}")  # fmt: skip
+    check_seed("random_seed", random_seed)
     a, b = m1.design, m0.design
     if not same_response(a, b):
         raise ComparisonError(

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..errors import ComparisonError, NotFittedError, RowsNotInMemoryError
+from ..errors import ArgumentError, ComparisonError, NotFittedError, RowsNotInMemoryError
 from ..gaussian.statistics import level_moments, node_groups, same_response
 from . import stack
 from .effects import kernel_draws
@@ -140,7 +140,7 @@ def _loo_data(model: LMM, by: str) -> Results:
 def loo(model: LMM, by: str = "group") -> Any:
     """PSIS-LOO of one fitted model, leaving out groups (default) or observations."""
     if by not in BY:
-        raise ValueError(f"by must be one of {BY}, got {by!r}")
+        raise ArgumentError(f"by must be one of {BY}, got {by!r}")
     return stack.loo(_loo_data(model, by))
 
 
@@ -190,7 +190,7 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
         against it, stacking weights, a warning flag and Pareto k columns.
     """
     if by not in BY:
-        raise ValueError(f"by must be one of {BY}, got {by!r}")
+        raise ArgumentError(f"by must be one of {BY}, got {by!r}")
     from .model import LMM
 
     if not isinstance(models, Mapping) or len(models) < 2:

@@ -18,6 +18,7 @@ from ..errors import (
     PriorError,
     RowsNotInMemoryError,
     SamplerError,
+    check_seed,
     warn,
 )
 from ..gaussian.blocked import BlockedSystem, choose_explicit
@@ -79,6 +80,23 @@ FEW_LEVELS = 5
 #: (log SD mixes better there: sleepstudy's intercept SD 3287-3723 signed against
 #: 4213-4591, InstEval's departments' 979 against 2201)
 SIGNED_ABOVE = 0.002
+#: ... and where the two-stage likelihood at a spread of zero is at most this many nats
+#: below its best (:func:`_zero_depth`): with few levels the chance above stays large
+#: however far the spread exceeds the noise (three classrooms: 0.0054 at 182 times the
+#: noise), and there the signed density has a wall of ~180 nats between sd ~ 1 and 0 that
+#: trajectories run into (|energy error| up to 3.4 against 0.6 on the log scale, 4 x 5000
+#: draws, seeds 1-3; a divergence on some machines)
+SIGNED_DEPTH = 10.0
+
+
+def _zero_depth(spread: LevelSpread) -> np.ndarray:
+    """How far (nats) the two-stage likelihood of the levels' spread falls from its best to
+    a spread of zero: ``(L - 1) / 2 (q - 1 - log q)``, ``q = (spread + noise) / noise``
+    (the estimates' variance as a scaled chi-square with ``L - 1`` degrees of freedom)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = (np.maximum(spread.spread, 0.0) + spread.noise) / spread.noise
+        depth = 0.5 * (spread.levels - 1) * (q - 1.0 - np.log(q))
+    return np.where(np.isfinite(depth), depth, np.inf)
 
 
 class LMM:
@@ -271,7 +289,9 @@ class LMM:
         bump around zero; where the SD is clearly positive, ``log sd`` is the rounder. A
         term is signed where the two-stage estimate leaves a spread of zero more than
         :data:`SIGNED_ABOVE` likely
-        (:attr:`~bayeslmm.gaussian.statistics.LevelSpread.zero_probability`) and its
+        (:attr:`~bayeslmm.gaussian.statistics.LevelSpread.zero_probability`), its
+        likelihood at zero is within :data:`SIGNED_DEPTH` nats of its best (few levels far
+        apart: a wall at ``x = 0`` otherwise), and its
         effects are not centred (a centred effect's prior density has no limit at
         ``sd = 0``). Only SD priors with a finite, smooth density at zero qualify
         (half-normal, half-t, half-Cauchy, half-flat). Subjects x items with independent
@@ -291,7 +311,8 @@ class LMM:
             for index, factor in enumerate(self.blocked_system.stats.factors):
                 spread = self._level_spread(index)
                 weak = (np.ones(factor.q, bool) if spread is None
-                        else ~(spread.zero_probability <= SIGNED_ABOVE))  # fmt: skip
+                        else ~(spread.zero_probability <= SIGNED_ABOVE)
+                        & (_zero_depth(spread) <= SIGNED_DEPTH))  # fmt: skip
                 even = [self.priors[name].dist in EVEN_AT_ZERO
                         for k in factor.blocks for name in sd_names[k]]  # fmt: skip
                 flags = centred.get(factor.group, (False,) * factor.q)
@@ -554,19 +575,24 @@ class LMM:
             raise NotFittedError("the model is not fitted yet: call model.fit() first")
         return self.idata
 
-    def summary(self, print_it: bool = True, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
-        """lme4-like summary of the posterior; printed, and returned as a DataFrame.
+    def summary(self, print_it: bool | None = None, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+        """lme4-like summary of the posterior, returned as a DataFrame whose printed form
+        (``repr``: what a REPL or notebook shows) is the lme4-like block.
 
         Rows: random-effect SDs and correlations, residual SD (``sigma``), fixed
         effects; columns: mean, sd, HDI (``hdi_prob``, 94% by default as in ArviZ),
-        MCSE, bulk/tail ESS and R-hat.
+        MCSE, bulk/tail ESS and R-hat. ``print_it``: also print the block (default: in a
+        script, not at an interactive prompt, which shows the returned value once).
         """
-        table = summary_table(self._posterior(), self.design, hdi_prob)
-        if print_it:
-            from .text import format_summary
+        from .text import format_summary, interactive, summary_object
 
-            print(format_summary(self, table))
-        return table
+        if print_it is not None and not isinstance(print_it, bool | np.bool_):
+            raise ArgumentError(f"print_it must be True, False or None, got {print_it!r}")
+        table = summary_table(self._posterior(), self.design, hdi_prob)
+        text = format_summary(self, table)
+        if print_it or (print_it is None and not interactive()):
+            print(text)
+        return summary_object(table, text)
 
     def fixef(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
         """Posterior summary of the fixed effects (rows named as lme4 does)."""
@@ -725,6 +751,7 @@ class LMM:
 
     def posterior_predictive(self, random_seed: int | None = None) -> Results:
         """Add a ``posterior_predictive`` group (for ``az.plot_ppc``) and return the data."""
+        check_seed("random_seed", random_seed)
         self._needs_rows("posterior_predictive() (replicated data sets, one value per row and "
                          "draw)", "check the model on a pandas sample of the rows")  # fmt: skip
         import pymc as pm

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import PriorError
+from ..errors import ArgumentError, PriorError
 from ..gaussian.statistics import column_scales
 from ..gaussian.summation import PowerSums
 from ..spec.design import Design
@@ -198,6 +198,9 @@ def default_priors(design: Design) -> dict[str, Prior]:
     """Autoscaled weakly informative priors (see the module docstring), from the means and
     SDs of the response and of every column (sums over the rows, so a Dask DataFrame's
     design scales them as its rows in memory would)."""
+    if not isinstance(design, Design):
+        raise ArgumentError(f"design must be a bl.Design (bl.build_design(formula, data)), "
+                            f"got {type(design).__name__}")  # fmt: skip
     names = ParameterNames.from_design(design)
     moments, where = column_scales(design)
     s_y = float(moments.sd[0]) or 1.0

@@ -141,7 +141,10 @@ def ranef_table(
         table = pd.concat(frames, ignore_index=True)
         levels = pd.Categorical(table["level"], categories=design.groups()[group], ordered=True)
         table = table.assign(level=levels).sort_values(["level"], kind="stable")
-        table["level"] = table["level"].astype(str)
+        block = next(b for b in design.blocks if b.group == group)
+        values = dict(zip(block.levels, block.level_values, strict=True))
+        table["level"] = pd.Index(table["level"].astype(str).map(values),
+                                  dtype=block.level_values.dtype)  # the factor's type
         tables[group] = table.set_index(["level", "term"])
     return tables
 
@@ -182,6 +185,8 @@ def coef_table(idata: Results, design: Design) -> dict[str, pd.DataFrame]:
     for group in design.groups():
         draws = group_coefficient_draws(idata, design, group)
         out[group] = draws.mean(("chain", "draw")).to_pandas()
+        block = next(b for b in design.blocks if b.group == group)
+        out[group].index = block.level_values  # the factor's type (draws' coords: labels)
         out[group].index.name = group
         out[group].columns.name = None
     return out

@@ -29,7 +29,13 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from ..errors import ComparisonError, RowsNotInMemoryError, SingularFitWarning
+from ..errors import (
+    ArgumentError,
+    ComparisonError,
+    RowsNotInMemoryError,
+    SingularFitWarning,
+    check_bool,
+)
 from ..gaussian.profiled import ThetaLayout, profiled
 from ..gaussian.statistics import CrossProducts, same_response
 from ..spec.design import Design, build_design
@@ -272,6 +278,13 @@ def anova(
         if not isinstance(fit, LmerResult):
             raise ComparisonError(f"anova() compares bl.lmer fits; argument {i + 1} is a "
                                   f"{type(fit).__name__}")  # fmt: skip
+    check_bool("refit", refit)
+    check_bool("check_nested", check_nested)
+    if names is not None and (isinstance(names, str) or not isinstance(names, Sequence)
+                              or len(names) != len(fits)
+                              or not all(isinstance(n, str) for n in names)):
+        raise ArgumentError(f"names must be a list of {len(fits)} strings (one per fit), "
+                            f"got {names!r}")  # fmt: skip
     labels = [fit.design.spec.formula for fit in fits] if names is None else list(names)
     if names is None and len(set(labels)) < len(labels):  # the same formula twice
         labels = [f"m{i + 1}: {label}" for i, label in enumerate(labels)]
@@ -352,6 +365,7 @@ def ranova(fit: LmerResult, reduce_terms: bool = True) -> LikelihoodRatioTable:
     """
     if not isinstance(fit, LmerResult):
         raise ComparisonError(f"ranova() takes a bl.lmer fit, got {type(fit).__name__}")
+    check_bool("reduce_terms", reduce_terms)
     reductions = single_term_deletions(fit.design.spec, reduce_terms=reduce_terms)
     rows = [{"npar": fit.n_params, "logLik": fit.loglik, "AIC": fit.aic}]
     fits, nulls, labels = [fit], [""], ["<none>"]

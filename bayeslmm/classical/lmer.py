@@ -18,7 +18,14 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
-from ..errors import ArgumentError, DataError, FormulaError, SingularFitWarning, warn
+from ..errors import (
+    ArgumentError,
+    DataError,
+    FormulaError,
+    SingularFitWarning,
+    check_probability,
+    warn,
+)
 from ..gaussian.partition import VarianceParts, icc_kinds, variance_parts
 from ..gaussian.profiled import (
     BlockedProfile,
@@ -167,10 +174,12 @@ class LmerResult:
         """(levels x terms) arrays per block -> one frame per grouping factor."""
         out: dict[str, pd.DataFrame] = {}
         for block, values in zip(self.design.blocks, per_block, strict=True):
-            frame = pd.DataFrame(values, index=block.levels, columns=block.columns)
+            frame = pd.DataFrame(values, index=block.level_values, columns=block.columns)
             frame.index.name = block.group
-            if block.group in out:
-                out[block.group] = out[block.group].join(frame, rsuffix=f"_{block.label}")
+            if block.group in out:  # same levels, same order: side by side
+                taken = set(out[block.group].columns)
+                frame.columns = [f"{c}_{block.label}" if c in taken else c for c in frame.columns]
+                out[block.group] = pd.concat([out[block.group], frame], axis=1)
             else:
                 out[block.group] = frame
         return out
@@ -191,6 +200,7 @@ class LmerResult:
 
     def ranef_table(self, level: float = 0.95) -> pd.DataFrame:
         """Long table of BLUPs: group, level, term, estimate, cond_sd and a normal interval."""
+        check_probability("level", level)
         z = scipy.stats.norm.ppf(0.5 + level / 2)
         sds = self.ranef_sd()
         frames = []
@@ -257,6 +267,7 @@ class LmerResult:
         ``method="wald"`` uses the normal quantile (lme4's ``confint(method="Wald")``);
         ``"satterthwaite"`` uses t quantiles with Satterthwaite df (lmerTest).
         """
+        check_probability("level", level)
         if method == "wald":
             crit = np.full(len(self.fit.beta), scipy.stats.norm.ppf(0.5 + level / 2))
         elif method == "satterthwaite":
@@ -540,6 +551,43 @@ def _newton_polish(profile: BlockedProfile, layout: ThetaLayout, reml: bool,
     return theta
 
 
+#: Multiples of lme4's start probed for a (near-)exact fit, whose criterion falls without
+#: bound as theta grows (the residual variance shrinks towards 0).
+LARGE_THETA = (1e2, 1e4, 1e6)
+
+
+def _large_theta(layout: ThetaLayout, theta: np.ndarray) -> list[np.ndarray]:
+    """Points far out along every bounded (SD-like) direction, from lme4's start and from
+    ``theta``: where the fixed and random effects fit the response (almost) exactly, the
+    criterion's minimum lies there while a search from the start can stop at theta = 0."""
+    start = layout.start()
+    return [point for f in LARGE_THETA for point in (f * start, theta + f * start)]
+
+
+def _probe_restart(objective, search, best, points: list[np.ndarray], rounds: int = 3):
+    """Escape a stationary point that is not the minimum: evaluate ``objective`` at
+    ``points`` (probes off a bound, across a parameter's interval, far out) and restart
+    ``search`` from the lowest while that lowers the criterion beyond rounding. A
+    criterion flat to first order at a bound or a symmetric point (the profile even in an
+    SD or in an AR(1) phi observed at even gaps only) stops gradient searches there."""
+    for _ in range(rounds):
+        with np.errstate(all="ignore"):
+            values = [objective(x) for x in points]
+        tol = 1e-10 * max(1.0, abs(best.fun))
+        finite = [(v, x) for v, x in zip(values, points, strict=True) if np.isfinite(v)]
+        if not finite:
+            break
+        value, x = min(finite, key=lambda pair: pair[0])
+        if not value < best.fun - tol:
+            break
+        with np.errstate(all="ignore"):
+            restart = search(x)
+        if not restart.fun < best.fun - tol:
+            break
+        best = restart
+    return best
+
+
 def _optimise(profile: BlockedProfile, layout: ThetaLayout, reml: bool) -> tuple[np.ndarray, bool]:
     """Minimise the profiled criterion over theta: L-BFGS-B with its exact gradient (every
     design: the blocked Cholesky of :mod:`bayeslmm.gaussian.blocked`).
@@ -592,6 +640,7 @@ def _optimise(profile: BlockedProfile, layout: ThetaLayout, reml: bool) -> tuple
             restart = search(point)
             if restart.fun < best.fun - 1e-10:
                 best = restart
+    best = _probe_restart(objective, search, best, _large_theta(layout, best.x))
 
     def stationary(theta: np.ndarray) -> bool:
         value, grad = with_gradient(theta)
@@ -614,6 +663,10 @@ def _optimise(profile: BlockedProfile, layout: ThetaLayout, reml: bool) -> tuple
     return theta, converged
 
 
+#: Where in its interval the correlation parameter is probed (fractions of the width).
+PHI_GRID = np.array([0.05, 0.2, 0.35, 0.45, 0.55, 0.65, 0.8, 0.95])
+
+
 def _optimise_residual(
     profile: ResidualProfile, layout: ThetaLayout, reml: bool
 ) -> tuple[np.ndarray, float, bool]:
@@ -627,9 +680,16 @@ def _optimise_residual(
     k = layout.n_theta
     if k == 0:  # no random effects (nlme's gls): a bounded search in the one parameter
         width = hi - lo
-        found = scipy.optimize.minimize_scalar(
-            lambda phi: profile(np.zeros(0), phi, reml, grad=False)[0], method="bounded",
-            bounds=(lo + 1e-9 * width, hi - 1e-9 * width), options={"xatol": 1e-11})  # fmt: skip
+
+        def criterion(phi: float) -> float:
+            return profile(np.zeros(0), phi, reml, grad=False)[0]
+
+        # a grid first: the criterion can have two minima (even in phi at even gaps)
+        grid = lo + width * np.concatenate([[1e-9], PHI_GRID, [1 - 1e-9]])
+        i = int(np.argmin([criterion(phi) for phi in grid]))
+        bracket = (grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)])
+        found = scipy.optimize.minimize_scalar(criterion, method="bounded", bounds=bracket,
+                                               options={"xatol": 1e-11})  # fmt: skip
         return np.zeros(0), float(found.x), bool(found.success)
 
     def to_phi(eta: float) -> float:
@@ -648,12 +708,37 @@ def _optimise_residual(
         d_eta = (up - down) / (2 * h) if np.isfinite(up) and np.isfinite(down) else 0.0
         return dev, np.append(grad, d_eta)
 
-    x0 = np.append(layout.start(), np.arctanh(2.0 * (0.0 - lo) / (hi - lo) - 1.0))
-    bounds = [(b if np.isfinite(b) else None, None) for b in layout.lower_bounds()]
+    def to_eta(phi: float) -> float:
+        return float(np.arctanh(2.0 * (phi - lo) / (hi - lo) - 1.0))
+
+    x0 = np.append(layout.start(), to_eta(0.0))
+    lower = layout.lower_bounds()
+    bounds = [(b if np.isfinite(b) else None, None) for b in lower]
     bounds.append((None, None))
-    result = scipy.optimize.minimize(with_gradient, x0, jac=True, method="L-BFGS-B",
-                                     bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-8,
-                                                             "maxiter": 5000})  # fmt: skip
+
+    def search(start: np.ndarray):
+        return scipy.optimize.minimize(with_gradient, start, jac=True, method="L-BFGS-B",
+                                       bounds=bounds, options={"ftol": 1e-15, "gtol": 1e-8,
+                                                               "maxiter": 5000})  # fmt: skip
+
+    def probes(x: np.ndarray) -> list[np.ndarray]:
+        """Off the start's phi = 0 (AR(1) at even gaps only is even in phi: flat there),
+        across the parameter's interval, off theta's bounds, and far out in theta."""
+        out = []
+        for q in PHI_GRID:
+            point = x.copy()
+            point[k] = to_eta(lo + q * (hi - lo))
+            out.append(point)
+        for j in np.flatnonzero(np.isfinite(lower) & (x[:k] < 1e-4)):
+            for step in (0.01, 0.1, 0.5):
+                point = x.copy()
+                point[j] = step
+                out.append(point)
+        out += [np.append(t, x[k]) for t in _large_theta(layout, x[:k])]
+        return out
+
+    result = _probe_restart(value, search, search(x0), probes(x0))
+    result = _probe_restart(value, search, result, probes(result.x))
     near_bound = np.any(result.x[:k][np.isfinite(layout.lower_bounds())] < 1e-2)
     best, converged = result, bool(result.success)
     if not result.success or near_bound or abs(result.x[k]) > 5:
@@ -665,6 +750,101 @@ def _optimise_residual(
         converged = bool(result.success or polished.success)
     x = np.asarray(best.x, dtype=float)
     return x[:k], float(to_phi(x[k])), converged
+
+
+#: A residual SD below this fraction of the residual SD without random effects, at random
+#: effects ``FAR`` times the response's scale, is an (almost) exact fit of the response.
+EXACT_FIT = 1e-4
+FAR = 1e5
+#: Residual SDs below this fraction of the response's root mean square are below what sums
+#: of squares in float64 resolve (their rounding is ~1.5e-8 of it): an exact fit.
+PRECISION = 1e-7
+
+
+def _far_theta(layout: ThetaLayout, cp: CrossProducts) -> np.ndarray:
+    """Diagonal factors making every random term's column ``FAR`` times the residual SD:
+    ``FAR / rms(column)``, off-diagonals 0."""
+    diag = np.asarray(cp.ZtZ.diagonal(), dtype=float)
+    out, start = [], 0
+    for q, c, m in zip(layout.sizes, layout.correlated, layout.levels, strict=True):
+        rms = np.sqrt(diag[start:start + m * q].reshape(m, q).sum(axis=0) / max(cp.n, 1))
+        start += m * q
+        T = np.diag(FAR / np.where(rms > 0, rms, 1.0))
+        rows, cols = layout._block_indices(q, c)
+        out.append(T[rows, cols])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _check_exact_fit(design: Design, cp: CrossProducts, layout: ThetaLayout, reml: bool) -> None:
+    """Raise :class:`DataError` where the fixed and random effects fit the response (almost)
+    exactly (a noise-free response, or one constant within every group): the criterion
+    then falls (almost) without bound as sigma -> 0 and theta -> infinity, so a search stops
+    at a wrong optimum or at rounding, and no variance is estimable (lme4 stops near sigma
+    = 0 with a convergence warning). Judged from two evaluations: the residual SD with no
+    random effects, and with random effects ``FAR`` times larger than the residual."""
+    if not layout.n_theta:
+        return
+    dof = max(cp.n - (cp.p if reml else 0), 1)
+    with np.errstate(all="ignore"):
+        try:
+            without = profiled(np.zeros(layout.n_theta), cp, layout, reml).r2
+            far = profiled(_far_theta(layout, cp), cp, layout, reml).r2
+        except np.linalg.LinAlgError:
+            return  # judged by the caller's own checks
+    scale, sd = np.sqrt(max(without, 0.0) / dof), np.sqrt(max(far, 0.0) / dof)
+    rms = float(np.sqrt(max(cp.yty, 0.0) / max(cp.n, 1)))
+    if not (np.isfinite(scale) and np.isfinite(sd)) or sd > max(EXACT_FIT * scale,
+                                                                PRECISION * rms):  # fmt: skip
+        return
+    groups = " / ".join(sorted({b.group for b in design.blocks}))
+    if scale <= PRECISION * rms:
+        raise DataError(
+            f"the fixed effects of {design.spec.formula!r} alone fit the response exactly or "
+            f"almost (residual SD {scale:.3g}, the response's root mean square {rms:.3g}): "
+            "no residual or random-effect variance can be estimated. Check that the response "
+            "is not computed from the predictors"
+        )
+    raise DataError(
+        f"the fixed and random effects of {design.spec.formula!r} fit the response exactly or "
+        f"almost (residual SD under {sd:.3g} against {scale:.3g} without the random "
+        f"effects): the likelihood has no maximum at a positive residual variance, so the "
+        f"variances cannot be estimated. Check that the response is not computed from the "
+        f"predictors and the grouping factor ({groups}), e.g. constant within every level"
+    )
+
+
+#: Largest ratio of two columns' root mean squares that the cross-products (squares of
+#: the columns, solved in float64) keep enough digits for.
+MAX_SCALE_RATIO = 1e6
+
+
+def _check_scales(design: Design, cp: CrossProducts) -> None:
+    """Raise :class:`DataError` naming the columns when the fixed-effect and random-effect
+    columns differ so much in scale (root mean square) that the cross-products, which square
+    them, lose the precision that the Cholesky factorisations need."""
+    names = list(design.fixed_names)
+    ms = list(np.diag(cp.XtX) / max(cp.n, 1))
+    diag, start = np.asarray(cp.ZtZ.diagonal(), dtype=float), 0
+    for block in design.blocks:
+        m, q = block.n_levels, block.n_terms
+        ms += list(diag[start:start + m * q].reshape(m, q).sum(axis=0) / max(cp.n, 1))
+        names += [f"{col} | {block.group}" for col in block.columns]
+        start += m * q
+    rms = np.sqrt(np.maximum(np.asarray(ms, dtype=float), 0.0))
+    used = np.flatnonzero(np.isfinite(rms) & (rms > 0))
+    if used.size < 2:
+        return
+    hi, lo = used[np.argmax(rms[used])], used[np.argmin(rms[used])]
+    ratio = rms[hi] / rms[lo]
+    if ratio <= MAX_SCALE_RATIO:
+        return
+    raise DataError(
+        f"columns on very different scales in {design.spec.formula!r}: {names[hi]!r} (root "
+        f"mean square {rms[hi]:.3g}) against {names[lo]!r} ({rms[lo]:.3g}), a ratio of "
+        f"{ratio:.2g}; the cross-products lose the digits the fit needs. Rescale the data "
+        f"(e.g. divide the column behind {names[hi]!r} by "
+        f"{10.0 ** np.floor(np.log10(rms[hi])):.0e}, or standardise it) and refit"
+    )
 
 
 def lmer(
@@ -717,15 +897,25 @@ def lmer(
                 "bl.LMM(..., residual=...) fits this with explicit random effects"
             )
         profile = ResidualProfile(design, layout)
+        _check_scales(design, profile.model.cross_products(0.0))
+        _check_exact_fit(design, profile.model.cross_products(0.0), layout, reml)
         theta, phi, converged = _optimise_residual(profile, layout, reml)
         fit, cp = profile.fit(theta, phi, reml)
         result = LmerResult(design, reml, theta, fit, layout, cp, converged, profile.model, phi)
     else:
         stats = BlockedStats.from_design(design)
         cp = CrossProducts.from_stats(stats, design)
+        _check_scales(design, cp)
+        _check_exact_fit(design, cp, layout, reml)
         theta, converged = _optimise(BlockedProfile(design, layout, stats), layout, reml)
         fit = profiled(theta, cp, layout, reml)
         result = LmerResult(design, reml, theta, fit, layout, cp, converged)
+    if not (np.isfinite(result.fit.deviance) and result.sigma > 0):
+        raise DataError(
+            f"the REML/ML criterion of {design.spec.formula!r} is not finite at the optimum "
+            f"(residual SD {result.sigma:.3g}): the response is fitted exactly, or columns "
+            "are so badly scaled that the cross-products lost their precision"
+        )
     if result.singular:
         warn(
             f"boundary (singular) fit of {'REML' if reml else 'ML'} {design.spec.formula!r}: "

@@ -100,7 +100,8 @@ def per_group_ols(formula: str, data: pd.DataFrame, group: str) -> TwoStageFit:
             f"{group!r}: too few distinct rows"
         )
     coefs = np.linalg.solve(xtx, xty[..., None])[..., 0]
-    frame = pd.DataFrame(coefs, index=pd.Index(levels, name=group), columns=design.fixed_names)
+    index = design.blocks[0].level_values.rename(group)  # the factor's type
+    frame = pd.DataFrame(coefs, index=index, columns=design.fixed_names)
     return TwoStageFit(frame)
 
 

@@ -223,7 +223,7 @@ def _two_stage(design: Design, group: str, term: str) -> tuple[TwoStageFit, str]
     """Per-level OLS, then a t-test of the term's coefficients over the levels that
     identify it (the others are left out, and the note names them)."""
     codes = _factor_codes(design)[group]
-    levels = next(b.levels for b in design.blocks if b.group == group)
+    levels = list(next(b.level_values for b in design.blocks if b.group == group))
     coefs = per_level_ols(design.X, design.y, codes, levels, list(design.fixed_names), group,
                           term)  # fmt: skip
     missing = coefs.index[coefs[term].isna()].astype(str).tolist()
@@ -421,7 +421,7 @@ class MultiFactorComparison:
                 draws = bayes.group_coefficients(group)
             for term in coef.columns:
                 frame = pd.DataFrame({
-                    "group": group, "level": coef.index.astype(str), "term": term,
+                    "group": group, "level": coef.index, "term": term,
                     "n": own["n"].to_numpy(), "no_pooling": own[term].to_numpy(),
                     "reml": coef[term].to_numpy(), "reml_sd": sds[group][term].to_numpy(),
                     "population": reml.fixef.get(term, 0.0),

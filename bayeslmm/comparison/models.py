@@ -20,7 +20,14 @@ from ..bayes import stack
 from ..bayes.model import LMM
 from ..classical.lmer import LmerResult, lmer
 from ..classical.ols import OLSFit, ols, per_group_ols, refuse_dask
-from ..errors import ArgumentError, ColumnTypeError, ComparisonError, DataError, FormulaError
+from ..errors import (
+    ArgumentError,
+    ColumnTypeError,
+    ComparisonError,
+    DataError,
+    FormulaError,
+    check_probability,
+)
 from ..spec.design import NUMBER, build_design, column_kind
 from ..spec.formula import ModelSpec, parse_formula, quote
 from .factors import FactorsSetup, MultiFactorComparison, compare_factors
@@ -193,8 +200,8 @@ class Comparison:
         draws = bayes.group_coefficients(s.group) if bayes is not None else None
         rows = []
         for term in terms:
-            frame = pd.DataFrame({
-                "group": s.group, "level": reml_coef.index.astype(str), "term": term,
+            frame = pd.DataFrame({  # levels keep the factor's type (reml_coef's index)
+                "group": s.group, "level": reml_coef.index, "term": term,
                 "no_pooling": no_pool[term].reindex(reml_coef.index).to_numpy(),
                 "ancova": ancova[term].reindex(reml_coef.index).to_numpy(),
                 "reml": reml_coef[term].to_numpy(),
@@ -220,14 +227,14 @@ class Comparison:
         """Per-level own-data estimates of the random terms (see :meth:`shrinkage`)."""
         if self.setup.random_slope:
             if "Hierarchical" not in self.fits:  # not identified: no group has its own slope
-                index = pd.Index(reml.design.blocks[0].levels, name=self.setup.group)
+                index = reml.design.blocks[0].level_values.rename(self.setup.group)
                 return pd.DataFrame(np.nan, index=index, columns=terms)
             return self.fits["Hierarchical"].coefficients[terms]
         design, block = reml.design, reml.design.blocks[0]
         resid = design.y - design.X @ reml.fit.beta
         n_j = np.bincount(block.codes, minlength=block.n_levels)
         mean_resid = np.bincount(block.codes, weights=resid, minlength=block.n_levels) / n_j
-        out = pd.DataFrame(index=pd.Index(block.levels, name=self.setup.group))
+        out = pd.DataFrame(index=block.level_values.rename(self.setup.group))
         for term in terms:
             out[term] = reml.fixef[term] + (mean_resid if term == "(Intercept)" else 0.0)
         return out
@@ -235,8 +242,9 @@ class Comparison:
     def _ancova_coefficients(self, terms: list[str]) -> pd.DataFrame:
         """Per-level coefficients of the ANCOVA fit (reference level + its contrasts)."""
         s = self.setup
-        levels = self.fit(f"LMM-{self.primary}").design.blocks[0].levels
-        out = pd.DataFrame(index=pd.Index(levels, name=s.group), columns=terms, dtype=float)
+        block = self.fit(f"LMM-{self.primary}").design.blocks[0]
+        levels = block.levels  # as the ANCOVA fit names its columns
+        out = pd.DataFrame(index=block.level_values.rename(s.group), columns=terms, dtype=float)
         fit: OLSFit | None = self.fits.get("ANCOVA-Full" if s.random_slope else "ANCOVA-Inter")
         if fit is None:  # not identified (a term constant within groups)
             return out
@@ -292,6 +300,9 @@ class Comparison:
         The region holding ``level`` of group coefficients under the fitted normal
         distribution of random effects, centred at the fixed effects.
         """
+        check_probability("level", level)
+        if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 3:
+            raise ArgumentError(f"n_points must be an integer of at least 3, got {n_points!r}")
         reml: LmerResult = self.fit("LMM-Full")
         block = reml.design.blocks[0]
         cov = reml.covariances()[0]

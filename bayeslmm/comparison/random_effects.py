@@ -41,7 +41,7 @@ from ..bayes.model import LMM
 from ..bayes.priors import resolve_priors
 from ..classical.anova import chibar_pvalue, random_dimensions
 from ..classical.lmer import LmerResult, lmer
-from ..errors import BayesLMMError, ComparisonError, SingularFitWarning
+from ..errors import ArgumentError, BayesLMMError, ComparisonError, SingularFitWarning
 from ..spec.naming import ParameterNames
 from ..spec.neighbours import Reduction, simpler_neighbours
 
@@ -129,6 +129,9 @@ class RandomEffectsComparison:
             lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         lines += self.conclusions + self.notes
         return "\n".join(lines)
+
+    def __repr__(self) -> str:  # a REPL shows the comparison, not the fields
+        return str(self)
 
 
 def _component(reduction: Reduction) -> str:
@@ -249,6 +252,10 @@ def compare_random_effects(
     RandomEffectsComparison
         ``.table``, ``.conclusions`` (plain words) and the fits.
     """
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+        raise ArgumentError(f"alpha must be a number between 0 and 1, got {alpha!r}")
+    if not isinstance(bayes, bool):
+        raise ArgumentError(f"bayes must be True or False, got {bayes!r}")
     if isinstance(model, str):
         if data is None:
             raise ComparisonError("compare_random_effects(formula, data): data is missing")

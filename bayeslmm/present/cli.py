@@ -286,6 +286,60 @@ def _read_data(paths: str | Sequence[str]):
     return frame
 
 
+def _hidden(path: Path, root: Path) -> bool:
+    """Files Parquet readers skip in a directory: names starting with ``.`` or ``_``
+    (``_metadata``, ``_SUCCESS``, ``.crc``) anywhere below ``root``."""
+    return any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
+
+
+def _parquet_files(paths: list[str]) -> list[Path]:
+    """Every file the paths name (directories searched, globs expanded); raises
+    :class:`DataError` naming the files that are not Parquet, rather than skip them."""
+    files: list[Path] = []
+    for path in paths:
+        if _is_glob(path):
+            found = [Path(p) for p in sorted(glob.glob(path, recursive=True))]
+            files += [p for p in found if p.is_file()]
+        elif Path(path).is_dir():
+            root = Path(path)
+            files += [p for p in sorted(root.rglob("*")) if p.is_file() and not _hidden(p, root)]
+        else:
+            files.append(Path(path))
+    other = [str(p) for p in files if p.suffix.lower() not in PARQUET]
+    if other:
+        more = f" and {len(other) - 5} more" if len(other) > 5 else ""
+        raise DataError(
+            f"{', '.join(map(repr, paths))} hold(s) files that are not Parquet "
+            f"({', '.join(other[:5])}{more}); bayeslmm reads every file it is given, so "
+            "name the Parquet files (e.g. 'dir/*.parquet') or move the others out (a CSV "
+            "file is read alone)"
+        )
+    return files
+
+
+def _check_parquet_columns(files: list[Path]) -> None:
+    """Raise :class:`DataError` naming the file and the columns where the files' schemas
+    (their metadata only) disagree on which columns they hold."""
+    if len(files) < 2:
+        return
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # another engine: Dask reports a mismatch itself
+        return
+    try:
+        columns = {f: [n for n in pq.read_schema(f).names if not n.startswith("__")]
+                   for f in files}  # fmt: skip
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read the Parquet metadata: {_one_line(err)}") from err
+    union = list(dict.fromkeys(c for cols in columns.values() for c in cols))
+    for file, cols in columns.items():
+        missing = [c for c in union if c not in cols]
+        if missing:
+            holder = next(f for f, c in columns.items() if missing[0] in c)
+            raise DataError(f"Parquet file {str(file)!r} lacks column(s) {missing} that "
+                            f"{str(holder)!r} has: every file must hold the same columns")
+
+
 def _read_parquet(paths: list[str]):
     """Parquet data as a lazy Dask DataFrame (nothing is read but the files' metadata)."""
     for path in paths:
@@ -302,6 +356,7 @@ def _read_parquet(paths: list[str]):
     except ImportError as err:
         raise MissingDependencyError("reading Parquet data needs Dask: pip install "
                                      "'bayeslmm[dask]'") from err  # fmt: skip
+    _check_parquet_columns(_parquet_files(paths))
     try:
         return dd.read_parquet(paths if len(paths) > 1 else paths[0])
     except (OSError, ValueError, TypeError) as err:

@@ -618,12 +618,21 @@ def report(
         raise ArgumentError(f"report() needs a fitted bayeslmm.LMM, got {type(model).__name__}")
     if model.idata is None or model.convergence is None:
         raise NotFittedError("report() needs a fitted model: call model.fit() first")
+    if random_effects is not None and not isinstance(random_effects, RandomEffectsComparison):
+        raise ArgumentError(f"random_effects must come from bayeslmm.compare_random_effects(), "
+                            f"got {type(random_effects).__name__}")  # fmt: skip
     if comparison is not None and not isinstance(comparison,
                                                  Comparison | MultiFactorComparison):  # fmt: skip
         raise ArgumentError(f"comparison must come from bayeslmm.compare(), got "
                             f"{type(comparison).__name__}")  # fmt: skip
     level = hdi_prob if hdi_prob is not None else (comparison.level if comparison else 0.95)
     level = check_hdi_prob(level)
+    for name, value in (("path", path), ("title", title), ("comparison_note", comparison_note),
+                        ("random_effects_note", random_effects_note)):  # fmt: skip
+        if not (isinstance(value, str | Path) if name == "path" else value is None
+                or isinstance(value, str)):
+            raise ArgumentError(f"{name} must be {'a path' if name == 'path' else 'text'}, "
+                                f"got {value!r}")  # fmt: skip
     if comparison is not None and comparison.level != level:
         comparison = comparison.at_level(level)
     out = Path(path)

@@ -96,6 +96,13 @@ class RandomBlock:
         return self.term.group
 
     @property
+    def level_values(self) -> pd.Index:
+        """The levels as the grouping factor's values, for tables: integers (labels such as
+        ``'330'``) stay integers, other numbers floats, booleans booleans; text and
+        interactions of several factors as their labels."""
+        return level_values(self.levels, self.factor_kinds)
+
+    @property
     def correlated(self) -> bool:
         return self.term.correlated and len(self.columns) > 1
 
@@ -569,16 +576,36 @@ class ColumnProfile:
             kinds[kind] = kinds.get(kind, 0) + count
             examples[kind] = (examples.get(kind, []) + other.examples.get(kind, []))[:EXAMPLES]
         categories = self.categories
+        dtype = _merged_dtype(self.dtype, other.dtype)
         if other.categories is not None:
             known = categories or []
             categories = known + [c for c in other.categories if c not in known]
         return ColumnProfile(
-            dtype=self.dtype, n=self.n + other.n, kinds=kinds, examples=examples,
+            dtype=dtype, n=self.n + other.n, kinds=kinds, examples=examples,
             other_types=self.other_types | other.other_types,
             unhashable=self.unhashable or other.unhashable, parsed=self.parsed + other.parsed,
             unparsed=(self.unparsed + other.unparsed)[:EXAMPLES], n_inf=self.n_inf + other.n_inf,
             categories=categories,
         )  # fmt: skip
+
+
+def _merged_dtype(a, b):
+    """The type of a column whose pieces (a Dask DataFrame's partitions) have types ``a`` and
+    ``b``: the same, a common numeric type, or ``object`` (whose values' kinds, counted per
+    piece, then decide as they would for the whole column)."""
+    if a == b:
+        return a
+    numeric = [pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+               and not isinstance(t, pd.CategoricalDtype) for t in (a, b)]  # fmt: skip
+    if all(numeric):
+        try:
+            return np.result_type(np.dtype(getattr(a, "numpy_dtype", a)),
+                                  np.dtype(getattr(b, "numpy_dtype", b)))  # fmt: skip
+        except TypeError:
+            return np.dtype(float)
+    if isinstance(a, pd.CategoricalDtype) and isinstance(b, pd.CategoricalDtype):
+        return a
+    return np.dtype(object)
 
 
 def _is_text_like(dtype) -> bool:
@@ -598,7 +625,12 @@ def profile_column(values: pd.Series, predictor: bool) -> ColumnProfile:
     if not _is_text_like(dtype):
         numeric = (pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
                    and not pd.api.types.is_complex_dtype(dtype))  # fmt: skip
-        return ColumnProfile(dtype, n, n_inf=_count_inf(values) if numeric else 0)
+        # the kind of every value too, so that a piece of a column typed otherwise (text in
+        # one Dask partition) adds up to the mix the whole column would show
+        kind = NUMBER if numeric else BOOL if pd.api.types.is_bool_dtype(dtype) else None
+        kinds, examples = ({kind: n}, {kind: _shown(values)}) if kind and n else ({}, {})
+        return ColumnProfile(dtype, n, kinds=kinds, examples=examples,
+                             n_inf=_count_inf(values) if numeric else 0)
     fast = _uniform_kind(values)
     if fast:
         profile = ColumnProfile(dtype, n, kinds={fast: n}, examples={fast: _shown(values)})
@@ -666,8 +698,15 @@ def column_conversion(profile: ColumnProfile, name: str, predictor: bool, where:
     if len(counts) > 1:
         main = max(counts, key=counts.get)
         others = [k for k in (NUMBER, TEXT, BOOL, OTHER) if k in counts and k != main]
-        detail = "; ".join(f"{k}: {_example_text(profile.examples[k], counts[k])}"
-                           for k in others)  # fmt: skip
+
+        def shown(kind: str) -> str:  # text: the words that are not numbers first
+            if kind == TEXT and profile.unparsed:
+                words = _example_text(profile.unparsed, counts[TEXT] - profile.parsed)
+                return words + (f" (and {profile.parsed} numbers stored as text)"
+                                if profile.parsed else "")  # fmt: skip
+            return _example_text(profile.examples[kind], counts[kind])
+
+        detail = "; ".join(f"{k}: {shown(k)}" for k in others)
         raise ColumnTypeError(
             f"column {name!r}{where} mixes types: {counts[main]} {main} values but also "
             f"{detail}; convert it to one type, e.g. pd.to_numeric(data[{name!r}], "
@@ -679,6 +718,13 @@ def column_conversion(profile: ColumnProfile, name: str, predictor: bool, where:
         return TO_BOOL
     if set(counts) == {TEXT} and predictor:
         n = profile.n
+        if n and profile.parsed == n:
+            raise ColumnTypeError(
+                f"column {name!r}{where} holds numbers stored as text "
+                f"({_example_text(profile.examples[TEXT], n)}); as text they would make a "
+                f"factor with one level per value. Convert it: pd.to_numeric(data[{name!r}]) "
+                f"for numbers, or data[{name!r}].astype('category') for a factor"
+            )
         if n and profile.parsed / n >= 0.5 and profile.parsed < n:
             raise ColumnTypeError(
                 f"column {name!r}{where} is text, but {profile.parsed} of its {n} "
@@ -908,6 +954,18 @@ def check_rank(R: np.ndarray, n: int, names: list[str]) -> None:
         "remove or recode them",
         [names[j] for j in bad],
     )
+
+
+def level_values(labels: list[str], kinds: tuple[str, ...]) -> pd.Index:
+    """Level labels back as values of the factor's type (see :attr:`RandomBlock.level_values`)."""
+    if len(kinds) == 1 and kinds[0] == NUMBER:
+        numbers = pd.to_numeric(pd.Series(labels, dtype=object), errors="coerce")
+        if not numbers.isna().any():
+            integral = all("." not in lb and "e" not in lb.lower() for lb in labels)
+            return pd.Index(numbers.astype(np.int64 if integral else np.float64))
+    if len(kinds) == 1 and kinds[0] == BOOL:
+        return pd.Index([lb == "True" for lb in labels], dtype=bool)
+    return pd.Index(labels, dtype=object)
 
 
 def _level_order(values: pd.Series) -> list:

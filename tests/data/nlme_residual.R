@@ -63,6 +63,14 @@ nest$y_cs <- round(1 + 0.5 * nest$x + us[si] + 0.8 * e_cs, 6)
 nest$x <- round(nest$x, 6)
 write.csv(nest, file.path(out_dir, "residual_sim_nested.csv"), row.names = FALSE)
 
+# nlme's Orthodont: ages 8, 10, 12, 14, evenly spaced with gaps of 2, so AR(1) over age
+# correlates neighbours by phi^2 and the likelihood is even in phi (flat at phi = 0, where
+# a search from independent residuals starts): its sign is not identified
+ortho <- as.data.frame(nlme::Orthodont)
+ortho$Subject <- as.character(ortho$Subject)
+ortho$Sex <- as.character(ortho$Sex)
+write.csv(ortho, file.path(out_dir, "orthodont.csv"), row.names = FALSE)
+
 cases <- list(
   # the tutorial's model: its optimum is singular (the random intercept and slope correlate
   # +1), which nlme's log-Cholesky parametrisation cannot reach; nlme's optimisers stop at
@@ -100,11 +108,18 @@ cases <- list(
        formula = "Reaction ~ Days + (0 + Days | Subject)", cor = corCompSymm(form = ~ 1 | Subject)),
   list(id = "sim_cs_nested", data = "residual_sim_nested", structure = "CS", time = NULL,
        group = c("school", "class"), fixed = y_cs ~ x, random = ~ 1 | school,
-       formula = "y_cs ~ x + (1 | school)", cor = corCompSymm(form = ~ 1 | school / class))
+       formula = "y_cs ~ x + (1 | school)", cor = corCompSymm(form = ~ 1 | school / class)),
+  list(id = "orthodont_ri_ar1", data = "orthodont", structure = "AR1", time = "age",
+       group = "Subject", fixed = distance ~ age, random = ~ 1 | Subject,
+       formula = "distance ~ age + (1 | Subject)", cor = corAR1(form = ~ age | Subject),
+       even = TRUE),
+  list(id = "orthodont_gls_ar1", data = "orthodont", structure = "AR1", time = "age",
+       group = "Subject", fixed = distance ~ age + Sex, random = NULL,
+       formula = "distance ~ age + Sex", cor = corAR1(form = ~ age | Subject), even = TRUE)
 )
 frames <- list(sleepstudy = sleep, sleepstudy_gaps = gaps, rat_pup = rat,
                score_parentedu_byclass = class_data, residual_sim_ar1 = sim,
-               residual_sim_nested = nest)
+               residual_sim_nested = nest, orthodont = ortho)
 
 with_value <- function(cor, value, fixed) {
   f <- formula(cor)
@@ -182,7 +197,8 @@ result <- list()
 for (case in cases) {
   data <- frames[[case$data]]
   entry <- list(formula = case$formula, data = case$data, structure = case$structure,
-                time = case$time, group = case$group, singular = isTRUE(case$singular))
+                time = case$time, group = case$group, singular = isTRUE(case$singular),
+                even_in_parameter = isTRUE(case$even))
   for (method in c("REML", "ML")) entry[[method]] <- describe(case, data, method)
   result[[case$id]] <- entry
 }

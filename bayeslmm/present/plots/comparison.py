@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ...errors import ArgumentError
+from ...errors import ArgumentError, check_probability
 from .model import _grid, legend_outside, level_colors
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def _legend_below(fig: Figure, ax: plt.Axes) -> None:
 def _label_levels(ax: plt.Axes, part: pd.DataFrame, term: str, title: str,
                   order: str = "") -> None:  # fmt: skip
     if len(part) <= MAX_NAMED_LEVELS:
-        ax.set_yticks(np.arange(len(part)), part["level"])
+        ax.set_yticks(np.arange(len(part)), part["level"].astype(str))
         ax.set_ylabel(part["group"].iloc[0])
     else:  # too many to name: a band of levels in order
         ax.set_yticks([])
@@ -248,6 +248,8 @@ def shrinkage_2d(comparison: Comparison, level: float | None = None) -> Figure:
     """
     if not _checked(comparison).setup.random_slope:
         raise ArgumentError("shrinkage_2d() needs a formula with a random slope for the term")
+    if level is not None:
+        check_probability("level", level)
     table = comparison.shrinkage()
     term = comparison.setup.term
     level = comparison.level if level is None else level
@@ -315,6 +317,8 @@ def group_fits(comparison: Comparison, max_levels: int = 24) -> Figure:
     six levels share one panel; more get a panel each (the first ``max_levels``).
     """
     s, data = _checked(comparison).setup, comparison.data
+    if isinstance(max_levels, bool) or not isinstance(max_levels, int) or max_levels < 1:
+        raise ArgumentError(f"max_levels must be a positive integer, got {max_levels!r}")
     lines = comparison.group_lines()
     partial = "posterior" if (lines["source"] == "posterior").any() else "reml"
     by_source = {src: part.set_index("level") for src, part in lines.groupby("source")}

@@ -18,7 +18,7 @@ import scipy.stats
 from matplotlib.figure import Figure
 
 from ...bayes import stack
-from ...errors import ArgumentError, UnknownNameError
+from ...errors import ArgumentError, UnknownNameError, check_seed
 
 if TYPE_CHECKING:
     from ...bayes.model import LMM
@@ -150,6 +150,10 @@ def _density_check(ax, observed: np.ndarray, replicated: np.ndarray, num: int,
 
 def ppc(model: LMM, num_pp_samples: int = 100, random_seed: int | None = 0) -> Figure:
     """Posterior predictive check: density of the data against replicated data sets."""
+    if isinstance(num_pp_samples, bool) or not isinstance(num_pp_samples, int | np.integer) \
+            or num_pp_samples < 1:
+        raise ArgumentError(f"num_pp_samples must be a positive integer, got {num_pp_samples!r}")
+    check_seed("random_seed", random_seed)
     observed, replicated = _replicates(model, random_seed)
     fig, ax = plt.subplots(figsize=(7.5, 4))
     _density_check(ax, observed, replicated, num_pp_samples, np.random.default_rng(random_seed),

@@ -382,8 +382,7 @@ CHOOSING_ANCHORS = [
     Anchor(CHOOSING, _re_row("correlations", "sleep_cor") + "\nSubjects differ"),
     Anchor(CHOOSING, "AIC and BIC prefer\n`(1 | classroom)` and the Bayes factor favours it "
                      "{class_slope_bfinv} to 1."),
-    Anchor(CHOOSING, "a Bayes factor can favour a\n  component (the correlation, {class_cor_bf}"
-                     " to 1)"),
+    Anchor(CHOOSING, "(the\n  correlation on the classroom data below: {class_cor_bf} to 1)"),
     Anchor(CHOOSING, "(sleepstudy\n  below: {sleep_slope_elpd_short:cell} for the slope,"),
 ]  # fmt: skip
 

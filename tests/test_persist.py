@@ -27,7 +27,8 @@ def saved(tmp_path_factory, ratpup, quiet_fit):
     with pytest.warns(bl.BayesLMMWarning, match="1 of 322 rows dropped"):
         model = bl.LMM("weight ~ treatment + sex + litsize + (1 | litter)", data,
                        priors={"sigma": bl.Prior("HalfStudentT", nu=4, sigma=1)})  # fmt: skip
-    quiet_fit(model, draws=200, tune=200, chains=2, random_seed=3)
+    # NumPy integers as settings (as a loop over np.arange gives them) are saved as numbers
+    quiet_fit(model, draws=np.int64(200), tune=200, chains=2, random_seed=np.int64(3))
     model.posterior_predictive(random_seed=1)
     path = model.save(tmp_path_factory.mktemp("saved") / "ratpup.nc")
     return model, path

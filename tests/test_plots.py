@@ -101,12 +101,16 @@ def test_group_fits_panel_per_level(slope_comparison, classroom):
     assert axes[0].get_title() == "Subject = 308"
     # data points, the level's line, the ANCOVA line and the population line
     assert len(axes[0].collections) == 1 and len(axes[0].lines) == 3
+    # every subject's 10 days drawn, whatever the type of the level (Subject is an integer)
+    assert all(len(ax.collections[0].get_offsets()) == 10 for ax in axes)
+    assert all(np.isfinite(line.get_xdata()).all() for line in axes[0].lines)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         comp = compare("score ~ edu + (1 | classroom)", classroom, bayes=False)
     fig = plots.group_fits(comp)
     (ax,) = fig.get_axes()
     assert len(ax.collections) == 3 and len(ax.lines) == 3 * 2 + 1
+    assert sum(len(c.get_offsets()) for c in ax.collections) == len(classroom)
     assert "REML" in fig._suptitle.get_text()
 
 

@@ -55,6 +55,13 @@ _RESIDUALS = {"AR1": AR1, "CompoundSymmetry": CompoundSymmetry}
 # the specification
 
 
+def _plain(value: Any) -> Any:
+    """NumPy scalars (a seed or draw count given as ``np.int64``) as JSON's numbers."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def package_version() -> str:
     """The installed bayeslmm's version (its distribution's metadata: the version in
     ``pyproject.toml``, which ``bayeslmm.__version__`` repeats)."""
@@ -197,7 +204,7 @@ def save(model: LMM, path: str | os.PathLike) -> Path:
     columns, records = _columns(model.design.frame)
     record = model_record(model)
     record["columns"] = records
-    columns.attrs["model"] = json.dumps(record)
+    columns.attrs["model"] = json.dumps(record, default=_plain)
     stack.to_netcdf(idata, path, CONTAINER_GROUP)
     columns.to_netcdf(path, mode="a", group=MODEL_GROUP, engine="h5netcdf")
     return path

@@ -125,6 +125,8 @@ def predict_draws(
         whole_number("random_seed", random_seed, minimum=0)
     rng = np.random.default_rng(random_seed)
     post = stack.posterior(idata)
+    if not isinstance(newdata, pd.DataFrame):
+        raise ArgumentError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}")
     if kind == "response" and design.residual is not None:
         lacking = [c for c in dict.fromkeys([*design.residual.structure.columns,
                                              *design.residual.group_columns])

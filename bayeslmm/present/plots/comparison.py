@@ -335,10 +335,10 @@ def group_fits(comparison: Comparison, max_levels: int = 24) -> Figure:
     pop = by_source["population"].iloc[0]
     x_all = np.array([data[s.term].min(), data[s.term].max()])
     for ax, level in zip(axes, shown, strict=True):
-        rows = (group_values == level).to_numpy()
+        rows = (group_values == str(level)).to_numpy()  # levels keep the factor's type
         x, color = data.loc[rows, s.term], colors[level]
         ax.scatter(x, data.loc[rows, s.response], color=color, s=14, alpha=0.7,
-                   label=level if single else None)  # fmt: skip
+                   label=str(level) if single else None)  # fmt: skip
         span = np.array([x.min(), x.max()])
         line = by_source[partial].loc[level]
         ax.plot(span, line["intercept"] + line["slope"] * span, color=color, lw=2)

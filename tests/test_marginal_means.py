@@ -141,3 +141,23 @@ def test_unfitted_model_says_so(sleepstudy):
         warnings.simplefilter("error")
         with pytest.raises(bl.NotFittedError):
             model.conditional_effects("Days")
+
+
+def test_relevel_holds_factors_at_their_reference_level(ratpup):
+    """``relevel(x, "b")`` makes "b" the reference level: conditional effects hold the
+    factor there (brms' default) and emmeans lists it first; the cell means themselves do
+    not depend on the contrast, so they equal the plain formula's."""
+    from bayeslmm.spec.grid import effect_grid
+
+    releveled = 'weight ~ litsize + relevel(treatment, "High") + (1 | litter)'
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = bl.lmer(releveled, ratpup), bl.lmer("weight ~ litsize + treatment + (1 | litter)",
+                                                  ratpup)  # fmt: skip
+    assert effect_grid(a.design, "litsize").conditions["treatment"] == "High"
+    assert effect_grid(b.design, "litsize").conditions["treatment"] == "Control"
+    ma, mb = a.marginal_means("treatment"), b.marginal_means("treatment")
+    assert list(ma["treatment"]) == ["High", "Control", "Low"]
+    merged = ma.merge(mb, on="treatment", suffixes=("_a", "_b"))
+    np.testing.assert_allclose(merged["estimate_a"], merged["estimate_b"], rtol=1e-7)
+    np.testing.assert_allclose(merged["se_a"], merged["se_b"], rtol=1e-5)

@@ -1207,8 +1207,14 @@ class NewDesign:
     new_levels: list[list[str]]
 
 
+#: The reference level of a treatment contrast written out (R's ``relevel(x, "b")`` is read
+#: as ``C(x, contr.treatment("b"))``)
+_TREATMENT_BASE = re.compile(r"contr\.treatment\(\s*(?:base\s*=\s*)?(['\"])(.*?)\1")
+
+
 def _categories(spec, names: ColumnNames) -> dict[str, list]:
-    """Fitted levels of every factor a model matrix encodes, by the column it reads."""
+    """Fitted levels of every factor a model matrix encodes, by the column it reads; the
+    reference level first where a treatment contrast names one (``relevel``)."""
     out: dict[str, list] = {}
     for expr, (kind, state) in getattr(spec, "encoder_state", {}).items():
         if str(getattr(kind, "value", kind)) != "categorical" or "categories" not in state:
@@ -1216,7 +1222,12 @@ def _categories(spec, names: ColumnNames) -> dict[str, list]:
         variables = _expression_names(str(expr)) or {str(expr)}
         if len(variables) == 1:
             var = variables.pop()
-            out[names.inverse.get(var, var)] = list(state["categories"])
+            levels = list(state["categories"])
+            base = _TREATMENT_BASE.search(str(expr))
+            if base is not None:
+                first = [v for v in levels if str(v) == base.group(2)]
+                levels = first + [v for v in levels if v not in first]
+            out[names.inverse.get(var, var)] = levels
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import sys
 import warnings
 from pathlib import Path
@@ -112,7 +113,8 @@ def check_bool(name: str, value: object) -> bool:
 def check_probability(name: str, value: object) -> float:
     """A number strictly between 0 and 1 (a level or probability), else
     :class:`ArgumentError` naming ``name``."""
-    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    real = isinstance(value, numbers.Real) and type(value).__name__ not in ("bool", "bool_")
+    number = value if real else None  # NumPy's floats and integers are numbers.Real too
     if number is None or not 0.0 < float(number) < 1.0:
         raise ArgumentError(f"{name} must be a number between 0 and 1, got {value!r}")
     return float(number)
@@ -126,10 +128,3 @@ def check_seed(name: str, value: object) -> object:
     if isinstance(value, bool) or not hasattr(value, "__index__") or value.__index__() < 0:
         raise ArgumentError(f"{name} must be None or a non-negative integer, got {value!r}")
     return value.__index__()
-
-
-def check_choice(name: str, value: object, choices: tuple) -> object:
-    """``value`` if it is one of ``choices``, else :class:`ArgumentError` naming ``name``."""
-    if not isinstance(value, str | int | float | bool | type(None)) or value not in choices:
-        raise ArgumentError(f"{name} must be one of {choices}, got {value!r}")
-    return value

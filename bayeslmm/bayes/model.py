@@ -561,14 +561,20 @@ class LMM:
             "mass_matrix": ("diagonal + low rank" if density is not None
                             and density.low_rank_mass_matrix else "diagonal"),
         }  # fmt: skip
-        # NUTS moved the population parameters only in the marginal model; its random
-        # effects are exact draws given each of them, so their mixing is the parameters'
-        check_vars = self.population_variables()
-        if method == "full":
-            check_vars += [f"u_{b.label}" for b in self.design.blocks]
-        self.convergence = check_convergence(idata, check_vars, target_accept=target_accept)
+        self.convergence = self._check_convergence()
         warn_convergence(self.convergence, self.formula)
         return idata
+
+    def _check_convergence(self) -> Convergence:
+        """R-hat, ESS and divergences of the fit in ``self.idata`` (as ``_fit_info`` says it
+        was sampled). NUTS moved the population parameters only in the marginal model; its
+        random effects are exact draws given each of them, so their mixing is the
+        parameters'."""
+        check_vars = self.population_variables()
+        if self._fit_info.get("method") == "full":
+            check_vars += [f"u_{b.label}" for b in self.design.blocks]
+        return check_convergence(self.idata, check_vars,
+                                 target_accept=self._fit_info.get("target_accept"))  # fmt: skip
 
     def _posterior(self) -> Results:
         if self.idata is None:

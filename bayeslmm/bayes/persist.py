@@ -252,7 +252,6 @@ def load(path: str | os.PathLike) -> LMM:
         wrote it and this one), is not such a file, or its rows no longer give the design
         the model was fitted to.
     """
-    from .diagnostics import check_convergence
     from .model import LMM
 
     record, frame = read_record(path)
@@ -273,9 +272,5 @@ def load(path: str | os.PathLike) -> LMM:
         )
     model.idata = stack.from_netcdf(path, CONTAINER_GROUP)
     model._fit_info = dict(record["fit"])
-    check_vars = model.population_variables()
-    if model._fit_info.get("method") == "full":
-        check_vars += [f"u_{b.label}" for b in model.design.blocks]
-    model.convergence = check_convergence(model.idata, check_vars,
-                                          target_accept=model._fit_info.get("target_accept"))
+    model.convergence = model._check_convergence()
     return model

@@ -111,19 +111,11 @@ def _long_stats(da: xr.DataArray, dims: tuple[str, str], hdi_prob: float) -> pd.
     return frame
 
 
-
 def draws_summary(da: xr.DataArray, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
     """Posterior mean, sd and HDI of each element of a (chain, draw, row) array: one
     table row per element, in order (for predictions and grids of them)."""
-    hdi_prob = check_hdi_prob(hdi_prob)
-    lo, hi = hdi_columns(hdi_prob)
-    lower, upper = stack.hdi(da, hdi_prob)
-    return pd.DataFrame({
-        "mean": da.mean(("chain", "draw")).values,
-        "sd": da.std(("chain", "draw"), ddof=1).values,
-        lo: lower.values,
-        hi: upper.values,
-    })
+    stats = draw_stats(da, check_hdi_prob(hdi_prob))
+    return pd.DataFrame({name: stats[name].values for name in stats.data_vars})
 
 
 def ranef_table(

@@ -897,8 +897,9 @@ def lmer(
                 "bl.LMM(..., residual=...) fits this with explicit random effects"
             )
         profile = ResidualProfile(design, layout)
-        _check_scales(design, profile.model.cross_products(0.0))
-        _check_exact_fit(design, profile.model.cross_products(0.0), layout, reml)
+        independent = profile.model.cross_products(0.0)
+        _check_scales(design, independent)
+        _check_exact_fit(design, independent, layout, reml)
         theta, phi, converged = _optimise_residual(profile, layout, reml)
         fit, cp = profile.fit(theta, phi, reml)
         result = LmerResult(design, reml, theta, fit, layout, cp, converged, profile.model, phi)

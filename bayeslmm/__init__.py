@@ -10,41 +10,99 @@ The package follows the pipeline: :mod:`~bayeslmm.spec` (formula -> design),
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .bayes.evidence import BayesFactor, MarginalLikelihood, bayes_factor
-from .bayes.loo import LooComparison, loo_compare
-from .bayes.model import LMM
-from .bayes.persist import load
-from .bayes.priors import Prior, default_priors
-from .classical.anova import LikelihoodRatioTable, anova, ranova
-from .classical.lmer import LmerResult, lmer, satterthwaite
-from .comparison.factors import MultiFactorComparison
-from .comparison.models import Comparison, compare
-from .comparison.partition import icc, r2
-from .comparison.random_effects import RandomEffectsComparison, compare_random_effects
-from .datasets import list_datasets, load_dataset
-from .errors import (
-    ArgumentError,
-    BayesLMMError,
-    BayesLMMWarning,
-    ColumnTypeError,
-    ComparisonError,
-    ConvergenceWarning,
-    DataError,
-    FormulaError,
-    MissingDependencyError,
-    NotFittedError,
-    PriorError,
-    RankDeficiencyError,
-    RowsNotInMemoryError,
-    SingularFitWarning,
-    UnknownNameError,
-)
-from .present.report import ReportFiles, report
-from .spec.design import Design, RandomBlock, build_design
-from .spec.formula import ModelSpec, RandomTerm, parse_formula
-from .spec.residual import AR1, CompoundSymmetry
+if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
+    from . import plots
+    from .bayes.evidence import BayesFactor, MarginalLikelihood, bayes_factor
+    from .bayes.loo import LooComparison, loo_compare
+    from .bayes.model import LMM
+    from .bayes.persist import load
+    from .bayes.priors import Prior, default_priors
+    from .classical.anova import LikelihoodRatioTable, anova, ranova
+    from .classical.lmer import LmerResult, lmer, satterthwaite
+    from .comparison.factors import MultiFactorComparison
+    from .comparison.models import Comparison, compare
+    from .comparison.partition import icc, r2
+    from .comparison.random_effects import RandomEffectsComparison, compare_random_effects
+    from .datasets import list_datasets, load_dataset
+    from .errors import (
+        ArgumentError,
+        BayesLMMError,
+        BayesLMMWarning,
+        ColumnTypeError,
+        ComparisonError,
+        ConvergenceWarning,
+        DataError,
+        FormulaError,
+        MissingDependencyError,
+        NotFittedError,
+        PriorError,
+        RankDeficiencyError,
+        RowsNotInMemoryError,
+        SingularFitWarning,
+        UnknownNameError,
+    )
+    from .present.report import ReportFiles, report
+    from .spec.design import Design, RandomBlock, build_design
+    from .spec.formula import ModelSpec, RandomTerm, parse_formula
+    from .spec.residual import AR1, CompoundSymmetry
+
+#: Every public name and the module it lives in (relative to the package): nothing
+#: beyond the standard library is imported until a name is first used, so
+#: ``import bayeslmm`` takes milliseconds and a fit pays only for what it needs.
+_LAZY: dict[str, str] = {
+    "BayesFactor": "bayes.evidence",
+    "MarginalLikelihood": "bayes.evidence",
+    "bayes_factor": "bayes.evidence",
+    "LooComparison": "bayes.loo",
+    "loo_compare": "bayes.loo",
+    "LMM": "bayes.model",
+    "load": "bayes.persist",
+    "Prior": "bayes.priors",
+    "default_priors": "bayes.priors",
+    "LikelihoodRatioTable": "classical.anova",
+    "anova": "classical.anova",
+    "ranova": "classical.anova",
+    "LmerResult": "classical.lmer",
+    "lmer": "classical.lmer",
+    "satterthwaite": "classical.lmer",
+    "MultiFactorComparison": "comparison.factors",
+    "Comparison": "comparison.models",
+    "compare": "comparison.models",
+    "icc": "comparison.partition",
+    "r2": "comparison.partition",
+    "RandomEffectsComparison": "comparison.random_effects",
+    "compare_random_effects": "comparison.random_effects",
+    "list_datasets": "datasets",
+    "load_dataset": "datasets",
+    "ArgumentError": "errors",
+    "BayesLMMError": "errors",
+    "BayesLMMWarning": "errors",
+    "ColumnTypeError": "errors",
+    "ComparisonError": "errors",
+    "ConvergenceWarning": "errors",
+    "DataError": "errors",
+    "FormulaError": "errors",
+    "MissingDependencyError": "errors",
+    "NotFittedError": "errors",
+    "PriorError": "errors",
+    "RankDeficiencyError": "errors",
+    "RowsNotInMemoryError": "errors",
+    "SingularFitWarning": "errors",
+    "UnknownNameError": "errors",
+    "ReportFiles": "present.report",
+    "report": "present.report",
+    "Design": "spec.design",
+    "RandomBlock": "spec.design",
+    "build_design": "spec.design",
+    "ModelSpec": "spec.formula",
+    "RandomTerm": "spec.formula",
+    "parse_formula": "spec.formula",
+    "AR1": "spec.residual",
+    "CompoundSymmetry": "spec.residual",
+    "plots": "plots",
+}
 
 __version__ = "0.1.0"
 
@@ -103,7 +161,16 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``bayeslmm.plots`` is :mod:`bayeslmm.present.plots`."""
-    if name == "plots":
-        return importlib.import_module(".present.plots", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """Import a public name's module on first use (PEP 562) and keep the name."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = importlib.import_module(f".{module}", __name__)
+    if name != "plots":
+        value = getattr(value, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -42,6 +42,7 @@ import numba
 import numpy as np
 
 from ..gaussian.blocked import BlockedSystem, marginal_loglik
+from ..jit import cfunc, kernel
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
 from .priors import Prior
@@ -559,7 +560,7 @@ def _scale(prior: Prior) -> float:
 # compiled kernel
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _prior(row, x):
     """(log density, derivative) of one prior at x."""
     code = int(row[0])
@@ -596,12 +597,12 @@ def _prior(row, x):
     return math.nan, math.nan
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _ints(data, o, k):
     return data[o : o + k].view(np.int64), o + k
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _level_mean_basis(w, w0, out, f, a, n_levels, first, e_factor, e_offset):
     """``out[e_offset[level] + a] = (H w)[level]`` for term ``a`` of factor ``f``, with ``w``
     read at ``w0 + e_offset[level] + a`` (see :func:`level_mean_basis`)."""
@@ -624,7 +625,7 @@ def _level_mean_basis(w, w0, out, f, a, n_levels, first, e_factor, e_offset):
 # not inline="always" (it saved ~1 s of a ~27 s first compile): numba 0.65 does not
 # unwind an exception raised below an inlined function, and the C entry's try/except
 # then crashed the process instead of rejecting the point
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def logp_and_grad(x, data, grad):
     """Log density of the marginal model at unconstrained ``x``; writes its gradient."""
     N, P, nnz, t, base = int(data[1]), int(data[2]), int(data[3]), int(data[4]), int(data[5])
@@ -919,14 +920,14 @@ def logp_and_grad(x, data, grad):
     return lp
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _sd(x, signed):
     """A block's SD factor from its unconstrained value: ``x`` itself where the SD is
     signed (``|x|`` is the SD), else ``exp(x)``."""
     return x if signed > 0 else math.exp(x)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _sd_prior(row, x, sd, g_sd, grad, i):
     """An SD's log prior with its change of variables; adds the gradient, given ``g_sd``
     (the rest of the density's derivative in the SD factor), to ``grad[i]``.
@@ -943,7 +944,7 @@ def _sd_prior(row, x, sd, g_sd, grad, i):
     return v + x
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _cpc_cholesky(x, first, k):
     """Cholesky factor W of the correlation matrix whose canonical partial correlations are
     tanh(x[first:]), and half the log of the mass c_ij left before each entry of row i."""
@@ -964,13 +965,13 @@ def _cpc_cholesky(x, first, k):
     return W, half_log_c
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _half_log1m_tanh2(y):
     """``log(1 - tanh(y)^2) / 2 = log sech(y)``, finite however large ``|y|``."""
     return LOG_2 - abs(y) - math.log1p(math.exp(-2.0 * abs(y)))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _n_cov(blocks):
     """Unconstrained size of the covariance parameters."""
     total = 0
@@ -1031,5 +1032,5 @@ def c_functions():
 
     Compiled on first use and cached on disk by numba, so later processes only load them.
     """
-    return (numba.cfunc(_LOGP_SIG, cache=True)(_c_logp),
-            numba.cfunc(_EXPAND_SIG, cache=True)(_c_expand))  # fmt: skip
+    return (cfunc(_LOGP_SIG)(_c_logp),
+            cfunc(_EXPAND_SIG)(_c_expand))  # fmt: skip

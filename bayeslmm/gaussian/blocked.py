@@ -28,9 +28,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from ..jit import kernel
 from ..spec.design import Design
 from .statistics import BlockedStats, LevelMoments
 
@@ -165,7 +165,7 @@ def symbolic(nodes: NodeBlocks, boundaries: list[int]) -> BlockedPattern:
 # relative factors (F, qmax, qmax).
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _find(colptr, rowidx, k, i):
     """Entry of sparse column ``k`` holding row node ``i`` (binary search)."""
     lo, hi = colptr[k], colptr[k + 1]
@@ -178,7 +178,7 @@ def _find(colptr, rowidx, k, i):
     return lo
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, pair_pos,
              blockptr, base, m):  # fmt: skip
     """``A = Lambda'Z'Z Lambda + I`` in the storage of ``L``: (sparse blocks, dense block)."""
@@ -217,7 +217,7 @@ def assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, p
     return Lval, D
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _dense_rows(rows, size, offset, rowidx, start, stop, base):
     """Writes the dense block's scalar rows of entries ``start:stop`` of a column into
     ``rows``; returns how many."""
@@ -230,14 +230,14 @@ def _dense_rows(rows, size, offset, rowidx, start, stop, base):
     return k
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _is_full(colptr, blockptr, size, first, j, m):
     """Do column j's rows cover the whole dense block (fully crossed designs)? Their dense
     work is then done by BLAS, all such columns at once."""
     return m > 0 and (blockptr[colptr[j + 1]] - blockptr[first[j]]) // size[j] == m
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _gather_full(values, colptr, blockptr, size, first, m):
     """The dense rows of the full columns side by side: (m, sum of their sizes)."""
     width = 0
@@ -256,7 +256,7 @@ def _gather_full(values, colptr, blockptr, size, first, m):
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base):
     """Factor ``A`` in place (right-looking over sparse columns, LAPACK on the dense
     block); returns ``(log|A|, dense factor)``, ``log|A| = nan`` if not positive definite.
@@ -338,7 +338,7 @@ def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base):
     return logdet, LD
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def solve_lower(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, base):
     """``R <- L^-1 R`` in place, for R of shape (Q, k)."""
     k = R.shape[1]
@@ -369,7 +369,7 @@ def solve_lower(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, b
             R[base + r, col] = acc / LD[r, r]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, base):
     """``R <- L'^-1 R`` in place, for R of shape (Q, k)."""
     k = R.shape[1]
@@ -404,7 +404,7 @@ def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, b
 INVERSE_BLOCK = 48
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _lower_inverse_diagonal(L, c0, c1, out):
     """``out[c0:c1, c0:c1] <- L[c0:c1, c0:c1]^-1`` by forward substitution, column by
     column (zeros above the diagonal)."""
@@ -419,7 +419,7 @@ def _lower_inverse_diagonal(L, c0, c1, out):
             out[r, c] = acc / L[r, r]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def lower_inverse(L, q, out):
     """``out[:q, :q] <- L[:q, :q]^-1`` for a lower triangular ``L`` (zeros above the
     diagonal). Blocked: the diagonal blocks by substitution, then block row by block row
@@ -438,7 +438,7 @@ def lower_inverse(L, q, out):
         out[r0:r1, r1:q] = 0.0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def spd_inverse(L):
     """``(L L')^-1`` from the lower Cholesky factor ``L``: ``L^-T L^-1``, the triangular
     inverse and one BLAS product. Unlike LAPACK's ``inv`` it never raises, so nothing
@@ -449,7 +449,7 @@ def spd_inverse(L):
     return np.dot(np.ascontiguousarray(Linv.T), Linv)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def selected_inverse(Lval, LD, size, offset, colptr, rowidx, blockptr, first, t, base):
     """``A^-1`` on the pattern of ``L``: (sparse blocks, dense block), by Takahashi's
     recurrence ``Z_ij = -sum_k Z_ik L_kj L_jj^-1``, ``Z_jj = L_jj^-T L_jj^-1 - sum_k
@@ -546,7 +546,7 @@ def selected_inverse(Lval, LD, size, offset, colptr, rowidx, blockptr, first, t,
     return Zval, ZD
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair_ptr,
                     pair_val, pair_pos, blockptr, base):  # fmt: skip
     """``d log|A| / dT_f`` for every factor: (F, qmax, qmax)."""
@@ -600,7 +600,7 @@ def logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair
     return G
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def zz_product(V, size, offset, pair_i, pair_j, pair_ptr, pair_val):
     """``Z'Z V`` from the lower node blocks, for V of shape (Q, k)."""
     out = np.zeros(V.shape)
@@ -624,7 +624,7 @@ def zz_product(V, size, offset, pair_i, pair_j, pair_ptr, pair_val):
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def apply_factor(T, V, size, offset, node_factor, transpose):
     """``Lambda V`` (or ``Lambda' V``) for V of shape (Q, k)."""
     out = np.zeros(V.shape)
@@ -640,7 +640,7 @@ def apply_factor(T, V, size, offset, node_factor, transpose):
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def outer_by_factor(W, U, size, offset, node_factor, n_factors, qmax):
     """``sum_{j in f} W_j U_j'`` per factor, for W, U of shape (Q, k): (F, qmax, qmax)."""
     G = np.zeros((n_factors, qmax, qmax))
@@ -656,7 +656,7 @@ def outer_by_factor(W, U, size, offset, node_factor, n_factors, qmax):
     return G
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, c_dense, e_size,
                         e_offset, e_i, e_j, e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
     """With sampled effects ``uE``: ``s -= Z_M'Z_E uE`` in place; returns ``Z_E'(y - X
@@ -678,7 +678,7 @@ def _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, c_den
     return rE, EEu
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _block_diagonal(T, s, want_grad, s2, size, offset, node_factor, pair_ptr, pair_val, F,
                     qmax):  # fmt: skip
     """One pass per level where ``A`` is block diagonal (one grouping factor): ``log|A|``,
@@ -761,7 +761,7 @@ def _block_diagonal(T, s, want_grad, s2, size, offset, node_factor, pair_ptr, pa
     return logdet, cc, dT, v
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pair_i, pair_j,
                     pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, first, t, base, m, ZtX,
                     Zty, XtX, Xty, yty, n, c_i, c_j, c_ptr, c_val, c_dense, e_size, e_offset, e_i,
@@ -861,7 +861,7 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
     return loglik, dT, dbeta, dsigma, duE
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pair_j, pair_ptr,
                       pair_val, pair_pos, colptr, rowidx, blockptr, first, t, base, m, ZtX, Zty,
                       XtX, Xty, yty, n):  # fmt: skip
@@ -935,7 +935,7 @@ def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pai
     return dev, G, beta, r2 / dof
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset, node_factor,
                  pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, first, t,
                  base, m, ZtX, Zty, c_i, c_j, c_ptr, c_val, c_dense, e_size, e_offset, e_i, e_j,
@@ -966,7 +966,7 @@ def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def group_loglik(T_draws, beta_draws, sigma_draws, node_group, g_XtX, g_Xty, g_yty, g_n, size,
                  offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr,
                  rowidx, blockptr, first, t, base, m, ZtX, Zty):  # fmt: skip

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
+from ..jit import kernel
 
-@numba.njit(cache=True)
+
+@kernel
 def _accumulate_products(index, left, right, hi, lo):  # pragma: no cover - compiled
     """``hi + lo`` of row k += ``left_r right_r'`` (flattened) for every row r of key k."""
     n, a = left.shape
@@ -39,7 +40,7 @@ def _accumulate_products(index, left, right, hi, lo):  # pragma: no cover - comp
                 hi[k, base + j] = s
 
 
-@numba.njit(cache=True)
+@kernel
 def _accumulate_pairs(index, hi_in, lo_in, hi, lo):  # pragma: no cover - compiled
     """Double-double sums of double-double values by key."""
     n, w = hi_in.shape
@@ -54,7 +55,7 @@ def _accumulate_pairs(index, hi_in, lo_in, hi, lo):  # pragma: no cover - compil
             hi[k, c] = s
 
 
-@numba.njit(cache=True)
+@kernel
 def _accumulate_powers(values, hi, lo):  # pragma: no cover - compiled
     """Per column, double-double sums of the values (row 0) and of their exact squares
     (row 1: each square with its rounding error, Dekker's product, so that a column far

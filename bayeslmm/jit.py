@@ -1,0 +1,122 @@
+"""Compiled kernels: one decorator, a cache that survives installation, and a notice.
+
+Every numba kernel of the package is declared with :func:`kernel` (a cached ``njit``
+with NumPy's error model). numba keeps compiled kernels in ``__pycache__`` beside the
+source and normally checks them against the source file's modification time, which pip
+resets when it installs a wheel; here they are checked against the file's *content*
+(:class:`ContentStampLocator`), so kernels compiled while the package was built
+(``hatch_build.py`` runs :mod:`bayeslmm.warmup`) are used by the installed package.
+Where no such cache fits (another numba version, another CPU, a read-only install), the
+kernels compile on first use and :func:`compile_notice` prints one line if that takes
+longer than :data:`NOTICE_AFTER` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numba
+from numba.core import caching, event
+
+#: The package's folder: only its own source files get content-stamped caches.
+PACKAGE_DIR = str(Path(__file__).resolve().parent)
+#: Seconds of compiling before the one-line notice is printed.
+NOTICE_AFTER = 2.0
+
+_InTree = getattr(caching, "InTreeCacheLocator", None) or caching._InTreeCacheLocator
+_CacheImpl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
+
+
+class ContentStampLocator(_InTree):
+    """numba's in-tree cache (``__pycache__`` beside the source) for the package's own
+    files, stamped by the SHA-256 of the source instead of its mtime and size: an
+    installed copy of a file finds the kernels compiled from the same text."""
+
+    def get_source_stamp(self) -> tuple[str, str]:
+        return ("sha256", _digest(self._py_file))
+
+    @classmethod
+    def from_function(cls, py_func: Callable, py_file: str) -> ContentStampLocator | None:
+        if not os.path.abspath(py_file).startswith(PACKAGE_DIR + os.sep):
+            return None
+        return super().from_function(py_func, py_file)
+
+
+_DIGESTS: dict[str, str] = {}
+
+
+def _digest(path: str) -> str:
+    if path not in _DIGESTS:
+        _DIGESTS[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return _DIGESTS[path]
+
+
+def _register_locator() -> None:
+    """Put :class:`ContentStampLocator` first, after a user's ``NUMBA_CACHE_DIR``."""
+    classes = _CacheImpl._locator_classes
+    if ContentStampLocator not in classes:
+        user = [i for i, c in enumerate(classes) if c.__name__.endswith("UserProvidedCacheLocator")]
+        classes.insert(user[0] + 1 if user else 0, ContentStampLocator)
+
+
+class _CompileNotice(event.Listener):
+    """Prints one line to stderr when the package's kernels have been compiling for
+    :data:`NOTICE_AFTER` seconds (once per process); nested compiles count as one."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.timer: threading.Timer | None = None
+        self.printed = False
+
+    @staticmethod
+    def _ours(ev: event.Event) -> bool:
+        dispatcher = (ev.data or {}).get("dispatcher")
+        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+        return module.startswith("bayeslmm.")
+
+    def on_start(self, ev: event.Event) -> None:
+        if not self._ours(ev):
+            return
+        self.depth += 1
+        if self.depth == 1 and not self.printed:
+            self.timer = threading.Timer(NOTICE_AFTER, self._print)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def on_end(self, ev: event.Event) -> None:
+        if not self._ours(ev):
+            return
+        self.depth = max(self.depth - 1, 0)
+        if self.depth == 0 and self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _print(self) -> None:
+        self.printed = True
+        print(
+            "bayeslmm: compiling its numeric kernels for this machine (once, about a minute; "
+            "cached for every later fit)...",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+_register_locator()
+_NOTICE = _CompileNotice()
+event.register("numba:compile", _NOTICE)
+
+
+def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A compiled kernel: ``numba.njit(cache=True, error_model="numpy")``."""
+    return numba.njit(cache=True, error_model="numpy")(func)
+
+
+def cfunc(signature: Any) -> Callable[[Callable[..., Any]], Any]:
+    """A cached C entry point (``numba.cfunc``) with the package's cache."""
+    return numba.cfunc(signature, cache=True)

@@ -48,13 +48,16 @@ class ContentStampLocator(_InTree):
         return super().from_function(py_func, py_file)
 
 
-_DIGESTS: dict[str, str] = {}
+_DIGESTS: dict[tuple, str] = {}
 
 
 def _digest(path: str) -> str:
-    if path not in _DIGESTS:
-        _DIGESTS[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return _DIGESTS[path]
+    """SHA-256 of a file's bytes (remembered while its mtime and size stay)."""
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return _DIGESTS[key]
 
 
 def _register_locator() -> None:

@@ -1,0 +1,114 @@
+"""Start-up: a light import, kernels compiled ahead of the first fit, a notice otherwise."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("numpy", "pandas", "scipy", "numba", "pymc", "pytensor", "arviz", "nutpie",
+         "matplotlib", "xarray", "formulaic")  # fmt: skip
+
+
+def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=900)  # fmt: skip
+
+
+def test_import_loads_no_heavy_library():
+    done = _python(f"import sys, bayeslmm\nprint([m for m in {HEAVY!r} if m in sys.modules])")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_public_names_resolve_on_first_use():
+    import bayeslmm as bl
+    import bayeslmm.plots
+
+    for name in bl.__all__:
+        assert getattr(bl, name) is not None, name
+    assert bl.plots is bayeslmm.plots
+    assert bl.plots.trace is bl.present.plots.trace
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        bl.nothing  # noqa: B018
+
+
+COUNT = """
+import json, sys, warnings
+from numba.core import event
+compiled = []
+class Count(event.Listener):
+    def on_start(self, ev):
+        f = ev.data["dispatcher"].py_func
+        if f.__module__.startswith("bayeslmm"):
+            compiled.append(f.__qualname__)
+    def on_end(self, ev):
+        pass
+event.register("numba:compile", Count())
+warnings.simplefilter("ignore")
+import bayeslmm as bl
+from bayeslmm.bayes.loo import group_log_likelihood
+df = bl.load_dataset("sleepstudy")
+m = bl.LMM("Reaction ~ Days + (Days | Subject)", df)
+m.fit(draws=50, tune=50, chains=1, random_seed=1, progressbar=False, sampler="nutpie")
+group_log_likelihood(m)
+bl.lmer("Reaction ~ Days + (Days | Subject)", df, reml=False)
+bl.lmer("Reaction ~ Days + (1 | Subject)", df, residual=bl.AR1(time="Days"))
+print(json.dumps(compiled))
+"""
+
+
+@pytest.mark.slow
+def test_warmup_compiles_every_kernel_a_fit_uses(tmp_path):
+    """After ``bayeslmm.warmup`` (what the build runs), a fit, its exact draws, its
+    per-group likelihoods and REML/ML fits compile nothing, and print no notice."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    warm = _python("from bayeslmm.warmup import warm; warm()", env)
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    done = _python(COUNT, env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+    assert "compiling its numeric kernels" not in done.stderr
+
+
+def test_compiling_prints_one_notice(tmp_path):
+    code = (
+        "import numpy as np\n"
+        "import bayeslmm.jit as jit\n"
+        "jit.NOTICE_AFTER = 0.05\n"
+        "from bayeslmm.gaussian.blocked import spd_inverse, lower_inverse\n"
+        "spd_inverse(np.eye(2))\n"
+        "lower_inverse(np.eye(2), 2, np.zeros((2, 2)))\n"
+    )
+    done = _python(code, {"NUMBA_CACHE_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("bayeslmm: compiling its numeric kernels") == 1
+    again = _python(code, {"NUMBA_CACHE_DIR": str(tmp_path)})  # now cached
+    assert "compiling" not in again.stderr
+
+
+def test_cache_is_stamped_by_content(tmp_path):
+    """The kernels' cache files are valid for a copy of the source with another mtime
+    (what pip installs), and invalid once the text changes."""
+    from bayeslmm.jit import ContentStampLocator
+
+    source = tmp_path / "mod.py"
+    source.write_text("x = 1\n")
+
+    def func():
+        pass
+
+    locator = ContentStampLocator(func, str(source))
+    stamp = locator.get_source_stamp()
+    os.utime(source, (1, 1))
+    assert ContentStampLocator(func, str(source)).get_source_stamp() == stamp
+    source.write_text("x = 2\n")
+    assert ContentStampLocator(func, str(source)).get_source_stamp() != stamp
+    # files outside the package keep numba's own locators
+    assert ContentStampLocator.from_function(func, str(source)) is None

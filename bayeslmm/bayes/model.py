@@ -814,7 +814,7 @@ class LMM:
         rows it was fitted to, the formula, priors, residual structure, sampler settings,
         data digests and the versions that wrote it (:mod:`bayeslmm.bayes.persist`).
         ``bl.load(path)`` gives it back, fitted, in any process. Returns the path."""
-        from .persist import save
+        from .records import save
 
         return save(self, path)
 

@@ -24,7 +24,7 @@ from .results import HDI_PROB, draws_summary, hdi_columns
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .model import LMM
+    from .fitted import FittedLMM as LMM  # a protocol: this module is below bayes.model
 
 
 def fixed_draws(model: LMM, L: np.ndarray) -> xr.DataArray:

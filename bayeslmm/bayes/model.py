@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +17,6 @@ from ..errors import (
     NotFittedError,
     PriorError,
     RowsNotInMemoryError,
-    SamplerError,
     check_seed,
     warn,
 )
@@ -34,10 +33,14 @@ from ..gaussian.statistics import (
     single_grouping_factor,
 )
 from ..spec.design import Design, Rows, build_design, is_dask_frame
-from ..spec.naming import PARAMETRIZATIONS, ParameterNames
+from ..spec.naming import PARAMETRIZATIONS
 from ..spec.residual import ResidualStructure, non_nested_factors
 from . import stack
-from .density import EVEN_AT_ZERO, MarginalDensity
+from .centring import SIGNED_ABOVE as SIGNED_ABOVE  # moved there: old names kept
+from .centring import SIGNED_DEPTH as SIGNED_DEPTH
+from .centring import _zero_depth as _zero_depth
+from .centring import centring, sd_start, signing
+from .density import MarginalDensity
 from .diagnostics import Convergence, check_convergence, warn_convergence
 from .effects import draw_random_effects
 from .partition import draws_table, icc_draws, r2_draws
@@ -56,7 +59,7 @@ from .results import (
 from .sampling import (
     check_sampler,
     check_settings,
-    default_sampler,
+    choose_sampler,
     quiet_pymc,
     sample_compiled,
     sample_nuts,
@@ -74,31 +77,6 @@ LOG_LIKELIHOOD_MAX = 50_000_000  # rows x draws kept in the pointwise log-likeli
 #: a grouping factor with at most this many levels (or no more levels than its covariance
 #: has parameters) makes fit's default target_accept 0.99
 FEW_LEVELS = 5
-#: an SD is sampled signed where its two-stage spread is zero with more than this chance
-#: (:attr:`LMM.signed_terms`): subjects x items' slopes score 0.004-0.5 (signed: their
-#: SDs' bulk ESS up 2-4x), sleepstudy's SDs 0.0014 and 1e-4, InstEval's 1e-8 and less
-#: (log SD mixes better there: sleepstudy's intercept SD 3287-3723 signed against
-#: 4213-4591, InstEval's departments' 979 against 2201)
-SIGNED_ABOVE = 0.002
-#: ... and where the two-stage likelihood at a spread of zero is at most this many nats
-#: below its best (:func:`_zero_depth`): with few levels the chance above stays large
-#: however far the spread exceeds the noise (three classrooms: 0.0054 at 182 times the
-#: noise), and there the signed density has a wall of ~180 nats between sd ~ 1 and 0 that
-#: trajectories run into (|energy error| up to 3.4 against 0.6 on the log scale, 4 x 5000
-#: draws, seeds 1-3; a divergence on some machines)
-SIGNED_DEPTH = 10.0
-
-
-def _zero_depth(spread: LevelSpread) -> np.ndarray:
-    """How far (nats) the two-stage likelihood of the levels' spread falls from its best to
-    a spread of zero: ``(L - 1) / 2 (q - 1 - log q)``, ``q = (spread + noise) / noise``
-    (the estimates' variance as a scaled chi-square with ``L - 1`` degrees of freedom)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = (np.maximum(spread.spread, 0.0) + spread.noise) / spread.noise
-        depth = 0.5 * (spread.levels - 1) * (q - 1.0 - np.log(q))
-    return np.where(np.isfinite(depth), depth, np.inf)
-
-
 class LMM:
     """A Bayesian linear mixed model from an lme4 formula.
 
@@ -149,15 +127,6 @@ class LMM:
         self.formula = self.design.spec.formula
         self.priors: dict[str, Prior] = resolve_priors(self.design, priors)
         self.parametrization = parametrization
-        self._pymc_model: pm.Model | None = None
-        self._marginal_model: pm.Model | None = None
-        self._blocked: BlockedSystem | None = None
-        self._explicit: tuple[str, ...] | None = None
-        self._centred: dict[str, tuple[bool, ...]] | None = None
-        self._signed: dict[str, tuple[bool, ...]] | None = None
-        self._spreads: dict[int, LevelSpread | None] = {}
-        self._residual: ResidualModel | None = None
-        self._residual_system: ResidualSystem | None = None
         self.idata: Results | None = None
         self.convergence: Convergence | None = None
         self._fit_info: dict = {}
@@ -174,17 +143,15 @@ class LMM:
                 f"was fitted from a Dask DataFrame; {instead}"
             )
 
-    @property
+    @cached_property
     def pymc_model(self) -> pm.Model:
         """The PyMC model with explicit random effects (built on first use)."""
         self._needs_rows("the explicit model (method='full')",
                          "the marginal model (method='marginal', the default) needs only the "
                          "data's sums")  # fmt: skip
-        if self._pymc_model is None:
-            from .explicit_graph import build_full_model
+        from .explicit_graph import build_full_model
 
-            self._pymc_model = build_full_model(self.design, self.priors, self.parametrization)
-        return self._pymc_model
+        return build_full_model(self.design, self.priors, self.parametrization)
 
     @property
     def default_target_accept(self) -> float:
@@ -205,20 +172,17 @@ class LMM:
         by ``model.design.residual.describe()``."""
         return self.design.residual.structure if self.design.residual is not None else None
 
-    @property
+    @cached_property
     def residual_model(self) -> ResidualModel | None:
         """The residual structure's weights and weighted statistics (built on first use)."""
-        if self._residual is None and self.design.residual is not None:
-            self._residual = ResidualModel(self.design)
-        return self._residual
+        return ResidualModel(self.design) if self.design.residual is not None else None
 
-    @property
+    @cached_property
     def residual_system(self) -> ResidualSystem | None:
         """:attr:`blocked_system` weighted by ``R(phi)^-1`` at any phi (residual structures)."""
-        if self._residual_system is None and self.residual_model is not None:
-            self._residual_system = ResidualSystem(self.residual_model, self.explicit_factors,
-                                                   self.blocked_system)  # fmt: skip
-        return self._residual_system
+        if self.residual_model is None:
+            return None
+        return ResidualSystem(self.residual_model, self.explicit_factors, self.blocked_system)
 
     def _crossing_residual(self) -> list[str]:
         """Grouping factors some residual group spans several levels of."""
@@ -240,10 +204,11 @@ class LMM:
         dense block too large (:func:`bayeslmm.gaussian.blocked.choose_explicit`). None
         with a residual correlation structure: its models run on PyMC's graph, whose
         blocked Op integrates every factor out."""
-        if self._explicit is None:
-            residual = self.design.residual is not None
-            self._explicit = () if residual else choose_explicit(self.design)
         return self._explicit
+
+    @cached_property
+    def _explicit(self) -> tuple[str, ...]:
+        return () if self.design.residual is not None else choose_explicit(self.design)
 
     @property
     def centred_terms(self) -> dict[str, tuple[str, ...]]:
@@ -267,16 +232,11 @@ class LMM:
 
     def _centring(self) -> dict[str, tuple[bool, ...]]:
         """:attr:`centred_terms` as flags per sampled factor and term (node order)."""
-        if self._centred is None:
-            self._centred = {}
-            stats = self.blocked_system.stats
-            for index, factor in enumerate(stats.factors):
-                if factor.first < stats.n_marginal:
-                    continue
-                spread = self._level_spread(index)
-                centred = np.zeros(factor.q, bool) if spread is None else spread[0] > spread[1]
-                self._centred[factor.group] = tuple(bool(c) for c in centred)
         return self._centred
+
+    @cached_property
+    def _centred(self) -> dict[str, tuple[bool, ...]]:
+        return centring(self.blocked_system.stats, self._level_spread)
 
     @property
     def signed_terms(self) -> dict[str, tuple[str, ...]]:
@@ -288,10 +248,10 @@ class LMM:
         has a long tail towards minus infinity and mixes slowly, while ``x`` has a smooth
         bump around zero; where the SD is clearly positive, ``log sd`` is the rounder. A
         term is signed where the two-stage estimate leaves a spread of zero more than
-        :data:`SIGNED_ABOVE` likely
+        :data:`~bayeslmm.bayes.centring.SIGNED_ABOVE` likely
         (:attr:`~bayeslmm.gaussian.statistics.LevelSpread.zero_probability`), its
-        likelihood at zero is within :data:`SIGNED_DEPTH` nats of its best (few levels far
-        apart: a wall at ``x = 0`` otherwise), and its
+        likelihood at zero is within :data:`~bayeslmm.bayes.centring.SIGNED_DEPTH` nats of
+        its best (few levels far apart: a wall at ``x = 0`` otherwise), and its
         effects are not centred (a centred effect's prior density has no limit at
         ``sd = 0``). Only SD priors with a finite, smooth density at zero qualify
         (half-normal, half-t, half-Cauchy, half-flat). Subjects x items with independent
@@ -304,49 +264,32 @@ class LMM:
 
     def _signing(self) -> dict[str, tuple[bool, ...]]:
         """:attr:`signed_terms` as flags per factor and term (node order)."""
-        if self._signed is None:
-            self._signed = {}
-            centred = self._centring()
-            sd_names = ParameterNames.from_design(self.design).sd
-            for index, factor in enumerate(self.blocked_system.stats.factors):
-                spread = self._level_spread(index)
-                weak = (np.ones(factor.q, bool) if spread is None
-                        else ~(spread.zero_probability <= SIGNED_ABOVE)
-                        & (_zero_depth(spread) <= SIGNED_DEPTH))  # fmt: skip
-                even = [self.priors[name].dist in EVEN_AT_ZERO
-                        for k in factor.blocks for name in sd_names[k]]  # fmt: skip
-                flags = centred.get(factor.group, (False,) * factor.q)
-                self._signed[factor.group] = tuple(
-                    bool(w and e and not c) for w, e, c in zip(weak, even, flags, strict=True)
-                )
         return self._signed
 
+    @cached_property
+    def _signed(self) -> dict[str, tuple[bool, ...]]:
+        return signing(self.blocked_system.stats, self._level_spread, self._centring(),
+                       self.design, self.priors)  # fmt: skip
+
     def _sd_start(self) -> dict[str, tuple[float, ...]]:
-        """Where the sampler's SDs start, per factor and term: the two-stage spread's
-        square root, at least a third of one level's own standard error (a spread
-        estimated at zero still starts positive)."""
-        start = {}
-        for index, factor in enumerate(self.blocked_system.stats.factors):
-            spread = self._level_spread(index)
-            if spread is not None:
-                tau = np.sqrt(np.maximum(spread.spread, 0.1 * spread.noise))
-                start[factor.group] = tuple(float(v) for v in tau)
-        return start
+        """Where the sampler's SDs start (:func:`~bayeslmm.bayes.centring.sd_start`)."""
+        return sd_start(self.blocked_system.stats, self._level_spread)
 
     def _level_spread(self, index: int) -> LevelSpread | None:
-        if index not in self._spreads:
-            self._spreads[index] = self.blocked_system.stats.level_spread(index)
         return self._spreads[index]
 
-    @property
+    @cached_property
+    def _spreads(self) -> list[LevelSpread | None]:
+        """The two-stage spread of every grouping factor's levels, in node order."""
+        stats = self.blocked_system.stats
+        return [stats.level_spread(index) for index in range(len(stats.factors))]
+
+    @cached_property
     def blocked_system(self) -> BlockedSystem:
         """Statistics and symbolic factorisation of the penalised system (built on first use)."""
-        if self._blocked is None:
-            stats = BlockedStats.from_design(self.design, self.explicit_factors)
-            self._blocked = BlockedSystem(stats)
-        return self._blocked
+        return BlockedSystem(BlockedStats.from_design(self.design, self.explicit_factors))
 
-    @property
+    @cached_property
     def marginal_model(self) -> pm.Model:
         """The PyMC model with the random effects integrated out (built on first use).
 
@@ -356,21 +299,19 @@ class LMM:
         """
         if not self.marginal_supported:
             raise ArgumentError(f"{self.formula!r} has no random effects to integrate out")
-        if self._marginal_model is None:
-            from .marginal_graph import build_marginal_model
+        from .marginal_graph import build_marginal_model
 
-            design = self.design
-            if single_grouping_factor(design):
-                stats = GroupStats.from_design(design)
-            elif nested_grouping_factors(design) is not None:
-                stats = NestedStats.from_design(design)
-            else:
-                stats = None
-            self._marginal_model = build_marginal_model(
-                design, self.priors, stats, self.blocked_system, self.residual_model,
-                self.residual_system if stats is None else None,
-            )  # fmt: skip
-        return self._marginal_model
+        design = self.design
+        if single_grouping_factor(design):
+            stats = GroupStats.from_design(design)
+        elif nested_grouping_factors(design) is not None:
+            stats = NestedStats.from_design(design)
+        else:
+            stats = None
+        return build_marginal_model(
+            design, self.priors, stats, self.blocked_system, self.residual_model,
+            self.residual_system if stats is None else None,
+        )  # fmt: skip
 
     @property
     def graph_samplers(self) -> tuple[str, ...]:
@@ -511,28 +452,15 @@ class LMM:
         chosen = method
         method = self._resolve_method(method)
         density = self.compiled_density if method == "marginal" else None
-        # "auto" runs the marginal model anyhow: PyMC's sampler runs every graph
-        runs_marginal = (sampler == "auto" or sampler == "nutpie" and density is not None
-                         or sampler in self.graph_samplers)  # fmt: skip
-        if method == "marginal" and chosen is None and not runs_marginal:
-            method, density = "full", None  # the requested sampler runs the explicit model
-        if sampler == "auto":
-            n_effects = sum(b.n_levels * b.n_terms for b in self.design.blocks)
-            sampler = default_sampler(n_effects, compiled=density is not None)
-            if method == "marginal" and density is None and sampler not in self.graph_samplers:
-                sampler = "pymc"
-        elif method == "marginal" and not (density is not None and sampler == "nutpie"):
-            if sampler not in self.graph_samplers:
-                raise SamplerError(
-                    f"sampler={sampler!r} cannot run the marginal model of {self.formula!r}: "
-                    "with crossed or deeply nested factors it needs bayeslmm's blocked "
-                    "Cholesky, which JAX cannot trace; use sampler='nutpie' (the default) or "
-                    "'pymc', or method='full'"
-                )
+        n_effects = sum(b.n_levels * b.n_terms for b in self.design.blocks)
+        sampler, method, compiled = choose_sampler(
+            sampler, method, chosen, density is not None, self.graph_samplers, n_effects,
+            self.formula,
+        )  # fmt: skip
         settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores,
                     "random_seed": random_seed, "target_accept": target_accept,
                     "progressbar": progressbar}  # fmt: skip
-        if density is not None and sampler == "nutpie":
+        if compiled:
             check_sampler(sampler)
             idata = sample_compiled(density, self.design, **settings)
         else:
@@ -814,7 +742,7 @@ class LMM:
         rows it was fitted to, the formula, priors, residual structure, sampler settings,
         data digests and the versions that wrote it (:mod:`bayeslmm.bayes.persist`).
         ``bl.load(path)`` gives it back, fitted, in any process. Returns the path."""
-        from .persist import save
+        from .records import save
 
         return save(self, path)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import xarray as xr
 
-from ..errors import ArgumentError, MissingDependencyError
+from ..errors import ArgumentError, MissingDependencyError, SamplerError
 from ..spec.design import Design
 from ..spec.naming import coords_of, cor_dim, term_dim
 from . import stack
@@ -57,6 +57,54 @@ def default_sampler(n_effects: int, compiled: bool = False) -> str:
     if n_effects <= NUMPYRO_MAX_EFFECTS and "numpyro" in installed:
         return "numpyro"
     return "pymc"
+
+
+def choose_sampler(sampler: str, method: str, chosen: str | None, compiled: bool,
+                   graph_samplers: tuple[str, ...], n_effects: int,
+                   formula: str) -> tuple[str, str, bool]:  # fmt: skip
+    """The sampler and method a fit runs, and whether it runs the compiled density.
+
+    Parameters
+    ----------
+    sampler
+        As requested: ``"auto"`` or one of :data:`SAMPLERS`.
+    method
+        The method resolved from the request (``"marginal"`` or ``"full"``); ``chosen``
+        is the request itself (None: the sampler may turn ``"marginal"`` into ``"full"``).
+    compiled
+        Whether the compiled density covers the marginal model (:mod:`bayeslmm.bayes.density`).
+    graph_samplers
+        The samplers that can run the marginal model's PyMC graph.
+    n_effects
+        Random effects (levels x terms), for :func:`default_sampler`.
+    formula
+        For the error message.
+
+    Returns
+    -------
+    sampler, method, compiled
+        ``compiled``: nutpie runs the compiled density (else a PyMC graph).
+    """
+    if method != "marginal":
+        compiled = False
+    # "auto" runs the marginal model anyhow: PyMC's sampler runs every graph
+    runs_marginal = (sampler == "auto" or sampler == "nutpie" and compiled
+                     or sampler in graph_samplers)  # fmt: skip
+    if method == "marginal" and chosen is None and not runs_marginal:
+        method, compiled = "full", False  # the requested sampler runs the explicit model
+    if sampler == "auto":
+        sampler = default_sampler(n_effects, compiled=compiled)
+        if method == "marginal" and not compiled and sampler not in graph_samplers:
+            sampler = "pymc"
+    elif method == "marginal" and not (compiled and sampler == "nutpie"):
+        if sampler not in graph_samplers:
+            raise SamplerError(
+                f"sampler={sampler!r} cannot run the marginal model of {formula!r}: "
+                "with crossed or deeply nested factors it needs bayeslmm's blocked "
+                "Cholesky, which JAX cannot trace; use sampler='nutpie' (the default) or "
+                "'pymc', or method='full'"
+            )
+    return sampler, method, compiled and sampler == "nutpie"
 
 
 def check_sampler(sampler: str) -> None:

@@ -16,7 +16,7 @@ import pandas as pd
 from ..comparison.random_effects import RandomEffectsComparison
 
 if TYPE_CHECKING:
-    from .report import _Writer
+    from .writer import _Writer
 
 TITLE = "Which random effects does the data support?"
 

@@ -20,7 +20,9 @@ import pandas as pd
 from formulaic.errors import DataMismatchWarning
 
 from ..errors import ArgumentError, RowsNotInMemoryError, UnknownNameError
-from .design import BOOL, Design, _categories
+from .arrays import Design
+from .columns import BOOL
+from .prediction import _categories
 
 #: Points along a covariate in :func:`effect_grid` (brms' ``resolution``).
 RESOLUTION = 100

@@ -32,35 +32,30 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FormulaError, MissingDependencyError, RowsNotInMemoryError
-from .design import (
+from .arrays import Design, Reduction, Rows
+from .blocks import RandomBlock, _block_labels
+from .columns import (
     NUMBER,
-    ColumnNames,
     ColumnProfile,
-    Design,
-    RandomBlock,
-    Reduction,
-    Rows,
-    _block_labels,
-    _column_names,
-    _display_columns,
-    _matrix_frame,
-    _response_spec,
-    _used_columns,
-    check_matrix_finite,
     check_missing,
-    check_rank,
-    check_response,
     column_conversion,
     column_kind,
     convert_column,
     infinite_values_error,
-    level_index,
-    match_levels,
     profile_column,
-    qr_r,
-    term_levels,
 )
 from .formula import ModelSpec
+from .levels import level_index, match_levels, term_levels
+from .matrices import (
+    _column_names,
+    _matrix_frame,
+    _response_spec,
+    check_matrix_finite,
+    check_rank,
+    check_response,
+    qr_r,
+)
+from .tokens import ColumnNames, _display_columns, _used_columns
 
 HEAD = 64  # first rows kept to stand for the numeric columns when encodings are fitted
 SPLIT_EVERY = 8  # partitions' results combined at a time

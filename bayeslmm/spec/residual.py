@@ -29,9 +29,12 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ArgumentError, ColumnTypeError, DataError
+from .columns import NUMBER, column_kind
+from .levels import group_levels
+from .tokens import _display_columns
 
 if TYPE_CHECKING:
-    from .design import RandomBlock
+    from .blocks import RandomBlock
 
 #: Name of the group made of every row when a structure has no grouping column.
 ALL_ROWS = "(all rows)"
@@ -212,15 +215,11 @@ class ResidualLayout:
 
 
 def _group_of(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    from .design import group_levels
-
     levels = group_levels(frame, columns)
     return levels.codes, levels.labels
 
 
 def _times(frame: pd.DataFrame, column: str) -> np.ndarray:
-    from .design import NUMBER, column_kind
-
     values = frame[column]
     if isinstance(values.dtype, pd.CategoricalDtype) or column_kind(values) != NUMBER:
         raise ColumnTypeError(f"AR(1) time column {column!r} must hold whole numbers, but its "
@@ -314,8 +313,6 @@ def resolve_residual(
 def new_layout(layout: ResidualLayout, data: pd.DataFrame) -> ResidualLayout:
     """A fitted structure laid out on new rows (prediction): grouped by the same columns
     (every row in one group if the fit had no group column), times from the same column."""
-    from .design import _display_columns
-
     structure = layout.structure
     labels = _display_columns(data)
     for name in structure.columns:

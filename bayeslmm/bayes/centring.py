@@ -1,0 +1,96 @@
+"""How the compiled sampler parametrises each grouping factor, read from a two-stage fit
+of its levels (:meth:`~bayeslmm.gaussian.statistics.BlockedStats.level_spread`): which
+sampled effects are centred (:attr:`LMM.centred_terms <bayeslmm.LMM.centred_terms>`),
+which SDs are drawn signed (:attr:`LMM.signed_terms <bayeslmm.LMM.signed_terms>`), and
+where the SDs start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from ..gaussian.statistics import BlockedStats, LevelSpread
+from ..spec.design import Design
+from ..spec.naming import ParameterNames
+from .density import EVEN_AT_ZERO
+from .priors import Prior
+
+#: The two-stage spread of factor ``index``'s levels (None: too few estimable levels).
+Spreads = Callable[[int], LevelSpread | None]
+
+#: an SD is sampled signed where its two-stage spread is zero with more than this chance
+#: (:attr:`LMM.signed_terms`): subjects x items' slopes score 0.004-0.5 (signed: their
+#: SDs' bulk ESS up 2-4x), sleepstudy's SDs 0.0014 and 1e-4, InstEval's 1e-8 and less
+#: (log SD mixes better there: sleepstudy's intercept SD 3287-3723 signed against
+#: 4213-4591, InstEval's departments' 979 against 2201)
+SIGNED_ABOVE = 0.002
+#: ... and where the two-stage likelihood at a spread of zero is at most this many nats
+#: below its best (:func:`_zero_depth`): with few levels the chance above stays large
+#: however far the spread exceeds the noise (three classrooms: 0.0054 at 182 times the
+#: noise), and there the signed density has a wall of ~180 nats between sd ~ 1 and 0 that
+#: trajectories run into (|energy error| up to 3.4 against 0.6 on the log scale, 4 x 5000
+#: draws, seeds 1-3; a divergence on some machines)
+SIGNED_DEPTH = 10.0
+
+
+def _zero_depth(spread: LevelSpread) -> np.ndarray:
+    """How far (nats) the two-stage likelihood of the levels' spread falls from its best to
+    a spread of zero: ``(L - 1) / 2 (q - 1 - log q)``, ``q = (spread + noise) / noise``
+    (the estimates' variance as a scaled chi-square with ``L - 1`` degrees of freedom)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = (np.maximum(spread.spread, 0.0) + spread.noise) / spread.noise
+        depth = 0.5 * (spread.levels - 1) * (q - 1.0 - np.log(q))
+    return np.where(np.isfinite(depth), depth, np.inf)
+
+
+def centring(stats: BlockedStats, spread_of: Spreads) -> dict[str, tuple[bool, ...]]:
+    """Per sampled grouping factor, whether each term's effects are centred (node order):
+    where the levels' spread exceeds one level's own sampling variance (the rule is
+    :attr:`LMM.centred_terms <bayeslmm.LMM.centred_terms>`)."""
+    out = {}
+    for index, factor in enumerate(stats.factors):
+        if factor.first < stats.n_marginal:
+            continue
+        spread = spread_of(index)
+        centred = np.zeros(factor.q, bool) if spread is None else spread[0] > spread[1]
+        out[factor.group] = tuple(bool(c) for c in centred)
+    return out
+
+
+def signing(
+    stats: BlockedStats,
+    spread_of: Spreads,
+    centred: Mapping[str, tuple[bool, ...]],
+    design: Design,
+    priors: Mapping[str, Prior],
+) -> dict[str, tuple[bool, ...]]:
+    """Per grouping factor, whether each term's SD is drawn signed (node order; the rule is
+    :attr:`LMM.signed_terms <bayeslmm.LMM.signed_terms>`)."""
+    out = {}
+    sd_names = ParameterNames.from_design(design).sd
+    for index, factor in enumerate(stats.factors):
+        spread = spread_of(index)
+        weak = (np.ones(factor.q, bool) if spread is None
+                else ~(spread.zero_probability <= SIGNED_ABOVE)
+                & (_zero_depth(spread) <= SIGNED_DEPTH))  # fmt: skip
+        even = [priors[name].dist in EVEN_AT_ZERO
+                for k in factor.blocks for name in sd_names[k]]  # fmt: skip
+        flags = centred.get(factor.group, (False,) * factor.q)
+        out[factor.group] = tuple(
+            bool(w and e and not c) for w, e, c in zip(weak, even, flags, strict=True)
+        )
+    return out
+
+
+def sd_start(stats: BlockedStats, spread_of: Spreads) -> dict[str, tuple[float, ...]]:
+    """Where the sampler's SDs start, per factor and term: the two-stage spread's
+    square root, at least a third of one level's own standard error (a spread
+    estimated at zero still starts positive)."""
+    start = {}
+    for index, factor in enumerate(stats.factors):
+        spread = spread_of(index)
+        if spread is not None:
+            tau = np.sqrt(np.maximum(spread.spread, 0.1 * spread.noise))
+            start[factor.group] = tuple(float(v) for v in tau)
+    return start

@@ -269,3 +269,24 @@ def test_lmm_deprecated_spellings_warn_with_the_same_result(both, sleepstudy):
     with pytest.warns(FutureWarning, match="use level="):
         old = bl.icc(model, hdi_prob=0.8)
     pd.testing.assert_frame_equal(old, bl.icc(model, level=0.8))
+
+
+def test_printed_singular_and_residual_structure_fits(sleepstudy):
+    """A singular fit prints its zero variances as 0 to the column's digits and says it is
+    singular; a residual structure prints its parameter; neither dumps internals."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=50)
+    data = pd.DataFrame({"y": x + rng.normal(size=50), "x": x,
+                         "g": np.repeat(np.arange(10), 5).astype(str)})  # fmt: skip
+    with pytest.warns(bl.SingularFitWarning):
+        fit = bl.lmer("y ~ x + (x | g)", data)
+    text = repr(fit)
+    rows = _block(text, "Random effects:")
+    assert rows[1].split()[2:4] == ["0.0000", "0.0000"] and "NaN" in rows[2]
+    assert "boundary (singular) fit" in text
+    ar1 = bl.lmer("Reaction ~ Days + (1 | Subject)", sleepstudy,
+                  residual=bl.AR1(time="Days", group="Subject"))  # fmt: skip
+    line = next(x for x in repr(ar1).splitlines() if x.startswith("Residual correlation"))
+    assert _numbers(line.split("phi =")[1])[0] == pytest.approx(ar1.phi, rel=1e-3)
+    assert ar1.summary().loc["phi", "estimate"] == ar1.phi
+    assert all(len(x) < 110 for x in repr(ar1).splitlines()) and len(repr(ar1)) < 2500

@@ -28,7 +28,9 @@ MAX_CORRELATION = 12
 def format_column(values: Sequence[float], digits: int = DIGITS) -> list[str]:
     """Numbers printed as R's ``format`` prints a column: every value with at least
     ``digits`` significant digits, all with the same decimals (NaN: empty)."""
-    finite = [abs(float(v)) for v in values if math.isfinite(float(v)) and v != 0]
+    finite = [abs(float(v)) for v in values if math.isfinite(float(v))]
+    top = max(finite, default=0.0)
+    finite = [v for v in finite if v > 1e-8 * top]  # rounding noise of an exact 0
     decimals = max((digits - 1 - math.floor(math.log10(v)) for v in finite), default=0)
     decimals = min(max(decimals, 0), 10)
     return [f"{float(v):.{decimals}f}" if math.isfinite(float(v)) else "" for v in values]
@@ -132,33 +134,22 @@ def _random_lines(result) -> list[str]:
             names.append(col)
             variances.append(cov[i, i])
             sds.append(sd[i])
-            if block.correlated and i > 0:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    corrs.append([f"{cov[i, j] / (sd[i] * sd[j]):.2f}" for j in range(i)])
-            else:
-                corrs.append([])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cor = [cov[i, j] / (sd[i] * sd[j]) for j in range(i)] if block.correlated else []
+            corrs.append(["NaN" if not np.isfinite(c) else f"{c:.2f}" for c in cor])
     groups.append("Residual")
     names.append("")
     variances.append(result.sigma**2)
     sds.append(result.sigma)
     corrs.append([])
     width = max((len(c) for row in corrs for c in row), default=0)
-    cols = {"Groups": [g.ljust(max(map(len, groups))) for g in groups],
-            "Name": [n.ljust(max(map(len, names))) for n in names],
-            "Variance": [v.ljust(8) for v in format_column(variances)],
-            "Std.Dev.": [v.ljust(8) for v in format_column(sds)]}  # fmt: skip
+    cols = {"Groups": groups, "Name": names, "Variance": format_column(variances),
+            "Std.Dev.": format_column(sds)}  # fmt: skip
     if any(corrs):
         cols["Corr"] = [" ".join(c.rjust(width) for c in row) for row in corrs]
-        n = max(map(len, cols["Corr"]))
-        cols["Corr"] = [c.ljust(n) for c in cols["Corr"]]
-    head = ["Groups".ljust(len(cols["Groups"][0])), "Name".ljust(len(cols["Name"][0])),
-            "Variance".ljust(len(cols["Variance"][0])),
-            "Std.Dev.".ljust(len(cols["Std.Dev."][0]))]  # fmt: skip
-    if "Corr" in cols:
-        head.append("Corr".ljust(len(cols["Corr"][0])))
-    keys = list(cols)
-    return [" " + " ".join(head)] + [" " + " ".join(cols[k][r] for k in keys)
-                                     for r in range(len(groups))]  # fmt: skip
+    out = [[head, *values] for head, values in cols.items()]
+    out = [[v.ljust(max(map(len, column))) for v in column] for column in out]
+    return [" " + " ".join(column[r] for column in out).rstrip() for r in range(len(groups) + 1)]
 
 
 class LmerSummary(pd.DataFrame):

@@ -290,3 +290,14 @@ def test_printed_singular_and_residual_structure_fits(sleepstudy):
     assert _numbers(line.split("phi =")[1])[0] == pytest.approx(ar1.phi, rel=1e-3)
     assert ar1.summary().loc["phi", "estimate"] == ar1.phi
     assert all(len(x) < 110 for x in repr(ar1).splitlines()) and len(repr(ar1)) < 2500
+
+
+def test_old_field_name_still_builds_a_result(sleepstudy):
+    """dataclasses.replace(fit, fit=...) (the field's old name) still works, and warns."""
+    import dataclasses
+
+    fit = bl.lmer("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    with pytest.warns(FutureWarning, match=r"solution=\.\.\."):
+        again = dataclasses.replace(fit, fit=fit.solution)
+    assert again.solution is fit.solution and repr(again) == repr(fit)
+    assert dataclasses.replace(fit, converged=False).solution is fit.solution

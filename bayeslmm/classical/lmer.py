@@ -47,7 +47,7 @@ from .summary import LmerSummary, RenamedSeries, format_lmer_summary
 SINGULAR_TOL = 1e-4
 
 
-@dataclass(repr=False)
+@dataclass(init=False, repr=False)
 class LmerResult:
     """A REML or ML fit: estimates, their uncertainty and the conditional modes.
 
@@ -69,6 +69,29 @@ class LmerResult:
     converged: bool = True
     residual: ResidualModel | None = None
     phi: float | None = None
+
+    def __init__(
+        self,
+        design: Design,
+        reml: bool,
+        theta: np.ndarray,
+        solution: ProfiledFit | None = None,
+        layout: ThetaLayout | None = None,
+        cross_products: CrossProducts | None = None,
+        converged: bool = True,
+        residual: ResidualModel | None = None,
+        phi: float | None = None,
+        *,
+        fit: ProfiledFit | None = None,
+    ):
+        if fit is not None:  # the field's old name (also what dataclasses.replace(r, fit=) gives)
+            deprecated("LmerResult(fit=...)", "LmerResult(solution=...)")
+            solution = fit
+        if solution is None or layout is None or cross_products is None:
+            raise ArgumentError("LmerResult needs the solution, layout and cross_products")
+        self.design, self.reml, self.theta = design, reml, theta
+        self.solution, self.layout, self.cross_products = solution, layout, cross_products
+        self.converged, self.residual, self.phi = converged, residual, phi
 
     def __repr__(self) -> str:
         """lmerTest's ``summary()`` block (:meth:`summary`)."""

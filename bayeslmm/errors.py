@@ -120,6 +120,30 @@ def check_probability(name: str, value: object) -> float:
     return float(number)
 
 
+# --- renamed API: the old spelling works one more release and warns ---------------------
+
+
+def deprecated(old: str, new: str) -> None:
+    """Warn (:class:`FutureWarning`, at the user's line) that ``old`` is the deprecated
+    spelling of ``new``, which gives the same result."""
+    warn(f"{old} is deprecated and will be removed in the next release; use {new} (same "
+         "result)", FutureWarning)  # fmt: skip
+
+
+def interval_level(level: object, hdi_prob: object = None, default: float = 0.95) -> float:
+    """The interval level of a call taking ``level`` (R's name, used throughout) and its
+    deprecated old name ``hdi_prob``: ``level``, else ``hdi_prob`` (with a
+    :class:`FutureWarning`), else ``default``; checked to lie strictly between 0 and 1
+    under the name the caller used. Both given: :class:`ArgumentError`."""
+    if hdi_prob is not None:
+        if level is not None:
+            raise ArgumentError(f"give the interval level once, as level= (hdi_prob= is its "
+                                f"old name); got level={level!r} and hdi_prob={hdi_prob!r}")
+        deprecated("hdi_prob=", "level=")
+        return check_probability("hdi_prob", hdi_prob)
+    return check_probability("level", default if level is None else level)
+
+
 def check_seed(name: str, value: object) -> object:
     """``None``, a non-negative integer or a numpy Generator/SeedSequence, else
     :class:`ArgumentError` naming ``name``."""

@@ -60,7 +60,8 @@ def run_case(name: str, data: pd.DataFrame, y: str, x: str, g: str, repeats: int
     return {
         "case": name, "rows": len(data), "groups": data[g].nunique(), "formula": formula,
         "bayeslmm_s": t_bl, "statsmodels_s": t_sm, "speedup": t_sm / t_bl,
-        "slope_bayeslmm": float(fit.fixef[x]), "slope_statsmodels": float(sm.fe_params[x]),
+        "slope_bayeslmm": float(fit.fixef()["estimate"][x]),
+        "slope_statsmodels": float(sm.fe_params[x]),
         "reml_loglik_bayeslmm": fit.loglik, "reml_loglik_statsmodels": float(sm.llf),
     }  # fmt: skip
 

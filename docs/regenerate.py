@@ -192,7 +192,7 @@ class Anchor:
 
 def summary_nums(model, name: str, hdi_prob: float = 0.94) -> dict[str, Num]:
     """mean, sd and HDI bounds of one population parameter of a fitted LMM."""
-    table = model.summary(print_it=False, hdi_prob=hdi_prob)
+    table = model.summary(print_it=False, level=hdi_prob)
     mcse = stat_mcse(table, population_values(model))
     lo, hi = [c for c in table.columns if str(c).startswith("hdi_")]
     row, err = table.loc[name], mcse.loc[name]

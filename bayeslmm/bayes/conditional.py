@@ -70,6 +70,11 @@ class ConditionalEffects:
     drawer: ClassVar[Callable[..., Any] | None] = None
 
     @property
+    def level(self) -> float:
+        """The HDI's probability (``hdi_prob``), under the API's one name for it."""
+        return self.hdi_prob
+
+    @property
     def hdi(self) -> tuple[str, str]:
         """The table's HDI bound columns."""
         return hdi_columns(self.hdi_prob)

@@ -18,6 +18,8 @@ from ..errors import (
     PriorError,
     RowsNotInMemoryError,
     check_seed,
+    deprecated,
+    interval_level,
     warn,
 )
 from ..gaussian.blocked import BlockedSystem, choose_explicit
@@ -48,7 +50,6 @@ from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
 from .results import (
     HDI_PROB,
-    check_hdi_prob,
     coef_table,
     draw_stats,
     group_coefficient_draws,
@@ -132,8 +133,11 @@ class LMM:
         self._fit_info: dict = {}
 
     def __repr__(self) -> str:
-        state = "fitted" if self.idata is not None else "not fitted"
-        return f"LMM({self.formula!r}, n={self.design.n_obs}, {state})"
+        """The lme4-like summary block of a fitted model (:meth:`summary`); one line
+        before the fit."""
+        if self.idata is None:
+            return f"LMM({self.formula!r}, n={self.design.n_obs}, not fitted)"
+        return repr(self.summary(print_it=False))
 
     def _needs_rows(self, what: str, instead: str) -> None:
         """Refuse ``what`` for a design whose rows stay in a Dask DataFrame."""
@@ -509,36 +513,48 @@ class LMM:
             raise NotFittedError("the model is not fitted yet: call model.fit() first")
         return self.idata
 
-    def summary(self, print_it: bool | None = None, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+    def summary(self, print_it: bool | None = None, level: float | None = None, *,
+                hdi_prob: float | None = None) -> pd.DataFrame:  # fmt: skip
         """lme4-like summary of the posterior, returned as a DataFrame whose printed form
         (``repr``: what a REPL or notebook shows) is the lme4-like block.
 
         Rows: random-effect SDs and correlations, residual SD (``sigma``), fixed
-        effects; columns: mean, sd, HDI (``hdi_prob``, 94% by default as in ArviZ),
+        effects; columns: mean, sd, HDI (``level``, 94% by default as in ArviZ),
         MCSE, bulk/tail ESS and R-hat. ``print_it``: also print the block (default: in a
         script, not at an interactive prompt, which shows the returned value once).
+        ``hdi_prob`` is the deprecated old name of ``level``.
         """
         from .text import format_summary, interactive, summary_object
 
         if print_it is not None and not isinstance(print_it, bool | np.bool_):
             raise ArgumentError(f"print_it must be True, False or None, got {print_it!r}")
-        table = summary_table(self._posterior(), self.design, hdi_prob)
+        level = interval_level(level, hdi_prob, HDI_PROB)
+        table = summary_table(self._posterior(), self.design, level)
         text = format_summary(self, table)
         if print_it or (print_it is None and not interactive()):
             print(text)
         return summary_object(table, text)
 
-    def fixef(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
-        """Posterior summary of the fixed effects (rows named as lme4 does)."""
-        table = summary_table(self._posterior(), self.design, hdi_prob)
+    def fixef(self, level: float | None = None, *, hdi_prob: float | None = None
+              ) -> pd.DataFrame:  # fmt: skip
+        """Posterior summary of the fixed effects (rows named as lme4 does): mean, sd, HDI
+        (``level``, default 0.94), MCSE, ESS, R-hat. ``bl.lmer(...).fixef()`` has the same
+        rows with estimate, SE and a confidence interval."""
+        table = summary_table(self._posterior(), self.design,
+                              interval_level(level, hdi_prob, HDI_PROB))  # fmt: skip
         return table.loc[table["component"] == "fixed"].drop(columns="component")
 
-    def ranef(self, hdi_prob: float = HDI_PROB) -> dict[str, pd.DataFrame]:
-        """Random effects per grouping factor: rows (level, term); mean, sd, HDI."""
-        return ranef_table(self._posterior(), self.design, hdi_prob)
+    def ranef(self, level: float | None = None, *, hdi_prob: float | None = None
+              ) -> dict[str, pd.DataFrame]:  # fmt: skip
+        """Random effects per grouping factor: rows (level, term); mean, sd, HDI
+        (``level``, default 0.94). ``bl.lmer(...).ranef(condvar=True)`` has the same
+        layout (estimate, SE, interval)."""
+        return ranef_table(self._posterior(), self.design,
+                           interval_level(level, hdi_prob, HDI_PROB))  # fmt: skip
 
     def coef(self) -> dict[str, pd.DataFrame]:
-        """Fixed + random coefficients per level (posterior means), as lme4's ``coef``."""
+        """Fixed + random coefficients per level (posterior means), as lme4's ``coef``:
+        per grouping factor, levels x coefficients (as ``bl.lmer(...).coef()``)."""
         return coef_table(self._posterior(), self.design)
 
     def group_coefficients(self, group: str | None = None) -> xr.DataArray:
@@ -555,8 +571,9 @@ class LMM:
         effects = [post[f"u_{b.label}"].mean(("chain", "draw")).values for b in self.design.blocks]
         return beta, effects
 
-    def fitted_mean(self):
-        """Posterior mean of the conditional mean ``X beta + Z u`` of every fitted row.
+    def fitted(self):
+        """Posterior mean of the conditional mean ``X beta + Z u`` of every fitted row
+        (lme4's ``fitted``; as ``bl.lmer(...).fitted()``).
 
         For a Dask DataFrame's fit: a lazy Dask Series (one value per row kept, indexed by
         the rows' labels), to ``.compute()`` or write out on the cluster.
@@ -566,20 +583,30 @@ class LMM:
             return self.design.map_rows(partial(_mean_rows, beta, effects), "fitted")
         return _mean_rows(beta, effects, self.design.rows())
 
+    def fitted_mean(self):
+        """Deprecated old name of :meth:`fitted` (warns; same result)."""
+        deprecated("LMM.fitted_mean()", "LMM.fitted()")
+        return self.fitted()
+
     def residuals(self):
-        """Response minus :meth:`fitted_mean`, for every fitted row (lazy for a Dask
-        DataFrame's fit, as :meth:`fitted_mean`)."""
+        """Response minus :meth:`fitted`, for every fitted row (lazy for a Dask
+        DataFrame's fit, as :meth:`fitted`)."""
         beta, effects = self._mean_effects()
         if not self.design.rows_in_memory:
             return self.design.map_rows(partial(_residual_rows, beta, effects), "residual")
         return _residual_rows(beta, effects, self.design.rows())
 
-    def varcorr(self, hdi_prob: float = HDI_PROB) -> pd.DataFrame:
-        """Variance components (SDs, correlations, residual SD) in lme4's layout."""
-        table = summary_table(self._posterior(), self.design, hdi_prob)
+    def varcorr(self, level: float | None = None, *, hdi_prob: float | None = None
+                ) -> pd.DataFrame:  # fmt: skip
+        """Variance components (SDs, correlations, residual SD) in lme4's layout: ``grp``,
+        ``var1``, ``var2`` (as ``bl.lmer(...).varcorr()``), the parameter's name, posterior
+        mean, sd and HDI (``level``, default 0.94)."""
+        table = summary_table(self._posterior(), self.design,
+                              interval_level(level, hdi_prob, HDI_PROB))  # fmt: skip
         return varcorr_table(table, self.design)
 
-    def icc(self, hdi_prob: float | None = None) -> pd.DataFrame:
+    def icc(self, level: float | None = None, *, hdi_prob: float | None = None
+            ) -> pd.DataFrame:  # fmt: skip
         """Intraclass correlations, computed for every posterior draw.
 
         Nakagawa & Schielzeth's ICC, as R's ``performance::icc`` (variances as
@@ -587,25 +614,29 @@ class LMM:
         grouping factor (its variance over random + residual variance; with random slopes
         its mean variance over the fitted rows), ``adjusted`` (random / (random +
         residual)) and ``conditional`` (random / (fixed + random + residual)); columns
-        ``component`` (``group`` or ``total``), posterior mean, sd and HDI (``hdi_prob``,
-        default 0.94). With AR(1) or compound-symmetric residuals the residual variance
-        is ``sigma^2``, each residual's variance. Raises :class:`ArgumentError` for a model
-        without random effects.
+        ``component`` (``group`` or ``total``), posterior mean, sd and HDI (``level``,
+        default 0.94; ``hdi_prob``: its deprecated old name). With AR(1) or
+        compound-symmetric residuals the residual variance is ``sigma^2``, each residual's
+        variance. Raises :class:`ArgumentError` for a model without random effects.
         """
         draws = icc_draws(self._posterior(), self.design)
-        return draws_table(draws, hdi_prob, icc_kinds(self.design))
+        return draws_table(draws, interval_level(level, hdi_prob, HDI_PROB),
+                           icc_kinds(self.design))  # fmt: skip
 
-    def r2(self, hdi_prob: float | None = None) -> pd.DataFrame:
+    def r2(self, level: float | None = None, *, hdi_prob: float | None = None
+           ) -> pd.DataFrame:  # fmt: skip
         """Bayesian R2 (Gelman, Goodrich, Gabry & Vehtari 2019), as brms' ``bayes_R2``.
 
         Per draw ``var(mu) / (var(mu) + var(y - mu))`` over the fitted rows; row
         ``conditional``: ``mu = X beta + Z u``, row ``marginal``: ``mu = X beta`` (brms'
-        ``re_formula = NA``). Columns: posterior mean, sd and HDI (``hdi_prob``, default
-        0.94). Needs the rows in memory (not a Dask DataFrame's fit).
+        ``re_formula = NA``). Columns: posterior mean, sd and HDI (``level``, default
+        0.94; ``hdi_prob``: its deprecated old name). Needs the rows in memory (not a
+        Dask DataFrame's fit).
         """
         self._needs_rows("r2() (the fitted mean of every row, per draw)",
                          "icc() needs only sums; or fit a pandas sample of the rows")  # fmt: skip
-        return draws_table(r2_draws(self._posterior(), self.design), hdi_prob)
+        return draws_table(r2_draws(self._posterior(), self.design),
+                           interval_level(level, hdi_prob, HDI_PROB))  # fmt: skip
 
     def predict(
         self,
@@ -614,10 +645,11 @@ class LMM:
         kind: str = "mean",
         include_random: bool = True,
         summary: bool = False,
-        hdi_prob: float | None = None,
+        level: float | None = None,
         allow_new_levels: bool = True,
         random_seed: int | None = None,
         newdata: pd.DataFrame | None = None,
+        hdi_prob: float | None = None,
     ) -> xr.DataArray | pd.DataFrame:
         """Posterior draws of predictions for ``data`` (default: the fitted rows).
 
@@ -626,10 +658,10 @@ class LMM:
         interval). ``include_random=False`` predicts ``X beta`` and needs no grouping
         columns in ``data``. ``summary=True`` returns a DataFrame instead of the draws:
         one row per row of ``data`` (its index), columns ``mean``, ``sd`` and the HDI
-        (``hdi_prob``, default 0.94). ``newdata`` is another name of ``data``. A Dask
-        DataFrame's fit predicts pandas ``data`` (draws for every row of a Dask DataFrame
-        would not fit in memory: :meth:`fitted_mean` is its lazy posterior-mean
-        prediction).
+        (``level``, default 0.94; ``hdi_prob``: its deprecated old name). ``newdata`` is
+        another name of ``data``. A Dask DataFrame's fit predicts pandas ``data`` (draws
+        for every row of a Dask DataFrame would not fit in memory: :meth:`fitted` is its
+        lazy posterior-mean prediction).
         """
         if newdata is not None:
             if data is not None:
@@ -637,14 +669,15 @@ class LMM:
             data = newdata
         if not isinstance(summary, bool | np.bool_):
             raise ArgumentError(f"summary must be True or False, got {summary!r}")
-        if hdi_prob is not None and not summary:
-            raise ArgumentError("hdi_prob sets the interval of summary=True; the draws "
+        if (level is not None or hdi_prob is not None) and not summary:
+            given = "level" if level is not None else "hdi_prob"
+            raise ArgumentError(f"{given} sets the interval of summary=True; the draws "
                                 "(summary=False) have none")  # fmt: skip
-        level = check_hdi_prob(HDI_PROB if hdi_prob is None else hdi_prob)
+        level = interval_level(level, hdi_prob, HDI_PROB)
         newdata = data
         if newdata is None:
             self._needs_rows("predict() without newdata (draws for every fitted row)",
-                             "pass newdata as a pandas DataFrame, or use fitted_mean() (lazy, "
+                             "pass newdata as a pandas DataFrame, or use fitted() (lazy, "
                              "on Dask)")  # fmt: skip
         elif is_dask_frame(newdata):
             raise RowsNotInMemoryError(
@@ -703,7 +736,8 @@ class LMM:
         return idata
 
     def conditional_effects(
-        self, effect: str, by: str | None = None, hdi_prob: float = HDI_PROB
+        self, effect: str, by: str | None = None, level: float | None = None, *,
+        hdi_prob: float | None = None,
     ) -> ConditionalEffects:
         """The posterior of the fixed-effects prediction along ``effect`` (brms'
         ``conditional_effects``), optionally by a second variable.
@@ -715,7 +749,8 @@ class LMM:
         mean (covariates) or reference, i.e. first, level (factors), as brms' default
         ``conditions`` do; the table's ``conditions`` say which values. brms summarises
         by the median and a 95% quantile interval; here, as in :meth:`summary`, by the
-        posterior mean, sd and HDI (``hdi_prob``).
+        posterior mean, sd and HDI (``level``, default 0.94; ``hdi_prob``: its deprecated
+        old name).
 
         Returns
         -------
@@ -724,18 +759,20 @@ class LMM:
         """
         from .conditional import conditional_effects
 
-        return conditional_effects(self, effect, by, hdi_prob)
+        return conditional_effects(self, effect, by, interval_level(level, hdi_prob, HDI_PROB))
 
-    def marginal_means(self, specs: str | list[str], hdi_prob: float = HDI_PROB) -> pd.DataFrame:
+    def marginal_means(self, specs: str | list[str], level: float | None = None, *,
+                       hdi_prob: float | None = None) -> pd.DataFrame:  # fmt: skip
         """Posterior of the marginal means of the factor(s) ``specs`` (emmeans' reference
         grid): every factor of the fixed part at each level, numeric covariates at their
         means, averaged with equal weights over the factors not in ``specs``; random
         effects left out. One row per cell (the first spec varying fastest, as emmeans):
-        the levels, then the posterior ``mean``, ``sd`` and HDI.
+        the levels, then the posterior ``mean``, ``sd`` and HDI (``level``, default 0.94;
+        ``hdi_prob``: its deprecated old name).
         ``bl.lmer(...).marginal_means`` gives emmeans' estimates, SE and df."""
         from .conditional import marginal_means
 
-        return marginal_means(self, specs, hdi_prob)
+        return marginal_means(self, specs, interval_level(level, hdi_prob, HDI_PROB))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted model to one netCDF file: every group of the posterior, the

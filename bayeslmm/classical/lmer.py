@@ -10,7 +10,7 @@ theta and the correlation parameter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -24,6 +24,8 @@ from ..errors import (
     FormulaError,
     SingularFitWarning,
     check_probability,
+    deprecated,
+    interval_level,
     warn,
 )
 from ..gaussian.partition import VarianceParts, icc_kinds, variance_parts
@@ -38,29 +40,70 @@ from ..gaussian.residual import ResidualModel, ResidualProfile
 from ..gaussian.statistics import SUMMARIES, BlockedStats, CrossProducts, random_effects_matrix
 from ..spec.design import Design, Rows, build_design
 from ..spec.grid import reference_grid
+from ..spec.naming import ParameterNames
 from ..spec.residual import ResidualStructure, non_nested_factors
+from .summary import LmerSummary, RenamedSeries, format_lmer_summary
 
 SINGULAR_TOL = 1e-4
 
 
-@dataclass
+@dataclass(init=False, repr=False)
 class LmerResult:
     """A REML or ML fit: estimates, their uncertainty and the conditional modes.
 
-    With a residual correlation structure, ``residual`` holds its weights and ``phi`` the
-    estimate of its parameter (AR(1)'s ``phi`` or compound symmetry's ``rho``);
-    ``cross_products`` are then the ``R(phi)^-1``-weighted ones.
+    Accessors as lme4's (and :class:`~bayeslmm.LMM`'s): :meth:`fixef`, :meth:`ranef`,
+    :meth:`varcorr`, :meth:`coef`, :meth:`fitted`, :meth:`residuals`, :meth:`summary`;
+    ``print(fit)`` shows lmerTest's summary. ``solution`` is the penalised least-squares
+    solution at the optimum (beta, b, sigma, criterion). With a residual correlation
+    structure, ``residual`` holds its weights and ``phi`` the estimate of its parameter
+    (AR(1)'s ``phi`` or compound symmetry's ``rho``); ``cross_products`` are then the
+    ``R(phi)^-1``-weighted ones.
     """
 
     design: Design
     reml: bool
     theta: np.ndarray
-    fit: ProfiledFit = field(repr=False)
-    layout: ThetaLayout = field(repr=False)
-    cross_products: CrossProducts = field(repr=False)
+    solution: ProfiledFit
+    layout: ThetaLayout
+    cross_products: CrossProducts
     converged: bool = True
-    residual: ResidualModel | None = field(default=None, repr=False)
+    residual: ResidualModel | None = None
     phi: float | None = None
+
+    def __init__(
+        self,
+        design: Design,
+        reml: bool,
+        theta: np.ndarray,
+        solution: ProfiledFit | None = None,
+        layout: ThetaLayout | None = None,
+        cross_products: CrossProducts | None = None,
+        converged: bool = True,
+        residual: ResidualModel | None = None,
+        phi: float | None = None,
+        *,
+        fit: ProfiledFit | None = None,
+    ):
+        if fit is not None:  # the field's old name (also what dataclasses.replace(r, fit=) gives)
+            deprecated("LmerResult(fit=...)", "LmerResult(solution=...)")
+            solution = fit
+        if solution is None or layout is None or cross_products is None:
+            raise ArgumentError("LmerResult needs the solution, layout and cross_products")
+        self.design, self.reml, self.theta = design, reml, theta
+        self.solution, self.layout, self.cross_products = solution, layout, cross_products
+        self.converged, self.residual, self.phi = converged, residual, phi
+
+    def __repr__(self) -> str:
+        """lmerTest's ``summary()`` block (:meth:`summary`)."""
+        return repr(self.summary())
+
+    __str__ = __repr__
+
+    @property
+    def fit(self) -> ProfiledFit:
+        """Deprecated old name of :attr:`solution` (warns)."""
+        deprecated("LmerResult.fit", "LmerResult.solution")
+        return self.solution
 
     @property
     def residual_structure(self) -> ResidualStructure | None:
@@ -70,16 +113,36 @@ class LmerResult:
 
     @property
     def sigma(self) -> float:
-        return self.fit.sigma
+        return self.solution.sigma
+
+    def _estimates(self) -> pd.Series:
+        return pd.Series(self.solution.beta, index=self.design.fixed_names, name="estimate")
+
+    def _fixef(self, level: float = 0.95) -> pd.DataFrame:
+        """Fixed effects: ``estimate``, ``se`` and the Wald interval ``lower``, ``upper``
+        at ``level`` (lme4's ``fixef`` with ``confint(method="Wald")``); the rows of
+        ``LMM.fixef()``. Satterthwaite df, t and p: :meth:`summary`."""
+        level = interval_level(level)
+        est, se = self._estimates(), self.se
+        z = scipy.stats.norm.ppf(0.5 + level / 2)
+        return pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se,
+                             "upper": est + z * se})  # fmt: skip
 
     @property
-    def fixef(self) -> pd.Series:
-        return pd.Series(self.fit.beta, index=self.design.fixed_names, name="estimate")
+    def fixef(self) -> RenamedSeries:
+        """Fixed effects, called as a method: ``fit.fixef(level=0.95)`` gives a DataFrame
+        (``estimate``, ``se``, Wald ``lower``, ``upper``), rows as ``LMM.fixef()``.
+
+        Used without the call (``fit.fixef["Days"]``), the old Series of estimates (this
+        spelling is deprecated: it warns once; use ``fit.fixef()["estimate"]``)."""
+        return RenamedSeries.of(self._estimates(), self._fixef,
+                                "LmerResult.fixef used as a Series",
+                                "LmerResult.fixef()['estimate']")  # fmt: skip
 
     @property
     def vcov(self) -> pd.DataFrame:
         """Covariance of the fixed effects: sigma^2 (R_X' R_X)^-1."""
-        rx_inv = np.linalg.inv(self.fit.RX)
+        rx_inv = np.linalg.inv(self.solution.RX)
         names = self.design.fixed_names
         return pd.DataFrame(self.sigma**2 * rx_inv @ rx_inv.T, index=names, columns=names)
 
@@ -87,19 +150,61 @@ class LmerResult:
     def se(self) -> pd.Series:
         return pd.Series(np.sqrt(np.diag(self.vcov)), index=self.design.fixed_names, name="se")
 
+    def summary(self, level: float = 0.95) -> pd.DataFrame:
+        """lmerTest's ``summary()``: a DataFrame whose printed form (``repr``, what
+        ``print(fit)`` also shows) is lmerTest's block (criterion, AIC, BIC, logLik,
+        scaled residuals, random effects, numbers of observations and levels, fixed
+        effects with Satterthwaite df, t and p, their correlation).
+
+        Rows as ``LMM.summary()``: random-effect SDs and correlations, ``sigma``, the
+        residual correlation parameter if any, fixed effects; columns ``component``,
+        ``estimate``, ``se``, ``df``, ``t``, ``p`` and the Satterthwaite t interval
+        ``lower``, ``upper`` at ``level`` (fixed effects only; NaN for the variance
+        parameters).
+        """
+        level = interval_level(level)
+        names = ParameterNames.from_design(self.design)
+        rows: list[tuple[str, str, float]] = []
+        for block, cov, sd_names, pairs in zip(self.design.blocks, self.covariances(),
+                                               names.sd, names.cor_pairs, strict=True):  # fmt: skip
+            sd = np.sqrt(np.diag(cov))
+            rows += [(n, "random", v) for n, v in zip(sd_names, sd, strict=True)]
+            if block.correlated:
+                lower = zip(*np.tril_indices(block.n_terms, k=-1), strict=True)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    rows += [(n, "random", cov[i, j] / (sd[i] * sd[j]))
+                             for (i, j), n in zip(lower, pairs, strict=True)]  # fmt: skip
+        rows.append(("sigma", "residual", self.sigma))
+        if names.residual:
+            rows.append((names.residual, "residual", float(self.phi)))
+        variance = pd.DataFrame({"component": [r[1] for r in rows],
+                                 "estimate": [r[2] for r in rows]},
+                                index=[r[0] for r in rows])  # fmt: skip
+        fixed = satterthwaite(self)
+        crit = scipy.stats.t.ppf(0.5 + level / 2, fixed["df"].to_numpy())
+        fixed["lower"] = fixed["estimate"] - crit * fixed["se"]
+        fixed["upper"] = fixed["estimate"] + crit * fixed["se"]
+        fixed.insert(0, "component", "fixed")
+        table = pd.concat([variance, fixed]) if len(fixed) else variance
+        table = table.reindex(columns=["component", "estimate", "se", "df", "t", "p",
+                                       "lower", "upper"])  # fmt: skip
+        out = LmerSummary(table)
+        out.text = format_lmer_summary(self, table)
+        return out
+
     @property
     def n_params(self) -> int:
-        return len(self.fit.beta) + len(self.theta) + 1 + (self.phi is not None)
+        return len(self.solution.beta) + len(self.theta) + 1 + (self.phi is not None)
 
     @property
     def loglik(self) -> float:
         """Log-likelihood (the REML log-likelihood for REML fits, as lme4's ``logLik``)."""
-        return -0.5 * self.fit.deviance
+        return -0.5 * self.solution.deviance
 
     @property
     def criterion(self) -> float:
         """REML criterion (REML) or deviance (ML), -2 log-likelihood."""
-        return self.fit.deviance
+        return self.solution.deviance
 
     @property
     def aic(self) -> float:
@@ -144,7 +249,7 @@ class LmerResult:
     def variance_parts(self) -> VarianceParts:
         """Fixed, random (per grouping factor) and residual variance at the estimates, as
         ``insight::get_variance`` (:mod:`bayeslmm.gaussian.partition`)."""
-        return variance_parts(self.design, self.fit.beta, self.covariances(), self.sigma)
+        return variance_parts(self.design, self.solution.beta, self.covariances(), self.sigma)
 
     def icc(self) -> pd.DataFrame:
         """Intraclass correlations of Nakagawa & Schielzeth, as ``performance::icc``.
@@ -184,18 +289,46 @@ class LmerResult:
                 out[block.group] = frame
         return out
 
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes (BLUPs): per grouping factor, levels x terms."""
-        sizes = [b.n_levels * b.n_terms for b in self.design.blocks]
-        pieces = np.split(self.fit.b, np.cumsum(sizes)[:-1])
-        return self._by_group([
-            piece.reshape(b.n_levels, b.n_terms)
-            for piece, b in zip(pieces, self.design.blocks, strict=True)
-        ])  # fmt: skip
+    def ranef(self, condvar: bool = False, level: float = 0.95) -> dict[str, pd.DataFrame]:
+        """Conditional modes (BLUPs), lme4's ``ranef``: per grouping factor, levels x
+        terms. ``condvar=True`` (lme4's ``condVar``): per grouping factor one row per
+        (level, term) with ``estimate``, conditional SD ``se`` and the normal interval
+        ``lower``, ``upper`` at ``level``, the layout of ``LMM.ranef()``."""
+        if not isinstance(condvar, bool | np.bool_):
+            raise ArgumentError(f"condvar must be True or False, got {condvar!r}")
+        if condvar:
+            table = self.ranef_table(level).rename(columns={"cond_sd": "se"})
+            out = {}
+            for group in self.design.groups():
+                part = table.loc[table["group"] == group].drop(columns="group")
+                out[group] = part.set_index(["level", "term"])
+            return out
+        return self._by_group(self._effects())
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef``: per grouping factor, levels x coefficients, the fixed effects
+        plus the level's conditional modes (every fixed effect a column, then random
+        terms absent from the fixed part), as ``LMM.coef()``."""
+        beta = self._estimates()
+        out: dict[str, pd.DataFrame] = {}
+        for group in self.design.groups():
+            blocks = [(b, e) for b, e in zip(self.design.blocks, self._effects(), strict=True)
+                      if b.group == group]  # fmt: skip
+            columns = list(beta.index)
+            columns += [c for b, _ in blocks for c in b.columns if c not in columns]
+            values = np.zeros((blocks[0][0].n_levels, len(columns)))
+            values[:, : len(beta)] = beta.to_numpy()
+            for block, effects in blocks:
+                index = [columns.index(c) for c in block.columns]
+                values[:, index] += effects
+            frame = pd.DataFrame(values, index=blocks[0][0].level_values, columns=columns)
+            frame.index.name = group
+            out[group] = frame
+        return out
 
     def ranef_sd(self) -> dict[str, pd.DataFrame]:
         """Conditional SDs of the BLUPs (lme4's ``condVar``), laid out as :meth:`ranef`."""
-        covs = self.fit.conditional_covariance_blocks(self.layout.sizes, self.layout.levels)
+        covs = self.solution.conditional_covariance_blocks(self.layout.sizes, self.layout.levels)
         return self._by_group([np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs])
 
     def ranef_table(self, level: float = 0.95) -> pd.DataFrame:
@@ -219,7 +352,7 @@ class LmerResult:
     def _effects(self) -> list[np.ndarray]:
         """Per block, the conditional modes as (levels, terms)."""
         sizes = [b.n_levels * b.n_terms for b in self.design.blocks]
-        pieces = np.split(self.fit.b, np.cumsum(sizes)[:-1])
+        pieces = np.split(self.solution.b, np.cumsum(sizes)[:-1])
         return [piece.reshape(b.n_levels, b.n_terms)
                 for piece, b in zip(pieces, self.design.blocks, strict=True)]  # fmt: skip
 
@@ -231,23 +364,24 @@ class LmerResult:
         """
         if not self.design.rows_in_memory:
             return self.design.map_rows(
-                partial(_fitted_rows, self.fit.beta, self._effects()), "fitted"
+                partial(_fitted_rows, self.solution.beta, self._effects()), "fitted"
             )
-        return self.design.X @ self.fit.beta + random_effects_matrix(self.design) @ self.fit.b
+        z_b = random_effects_matrix(self.design) @ self.solution.b
+        return self.design.X @ self.solution.beta + z_b
 
     def residuals(self):
         """Conditional residuals y - X beta - Z b (a lazy Dask Series for a Dask DataFrame's
         fit, as :meth:`fitted`)."""
         if not self.design.rows_in_memory:
             return self.design.map_rows(
-                partial(_residual_rows, self.fit.beta, self._effects()), "residual"
+                partial(_residual_rows, self.solution.beta, self._effects()), "residual"
             )
         return self.design.y - self.fitted()
 
     @property
     def df_resid(self) -> int:
         """n - p, the residual degrees of freedom statsmodels reports for MixedLM."""
-        return self.design.n_obs - len(self.fit.beta)
+        return self.design.n_obs - len(self.solution.beta)
 
     @property
     def rmse(self) -> float:
@@ -269,12 +403,12 @@ class LmerResult:
         """
         check_probability("level", level)
         if method == "wald":
-            crit = np.full(len(self.fit.beta), scipy.stats.norm.ppf(0.5 + level / 2))
+            crit = np.full(len(self.solution.beta), scipy.stats.norm.ppf(0.5 + level / 2))
         elif method == "satterthwaite":
             crit = scipy.stats.t.ppf(0.5 + level / 2, satterthwaite(self)["df"].to_numpy())
         else:
             raise ArgumentError(f"method must be 'wald' or 'satterthwaite', got {method!r}")
-        est, se = self.fixef, self.se
+        est, se = self._estimates(), self.se
         return pd.DataFrame({"lower": est - crit * se, "upper": est + crit * se})
 
     def marginal_means(self, specs: str | list[str], level: float = 0.95) -> pd.DataFrame:
@@ -288,7 +422,7 @@ class LmerResult:
                 or not 0 < level < 1):  # fmt: skip
             raise ArgumentError(f"level must be a number between 0 and 1, got {level!r}")
         grid = reference_grid(self.design, specs)
-        estimate = grid.L @ self.fit.beta
+        estimate = grid.L @ self.solution.beta
         se, df = contrast_satterthwaite(self, grid.L)
         crit = scipy.stats.t.ppf(0.5 + level / 2, df)
         stats = pd.DataFrame({"estimate": estimate, "se": se, "df": df,
@@ -302,7 +436,7 @@ class LmerResult:
         ``"observed"`` the full observed information of :func:`observed_vcov`
         (statsmodels' ``MixedLM`` SEs, the tutorial's table).
         """
-        est = self.fixef
+        est = self._estimates()
         if information == "expected":
             se = self.se
         elif information == "observed":
@@ -401,7 +535,7 @@ def observed_vcov(result: LmerResult) -> pd.DataFrame:
     :attr:`LmerResult.vcov` asymptotically but differs in small samples and at
     singular fits. lme4's ``vcov`` (conditional on theta) is :attr:`LmerResult.vcov`.
     """
-    cp, layout, p = result.cross_products, result.layout, len(result.fit.beta)
+    cp, layout, p = result.cross_products, result.layout, len(result.solution.beta)
     tril = [np.tril_indices(q) for q in layout.sizes]
     psi0 = [T @ T.T for T in layout.factors(result.theta)]
 
@@ -421,7 +555,7 @@ def observed_vcov(result: LmerResult) -> pd.DataFrame:
 
     packed = [P[r, c] if corr else np.diag(P)
               for P, (r, c), corr in zip(psi0, tril, layout.correlated, strict=True)]  # fmt: skip
-    x0 = np.concatenate([result.fit.beta, *packed, [result.sigma**2]])
+    x0 = np.concatenate([result.solution.beta, *packed, [result.sigma**2]])
     model = result.residual
     if model is not None:
         x0 = np.append(x0, result.phi)
@@ -456,10 +590,10 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     """
     if not isinstance(result, LmerResult):
         raise ArgumentError(f"satterthwaite() needs a bl.lmer() fit, got {type(result).__name__}")
-    se, df = contrast_satterthwaite(result, np.eye(len(result.fit.beta)))
-    t = result.fit.beta / se
+    se, df = contrast_satterthwaite(result, np.eye(len(result.solution.beta)))
+    t = result.solution.beta / se
     return pd.DataFrame(
-        {"estimate": result.fit.beta, "se": se, "df": df, "t": t,
+        {"estimate": result.solution.beta, "se": se, "df": df, "t": t,
          "p": 2 * scipy.stats.t.sf(np.abs(t), df)},
         index=result.design.fixed_names,
     )  # fmt: skip
@@ -911,7 +1045,7 @@ def lmer(
         theta, converged = _optimise(BlockedProfile(design, layout, stats), layout, reml)
         fit = profiled(theta, cp, layout, reml)
         result = LmerResult(design, reml, theta, fit, layout, cp, converged)
-    if not (np.isfinite(result.fit.deviance) and result.sigma > 0):
+    if not (np.isfinite(result.solution.deviance) and result.sigma > 0):
         raise DataError(
             f"the REML/ML criterion of {design.spec.formula!r} is not finite at the optimum "
             f"(residual SD {result.sigma:.3g}): the response is fitted exactly, or columns "

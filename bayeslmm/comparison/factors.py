@@ -346,8 +346,8 @@ class MultiFactorComparison:
             raise ArgumentError(f"no grouping factor {group!r}; have {list(self.setup.groups)}")
         ranef = reml.ranef()
         sizes = [b.n_levels * b.n_terms for b in design.blocks]
-        pieces = np.split(reml.fit.b, np.cumsum(sizes)[:-1])
-        partial = design.y - design.X @ reml.fit.beta
+        pieces = np.split(reml.solution.b, np.cumsum(sizes)[:-1])
+        partial = design.y - design.X @ reml.solution.beta
         for block, b in zip(design.blocks, pieces, strict=True):
             if block.group != group:
                 u = b.reshape(block.n_levels, block.n_terms)
@@ -371,7 +371,7 @@ class MultiFactorComparison:
         own = np.full((n_levels, q), np.nan)
         if full.any():
             own[full] = np.linalg.solve(gram[full], rhs[full][..., None])[..., 0] / scale
-        fixef = reml.fixef
+        fixef = reml.fixef()["estimate"]
         out = pd.DataFrame(own + np.array([fixef.get(c, 0.0) for c in columns]),
                            index=ranef[group].index, columns=columns)  # fmt: skip
         cols = ", ".join(columns)
@@ -412,7 +412,7 @@ class MultiFactorComparison:
         sds = reml.ranef_sd()
         complete = np.linalg.lstsq(design.X, design.y, rcond=None)[0]
         complete = dict(zip(design.fixed_names, complete, strict=True))
-        frames = []
+        frames, fixef = [], reml.fixef()["estimate"]
         for group in self.setup.groups:
             own = self.no_pooling(group)
             coef = reml_coefficients(reml, group)
@@ -424,7 +424,7 @@ class MultiFactorComparison:
                     "group": group, "level": coef.index, "term": term,
                     "n": own["n"].to_numpy(), "no_pooling": own[term].to_numpy(),
                     "reml": coef[term].to_numpy(), "reml_sd": sds[group][term].to_numpy(),
-                    "population": reml.fixef.get(term, 0.0),
+                    "population": fixef.get(term, 0.0),
                     "complete_pooling": complete.get(term, 0.0),
                 })  # fmt: skip
                 if draws is not None:

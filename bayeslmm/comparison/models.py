@@ -198,14 +198,14 @@ class Comparison:
         complete: OLSFit = self.fit("LM-Global")
         bayes = self.fits.get(f"Bayes-{suffix}")
         draws = bayes.group_coefficients(s.group) if bayes is not None else None
-        rows = []
+        rows, beta = [], reml.fixef()["estimate"]
         for term in terms:
             frame = pd.DataFrame({  # levels keep the factor's type (reml_coef's index)
                 "group": s.group, "level": reml_coef.index, "term": term,
                 "no_pooling": no_pool[term].reindex(reml_coef.index).to_numpy(),
                 "ancova": ancova[term].reindex(reml_coef.index).to_numpy(),
                 "reml": reml_coef[term].to_numpy(),
-                "population": reml.fixef[term],
+                "population": beta[term],
                 "complete_pooling": complete.result.params[complete.names.index(term)],
             })  # fmt: skip
             if draws is not None:
@@ -231,12 +231,13 @@ class Comparison:
                 return pd.DataFrame(np.nan, index=index, columns=terms)
             return self.fits["Hierarchical"].coefficients[terms]
         design, block = reml.design, reml.design.blocks[0]
-        resid = design.y - design.X @ reml.fit.beta
+        resid = design.y - design.X @ reml.solution.beta
         n_j = np.bincount(block.codes, minlength=block.n_levels)
         mean_resid = np.bincount(block.codes, weights=resid, minlength=block.n_levels) / n_j
         out = pd.DataFrame(index=block.level_values.rename(self.setup.group))
+        beta = reml.fixef()["estimate"]
         for term in terms:
-            out[term] = reml.fixef[term] + (mean_resid if term == "(Intercept)" else 0.0)
+            out[term] = beta[term] + (mean_resid if term == "(Intercept)" else 0.0)
         return out
 
     def _ancova_coefficients(self, terms: list[str]) -> pd.DataFrame:
@@ -270,7 +271,7 @@ class Comparison:
         reml: LmerResult = self.fit(f"LMM-{suffix}")
         bayes: LMM | None = self.fits.get(f"Bayes-{suffix}")
         ancova: OLSFit | None = self.fits.get(f"ANCOVA-{suffix}")
-        sources = {"reml": (reml.fixef, reml.design.X)}
+        sources = {"reml": (reml.fixef()["estimate"], reml.design.X)}
         if ancova is not None:
             sources["ancova"] = (pd.Series(ancova.result.params, index=ancova.names),
                                  ancova.result.model.exog)  # fmt: skip
@@ -288,10 +289,11 @@ class Comparison:
                 "intercept": (per_level["(Intercept)"] + offset).to_numpy(),
                 "slope": np.broadcast_to(slope, len(per_level)),
             }))  # fmt: skip
-        offset = _held_at_means(reml.fixef, reml.design.X, ("(Intercept)", s.term), s.group)
+        beta = sources["reml"][0]
+        offset = _held_at_means(beta, reml.design.X, ("(Intercept)", s.term), s.group)
         frames.append(pd.DataFrame({"level": [""], "source": ["population"],
-                                    "intercept": [reml.fixef["(Intercept)"] + offset],
-                                    "slope": [reml.fixef[s.term]]}))  # fmt: skip
+                                    "intercept": [beta["(Intercept)"] + offset],
+                                    "slope": [beta[s.term]]}))  # fmt: skip
         return pd.concat(frames, ignore_index=True)
 
     def population_ellipse(self, level: float = 0.95, n_points: int = 100) -> np.ndarray:
@@ -306,7 +308,7 @@ class Comparison:
         reml: LmerResult = self.fit("LMM-Full")
         block = reml.design.blocks[0]
         cov = reml.covariances()[0]
-        mean = reml.fixef[list(block.columns)].to_numpy()
+        mean = reml.fixef()["estimate"][list(block.columns)].to_numpy()
         radius = np.sqrt(scipy.stats.chi2.ppf(level, df=2))
         vals, vecs = np.linalg.eigh(cov)
         angle = np.linspace(0, 2 * np.pi, n_points)

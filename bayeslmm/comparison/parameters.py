@@ -22,7 +22,7 @@ from ..spec.naming import ParameterNames
 
 def _posterior_stats(model: LMM, names: list[str], level: float) -> pd.DataFrame:
     """Posterior mean, sd, HDI, R-hat and bulk ESS of ``names``: the model's summary."""
-    summary = model.summary(print_it=False, hdi_prob=level)
+    summary = model.summary(print_it=False, level=level)
     lower, upper = hdi_of(summary)
     stats = summary.loc[names, ["mean", "sd", lower, upper, "r_hat", "ess_bulk"]]
     return stats.set_axis(["posterior_mean", "posterior_sd", "hdi_lower", "hdi_upper", "r_hat",
@@ -61,7 +61,7 @@ def fixed_effects_table(
     satt = satterthwaite(reml) if satt is None else satt
     names = list(reml.design.fixed_names)
     crit = scipy.stats.t.ppf(0.5 + level / 2, satt["df"].to_numpy())
-    est, se = reml.fixef.to_numpy(), reml.se.to_numpy()
+    est, se = reml.fixef()["estimate"].to_numpy(), reml.se.to_numpy()
     table = pd.DataFrame({
         "term": names, "reml_estimate": est, "reml_se": se,
         "reml_lower": est - crit * se, "reml_upper": est + crit * se,
@@ -122,8 +122,8 @@ def variance_components_table(reml: LmerResult, model: LMM | None, level: float)
 def reml_coefficients(fit: LmerResult, group: str) -> pd.DataFrame:
     """lme4's ``coef()``: fixed effect + BLUP per level of ``group``."""
     ranef = fit.ranef()[group]
-    out = ranef.copy()
+    out, beta = ranef.copy(), fit.fixef()["estimate"]
     for col in ranef.columns:
-        if col in fit.fixef.index:
-            out[col] = ranef[col] + fit.fixef[col]
+        if col in beta.index:
+            out[col] = ranef[col] + beta[col]
     return out

@@ -105,7 +105,7 @@ def bayes_row(model: LMM, term: str, level: float) -> dict[str, float]:
     beta = stack.posterior(model.idata)["beta"].sel(fixed=term)
     draws = beta.values.ravel()
     lower, upper = stack.hdi(beta, level)
-    resid = model.design.y - model.fitted_mean()
+    resid = model.design.y - model.fitted()
     df_resid = model.design.n_obs - len(model.design.fixed_names)
     return {
         "rmse": float(np.sqrt(np.sum(resid**2) / df_resid)),

@@ -107,6 +107,20 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+class _Renamed(argparse.Action):
+    """The deprecated old spelling of an option: stores into the new option's value and
+    prints a one-line note on stderr naming the new spelling."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"bayeslmm: note: {option_string} is deprecated and will be removed in the next "
+              f"release; use {self.new} (same meaning)", file=sys.stderr)  # fmt: skip
+        setattr(namespace, self.dest, values)
+
+
 def _whole(minimum: int):
     def parse(text: str) -> int:
         try:
@@ -157,9 +171,11 @@ def _add_sampling_options(
                         "0.99 when a grouping factor has at most 5 levels or no more levels "
                         "than its covariance has parameters)")  # fmt: skip
     g.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.add_argument("--hdi", type=_probability, default=0.95, metavar="LEVEL",
+    p.add_argument("--level", type=_probability, default=0.95, metavar="LEVEL",
                    help="the one interval level of the report: HDIs and confidence intervals "
                         "(%(default)s)")  # fmt: skip
+    p.add_argument("--hdi", type=_probability, dest="level", action=_Renamed, new="--level",
+                   default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # deprecated spelling
 
 
 def _add_random_comparison_option(p: argparse.ArgumentParser) -> None:
@@ -447,7 +463,7 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                comparison = compare(formula, data, term=term, model=model, level=args.hdi,
+                comparison = compare(formula, data, term=term, model=model, level=args.level,
                                      progressbar=progress, **fit_kwargs)  # fmt: skip
             except BayesLMMError as err:
                 why_not = f"No comparison with the classical models: {err}"
@@ -471,7 +487,7 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
             comparison_note=note,
             random_effects=random_effects,
             random_effects_note=random_note,
-            hdi_prob=args.hdi,
+            level=args.level,
         )
     _print_warnings(caught, "the report")
     if files.failed:

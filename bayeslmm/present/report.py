@@ -18,11 +18,10 @@ import pandas as pd
 
 from ..bayes.diagnostics import verdict
 from ..bayes.model import LMM
-from ..bayes.results import check_hdi_prob
 from ..comparison.factors import MultiFactorComparison
 from ..comparison.models import Comparison
 from ..comparison.random_effects import RandomEffectsComparison
-from ..errors import ArgumentError, BayesLMMError, DataError, NotFittedError
+from ..errors import ArgumentError, BayesLMMError, DataError, NotFittedError, interval_level
 from ..gaussian.statistics import level_counts, response_summary
 from . import plots
 from .random_effects_section import random_effects_section
@@ -117,13 +116,13 @@ def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame, level: flo
     w.table(
         sec,
         "variance_components",
-        model.varcorr(hdi_prob=level),
+        model.varcorr(level=level),
         "Variance components: SDs and correlations of the random effects (var1, and var2 "
         f"for a correlation), residual SD; posterior mean, sd and {_percent(level)} HDI",
     )
     _partition_tables(w, sec, model, level)
     if model.design.blocks:
-        ranef = pd.concat(model.ranef(hdi_prob=level), names=["group"]).reset_index()
+        ranef = pd.concat(model.ranef(level=level), names=["group"]).reset_index()
         w.table(sec, "random_effects", ranef,
                 f"Random effects per level: posterior mean, sd, {_percent(level)} HDI")  # fmt: skip
 
@@ -131,7 +130,7 @@ def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame, level: flo
 def _partition_tables(w: _Writer, sec: Section, model: LMM, level: float) -> None:
     """The ICC (random effects' share of the variance) and the Bayesian R2, per draw."""
     if model.design.blocks:
-        icc = model.icc(hdi_prob=level).rename_axis("icc").reset_index()
+        icc = model.icc(level=level).rename_axis("icc").reset_index()
         w.table(sec, "icc", icc,
                 "Intraclass correlation per draw (Nakagawa & Schielzeth, as R's "
                 "performance::icc): each grouping factor's variance (with random slopes its "
@@ -144,7 +143,7 @@ def _partition_tables(w: _Writer, sec: Section, model: LMM, level: float) -> Non
                     "rows of this Dask DataFrame stay in its partitions: it is left out.",
                "note")  # fmt: skip
         return
-    r2 = model.r2(hdi_prob=level).rename_axis("r2").reset_index()
+    r2 = model.r2(level=level).rename_axis("r2").reset_index()
     w.table(sec, "r2", r2,
             "Bayesian R2 (Gelman et al. 2019, as brms' bayes_R2): per draw var(fit) / "
             "(var(fit) + var(residual)) over the rows, conditional on the random effects "
@@ -411,6 +410,8 @@ def report(
     comparison_note: str | None = None,
     random_effects: RandomEffectsComparison | None = None,
     random_effects_note: str | None = None,
+    level: float | None = None,
+    *,
     hdi_prob: float | None = None,
 ) -> ReportFiles:
     """Write ``report.html`` (self-contained), the CSV tables and the PNG figures.
@@ -435,9 +436,11 @@ def report(
         the section "Which random effects does the data support?".
     random_effects_note
         Why that section has no comparison, shown in its place.
-    hdi_prob
+    level
         The one interval level of every table and figure (HDIs and confidence
         intervals); default: the comparison's ``level``, else 0.95.
+    hdi_prob
+        Deprecated old name of ``level`` (warns).
 
     Returns
     -------
@@ -455,8 +458,7 @@ def report(
                                                  Comparison | MultiFactorComparison):  # fmt: skip
         raise ArgumentError(f"comparison must come from bayeslmm.compare(), got "
                             f"{type(comparison).__name__}")  # fmt: skip
-    level = hdi_prob if hdi_prob is not None else (comparison.level if comparison else 0.95)
-    level = check_hdi_prob(level)
+    level = interval_level(level, hdi_prob, comparison.level if comparison else 0.95)
     for name, value in (("path", path), ("title", title), ("comparison_note", comparison_note),
                         ("random_effects_note", random_effects_note)):  # fmt: skip
         if not (isinstance(value, str | Path) if name == "path" else value is None
@@ -467,7 +469,7 @@ def report(
         comparison = comparison.at_level(level)
     out = Path(path)
     prepare_output(out)
-    summary = model.summary(print_it=False, hdi_prob=level)
+    summary = model.summary(print_it=False, level=level)
     w = _Writer(out)
     _data_section(w, model)
     _convergence_section(w, model, summary)

@@ -264,7 +264,7 @@ def residuals(model: LMM, group: str | None = None) -> Figure:
     density against a normal curve, and a box plot per group."""
     fitted(model)
     block = _block_of(model, group)
-    mean, resid = model.fitted_mean(), model.residuals()
+    mean, resid = model.fitted(), model.residuals()
     colors = level_colors(block.n_levels)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.2, 1, 1.3]})
     ax = axes[0]

@@ -1,0 +1,233 @@
+"""What ``print(bl.lmer(...))`` and ``LmerResult.summary()`` show: lmerTest's ``summary()``.
+
+The block has lme4's layout (criterion, information criteria, scaled residuals, the
+random-effects table, numbers of observations and levels, the fixed effects with
+Satterthwaite df and p-values, their correlation); :class:`LmerSummary` is the table
+behind it, a DataFrame printed as the block. :class:`RenamedSeries` keeps a Series
+attribute that became a method working for one release.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import deprecated
+
+#: Significant digits lme4's ``summary`` prints (``max(3, getOption("digits") - 3)``).
+DIGITS = 4
+#: lmerTest's smallest printed p-value (``format.pval``'s ``eps``, machine epsilon).
+P_EPS = 2.2e-16
+#: lme4 prints the correlation of the fixed effects for at most this many of them.
+MAX_CORRELATION = 12
+
+
+def format_column(values: Sequence[float], digits: int = DIGITS) -> list[str]:
+    """Numbers printed as R's ``format`` prints a column: every value with at least
+    ``digits`` significant digits, all with the same decimals (NaN: empty)."""
+    finite = [abs(float(v)) for v in values if math.isfinite(float(v))]
+    top = max(finite, default=0.0)
+    finite = [v for v in finite if v > 1e-8 * top]  # rounding noise of an exact 0
+    decimals = max((digits - 1 - math.floor(math.log10(v)) for v in finite), default=0)
+    decimals = min(max(decimals, 0), 10)
+    return [f"{float(v):.{decimals}f}" if math.isfinite(float(v)) else "" for v in values]
+
+
+def format_p(p: float) -> str:
+    """A p-value as lmerTest prints it: 3 significant digits, ``< 2e-16`` below that."""
+    if not math.isfinite(p):
+        return ""
+    return "< 2e-16" if p < P_EPS else f"{p:.3g}"
+
+
+def stars(p: float) -> str:
+    """R's significance codes."""
+    if not math.isfinite(p):
+        return ""
+    return next(s for cut, s in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, "."),
+                                 (math.inf, " ")) if p < cut)  # fmt: skip
+
+
+def _table(columns: dict[str, list[str]], index: list[str] | None = None) -> list[str]:
+    """Right-aligned text columns (left-aligned row names), as R prints a matrix."""
+    names = list(columns)
+    width = {n: max([len(n), *(len(v) for v in columns[n])]) for n in names}
+    rows = len(next(iter(columns.values()))) if columns else 0
+    pad = max((len(i) for i in index), default=0) if index is not None else -1
+    lines = [(" " * pad + " " if index is not None else "")
+             + " ".join(n.rjust(width[n]) for n in names)]  # fmt: skip
+    for r in range(rows):
+        head = index[r].ljust(pad) + " " if index is not None else ""
+        lines.append(head + " ".join(columns[n][r].rjust(width[n]) for n in names))
+    return lines
+
+
+def format_lmer_summary(result, table: pd.DataFrame) -> str:
+    """The printed form of :meth:`LmerResult.summary`, as lmerTest's ``summary()``."""
+    design = result.design
+    method = "REML" if result.reml else "maximum likelihood"
+    lines = [f"Linear mixed model fit by {method}. t-tests use Satterthwaite's method",
+             f"Formula: {design.spec.formula}",
+             f"   Data: {design.n_obs} observations"
+             + (f" ({design.n_dropped} dropped for missing values)" if design.n_dropped
+                else ""), ""]  # fmt: skip
+    df_resid = design.n_obs - result.n_params
+    if result.reml:
+        lines.append(f"REML criterion at convergence: {result.criterion:.1f}")
+        info = {"AIC": result.aic, "BIC": result.bic, "logLik": result.loglik}
+    else:
+        info = {"AIC": result.aic, "BIC": result.bic, "logLik": result.loglik,
+                "deviance": result.criterion}  # fmt: skip
+    cols = {k: [f"{v:.1f}"] for k, v in info.items()} | {"df.resid": [f"{df_resid}"]}
+    cols = {k: [v[0].rjust(8)] for k, v in cols.items()}
+    lines += [*_table({k.rjust(8): v for k, v in cols.items()}), ""]
+    if design.rows_in_memory:
+        resid = np.asarray(result.residuals(), dtype=float) / result.sigma
+        q = np.quantile(resid, [0, 0.25, 0.5, 0.75, 1])
+        lines += ["Scaled residuals:",
+                  *_table(dict(zip(["Min", "1Q", "Median", "3Q", "Max"],
+                                   [[v] for v in format_column(q)], strict=True))), ""]  # fmt: skip
+    lines += ["Random effects:", *_random_lines(result)]
+    if result.phi is not None:
+        res = design.residual
+        lines.append(f"Residual correlation: {res.describe()}; {res.parameter} = "
+                     f"{result.phi:.{DIGITS}g}")  # fmt: skip
+    groups = "; ".join(f"{g}, {len(lv)}" for g, lv in design.groups().items())
+    lines.append(f"Number of obs: {design.n_obs}" + (f", groups:  {groups}" if groups else ""))
+    fixed = table.loc[table["component"] == "fixed"]
+    if len(fixed):
+        p = fixed["p"].to_numpy(dtype=float)
+        cols = {"Estimate": format_column(fixed["estimate"]),
+                "Std. Error": format_column(fixed["se"]),
+                "df": format_column(fixed["df"]), "t value": format_column(fixed["t"]),
+                "Pr(>|t|)": [format_p(v) for v in p],
+                "": [stars(v).ljust(3) for v in p]}  # fmt: skip
+        lines += ["", "Fixed effects:", *_table(cols, list(fixed.index)), "---",
+                  "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]  # fmt: skip
+        if 1 < len(fixed) <= MAX_CORRELATION:
+            vcov = result.vcov.to_numpy()
+            sd = np.sqrt(np.diag(vcov))
+            cor = vcov / np.outer(sd, sd)
+            names = list(fixed.index)
+            cols = {n: [f"{cor[i, j]:.3f}" if j < i else "" for i in range(1, len(names))]
+                    for j, n in enumerate(names[:-1])}  # fmt: skip
+            lines += ["", "Correlation of Fixed Effects:", *_table(cols, names[1:])]
+    if result.singular:
+        lines += ["", "boundary (singular) fit: a random-effect variance is ~0 or a "
+                  "correlation ~ +/-1 (lme4's isSingular)"]  # fmt: skip
+    if not result.converged:
+        lines += ["", "The optimizer did not converge: the estimates may not be the optimum"]
+    return "\n".join(lines)
+
+
+def _random_lines(result) -> list[str]:
+    """lme4's random-effects table: Groups, Name, Variance, Std.Dev. and the lower
+    triangle of each block's correlation matrix (Corr)."""
+    groups, names, variances, sds, corrs = [], [], [], [], []
+    for block, cov in zip(result.design.blocks, result.covariances(), strict=True):
+        sd = np.sqrt(np.diag(cov))
+        for i, col in enumerate(block.columns):
+            groups.append(block.label if i == 0 else "")
+            names.append(col)
+            variances.append(cov[i, i])
+            sds.append(sd[i])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cor = [cov[i, j] / (sd[i] * sd[j]) for j in range(i)] if block.correlated else []
+            corrs.append(["NaN" if not np.isfinite(c) else f"{c:.2f}" for c in cor])
+    groups.append("Residual")
+    names.append("")
+    variances.append(result.sigma**2)
+    sds.append(result.sigma)
+    corrs.append([])
+    width = max((len(c) for row in corrs for c in row), default=0)
+    cols = {"Groups": groups, "Name": names, "Variance": format_column(variances),
+            "Std.Dev.": format_column(sds)}  # fmt: skip
+    if any(corrs):
+        cols["Corr"] = [" ".join(c.rjust(width) for c in row) for row in corrs]
+    out = [[head, *values] for head, values in cols.items()]
+    out = [[v.ljust(max(map(len, column))) for v in column] for column in out]
+    return [" " + " ".join(column[r] for column in out).rstrip() for r in range(len(groups) + 1)]
+
+
+class LmerSummary(pd.DataFrame):
+    """:meth:`LmerResult.summary`'s table: a DataFrame whose printed form (``repr``,
+    ``str``) is lmerTest's summary block. Any operation on it gives a plain DataFrame;
+    ``.table`` is the table itself."""
+
+    _metadata = ["text"]
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The summary as a plain DataFrame."""
+        return pd.DataFrame(self)
+
+    def __repr__(self) -> str:
+        return getattr(self, "text", None) or pd.DataFrame.__repr__(self)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str | None:  # notebooks: the block, not the HTML table
+        return None
+
+
+#: Series methods and operators that use the values of a :class:`RenamedSeries`.
+_VALUE_USES = ("__getitem__", "__iter__", "__len__", "__array__", "__format__", "__contains__",
+               "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+               "__truediv__", "__rtruediv__", "__neg__", "__abs__", "__eq__", "__ne__",
+               "__lt__", "__le__", "__gt__", "__ge__", "__float__")  # fmt: skip
+
+
+class RenamedSeries(pd.Series):
+    """A Series attribute that became a method, kept one release: calling it is the new
+    method (``fit.fixef()``); using it as the old Series (``fit.fixef["Days"]``,
+    ``np.asarray(fit.fixef)``, ...) gives the old values and warns once with a
+    :class:`FutureWarning` naming the new spelling. Results of operations on it are
+    plain Series."""
+
+    _metadata = ["_call", "_old", "_new", "_armed"]
+
+    @property
+    def _constructor(self):
+        return pd.Series
+
+    @classmethod
+    def of(cls, values: pd.Series, call: Callable, old: str, new: str) -> RenamedSeries:
+        out = cls(values)
+        out._call, out._old, out._new, out._armed = call, old, new, True
+        return out
+
+    def __call__(self, *args, **kwargs):
+        return self._call(*args, **kwargs)
+
+    def _warn(self) -> None:
+        if self.__dict__.get("_armed"):
+            self.__dict__["_armed"] = False
+            deprecated(self._old, self._new)
+
+    def __getattribute__(self, name: str):
+        if not name.startswith("_"):
+            object.__getattribute__(self, "_warn")()
+        return super().__getattribute__(name)
+
+
+def _value_use(name: str):
+    method = getattr(pd.Series, name)
+
+    def use(self, *args, **kwargs):
+        self._warn()
+        return method(self, *args, **kwargs)
+
+    use.__name__ = name
+    return use
+
+
+for _name in _VALUE_USES:
+    if hasattr(pd.Series, _name):
+        setattr(RenamedSeries, _name, _value_use(_name))

@@ -18,6 +18,7 @@ from .bayes.model import LMM
 from .bayes.persist import load
 from .bayes.priors import Prior, default_priors
 from .classical.anova import LikelihoodRatioTable, anova, ranova
+from .classical.glmer import GlmerResult, glmer
 from .classical.lmer import LmerResult, lmer, satterthwaite
 from .comparison.factors import MultiFactorComparison
 from .comparison.models import Comparison, compare
@@ -52,6 +53,8 @@ __all__ = [
     "LMM",
     "load",
     "lmer",
+    "glmer",
+    "GlmerResult",
     "AR1",
     "CompoundSymmetry",
     "satterthwaite",

@@ -87,6 +87,7 @@ class GlmerResult:
     vcov_method: str = "hessian"
     converged: bool = True
     data_name: str | None = None
+    _problem: GlmmProblem | None = field(default=None, repr=False)
 
     @property
     def family(self) -> Family:
@@ -107,6 +108,14 @@ class GlmerResult:
     def se(self) -> pd.Series:
         return pd.Series(np.sqrt(np.diag(self.vcov_beta)), index=self.design.fixed_names,
                          name="se")  # fmt: skip
+
+    @property
+    def vcov_pirls(self) -> pd.DataFrame:
+        """Covariance of the fixed effects given theta, from PIRLS's weighted system at
+        the modes (lme4's ``vcov(fit, use.hessian = FALSE)``)."""
+        names = self.design.fixed_names
+        return pd.DataFrame(self._problem.unscaled_vcov(self.state), index=names,
+                            columns=names)  # fmt: skip
 
     def coefficients(self) -> pd.DataFrame:
         """Wald z table: ``Estimate``, ``Std. Error``, ``z value``, ``Pr(>|z|)``."""
@@ -407,8 +416,7 @@ def glmer(
     vcov_beta, method = _vcov(objective, x, lower, n_theta, problem, state)
     problem.pirls(theta, beta)  # leave the warm start at the optimum
     result = GlmerResult(design, response, nagq, theta, beta, deviance, state, layout,
-                         vcov_beta, method, ok1 and ok2,
-                         data_name=None)  # fmt: skip
+                         vcov_beta, method, ok1 and ok2, _problem=problem)  # fmt: skip
     if not np.isfinite(deviance):
         raise ArithmeticError(f"the deviance of {formula!r} is not finite at the optimum")
     if not result.converged:

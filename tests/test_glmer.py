@@ -229,3 +229,29 @@ def test_families_equal_statsmodels(family, link, sm_family):
     np.testing.assert_allclose(fam.dev_resid(y, mu, n), sm_family.resid_dev(y, mu, n) ** 2,
                                rtol=1e-9, atol=1e-12)  # fmt: skip
     np.testing.assert_allclose(fam.loglik(y, mu, n), ll_sm, rtol=1e-9)
+
+
+# -- the Bayesian side refuses what it cannot fit yet -----------------------------------
+
+
+def _binary_data() -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    grp = np.repeat(np.arange(10), 20)
+    return pd.DataFrame({"y": rng.integers(0, 2, 200), "x": rng.normal(size=200),
+                         "n": rng.poisson(0.7, 200), "g": grp.astype(str)})  # fmt: skip
+
+
+def test_bayesian_side_refuses_other_families_and_warns_on_binary_counts():
+    d = _binary_data()
+    with pytest.raises(ArgumentError, match="bl.glmer"):
+        bl.LMM("y ~ x + (1 | g)", d, family="poisson")
+    with pytest.raises(ArgumentError, match="bl.glmer"):
+        bl.compare("y ~ x + (1 | g)", d, family="binomial", bayes=False)
+    with pytest.warns(bl.BayesLMMWarning, match="bernoulli family") as record:
+        bl.LMM("y ~ x + (1 | g)", d)
+    assert len(record) == 1
+    with pytest.warns(bl.BayesLMMWarning, match="poisson family"):
+        bl.LMM("n ~ x + (1 | g)", d)
+    fit = bl.glmer("y ~ x + (1 | g)", d, family="binomial")
+    with pytest.raises(ArgumentError, match="GLMM"):
+        bl.report(fit)

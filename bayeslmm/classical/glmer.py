@@ -94,6 +94,16 @@ class GlmerResult:
         return self.response.family
 
     @property
+    def formula(self) -> str:
+        """The formula as written."""
+        return self.response.formula
+
+    @property
+    def reml(self) -> bool:
+        """Always False: GLMMs are fitted by maximum likelihood."""
+        return False
+
+    @property
     def fixef(self) -> pd.Series:
         return pd.Series(self.beta, index=self.design.fixed_names, name="estimate")
 

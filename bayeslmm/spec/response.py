@@ -24,7 +24,14 @@ import numpy as np
 import pandas as pd
 from formulaic import model_matrix
 
-from ..errors import ColumnTypeError, DataError, FormulaError, RowsNotInMemoryError
+from ..errors import (
+    ArgumentError,
+    ColumnTypeError,
+    DataError,
+    FormulaError,
+    RowsNotInMemoryError,
+    warn,
+)
 from .design import _CONTEXT, Design, build_design, is_dask_frame, response_column
 from .family import Family, get_family
 from .formula import _split_top, mask_backticks, python_spelling, quote
@@ -296,3 +303,42 @@ def glm_design(
     )  # fmt: skip
     design.response_name = lhs
     return design, response
+
+
+def check_gaussian(family: str | Family | None, where: str) -> None:
+    """Refuse a non-Gaussian ``family`` in a part of bayeslmm that fits only Gaussian
+    responses yet (:class:`~bayeslmm.errors.ArgumentError` naming it and what to use)."""
+    if family is None:
+        return
+    fam = get_family(family)
+    if fam.name != "gaussian" or fam.link.name != "identity":
+        raise ArgumentError(
+            f"{where} does not fit the {fam} family yet (only Gaussian responses with the "
+            f"identity link); for a maximum-likelihood fit use bl.glmer(formula, data, "
+            f"family={fam.name!r})"
+        )
+
+
+def suggest_family(y: np.ndarray) -> str | None:
+    """The family a Gaussian fit of ``y`` probably should have had: ``"bernoulli"`` for a
+    response all 0/1, ``"poisson"`` for non-negative integers with many (>= 10%) zeros."""
+    y = np.asarray(y, float)
+    if y.size == 0 or not np.all(np.isfinite(y)):
+        return None
+    if np.all((y == 0) | (y == 1)):
+        return "bernoulli"
+    if np.all(y >= 0) and np.all(y == np.round(y)) and np.mean(y == 0) >= 0.1:
+        return "poisson"
+    return None
+
+
+def warn_gaussian_misuse(design: Design) -> None:
+    """One warning when a Gaussian model is given a 0/1 or count response."""
+    if not design.rows_in_memory:
+        return
+    family = suggest_family(design.y)
+    if family is not None:
+        kind = "all 0/1" if family == "bernoulli" else "non-negative integers with many zeros"
+        call = "family='binomial'" if family == "bernoulli" else "family='poisson'"
+        warn(f"response {design.response!r} is {kind}: a Gaussian model predicts values "
+             f"outside its range; the {family} family fits it (bl.glmer(..., {call}))")

@@ -255,3 +255,22 @@ def test_bayesian_side_refuses_other_families_and_warns_on_binary_counts():
     fit = bl.glmer("y ~ x + (1 | g)", d, family="binomial")
     with pytest.raises(ArgumentError, match="GLMM"):
         bl.report(fit)
+
+
+def test_anova_of_nested_glmer_fits_equals_lme4():
+    ref = json.loads((DATA / "lme4_glmer.json").read_text())["anova"]
+    d = cbpp()
+    fits = [bl.glmer(f, d, family="binomial") for f in ref["formulas"]]
+    table = bl.anova(fits[1], fits[0]).table  # ordered by parameters, as lme4
+    assert list(table["npar"]) == ref["npar"]
+    np.testing.assert_allclose(table["AIC"], ref["AIC"], rtol=1e-6)
+    np.testing.assert_allclose(table["logLik"], ref["logLik"], rtol=1e-6)
+    assert table["Chisq"].iloc[1] == pytest.approx(ref["Chisq"], rel=1e-5)
+    assert table["Df"].iloc[1] == ref["Df"]
+    assert table["Pr(>Chisq)"].iloc[1] == pytest.approx(ref["p"], rel=1e-4)
+    lmm = bl.lmer("incidence ~ period + (1 | herd)", d)
+    with pytest.raises(bl.ComparisonError, match="one kind"):
+        bl.anova(fits[0], lmm)
+    agq = bl.glmer(ref["formulas"][0], d, family="binomial", nAGQ=5)
+    with pytest.raises(bl.ComparisonError, match="nAGQ"):
+        bl.anova(fits[1], agq)

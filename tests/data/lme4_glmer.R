@@ -85,7 +85,17 @@ out <- lapply(cases, function(case) {
        seconds_default = median(times), seconds_first = elapsed)
 })
 
+# anova of nested glmer fits (tight fits, as above): lme4's likelihood-ratio table
+m0 <- glmer(cbind(incidence, size - incidence) ~ 1 + (1 | herd), cbpp, binomial, control = tight)
+m1 <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp, binomial,
+            control = tight)
+av <- as.data.frame(anova(m0, m1))
+anova_ref <- list(formulas = c("cbind(incidence, size - incidence) ~ 1 + (1 | herd)",
+                               "cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+                  npar = av$npar, AIC = av$AIC, BIC = av$BIC, logLik = av$logLik,
+                  Chisq = av$Chisq[2], Df = av$Df[2], p = av[["Pr(>Chisq)"]][2])
+
 writeLines(toJSON(list(lme4_version = as.character(packageVersion("lme4")),
-                       R_version = R.version.string, cases = out),
+                       R_version = R.version.string, cases = out, anova = anova_ref),
                   auto_unbox = TRUE, digits = NA, pretty = TRUE),
            "tests/data/lme4_glmer.json")

@@ -13,6 +13,7 @@ definite.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -345,6 +346,17 @@ def _minimise(f, x0: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, bool]:
     return best, bool(polish.success)
 
 
+def _one_blas_thread():
+    """BLAS limited to one thread while fitting (threadpoolctl, where installed): the dense
+    factors are small, and BLAS threads waiting on busy cores made each one ~500x slower on
+    a loaded 2-core machine."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def glmer(
     formula: str,
     data: pd.DataFrame,
@@ -382,6 +394,11 @@ def glmer(
     if isinstance(nAGQ, bool) or not isinstance(nAGQ, int | np.integer) or not 1 <= nAGQ <= 100:
         raise ArgumentError(f"nAGQ must be an integer from 1 to 100, got {nAGQ!r}")
     nagq = int(nAGQ)
+    with _one_blas_thread():
+        return _glmer(formula, data, family, nagq, weights, offset)
+
+
+def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
     design, response = glm_design(formula, data, family, weights=weights, offset=offset)
     fam = response.family
     if fam.name == "gaussian":

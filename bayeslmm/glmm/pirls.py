@@ -15,10 +15,12 @@ on the penalised deviance ``sum(dev_resid) + |u|^2``, halving steps that do not 
   the level's deviance residuals, and ``mult`` the quadrature of the level's conditional
   density around its mode, scaled by its conditional SD ``1 / L_jj``.
 
-``A`` is factored by a sparse LU in symmetric mode with a fill-reducing order (its pivots
-are those of a Cholesky factorisation), re-weighted at every iteration. This is not yet
-the blocked Cholesky of :mod:`bayeslmm.gaussian.blocked`, whose kernels work on fixed
-cross-products.
+``A`` is re-weighted and factored at every iteration in two blocks (:class:`BlockedFactor`:
+the random term with the most columns is block diagonal in ``A``, one small Cholesky per
+level; the others' columns get a dense Cholesky of their Schur complement), or, where the
+other terms have more than 3,000 columns, by a sparse LU in symmetric mode with a
+fill-reducing order. This is not yet the blocked Cholesky of
+:mod:`bayeslmm.gaussian.blocked` (whose numba kernels work on fixed cross-products).
 """
 
 from __future__ import annotations
@@ -56,6 +58,58 @@ def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     x, w = np.polynomial.hermite.hermgauss(n)
     z, w = x * np.sqrt(2.0), w / w.sum()
     return (z - z[::-1]) / 2.0, (w + w[::-1]) / 2.0
+
+
+class BlockedFactor:
+    """``A = Lambda'Z'W Z Lambda + I`` factored in two blocks: the random term with the most
+    columns first, whose part of ``A`` is block diagonal (one ``k x k`` block per level,
+    factored all at once), then the dense Schur complement of the other terms' columns.
+    ``solve`` takes one right-hand side or a matrix of them (rows in ``u``'s order)."""
+
+    def __init__(self, D, B, C, first: np.ndarray, rest: np.ndarray):
+        m, k = D.shape[0], D.shape[1]
+        self.m, self.k, self.first, self.rest = m, k, first, rest
+        if k == 1:
+            d = D[:, 0, 0]
+            if np.any(~(d > 0)):
+                raise PirlsError("the penalised weighted system is not positive definite")
+            logdet = float(np.sum(np.log(d)))
+            self.Dinv = (1.0 / d)[:, None, None]
+        else:
+            L0 = np.linalg.cholesky(D)  # (m, k, k)
+            if np.any(~np.isfinite(L0)):
+                raise PirlsError("the penalised weighted system is not positive definite")
+            logdet = 2.0 * float(np.sum(np.log(np.diagonal(L0, axis1=1, axis2=2))))
+            self.Dinv = np.linalg.inv(D)
+        self.B = B  # (q_rest, q_first)
+        if len(rest):
+            DinvBt = self._solve_first(B.T)  # (q_first, q_rest)
+            S = C - B @ DinvBt
+            self.S = scipy.linalg.cho_factor(S, lower=True)
+            logdet += 2.0 * float(np.sum(np.log(np.diag(self.S[0]))))
+        self.logdet = logdet
+
+    def _solve_first(self, r: np.ndarray) -> np.ndarray:
+        """``D^-1 r`` for ``r`` (q_first,) or (q_first, c)."""
+        shape = r.shape
+        rr = r.reshape(self.m, self.k, -1)
+        if self.k == 1:
+            return (rr * self.Dinv).reshape(shape)
+        return np.einsum("mij,mjc->mic", self.Dinv, rr).reshape(shape)
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        rhs = np.asarray(rhs, float)
+        out = np.empty_like(rhs)
+        r0, r1 = rhs[self.first], rhs[self.rest]
+        y0 = self._solve_first(r0)
+        if len(self.rest):
+            x1 = scipy.linalg.cho_solve(self.S, r1 - self.B @ y0)
+            x0 = self._solve_first(r0 - self.B.T @ x1)
+            out[self.rest] = x1
+        else:
+            x0 = y0
+        out[self.first] = x0
+        return out
 
 
 @dataclass
@@ -114,6 +168,54 @@ class GlmmProblem:
         self._indices = np.hstack(cols).ravel() if cols else np.zeros(0, np.int64)
         self._indptr = np.arange(self.n + 1, dtype=np.int64) * per_row
         self._u = np.zeros(self.q)
+        self._setup_blocks(sizes, per_row)
+
+    def _setup_blocks(self, sizes: list[int], per_row: int) -> None:
+        """The two-block factorisation's layout (None: sparse LU instead)."""
+        self._blocked = None
+        if not self.blocks:
+            return
+        widths = [k * m for (_, _, m), k in zip(self.blocks, sizes, strict=True)]
+        big = int(np.argmax(widths))
+        starts = np.cumsum([0, *widths])
+        q_rest = self.q - widths[big]
+        if q_rest > 3000:
+            return
+        first = np.arange(starts[big], starts[big + 1])
+        rest = np.setdiff1d(np.arange(self.q), first)
+        at = int(sum(sizes[:big]))  # the big block's entries within a row
+        k = sizes[big]
+        in_row = np.r_[0:at, at + k : per_row]
+        rest_cols = self._indices.reshape(self.n, per_row)[:, in_row]
+        position = np.full(self.q, -1)
+        position[rest] = np.arange(len(rest))
+        self._blocked = {"big": big, "k": k, "m": self.blocks[big][2], "at": at,
+                         "first": first, "rest": rest, "in_row": in_row,
+                         "rest_idx": position[rest_cols].ravel(),
+                         "rest_ptr": np.arange(self.n + 1) * len(in_row),
+                         "codes": self.blocks[big][1]}  # fmt: skip
+
+    def _blocked_factor(self, ZL, sqrt_w) -> BlockedFactor:
+        b = self._blocked
+        V = ZL.data.reshape(self.n, -1) * sqrt_w[:, None]
+        k, m, codes = b["k"], b["m"], b["codes"]
+        V0 = V[:, b["at"] : b["at"] + k]
+        D = np.empty((m, k, k))
+        for i in range(k):
+            for j in range(i + 1):
+                D[:, i, j] = D[:, j, i] = np.bincount(codes, V0[:, i] * V0[:, j], minlength=m)
+        D[:, np.arange(k), np.arange(k)] += 1.0
+        q_rest = len(b["rest"])
+        if q_rest:
+            R = sp.csr_matrix((V[:, b["in_row"]].ravel(), b["rest_idx"], b["rest_ptr"]),
+                              shape=(self.n, q_rest))  # fmt: skip
+            C = (R.T @ R).toarray() + np.eye(q_rest)
+            Z0 = sp.csr_matrix((V0.ravel(), (codes[:, None] * k + np.arange(k)).ravel(),
+                                np.arange(self.n + 1) * k), shape=(self.n, m * k))  # fmt: skip
+            B = (R.T @ Z0).toarray()
+        else:
+            B, C = np.zeros((0, m * k)), np.zeros((0, 0))
+        return BlockedFactor(D, B, C, b["first"], b["rest"])
 
     def z_lambda(self, theta) -> sp.csr_matrix:
         """``Z Lambda(theta)`` (n x q, sparse)."""
@@ -142,6 +244,9 @@ class GlmmProblem:
 
     def _system(self, ZL, sqrt_w):
         WZL = self._scaled(ZL, sqrt_w)
+        if self._blocked is not None:
+            factor = self._blocked_factor(ZL, sqrt_w)
+            return (factor, factor.logdet), WZL
         A = (WZL.T @ WZL).tocsc() + sp.identity(self.q, format="csc")
         return _factor(A.tocsc()), WZL
 

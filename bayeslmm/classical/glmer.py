@@ -360,7 +360,7 @@ def _one_blas_thread():
 def glmer(
     formula: str,
     data: pd.DataFrame,
-    family: str | Family = "binomial",
+    family: str | Family,
     nAGQ: int = 1,  # noqa: N803 (lme4's name)
     weights: str | np.ndarray | None = None,
     offset: str | np.ndarray | None = None,
@@ -375,7 +375,7 @@ def glmer(
     data
         A pandas DataFrame (never modified).
     family
-        ``"binomial"`` (default; logit link, or ``binomial(link = "probit")``/``"cloglog"``),
+        ``"binomial"`` (logit link, or ``binomial(link = "probit")``/``"cloglog"``),
         ``"bernoulli"`` or ``"poisson"`` (log link); or a
         :class:`~bayeslmm.spec.family.Family`.
     nAGQ

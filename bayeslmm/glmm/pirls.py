@@ -81,10 +81,13 @@ class BlockedFactor:
                 raise PirlsError("the penalised weighted system is not positive definite")
             logdet = 2.0 * float(np.sum(np.log(np.diagonal(L0, axis1=1, axis2=2))))
             self.Dinv = np.linalg.inv(D)
-        self.B = B  # (q_rest, q_first)
+        self.B = sp.csr_matrix(B)  # (q_rest, q_first), sparse
         if len(rest):
-            DinvBt = self._solve_first(B.T)  # (q_first, q_rest)
-            S = C - B @ DinvBt
+            idx = np.arange(m * k).reshape(m, k)
+            rows = np.repeat(idx, k, axis=1).ravel()
+            cols = np.tile(idx, (1, k)).ravel()
+            Dinv = sp.csr_matrix((self.Dinv.ravel(), (rows, cols)), shape=(m * k, m * k))
+            S = C - (self.B @ Dinv @ self.B.T).toarray()
             self.S = scipy.linalg.cho_factor(S, lower=True)
             logdet += 2.0 * float(np.sum(np.log(np.diag(self.S[0]))))
         self.logdet = logdet
@@ -212,9 +215,9 @@ class GlmmProblem:
             C = (R.T @ R).toarray() + np.eye(q_rest)
             Z0 = sp.csr_matrix((V0.ravel(), (codes[:, None] * k + np.arange(k)).ravel(),
                                 np.arange(self.n + 1) * k), shape=(self.n, m * k))  # fmt: skip
-            B = (R.T @ Z0).toarray()
+            B = (R.T @ Z0).tocsr()
         else:
-            B, C = np.zeros((0, m * k)), np.zeros((0, 0))
+            B, C = sp.csr_matrix((0, m * k)), np.zeros((0, 0))
         return BlockedFactor(D, B, C, b["first"], b["rest"])
 
     def z_lambda(self, theta) -> sp.csr_matrix:

@@ -34,6 +34,7 @@ import scipy.sparse.linalg as spla
 
 from ..errors import BayesLMMError
 from ..spec.family import Family
+from .kernels import assemble, b_times, bt_times
 
 SQRT_2PI = float(np.sqrt(2.0 * np.pi))
 
@@ -62,57 +63,45 @@ def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 class BlockedFactor:
     """``A = Lambda'Z'W Z Lambda + I`` factored in two blocks: the random term with the most
-    columns first, whose part of ``A`` is block diagonal (one ``k x k`` block per level,
-    factored all at once), then the dense Schur complement of the other terms' columns.
-    ``solve`` takes one right-hand side or a matrix of them (rows in ``u``'s order)."""
+    columns first, whose part of ``A`` is block diagonal (one ``k x k`` block per level),
+    then the dense Cholesky of the Schur complement of the other terms' columns, assembled
+    level by level by :func:`bayeslmm.glmm.kernels.assemble`. ``solve`` takes one
+    right-hand side or a matrix of them (rows in ``u``'s order)."""
 
-    def __init__(self, D, B, C, first: np.ndarray, rest: np.ndarray):
-        m, k = D.shape[0], D.shape[1]
-        self.m, self.k, self.first, self.rest = m, k, first, rest
-        if k == 1:
-            d = D[:, 0, 0]
-            if np.any(~(d > 0)):
-                raise PirlsError("the penalised weighted system is not positive definite")
-            logdet = float(np.sum(np.log(d)))
-            self.Dinv = (1.0 / d)[:, None, None]
-        else:
-            L0 = np.linalg.cholesky(D)  # (m, k, k)
-            if np.any(~np.isfinite(L0)):
-                raise PirlsError("the penalised weighted system is not positive definite")
-            logdet = 2.0 * float(np.sum(np.log(np.diagonal(L0, axis1=1, axis2=2))))
-            self.Dinv = np.linalg.inv(D)
-        self.B = sp.csr_matrix(B)  # (q_rest, q_first), sparse
+    def __init__(self, Dinv, logdet, S, b_rows, b_cols, b_vals, first, rest):
+        if not np.isfinite(logdet):
+            raise PirlsError("the penalised weighted system is not positive definite")
+        self.Dinv, self.first, self.rest = Dinv, first, rest
+        self.m, self.k = Dinv.shape[0], Dinv.shape[1]
+        self.b = (b_rows, b_cols, b_vals)
         if len(rest):
-            idx = np.arange(m * k).reshape(m, k)
-            rows = np.repeat(idx, k, axis=1).ravel()
-            cols = np.tile(idx, (1, k)).ravel()
-            Dinv = sp.csr_matrix((self.Dinv.ravel(), (rows, cols)), shape=(m * k, m * k))
-            S = C - (self.B @ Dinv @ self.B.T).toarray()
             self.S = scipy.linalg.cho_factor(S, lower=True)
             logdet += 2.0 * float(np.sum(np.log(np.diag(self.S[0]))))
-        self.logdet = logdet
+        self.logdet = float(logdet)
 
     def _solve_first(self, r: np.ndarray) -> np.ndarray:
-        """``D^-1 r`` for ``r`` (q_first,) or (q_first, c)."""
-        shape = r.shape
+        """``D^-1 r`` for ``r`` (q_first, c)."""
         rr = r.reshape(self.m, self.k, -1)
         if self.k == 1:
-            return (rr * self.Dinv).reshape(shape)
-        return np.einsum("mij,mjc->mic", self.Dinv, rr).reshape(shape)
+            return (rr * self.Dinv).reshape(r.shape)
+        return np.einsum("mij,mjc->mic", self.Dinv, rr).reshape(r.shape)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         rhs = np.asarray(rhs, float)
-        out = np.empty_like(rhs)
-        r0, r1 = rhs[self.first], rhs[self.rest]
+        flat = rhs.ndim == 1
+        rhs2 = rhs[:, None] if flat else rhs
+        out = np.empty_like(rhs2)
+        r0, r1 = rhs2[self.first], rhs2[self.rest]
         y0 = self._solve_first(r0)
         if len(self.rest):
-            x1 = scipy.linalg.cho_solve(self.S, r1 - self.B @ y0)
-            x0 = self._solve_first(r0 - self.B.T @ x1)
+            x1 = scipy.linalg.cho_solve(self.S, r1 - b_times(*self.b, y0, len(self.rest)))
+            x0 = self._solve_first(r0 - bt_times(*self.b, np.ascontiguousarray(x1),
+                                                 len(self.first)))  # fmt: skip
             out[self.rest] = x1
         else:
             x0 = y0
         out[self.first] = x0
-        return out
+        return out[:, 0] if flat else out
 
 
 @dataclass
@@ -195,30 +184,19 @@ class GlmmProblem:
         self._blocked = {"big": big, "k": k, "m": self.blocks[big][2], "at": at,
                          "first": first, "rest": rest, "in_row": in_row,
                          "rest_idx": position[rest_cols].ravel(),
+                         "rest_pos": np.ascontiguousarray(position[rest_cols], dtype=np.int64),
+                         "order": np.argsort(self.blocks[big][1], kind="stable"),
+                         "level_start": np.concatenate([[0], np.cumsum(np.bincount(
+                             self.blocks[big][1], minlength=self.blocks[big][2]))]),
                          "rest_ptr": np.arange(self.n + 1) * len(in_row),
                          "codes": self.blocks[big][1]}  # fmt: skip
 
     def _blocked_factor(self, ZL, sqrt_w) -> BlockedFactor:
         b = self._blocked
         V = ZL.data.reshape(self.n, -1) * sqrt_w[:, None]
-        k, m, codes = b["k"], b["m"], b["codes"]
-        V0 = V[:, b["at"] : b["at"] + k]
-        D = np.empty((m, k, k))
-        for i in range(k):
-            for j in range(i + 1):
-                D[:, i, j] = D[:, j, i] = np.bincount(codes, V0[:, i] * V0[:, j], minlength=m)
-        D[:, np.arange(k), np.arange(k)] += 1.0
-        q_rest = len(b["rest"])
-        if q_rest:
-            R = sp.csr_matrix((V[:, b["in_row"]].ravel(), b["rest_idx"], b["rest_ptr"]),
-                              shape=(self.n, q_rest))  # fmt: skip
-            C = (R.T @ R).toarray() + np.eye(q_rest)
-            Z0 = sp.csr_matrix((V0.ravel(), (codes[:, None] * k + np.arange(k)).ravel(),
-                                np.arange(self.n + 1) * k), shape=(self.n, m * k))  # fmt: skip
-            B = (R.T @ Z0).tocsr()
-        else:
-            B, C = sp.csr_matrix((0, m * k)), np.zeros((0, 0))
-        return BlockedFactor(D, B, C, b["first"], b["rest"])
+        out = assemble(V, b["at"], b["k"], b["in_row"].astype(np.int64), b["rest_pos"],
+                       b["order"], b["level_start"].astype(np.int64), len(b["rest"]))  # fmt: skip
+        return BlockedFactor(*out, b["first"], b["rest"])
 
     def z_lambda(self, theta) -> sp.csr_matrix:
         """``Z Lambda(theta)`` (n x q, sparse)."""

@@ -305,3 +305,10 @@ def test_blocked_factor_equals_sparse_lu_with_correlated_terms():
     assert values[0][0] == pytest.approx(values[1][0], rel=1e-12)
     np.testing.assert_allclose(values[0][1], values[1][1], rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(values[0][2], values[1][2], rtol=1e-8)
+
+
+def test_dask_frame_is_refused_naming_the_family():
+    dd = pytest.importorskip("dask.dataframe")
+    ddf = dd.from_pandas(cbpp(), npartitions=2)
+    with pytest.raises(bl.RowsNotInMemoryError, match="binomial family"):
+        bl.glmer(CBPP, ddf, family="binomial")

@@ -312,3 +312,16 @@ def test_dask_frame_is_refused_naming_the_family():
     ddf = dd.from_pandas(cbpp(), npartitions=2)
     with pytest.raises(bl.RowsNotInMemoryError, match="binomial family"):
         bl.glmer(CBPP, ddf, family="binomial")
+
+
+def test_probit_link_equals_lme4():
+    fit = bl.glmer(CBPP, cbpp(), family="binomial(link = 'probit')")
+    assert fit.family.link.name == "probit"
+    _check(fit, "cbpp_probit")
+
+
+def test_poisson_offset_in_the_formula_equals_lme4():
+    formula = "TICKS ~ YEAR + offset(log(HEIGHT / 100)) + (1 | BROOD) + (1 | LOCATION)"
+    fit = bl.glmer(formula, grouseticks(), family="poisson")
+    assert fit.response.offset[0] == pytest.approx(np.log(465 / 100))
+    _check(fit, "grouseticks_offset")

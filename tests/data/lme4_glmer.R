@@ -45,7 +45,14 @@ cases <- list(
        family = "poisson", nAGQ = 1,
        formula = "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)"),
   list(id = "verbagg", file = "tests/data/verbagg.csv", data = VerbAgg, family = "binomial",
-       formula = "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", nAGQ = 1)
+       formula = "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", nAGQ = 1),
+  # a non-canonical link, and a Poisson offset in the formula
+  list(id = "cbpp_probit", file = "tests/data/cbpp.csv", data = cbpp, family = "binomial",
+       link = "probit", nAGQ = 1,
+       formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+  list(id = "grouseticks_offset", file = "tests/data/grouseticks.csv", data = grouseticks,
+       family = "poisson", nAGQ = 1,
+       formula = "TICKS ~ YEAR + offset(log(HEIGHT / 100)) + (1 | BROOD) + (1 | LOCATION)")
 )
 
 tight <- glmerControl(optimizer = "nloptwrap", tolPwrss = 1e-12,
@@ -73,7 +80,7 @@ summarise <- function(fit) {
 
 out <- lapply(cases, function(case) {
   f <- as.formula(case$formula)
-  fam <- get(case$family)()
+  fam <- if (is.null(case$link)) get(case$family)() else get(case$family)(link = case$link)
   t0 <- proc.time()[["elapsed"]]
   default <- glmer(f, data = case$data, family = fam, nAGQ = case$nAGQ)
   elapsed <- proc.time()[["elapsed"]] - t0
@@ -81,6 +88,7 @@ out <- lapply(cases, function(case) {
     glmer(f, data = case$data, family = fam, nAGQ = case$nAGQ))[["elapsed"]])
   best <- glmer(f, data = case$data, family = fam, nAGQ = case$nAGQ, control = tight)
   list(id = case$id, file = case$file, formula = case$formula, family = case$family,
+       link = if (is.null(case$link)) fam$link else case$link,
        nAGQ = case$nAGQ, default = summarise(default), tight = summarise(best),
        seconds_default = median(times), seconds_first = elapsed)
 })

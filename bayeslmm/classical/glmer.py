@@ -254,7 +254,7 @@ class GlmerResult:
         table = [("Groups", "Name", "Variance", "Std.Dev.", "Corr")]
         last = None
         for row in vc.itertuples(index=False):
-            if row.var2 is not None:
+            if not pd.isna(row.var2):
                 continue
             group = row.grp if row.grp != last else ""
             last = row.grp

@@ -36,6 +36,11 @@ write.csv(data.frame(Anger = VerbAgg$Anger, Gender = as.character(VerbAgg$Gender
                      r2 = as.character(VerbAgg$r2)),
           "tests/data/verbagg.csv", row.names = FALSE)
 
+# a simulated Bernoulli response with a correlated random slope (2,000 rows, 50 groups;
+# made by numpy, seed 5: y ~ Bernoulli(logit^-1(-0.3 + 0.8 x + b0[g] + b1[g] x)))
+slopes <- read.csv("tests/data/glmm_slopes.csv")
+slopes$g <- factor(slopes$g)
+
 cases <- list(
   list(id = "cbpp", file = "tests/data/cbpp.csv", data = cbpp, family = "binomial",
        formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)", nAGQ = 1),
@@ -52,7 +57,9 @@ cases <- list(
        formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"),
   list(id = "grouseticks_offset", file = "tests/data/grouseticks.csv", data = grouseticks,
        family = "poisson", nAGQ = 1,
-       formula = "TICKS ~ YEAR + offset(log(HEIGHT / 100)) + (1 | BROOD) + (1 | LOCATION)")
+       formula = "TICKS ~ YEAR + offset(log(HEIGHT / 100)) + (1 | BROOD) + (1 | LOCATION)"),
+  list(id = "slopes", file = "tests/data/glmm_slopes.csv", data = slopes, family = "binomial",
+       nAGQ = 1, formula = "y ~ x + (1 + x | g)")
 )
 
 tight <- glmerControl(optimizer = "nloptwrap", tolPwrss = 1e-12,

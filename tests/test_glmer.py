@@ -147,6 +147,13 @@ def test_bool_factor_and_01_responses_are_the_same_model():
     for fit in fits[1:]:
         assert fit.deviance == pytest.approx(fits[0].deviance, rel=1e-10)
     assert fits[2].response.levels == ("no", "yes")  # first level is failure, as lme4
+    # a Categorical keeps its order (its first level is failure), unused levels dropped
+    d["yc"] = pd.Categorical(d["yf"], categories=["yes", "no", "maybe"])
+    flipped = bl.glmer("yc ~ x + (1 | g)", d, family="binomial")
+    assert flipped.response.levels == ("yes", "no")
+    assert flipped.deviance == pytest.approx(fits[0].deviance, rel=1e-8)
+    np.testing.assert_allclose(flipped.beta, -fits[0].beta, rtol=1e-5)
+    before = d.copy()
     pd.testing.assert_frame_equal(d, before)  # the data are untouched
 
 

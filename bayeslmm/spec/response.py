@@ -121,8 +121,9 @@ def _split_formula(formula: str) -> tuple[str, list[str], list[str]]:
 
 def _factor_response(values: pd.Series, column: str, family: Family):
     """0/1 of a bool or two-level factor column (first level: failure) and its levels."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        levels = list(values.cat.categories)
+    if isinstance(values.dtype, pd.CategoricalDtype):  # its order; unused levels dropped
+        used = set(values.dropna().unique())
+        levels = [c for c in values.cat.categories if c in used]
     else:
         levels = sorted(values.dropna().unique(), key=str)
     if len(levels) != 2:

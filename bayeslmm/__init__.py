@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from .bayes.persist import load
     from .bayes.priors import Prior, default_priors
     from .classical.anova import LikelihoodRatioTable, anova, ranova
+    from .classical.glmer import GlmerResult, glmer
     from .classical.lmer import LmerResult, lmer, satterthwaite
     from .comparison.factors import MultiFactorComparison
     from .comparison.models import Comparison, compare
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     )
     from .present.report import ReportFiles, report
     from .spec.design import Design, RandomBlock, build_design
+    from .spec.family import FamilyError
     from .spec.formula import ModelSpec, RandomTerm, parse_formula
     from .spec.residual import AR1, CompoundSymmetry
 
@@ -58,6 +60,9 @@ _LAZY: dict[str, str] = {
     "LooComparison": "bayes.loo",
     "loo_compare": "bayes.loo",
     "LMM": "bayes.model",
+    "glmer": "classical.glmer",
+    "FamilyError": "spec.family",
+    "GlmerResult": "classical.glmer",
     "load": "bayes.persist",
     "Prior": "bayes.priors",
     "default_priors": "bayes.priors",
@@ -110,6 +115,9 @@ __all__ = [
     "LMM",
     "load",
     "lmer",
+    "glmer",
+    "GlmerResult",
+    "FamilyError",
     "AR1",
     "CompoundSymmetry",
     "satterthwaite",

@@ -4,7 +4,8 @@
 grouping factor with correlated terms, crossed factors with a sampled factor, nested
 factors, an AR(1) residual structure): the REML/ML criterion and its gradient, the
 compiled posterior density nutpie calls, exact draws of the random effects and the
-per-group likelihoods of leave-one-group-out. The package's build runs it
+per-group likelihoods of leave-one-group-out, and glmer's PIRLS (binomial, Poisson,
+crossed, adaptive quadrature). The package's build runs it
 (``hatch_build.py``), so the first fit after installation finds its kernels compiled;
 afterwards it is a quick no-op. It needs numpy, numba, scipy, pandas and formulaic, not
 PyMC, ArviZ or nutpie.
@@ -34,7 +35,8 @@ def _frame(seed: int = 0) -> pd.DataFrame:
     )
     t = np.tile(np.arange(12), 12)
     return pd.DataFrame({
-        "y": y, "x": x, "t": t, "g": [f"s{i}" for i in g], "h": [f"i{j}" for j in h],
+        "y": y, "x": x, "t": t, "yb": (y > 1.0).astype(int), "yc": rng.poisson(np.exp(y / 3)),
+        "g": [f"s{i}" for i in g], "h": [f"i{j}" for j in h],
         "k": [f"s{i}c{j % 2}" for i, j in zip(g, h, strict=True)],
     })  # fmt: skip
 
@@ -69,6 +71,7 @@ def warm(verbose: bool = False) -> float:
     """Run every compiled kernel once (compiling or loading it); returns the seconds."""
     import warnings
 
+    from .classical.glmer import glmer
     from .classical.lmer import lmer
     from .spec.design import build_design
     from .spec.residual import AR1
@@ -90,6 +93,9 @@ def warm(verbose: bool = False) -> float:
             lmer("y ~ x + (x | g)", data, reml=reml)
         lmer("y ~ x + (1 | g) + (1 | h)", data)
         lmer("y ~ x + (1 | g)", data, residual=AR1(time="t", group="g"))
+        glmer("yb ~ x + (x | g)", data, family="binomial")
+        glmer("yc ~ x + (1 | g) + (1 | h)", data, family="poisson")
+        glmer("yb ~ x + (1 | g)", data, family="binomial", nAGQ=5)
     return time.perf_counter() - start
 
 

@@ -60,6 +60,9 @@ m.fit(draws=50, tune=50, chains=1, random_seed=1, progressbar=False, sampler="nu
 group_log_likelihood(m)
 bl.lmer("Reaction ~ Days + (Days | Subject)", df, reml=False)
 bl.lmer("Reaction ~ Days + (1 | Subject)", df, residual=bl.AR1(time="Days"))
+df["fast"] = (df["Reaction"] < 280).astype(int)
+bl.glmer("fast ~ Days + (Days | Subject)", df, family="binomial")
+bl.glmer("fast ~ Days + (1 | Subject)", df, family="binomial", nAGQ=7)
 print(json.dumps(compiled))
 """
 

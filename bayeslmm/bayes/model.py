@@ -37,6 +37,7 @@ from ..gaussian.statistics import (
 from ..spec.design import Design, Rows, build_design, is_dask_frame
 from ..spec.naming import PARAMETRIZATIONS
 from ..spec.residual import ResidualStructure, non_nested_factors
+from ..spec.response import check_gaussian, warn_gaussian_misuse
 from . import stack
 from .centring import SIGNED_ABOVE as SIGNED_ABOVE  # moved there: old names kept
 from .centring import SIGNED_DEPTH as SIGNED_DEPTH
@@ -103,6 +104,9 @@ class LMM:
         marginal sampler keeps integrating the random effects out where every residual
         group lies within one level of each grouping factor; otherwise the model is
         sampled with explicit random effects (``method="full"``).
+    family
+        ``"gaussian"`` only, for now: another family raises an error pointing to
+        ``bl.glmer`` (a 0/1 or count response fitted as Gaussian warns).
 
     Examples
     --------
@@ -119,12 +123,15 @@ class LMM:
         priors: Mapping[str, Prior] | None = None,
         parametrization: str = "noncentered",
         residual: ResidualStructure | None = None,
+        family: str = "gaussian",
     ):
+        check_gaussian(family, "bl.LMM")
         if not isinstance(parametrization, str) or parametrization not in PARAMETRIZATIONS:
             raise ArgumentError(
                 f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}"
             )
         self.design: Design = build_design(formula, data, residual, summaries=SUMMARIES)
+        warn_gaussian_misuse(self.design)
         self.formula = self.design.spec.formula
         self.priors: dict[str, Prior] = resolve_priors(self.design, priors)
         self.parametrization = parametrization

@@ -41,6 +41,7 @@ from ..gaussian.statistics import CrossProducts, same_response
 from ..spec.design import Design, build_design
 from ..spec.formula import ModelSpec
 from ..spec.neighbours import single_term_deletions
+from .glmer import GlmerResult
 from .lmer import LmerResult, lmer
 
 ANOVA_COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)",
@@ -243,7 +244,7 @@ class LikelihoodRatioTable:
 
 
 def anova(
-    *fits: LmerResult,
+    *fits: LmerResult | GlmerResult,
     refit: bool = True,
     names: Sequence[str] | None = None,
     check_nested: bool = True,
@@ -253,7 +254,9 @@ def anova(
     Parameters
     ----------
     *fits
-        Two or more :class:`~bayeslmm.LmerResult` of the same rows.
+        Two or more :class:`~bayeslmm.LmerResult` of the same rows, or two or more
+        :class:`~bayeslmm.GlmerResult` of the same family and ``nAGQ`` (ML fits: ``refit``
+        does not apply).
     refit
         Refit REML fits by maximum likelihood first (lme4's default). With ``False`` the
         REML likelihoods are compared, which is valid only when every model has the
@@ -275,9 +278,12 @@ def anova(
     if len(fits) < 2:
         raise ComparisonError(f"anova() needs at least two fits to compare, got {len(fits)}")
     for i, fit in enumerate(fits):
-        if not isinstance(fit, LmerResult):
-            raise ComparisonError(f"anova() compares bl.lmer fits; argument {i + 1} is a "
-                                  f"{type(fit).__name__}")  # fmt: skip
+        if not isinstance(fit, LmerResult | GlmerResult):
+            raise ComparisonError(f"anova() compares bl.lmer or bl.glmer fits; argument {i + 1} "
+                                  f"is a {type(fit).__name__}")  # fmt: skip
+    if len({(type(f), str(getattr(f, "family", "")), getattr(f, "nagq", 0)) for f in fits}) > 1:
+        raise ComparisonError("anova() compares fits of one kind: all bl.lmer, or all bl.glmer "
+                              "of the same family and nAGQ (their likelihoods differ otherwise)")
     check_bool("refit", refit)
     check_bool("check_nested", check_nested)
     if names is not None and (isinstance(names, str) or not isinstance(names, Sequence)
@@ -285,7 +291,8 @@ def anova(
                               or not all(isinstance(n, str) for n in names)):
         raise ArgumentError(f"names must be a list of {len(fits)} strings (one per fit), "
                             f"got {names!r}")  # fmt: skip
-    labels = [fit.design.spec.formula for fit in fits] if names is None else list(names)
+    labels = [getattr(fit, "formula", fit.design.spec.formula) for fit in fits] \
+        if names is None else list(names)  # fmt: skip
     if names is None and len(set(labels)) < len(labels):  # the same formula twice
         labels = [f"m{i + 1}: {label}" for i, label in enumerate(labels)]
     if len(labels) != len(fits) or len(set(labels)) != len(labels):

@@ -30,6 +30,7 @@ from ..errors import (
 )
 from ..spec.design import NUMBER, build_design, column_kind
 from ..spec.formula import ModelSpec, parse_formula, quote
+from ..spec.response import check_gaussian
 from .factors import FactorsSetup, MultiFactorComparison, compare_factors
 from .parameters import reml_coefficients
 from .rows import (
@@ -369,6 +370,7 @@ def compare(
     bayes: bool = True,
     level: float = 0.95,
     model: LMM | None = None,
+    family: str = "gaussian",
     **fit_kwargs: Any,
 ) -> Comparison | MultiFactorComparison:
     """The same formula by REML, Bayes and the classical models, and its shrinkage.
@@ -399,6 +401,9 @@ def compare(
         An already fitted :class:`LMM` of ``formula`` (with the user's priors, say): it
         becomes the Bayesian row whose random part matches the formula instead of a
         refit with default priors.
+    family
+        ``"gaussian"`` only: the comparison of GLMMs is not written yet, and another
+        family raises an error saying so.
     **fit_kwargs
         Passed to :meth:`LMM.fit` (``draws``, ``chains``, ``random_seed``, ...).
 
@@ -415,6 +420,7 @@ def compare(
         ``Bayes``). A model that cannot estimate the term on these data (a term constant
         within groups, say) keeps its row, with a note saying why.
     """
+    check_gaussian(family, "bl.compare")
     check_arguments(level, bayes, model, fit_kwargs)
     refuse_dask(data, "compare()")
     if model is not None and model.residual_structure is not None:

@@ -448,7 +448,10 @@ def report(
         Paths of the HTML file, every CSV and every figure.
     """
     if not isinstance(model, LMM):
-        raise ArgumentError(f"report() needs a fitted bayeslmm.LMM, got {type(model).__name__}")
+        glmm = " (the report of a GLMM such as bl.glmer's is not written yet)" \
+            if type(model).__name__ == "GlmerResult" else ""  # fmt: skip
+        raise ArgumentError(f"report() needs a fitted bayeslmm.LMM, got "
+                            f"{type(model).__name__}{glmm}")  # fmt: skip
     if model.idata is None or model.convergence is None:
         raise NotFittedError("report() needs a fitted model: call model.fit() first")
     if random_effects is not None and not isinstance(random_effects, RandomEffectsComparison):

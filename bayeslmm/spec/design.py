@@ -127,6 +127,8 @@ def build_design(
     data: pd.DataFrame,
     residual: ResidualStructure | None = None,
     summaries: Mapping[str, Callable[[Design], Reduction]] | None = None,
+    carry: tuple[str, ...] = (),
+    level_per_row: bool = False,
 ) -> Design:
     """Evaluate a formula on data.
 
@@ -147,6 +149,11 @@ def build_design(
         Sums over the rows to compute with the design, by name (a function of the design
         giving a :class:`Reduction`); a Dask design computes them in the pass that checks
         its rows. They are kept in :meth:`Design.reduce`'s cache.
+    carry
+        Columns of ``data`` the formula does not read that the design's frame keeps, row
+        for row (GLM trials and offsets, :mod:`bayeslmm.spec.response`).
+    level_per_row
+        Allow a grouping factor with one level per row (a GLMM's observation-level effect).
 
     Returns
     -------
@@ -173,6 +180,7 @@ def build_design(
         raise ColumnTypeError(f"data must be a pandas or Dask DataFrame, got "
                               f"{type(data).__name__}")  # fmt: skip
     used, names = _used_columns(spec, data)
+    used += [c for c in carry if c not in used]
     group_columns = {f for term in spec.random for f in term.factors}
     if residual is not None:
         _residual_columns(residual, data, used)
@@ -186,7 +194,7 @@ def build_design(
 
     blocks = []
     for term, label in zip(spec.random, _block_labels(spec.random), strict=True):
-        levels = term_levels(term, frame, len(frame))
+        levels = term_levels(term, frame, len(frame) + level_per_row)
         z_mm, Z = _matrix(term.expr, frame, f"random term {term}", names)
         if z_mm.shape[1] == 0:
             raise FormulaError(f"random term {term} has no columns")

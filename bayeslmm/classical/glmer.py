@@ -1,0 +1,470 @@
+"""Maximum-likelihood GLMMs as lme4's ``glmer``: ``bl.glmer``.
+
+The deviance of :mod:`bayeslmm.glmm.pirls` (Laplace for ``nAGQ = 1``, adaptive
+Gauss-Hermite for ``nAGQ > 1`` with one scalar random effect) is minimised in lme4's two
+stages: over theta alone with beta from PIRLS (lme4's ``nAGQ = 0`` step), then over theta
+and beta together, from the first stage's optimum. Both stages use bounded quasi-Newton
+steps (L-BFGS-B) on central-difference gradients of a PIRLS converged to rounding error,
+then a Nelder-Mead polish. The fixed effects' covariance is, as lme4's default, twice the
+inverse of the finite-difference Hessian of the deviance over (theta, beta) (lme4's
+``deriv12``, step 1e-4), or the PIRLS-based one where that Hessian is not positive
+definite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.optimize
+import scipy.stats
+
+from ..errors import ArgumentError, ConvergenceWarning, SingularFitWarning, warn
+from ..gaussian.profiled import ThetaLayout
+from ..glmm.pirls import GlmmProblem, PirlsState
+from ..spec.design import Design
+from ..spec.family import Family
+from ..spec.response import GlmResponse, glm_design
+
+SINGULAR_TOL = 1e-4
+HESSIAN_STEP = 1e-4  # lme4's deriv12 delta
+
+
+def _central_gradient(f, x: np.ndarray, lower: np.ndarray, h: float = 1e-5):
+    """Central differences (one-sided at a lower bound)."""
+    g = np.empty_like(x)
+    for i in range(len(x)):
+        up, down = x.copy(), x.copy()
+        up[i] += h
+        down[i] = max(x[i] - h, lower[i])
+        g[i] = (f(up) - f(down)) / (up[i] - down[i])
+    return g
+
+
+def deriv12(f, x: np.ndarray, lower: np.ndarray, delta: float = HESSIAN_STEP) -> np.ndarray:
+    """lme4's ``deriv12`` Hessian: central differences of step ``delta``, shortened at a
+    lower bound."""
+    nx = len(x)
+    fx = f(x)
+    xadd = x + delta
+    xsub = np.maximum(x - delta, lower)
+    ld = x - xsub
+    H = np.empty((nx, nx))
+
+    def at(changes):
+        z = x.copy()
+        for i, v in changes:
+            z[i] = v
+        return f(z)
+
+    for j in range(nx):
+        fadd, fsub = at([(j, xadd[j])]), at([(j, xsub[j])])
+        H[j, j] = fadd / delta**2 - 2 * fx / (delta * ld[j]) + fsub / ld[j] ** 2
+        for i in range(j):
+            H[i, j] = H[j, i] = (
+                at([(i, xadd[i]), (j, xadd[j])]) / (delta + delta) ** 2
+                - at([(i, xadd[i]), (j, xsub[j])]) / (delta + ld[j]) ** 2
+                - at([(i, xsub[i]), (j, xadd[j])]) / (ld[i] + delta) ** 2
+                + at([(i, xsub[i]), (j, xsub[j])]) / (ld[i] + ld[j]) ** 2
+            )
+    return H
+
+
+@dataclass
+class GlmerResult:
+    """A maximum-likelihood GLMM fit (``bl.glmer``)."""
+
+    design: Design
+    response: GlmResponse
+    nagq: int
+    theta: np.ndarray
+    beta: np.ndarray
+    deviance: float  # -2 logLik (Laplace or AGQ, lme4's definition)
+    state: PirlsState = field(repr=False)
+    layout: ThetaLayout = field(repr=False)
+    vcov_beta: np.ndarray = field(repr=False)
+    vcov_method: str = "hessian"
+    converged: bool = True
+    data_name: str | None = None
+    _problem: GlmmProblem | None = field(default=None, repr=False)
+
+    @property
+    def family(self) -> Family:
+        return self.response.family
+
+    @property
+    def formula(self) -> str:
+        """The formula as written."""
+        return self.response.formula
+
+    @property
+    def reml(self) -> bool:
+        """Always False: GLMMs are fitted by maximum likelihood."""
+        return False
+
+    @property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self.beta, index=self.design.fixed_names, name="estimate")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance of the fixed effects (lme4's default: from the Hessian of the
+        deviance over theta and beta; ``vcov_method`` says which)."""
+        names = self.design.fixed_names
+        return pd.DataFrame(self.vcov_beta, index=names, columns=names)
+
+    @property
+    def se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.vcov_beta)), index=self.design.fixed_names,
+                         name="se")  # fmt: skip
+
+    @property
+    def vcov_pirls(self) -> pd.DataFrame:
+        """Covariance of the fixed effects given theta, from PIRLS's weighted system at
+        the modes (lme4's ``vcov(fit, use.hessian = FALSE)``)."""
+        names = self.design.fixed_names
+        return pd.DataFrame(self._problem.unscaled_vcov(self.state), index=names,
+                            columns=names)  # fmt: skip
+
+    def coefficients(self) -> pd.DataFrame:
+        """Wald z table: ``Estimate``, ``Std. Error``, ``z value``, ``Pr(>|z|)``."""
+        est, se = self.beta, np.sqrt(np.diag(self.vcov_beta))
+        z = est / se
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
+                             "Pr(>|z|)": 2 * scipy.stats.norm.sf(np.abs(z))},
+                            index=self.design.fixed_names)  # fmt: skip
+
+    @property
+    def n_params(self) -> int:
+        return len(self.beta) + len(self.theta)
+
+    @property
+    def loglik(self) -> float:
+        return -0.5 * self.deviance
+
+    @property
+    def aic(self) -> float:
+        return self.deviance + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return self.deviance + np.log(self.design.n_obs) * self.n_params
+
+    @property
+    def df_resid(self) -> int:
+        return self.design.n_obs - self.n_params
+
+    @property
+    def deviance_residuals_sum(self) -> float:
+        """Sum of squared deviance residuals at the conditional modes (what lme4's
+        ``deviance()`` returns for a GLMM; not -2 logLik)."""
+        fam, r = self.family, self.response
+        return float(np.sum(fam.dev_resid(r.y, self.state.mu, r.weights)))
+
+    @property
+    def singular(self) -> bool:
+        """As lme4's ``isSingular``: a bounded theta component within 1e-4 of 0."""
+        bounded = np.isfinite(self.layout.lower_bounds())
+        return bool(np.any(self.theta[bounded] < SINGULAR_TOL))
+
+    def covariances(self) -> list[np.ndarray]:
+        """Per random block, the covariance matrix T T' (no residual scale)."""
+        return [T @ T.T for T in self.layout.factors(self.theta)]
+
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components in lme4's ``as.data.frame(VarCorr())`` layout."""
+        rows = []
+        for block, cov in zip(self.design.blocks, self.covariances(), strict=True):
+            sd = np.sqrt(np.diag(cov))
+            for j, col in enumerate(block.columns):
+                rows.append((block.label, col, None, cov[j, j], sd[j]))
+            if block.correlated:
+                for i in range(block.n_terms):
+                    for j in range(i):
+                        denom = sd[i] * sd[j]
+                        cor = cov[i, j] / denom if denom > 0 else np.nan
+                        rows.append((block.label, block.columns[j], block.columns[i],
+                                     cov[i, j], cor))  # fmt: skip
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    def _b(self) -> np.ndarray:
+        return self.layout.relative_factor(self.theta) @ self.state.u
+
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes of the random effects: per grouping factor, levels x terms."""
+        b = self._b()
+        out: dict[str, pd.DataFrame] = {}
+        start = 0
+        for block in self.design.blocks:
+            size = block.n_levels * block.n_terms
+            values = b[start : start + size].reshape(block.n_levels, block.n_terms)
+            start += size
+            frame = pd.DataFrame(values, index=block.level_values, columns=block.columns)
+            frame.index.name = block.group
+            if block.group in out:
+                taken = set(out[block.group].columns)
+                frame.columns = [f"{c}_{block.label}" if c in taken else c for c in frame.columns]
+                out[block.group] = pd.concat([out[block.group], frame], axis=1)
+            else:
+                out[block.group] = frame
+        return out
+
+    def fitted(self, scale: str = "response") -> np.ndarray:
+        """Conditional fitted values: ``scale="response"`` (probabilities, rates; lme4's
+        ``fitted``) or ``"link"`` (the linear predictor with the offset, lme4's
+        ``predict``)."""
+        if scale == "response":
+            return self.state.mu.copy()
+        if scale == "link":
+            return self.state.eta.copy()
+        raise ArgumentError(f"scale must be 'response' or 'link', got {scale!r}")
+
+    def residuals(self, kind: str = "deviance") -> np.ndarray:
+        """``"deviance"`` (lme4's default), ``"pearson"`` or ``"response"`` residuals."""
+        fam, r, mu = self.family, self.response, self.state.mu
+        if kind == "response":
+            return r.y - mu
+        if kind == "pearson":
+            return (r.y - mu) * np.sqrt(r.weights / fam.variance(mu))
+        if kind == "deviance":
+            return np.sign(r.y - mu) * np.sqrt(np.maximum(fam.dev_resid(r.y, mu, r.weights), 0))
+        raise ArgumentError(f"kind must be 'deviance', 'pearson' or 'response', got {kind!r}")
+
+    # -- printing ----------------------------------------------------------------------
+    def summary(self) -> str:
+        """The fit as lme4's ``summary()`` of a glmerMod prints it."""
+        method = ("Laplace Approximation" if self.nagq == 1
+                  else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nagq}")  # fmt: skip
+        lines = ["Generalized linear mixed model fit by maximum likelihood "
+                 f"({method}) ['glmerMod']", f" Family: {self.family}",
+                 f"Formula: {self.response.formula}"]  # fmt: skip
+        if self.data_name:
+            lines.append(f"   Data: {self.data_name}")
+        lines.append("")
+        stats = {"AIC": self.aic, "BIC": self.bic, "logLik": self.loglik,
+                 "-2*log(L)": self.deviance, "df.resid": self.df_resid}  # fmt: skip
+        cells = [f"{v:.1f}" if k != "df.resid" else str(v) for k, v in stats.items()]
+        width = max(max(map(len, stats)), max(map(len, cells))) + 1
+        lines.append("".join(k.rjust(width) for k in stats))
+        lines.append("".join(c.rjust(width) for c in cells))
+        lines += ["", "Random effects:"]
+        vc = self.varcorr()
+        table = [("Groups", "Name", "Variance", "Std.Dev.", "Corr")]
+        last = None
+        for row in vc.itertuples(index=False):
+            if not pd.isna(row.var2):
+                continue
+            group = row.grp if row.grp != last else ""
+            last = row.grp
+            table.append((group, row.var1, f"{row.vcov:.4g}", f"{row.sdcor:.4g}", ""))
+        cors = vc[vc["var2"].notna()]
+        for row in cors.itertuples(index=False):
+            for k, t in enumerate(table):
+                if t[1] == row.var2 and k > 0:
+                    table[k] = (*t[:4], (t[4] + f" {row.sdcor:.2f}").strip())
+        show_cor = len(cors) > 0
+        widths = [max(len(t[i]) for t in table) for i in range(5)]
+        for t in table:
+            cols = t if show_cor else t[:4]
+            lines.append(" " + " ".join(c.ljust(w) for c, w in zip(cols, widths, strict=False)))
+        groups = ", ".join(f"{g}, {len(levels)}" for g, levels in self.design.groups().items())
+        lines += [f"Number of obs: {self.design.n_obs}, groups:  {groups}", "",
+                  "Fixed effects:"]  # fmt: skip
+        coef = self.coefficients()
+        text = coef.to_string(formatters={
+            "Estimate": "{:.5f}".format, "Std. Error": "{:.5f}".format,
+            "z value": "{:.3f}".format, "Pr(>|z|)": lambda p: f"{p:.3g}"})  # fmt: skip
+        stars = [" ***" if p < 0.001 else " **" if p < 0.01 else " *" if p < 0.05
+                 else " ." if p < 0.1 else "" for p in coef["Pr(>|z|)"]]  # fmt: skip
+        body = text.splitlines()
+        lines.append(body[0])
+        lines += [line + s for line, s in zip(body[1:], stars, strict=True)]
+        lines.append("---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+        if self.singular:
+            lines.append("boundary (singular) fit: see help('isSingular')")
+        if not self.converged:
+            lines.append("optimizer did not report convergence")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    __repr__ = __str__
+
+
+class _Objective:
+    """The deviance of (theta, beta), with PIRLS warm-started at the last mode."""
+
+    def __init__(self, problem: GlmmProblem, n_theta: int, nagq: int, design: Design):
+        self.problem, self.n_theta, self.nagq = problem, n_theta, nagq
+        self.codes = design.blocks[0].codes if nagq > 1 else None
+        self.n_levels = design.blocks[0].n_levels if nagq > 1 else 0
+
+    def state(self, x: np.ndarray) -> PirlsState:
+        return self.problem.pirls(x[: self.n_theta], x[self.n_theta :])
+
+    def value(self, state: PirlsState) -> float:
+        if self.nagq > 1:
+            return self.problem.agq(state, self.codes, self.n_levels, self.nagq)
+        return self.problem.laplace(state)
+
+    def __call__(self, x: np.ndarray) -> float:
+        try:
+            return self.value(self.state(np.asarray(x, float)))
+        except (ArithmeticError, np.linalg.LinAlgError, RuntimeError):
+            return np.inf
+
+
+def _minimise(f, x0: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Bounded quasi-Newton (L-BFGS-B) on central-difference gradients; a Nelder-Mead
+    polish (inside the bounds, by reflection at them) where it stops without converging."""
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+
+    def fg(x):
+        return f(x), _central_gradient(f, x, lower)
+
+    options = {"maxiter": 500, "ftol": 1e-15, "gtol": 1e-6}
+    res = scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                  options=options)  # fmt: skip
+    x = np.maximum(res.x, lower)
+    if res.success:
+        return x, True
+
+    def g(z):
+        return f(np.where(z < lower, 2 * lower - z, z))  # reflect at the bounds
+
+    step = np.maximum(np.abs(x) * 0.01, 0.005)
+    simplex = np.vstack([x, x + np.diag(step)])
+    polish = scipy.optimize.minimize(g, x, method="Nelder-Mead",
+                                     options={"initial_simplex": simplex, "xatol": 1e-9,
+                                              "fatol": 1e-11, "maxfev": 400 * len(x)})  # fmt: skip
+    best = np.where(polish.x < lower, 2 * lower - polish.x, polish.x)
+    if f(best) > f(x):
+        best = x
+    return best, bool(polish.success)
+
+
+def _one_blas_thread():
+    """BLAS limited to one thread while fitting (threadpoolctl, where installed): the dense
+    factors are small, and BLAS threads waiting on busy cores made each one ~500x slower on
+    a loaded 2-core machine."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def glmer(
+    formula: str,
+    data: pd.DataFrame,
+    family: str | Family,
+    nAGQ: int = 1,  # noqa: N803 (lme4's name)
+    weights: str | np.ndarray | None = None,
+    offset: str | np.ndarray | None = None,
+) -> GlmerResult:
+    """Fit a generalised linear mixed model by maximum likelihood, as ``lme4::glmer``.
+
+    Parameters
+    ----------
+    formula
+        lme4 formula: the response may be ``cbind(successes, failures)`` (binomial), and
+        ``offset(expr)`` terms may be added (``offset(log(exposure))``).
+    data
+        A pandas DataFrame (never modified).
+    family
+        ``"binomial"`` (logit link, or ``binomial(link = "probit")``/``"cloglog"``),
+        ``"bernoulli"`` or ``"poisson"`` (log link); or a
+        :class:`~bayeslmm.spec.family.Family`.
+    nAGQ
+        1: Laplace approximation; > 1: adaptive Gauss-Hermite quadrature with this many
+        nodes (one scalar random effect only, as lme4).
+    weights
+        Trials of a proportion response (binomial), a column name or array.
+    offset
+        An offset on the linear predictor, a column name or array.
+
+    Returns
+    -------
+    GlmerResult
+        Warns :class:`~bayeslmm.SingularFitWarning` when the fit is singular.
+    """
+    if isinstance(nAGQ, bool) or not isinstance(nAGQ, int | np.integer) or not 1 <= nAGQ <= 100:
+        raise ArgumentError(f"nAGQ must be an integer from 1 to 100, got {nAGQ!r}")
+    nagq = int(nAGQ)
+    with _one_blas_thread():
+        return _glmer(formula, data, family, nagq, weights, offset)
+
+
+def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
+    design, response = glm_design(formula, data, family, weights=weights, offset=offset)
+    fam = response.family
+    if fam.name == "gaussian":
+        raise ArgumentError("glmer with the gaussian family is a linear mixed model: use "
+                            "bl.lmer (REML/ML), as lme4's glmer does")  # fmt: skip
+    if not design.blocks:
+        raise ArgumentError(f"{formula!r} has no random term such as (1 | g): glmer fits mixed "
+                            "models")  # fmt: skip
+    if nagq > 1 and (len(design.blocks) != 1 or design.blocks[0].n_terms != 1):
+        raise ArgumentError(f"nAGQ = {nagq} (adaptive Gauss-Hermite quadrature) needs a single "
+                            "scalar random effect such as (1 | g), as lme4; use nAGQ = 1 "
+                            "(Laplace)")  # fmt: skip
+    layout = ThetaLayout.from_design(design)
+    problem = GlmmProblem(design.X, [(b.Z, b.codes, b.n_levels) for b in design.blocks],
+                          layout.factors, fam, response.y, response.weights,
+                          response.offset)  # fmt: skip
+    lower_theta = layout.lower_bounds()
+    n_theta = len(lower_theta)
+
+    def stage1(theta):
+        try:
+            return problem.laplace(problem.pirls(theta))
+        except (ArithmeticError, np.linalg.LinAlgError, RuntimeError):
+            return np.inf
+
+    theta0, ok1 = _minimise(stage1, layout.start(), lower_theta)
+    beta0 = problem.pirls(theta0).beta
+    objective = _Objective(problem, n_theta, nagq, design)
+    lower = np.concatenate([lower_theta, np.full(len(beta0), -np.inf)])
+    # beta in units of its standard errors at the start: beta = beta0 + C z (C C' = the
+    # PIRLS covariance), so that quasi-Newton steps are on one scale
+    C = np.linalg.cholesky(problem.unscaled_vcov(problem.pirls(theta0, beta0)))
+
+    def scaled(xz: np.ndarray) -> float:
+        return objective(np.concatenate([xz[:n_theta], beta0 + C @ xz[n_theta:]]))
+
+    xz, ok2 = _minimise(scaled, np.concatenate([theta0, np.zeros(len(beta0))]), lower)
+    x = np.concatenate([xz[:n_theta], beta0 + C @ xz[n_theta:]])
+    state = objective.state(x)
+    deviance = objective.value(state)
+    theta, beta = x[:n_theta], x[n_theta:]
+    vcov_beta, method = _vcov(objective, x, lower, n_theta, problem, state)
+    problem.pirls(theta, beta)  # leave the warm start at the optimum
+    result = GlmerResult(design, response, nagq, theta, beta, deviance, state, layout,
+                         vcov_beta, method, ok1 and ok2, _problem=problem)  # fmt: skip
+    if not np.isfinite(deviance):
+        raise ArithmeticError(f"the deviance of {formula!r} is not finite at the optimum")
+    if not result.converged:
+        warn(f"the optimiser did not report convergence for {formula!r}", ConvergenceWarning)
+    if result.singular:
+        warn(f"boundary (singular) fit of {formula!r}: a random-effect variance is ~0 or a "
+             "correlation ~ +/-1; consider a simpler random-effects structure",
+             SingularFitWarning)  # fmt: skip
+    return result
+
+
+def _vcov(objective, x, lower, n_theta, problem, state) -> tuple[np.ndarray, str]:
+    """lme4's default covariance of beta: 2 H^-1 of the deviance's finite-difference
+    Hessian over (theta, beta), beta block; PIRLS's ``unsc`` where H is not usable."""
+    H = deriv12(objective, x, lower)
+    try:
+        inv = np.linalg.inv(H)
+        V = inv[n_theta:, n_theta:]
+        V = V + V.T
+        if np.all(np.isfinite(V)) and np.linalg.eigvalsh(V).min() > 0:
+            return V, "hessian"
+    except np.linalg.LinAlgError:
+        pass
+    return problem.unscaled_vcov(state), "pirls"

@@ -13,7 +13,6 @@ definite.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -347,13 +346,11 @@ def _minimise(f, x0: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 def _one_blas_thread():
-    """BLAS limited to one thread while fitting (threadpoolctl, where installed): the dense
-    factors are small, and BLAS threads waiting on busy cores made each one ~500x slower on
-    a loaded 2-core machine."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional
-        return contextlib.nullcontext()
+    """BLAS limited to one thread while fitting (threadpoolctl): the dense factors are
+    small, and BLAS threads waiting on busy cores made each one ~500x slower on a loaded
+    2-core machine."""
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(1, user_api="blas")
 
 

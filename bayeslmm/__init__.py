@@ -17,6 +17,7 @@ from .bayes.loo import LooComparison, loo_compare
 from .bayes.model import LMM
 from .bayes.persist import load
 from .bayes.priors import Prior, default_priors
+from .bayes.settings import FitInfo, FitSettings
 from .classical.anova import LikelihoodRatioTable, anova, ranova
 from .classical.lmer import LmerResult, lmer, satterthwaite
 from .comparison.factors import MultiFactorComparison
@@ -50,6 +51,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LMM",
+    "FitSettings",
+    "FitInfo",
     "load",
     "lmer",
     "AR1",

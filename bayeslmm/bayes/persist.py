@@ -38,6 +38,7 @@ from ..spec.design import Design
 from ..spec.residual import AR1, CompoundSymmetry, ResidualStructure
 from . import stack
 from .priors import Prior
+from .settings import FitInfo
 
 if TYPE_CHECKING:
     from .model import LMM
@@ -178,7 +179,7 @@ def model_record(model: LMM) -> dict:
         "parametrization": model.parametrization,
         "residual": _residual_record(model.residual_structure),
         "priors": {name: {"dist": p.dist, "params": p.params} for name, p in model.priors.items()},
-        "fit": model._fit_info,
+        "fit": model.fit_info.as_dict() if model.fit_info is not None else {},
         "n_dropped": int(design.n_dropped),
         "data_sha256": data_digest(design.frame),
         "design_sha256": design_digest(design),
@@ -271,6 +272,6 @@ def load(path: str | os.PathLike) -> LMM:
             f"was fitted to (versions written -> now: {changed}); refit the model"
         )
     model.idata = stack.from_netcdf(path, CONTAINER_GROUP)
-    model._fit_info = dict(record["fit"])
+    model.fit_info = FitInfo.from_dict(record["fit"])  # files of every version: one key
     model.convergence = model._check_convergence()
     return model

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from .bayes.model import LMM
     from .bayes.persist import load
     from .bayes.priors import Prior, default_priors
+    from .bayes.settings import FitInfo, FitSettings
     from .classical.anova import LikelihoodRatioTable, anova, ranova
     from .classical.glmer import GlmerResult, glmer
     from .classical.lmer import LmerResult, lmer, satterthwaite
@@ -66,6 +67,8 @@ _LAZY: dict[str, str] = {
     "load": "bayes.persist",
     "Prior": "bayes.priors",
     "default_priors": "bayes.priors",
+    "FitInfo": "bayes.settings",
+    "FitSettings": "bayes.settings",
     "LikelihoodRatioTable": "classical.anova",
     "anova": "classical.anova",
     "ranova": "classical.anova",
@@ -113,6 +116,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LMM",
+    "FitSettings",
+    "FitInfo",
     "load",
     "lmer",
     "glmer",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .density import MarginalDensity
     from .diagnostics import Convergence
     from .priors import Prior
+    from .settings import FitInfo
     from .stack import Results
 
 
@@ -28,7 +29,7 @@ class FittedLMM(Protocol):
     parametrization: str
     idata: Results | None
     convergence: Convergence | None
-    _fit_info: dict
+    fit_info: FitInfo | None
 
     @property
     def residual_structure(self) -> ResidualStructure | None: ...

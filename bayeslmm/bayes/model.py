@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from collections.abc import Mapping
 from functools import cached_property, partial
 from pathlib import Path
@@ -34,10 +36,11 @@ from ..gaussian.statistics import (
     nested_grouping_factors,
     single_grouping_factor,
 )
-from ..spec.design import Design, Rows, build_design, is_dask_frame
+from ..spec.design import Design, Rows, is_dask_frame
 from ..spec.naming import PARAMETRIZATIONS
 from ..spec.residual import ResidualStructure, non_nested_factors
 from ..spec.response import check_gaussian, warn_gaussian_misuse
+from ..spec.reuse import design_from
 from . import stack
 from .centring import SIGNED_ABOVE as SIGNED_ABOVE  # moved there: old names kept
 from .centring import SIGNED_DEPTH as SIGNED_DEPTH
@@ -66,6 +69,7 @@ from .sampling import (
     sample_compiled,
     sample_nuts,
 )
+from .settings import METHODS, FitInfo, FitSettings
 from .stack import Results
 
 if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit need not pay)
@@ -74,7 +78,6 @@ if TYPE_CHECKING:  # PyMC is imported where a PyMC model is built (0.6 s a fit n
     from .conditional import ConditionalEffects
     from .evidence import MarginalLikelihood
 
-METHODS = ("marginal", "full")
 LOG_LIKELIHOOD_MAX = 50_000_000  # rows x draws kept in the pointwise log-likelihood
 #: a grouping factor with at most this many levels (or no more levels than its covariance
 #: has parameters) makes fit's default target_accept 0.99
@@ -85,7 +88,10 @@ class LMM:
     Parameters
     ----------
     formula
-        lme4 syntax, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+        lme4 syntax, e.g. ``"Reaction ~ Days + (Days | Subject)"``; or a built
+        :class:`~bayeslmm.Design` (``bl.build_design(formula, data, residual)``), taken as
+        it is, with ``data`` and ``residual`` left out: ``bl.LMM(design)`` (what
+        :func:`bayeslmm.compare` does to fit each distinct design once).
     data
         The data (never modified): a pandas DataFrame, or a Dask DataFrame (e.g.
         ``dd.read_parquet(...)``), whose sufficient statistics are computed partition by
@@ -118,8 +124,8 @@ class LMM:
 
     def __init__(
         self,
-        formula: str,
-        data: pd.DataFrame,
+        formula: str | Design,
+        data: pd.DataFrame | None = None,
         priors: Mapping[str, Prior] | None = None,
         parametrization: str = "noncentered",
         residual: ResidualStructure | None = None,
@@ -130,14 +136,24 @@ class LMM:
             raise ArgumentError(
                 f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}"
             )
-        self.design: Design = build_design(formula, data, residual, summaries=SUMMARIES)
+        self.design: Design = design_from(formula, data, residual, SUMMARIES, "bl.LMM()")
         warn_gaussian_misuse(self.design)
         self.formula = self.design.spec.formula
         self.priors: dict[str, Prior] = resolve_priors(self.design, priors)
         self.parametrization = parametrization
         self.idata: Results | None = None
         self.convergence: Convergence | None = None
-        self._fit_info: dict = {}
+        #: what the last fit was asked and did (None before a fit)
+        self.fit_info: FitInfo | None = None
+
+    @property
+    def _fit_info(self) -> dict:
+        """:attr:`fit_info` as the dict of earlier versions (``{}`` before a fit)."""
+        return {} if self.fit_info is None else self.fit_info.as_dict()
+
+    @_fit_info.setter
+    def _fit_info(self, value: dict) -> None:
+        self.fit_info = FitInfo.from_dict(value) if value else None
 
     def __repr__(self) -> str:
         """The lme4-like summary block of a fitted model (:meth:`summary`); one line
@@ -443,6 +459,10 @@ class LMM:
             or divergences, over the population parameters (and, with
             ``method="full"``, the random effects, which NUTS then samples too).
         """
+        asked = FitSettings(draws=draws, tune=tune, chains=chains, cores=cores,
+                            random_seed=random_seed, target_accept=target_accept,
+                            progressbar=progressbar, sampler=sampler, method=method,
+                            store_log_likelihood=store_log_likelihood)  # fmt: skip
         if target_accept is None:
             target_accept = self.default_target_accept
         check_settings(draws=draws, tune=tune, chains=chains, cores=cores,
@@ -471,6 +491,7 @@ class LMM:
         settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores,
                     "random_seed": random_seed, "target_accept": target_accept,
                     "progressbar": progressbar}  # fmt: skip
+        start = time.perf_counter()
         if compiled:
             check_sampler(sampler)
             idata = sample_compiled(density, self.design, **settings)
@@ -487,33 +508,37 @@ class LMM:
                 obs = {"obs": np.arange(self.design.n_obs)}
                 y = xr.DataArray(self.design.y, dims="obs", coords=obs)
                 stack.set_group(idata, "observed_data", xr.Dataset({self.design.response: y}))
+        seconds = time.perf_counter() - start
         if store_log_likelihood is None:
             size = self.design.n_obs * draws * chains
             store_log_likelihood = self.design.rows_in_memory and size <= LOG_LIKELIHOOD_MAX
         if store_log_likelihood:
             stack.set_group(idata, "log_likelihood", log_likelihood(idata, self.design))
         self.idata = idata
-        self._fit_info = {
-            "sampler": sampler, "method": method, "draws": draws, "chains": chains, "tune": tune,
-            "target_accept": target_accept, "random_seed": random_seed,
-            "log_density": "bayeslmm (numba)" if density is not None else "PyMC graph",
-            "mass_matrix": ("diagonal + low rank" if density is not None
-                            and density.low_rank_mass_matrix else "diagonal"),
-        }  # fmt: skip
+        self.fit_info = FitInfo(
+            settings=asked, sampler=sampler, method=method, target_accept=target_accept,
+            log_density="bayeslmm (numba)" if density is not None else "PyMC graph",
+            mass_matrix=("diagonal + low rank" if density is not None
+                         and density.low_rank_mass_matrix else "diagonal"),
+            seconds=seconds,
+        )  # fmt: skip
         self.convergence = self._check_convergence()
+        self.fit_info = dataclasses.replace(self.fit_info,
+                                            divergences=int(self.convergence.divergences))
         warn_convergence(self.convergence, self.formula)
         return idata
 
     def _check_convergence(self) -> Convergence:
-        """R-hat, ESS and divergences of the fit in ``self.idata`` (as ``_fit_info`` says it
-        was sampled). NUTS moved the population parameters only in the marginal model; its
+        """R-hat, ESS and divergences of the fit in ``self.idata`` (as :attr:`fit_info` says
+        it was sampled). NUTS moved the population parameters only in the marginal model; its
         random effects are exact draws given each of them, so their mixing is the
         parameters'."""
+        info = self.fit_info
         check_vars = self.population_variables()
-        if self._fit_info.get("method") == "full":
+        if info is not None and info.method == "full":
             check_vars += [f"u_{b.label}" for b in self.design.blocks]
         return check_convergence(self.idata, check_vars,
-                                 target_accept=self._fit_info.get("target_accept"))  # fmt: skip
+                                 target_accept=info.target_accept if info else None)
 
     def _posterior(self) -> Results:
         if self.idata is None:

@@ -44,6 +44,7 @@ from .records import (
     save,
     versions,
 )
+from .settings import FitInfo
 
 __all__ = [
     "CONTAINER_GROUP", "DEPENDENCIES", "FORMAT", "MODEL_GROUP", "check_format", "data_digest",
@@ -79,6 +80,6 @@ def load(path: str | os.PathLike) -> LMM:
             f"was fitted to (versions written -> now: {changed}); refit the model"
         )
     model.idata = stack.from_netcdf(path, CONTAINER_GROUP)
-    model._fit_info = dict(record["fit"])
+    model.fit_info = FitInfo.from_dict(record["fit"])  # files of every version: one key
     model.convergence = model._check_convergence()
     return model

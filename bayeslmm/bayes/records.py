@@ -162,7 +162,7 @@ def model_record(model: LMM) -> dict:
         "parametrization": model.parametrization,
         "residual": _residual_record(model.residual_structure),
         "priors": {name: {"dist": p.dist, "params": p.params} for name, p in model.priors.items()},
-        "fit": model._fit_info,
+        "fit": model.fit_info.as_dict() if model.fit_info is not None else {},
         "n_dropped": int(design.n_dropped),
         "data_sha256": data_digest(design.frame),
         "design_sha256": design_digest(design),

@@ -114,10 +114,11 @@ def population_values(model) -> dict[str, np.ndarray]:
 
 def format_summary(model, table: pd.DataFrame) -> str:
     """The printed form of :meth:`LMM.summary`."""
-    design, info = model.design, model._fit_info
+    design, info = model.design, model.fit_info
     lines = [
-        f"Bayesian linear mixed model fit by NUTS ({info.get('sampler', '?')}; "
-        f"{info.get('chains', '?')} chains x {info.get('draws', '?')} draws)",
+        f"Bayesian linear mixed model fit by NUTS ({info.sampler}; {info.settings.chains} "
+        f"chains x {info.settings.draws} draws)" if info is not None
+        else "Bayesian linear mixed model (not fitted)",
         f"Formula: {design.spec.formula}",
         f"   Data: {design.n_obs} observations"
         + (f" ({design.n_dropped} dropped for missing values)" if design.n_dropped else ""),

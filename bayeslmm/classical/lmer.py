@@ -38,10 +38,11 @@ from ..gaussian.profiled import (
 )
 from ..gaussian.residual import ResidualModel, ResidualProfile
 from ..gaussian.statistics import SUMMARIES, BlockedStats, CrossProducts, random_effects_matrix
-from ..spec.design import Design, Rows, build_design
+from ..spec.design import Design, Rows
 from ..spec.grid import reference_grid
 from ..spec.naming import ParameterNames
 from ..spec.residual import ResidualStructure, non_nested_factors
+from ..spec.reuse import design_from
 from .summary import LmerSummary, RenamedSeries, format_lmer_summary
 
 SINGULAR_TOL = 1e-4
@@ -982,8 +983,8 @@ def _check_scales(design: Design, cp: CrossProducts) -> None:
 
 
 def lmer(
-    formula: str,
-    data: pd.DataFrame,
+    formula: str | Design,
+    data: pd.DataFrame | None = None,
     reml: bool = True,
     residual: ResidualStructure | None = None,
 ) -> LmerResult:
@@ -992,7 +993,9 @@ def lmer(
     Parameters
     ----------
     formula
-        lme4 formula, parsed by the same code as :class:`bayeslmm.LMM`.
+        lme4 formula, parsed by the same code as :class:`bayeslmm.LMM`; or a built
+        :class:`~bayeslmm.Design` (``bl.build_design(formula, data, residual)``), fitted as
+        it is with ``data`` and ``residual`` left out: ``bl.lmer(design)``.
     data
         The data (never modified): a pandas DataFrame, or a Dask DataFrame (e.g.
         ``dd.read_parquet(...)``), whose sufficient statistics are computed partition by
@@ -1012,7 +1015,7 @@ def lmer(
     """
     if not isinstance(reml, bool | np.bool_):
         raise ArgumentError(f"reml must be True (REML) or False (ML), got {reml!r}")
-    design = build_design(formula, data, residual, summaries=SUMMARIES)
+    design = design_from(formula, data, residual, SUMMARIES, "bl.lmer()")
     if not design.blocks and design.residual is None:
         raise FormulaError(
             f"{design.spec.formula!r} has no random term such as (1 | g): lmer fits mixed "

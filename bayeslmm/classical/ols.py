@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from ..errors import DataError, RowsNotInMemoryError
-from ..spec.design import build_design, is_dask_frame
+from ..errors import ArgumentError, DataError, RowsNotInMemoryError
+from ..spec.design import Design, is_dask_frame
 from ..spec.formula import quote
+from ..spec.reuse import design_from, group_dummies
 
 
 @dataclass
@@ -50,14 +51,28 @@ def refuse_dask(data: object, what: str) -> None:
         )
 
 
-def ols(formula: str, data: pd.DataFrame) -> OLSFit:
-    """OLS of a fixed-effects formula, with lme4-style column names."""
-    refuse_dask(data, "ols()")
-    design = build_design(formula, data)
+def ols(formula: str | Design, data: pd.DataFrame | None = None) -> OLSFit:
+    """OLS of a fixed-effects formula, with lme4-style column names; or of the fixed part
+    of a built :class:`~bayeslmm.Design` (its random terms left out), ``ols(design)``."""
+    refuse_dask(formula.frame if isinstance(formula, Design) else data, "ols()")
+    design = design_from(formula, data, caller="ols()")
+    return _ols(design.X, design.y, list(design.fixed_names))
+
+
+def _ols(X: np.ndarray, y: np.ndarray, names: list[str]) -> OLSFit:
     import statsmodels.api as sm  # here: importing it takes 0.4 s that a fit does not need
 
-    result = sm.OLS(design.y, design.X).fit()
-    return OLSFit(list(design.fixed_names), result)
+    return OLSFit(names, sm.OLS(y, X).fit())
+
+
+def ancova(design: Design, group: str, slopes: tuple[str, ...] = ()) -> OLSFit | None:
+    """OLS of the design's fixed part plus dummies of ``group``'s levels (and ``slopes``
+    times them): ``ols(f"{fixed} + C(group) + slope:C(group)", data)`` on the design's
+    rows, from its level codes (:func:`~bayeslmm.spec.reuse.group_dummies`); None where
+    the dummies' coding needs the formula (a fixed part without intercept)."""
+    refuse_dask(design.frame, "ANCOVA")
+    made = group_dummies(design, group, slopes)
+    return None if made is None else _ols(made[0], design.y, made[1])
 
 
 @dataclass
@@ -81,11 +96,24 @@ class TwoStageFit:
         }  # fmt: skip
 
 
-def per_group_ols(formula: str, data: pd.DataFrame, group: str) -> TwoStageFit:
-    """OLS of ``formula`` within every level of ``group``, all levels solved at once."""
-    refuse_dask(data, "the two-stage model")
-    design = build_design(f"{formula} + (1 | {quote(group)})", data)
-    levels, codes = np.asarray(design.blocks[0].levels), design.blocks[0].codes
+def per_group_ols(
+    formula: str | Design, data: pd.DataFrame | None = None, group: str | None = None
+) -> TwoStageFit:
+    """OLS of ``formula`` within every level of ``group``, all levels solved at once; or of
+    the fixed part of a built :class:`~bayeslmm.Design` within every level of ``group``
+    (default: its first grouping factor), ``per_group_ols(design)``."""
+    refuse_dask(formula.frame if isinstance(formula, Design) else data, "the two-stage model")
+    if isinstance(formula, Design):
+        design = design_from(formula, data, caller="per_group_ols()")
+        group = design.blocks[0].group if group is None else group
+        formula = design.spec.formula
+    else:
+        if group is None:
+            raise ArgumentError("per_group_ols(formula, data, group): group is missing")
+        design = design_from(f"{formula} + (1 | {quote(group)})", data,
+                             caller="per_group_ols()")  # fmt: skip
+    block = next(b for b in design.blocks if b.group == group)
+    levels, codes = np.asarray(block.levels), block.codes
     X, y = design.X, design.y
     g, p = len(levels), X.shape[1]
     xtx = np.zeros((g, p, p))
@@ -100,7 +128,7 @@ def per_group_ols(formula: str, data: pd.DataFrame, group: str) -> TwoStageFit:
             f"{group!r}: too few distinct rows"
         )
     coefs = np.linalg.solve(xtx, xty[..., None])[..., 0]
-    index = design.blocks[0].level_values.rename(group)  # the factor's type
+    index = block.level_values.rename(group)  # the factor's type
     frame = pd.DataFrame(coefs, index=index, columns=design.fixed_names)
     return TwoStageFit(frame)
 

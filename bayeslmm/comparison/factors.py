@@ -54,8 +54,10 @@ from ..classical.ols import (
     per_level_ols,
 )
 from ..errors import ArgumentError, DataError, FormulaError
+from ..gaussian.statistics import SUMMARIES
 from ..spec.design import Design, build_design
 from ..spec.formula import ModelSpec, quote
+from ..spec.reuse import Designs
 from .parameters import fixed_effects_table, reml_coefficients, variance_components_table
 from .rows import check_fit_settings, check_level, fit_bayes, model_table
 
@@ -99,12 +101,15 @@ class FactorsSetup:
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, term: str | None, data: pd.DataFrame) -> FactorsSetup:
-        if not spec.random:
-            raise FormulaError(f"compare() needs a random term such as (1 | g); "
-                               f"{spec.formula!r} has none")  # fmt: skip
-        if term is not None and not isinstance(term, str):
-            raise ArgumentError(f"term must be the name of a fixed effect, got {term!r}")
-        design = build_design(spec, data)
+        """The setup of ``spec`` on ``data`` (its design built here: see :meth:`from_design`)."""
+        _check_setup(spec, term)
+        return cls.from_design(build_design(spec, data), term)
+
+    @classmethod
+    def from_design(cls, design: Design, term: str | None) -> FactorsSetup:
+        """The setup of a built design of the user's formula (nothing is built)."""
+        spec = design.spec
+        _check_setup(spec, term)
         candidates = [n for n in design.fixed_names if n != "(Intercept)"]
         if term is None:
             term = candidates[0] if candidates else None
@@ -138,6 +143,14 @@ class FactorsSetup:
                    if not outer and not any(g in o for o in self.nested_in)]  # fmt: skip
         kind = "crossed" if len(crossed) > 1 else ("nested" if any(self.nested_in) else "")
         return f"{kind + ': ' if kind else ''}{'; '.join(parts)}"
+
+
+def _check_setup(spec: ModelSpec, term: object) -> None:
+    if not spec.random:
+        raise FormulaError(f"compare() needs a random term such as (1 | g); "
+                           f"{spec.formula!r} has none")  # fmt: skip
+    if term is not None and not isinstance(term, str):
+        raise ArgumentError(f"term must be the name of a fixed effect, got {term!r}")
 
 
 def _factor_codes(design: Design) -> dict[str, np.ndarray]:
@@ -460,21 +473,29 @@ def _posterior_columns(draws, term: str, level: float) -> pd.DataFrame:
 
 
 def compare_factors(
-    spec: ModelSpec,
-    data: pd.DataFrame,
+    spec: ModelSpec | Design,
+    data: pd.DataFrame | None,
     term: str | None,
     bayes: bool,
     level: float,
     model: LMM | None,
     fit_kwargs: dict[str, Any],
 ) -> MultiFactorComparison:
-    """The comparison of a formula with several grouping factors (see :func:`compare`)."""
-    s = FactorsSetup.from_spec(spec, term, data)
+    """The comparison of a formula with several grouping factors (see :func:`compare`):
+    ``spec`` the formula, or a built design of it (then ``data`` is None, and its rows
+    are the data)."""
+    if isinstance(spec, Design):
+        user = spec
+    else:
+        _check_setup(spec, term)
+        user = build_design(spec, data, summaries=SUMMARIES)
+    spec, rows = user.spec, user.frame if data is None else data
+    s = FactorsSetup.from_design(user, term)
     if bayes:
         check_fit_settings(fit_kwargs)
-    reml = lmer(spec.formula, data)
+    reml = lmer(user)
     design = reml.design
-    if bayes and model is not None:
+    if bayes and model is not None and model.design is not design:
         same = (list(model.design.fixed_names) == list(design.fixed_names)
                 and [(b.label, b.columns) for b in model.design.blocks]
                 == [(b.label, b.columns) for b in design.blocks]
@@ -501,7 +522,7 @@ def compare_factors(
         if s.random_slope:
             inter = _intercepts_formula(spec)
             steps.append(("LMM-Inter", f"REML {inter} (Wald z, lme4's SE)",
-                          lambda: lmer(inter, data)))  # fmt: skip
+                          lambda: lmer(Designs(rows, user).get(inter))))  # fmt: skip
         steps.append(("LMM", f"REML {spec.formula} (Wald z, lme4's SE)", lambda: reml))
     fits: dict[str, Any] = {"LMM": reml}
     methods: dict[str, str] = {}
@@ -520,7 +541,7 @@ def compare_factors(
                 notes[name] = note
         fits[name] = fitted
     if bayes:
-        fits["Bayes"] = model if model is not None else fit_bayes(spec.formula, data, fit_kwargs)
+        fits["Bayes"] = model if model is not None else fit_bayes(user, fit_kwargs)
         if s.term is not None:
             methods["Bayes"] = f"Bayesian {fits['Bayes'].formula} (posterior mean, sd, HDI)"
     comparison = MultiFactorComparison(setup=s, table=pd.DataFrame(), fits=fits, level=level,

@@ -19,7 +19,7 @@ import scipy.stats
 from ..bayes import stack
 from ..bayes.model import LMM
 from ..classical.lmer import LmerResult, lmer
-from ..classical.ols import OLSFit, ols, per_group_ols, refuse_dask
+from ..classical.ols import OLSFit, ancova, ols, per_group_ols, refuse_dask
 from ..errors import (
     ArgumentError,
     ColumnTypeError,
@@ -28,9 +28,10 @@ from ..errors import (
     FormulaError,
     check_probability,
 )
-from ..spec.design import NUMBER, build_design, column_kind
+from ..spec.design import NUMBER, Design, build_design, column_kind
 from ..spec.formula import ModelSpec, parse_formula, quote
 from ..spec.response import check_gaussian
+from ..spec.reuse import Designs
 from .factors import FactorsSetup, MultiFactorComparison, compare_factors
 from .parameters import reml_coefficients
 from .rows import (
@@ -63,16 +64,21 @@ class ComparisonSetup:
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, term: str | None, data: pd.DataFrame) -> ComparisonSetup:
+        """The setup of ``spec`` on ``data`` (its design built here: see :meth:`from_design`)."""
         refuse_dask(data, "compare()")
-        groups = {t.group for t in spec.random}
-        if len(groups) != 1 or len(spec.random[0].factors) != 1:
-            raise FormulaError(
-                "compare() needs exactly one grouping factor (a single column); the formula "
-                f"has {sorted(groups) or 'none'} in {spec.formula!r}"
-            )
+        _one_column_factor(spec)
         if term is not None and not isinstance(term, str):
             raise ArgumentError(f"term must be the name of a fixed effect, got {term!r}")
-        design = build_design(spec, data)
+        return cls.from_design(build_design(spec, data), term)
+
+    @classmethod
+    def from_design(cls, design: Design, term: str | None) -> ComparisonSetup:
+        """The setup of a built design of the user's formula (nothing is built)."""
+        spec = design.spec
+        refuse_dask(design.frame, "compare()")
+        _one_column_factor(spec)
+        if term is not None and not isinstance(term, str):
+            raise ArgumentError(f"term must be the name of a fixed effect, got {term!r}")
         group = spec.random[0].factors[0]
         frame = design.frame
         candidates = [n for n in design.fixed_names if n != "(Intercept)"]
@@ -317,6 +323,15 @@ class Comparison:
         return mean + radius * circle * np.sqrt(np.clip(vals, 0, None)) @ vecs.T
 
 
+def _one_column_factor(spec: ModelSpec) -> None:
+    groups = {t.group for t in spec.random}
+    if len(groups) != 1 or len(spec.random[0].factors) != 1:
+        raise FormulaError(
+            "compare() needs exactly one grouping factor (a single column); the formula "
+            f"has {sorted(groups) or 'none'} in {spec.formula!r}"
+        )
+
+
 def _held_at_means(params: pd.Series, X: np.ndarray, keep: tuple[str, ...], group: str) -> float:
     """Contribution of the fixed predictors other than ``keep`` at their column means
     (group dummies and their interactions excluded)."""
@@ -326,10 +341,11 @@ def _held_at_means(params: pd.Series, X: np.ndarray, keep: tuple[str, ...], grou
     return float(np.asarray(params)[other] @ np.asarray(X)[:, other].mean(axis=0))
 
 
-def _group_means(s: ComparisonSetup, data: pd.DataFrame) -> pd.DataFrame:
+def _group_means(s: ComparisonSetup, inter: Design) -> pd.DataFrame:
     """One row per group: the mean of every numeric column the OLS formula reads, and the
-    value of every other one (which must then be constant within groups)."""
-    frame = build_design(f"{s.ols} + (1 | {quote(s.group)})", data).frame
+    value of every other one (which must then be constant within groups), from the rows of
+    the random-intercept design ``inter`` (``ols + (1 | group)``)."""
+    frame = inter.frame
     codes = frame[s.group]
     out = {}
     for col in frame.columns:
@@ -364,8 +380,8 @@ def _between_note(name: str, s: ComparisonSetup) -> tuple[bool, str]:
 
 
 def compare(
-    formula: str,
-    data: pd.DataFrame,
+    formula: str | Design | LMM,
+    data: pd.DataFrame | None = None,
     term: str | None = None,
     bayes: bool = True,
     level: float = 0.95,
@@ -385,9 +401,15 @@ def compare(
     ----------
     formula
         An lme4 formula, e.g. ``score ~ edu + (1|classroom)`` or
-        ``rt ~ cond + (1 | subj) + (1 | item)``.
+        ``rt ~ cond + (1 | subj) + (1 | item)``; or a built :class:`~bayeslmm.Design` of
+        it (``bl.compare(design)``), or a fitted :class:`LMM` (``bl.compare(model)``, the
+        same as ``model=model`` with the model's design): then ``data`` is left out, and
+        every model is fitted to the design's rows. Each distinct design is built once
+        (the formula's, the random-intercept model's, and the slopes model's where it
+        differs from the formula's); the OLS and ANCOVA fits take theirs from the
+        random-intercept design (its fixed columns, its level codes as dummies).
     data
-        The data (never modified).
+        The data (never modified); left out with a Design or a fitted model.
     term
         Fixed term compared across models. One factor: a numeric column of the data
         (default: the first); several factors: any fixed effect but the intercept
@@ -421,8 +443,19 @@ def compare(
         within groups, say) keeps its row, with a note saying why.
     """
     check_gaussian(family, "bl.compare")
+    if isinstance(formula, LMM):
+        if model is not None and model is not formula:
+            raise ArgumentError("compare(model, ...): give the fitted model once, as the "
+                                "first argument or as model=")  # fmt: skip
+        model, formula = formula, formula.design
     check_arguments(level, bayes, model, fit_kwargs)
-    refuse_dask(data, "compare()")
+    given = formula if isinstance(formula, Design) else None
+    if given is not None and data is not None:
+        raise ArgumentError("compare(design) takes no data: a Design (or a fitted model) "
+                            "carries its rows")  # fmt: skip
+    if given is None and data is None:
+        raise ArgumentError("compare(formula, data): data is missing")
+    refuse_dask(data if given is None else given.frame, "compare()")
     if model is not None and model.residual_structure is not None:
         raise ComparisonError(
             f"the seven-model comparison contrasts ways of pooling groups, every model with "
@@ -431,25 +464,58 @@ def compare(
             "model would ignore. Compare it with bl.lmer(..., residual=...) and "
             "bl.compare_random_effects instead"
         )
-    spec = parse_formula(formula)
+    if given is not None and given.residual is not None:
+        raise ComparisonError(
+            f"the seven-model comparison fits every model with independent residuals; the "
+            f"design of {given.spec.formula!r} has correlated residuals "
+            f"({given.residual.describe()}): compare it with bl.compare_random_effects"
+        )
+    spec = given.spec if given is not None else parse_formula(formula)
     if not spec.random:
         raise FormulaError(f"compare() needs a random term such as (1 | g); {spec.formula!r} "
                            "has none")  # fmt: skip
     if not _one_factor(spec):
-        return compare_factors(spec, data, term, bayes, level, model, fit_kwargs)
-    s = ComparisonSetup.from_spec(spec, term, data)
+        return compare_factors(given or spec, data, term, bayes, level, model, fit_kwargs)
+    if given is None:  # what can be checked before the build
+        _one_column_factor(spec)
+        if term is not None and not isinstance(term, str):
+            raise ArgumentError(f"term must be the name of a fixed effect, got {term!r}")
+        given = build_design(spec, data)
+    s = ComparisonSetup.from_design(given, term)
     if bayes:
         check_fit_settings(fit_kwargs)
+    # every model's design is built once from these rows, or derived from one built
+    rows = given.frame if data is None else data
+    designs = Designs(rows, given)
+
+    def inter() -> Design:
+        return designs.get(s.lmm_intercepts)
+
+    def complete_pooling() -> OLSFit:
+        """OLS of the fixed part: the random-intercept design's rows where they are the
+        formula's (none dropped for a missing group), else its own design."""
+        try:
+            same = inter().n_dropped == 0
+        except DataError:
+            same = False
+        return ols(inter()) if same else ols(designs.get(s.ols))
+
+    def ancova_fit(slopes: tuple[str, ...], formula: str) -> OLSFit:
+        fit = ancova(inter(), s.group, slopes)  # the dummies from the level codes
+        return fit if fit is not None else ols(designs.get(formula))
+
     steps = [
-        ("LM-Global", f"OLS {s.ols}", lambda: ols(s.ols, data)),
-        ("ANCOVA-Inter", f"OLS {s.ancova_intercepts}", lambda: ols(s.ancova_intercepts, data)),
+        ("LM-Global", f"OLS {s.ols}", complete_pooling),
+        ("ANCOVA-Inter", f"OLS {s.ancova_intercepts}",
+         lambda: ancova_fit((), s.ancova_intercepts)),
         ("Aggregation", f"OLS on {s.group} means {s.ols}",
-         lambda: ols(s.ols, _group_means(s, data))),
+         lambda: ols(s.ols, _group_means(s, inter()))),
         ("Hierarchical", f"two-stage: per-{s.group} OLS, then t-test of the {s.term} slopes",
-         lambda: per_group_ols(s.ols, data, s.group)),
-        ("LMM-Inter", f"REML {s.lmm_intercepts} (Wald z)", lambda: lmer(s.lmm_intercepts, data)),
-        ("ANCOVA-Full", f"OLS {s.ancova_slopes}", lambda: ols(s.ancova_slopes, data)),
-        ("LMM-Full", f"REML {s.lmm_slopes} (Wald z)", lambda: lmer(s.lmm_slopes, data)),
+         lambda: per_group_ols(inter(), group=s.group)),
+        ("LMM-Inter", f"REML {s.lmm_intercepts} (Wald z)", lambda: lmer(inter())),
+        ("ANCOVA-Full", f"OLS {s.ancova_slopes}",
+         lambda: ancova_fit((s.term,), s.ancova_slopes)),
+        ("LMM-Full", f"REML {s.lmm_slopes} (Wald z)", lambda: lmer(designs.get(s.lmm_slopes))),
     ]  # fmt: skip
     if bayes:
         primary = "Full" if s.random_slope else "Inter"
@@ -459,7 +525,7 @@ def compare(
                               "sd, HDI)", lambda: model))  # fmt: skip
                 continue
             steps.append((f"Bayes-{suffix}", f"Bayesian {f} (posterior mean, sd, HDI)",
-                          lambda f=f: fit_bayes(f, data, fit_kwargs)))  # fmt: skip
+                          lambda f=f: fit_bayes(designs.get(f), fit_kwargs)))  # fmt: skip
 
     fits: dict[str, Any] = {}
     methods, notes = {}, {}
@@ -474,7 +540,7 @@ def compare(
             fits[name] = fit_model()
         except DataError as err:  # a model the data cannot identify: its row says why
             notes[name] = f"not identified: {err}"
-    comparison = Comparison(setup=s, data=_plot_frame(s, data), table=pd.DataFrame(),
+    comparison = Comparison(setup=s, data=_plot_frame(s, inter()), table=pd.DataFrame(),
                             fits=fits, level=level, methods=methods, notes=notes)  # fmt: skip
     comparison.table = comparison.table_at(level)
     return comparison
@@ -486,19 +552,23 @@ def _one_factor(spec: ModelSpec) -> bool:
 
 
 def comparison_setup(
-    spec: ModelSpec, term: str | None, data: pd.DataFrame
+    spec: ModelSpec | Design, term: str | None, data: pd.DataFrame | None = None
 ) -> ComparisonSetup | FactorsSetup:
     """What :func:`compare` would compare, checked without fitting anything: the formula,
-    the term and the columns they read."""
+    the term and the columns they read (``spec``: the formula with ``data``, or a built
+    design of it, which is not built again)."""
+    if isinstance(spec, Design):
+        if spec.spec.random and not _one_factor(spec.spec):
+            return FactorsSetup.from_design(spec, term)
+        return ComparisonSetup.from_design(spec, term)
     if spec.random and not _one_factor(spec):
         return FactorsSetup.from_spec(spec, term, data)
     return ComparisonSetup.from_spec(spec, term, data)
 
 
-def _plot_frame(s: ComparisonSetup, data: pd.DataFrame) -> pd.DataFrame:
-    """The rows and columns the user's model used, with the response (even a transformed
-    one, ``np.log(y)``) under its name: what the figures draw."""
-    design = build_design(s.lmm_intercepts, data)
+def _plot_frame(s: ComparisonSetup, design: Design) -> pd.DataFrame:
+    """The rows and columns of the random-intercept design, with the response (even a
+    transformed one, ``np.log(y)``) under its name: what the figures draw."""
     frame = design.frame.copy()
     frame[s.response] = design.y
     return frame

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,11 +40,14 @@ from ..bayes.evidence import bayes_factor
 from ..bayes.loo import LooComparison, loo_compare
 from ..bayes.model import LMM
 from ..bayes.priors import resolve_priors
+from ..bayes.settings import FitSettings
 from ..classical.anova import chibar_pvalue, random_dimensions
 from ..classical.lmer import LmerResult, lmer
 from ..errors import ArgumentError, BayesLMMError, ComparisonError, SingularFitWarning
+from ..spec.design import Design, build_design
 from ..spec.naming import ParameterNames
 from ..spec.neighbours import Reduction, simpler_neighbours
+from ..spec.reuse import Designs, model_key, same_rows
 
 #: Bayes factor beyond which the evidence counts (Jeffreys' "substantial", 3 to 1).
 BF_THRESHOLD = 3.0
@@ -140,15 +144,10 @@ def _component(reduction: Reduction) -> str:
     return f"random slope of {reduction.removed} in {reduction.term}"
 
 
-def _fit_neighbour(model: LMM, formula: str, fit_kwargs: dict[str, Any]) -> LMM:
-    """The neighbour, with the fitted model's priors of the parameters they share, fitted to
-    the rows the model used (a Dask DataFrame's lazily cleaned rows: one design each)."""
-    neighbour = LMM(
-        formula,
-        model.design.frame,
-        parametrization=model.parametrization,
-        residual=model.residual_structure,
-    )
+def _fit_neighbour(model: LMM, design: Design, fit_kwargs: dict[str, Any]) -> LMM:
+    """The neighbour (its design, built once from the rows the model used), with the fitted
+    model's priors of the parameters they share."""
+    neighbour = LMM(design, parametrization=model.parametrization)
     names = set(ParameterNames.from_design(neighbour.design).all())
     shared = {k: v for k, v in model.priors.items() if k in names}
     neighbour.priors = resolve_priors(neighbour.design, shared)
@@ -225,6 +224,7 @@ def compare_random_effects(
     bayes: bool = True,
     alpha: float = 0.05,
     priors: dict | None = None,
+    fits: Iterable[Any] = (),
     **fit_kwargs: Any,
 ) -> RandomEffectsComparison:
     """Which random effects does the data support? The model against its neighbours.
@@ -243,6 +243,13 @@ def compare_random_effects(
     priors
         Priors of a model given as a formula (the neighbours share the fitted
         model's priors of their common parameters).
+    fits
+        Fits already made (e.g. ``bl.compare(model).fits.values()``): a
+        :func:`~bayeslmm.lmer` REML fit of the model's formula or of a neighbour's, to the
+        model's rows, is reused instead of refitted, and its design serves the Bayesian
+        neighbour; other fits are ignored. Otherwise each neighbour's design is built
+        once, for its REML and its Bayesian fit, and the model's REML fit uses the
+        model's design.
     **fit_kwargs
         Passed to :meth:`LMM.fit` for every Bayesian fit (default: the fitted model's
         draws, tune, chains and random seed; the seed also seeds bridge sampling).
@@ -267,12 +274,21 @@ def compare_random_effects(
         raise ComparisonError("pass data only with a formula: a model carries its own data")
     frame = model.design.frame
     notes: list[str] = []
+    known = _reml_fits(fits, model.design)
+    designs = Designs(frame, model.design)  # a Dask DataFrame's lazily cleaned rows
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularFitWarning)
-        residual = model.residual_structure  # the neighbours keep the residual structure
-        reml = lmer(model.formula, frame, residual=residual)
-        neighbours = [NeighbourComparison(r, lmer(r.formula, frame, residual=residual))
-                      for r in simpler_neighbours(model.design)]  # fmt: skip
+        reml = known.get(model_key(model.design.spec))
+        if reml is None:
+            reml = lmer(model.design)
+        neighbours = []
+        for r in simpler_neighbours(model.design):
+            fit = known.get(model_key(r.spec))
+            if fit is None:
+                design = (designs.get(r.spec) if model.design.residual is None
+                          else build_design(r.spec, frame, model.residual_structure))
+                fit = lmer(design)
+            neighbours.append(NeighbourComparison(r, fit))
     if not neighbours:
         notes.append("The random part has no slope or correlation to remove, so there is no "
                       "simpler neighbour to compare with.")  # fmt: skip
@@ -284,15 +300,17 @@ def compare_random_effects(
                      "integrate out; the comparison is frequentist only.")  # fmt: skip
     comparison = None
     if use_bayes:
-        info = model._fit_info
-        # the fit's seed too: the same call gives the same neighbours and bridge sampling
-        settings = {k: info[k] for k in ("draws", "tune", "chains", "random_seed") if k in info}
-        settings.update({"progressbar": False, **fit_kwargs})
+        # the fit's settings and seed too: the same call gives the same neighbours and
+        # bridge sampling
+        asked = (model.fit_info.settings if model.fit_info is not None else FitSettings())
+        base = {k: getattr(asked, k) for k in ("draws", "tune", "chains", "random_seed")}
+        settings = FitSettings.from_kwargs({**base, "progressbar": False, **fit_kwargs},
+                                           "compare_random_effects()").check().kwargs()
         if model.idata is None:
             model.fit(**settings)
-        seed = settings.get("random_seed")
+        seed = settings["random_seed"]
         for n in neighbours:
-            n.bayes = _fit_neighbour(model, n.reduction.formula, settings)
+            n.bayes = _fit_neighbour(model, n.reml.design, settings)
         try:
             fitted = f"{model.formula} (fitted)"
             models = {fitted: model} | {n.reduction.formula: n.bayes for n in neighbours}
@@ -347,6 +365,22 @@ def compare_random_effects(
         model=model if use_bayes else None, neighbours=neighbours, loo=comparison,
         notes=notes, group=group, alpha=alpha,
     )  # fmt: skip
+
+
+def _reml_fits(fits: Iterable[Any], design: Design) -> dict[tuple, LmerResult]:
+    """The REML fits among ``fits`` to the rows of ``design`` (with its residual
+    structure), by :func:`~bayeslmm.spec.reuse.model_key`."""
+    if isinstance(fits, Mapping):
+        fits = fits.values()
+    structure = design.residual.structure if design.residual is not None else None
+    out: dict[tuple, LmerResult] = {}
+    for fit in fits:
+        if not isinstance(fit, LmerResult) or not fit.reml:
+            continue
+        other = fit.design.residual.structure if fit.design.residual is not None else None
+        if other == structure and same_rows(fit.design, design):
+            out.setdefault(model_key(fit.design.spec), fit)
+    return out
 
 
 def _moot(neighbours: list[NeighbourComparison], table: pd.DataFrame) -> list[bool]:

@@ -3,7 +3,6 @@ checks of the arguments passed on to the Bayesian fits."""
 
 from __future__ import annotations
 
-import inspect
 import numbers
 from typing import Any
 
@@ -12,10 +11,11 @@ import pandas as pd
 import scipy.stats
 
 from ..bayes import stack
-from ..bayes.model import LMM, METHODS
-from ..bayes.sampling import check_sampler, check_settings
+from ..bayes.model import LMM
+from ..bayes.settings import FitSettings
 from ..classical.lmer import LmerResult, satterthwaite
 from ..errors import ArgumentError, NotFittedError
+from ..spec.design import Design
 
 TABLE_COLUMNS = [
     "model", "method", "rmse", "estimate", "se", "statistic", "stat_type", "df", "p_value",
@@ -23,12 +23,7 @@ TABLE_COLUMNS = [
 ]  # fmt: skip
 
 #: Keyword arguments of :meth:`LMM.fit` that :func:`compare` passes on.
-FIT_ARGUMENTS = ("draws", "tune", "chains", "cores", "random_seed", "target_accept",
-                 "progressbar", "sampler", "method", "store_log_likelihood")  # fmt: skip
-FIT_DEFAULTS = {
-    name: inspect.signature(LMM.fit).parameters[name].default
-    for name in ("draws", "tune", "chains", "cores", "random_seed", "target_accept", "progressbar")
-}
+FIT_ARGUMENTS = FitSettings.names()
 
 
 def check_level(level: object) -> float:
@@ -47,10 +42,7 @@ def check_arguments(level: object, bayes: object, model: object, fit_kwargs: dic
     check_level(level)
     if not isinstance(bayes, bool | np.bool_):
         raise ArgumentError(f"bayes must be True or False, got {bayes!r}")
-    unknown = sorted(set(fit_kwargs) - set(FIT_ARGUMENTS))
-    if unknown:
-        raise ArgumentError(f"compare() got unknown argument(s) {unknown}; it passes "
-                            f"{list(FIT_ARGUMENTS)} on to LMM.fit()")  # fmt: skip
+    FitSettings.from_kwargs(fit_kwargs, "compare()")  # unknown keywords, before anything
     if model is not None and not isinstance(model, LMM):
         raise ArgumentError(f"model must be a fitted bayeslmm.LMM, got {type(model).__name__}")
     if model is not None and model.idata is None:
@@ -61,19 +53,12 @@ def check_fit_settings(fit_kwargs: dict) -> None:
     """The settings passed on to :meth:`LMM.fit`, before anything is fitted; the progress
     bar is off unless asked for."""
     fit_kwargs.setdefault("progressbar", False)
-    check_settings(**{k: fit_kwargs.get(k, v) for k, v in FIT_DEFAULTS.items()})
-    if fit_kwargs.get("sampler", "auto") != "auto":
-        check_sampler(fit_kwargs["sampler"])
-    if fit_kwargs.get("method") not in (None, *METHODS):
-        raise ArgumentError(f"method must be one of {METHODS} or None, got "
-                            f"{fit_kwargs['method']!r}")  # fmt: skip
-    if fit_kwargs.get("store_log_likelihood") not in (None, True, False):
-        raise ArgumentError(f"store_log_likelihood must be True, False or None, got "
-                            f"{fit_kwargs['store_log_likelihood']!r}")  # fmt: skip
+    FitSettings.from_kwargs(fit_kwargs, "compare()").check()
 
 
-def fit_bayes(formula: str, data: pd.DataFrame, fit_kwargs: dict[str, Any]) -> LMM:
-    model = LMM(formula, data)
+def fit_bayes(design: Design, fit_kwargs: dict[str, Any]) -> LMM:
+    """:class:`LMM` of a built design (default priors), fitted with ``fit_kwargs``."""
+    model = LMM(design)
     model.fit(**fit_kwargs)
     return model
 

@@ -426,6 +426,7 @@ def _read_csv(file: Path) -> pd.DataFrame:
 def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors: dict,
              term: str | None, compare_models: bool, title: str | None) -> Path:  # fmt: skip
     from ..bayes.model import LMM
+    from ..bayes.settings import FitSettings
     from ..comparison.models import compare, comparison_setup
     from .report import prepare_output, report
 
@@ -442,33 +443,33 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
                                    f"({model.design.residual.describe()})."), False  # fmt: skip
     if compare_models:  # check before sampling: a bad --term must not cost a fit
         try:
-            comparison_setup(model.design.spec, term, data)
+            comparison_setup(model.design, term)
         except BayesLMMError as err:
             if term is not None:
                 raise
             why_not, compare_models = f"No comparison with the classical models: {err}", False
-    fit_kwargs = {
-        "draws": args.draws, "tune": args.tune, "chains": args.chains,
-        "random_seed": args.seed, "sampler": args.sampler, "target_accept": args.target_accept,
-        "method": None if args.method == "auto" else args.method,
-    }  # fmt: skip
-    progress = not args.no_progress
+    settings = FitSettings(
+        draws=args.draws, tune=args.tune, chains=args.chains, random_seed=args.seed,
+        sampler=args.sampler, target_accept=args.target_accept, progressbar=not args.no_progress,
+        method=None if args.method == "auto" else args.method,
+    )  # fmt: skip
     print(f"Fitting {model.formula} to {model.design.n_obs} rows ...", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model.fit(progressbar=progress, **fit_kwargs)
+        model.fit(**settings.kwargs())
     _print_warnings(caught, "the model")
     if compare_models:
         print("Fitting the comparison models ...", file=sys.stderr)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                comparison = compare(formula, data, term=term, model=model, level=args.level,
-                                     progressbar=progress, **fit_kwargs)  # fmt: skip
+                comparison = compare(model, term=term, level=args.level,
+                                     **settings.kwargs())  # the model's design and fit reused
             except BayesLMMError as err:
                 why_not = f"No comparison with the classical models: {err}"
         _print_warnings(caught, "the comparison models")
-    random_effects, random_note = _random_effects(args, model, progress, fit_kwargs)
+    known = comparison.fits.values() if comparison is not None else ()
+    random_effects, random_note = _random_effects(args, model, settings, known)
     if why_not:
         print(f"bayeslmm: note: {why_not}", file=sys.stderr)
     note = why_not or (
@@ -496,8 +497,10 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
     return files.html
 
 
-def _random_effects(args: argparse.Namespace, model, progress: bool, fit_kwargs: dict):
-    """The comparison with simpler random-effects structures, or why there is none."""
+def _random_effects(args: argparse.Namespace, model, settings, known=()):
+    """The comparison with simpler random-effects structures, or why there is none
+    (``known``: the comparison's fits, whose REML fits of the model and its neighbours are
+    reused)."""
     from ..comparison.random_effects import compare_random_effects
 
     if getattr(args, "no_random_comparison", False):
@@ -508,7 +511,7 @@ def _random_effects(args: argparse.Namespace, model, progress: bool, fit_kwargs:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            result = compare_random_effects(model, progressbar=progress, **fit_kwargs)
+            result = compare_random_effects(model, fits=known, **settings.kwargs())
         except BayesLMMError as err:
             note = f"No comparison of random-effects structures: {err}"
     _print_warnings(caught, "the random-effects comparison")

@@ -54,14 +54,15 @@ def _data_section(w: _Writer, model: LMM) -> None:
                     f"<code>{html.escape(repr(lay.structure))}</code>: residuals of one group "
                     f"are correlated, with {lay.parameter} between {lay.lower:.4g} and "
                     f"{lay.upper:.4g}; the estimate is in the variance components.")  # fmt: skip
-    info = model._fit_info
+    info = model.fit_info
     how = ("random effects integrated out, then drawn exactly"
-           if info.get("method") == "marginal" else "explicit random effects")  # fmt: skip
-    w.text(sec, f"Sampler: {info.get('sampler')} NUTS, method <code>{info.get('method')}</code> "
-                f"({how}), {info.get('chains')} chains x {info.get('draws')} draws after "
-                f"{info.get('tune')} tuning steps, target acceptance "
-                f"{info.get('target_accept')}, {info.get('mass_matrix', 'diagonal')} mass "
-                "matrix.")  # fmt: skip
+           if info.method == "marginal" else "explicit random effects")  # fmt: skip
+    took = f" Sampling took {info.seconds:.1f} s." if info.seconds is not None else ""
+    w.text(sec, f"Sampler: {info.sampler} NUTS, method <code>{info.method}</code> "
+                f"({how}), {info.settings.chains} chains x {info.settings.draws} draws after "
+                f"{info.settings.tune} tuning steps, target acceptance "
+                f"{info.target_accept}, {info.mass_matrix or 'diagonal'} mass "
+                f"matrix.{took}")  # fmt: skip
     if not d.rows_in_memory:
         w.text(sec, "The data are a Dask DataFrame: the model was fitted from sums computed "
                     "partition by partition, and its rows were never gathered.")  # fmt: skip

@@ -9,11 +9,17 @@ then a Nelder-Mead polish. The fixed effects' covariance is, as lme4's default, 
 inverse of the finite-difference Hessian of the deviance over (theta, beta) (lme4's
 ``deriv12``, step 1e-4), or the PIRLS-based one where that Hessian is not positive
 definite.
+
+The negative binomial family (lme4's ``glmer.nb``) estimates its dispersion ``theta`` by
+maximum likelihood: from MASS's ``theta.ml`` at a Poisson fit's means, the second stage
+optimises the deviance over ``log(theta)`` too (the joint optimum is the optimum of
+lme4's profile over ``theta``, which ``glmer.nb`` finds by ``optimize``); the covariance
+of beta is then taken at the estimated ``theta``, as lme4's refit there does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -22,9 +28,10 @@ import scipy.stats
 
 from ..errors import ArgumentError, ConvergenceWarning, SingularFitWarning, warn
 from ..gaussian.profiled import ThetaLayout
+from ..glmm.negbin import theta_ml
 from ..glmm.pirls import GlmmProblem, PirlsState
 from ..spec.design import Design
-from ..spec.family import Family
+from ..spec.family import Family, FamilyError, get_family
 from ..spec.response import GlmResponse, glm_design
 
 SINGULAR_TOL = 1e-4
@@ -88,10 +95,19 @@ class GlmerResult:
     converged: bool = True
     data_name: str | None = None
     _problem: GlmmProblem | None = field(default=None, repr=False)
+    #: was the negative binomial's theta estimated (lme4's glmer.nb), not given?
+    nb_estimated: bool = False
 
     @property
     def family(self) -> Family:
         return self.response.family
+
+    @property
+    def nb_theta(self) -> float | None:
+        """The negative binomial's dispersion (variance ``mu + mu^2 / theta``; lme4's
+        ``getME(fit, "glmer.nb.theta")``), None for other families. (``theta`` is the
+        random effects' relative covariance parameters, as ``bl.lmer``'s.)"""
+        return self.family.theta
 
     @property
     def formula(self) -> str:
@@ -137,7 +153,9 @@ class GlmerResult:
 
     @property
     def n_params(self) -> int:
-        return len(self.beta) + len(self.theta)
+        """Fixed effects, covariance parameters, and the negative binomial's theta where
+        it was estimated (lme4 counts it for a given theta too)."""
+        return len(self.beta) + len(self.theta) + int(self.nb_estimated)
 
     @property
     def loglik(self) -> float:
@@ -296,12 +314,17 @@ class GlmerResult:
 class _Objective:
     """The deviance of (theta, beta), with PIRLS warm-started at the last mode."""
 
-    def __init__(self, problem: GlmmProblem, n_theta: int, nagq: int, design: Design):
+    def __init__(self, problem: GlmmProblem, n_theta: int, nagq: int, design: Design,
+                 nb: bool = False):  # fmt: skip
         self.problem, self.n_theta, self.nagq = problem, n_theta, nagq
         self.codes = design.blocks[0].codes if nagq > 1 else None
         self.n_levels = design.blocks[0].n_levels if nagq > 1 else 0
+        self.nb = nb  # x ends with log(theta) of the negative binomial
 
     def state(self, x: np.ndarray) -> PirlsState:
+        if self.nb:
+            self.problem.family = self.problem.family.with_theta(float(np.exp(x[-1])))
+            x = x[:-1]
         return self.problem.pirls(x[: self.n_theta], x[self.n_theta :])
 
     def value(self, state: PirlsState) -> float:
@@ -312,7 +335,7 @@ class _Objective:
     def __call__(self, x: np.ndarray) -> float:
         try:
             return self.value(self.state(np.asarray(x, float)))
-        except (ArithmeticError, np.linalg.LinAlgError, RuntimeError):
+        except (ArithmeticError, np.linalg.LinAlgError, RuntimeError, FamilyError):
             return np.inf
 
 
@@ -357,10 +380,11 @@ def _one_blas_thread():
 def glmer(
     formula: str,
     data: pd.DataFrame,
-    family: str | Family,
+    family: str | Family | tuple,
     nAGQ: int = 1,  # noqa: N803 (lme4's name)
     weights: str | np.ndarray | None = None,
     offset: str | np.ndarray | None = None,
+    theta: float | None = None,
 ) -> GlmerResult:
     """Fit a generalised linear mixed model by maximum likelihood, as ``lme4::glmer``.
 
@@ -373,7 +397,9 @@ def glmer(
         A pandas DataFrame (never modified).
     family
         ``"binomial"`` (logit link, or ``binomial(link = "probit")``/``"cloglog"``),
-        ``"bernoulli"`` or ``"poisson"`` (log link); or a
+        ``"bernoulli"``, ``"poisson"`` (log link) or ``"negative_binomial"`` (``"nb"``; log
+        link; its theta estimated by ML as ``lme4::glmer.nb``, or fixed by
+        ``("negative_binomial", theta)``/``theta=``); or a
         :class:`~bayeslmm.spec.family.Family`.
     nAGQ
         1: Laplace approximation; > 1: adaptive Gauss-Hermite quadrature with this many
@@ -382,15 +408,21 @@ def glmer(
         Trials of a proportion response (binomial), a column name or array.
     offset
         An offset on the linear predictor, a column name or array.
+    theta
+        The negative binomial's dispersion (> 0; variance ``mu + mu^2 / theta``), fixed
+        at this value (MASS's ``negative.binomial(theta)``); None estimates it.
 
     Returns
     -------
     GlmerResult
-        Warns :class:`~bayeslmm.SingularFitWarning` when the fit is singular.
+        The negative binomial's theta is ``result.nb_theta`` (and printed as the family,
+        ``Negative Binomial(theta)``). Warns :class:`~bayeslmm.SingularFitWarning` when the
+        fit is singular.
     """
     if isinstance(nAGQ, bool) or not isinstance(nAGQ, int | np.integer) or not 1 <= nAGQ <= 100:
         raise ArgumentError(f"nAGQ must be an integer from 1 to 100, got {nAGQ!r}")
     nagq = int(nAGQ)
+    family = get_family(family, theta=theta)
     with _one_blas_thread():
         return _glmer(formula, data, family, nagq, weights, offset)
 
@@ -398,6 +430,7 @@ def glmer(
 def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
     design, response = glm_design(formula, data, family, weights=weights, offset=offset)
     fam = response.family
+    estimate_nb = fam.negative_binomial and fam.theta is None
     if fam.name == "gaussian":
         raise ArgumentError("glmer with the gaussian family is a linear mixed model: use "
                             "bl.lmer (REML/ML), as lme4's glmer does")  # fmt: skip
@@ -414,33 +447,43 @@ def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
                           response.offset)  # fmt: skip
     lower_theta = layout.lower_bounds()
     n_theta = len(lower_theta)
+    if estimate_nb:  # glmer.nb's start: MASS's theta.ml at a Poisson fit's means
+        problem.family = get_family("poisson", link=fam.link.name)
+        poisson_theta, _ = _minimise(lambda t: _stage1(problem, t), layout.start(), lower_theta)
+        mu = problem.pirls(poisson_theta).mu
+        problem.family = fam.with_theta(theta_ml(response.y, mu, response.weights))
 
-    def stage1(theta):
-        try:
-            return problem.laplace(problem.pirls(theta))
-        except (ArithmeticError, np.linalg.LinAlgError, RuntimeError):
-            return np.inf
-
-    theta0, ok1 = _minimise(stage1, layout.start(), lower_theta)
+    theta0, ok1 = _minimise(lambda t: _stage1(problem, t), layout.start(), lower_theta)
     beta0 = problem.pirls(theta0).beta
-    objective = _Objective(problem, n_theta, nagq, design)
-    lower = np.concatenate([lower_theta, np.full(len(beta0), -np.inf)])
+    p = len(beta0)
+    lower = np.concatenate([lower_theta, np.full(p + estimate_nb, -np.inf)])
     # beta in units of its standard errors at the start: beta = beta0 + C z (C C' = the
     # PIRLS covariance), so that quasi-Newton steps are on one scale
     C = np.linalg.cholesky(problem.unscaled_vcov(problem.pirls(theta0, beta0)))
+    # the negative binomial's log(theta) last, when it is estimated
+    nb0 = [np.log(problem.family.theta)] if estimate_nb else []
+    search = _Objective(problem, n_theta, nagq, design, nb=estimate_nb)
 
-    def scaled(xz: np.ndarray) -> float:
-        return objective(np.concatenate([xz[:n_theta], beta0 + C @ xz[n_theta:]]))
+    def unscale(xz: np.ndarray) -> np.ndarray:
+        return np.concatenate([xz[:n_theta], beta0 + C @ xz[n_theta : n_theta + p],
+                               xz[n_theta + p :]])  # fmt: skip
 
-    xz, ok2 = _minimise(scaled, np.concatenate([theta0, np.zeros(len(beta0))]), lower)
-    x = np.concatenate([xz[:n_theta], beta0 + C @ xz[n_theta:]])
+    xz, ok2 = _minimise(lambda xz: search(unscale(xz)),
+                        np.concatenate([theta0, np.zeros(p), nb0]), lower)  # fmt: skip
+    x = unscale(xz)
+    if estimate_nb:  # from here on at the estimated theta
+        problem.family = fam.with_theta(float(np.exp(x[-1])))
+        response = replace(response, family=problem.family)
+        x, lower = x[:-1], lower[:-1]
+    objective = _Objective(problem, n_theta, nagq, design)
     state = objective.state(x)
     deviance = objective.value(state)
     theta, beta = x[:n_theta], x[n_theta:]
     vcov_beta, method = _vcov(objective, x, lower, n_theta, problem, state)
     problem.pirls(theta, beta)  # leave the warm start at the optimum
     result = GlmerResult(design, response, nagq, theta, beta, deviance, state, layout,
-                         vcov_beta, method, ok1 and ok2, _problem=problem)  # fmt: skip
+                         vcov_beta, method, ok1 and ok2, _problem=problem,
+                         nb_estimated=estimate_nb)  # fmt: skip
     if not np.isfinite(deviance):
         raise ArithmeticError(f"the deviance of {formula!r} is not finite at the optimum")
     if not result.converged:
@@ -450,6 +493,14 @@ def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
              "correlation ~ +/-1; consider a simpler random-effects structure",
              SingularFitWarning)  # fmt: skip
     return result
+
+
+def _stage1(problem: GlmmProblem, theta: np.ndarray) -> float:
+    """lme4's first stage (``nAGQ = 0``): the Laplace deviance with beta from PIRLS."""
+    try:
+        return problem.laplace(problem.pirls(theta))
+    except (ArithmeticError, np.linalg.LinAlgError, RuntimeError):
+        return np.inf
 
 
 def _vcov(objective, x, lower, n_theta, problem, state) -> tuple[np.ndarray, str]:

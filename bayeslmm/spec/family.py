@@ -7,7 +7,10 @@ clamping included (``binomial()$linkinv`` keeps probabilities in ``[eps, 1 - eps
 that deviances and log-likelihoods equal R's/lme4's.
 
 A binomial response is the proportion of successes ``y`` with ``weights`` = trials (R's
-convention); a Bernoulli response is 0/1 with weights 1.
+convention); a Bernoulli response is 0/1 with weights 1. The negative binomial family
+(``negative_binomial``, aliases ``negbinomial``/``nb``; MASS's ``negative.binomial(theta)``)
+has variance ``mu + mu^2 / theta``; its dispersion ``theta`` is fixed in the :class:`Family`
+(``theta=None``: to be estimated, as ``lme4::glmer.nb`` does).
 """
 
 from __future__ import annotations
@@ -92,13 +95,19 @@ class Family:
     Attributes
     ----------
     name
-        ``"gaussian"``, ``"binomial"``, ``"bernoulli"`` or ``"poisson"``.
+        ``"gaussian"``, ``"binomial"``, ``"bernoulli"``, ``"poisson"`` or
+        ``"negative_binomial"``.
     link
         The :class:`Link`.
+    theta
+        The negative binomial's dispersion (None otherwise, or not yet estimated).
     """
 
     name: str
     link: Link
+    #: the negative binomial's dispersion (variance ``mu + mu^2 / theta``); None for the
+    #: other families, and for a negative binomial whose theta is still to be estimated
+    theta: float | None = None
 
     # -- the link, delegated ---------------------------------------------------------
     def linkfun(self, mu: np.ndarray) -> np.ndarray:
@@ -120,6 +129,36 @@ class Family:
         return self.name in ("binomial", "bernoulli")
 
     @property
+    def negative_binomial(self) -> bool:
+        """The negative binomial family (whatever its theta)."""
+        return self.name == "negative_binomial"
+
+    @property
+    def counts(self) -> bool:
+        """Is the response a count (Poisson, negative binomial)?"""
+        return self.name in ("poisson", "negative_binomial")
+
+    @property
+    def base(self) -> str:
+        """The family and link without the negative binomial's theta (fits with equal
+        ``base`` have comparable likelihoods)."""
+        shown = "binomial" if self.name == "bernoulli" else self.name
+        return f"{shown}  ( {self.link.name} )"
+
+    def with_theta(self, theta: float) -> Family:
+        """This negative binomial family at dispersion ``theta``."""
+        if not self.negative_binomial:
+            raise FamilyError(f"theta is the negative binomial's dispersion; the {self.name} "
+                              "family has none")  # fmt: skip
+        return Family(self.name, self.link, check_theta(theta))
+
+    def _theta(self) -> float:
+        if self.theta is None:
+            raise FamilyError("the negative binomial family needs its theta (dispersion) here: "
+                              "get_family('negative_binomial', theta=...)")  # fmt: skip
+        return self.theta
+
+    @property
     def has_scale(self) -> bool:
         """Does the family have a dispersion parameter to estimate (Gaussian only)?"""
         return self.name == "gaussian"
@@ -131,6 +170,8 @@ class Family:
             return mu * (1.0 - mu)
         if self.name == "poisson":
             return mu
+        if self.negative_binomial:
+            return mu + mu**2 / self._theta()
         return np.ones_like(mu)
 
     def dev_resid(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray | float = 1.0):
@@ -141,6 +182,11 @@ class Family:
             return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
         if self.name == "poisson":
             return 2.0 * wt * (_ylogy(y, mu) - (y - mu))
+        if self.negative_binomial:  # MASS::negative.binomial()$dev.resids
+            th = self._theta()
+            with np.errstate(divide="ignore"):
+                return 2.0 * wt * (y * np.log(np.maximum(1.0, y) / mu)
+                                   - (y + th) * np.log((y + th) / (mu + th)))  # fmt: skip
         return wt * (y - mu) ** 2
 
     def loglik(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray | float = 1.0,
@@ -156,6 +202,9 @@ class Family:
             return np.where(wt > 0, scipy.stats.binom.logpmf(k, n, mu), 0.0)
         if self.name == "poisson":
             return wt * scipy.stats.poisson.logpmf(y, mu)
+        if self.negative_binomial:  # -aic/2 of MASS::negative.binomial, per row
+            th = self._theta()
+            return wt * scipy.stats.nbinom.logpmf(y, th, th / (th + mu))
         return scipy.stats.norm.logpdf(y, mu, np.sqrt(scale / np.where(wt > 0, wt, 1.0)))
 
     def aic_deviance(self, y, mu, wt=1.0) -> float:
@@ -164,8 +213,27 @@ class Family:
         return float(-2.0 * np.sum(self.loglik(y, mu, wt)))
 
     def __str__(self) -> str:
-        shown = "binomial" if self.name == "bernoulli" else self.name
-        return f"{shown}  ( {self.link.name} )"
+        if self.negative_binomial:  # R's family string: Negative Binomial(3.2112)
+            th = "theta" if self.theta is None else _r_format(round(self.theta, 4))
+            return f"Negative Binomial({th})  ( {self.link.name} )"
+        return self.base
+
+
+def _r_format(x: float) -> str:
+    """R's ``format(x)`` of a number (7 significant digits, no trailing zeros)."""
+    return f"{x:.7g}"
+
+
+def check_theta(theta, what: str = "theta") -> float:
+    """A negative binomial dispersion: a finite number > 0 (else :class:`FamilyError`
+    naming ``what``)."""
+    if isinstance(theta, bool) or not isinstance(theta, int | float | np.integer | np.floating):
+        raise FamilyError(f"{what} (the negative binomial's dispersion) must be a number > 0, "
+                          f"got {theta!r}")  # fmt: skip
+    if not np.isfinite(theta) or theta <= 0:
+        raise FamilyError(f"{what} (the negative binomial's dispersion) must be finite and > 0, "
+                          f"got {theta!r}")  # fmt: skip
+    return float(theta)
 
 
 #: Family -> (default link, allowed links)
@@ -174,43 +242,90 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "binomial": ("logit", ("logit", "probit", "cloglog")),
     "bernoulli": ("logit", ("logit", "probit", "cloglog")),
     "poisson": ("log", ("log", "identity")),
+    "negative_binomial": ("log", ("log", "identity")),
 }
 
+#: Other spellings of family names (lme4/MASS, bambi)
+ALIASES: dict[str, str] = {"negbinomial": "negative_binomial", "nb": "negative_binomial",
+                           "negative.binomial": "negative_binomial",
+                           "negativebinomial": "negative_binomial"}  # fmt: skip
 
-def get_family(family: str | Family = "gaussian", link: str | None = None) -> Family:
+
+def _read_call(family: str, link: str | None, theta):
+    """R's call spellings: ``binomial(link = 'probit')``, ``poisson()``,
+    ``negative.binomial(theta = 2)`` / ``negative.binomial(2)``."""
+    text = family.strip().replace(" ", "")
+    if not (text.endswith(")") and "(" in text):
+        return text, link, theta
+    text, inner = text[:-1].split("(", 1)
+    nb = ALIASES.get(text.lower(), text.lower()) == "negative_binomial"
+    for k, part in enumerate(p for p in inner.split(",") if p):
+        key, _, value = part.rpartition("=")
+        key = key or ("theta" if nb and k == 0 else "link")
+        value = value.strip("'\"")
+        if key == "link":
+            if link is not None and link != value:
+                raise FamilyError(f"family {family!r} and link={link!r} disagree")
+            link = value
+        elif key == "theta" and nb:
+            try:
+                given = float(value)
+            except ValueError:
+                raise FamilyError(f"theta in family {family!r} must be a number") from None
+            if theta is not None and theta != given:
+                raise FamilyError(f"family {family!r} and theta={theta!r} disagree")
+            theta = given
+        else:
+            raise FamilyError(f"family {family!r}: unknown argument {key!r}")
+    return text, link, theta
+
+
+def get_family(family: str | Family | tuple = "gaussian", link: str | None = None,
+               theta: float | None = None) -> Family:  # fmt: skip
     """A :class:`Family` by name (lme4/bambi spelling), with its default or a named link.
 
     Parameters
     ----------
     family
-        ``"gaussian"`` (default), ``"binomial"``, ``"bernoulli"``, ``"poisson"``, or a
-        :class:`Family` (returned as it is unless ``link`` is given). R's call spellings
-        ``"binomial(link = 'probit')"`` / ``"poisson()"`` are read too.
+        ``"gaussian"`` (default), ``"binomial"``, ``"bernoulli"``, ``"poisson"``,
+        ``"negative_binomial"`` (aliases ``"negbinomial"``, ``"nb"``), or a
+        :class:`Family` (returned as it is unless ``link``/``theta`` is given). R's call
+        spellings ``"binomial(link = 'probit')"`` / ``"poisson()"`` /
+        ``"negative.binomial(theta = 2)"`` are read too, and a pair
+        ``("negative_binomial", theta)``.
     link
         ``"logit"``, ``"probit"``, ``"cloglog"``, ``"log"`` or ``"identity"``; default the
         family's canonical link.
+    theta
+        The negative binomial's dispersion (> 0; variance ``mu + mu^2 / theta``); None
+        leaves it to be estimated. Other families take none.
 
     Raises
     ------
     FamilyError
-        For an unknown family or link, or a link the family does not take.
+        For an unknown family or link, a link the family does not take, or a theta that
+        is not a number > 0 or given to a family other than the negative binomial.
     """
+    if isinstance(family, tuple):
+        if len(family) != 2 or not isinstance(family[0], str):
+            raise FamilyError(f"family as a pair is (name, theta), e.g. ('negative_binomial', "
+                              f"2.0), got {family!r}")  # fmt: skip
+        if theta is not None and theta != family[1]:
+            raise FamilyError(f"family {family!r} and theta={theta!r} disagree")
+        family, theta = family
+        theta = check_theta(theta, "theta (the family's second element)")
     if isinstance(family, Family):
-        if link is None:
+        if link is None and theta is None:
             return family
+        theta = family.theta if theta is None else theta
+        link = family.link.name if link is None else link
         family = family.name
     if not isinstance(family, str):
         raise FamilyError(f"family must be a name such as 'binomial' or 'poisson', got "
                           f"{type(family).__name__}")  # fmt: skip
-    text = family.strip().replace(" ", "")
-    if text.endswith(")") and "(" in text:  # binomial(link="probit"), poisson()
-        text, inner = text[:-1].split("(", 1)
-        inner = inner.removeprefix("link=").strip("'\"")
-        if inner:
-            if link is not None and link != inner:
-                raise FamilyError(f"family {family!r} and link={link!r} disagree")
-            link = inner
+    text, link, theta = _read_call(family, link, theta)
     name = text.lower()
+    name = ALIASES.get(name, name)
     if name not in FAMILIES:
         raise FamilyError(f"unknown family {family!r}: bayeslmm knows "
                           f"{', '.join(map(repr, FAMILIES))}")  # fmt: skip
@@ -221,4 +336,9 @@ def get_family(family: str | Family = "gaussian", link: str | None = None) -> Fa
     if link not in allowed:
         raise FamilyError(f"the {name} family takes the links {', '.join(map(repr, allowed))}, "
                           f"not {link!r}")  # fmt: skip
-    return Family(name, LINKS[link])
+    if theta is not None:
+        if name != "negative_binomial":
+            raise FamilyError(f"theta is the negative binomial's dispersion; the {name} family "
+                              "takes none")  # fmt: skip
+        theta = check_theta(theta)
+    return Family(name, LINKS[link], theta)

@@ -282,7 +282,7 @@ def glm_design(
                     f"{bad[0]:g}); a count of successes needs cbind(successes, failures), "
                     "a proportion needs weights= (the trials)"
                 )
-            if family.name == "poisson":
+            if family.counts:
                 _check_counts(name, y, "response")
     total = np.zeros(n)
     for expr in offsets:

@@ -89,6 +89,20 @@ def test_glmer_fixed_theta_equals_lme4_negative_binomial(case):
     assert f"Family: {ref['fixed']['family']}  ( log )" in str(fit)
 
 
+def test_agq_at_fixed_theta_equals_lme4():
+    ref = REFS["agq"]
+    fit = bl.glmer(ref["formula"], epil(), family="negative_binomial", theta=ref["fixed_theta"],
+                   nAGQ=ref["nAGQ"])  # fmt: skip
+    _check(fit, ref, estimated=False)
+
+
+def test_agq_with_theta_estimated_refused():
+    # lme4's AGQ deviance leaves out the theta-dependent saturated likelihood: glmer.nb
+    # with nAGQ = 10 finds theta 0.66 and logLik +113 on epil (Laplace: 7.42, -627.9)
+    with pytest.raises(bl.ArgumentError, match="nAGQ = 10 with the negative binomial"):
+        bl.glmer(EPIL, epil(), family="nb", nAGQ=10)
+
+
 def test_theta_argument_and_spellings_agree():
     g = grouseticks()
     th = REF["grouseticks_nb"]["fixed_theta"]

@@ -441,6 +441,13 @@ def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
         raise ArgumentError(f"nAGQ = {nagq} (adaptive Gauss-Hermite quadrature) needs a single "
                             "scalar random effect such as (1 | g), as lme4; use nAGQ = 1 "
                             "(Laplace)")  # fmt: skip
+    if estimate_nb and nagq > 1:
+        raise ArgumentError(
+            f"nAGQ = {nagq} with the negative binomial's theta estimated: lme4's adaptive "
+            "Gauss-Hermite deviance leaves out the saturated likelihood, which depends on "
+            "theta, so it cannot estimate theta (lme4's glmer.nb drifts to nonsense there); "
+            "use nAGQ = 1 (Laplace), or give theta= to fit at a fixed theta"
+        )
     layout = ThetaLayout.from_design(design)
     problem = GlmmProblem(design.X, [(b.Z, b.codes, b.n_levels) for b in design.blocks],
                           layout.factors, fam, response.y, response.weights,

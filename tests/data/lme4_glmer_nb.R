@@ -79,6 +79,15 @@ out <- lapply(cases, function(case) {
        fixed_theta = th, fixed = summarise(fixed), seconds_default = elapsed)
 })
 
+# adaptive Gauss-Hermite quadrature (nAGQ = 10) at a fixed theta: glmer with
+# negative.binomial(7.42). (glmer.nb with nAGQ > 1 is not a reference: the AGQ deviance
+# leaves out the saturated likelihood, which depends on theta; it drifts to theta ~ 0.66
+# and logLik = +113 on epil.)
+agq <- glmer(as.formula(cases[[2]]$formula), data = epil, family = negative.binomial(7.42),
+             nAGQ = 10, control = tight)
+agq_ref <- c(list(formula = cases[[2]]$formula, fixed_theta = 7.42, nAGQ = 10),
+             summarise(agq))
+
 # anova of nested glmer.nb fits (tight): lme4's likelihood-ratio table
 gt <- "TICKS ~ YEAR + (1 | BROOD) + (1 | LOCATION)"
 m0 <- nb_tight(as.formula(gt), grouseticks)
@@ -89,6 +98,7 @@ anova_ref <- list(formulas = c(gt, cases[[1]]$formula), npar = av$npar, AIC = av
                   p = av[["Pr(>Chisq)"]][2])
 
 writeLines(toJSON(list(lme4_version = as.character(packageVersion("lme4")),
-                       R_version = R.version.string, cases = out, anova = anova_ref),
+                       R_version = R.version.string, cases = out, anova = anova_ref,
+                       agq = agq_ref),
                   auto_unbox = TRUE, digits = NA, pretty = TRUE),
            "tests/data/lme4_glmer_nb.json")

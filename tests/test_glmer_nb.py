@@ -103,6 +103,21 @@ def test_agq_with_theta_estimated_refused():
         bl.glmer(EPIL, epil(), family="nb", nAGQ=10)
 
 
+def test_underdispersed_counts_warn_and_reach_the_poisson_limit():
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.normal(size=300)
+    y = rng.binomial(10, 1 / (1 + np.exp(-(0.3 * x + rng.normal(0, 0.3, 30)[g]))))
+    d = pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+    with pytest.warns(bl.ConvergenceWarning, match="no overdispersion"):
+        fit = bl.glmer("y ~ x + (1 | g)", d, family="nb")
+    poisson = bl.glmer("y ~ x + (1 | g)", d, family="poisson")
+    assert fit.nb_theta == pytest.approx(1e6, rel=1e-3)
+    # the Poisson limit: deviance and fixed effects as the Poisson fit's
+    assert fit.deviance == pytest.approx(poisson.deviance, rel=1e-5)
+    np.testing.assert_allclose(fit.fixef, poisson.fixef, rtol=1e-3, atol=1e-4)
+
+
 def test_theta_argument_and_spellings_agree():
     g = grouseticks()
     th = REF["grouseticks_nb"]["fixed_theta"]

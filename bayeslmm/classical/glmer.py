@@ -36,6 +36,9 @@ from ..spec.response import GlmResponse, glm_design
 
 SINGULAR_TOL = 1e-4
 HESSIAN_STEP = 1e-4  # lme4's deriv12 delta
+#: the negative binomial's largest theta: the variance's mu^2 / theta is then below 1e-6
+#: of mu for means below 1 (the Poisson limit; underdispersed counts reach it)
+NB_THETA_MAX = 1e6
 
 
 def _central_gradient(f, x: np.ndarray, lower: np.ndarray, h: float = 1e-5):
@@ -339,10 +342,13 @@ class _Objective:
             return np.inf
 
 
-def _minimise(f, x0: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, bool]:
+def _minimise(f, x0: np.ndarray, lower: np.ndarray,
+              upper: np.ndarray | None = None) -> tuple[np.ndarray, bool]:  # fmt: skip
     """Bounded quasi-Newton (L-BFGS-B) on central-difference gradients; a Nelder-Mead
     polish (inside the bounds, by reflection at them) where it stops without converging."""
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    upper = np.full(len(x0), np.inf) if upper is None else upper
+    bounds = [(lo if np.isfinite(lo) else None, up if np.isfinite(up) else None)
+              for lo, up in zip(lower, upper, strict=True)]  # fmt: skip
 
     def fg(x):
         return f(x), _central_gradient(f, x, lower)
@@ -350,19 +356,22 @@ def _minimise(f, x0: np.ndarray, lower: np.ndarray) -> tuple[np.ndarray, bool]:
     options = {"maxiter": 500, "ftol": 1e-15, "gtol": 1e-6}
     res = scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                                   options=options)  # fmt: skip
-    x = np.maximum(res.x, lower)
+    x = np.clip(res.x, lower, upper)
     if res.success:
         return x, True
 
+    def inside(z):  # reflect at the bounds
+        return np.where(z > upper, 2 * upper - z, np.where(z < lower, 2 * lower - z, z))
+
     def g(z):
-        return f(np.where(z < lower, 2 * lower - z, z))  # reflect at the bounds
+        return f(inside(z))
 
     step = np.maximum(np.abs(x) * 0.01, 0.005)
     simplex = np.vstack([x, x + np.diag(step)])
     polish = scipy.optimize.minimize(g, x, method="Nelder-Mead",
                                      options={"initial_simplex": simplex, "xatol": 1e-9,
                                               "fatol": 1e-11, "maxfev": 400 * len(x)})  # fmt: skip
-    best = np.where(polish.x < lower, 2 * lower - polish.x, polish.x)
+    best = inside(polish.x)
     if f(best) > f(x):
         best = x
     return best, bool(polish.success)
@@ -475,11 +484,19 @@ def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
         return np.concatenate([xz[:n_theta], beta0 + C @ xz[n_theta : n_theta + p],
                                xz[n_theta + p :]])  # fmt: skip
 
+    upper = np.full(len(lower), np.inf)
+    if estimate_nb:
+        upper[-1] = np.log(NB_THETA_MAX)
+        nb0 = [min(nb0[0], upper[-1])]
     xz, ok2 = _minimise(lambda xz: search(unscale(xz)),
-                        np.concatenate([theta0, np.zeros(p), nb0]), lower)  # fmt: skip
+                        np.concatenate([theta0, np.zeros(p), nb0]), lower, upper)  # fmt: skip
     x = unscale(xz)
     if estimate_nb:  # from here on at the estimated theta
         problem.family = fam.with_theta(float(np.exp(x[-1])))
+        if x[-1] >= upper[-1] - 1e-3:
+            warn(f"the negative binomial's theta of {formula!r} reached its limit "
+                 f"{NB_THETA_MAX:g}: the counts show no overdispersion, the Poisson family "
+                 "fits them (bl.glmer(..., family='poisson'))", ConvergenceWarning)  # fmt: skip
         response = replace(response, family=problem.family)
         x, lower = x[:-1], lower[:-1]
     objective = _Objective(problem, n_theta, nagq, design)

@@ -184,9 +184,10 @@ class Family:
             return 2.0 * wt * (_ylogy(y, mu) - (y - mu))
         if self.negative_binomial:  # MASS::negative.binomial()$dev.resids
             th = self._theta()
+            # log((y + th) / (mu + th)) as log1p: exact as theta grows (the Poisson limit)
             with np.errstate(divide="ignore"):
                 return 2.0 * wt * (y * np.log(np.maximum(1.0, y) / mu)
-                                   - (y + th) * np.log((y + th) / (mu + th)))  # fmt: skip
+                                   - (y + th) * np.log1p((y - mu) / (mu + th)))  # fmt: skip
         return wt * (y - mu) ** 2
 
     def loglik(self, y: np.ndarray, mu: np.ndarray, wt: np.ndarray | float = 1.0,

@@ -150,7 +150,9 @@ def combine(paths: list[str]) -> None:
         " Small fits vary about 2x from run to run under this load: 30 sequential sleepstudy"
         " fits per tree gave min 9.9 ms after / 8.9 ms before, with the same 47 criterion"
         " evaluations; per evaluation, the kernel call with its named-tuple argument costs"
-        " 17.7 us (numba dispatch included), building that tuple 6.3 us.\n\n"
+        " 17.7 us (numba dispatch included), building that tuple 6.3 us. Subjects x items:"
+        " 390 evaluations in both trees; four alternating sequential fits took 1.34-2.96 s"
+        " before, 1.37-2.72 s after.\n\n"
         "Satterthwaite (lmerTest's degrees of freedom) evaluates the criterion a few hundred"
         " times; it used the SuperLU / per-level path before, the blocked kernel after."
     )

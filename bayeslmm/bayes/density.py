@@ -650,54 +650,49 @@ def unpack(data: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-# readers of field k of the buffer (kinds as in FIELDS; ints are stored bitwise)
+# readers of one field, given its header row ``w`` = (offset, rows, columns): an array, not
+# the field's index, so that numba compiles each reader once (a literal index would make
+# one specialisation per field)
 @numba.njit(cache=True, error_model="numpy")
-def _where(data, k):
-    return int(data[1 + 3 * k]), int(data[2 + 3 * k]), int(data[3 + 3 * k])
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _i1(data, k):
-    at, rows, _ = _where(data, k)
-    return data[at : at + rows].view(np.int64)
+def _i1(data, w):
+    at = int(w[0])
+    return data[at : at + int(w[1])].view(np.int64)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _i0(data, k):
-    at = _where(data, k)[0]
+def _i0(data, w):
+    at = int(w[0])
     return data[at : at + 1].view(np.int64)[0]
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _f1(data, k):
-    at, rows, _ = _where(data, k)
-    return data[at : at + rows]
+def _f1(data, w):
+    at = int(w[0])
+    return data[at : at + int(w[1])]
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _f2(data, k):
-    at, rows, cols = _where(data, k)
+def _f2(data, w):
+    at, rows, cols = int(w[0]), int(w[1]), int(w[2])
     return data[at : at + rows * cols].reshape((rows, cols))
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _f0(data, k):
-    return data[_where(data, k)[0]]
-
-
-@numba.njit(cache=True, error_model="numpy")
 def _unpack_kernel(data):
-    """The blocked kernel's inputs (:data:`Factored`, :data:`Sampled`) from the buffer: field
-    ``k`` of :data:`FIELDS` is argument ``k`` (one reader per field's dtype and ndim)."""
-    fs = Factored(_i1(data, 0), _i1(data, 1), _i1(data, 2), _i1(data, 3), _i1(data, 4),
-                  _i1(data, 5), _f1(data, 6), _i1(data, 7), _i1(data, 8), _i1(data, 9),
-                  _i1(data, 10), _i1(data, 11), _i0(data, 12), _i0(data, 13), _i0(data, 14),
-                  _f2(data, 15), _f1(data, 16), _f2(data, 17), _f1(data, 18), _f0(data, 19),
-                  _f0(data, 20))  # fmt: skip
-    e = Sampled(_i1(data, 21), _i1(data, 22), _i1(data, 23), _f1(data, 24), _f2(data, 25),
-                _i1(data, 26), _i1(data, 27), _i1(data, 28), _i1(data, 29), _i1(data, 30),
-                _i1(data, 31), _f1(data, 32), _f2(data, 33), _f1(data, 34))  # fmt: skip
-    return fs, e
+    """The blocked kernel's inputs (:data:`Factored`, :data:`Sampled`) and the header rows
+    (field ``k`` of :data:`FIELDS` at row ``k``; one reader per dtype and ndim)."""
+    h = data[1:HEADER].reshape((-1, 3))
+    fs = Factored(_i1(data, h[0]), _i1(data, h[1]), _i1(data, h[2]), _i1(data, h[3]),
+                  _i1(data, h[4]), _i1(data, h[5]), _f1(data, h[6]), _i1(data, h[7]),
+                  _i1(data, h[8]), _i1(data, h[9]), _i1(data, h[10]), _i1(data, h[11]),
+                  _i0(data, h[12]), _i0(data, h[13]), _i0(data, h[14]), _f2(data, h[15]),
+                  _f1(data, h[16]), _f2(data, h[17]), _f1(data, h[18]),
+                  data[int(h[19, 0])], data[int(h[20, 0])])  # fmt: skip
+    e = Sampled(_i1(data, h[21]), _i1(data, h[22]), _i1(data, h[23]), _f1(data, h[24]),
+                _f2(data, h[25]), _i1(data, h[26]), _i1(data, h[27]), _i1(data, h[28]),
+                _i1(data, h[29]), _i1(data, h[30]), _i1(data, h[31]), _f1(data, h[32]),
+                _f2(data, h[33]), _f1(data, h[34]))  # fmt: skip
+    return fs, e, h
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -726,9 +721,10 @@ def _level_mean_basis(w, w0, out, f, a, n_levels, first, e_factor, e_offset):
 @numba.njit(cache=True, error_model="numpy")
 def logp_and_grad(x, data, grad):
     """Log density of the marginal model at unconstrained ``x``; writes its gradient."""
-    fs, e = _unpack_kernel(data)
-    blocks, etas, centred = _f2(data, BLOCKS), _f2(data, ETAS), _f2(data, CENTRED)
-    shift, basis, priors = _f2(data, SHIFT), _f0(data, BASIS) > 0.0, _f2(data, PRIORS)
+    fs, e, h = _unpack_kernel(data)
+    blocks, etas, centred = _f2(data, h[BLOCKS]), _f2(data, h[ETAS]), _f2(data, h[CENTRED])
+    shift, priors = _f2(data, h[SHIFT]), _f2(data, h[PRIORS])
+    basis = data[int(h[BASIS, 0])] > 0.0
     F, qmax, p, nb = centred.shape[0], centred.shape[1], fs.XtX.shape[0], blocks.shape[0]
     NE, QE = e.e_size.shape[0], e.Zty_E.shape[0]
     e_size, e_offset, e_factor = e.e_size, e.e_offset, e.e_factor

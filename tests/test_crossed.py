@@ -117,7 +117,8 @@ def test_marginal_loglik_is_the_dense_normal_and_its_gradient_exact(
 @pytest.mark.parametrize("reml", [True, False])
 @pytest.mark.parametrize("formula", [DESIGNS[1][0], DESIGNS[2][0]])
 def test_profiled_deviance_and_gradient_on_crossed_designs(crossed, formula, reml):
-    """The blocked profiled criterion equals the sparse (SuperLU) one; its gradient is exact."""
+    """The optimiser's criterion equals the fit's (one factorisation since issue 24; both
+    against dense algebra in test_factorisation.py); its gradient is exact."""
     design = bl.build_design(formula, crossed)
     layout = ThetaLayout.from_design(design)
     profile = BlockedProfile(design, layout)

@@ -37,11 +37,19 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
-from ..gaussian.blocked import BlockedSystem, marginal_loglik
+from ..gaussian.blocked import (
+    FACTORED_FIELDS,
+    SAMPLED_FIELDS,
+    BlockedSystem,
+    Factored,
+    Sampled,
+    marginal_loglik,
+)
 from ..jit import cfunc, kernel
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
@@ -61,7 +69,26 @@ POSITIVE = {"HalfFlat": (10, ()), "HalfNormal": (11, ("sigma",)), "Exponential":
 #: SD priors with a finite, smooth density at zero: their SDs can be sampled signed
 EVEN_AT_ZERO = ("HalfFlat", "HalfNormal", "HalfStudentT", "HalfCauchy")
 DEFAULTS = {"mu": 0.0, "sigma": 1.0}  # PyMC's defaults where a parameter may be left out
-HEADER = 24  # sizes (see MarginalDensity.from_model), then the sections in order
+#: This module's own sections of the buffer, after the kernel's (:data:`FIELDS`): per random
+#: block ``(factor, first column, terms, correlated, first parameter)``; per block the LKJ
+#: ``(eta, log constant)``; per factor and term centred (1) or not; the fixed effect each
+#: term's effects vary around (-1: none); the level-mean basis flag; one prior row per
+#: parameter (:data:`PRIOR_WIDTH`)
+DENSITY_FIELDS = (
+    ("blocks", "float64", 2), ("etas", "float64", 2), ("centred", "float64", 2),
+    ("shift", "float64", 2), ("basis", "float64", 0), ("priors", "float64", 2),
+)  # fmt: skip
+#: Every section of the flat float64 buffer, in order: the blocked kernel's inputs
+#: (:data:`~bayeslmm.gaussian.blocked.Factored`, :data:`~bayeslmm.gaussian.blocked.Sampled`)
+#: then this module's. The buffer is ``[size, (offset, rows, columns) per field, sections]``
+#: (int64 fields stored bitwise); :func:`pack` writes it from this list and the kernel reads
+#: field ``k`` at header slot ``1 + 3 k``.
+FIELDS = FACTORED_FIELDS + SAMPLED_FIELDS + DENSITY_FIELDS
+FIELD = {name: k for k, (name, _, _) in enumerate(FIELDS)}
+BLOCKS, ETAS, CENTRED = FIELD["blocks"], FIELD["etas"], FIELD["centred"]
+SHIFT, BASIS, PRIORS = FIELD["shift"], FIELD["basis"], FIELD["priors"]
+N_FACTORED, N_SAMPLED = len(FACTORED_FIELDS), len(SAMPLED_FIELDS)
+HEADER = 1 + 3 * len(FIELDS)
 PRIOR_WIDTH = 6  # code, three parameters, log normalising constant, signed (SDs)
 LOG_2PI = math.log(2.0 * math.pi)
 LOG_2 = math.log(2.0)
@@ -129,6 +156,16 @@ def _lkj_log_constant(eta: float, n: int) -> float:
                                           for k in range(1, n))  # fmt: skip
 
 
+class SampledFactor(NamedTuple):
+    """A grouping factor whose effects are sampled: its first effect after sigma, terms per
+    level, levels, and which of its terms are centred."""
+
+    first: int
+    q: int
+    levels: int
+    centred: tuple[bool, ...]
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where each population parameter sits in the unconstrained vector."""
@@ -139,10 +176,9 @@ class Layout:
     starts: list[int]  # first unconstrained index of each block
     sigma: int  # index of log sigma
     n_explicit: int = 0  # standard-normal effects of the sampled factors, after sigma
-    #: per block of a sampled factor: (its factor's first effect after sigma, terms per
-    #: level of the factor, levels, which of the factor's terms are centred); None for
-    #: blocks integrated out
-    explicit: tuple[tuple[int, int, int, tuple[bool, ...]] | None, ...] = ()
+    #: per block of a sampled factor, its factor (:class:`SampledFactor`); None for blocks
+    #: integrated out
+    explicit: tuple[SampledFactor | None, ...] = ()
     #: per block of a sampled factor: the fixed effect (column of X, or -1) each term's
     #: effects vary around. A common shift of beta_k against every level's u_k leaves
     #: the likelihood flat; the sampler's coordinates take it out (unit Jacobians): a
@@ -189,8 +225,8 @@ class Layout:
             factor = stats.factors[f]
             sampled = factor.first >= stats.n_marginal
             flags = _flags(centred, factor.group, factor.q)
-            explicit.append((int(stats.offset[factor.first]) - QM, factor.q, factor.n_levels,
-                             flags) if sampled else None)  # fmt: skip
+            explicit.append(SampledFactor(int(stats.offset[factor.first]) - QM, factor.q,
+                                          factor.n_levels, flags) if sampled else None)  # fmt: skip
             columns.append(tuple(fixed.get(c, -1) for c in block.columns) if sampled else None)
             centred_terms.append(flags[c0 : c0 + q])
         # a fixed effect that a centred term varies around is sampled itself
@@ -215,7 +251,7 @@ class Layout:
                    n_explicit=system.n_explicit_effects, explicit=tuple(explicit),
                    shift=shift, level_mean_basis=basis)  # fmt: skip
 
-    def sampled_factor(self, factor: int) -> tuple[int, int, int, tuple[bool, ...]]:
+    def sampled_factor(self, factor: int) -> SampledFactor:
         """:attr:`explicit`'s entry of a sampled factor (node order)."""
         return next(e for e, f in zip(self.explicit, self.factors, strict=False)
                     if e is not None and f == factor)  # fmt: skip
@@ -232,7 +268,8 @@ class Layout:
                            self.blocks, self.factors, self.shift or (), self.explicit or (),
                            strict=False)
                        if cols is not None
-                       for i, k in enumerate(cols) if k >= 0 and sampled[3][c0 + i])  # fmt: skip
+                       for i, k in enumerate(cols)
+                       if k >= 0 and sampled.centred[c0 + i])  # fmt: skip
         for f, a, k in terms:
             found.setdefault(k, (f, a))
         return found
@@ -306,7 +343,7 @@ class MarginalDensity:
             guess = tuple((sd_start or {}).get(factor.group, ())) + (math.nan,) * factor.q
             for i, name in enumerate(sd_names):
                 sign = (flags[c0 + i] and priors[name].dist in EVEN_AT_ZERO
-                        and (sampled is None or not sampled[3][c0 + i]))  # fmt: skip
+                        and (sampled is None or not sampled.centred[c0 + i]))  # fmt: skip
                 signs.append(sign)
                 rows.append(_prior_row(priors[name], positive=True, signed=sign))
                 if rows[-1] is None:  # a family or parametrisation the kernel lacks
@@ -325,43 +362,30 @@ class MarginalDensity:
         if any(r is None for r in rows):
             return None
         start[layout.sigma] = math.log(sigma if sigma is not None else _scale(priors["sigma"]))
-        s, nodes, pat, ex = system.stats, system.marginal, system.pattern, system.explicit
-        c_i, c_j, c_ptr, c_val = system.cross
-        c_dense = system.cross_dense
+        s = system.stats
         start[layout.sigma + 1 :] = 0.0  # the sampled factors' effects: u = 0
         for (c0, _, _), sampled, cols in zip(layout.blocks, layout.explicit or [],
                                              layout.shift or [], strict=False):  # fmt: skip
             for i, column in enumerate(cols or ()):
-                if column >= 0 and sampled[3][c0 + i]:  # beta_k + u, u = 0 (H of it)
-                    first = layout.sigma + 1 + sampled[0] + c0 + i
+                if column >= 0 and sampled.centred[c0 + i]:  # beta_k + u, u = 0 (H of it)
+                    first = layout.sigma + 1 + sampled.first + c0 + i
                     if layout.level_mean_basis:
-                        start[first] = start[column] * math.sqrt(sampled[2])
+                        start[first] = start[column] * math.sqrt(sampled.levels)
                     else:
-                        start[first : first + sampled[2] * sampled[1] : sampled[1]] = start[column]
+                        width = sampled.levels * sampled.q
+                        start[first : first + width : sampled.q] = start[column]
         start[list(layout.owners)] = 0.0  # beta_k less that mean
-        header = np.zeros(HEADER)
-        header[1:19] = [nodes.n_nodes, len(nodes.pair_i), len(pat.rowidx), pat.dense_start,
-                        pat.base, pat.m, system.n_factors, system.qmax, s.p, len(layout.blocks),
-                        system.n_marginal_effects, s.n, s.yty, ex.n_nodes, len(c_i),
-                        len(ex.pair_i), system.n_explicit_effects, c_dense.shape[0]]  # fmt: skip
-        ints = [nodes.size, nodes.offset, nodes.node_factor, nodes.pair_i, nodes.pair_j,
-                nodes.pair_ptr, pat.pair_pos, pat.colptr, pat.rowidx, pat.blockptr, pat.first,
-                ex.size,
-                ex.offset, ex.node_factor, c_i, c_j, c_ptr, ex.pair_i, ex.pair_j,
-                ex.pair_ptr]  # fmt: skip
         block_rows = [(f, c, k, float(corr), first) for (c, k, corr), f, first in
                       zip(layout.blocks, layout.factors, layout.starts, strict=True)]  # fmt: skip
-        parts = [header, *[np.ascontiguousarray(a, dtype=np.int64).view(np.float64) for a in ints],
-                 nodes.pair_val, system.ZtX_M.ravel(), system.Zty_M, s.XtX.ravel(), s.Xty,
-                 c_val, c_dense.ravel(), ex.pair_val, system.ZtX_E.ravel(), system.Zty_E,
-                 np.asarray(block_rows, float).ravel(), np.asarray(etas, float).ravel(),
-                 np.array([_flags(centred, f.group, system.qmax) for f in s.factors],
-                          float).ravel(),
-                 layout.shift_table(system.n_factors, system.qmax).ravel(),
-                 [float(layout.level_mean_basis)],
-                 np.asarray(rows).ravel()]  # fmt: skip
-        data = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
-        data[0] = data.size
+        values = {**system.factored()._asdict(), **system.sampled()._asdict(),
+                  "blocks": np.asarray(block_rows, float).reshape(-1, 5),
+                  "etas": np.asarray(etas, float).reshape(-1, 2),
+                  "centred": np.array([_flags(centred, f.group, system.qmax)
+                                       for f in s.factors], float).reshape(-1, system.qmax),
+                  "shift": layout.shift_table(system.n_factors, system.qmax),
+                  "basis": float(layout.level_mean_basis),
+                  "priors": np.asarray(rows, float).reshape(-1, PRIOR_WIDTH)}  # fmt: skip
+        data = pack(values)
         return cls(layout=layout, data=data, start=start, signed=tuple(signs))
 
     @property
@@ -379,7 +403,8 @@ class MarginalDensity:
         data, start = self.data.copy(), self.start.copy()
         n_rows = self.layout.sigma + 1  # beta, SDs, correlations, sigma: one row per prior
         n_rows -= sum(k * (k - 1) // 2 for _, k, corr in self.layout.blocks if corr)
-        data[data.size - PRIOR_WIDTH * n_rows :].reshape(n_rows, PRIOR_WIDTH)[:, 5] = 0.0
+        at = int(data[1 + 3 * FIELD["priors"]])
+        data[at : at + PRIOR_WIDTH * n_rows].reshape(n_rows, PRIOR_WIDTH)[:, 5] = 0.0
         start[self.signed_index] = np.log(start[self.signed_index])
         return MarginalDensity(self.layout, data, start, (False,) * len(self.signed))
 
@@ -597,9 +622,78 @@ def _prior(row, x):
     return math.nan, math.nan
 
 
+def pack(values: Mapping[str, object]) -> np.ndarray:
+    """The flat buffer of :data:`FIELDS` from their values by name (the kernel's input
+    :func:`logp_and_grad` reads): header, then each field in order."""
+    header, parts, at = np.zeros(HEADER), [], HEADER
+    for k, (name, dtype, ndim) in enumerate(FIELDS):
+        value = np.asarray(values[name], dtype=dtype)
+        if value.ndim != ndim:
+            raise ValueError(f"density field {name!r} has {value.ndim} dimensions, not {ndim}")
+        shape = (*value.shape, 1, 1)[:2]
+        header[1 + 3 * k : 4 + 3 * k] = (at, *shape)
+        flat = np.ascontiguousarray(value).reshape(-1)
+        parts.append(flat.view(np.float64) if dtype == "int64" else flat)
+        at += flat.size
+    data = np.ascontiguousarray(np.concatenate([header, *parts]), dtype=np.float64)
+    data[0] = data.size
+    return data
+
+
+def unpack(data: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`pack`'s values back by name (views into ``data``; scalars as 0-d arrays)."""
+    out = {}
+    for k, (name, dtype, ndim) in enumerate(FIELDS):
+        at, rows, cols = (int(v) for v in data[1 + 3 * k : 4 + 3 * k])
+        shape = ((), (rows,), (rows, cols))[ndim]
+        flat = data[at : at + int(np.prod(shape))]
+        out[name] = (flat.view(np.int64) if dtype == "int64" else flat).reshape(shape)
+    return out
+
+
+# readers of one field, given its header row ``w`` = (offset, rows, columns): an array, not
+# the field's index, so that numba compiles each reader once (a literal index would make
+# one specialisation per field)
 @kernel
-def _ints(data, o, k):
-    return data[o : o + k].view(np.int64), o + k
+def _i1(data, w):
+    at = int(w[0])
+    return data[at : at + int(w[1])].view(np.int64)
+
+
+@kernel
+def _i0(data, w):
+    at = int(w[0])
+    return data[at : at + 1].view(np.int64)[0]
+
+
+@kernel
+def _f1(data, w):
+    at = int(w[0])
+    return data[at : at + int(w[1])]
+
+
+@kernel
+def _f2(data, w):
+    at, rows, cols = int(w[0]), int(w[1]), int(w[2])
+    return data[at : at + rows * cols].reshape((rows, cols))
+
+
+@kernel
+def _unpack_kernel(data):
+    """The blocked kernel's inputs (:data:`Factored`, :data:`Sampled`) and the header rows
+    (field ``k`` of :data:`FIELDS` at row ``k``; one reader per dtype and ndim)."""
+    h = data[1:HEADER].reshape((-1, 3))
+    fs = Factored(_i1(data, h[0]), _i1(data, h[1]), _i1(data, h[2]), _i1(data, h[3]),
+                  _i1(data, h[4]), _i1(data, h[5]), _f1(data, h[6]), _i1(data, h[7]),
+                  _i1(data, h[8]), _i1(data, h[9]), _i1(data, h[10]), _i1(data, h[11]),
+                  _i0(data, h[12]), _i0(data, h[13]), _i0(data, h[14]), _f2(data, h[15]),
+                  _f1(data, h[16]), _f2(data, h[17]), _f1(data, h[18]),
+                  data[int(h[19, 0])], data[int(h[20, 0])])  # fmt: skip
+    e = Sampled(_i1(data, h[21]), _i1(data, h[22]), _i1(data, h[23]), _f1(data, h[24]),
+                _f2(data, h[25]), _i1(data, h[26]), _i1(data, h[27]), _i1(data, h[28]),
+                _i1(data, h[29]), _i1(data, h[30]), _i1(data, h[31]), _f1(data, h[32]),
+                _f2(data, h[33]), _f1(data, h[34]))  # fmt: skip
+    return fs, e, h
 
 
 @kernel
@@ -628,67 +722,13 @@ def _level_mean_basis(w, w0, out, f, a, n_levels, first, e_factor, e_offset):
 @kernel
 def logp_and_grad(x, data, grad):
     """Log density of the marginal model at unconstrained ``x``; writes its gradient."""
-    N, P, nnz, t, base = int(data[1]), int(data[2]), int(data[3]), int(data[4]), int(data[5])
-    m, F, qmax, p, nb, Q = (int(data[6]), int(data[7]), int(data[8]), int(data[9]),
-                            int(data[10]), int(data[11]))  # fmt: skip
-    n, yty = data[12], data[13]
-    NE, Pc, Pe, QE = int(data[14]), int(data[15]), int(data[16]), int(data[17])
-    n_dense = int(data[18])  # rows of the dense cross table (QE, or 0: blocks)
-    o = HEADER
-    size, o = _ints(data, o, N)
-    offset, o = _ints(data, o, N + 1)
-    node_factor, o = _ints(data, o, N)
-    pair_i, o = _ints(data, o, P)
-    pair_j, o = _ints(data, o, P)
-    pair_ptr, o = _ints(data, o, P + 1)
-    pair_pos, o = _ints(data, o, P)
-    colptr, o = _ints(data, o, t + 1)
-    rowidx, o = _ints(data, o, nnz)
-    blockptr, o = _ints(data, o, nnz + 1)
-    first, o = _ints(data, o, t)
-    e_size, o = _ints(data, o, NE)
-    e_offset, o = _ints(data, o, NE + 1)
-    e_factor, o = _ints(data, o, NE)
-    c_i, o = _ints(data, o, Pc)
-    c_j, o = _ints(data, o, Pc)
-    c_ptr, o = _ints(data, o, Pc + 1)
-    e_i, o = _ints(data, o, Pe)
-    e_j, o = _ints(data, o, Pe)
-    e_ptr, o = _ints(data, o, Pe + 1)
-    pair_val = data[o : o + pair_ptr[P]]
-    o += pair_ptr[P]
-    ZtX = data[o : o + Q * p].reshape((Q, p))
-    o += Q * p
-    Zty = data[o : o + Q]
-    o += Q
-    XtX = data[o : o + p * p].reshape((p, p))
-    o += p * p
-    Xty = data[o : o + p]
-    o += p
-    c_val = data[o : o + c_ptr[Pc]]
-    o += c_ptr[Pc]
-    c_dense = data[o : o + n_dense * Q].reshape((n_dense, Q))
-    o += n_dense * Q
-    e_val = data[o : o + e_ptr[Pe]]
-    o += e_ptr[Pe]
-    ZtX_E = data[o : o + QE * p].reshape((QE, p))
-    o += QE * p
-    Zty_E = data[o : o + QE]
-    o += QE
-    blocks = data[o : o + 5 * nb].reshape((nb, 5))
-    o += 5 * nb
-    etas = data[o : o + 2 * nb].reshape((nb, 2))
-    o += 2 * nb
-    centred = data[o : o + F * qmax].reshape((F, qmax))
-    o += F * qmax
-    shift = data[o : o + F * qmax].reshape((F, qmax))
-    o += F * qmax
-    basis = data[o] > 0.0
-    o += 1
-    n_sd = 0
-    for b in range(nb):
-        n_sd += int(blocks[b, 2])
-    priors = data[o : o + PRIOR_WIDTH * (p + n_sd + 1)].reshape((p + n_sd + 1, PRIOR_WIDTH))
+    fs, e, h = _unpack_kernel(data)
+    blocks, etas, centred = _f2(data, h[BLOCKS]), _f2(data, h[ETAS]), _f2(data, h[CENTRED])
+    shift, priors = _f2(data, h[SHIFT]), _f2(data, h[PRIORS])
+    basis = data[int(h[BASIS, 0])] > 0.0
+    F, qmax, p, nb = centred.shape[0], centred.shape[1], fs.XtX.shape[0], blocks.shape[0]
+    NE, QE = e.e_size.shape[0], e.Zty_E.shape[0]
+    e_size, e_offset, e_factor = e.e_size, e.e_offset, e.e_factor
 
     for i in range(grad.shape[0]):
         grad[i] = 0.0
@@ -774,47 +814,7 @@ def logp_and_grad(x, data, grad):
         v, d = _prior(priors[i], beta[i])
         lp += v
         grad[i] += d
-    loglik, dT, dbeta, dsig, duE = marginal_loglik(
-        T,
-        beta,
-        sig,
-        uE,
-        True,
-        size,
-        offset,
-        node_factor,
-        pair_i,
-        pair_j,
-        pair_ptr,
-        pair_val,
-        pair_pos,
-        colptr,
-        rowidx,
-        blockptr,
-        first,
-        t,
-        base,
-        m,
-        ZtX,
-        Zty,
-        XtX,
-        Xty,
-        yty,
-        n,
-        c_i,
-        c_j,
-        c_ptr,
-        c_val,
-        c_dense,
-        e_size,
-        e_offset,
-        e_i,
-        e_j,
-        e_ptr,
-        e_val,
-        ZtX_E,
-        Zty_E,
-    )
+    loglik, dT, dbeta, dsig, duE = marginal_loglik(T, beta, sig, uE, True, fs, e)
     if not np.isfinite(loglik):
         return -np.inf
     lp += loglik

@@ -33,6 +33,7 @@ from ..gaussian.profiled import (
     BlockedProfile,
     ProfiledFit,
     ThetaLayout,
+    blocked_system,
     covariance_deviance,
     profiled,
 )
@@ -467,7 +468,7 @@ def _residual_rows(beta: np.ndarray, effects: list[np.ndarray], rows: Rows) -> n
 def _varpar_deviance(varpar: np.ndarray, cp: CrossProducts, layout: ThetaLayout, reml: bool):
     """-2 log-likelihood at (theta, sigma) with beta profiled, and sigma^2 (R_X'R_X)^-1."""
     theta, sigma = varpar[:-1], varpar[-1]
-    fit = profiled(theta, cp, layout, reml)
+    fit = profiled(theta, cp, layout, reml, conditional=False)
     dof = cp.n - cp.p if reml else cp.n
     dev = fit.logdet_L + dof * np.log(2 * np.pi * sigma**2) + fit.r2 / sigma**2
     if reml:
@@ -922,8 +923,8 @@ def _check_exact_fit(design: Design, cp: CrossProducts, layout: ThetaLayout, rem
     dof = max(cp.n - (cp.p if reml else 0), 1)
     with np.errstate(all="ignore"):
         try:
-            without = profiled(np.zeros(layout.n_theta), cp, layout, reml).r2
-            far = profiled(_far_theta(layout, cp), cp, layout, reml).r2
+            without = profiled(np.zeros(layout.n_theta), cp, layout, reml, False).r2
+            far = profiled(_far_theta(layout, cp), cp, layout, reml, False).r2
         except np.linalg.LinAlgError:
             return  # judged by the caller's own checks
     scale, sd = np.sqrt(max(without, 0.0) / dof), np.sqrt(max(far, 0.0) / dof)
@@ -1045,7 +1046,9 @@ def lmer(
         cp = CrossProducts.from_stats(stats, design)
         _check_scales(design, cp)
         _check_exact_fit(design, cp, layout, reml)
-        theta, converged = _optimise(BlockedProfile(design, layout, stats), layout, reml)
+        # one blocked system: the optimiser's criterion, then the fit's estimates
+        profile = BlockedProfile.of(blocked_system(cp), layout)
+        theta, converged = _optimise(profile, layout, reml)
         fit = profiled(theta, cp, layout, reml)
         result = LmerResult(design, reml, theta, fit, layout, cp, converged)
     if not (np.isfinite(result.solution.deviance) and result.sigma > 0):

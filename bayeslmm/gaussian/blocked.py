@@ -26,6 +26,8 @@ them for the REML/ML fit and for exact draws of the random effects.
 from __future__ import annotations
 
 import math
+import warnings
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +48,54 @@ DENSE_MAX = 64
 CROSS_DENSE_FILL = 0.25
 CROSS_DENSE_MAX = 1 << 22
 LOG_2PI = math.log(2.0 * math.pi)
+
+# ---------------------------------------------------------------------------------------
+# The kernels' inputs, named and typed from one field list each: (name, dtype, ndim).
+# :class:`BlockedSystem` fills them, and :mod:`bayeslmm.bayes.density` packs the same
+# fields, in this order, into its flat buffer and reads them back by these indices.
+
+#: The system integrated out: per node its terms, first scalar row and grouping factor;
+#: the lower node blocks of ``Z'Z`` (``pair_*``) and where ``L`` keeps them
+#: (``pair_pos``); the pattern of ``L`` (:class:`BlockedPattern`: ``t`` is its
+#: ``dense_start``, ``base`` and ``m`` the dense block); the statistics.
+FACTORED_FIELDS = (
+    ("size", "int64", 1), ("offset", "int64", 1), ("node_factor", "int64", 1),
+    ("pair_i", "int64", 1), ("pair_j", "int64", 1), ("pair_ptr", "int64", 1),
+    ("pair_val", "float64", 1), ("pair_pos", "int64", 1), ("colptr", "int64", 1),
+    ("rowidx", "int64", 1), ("blockptr", "int64", 1), ("first", "int64", 1),
+    ("t", "int64", 0), ("base", "int64", 0), ("m", "int64", 0), ("ZtX", "float64", 2),
+    ("Zty", "float64", 1), ("XtX", "float64", 2), ("Xty", "float64", 1),
+    ("yty", "float64", 0), ("n", "float64", 0),
+)  # fmt: skip
+#: The factors sampled instead: the cross blocks ``Z_E'Z_M`` (``c_*``; ``c_dense`` the
+#: same as one (Q_E, Q_M) matrix, or (0, 0)), their nodes and own blocks (``e_*``) and
+#: statistics.
+SAMPLED_FIELDS = (
+    ("c_i", "int64", 1), ("c_j", "int64", 1), ("c_ptr", "int64", 1), ("c_val", "float64", 1),
+    ("c_dense", "float64", 2), ("e_size", "int64", 1), ("e_offset", "int64", 1),
+    ("e_factor", "int64", 1), ("e_i", "int64", 1), ("e_j", "int64", 1), ("e_ptr", "int64", 1),
+    ("e_val", "float64", 1), ("ZtX_E", "float64", 2), ("Zty_E", "float64", 1),
+)  # fmt: skip
+#: :data:`FACTORED_FIELDS` as a named tuple (numba passes it as one typed argument)
+Factored = namedtuple("Factored", [name for name, _, _ in FACTORED_FIELDS])
+#: :data:`SAMPLED_FIELDS` as a named tuple
+Sampled = namedtuple("Sampled", [name for name, _, _ in SAMPLED_FIELDS])
+
+
+def typed_fields(cls: type, fields: tuple, values: dict) -> tuple:
+    """``cls`` (:data:`Factored` or :data:`Sampled`) of ``values`` by field name, each cast
+    to its field's dtype, C-contiguous (one numba type per field, so one specialisation)."""
+    out = []
+    for name, dtype, ndim in fields:
+        value = values[name]
+        if ndim:
+            value = np.ascontiguousarray(value, dtype=dtype)
+            if value.ndim != ndim:
+                raise ValueError(f"kernel field {name!r} has {value.ndim} dimensions, not {ndim}")
+        else:
+            value = int(value) if dtype == "int64" else float(value)
+        out.append(value)
+    return cls(*out)
 
 
 @dataclass(frozen=True)
@@ -159,10 +209,9 @@ def symbolic(nodes: NodeBlocks, boundaries: list[int]) -> BlockedPattern:
 # ---------------------------------------------------------------------------------------
 # numba kernels on flat arrays
 #
-# Shared arguments: ``size``, ``offset`` and ``node_factor`` per node; the pattern
-# (``colptr``, ``rowidx``, ``blockptr``, ``t`` = dense_start, ``base``, ``m``); Z'Z's
-# blocks (``pair_i``, ``pair_j``, ``pair_ptr``, ``pair_val``, ``pair_pos``); ``T``, the
-# relative factors (F, qmax, qmax).
+# Shared arguments: ``s``/``fs``, the factored system (:data:`Factored`: nodes, Z'Z's
+# blocks, the pattern of L, the statistics); ``e``, the sampled factors (:data:`Sampled`);
+# ``T``, the relative factors (F, qmax, qmax). Small helpers take the few arrays they read.
 
 
 @kernel
@@ -179,9 +228,12 @@ def _find(colptr, rowidx, k, i):
 
 
 @kernel
-def assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, pair_pos,
-             blockptr, base, m):  # fmt: skip
+def assemble(T, s):
     """``A = Lambda'Z'Z Lambda + I`` in the storage of ``L``: (sparse blocks, dense block)."""
+    size, offset, node_factor, pair_i, pair_j = s.size, s.offset, s.node_factor, s.pair_i, s.pair_j
+    pair_ptr, pair_val, pair_pos = s.pair_ptr, s.pair_val, s.pair_pos
+    blockptr, base = s.blockptr, s.base
+    m = s.m
     Lval = np.zeros(blockptr[-1])
     D = np.zeros((m, m))
     qmax = T.shape[1]
@@ -257,10 +309,12 @@ def _gather_full(values, colptr, blockptr, size, first, m):
 
 
 @kernel
-def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base):
+def factorize(Lval, D, s):
     """Factor ``A`` in place (right-looking over sparse columns, LAPACK on the dense
     block); returns ``(log|A|, dense factor)``, ``log|A| = nan`` if not positive definite.
     ``D`` is left holding the dense block's Schur complement (symmetric)."""
+    size, offset, colptr, rowidx, blockptr = s.size, s.offset, s.colptr, s.rowidx, s.blockptr
+    first, t, base = s.first, s.t, s.base
     m = D.shape[0]
     rows = np.empty(m, dtype=np.int64)
     logdet = 0.0
@@ -339,8 +393,10 @@ def factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base):
 
 
 @kernel
-def solve_lower(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, base):
+def solve_lower(Lval, LD, R, s):
     """``R <- L^-1 R`` in place, for R of shape (Q, k)."""
+    size, offset, colptr, rowidx, blockptr = s.size, s.offset, s.colptr, s.rowidx, s.blockptr
+    t, base = s.t, s.base
     k = R.shape[1]
     for j in range(t):
         c0, c1, sj, oj = colptr[j], colptr[j + 1], size[j], offset[j]
@@ -370,8 +426,10 @@ def solve_lower(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, b
 
 
 @kernel
-def solve_upper(Lval, LD, R, size, offset, colptr, rowidx, blockptr, first, t, base):
+def solve_upper(Lval, LD, R, s):
     """``R <- L'^-1 R`` in place, for R of shape (Q, k)."""
+    size, offset, colptr, rowidx, blockptr = s.size, s.offset, s.colptr, s.rowidx, s.blockptr
+    t, base = s.t, s.base
     k = R.shape[1]
     m = LD.shape[0]
     for r in range(m - 1, -1, -1):
@@ -450,12 +508,14 @@ def spd_inverse(L):
 
 
 @kernel
-def selected_inverse(Lval, LD, size, offset, colptr, rowidx, blockptr, first, t, base):
+def selected_inverse(Lval, LD, s):
     """``A^-1`` on the pattern of ``L``: (sparse blocks, dense block), by Takahashi's
     recurrence ``Z_ij = -sum_k Z_ik L_kj L_jj^-1``, ``Z_jj = L_jj^-T L_jj^-1 - sum_k
     (L_kj L_jj^-1)' Z_kj`` over the pattern of column j, from the last column back. The
     dense block's part is the inverse of its Schur complement (from its factor ``LD``); for
     columns whose rows cover it, ``Z_kj`` over the dense rows is one product with it (BLAS)."""
+    size, offset, colptr, rowidx, blockptr = s.size, s.offset, s.colptr, s.rowidx, s.blockptr
+    first, t, base = s.first, s.t, s.base
     m = LD.shape[0]
     ZD = spd_inverse(LD)
     rows = np.empty(m, dtype=np.int64)
@@ -547,9 +607,11 @@ def selected_inverse(Lval, LD, size, offset, colptr, rowidx, blockptr, first, t,
 
 
 @kernel
-def logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair_ptr,
-                    pair_val, pair_pos, blockptr, base):  # fmt: skip
+def logdet_gradient(T, Zval, ZD, s):
     """``d log|A| / dT_f`` for every factor: (F, qmax, qmax)."""
+    size, offset, node_factor, pair_i, pair_j = s.size, s.offset, s.node_factor, s.pair_i, s.pair_j
+    pair_ptr, pair_val, pair_pos = s.pair_ptr, s.pair_val, s.pair_pos
+    blockptr, base = s.blockptr, s.base
     G = np.zeros(T.shape)
     qmax = T.shape[1]
     TZ = np.empty(qmax * qmax)
@@ -657,11 +719,14 @@ def outer_by_factor(W, U, size, offset, node_factor, n_factors, qmax):
 
 
 @kernel
-def _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, c_dense, e_size,
-                        e_offset, e_i, e_j, e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
+def _explicit_residuals(beta, uE, s, fs, e):
     """With sampled effects ``uE``: ``s -= Z_M'Z_E uE`` in place; returns ``Z_E'(y - X
     beta)`` and ``Z_E'Z_E uE``. ``c_dense``: the cross table as one (Q_E, Q_M) matrix, or
     (0, 0) to use its blocks."""
+    size, offset = fs.size, fs.offset
+    (c_i, c_j, c_ptr, c_val, c_dense, e_size, e_offset, e_i, e_j, e_ptr, e_val, ZtX_E,
+     Zty_E) = (e.c_i, e.c_j, e.c_ptr, e.c_val, e.c_dense, e.e_size, e.e_offset, e.e_i, e.e_j,
+               e.e_ptr, e.e_val, e.ZtX_E, e.Zty_E)  # fmt: skip
     if c_dense.shape[0] > 0:
         s -= np.dot(c_dense.T, uE)
     for k in range(c_i.shape[0] if c_dense.shape[0] == 0 else 0):
@@ -679,11 +744,13 @@ def _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val, c_den
 
 
 @kernel
-def _block_diagonal(T, s, want_grad, s2, size, offset, node_factor, pair_ptr, pair_val, F,
-                    qmax):  # fmt: skip
+def _block_diagonal(T, s, want_grad, s2, fs):
     """One pass per level where ``A`` is block diagonal (one grouping factor): ``log|A|``,
     ``c'c``, ``dT = -(d log|A| - d(c'c) / sigma^2) / 2`` and ``Lambda u``, with no array
     per level (the general path's result, without its bookkeeping)."""
+    size, offset, node_factor, pair_ptr, pair_val = (fs.size, fs.offset, fs.node_factor,
+                                                     fs.pair_ptr, fs.pair_val)  # fmt: skip
+    F, qmax = T.shape[0], T.shape[1]
     Q = s.shape[0]
     v = np.zeros(Q)
     dT = np.zeros((F, qmax, qmax))
@@ -762,10 +829,7 @@ def _block_diagonal(T, s, want_grad, s2, size, offset, node_factor, pair_ptr, pa
 
 
 @kernel
-def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pair_i, pair_j,
-                    pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, first, t, base, m, ZtX,
-                    Zty, XtX, Xty, yty, n, c_i, c_j, c_ptr, c_val, c_dense, e_size, e_offset, e_i,
-                    e_j, e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
+def marginal_loglik(T, beta, sigma, uE, want_grad, fs, e):
     """``log N(y | X beta + Z_E uE, sigma^2 (I + Z_M Lambda Lambda' Z_M'))`` and, if
     ``want_grad``, its derivatives in every ``T_f`` (F, qmax, qmax), in ``beta``, in
     ``sigma`` (T fixed) and in ``uE``.
@@ -773,8 +837,14 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
     ``Z_M`` are the random effects integrated out (the factored system), ``Z_E`` those
     sampled (``uE``; empty arrays when every factor is integrated out). Returns ``(loglik,
     dT, dbeta, dsigma, duE)``; ``loglik`` is ``-inf`` where ``A`` is not numerically
-    positive definite.
+    positive definite. ``fs``: the factored system (:data:`Factored`), ``e``: the sampled
+    factors (:data:`Sampled`).
     """
+    size, offset, node_factor, m, rowidx = fs.size, fs.offset, fs.node_factor, fs.m, fs.rowidx
+    pair_i, pair_j, pair_ptr, pair_val = fs.pair_i, fs.pair_j, fs.pair_ptr, fs.pair_val
+    ZtX, Zty, XtX, Xty, yty, n = fs.ZtX, fs.Zty, fs.XtX, fs.Xty, fs.yty, fs.n
+    c_i, c_j, c_ptr, c_val, c_dense = e.c_i, e.c_j, e.c_ptr, e.c_val, e.c_dense
+    e_size, e_offset, ZtX_E, Zty_E = e.e_size, e.e_offset, e.ZtX_E, e.Zty_E
     p = beta.shape[0]
     F, qmax = T.shape[0], T.shape[1]
     s = Zty.copy()  # Z_M'r
@@ -783,9 +853,7 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
             s[r] -= ZtX[r, c] * beta[c]
     QE = uE.shape[0]
     if QE:
-        rE, EEu = _explicit_residuals(beta, uE, s, size, offset, c_i, c_j, c_ptr, c_val,
-                                      c_dense, e_size, e_offset, e_i, e_j, e_ptr, e_val, ZtX_E,
-                                      Zty_E)  # fmt: skip
+        rE, EEu = _explicit_residuals(beta, uE, s, fs, e)
     else:
         rE, EEu = Zty_E, Zty_E
     rr = yty
@@ -799,30 +867,26 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
     s2 = sigma * sigma
     dbeta, duE = np.zeros(p), np.zeros(uE.shape[0])
     if m == 0 and rowidx.shape[0] == size.shape[0]:  # block diagonal: one pass per level
-        logdet, cc, dT, vv = _block_diagonal(T, s, want_grad, s2, size, offset, node_factor,
-                                             pair_ptr, pair_val, F, qmax)  # fmt: skip
+        logdet, cc, dT, vv = _block_diagonal(T, s, want_grad, s2, fs)
         v = vv.reshape((-1, 1))
         if math.isnan(logdet):
             return -np.inf, dT, dbeta, 0.0, duE
     else:
-        Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
-                           pair_pos, blockptr, base, m)  # fmt: skip
-        logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base)
+        Lval, D = assemble(T, fs)
+        logdet, LD = factorize(Lval, D, fs)
         dT = np.zeros((F, qmax, qmax))
         if math.isnan(logdet):
             return -np.inf, dT, dbeta, 0.0, duE
         u = apply_factor(T, s.reshape((-1, 1)), size, offset, node_factor, True)  # Lambda'Z'r
-        solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
+        solve_lower(Lval, LD, u, fs)
         cc = 0.0
         for r in range(u.shape[0]):
             cc += u[r, 0] * u[r, 0]
         v = u
         if want_grad:
-            solve_upper(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
-            Zval, ZD = selected_inverse(Lval, LD, size, offset, colptr, rowidx, blockptr,
-                                        first, t, base)  # fmt: skip
-            G = logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j,
-                                pair_ptr, pair_val, pair_pos, blockptr, base)  # fmt: skip
+            solve_upper(Lval, LD, u, fs)
+            Zval, ZD = selected_inverse(Lval, LD, fs)
+            G = logdet_gradient(T, Zval, ZD, fs)
             v = apply_factor(T, u, size, offset, node_factor, False)  # Lambda u
             w = s.reshape((-1, 1)) - zz_product(v, size, offset, pair_i, pair_j, pair_ptr,
                                                 pair_val)  # fmt: skip
@@ -862,48 +926,58 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, size, offset, node_factor, pa
 
 
 @kernel
-def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pair_j, pair_ptr,
-                      pair_val, pair_pos, colptr, rowidx, blockptr, first, t, base, m, ZtX, Zty,
-                      XtX, Xty, yty, n):  # fmt: skip
-    """lme4's profiled deviance (ML) or REML criterion at relative factors ``T``, and its
-    derivative in every ``T_f`` (beta and sigma profiled out).
+def profiled_deviance(T, reml, want_grad, fs):
+    """lme4's profiled deviance (ML) or REML criterion at relative factors ``T``, its
+    derivative in every ``T_f`` (beta and sigma profiled out) and the penalised
+    least-squares solution, from the factored system ``fs`` (:data:`Factored`).
 
-    Returns ``(deviance, dT, beta, sigma2_hat)``; the deviance is ``inf`` where ``A`` or
-    the fixed-effects Schur complement is not numerically positive definite.
+    Returns ``(deviance, dT, beta, sigma2_hat, log|A|, log|R_X'R_X|, R_X, u, A_jj)``:
+    ``R_X`` the lower Cholesky factor of the fixed effects' Schur complement, ``u`` the
+    spherical conditional modes (node order) and, with ``want_grad``, ``A_jj`` the
+    diagonal node blocks of ``A^-1`` (node after node, ``size_j^2`` each, row-major; empty
+    without). The deviance is ``inf`` where ``A`` or the Schur complement is not
+    numerically positive definite.
     """
+    size, offset, node_factor, pair_i, pair_j = (fs.size, fs.offset, fs.node_factor,
+                                                 fs.pair_i, fs.pair_j)  # fmt: skip
+    pair_ptr, pair_val, blockptr, colptr, t = (fs.pair_ptr, fs.pair_val, fs.blockptr,
+                                               fs.colptr, fs.t)  # fmt: skip
+    ZtX, Zty, XtX, Xty, yty, n = fs.ZtX, fs.Zty, fs.XtX, fs.Xty, fs.yty, fs.n
     p = XtX.shape[0]
     Q = Zty.shape[0]
     F, qmax = T.shape[0], T.shape[1]
     dT = np.zeros((F, qmax, qmax))
-    Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
-                       pair_pos, blockptr, base, m)  # fmt: skip
-    logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base)
+    beta = np.zeros(p)
+    RX = np.zeros((p, p))
+    u = np.zeros(Q)
+    blocks = np.zeros(0)
+    Lval, D = assemble(T, fs)
+    logdet, LD = factorize(Lval, D, fs)
     if math.isnan(logdet):
-        return np.inf, dT, np.zeros(p), np.nan
+        return np.inf, dT, beta, np.nan, logdet, np.nan, RX, u, blocks
     R = np.empty((Q, p + 1))
     R[:, :p] = ZtX
     R[:, p] = Zty
     R = apply_factor(T, R, size, offset, node_factor, True)  # [Lambda'Z'X, Lambda'Z'y]
     C = R.copy()
-    solve_lower(Lval, LD, C, size, offset, colptr, rowidx, blockptr, first, t, base)
+    solve_lower(Lval, LD, C, fs)
     CtC = np.dot(np.ascontiguousarray(C.T), C)
     M = XtX - CtC[:p, :p]
     vx = Xty - CtC[:p, p]
     yy = yty - CtC[p, p]
     logdet_M = 0.0
-    beta = np.zeros(p)
     Minv = np.zeros((p, p))
     if p:
         for a in range(p):  # positive definite and finite?
             if not (M[a, a] > 0.0 and M[a, a] < math.inf):
-                return np.inf, dT, beta, np.nan
+                return np.inf, dT, beta, np.nan, logdet, np.nan, RX, u, blocks
             for c in range(a):
                 if not math.isfinite(M[a, c]):
-                    return np.inf, dT, beta, np.nan
+                    return np.inf, dT, beta, np.nan, logdet, np.nan, RX, u, blocks
         try:
-            RX = np.linalg.cholesky(M)
+            RX = np.ascontiguousarray(np.linalg.cholesky(M))
         except Exception:  # noqa: BLE001 - rank deficient given theta
-            return np.inf, dT, beta, np.nan
+            return np.inf, dT, beta, np.nan, logdet, np.nan, RX, u, blocks
         for a in range(p):
             logdet_M += 2.0 * math.log(RX[a, a])
         Minv[:, :] = spd_inverse(RX)
@@ -916,64 +990,73 @@ def profiled_deviance(T, reml, want_grad, size, offset, node_factor, pair_i, pai
     dev = logdet + dof * (1.0 + math.log(2.0 * math.pi * r2 / dof))
     if reml:
         dev += logdet_M
+    solve_upper(Lval, LD, C, fs)  # A^-1 R
+    U = np.ascontiguousarray(C[:, :p])
+    uu = C[:, p : p + 1] - U @ beta.reshape((-1, 1))
+    u = uu[:, 0].copy()
     if not want_grad:
-        return dev, dT, beta, r2 / dof
-    solve_upper(Lval, LD, C, size, offset, colptr, rowidx, blockptr, first, t, base)  # A^-1 R
-    u = C[:, p : p + 1] - np.ascontiguousarray(C[:, :p]) @ beta.reshape((-1, 1))
-    Zval, ZD = selected_inverse(Lval, LD, size, offset, colptr, rowidx, blockptr, first, t, base)
-    G = logdet_gradient(T, Zval, ZD, size, offset, node_factor, pair_i, pair_j, pair_ptr,
-                        pair_val, pair_pos, blockptr, base)  # fmt: skip
+        return dev, dT, beta, r2 / dof, logdet, logdet_M, RX, u, blocks
+    Zval, ZD = selected_inverse(Lval, LD, fs)
+    G = logdet_gradient(T, Zval, ZD, fs)
     resid = (Zty - ZtX @ beta).reshape((-1, 1))  # Z'(y - X beta)
-    v = apply_factor(T, u, size, offset, node_factor, False)
+    v = apply_factor(T, uu, size, offset, node_factor, False)
     w = resid - zz_product(v, size, offset, pair_i, pair_j, pair_ptr, pair_val)
-    G -= (dof / r2) * 2.0 * outer_by_factor(w, u, size, offset, node_factor, F, qmax)
+    G -= (dof / r2) * 2.0 * outer_by_factor(w, uu, size, offset, node_factor, F, qmax)
     if reml and p:
-        U = np.ascontiguousarray(C[:, :p])
         WX = ZtX - zz_product(apply_factor(T, U, size, offset, node_factor, False), size,
                               offset, pair_i, pair_j, pair_ptr, pair_val)  # fmt: skip
         G -= 2.0 * outer_by_factor(WX @ Minv, U, size, offset, node_factor, F, qmax)
-    return dev, G, beta, r2 / dof
+    total = 0
+    for j in range(size.shape[0]):
+        total += size[j] * size[j]
+    blocks = np.empty(total)
+    base, k = fs.base, 0
+    for j in range(size.shape[0]):  # the diagonal node blocks of A^-1
+        sj = size[j]
+        for r in range(sj):
+            for c in range(sj):
+                if j < t:
+                    blocks[k] = Zval[blockptr[colptr[j]] + r * sj + c]
+                else:
+                    blocks[k] = ZD[offset[j] - base + r, offset[j] - base + c]
+                k += 1
+    return dev, G, beta, r2 / dof, logdet, logdet_M, RX, u, blocks
 
 
 @kernel
-def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, size, offset, node_factor,
-                 pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr, rowidx, blockptr, first, t,
-                 base, m, ZtX, Zty, c_i, c_j, c_ptr, c_val, c_dense, e_size, e_offset, e_i, e_j,
-                 e_ptr, e_val, ZtX_E, Zty_E):  # fmt: skip
+def draw_effects(T_draws, beta_draws, sigma_draws, uE_draws, noise, fs, e):
     """Exact draws of the integrated-out effects ``b = Lambda (u_hat + sigma L'^-1 noise)``
     given each draw of (T, beta, sigma, uE): (draws, Q_M) in the node numbering."""
+    size, offset, node_factor, ZtX, Zty = fs.size, fs.offset, fs.node_factor, fs.ZtX, fs.Zty
     S, Q = noise.shape
     out = np.empty((S, Q))
     for d in range(S):
         T = T_draws[d]
-        Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
-                           pair_pos, blockptr, base, m)  # fmt: skip
-        logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base)
+        Lval, D = assemble(T, fs)
+        logdet, LD = factorize(Lval, D, fs)
         if math.isnan(logdet):
             out[d] = np.nan
             continue
         beta = beta_draws[d]
         s = Zty - ZtX @ beta if beta.shape[0] else Zty.copy()
-        _explicit_residuals(beta, uE_draws[d], s, size, offset, c_i, c_j, c_ptr, c_val,
-                            c_dense, e_size, e_offset, e_i, e_j, e_ptr, e_val, ZtX_E,
-                            Zty_E)  # fmt: skip
+        _explicit_residuals(beta, uE_draws[d], s, fs, e)
         u = apply_factor(T, s.reshape((-1, 1)), size, offset, node_factor, True)
-        solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
+        solve_lower(Lval, LD, u, fs)
         for r in range(Q):
             u[r, 0] += sigma_draws[d] * noise[d, r]
-        solve_upper(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
+        solve_upper(Lval, LD, u, fs)
         out[d] = apply_factor(T, u, size, offset, node_factor, False)[:, 0]
     return out
 
 
 @kernel
-def group_loglik(T_draws, beta_draws, sigma_draws, node_group, g_XtX, g_Xty, g_yty, g_n, size,
-                 offset, node_factor, pair_i, pair_j, pair_ptr, pair_val, pair_pos, colptr,
-                 rowidx, blockptr, first, t, base, m, ZtX, Zty):  # fmt: skip
+def group_loglik(T_draws, beta_draws, sigma_draws, node_group, g_XtX, g_Xty, g_yty, g_n, fs):
     """``log N(y_g | X_g beta, sigma^2 (I + Z_g Lambda Lambda' Z_g'))`` of every group g
     for every draw: (draws, groups). The groups must be independent (``node_group`` from
     :func:`~bayeslmm.gaussian.statistics.node_groups`): ``L`` is then block diagonal by
     group, and each group's ``log|A_g|`` and ``c_g'c_g`` sum over its own rows of ``L``."""
+    size, offset, node_factor, ZtX, Zty = fs.size, fs.offset, fs.node_factor, fs.ZtX, fs.Zty
+    colptr, blockptr, t, base, m = fs.colptr, fs.blockptr, fs.t, fs.base, fs.m
     S, G = sigma_draws.shape[0], g_yty.shape[0]
     p = ZtX.shape[1]
     out = np.empty((S, G))
@@ -983,15 +1066,14 @@ def group_loglik(T_draws, beta_draws, sigma_draws, node_group, g_XtX, g_Xty, g_y
             row_group[offset[j] + r] = node_group[j]
     for d in range(S):
         T, beta, sigma = T_draws[d], beta_draws[d], sigma_draws[d]
-        Lval, D = assemble(T, size, offset, node_factor, pair_i, pair_j, pair_ptr, pair_val,
-                           pair_pos, blockptr, base, m)  # fmt: skip
-        logdet, LD = factorize(Lval, D, size, offset, colptr, rowidx, blockptr, first, t, base)
+        Lval, D = assemble(T, fs)
+        logdet, LD = factorize(Lval, D, fs)
         if math.isnan(logdet):
             out[d] = -np.inf
             continue
         s = Zty - ZtX @ beta if p else Zty.copy()
         u = apply_factor(T, s.reshape((-1, 1)), size, offset, node_factor, True)
-        solve_lower(Lval, LD, u, size, offset, colptr, rowidx, blockptr, first, t, base)
+        solve_lower(Lval, LD, u, fs)
         logdet_g, cc_g = np.zeros(G), np.zeros(G)
         for j in range(t):
             sj, pj, g = size[j], blockptr[colptr[j]], node_group[j]
@@ -1077,13 +1159,17 @@ class BlockedSystem:
             T[k, :q, :q] = Tf
         return T
 
-    def structure(self) -> tuple:
-        """The arguments the kernels take after their own: nodes, pattern, statistics."""
-        nodes, pat = self.marginal, self.pattern
-        return (nodes.size, nodes.offset, nodes.node_factor, nodes.pair_i, nodes.pair_j,
-                nodes.pair_ptr, nodes.pair_val, pat.pair_pos, pat.colptr, pat.rowidx,
-                pat.blockptr, pat.first, pat.dense_start, pat.base, pat.m, self.ZtX_M,
-                self.Zty_M)  # fmt: skip
+    def factored(self) -> tuple:
+        """The kernels' :data:`Factored` input: nodes, pattern and statistics."""
+        nodes, pat, s = self.marginal, self.pattern, self.stats
+        values = {"size": nodes.size, "offset": nodes.offset, "node_factor": nodes.node_factor,
+                  "pair_i": nodes.pair_i, "pair_j": nodes.pair_j, "pair_ptr": nodes.pair_ptr,
+                  "pair_val": nodes.pair_val, "pair_pos": pat.pair_pos, "colptr": pat.colptr,
+                  "rowidx": pat.rowidx, "blockptr": pat.blockptr, "first": pat.first,
+                  "t": pat.dense_start, "base": pat.base, "m": pat.m, "ZtX": self.ZtX_M,
+                  "Zty": self.Zty_M, "XtX": s.XtX, "Xty": s.Xty, "yty": s.yty,
+                  "n": s.n}  # fmt: skip
+        return typed_fields(Factored, FACTORED_FIELDS, values)
 
     @property
     def cross_dense(self) -> np.ndarray:
@@ -1095,30 +1181,45 @@ class BlockedSystem:
             self._dense = _dense_cross(self.cross, self.explicit, self.marginal)
         return self._dense
 
+    def structure(self) -> tuple:
+        """Deprecated: :meth:`factored` (the fields as a plain tuple)."""
+        warnings.warn("BlockedSystem.structure() is deprecated: use factored()",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        return tuple(self.factored())
+
     def explicit_structure(self) -> tuple:
-        """The kernels' last arguments: the sampled factors' blocks and statistics."""
+        """Deprecated: :meth:`sampled` (the fields as a plain tuple)."""
+        warnings.warn("BlockedSystem.explicit_structure() is deprecated: use sampled()",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+        return tuple(self.sampled())
+
+    def sampled(self) -> tuple:
+        """The kernels' :data:`Sampled` input: the sampled factors' blocks and statistics."""
         e = self.explicit
-        return (*self.cross, self.cross_dense, e.size, e.offset, e.pair_i, e.pair_j,
-                e.pair_ptr, e.pair_val, self.ZtX_E, self.Zty_E)  # fmt: skip
+        c_i, c_j, c_ptr, c_val = self.cross
+        values = {"c_i": c_i, "c_j": c_j, "c_ptr": c_ptr, "c_val": c_val,
+                  "c_dense": self.cross_dense, "e_size": e.size, "e_offset": e.offset,
+                  "e_factor": e.node_factor, "e_i": e.pair_i, "e_j": e.pair_j,
+                  "e_ptr": e.pair_ptr, "e_val": e.pair_val, "ZtX_E": self.ZtX_E,
+                  "Zty_E": self.Zty_E}  # fmt: skip
+        return typed_fields(Sampled, SAMPLED_FIELDS, values)
 
     def marginal_loglik(self, T: np.ndarray, beta: np.ndarray, sigma: float,
                         uE: np.ndarray | None = None, grad: bool = True) -> tuple:  # fmt: skip
         """See :func:`marginal_loglik`; ``T`` from :meth:`factor_stack`."""
-        s = self.stats
         uE = np.zeros(self.n_explicit_effects) if uE is None else uE
         return marginal_loglik(np.ascontiguousarray(T, dtype=float),
                                np.ascontiguousarray(beta, dtype=float), float(sigma),
-                               np.ascontiguousarray(uE, dtype=float), grad, *self.structure(),
-                               s.XtX, s.Xty, s.yty, float(s.n),
-                               *self.explicit_structure())  # fmt: skip
+                               np.ascontiguousarray(uE, dtype=float), bool(grad),
+                               self.factored(), self.sampled())  # fmt: skip
 
     def profiled_deviance(self, T: np.ndarray, reml: bool, grad: bool = True) -> tuple:
         """See :func:`profiled_deviance` (every factor integrated out)."""
         s = self.stats
         if s.n_marginal != s.n_nodes:
             raise ValueError("the profiled criterion integrates every random effect out")
-        return profiled_deviance(np.ascontiguousarray(T, dtype=float), reml, grad,
-                                 *self.structure(), s.XtX, s.Xty, s.yty, float(s.n))  # fmt: skip
+        return profiled_deviance(np.ascontiguousarray(T, dtype=float), bool(reml), bool(grad),
+                                 self.factored())  # fmt: skip
 
     def group_loglik(self, T_draws: np.ndarray, beta_draws: np.ndarray,
                      sigma_draws: np.ndarray, node_group: np.ndarray,
@@ -1129,9 +1230,11 @@ class BlockedSystem:
         return group_loglik(np.ascontiguousarray(T_draws, dtype=float),
                             np.ascontiguousarray(beta_draws, dtype=float),
                             np.ascontiguousarray(sigma_draws, dtype=float),
-                            np.ascontiguousarray(node_group, dtype=np.int64), moments.XtX,
-                            moments.Xty, moments.yty, moments.counts.astype(float),
-                            *self.structure())  # fmt: skip
+                            np.ascontiguousarray(node_group, dtype=np.int64),
+                            np.ascontiguousarray(moments.XtX, dtype=float),
+                            np.ascontiguousarray(moments.Xty, dtype=float),
+                            np.ascontiguousarray(moments.yty, dtype=float),
+                            moments.counts.astype(float), self.factored())  # fmt: skip
 
     def draw_effects(self, T_draws: np.ndarray, beta_draws: np.ndarray,
                      sigma_draws: np.ndarray, rng: np.random.Generator,
@@ -1145,7 +1248,7 @@ class BlockedSystem:
                             np.ascontiguousarray(beta_draws, dtype=float),
                             np.ascontiguousarray(sigma_draws, dtype=float),
                             np.ascontiguousarray(uE_draws, dtype=float), noise,
-                            *self.structure(), *self.explicit_structure())  # fmt: skip
+                            self.factored(), self.sampled())  # fmt: skip
 
 
 def choose_explicit(design: Design, dense_max: int = DENSE_MAX) -> tuple[str, ...]:

@@ -1,12 +1,15 @@
-"""Factorisations of the penalised random-effects system, written once for numpy and PyTensor.
+"""The penalised random-effects system as a PyTensor graph, for the marginal PyMC model.
 
-With one grouping factor the system ``T'Z'Z T + I`` is block diagonal (one q x q block per
-level); with two nested factors each outer level's system is an arrowhead. The kernels
-here factor these blocks with the Cholesky factor and triangular solves unrolled over the
-q terms and vectorised across levels (no loop over groups), for any array namespace
-``xp`` with numpy's names (``numpy`` or ``pytensor.tensor``), so the REML/ML fit
-(:mod:`bayeslmm.gaussian.profiled`), the exact draws (:mod:`bayeslmm.gaussian.draws`)
-and the marginal Bayesian model (:mod:`bayeslmm.bayes.marginal_graph`) share them.
+Every numeric fit, draw and density factors the system with the blocked Cholesky of
+:mod:`bayeslmm.gaussian.blocked`. The functions here build the same factorisation as
+array expressions instead, for the pure-graph marginal model of
+:mod:`bayeslmm.bayes.marginal_graph` that PyTensor differentiates and JAX traces (numpyro,
+nutpie's PyMC backend), which a numba kernel cannot enter: with one grouping factor the
+system ``T'Z'Z T + I`` is block diagonal (one q x q block per level); with two nested
+factors each outer level's system is an arrowhead. The Cholesky factor and triangular
+solves are unrolled over the q terms and vectorised across levels (no loop over groups),
+for any array namespace ``xp`` with numpy's names (``pytensor.tensor``, or ``numpy`` for
+checks).
 """
 
 from __future__ import annotations

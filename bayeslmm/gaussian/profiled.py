@@ -6,17 +6,23 @@ lme4's formulation (Bates et al. 2015, section 3): with ``b = Lambda_theta u``,
     [Lambda'Z'Z Lambda + I   Lambda'Z'X] [u]   [Lambda'Z'y]
     [X'Z Lambda              X'X       ] [b] = [X'y       ]
 
-is solved by a sparse factorisation of its upper-left block (fill-reducing order,
-so block-diagonal, nested and crossed structures stay sparse) and a Cholesky factor
-``R_X`` of the Schur complement. Everything is computed from cross-products made
-once (``Z'Z``, ``Z'X``, ``Z'y``, ``X'X``, ``X'y``, ``y'y``,
-:mod:`bayeslmm.gaussian.statistics`), so an evaluation costs O(q^3) with q the number
-of random effects (far less when sparse), independent of the number of rows.
+is solved by the blocked Cholesky factor of its upper-left block
+(:mod:`bayeslmm.gaussian.blocked`, MixedModels.jl's ``updateL!``: block-diagonal, nested
+and crossed structures) and a Cholesky factor ``R_X`` of the Schur complement, from the
+cross-products made once (:mod:`bayeslmm.gaussian.statistics`); an evaluation costs
+O(levels q^3) where ``L`` stays sparse, independent of the number of rows. The same
+factorisation gives the optimiser's criterion and gradient (:class:`BlockedProfile`) and
+the fit's estimates, conditional modes and conditional variances (:func:`profiled`).
+
+Two functions here do not factor ``A``: :func:`grouped_deviance`, dense per-level
+formulas for one grouping factor kept as an independent check of the blocked kernel in
+the tests, and :func:`covariance_deviance`, the deviance at relative covariances ``Psi``
+that may be singular or indefinite (finite differences of the observed information at a
+boundary fit), where no Cholesky factor exists: a sparse LU of ``I + Z'Z Psi``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,7 +33,6 @@ import scipy.sparse.linalg as spla
 
 from ..spec.design import Design
 from .blocked import BlockedSystem
-from .factorisation import backward_solve, forward_solve, project, whiten
 from .statistics import BlockedStats, CrossProducts, GroupStats
 
 
@@ -111,7 +116,8 @@ class ThetaLayout:
 
 @dataclass
 class ProfiledFit:
-    """Everything one evaluation of the profiled criterion produces."""
+    """Everything one evaluation of the profiled criterion produces (lme4's numbering of the
+    random effects: block after block, level after level, term after term)."""
 
     deviance: float  # -2 log-likelihood (ML) or REML criterion
     beta: np.ndarray
@@ -122,140 +128,90 @@ class ProfiledFit:
     logdet_L: float  # log|L|^2 = log|Lambda'Z'Z Lambda + I|
     logdet_RX: float  # log|R_X|^2
     RX: np.ndarray  # upper Cholesky factor of the Schur complement
-    factor: spla.SuperLU | None  # sparse factorisation of Lambda'Z'Z Lambda + I
-    Lambda: sp.csc_matrix | None  # sparse path only
-    level_cov: Callable[[], np.ndarray] | None = None  # grouped path: Var(b_j | y) / sigma^2
+    level_cov: list[np.ndarray] | None = None  # per block, Var(b_j | y) / sigma^2 per level
 
     def conditional_covariance_blocks(self, sizes: list[int], levels: list[int]) -> list:
-        """Per block, (levels, q, q) covariances of b given y, beta and theta (lme4 condVar).
-
-        ``Var(b | y) = sigma^2 Lambda (Lambda'Z'Z Lambda + I)^-1 Lambda'``, diagonal
-        blocks only, found by solving for one level-column at a time across all levels.
-        """
-        if self.level_cov is not None:
-            starts = np.cumsum([0, *sizes])
-            cov = self.level_cov() * self.sigma**2
-            return [cov[:, a:b, a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
-        out, offset = [], 0
-        for q, n_lev in zip(sizes, levels, strict=True):
-            size = q * n_lev
-            lam = self.Lambda[offset : offset + size, :]
-            # columns of Lambda' for this block; solve A X = Lambda' e_j for each j
-            sol = self.factor.solve(lam.T.toarray())
-            full = (lam @ sol) * self.sigma**2  # (size, size): only diagonal blocks needed
-            idx = np.arange(n_lev)[:, None] * q + np.arange(q)[None, :]
-            out.append(full[idx[:, :, None], idx[:, None, :]])
-            offset += size
-        return out
+        """Per block, (levels, q, q) covariances of b given y, beta and theta (lme4 condVar):
+        ``Var(b | y) = sigma^2 Lambda A^-1 Lambda'``, its diagonal blocks, from the diagonal
+        node blocks of ``A^-1`` (the blocked factor's selected inverse)."""
+        if self.level_cov is None:
+            raise ValueError("this fit was evaluated without the conditional covariances")
+        return [c * self.sigma**2 for c in self.level_cov]
 
 
-def _factorize(A: sp.csc_matrix) -> spla.SuperLU:
-    """Sparse LU of a symmetric positive-definite matrix with a fill-reducing order.
-
-    Symmetric mode with no pivoting keeps the ordering symmetric, so ``U``'s diagonal
-    holds the pivots of a Cholesky-like factorisation (``log|A| = sum log U_ii``).
-    """
-    return spla.splu(
-        A,
-        permc_spec="MMD_AT_PLUS_A",
-        diag_pivot_thresh=0.0,
-        options={"SymmetricMode": True},
-    )
-
-
-def profiled(theta: np.ndarray, cp: CrossProducts, layout: ThetaLayout, reml: bool) -> ProfiledFit:
+def profiled(theta: np.ndarray, cp: CrossProducts, layout: ThetaLayout, reml: bool,
+             conditional: bool = True) -> ProfiledFit:  # fmt: skip
     """Solve the PLS problem at ``theta`` and return the profiled criterion.
 
-    With ``A = Lambda'Z'Z Lambda + I`` factored once (sparse), the solves
-    ``A^-1 Lambda'[Z'X, Z'y]`` give every piece: the Schur complement
-    ``R_X'R_X = X'X - X'Z Lambda A^-1 Lambda'Z'X``, beta, u and the penalised RSS.
+    One evaluation of the blocked Cholesky (:func:`bayeslmm.gaussian.blocked.
+    profiled_deviance`) on the statistics behind ``cp``: the Schur complement
+    ``R_X'R_X = X'X - X'Z Lambda A^-1 Lambda'Z'X``, beta, u and the penalised RSS; with
+    ``conditional``, also the conditional covariances of the random effects (the selected
+    inverse of ``A``, as the gradient needs).
     """
-    grouped = cp.grouped is not None
-    if grouped:
-        logdet_L, xx, xy, yy, spherical, T, level_cov = _pls_grouped(theta, cp.grouped, layout)
-        factor = Lam = None
-    else:
-        logdet_L, xx, xy, yy, spherical, Lam, factor = _pls_sparse(theta, cp, layout)
-        level_cov = None
-    schur = cp.XtX - xx
+    if cp.stats is None:
+        raise ValueError("these cross-products carry no blocked statistics")
+    if not len(cp.Zty):  # no random effects (nlme's gls): generalised least squares
+        return _least_squares(cp, reml)
+    profile = BlockedProfile.of(blocked_system(cp), layout)
+    T = profile.factors(theta)
+    dev, _, beta, s2, logdet, logdet_M, RX, u_node, inverse = profile.system.profiled_deviance(
+        T, reml, conditional)
+    dof = cp.n - cp.p if reml else cp.n
+    stats = profile.system.stats
+    b_node = np.empty_like(u_node)
+    for f, factor in enumerate(stats.factors):  # b = Lambda u, level by level
+        lo, hi = stats.offset[factor.first], stats.offset[factor.first + factor.n_levels]
+        q = factor.q
+        b_node[lo:hi] = (u_node[lo:hi].reshape(-1, q) @ T[f, :q, :q].T).ravel()
+    u, b = np.empty_like(u_node), np.empty_like(u_node)
+    u[cp.perm], b[cp.perm] = u_node, b_node
+    level_cov = _level_covariances(profile, T, inverse, layout) if conditional else None
+    return ProfiledFit(deviance=float(dev), beta=beta, u=u, b=b, sigma=float(np.sqrt(s2)),
+                       r2=float(s2 * dof), logdet_L=float(logdet), logdet_RX=float(logdet_M),
+                       RX=np.asarray(RX).T, level_cov=level_cov)  # fmt: skip
+
+
+def blocked_system(cp: CrossProducts) -> BlockedSystem:
+    """The blocked system of ``cp``'s statistics (its symbolic factorisation made once and
+    kept with them)."""
+    if cp.system is None or cp.system.stats is not cp.stats:
+        cp.system = BlockedSystem(cp.stats)
+    return cp.system
+
+
+def _least_squares(cp: CrossProducts, reml: bool) -> ProfiledFit:
+    """The criterion without random effects: generalised least squares on the statistics."""
     if cp.p:
-        RX = np.linalg.cholesky(schur).T
-        v = cp.Xty - xy
-        beta = scipy.linalg.cho_solve((RX, False), v)
-        cb2 = float(v @ beta)
+        RX = np.linalg.cholesky(cp.XtX).T
+        beta = scipy.linalg.cho_solve((RX, False), cp.Xty)
         logdet_RX = 2.0 * float(np.sum(np.log(np.abs(np.diag(RX)))))
     else:
-        RX, beta, cb2, logdet_RX = np.zeros((0, 0)), np.zeros(0), 0.0, 0.0
-    u = spherical(beta)
-    if grouped:  # b_j = T u_j per level, then the sparse layout
-        b = _to_sparse_layout(u @ T.T, layout.sizes)
-        u = _to_sparse_layout(u, layout.sizes)
-    else:
-        b = Lam @ u
-    r2 = max(cp.yty - yy - cb2, 0.0)
+        RX, beta, logdet_RX = np.zeros((0, 0)), np.zeros(0), 0.0
+    r2 = max(cp.yty - float(cp.Xty @ beta), 0.0)
     dof = cp.n - cp.p if reml else cp.n
-    deviance = logdet_L + dof * (1.0 + np.log(2.0 * np.pi * r2 / dof))
-    if reml:
-        deviance += logdet_RX
-    return ProfiledFit(
-        deviance=float(deviance),
-        beta=beta,
-        u=u,
-        b=b,
-        sigma=float(np.sqrt(r2 / dof)),
-        r2=float(r2),
-        logdet_L=logdet_L,
-        logdet_RX=logdet_RX,
-        RX=RX,
-        factor=factor,
-        Lambda=Lam,
-        level_cov=level_cov,
-    )
+    deviance = dof * (1.0 + np.log(2.0 * np.pi * r2 / dof)) + (logdet_RX if reml else 0.0)
+    return ProfiledFit(deviance=float(deviance), beta=beta, u=np.zeros(0), b=np.zeros(0),
+                       sigma=float(np.sqrt(r2 / dof)), r2=float(r2), logdet_L=0.0,
+                       logdet_RX=logdet_RX, RX=RX, level_cov=[])  # fmt: skip
 
 
-def _pls_sparse(theta: np.ndarray, cp: CrossProducts, layout: ThetaLayout):
-    """The PLS pieces from a sparse factorisation of Lambda'Z'Z Lambda + I."""
-    Lam = layout.relative_factor(theta)
-    q = Lam.shape[0]
-    rhs = np.column_stack([Lam.T @ cp.ZtX, Lam.T @ cp.Zty]) if q else np.zeros((0, cp.p + 1))
-    if q:
-        A = (Lam.T @ cp.ZtZ @ Lam + sp.identity(q, format="csc")).tocsc()
-        factor = _factorize(A)
-        sol = factor.solve(rhs)
-        logdet_L = float(np.sum(np.log(np.abs(factor.U.diagonal()))))
-    else:
-        factor, sol, logdet_L = None, rhs, 0.0
-    rhs_x, rhs_y = rhs[:, :-1], rhs[:, -1]
-    sol_x, sol_y = sol[:, :-1], sol[:, -1]
-
-    def spherical(beta: np.ndarray) -> np.ndarray:
-        return sol_y - sol_x @ beta
-
-    xx, xy, yy = rhs_x.T @ sol_x, rhs_x.T @ sol_y, float(rhs_y @ sol_y)
-    return logdet_L, xx, xy, yy, spherical, Lam, factor
-
-
-def _pls_grouped(theta: np.ndarray, stats: GroupStats, layout: ThetaLayout):
-    """The PLS pieces level by level (one grouping factor), vectorised across levels."""
-    T = layout.level_factor(theta)
-    p, q = stats.p, stats.q
-    R = project(T, np.concatenate([stats.ZtX, stats.Zty[:, :, None]], axis=2), np)
-    logdet_L, L, C = whiten(T, stats, R, np)
-    Cs = np.stack(C, axis=1)  # (G, q, p + 1)
-    cross = np.einsum("gia,gib->ab", Cs, Cs)
-    xx, xy, yy = cross[:p, :p], cross[:p, p], float(cross[p, p])
-
-    def spherical(beta: np.ndarray) -> np.ndarray:
-        c = [Ci[:, p] - Ci[:, :p] @ beta for Ci in C]
-        return np.stack([ui[:, 0] for ui in backward_solve(L, [ci[:, None] for ci in c], q)], 1)
-
-    def level_cov() -> np.ndarray:
-        """Var(b_j | y) / sigma^2 = T A_j^-1 T', (G, q, q)."""
-        Tt = np.broadcast_to(T.T, (stats.n_groups, q, q))
-        A_inv_Tt = np.stack(backward_solve(L, forward_solve(L, Tt, q), q), axis=1)
-        return np.einsum("ab,gbc->gac", T, A_inv_Tt)
-
-    return logdet_L, xx, xy, yy, spherical, T, level_cov
+def _level_covariances(profile: BlockedProfile, T: np.ndarray, inverse: np.ndarray,
+                       layout: ThetaLayout) -> list[np.ndarray]:  # fmt: skip
+    """Per block, ``T A_jj^-1 T'`` of each level (levels, q, q): ``Var(b_j | y) / sigma^2``."""
+    stats = profile.system.stats
+    starts = np.concatenate([[0], np.cumsum(stats.size.astype(np.int64) ** 2)])
+    out = []
+    for k, q in enumerate(layout.sizes):
+        f, c = profile.factor_of[k], profile.column_of[k]
+        factor = stats.factors[f]
+        qf = factor.q
+        lo = starts[factor.first]
+        blocks = inverse[lo : lo + factor.n_levels * qf * qf].reshape(-1, qf, qf)
+        Tf = T[f, :qf, :qf]
+        cov = Tf @ blocks @ Tf.T
+        out.append(np.ascontiguousarray(cov[:, c : c + q, c : c + q]))
+    return out
 
 
 def grouped_deviance(
@@ -311,13 +267,6 @@ def grouped_deviance(
     return float(deviance), dT[rows, cols]
 
 
-def _to_sparse_layout(per_level: np.ndarray, sizes: list[int]) -> np.ndarray:
-    """(G, q) effects -> the sparse layout: each block's columns for all levels, level-major."""
-    starts = np.cumsum([0, *sizes])
-    pieces = zip(starts[:-1], starts[1:], strict=True)
-    return np.concatenate([per_level[:, a:b].ravel() for a, b in pieces])
-
-
 def covariance_deviance(
     beta: np.ndarray,
     psi: list[np.ndarray],
@@ -369,20 +318,31 @@ class BlockedProfile:
     """
 
     def __init__(self, design: Design, layout: ThetaLayout, stats: BlockedStats | None = None):
-        self.system = BlockedSystem(
-            stats if stats is not None else BlockedStats.from_design(design)
-        )
-        factor_of, column_of = {}, {}
-        for f, factor in enumerate(self.system.stats.factors):
+        system = BlockedSystem(stats if stats is not None else BlockedStats.from_design(design))
+        self._place(system, layout)
+
+    @classmethod
+    def of(cls, system: BlockedSystem, layout: ThetaLayout) -> BlockedProfile:
+        """The criterion on a system already made (every factor integrated out)."""
+        out = cls.__new__(cls)
+        out._place(system, layout)
+        return out
+
+    def _place(self, system: BlockedSystem, layout: ThetaLayout) -> None:
+        """Where theta goes in the (F, qmax, qmax) factors: block k is factor
+        ``factor_of[k]``'s terms from ``column_of[k]``."""
+        self.system = system
+        self.factor_of, self.column_of = {}, {}
+        for f, factor in enumerate(system.stats.factors):
             start = 0
             for k in factor.blocks:
-                factor_of[k], column_of[k] = f, start
-                start += design.blocks[k].n_terms
+                self.factor_of[k], self.column_of[k] = f, start
+                start += layout.sizes[k]
         where = []
         for k, (q, corr) in enumerate(zip(layout.sizes, layout.correlated, strict=True)):
             rows, cols = layout._block_indices(q, corr)
-            where.append((np.full(len(rows), factor_of[k]), rows + column_of[k],
-                          cols + column_of[k]))  # fmt: skip
+            f, c = self.factor_of[k], self.column_of[k]
+            where.append((np.full(len(rows), f), rows + c, cols + c))
         self.factor, self.row, self.col = (np.concatenate(w) if where else np.zeros(0, int)
                                            for w in zip(*where, strict=True))  # fmt: skip
 
@@ -394,5 +354,5 @@ class BlockedProfile:
 
     def __call__(self, theta: np.ndarray, reml: bool) -> tuple[float, np.ndarray]:
         """Profiled deviance (ML) or REML criterion at theta, and its gradient."""
-        dev, dT, _, _ = self.system.profiled_deviance(self.factors(theta), reml)
+        dev, dT = self.system.profiled_deviance(self.factors(theta), reml)[:2]
         return float(dev), dT[self.factor, self.row, self.col]

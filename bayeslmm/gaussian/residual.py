@@ -369,6 +369,13 @@ class ResidualModel:
         out = dataclasses.replace(plain.at(coef), ZtZ=zz)
         if grouped is not None:
             out.grouped = grouped.at(coef)
+        if self.design.blocks:  # the template's symbolic factorisation, weighted values
+            if "system" not in self._cache:
+                self._cache["system"] = ResidualSystem(self)
+            out.system = self._cache["system"].system(float(phi))
+            out.stats = out.system.stats
+        else:
+            out.stats, out.system = self.blocked_stats().at(coef), None
         return out
 
 
@@ -442,8 +449,10 @@ class ResidualProfile:
         self.model = ResidualModel(design)
         self.layout = layout
         self.blocked = BlockedProfile(design, layout) if design.blocks else None
-        self.system = (ResidualSystem(self.model, template=self.blocked.system)
-                       if self.blocked is not None else None)  # fmt: skip
+        if self.blocked is not None:  # one residual system, shared with the final fit's
+            self.model._cache["system"] = ResidualSystem(self.model,
+                                                         template=self.blocked.system)
+        self.system = self.model._cache.get("system")
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -460,7 +469,7 @@ class ResidualProfile:
             return profiled(theta, self.model.cross_products(phi), self.layout,
                             reml).deviance + logdet, np.zeros(0)  # fmt: skip
         b = self.blocked
-        dev, dT, _, _ = self.system.system(phi).profiled_deviance(b.factors(theta), reml, grad)
+        dev, dT = self.system.system(phi).profiled_deviance(b.factors(theta), reml, grad)[:2]
         return float(dev) + logdet, dT[b.factor, b.row, b.col]
 
     def fit(self, theta: np.ndarray, phi: float, reml: bool) -> tuple[ProfiledFit, CrossProducts]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -384,6 +384,12 @@ class CrossProducts:
     n: int
     p: int
     grouped: GroupStats | None = None  # per-level statistics, one grouping factor only
+    #: the same statistics by node, which the blocked factorisation reads, and ``perm``:
+    #: blocked index -> this numbering
+    stats: BlockedStats | None = None
+    perm: np.ndarray | None = None
+    #: the blocked system of ``stats`` (:func:`bayeslmm.gaussian.profiled.blocked_system`)
+    system: Any = None
 
     @classmethod
     def from_design(cls, design: Design) -> CrossProducts:
@@ -419,7 +425,7 @@ class CrossProducts:
         ZtX[perm], Zty[perm] = stats.ZtX, stats.Zty
         grouped = GroupStats.from_design(design) if single_grouping_factor(design) else None
         return cls(grouped=grouped, ZtZ=ZtZ, ZtX=ZtX, Zty=Zty, XtX=stats.XtX, Xty=stats.Xty,
-                   yty=stats.yty, n=stats.n, p=stats.p)  # fmt: skip
+                   yty=stats.yty, n=stats.n, p=stats.p, stats=stats, perm=perm)  # fmt: skip
 
 
 @dataclass

@@ -246,3 +246,32 @@ def test_comparison_and_report_refuse(cbpp_fit, tmp_path):
                  lambda: cbpp_fit.save(tmp_path / "m.nc")):  # fmt: skip
         with pytest.raises(ComparisonError, match="not for non-Gaussian families yet"):
             call()
+
+
+@pytest.mark.parametrize(("formula", "family", "link"), [
+    (CBPP, "binomial", "logit"), (CBPP, "binomial", "probit"), (CBPP, "binomial", "cloglog"),
+    ("y ~ x + (1 + x | g)", "bernoulli", "logit"),
+    ("y ~ x + offset(log(exposure)) + (1 | g)", "poisson", "log"),
+])  # fmt: skip
+def test_graph_likelihood_equals_the_pointwise_log_likelihood(formula, family, link):
+    """The PyMC graph's observed log density at a random point equals the summed pointwise
+    log-likelihood (the family's pmf, scipy's) of its beta and u, for every link."""
+    data = cbpp() if family == "binomial" else simulated(family)
+    model = bl.LMM(formula, data, family=family, link=link)
+    graph = model.pymc_model
+    rng = np.random.default_rng(4)
+    point = {k: v + 0.3 * rng.standard_normal(np.shape(v))
+             for k, v in graph.initial_point().items()}  # fmt: skip
+    labels = [b.label for b in model.design.blocks]
+    outs = [graph.observedlogp, graph["beta"]] + [graph[f"u_{lab}"] for lab in labels]
+    if family == "bernoulli":  # the correlated term's LKJ Cholesky covariance
+        outs.append(graph["cor_g"])
+    # beta, u and cor as functions of the value variables (not fresh prior draws)
+    outs = [outs[0], *graph.replace_rvs_by_values(outs[1:])]
+    values = graph.compile_fn(outs, inputs=graph.value_vars)(point)
+    eta = model.design.X @ values[1] + model.response.offset
+    for b, u in zip(model.design.blocks, values[2 : 2 + len(labels)], strict=True):
+        eta = eta + np.einsum("nq,nq->n", b.Z, u[b.codes])
+    r = model.response
+    expected = r.family.loglik(r.y, r.family.linkinv(eta), r.weights).sum()
+    assert float(values[0]) == pytest.approx(expected, rel=1e-10)

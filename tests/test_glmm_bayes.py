@@ -18,6 +18,7 @@ import scipy.stats
 import bayeslmm as bl
 from bayeslmm.bayes import stack
 from bayeslmm.bayes.model import GLMM
+from bayeslmm.bayes.sampling import quiet_pymc
 from bayeslmm.errors import ArgumentError, ComparisonError, PriorError
 
 DATA = Path(__file__).parent / "data"
@@ -268,7 +269,8 @@ def test_graph_likelihood_equals_the_pointwise_log_likelihood(formula, family, l
         outs.append(graph["cor_g"])
     # beta, u and cor as functions of the value variables (not fresh prior draws)
     outs = [outs[0], *graph.replace_rvs_by_values(outs[1:])]
-    values = graph.compile_fn(outs, inputs=graph.value_vars)(point)
+    with quiet_pymc():
+        values = graph.compile_fn(outs, inputs=graph.value_vars)(point)
     eta = model.design.X @ values[1] + model.response.offset
     for b, u in zip(model.design.blocks, values[2 : 2 + len(labels)], strict=True):
         eta = eta + np.einsum("nq,nq->n", b.Z, u[b.codes])

@@ -115,7 +115,7 @@ class LMM:
     family, link
         ``"gaussian"`` (default; a 0/1 or count response fitted as Gaussian warns), or
         ``"bernoulli"``, ``"binomial"``, ``"poisson"`` with their links: then ``bl.LMM``
-        returns a :class:`~bayeslmm.bayes.glm_model.GLMM` (explicit random effects,
+        returns a :class:`~bayeslmm.bayes.model.GLMM` (explicit random effects,
         ``method="full"``; ``weights=`` and ``offset=`` as :func:`bayeslmm.glmer`).
 
     Examples
@@ -127,7 +127,7 @@ class LMM:
     """
 
     def __new__(cls, *args, **kwargs):
-        """A non-Gaussian ``family`` makes a :class:`~bayeslmm.bayes.glm_model.GLMM`."""
+        """A non-Gaussian ``family`` makes a :class:`~bayeslmm.bayes.model.GLMM`."""
         family = kwargs.get("family", args[5] if len(args) > 5 else None)
         if cls is LMM and family is not None and get_family(family).name != "gaussian":
             return super().__new__(GLMM)

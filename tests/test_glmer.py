@@ -250,8 +250,11 @@ def _binary_data() -> pd.DataFrame:
 
 def test_bayesian_side_refuses_other_families_and_warns_on_binary_counts():
     d = _binary_data()
+    # bl.LMM fits other families now (tests/test_glmm_bayes.py); its Gaussian-identity
+    # check still refuses a Gaussian family with another link
+    assert bl.LMM("y ~ x + (1 | g)", d, family="poisson").family.name == "poisson"
     with pytest.raises(ArgumentError, match="bl.glmer"):
-        bl.LMM("y ~ x + (1 | g)", d, family="poisson")
+        bl.LMM("y ~ x + (1 | g)", d, family="gaussian", link="log")
     with pytest.raises(ArgumentError, match="bl.glmer"):
         bl.compare("y ~ x + (1 | g)", d, family="binomial", bayes=False)
     with pytest.warns(bl.BayesLMMWarning, match="bernoulli family") as record:

@@ -46,6 +46,7 @@ from ..gaussian.statistics import same_response
 from ..spec.design import Design
 from . import stack
 from .density import Layout, level_mean_basis
+from .glm_model import gaussian_only
 
 if TYPE_CHECKING:
     from .fitted import FittedLMM as LMM  # a protocol: this module is below bayes.model
@@ -364,6 +365,8 @@ def bayes_factor(m1: LMM, m0: LMM, random_seed: int | None = None) -> BayesFacto
         if not callable(getattr(type(m), "log_marginal_likelihood", None)):
             raise ComparisonError(f"bayes_factor() compares bl.LMM models; {name} is a "
                                   f"{type(m).__name__}")  # fmt: skip
+    gaussian_only(m1, "bayes_factor()")
+    gaussian_only(m0, "bayes_factor()")
     check_seed("random_seed", random_seed)
     a, b = m1.design, m0.design
     if not same_response(a, b):

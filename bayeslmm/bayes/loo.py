@@ -31,7 +31,7 @@ from ..errors import ArgumentError, ComparisonError, NotFittedError, RowsNotInMe
 from ..gaussian.statistics import level_moments, node_groups, same_response
 from . import stack
 from .effects import kernel_draws
-from .predict import log_likelihood
+from .glm_model import gaussian_only
 from .stack import Results
 
 if TYPE_CHECKING:
@@ -122,6 +122,7 @@ def _loo_data(model: LMM, by: str) -> Results:
     post = stack.posterior(idata)
     post = post[[v for v in model.population_variables() if v in post]]
     if by == "group":
+        gaussian_only(model, "leave-one-group-out (by='group')")
         values = group_log_likelihood(model)
         loglik = xr.Dataset({values.name: values})
     elif stack.has_group(idata, "log_likelihood"):
@@ -133,7 +134,7 @@ def _loo_data(model: LMM, by: str) -> Results:
             "cluster; use by='group' (leave-one-group-out, from sums)"
         )
     else:
-        loglik = log_likelihood(idata, model.design)
+        loglik = model._log_likelihood(idata)
     return stack.from_datasets(posterior=post, log_likelihood=loglik)
 
 
@@ -198,6 +199,9 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
     for name, m in models.items():
         if not isinstance(m, LMM):
             raise ComparisonError(f"model {name!r} is a {type(m).__name__}, not a bl.LMM")
+    if by == "group":
+        for m in models.values():
+            gaussian_only(m, "leave-one-group-out (loo_compare(..., by='group'))")
     names = list(models)
     first = models[names[0]].design
     for name in names[1:]:

@@ -37,6 +37,7 @@ from ..gaussian.statistics import (
     single_grouping_factor,
 )
 from ..spec.design import Design, Rows, is_dask_frame
+from ..spec.family import Family, get_family
 from ..spec.naming import PARAMETRIZATIONS
 from ..spec.residual import ResidualStructure, non_nested_factors
 from ..spec.response import check_gaussian, warn_gaussian_misuse
@@ -49,6 +50,7 @@ from .centring import centring, sd_start, signing
 from .density import MarginalDensity
 from .diagnostics import Convergence, check_convergence, warn_convergence
 from .effects import draw_random_effects
+from .glm_model import GlmMixin
 from .partition import draws_table, icc_draws, r2_draws
 from .predict import log_likelihood, predict_draws
 from .priors import Prior, resolve_priors
@@ -110,9 +112,11 @@ class LMM:
         marginal sampler keeps integrating the random effects out where every residual
         group lies within one level of each grouping factor; otherwise the model is
         sampled with explicit random effects (``method="full"``).
-    family
-        ``"gaussian"`` only, for now: another family raises an error pointing to
-        ``bl.glmer`` (a 0/1 or count response fitted as Gaussian warns).
+    family, link
+        ``"gaussian"`` (default; a 0/1 or count response fitted as Gaussian warns), or
+        ``"bernoulli"``, ``"binomial"``, ``"poisson"`` with their links: then ``bl.LMM``
+        returns a :class:`~bayeslmm.bayes.model.GLMM` (explicit random effects,
+        ``method="full"``; ``weights=`` and ``offset=`` as :func:`bayeslmm.glmer`).
 
     Examples
     --------
@@ -122,6 +126,13 @@ class LMM:
     >>> model.summary()  # doctest: +SKIP
     """
 
+    def __new__(cls, *args, **kwargs):
+        """A non-Gaussian ``family`` makes a :class:`~bayeslmm.bayes.model.GLMM`."""
+        family = kwargs.get("family", args[5] if len(args) > 5 else None)
+        if cls is LMM and family is not None and get_family(family).name != "gaussian":
+            return super().__new__(GLMM)
+        return super().__new__(cls)
+
     def __init__(
         self,
         formula: str | Design,
@@ -130,8 +141,9 @@ class LMM:
         parametrization: str = "noncentered",
         residual: ResidualStructure | None = None,
         family: str = "gaussian",
+        link: str | None = None,
     ):
-        check_gaussian(family, "bl.LMM")
+        check_gaussian(get_family(family, link), "bl.LMM")
         if not isinstance(parametrization, str) or parametrization not in PARAMETRIZATIONS:
             raise ArgumentError(
                 f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}"
@@ -145,6 +157,11 @@ class LMM:
         self.convergence: Convergence | None = None
         #: what the last fit was asked and did (None before a fit)
         self.fit_info: FitInfo | None = None
+
+    @property
+    def family(self) -> Family:
+        """The response family: Gaussian with the identity link."""
+        return get_family("gaussian")
 
     @property
     def _fit_info(self) -> dict:
@@ -513,7 +530,7 @@ class LMM:
             size = self.design.n_obs * draws * chains
             store_log_likelihood = self.design.rows_in_memory and size <= LOG_LIKELIHOOD_MAX
         if store_log_likelihood:
-            stack.set_group(idata, "log_likelihood", log_likelihood(idata, self.design))
+            stack.set_group(idata, "log_likelihood", self._log_likelihood(idata))
         self.idata = idata
         self.fit_info = FitInfo(
             settings=asked, sampler=sampler, method=method, target_accept=target_accept,
@@ -527,6 +544,11 @@ class LMM:
                                             divergences=int(self.convergence.divergences))
         warn_convergence(self.convergence, self.formula)
         return idata
+
+    def _log_likelihood(self, idata: Results) -> xr.Dataset:
+        """The pointwise log-likelihood group of a fit (:func:`~bayeslmm.bayes.predict.
+        log_likelihood`)."""
+        return log_likelihood(idata, self.design)
 
     def _check_convergence(self) -> Convergence:
         """R-hat, ESS and divergences of the fit in ``self.idata`` (as :attr:`fit_info` says
@@ -849,6 +871,10 @@ class LMM:
             return pm.sample_prior_predictive(
                 draws=draws, model=self.pymc_model, random_seed=random_seed
             )
+
+
+class GLMM(GlmMixin, LMM):
+    __doc__ = GlmMixin.__doc__
 
 
 def _mean_rows(beta: np.ndarray, effects: list[np.ndarray], rows: Rows) -> np.ndarray:

@@ -18,6 +18,13 @@ Default rule (autoscaling as in rstanarm and bambi), with ``s_y`` the response S
   ``Uniform(-1 / (m - 1), 1)`` for compound symmetry (``m``: rows of the largest group).
   An override must keep within that interval (``Uniform``, ``TruncatedNormal`` with both
   bounds, or ``Beta``).
+
+Non-Gaussian families (``bl.LMM(..., family="binomial")``): the same rule on the link scale
+with ``s_y = 1`` and ``mean(y) = 0``, as bambi's and rstanarm's autoscaling do for a GLM
+(bambi's ``PriorScaler`` takes response mean 0 and SD 1 outside the Gaussian family):
+slopes ``Normal(0, 2.5 / sd(x))``, the intercept ``Normal(0, sqrt(2.5^2 + sum_j (mean(x_j)
+s_j)^2))``, random-effect SDs ``HalfNormal(2.5 / sd(z))``, ``LKJ(eta=1)``; no ``sigma``.
+On the logit scale a unit of 2.5 spans probabilities 0.08-0.92: weakly informative.
 """
 
 from __future__ import annotations
@@ -194,16 +201,18 @@ def _column_sd(moments: PowerSums, j: int) -> float:
     return sd if sd > 1e-12 * max(1.0, float(moments.abs_max[j])) else 0.0
 
 
-def default_priors(design: Design) -> dict[str, Prior]:
+def default_priors(design: Design, gaussian: bool = True) -> dict[str, Prior]:
     """Autoscaled weakly informative priors (see the module docstring), from the means and
     SDs of the response and of every column (sums over the rows, so a Dask DataFrame's
-    design scales them as its rows in memory would)."""
+    design scales them as its rows in memory would). ``gaussian=False``: the link-scale
+    defaults of a non-Gaussian family (response mean 0, SD 1; no ``sigma``)."""
     if not isinstance(design, Design):
         raise ArgumentError(f"design must be a bl.Design (bl.build_design(formula, data)), "
                             f"got {type(design).__name__}")  # fmt: skip
     names = ParameterNames.from_design(design)
     moments, where = column_scales(design)
-    s_y = float(moments.sd[0]) or 1.0
+    s_y = (float(moments.sd[0]) or 1.0) if gaussian else 1.0
+    y_mean = float(moments.mean[0]) if gaussian else 0.0
     out: dict[str, Prior] = {}
     slope_sd, col_means = [], []
     for j, name in enumerate(names.fixed):
@@ -217,7 +226,7 @@ def default_priors(design: Design) -> dict[str, Prior]:
     if INTERCEPT in names.fixed:
         extra = float(np.sum((np.asarray(col_means) * np.asarray(slope_sd)) ** 2))
         sigma = float(np.sqrt((2.5 * s_y) ** 2 + extra))
-        out = {INTERCEPT: Prior("Normal", mu=float(moments.mean[0]), sigma=sigma), **out}
+        out = {INTERCEPT: Prior("Normal", mu=y_mean, sigma=sigma), **out}
     for columns, sd_names in zip(where, names.sd, strict=True):
         for j, name in enumerate(sd_names):
             sd_z = _column_sd(moments, columns.start + j)
@@ -226,7 +235,8 @@ def default_priors(design: Design) -> dict[str, Prior]:
     for cor in names.cor:
         if cor:
             out[cor] = Prior("LKJ", eta=1.0)
-    out["sigma"] = Prior("HalfNormal", sigma=s_y)
+    if gaussian:
+        out["sigma"] = Prior("HalfNormal", sigma=s_y)
     if design.residual is not None:
         lay = design.residual
         out[lay.parameter] = Prior("Uniform", lower=lay.lower, upper=lay.upper)
@@ -285,13 +295,16 @@ def _check_prior(key: str, prior: object, kind: str) -> Prior:
     return prior
 
 
-def resolve_priors(design: Design, user: Mapping[str, Prior] | None = None) -> dict[str, Prior]:
+def resolve_priors(design: Design, user: Mapping[str, Prior] | None = None,
+                   gaussian: bool = True) -> dict[str, Prior]:  # fmt: skip
     """Defaults overridden by the user's priors, keyed by parameter name.
 
     Precedence: class key (``"fixed"`` = every fixed effect, the intercept included;
     ``"intercept"``; ``"sd"``; ``"cor"``; ``"sigma"``) < a parameter's own name.
+    ``gaussian=False``: a non-Gaussian family's defaults, which have no ``sigma`` (a prior
+    for it is an error).
     """
-    priors = default_priors(design)
+    priors = default_priors(design, gaussian)
     if not user:
         return priors
     if not isinstance(user, Mapping):
@@ -317,6 +330,9 @@ def resolve_priors(design: Design, user: Mapping[str, Prior] | None = None) -> d
     order = sorted(user, key=lambda k: (k not in CLASSES, CLASSES.index(k) if k in CLASSES else 0))
     for key in order:
         prior = user[key]
+        if key == "sigma" and not gaussian:
+            raise PriorError("prior 'sigma' given, but a non-Gaussian family has no residual "
+                             "SD (its variance follows from the mean)")  # fmt: skip
         if key in CLASSES:
             kind = "fixed" if key == "intercept" else key
             _check_prior(key, prior, kind)

@@ -58,7 +58,8 @@ def population_draws(idata: Results, design: Design) -> dict[str, xr.DataArray]:
             cor = post[f"cor_{block.label}"]
             for k, name in enumerate(pairs):
                 out[name] = cor.isel({cor_dim(block.label): k}, drop=True)
-    out["sigma"] = post["sigma"]
+    if "sigma" in post:  # a non-Gaussian family has none
+        out["sigma"] = post["sigma"]
     if names.residual:
         out[names.residual] = post[names.residual]
     if "beta" in post:
@@ -195,7 +196,8 @@ def varcorr_table(summary: pd.DataFrame, design: Design) -> pd.DataFrame:
         lower = zip(*np.tril_indices(block.n_terms, k=-1), strict=True) if block.correlated else []
         for (i, j), name in zip(lower, pairs, strict=True):
             rows.append((block.label, block.columns[j], block.columns[i], name))
-    rows.append(("Residual", None, None, "sigma"))
+    if "sigma" in summary.index:  # a non-Gaussian family has none
+        rows.append(("Residual", None, None, "sigma"))
     if names.residual:
         rows.append(("Residual", names.residual, None, names.residual))
     stats = summary.loc[[r[3] for r in rows], ["mean", "sd", *hdi_of(summary)]]

@@ -115,11 +115,18 @@ def population_values(model) -> dict[str, np.ndarray]:
 def format_summary(model, table: pd.DataFrame) -> str:
     """The printed form of :meth:`LMM.summary`."""
     design, info = model.design, model.fit_info
+    family = getattr(model, "family", None)
+    glm = family is not None and family.name != "gaussian"
+    what = "generalised linear mixed model" if glm else "linear mixed model"
     lines = [
-        f"Bayesian linear mixed model fit by NUTS ({info.sampler}; {info.settings.chains} "
+        f"Bayesian {what} fit by NUTS ({info.sampler}; {info.settings.chains} "
         f"chains x {info.settings.draws} draws)" if info is not None
-        else "Bayesian linear mixed model (not fitted)",
-        f"Formula: {design.spec.formula}",
+        else f"Bayesian {what} (not fitted)",
+        f"Formula: {model.formula if glm else design.spec.formula}",
+    ]
+    if glm:
+        lines.append(f" Family: {family}; estimates on the {family.link.name} (link) scale")
+    lines += [
         f"   Data: {design.n_obs} observations"
         + (f" ({design.n_dropped} dropped for missing values)" if design.n_dropped else ""),
     ]

@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.stats
 
 from ..bayes import stack
+from ..bayes.glm_model import gaussian_only
 from ..bayes.model import LMM
 from ..classical.lmer import LmerResult, lmer
 from ..classical.ols import OLSFit, ancova, ols, per_group_ols, refuse_dask
@@ -448,6 +449,8 @@ def compare(
             raise ArgumentError("compare(model, ...): give the fitted model once, as the "
                                 "first argument or as model=")  # fmt: skip
         model, formula = formula, formula.design
+    if model is not None:
+        gaussian_only(model, "bl.compare()")
     check_arguments(level, bayes, model, fit_kwargs)
     given = formula if isinstance(formula, Design) else None
     if given is not None and data is not None:

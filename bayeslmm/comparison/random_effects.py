@@ -37,6 +37,7 @@ import pandas as pd
 
 from ..bayes import stack
 from ..bayes.evidence import bayes_factor
+from ..bayes.glm_model import gaussian_only
 from ..bayes.loo import LooComparison, loo_compare
 from ..bayes.model import LMM
 from ..bayes.priors import resolve_priors
@@ -272,6 +273,7 @@ def compare_random_effects(
                               f"{type(model).__name__}")  # fmt: skip
     elif data is not None:
         raise ComparisonError("pass data only with a formula: a model carries its own data")
+    gaussian_only(model, "compare_random_effects()")
     frame = model.design.frame
     notes: list[str] = []
     known = _reml_fits(fits, model.design)

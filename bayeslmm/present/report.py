@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..bayes.diagnostics import verdict
+from ..bayes.glm_model import gaussian_only
 from ..bayes.model import LMM
 from ..comparison.factors import MultiFactorComparison
 from ..comparison.models import Comparison
@@ -453,6 +454,7 @@ def report(
             if type(model).__name__ == "GlmerResult" else ""  # fmt: skip
         raise ArgumentError(f"report() needs a fitted bayeslmm.LMM, got "
                             f"{type(model).__name__}{glmm}")  # fmt: skip
+    gaussian_only(model, "report()")
     if model.idata is None or model.convergence is None:
         raise NotFittedError("report() needs a fitted model: call model.fit() first")
     if random_effects is not None and not isinstance(random_effects, RandomEffectsComparison):

@@ -344,3 +344,41 @@ def warn_gaussian_misuse(design: Design) -> None:
         call = "family='binomial'" if family == "bernoulli" else "family='poisson'"
         warn(f"response {design.response!r} is {kind}: a Gaussian model predicts values "
              f"outside its range; the {family} family fits it (bl.glmer(..., {call}))")
+
+
+def new_rows_offset(formula: str, data: pd.DataFrame,
+                    offset: str | np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """The summed offsets of new rows (for predictions): the formula's ``offset(expr)``
+    terms and ``offset=`` (a column name, or one value per row) evaluated on ``data``;
+    a missing or infinite value is a :class:`~bayeslmm.errors.DataError`."""
+    _, _, offsets = _split_formula(formula)
+    total = np.zeros(len(data))
+    for expr in offsets:
+        values = _evaluate(expr, data, "offset")
+        _check_finite_offset(values, f"offset({expr})")
+        total = total + values
+    if offset is not None:
+        values, name = _given(offset, data, "offset")
+        _check_finite_offset(values, name)
+        total = total + values
+    return total
+
+
+def new_rows_trials(formula: str, data: pd.DataFrame) -> np.ndarray | None:
+    """The trials of new rows of a ``cbind(successes, failures)`` response (successes +
+    failures evaluated on ``data``), or None for any other response."""
+    lhs = _split_formula(formula)[0]
+    masked = mask_backticks(lhs)
+    if not _CBIND_CALL.match(masked):
+        return None
+    args = [a for _, a in _split_top(masked[lhs.index("(") + 1 : -1], ",")]
+    inner = lhs[lhs.index("(") + 1 : -1]
+    first = len(args[0])
+    texts = [inner[:first].strip(), inner[first + 1 :].strip()]
+    succ = _evaluate(texts[0], data, "successes")
+    fail = _evaluate(texts[1], data, "failures")
+    trials = succ + fail
+    if not np.all(np.isfinite(trials)):
+        raise DataError(f"the trials ({texts[0]} + {texts[1]}) of some new rows are missing")
+    _check_counts(f"{texts[0]} + {texts[1]}", trials, "trials")
+    return trials

@@ -1,0 +1,418 @@
+"""Bayesian generalised linear mixed models: ``bl.LMM(formula, data, family="binomial")``.
+
+:class:`~bayeslmm.bayes.model.GLMM` (``class GLMM(GlmMixin, LMM)``, in
+:mod:`bayeslmm.bayes.model`, which imports this module: no cycle) is the
+:class:`~bayeslmm.bayes.model.LMM` that ``bl.LMM`` returns for a Bernoulli, binomial or
+Poisson family; :class:`GlmMixin` holds what differs from a Gaussian model. Its PyMC model
+(:mod:`bayeslmm.bayes.glm_graph`) samples the random effects explicitly (``method="full"``;
+integrating them out, the marginal route of Gaussian models, has no closed form here) with
+any of the PyMC-graph samplers. The posterior has the Gaussian explicit model's variables,
+dims and coords (``beta``, ``sd_L``, ``cor_L``, ``u_L``) on the link scale, no ``sigma``,
+and a pointwise ``log_likelihood`` group (binomial / Bernoulli / Poisson log-pmf per row)
+for PSIS-LOO by observation.
+
+The comparison layer (``bl.compare``, ``bl.report``, ``compare_random_effects``, ICC, R2,
+Bayes factors, leave-one-group-out) is Gaussian only for now and refuses these models
+(:func:`gaussian_only`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..errors import (
+    ArgumentError,
+    BayesLMMError,
+    ComparisonError,
+    RowsNotInMemoryError,
+    interval_level,
+)
+from ..spec.design import Design, is_dask_frame
+from ..spec.family import Family, get_family
+from ..spec.naming import PARAMETRIZATIONS
+from ..spec.response import (
+    OFFSET,
+    RESPONSE,
+    WEIGHTS,
+    GlmResponse,
+    glm_design,
+    new_rows_offset,
+    new_rows_trials,
+)
+from . import stack
+from .predict import linear_predictor, predict_draws
+from .priors import Prior, resolve_priors
+from .results import HDI_PROB, draw_stats
+from .sampling import whole_number
+from .stack import Results
+
+if TYPE_CHECKING:
+    import pymc as pm
+
+KINDS = ("mean", "link", "response")
+
+
+def is_gaussian(model: Any) -> bool:
+    """Is ``model`` Gaussian (every model but a :class:`~bayeslmm.bayes.model.GLMM`)?"""
+    family = getattr(model, "family", None)
+    return not isinstance(family, Family) or family.name == "gaussian"
+
+
+def gaussian_only(model: Any, what: str) -> None:
+    """Refuse a non-Gaussian model in ``what`` (a part written for Gaussian models only),
+    with a :class:`~bayeslmm.errors.ComparisonError` naming the family."""
+    if not is_gaussian(model):
+        raise ComparisonError(
+            f"{what} is not for non-Gaussian families yet: {model.formula!r} is a "
+            f"{model.family} model; use its summary(), fixef(), ranef(), varcorr(), "
+            "predict() and PSIS-LOO by observation (bl.loo_compare(..., by='observation'))"
+        )
+
+
+class GlmMixin:
+    """What a Bayesian generalised linear mixed model (``bl.LMM(..., family=...)``, a
+    :class:`~bayeslmm.bayes.model.GLMM`) does differently from a Gaussian one.
+
+    Parameters
+    ----------
+    formula
+        lme4 syntax; the response may be ``cbind(successes, failures)``, a 0/1, bool or
+        two-level factor column, a proportion with ``weights=`` (the trials) or counts,
+        and the right-hand side may hold ``offset(expr)`` terms.
+    data
+        A pandas DataFrame (never modified).
+    priors
+        Overrides of the defaults by class (``"fixed"``, ``"intercept"``, ``"sd"``,
+        ``"cor"``) or parameter name. Defaults (link scale, bambi's and rstanarm's
+        autoscaling with response SD 1): slopes ``Normal(0, 2.5 / sd(x))``, the intercept
+        ``Normal(0, sqrt(2.5^2 + sum_j (mean(x_j) s_j)^2))``, SDs ``HalfNormal(2.5 /
+        sd(z))``, ``LKJ(1)`` (:mod:`bayeslmm.bayes.priors`). There is no ``sigma``.
+    parametrization
+        ``"noncentered"`` (default) or ``"centered"`` random effects.
+    residual
+        Must be None: residual correlation structures are Gaussian only.
+    family, link
+        ``"bernoulli"``, ``"binomial"`` (links ``"logit"``, default, ``"probit"``,
+        ``"cloglog"``) or ``"poisson"`` (``"log"``, default, or ``"identity"``).
+    weights
+        Binomial trials of a proportion response (a column name or an array).
+    offset
+        An offset added to the formula's ``offset()`` terms (column name or array).
+    """
+
+    def __init__(
+        self,
+        formula: str | Design,
+        data: pd.DataFrame | None = None,
+        priors: Mapping[str, Prior] | None = None,
+        parametrization: str = "noncentered",
+        residual: Any = None,
+        family: str | Family = "binomial",
+        link: str | None = None,
+        weights: str | np.ndarray | None = None,
+        offset: str | np.ndarray | None = None,
+    ):
+        fam = get_family(family, link)
+        if not isinstance(formula, str):
+            raise ArgumentError(
+                f"bl.LMM(..., family={fam.name!r}) takes the formula as a string and the data "
+                f"(the trials and offsets are read from them), not a {type(formula).__name__}"
+            )
+        if data is None:
+            raise ArgumentError("bl.LMM(formula, data, family=...): data is missing")
+        if residual is not None:
+            raise ArgumentError(f"residual correlation structures are for Gaussian models; the "
+                                f"{fam.name} family takes residual=None")  # fmt: skip
+        if not isinstance(parametrization, str) or parametrization not in PARAMETRIZATIONS:
+            raise ArgumentError(
+                f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}"
+            )
+        if is_dask_frame(data):
+            raise RowsNotInMemoryError(
+                f"the {fam.name} family samples every row's likelihood, and the data are a "
+                "Dask DataFrame whose rows stay in its partitions; fit a pandas DataFrame "
+                "(ddf.compute(), or a sample of the groups)"
+            )
+        design, response = glm_design(formula, data, fam, weights=weights, offset=offset)
+        self.design: Design = design
+        #: the checked response: family, 0/1 or proportion or counts, trials, offset
+        self.response: GlmResponse = response
+        self.formula = response.formula
+        self.priors: dict[str, Prior] = resolve_priors(design, priors, gaussian=False)
+        self.parametrization = parametrization
+        self._offset_given = offset
+        self.idata: Results | None = None
+        self.convergence = None
+        self.fit_info = None
+
+    def __repr__(self) -> str:
+        if self.idata is None:
+            return (f"LMM({self.formula!r}, family={self.family.name!r}, "
+                    f"n={self.design.n_obs}, not fitted)")  # fmt: skip
+        return repr(self.summary(print_it=False))
+
+    @property
+    def family(self) -> Family:
+        """The response family and its link."""
+        return self.response.family
+
+    @property
+    def scale(self) -> str:
+        """The scale of the parameters: ``"logit (link)"`` and so on."""
+        return f"{self.family.link.name} (link)"
+
+    # -- the model and the fit ------------------------------------------------------------
+    @cached_property
+    def pymc_model(self) -> pm.Model:
+        """The PyMC model with explicit random effects (built on first use)."""
+        from .glm_graph import build_glm_model
+
+        return build_glm_model(self.design, self.response, self.priors, self.parametrization)
+
+    @property
+    def marginal_supported(self) -> bool:
+        """False: a non-Gaussian likelihood does not integrate the random effects out."""
+        return False
+
+    @property
+    def compiled_density(self) -> None:
+        """None: the compiled density covers Gaussian models only (for now)."""
+        return None
+
+    @cached_property
+    def marginal_model(self) -> pm.Model:
+        raise ArgumentError(f"the {self.family.name} family has no marginal model: the random "
+                            "effects are sampled (method='full')")  # fmt: skip
+
+    def _resolve_method(self, method: str | None) -> str:
+        if method is None or method == "full":
+            return "full"
+        if method == "marginal":
+            raise ArgumentError(
+                f"method='marginal' integrates the random effects out in closed form, which "
+                f"only a Gaussian response allows; the {self.family.name} family is sampled "
+                "with explicit random effects: use method='full' (or None)"
+            )
+        raise ArgumentError(f"method must be 'full' or None for the {self.family.name} family, "
+                            f"got {method!r}")  # fmt: skip
+
+    def population_variables(self) -> list[str]:
+        """Posterior variables of population parameters (no ``sigma``)."""
+        names = ["beta"] if self.design.X.shape[1] else []
+        for block in self.design.blocks:
+            names.append(f"sd_{block.label}")
+            if block.correlated:
+                names.append(f"cor_{block.label}")
+        return names
+
+    def _linear_predictor(self, idata: Results) -> np.ndarray:
+        """Draws of ``eta = X beta + Z u + offset`` on the fitted rows: (chain, draw, n)."""
+        post = stack.posterior(idata)
+        design = self.design
+        effects = [post[f"u_{b.label}"].values for b in design.blocks]
+        eta = linear_predictor(post, design.X, [b.Z for b in design.blocks],
+                               [b.codes for b in design.blocks], effects)  # fmt: skip
+        return eta + self.response.offset
+
+    def _log_likelihood(self, idata: Results) -> xr.Dataset:
+        """Pointwise log-likelihood of the fitted rows (binomial, Bernoulli or Poisson
+        log-pmf with all constants, as ``dbinom`` / ``dpois``), dims (chain, draw, obs)."""
+        post = stack.posterior(idata)
+        eta = self._linear_predictor(idata)
+        r = self.response
+        values = r.family.loglik(r.y, r.family.linkinv(eta), r.weights)
+        da = xr.DataArray(values, dims=("chain", "draw", "obs"),
+                          coords={"chain": post.chain, "draw": post.draw,
+                                  "obs": np.arange(self.design.n_obs)})  # fmt: skip
+        return xr.Dataset({self.design.response: da})
+
+    # -- tables on the link scale -----------------------------------------------------------
+    def summary(self, print_it: bool | None = None, level: float | None = None, *,
+                hdi_prob: float | None = None) -> pd.DataFrame:  # fmt: skip
+        """As :meth:`~bayeslmm.LMM.summary`, on the link scale (the printed block and the
+        table's ``attrs["scale"]`` say which); no ``sigma`` row."""
+        table = super().summary(print_it, level, hdi_prob=hdi_prob)
+        table.attrs["scale"] = self.scale
+        return table
+
+    def fixef(self, level: float | None = None, *, hdi_prob: float | None = None
+              ) -> pd.DataFrame:  # fmt: skip
+        """Fixed effects on the link scale (``attrs["scale"]``), as :meth:`~bayeslmm.LMM.fixef`."""
+        table = super().fixef(level, hdi_prob=hdi_prob)
+        table.attrs["scale"] = self.scale
+        return table
+
+    def ranef(self, level: float | None = None, *, hdi_prob: float | None = None
+              ) -> dict[str, pd.DataFrame]:  # fmt: skip
+        """Random effects on the link scale (``attrs["scale"]``), as :meth:`~bayeslmm.LMM.ranef`."""
+        tables = super().ranef(level, hdi_prob=hdi_prob)
+        for table in tables.values():
+            table.attrs["scale"] = self.scale
+        return tables
+
+    def varcorr(self, level: float | None = None, *, hdi_prob: float | None = None
+                ) -> pd.DataFrame:  # fmt: skip
+        """SDs and correlations of the random effects on the link scale (no residual
+        row), as :meth:`~bayeslmm.LMM.varcorr`."""
+        table = super().varcorr(level, hdi_prob=hdi_prob)
+        table.attrs["scale"] = self.scale
+        return table
+
+    # -- predictions --------------------------------------------------------------------------
+    def predict(
+        self,
+        data: pd.DataFrame | None = None,
+        *,
+        kind: str = "mean",
+        include_random: bool = True,
+        summary: bool = False,
+        level: float | None = None,
+        allow_new_levels: bool = True,
+        random_seed: int | None = None,
+        newdata: pd.DataFrame | None = None,
+        hdi_prob: float | None = None,
+        trials: str | np.ndarray | None = None,
+        offset: str | np.ndarray | None = None,
+    ) -> xr.DataArray | pd.DataFrame:
+        """Posterior draws of predictions for ``data`` (default: the fitted rows).
+
+        ``kind="mean"``: the mean on the response scale (a probability for Bernoulli and
+        binomial, a rate for Poisson); ``"link"``: the linear predictor ``eta`` (offset
+        included); ``"response"``: posterior predictive draws (0/1, counts, or successes
+        out of the trials). New levels, ``include_random``, ``summary`` and ``level`` as
+        :meth:`LMM.predict`. ``trials`` (binomial ``kind="response"`` on new rows; a
+        column name or one value per row) defaults to ``cbind``'s successes + failures
+        evaluated on ``data``, or 1 for a Bernoulli model; ``offset`` (new rows) to the
+        formula's ``offset()`` terms evaluated on ``data`` plus the fit's ``offset=``
+        column, if one was named.
+        """
+        if not isinstance(kind, str) or kind not in KINDS:
+            raise ArgumentError(f"kind must be one of {KINDS}, got {kind!r}")
+        if newdata is not None:
+            if data is not None:
+                raise ArgumentError("give the rows to predict as data or as newdata, not both")
+            data = newdata
+        if not isinstance(summary, bool | np.bool_):
+            raise ArgumentError(f"summary must be True or False, got {summary!r}")
+        if (level is not None or hdi_prob is not None) and not summary:
+            given = "level" if level is not None else "hdi_prob"
+            raise ArgumentError(f"{given} sets the interval of summary=True; the draws "
+                                "(summary=False) have none")  # fmt: skip
+        level = interval_level(level, hdi_prob, HDI_PROB)
+        if random_seed is not None:
+            whole_number("random_seed", random_seed, minimum=0)
+        idata = self._posterior()
+        family = self.family
+        if data is None:
+            if trials is not None or offset is not None:
+                raise ArgumentError("trials= and offset= are for new rows (data=...); the "
+                                    "fitted rows have theirs")  # fmt: skip
+            frame, off, n_trials = self.design.frame, self.response.offset, self.response.weights
+        else:
+            if not isinstance(data, pd.DataFrame):
+                raise ArgumentError(f"newdata must be a pandas DataFrame, got "
+                                    f"{type(data).__name__}")  # fmt: skip
+            frame = data.assign(**{c: v for c, v in ((RESPONSE, 0.0), (WEIGHTS, 1.0),
+                                                     (OFFSET, 0.0))
+                                   if c not in data.columns})  # fmt: skip
+            off = self._new_offset(data, offset)
+            n_trials = (self._new_trials(data, trials)
+                        if kind == "response" and family.binomial else None)  # fmt: skip
+        eta = predict_draws(idata, self.design, frame, include_random=include_random,
+                            allow_new_levels=allow_new_levels, kind="mean",
+                            random_seed=random_seed).values + off  # fmt: skip
+        if kind == "link":
+            values = eta
+        else:
+            values = family.linkinv(eta)
+            if kind == "response":
+                rng = np.random.default_rng(None if random_seed is None else [random_seed, 1])
+                if family.binomial:
+                    values = rng.binomial(np.round(n_trials).astype(np.int64), values)
+                else:
+                    values = rng.poisson(values)
+        post = stack.posterior(idata)
+        draws = xr.DataArray(values, dims=("chain", "draw", "obs"),
+                             coords={"chain": post.chain, "draw": post.draw,
+                                     "obs": np.arange(values.shape[-1])},
+                             name=f"{self.design.response}_{kind}")  # fmt: skip
+        if not summary:
+            return draws
+        table = draw_stats(draws, level).to_dataframe()
+        table.index = (self.design.frame if data is None else data).index
+        return table
+
+    def _new_offset(self, data: pd.DataFrame, offset) -> np.ndarray:
+        given = self._offset_given
+        if offset is None and given is not None and not isinstance(given, str):
+            raise ArgumentError("the model was fitted with offset= values (not a column); "
+                                "pass offset= for the new rows")  # fmt: skip
+        return new_rows_offset(self.formula, data, offset if offset is not None else given)
+
+    def _new_trials(self, data: pd.DataFrame, trials) -> np.ndarray:
+        if trials is not None:
+            if isinstance(trials, str):
+                if trials not in data.columns:
+                    raise ArgumentError(f"trials column {trials!r} is not in the new rows")
+                values = data[trials].to_numpy(dtype=float)
+            else:
+                values = np.asarray(trials, dtype=float).ravel()
+                if values.shape[0] != len(data):
+                    raise ArgumentError(f"trials has {values.shape[0]} values for "
+                                        f"{len(data)} new rows")  # fmt: skip
+            if (not np.all(np.isfinite(values)) or np.any(values < 1)
+                    or np.any(values != np.round(values))):  # fmt: skip
+                raise ArgumentError("trials must be whole numbers >= 1 in every new row")
+            return values
+        try:
+            found = new_rows_trials(self.formula, data)
+        except BayesLMMError as err:
+            raise ArgumentError(f"kind='response' of a binomial model on new rows needs their "
+                                f"trials, from cbind()'s columns or trials= ({err})") from err
+        if found is not None:
+            return found
+        if np.all(self.response.weights == 1):
+            return np.ones(len(data))
+        raise ArgumentError("kind='response' of a binomial model on new rows needs their "
+                            "trials: pass trials= (a column name or one value per row)")
+
+    def fitted(self) -> np.ndarray:
+        """Posterior mean of the mean on the response scale (probability, rate) of every
+        fitted row (lme4's ``fitted`` of a GLMM)."""
+        return self.predict(kind="mean").mean(("chain", "draw")).values
+
+    def residuals(self) -> np.ndarray:
+        """Response residuals: the response (0/1, proportion of successes, count) minus
+        :meth:`fitted` (R's ``residuals(type = "response")``)."""
+        return self.response.y - self.fitted()
+
+    # -- what is Gaussian only, for now ---------------------------------------------------------
+    def icc(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        """Not for non-Gaussian families yet (raises :class:`ComparisonError`)."""
+        gaussian_only(self, "icc()")
+
+    def r2(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        """Not for non-Gaussian families yet (raises :class:`ComparisonError`)."""
+        gaussian_only(self, "r2()")
+
+    def log_marginal_likelihood(self, random_seed: int | None = None):
+        """Not for non-Gaussian families yet (raises :class:`ComparisonError`)."""
+        gaussian_only(self, "log_marginal_likelihood() (bridge sampling, Bayes factors)")
+
+    def conditional_effects(self, *args: Any, **kwargs: Any):
+        """Not for non-Gaussian families yet (raises :class:`ComparisonError`)."""
+        gaussian_only(self, "conditional_effects()")
+
+    def marginal_means(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        """Not for non-Gaussian families yet (raises :class:`ComparisonError`)."""
+        gaussian_only(self, "marginal_means()")
+
+    def save(self, path):
+        """Not for non-Gaussian families yet (raises :class:`ComparisonError`)."""
+        gaussian_only(self, "save()")

@@ -277,3 +277,10 @@ def test_graph_likelihood_equals_the_pointwise_log_likelihood(formula, family, l
     r = model.response
     expected = r.family.loglik(r.y, r.family.linkinv(eta), r.weights).sum()
     assert float(values[0]) == pytest.approx(expected, rel=1e-10)
+
+
+def test_a_family_without_a_bayesian_likelihood_is_refused():
+    """The negative binomial (bl.glmer's) must not fall through to another likelihood."""
+    df = pd.DataFrame({"y": [0, 1, 3, 2, 0, 5], "g": list("aabbcc")})
+    with pytest.raises(bl.ArgumentError, match="negative_binomial family is fitted by bl.glmer"):
+        bl.LMM("y ~ 1 + (1 | g)", df, family="negative_binomial")

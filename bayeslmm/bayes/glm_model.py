@@ -52,6 +52,9 @@ from .results import HDI_PROB, draw_stats
 from .sampling import whole_number
 from .stack import Results
 
+#: the non-Gaussian families the Bayesian model has a likelihood for
+BAYES_FAMILIES = ("bernoulli", "binomial", "poisson")
+
 if TYPE_CHECKING:
     import pymc as pm
 
@@ -119,6 +122,11 @@ class GlmMixin:
         offset: str | np.ndarray | None = None,
     ):
         fam = get_family(family, link)
+        if fam.name not in BAYES_FAMILIES:
+            raise ArgumentError(
+                f"bl.LMM samples the {', '.join(BAYES_FAMILIES)} families (and gaussian); "
+                f"the {fam.name} family is fitted by bl.glmer(..., family={fam.name!r}) for now"
+            )
         if not isinstance(formula, str):
             raise ArgumentError(
                 f"bl.LMM(..., family={fam.name!r}) takes the formula as a string and the data "
@@ -373,14 +381,18 @@ class GlmMixin:
         try:
             found = new_rows_trials(self.formula, data)
         except BayesLMMError as err:
-            raise ArgumentError(f"kind='response' of a binomial model on new rows needs their "
-                                f"trials, from cbind()'s columns or trials= ({err})") from err
+            raise ArgumentError(
+                f"kind='response' of a binomial model on new rows needs their "
+                f"trials, from cbind()'s columns or trials= ({err})"
+            ) from err
         if found is not None:
             return found
         if np.all(self.response.weights == 1):
             return np.ones(len(data))
-        raise ArgumentError("kind='response' of a binomial model on new rows needs their "
-                            "trials: pass trials= (a column name or one value per row)")
+        raise ArgumentError(
+            "kind='response' of a binomial model on new rows needs their "
+            "trials: pass trials= (a column name or one value per row)"
+        )
 
     def fitted(self) -> np.ndarray:
         """Posterior mean of the mean on the response scale (probability, rate) of every

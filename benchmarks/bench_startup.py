@@ -33,6 +33,9 @@ from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import markdown  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -65,7 +68,8 @@ def _run(python: str, code: str, env: dict | None = None, cwd: Path | None = Non
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
-    return wall, done.stdout.strip().splitlines()[-1], done.stderr
+    lines = done.stdout.strip().splitlines()
+    return wall, lines[-1] if lines else "", done.stderr
 
 
 def _fit_row(label: str, python: str, env: dict | None = None) -> dict:
@@ -80,18 +84,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-install", action="store_true")
+    parser.add_argument("--install-only", action="store_true",
+                        help="only the install rows, replacing them in the existing table")
     args = parser.parse_args()
     py = sys.executable
     rows = []
-    for _ in range(args.repeats):
+    for _ in range(0 if args.install_only else args.repeats):
         wall, _, _ = _run(py, "import bayeslmm")
         rows.append({"row": "import bayeslmm", "wall_s": wall})
         rows.append({"row": "import nutpie + arviz (each fit needs them)",
                      "wall_s": float(_run(py, LIBS)[1])})  # fmt: skip
-    _run(py, FIT)  # the kernels' cache filled for this checkout
-    for _ in range(args.repeats):
+    if not args.install_only:
+        _run(py, FIT)  # the kernels' cache filled for this checkout
+    for _ in range(0 if args.install_only else args.repeats):
         rows.append(_fit_row("sleepstudy fit, warm cache (fresh process)", py))
-    for _ in range(args.repeats):
+    for _ in range(0 if args.install_only else args.repeats):
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "NUMBA_CACHE_DIR": cache}
             rows.append(_fit_row("sleepstudy fit, empty numba cache", py, env))
@@ -122,17 +129,22 @@ def main() -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
     table = pd.DataFrame(rows)
+    if args.install_only and (RESULTS / "startup.csv").is_file():
+        kept = pd.read_csv(RESULTS / "startup.csv")
+        kept = kept[~kept["row"].isin(table["row"]) & ~kept["row"].str.contains("install")]
+        table = pd.concat([kept, table], ignore_index=True)
     numeric = [c for c in ("wall_s", "import_s", "build_s", "fit_s") if c in table]
     summary = table.groupby("row", sort=False).agg(
-        {**{c: "median" for c in numeric}, "row": "size"}
-        | ({"notice_printed": "max"} if "notice_printed" in table else {})
-    ).rename(columns={"row": "runs"})
+        {**{c: "median" for c in numeric},
+         **({"notice_printed": "max"} if "notice_printed" in table else {})}
+    )
+    summary.insert(0, "runs", table.groupby("row", sort=False).size())
     RESULTS.mkdir(parents=True, exist_ok=True)
     table.to_csv(RESULTS / "startup.csv", index=False)
     header = (f"Start-up on {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
               f"medians of {args.repeats} fresh processes (seconds). "
               f"`python3 benchmarks/bench_startup.py`\n\n")  # fmt: skip
-    (RESULTS / "startup.md").write_text(header + summary.round(2).to_markdown() + "\n")
+    (RESULTS / "startup.md").write_text(header + markdown(summary.round(2).reset_index()))
     print(header + summary.round(2).to_string())
     print("median of medians:", statistics.median(summary["wall_s"]))
 

@@ -142,7 +142,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     table.to_csv(RESULTS / "startup.csv", index=False)
     header = (f"Start-up on {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-              f"medians of {args.repeats} fresh processes (seconds). "
+              "medians over `runs` fresh processes (seconds; build_s: the\n"
+              "imports and model building inside the fitting process). "
               f"`python3 benchmarks/bench_startup.py`\n\n")  # fmt: skip
     (RESULTS / "startup.md").write_text(header + markdown(summary.round(2).reset_index()))
     print(header + summary.round(2).to_string())

@@ -578,7 +578,8 @@ class LMM:
         script, not at an interactive prompt, which shows the returned value once).
         ``hdi_prob`` is the deprecated old name of ``level``.
         """
-        from .text import format_summary, interactive, summary_object
+        from ..tables import summary_object
+        from .text import format_summary, interactive
 
         if print_it is not None and not isinstance(print_it, bool | np.bool_):
             raise ArgumentError(f"print_it must be True, False or None, got {print_it!r}")

@@ -167,38 +167,6 @@ def format_summary(model, table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-class SummaryTable(pd.DataFrame):
-    """:meth:`LMM.summary`'s table: a DataFrame whose printed form (``repr``, ``str``) is the
-    lme4-like block, so that a REPL shows the summary once. Any operation on it (``.loc``,
-    arithmetic, ``.copy()``) gives a plain DataFrame; ``.table`` is the table itself."""
-
-    _metadata = ["text"]
-
-    @property
-    def _constructor(self):
-        return pd.DataFrame
-
-    @property
-    def table(self) -> pd.DataFrame:
-        """The summary as a plain DataFrame."""
-        return pd.DataFrame(self)
-
-    def __repr__(self) -> str:
-        return getattr(self, "text", None) or pd.DataFrame.__repr__(self)
-
-    __str__ = __repr__
-
-    def _repr_html_(self) -> str | None:  # notebooks: the block, not the HTML table
-        return None
-
-
-def summary_object(table: pd.DataFrame, text: str) -> SummaryTable:
-    """``table`` as a :class:`SummaryTable` printed as ``text``."""
-    out = SummaryTable(table)
-    out.text = text
-    return out
-
-
 def interactive() -> bool:
     """Whether Python runs at an interactive prompt (the REPL, IPython, Jupyter), which
     shows a returned value itself."""

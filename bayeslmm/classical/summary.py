@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import deprecated
+from ..tables import SummaryTable
 
 #: Significant digits lme4's ``summary`` prints (``max(3, getOption("digits") - 3)``).
 DIGITS = 4
@@ -152,29 +153,8 @@ def _random_lines(result) -> list[str]:
     return [" " + " ".join(column[r] for column in out).rstrip() for r in range(len(groups) + 1)]
 
 
-class LmerSummary(pd.DataFrame):
-    """:meth:`LmerResult.summary`'s table: a DataFrame whose printed form (``repr``,
-    ``str``) is lmerTest's summary block. Any operation on it gives a plain DataFrame;
-    ``.table`` is the table itself."""
-
-    _metadata = ["text"]
-
-    @property
-    def _constructor(self):
-        return pd.DataFrame
-
-    @property
-    def table(self) -> pd.DataFrame:
-        """The summary as a plain DataFrame."""
-        return pd.DataFrame(self)
-
-    def __repr__(self) -> str:
-        return getattr(self, "text", None) or pd.DataFrame.__repr__(self)
-
-    __str__ = __repr__
-
-    def _repr_html_(self) -> str | None:  # notebooks: the block, not the HTML table
-        return None
+#: :meth:`LmerResult.summary`'s table: lmerTest's summary block when printed
+LmerSummary = SummaryTable
 
 
 #: Series methods and operators that use the values of a :class:`RenamedSeries`.

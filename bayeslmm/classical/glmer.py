@@ -33,6 +33,7 @@ from ..glmm.pirls import GlmmProblem, PirlsState
 from ..spec.design import Design
 from ..spec.family import Family, FamilyError, get_family
 from ..spec.response import GlmResponse, glm_design
+from .summary import block_varcorr_rows
 
 SINGULAR_TOL = 1e-4
 HESSIAN_STEP = 1e-4  # lme4's deriv12 delta
@@ -195,18 +196,7 @@ class GlmerResult:
 
     def varcorr(self) -> pd.DataFrame:
         """Variance components in lme4's ``as.data.frame(VarCorr())`` layout."""
-        rows = []
-        for block, cov in zip(self.design.blocks, self.covariances(), strict=True):
-            sd = np.sqrt(np.diag(cov))
-            for j, col in enumerate(block.columns):
-                rows.append((block.label, col, None, cov[j, j], sd[j]))
-            if block.correlated:
-                for i in range(block.n_terms):
-                    for j in range(i):
-                        denom = sd[i] * sd[j]
-                        cor = cov[i, j] / denom if denom > 0 else np.nan
-                        rows.append((block.label, block.columns[j], block.columns[i],
-                                     cov[i, j], cor))  # fmt: skip
+        rows = block_varcorr_rows(self.design.blocks, self.covariances())
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
     def _b(self) -> np.ndarray:

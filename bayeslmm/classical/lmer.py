@@ -44,7 +44,7 @@ from ..spec.grid import reference_grid
 from ..spec.naming import ParameterNames
 from ..spec.residual import ResidualStructure, non_nested_factors
 from ..spec.reuse import design_from
-from .summary import LmerSummary, RenamedSeries, format_lmer_summary
+from .summary import LmerSummary, RenamedSeries, block_varcorr_rows, format_lmer_summary
 
 SINGULAR_TOL = 1e-4
 
@@ -230,19 +230,7 @@ class LmerResult:
         """Variance components in lme4's ``as.data.frame(VarCorr())`` layout; a residual
         correlation structure adds the row ``("Residual", "phi")`` (or ``"rho"``) whose
         ``sdcor`` is the correlation parameter."""
-        rows = []
-        for block, cov in zip(self.design.blocks, self.covariances(), strict=True):
-            sd = np.sqrt(np.diag(cov))
-            for j, col in enumerate(block.columns):
-                rows.append((block.label, col, None, cov[j, j], sd[j]))
-            if block.correlated:
-                for i in range(block.n_terms):
-                    for j in range(i):
-                        denom = sd[i] * sd[j]
-                        cor = cov[i, j] / denom if denom > 0 else np.nan
-                        rows.append(
-                            (block.label, block.columns[j], block.columns[i], cov[i, j], cor)
-                        )
+        rows = block_varcorr_rows(self.design.blocks, self.covariances())
         rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         if self.phi is not None:
             rows.append(("Residual", self.design.residual.parameter, None, np.nan, self.phi))

@@ -153,6 +153,24 @@ def _random_lines(result) -> list[str]:
     return [" " + " ".join(column[r] for column in out).rstrip() for r in range(len(groups) + 1)]
 
 
+def block_varcorr_rows(blocks, covariances) -> list[tuple]:
+    """lme4's ``as.data.frame(VarCorr())`` rows of the random blocks: a variance and SD
+    per term, then a covariance and correlation per pair of a correlated block's terms
+    (``grp, var1, var2, vcov, sdcor``)."""
+    rows = []
+    for block, cov in zip(blocks, covariances, strict=True):
+        sd = np.sqrt(np.diag(cov))
+        for j, col in enumerate(block.columns):
+            rows.append((block.label, col, None, cov[j, j], sd[j]))
+        if block.correlated:
+            for i in range(block.n_terms):
+                for j in range(i):
+                    denom = sd[i] * sd[j]
+                    cor = cov[i, j] / denom if denom > 0 else np.nan
+                    rows.append((block.label, block.columns[j], block.columns[i], cov[i, j], cor))
+    return rows
+
+
 #: :meth:`LmerResult.summary`'s table: lmerTest's summary block when printed
 LmerSummary = SummaryTable
 

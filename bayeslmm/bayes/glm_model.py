@@ -31,7 +31,6 @@ from ..errors import (
     BayesLMMError,
     ComparisonError,
     RowsNotInMemoryError,
-    interval_level,
 )
 from ..spec.design import Design, is_dask_frame
 from ..spec.family import Family, get_family
@@ -46,9 +45,8 @@ from ..spec.response import (
     new_rows_trials,
 )
 from . import stack
-from .predict import linear_predictor, predict_draws
+from .predict import linear_predictor, predict_draws, prediction_arguments, prediction_table
 from .priors import Prior, resolve_priors
-from .results import HDI_PROB, draw_stats
 from .sampling import whole_number
 from .stack import Results
 
@@ -302,17 +300,7 @@ class GlmMixin:
         """
         if not isinstance(kind, str) or kind not in KINDS:
             raise ArgumentError(f"kind must be one of {KINDS}, got {kind!r}")
-        if newdata is not None:
-            if data is not None:
-                raise ArgumentError("give the rows to predict as data or as newdata, not both")
-            data = newdata
-        if not isinstance(summary, bool | np.bool_):
-            raise ArgumentError(f"summary must be True or False, got {summary!r}")
-        if (level is not None or hdi_prob is not None) and not summary:
-            given = "level" if level is not None else "hdi_prob"
-            raise ArgumentError(f"{given} sets the interval of summary=True; the draws "
-                                "(summary=False) have none")  # fmt: skip
-        level = interval_level(level, hdi_prob, HDI_PROB)
+        data, level = prediction_arguments(data, newdata, summary, level, hdi_prob)
         if random_seed is not None:
             whole_number("random_seed", random_seed, minimum=0)
         idata = self._posterior()
@@ -352,9 +340,7 @@ class GlmMixin:
                              name=f"{self.design.response}_{kind}")  # fmt: skip
         if not summary:
             return draws
-        table = draw_stats(draws, level).to_dataframe()
-        table.index = (self.design.frame if data is None else data).index
-        return table
+        return prediction_table(draws, level, (self.design.frame if data is None else data).index)
 
     def _new_offset(self, data: pd.DataFrame, offset) -> np.ndarray:
         given = self._offset_given

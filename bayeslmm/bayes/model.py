@@ -52,12 +52,11 @@ from .diagnostics import Convergence, check_convergence, warn_convergence
 from .effects import draw_random_effects
 from .glm_model import GlmMixin
 from .partition import draws_table, icc_draws, r2_draws
-from .predict import log_likelihood, predict_draws
+from .predict import log_likelihood, predict_draws, prediction_arguments, prediction_table
 from .priors import Prior, resolve_priors
 from .results import (
     HDI_PROB,
     coef_table,
-    draw_stats,
     group_coefficient_draws,
     ranef_table,
     summary_table,
@@ -718,18 +717,7 @@ class LMM:
         for every row of a Dask DataFrame would not fit in memory: :meth:`fitted` is its
         lazy posterior-mean prediction).
         """
-        if newdata is not None:
-            if data is not None:
-                raise ArgumentError("give the rows to predict as data or as newdata, not both")
-            data = newdata
-        if not isinstance(summary, bool | np.bool_):
-            raise ArgumentError(f"summary must be True or False, got {summary!r}")
-        if (level is not None or hdi_prob is not None) and not summary:
-            given = "level" if level is not None else "hdi_prob"
-            raise ArgumentError(f"{given} sets the interval of summary=True; the draws "
-                                "(summary=False) have none")  # fmt: skip
-        level = interval_level(level, hdi_prob, HDI_PROB)
-        newdata = data
+        newdata, level = prediction_arguments(data, newdata, summary, level, hdi_prob)
         if newdata is None:
             self._needs_rows("predict() without newdata (draws for every fitted row)",
                              "pass newdata as a pandas DataFrame, or use fitted() (lazy, "
@@ -750,11 +738,7 @@ class LMM:
             kind=kind,
             random_seed=random_seed,
         )
-        if not summary:
-            return draws
-        table = draw_stats(draws, level).to_dataframe()
-        table.index = data.index
-        return table
+        return prediction_table(draws, level, data.index) if summary else draws
 
     def log_marginal_likelihood(self, random_seed: int | None = None) -> MarginalLikelihood:
         """``log p(y)`` by bridge sampling on the marginal posterior, with its Monte Carlo

@@ -7,16 +7,46 @@ import pandas as pd
 import scipy.sparse
 import xarray as xr
 
-from ..errors import ArgumentError, DataError, UnknownNameError
+from ..errors import ArgumentError, DataError, UnknownNameError, interval_level
 from ..gaussian.residual import ResidualWeights, conditional_loglik, residual_noise
 from ..spec.design import Design, new_design
 from ..spec.residual import new_layout
 from . import stack
 from .effects import block_scale_draws
+from .results import HDI_PROB, draw_stats
 from .sampling import whole_number
 from .stack import Results
 
 KINDS = ("mean", "response")
+
+
+def prediction_arguments(
+    data: pd.DataFrame | None,
+    newdata: pd.DataFrame | None,
+    summary: object,
+    level: float | None,
+    hdi_prob: float | None,
+) -> tuple[pd.DataFrame | None, float]:
+    """``predict()``'s arguments every model shares, checked: the rows (``data``, or its
+    other name ``newdata``) and the interval level of ``summary=True``."""
+    if newdata is not None:
+        if data is not None:
+            raise ArgumentError("give the rows to predict as data or as newdata, not both")
+        data = newdata
+    if not isinstance(summary, bool | np.bool_):
+        raise ArgumentError(f"summary must be True or False, got {summary!r}")
+    if (level is not None or hdi_prob is not None) and not summary:
+        given = "level" if level is not None else "hdi_prob"
+        raise ArgumentError(f"{given} sets the interval of summary=True; the draws "
+                            "(summary=False) have none")  # fmt: skip
+    return data, interval_level(level, hdi_prob, HDI_PROB)
+
+
+def prediction_table(draws: xr.DataArray, level: float, index: pd.Index) -> pd.DataFrame:
+    """``predict(summary=True)``: mean, sd and HDI per predicted row, indexed as its rows."""
+    table = draw_stats(draws, level).to_dataframe()
+    table.index = index
+    return table
 
 
 def linear_predictor(

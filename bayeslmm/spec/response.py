@@ -169,6 +169,21 @@ def _check_finite_offset(values: np.ndarray, name: str) -> None:
                         "row")  # fmt: skip
 
 
+def _summed_offsets(offsets: list[str], offset, data: pd.DataFrame) -> np.ndarray:
+    """The formula's ``offset(expr)`` terms and ``offset=`` (a column name, or one value per
+    row) evaluated on ``data`` and summed; each checked finite, named in the error."""
+    total = np.zeros(len(data))
+    for expr in offsets:
+        values = _evaluate(expr, data, "offset")
+        _check_finite_offset(values, f"offset({expr})")
+        total = total + values
+    if offset is not None:
+        values, name = _given(offset, data, "offset")
+        _check_finite_offset(values, name)
+        total = total + values
+    return total
+
+
 def glm_design(
     formula: str,
     data: pd.DataFrame,
@@ -284,15 +299,7 @@ def glm_design(
                 )
             if family.counts:
                 _check_counts(name, y, "response")
-    total = np.zeros(n)
-    for expr in offsets:
-        values = _evaluate(expr, data, "offset")
-        _check_finite_offset(values, f"offset({expr})")
-        total = total + values
-    if offset is not None:
-        values, oname = _given(offset, data, "offset")
-        _check_finite_offset(values, oname)
-        total = total + values
+    total = _summed_offsets(offsets, offset, data)
     frame = data.assign(**{RESPONSE: y, WEIGHTS: w, OFFSET: total})
     rhs = " + ".join(p.strip() for p in pieces) if pieces else "1"
     design = build_design(f"{quote(RESPONSE)} ~ {rhs}", frame, carry=(WEIGHTS, OFFSET),
@@ -351,17 +358,7 @@ def new_rows_offset(formula: str, data: pd.DataFrame,
     """The summed offsets of new rows (for predictions): the formula's ``offset(expr)``
     terms and ``offset=`` (a column name, or one value per row) evaluated on ``data``;
     a missing or infinite value is a :class:`~bayeslmm.errors.DataError`."""
-    _, _, offsets = _split_formula(formula)
-    total = np.zeros(len(data))
-    for expr in offsets:
-        values = _evaluate(expr, data, "offset")
-        _check_finite_offset(values, f"offset({expr})")
-        total = total + values
-    if offset is not None:
-        values, name = _given(offset, data, "offset")
-        _check_finite_offset(values, name)
-        total = total + values
-    return total
+    return _summed_offsets(_split_formula(formula)[2], offset, data)
 
 
 def new_rows_trials(formula: str, data: pd.DataFrame) -> np.ndarray | None:

@@ -15,7 +15,7 @@ Variables (``L`` is a random block's label, e.g. ``Subject``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pymc as pm
@@ -103,6 +103,26 @@ def _random_block(block, sd_priors, cor_prior, parametrization):
     return pm.Deterministic(f"u_{label}", z * sd, dims=dims)
 
 
+def linear_predictor_graph(design: Design, priors: Mapping[str, Prior], names: ParameterNames,
+                           parametrization: str,
+                           start: pt.TensorVariable) -> pt.TensorVariable:
+    """``start + X beta + sum_k (Z_k u_k)`` of every row, declaring ``beta`` and each
+    random block's effects (:func:`_random_block`) in the current PyMC model."""
+    eta = start
+    if design.X.shape[1]:
+        beta = vector_rv("beta", [priors[n] for n in names.fixed], "fixed")
+        eta = eta + pt.dot(pt.as_tensor(design.X), beta)
+    for block, sd_names, cor_name in zip(design.blocks, names.sd, names.cor, strict=True):
+        u = _random_block(
+            block,
+            [priors[n] for n in sd_names],
+            priors[cor_name] if cor_name else None,
+            parametrization,
+        )
+        eta = eta + (pt.as_tensor(block.Z) * u[block.codes]).sum(axis=1)
+    return eta
+
+
 def build_full_model(
     design: Design, priors: dict[str, Prior], parametrization: str = "noncentered"
 ) -> pm.Model:
@@ -121,18 +141,7 @@ def build_full_model(
         raise ArgumentError(f"parametrization must be one of {PARAMETRIZATIONS}")
     names = ParameterNames.from_design(design)
     with pm.Model(coords=coords_of(design)) as model:
-        mu = pt.zeros(design.n_obs)
-        if design.X.shape[1]:
-            beta = vector_rv("beta", [priors[n] for n in names.fixed], "fixed")
-            mu = pt.dot(pt.as_tensor(design.X), beta)
-        for block, sd_names, cor_name in zip(design.blocks, names.sd, names.cor, strict=True):
-            u = _random_block(
-                block,
-                [priors[n] for n in sd_names],
-                priors[cor_name] if cor_name else None,
-                parametrization,
-            )
-            mu = mu + (pt.as_tensor(block.Z) * u[block.codes]).sum(axis=1)
+        mu = linear_predictor_graph(design, priors, names, parametrization, pt.zeros(design.n_obs))
         sigma = priors["sigma"].family()("sigma", **priors["sigma"].params)
         if design.residual is None:
             pm.Normal(design.response, mu=mu, sigma=sigma, observed=design.y, dims="obs")

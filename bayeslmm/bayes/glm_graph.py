@@ -24,7 +24,7 @@ from ..errors import ArgumentError
 from ..spec.design import Design
 from ..spec.naming import PARAMETRIZATIONS, ParameterNames, coords_of
 from ..spec.response import GlmResponse
-from .explicit_graph import _random_block, vector_rv
+from .explicit_graph import linear_predictor_graph
 from .priors import Prior
 
 
@@ -67,18 +67,8 @@ def build_glm_model(
     family = response.family
     names = ParameterNames.from_design(design)
     with pm.Model(coords=coords_of(design)) as model:
-        eta = pt.as_tensor(np.asarray(response.offset, dtype=float))
-        if design.X.shape[1]:
-            beta = vector_rv("beta", [priors[n] for n in names.fixed], "fixed")
-            eta = eta + pt.dot(pt.as_tensor(design.X), beta)
-        for block, sd_names, cor_name in zip(design.blocks, names.sd, names.cor, strict=True):
-            u = _random_block(
-                block,
-                [priors[n] for n in sd_names],
-                priors[cor_name] if cor_name else None,
-                parametrization,
-            )
-            eta = eta + (pt.as_tensor(block.Z) * u[block.codes]).sum(axis=1)
+        offset = pt.as_tensor(np.asarray(response.offset, dtype=float))
+        eta = linear_predictor_graph(design, priors, names, parametrization, offset)
         link = family.link.name
         observed_name = design.response
         if family.name == "poisson":

@@ -33,7 +33,7 @@ from ..glmm.pirls import GlmmProblem, PirlsState
 from ..spec.design import Design
 from ..spec.family import Family, FamilyError, get_family
 from ..spec.response import GlmResponse, glm_design
-from .summary import block_varcorr_rows
+from .summary import block_varcorr_rows, frames_by_group
 
 SINGULAR_TOL = 1e-4
 HESSIAN_STEP = 1e-4  # lme4's deriv12 delta
@@ -204,22 +204,12 @@ class GlmerResult:
 
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes of the random effects: per grouping factor, levels x terms."""
-        b = self._b()
-        out: dict[str, pd.DataFrame] = {}
-        start = 0
+        b, per_block, start = self._b(), [], 0
         for block in self.design.blocks:
             size = block.n_levels * block.n_terms
-            values = b[start : start + size].reshape(block.n_levels, block.n_terms)
+            per_block.append(b[start : start + size].reshape(block.n_levels, block.n_terms))
             start += size
-            frame = pd.DataFrame(values, index=block.level_values, columns=block.columns)
-            frame.index.name = block.group
-            if block.group in out:
-                taken = set(out[block.group].columns)
-                frame.columns = [f"{c}_{block.label}" if c in taken else c for c in frame.columns]
-                out[block.group] = pd.concat([out[block.group], frame], axis=1)
-            else:
-                out[block.group] = frame
-        return out
+        return frames_by_group(self.design.blocks, per_block)
 
     def fitted(self, scale: str = "response") -> np.ndarray:
         """Conditional fitted values: ``scale="response"`` (probabilities, rates; lme4's

@@ -44,7 +44,13 @@ from ..spec.grid import reference_grid
 from ..spec.naming import ParameterNames
 from ..spec.residual import ResidualStructure, non_nested_factors
 from ..spec.reuse import design_from
-from .summary import LmerSummary, RenamedSeries, block_varcorr_rows, format_lmer_summary
+from .summary import (
+    LmerSummary,
+    RenamedSeries,
+    block_varcorr_rows,
+    format_lmer_summary,
+    frames_by_group,
+)
 
 SINGULAR_TOL = 1e-4
 
@@ -265,20 +271,6 @@ class LmerResult:
         return pd.DataFrame({"estimate": [float(v) for v in values.values()]},
                             index=list(values))  # fmt: skip
 
-    def _by_group(self, per_block: list[np.ndarray]) -> dict[str, pd.DataFrame]:
-        """(levels x terms) arrays per block -> one frame per grouping factor."""
-        out: dict[str, pd.DataFrame] = {}
-        for block, values in zip(self.design.blocks, per_block, strict=True):
-            frame = pd.DataFrame(values, index=block.level_values, columns=block.columns)
-            frame.index.name = block.group
-            if block.group in out:  # same levels, same order: side by side
-                taken = set(out[block.group].columns)
-                frame.columns = [f"{c}_{block.label}" if c in taken else c for c in frame.columns]
-                out[block.group] = pd.concat([out[block.group], frame], axis=1)
-            else:
-                out[block.group] = frame
-        return out
-
     def ranef(self, condvar: bool = False, level: float = 0.95) -> dict[str, pd.DataFrame]:
         """Conditional modes (BLUPs), lme4's ``ranef``: per grouping factor, levels x
         terms. ``condvar=True`` (lme4's ``condVar``): per grouping factor one row per
@@ -293,7 +285,7 @@ class LmerResult:
                 part = table.loc[table["group"] == group].drop(columns="group")
                 out[group] = part.set_index(["level", "term"])
             return out
-        return self._by_group(self._effects())
+        return frames_by_group(self.design.blocks, self._effects())
 
     def coef(self) -> dict[str, pd.DataFrame]:
         """lme4's ``coef``: per grouping factor, levels x coefficients, the fixed effects
@@ -319,7 +311,8 @@ class LmerResult:
     def ranef_sd(self) -> dict[str, pd.DataFrame]:
         """Conditional SDs of the BLUPs (lme4's ``condVar``), laid out as :meth:`ranef`."""
         covs = self.solution.conditional_covariance_blocks(self.layout.sizes, self.layout.levels)
-        return self._by_group([np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs])
+        return frames_by_group(self.design.blocks,
+                               [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs])
 
     def ranef_table(self, level: float = 0.95) -> pd.DataFrame:
         """Long table of BLUPs: group, level, term, estimate, cond_sd and a normal interval."""

@@ -171,6 +171,23 @@ def block_varcorr_rows(blocks, covariances) -> list[tuple]:
     return rows
 
 
+def frames_by_group(blocks, per_block: list[np.ndarray]) -> dict[str, pd.DataFrame]:
+    """(levels x terms) arrays per random block -> one frame per grouping factor, lme4's
+    ``ranef`` layout (two blocks of one factor side by side, a repeated term suffixed with
+    its block's label)."""
+    out: dict[str, pd.DataFrame] = {}
+    for block, values in zip(blocks, per_block, strict=True):
+        frame = pd.DataFrame(values, index=block.level_values, columns=block.columns)
+        frame.index.name = block.group
+        if block.group in out:  # same levels, same order: side by side
+            taken = set(out[block.group].columns)
+            frame.columns = [f"{c}_{block.label}" if c in taken else c for c in frame.columns]
+            out[block.group] = pd.concat([out[block.group], frame], axis=1)
+        else:
+            out[block.group] = frame
+    return out
+
+
 #: :meth:`LmerResult.summary`'s table: lmerTest's summary block when printed
 LmerSummary = SummaryTable
 

@@ -12,7 +12,7 @@ solves, and step halving, with no Python between iterations.
 Rows are given as ``Zr`` (n, sum of terms): each grouping factor's random-effect columns
 from ``colstart[f]``, the row's node of factor ``f`` in ``node_of[r, f]``, and the node
 block of ``Z'Z`` that each pair of the row's factors (``pair_fa[t] <= pair_fb[t]``) adds to
-in ``row_pair[r, t]``.
+from ``row_ptr[r, t]`` (its first value in ``pair_val``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,16 @@ import math
 
 import numpy as np
 
-from ..gaussian.blocked import apply_factor, assemble, factorize, solve_lower, solve_upper
+from ..gaussian.blocked import (
+    apply_factor,
+    assemble,
+    factorize,
+    logdet_gradient,
+    outer_by_factor,
+    selected_inverse,
+    solve_lower,
+    solve_upper,
+)
 from ..jit import kernel
 
 #: family codes
@@ -128,20 +137,24 @@ def loglik(family, theta, y, mu, wt):  # pragma: no cover
 
 
 @kernel
-def deviances(family, theta, y, mu, wt):  # pragma: no cover
-    """``(sum of dev_resid, -2 sum of loglik)`` over the rows."""
-    dev, aic = 0.0, 0.0
+def saturated_loglik(family, theta, y, wt):  # pragma: no cover
+    """The log-likelihood at ``mu = y`` (summed): ``-2 sum(loglik(mu)) = sum(dev_resid(mu))
+    - 2 saturated_loglik`` for every family here (the deviance residuals are twice the
+    log-likelihood ratio against it)."""
+    acc = 0.0
     for r in range(y.shape[0]):
-        dev += dev_resid(family, theta, y[r], mu[r], wt[r])
-        aic -= 2.0 * loglik(family, theta, y[r], mu[r], wt[r])
-    return dev, aic
+        acc += loglik(family, theta, y[r], y[r], wt[r])
+    return acc
 
 
 @kernel
-def _predictor(offset, X, beta, Zr, colstart, node_of, b, noffset, link, eta, mu):
-    """``eta = offset + X beta + Z b`` (``b = Lambda u`` by node) and ``mu``, in place."""
+def _predictor(offset, X, beta, Zr, colstart, node_of, b, noffset, family, link, theta, y, wt,
+               eta, mu):  # fmt: skip
+    """``eta = offset + X beta + Z b`` (``b = Lambda u`` by node) and ``mu``, in place;
+    returns the sum of the deviance residuals."""
     n, p = X.shape
     F = node_of.shape[1]
+    dev = 0.0
     for r in range(n):
         acc = offset[r]
         for a in range(p):
@@ -152,15 +165,15 @@ def _predictor(offset, X, beta, Zr, colstart, node_of, b, noffset, link, eta, mu
             for c in range(colstart[f + 1] - c0):
                 acc += Zr[r, c0 + c] * b[o + c]
         eta[r] = acc
-        mu[r] = linkinv(link, acc)
+        m = linkinv(link, acc)
+        mu[r] = m
+        dev += dev_resid(family, theta, y[r], m, wt[r])
+    return dev
 
 
 @kernel
-def _penalised(family, theta, y, wt, mu, u):  # pragma: no cover
-    """``sum(dev_resid) + |u|^2``."""
+def _squares(u):  # pragma: no cover
     acc = 0.0
-    for r in range(y.shape[0]):
-        acc += dev_resid(family, theta, y[r], mu[r], wt[r])
     for j in range(u.shape[0]):
         acc += u[j] * u[j]
     return acc
@@ -176,9 +189,10 @@ def irls_weights(family, link, theta, y, wt, eta, mu, w, z):  # pragma: no cover
 
 
 @kernel
-def weighted_cross(Zr, colstart, row_pair, pair_fa, pair_fb, pair_ptr, w, pair_val):
+def weighted_cross(Zr, colstart, row_ptr, pair_fa, pair_fb, w, pair_val):
     """``pair_val <- Z'WZ`` by node block (the pattern of ``Z'Z``; blocks row-major, the
-    row node of pair ``(fa, fb)`` in factor ``fb``)."""
+    row node of pair ``(fa, fb)`` in factor ``fb``; row r's block of its pair t starts at
+    ``row_ptr[r, t]``)."""
     pair_val[:] = 0.0
     n = Zr.shape[0]
     for r in range(n):
@@ -187,7 +201,7 @@ def weighted_cross(Zr, colstart, row_pair, pair_fa, pair_fb, pair_ptr, w, pair_v
             fa, fb = pair_fa[t], pair_fb[t]
             ca, cb = colstart[fa], colstart[fb]
             sa, sb = colstart[fa + 1] - ca, colstart[fb + 1] - cb
-            pc = pair_ptr[row_pair[r, t]]
+            pc = row_ptr[r, t]
             for i in range(sb):
                 zi = wr * Zr[r, cb + i]
                 for j in range(sa):
@@ -223,7 +237,7 @@ def _weighted_x(X, w, v):  # pragma: no cover
 
 @kernel
 def pirls_run(family, link, theta, y, wt, offset, X, beta0, u0, joint, Zr, colstart,
-              node_of, row_pair, pair_fa, pair_fb, T, fs, tol, step_tol, maxit):  # fmt: skip
+              node_of, row_ptr, pair_fa, pair_fb, T, fs, tol, step_tol, maxit):  # fmt: skip
     """PIRLS for the conditional mode of ``u`` (node numbering) at ``T`` and ``beta0``,
     or of ``u`` and ``beta`` jointly (``joint``, lme4's ``nAGQ = 0`` step): Fisher scoring
     on ``sum(dev_resid) + |u|^2`` with step halving (lme4's ``pwrssUpdate``), the system
@@ -232,7 +246,8 @@ def pirls_run(family, link, theta, y, wt, offset, X, beta0, u0, joint, Zr, colst
     element of ``u`` (and ``beta``) by more than ``step_tol`` and the penalised deviance
     by less than ``tol`` (relative); then refactors at the mode's weights.
 
-    Returns ``(status, u, beta, eta, mu, w, log|A|, Lval, LD, iterations)``; ``status`` is
+    Returns ``(status, u, beta, eta, mu, w, log|A|, Lval, LD, iterations, sum of the
+    deviance residuals)``; ``status`` is
     :data:`OK`, :data:`HALVING_FAILED`, :data:`NOT_CONVERGED` or
     :data:`NOT_POSITIVE_DEFINITE`.
     """
@@ -247,13 +262,13 @@ def pirls_run(family, link, theta, y, wt, offset, X, beta0, u0, joint, Zr, colst
     ucol = np.empty((Q, 1))
     ucol[:, 0] = u
     b = apply_factor(T, ucol, size, noffset, node_factor, False)[:, 0]
-    _predictor(offset, X, beta, Zr, colstart, node_of, b, noffset, link, eta, mu)
-    old = _penalised(family, theta, y, wt, mu, u)
+    old = _predictor(offset, X, beta, Zr, colstart, node_of, b, noffset, family, link, theta,
+                     y, wt, eta, mu) + _squares(u)  # fmt: skip
     if not math.isfinite(old):
         u[:] = 0.0
         b[:] = 0.0
-        _predictor(offset, X, beta, Zr, colstart, node_of, b, noffset, link, eta, mu)
-        old = _penalised(family, theta, y, wt, mu, u)
+        old = _predictor(offset, X, beta, Zr, colstart, node_of, b, noffset, family, link,
+                         theta, y, wt, eta, mu)  # fmt: skip
     Lval = np.zeros(fs.blockptr[-1])
     LD = np.zeros((0, 0))
     logdet = math.nan
@@ -261,6 +276,8 @@ def pirls_run(family, link, theta, y, wt, offset, X, beta0, u0, joint, Zr, colst
     u_try, b_try = np.empty(Q), np.empty(p)
     iterations = 0
     converged = False
+    dev = old - _squares(u)
+    dev_try = dev
     for it in range(1, maxit + 1):
         iterations = it
         irls_weights(family, link, theta, y, wt, eta, mu, w, z)
@@ -270,11 +287,11 @@ def pirls_run(family, link, theta, y, wt, offset, X, beta0, u0, joint, Zr, colst
                 for a in range(p):
                     acc -= X[r, a] * beta[a]
             wz[r] = acc
-        weighted_cross(Zr, colstart, row_pair, pair_fa, pair_fb, fs.pair_ptr, w, fs.pair_val)
+        weighted_cross(Zr, colstart, row_ptr, pair_fa, pair_fb, w, fs.pair_val)
         Lval, D = assemble(T, fs)
         logdet, LD = factorize(Lval, D, fs)
         if math.isnan(logdet):
-            return NOT_POSITIVE_DEFINITE, u, beta, eta, mu, w, logdet, Lval, LD, it
+            return NOT_POSITIVE_DEFINITE, u, beta, eta, mu, w, logdet, Lval, LD, it, dev
         if joint and p > 0:
             WXv = _weighted_x(X, w, wz)
             R = apply_factor(T, z_transpose(Zr, colstart, node_of, noffset, WXv, Q), size,
@@ -330,9 +347,9 @@ def pirls_run(family, link, theta, y, wt, offset, X, beta0, u0, joint, Zr, colst
             for a in range(p):
                 b_try[a] = beta[a] + db[a]
             b = apply_factor(T, ucol, size, noffset, node_factor, False)[:, 0]
-            _predictor(offset, X, b_try, Zr, colstart, node_of, b, noffset, link, eta_try,
-                       mu_try)  # fmt: skip
-            pdev = _penalised(family, theta, y, wt, mu_try, u_try)
+            dev_try = _predictor(offset, X, b_try, Zr, colstart, node_of, b, noffset, family,
+                                 link, theta, y, wt, eta_try, mu_try)  # fmt: skip
+            pdev = dev_try + _squares(u_try)
             if math.isfinite(pdev) and pdev <= old + slack:
                 accepted = True
                 break
@@ -341,8 +358,9 @@ def pirls_run(family, link, theta, y, wt, offset, X, beta0, u0, joint, Zr, colst
             for a in range(p):
                 db[a] *= 0.5
         if not accepted:
-            return HALVING_FAILED, u, beta, eta, mu, w, logdet, Lval, LD, it
+            return HALVING_FAILED, u, beta, eta, mu, w, logdet, Lval, LD, it, dev
         u[:] = u_try
+        dev = dev_try
         beta[:] = b_try
         eta[:] = eta_try
         mu[:] = mu_try
@@ -352,13 +370,13 @@ def pirls_run(family, link, theta, y, wt, offset, X, beta0, u0, joint, Zr, colst
             converged = True
             break
     if not converged:
-        return NOT_CONVERGED, u, beta, eta, mu, w, logdet, Lval, LD, iterations
+        return NOT_CONVERGED, u, beta, eta, mu, w, logdet, Lval, LD, iterations, dev
     irls_weights(family, link, theta, y, wt, eta, mu, w, z)
-    weighted_cross(Zr, colstart, row_pair, pair_fa, pair_fb, fs.pair_ptr, w, fs.pair_val)
+    weighted_cross(Zr, colstart, row_ptr, pair_fa, pair_fb, w, fs.pair_val)
     Lval, D = assemble(T, fs)
     logdet, LD = factorize(Lval, D, fs)
     status = NOT_POSITIVE_DEFINITE if math.isnan(logdet) else OK
-    return status, u, beta, eta, mu, w, logdet, Lval, LD, iterations
+    return status, u, beta, eta, mu, w, logdet, Lval, LD, iterations, dev
 
 
 @kernel
@@ -404,3 +422,118 @@ def agq_deviance(family, link, theta, y, wt, eta, u, mu, w, zl, codes, ldL2, nod
     for j in range(m):
         out += devc0[j] - 2.0 * math.log(mult[j])
     return out
+
+
+@kernel
+def laplace_gradient(family, y, wt, X, Zr, colstart, node_of, row_pair, row_ptr, pair_fa,
+                     pair_fb, T, fs, u, mu, w, Lval, LD, joint):  # fmt: skip
+    """The exact gradient of the Laplace deviance ``D + |u|^2 + log|A|`` at a PIRLS mode,
+    for a canonical link (logit binomial, log Poisson: the scoring weights are then the
+    Hessian, ``ds/deta = -w``, ``dw/deta = w (1 - 2 mu)`` or ``w``): over the relative
+    factors ``T`` (F, qmax, qmax) and, with ``beta`` given (not ``joint``), over ``beta``.
+
+    With ``s = wt (y - mu)``, ``h_r = (Z Lambda)_r A^-1 (Z Lambda)_r'`` (from the selected
+    inverse of ``A``) and ``a = h dw/deta``: the mode's own terms drop out (envelope), the
+    direct part of ``log|A|`` is :func:`~bayeslmm.gaussian.blocked.logdet_gradient`, and
+    the mode's response to the parameters enters through one solve ``v = H^-1 [X | Z
+    Lambda]'a`` with ``H`` the penalised system over ``u`` (or ``(beta, u)`` jointly, lme4's
+    ``nAGQ = 0`` stage, by its Schur complement): with ``e = W (X v_beta + Z Lambda v_u)``,
+    ``dD/dT = outer(Z'(a - 2 s - e), u) + outer(Z's, v_u)`` per factor and
+    ``dD/dbeta = X'(a - 2 s - e)``. ``fs.pair_val`` is rewritten with ``Z'WZ``."""
+    n, p = X.shape
+    size, noffset, node_factor = fs.size, fs.offset, fs.node_factor
+    pair_i, pair_j, pair_pos = fs.pair_i, fs.pair_j, fs.pair_pos
+    blockptr, base = fs.blockptr, fs.base
+    Q = u.shape[0]
+    F = node_of.shape[1]
+    weighted_cross(Zr, colstart, row_ptr, pair_fa, pair_fb, w, fs.pair_val)
+    Zval, ZD = selected_inverse(Lval, LD, fs)
+    qmax = T.shape[1]
+    zeta = np.empty((F, qmax))
+    V = np.empty((n, 2))  # [a, s]
+    for r in range(n):
+        for f in range(F):  # T_f' z_rf
+            c0, qf = colstart[f], colstart[f + 1] - colstart[f]
+            for c in range(qf):
+                acc = 0.0
+                for v in range(qf):
+                    acc += T[f, v, c] * Zr[r, c0 + v]
+                zeta[f, c] = acc
+        h = 0.0
+        for t in range(pair_fa.shape[0]):
+            fa, fb = pair_fa[t], pair_fb[t]
+            k = row_pair[r, t]
+            i, j, pos = pair_i[k], pair_j[k], pair_pos[k]
+            si, sj = size[i], size[j]
+            acc = 0.0
+            for rr in range(si):
+                for cc in range(sj):
+                    if pos >= 0:
+                        z = Zval[blockptr[pos] + rr * sj + cc]
+                    else:
+                        z = ZD[noffset[i] - base + rr, noffset[j] - base + cc]
+                    acc += zeta[fb, rr] * z * zeta[fa, cc]
+            h += acc if fa == fb else 2.0 * acc
+        dw = w[r] * (1.0 - 2.0 * mu[r]) if family == BINOMIAL else w[r]
+        V[r, 0] = h * dw
+        V[r, 1] = wt[r] * (y[r] - mu[r])
+    ZV = z_transpose(Zr, colstart, node_of, noffset, V, Q)
+    Za = np.ascontiguousarray(ZV[:, 0:1])
+    c = apply_factor(T, Za, size, noffset, node_factor, True)
+    solve_lower(Lval, LD, c, fs)
+    v_beta = np.zeros(p)
+    if joint and p > 0:
+        WX = np.empty((n, p))
+        for r in range(n):
+            for a in range(p):
+                WX[r, a] = w[r] * X[r, a]
+        RZX = apply_factor(T, z_transpose(Zr, colstart, node_of, noffset, WX, Q), size,
+                           noffset, node_factor, True)  # fmt: skip
+        solve_lower(Lval, LD, RZX, fs)
+        S = np.ascontiguousarray(X.T) @ WX
+        rhs = np.zeros(p)
+        for a in range(p):
+            acc = 0.0
+            for r in range(n):
+                acc += X[r, a] * V[r, 0]
+            for q in range(Q):
+                acc -= RZX[q, a] * c[q, 0]
+            rhs[a] = acc
+            for b in range(p):
+                acc = 0.0
+                for q in range(Q):
+                    acc += RZX[q, a] * RZX[q, b]
+                S[a, b] -= acc
+        v_beta = np.linalg.solve(S, rhs)
+        for q in range(Q):
+            acc = 0.0
+            for a in range(p):
+                acc += RZX[q, a] * v_beta[a]
+            c[q, 0] -= acc
+    solve_upper(Lval, LD, c, fs)  # v_u
+    bv = apply_factor(T, c, size, noffset, node_factor, False)[:, 0]
+    E = np.empty((n, 1))  # a - 2 s - e
+    for r in range(n):
+        acc = 0.0
+        for a in range(p):
+            acc += X[r, a] * v_beta[a]
+        for f in range(F):
+            o, c0 = noffset[node_of[r, f]], colstart[f]
+            for cc in range(colstart[f + 1] - c0):
+                acc += Zr[r, c0 + cc] * bv[o + cc]
+        E[r, 0] = V[r, 0] - 2.0 * V[r, 1] - w[r] * acc
+    ZE = z_transpose(Zr, colstart, node_of, noffset, E, Q)
+    ucol = np.empty((Q, 1))
+    ucol[:, 0] = u
+    G = logdet_gradient(T, Zval, ZD, fs)
+    G += outer_by_factor(ZE, ucol, size, noffset, node_factor, F, qmax)
+    G += outer_by_factor(np.ascontiguousarray(ZV[:, 1:2]), c, size, noffset, node_factor, F,
+                         qmax)  # fmt: skip
+    g_beta = np.zeros(p)
+    if not joint:
+        for a in range(p):
+            acc = 0.0
+            for r in range(n):
+                acc += X[r, a] * E[r, 0]
+            g_beta[a] = acc
+    return G, g_beta

@@ -201,9 +201,12 @@ class GlmmProblem:
             np.stack([new[r] for r in row_old], axis=1)
             if row_old else np.zeros((self.n, 0), np.int64), dtype=np.int64)  # fmt: skip
         self.pair_fa = np.asarray(fa, dtype=np.int64)
+        self._saturated: dict = {}
         self.pair_fb = np.asarray(fb, dtype=np.int64)
         widths = size[pair_i] * size[pair_j]
         pair_ptr = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+        #: where each row's weighted products go: the first value of its pairs' blocks
+        self.row_ptr = np.ascontiguousarray(pair_ptr[self.row_pair], dtype=np.int64)
         nodes = NodeBlocks(size, noffset, node_factor, pair_i, pair_j, pair_ptr,
                            np.zeros(pair_ptr[-1]))  # fmt: skip
         pattern = symbolic(nodes, [int(f) for f in first[1:F]])
@@ -244,6 +247,16 @@ class GlmmProblem:
                 c += q
         return T
 
+    def _saturated_loglik(self, family: int, theta: float) -> float:
+        """The log-likelihood at ``mu = y`` (``-2 logLik = deviance - 2`` this), kept per
+        family and dispersion."""
+        key = (family, theta)
+        if key not in self._saturated:
+            if len(self._saturated) > 64:  # the negative binomial's theta while it is fitted
+                self._saturated.clear()
+            self._saturated[key] = float(K.saturated_loglik(family, theta, self.y, self.weights))
+        return self._saturated[key]
+
     def _codes(self) -> tuple[int, int, float]:
         fam = self.family
         theta = float(fam.theta) if fam.negative_binomial else 1.0
@@ -270,9 +283,9 @@ class GlmmProblem:
                 beta = self._start_beta()
         beta = np.ascontiguousarray(beta, dtype=float)
         family, link, nb_theta = self._codes()
-        status, u, beta, eta, mu, w, ldL2, Lval, LD, it = K.pirls_run(
+        status, u, beta, eta, mu, w, ldL2, Lval, LD, it, dev = K.pirls_run(
             family, link, nb_theta, self.y, self.weights, self.offset, self.X, beta, u,
-            joint, self.Zr, self.colstart, self.node_of, self.row_pair, self.pair_fa,
+            joint, self.Zr, self.colstart, self.node_of, self.row_ptr, self.pair_fa,
             self.pair_fb, T, self.fs, float(tol), float(step_tol), int(maxit))  # fmt: skip
         if status == K.NOT_POSITIVE_DEFINITE:
             raise PirlsError("the penalised weighted system is not positive definite")
@@ -283,11 +296,18 @@ class GlmmProblem:
         self._u = u
         if joint:
             self._beta = beta
-        _, aic = K.deviances(family, nb_theta, self.y, mu, self.weights)
+        aic = dev - 2.0 * self._saturated_loglik(family, nb_theta)
         out = np.empty_like(u)
         out[self.perm] = u
         return PirlsState(out, beta, eta, mu, float(ldL2), PirlsFactor(self, Lval, LD, ldL2),
                           w, T, float(aic), int(it))  # fmt: skip
+
+    def pirls_start(self, u: np.ndarray | None = None) -> np.ndarray:
+        """The mode the next PIRLS starts from (node numbering; a copy), after setting it
+        to ``u`` where given."""
+        if u is not None:
+            self._u = np.array(u, dtype=float)
+        return self._u.copy()
 
     def _start_beta(self) -> np.ndarray:
         """A GLM's start: beta of ``g((y w + 0.5) / (w + 1))`` regressed on X (mustart as
@@ -315,6 +335,39 @@ class GlmmProblem:
                                     state.u, state.mu, state.w, zl,
                                     np.ascontiguousarray(codes, dtype=np.int64), state.ldL2,
                                     nodes, weights))  # fmt: skip
+
+    @property
+    def canonical(self) -> bool:
+        """Is the link canonical (logit binomial, log Poisson)? The Laplace deviance then
+        has the exact gradient of :meth:`laplace_gradient`."""
+        fam = self.family
+        return (fam.binomial and fam.link.name == "logit") or (
+            fam.name == "poisson" and fam.link.name == "log")
+
+    def _theta_positions(self, n_theta: int) -> tuple[np.ndarray, ...]:
+        """Where each theta component sits in :meth:`factor_stack` (factor, row, column)."""
+        if getattr(self, "_positions", None) is None or len(self._positions[0]) != n_theta:
+            where = [np.argwhere(self.factor_stack(np.eye(n_theta)[i]) != 0)[0]
+                     for i in range(n_theta)]  # fmt: skip
+            self._positions = tuple(np.array(where, dtype=np.int64).reshape(-1, 3).T)
+        return self._positions
+
+    def laplace_gradient(self, state: PirlsState, n_theta: int,
+                         joint: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The exact gradient of :meth:`laplace` at a PIRLS mode over theta and (unless
+        ``joint``: beta from PIRLS) beta, for a canonical link
+        (:func:`~bayeslmm.glmm.kernels.laplace_gradient`)."""
+        if not self.canonical:
+            raise ValueError("the exact Laplace gradient needs a canonical link")
+        family, _, _ = self._codes()
+        u = np.ascontiguousarray(state.u[self.perm])
+        G, g_beta = K.laplace_gradient(family, self.y, self.weights, self.X, self.Zr,
+                                       self.colstart, self.node_of, self.row_pair,
+                                       self.row_ptr, self.pair_fa, self.pair_fb, state.T,
+                                       self.fs, u, state.mu, state.w, state.factor.Lval,
+                                       state.factor.LD, bool(joint))  # fmt: skip
+        f, r, c = self._theta_positions(n_theta)
+        return G[f, r, c], g_beta
 
     def unscaled_vcov(self, state: PirlsState) -> np.ndarray:
         """``(X'WX - RZX'RZX)^-1``, ``RZX = L^-1 Lambda'Z'WX``, at the mode (lme4's

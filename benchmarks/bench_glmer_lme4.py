@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -89,7 +90,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--stem", default="glmer_vs_lme4", help="name of the results files")
     args = parser.parse_args()
-    rows = []
+    rows, load = [], [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         todo = []
@@ -106,6 +107,7 @@ def main() -> None:
         subprocess.run(["Rscript", str(HERE / "glmer_lme4.R"), str(folder / "cases.json"),
                         str(folder / "lme4.json")], check=True)  # fmt: skip
         theirs = json.loads((folder / "lme4.json").read_text())
+        load.append(os.getloadavg()[0])
         results = {case["id"]: ours(case) for case in todo}  # the CSVs still there
     for case in todo:
         seconds, deviance = results[case["id"]]
@@ -120,10 +122,14 @@ def main() -> None:
         })  # fmt: skip
         print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
+    load.append(os.getloadavg()[0])
+    command = " ".join(["python3 benchmarks/bench_glmer_lme4.py", *sys.argv[1:]])
     note = (f"bl.glmer vs lme4 {theirs['meta']['lme4']} glmer with its defaults "
             f"({theirs['meta']['R']}), same machine and run, fitting call only (best of "
             f"{args.repeats}); deviance = -2 logLik; deviance_difference < 0: bayeslmm's "
-            "optimum is lower (better). Command: python3 benchmarks/bench_glmer_lme4.py")
+            "optimum is lower (better). Machine shared with other users (2 cores): 1-minute "
+            f"load average {load[0]:.2f} at the start, {load[1]:.2f} after lme4's runs, "
+            f"{load[2]:.2f} after bayeslmm's. Command: {command}")  # fmt: skip
     write(table, args.stem, note)
     print(table.to_string(index=False))
 

@@ -4,11 +4,14 @@ The deviance of :mod:`bayeslmm.glmm.pirls` (Laplace for ``nAGQ = 1``, adaptive
 Gauss-Hermite for ``nAGQ > 1`` with one scalar random effect) is minimised in lme4's two
 stages: over theta alone with beta from PIRLS (lme4's ``nAGQ = 0`` step), then over theta
 and beta together, from the first stage's optimum. Both stages use bounded quasi-Newton
-steps (L-BFGS-B) on central-difference gradients of a PIRLS converged to rounding error,
-then a Nelder-Mead polish. The fixed effects' covariance is, as lme4's default, twice the
-inverse of the finite-difference Hessian of the deviance over (theta, beta) (lme4's
-``deriv12``, step 1e-4), or the PIRLS-based one where that Hessian is not positive
-definite.
+steps (L-BFGS-B) on the exact gradient of the Laplace deviance where the link is canonical
+(logit binomial, log Poisson: :meth:`~bayeslmm.glmm.pirls.GlmmProblem.laplace_gradient`),
+else on central-difference gradients of a PIRLS converged to 1e-11 (adaptive quadrature,
+probit and cloglog links, the negative binomial), then a Nelder-Mead polish where the
+quasi-Newton steps stop without converging. The fixed effects' covariance is, as lme4's
+default, twice the inverse of the Hessian of the deviance over (theta, beta) (central
+differences of the exact gradient, or lme4's ``deriv12``, step 1e-4), or the PIRLS-based
+one where that Hessian is not positive definite.
 
 The negative binomial family (lme4's ``glmer.nb``) estimates its dispersion ``theta`` by
 maximum likelihood: from MASS's ``theta.ml`` at a Poisson fit's means, the second stage

@@ -27,6 +27,7 @@ blocks of ``Z'WZ`` into the values the blocked kernels read and factors ``A`` wi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,12 +53,21 @@ class PirlsError(BayesLMMError, ArithmeticError):
     """PIRLS did not converge (step halving failed or values not finite)."""
 
 
-def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """lme4's ``GHrule(n)``: nodes and weights of an ``n``-point rule for integrals against
-    the standard normal density (weights sum to 1), made exactly symmetric."""
+@functools.lru_cache(maxsize=32)
+def _gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     x, w = np.polynomial.hermite.hermgauss(n)
     z, w = x * np.sqrt(2.0), w / w.sum()
-    return (z - z[::-1]) / 2.0, (w + w[::-1]) / 2.0
+    z, w = (z - z[::-1]) / 2.0, (w + w[::-1]) / 2.0
+    z.flags.writeable = w.flags.writeable = False
+    return z, w
+
+
+def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """lme4's ``GHrule(n)``: nodes and weights of an ``n``-point rule for integrals against
+    the standard normal density (weights sum to 1), made exactly symmetric (computed once
+    per ``n``: 0.6 ms, more than the quadrature itself)."""
+    z, w = _gauss_hermite(int(n))
+    return z.copy(), w.copy()
 
 
 

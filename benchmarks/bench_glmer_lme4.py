@@ -32,12 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import bayeslmm as bl
-
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent / "tests" / "data"
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # this tree's bayeslmm, not an installed one
 from _report import write  # noqa: E402
+
+import bayeslmm as bl  # noqa: E402
 
 CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 CASES = {
@@ -124,12 +125,15 @@ def main() -> None:
     table = pd.DataFrame(rows)
     load.append(os.getloadavg()[0])
     command = " ".join(["python3 benchmarks/bench_glmer_lme4.py", *sys.argv[1:]])
+    commit = subprocess.run(["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
     note = (f"bl.glmer vs lme4 {theirs['meta']['lme4']} glmer with its defaults "
             f"({theirs['meta']['R']}), same machine and run, fitting call only (best of "
             f"{args.repeats}); deviance = -2 logLik; deviance_difference < 0: bayeslmm's "
             "optimum is lower (better). Machine shared with other users (2 cores): 1-minute "
             f"load average {load[0]:.2f} at the start, {load[1]:.2f} after lme4's runs, "
-            f"{load[2]:.2f} after bayeslmm's. Command: {command}")  # fmt: skip
+            f"{load[2]:.2f} after bayeslmm's. bayeslmm at commit {commit} of its tree. "
+            f"Command: {command}")  # fmt: skip
     write(table, args.stem, note)
     print(table.to_string(index=False))
 

@@ -88,13 +88,13 @@ def main() -> None:
                 csv = folder / f"{name}.csv"
                 simulate_slopes(csv)
             case = {"id": name, "csv": str(DATA / csv), "formula": formula, "family": family,
-                    "factors": factors, "repeats": args.repeats}
+                    "factors": factors, "repeats": args.repeats}  # fmt: skip
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fit = bl.glmer(formula, load(case), family=family)
             n = fit.design.n_obs
             case.update(theta=fit.theta.tolist(), beta=fit.beta.tolist(), rows=n,
-                        calls=int(max(4, min(200, 2e6 // n))))
+                        calls=int(max(4, min(200, 2e6 // n))))  # fmt: skip
             cases.append(case)
         (folder / "cases.json").write_text(json.dumps(cases))
         timed = {}
@@ -122,7 +122,8 @@ def main() -> None:
             f"{args.repeats}: the blocked Cholesky (this tree) against the two-block "
             "factorisation it replaced (commit 4a03825), each in its own process, one after "
             "the other. Machine shared with other users (2 cores): 1-minute load average "
-            + ", ".join(f"{v:.2f}" for v in load_avg) + f" (start, after each). Command: {command}")
+            + ", ".join(f"{v:.2f}" for v in load_avg)
+            + f" (start, after each). Command: {command}")  # fmt: skip
     write(table, "glmer_pirls_factor", note)
     print(table.to_string(index=False))
 

@@ -29,7 +29,13 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
-from ..errors import ArgumentError, ConvergenceWarning, SingularFitWarning, warn
+from ..errors import (
+    ArgumentError,
+    ConvergenceWarning,
+    SingularFitWarning,
+    check_probability,
+    warn,
+)
 from ..gaussian.profiled import ThetaLayout
 from ..glmm.negbin import theta_ml
 from ..glmm.pirls import GlmmProblem, PirlsState
@@ -205,14 +211,40 @@ class GlmerResult:
     def _b(self) -> np.ndarray:
         return self.layout.relative_factor(self.theta) @ self.state.u
 
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes of the random effects: per grouping factor, levels x terms."""
+    def ranef(self, condvar: bool = False, level: float = 0.95) -> dict[str, pd.DataFrame]:
+        """Conditional modes of the random effects: per grouping factor, levels x terms.
+        ``condvar=True`` (lme4's ``condVar``): per grouping factor one row per (level,
+        term) with ``estimate``, conditional SD ``se`` (:meth:`ranef_sd`) and the normal
+        interval ``lower``, ``upper`` at ``level``, as ``bl.lmer``'s."""
+        if not isinstance(condvar, bool | np.bool_):
+            raise ArgumentError(f"condvar must be True or False, got {condvar!r}")
         b, per_block, start = self._b(), [], 0
         for block in self.design.blocks:
             size = block.n_levels * block.n_terms
             per_block.append(b[start : start + size].reshape(block.n_levels, block.n_terms))
             start += size
-        return frames_by_group(self.design.blocks, per_block)
+        modes = frames_by_group(self.design.blocks, per_block)
+        if not condvar:
+            return modes
+        check_probability("level", level)
+        z = scipy.stats.norm.ppf(0.5 + level / 2)
+        sds, out = self.ranef_sd(), {}
+        for group, est in modes.items():
+            table = est.stack().rename("estimate").to_frame()
+            table["se"] = sds[group].stack()
+            table.index.names = ["level", "term"]
+            table["lower"] = table["estimate"] - z * table["se"]
+            table["upper"] = table["estimate"] + z * table["se"]
+            out[group] = table
+        return out
+
+    def ranef_sd(self) -> dict[str, pd.DataFrame]:
+        """Conditional SDs of the random effects at the modes (lme4's ``condVar``: the
+        square roots of the "postVar" diagonals, from PIRLS's blocked factor), laid out as
+        :meth:`ranef`."""
+        covs = self._problem.conditional_covariances(self.state)
+        return frames_by_group(self.design.blocks,
+                               [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs])
 
     def fitted(self, scale: str = "response") -> np.ndarray:
         """Conditional fitted values: ``scale="response"`` (probabilities, rates; lme4's

@@ -38,6 +38,7 @@ from ..gaussian.blocked import (
     Factored,
     NodeBlocks,
     apply_factor,
+    selected_inverse,
     solve_lower,
     solve_upper,
     symbolic,
@@ -68,8 +69,6 @@ def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     per ``n``: 0.6 ms, more than the quadrature itself)."""
     z, w = _gauss_hermite(int(n))
     return z.copy(), w.copy()
-
-
 
 
 class PirlsFactor:
@@ -166,6 +165,7 @@ class GlmmProblem:
         groups.sort(key=lambda g: -self.blocks[g[0]][2])  # stable: ties in formula order
         self.groups = groups
         F = len(groups)
+        self._levels = [self.blocks[g[0]][2] for g in groups]
         q_f = [sum(self.blocks[k][0].shape[1] for k in g) for g in groups]
         levels = [self.blocks[g[0]][2] for g in groups]
         first = np.concatenate([[0], np.cumsum(levels)]).astype(np.int64)
@@ -351,8 +351,8 @@ class GlmmProblem:
         """Is the link canonical (logit binomial, log Poisson)? The Laplace deviance then
         has the exact gradient of :meth:`laplace_gradient`."""
         fam = self.family
-        return (fam.binomial and fam.link.name == "logit") or (
-            fam.name == "poisson" and fam.link.name == "log")
+        logit = fam.binomial and fam.link.name == "logit"
+        return logit or (fam.name == "poisson" and fam.link.name == "log")
 
     def _theta_positions(self, n_theta: int) -> tuple[np.ndarray, ...]:
         """Where each theta component sits in :meth:`factor_stack` (factor, row, column)."""
@@ -378,6 +378,35 @@ class GlmmProblem:
                                        state.factor.LD, bool(joint))  # fmt: skip
         f, r, c = self._theta_positions(n_theta)
         return G[f, r, c], g_beta
+
+    def conditional_covariances(self, state: PirlsState) -> list[np.ndarray]:
+        """Per random block (formula order), each level's conditional covariance of its
+        random effects ``b = Lambda u`` at the mode, ``T A^-1_jj T'`` (levels, k, k): lme4's
+        ``ranef(condVar = TRUE)`` "postVar", from the mode's factor by the selected inverse
+        (the diagonal node blocks of ``A^-1``)."""
+        fs = self.fs
+        Zval, ZD = selected_inverse(state.factor.Lval, state.factor.LD, fs)
+        out: list[np.ndarray | None] = [None] * len(self.blocks)
+        first = 0
+        for f, g in enumerate(self.groups):
+            q = int(self.colstart[f + 1] - self.colstart[f])
+            nodes = first + np.arange(self._levels[f])
+            first += self._levels[f]
+            S = np.empty((len(nodes), q, q))
+            sparse = nodes < fs.t
+            starts = fs.blockptr[fs.colptr[nodes[sparse]]]
+            S[sparse] = Zval[starts[:, None] + np.arange(q * q)].reshape(-1, q, q)
+            at = fs.offset[nodes[~sparse]] - fs.base
+            k = np.arange(q)
+            S[~sparse] = ZD[at[:, None, None] + k[None, :, None], at[:, None, None] + k]
+            T = state.T[f, :q, :q]
+            cov = T @ S @ T.T
+            column = 0
+            for b in g:
+                qk = self.blocks[b][0].shape[1]
+                out[b] = cov[:, column : column + qk, column : column + qk].copy()
+                column += qk
+        return out
 
     def unscaled_vcov(self, state: PirlsState) -> np.ndarray:
         """``(X'WX - RZX'RZX)^-1``, ``RZX = L^-1 Lambda'Z'WX``, at the mode (lme4's

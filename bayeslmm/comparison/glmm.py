@@ -57,7 +57,14 @@ from ..bayes.model import LMM
 from ..classical.glmer import GlmerResult, glmer
 from ..classical.ols import TwoStageFit, estimable, refuse_dask
 from ..classical.summary import frames_by_group
-from ..errors import ArgumentError, BayesLMMError, ComparisonError, DataError, FormulaError
+from ..errors import (
+    ArgumentError,
+    BayesLMMError,
+    ComparisonError,
+    DataError,
+    FormulaError,
+    check_probability,
+)
 from ..spec.design import Design
 from ..spec.family import Family
 from ..spec.response import glm_design
@@ -239,6 +246,30 @@ class GlmmComparison:
         """The same comparison with every interval at ``level`` (nothing is refitted)."""
         level = check_level(level)
         return dataclasses.replace(self, level=level, table=self.table_at(level), _tables={})
+
+    def population_ellipse(self, level: float = 0.95, n_points: int = 100) -> np.ndarray:
+        """Points (n_points x 2) on glmer's population ellipse of (intercept, term) on the
+        link scale: the region holding ``level`` of the first factor's group coefficients
+        under the fitted normal distribution of random effects (for
+        :func:`~bayeslmm.plots.shrinkage_2d`; needs a random slope of the term)."""
+        check_probability("level", level)
+        if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 3:
+            raise ArgumentError(f"n_points must be an integer of at least 3, got {n_points!r}")
+        fit, term = self.glmer, self.setup.term
+        for block, block_cov in zip(fit.design.blocks, fit.covariances(), strict=True):
+            if block.group == self.setup.group and {"(Intercept)", term} <= set(block.columns):
+                at = [block.columns.index("(Intercept)"), block.columns.index(term)]
+                cov = block_cov[np.ix_(at, at)]
+                break
+        else:
+            raise ArgumentError(f"no random intercept and {term} slope of "
+                                f"{self.setup.group!r} in {self.setup.formula!r}")  # fmt: skip
+        mean = fit.fixef[["(Intercept)", term]].to_numpy()
+        radius = np.sqrt(scipy.stats.chi2.ppf(level, df=2))
+        vals, vecs = np.linalg.eigh(cov)
+        angle = np.linspace(0, 2 * np.pi, n_points)
+        circle = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+        return mean + radius * circle * np.sqrt(np.clip(vals, 0, None)) @ vecs.T
 
     # -- shrinkage ---------------------------------------------------------------------
     def no_pooling(self, group: str) -> pd.DataFrame:
@@ -553,6 +584,14 @@ def compare_glmm(
     row_notes: dict[str, str] = {}
     for name, method, fit_model in steps:
         methods[name] = method
+        complete = fits.get("GLM-Global")
+        if name == "GLMM" and complete is not None and term in complete.infinite:
+            # the likelihood rises without bound along the separating direction, whatever
+            # the random effects: glmer has no optimum to find (and would search long)
+            notes[name] = (f"not fitted: the fixed part alone separates the data (see "
+                           f"GLM-Global), so no finite maximum-likelihood estimate of "
+                           f"{term!r} exists")  # fmt: skip
+            continue
         try:
             fitted, note = fit_model()
         except (BayesLMMError, np.linalg.LinAlgError) as err:  # the row says why
@@ -572,6 +611,10 @@ def compare_glmm(
             model.fit(**fit_kwargs)
         fits["Bayes"] = model
         methods["Bayes"] = f"Bayesian {model.formula} (posterior mean, sd, HDI)"
+    complete = fits.get("GLM-Global")
+    if bayes and complete is not None and term in complete.infinite:
+        notes["Bayes"] = (f"the fixed part alone separates the data (see GLM-Global): the "
+                          f"posterior of {term!r} rests on its prior")  # fmt: skip
     comparison = GlmmComparison(setup=s, table=pd.DataFrame(), fits=fits, level=level,
                                 methods=methods, notes=notes, row_notes=row_notes)  # fmt: skip
     comparison.table = comparison.table_at(level)

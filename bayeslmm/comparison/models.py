@@ -464,9 +464,11 @@ def compare(
     fam = get_family("gaussian" if family is None else family, link)
     if given_model is not None and not is_gaussian(given_model):
         if isinstance(formula, LMM):
-            raise ArgumentError(
-                f"compare(model) of a {given_model.family} model needs its formula and data: "
-                f"bl.compare(formula, data, family={given_model.family.name!r}, model=model)"
+            raise ComparisonError(
+                f"bl.compare(model) is not for non-Gaussian families yet: a "
+                f"{given_model.family} model does not keep the data its trials and offsets "
+                f"are read from; it needs its formula and data: bl.compare(formula, data, "
+                f"family={given_model.family.name!r}, model=model)"
             )
         if fam.name == "gaussian" and link is None:
             fam = given_model.family

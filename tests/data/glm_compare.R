@@ -163,5 +163,17 @@ out$separation <- list(
   per_level = per_level(y ~ x, sim, "g", binomial),
   complete_separation = coefs(complete))
 
+# -- a correlated random slope: conditional SDs of both terms (groups 0-19 of the
+# simulated glmm_slopes.csv of lme4_glmer.R) ---------------------------------------------
+slopes <- read.csv("tests/data/glmm_slopes.csv")
+slopes <- slopes[slopes$g < 20, ]
+slopes$g <- factor(slopes$g)
+gm <- glmer(y ~ x + (1 + x | g), slopes, binomial, control = tight)
+re <- ranef(gm, condVar = TRUE)$g
+pv <- attr(re, "postVar")
+out$slopes <- list(levels = rownames(re), fixef = unname(fixef(gm)),
+                   mode_intercept = re[, 1], mode_x = re[, 2],
+                   sd_intercept = sqrt(pv[1, 1, ]), sd_x = sqrt(pv[2, 2, ]))
+
 writeLines(toJSON(out, digits = NA, auto_unbox = TRUE, na = "null", pretty = TRUE),
            "tests/data/glm_compare.json")

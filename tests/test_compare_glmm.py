@@ -366,3 +366,28 @@ def test_random_slope_conditional_sd_equal_lme4_and_2d_figure():
                                atol=0.05)  # fmt: skip
     assert isinstance(bl.plots.shrinkage_2d(c), matplotlib.figure.Figure)
     matplotlib.pyplot.close("all")
+
+
+def test_fitted_model_becomes_the_bayes_row(cbpp):
+    again = bl.compare(CBPP, _cbpp(), family="binomial", model=cbpp.bayes)
+    assert again.bayes is cbpp.bayes
+    np.testing.assert_array_equal(again.table["estimate"], cbpp.table["estimate"])
+    with pytest.raises(ArgumentError, match="the model is"):
+        bl.compare("cbind(incidence, size - incidence) ~ 1 + time + (1 | herd)", _cbpp(),
+                   family="binomial", model=cbpp.bayes)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_crossed_posterior_shrinkage_per_factor():
+    """Several factors with the posterior: every level of both factors gets its posterior
+    coefficient (30 persons of VerbAgg, all 24 items)."""
+    data = pd.read_csv(DATA / "verbagg.csv")
+    data = data[data.id.isin(sorted(data.id.unique())[:30])].reset_index(drop=True)
+    with pytest.warns(bl.ConvergenceWarning):
+        c = bl.compare("r2 ~ Anger + btype + (1 | id) + (1 | item)", data, family="bernoulli",
+                       **SMALL)  # fmt: skip
+    row = _row(c, "Bayes")
+    assert abs(row["estimate"] - _row(c, "GLMM")["estimate"]) < 3 * _row(c, "GLMM")["se"]
+    shrink = c.shrinkage()
+    assert shrink.groupby("group")["posterior_mean"].count().to_dict() == {"id": 30, "item": 24}
+    assert (shrink["hdi_lower"] < shrink["hdi_upper"]).all()

@@ -179,6 +179,8 @@ def test_cbpp_at_level_and_plots(cbpp):
     assert np.all(width[:-1] < (cbpp.table["ci_upper"] - cbpp.table["ci_lower"]).to_numpy()[:-1])
     for draw in (bl.plots.shrinkage_arrows, bl.plots.caterpillar, bl.plots.comparison_forest):
         assert isinstance(draw(cbpp), matplotlib.figure.Figure)
+    axis = bl.plots.shrinkage_arrows(cbpp).get_axes()[0]
+    assert axis.get_xlabel() == "(Intercept) [logit (link)]"  # the scale of the numbers
     matplotlib.pyplot.close("all")
 
 

@@ -264,10 +264,22 @@ def test_verbagg_glmer_row_and_shrinkage_per_factor(verbagg):
     flagged = shrink[(shrink["group"] == "id") & shrink["no_pooling"].isna()]
     expected = {str(i) for i in share.index[(share == 0) | (share == 1)]}
     assert {str(v) for v in flagged["level"]} == expected and expected
+    # ... and exactly their dummies are infinite in the GLM with level dummies
+    assert set(verbagg.fit("GLM-Groups").infinite) == {f"id[{i}]" for i in expected}
     assert flagged["note"].str.contains("its own estimate is").all()
     fig = bl.plots.shrinkage_arrows(verbagg, "item")
     assert isinstance(fig, matplotlib.figure.Figure)
     matplotlib.pyplot.close("all")
+
+
+def test_proportion_with_weights_is_the_cbind_comparison(cbpp):
+    data = _cbpp().assign(prop=lambda d: d.incidence / d["size"])
+    c = bl.compare("prop ~ time + (1 | herd)", data, family="binomial", weights="size",
+                   bayes=False)  # fmt: skip
+    ours = c.table.set_index("model")
+    for model in ("GLM-Global", "GLM-Groups", "Aggregation (herd)", "Two-stage (herd)", "GLMM"):
+        assert ours.loc[model, "estimate"] == pytest.approx(_row(cbpp, model)["estimate"],
+                                                            rel=1e-9)  # fmt: skip
 
 
 # -- separation ---------------------------------------------------------------------------

@@ -118,7 +118,12 @@ def separation(X: np.ndarray, resp: GlmResponse) -> tuple[np.ndarray, np.ndarray
     if result.status != 0 or -result.fun <= SEPARATION_TOL:
         return none
     d = np.where(np.abs(result.x) > SEPARATION_TOL, result.x, 0.0)
-    rows = one_sided & (np.abs(Xs @ d) > SEPARATION_TOL)
+    fitted = Xs @ d
+    # a direction bought by the solver's feasibility tolerance is no separation: the rows
+    # it separates must stand well clear of its largest violation of the constraints
+    wrong_side = -(np.where(high, 1.0, -1.0) * fitted)[one_sided]
+    violation = max(np.abs(fitted[~one_sided]).max(initial=0.0), wrong_side.max(initial=0.0))
+    rows = one_sided & (np.abs(fitted) > max(SEPARATION_TOL, 1e3 * violation))
     if not rows.any():
         return none
     return d * np.where(scale > 0, 1.0 / np.where(scale > 0, scale, 1.0), 0.0), rows
@@ -215,17 +220,23 @@ class GlmFit:
         }  # fmt: skip
 
 
-def fit_glm(X: np.ndarray, names: list[str], resp: GlmResponse) -> GlmFit:
+def fit_glm(
+    X: np.ndarray, names: list[str], resp: GlmResponse, named: list[str] | None = None
+) -> GlmFit:
     """The GLM of ``resp`` on ``X`` (see the module text): collinear columns dropped
     (earlier ones kept), separated rows and their infinite coefficients set aside, the
-    rest fitted by statsmodels' IRLS to a relative deviance change of 1e-12."""
+    rest fitted by statsmodels' IRLS to a relative deviance change of 1e-12. ``named``:
+    the columns whose own coefficient means something (default: all; the level dummies
+    of an over-parametrised coding are left out, as none of them is identified alone)."""
     import statsmodels.api as sm
 
     X = np.asarray(X, float)
     rows = np.ones(len(X), bool)
     infinite: dict[str, float] = {}
     # columns that no data could identify (absorbed by others) are not separation's doing
-    absorbed = [n for n, ok in zip(names, estimable_columns(X), strict=True) if not ok]
+    named = list(names) if named is None else named
+    absorbed = [n for n, ok in zip(names, estimable_columns(X), strict=True)
+                if not ok and n in named]  # fmt: skip
     cols = independent_columns(X) if X.shape[1] else []
     for _ in range(MAX_SEPARATION_ROUNDS):
         if not rows.any() or not cols:
@@ -254,7 +265,7 @@ def fit_glm(X: np.ndarray, names: list[str], resp: GlmResponse) -> GlmFit:
     finite = [c for c in range(X.shape[1]) if names[c] not in infinite]
     identified = estimable_columns(X[rows][:, finite])
     unidentified = [names[c] for c, ok in zip(finite, identified, strict=True)
-                    if not ok or names[c] in absorbed]  # fmt: skip
+                    if (not ok and names[c] in named) or names[c] in absorbed]  # fmt: skip
     sub = resp.subset(rows)
     Xk = X[rows][:, cols]
     if resp.family.binomial:

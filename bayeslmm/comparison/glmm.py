@@ -406,7 +406,7 @@ def glmer_conditional_sd(fit: GlmerResult) -> dict[str, pd.DataFrame]:
     per_block = []
     for block, root, s in zip(design.blocks, roots, starts, strict=True):
         k, m = block.n_terms, block.n_levels
-        chunk = max(1, min(m, int(2e7 // max(q * k, 1))))
+        chunk = max(1, min(m, int(4e6 // max(q * k, 1))))  # right-hand sides of 32 MB
         sds = np.empty((m, k))
         for first in range(0, m, chunk):
             levels = np.arange(first, min(m, first + chunk))
@@ -440,7 +440,8 @@ def _group_effects(X: np.ndarray, names: list[str], resp: GlmResponse,
     keep = [j for j, name in enumerate(names) if name != "(Intercept)"]
     dummy_names = [f"{g}[{lv}]" for g, (_, index) in codes.items() for lv in index]
     XA = np.hstack([X[:, keep], *[_dummies(c, len(index)) for c, index in codes.values()]])
-    fit = fit_glm(XA, [names[j] for j in keep] + dummy_names, resp)
+    fixed = [names[j] for j in keep]
+    fit = fit_glm(XA, fixed + dummy_names, resp, named=fixed)
     return fit, ""
 
 

@@ -184,6 +184,26 @@ def test_cbpp_at_level_and_plots(cbpp):
     matplotlib.pyplot.close("all")
 
 
+def test_probit_link_has_no_ratio_columns():
+    c = bl.compare(CBPP, _cbpp(), family="binomial", link="probit", bayes=False)
+    _check_row(c, "GLM-Global", REF["cbpp"]["global_probit"], "time")
+    assert c.table.attrs == {"scale": "probit (link)", "ratio": None}
+    assert c.table[["exp_estimate", "exp_ci_lower", "exp_ci_upper"]].isna().all().all()
+    assert c.table["note"].str.contains("the probit link's coefficients are not log").all()
+    fit = bl.glmer(CBPP, _cbpp(), family=get_family("binomial", "probit"))
+    assert _row(c, "GLMM")["estimate"] == fit.fixef["time"]
+
+
+def test_poisson_identity_link_has_no_aggregate():
+    from bayeslmm.comparison.glmm import _aggregated
+
+    resp = GlmResponse(get_family("poisson", "identity"), np.array([1.0, 2, 3, 4]),
+                       np.ones(4), np.zeros(4))  # fmt: skip
+    X = np.column_stack([np.ones(4), [0.0, 1, 2, 3]])
+    with pytest.raises(DataError, match="not fitted: a Poisson total with the identity link"):
+        _aggregated(X, ["(Intercept)", "x"], resp, np.array([0, 0, 1, 1]), 2, "x", "g")
+
+
 # -- grouseticks: Poisson ------------------------------------------------------------------
 def test_grouseticks_poisson_rows_equal_r():
     c = bl.compare(GROUSE, _grouse(), family="poisson", term="cHEIGHT", bayes=False)

@@ -98,6 +98,7 @@ own <- per_level(cbind(incidence, size - incidence) ~ 1, cbpp, "herd", binomial,
                  offset = eta_fixed)
 out$cbpp <- list(
   global = coefs(glm(f, binomial, cbpp, control = ctl)),
+  global_probit = coefs(glm(f, binomial(link = "probit"), cbpp, control = ctl)),
   groups = coefs(glm(cbind(incidence, size - incidence) ~ time + factor(herd), binomial,
                      cbpp, control = ctl)),
   aggregation = aggregated(X, cbpp$herd, cbpp$incidence, trials = cbpp$size),

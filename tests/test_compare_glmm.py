@@ -244,6 +244,33 @@ def test_grouseticks_offset_zero_counts_against_r():
     assert np.isfinite(shrink["reml"]).all() and np.isfinite(shrink["reml_sd"]).all()
 
 
+def test_negative_binomial_rows_equal_mass_glm_nb():
+    """theta by maximum likelihood in every GLM row (MASS's glm.nb), held at the
+    level-dummies GLM's value in the per-level fits; the glmer row is bl.glmer's
+    glmer.nb; bl.LMM does not sample this family, and the Bayes row says so."""
+    c = bl.compare(GROUSE_OFFSET, _grouse(), family="negative_binomial", **SMALL)
+    ref = REF["grouseticks_nb"]
+    for model, key in (("GLM-Global", "global"), ("GLM-Groups", "groups"),
+                       ("Aggregation (LOCATION)", "aggregation")):  # fmt: skip
+        _check_row(c, model, ref[key], "YEAR96")
+        assert c.fit(model).theta == pytest.approx(ref[key]["theta"], rel=1e-6)
+        assert f"theta {ref[key]['theta']:.4g}" in _row(c, model)["note"]
+    two = c.fit("Two-stage (LOCATION)").coefficients["YEAR96"]
+    assert len(two) == 9
+    for loc, value in two.items():
+        assert value == pytest.approx(_ref(ref["per_level"][loc], "YEAR96")[0], rel=1e-6)
+    assert "theta held at 2.719 (GLM-Groups)" in _row(c, "Two-stage (LOCATION)")["note"]
+    fit = bl.glmer(GROUSE_OFFSET, _grouse(), family="negative_binomial")
+    assert _row(c, "GLMM")["estimate"] == fit.fixef["YEAR96"]
+    assert _row(c, "GLMM")["se"] == fit.se["YEAR96"]
+    assert _row(c, "Bayes")["note"].startswith("not fitted: bl.LMM does not sample")
+    assert np.isnan(_row(c, "Bayes")["estimate"])
+    assert c.table.attrs["ratio"] == "rate ratio"
+    shrink = c.shrinkage().set_index("level")
+    assert shrink.loc[REF["grouseticks_offset"]["zero_locations"], "no_pooling"].isna().all()
+    assert np.isfinite(shrink["reml_sd"]).all() and "posterior_mean" not in shrink
+
+
 # -- VerbAgg: Bernoulli, two crossed factors ------------------------------------------------
 def test_verbagg_rows_equal_r(verbagg):
     ref = REF["verbagg"]
@@ -365,9 +392,8 @@ def test_bad_input_is_a_clear_error():
     data = _cbpp()
     with pytest.raises(FormulaError, match="term 'period' is not a fixed effect"):
         bl.compare(CBPP, data, family="binomial", term="period", bayes=False)
-    with pytest.raises(ComparisonError, match="negative binomial"):
-        bl.compare("TICKS ~ cHEIGHT + (1 | BROOD)", _grouse(), family="negative_binomial",
-                   bayes=False)  # fmt: skip
+    with pytest.raises(ArgumentError, match="only Gaussian responses with the identity"):
+        bl.compare("size ~ time + (1 | herd)", data, family="gaussian", link="log")
     with pytest.raises(ArgumentError, match="weights= and offset= are for the binomial"):
         bl.compare("incidence ~ time + (1 | herd)", data, weights="size")
     with pytest.raises(DataError, match="0/1"):

@@ -3,14 +3,15 @@ found before the fit.
 
 Separation
 ----------
-A binomial or Poisson maximum-likelihood estimate does not exist (a coefficient runs off to
-+/- infinity, and R's ``glm`` prints a huge number with a huge SE) when a direction ``d`` of
-the coefficients makes every fitted probability or mean move towards the data without any
-row moving away: ``x_i'd >= 0`` where every trial succeeded, ``x_i'd <= 0`` where none did
-(or the count is 0) and ``x_i'd = 0`` elsewhere, some row strictly (complete or
-quasi-complete separation; Albert & Anderson 1984). :func:`separation` finds such a
-direction by the linear program of Konis (2007; R's ``detectseparation``): maximise
-``sum_i s_i x_i'd`` under those constraints with ``-1 <= d_j <= 1``. The coefficients with
+A binomial, Poisson or negative binomial maximum-likelihood estimate does not exist (a
+coefficient runs off to +/- infinity, and R's ``glm`` prints a huge number with a huge SE)
+when a direction ``d`` of the coefficients makes every fitted probability or mean move
+towards the data without any row moving away: ``x_i'd >= 0`` where every trial succeeded,
+``x_i'd <= 0`` where none did (or the count is 0) and ``x_i'd = 0`` elsewhere, some row
+strictly (complete or quasi-complete separation; Albert & Anderson 1984).
+:func:`separation` finds such a direction by the linear program of Konis (2007; R's
+``detectseparation``): maximise ``sum_i s_i x_i'd`` under those constraints with
+``-1 <= d_j <= 1``. The coefficients with
 ``d_j != 0`` are infinite; the rows with ``x_i'd != 0`` are fitted exactly in the limit
 (probability 0 or 1, mean 0) and carry no information about the rest, so the finite
 coefficients' estimates are the GLM of the other rows, as the limit of R's ``glm`` is.
@@ -33,6 +34,7 @@ import scipy.stats
 
 from ..classical.ols import estimable_columns, independent_columns
 from ..errors import ComparisonError, DataError
+from ..glmm.negbin import theta_ml
 from ..spec.family import Family
 
 #: Rounds of "find a separating direction, drop its rows" before giving up.
@@ -68,16 +70,10 @@ class GlmResponse:
 
 
 def check_family(family: Family, where: str) -> None:
-    """The families whose GLMs statsmodels fits here (binomial, Bernoulli, Poisson)."""
-    if family.binomial or family.name == "poisson":
+    """The families whose GLMs statsmodels fits here (binomial, Bernoulli, Poisson,
+    negative binomial)."""
+    if family.binomial or family.counts:
         return
-    if family.negative_binomial:
-        raise ComparisonError(
-            f"{where} does not compare negative binomial models yet: every classical row "
-            "would need its own estimate of the dispersion theta (MASS's glm.nb), which a "
-            "per-group fit of a few rows does not give; fit bl.glmer(..., family="
-            "'negative_binomial') for the mixed model, or compare the Poisson model"
-        )
     raise ComparisonError(f"{where} compares binomial, Bernoulli and Poisson models; the "
                           f"{family} family is not one of them")  # fmt: skip
 
@@ -90,7 +86,38 @@ def _sm_family(family: Family):
             "log": links.Log, "identity": links.Identity}[family.link.name]()  # fmt: skip
     if family.binomial:
         return sm.families.Binomial(link=link)
+    if family.negative_binomial:
+        return sm.families.NegativeBinomial(link=link, alpha=1.0 / family.theta)
     return sm.families.Poisson(link=link)
+
+
+#: The negative binomial's dispersion is kept within these bounds (above: no
+#: overdispersion left, the Poisson limit; as bl.glmer's NB_THETA_MAX).
+NB_THETA_BOUNDS = (1e-6, 1e6)
+
+
+def nb_theta(endog: np.ndarray, X: np.ndarray, offset: np.ndarray, family: Family) -> float:
+    """The negative binomial's ``theta`` by maximum likelihood, as MASS's ``glm.nb``: a
+    GLM at ``theta`` and ``theta.ml`` at its fitted means in turn, from a Poisson fit's,
+    until ``theta`` changes by less than 1e-10 of itself."""
+    import statsmodels.api as sm
+
+    from ..spec.family import get_family
+
+    def means(fam: Family) -> np.ndarray:
+        model = sm.GLM(endog, X, family=_sm_family(fam), offset=offset)
+        return model.fit(tol=1e-12, maxiter=200).mu
+
+    low, high = NB_THETA_BOUNDS
+    mu = means(get_family("poisson", link=family.link.name))
+    theta = float(np.clip(theta_ml(endog, mu, limit=200, eps=1e-12), low, high))
+    for _ in range(200):
+        new = float(np.clip(theta_ml(endog, means(family.with_theta(theta)), limit=200,
+                                     eps=1e-12), low, high))  # fmt: skip
+        if abs(new - theta) <= 1e-10 * theta:
+            return new
+        theta = new
+    return theta
 
 
 def separation(X: np.ndarray, resp: GlmResponse) -> tuple[np.ndarray, np.ndarray]:
@@ -157,6 +184,8 @@ class GlmFit:
     n_rows: int = 0
     #: finite columns whose coefficient the rows do not identify (a combination of others)
     unidentified: list[str] = field(default_factory=list)
+    #: the negative binomial's dispersion (estimated, or the family's), else None
+    theta: float | None = None
 
     @property
     def params(self) -> pd.Series:
@@ -191,7 +220,8 @@ class GlmFit:
 
     def row(self, term: str, level: float) -> dict[str, Any]:
         """The comparison row of ``term``: Wald z and its interval, or why there is none."""
-        notes = [self.separation_note()]
+        notes = [self.separation_note(),
+                 f"theta {self.theta:.4g}" if self.theta is not None else ""]  # fmt: skip
         if not self.converged and self.result is not None:
             notes.append("the GLM's IRLS did not converge")
         if term in self.unidentified and term not in self.infinite:
@@ -273,9 +303,13 @@ def fit_glm(
         endog = np.column_stack([k, sub.trials - k])
     else:
         endog = sub.y
-    model = sm.GLM(endog, Xk, family=_sm_family(resp.family), offset=sub.offset)
+    family = resp.family
+    if family.negative_binomial and family.theta is None:
+        family = family.with_theta(nb_theta(endog, Xk, sub.offset, family))
+    model = sm.GLM(endog, Xk, family=_sm_family(family), offset=sub.offset)
     result = model.fit(tol=1e-12, maxiter=200)
-    return GlmFit(list(names), kept, infinite, n_sep, result, int(rows.sum()), unidentified)
+    return GlmFit(list(names), kept, infinite, n_sep, result, int(rows.sum()), unidentified,
+                  family.theta)  # fmt: skip
 
 
 def _describe_bound(resp: GlmResponse) -> tuple[str, float] | None:

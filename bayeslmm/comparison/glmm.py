@@ -1,5 +1,5 @@
-"""The comparison of a binomial, Bernoulli or Poisson mixed model: ``bl.compare(formula,
-data, family=...)``.
+"""The comparison of a binomial, Bernoulli, Poisson or negative binomial mixed model:
+``bl.compare(formula, data, family=...)``.
 
 One fixed term (``term``) in every model, on the link scale (log-odds, log-rate), with the
 ratio it means beside it (odds ratio for the logit link, rate ratio for the log link):
@@ -31,6 +31,13 @@ ratio it means beside it (odds ratio for the logit link, rate ratio for the log 
 The GLM rows are statsmodels' GLMs (Wald z, scale fixed at 1), fitted to the rows of the
 GLMM's design. ``rmse`` and the Satterthwaite columns of the Gaussian table are NaN here.
 
+Negative binomial (log link): every GLM row estimates its own ``theta`` by maximum
+likelihood as MASS's ``glm.nb`` (the aggregated GLM too, on the levels' totals), and its
+note gives it; the per-level fits of the two-stage model hold ``theta`` at the
+``GLM-Groups`` estimate (a level's few rows do not estimate it), the no-pooling fits at
+glmer's; glmer estimates it as lme4's ``glmer.nb``; ``bl.LMM`` does not sample this
+family, so the ``Bayes`` row is left empty with a note.
+
 Shrinkage (:meth:`GlmmComparison.shrinkage`) is on the link scale, per level and random
 term of every grouping factor: the level's own estimate (a GLM of its rows alone on its
 random-effect columns, with everything else held at the glmer fit: the fixed effects and
@@ -60,7 +67,6 @@ from ..classical.summary import frames_by_group
 from ..errors import (
     ArgumentError,
     BayesLMMError,
-    ComparisonError,
     DataError,
     FormulaError,
     check_probability,
@@ -127,6 +133,7 @@ class _GlmerRow:
         half = scipy.stats.norm.ppf(0.5 + level / 2) * se
         notes = [
             "singular fit" if self.fit.singular else "",
+            f"theta {self.fit.nb_theta:.4g}" if self.fit.nb_theta is not None else "",
             "" if self.fit.converged else "the optimiser did not report convergence",
         ]
         return {"estimate": est, "se": se, "statistic": z, "stat_type": "z", "df": np.inf,
@@ -547,9 +554,6 @@ def compare_glmm(
                            f"of {candidates or 'none (only the intercept)'}")  # fmt: skip
     if bayes:
         check_fit_settings(fit_kwargs)
-        if model is None and family.name not in BAYES_FAMILIES:
-            raise ComparisonError(f"bayes=True: bl.LMM does not sample the {family.name} "
-                                  "family; use bayes=False")  # fmt: skip
     codes = _codes(design)
     groups = tuple(codes)
     slope = any(b.columns != ["(Intercept)"] for b in design.blocks)
@@ -571,11 +575,29 @@ def compare_glmm(
         steps.append((f"Aggregation ({g})", f"GLM {fam} of the {what}, on {g} means",
                       lambda c=c, index=index, g=g: _aggregated(X, names, resp, c, len(index),
                                                                 term, g)))  # fmt: skip
+
+    def within(name: str) -> tuple[GlmResponse, str]:
+        """The response of the per-level fits: a negative binomial's theta is held at the
+        GLM with level dummies' estimate (else complete pooling's): a level's few rows do
+        not estimate it."""
+        if not (family.negative_binomial and family.theta is None):
+            return resp, ""
+        source = next((n for n in ("GLM-Groups", "GLM-Global") if n in fits), None)
+        if source is None or fits[source].theta is None:
+            raise DataError("not fitted: no GLM estimated the negative binomial's theta")
+        theta = fits[source].theta
+        fixed = GlmResponse(family.with_theta(theta), resp.y, resp.trials, resp.offset)
+        return fixed, f"theta held at {theta:.4g} ({source})"
+
+    def two_stage(c, index, g):
+        fixed, why = within(g)
+        fit, note = _two_stage(X, names, fixed, c, index, term, g)
+        return fit, "; ".join(n for n in (why, note) if n)
+
     for g, (c, index) in codes.items():
         steps.append((f"Two-stage ({g})", f"two-stage: per-{g} GLM of {s.glm}, then the mean "
                       f"of the {term} estimates (t-test)",
-                      lambda c=c, index=index, g=g: _two_stage(X, names, resp, c, index,
-                                                               term, g)))  # fmt: skip
+                      lambda c=c, index=index, g=g: two_stage(c, index, g)))  # fmt: skip
     steps.append(("GLMM", f"glmer (Laplace) {s.formula} (Wald z)",
                   lambda: (glmer(formula, data, family=family, weights=weights,
                                  offset=offset), "")))  # fmt: skip
@@ -606,7 +628,11 @@ def compare_glmm(
         fits[name] = fitted
         if note:
             row_notes[name] = note
-    if bayes:
+    if bayes and model is None and family.name not in BAYES_FAMILIES:
+        methods["Bayes"] = f"Bayesian {s.formula} (posterior mean, sd, HDI)"
+        notes["Bayes"] = (f"not fitted: bl.LMM does not sample the {family.name} family "
+                          f"(it samples {', '.join(BAYES_FAMILIES)})")  # fmt: skip
+    elif bayes:
         if model is None:
             model = LMM(formula, data, family=family, weights=weights, offset=offset)
             model.fit(**fit_kwargs)

@@ -431,13 +431,15 @@ def compare(
         becomes the Bayesian row whose random part matches the formula instead of a
         refit with default priors.
     family, link
-        ``"gaussian"`` (default): the models above. ``"binomial"``, ``"bernoulli"`` or
-        ``"poisson"`` (and their links, as :func:`~bayeslmm.glmer`): the GLMM comparison
+        ``"gaussian"`` (default): the models above. ``"binomial"``, ``"bernoulli"``,
+        ``"poisson"`` or ``"negative_binomial"`` (and their links, as
+        :func:`~bayeslmm.glmer`): the GLMM comparison
         of :mod:`bayeslmm.comparison.glmm` (complete-pooling GLM, GLM with group dummies,
         aggregation and two-stage per factor, glmer and the posterior, with odds or rate
         ratios, and shrinkage on the link scale), for one grouping factor or several;
-        ``formula`` is then a string and ``data`` the data. The negative binomial family
-        is refused (:class:`~bayeslmm.errors.ComparisonError`).
+        ``formula`` is then a string and ``data`` the data (the negative binomial: theta
+        by maximum likelihood in every GLM row; no Bayesian row, which ``bl.LMM`` does
+        not sample).
     weights, offset
         Binomial trials of a proportion response, and an offset (column names or arrays),
         as :func:`~bayeslmm.glmer`; for the binomial and Poisson families only.

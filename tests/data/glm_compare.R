@@ -11,6 +11,7 @@
 # Run from the repository root: Rscript tests/data/glm_compare.R
 suppressPackageStartupMessages({
   library(lme4)
+  library(MASS)
   library(jsonlite)
 })
 ctl <- glm.control(epsilon = 1e-14, maxit = 200)
@@ -18,7 +19,7 @@ tight <- glmerControl(optimizer = "nloptwrap", tolPwrss = 1e-12,
                       optCtrl = list(xtol_rel = 1e-12, ftol_abs = 1e-12, ftol_rel = 1e-15,
                                      maxeval = 1e5))
 coefs <- function(fit) {
-  s <- summary(fit)$coefficients
+  s <- summary(fit, dispersion = 1)$coefficients  # binomial, Poisson, NB: no dispersion
   list(names = rownames(s), estimate = unname(s[, 1]), se = unname(s[, 2]),
        converged = fit$converged)
 }
@@ -48,7 +49,7 @@ per_level <- function(f, data, g, family, offset = NULL) {
     cf <- coef(fit)
     names(cf) <- colnames(X)
     se <- rep(NA_real_, length(cf)); names(se) <- names(cf)
-    s <- summary(fit)$coefficients
+    s <- summary(fit, dispersion = 1)$coefficients
     se[!is.na(cf)] <- s[, 2]
     out[[lv]] <- list(names = names(cf), estimate = unname(cf), se = unname(se),
                       converged = fit$converged, n = sum(rows))
@@ -129,6 +130,34 @@ out$grouseticks_offset <- list(
                      gt[!(gt$LOCATION %in% zero), ], control = ctl)),
   aggregation = aggregated(X, gt$LOCATION, gt$TICKS, exposure = gt$expo),
   per_level = per_level(TICKS ~ YEAR + offset(log(expo)), gt, "LOCATION", poisson))
+
+# the same with the negative binomial family: theta by ML as MASS's glm.nb (a glm at
+# theta and theta.ml at its means in turn), polished to a relative change of 1e-10
+nb <- function(f, data) {
+  th <- glm.nb(f, data, control = ctl)$theta
+  for (i in 1:200) {
+    g <- glm(f, data = data, family = negative.binomial(th), control = ctl)
+    new <- theta.ml(g$y, fitted(g), limit = 200, eps = 1e-12)
+    if (abs(new - th) <= 1e-10 * th) break
+    th <- new
+  }
+  g <- glm(f, data = data, family = negative.binomial(new), control = ctl)
+  r <- coefs(g)
+  r$theta <- new
+  r
+}
+expo <- rowsum(gt$expo, gt$LOCATION)[, 1]
+Xbar <- rowsum(X * gt$expo, gt$LOCATION) / expo
+totals <- data.frame(s = rowsum(gt$TICKS, gt$LOCATION)[, 1], Xbar, off = log(expo))
+names(totals)[2:4] <- c("Intercept", "YEAR96", "YEAR97")
+groups_nb <- nb(TICKS ~ YEAR + factor(LOCATION) + offset(log(expo)),
+                gt[!(gt$LOCATION %in% zero), ])
+out$grouseticks_nb <- list(
+  global = nb(TICKS ~ YEAR + offset(log(expo)), gt),
+  groups = groups_nb,
+  aggregation = nb(s ~ 0 + Intercept + YEAR96 + YEAR97 + offset(off), totals),
+  per_level = per_level(TICKS ~ YEAR + offset(log(expo)), gt, "LOCATION",
+                        negative.binomial(groups_nb$theta)))
 
 # -- VerbAgg, Bernoulli, two crossed factors ----------------------------------------------
 va <- read.csv("tests/data/verbagg.csv", colClasses = c(id = "character",

@@ -1,9 +1,10 @@
 """bl.compare for binomial, Bernoulli and Poisson mixed models (bayeslmm/comparison/glmm.py).
 
 Outside references (tests/data/glm_compare.R -> glm_compare.json): R's glm() for every GLM
-row (complete pooling, group dummies, aggregation), R's per-level glm() for the two-stage
-and no-pooling estimates, lme4's ranef(condVar = TRUE) for the conditional SDs. The glmer
-row must equal bl.glmer exactly.
+row (complete pooling, group dummies, aggregation; MASS's glm.nb for the negative
+binomial), R's per-level glm() for the two-stage and no-pooling estimates, lme4's
+ranef(condVar = TRUE) for the conditional modes and SDs. The glmer row must equal bl.glmer
+exactly.
 
 cbpp's period is a factor; the numeric term compared is ``time``, the period as a number
 (1-4), made here and in the R script alike.
@@ -327,6 +328,37 @@ def test_proportion_with_weights_is_the_cbind_comparison(cbpp):
     for model in ("GLM-Global", "GLM-Groups", "Aggregation (herd)", "Two-stage (herd)", "GLMM"):
         assert ours.loc[model, "estimate"] == pytest.approx(_row(cbpp, model)["estimate"],
                                                             rel=1e-9)  # fmt: skip
+
+
+def test_verbagg_no_pooling_equals_r_per_person_glm(verbagg):
+    """Two crossed factors: each person's own intercept, with the fixed part and the
+    items' modes as offset, against R's glm() of the person's rows with lme4's fixed
+    effects and item modes as offset (to 1e-6); R's huge estimates are exactly the
+    persons flagged; the shrinkage table's (bl.glmer's offset) to the glmer-lme4 agreement."""
+    fit, ref = verbagg.glmer, REF["verbagg"]
+    design, resp = fit.design, fit.response
+    assert list(design.fixed_names) == ref["glmer"]["names"]
+    by = {b.group: b for b in design.blocks}
+    modes = dict(zip(ref["condvar"]["item"]["levels"], ref["condvar"]["item"]["mode"],
+                     strict=True))  # fmt: skip
+    item_mode = np.array([modes[str(v)] for v in by["item"].level_values])
+    eta = design.X @ np.array(ref["glmer"]["estimate"]) + item_mode[by["item"].codes]
+    own = per_level_glm(np.ones((design.n_obs, 1)), ["(Intercept)"],
+                        GlmResponse(fit.family, resp.y, resp.weights, eta),
+                        by["id"].codes, by["id"].level_values)  # fmt: skip
+    r_own = {k: np.atleast_1d(v["estimate"])[0] for k, v in ref["own_id"].items()}
+    got = own.estimates["(Intercept)"]
+    assert len(got) == 316
+    for level, value in got.items():
+        if np.isnan(value):
+            assert abs(r_own[str(level)]) > 8  # R's glm runs off towards infinity
+        else:
+            assert value == pytest.approx(r_own[str(level)], rel=1e-6, abs=1e-9)
+    assert got.isna().sum() == 9
+    shrink = verbagg.shrinkage()
+    part = shrink[shrink["group"] == "id"].set_index("level")["no_pooling"].dropna()
+    expected = np.array([r_own[str(v)] for v in part.index]) + ref["glmer"]["estimate"][0]
+    np.testing.assert_allclose(part.to_numpy(), expected, atol=2e-3)
 
 
 # -- separation ---------------------------------------------------------------------------

@@ -172,8 +172,13 @@ condvar <- lapply(c("id", "item"), function(g) {
        sd = sqrt(attr(re[[g]], "postVar")[1, 1, ]))
 })
 names(condvar) <- c("id", "item")
+# each person's own intercept with the fixed part and the items' modes as offset
+item_mode <- re$item[va$item, 1]
+own_id <- per_level(y ~ 1, va, "id", binomial, offset = drop(X %*% fixef(gm)) + item_mode)
 out$verbagg <- list(
   condvar = condvar,
+  glmer = list(names = names(fixef(gm)), estimate = unname(fixef(gm))),
+  own_id = own_id,
   global = coefs(glm(y ~ Anger + Gender + btype + situ, binomial, va, control = ctl)),
   aggregation_id = aggregated(X, va$id, va$y, trials = rep(1, nrow(va))),
   per_item = per_level(y ~ Anger + Gender, va, "item", binomial))

@@ -182,6 +182,10 @@ def test_cbpp_at_level_and_plots(cbpp):
         assert isinstance(draw(cbpp), matplotlib.figure.Figure)
     axis = bl.plots.shrinkage_arrows(cbpp).get_axes()[0]
     assert axis.get_xlabel() == "(Intercept) [logit (link)]"  # the scale of the numbers
+    with pytest.raises(ArgumentError, match="straight group lines of a Gaussian"):
+        bl.plots.group_fits(cbpp)
+    with pytest.raises(ArgumentError, match="several\n?.*grouping factors|needs a compare"):
+        bl.plots.reml_posterior_forest(cbpp)
     matplotlib.pyplot.close("all")
 
 

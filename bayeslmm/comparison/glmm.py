@@ -254,6 +254,21 @@ class GlmmComparison:
         level = check_level(level)
         return dataclasses.replace(self, level=level, table=self.table_at(level), _tables={})
 
+    @property
+    def data(self) -> pd.DataFrame:
+        """The rows the models were fitted to (the GLMM design's frame)."""
+        return self.glmer.design.frame
+
+    def group_lines(self) -> pd.DataFrame:
+        """Not for GLMMs: :func:`~bayeslmm.plots.group_fits` draws each group's straight
+        line of a Gaussian model; a GLMM's group curves are on the response scale and
+        are not drawn yet (an :class:`~bayeslmm.errors.ArgumentError` says so)."""
+        raise ArgumentError(
+            f"group_fits() draws the straight group lines of a Gaussian comparison; the "
+            f"{self.setup.family} comparison has none yet: draw its shrinkage "
+            "(bl.plots.shrinkage_arrows, caterpillar) or its table (comparison_forest)"
+        )
+
     def population_ellipse(self, level: float = 0.95, n_points: int = 100) -> np.ndarray:
         """Points (n_points x 2) on glmer's population ellipse of (intercept, term) on the
         link scale: the region holding ``level`` of the first factor's group coefficients

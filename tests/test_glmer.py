@@ -255,8 +255,8 @@ def test_bayesian_side_refuses_other_families_and_warns_on_binary_counts():
     assert bl.LMM("y ~ x + (1 | g)", d, family="poisson").family.name == "poisson"
     with pytest.raises(ArgumentError, match="bl.glmer"):
         bl.LMM("y ~ x + (1 | g)", d, family="gaussian", link="log")
-    with pytest.raises(ArgumentError, match="bl.glmer"):
-        bl.compare("y ~ x + (1 | g)", d, family="binomial", bayes=False)
+    # bl.compare compares GLMMs now (tests/test_compare_glmm.py)
+    assert bl.compare("y ~ x + (1 | g)", d, family="binomial", bayes=False).table.shape[0] == 5
     with pytest.warns(bl.BayesLMMWarning, match="bernoulli family") as record:
         bl.LMM("y ~ x + (1 | g)", d)
     assert len(record) == 1

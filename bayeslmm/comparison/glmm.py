@@ -54,8 +54,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 import scipy.stats
 
 from ..bayes import stack
@@ -63,7 +61,6 @@ from ..bayes.glm_model import BAYES_FAMILIES, is_gaussian
 from ..bayes.model import LMM
 from ..classical.glmer import GlmerResult, glmer
 from ..classical.ols import TwoStageFit, estimable, refuse_dask
-from ..classical.summary import frames_by_group
 from ..errors import (
     ArgumentError,
     BayesLMMError,
@@ -348,7 +345,7 @@ class GlmmComparison:
         fixef = fit.fixef
         complete = self.fits.get("GLM-Global")
         complete = complete.params if complete is not None else pd.Series(dtype=float)
-        modes, sds = fit.ranef(), glmer_conditional_sd(fit)
+        modes, sds = fit.ranef(), fit.ranef_sd()
         frames = []
         for group in self.setup.groups:
             own = self.no_pooling(group)
@@ -391,57 +388,6 @@ def block_modes(fit: GlmerResult) -> list[np.ndarray]:
         seen.update(block.columns)
         out.append(frames[block.group][cols].to_numpy())
     return out
-
-
-def glmer_conditional_sd(fit: GlmerResult) -> dict[str, pd.DataFrame]:
-    """Conditional SDs of glmer's modes (lme4's ``ranef(fit, condVar = TRUE)``), laid
-    out as :meth:`GlmerResult.ranef`.
-
-    The covariance of the level's random effects given the data at the fit is the block
-    of ``L (L'Z'WZL + I)^-1 L'`` (``L L'`` the random effects' covariance, ``W`` the
-    GLM working weights ``w mu_eta^2 / V(mu)`` at the conditional modes), as lme4's
-    ``condVar`` takes it from the PIRLS factor at the optimum; the inverse's diagonal
-    blocks come from a sparse LU solved for a few hundred levels at a time.
-    """
-    design, fam, resp = fit.design, fit.family, fit.response
-    eta = fit.fitted("link")
-    mu = fam.linkinv(eta)
-    w = resp.weights * fam.mu_eta(eta) ** 2 / fam.variance(mu)
-    n = design.n_obs
-    rows, cols, vals, roots, starts = [], [], [], [], []
-    start = 0
-    for block, cov in zip(design.blocks, fit.covariances(), strict=True):
-        values, vectors = np.linalg.eigh(cov)
-        root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
-        k = block.n_terms
-        rows.append(np.repeat(np.arange(n), k))
-        cols.append((start + block.codes[:, None] * k + np.arange(k)).ravel())
-        vals.append((block.Z @ root).ravel())
-        roots.append(root)
-        starts.append(start)
-        start += block.n_levels * k
-    q = start
-    ZL = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                       shape=(n, q))  # fmt: skip
-    A = (ZL.T @ sp.diags(w) @ ZL + sp.identity(q)).tocsc()
-    lu = spla.splu(A)
-    per_block = []
-    for block, root, s in zip(design.blocks, roots, starts, strict=True):
-        k, m = block.n_terms, block.n_levels
-        chunk = max(1, min(m, int(4e6 // max(q * k, 1))))  # right-hand sides of 32 MB
-        sds = np.empty((m, k))
-        for first in range(0, m, chunk):
-            levels = np.arange(first, min(m, first + chunk))
-            idx = s + levels[:, None] * k + np.arange(k)  # (levels, k)
-            E = np.zeros((q, idx.size))
-            E[idx.ravel(), np.arange(idx.size)] = 1.0
-            solved = lu.solve(E)
-            local = np.arange(len(levels))[:, None, None] * k + np.arange(k)[None, None, :]
-            inv = solved[idx[:, :, None], local]  # (levels, k, k)
-            cov = root @ inv @ root.T
-            sds[levels] = np.sqrt(np.clip(np.diagonal(cov, axis1=1, axis2=2), 0.0, None))
-        per_block.append(sds)
-    return frames_by_group(design.blocks, per_block)
 
 
 def _dummies(codes: np.ndarray, n_levels: int) -> np.ndarray:

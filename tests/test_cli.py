@@ -248,6 +248,26 @@ def test_fit_binomial_cbind_prints_glmer_and_bayes_and_writes_tables(tmp_path, c
     assert "['glmerMod']" in text and "Convergence: " in text
 
 
+def test_fit_a_proportion_with_weights_and_a_probit_link(tmp_path, capsys):
+    """cbpp as proportions with --weights (the trials): lme4's probit fit of the cbind()
+    response (tests/data/lme4_glmer.R)."""
+    cbpp = pd.read_csv(DATA / "cbpp.csv")
+    csv = tmp_path / "prop.csv"
+    cbpp.assign(p=cbpp["incidence"] / cbpp["size"]).to_csv(csv, index=False)
+    out = tmp_path / "prop"
+    code = main(["fit", str(csv), "p ~ factor(period) + (1 | herd)", "--family", "binomial",
+                 "--link", "probit", "--weights", "size", "--out", str(out), "--draws", "50",
+                 "--tune", "50", "--chains", "1", "--sampler", "pymc",
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    assert "Family: binomial  ( probit )" in capsys.readouterr().out
+    ref = GLMER_REF["cbpp_probit"]
+    assert pd.read_csv(out / "glmer_fit.csv").iloc[0]["deviance"] == pytest.approx(
+        ref["deviance"], rel=1e-6)  # fmt: skip
+    fixed = pd.read_csv(out / "glmer_fixed_effects.csv")
+    np.testing.assert_allclose(fixed["Estimate"], list(ref["fixef"].values()), rtol=1e-4)
+
+
 def test_fit_poisson_with_an_offset_column(tmp_path, capsys):
     """grouseticks with offset(log(HEIGHT / 100)) given as --offset COLUMN: glmer equals
     lme4's fit of the formula's offset() (tests/data/lme4_glmer.R), and the Bayesian

@@ -49,7 +49,9 @@ def main() -> None:
         tables.append(table)
         print(table.to_string(index=False), flush=True)
     table = pd.concat(tables, ignore_index=True)
-    note = (f"GLMM SBC, {args.replications} replications per family, {args.draws} thinned "
+    command = "python3 benchmarks/sbc_glmm.py " + " ".join(sys.argv[1:])
+    note = (f"`{command.strip()}`\n\n"
+            f"GLMM SBC, {args.replications} replications per family, {args.draws} thinned "
             f"draws each (one chain, 4x as many drawn), 8 groups x 8 rows; sampler "
             f"{args.sampler!r}, method {args.method!r}; chi-square test of 10-bin rank "
             "histograms; seconds: the whole family's run, fits included.")  # fmt: skip

@@ -211,7 +211,7 @@ def test_parse_prior():
 DATA = Path(__file__).resolve().parent / "data"
 GLMER_REF = {c["id"]: c["tight"]
              for c in json.loads((DATA / "lme4_glmer.json").read_text())["cases"]}  # fmt: skip
-GLMM_NOTE = "the report for GLMMs is coming"
+GLMM_NOTE = "no HTML report and no random-effects comparison"
 
 
 def test_fit_binomial_cbind_prints_glmer_and_bayes_and_writes_tables(tmp_path, capsys):
@@ -246,6 +246,14 @@ def test_fit_binomial_cbind_prints_glmer_and_bayes_and_writes_tables(tmp_path, c
     assert len(pd.read_csv(out / "random_effects.csv")) == 15  # herds
     text = (out / "summary.txt").read_text()
     assert "['glmerMod']" in text and "Convergence: " in text
+    # the comparison's glmer row is the glmer fit above; its odds ratio is exp(estimate)
+    comparison = pd.read_csv(out / "comparison.csv").set_index("model")
+    row = fixed.set_index("term").iloc[1]
+    assert comparison.loc["GLMM", "estimate"] == pytest.approx(row["Estimate"], rel=1e-10)
+    assert comparison.loc["GLMM", "exp_estimate"] == pytest.approx(np.exp(row["Estimate"]))
+    assert {"GLM-Global", "GLM-Groups", "Bayes"} <= set(comparison.index)
+    assert "Comparison for" in text and "odds ratio" in text
+    assert len(pd.read_csv(out / "shrinkage.csv")) == 15
 
 
 def test_fit_a_proportion_with_weights_and_a_probit_link(tmp_path, capsys):

@@ -106,7 +106,9 @@ def nb_theta(endog: np.ndarray, X: np.ndarray, offset: np.ndarray, family: Famil
 
     def means(fam: Family) -> np.ndarray:
         model = sm.GLM(endog, X, family=_sm_family(fam), offset=offset)
-        return model.fit(tol=1e-12, maxiter=200).mu
+        with warnings.catch_warnings():  # separation is found and named by the caller
+            warnings.filterwarnings("ignore", message=".*[Pp]erfect separation")
+            return model.fit(tol=1e-12, maxiter=200).mu
 
     low, high = NB_THETA_BOUNDS
     mu = means(get_family("poisson", link=family.link.name))
@@ -307,7 +309,9 @@ def fit_glm(
     if family.negative_binomial and family.theta is None:
         family = family.with_theta(nb_theta(endog, Xk, sub.offset, family))
     model = sm.GLM(endog, Xk, family=_sm_family(family), offset=sub.offset)
-    result = model.fit(tol=1e-12, maxiter=200)
+    with warnings.catch_warnings():  # separation was found and set aside above
+        warnings.filterwarnings("ignore", message=".*[Pp]erfect separation")
+        result = model.fit(tol=1e-12, maxiter=200)
     return GlmFit(list(names), kept, infinite, n_sep, result, int(rows.sum()), unidentified,
                   family.theta)  # fmt: skip
 

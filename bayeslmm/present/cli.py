@@ -547,10 +547,6 @@ def _family(args: argparse.Namespace):
                             f"form, which only a Gaussian response allows; the {family.name} "
                             "family is sampled with explicit random effects (--method full, "
                             "or auto)")  # fmt: skip
-    if args.term is not None:
-        raise ArgumentError(f"--term picks the term of the comparison with the classical "
-                            f"models, which is Gaussian only for now; the {family.name} family "
-                            "has no comparison yet")  # fmt: skip
     return family
 
 
@@ -641,16 +637,50 @@ def _analyse_glmm(args: argparse.Namespace, data, formula: str, priors: dict, fa
         print(f"bayeslmm: {'the sampler converged' if conv.ok else 'convergence PROBLEMS'}: "
               f"max R-hat {conv.max_rhat:.3f}, min bulk ESS {conv.min_ess_bulk:.0f}, "
               f"{conv.divergences} divergences", file=sys.stderr)  # fmt: skip
-    (out / "summary.txt").write_text("\n\n".join(texts) + "\n", encoding="utf-8")
+    if not args.no_compare:
+        texts.append(_compare_glmm(args, data, formula, family, model, out, written))
+    (out / "summary.txt").write_text("\n\n".join(t for t in texts if t) + "\n",
+                                     encoding="utf-8")  # fmt: skip
     written.append("summary.txt")
-    skipped = [o for o, on in (("--no-compare", args.no_compare),
-                               ("--no-random-comparison", args.no_random_comparison)) if on]
-    note = f" ({', '.join(skipped)} not needed)" if skipped else ""
-    print(f"bayeslmm: note: no HTML report and no comparison models for the {family.name} "
-          f"family: the report and the comparison with REML/ANCOVA/OLS are Gaussian only, "
-          f"the report for GLMMs is coming{note}", file=sys.stderr)  # fmt: skip
+    note = " (--no-random-comparison not needed)" if args.no_random_comparison else ""
+    print(f"bayeslmm: note: no HTML report and no random-effects comparison for the "
+          f"{family.name} family yet: they are Gaussian only for now{note}",
+          file=sys.stderr)  # fmt: skip
     print(f"Tables written to {out.resolve()}: {', '.join(written)}")
     return out
+
+
+def _compare_glmm(args: argparse.Namespace, data, formula: str, family, model, out: Path,
+                  written: list[str]) -> str:  # fmt: skip
+    """The GLMM's comparison with the GLMs, aggregation, two-stage and glmer
+    (:func:`bayeslmm.compare`, reusing the Bayesian fit), printed and written as
+    ``comparison.csv`` and ``shrinkage.csv``; its text, or "" where it could not be made
+    (a one-line note says why)."""
+    from ..comparison.models import compare
+
+    print("Fitting the comparison models ...", file=sys.stderr)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            comparison = compare(formula, data, term=args.term, bayes=model is not None,
+                                 level=args.level, model=model, family=family,
+                                 weights=args.weights, offset=args.offset)  # fmt: skip
+    except BayesLMMError as err:
+        print(f"bayeslmm: note: no comparison models: {err}", file=sys.stderr)
+        return ""
+    _print_warnings(caught, "the comparison models")
+    table = comparison.table_at(args.level)
+    ratio = table.attrs.get("ratio")
+    shown = ["model", "estimate", "se", "ci_lower", "ci_upper", "p_value"]
+    shown += ["exp_estimate", "exp_ci_lower", "exp_ci_upper"] if ratio else []
+    shown += ["note"]
+    text = (f"Comparison for {comparison.setup.term!r} ({family.link.name} scale"
+            + (f"; exp_*: the {ratio}" if ratio else "") + "):\n"
+            + table[[c for c in shown if c in table]].to_string(index=False))
+    print(text + "\n")
+    _write_csv(out, "comparison", table, written)
+    _write_csv(out, "shrinkage", comparison.shrinkage(), written)
+    return text
 
 
 def _random_effects(args: argparse.Namespace, model, settings, known=()):

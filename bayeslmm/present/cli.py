@@ -243,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the response's distribution (%(default)s). Non-Gaussian: fitted "
                           "by maximum likelihood (bl.glmer, as lme4's glmer / glmer.nb) and "
                           "by NUTS (bl.LMM(..., family=...); not yet for negative_binomial), "
-                          "summaries printed and written as CSV; the HTML report and the "
-                          "comparison models are Gaussian only for now")  # fmt: skip
+                          "summaries printed and written as CSV, the comparison models and "
+                          "the HTML report (without the random-effects comparison, Gaussian "
+                          "only for now)")  # fmt: skip
     fam.add_argument("--link", choices=LINK_CHOICES,
                      help="link function (default: the family's: logit for bernoulli and "
                           "binomial, which take logit, probit, cloglog; log for poisson and "
@@ -558,12 +559,13 @@ def _write_csv(out: Path, name: str, table: pd.DataFrame, written: list[str]) ->
 def _analyse_glmm(args: argparse.Namespace, data, formula: str, priors: dict, family) -> Path:
     """A non-Gaussian ``fit``: lme4's glmer (glmer.nb) by maximum likelihood, and the
     Bayesian GLMM where its family exists, both printed and written as CSV tables to
-    ``--out`` (no HTML report: it is Gaussian only for now, and this says so)."""
+    ``--out``, with the comparison (unless ``--no-compare``) and the HTML report
+    (:mod:`bayeslmm.present.glmm_report`); returns the report's path."""
     from ..bayes.glm_model import BAYES_FAMILIES
     from ..bayes.model import LMM
     from ..bayes.settings import FitSettings
     from ..classical.glmer import glmer
-    from .report import prepare_output
+    from .report import prepare_output, report
 
     out = Path(args.out)
     options = {"weights": args.weights, "offset": args.offset}
@@ -574,8 +576,6 @@ def _analyse_glmm(args: argparse.Namespace, data, formula: str, priors: dict, fa
         raise ArgumentError(f"--prior is for the Bayesian fit, which the {family.name} family "
                             "does not have yet (only glmer.nb's maximum-likelihood fit)")
     prepare_output(out)
-    with contextlib.suppress(OSError):
-        (out / "figures").rmdir()  # no figures: nothing is drawn for a GLMM yet
     written: list[str] = []
     texts: list[str] = []
     ml = "glmer.nb" if family.negative_binomial else "glmer"
@@ -637,25 +637,37 @@ def _analyse_glmm(args: argparse.Namespace, data, formula: str, priors: dict, fa
         print(f"bayeslmm: {'the sampler converged' if conv.ok else 'convergence PROBLEMS'}: "
               f"max R-hat {conv.max_rhat:.3f}, min bulk ESS {conv.min_ess_bulk:.0f}, "
               f"{conv.divergences} divergences", file=sys.stderr)  # fmt: skip
+    comparison, why_not = None, "The comparison with the classical models was skipped " \
+                                "(--no-compare)."  # fmt: skip
     if not args.no_compare:
-        texts.append(_compare_glmm(args, data, formula, family, model, out, written))
+        text, comparison, why_not = _compare_glmm(args, data, formula, family, model, out,
+                                                  written)  # fmt: skip
+        texts.append(text)
     (out / "summary.txt").write_text("\n\n".join(t for t in texts if t) + "\n",
                                      encoding="utf-8")  # fmt: skip
     written.append("summary.txt")
     note = " (--no-random-comparison not needed)" if args.no_random_comparison else ""
-    print(f"bayeslmm: note: no HTML report and no random-effects comparison for the "
-          f"{family.name} family yet: they are Gaussian only for now{note}",
-          file=sys.stderr)  # fmt: skip
+    print(f"bayeslmm: note: no random-effects comparison for the {family.name} family yet: "
+          f"it is Gaussian only for now{note}", file=sys.stderr)  # fmt: skip
     print(f"Tables written to {out.resolve()}: {', '.join(written)}")
-    return out
+    print("Writing the report ...", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        files = report(model if model is not None else fit, comparison, out,
+                       comparison_note=why_not, level=args.level,
+                       glmer=fit if model is not None else None)  # fmt: skip
+    _print_warnings(caught, "the report")
+    for name, why in files.failed.items():
+        print(f"bayeslmm: warning: figure {name} not drawn: {why}", file=sys.stderr)
+    return files.html
 
 
 def _compare_glmm(args: argparse.Namespace, data, formula: str, family, model, out: Path,
-                  written: list[str]) -> str:  # fmt: skip
+                  written: list[str]):  # fmt: skip
     """The GLMM's comparison with the GLMs, aggregation, two-stage and glmer
     (:func:`bayeslmm.compare`, reusing the Bayesian fit), printed and written as
-    ``comparison.csv`` and ``shrinkage.csv``; its text, or "" where it could not be made
-    (a one-line note says why)."""
+    ``comparison.csv`` and ``shrinkage.csv``: its text, the comparison and None, or "",
+    None and why it could not be made (a one-line note says so too)."""
     from ..comparison.models import compare
 
     print("Fitting the comparison models ...", file=sys.stderr)
@@ -667,7 +679,7 @@ def _compare_glmm(args: argparse.Namespace, data, formula: str, family, model, o
                                  weights=args.weights, offset=args.offset)  # fmt: skip
     except BayesLMMError as err:
         print(f"bayeslmm: note: no comparison models: {err}", file=sys.stderr)
-        return ""
+        return "", None, f"No comparison with the classical models: {err}"
     _print_warnings(caught, "the comparison models")
     table = comparison.table_at(args.level)
     ratio = table.attrs.get("ratio")
@@ -680,7 +692,7 @@ def _compare_glmm(args: argparse.Namespace, data, formula: str, family, model, o
     print(text + "\n")
     _write_csv(out, "comparison", table, written)
     _write_csv(out, "shrinkage", comparison.shrinkage(), written)
-    return text
+    return text, comparison, None
 
 
 def _random_effects(args: argparse.Namespace, model, settings, known=()):
@@ -741,13 +753,12 @@ def _run(args: argparse.Namespace) -> int:
         if args.scheduler is not None and isinstance(data, pd.DataFrame):
             raise DataError("--scheduler is for Parquet data (read with Dask); the data are "
                             "a CSV file, fitted in memory")  # fmt: skip
-        if family.name != "gaussian":
-            with _scheduler(args.scheduler):
-                _analyse_glmm(args, data, args.formula, priors, family)
-            return 0
         with _scheduler(args.scheduler):
-            html = _analyse(args, data, args.formula, priors, args.term, not args.no_compare,
-                            None)  # fmt: skip
+            if family.name != "gaussian":
+                html = _analyse_glmm(args, data, args.formula, priors, family)
+            else:
+                html = _analyse(args, data, args.formula, priors, args.term,
+                                not args.no_compare, None)  # fmt: skip
     print(f"Report written to {html.resolve()}")
     return 0
 

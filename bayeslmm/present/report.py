@@ -10,37 +10,32 @@ from __future__ import annotations
 import datetime
 import html
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..bayes.diagnostics import verdict
-from ..bayes.glm_model import gaussian_only
+from ..bayes.glm_model import is_gaussian
 from ..bayes.model import LMM
+from ..classical.glmer import GlmerResult
 from ..comparison.factors import MultiFactorComparison
+from ..comparison.glmm import GlmmComparison
 from ..comparison.models import Comparison
 from ..comparison.random_effects import RandomEffectsComparison
 from ..errors import ArgumentError, BayesLMMError, DataError, NotFittedError, interval_level
 from ..gaussian.statistics import level_counts, response_summary
 from . import plots
+from .glmm_report import write_glmm_report
 from .random_effects_section import random_effects_section
+from .sections import (
+    ReportFiles,
+    _convergence_section,
+    _models_table,
+    _percent,
+    _shrinkage_note,
+    comparison_forest_rows,
+)
 from .writer import Section, _Writer
-
-
-@dataclass
-class ReportFiles:
-    """What :func:`report` wrote."""
-
-    html: Path
-    tables: dict[str, Path]
-    figures: dict[str, Path]
-    failed: dict[str, str]  # figure name -> why it could not be drawn
-
-
-def _percent(level: float) -> str:
-    return f"{100 * level:g}%"
 
 
 def _data_section(w: _Writer, model: LMM) -> None:
@@ -87,26 +82,6 @@ def _data_section(w: _Writer, model: LMM) -> None:
     priors = pd.DataFrame({"parameter": list(model.priors),
                            "prior": [repr(p) for p in model.priors.values()]})  # fmt: skip
     w.table(sec, "priors", priors, "Priors (autoscaled defaults unless overridden)")
-
-
-def _convergence_section(w: _Writer, model: LMM, summary: pd.DataFrame) -> None:
-    sec = w.section("convergence", "Can the draws be trusted?")
-    conv = model.convergence
-    items = "".join(f"<li>{html.escape(p)}</li>" for p in conv.problems)
-    sec.parts.append(
-        f"<div class='verdict {'ok' if conv.ok else 'bad'}'>"
-        f"{html.escape(verdict(conv))}{f'<ul>{items}</ul>' if items else ''}</div>"
-    )
-    cols = ["mean", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
-    table = summary[cols].rename_axis("parameter").reset_index()
-    table.insert(len(table.columns), "divergences", conv.divergences)
-    w.table(sec, "convergence", table, "R-hat, bulk/tail ESS and MCSE per population parameter")
-    w.figure(sec, "trace", lambda: plots.trace(model),
-             "Trace plots: left the posterior density of each chain, right the draws in order; "
-             "chains should overlap and look like noise around one level")  # fmt: skip
-    w.figure(sec, "rank", lambda: plots.rank(model),
-             "Rank plots: histograms of each chain's ranks among all draws are flat when "
-             "the chains mix")  # fmt: skip
 
 
 def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame, level: float) -> None:
@@ -182,30 +157,6 @@ def _checks_section(w: _Writer, model: LMM, predictor: str | None) -> None:
             "Residuals (data minus posterior mean fit): no pattern against the fitted "
             "values, a roughly normal density, and similar spread in every group",
         )
-
-
-def _shrinkage_note(table: pd.DataFrame) -> str:
-    """What the shrinkage fractions of this table mean, their odd values included."""
-    text = ("Each group's own estimate (no pooling) is pulled toward the population mean by "
-            "the mixed model. The shrinkage fraction is (no pooling - estimate) / (no pooling "
-            "- population): 0 means no shrinkage, 1 complete pooling.")  # fmt: skip
-    columns = [c for c in ("shrinkage", "shrinkage_posterior") if c in table]
-    values = table[columns].to_numpy(dtype=float)
-    below, above = int((values < 0).sum()), int((values > 1).sum())
-    missing = int(np.isnan(values).sum())
-    if below or above:
-        text += (f" {below + above} fraction(s) fall outside [0, 1] ({below} below 0, {above} "
-                 "above 1): below 0 the estimate moved away from the population mean, above 1 "
-                 "it moved past it. That happens with correlated random effects, where a "
-                 "group's slope is also pulled by how its intercept shrinks (and the other way "
-                 "round), and where a group's own estimate lies close to the population mean, "
-                 "so that the fraction divides by a small gap; the estimates themselves are "
-                 "in the other columns.")  # fmt: skip
-    if missing:
-        text += (f" {missing} fraction(s) are empty: the group has no estimate of its own "
-                 "(a term constant within the group), or its own estimate equals the "
-                 "population mean.")  # fmt: skip
-    return text
 
 
 def _comparison_section(w: _Writer, comparison: Comparison) -> None:
@@ -370,24 +321,6 @@ def _shrinkage_section(
         return sec, None
 
 
-def _models_table(w: _Writer, sec: Section, table: pd.DataFrame, css: str) -> None:
-    """The comparison table, and what each of its models fits as a definition list."""
-    w.table(sec, "comparison", table, "The comparison table", shown=table.drop(columns="method"))
-    items = "".join(f"<dt>{html.escape(r.model)}</dt><dd>{html.escape(r.method)}</dd>"
-                    for r in table.itertuples())  # fmt: skip
-    sec.parts.append(f"<dl class='{css}'>{items}</dl>")
-
-
-def comparison_forest_rows(comparison: Comparison | MultiFactorComparison) -> pd.DataFrame:
-    """The rows the forest plot shows: every model with an estimate of the term, but
-    aggregation (a between-group slope, another estimand)."""
-    table = comparison.table
-    if "estimate" not in table:
-        return table.iloc[:0]
-    table = table.dropna(subset=["estimate"])
-    return table[~table["model"].str.startswith("Aggregation")]
-
-
 def _predictor(model: LMM, comparison: Comparison | MultiFactorComparison | None) -> str | None:
     """The numeric column the data overview draws the response against (none without rows)."""
     if not model.design.rows_in_memory:
@@ -415,18 +348,26 @@ def report(
     level: float | None = None,
     *,
     hdi_prob: float | None = None,
+    glmer: GlmerResult | None = None,
 ) -> ReportFiles:
     """Write ``report.html`` (self-contained), the CSV tables and the PNG figures.
 
     Parameters
     ----------
     model
-        A fitted :class:`~bayeslmm.LMM`.
+        A fitted :class:`~bayeslmm.LMM`. A binomial, Bernoulli or Poisson one
+        (``bl.LMM(..., family=...)``) gets the GLMM report
+        (:mod:`bayeslmm.present.glmm_report`: proportions or rates per level, glmer beside
+        the posterior with odds or rate ratios, posterior predictive checks, randomized
+        quantile residuals, the comparison and shrinkage); a negative binomial model is
+        reported from its ``bl.glmer(..., family="negative_binomial")`` fit, without the
+        posterior parts.
     comparison
         The :func:`~bayeslmm.compare` result for the same formula, if any. One grouping
         factor: adds the seven-model table, group fits and shrinkage. Several (nested or
         crossed): REML beside the posterior for every fixed effect and variance component,
-        the classical models for the term, and shrinkage per factor.
+        the classical models for the term, and shrinkage per factor. A GLMM's comparison
+        is ``bl.compare(formula, data, family=...)``'s.
     path
         Output directory (created if needed).
     title
@@ -443,18 +384,26 @@ def report(
         intervals); default: the comparison's ``level``, else 0.95.
     hdi_prob
         Deprecated old name of ``level`` (warns).
+    glmer
+        For a GLMM: its ``bl.glmer`` fit, shown beside the posterior (default: the
+        comparison's; without either, the posterior alone).
 
     Returns
     -------
     ReportFiles
         Paths of the HTML file, every CSV and every figure.
     """
+    if isinstance(model, GlmerResult) or (isinstance(model, LMM) and not is_gaussian(model)):
+        return _glmm_report(model, comparison, path, title, comparison_note, random_effects,
+                            random_effects_note, interval_level(level, hdi_prob, comparison.level
+                                                                if comparison else 0.95),
+                            glmer)  # fmt: skip
     if not isinstance(model, LMM):
-        glmm = " (the report of a GLMM such as bl.glmer's is not written yet)" \
-            if type(model).__name__ == "GlmerResult" else ""  # fmt: skip
         raise ArgumentError(f"report() needs a fitted bayeslmm.LMM, got "
-                            f"{type(model).__name__}{glmm}")  # fmt: skip
-    gaussian_only(model, "report()")
+                            f"{type(model).__name__}")  # fmt: skip
+    if glmer is not None:
+        raise ArgumentError("glmer= is for the report of a binomial, Bernoulli or Poisson "
+                            "model; this model is Gaussian")  # fmt: skip
     if model.idata is None or model.convergence is None:
         raise NotFittedError("report() needs a fitted model: call model.fit() first")
     if random_effects is not None and not isinstance(random_effects, RandomEffectsComparison):
@@ -494,6 +443,62 @@ def report(
 
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     page = w.render(title or f"bayeslmm: {model.formula}",
+                    f"Written by bayeslmm {__version__} on {stamp}; intervals are "
+                    f"{_percent(level)} throughout.")  # fmt: skip
+    html_path = out / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    return ReportFiles(html_path, w.tables, w.figures, w.failed)
+
+
+def _glmm_report(model, comparison, path, title, comparison_note, random_effects,
+                 random_effects_note, level: float, glmer) -> ReportFiles:  # fmt: skip
+    """The report of a binomial, Bernoulli or Poisson ``bl.LMM`` (with glmer's fit beside
+    it), or of a negative binomial's glmer fit (:mod:`bayeslmm.present.glmm_report`)."""
+    if isinstance(model, GlmerResult):
+        if not model.family.negative_binomial:
+            raise ArgumentError(
+                f"report() of a {model.family.name} GLMM needs its Bayesian fit, "
+                f"bl.LMM(formula, data, family={model.family.name!r}).fit(), with this glmer "
+                "fit as glmer=...; a glmer fit alone is reported for the negative binomial "
+                "family only (which bl.LMM does not sample)"
+            )
+        model, glmer = None, model
+    elif model.idata is None or model.convergence is None:
+        raise NotFittedError("report() needs a fitted model: call model.fit() first")
+    source = model if model is not None else glmer
+    if glmer is not None and not isinstance(glmer, GlmerResult):
+        raise ArgumentError(f"glmer must be a bl.glmer() fit, got {type(glmer).__name__}")
+    if comparison is not None and not isinstance(comparison, GlmmComparison):
+        raise ArgumentError(f"comparison must come from bl.compare(formula, data, family=...) "
+                            f"for this {source.family.name} model, got "
+                            f"{type(comparison).__name__}")  # fmt: skip
+    if random_effects is not None:
+        raise ArgumentError("random_effects= is Gaussian only for now: "
+                            "bl.compare_random_effects does not take GLMMs yet")  # fmt: skip
+    for name, value in (("path", path), ("title", title), ("comparison_note", comparison_note),
+                        ("random_effects_note", random_effects_note)):  # fmt: skip
+        if not (isinstance(value, str | Path) if name == "path" else value is None
+                or isinstance(value, str)):
+            raise ArgumentError(f"{name} must be {'a path' if name == 'path' else 'text'}, "
+                                f"got {value!r}")  # fmt: skip
+    for fitted, what in ((glmer, "glmer fit"), (comparison, "comparison")):
+        formula = getattr(getattr(fitted, "setup", fitted), "formula", None)
+        if fitted is not None and formula != source.formula:
+            raise ArgumentError(f"the {what} is of {formula!r}, the model of "
+                                f"{source.formula!r}")  # fmt: skip
+    if comparison is not None:
+        if comparison.level != level:
+            comparison = comparison.at_level(level)
+        if glmer is None:
+            glmer = comparison.fits.get("GLMM")
+    out = Path(path)
+    prepare_output(out)
+    w = _Writer(out)
+    write_glmm_report(w, model, glmer, comparison, level, comparison_note)
+    from .. import __version__
+
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    page = w.render(title or f"bayeslmm: {source.formula}",
                     f"Written by bayeslmm {__version__} on {stamp}; intervals are "
                     f"{_percent(level)} throughout.")  # fmt: skip
     html_path = out / "report.html"

@@ -49,6 +49,19 @@ def _panels(n: int, height: float, width: float = 5.0) -> tuple[Figure, np.ndarr
     return fig, axes[0]
 
 
+#: the legend's names of a GLMM's fits (a shrinkage table on a link scale), by the
+#: Gaussian comparison's
+GLMM_LABELS = {"REML (BLUP)": "glmer (conditional mode)",
+               "REML (fixed + BLUP)": "glmer (fixed + mode)",
+               "population (REML)": "population (glmer)",
+               "complete pooling (OLS)": "complete pooling (GLM)"}  # fmt: skip
+
+
+def _fit(table: pd.DataFrame, label: str) -> str:
+    """``label``, or its GLMM name where ``table`` is a GLMM's (on a link scale)."""
+    return GLMM_LABELS[label] if "(link)" in str(table.attrs.get("scale", "")) else label
+
+
 MAX_NAMED_LEVELS = 60  # levels drawn one labelled row each; more are drawn as a sorted band
 
 
@@ -120,7 +133,7 @@ def shrinkage_arrows(comparison: Comparison | MultiFactorComparison,
                             arrowprops=to_reml)  # fmt: skip
             ax.annotate("", xy=(end[i], i), xytext=(row["reml"], i), arrowprops=to_post)
         ax.scatter(part["no_pooling"], y, color=COLORS["no_pooling"], label="no pooling", zorder=3)
-        ax.scatter(part["reml"], y, color=COLORS["reml"], label="REML (BLUP)", zorder=3)
+        ax.scatter(part["reml"], y, color=COLORS["reml"], label=_fit(part, "REML (BLUP)"), zorder=3)
         if "posterior_mean" in part:
             ax.scatter(part["posterior_mean"], y, color=COLORS["posterior"], marker="D", s=18,
                        label="posterior mean", zorder=3)  # fmt: skip
@@ -133,9 +146,9 @@ def shrinkage_arrows(comparison: Comparison | MultiFactorComparison,
 def _pooling_lines(ax, part: pd.DataFrame) -> None:
     """Complete pooling's estimate and the population value (REML), as vertical lines."""
     ax.axvline(part["complete_pooling"].iloc[0], color=COLORS["complete_pooling"], ls="--",
-               label="complete pooling (OLS)")  # fmt: skip
+               label=_fit(part, "complete pooling (OLS)"))  # fmt: skip
     ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
-               label="population (REML)")  # fmt: skip
+               label=_fit(part, "population (REML)"))  # fmt: skip
 
 
 def _shrinkage_band(table: pd.DataFrame) -> Figure:
@@ -147,7 +160,8 @@ def _shrinkage_band(table: pd.DataFrame) -> Figure:
         ax.hlines(y, part["no_pooling"], part["reml"], color=COLORS["reml"], lw=0.5, alpha=0.6)
         ax.scatter(part["no_pooling"], y, color=COLORS["no_pooling"], s=4, label="no pooling",
                    zorder=3)  # fmt: skip
-        ax.scatter(part["reml"], y, color=COLORS["reml"], s=4, label="REML (BLUP)", zorder=3)
+        ax.scatter(part["reml"], y, color=COLORS["reml"], s=4, label=_fit(part, "REML (BLUP)"),
+                   zorder=3)  # fmt: skip
         if "posterior_mean" in part:
             ax.scatter(part["posterior_mean"], y, color=COLORS["posterior"], marker="D", s=3,
                        label="posterior mean", zorder=3)  # fmt: skip
@@ -178,9 +192,9 @@ def caterpillar(comparison: Comparison | MultiFactorComparison,
         ax.scatter(part["posterior_mean"], y, color=COLORS["posterior"], zorder=3,
                    s=4 if many else None, label="posterior mean")  # fmt: skip
         ax.scatter(part["reml"], y, color=COLORS["reml"], marker="x", zorder=4,
-                   s=4 if many else None, label="REML (fixed + BLUP)")  # fmt: skip
+                   s=4 if many else None, label=_fit(part, "REML (fixed + BLUP)"))  # fmt: skip
         ax.axvline(part["population"].iloc[0], color=COLORS["population"], ls=":",
-                   label="population (REML)")  # fmt: skip
+                   label=_fit(part, "population (REML)"))  # fmt: skip
         _label_levels(ax, part, term, f"Group coefficients: {term}",
                       "sorted by posterior mean")  # fmt: skip
     _legend_below(fig, panels[-1][0])

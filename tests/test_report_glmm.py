@@ -264,6 +264,9 @@ def test_verbagg_bernoulli_report(tmp_path):
     stats = _csv(files, "ppc_statistics").set_index("statistic")
     assert list(stats.index) == ["proportion of successes"]
     assert stats.loc["proportion of successes", "observed"] == pytest.approx(yes.mean())
+    overview = _csv(files, "data_summary").set_index("statistic")["value"]
+    assert overview["proportion of 1s"] == pytest.approx(yes.mean())
+    assert overview["rows with 0"] == (data["r2"] == "N").sum()
     items = _csv(files, "data_item")
     np.testing.assert_allclose(items["proportion"].to_numpy(),
                                yes.groupby(data["item"], observed=True).mean().to_numpy())

@@ -93,7 +93,10 @@ def _response_rows(fit: _Fit) -> pd.DataFrame:
     """The response as a whole, one statistic a row."""
     r = fit.response
     y = r.successes
-    if fit.family.binomial:
+    if fit.family.binomial and np.all(r.weights == 1):  # 0/1 rows
+        rows = [("rows", len(y)), ("rows with 1 (successes)", y.sum()),
+                ("rows with 0", len(y) - y.sum()), ("proportion of 1s", y.mean())]
+    elif fit.family.binomial:
         rows = [("rows", len(y)), ("trials", r.weights.sum()), ("successes", y.sum()),
                 ("proportion of successes", y.sum() / r.weights.sum()),
                 ("rows with no successes", int(np.sum(y == 0))),

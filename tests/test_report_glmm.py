@@ -28,6 +28,7 @@ from bayeslmm.bayes.diagnostics import verdict
 from bayeslmm.errors import ArgumentError
 from bayeslmm.glmm.residuals import quantile_residuals
 from bayeslmm.present.cli import main
+from bayeslmm.present.glmm_report import _Fit, level_table
 from bayeslmm.spec.family import get_family
 
 matplotlib.use("Agg")
@@ -318,3 +319,19 @@ def test_cli_fit_family_writes_the_report(tmp_path, capsys):
     page = (out2 / "report.html").read_text(encoding="utf-8")
     assert "<section id='comparison'>" not in page and "(--no-compare)" in page
     assert not (out2 / "comparison.csv").exists()
+
+
+def test_rates_per_level_divide_by_the_exposure_of_the_offset():
+    """A Poisson offset log(exposure): each level's rate is its total count over its summed
+    exposure (computed here with pandas), as the comparison's aggregation uses it."""
+    data = bl.load_dataset("grouseticks")
+    fit = _quiet(bl.glmer, "TICKS ~ YEAR + offset(log(HEIGHT / 100)) + (1 | LOCATION)", data,
+                 family="poisson")  # fmt: skip
+    block = fit.design.blocks[0]
+    table = level_table(_Fit(None, fit), "LOCATION", block.codes, pd.Index(block.level_values))
+    sums = data.assign(exposure=data["HEIGHT"] / 100).groupby("LOCATION", observed=True)[
+        ["TICKS", "exposure"]].sum()  # fmt: skip
+    np.testing.assert_allclose(table["exposure"].to_numpy(), sums["exposure"].to_numpy())
+    np.testing.assert_allclose(table["rate"].to_numpy(),
+                               (sums["TICKS"] / sums["exposure"]).to_numpy())  # fmt: skip
+    assert list(table["level"]) == [str(v) for v in sums.index]

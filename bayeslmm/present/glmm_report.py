@@ -198,7 +198,9 @@ def fixed_effects_table(fit: _Fit, level: float) -> pd.DataFrame:
 
 
 def _fit_section(w: _Writer, fit: _Fit, level: float) -> pd.DataFrame | None:
-    sec = w.section("fit", "The fit: glmer (Laplace) and the posterior")
+    fits = [n for n, f in (("glmer (Laplace)", fit.glmer), ("the posterior", fit.model))
+            if f is not None]  # fmt: skip
+    sec = w.section("fit", f"The fit: {' and '.join(fits)}")
     pct = _percent(level)
     ratio = f" and exp() of them, the {fit.ratio}s," if fit.ratio else ""
     summary = None

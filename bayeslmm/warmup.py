@@ -93,6 +93,13 @@ def warm(verbose: bool = False) -> float:
             lmer("y ~ x + (x | g)", data, reml=reml)
         lmer("y ~ x + (1 | g) + (1 | h)", data)
         lmer("y ~ x + (1 | g)", data, residual=AR1(time="t", group="g"))
+        from .bayes.model import GLMM
+
+        for formula, family in [("yb ~ x + (x | g)", "bernoulli"),
+                                ("yc ~ x + (1 | g) + (1 | h)", "poisson")]:  # fmt: skip
+            density = GLMM(formula, data, family=family).compiled_density
+            if density is not None:  # the GLMM's row likelihood behind the same kernel
+                density.logp_grad(density.start)
         glmer("yb ~ x + (x | g)", data, family="binomial")
         glmer("yc ~ x + (1 | g) + (1 | h)", data, family="poisson")
         glmer("yb ~ x + (1 | g)", data, family="binomial", nAGQ=5)

@@ -53,7 +53,9 @@ from ..gaussian.blocked import (
 from ..jit import cfunc, kernel
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
+from ..spec.response import GlmResponse
 from .priors import Prior
+from .row_likelihood import GAUSSIAN, ROW_FIELDS, gaussian_rows, glm_rows, row_loglik
 
 # prior family codes of the compiled kernel, with their parameters in order
 UNBOUNDED = {
@@ -77,7 +79,7 @@ DEFAULTS = {"mu": 0.0, "sigma": 1.0}  # PyMC's defaults where a parameter may be
 DENSITY_FIELDS = (
     ("blocks", "float64", 2), ("etas", "float64", 2), ("centred", "float64", 2),
     ("shift", "float64", 2), ("basis", "float64", 0), ("priors", "float64", 2),
-)  # fmt: skip
+) + ROW_FIELDS  # fmt: skip
 #: Every section of the flat float64 buffer, in order: the blocked kernel's inputs
 #: (:data:`~bayeslmm.gaussian.blocked.Factored`, :data:`~bayeslmm.gaussian.blocked.Sampled`)
 #: then this module's. The buffer is ``[size, (offset, rows, columns) per field, sections]``
@@ -87,6 +89,7 @@ FIELDS = FACTORED_FIELDS + SAMPLED_FIELDS + DENSITY_FIELDS
 FIELD = {name: k for k, (name, _, _) in enumerate(FIELDS)}
 BLOCKS, ETAS, CENTRED = FIELD["blocks"], FIELD["etas"], FIELD["centred"]
 SHIFT, BASIS, PRIORS = FIELD["shift"], FIELD["basis"], FIELD["priors"]
+GLM, ROWS_Y, ROWS_X = FIELD["glm"], FIELD["rows_y"], FIELD["rows_X"]
 N_FACTORED, N_SAMPLED = len(FACTORED_FIELDS), len(SAMPLED_FIELDS)
 HEADER = 1 + 3 * len(FIELDS)
 PRIOR_WIDTH = 6  # code, three parameters, log normalising constant, signed (SDs)
@@ -196,14 +199,23 @@ class Layout:
     #: values ``beta_k + u_k`` themselves are the coordinates and nutpie's low-rank mass
     #: matrix follows the shared directions
     level_mean_basis: bool = False
+    #: whether :attr:`sigma` holds log sigma (Gaussian); a GLMM has no sigma, and its
+    #: sampled effects start at :attr:`sigma`
+    has_sigma: bool = True
+
+    @property
+    def effects(self) -> int:
+        """Index of the first sampled effect."""
+        return self.sigma + int(self.has_sigma)
 
     @property
     def size(self) -> int:
-        return self.sigma + 1 + self.n_explicit
+        return self.effects + self.n_explicit
 
     @classmethod
     def from_system(
-        cls, design: Design, system: BlockedSystem, centred: Centring | None = None
+        cls, design: Design, system: BlockedSystem, centred: Centring | None = None,
+        has_sigma: bool = True,
     ) -> Layout:
         where = {}
         for f, factor in enumerate(system.stats.factors):
@@ -249,7 +261,7 @@ class Layout:
         basis = system.n_explicit_effects > 0 and stats.levels_holding_sampled() == 0
         return cls(p=design.X.shape[1], blocks=blocks, factors=factors, starts=starts, sigma=pos,
                    n_explicit=system.n_explicit_effects, explicit=tuple(explicit),
-                   shift=shift, level_mean_basis=basis)  # fmt: skip
+                   shift=shift, level_mean_basis=basis, has_sigma=has_sigma)  # fmt: skip
 
     def sampled_factor(self, factor: int) -> SampledFactor:
         """:attr:`explicit`'s entry of a sampled factor (node order)."""
@@ -326,12 +338,45 @@ class MarginalDensity:
         does not spend its long trajectories travelling there (subjects x items: 60-70k of
         the warmup's 105-120k gradient evaluations from the priors' locations, 12-19k from
         the data's)."""
-        names = ParameterNames.from_design(design)
-        layout = Layout.from_system(design, system, centred)
-        rows, start, signs = [], np.zeros(layout.size), []
         beta, sigma = _least_squares(system.stats)
+        return cls._build(design, priors, system, centred, signed, sd_start, beta, sigma,
+                          gaussian_rows(design.X.shape[1], system.n_factors, system.qmax))
+
+    @classmethod
+    def from_glm(
+        cls,
+        design: Design,
+        response: GlmResponse,
+        priors: dict[str, Prior],
+        system: BlockedSystem,
+        centred: Centring | None = None,
+        signed: Centring | None = None,
+        sd_start: Mapping[str, Sequence[float]] | None = None,
+        beta_start: np.ndarray | None = None,
+    ) -> MarginalDensity | None:
+        """The density of a generalised linear mixed model with every grouping factor
+        sampled (``system`` integrates none out): the parameter side of
+        :meth:`from_model` with the rows' likelihood
+        (:mod:`bayeslmm.bayes.row_likelihood`) and no sigma. Chains start at
+        ``beta_start`` (a pooled GLM fit; the priors' locations where None) and at
+        ``sd_start``. None where the kernel lacks the family, link or a prior."""
+        rows = glm_rows(design, response, system)
+        if rows is None:
+            return None
+        return cls._build(design, priors, system, centred, signed, sd_start, beta_start,
+                          None, rows)
+
+    @classmethod
+    def _build(cls, design, priors, system, centred, signed, sd_start, beta, sigma,
+               rows) -> MarginalDensity | None:  # fmt: skip
+        """:meth:`from_model` and :meth:`from_glm`: the priors, layout and start, with the
+        likelihood's :data:`~bayeslmm.bayes.row_likelihood.ROW_FIELDS` ``rows``."""
+        gaussian = int(rows["glm"][0]) == GAUSSIAN
+        names = ParameterNames.from_design(design)
+        layout = Layout.from_system(design, system, centred, has_sigma=gaussian)
+        rows_, start, signs = [], np.zeros(layout.size), []
         for j, name in enumerate(names.fixed):
-            rows.append(_prior_row(priors[name], positive=False))
+            rows_.append(_prior_row(priors[name], positive=False))
             start[j] = beta[j] if beta is not None else _location(priors[name])
         etas = []
         for (c0, k, corr), first, f, sd_names, cor_name, sampled in zip(
@@ -345,8 +390,8 @@ class MarginalDensity:
                 sign = (flags[c0 + i] and priors[name].dist in EVEN_AT_ZERO
                         and (sampled is None or not sampled.centred[c0 + i]))  # fmt: skip
                 signs.append(sign)
-                rows.append(_prior_row(priors[name], positive=True, signed=sign))
-                if rows[-1] is None:  # a family or parametrisation the kernel lacks
+                rows_.append(_prior_row(priors[name], positive=True, signed=sign))
+                if rows_[-1] is None:  # a family or parametrisation the kernel lacks
                     return None
                 scale = guess[c0 + i] if guess[c0 + i] > 0 else _scale(priors[name])
                 start[first + i] = scale if sign else math.log(scale)  # correlations: 0
@@ -358,17 +403,20 @@ class MarginalDensity:
                 etas.append((eta, _lkj_log_constant(eta, k)))
             else:
                 etas.append((0.0, 0.0))
-        rows.append(_prior_row(priors["sigma"], positive=True))
-        if any(r is None for r in rows):
+        if gaussian:
+            rows_.append(_prior_row(priors["sigma"], positive=True))
+        if any(r is None for r in rows_):
             return None
-        start[layout.sigma] = math.log(sigma if sigma is not None else _scale(priors["sigma"]))
+        if gaussian:
+            start[layout.sigma] = math.log(sigma if sigma is not None
+                                           else _scale(priors["sigma"]))  # fmt: skip
         s = system.stats
-        start[layout.sigma + 1 :] = 0.0  # the sampled factors' effects: u = 0
+        start[layout.effects :] = 0.0  # the sampled factors' effects: u = 0
         for (c0, _, _), sampled, cols in zip(layout.blocks, layout.explicit or [],
                                              layout.shift or [], strict=False):  # fmt: skip
             for i, column in enumerate(cols or ()):
                 if column >= 0 and sampled.centred[c0 + i]:  # beta_k + u, u = 0 (H of it)
-                    first = layout.sigma + 1 + sampled.first + c0 + i
+                    first = layout.effects + sampled.first + c0 + i
                     if layout.level_mean_basis:
                         start[first] = start[column] * math.sqrt(sampled.levels)
                     else:
@@ -384,7 +432,7 @@ class MarginalDensity:
                                        for f in s.factors], float).reshape(-1, system.qmax),
                   "shift": layout.shift_table(system.n_factors, system.qmax),
                   "basis": float(layout.level_mean_basis),
-                  "priors": np.asarray(rows, float).reshape(-1, PRIOR_WIDTH)}  # fmt: skip
+                  "priors": np.asarray(rows_, float).reshape(-1, PRIOR_WIDTH), **rows}  # fmt: skip
         data = pack(values)
         return cls(layout=layout, data=data, start=start, signed=tuple(signs))
 
@@ -401,7 +449,8 @@ class MarginalDensity:
         if not any(self.signed):
             return self
         data, start = self.data.copy(), self.start.copy()
-        n_rows = self.layout.sigma + 1  # beta, SDs, correlations, sigma: one row per prior
+        # beta, SDs, correlations, sigma: one row per prior
+        n_rows = self.layout.sigma + int(self.layout.has_sigma)
         n_rows -= sum(k * (k - 1) // 2 for _, k, corr in self.layout.blocks if corr)
         at = int(data[1 + 3 * FIELD["priors"]])
         data[at : at + PRIOR_WIDTH * n_rows].reshape(n_rows, PRIOR_WIDTH)[:, 5] = 0.0
@@ -448,7 +497,7 @@ class MarginalDensity:
             out["beta"] = x[..., : lay.p].copy()
         for column, (f, a) in lay.owners.items():  # beta_k = x_k + mean of beta_k + u_k
             v_first, _, levels, _ = lay.sampled_factor(f)
-            out["beta"][..., column] += x[..., lay.sigma + 1 + v_first + a] / math.sqrt(levels)
+            out["beta"][..., column] += x[..., lay.effects + v_first + a] / math.sqrt(levels)
         signed = np.array(self.signed or [False] * (lay.sigma - lay.p), bool)
         n_sd = 0
         for b, ((c0, k, corr), first, block, sampled) in enumerate(zip(
@@ -474,7 +523,7 @@ class MarginalDensity:
                 scale = sd[..., :, None] * np.eye(k)
             if sampled is not None:
                 v_first, q_factor, levels, centred = sampled
-                v_all = x[..., lay.sigma + 1 + v_first : lay.sigma + 1 + v_first
+                v_all = x[..., lay.effects + v_first : lay.effects + v_first
                           + levels * q_factor]  # fmt: skip
                 v = v_all.reshape(x.shape[:-1] + (levels, q_factor))[..., c0 : c0 + k].copy()
                 shift = lay.shift[b] if lay.shift else (-1,) * k
@@ -490,7 +539,8 @@ class MarginalDensity:
                 for i, column in enumerate(shift):
                     if column >= 0 and not centred[c0 + i]:  # beta_k = x_k - mean of u
                         out["beta"][..., column] -= out[f"u_{label}"][..., i].mean(axis=-1)
-        out["sigma"] = np.exp(x[..., lay.sigma])
+        if lay.has_sigma:
+            out["sigma"] = np.exp(x[..., lay.sigma])
         return out
 
 
@@ -667,6 +717,12 @@ def _i0(data, w):
 
 
 @kernel
+def _i2(data, w):
+    at, rows, cols = int(w[0]), int(w[1]), int(w[2])
+    return data[at : at + rows * cols].view(np.int64).reshape((rows, cols))
+
+
+@kernel
 def _f1(data, w):
     at = int(w[0])
     return data[at : at + int(w[1])]
@@ -753,13 +809,15 @@ def logp_and_grad(x, data, grad):
             for i in range(k):
                 lam[f, c0 + i, c0 + i] = _sd(x[pos + i], priors[pr + i, 5])
         pr += k
-    i_sigma = p + _n_cov(blocks)
-    ls = x[i_sigma]
+    glm = _f1(data, h[GLM])
+    code = int(glm[0])  # the likelihood: Gaussian marginal (0) or a GLM's rows
+    i_sigma = p + _n_cov(blocks)  # log sigma (Gaussian), else the first sampled effect
+    ls = x[i_sigma] if code == GAUSSIAN else 0.0
     sig = math.exp(ls)
     T = lam / sig
     # sampled factors, level by level: u = chol(D_f) z, each term either centred (the
     # parameter is u_a; z_a = (u_a - sum_{c<a} lam_ac z_c) / lam_aa) or not (it is z_a)
-    z0 = i_sigma + 1
+    z0 = i_sigma + 1 if code == GAUSSIAN else i_sigma
     levels = np.zeros(F)
     first_level = np.full(F, -1)
     for r in range(NE):
@@ -814,7 +872,18 @@ def logp_and_grad(x, data, grad):
         v, d = _prior(priors[i], beta[i])
         lp += v
         grad[i] += d
-    loglik, dT, dbeta, dsig, duE = marginal_loglik(T, beta, sig, uE, True, fs, e)
+    if code == GAUSSIAN:
+        loglik, dT, dbeta, dsig, duE = marginal_loglik(T, beta, sig, uE, True, fs, e)
+    else:
+        dT, dsig = np.zeros((F, qmax, qmax)), 0.0
+        dbeta, duE = np.empty(p), np.empty(QE)
+        qf = np.zeros(F, np.int64)
+        for r in range(NE):
+            qf[e_factor[r]] = e_size[r]
+        loglik = row_loglik(code, glm[1], beta, uE, _f1(data, h[ROWS_Y]),
+                            _f1(data, h[ROWS_Y + 1]), _f1(data, h[ROWS_Y + 2]),
+                            _f2(data, h[ROWS_X]), _i2(data, h[ROWS_X + 1]),
+                            _f2(data, h[ROWS_X + 2]), qf, dbeta, duE)  # fmt: skip
     if not np.isfinite(loglik):
         return -np.inf
     lp += loglik
@@ -869,11 +938,12 @@ def logp_and_grad(x, data, grad):
                     if e_factor[r] == f:
                         grad[z0 + e_offset[r] + a] = v_all[e_offset[r] + a]
     # T = lam / sigma: d/dlam = dT / sigma, and sigma moves T too
-    for f in range(F):
-        for i in range(qmax):
-            for j in range(i + 1):
-                dsig -= dT[f, i, j] * T[f, i, j] / sig
-    grad[i_sigma] += dsig * sig
+    if code == GAUSSIAN:
+        for f in range(F):
+            for i in range(qmax):
+                for j in range(i + 1):
+                    dsig -= dT[f, i, j] * T[f, i, j] / sig
+        grad[i_sigma] += dsig * sig
 
     pr = p
     for b in range(nb):
@@ -914,9 +984,10 @@ def logp_and_grad(x, data, grad):
                 lp += _sd_prior(priors[pr + i], x[pos + i], lam[f, c0 + i, c0 + i], dlam, grad,
                                 pos + i)  # fmt: skip
         pr += k
-    v, d = _prior(priors[pr], sig)
-    lp += v + ls
-    grad[i_sigma] += d * sig + 1.0
+    if code == GAUSSIAN:
+        v, d = _prior(priors[pr], sig)
+        lp += v + ls
+        grad[i_sigma] += d * sig + 1.0
     return lp
 
 

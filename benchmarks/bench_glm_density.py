@@ -27,12 +27,12 @@ DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 
 def _cases() -> dict[str, tuple[str, pd.DataFrame, str]]:
     cbpp = pd.read_csv(DATA / "cbpp.csv")
-    cbpp = cbpp.assign(herd=cbpp.herd.astype(str), period=cbpp.period.astype(str))
+    cbpp = cbpp.assign(herd=cbpp.herd.astype("category"), period=cbpp.period.astype("category"))
     grouse = pd.read_csv(DATA / "grouseticks.csv")
-    grouse = grouse.assign(**{c: grouse[c].astype(str) for c in ("BROOD", "INDEX", "LOCATION",
-                                                                 "YEAR")})  # fmt: skip
+    grouse = grouse.assign(**{c: grouse[c].astype("category")
+                              for c in ("BROOD", "INDEX", "LOCATION", "YEAR")})  # fmt: skip
     verb = pd.read_csv(DATA / "verbagg.csv")
-    verb = verb.assign(r2=(verb.r2 == "Y").astype(int), id=verb.id.astype(str))
+    verb = verb.assign(r2=(verb.r2 == "Y").astype(int), id=verb.id.astype("category"))
     return {
         "cbpp": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, "binomial"),
         "grouseticks": ("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",

@@ -18,7 +18,7 @@ import scipy.special as sc
 
 import bayeslmm as bl
 from bayeslmm.bayes import stack
-from bayeslmm.bayes.density import MarginalDensity, _lkj_log_constant
+from bayeslmm.bayes.density import MarginalDensity, _lkj_log_constant, unpack
 from bayeslmm.bayes.sampling import quiet_pymc
 
 DATA = Path(__file__).parent / "data"
@@ -32,17 +32,19 @@ def cbpp() -> pd.DataFrame:
 
 
 def simulated(family: str, seed: int = 5) -> pd.DataFrame:
-    """12 levels of g crossed with 8 of h, 3 rows per cell; a covariate x."""
+    """12 levels of g crossed with 8 of h, 3 rows per cell; a covariate x, and w, one
+    value per level of g (a level's covariate)."""
     rng = np.random.default_rng(seed)
     g, h = np.meshgrid(np.arange(12), np.arange(8), indexing="ij")
     g, h = np.repeat(g.ravel(), 3), np.repeat(h.ravel(), 3)
     x = rng.normal(size=g.size)
-    eta = 0.2 + 0.6 * x + rng.normal(0, 0.8, 12)[g] + rng.normal(0, 0.5, 8)[h]
+    w = rng.normal(size=12)[g]
+    eta = 0.3 * w + 0.2 + 0.6 * x + rng.normal(0, 0.8, 12)[g] + rng.normal(0, 0.5, 8)[h]
     eta += rng.normal(0, 0.4, 12)[g] * x
     exposure = rng.uniform(0.5, 2.0, g.size)
     y = (rng.binomial(1, sc.expit(eta)) if family == "bernoulli"
          else rng.poisson(np.exp(eta) * exposure))  # fmt: skip
-    return pd.DataFrame({"y": y, "x": x, "g": g.astype(str), "h": h.astype(str),
+    return pd.DataFrame({"y": y, "x": x, "w": w, "g": g.astype(str), "h": h.astype(str),
                          "exposure": exposure})  # fmt: skip
 
 
@@ -51,6 +53,7 @@ CASES = [
     ("y ~ x + (1 | g) + (1 | h)", "bernoulli", "logit"),
     ("y ~ x + (1 | g) + (1 | h)", "bernoulli", "probit"),
     ("y ~ x + offset(log(exposure)) + (1 | g) + (1 | h)", "poisson", "log"),
+    ("y ~ x + w + (1 | g) + (1 | h)", "bernoulli", "logit"),
 ]  # fmt: skip
 
 
@@ -165,6 +168,7 @@ def test_correlated_term_equals_the_graph_through_the_change_of_variables():
 @pytest.mark.parametrize(("formula", "family", "link", "centred"), [
     *[(f, fam, link, False) for f, fam, link in CASES],
     (CBPP, "binomial", "cloglog", True),
+    ("y ~ x + w + (1 | g) + (1 | h)", "bernoulli", "logit", True),
     ("y ~ x + offset(log(exposure)) + (1 | g) + (1 | h)", "poisson", "log", True),
     ("y ~ x + (1 + x | g) + (1 | h)", "bernoulli", "logit", None),
 ])  # fmt: skip
@@ -182,6 +186,25 @@ def test_gradient_is_the_log_densitys(formula, family, link, centred):
     numeric = [(density.logp_grad(x + e)[0] - density.logp_grad(x - e)[0]) / (2 * h)
                for e in np.eye(x.size) * h]  # fmt: skip
     np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
+
+
+def test_a_levels_covariate_is_carried_by_its_centred_intercept():
+    """w is constant within g's levels: g's centred intercepts sample beta_0 + w beta_w +
+    u (carry_matrix), the chains start at u = 0, and the map back gives u itself."""
+    model = _model("y ~ x + w + (1 | g) + (1 | h)", "bernoulli", "logit", "centered")
+    density = _density(model, centred=True)
+    carry = unpack(density.data)["carry"]
+    w_column = model.design.fixed_names.index("w")
+    groups = [f.group for f in model.blocked_system.stats.factors]
+    sampled = density.layout.sampled_factor(groups.index("g"))
+    rows = sampled.first + sampled.q * np.arange(sampled.levels)
+    levels = model.design.blocks[[b.group for b in model.design.blocks].index("g")]
+    w_of_level = pd.Series(model.design.X[:, w_column]).groupby(levels.codes).first()
+    np.testing.assert_array_equal(carry[rows, w_column], w_of_level.to_numpy())
+    assert np.count_nonzero(carry) == sampled.levels  # nothing else carried
+    start = density.constrained(density.start, model.design)
+    np.testing.assert_allclose(start["u_g"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(start["beta"], model._pooled[0], atol=1e-12)
 
 
 def test_extreme_linear_predictors_stay_finite():

@@ -96,14 +96,6 @@ def glm_rows(design: Design, response: GlmResponse, system: BlockedSystem) -> di
 
 
 @kernel
-def _log1pexp(x):
-    """``log(1 + exp(x))`` without overflow."""
-    if x > 0.0:
-        return x + math.log1p(math.exp(-x))
-    return math.log1p(math.exp(x))
-
-
-@kernel
 def _log_ndtr(x):
     """``(log Phi(x), phi(x) / Phi(x))``, the standard normal cdf's log and the inverse
     Mills ratio, through ``erfc`` (an asymptotic series below -20, where it underflows
@@ -124,13 +116,11 @@ def _row_term(code, eta, y, n):
     """One row's log-pmf (without its constant) and its derivative in ``eta``: binomial
     (``y`` successes of ``n``) with the logit (1), probit (2) or cloglog (3) link, Poisson
     (``y`` counts) with the log (4) or identity (5) link."""
-    if code == 1:
+    if code == 1:  # log(1 + e^eta) and the probability from one exp
+        e = math.exp(-abs(eta))
         if eta >= 0.0:
-            p = 1.0 / (1.0 + math.exp(-eta))
-        else:
-            e = math.exp(eta)
-            p = e / (1.0 + e)
-        return y * eta - n * _log1pexp(eta), y - n * p
+            return y * eta - n * (eta + math.log1p(e)), y - n / (1.0 + e)
+        return y * eta - n * math.log1p(e), y - n * e / (1.0 + e)
     if code == 2:
         value, grad = 0.0, 0.0
         if y > 0.0:

@@ -28,6 +28,13 @@ chol(D_f) / sigma`` gives ``d/dlam``, then ``d/dsd_i = sum_j (d/dlam)_ij W_ij`` 
 of ``W`` are differentiated back to the partial correlations. A signed SD enters ``lam`` as
 ``x`` itself; a negative ``x`` flips the sign of its term's effects and correlations, which
 the posterior's values undo (:meth:`MarginalDensity.constrained`).
+
+The same kernel, with the same parameter side, serves a generalised linear mixed model
+(:meth:`MarginalDensity.from_glm`): the buffer's family code (:data:`~bayeslmm.bayes.
+row_likelihood.ROW_FIELDS`) swaps the Gaussian marginal likelihood for the rows' binomial
+or Poisson likelihood (:func:`~bayeslmm.bayes.row_likelihood.row_loglik`), every grouping
+factor is sampled, there is no sigma (:attr:`Layout.has_sigma`), and a centred intercept
+also carries the fixed effects constant within its levels (:func:`carry_matrix`).
 """
 
 from __future__ import annotations

@@ -3,10 +3,18 @@
 :class:`~bayeslmm.bayes.model.GLMM` (``class GLMM(GlmMixin, LMM)``, in
 :mod:`bayeslmm.bayes.model`, which imports this module: no cycle) is the
 :class:`~bayeslmm.bayes.model.LMM` that ``bl.LMM`` returns for a Bernoulli, binomial or
-Poisson family; :class:`GlmMixin` holds what differs from a Gaussian model. Its PyMC model
-(:mod:`bayeslmm.bayes.glm_graph`) samples the random effects explicitly (``method="full"``;
-integrating them out, the marginal route of Gaussian models, has no closed form here) with
-any of the PyMC-graph samplers. The posterior has the Gaussian explicit model's variables,
+Poisson family; :class:`GlmMixin` holds what differs from a Gaussian model. Every random
+effect is sampled (integrating them out, the marginal route of Gaussian models, has no
+closed form here). By default (``method=None``, sampler ``"auto"`` or ``"nutpie"``) nutpie
+runs the compiled density (:mod:`bayeslmm.bayes.density` with the rows' likelihood of
+:mod:`bayeslmm.bayes.row_likelihood`): each term centred or not by the two-stage rule on the
+pooled GLM's IRLS-weighted working response (:attr:`GlmMixin._spreads`), centred intercepts
+carrying the fixed effects constant within their levels, chains starting at the pooled
+GLM fit. ``method="full"``, or a PyMC-graph sampler (``"pymc"``, ``"numpyro"``), samples
+the PyMC model (:mod:`bayeslmm.bayes.glm_graph`), the reference the compiled density is
+tested against; :attr:`~bayeslmm.LMM.fit_info` says which (``log_density``: ``"bayeslmm
+(numba)"`` or ``"PyMC graph"``; ``method`` is ``"full"`` either way). The posterior has the
+Gaussian explicit model's variables,
 dims and coords (``beta``, ``sd_L``, ``cor_L``, ``u_L``) on the link scale, no ``sigma``,
 and a pointwise ``log_likelihood`` group (binomial / Bernoulli / Poisson log-pmf per row)
 for PSIS-LOO by observation.
@@ -98,7 +106,9 @@ class GlmMixin:
         ``Normal(0, sqrt(2.5^2 + sum_j (mean(x_j) s_j)^2))``, SDs ``HalfNormal(2.5 /
         sd(z))``, ``LKJ(1)`` (:mod:`bayeslmm.bayes.priors`). There is no ``sigma``.
     parametrization
-        ``"noncentered"`` (default) or ``"centered"`` random effects.
+        ``"noncentered"`` (default) or ``"centered"`` random effects of the PyMC graph
+        (``method="full"``); the compiled density chooses per term
+        (:attr:`~bayeslmm.LMM.centred_terms`).
     residual
         Must be None: residual correlation structures are Gaussian only.
     family, link
@@ -215,9 +225,20 @@ class GlmMixin:
     @cached_property
     def _spreads(self) -> list[LevelSpread | None]:
         """The two-stage spread of every grouping factor's levels (node order), on the
-        working response of the pooled GLM fit weighted by its IRLS weights: one level's
-        sampling variance is then its inverse Fisher information, as in the Gaussian rule
-        (:attr:`~bayeslmm.LMM.centred_terms`). None per factor where the fit failed."""
+        working response of the pooled GLM fit weighted by its IRLS weights, with the
+        family's dispersion (1) rather than an estimate: one level's sampling variance is
+        then its inverse Fisher information, and the Gaussian rule
+        (:attr:`~bayeslmm.LMM.centred_terms`: centred where the spread exceeds it) applies
+        as it is, levels of one row included. None per factor where the fit failed.
+
+        Measured (4 chains x 1000 draws, seed 1, 2 shared CPU cores; smallest bulk ESS
+        over beta and SDs, and per second of the whole fit): cbpp's herds centred 2080
+        (867/s) against 1146 (305/s) non-centred; VerbAgg's subjects and items centred
+        3673 (17.7/s) against 721 (5.9/s); grouseticks (observations in broods in
+        locations) all centred 168 (1.4/s, R-hat 1.04) against 30 (R-hat 1.09) all
+        non-centred and 45 (146 divergences) with the observation-level effects
+        non-centred, which the estimated dispersion (overdispersion read as noise) chose,
+        as it chose cbpp's herds non-centred. The rule now centres all three."""
         stats = self.blocked_system.stats
         beta, weights = self._pooled
         if beta is None:
@@ -231,7 +252,8 @@ class GlmMixin:
             design, X=design.X * root[:, None], y=working * root,
             blocks=[dataclasses.replace(b, Z=b.Z * root[:, None]) for b in design.blocks])
         fisher = BlockedStats.from_design(weighted, self.explicit_factors)
-        return [fisher.level_spread(index) for index in range(len(fisher.factors))]
+        return [fisher.level_spread(index, dispersion=1.0)
+                for index in range(len(fisher.factors))]  # fmt: skip
 
     def _density_for(self, method: str, chosen: str | None, sampler: str):
         """The compiled density where the fit runs it: ``method=None`` with nutpie."""

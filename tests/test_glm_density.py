@@ -45,6 +45,7 @@ def simulated(family: str, seed: int = 5) -> pd.DataFrame:
     y = (rng.binomial(1, sc.expit(eta)) if family == "bernoulli"
          else rng.poisson(np.exp(eta) * exposure))  # fmt: skip
     return pd.DataFrame({"y": y, "x": x, "w": w, "g": g.astype(str), "h": h.astype(str),
+                         "k": [f"{a}.{b % 4}" for a, b in zip(g, h, strict=True)],
                          "exposure": exposure})  # fmt: skip
 
 
@@ -54,6 +55,8 @@ CASES = [
     ("y ~ x + (1 | g) + (1 | h)", "bernoulli", "probit"),
     ("y ~ x + offset(log(exposure)) + (1 | g) + (1 | h)", "poisson", "log"),
     ("y ~ x + w + (1 | g) + (1 | h)", "bernoulli", "logit"),
+    ("y ~ x + w + (1 | g) + (1 | k)", "bernoulli", "logit"),
+    ("y ~ x + offset(log(exposure)) + (1 | g) + (1 | k) + (1 | h)", "poisson", "log"),
 ]  # fmt: skip
 
 
@@ -169,6 +172,8 @@ def test_correlated_term_equals_the_graph_through_the_change_of_variables():
     *[(f, fam, link, False) for f, fam, link in CASES],
     (CBPP, "binomial", "cloglog", True),
     ("y ~ x + w + (1 | g) + (1 | h)", "bernoulli", "logit", True),
+    ("y ~ x + w + (1 | g) + (1 | k)", "bernoulli", "logit", True),
+    ("y ~ x + offset(log(exposure)) + (1 | g) + (1 | k) + (1 | h)", "poisson", "log", True),
     ("y ~ x + offset(log(exposure)) + (1 | g) + (1 | h)", "poisson", "log", True),
     ("y ~ x + (1 + x | g) + (1 | h)", "bernoulli", "logit", None),
 ])  # fmt: skip
@@ -203,6 +208,28 @@ def test_a_levels_covariate_is_carried_by_its_centred_intercept():
     np.testing.assert_array_equal(carry[rows, w_column], w_of_level.to_numpy())
     assert np.count_nonzero(carry) == sampled.levels  # nothing else carried
     start = density.constrained(density.start, model.design)
+    np.testing.assert_allclose(start["u_g"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(start["beta"], model._pooled[0], atol=1e-12)
+
+
+def test_nested_levels_are_centred_around_their_parents():
+    """k's levels lie within g's: centred, each k level's value is sampled around its g
+    level's value (nested_parents); the chains start at u = 0 and g alone varies around
+    the intercept."""
+    model = _model("y ~ x + w + (1 | g) + (1 | k)", "bernoulli", "logit", "centered")
+    density = _density(model, centred=True)
+    parent = unpack(density.data)["parent"]
+    groups = [f.group for f in model.blocked_system.stats.factors]
+    k, g = (density.layout.sampled_factor(groups.index(n)) for n in ("k", "g"))
+    design = model.design
+    k_block, g_block = (design.blocks[[b.group for b in design.blocks].index(n)]
+                        for n in ("k", "g"))  # fmt: skip
+    expected = np.empty(k.levels)
+    expected[k_block.codes] = g.first + g_block.codes
+    np.testing.assert_array_equal(parent[k.first + np.arange(k.levels)], expected)
+    assert np.all(parent[g.first + np.arange(g.levels)] == -1)
+    start = density.constrained(density.start, design)
+    np.testing.assert_allclose(start["u_k"], 0.0, atol=1e-12)
     np.testing.assert_allclose(start["u_g"], 0.0, atol=1e-12)
     np.testing.assert_allclose(start["beta"], model._pooled[0], atol=1e-12)
 

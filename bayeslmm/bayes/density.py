@@ -40,6 +40,7 @@ also carries the fixed effects constant within its levels (:func:`carry_matrix`)
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -86,7 +87,7 @@ DEFAULTS = {"mu": 0.0, "sigma": 1.0}  # PyMC's defaults where a parameter may be
 DENSITY_FIELDS = (
     ("blocks", "float64", 2), ("etas", "float64", 2), ("centred", "float64", 2),
     ("shift", "float64", 2), ("basis", "float64", 0), ("priors", "float64", 2),
-    ("carry", "float64", 2),
+    ("carry", "float64", 2), ("parent", "float64", 1),
 ) + ROW_FIELDS  # fmt: skip
 #: Every section of the flat float64 buffer, in order: the blocked kernel's inputs
 #: (:data:`~bayeslmm.gaussian.blocked.Factored`, :data:`~bayeslmm.gaussian.blocked.Sampled`)
@@ -98,6 +99,7 @@ FIELD = {name: k for k, (name, _, _) in enumerate(FIELDS)}
 BLOCKS, ETAS, CENTRED = FIELD["blocks"], FIELD["etas"], FIELD["centred"]
 SHIFT, BASIS, PRIORS = FIELD["shift"], FIELD["basis"], FIELD["priors"]
 GLM, ROWS_Y, ROWS_X, CARRY = FIELD["glm"], FIELD["rows_y"], FIELD["rows_X"], FIELD["carry"]
+PARENT = FIELD["parent"]
 N_FACTORED, N_SAMPLED = len(FACTORED_FIELDS), len(SAMPLED_FIELDS)
 HEADER = 1 + 3 * len(FIELDS)
 PRIOR_WIDTH = 6  # code, three parameters, log normalising constant, signed (SDs)
@@ -387,6 +389,9 @@ class MarginalDensity:
         gaussian = int(rows["glm"][0]) == GAUSSIAN
         names = ParameterNames.from_design(design)
         layout = Layout.from_system(design, system, centred, has_sigma=gaussian)
+        parent = np.zeros(0)
+        if not gaussian:
+            parent, layout = nested_parents(design, system, layout)
         rows_, start, signs = [], np.zeros(layout.size), []
         for j, name in enumerate(names.fixed):
             rows_.append(_prior_row(priors[name], positive=False))
@@ -437,8 +442,8 @@ class MarginalDensity:
                         start[first : first + width : sampled.q] = start[column]
         start[list(layout.owners)] = 0.0  # beta_k less that mean
         carry = np.zeros((0, layout.p)) if gaussian else carry_matrix(design, system, layout)
-        if carry.shape[0]:
-            _carried_start(start, layout, carry)
+        if carry.shape[0] or parent.shape[0]:
+            _carried_start(start, layout, carry, parent)
         block_rows = [(f, c, k, float(corr), first) for (c, k, corr), f, first in
                       zip(layout.blocks, layout.factors, layout.starts, strict=True)]  # fmt: skip
         values = {**system.factored()._asdict(), **system.sampled()._asdict(),
@@ -449,7 +454,7 @@ class MarginalDensity:
                   "shift": layout.shift_table(system.n_factors, system.qmax),
                   "basis": float(layout.level_mean_basis),
                   "priors": np.asarray(rows_, float).reshape(-1, PRIOR_WIDTH),
-                  "carry": carry, **rows}  # fmt: skip
+                  "carry": carry, "parent": parent, **rows}  # fmt: skip
         data = pack(values)
         return cls(layout=layout, data=data, start=start, signed=tuple(signs))
 
@@ -510,7 +515,9 @@ class MarginalDensity:
         blocks of sampled factors also get their ``z_L`` and ``u_L`` (..., levels, terms)."""
         lay = self.layout
         out: dict[str, np.ndarray] = {}
-        carry = unpack(self.data)["carry"]
+        fields = unpack(self.data)
+        carry, parent = fields["carry"], fields["parent"].astype(int)
+        values = _sampled_values(x, lay)
         if lay.p:
             out["beta"] = x[..., : lay.p].copy()
         for column, (f, a) in lay.owners.items():  # beta_k = x_k + mean of beta_k + u_k
@@ -556,9 +563,11 @@ class MarginalDensity:
                         if carry.shape[0] and owner not in (None, (lay.factors[b], c0 + i)):
                             v[..., i] -= (out["beta"] @ _owner_means(lay, carry, owner))[
                                 ..., None]  # fmt: skip
+                    rows = v_first + c0 + i + q_factor * np.arange(levels)
                     if carry.shape[0] and centred[c0 + i]:  # + the carried fixed effects
-                        rows = v_first + c0 + i + q_factor * np.arange(levels)
                         v[..., i] -= out["beta"] @ carry[rows].T
+                    if parent.shape[0] and centred[c0 + i] and parent[rows[0]] >= 0:
+                        v[..., i] -= values[..., parent[rows]]  # + the parent level's value
                 z, out[f"u_{label}"] = mixed_effects(
                     v * signs[..., None, :], scale[..., None, :, :], centred[c0 : c0 + k]
                 )
@@ -617,16 +626,21 @@ def carry_matrix(design: Design, system: BlockedSystem, layout: Layout) -> np.nd
     return carry if taken.any() else np.zeros((0, p))
 
 
-def _carried_start(start: np.ndarray, layout: Layout, carry: np.ndarray) -> None:
-    """Start centred terms at ``v = beta_k + w beta`` (u = 0) with the carried fixed
-    effects (:func:`carry_matrix`), and their owners at ``beta_k - mean v``."""
+def _carried_start(start: np.ndarray, layout: Layout, carry: np.ndarray,
+                   parent: np.ndarray) -> None:  # fmt: skip
+    """Start centred terms at ``u = 0``: ``v = beta_k + w beta`` with the carried fixed
+    effects (:func:`carry_matrix`), or the parent level's value plus ``w beta``
+    (:func:`nested_parents`); their owners at ``beta_k - mean v``."""
     beta = start[: layout.p].copy()
     for column, (f, a) in layout.owners.items():
         beta[column] = start[column] + start[layout.effects + layout.sampled_factor(f).first
                                              + a] / math.sqrt(layout.sampled_factor(f).levels)
-    means = {}
-    for (c0, k, _), f, sampled, cols in zip(layout.blocks, layout.factors, layout.explicit,
-                                            layout.shift, strict=True):  # fmt: skip
+    means, values = {}, np.zeros(layout.n_explicit)
+    order = sorted(range(len(layout.blocks)),
+                   key=lambda b: layout.explicit[b].levels if layout.explicit[b] else 0)
+    for b in order:  # parents (fewer levels) first
+        (c0, k, _), f, sampled, cols = (layout.blocks[b], layout.factors[b],
+                                        layout.explicit[b], layout.shift[b])  # fmt: skip
         if sampled is None:
             continue
         for i in range(k):
@@ -634,16 +648,100 @@ def _carried_start(start: np.ndarray, layout: Layout, carry: np.ndarray) -> None
             if not sampled.centred[a]:
                 continue
             rows = sampled.first + a + sampled.q * np.arange(sampled.levels)
-            v = carry[rows] @ beta + (beta[column] if column >= 0 else 0.0)
-            owner = layout.owners.get(column)
-            if owner not in (None, (f, a)):  # around the owner's level mean
-                v += _owner_means(layout, carry, owner) @ beta
+            v = np.full(sampled.levels, beta[column] if column >= 0 else 0.0)
+            if carry.shape[0]:
+                v += carry[rows] @ beta
+                owner = layout.owners.get(column)
+                if owner not in (None, (f, a)):  # around the owner's level mean
+                    v += _owner_means(layout, carry, owner) @ beta
+            if parent.shape[0] and parent[rows[0]] >= 0:
+                v += values[parent[rows].astype(int)]
+            values[rows] = v
             means[(f, a)] = v.mean()
             if layout.level_mean_basis and column >= 0:
                 v = level_mean_basis(v)
             start[layout.effects + rows] = v
     for column, (f, a) in layout.owners.items():
-        start[column] = beta[column] - means[(f, a)] + _owner_means(layout, carry, (f, a)) @ beta
+        shift = _owner_means(layout, carry, (f, a)) @ beta if carry.shape[0] else 0.0
+        start[column] = beta[column] - means[(f, a)] + shift
+
+
+def _sampled_values(x: np.ndarray, layout: Layout) -> np.ndarray:
+    """The sampled effects' values (..., n_explicit) from unconstrained draws: centred
+    terms around a fixed effect through :func:`level_mean_basis`, the rest as sampled."""
+    values = x[..., layout.effects : layout.effects + layout.n_explicit].copy()
+    if not layout.level_mean_basis:
+        return values
+    for (c0, k, _), sampled, cols in zip(layout.blocks, layout.explicit, layout.shift,
+                                         strict=False):  # fmt: skip
+        if sampled is None:
+            continue
+        for i in range(k):
+            if cols[i] >= 0 and sampled.centred[c0 + i]:
+                rows = sampled.first + c0 + i + sampled.q * np.arange(sampled.levels)
+                values[..., rows] = level_mean_basis(values[..., rows])
+    return values
+
+
+def nested_in(design: Design, stats) -> dict[int, list[int]]:
+    """Per grouping factor (node order), the factors with fewer levels that each of its
+    levels lies within (one level of theirs per level of its)."""
+    codes = [design.blocks[f.blocks[0]].codes for f in stats.factors]
+    out: dict[int, list[int]] = {f: [] for f in range(len(stats.factors))}
+    for f, fine in enumerate(stats.factors):
+        for g, coarse in enumerate(stats.factors):
+            if g != f and coarse.n_levels < fine.n_levels:
+                pairs = np.unique(np.stack([codes[f], codes[g]]), axis=1)
+                if pairs.shape[1] == fine.n_levels:
+                    out[f].append(g)
+    return out
+
+
+def nested_parents(design: Design, system: BlockedSystem, layout: Layout
+                   ) -> tuple[np.ndarray, Layout]:  # fmt: skip
+    """Per sampled effect, the effect of its parent level (-1: none), and the layout with
+    the children's intercepts no longer varying around the intercept.
+
+    Where every level of a grouping factor lies within one level of a coarser factor
+    (grouseticks' observations in broods in locations) and both have centred
+    intercepts, the finer level's value is sampled around its parent level's value:
+    ``v_l = v_parent(l) + w_l beta + u_l`` (hierarchical centring of nested factors,
+    Gelfand, Sahu & Carlin 1995), so the likelihood sees the finest value alone, each
+    level's value is pinned by its children, and the coarsest factor (the root) alone
+    varies around the fixed intercept. No rows where no such pair exists.
+    """
+    stats = system.stats
+    terms = {}
+    for f, factor in enumerate(stats.factors):
+        if factor.first < stats.n_marginal:
+            continue
+        sampled = layout.sampled_factor(f)
+        names = [n for k in factor.blocks for n in design.blocks[k].columns]
+        a = next((a for a, n in enumerate(names)
+                  if n == "(Intercept)" and sampled.centred[a]), None)  # fmt: skip
+        if a is not None:
+            terms[f] = (a, sampled, design.blocks[factor.blocks[0]].codes)
+    parent = np.full(layout.n_explicit, -1.0)
+    children = set()
+    within = nested_in(design, stats)
+    for f, (a, sampled, codes) in terms.items():
+        coarser = [g for g in within[f] if g in terms]
+        if not coarser:
+            continue
+        best = max(coarser, key=lambda g: terms[g][1].levels)
+        b, coarse, outer = terms[best]
+        level_parent = np.empty(sampled.levels, dtype=np.int64)
+        level_parent[codes] = outer
+        rows = sampled.first + a + sampled.q * np.arange(sampled.levels)
+        parent[rows] = coarse.first + b + coarse.q * level_parent
+        children.add((f, a))
+    if not children:
+        return np.zeros(0), layout
+    shift = tuple(None if cols is None else
+                  tuple(-1 if (f, c0 + i) in children else c for i, c in enumerate(cols))
+                  for (c0, _, _), f, cols in zip(layout.blocks, layout.factors, layout.shift,
+                                                 strict=True))  # fmt: skip
+    return parent, dataclasses.replace(layout, shift=shift)
 
 
 def _owner_means(layout: Layout, carry: np.ndarray, owner: tuple[int, int]) -> np.ndarray:
@@ -890,8 +988,10 @@ def logp_and_grad(x, data, grad):
     fs, e, h = _unpack_kernel(data)
     blocks, etas, centred = _f2(data, h[BLOCKS]), _f2(data, h[ETAS]), _f2(data, h[CENTRED])
     shift, priors = _f2(data, h[SHIFT]), _f2(data, h[PRIORS])
-    carry = _f2(data, h[CARRY])  # (sampled effects, p), or no rows: see Layout.carried
+    carry = _f2(data, h[CARRY])  # (sampled effects, p), or no rows: see carry_matrix
     carried = carry.shape[0] > 0
+    parent = _f1(data, h[PARENT])  # per sampled effect, its parent's, or none: nested_parents
+    nested = parent.shape[0] > 0
     basis = data[int(h[BASIS, 0])] > 0.0
     F, qmax, p, nb = centred.shape[0], centred.shape[1], fs.XtX.shape[0], blocks.shape[0]
     NE, QE = e.e_size.shape[0], e.Zty_E.shape[0]
@@ -981,6 +1081,8 @@ def logp_and_grad(x, data, grad):
                 if carried:  # ... + the level's values of the fixed effects it carries
                     for k in range(p):
                         xa -= carry[oe + a, k] * beta[k]
+                if nested and parent[oe + a] >= 0:  # ... + its parent level's value
+                    xa -= v_all[int(parent[oe + a])]
                 uE[oe + a] = xa
                 zE[oe + a] = (xa - acc) / lam[f, a, a]
             else:
@@ -1045,6 +1147,8 @@ def logp_and_grad(x, data, grad):
                 if carried:
                     for k in range(p):
                         grad[k] -= carry[oe + a, k] * (duE[oe + a] + zbar[a] / lam[f, a, a])
+                if nested and parent[oe + a] >= 0:
+                    grad[z0 + int(parent[oe + a])] -= duE[oe + a] + zbar[a] / lam[f, a, a]
                 dlamE[f, a, a] -= (zbar[a] * za + 1.0) / lam[f, a, a]
             else:  # z_a = x_a, u_a = acc_a + lam_aa z_a
                 accbar = duE[oe + a]

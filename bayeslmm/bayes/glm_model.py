@@ -235,11 +235,8 @@ class GlmMixin:
         Measured (4 chains x 1000 draws, seed 1, 2 shared CPU cores; smallest bulk ESS
         over beta and SDs, and per second of the whole fit): cbpp's herds centred 2080
         (867/s) against 1146 (305/s) non-centred; VerbAgg's subjects and items centred
-        3673 (17.7/s) against 721 (5.9/s); grouseticks (observations in broods in
-        locations) all centred 168 (1.4/s, R-hat 1.04) against 30 (R-hat 1.09) all
-        non-centred and 45 (146 divergences) with the observation-level effects
-        non-centred, which the estimated dispersion (overdispersion read as noise) chose,
-        as it chose cbpp's herds non-centred. The rule now centres all three."""
+        3673 (17.7/s) against 721 (5.9/s). An estimated dispersion (overdispersion read
+        as noise) chose cbpp's herds non-centred. Nested factors: :attr:`_own_spreads`."""
         stats = self.blocked_system.stats
         beta, weights = self._pooled
         if beta is None:

@@ -69,6 +69,23 @@ def _posterior_kernels(design, explicit: tuple[str, ...]) -> None:
             system.group_loglik(T, beta, sigma, nodes, level_moments(design, group))
 
 
+def _glm_kernels(formula: str, data: pd.DataFrame, family: str) -> None:
+    """The compiled density with a GLMM's row likelihood (every factor sampled)."""
+    from .bayes.density import MarginalDensity
+    from .bayes.priors import default_priors
+    from .gaussian.blocked import BlockedSystem
+    from .gaussian.statistics import BlockedStats
+    from .spec.response import glm_design
+
+    design, response = glm_design(formula, data, family)
+    groups = tuple(dict.fromkeys(b.group for b in design.blocks))
+    system = BlockedSystem(BlockedStats.from_design(design, groups))
+    density = MarginalDensity.from_glm(design, response, default_priors(design, gaussian=False),
+                                       system)  # fmt: skip
+    if density is not None:
+        density.logp_grad(density.start)
+
+
 def warm(verbose: bool = False) -> float:
     """Run every compiled kernel once (compiling or loading it); returns the seconds."""
     import warnings
@@ -95,6 +112,9 @@ def warm(verbose: bool = False) -> float:
             lmer("y ~ x + (x | g)", data, reml=reml)
         lmer("y ~ x + (1 | g) + (1 | h)", data)
         lmer("y ~ x + (1 | g)", data, residual=AR1(time="t", group="g"))
+        for formula, family in [("yb ~ x + (x | g)", "bernoulli"),
+                                ("yc ~ x + (1 | g) + (1 | h)", "poisson")]:  # fmt: skip
+            _glm_kernels(formula, data, family)
         glmer("yb ~ x + (x | g)", data, family="binomial")
         glmer("yc ~ x + (1 | g) + (1 | h)", data, family="poisson")
         glmer("yb ~ x + (1 | g)", data, family="binomial", nAGQ=5)

@@ -3,10 +3,18 @@
 :class:`~bayeslmm.bayes.model.GLMM` (``class GLMM(GlmMixin, LMM)``, in
 :mod:`bayeslmm.bayes.model`, which imports this module: no cycle) is the
 :class:`~bayeslmm.bayes.model.LMM` that ``bl.LMM`` returns for a Bernoulli, binomial or
-Poisson family; :class:`GlmMixin` holds what differs from a Gaussian model. Its PyMC model
-(:mod:`bayeslmm.bayes.glm_graph`) samples the random effects explicitly (``method="full"``;
-integrating them out, the marginal route of Gaussian models, has no closed form here) with
-any of the PyMC-graph samplers. The posterior has the Gaussian explicit model's variables,
+Poisson family; :class:`GlmMixin` holds what differs from a Gaussian model. Every random
+effect is sampled (integrating them out, the marginal route of Gaussian models, has no
+closed form here). By default (``method=None``, sampler ``"auto"`` or ``"nutpie"``) nutpie
+runs the compiled density (:mod:`bayeslmm.bayes.density` with the rows' likelihood of
+:mod:`bayeslmm.bayes.row_likelihood`): each term centred or not by the two-stage rule on the
+pooled GLM's IRLS-weighted working response (:attr:`GlmMixin._spreads`), centred intercepts
+carrying the fixed effects constant within their levels, chains starting at the pooled
+GLM fit. ``method="full"``, or a PyMC-graph sampler (``"pymc"``, ``"numpyro"``), samples
+the PyMC model (:mod:`bayeslmm.bayes.glm_graph`), the reference the compiled density is
+tested against; :attr:`~bayeslmm.LMM.fit_info` says which (``log_density``: ``"bayeslmm
+(numba)"`` or ``"PyMC graph"``; ``method`` is ``"full"`` either way). The posterior has the
+Gaussian explicit model's variables,
 dims and coords (``beta``, ``sd_L``, ``cor_L``, ``u_L``) on the link scale, no ``sigma``,
 and a pointwise ``log_likelihood`` group (binomial / Bernoulli / Poisson log-pmf per row)
 for PSIS-LOO by observation.
@@ -18,6 +26,7 @@ Bayes factors, leave-one-group-out) is Gaussian only for now and refuses these m
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -32,6 +41,7 @@ from ..errors import (
     ComparisonError,
     RowsNotInMemoryError,
 )
+from ..gaussian.statistics import BlockedStats, LevelSpread
 from ..spec.design import Design, is_dask_frame
 from ..spec.family import Family, get_family
 from ..spec.naming import PARAMETRIZATIONS
@@ -45,9 +55,11 @@ from ..spec.response import (
     new_rows_trials,
 )
 from . import stack
+from .centring import centring
+from .density import MarginalDensity, nested_in
 from .predict import linear_predictor, predict_draws, prediction_arguments, prediction_table
 from .priors import Prior, resolve_priors
-from .sampling import whole_number
+from .sampling import available_samplers, default_sampler, whole_number
 from .stack import Results
 
 #: the non-Gaussian families the Bayesian model has a likelihood for
@@ -95,7 +107,9 @@ class GlmMixin:
         ``Normal(0, sqrt(2.5^2 + sum_j (mean(x_j) s_j)^2))``, SDs ``HalfNormal(2.5 /
         sd(z))``, ``LKJ(1)`` (:mod:`bayeslmm.bayes.priors`). There is no ``sigma``.
     parametrization
-        ``"noncentered"`` (default) or ``"centered"`` random effects.
+        ``"noncentered"`` (default) or ``"centered"`` random effects of the PyMC graph
+        (``method="full"``); the compiled density chooses per term
+        (:attr:`~bayeslmm.LMM.centred_terms`).
     residual
         Must be None: residual correlation structures are Gaussian only.
     family, link
@@ -186,10 +200,115 @@ class GlmMixin:
         """False: a non-Gaussian likelihood does not integrate the random effects out."""
         return False
 
+    @cached_property
+    def _explicit(self) -> tuple[str, ...]:
+        """Every grouping factor is sampled (:attr:`~bayeslmm.LMM.explicit_factors`)."""
+        return tuple(dict.fromkeys(block.group for block in self.design.blocks))
+
     @property
-    def compiled_density(self) -> None:
-        """None: the compiled density covers Gaussian models only (for now)."""
-        return None
+    def compiled_density(self) -> MarginalDensity | None:
+        """The compiled log density (:mod:`bayeslmm.bayes.density` with the rows'
+        likelihood, :mod:`bayeslmm.bayes.row_likelihood`) that the default fit runs with
+        nutpie: every random effect sampled, centred or not term by term
+        (:attr:`~bayeslmm.LMM.centred_terms`), chains starting at a pooled GLM fit.
+        None where the kernel lacks the family, link or a prior (the PyMC graph serves)."""
+        if not self.design.blocks:
+            return None
+        return MarginalDensity.from_glm(self.design, self.response, self.priors,
+                                        self.blocked_system, self._centring(), self._signing(),
+                                        self._sd_start(), self._pooled[0])  # fmt: skip
+
+    @cached_property
+    def _pooled(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """A GLM fit without the random effects: ``(beta, IRLS weights per row)``."""
+        return pooled_glm(self.design.X, self.response)
+
+    @cached_property
+    def _spreads(self) -> list[LevelSpread | None]:
+        """The two-stage spread of every grouping factor's levels (node order), on the
+        working response of the pooled GLM fit weighted by its IRLS weights, with the
+        family's dispersion (1) rather than an estimate: one level's sampling variance is
+        then its inverse Fisher information, and the Gaussian rule
+        (:attr:`~bayeslmm.LMM.centred_terms`: centred where the spread exceeds it) applies
+        as it is, levels of one row included. None per factor where the fit failed.
+
+        Measured (4 chains x 1000 draws, seed 1, 2 shared CPU cores; smallest bulk ESS
+        over beta and SDs, and per second of the whole fit): cbpp's herds centred 2080
+        (867/s) against 1146 (305/s) non-centred; VerbAgg's subjects and items centred
+        3673 (17.7/s) against 721 (5.9/s). An estimated dispersion (overdispersion read
+        as noise) chose cbpp's herds non-centred. Nested factors: :attr:`_own_spreads`."""
+        stats = self.blocked_system.stats
+        beta, weights = self._pooled
+        if beta is None:
+            return [None] * len(stats.factors)
+        design, r = self.design, self.response
+        eta = design.X @ beta + r.offset
+        mu = r.family.linkinv(eta)
+        working = eta - r.offset + (r.y - mu) / r.family.mu_eta(eta)
+        root = np.sqrt(weights)
+        weighted = dataclasses.replace(
+            design, X=design.X * root[:, None], y=working * root,
+            blocks=[dataclasses.replace(b, Z=b.Z * root[:, None]) for b in design.blocks])
+        fisher = BlockedStats.from_design(weighted, self.explicit_factors)
+        return [fisher.level_spread(index, dispersion=1.0)
+                for index in range(len(fisher.factors))]  # fmt: skip
+
+    @cached_property
+    def _centred(self) -> dict[str, tuple[bool, ...]]:
+        """The centring rule on :attr:`_own_spreads` (the SDs start, and are signed, by
+        :attr:`_spreads`)."""
+        return centring(self.blocked_system.stats, lambda index: self._own_spreads[index])
+
+    @cached_property
+    def _own_spreads(self) -> list[LevelSpread | None]:
+        """:attr:`_spreads`, a nested factor's intercepts less its parent's spread: its
+        levels vary by their parents' spread too (the compiled density centres them
+        around their parent level's value, :func:`~bayeslmm.bayes.density.nested_parents`).
+        grouseticks (observations in broods in locations), 4 x 1000 draws: the
+        observations non-centred, broods and locations centred, smallest bulk ESS 249,
+        R-hat 1.014, no divergences; all centred 58, R-hat 1.04, 24 divergences."""
+        stats, design, spreads = self.blocked_system.stats, self.design, self._spreads
+        out = list(spreads)
+        for f, coarser in nested_in(design, stats).items():
+            if not coarser or spreads[f] is None:
+                continue
+            g = max(coarser, key=lambda g: stats.factors[g].n_levels)
+            a, b = (self._intercept_term(stats.factors[k]) for k in (f, g))
+            if a is None or b is None or spreads[g] is None:
+                continue
+            own = spreads[f].spread.copy()
+            own[a] = spreads[f].spread[a] - spreads[g].spread[b]
+            out[f] = spreads[f]._replace(spread=own)
+        return out
+
+    def _intercept_term(self, factor) -> int | None:
+        """The node column of a factor's random intercept, if it has one."""
+        names = [n for k in factor.blocks for n in self.design.blocks[k].columns]
+        return names.index("(Intercept)") if "(Intercept)" in names else None
+
+    def _density_for(self, method: str, chosen: str | None, sampler: str):
+        """The compiled density where the fit runs it: ``method=None`` with nutpie."""
+        if chosen is not None or sampler not in ("auto", "nutpie"):
+            return None
+        if "nutpie" not in available_samplers():
+            return None
+        return self.compiled_density
+
+    def _choose_sampler(self, sampler, method, chosen, density, n_effects):
+        """nutpie on the compiled density where :meth:`_density_for` gave one, else the
+        PyMC graph with the requested sampler (``"auto"``: the graph's default)."""
+        if density is not None:
+            return "nutpie", method, True
+        if sampler == "auto":
+            sampler = default_sampler(n_effects)
+        return sampler, method, False
+
+    def _observed_data(self) -> xr.Dataset:
+        """The observed response as the PyMC graph holds it (successes or counts)."""
+        r = self.response
+        values = np.round(r.y * r.weights).astype(np.int64) if r.family.binomial else r.y
+        obs = {"obs": np.arange(self.design.n_obs)}
+        return xr.Dataset({self.design.response: xr.DataArray(values, dims="obs", coords=obs)})
 
     @cached_property
     def marginal_model(self) -> pm.Model:
@@ -197,6 +316,9 @@ class GlmMixin:
                             "effects are sampled (method='full')")  # fmt: skip
 
     def _resolve_method(self, method: str | None) -> str:
+        """``"full"``: every random effect sampled, on the compiled density with nutpie
+        for ``method=None`` (:meth:`_density_for`), on the PyMC graph (the reference) for
+        ``method="full"`` or a PyMC-graph sampler."""
         if method is None or method == "full":
             return "full"
         if method == "marginal":
@@ -414,3 +536,38 @@ class GlmMixin:
     def save(self, path):
         """Not for non-Gaussian families yet (raises :class:`ComparisonError`)."""
         gaussian_only(self, "save()")
+
+
+def pooled_glm(X: np.ndarray, response: GlmResponse, iterations: int = 50
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:  # fmt: skip
+    """A GLM fit of the fixed effects alone by IRLS: ``(beta, the IRLS weights per row)``,
+    ``(None, None)`` where it does not converge to finite values."""
+    r = response
+    fam, y, w, off = r.family, np.asarray(r.y, float), np.asarray(r.weights, float), r.offset
+    if X.shape[1] == 0:
+        return None, None
+    mu = (w * y + 0.5) / (w + 1.0) if fam.binomial else y + 0.1
+    eta = fam.linkfun(mu)
+    beta, previous = None, np.inf
+    with np.errstate(all="ignore"):
+        for _ in range(iterations):
+            d = fam.mu_eta(eta)
+            weights = w * d * d / fam.variance(mu)
+            if not np.all(np.isfinite(weights)):
+                return None, None
+            root = np.sqrt(weights)
+            z = eta - off + (y - mu) / d
+            beta = np.linalg.lstsq(X * root[:, None], z * root, rcond=None)[0]
+            eta = X @ beta + off
+            mu = fam.linkinv(eta)
+            deviance = float(np.sum(fam.dev_resid(y, mu, w)))
+            if not np.isfinite(deviance):
+                return None, None
+            if abs(previous - deviance) < 1e-10 * (abs(deviance) + 0.1):
+                break
+            previous = deviance
+        d = fam.mu_eta(eta)
+        weights = w * d * d / fam.variance(mu)
+    if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(weights))):
+        return None, None
+    return beta, weights

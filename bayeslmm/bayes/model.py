@@ -373,6 +373,18 @@ class LMM:
                                           self._centring(), self._signing(),
                                           self._sd_start())  # fmt: skip
 
+    def _density_for(self, method: str, chosen: str | None, sampler: str
+                     ) -> MarginalDensity | None:  # fmt: skip
+        """The compiled density a fit may run: the marginal model's."""
+        return self.compiled_density if method == "marginal" else None
+
+    def _choose_sampler(self, sampler: str, method: str, chosen: str | None,
+                        density: MarginalDensity | None, n_effects: int
+                        ) -> tuple[str, str, bool]:  # fmt: skip
+        """:func:`~bayeslmm.bayes.sampling.choose_sampler` for this model."""
+        return choose_sampler(sampler, method, chosen, density is not None,
+                              self.graph_samplers, n_effects, self.formula)  # fmt: skip
+
     def _resolve_method(self, method: str | None) -> str:
         if method is not None and (not isinstance(method, str) or method not in METHODS):
             raise ArgumentError(f"method must be one of {METHODS} or None, got {method!r}")
@@ -498,12 +510,10 @@ class LMM:
             cores = min(chains, os.cpu_count() or 1)
         chosen = method
         method = self._resolve_method(method)
-        density = self.compiled_density if method == "marginal" else None
+        density = self._density_for(method, chosen, sampler)
         n_effects = sum(b.n_levels * b.n_terms for b in self.design.blocks)
-        sampler, method, compiled = choose_sampler(
-            sampler, method, chosen, density is not None, self.graph_samplers, n_effects,
-            self.formula,
-        )  # fmt: skip
+        sampler, method, compiled = self._choose_sampler(sampler, method, chosen, density,
+                                                         n_effects)  # fmt: skip
         settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores,
                     "random_seed": random_seed, "target_accept": target_accept,
                     "progressbar": progressbar}  # fmt: skip
@@ -524,6 +534,8 @@ class LMM:
                 obs = {"obs": np.arange(self.design.n_obs)}
                 y = xr.DataArray(self.design.y, dims="obs", coords=obs)
                 stack.set_group(idata, "observed_data", xr.Dataset({self.design.response: y}))
+        elif compiled:  # every effect sampled on the compiled density (a GLMM)
+            stack.set_group(idata, "observed_data", self._observed_data())
         seconds = time.perf_counter() - start
         if store_log_likelihood is None:
             size = self.design.n_obs * draws * chains

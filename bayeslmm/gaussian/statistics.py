@@ -590,7 +590,7 @@ class BlockedStats:
             starts[:, None] + np.arange(q * q)].reshape(-1, q, q)  # fmt: skip
         return gram
 
-    def level_spread(self, index: int) -> LevelSpread | None:
+    def level_spread(self, index: int, dispersion: float | None = None) -> LevelSpread | None:
         """How well the data pin each level's effects down, per term of factor ``index``,
         from a two-stage fit (no row needed): each level's least-squares effects ``b_l`` on
         the population least-squares residuals, with sampling variances ``v_l`` (pooled
@@ -598,6 +598,8 @@ class BlockedStats:
         variance by DerSimonian & Laird's moment estimator (levels weighted by ``1 / v_l``,
         so a barely estimable level counts little), the median ``v_l`` and the number of
         levels used. None where fewer than three levels have estimable effects.
+        ``dispersion``: the residual variance where it is known (1 for the IRLS-weighted
+        working response of a binomial or Poisson GLM) instead of its estimate.
         """
         gram = self._gram(index)
         n_levels, q = gram.shape[0], gram.shape[1]
@@ -613,11 +615,13 @@ class BlockedStats:
         usable = np.zeros(n_levels, dtype=bool)
         usable[present] = np.linalg.eigvalsh(unit)[:, 0] > 1e-8
         dof = self.n - self.p - q * int(usable.sum())
-        if usable.sum() < 3 or dof < 1:
+        if usable.sum() < 3 or dof < 1 and dispersion is None:
             return None
         inverse = np.linalg.inv(gram[usable])
         b = np.einsum("lab,lb->la", inverse, zr[usable])
         within = max(rss - np.einsum("la,la->", b, zr[usable]), 0.0) / dof
+        if dispersion is not None:
+            within = dispersion
         if not within > 0.0:
             return None
         v = within * np.diagonal(inverse, axis1=1, axis2=2)  # (levels, q)

@@ -1,0 +1,295 @@
+"""The compiled GLMM density (:mod:`bayeslmm.bayes.row_likelihood` behind
+:mod:`bayeslmm.bayes.density`) against PyMC's graph (:mod:`bayeslmm.bayes.glm_graph`): the
+log density at random points for every family and link, centred and non-centred, one
+factor and crossed, signed SDs and correlated terms; the gradient against central
+differences; and a fit on cbpp against ``method="full"`` (the graph) within Monte Carlo
+error."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.special as sc
+
+import bayeslmm as bl
+from bayeslmm.bayes import stack
+from bayeslmm.bayes.density import MarginalDensity, _lkj_log_constant, unpack
+from bayeslmm.bayes.sampling import quiet_pymc
+
+DATA = Path(__file__).parent / "data"
+PYMC_5 = int(importlib.metadata.version("pymc").split(".")[0]) < 6
+CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+
+def cbpp() -> pd.DataFrame:
+    d = pd.read_csv(DATA / "cbpp.csv")
+    return d.assign(herd=d.herd.astype("category"), period=d.period.astype("category"))
+
+
+def simulated(family: str, seed: int = 5) -> pd.DataFrame:
+    """12 levels of g crossed with 8 of h, 3 rows per cell; a covariate x, and w, one
+    value per level of g (a level's covariate)."""
+    rng = np.random.default_rng(seed)
+    g, h = np.meshgrid(np.arange(12), np.arange(8), indexing="ij")
+    g, h = np.repeat(g.ravel(), 3), np.repeat(h.ravel(), 3)
+    x = rng.normal(size=g.size)
+    w = rng.normal(size=12)[g]
+    eta = 0.3 * w + 0.2 + 0.6 * x + rng.normal(0, 0.8, 12)[g] + rng.normal(0, 0.5, 8)[h]
+    eta += rng.normal(0, 0.4, 12)[g] * x
+    exposure = rng.uniform(0.5, 2.0, g.size)
+    y = (rng.binomial(1, sc.expit(eta)) if family == "bernoulli"
+         else rng.poisson(np.exp(eta) * exposure))  # fmt: skip
+    return pd.DataFrame({"y": y, "x": x, "w": w, "g": g.astype(str), "h": h.astype(str),
+                         "k": [f"{a}.{b % 4}" for a, b in zip(g, h, strict=True)],
+                         "exposure": exposure})  # fmt: skip
+
+
+CASES = [
+    (CBPP, "binomial", "logit"), (CBPP, "binomial", "probit"), (CBPP, "binomial", "cloglog"),
+    ("y ~ x + (1 | g) + (1 | h)", "bernoulli", "logit"),
+    ("y ~ x + (1 | g) + (1 | h)", "bernoulli", "probit"),
+    ("y ~ x + offset(log(exposure)) + (1 | g) + (1 | h)", "poisson", "log"),
+    ("y ~ x + w + (1 | g) + (1 | h)", "bernoulli", "logit"),
+    ("y ~ x + w + (1 | g) + (1 | k)", "bernoulli", "logit"),
+    ("y ~ x + offset(log(exposure)) + (1 | g) + (1 | k) + (1 | h)", "poisson", "log"),
+]  # fmt: skip
+
+
+def _model(formula, family, link, parametrization="noncentered"):
+    data = cbpp() if family == "binomial" else simulated(family)
+    return bl.LMM(formula, data, family=family, link=link, parametrization=parametrization)
+
+
+def _density(model, centred: bool, signed: bool = False) -> MarginalDensity:
+    factors = model.blocked_system.stats.factors
+    flags = {f.group: (centred,) * f.q for f in factors}
+    signs = {f.group: (signed,) * f.q for f in factors}
+    return MarginalDensity.from_glm(model.design, model.response, model.priors,
+                                    model.blocked_system, flags, signs, None,
+                                    model._pooled[0])  # fmt: skip
+
+
+def _pymc_point(model, values: dict, centred: bool) -> dict:
+    point = {"beta": values["beta"]}
+    for block in model.design.blocks:
+        point[f"sd_{block.label}_log__"] = np.log(values[f"sd_{block.label}"])
+        kind = "u" if centred else "z"
+        point[f"{kind}_{block.label}"] = values[f"{kind}_{block.label}"]
+    return point
+
+
+@pytest.mark.parametrize("centred", [False, True])
+@pytest.mark.parametrize(("formula", "family", "link"), CASES)
+def test_log_density_equals_the_pymc_graphs(formula, family, link, centred):
+    """Where both sample the same coordinates up to maps with unit Jacobian (log SDs;
+    effects non-centred as z, or centred through the level-mean basis, with the fixed
+    effect shifted), the compiled log density is the graph's, with the jacobian, to 1e-8;
+    a signed SD (``sd = |x|``) has half the density on each side and no Jacobian."""
+    model = _model(formula, family, link, "centered" if centred else "noncentered")
+    signed = not centred
+    density = _density(model, centred, signed)
+    assert density.layout.level_mean_basis and not density.layout.has_sigma
+    with quiet_pymc():
+        logp = model.pymc_model.compile_logp(jacobian=True)
+    rng = np.random.default_rng(7)
+    for _ in range(4):
+        x = density.start + 0.6 * rng.normal(size=density.start.size)
+        ours, _ = density.logp_grad(x)
+        values = density.constrained(x, model.design)
+        theirs = float(logp(_pymc_point(model, values, centred)))
+        if signed:  # PyMC's log-SD Jacobian and the two halves of |x|
+            theirs -= sum(np.log(2.0) + np.log(values[f"sd_{b.label}"]).sum()
+                          for b in model.design.blocks)  # fmt: skip
+        assert np.isfinite(ours)
+        assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-8)
+
+
+def _log_jacobian(transform, x, h=1e-6):
+    cols = [(transform(x + e) - transform(x - e)) / (2 * h) for e in np.eye(x.size) * h]
+    return np.linalg.slogdet(np.column_stack(cols))[1]
+
+
+def test_correlated_term_equals_the_graph_through_the_change_of_variables():
+    """``(1 + x | g)``: our SDs and canonical partial correlations against PyMC's packed
+    LKJ Cholesky factor, compared in the coordinates both share (beta, SDs, correlation,
+    z) with each side's log Jacobian by central differences."""
+    model = _model("y ~ x + (1 + x | g)", "bernoulli", "logit")
+    density = _density(model, centred=False)
+    graph = model.pymc_model
+    with quiet_pymc():
+        logp = graph.compile_logp(jacobian=True)
+    design = model.design
+    p, levels = design.X.shape[1], design.blocks[0].n_levels
+    names = [v.name for v in graph.value_vars]
+
+    def ours_common(x):
+        v = density.constrained(x, design)
+        return np.concatenate([v["beta"], v["sd_g"], v["cor_g"], v["z_g"].ravel()])
+
+    def their_point(flat):
+        sizes = {"beta": p, "chol_g_cholesky-cov-packed__": 3, "z_g": 2 * levels}
+        out, at = {}, 0
+        for name in names:
+            out[name] = flat[at : at + sizes[name]]
+            at += sizes[name]
+        out["z_g"] = out["z_g"].reshape(levels, 2)
+        return out
+
+    def their_common(flat):
+        point = their_point(flat)
+        packed = point["chol_g_cholesky-cov-packed__"]  # L00, L10, L11; log diagonal
+        L = np.array([[np.exp(packed[0]), 0.0], [packed[1], np.exp(packed[2])]])
+        cov = L @ L.T
+        sd = np.sqrt(np.diag(cov))
+        return np.concatenate([point["beta"], sd, [cov[1, 0] / (sd[0] * sd[1])],
+                               point["z_g"].ravel()])  # fmt: skip
+
+    rng = np.random.default_rng(3)
+    offsets = []
+    for _ in range(3):
+        x = density.start + 0.5 * rng.normal(size=density.start.size)
+        ours, _ = density.logp_grad(x)
+        v = density.constrained(x, design)
+        packed = v["chol_g"].copy()
+        packed[[0, 2]] = np.log(packed[[0, 2]])
+        flat = np.concatenate([v["beta"], packed, v["z_g"].ravel()])
+        theirs = float(logp(their_point(flat)))
+        ours -= _log_jacobian(ours_common, x)
+        theirs -= _log_jacobian(their_common, flat)
+        if PYMC_5:  # its LKJ constant's sign is inverted (density._lkj_log_constant)
+            theirs += 2.0 * _lkj_log_constant(1.0, 2)
+        offsets.append(ours - theirs)
+    assert np.ptp(offsets) < 1e-5
+    assert abs(offsets[0]) < 1e-5 * abs(theirs)
+
+
+@pytest.mark.parametrize(("formula", "family", "link", "centred"), [
+    *[(f, fam, link, False) for f, fam, link in CASES],
+    (CBPP, "binomial", "cloglog", True),
+    ("y ~ x + w + (1 | g) + (1 | h)", "bernoulli", "logit", True),
+    ("y ~ x + w + (1 | g) + (1 | k)", "bernoulli", "logit", True),
+    ("y ~ x + offset(log(exposure)) + (1 | g) + (1 | k) + (1 | h)", "poisson", "log", True),
+    ("y ~ x + offset(log(exposure)) + (1 | g) + (1 | h)", "poisson", "log", True),
+    ("y ~ x + (1 + x | g) + (1 | h)", "bernoulli", "logit", None),
+])  # fmt: skip
+def test_gradient_is_the_log_densitys(formula, family, link, centred):
+    """Exact gradient against central differences; ``centred=None``: the model's own
+    choice per term (here the correlated term's slope and intercept may differ)."""
+    model = _model(formula, family, link)
+    density = (model.compiled_density if centred is None
+               else _density(model, centred, signed=not centred))  # fmt: skip
+    rng = np.random.default_rng(4)
+    x = density.start + 0.5 * rng.normal(size=density.start.size)
+    value, grad = density.logp_grad(x)
+    assert np.isfinite(value)
+    h = 1e-6
+    numeric = [(density.logp_grad(x + e)[0] - density.logp_grad(x - e)[0]) / (2 * h)
+               for e in np.eye(x.size) * h]  # fmt: skip
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
+
+
+def test_a_levels_covariate_is_carried_by_its_centred_intercept():
+    """w is constant within g's levels: g's centred intercepts sample beta_0 + w beta_w +
+    u (carry_matrix), the chains start at u = 0, and the map back gives u itself."""
+    model = _model("y ~ x + w + (1 | g) + (1 | h)", "bernoulli", "logit", "centered")
+    density = _density(model, centred=True)
+    carry = unpack(density.data)["carry"]
+    w_column = model.design.fixed_names.index("w")
+    groups = [f.group for f in model.blocked_system.stats.factors]
+    sampled = density.layout.sampled_factor(groups.index("g"))
+    rows = sampled.first + sampled.q * np.arange(sampled.levels)
+    levels = model.design.blocks[[b.group for b in model.design.blocks].index("g")]
+    w_of_level = pd.Series(model.design.X[:, w_column]).groupby(levels.codes).first()
+    np.testing.assert_array_equal(carry[rows, w_column], w_of_level.to_numpy())
+    assert np.count_nonzero(carry) == sampled.levels  # nothing else carried
+    start = density.constrained(density.start, model.design)
+    np.testing.assert_allclose(start["u_g"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(start["beta"], model._pooled[0], atol=1e-12)
+
+
+def test_nested_levels_are_centred_around_their_parents():
+    """k's levels lie within g's: centred, each k level's value is sampled around its g
+    level's value (nested_parents); the chains start at u = 0 and g alone varies around
+    the intercept."""
+    model = _model("y ~ x + w + (1 | g) + (1 | k)", "bernoulli", "logit", "centered")
+    density = _density(model, centred=True)
+    parent = unpack(density.data)["parent"]
+    groups = [f.group for f in model.blocked_system.stats.factors]
+    k, g = (density.layout.sampled_factor(groups.index(n)) for n in ("k", "g"))
+    design = model.design
+    k_block, g_block = (design.blocks[[b.group for b in design.blocks].index(n)]
+                        for n in ("k", "g"))  # fmt: skip
+    expected = np.empty(k.levels)
+    expected[k_block.codes] = g.first + g_block.codes
+    np.testing.assert_array_equal(parent[k.first + np.arange(k.levels)], expected)
+    assert np.all(parent[g.first + np.arange(g.levels)] == -1)
+    start = density.constrained(density.start, design)
+    np.testing.assert_allclose(start["u_k"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(start["u_g"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(start["beta"], model._pooled[0], atol=1e-12)
+
+
+def test_extreme_linear_predictors_stay_finite():
+    """Stable log-pmfs far out on the link scale (log1pexp, the normal cdf's log through
+    erfc and its asymptotic series, cloglog's log(-expm1(-e^eta)))."""
+    for link in ("logit", "probit", "cloglog"):
+        model = _model(CBPP, "binomial", link)
+        density = _density(model, centred=False)
+        for shift in (-40.0, 30.0):
+            x = density.start.copy()
+            x[0] = shift  # the intercept
+            value, grad = density.logp_grad(x)
+            assert np.isfinite(value) and np.all(np.isfinite(grad)), (link, shift)
+
+
+FIT = {"draws": 300, "tune": 300, "chains": 2, "random_seed": 3, "progressbar": False}
+
+
+def test_cbpp_compiled_fit_agrees_with_the_graph():
+    """The default fit runs nutpie on the compiled density, ``method="full"`` the PyMC
+    graph; same variables, and posterior means within Monte Carlo error."""
+    fits = {}
+    for method in (None, "full"):
+        model = bl.LMM(CBPP, cbpp(), family="binomial")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", bl.ConvergenceWarning)
+            model.fit(method=method, sampler="nutpie", **FIT)
+        fits[method] = model
+    compiled, graph = fits[None], fits["full"]
+    assert compiled.fit_info.log_density == "bayeslmm (numba)"
+    assert graph.fit_info.log_density == "PyMC graph"
+    assert compiled.fit_info.method == graph.fit_info.method == "full"
+    a, b = stack.posterior(compiled.idata), stack.posterior(graph.idata)
+    assert {"beta", "sd_herd", "u_herd"} <= set(a.data_vars)
+    assert "sigma" not in a
+    for name in ("beta", "sd_herd", "u_herd"):
+        assert a[name].dims == b[name].dims
+        assert a[name].shape[2:] == b[name].shape[2:]
+    assert stack.has_group(compiled.idata, "observed_data")
+    name = compiled.design.response
+    np.testing.assert_array_equal(stack.group(compiled.idata, "observed_data")[name].values,
+                                  stack.group(graph.idata, "observed_data")[name].values)
+    for name in ("beta", "sd_herd"):
+        x, y = a[name].values, b[name].values
+        x, y = x.reshape(-1, *x.shape[2:]), y.reshape(-1, *y.shape[2:])
+        # Monte Carlo SE from ~100 effective draws each (ESS here is 150-700)
+        se = np.sqrt((x.var(0) + y.var(0)) / 100.0)
+        assert np.all(np.abs(x.mean(0) - y.mean(0)) < 4 * se), name
+    assert compiled.convergence.divergences == 0
+    # the log-likelihood group and predictions work on the compiled fit's posterior
+    assert compiled.predict(kind="mean").shape[-1] == 56
+
+
+def test_graph_samplers_fall_back_to_the_graph():
+    """``sampler="pymc"`` with ``method=None`` samples the PyMC graph."""
+    model = bl.LMM(CBPP, cbpp(), family="binomial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bl.ConvergenceWarning)
+        model.fit(draws=30, tune=30, chains=1, sampler="pymc", random_seed=1,
+                  progressbar=False)  # fmt: skip
+    assert model.fit_info.sampler == "pymc" and model.fit_info.log_density == "PyMC graph"

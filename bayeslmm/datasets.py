@@ -16,6 +16,13 @@ _CATEGORICAL = {
     "score_parentedu_byclass": {"classroom": str},
     "sleepstudy": {},
 }
+#: Columns made factors (pandas categoricals, levels in numeric order where they are
+#: numbers, as R's factor() of the numbers gives them): lme4's GLMM data sets.
+_FACTORS = {
+    "cbpp": ("herd", "period"),
+    "grouseticks": ("INDEX", "BROOD", "YEAR", "LOCATION"),
+    "verbagg": ("id", "item", "Gender", "btype", "situ", "mode", "resp", "r2"),
+}
 
 _ALIASES = {"classroom": "score_parentedu_byclass", "ratpup": "rat_pup", "rat_pups": "rat_pup"}
 
@@ -29,6 +36,15 @@ _ABOUT = {
                                 "score ~ edu + (1 + edu | classroom)"),
     "sleepstudy": ("Reaction times of 18 subjects over 10 days of sleep deprivation "
                    "(lme4's sleepstudy)", "Reaction ~ Days + (Days | Subject)"),
+    "cbpp": ("Contagious bovine pleuropneumonia: new cases among the cattle of 15 herds "
+             "in 4 periods (lme4's cbpp; binomial)",
+             "cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+    "grouseticks": ("Ticks counted on 403 red grouse chicks in 118 broods at 63 locations "
+                    "(lme4's grouseticks; counts)",
+                    "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)"),
+    "verbagg": ("Verbal aggression: 316 people's answers to 24 items (lme4's VerbAgg; "
+                "r2 is Y/N, binary)",
+                "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)"),
 }  # fmt: skip
 
 
@@ -62,7 +78,20 @@ def load_dataset(name: str) -> pd.DataFrame:
     path = _data_dir() / f"{key}.csv"
     if not path.is_file():
         raise DataError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
-    return pd.read_csv(path, dtype=_CATEGORICAL.get(key))
+    factors = _FACTORS.get(key, ())
+    frame = pd.read_csv(path, dtype={**_CATEGORICAL.get(key, {}),
+                                     **dict.fromkeys(factors, str)})  # fmt: skip
+    for column in factors:
+        frame[column] = _factor(frame[column])
+    return frame
+
+
+def _factor(values: pd.Series) -> pd.Categorical:
+    """Text as a factor; its levels in numeric order where every value is a number."""
+    levels = pd.unique(values.dropna())
+    numbers = pd.to_numeric(pd.Series(levels), errors="coerce")
+    order = numbers.argsort() if numbers.notna().all() else pd.Series(levels).argsort()
+    return pd.Categorical(values, categories=[levels[i] for i in order])
 
 
 def describe_datasets() -> pd.DataFrame:

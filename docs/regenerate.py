@@ -3,10 +3,13 @@
     python3 docs/regenerate.py            # rewrite the pages in place
     python3 docs/regenerate.py --check    # rewrite nothing; list what would change
 
-Pages covered: ``docs/tutorial.md``, ``docs/choosing-random-effects.md`` and
-``docs/residual-structures.md`` (the other pages print no fitted numbers; README.md's
-tables are benchmarks, made by ``benchmarks/``). The tutorial's code blocks are run as
-they stand on the page; the other pages' numbers come from the calls their text names.
+Pages covered: ``docs/tutorial.md``, ``docs/choosing-random-effects.md``,
+``docs/residual-structures.md`` and ``docs/binary-and-count.md`` (the other pages print
+no fitted numbers; README.md's tables are benchmarks, made by ``benchmarks/``). The
+tutorial's code blocks are run as they stand on the page; the other pages' numbers come
+from the calls their text names, except ``docs/binary-and-count.md``'s (an
+:data:`OUTPUT_PAGES` page): its code blocks are run in order, from the repository's
+root, and what each prints is written into the ``text`` block below it.
 
 Posterior summaries are printed to the digits their Monte Carlo error supports
 (:func:`bayeslmm.bayes.text.mcse_format`: the last digit is the first whose unit is at
@@ -30,6 +33,8 @@ prose and numbers cannot drift apart silently.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import re
 import sys
@@ -434,6 +439,56 @@ def residual_values() -> dict[str, Value]:
             "ar1_bf": SciNum(bf.bf, bf.bf * bf.error)}  # fmt: skip
 
 
+# ------------------------------------------------------------ binary-and-count.md
+#: Pages whose code blocks are run in order, each one's printed output written into the
+#: ``text`` block right after it (added where the page has none, dropped where the code
+#: prints nothing).
+OUTPUT_PAGES = ["docs/binary-and-count.md"]
+CODE_AND_OUTPUT = re.compile(r"```python\n(?P<code>.*?)```\n(?:\n```text\n(?P<out>.*?)```\n)?",
+                             flags=re.S)  # fmt: skip
+
+
+def deterministic(code: str) -> bool:
+    """Does a block of an output page print only maximum-likelihood results? (Its code
+    names no Bayesian model: the pages name those ``model...``.) Its output must then
+    be reproduced to the last character; the others' vary by Monte Carlo error."""
+    return re.search(r"\bmodel", code) is None
+
+
+def run_output_page(page: str) -> tuple[str, list[tuple[str, str | None, str]]]:
+    """Run ``page``'s code blocks in one namespace from the repository's root: the page
+    with every block's printed output in the ``text`` block after it, and per block its
+    code, the output the page shows now (None: no block) and the fresh output."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    namespace: dict = {}
+    pieces, blocks, pos = [], [], 0
+    with contextlib.chdir(ROOT):
+        for m in CODE_AND_OUTPUT.finditer(text):
+            buffer = io.StringIO()
+            with contextlib.redirect_stdout(buffer):
+                exec(compile(m["code"], page, "exec"), namespace)  # noqa: S102
+            out = buffer.getvalue()
+            if out and not out.endswith("\n"):
+                out += "\n"
+            blocks.append((m["code"], m["out"], out))
+            fresh = f"```python\n{m['code']}```\n" + (f"\n```text\n{out}```\n" if out else "")
+            pieces += [text[pos : m.start()], fresh]
+            pos = m.end()
+    return "".join(pieces) + text[pos:], blocks
+
+
+def output_page_changes(page: str, blocks) -> tuple[list[str], list[str]]:
+    """The blocks whose output changed, and those of them that print only
+    maximum-likelihood results (which must not change)."""
+    changed, beyond = [], []
+    for k, (code, shown, out) in enumerate(blocks, start=1):
+        if (shown or "") != out:
+            changed.append(f"{page}: output of code block {k} changed")
+            if deterministic(code):
+                beyond.append(f"{page}: code block {k} (maximum likelihood) prints other text")
+    return changed, beyond
+
+
 # ------------------------------------------------------------------- rewriting
 def read(anchors: list[Anchor]) -> dict[str, str]:
     """The values the pages print now, by slot name."""
@@ -480,24 +535,60 @@ def all_values() -> dict[str, Value]:
     return tutorial | choosing_values(fits) | residual_values()
 
 
+def _output_pages_only(pages: list[str], check: bool) -> int:
+    """``--pages``: run (and rewrite, or check) these output pages only."""
+    unknown = [p for p in pages if p not in OUTPUT_PAGES]
+    if unknown:
+        raise SystemExit(f"--pages takes {OUTPUT_PAGES}, not {unknown}")
+    changed, beyond = [], []
+    for page in pages:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            text, blocks = run_output_page(page)
+        more, wrong = output_page_changes(page, blocks)
+        changed += more
+        beyond += wrong
+        if not check:
+            (ROOT / page).write_text(text, encoding="utf-8")
+    print("\n".join(changed) or "no change")
+    if check and beyond:
+        print("\n".join(beyond))
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="list changes, rewrite nothing")
+    parser.add_argument("--pages", nargs="+", metavar="PAGE",
+                        help="only these output pages (e.g. docs/binary-and-count.md): "
+                             "run their code, nothing else")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.pages:
+        return _output_pages_only(args.pages, args.check)
     read(ANCHORS)  # every anchor matches before any fit is run
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         values = all_values()
+        pages = {page: run_output_page(page) for page in OUTPUT_PAGES}
     if args.check:
         now = read(ANCHORS)
         changed = [f"{k}: {now[k]!r} -> {text_of(v)!r}"
                    for k, v in values.items() if k in now and now[k] != text_of(v)]  # fmt: skip
         beyond = disagreements(now, values)
+        for page, (_, blocks) in pages.items():
+            more, wrong = output_page_changes(page, blocks)
+            changed += more
+            beyond += wrong
         print("\n".join(changed) or "no change")
         print("beyond Monte Carlo error:\n" + "\n".join(beyond) if beyond else
               "every printed number agrees within Monte Carlo error")  # fmt: skip
         return 1 if beyond else 0
-    print("\n".join(rewrite(ANCHORS, values)) or "no change")
+    changed = rewrite(ANCHORS, values)
+    for page, (text, blocks) in pages.items():
+        changed += output_page_changes(page, blocks)[0]
+        (ROOT / page).write_text(text, encoding="utf-8")
+    print("\n".join(changed) or "no change")
     return 0
 
 

@@ -1,9 +1,11 @@
 """The ``bayeslmm`` command end to end: exit codes, files written, error messages."""
 
 import base64
+import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -203,3 +205,164 @@ def test_parse_prior():
     for bad in ("sd", "=Normal(mu=0)", "sd=Normal", "sd=Normal(mu=x)", "sd=Nope(sigma=1)"):
         with pytest.raises(bl.PriorError):
             parse_prior(bad)
+
+
+# --- binary and count outcomes: --family ------------------------------------------------
+DATA = Path(__file__).resolve().parent / "data"
+GLMER_REF = {c["id"]: c["tight"]
+             for c in json.loads((DATA / "lme4_glmer.json").read_text())["cases"]}  # fmt: skip
+GLMM_NOTE = "no HTML report and no random-effects comparison"
+
+
+def test_fit_binomial_cbind_prints_glmer_and_bayes_and_writes_tables(tmp_path, capsys):
+    """cbpp's cbind() response: glmer's fixed effects and deviance are lme4's
+    (tests/data/lme4_glmer.R), the Bayesian fit is printed with its convergence verdict,
+    the tables are written, and the missing report is one clear line, exit code 0."""
+    out = tmp_path / "cbpp"
+    code = main(["fit", str(DATA / "cbpp.csv"),
+                 "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)",
+                 "--family", "binomial", "--out", str(out), *FAST])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "Generalized linear mixed model fit by maximum likelihood (Laplace" in captured.out
+    assert "Bayesian generalised linear mixed model fit by NUTS" in captured.out
+    assert "Convergence: " in captured.out
+    notes = [line for line in captured.err.splitlines() if GLMM_NOTE in line]
+    assert len(notes) == 1 and "binomial family" in notes[0] and "HTML report" in notes[0]
+    assert "Traceback" not in captured.err and not (out / "report.html").exists()
+    ref = GLMER_REF["cbpp"]
+    fit = pd.read_csv(out / "glmer_fit.csv").iloc[0]
+    assert fit["deviance"] == pytest.approx(ref["deviance"], rel=1e-6)
+    fixed = pd.read_csv(out / "glmer_fixed_effects.csv")
+    np.testing.assert_allclose(fixed["Estimate"], list(ref["fixef"].values()), rtol=1e-4)
+    np.testing.assert_allclose(fixed["Std. Error"], list(ref["se"].values()), rtol=1e-3)
+    bayes = pd.read_csv(out / "fixed_effects.csv")
+    assert list(bayes["term"]) == list(fixed["term"])
+    # the posterior means sit near the ML estimates (flat-ish priors, 56 rows)
+    assert np.all(np.abs(bayes["mean"] - fixed["Estimate"]) < 2 * fixed["Std. Error"])
+    for name in ("summary", "variance_components", "convergence", "random_effects",
+                 "glmer_variance_components", "glmer_random_effects"):  # fmt: skip
+        assert len(pd.read_csv(out / f"{name}.csv")) > 0, name
+    assert len(pd.read_csv(out / "random_effects.csv")) == 15  # herds
+    text = (out / "summary.txt").read_text()
+    assert "['glmerMod']" in text and "Convergence: " in text
+    # the comparison's glmer row is the glmer fit above; its odds ratio is exp(estimate)
+    comparison = pd.read_csv(out / "comparison.csv").set_index("model")
+    row = fixed.set_index("term").iloc[1]
+    assert comparison.loc["GLMM", "estimate"] == pytest.approx(row["Estimate"], rel=1e-10)
+    assert comparison.loc["GLMM", "exp_estimate"] == pytest.approx(np.exp(row["Estimate"]))
+    assert {"GLM-Global", "GLM-Groups", "Bayes"} <= set(comparison.index)
+    assert "Comparison for" in text and "odds ratio" in text
+    assert len(pd.read_csv(out / "shrinkage.csv")) == 15
+
+
+def test_fit_a_proportion_with_weights_and_a_probit_link(tmp_path, capsys):
+    """cbpp as proportions with --weights (the trials): lme4's probit fit of the cbind()
+    response (tests/data/lme4_glmer.R)."""
+    cbpp = pd.read_csv(DATA / "cbpp.csv")
+    csv = tmp_path / "prop.csv"
+    cbpp.assign(p=cbpp["incidence"] / cbpp["size"]).to_csv(csv, index=False)
+    out = tmp_path / "prop"
+    code = main(["fit", str(csv), "p ~ factor(period) + (1 | herd)", "--family", "binomial",
+                 "--link", "probit", "--weights", "size", "--out", str(out), "--draws", "50",
+                 "--tune", "50", "--chains", "1", "--sampler", "pymc",
+                 "--no-progress"])  # fmt: skip
+    assert code == 0
+    assert "Family: binomial  ( probit )" in capsys.readouterr().out
+    ref = GLMER_REF["cbpp_probit"]
+    assert pd.read_csv(out / "glmer_fit.csv").iloc[0]["deviance"] == pytest.approx(
+        ref["deviance"], rel=1e-6)  # fmt: skip
+    fixed = pd.read_csv(out / "glmer_fixed_effects.csv")
+    np.testing.assert_allclose(fixed["Estimate"], list(ref["fixef"].values()), rtol=1e-4)
+
+
+def test_fit_poisson_with_an_offset_column(tmp_path, capsys):
+    """grouseticks with offset(log(HEIGHT / 100)) given as --offset COLUMN: glmer equals
+    lme4's fit of the formula's offset() (tests/data/lme4_glmer.R), and the Bayesian
+    Poisson fit runs."""
+    data = pd.read_csv(DATA / "grouseticks.csv")
+    csv = tmp_path / "ticks.csv"
+    data.assign(logh=np.log(data["HEIGHT"] / 100)).to_csv(csv, index=False)
+    out = tmp_path / "ticks"
+    code = main(["fit", str(csv), "TICKS ~ factor(YEAR) + (1 | BROOD) + (1 | LOCATION)",
+                 "--family", "poisson", "--offset", "logh", "--out", str(out),
+                 *FAST])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "Family: poisson  ( log )" in captured.out
+    assert "poisson family" in captured.err and GLMM_NOTE in captured.err
+    ref = GLMER_REF["grouseticks_offset"]
+    fit = pd.read_csv(out / "glmer_fit.csv").iloc[0]
+    assert fit["deviance"] == pytest.approx(ref["deviance"], rel=1e-6)
+    fixed = pd.read_csv(out / "glmer_fixed_effects.csv")
+    np.testing.assert_allclose(fixed["Estimate"], list(ref["fixef"].values()), rtol=1e-4)
+    vc = pd.read_csv(out / "variance_components.csv")
+    assert set(vc["grp"]) == {"BROOD", "LOCATION"}
+    assert (pd.read_csv(out / "convergence.csv")["divergences"] >= 0).all()
+
+
+def test_fit_negative_binomial_is_glmer_nb_only_and_says_so(tmp_path, capsys):
+    ref = json.loads((DATA / "lme4_glmer_nb.json").read_text())["cases"][0]
+    out = tmp_path / "nb"
+    code = main(["fit", str(DATA / "grouseticks.csv"),
+                 "TICKS ~ factor(YEAR) + cHEIGHT + (1 | BROOD) + (1 | LOCATION)",
+                 "--family", "negative_binomial", "--out", str(out), *FAST])  # fmt: skip
+    assert code == 0
+    captured = capsys.readouterr()
+    assert "Family: Negative Binomial(" in captured.out
+    assert "Bayesian" not in captured.out
+    assert "Bayesian fit of the negative_binomial family is not in bayeslmm yet" in captured.err
+    fit = pd.read_csv(out / "glmer_fit.csv").iloc[0]
+    assert fit["theta"] == pytest.approx(ref["tight"]["nb_theta"], rel=1e-3)
+    assert fit["deviance"] == pytest.approx(ref["tight"]["deviance"], rel=1e-6)
+    assert not (out / "fixed_effects.csv").exists()
+
+
+def test_gaussian_fit_of_a_binary_response_warns_on_the_command_line(tmp_path, capsys):
+    """The warning comes when the model is built, before anything is fitted."""
+    rng = np.random.default_rng(2)
+    g = np.repeat(np.arange(10), 8)
+    x = rng.normal(size=g.size)
+    y = rng.binomial(1, 1 / (1 + np.exp(-(x + rng.normal(size=10)[g]))))
+    csv = tmp_path / "binary.csv"
+    pd.DataFrame({"y": y, "x": x, "g": g}).to_csv(csv, index=False)
+    taken = tmp_path / "taken"  # the output directory is a file: stops before any fit
+    taken.write_text("")
+    code = main(["fit", str(csv), "y ~ x + (1 | g)", "--out", str(taken), *FAST])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "is an existing file" in err and "Fitting" not in err
+    warning = [line for line in err.splitlines() if "is all 0/1" in line]
+    assert len(warning) == 1 and "bayeslmm: warning (the model" in warning[0]
+    assert "the bernoulli family fits it" in warning[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--family", "binomial", "--link", "log"],
+         "the binomial family takes the links 'logit', 'probit', 'cloglog', not 'log'"),
+        (["--family", "poisson", "--link", "logit"], "takes the links 'log', 'identity'"),
+        (["--weights", "size"], "--weights are for the non-Gaussian families"),
+        (["--family", "poisson", "--method", "marginal"], "--method marginal"),
+        (["--family", "poisson", "--residual", "ar1(1 | g)"], "--residual is for Gaussian"),
+    ],
+)  # fmt: skip
+def test_bad_family_options_fail_before_the_data_are_read(args, message, tmp_path, capsys):
+    code = main(["fit", str(tmp_path / "missing.csv"), "y ~ x + (1 | g)", *args, *FAST])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert message in err and "does not exist" not in err
+    assert err.count("bayeslmm: error:") == 1
+
+
+def test_unknown_family_or_link_is_a_usage_error_listing_the_choices(capsys):
+    for option, value in (("--family", "binomal"), ("--link", "logistic")):
+        with pytest.raises(SystemExit) as stop:
+            main(["fit", "cbpp.csv", "y ~ 1", option, value])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert f"invalid choice: '{value}'" in err
+        expected = ("'gaussian', 'bernoulli', 'binomial', 'poisson', 'negative_binomial'"
+                    if option == "--family" else "'identity', 'logit', 'probit', 'cloglog'")
+        assert expected in err

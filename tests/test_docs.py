@@ -143,3 +143,32 @@ def test_random_effects_comparison_of_a_seeded_fit_is_reproducible():
             tables.append(bl.compare_random_effects(model).table)
     for column in ("log_BF", "log_BF_error", "elpd_diff", "elpd_diff_se"):
         assert list(tables[0][column]) == list(tables[1][column]), column
+
+
+def test_binary_and_count_page_prints_what_glmer_prints():
+    """docs/binary-and-count.md's maximum-likelihood blocks (those naming no Bayesian
+    model), run in order from the repository's root, print the page's text blocks to the
+    last character; every other block that prints has its text block (the Bayesian ones
+    are re-made by ``python3 docs/regenerate.py``, within Monte Carlo error)."""
+    import contextlib
+    import io
+
+    regenerate = _regenerate()
+    page = "docs/binary-and-count.md"
+    assert page in regenerate.OUTPUT_PAGES
+    text = (ROOT / page).read_text(encoding="utf-8")
+    blocks = [(m["code"], m["out"]) for m in regenerate.CODE_AND_OUTPUT.finditer(text)]
+    assert len(blocks) >= 10
+    ml_blocks = [(code, out) for code, out in blocks if regenerate.deterministic(code)]
+    assert len(ml_blocks) >= 3 and all("bl.glmer(" in code for code, _ in ml_blocks[:3])
+    # every Bayesian block prints (a summary, a table) and shows it
+    bayes = [(code, out) for code, out in blocks if not regenerate.deterministic(code)]
+    assert bayes and all(out for code, out in bayes if "print(" in code or "summary()" in code)
+    namespace: dict = {}
+    with contextlib.chdir(ROOT), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for code, shown in ml_blocks:
+            buffer = io.StringIO()
+            with contextlib.redirect_stdout(buffer):
+                exec(compile(code, page, "exec"), namespace)  # noqa: S102
+            assert buffer.getvalue() == shown, code

@@ -8,6 +8,8 @@ fits ``y ~ x + (1 | g)`` with AR(1) residuals within ``g`` (times with gaps), on
 marginal PyMC graph of :mod:`bayeslmm.bayes.residual_graph` (the correlation parameter's
 weighted statistics), compiled once (PyTensor's numba backend): the statistics that
 depend on the response are shared variables set anew for every simulated data set.
+:func:`run_sbc_glmm` fits Bernoulli, binomial (``cbind``, varying trials) and Poisson
+(``offset(log(exposure))``) models ``... ~ x + (1 | g)`` with ``LMM(..., family=...)``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from ..errors import PriorError
+from ..errors import ArgumentError, PriorError
 from ..gaussian.residual import residual_noise
 from ..spec.residual import AR1
 from .model import LMM
@@ -29,10 +31,27 @@ from .results import population_draws
 
 @dataclass
 class SBCResult:
-    """Ranks (replications x parameters) of the true values among ``n_draws`` draws."""
+    """Ranks (replications x parameters) of the true values among ``n_draws`` draws.
+
+    ``truth`` (replications x parameters) and ``draws`` (parameter -> replications x
+    ``n_draws``), where the run kept them, allow :meth:`shifted`.
+    """
 
     ranks: pd.DataFrame
     n_draws: int
+    truth: pd.DataFrame | None = None
+    draws: dict[str, np.ndarray] | None = None
+
+    def shifted(self, by_sd: float) -> SBCResult:
+        """The ranks of a deliberately miscalibrated posterior: every replication's draws
+        moved by ``by_sd`` of their own SDs (a check that :meth:`uniformity` can fail)."""
+        if self.truth is None or self.draws is None:
+            raise ArgumentError("shifted() needs the draws: run the SBC with keep_draws=True")
+        ranks = {}
+        for name, draws in self.draws.items():
+            moved = draws + by_sd * draws.std(axis=1, keepdims=True)
+            ranks[name] = np.sum(moved < self.truth[name].to_numpy()[:, None], axis=1)
+        return SBCResult(pd.DataFrame(ranks), self.n_draws)
 
     def uniformity(self, bins: int = 5) -> pd.DataFrame:
         """Chi-square test of uniform ranks per parameter: statistic and p-value."""
@@ -226,3 +245,87 @@ def run_sbc_ar1(
                 "sigma": trace.get_values("sigma"), "phi": trace.get_values("phi")}  # fmt: skip
         rows.append({k: int(np.sum(post[k][::4][:draws] < v)) for k, v in truth.items()})
     return SBCResult(pd.DataFrame(rows), draws)
+
+
+#: the families :func:`run_sbc_glmm` simulates, and the formula it fits for each
+GLMM_FORMULAS = {
+    "bernoulli": "y ~ x + (1 | g)",
+    "binomial": "cbind(k, n - k) ~ x + (1 | g)",
+    "poisson": "y ~ x + offset(log(exposure)) + (1 | g)",
+}
+
+
+def simulate_glmm(rng: np.random.Generator, family: str, groups: int, per_group: int,
+                  priors: dict[str, Prior], max_trials: int = 10
+                  ) -> tuple[pd.DataFrame, dict[str, float]]:  # fmt: skip
+    """One data set from the prior of :data:`GLMM_FORMULAS`'s ``family`` model: ``x`` on
+    ``per_group`` even steps in (-1, 1) per group, a random intercept per group; binomial
+    trials drawn per row from 1 to ``max_trials``, Poisson exposures from U(0.5, 2)."""
+    x = np.tile(np.linspace(-1, 1, per_group), groups)
+    g = np.repeat(np.arange(groups), per_group)
+    beta = _draw(priors["fixed"], rng, 2)
+    sd = float(_draw(priors["sd"], rng))
+    u = rng.standard_normal(groups) * sd
+    eta = beta[0] + beta[1] * x + u[g]
+    frame: dict[str, np.ndarray | list[str]] = {"x": x, "g": [f"g{j}" for j in g]}
+    if family == "bernoulli":
+        frame["y"] = rng.binomial(1, 1.0 / (1.0 + np.exp(-eta)))
+    elif family == "binomial":
+        trials = rng.integers(1, max_trials + 1, len(x))
+        frame |= {"k": rng.binomial(trials, 1.0 / (1.0 + np.exp(-eta))), "n": trials}
+    else:
+        exposure = rng.uniform(0.5, 2.0, len(x))
+        frame |= {"y": rng.poisson(exposure * np.exp(eta)), "exposure": exposure}
+    truth = {"(Intercept)": beta[0], "x": beta[1], "sd((Intercept)|g)": sd}
+    return pd.DataFrame(frame), truth
+
+
+def run_sbc_glmm(
+    replications: int,
+    family: str = "bernoulli",
+    groups: int = 8,
+    per_group: int = 8,
+    draws: int = 49,
+    tune: int = 300,
+    method: str | None = None,
+    sampler: str = "pymc",
+    seed: int = 0,
+    keep_draws: bool = False,
+) -> SBCResult:
+    """SBC of a GLMM with a random intercept: ``family`` ``"bernoulli"`` (``y ~ x + (1 |
+    g)``), ``"binomial"`` (``cbind(k, n - k) ~ x + (1 | g)``, 1 to 10 trials a row) or
+    ``"poisson"`` (``y ~ x + offset(log(exposure)) + (1 | g)``), with priors
+    ``Normal(0, 1)`` on both fixed effects and ``HalfNormal(1)`` on the SD.
+
+    Every replication fits ``LMM(formula, data, family=family, priors=...).fit(...)``
+    with ``method`` and ``sampler`` passed through (one chain, ``4 * draws`` draws
+    thinned to ``draws``, target acceptance 0.95). ``sampler="pymc"`` by default: NUTS on
+    the PyMC graph, about 1 s a fit here; numpyro recompiles every new model (2.7 s) and
+    keeps each in memory. ``keep_draws``: keep the truths and the thinned draws
+    (:meth:`SBCResult.shifted`).
+    """
+    if family not in GLMM_FORMULAS:
+        raise ArgumentError(f"run_sbc_glmm simulates the families {list(GLMM_FORMULAS)}, "
+                            f"not {family!r}")  # fmt: skip
+    priors = {"fixed": Prior("Normal", mu=0, sigma=1), "sd": Prior("HalfNormal", sigma=1)}
+    rng = np.random.default_rng(seed)
+    rows, truths = [], []
+    kept: dict[str, list[np.ndarray]] = {}
+    for rep in range(replications):
+        data, truth = simulate_glmm(rng, family, groups, per_group, priors)
+        model = LMM(GLMM_FORMULAS[family], data, priors=priors, family=family)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(draws=4 * draws, tune=tune, chains=1, random_seed=seed + rep,
+                      progressbar=False, method=method, target_accept=0.95, sampler=sampler,
+                      store_log_likelihood=False)  # fmt: skip
+        post = population_draws(model.idata, model.design)
+        thinned = {k: post[k].values.ravel()[::4][:draws] for k in truth}
+        rows.append({k: int(np.sum(thinned[k] < v)) for k, v in truth.items()})
+        truths.append(truth)
+        for k, v in thinned.items():
+            kept.setdefault(k, []).append(v)
+    if not keep_draws:
+        return SBCResult(pd.DataFrame(rows), draws)
+    return SBCResult(pd.DataFrame(rows), draws, truth=pd.DataFrame(truths),
+                     draws={k: np.stack(v) for k, v in kept.items()})  # fmt: skip

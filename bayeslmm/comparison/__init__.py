@@ -3,6 +3,8 @@ the Bayesian fits for one grouping factor, REML beside the posterior for any des
 far each group effect shrinks."""
 
 from .factors import FactorsSetup, MultiFactorComparison
+from .glmm import GlmmComparison, GlmmSetup
 from .models import Comparison, ComparisonSetup, compare
 
-__all__ = ["compare", "Comparison", "ComparisonSetup", "MultiFactorComparison", "FactorsSetup"]
+__all__ = ["compare", "Comparison", "ComparisonSetup", "MultiFactorComparison", "FactorsSetup",
+           "GlmmComparison", "GlmmSetup"]

@@ -17,7 +17,7 @@ import pandas as pd
 import scipy.stats
 
 from ..bayes import stack
-from ..bayes.glm_model import gaussian_only
+from ..bayes.glm_model import gaussian_only, is_gaussian
 from ..bayes.model import LMM
 from ..classical.lmer import LmerResult, lmer
 from ..classical.ols import OLSFit, ancova, ols, per_group_ols, refuse_dask
@@ -27,13 +27,16 @@ from ..errors import (
     ComparisonError,
     DataError,
     FormulaError,
+    NotFittedError,
     check_probability,
 )
 from ..spec.design import NUMBER, Design, build_design, column_kind
+from ..spec.family import Family, get_family
 from ..spec.formula import ModelSpec, parse_formula, quote
 from ..spec.response import check_gaussian
 from ..spec.reuse import Designs
 from .factors import FactorsSetup, MultiFactorComparison, compare_factors
+from .glmm import GlmmComparison, compare_glmm
 from .parameters import reml_coefficients
 from .rows import (
     TABLE_COLUMNS,
@@ -387,9 +390,12 @@ def compare(
     bayes: bool = True,
     level: float = 0.95,
     model: LMM | None = None,
-    family: str = "gaussian",
+    family: str | Family = "gaussian",
+    link: str | None = None,
+    weights: str | np.ndarray | None = None,
+    offset: str | np.ndarray | None = None,
     **fit_kwargs: Any,
-) -> Comparison | MultiFactorComparison:
+) -> Comparison | MultiFactorComparison | GlmmComparison:
     """The same formula by REML, Bayes and the classical models, and its shrinkage.
 
     With one grouping factor, the tutorial's seven models (and the Bayesian LMMs) for one
@@ -424,9 +430,19 @@ def compare(
         An already fitted :class:`LMM` of ``formula`` (with the user's priors, say): it
         becomes the Bayesian row whose random part matches the formula instead of a
         refit with default priors.
-    family
-        ``"gaussian"`` only: the comparison of GLMMs is not written yet, and another
-        family raises an error saying so.
+    family, link
+        ``"gaussian"`` (default): the models above. ``"binomial"``, ``"bernoulli"``,
+        ``"poisson"`` or ``"negative_binomial"`` (and their links, as
+        :func:`~bayeslmm.glmer`): the GLMM comparison
+        of :mod:`bayeslmm.comparison.glmm` (complete-pooling GLM, GLM with group dummies,
+        aggregation and two-stage per factor, glmer and the posterior, with odds or rate
+        ratios, and shrinkage on the link scale), for one grouping factor or several;
+        ``formula`` is then a string and ``data`` the data (the negative binomial: theta
+        by maximum likelihood in every GLM row; no Bayesian row, which ``bl.LMM`` does
+        not sample).
+    weights, offset
+        Binomial trials of a proportion response, and an offset (column names or arrays),
+        as :func:`~bayeslmm.glmer`; for the binomial and Poisson families only.
     **fit_kwargs
         Passed to :meth:`LMM.fit` (``draws``, ``chains``, ``random_seed``, ...).
 
@@ -441,9 +457,34 @@ def compare(
         (rows ``LM-Global``, ``ANCOVA``, ``Aggregation (g)`` and ``Two-stage (g)`` per
         factor, ``LMM-Inter`` where the formula has more than intercepts, ``LMM``,
         ``Bayes``). A model that cannot estimate the term on these data (a term constant
-        within groups, say) keeps its row, with a note saying why.
+        within groups, say) keeps its row, with a note saying why. A binomial,
+        Bernoulli or Poisson family: a :class:`~bayeslmm.comparison.glmm.GlmmComparison`
+        (rows ``GLM-Global``, ``GLM-Groups``, ``Aggregation (g)`` and ``Two-stage (g)`` per
+        factor, ``GLMM``, ``Bayes``).
     """
-    check_gaussian(family, "bl.compare")
+    given_model = model if model is not None else formula if isinstance(formula, LMM) else None
+    fam = get_family("gaussian" if family is None else family, link)
+    if given_model is not None and not is_gaussian(given_model):
+        if isinstance(formula, LMM):
+            raise ComparisonError(
+                f"bl.compare(model) is not for non-Gaussian families yet: a "
+                f"{given_model.family} model does not keep the data its trials and offsets "
+                f"are read from; it needs its formula and data: bl.compare(formula, data, "
+                f"family={given_model.family.name!r}, model=model)"
+            )
+        if fam.name == "gaussian" and link is None:
+            fam = given_model.family
+    if fam.name != "gaussian":
+        check_arguments(level, bayes, None, fit_kwargs)
+        if model is not None and getattr(model, "idata", None) is None:
+            raise NotFittedError("compare(model=...) needs a fitted model: call model.fit() "
+                                 "first")  # fmt: skip
+        return compare_glmm(formula, data, fam, term, bayes, level, model, weights, offset,
+                            fit_kwargs)  # fmt: skip
+    check_gaussian(fam, "bl.compare")
+    if weights is not None or offset is not None:
+        raise ArgumentError("weights= and offset= are for the binomial and Poisson families "
+                            "(family=...); a Gaussian comparison takes neither")  # fmt: skip
     if isinstance(formula, LMM):
         if model is not None and model is not formula:
             raise ArgumentError("compare(model, ...): give the fitted model once, as the "

@@ -35,6 +35,11 @@ DEMO = {
 }
 
 
+#: ``--family`` and ``--link`` values (lme4/bambi names; bayeslmm.spec.family)
+FAMILY_CHOICES = ("gaussian", "bernoulli", "binomial", "poisson", "negative_binomial")
+LINK_CHOICES = ("identity", "logit", "probit", "cloglog", "log")
+
+
 def parse_prior(text: str):
     """``KEY=Family(name=value, ...)`` -> (key, :class:`~bayeslmm.Prior`).
 
@@ -233,6 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="correlated residuals, as nlme's correlation=: 'ar1(Days | Subject)' "
                           "(AR(1) over whole-number times within groups), 'ar1(1 | Subject)' "
                           "(in the rows' order) or 'cs(Subject)' (compound symmetry)")  # fmt: skip
+    fam = fit.add_argument_group("response family (binary and count outcomes)")
+    fam.add_argument("--family", choices=FAMILY_CHOICES, default="gaussian",
+                     help="the response's distribution (%(default)s). Non-Gaussian: fitted "
+                          "by maximum likelihood (bl.glmer, as lme4's glmer / glmer.nb) and "
+                          "by NUTS (bl.LMM(..., family=...); not yet for negative_binomial), "
+                          "summaries printed and written as CSV; the HTML report and the "
+                          "comparison models are Gaussian only for now")  # fmt: skip
+    fam.add_argument("--link", choices=LINK_CHOICES,
+                     help="link function (default: the family's: logit for bernoulli and "
+                          "binomial, which take logit, probit, cloglog; log for poisson and "
+                          "negative_binomial, which take log, identity)")  # fmt: skip
+    fam.add_argument("--weights", metavar="COLUMN",
+                     help="binomial trials of a proportion response (a column of the data); "
+                          "cbind(successes, failures) needs none")  # fmt: skip
+    fam.add_argument("--offset", metavar="COLUMN",
+                     help="a column added to the linear predictor (e.g. log exposure), as "
+                          "offset(COLUMN) in the formula")  # fmt: skip
     _add_random_comparison_option(fit)
     _add_sampling_options(fit)
     _add_common(fit)
@@ -434,7 +456,10 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
         print(f"Computing the sums of {data.npartitions} Parquet partition(s) with Dask ...",
               file=sys.stderr)  # fmt: skip
     residual = getattr(args, "residual_structure", None)
-    model = LMM(formula, data, priors=priors or None, residual=residual)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a 0/1 response as Gaussian
+        warnings.simplefilter("always")
+        model = LMM(formula, data, priors=priors or None, residual=residual)
+    _print_warnings(caught, "the model")
     prepare_output(Path(args.out))  # before any fitting: a report that cannot be written
     comparison, why_not = None, None  # why_not: why the comparison is missing, if it is
     if compare_models and residual is not None:
@@ -497,6 +522,167 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
     return files.html
 
 
+def _family(args: argparse.Namespace):
+    """The ``--family``/``--link`` pair checked (a link the family does not take is a
+    :class:`~bayeslmm.spec.family.FamilyError` listing the ones it does), and the options
+    that only some families take; before the data are read."""
+    from ..spec.family import get_family
+
+    family = get_family(args.family, args.link)
+    if family.name == "gaussian":
+        given = [o for o, v in (("--weights", args.weights), ("--offset", args.offset)) if v]
+        if given:
+            raise ArgumentError(f"{' and '.join(given)} are for the non-Gaussian families "
+                                f"({', '.join(FAMILY_CHOICES[1:])}); the Gaussian fit takes "
+                                "none")  # fmt: skip
+        if family.link.name != "identity":
+            raise ArgumentError(f"the gaussian family takes the identity link only here, not "
+                                f"--link {family.link.name}")  # fmt: skip
+        return family
+    if args.residual:
+        raise ArgumentError(f"--residual is for Gaussian models; the {family.name} family takes "
+                            "none")  # fmt: skip
+    if args.method == "marginal":
+        raise ArgumentError(f"--method marginal integrates the random effects out in closed "
+                            f"form, which only a Gaussian response allows; the {family.name} "
+                            "family is sampled with explicit random effects (--method full, "
+                            "or auto)")  # fmt: skip
+    return family
+
+
+def _write_csv(out: Path, name: str, table: pd.DataFrame, written: list[str]) -> None:
+    table.to_csv(out / f"{name}.csv", index=False)
+    written.append(f"{name}.csv")
+
+
+def _analyse_glmm(args: argparse.Namespace, data, formula: str, priors: dict, family) -> Path:
+    """A non-Gaussian ``fit``: lme4's glmer (glmer.nb) by maximum likelihood, and the
+    Bayesian GLMM where its family exists, both printed and written as CSV tables to
+    ``--out`` (no HTML report: it is Gaussian only for now, and this says so)."""
+    from ..bayes.glm_model import BAYES_FAMILIES
+    from ..bayes.model import LMM
+    from ..bayes.settings import FitSettings
+    from ..classical.glmer import glmer
+    from .report import prepare_output
+
+    out = Path(args.out)
+    options = {"weights": args.weights, "offset": args.offset}
+    model = None
+    if family.name in BAYES_FAMILIES:  # checks the response and priors before any fit
+        model = LMM(formula, data, priors=priors or None, family=family, **options)
+    elif priors:
+        raise ArgumentError(f"--prior is for the Bayesian fit, which the {family.name} family "
+                            "does not have yet (only glmer.nb's maximum-likelihood fit)")
+    prepare_output(out)
+    with contextlib.suppress(OSError):
+        (out / "figures").rmdir()  # no figures: nothing is drawn for a GLMM yet
+    written: list[str] = []
+    texts: list[str] = []
+    ml = "glmer.nb" if family.negative_binomial else "glmer"
+    print(f"Fitting {formula} ({family.name} family) by maximum likelihood ({ml}) ...",
+          file=sys.stderr)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = glmer(formula, data, family=family, **options)
+    _print_warnings(caught, f"the {ml} fit")
+    texts.append(fit.summary())
+    print(texts[-1] + "\n")
+    stats = {"family": str(fit.family), "n_obs": fit.design.n_obs, "AIC": fit.aic,
+             "BIC": fit.bic, "logLik": fit.loglik, "deviance": fit.deviance,
+             "df_resid": fit.df_resid, "singular": fit.singular,
+             "converged": fit.converged}  # fmt: skip
+    if family.negative_binomial:
+        stats["theta"] = fit.nb_theta
+    _write_csv(out, "glmer_fit", pd.DataFrame([stats]), written)
+    _write_csv(out, "glmer_fixed_effects",
+               fit.coefficients().rename_axis("term").reset_index(), written)  # fmt: skip
+    _write_csv(out, "glmer_variance_components", fit.varcorr(), written)
+    if fit.design.blocks:
+        _write_csv(out, "glmer_random_effects",
+                   pd.concat(fit.ranef(), names=["group"]).reset_index(), written)  # fmt: skip
+    if model is None:
+        print(f"bayeslmm: note: the Bayesian fit of the {family.name} family is not in "
+              f"bayeslmm yet: only {ml}'s maximum-likelihood fit above", file=sys.stderr)
+    else:
+        settings = FitSettings(
+            draws=args.draws, tune=args.tune, chains=args.chains, random_seed=args.seed,
+            sampler=args.sampler, target_accept=args.target_accept,
+            progressbar=not args.no_progress,
+            method=None if args.method == "auto" else args.method,
+        )  # fmt: skip
+        print(f"Fitting {model.formula} ({family.name} family) by NUTS to "
+              f"{model.design.n_obs} rows ...", file=sys.stderr)  # fmt: skip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(**settings.kwargs())
+        _print_warnings(caught, "the model")
+        summary = model.summary(print_it=False, level=args.level)
+        texts.append(str(summary))  # the lme4-like block, convergence verdict included
+        print(texts[-1] + "\n")
+        summary = summary.table
+        conv = model.convergence
+        table = summary.rename_axis("parameter").reset_index()
+        _write_csv(out, "summary", table, written)
+        fixed = summary.loc[summary["component"] == "fixed"].drop(columns="component")
+        _write_csv(out, "fixed_effects", fixed.rename_axis("term").reset_index(), written)
+        _write_csv(out, "variance_components", model.varcorr(level=args.level), written)
+        cols = ["mean", "mcse_mean", "ess_bulk", "ess_tail", "r_hat"]
+        convergence = summary[cols].rename_axis("parameter").reset_index()
+        convergence["divergences"] = conv.divergences
+        _write_csv(out, "convergence", convergence, written)
+        if model.design.blocks:
+            _write_csv(out, "random_effects",
+                       pd.concat(model.ranef(level=args.level), names=["group"]).reset_index(),
+                       written)  # fmt: skip
+        print(f"bayeslmm: {'the sampler converged' if conv.ok else 'convergence PROBLEMS'}: "
+              f"max R-hat {conv.max_rhat:.3f}, min bulk ESS {conv.min_ess_bulk:.0f}, "
+              f"{conv.divergences} divergences", file=sys.stderr)  # fmt: skip
+    if not args.no_compare:
+        texts.append(_compare_glmm(args, data, formula, family, model, out, written))
+    (out / "summary.txt").write_text("\n\n".join(t for t in texts if t) + "\n",
+                                     encoding="utf-8")  # fmt: skip
+    written.append("summary.txt")
+    note = " (--no-random-comparison not needed)" if args.no_random_comparison else ""
+    print(f"bayeslmm: note: no HTML report and no random-effects comparison for the "
+          f"{family.name} family yet: they are Gaussian only for now{note}",
+          file=sys.stderr)  # fmt: skip
+    print(f"Tables written to {out.resolve()}: {', '.join(written)}")
+    return out
+
+
+def _compare_glmm(args: argparse.Namespace, data, formula: str, family, model, out: Path,
+                  written: list[str]) -> str:  # fmt: skip
+    """The GLMM's comparison with the GLMs, aggregation, two-stage and glmer
+    (:func:`bayeslmm.compare`, reusing the Bayesian fit), printed and written as
+    ``comparison.csv`` and ``shrinkage.csv``; its text, or "" where it could not be made
+    (a one-line note says why)."""
+    from ..comparison.models import compare
+
+    print("Fitting the comparison models ...", file=sys.stderr)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            comparison = compare(formula, data, term=args.term, bayes=model is not None,
+                                 level=args.level, model=model, family=family,
+                                 weights=args.weights, offset=args.offset)  # fmt: skip
+    except BayesLMMError as err:
+        print(f"bayeslmm: note: no comparison models: {err}", file=sys.stderr)
+        return ""
+    _print_warnings(caught, "the comparison models")
+    table = comparison.table_at(args.level)
+    ratio = table.attrs.get("ratio")
+    shown = ["model", "estimate", "se", "ci_lower", "ci_upper", "p_value"]
+    shown += ["exp_estimate", "exp_ci_lower", "exp_ci_upper"] if ratio else []
+    shown += ["note"]
+    text = (f"Comparison for {comparison.setup.term!r} ({family.link.name} scale"
+            + (f"; exp_*: the {ratio}" if ratio else "") + "):\n"
+            + table[[c for c in shown if c in table]].to_string(index=False))
+    print(text + "\n")
+    _write_csv(out, "comparison", table, written)
+    _write_csv(out, "shrinkage", comparison.shrinkage(), written)
+    return text
+
+
 def _random_effects(args: argparse.Namespace, model, settings, known=()):
     """The comparison with simpler random-effects structures, or why there is none
     (``known``: the comparison's fits, whose REML fits of the model and its neighbours are
@@ -548,12 +734,17 @@ def _run(args: argparse.Namespace) -> int:
         data = load_dataset(DEMO["dataset"])
         html = _analyse(args, data, DEMO["formula"], {}, "edu", True, DEMO["title"])
     else:
+        family = _family(args)
         priors = dict(parse_prior(text) for text in args.prior)
         args.residual_structure = parse_residual(args.residual) if args.residual else None
         data = _read_data(args.data)
         if args.scheduler is not None and isinstance(data, pd.DataFrame):
             raise DataError("--scheduler is for Parquet data (read with Dask); the data are "
                             "a CSV file, fitted in memory")  # fmt: skip
+        if family.name != "gaussian":
+            with _scheduler(args.scheduler):
+                _analyse_glmm(args, data, args.formula, priors, family)
+            return 0
         with _scheduler(args.scheduler):
             html = _analyse(args, data, args.formula, priors, args.term, not args.no_compare,
                             None)  # fmt: skip

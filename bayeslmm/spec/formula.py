@@ -84,9 +84,9 @@ R_REFUSED = {
                   "pandas first, e.g. pd.to_numeric(data[...]))",
     "as.integer": "a numeric column is used as it is: write {x} (convert a text column in "
                   "pandas first, e.g. pd.to_numeric(data[...]))",
-    "offset": "bl.LMM and bl.lmer have no offset terms (bl.glmer's GLMM formulas do): "
-              "subtract it from the response, e.g. I(y - {x}) ~ ... (predictions are then "
-              "of y - {x})",
+    "offset": "a Gaussian model (bl.lmer, bl.LMM without family=) has no offset terms "
+              "(binary and count models do: bl.glmer, bl.LMM(..., family=...)): subtract "
+              "it from the response, e.g. I(y - {x}) ~ ... (predictions are then of y - {x})",
     "interaction": "write the interaction as a:b, or a factor of the combinations as "
                    "C(a):C(b)",
     "ns": "natural splines have no formulaic spelling; use poly({x}, {k}) (orthogonal "

@@ -91,7 +91,7 @@ def _label_levels(ax: plt.Axes, part: pd.DataFrame, term: str, title: str,
     else:  # too many to name: a band of levels in order
         ax.set_yticks([])
         ax.set_ylabel(f"{len(part)} levels of {part['group'].iloc[0]}, {order}")
-    ax.set_xlabel(term)
+    ax.set_xlabel(f"{term} [{part.attrs['scale']}]" if part.attrs.get("scale") else term)
     ax.set_title(title)
 
 

@@ -10,6 +10,7 @@ theta and the correlation parameter.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 
@@ -41,6 +42,7 @@ from ..gaussian.residual import ResidualModel, ResidualProfile
 from ..gaussian.statistics import SUMMARIES, BlockedStats, CrossProducts, random_effects_matrix
 from ..spec.design import Design, Rows
 from ..spec.grid import reference_grid
+from ..spec.known_se import known_se_design
 from ..spec.naming import ParameterNames
 from ..spec.residual import ResidualStructure, non_nested_factors
 from ..spec.reuse import design_from
@@ -65,7 +67,10 @@ class LmerResult:
     solution at the optimum (beta, b, sigma, criterion). With a residual correlation
     structure, ``residual`` holds its weights and ``phi`` the estimate of its parameter
     (AR(1)'s ``phi`` or compound symmetry's ``rho``); ``cross_products`` are then the
-    ``R(phi)^-1``-weighted ones.
+    ``R(phi)^-1``-weighted ones. With known standard errors (``bl.lmer(..., se="col")``),
+    ``known_se`` holds them row by row and ``se_column`` names their column: the residual
+    SD is not estimated, ``cross_products`` are those of the rows divided by their
+    standard errors, and ``theta`` is the random effects' own covariance factor.
     """
 
     design: Design
@@ -77,6 +82,8 @@ class LmerResult:
     converged: bool = True
     residual: ResidualModel | None = None
     phi: float | None = None
+    known_se: np.ndarray | None = None
+    se_column: str | None = None
 
     def __init__(
         self,
@@ -91,6 +98,8 @@ class LmerResult:
         phi: float | None = None,
         *,
         fit: ProfiledFit | None = None,
+        known_se: np.ndarray | None = None,
+        se_column: str | None = None,
     ):
         if fit is not None:  # the field's old name (also what dataclasses.replace(r, fit=) gives)
             deprecated("LmerResult(fit=...)", "LmerResult(solution=...)")
@@ -100,6 +109,17 @@ class LmerResult:
         self.design, self.reml, self.theta = design, reml, theta
         self.solution, self.layout, self.cross_products = solution, layout, cross_products
         self.converged, self.residual, self.phi = converged, residual, phi
+        self.known_se, self.se_column = known_se, se_column
+
+    def _refuse_known_se(self, what: str) -> None:
+        """An :class:`ArgumentError` for what needs an estimated residual variance."""
+        if self.known_se is not None:
+            raise ArgumentError(
+                f"{what} is not available for a fit with known standard errors "
+                f"(se={self.se_column!r}): the residual variance is given row by row, not "
+                "estimated, so fixed-effect tests are Wald z-tests (summary(), "
+                "coefficients(), confint()) and there is no single residual variance"
+            )
 
     def __repr__(self) -> str:
         """lmerTest's ``summary()`` block (:meth:`summary`)."""
@@ -182,13 +202,14 @@ class LmerResult:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     rows += [(n, "random", cov[i, j] / (sd[i] * sd[j]))
                              for (i, j), n in zip(lower, pairs, strict=True)]  # fmt: skip
-        rows.append(("sigma", "residual", self.sigma))
+        if self.known_se is None:
+            rows.append(("sigma", "residual", self.sigma))
         if names.residual:
             rows.append((names.residual, "residual", float(self.phi)))
         variance = pd.DataFrame({"component": [r[1] for r in rows],
                                  "estimate": [r[2] for r in rows]},
                                 index=[r[0] for r in rows])  # fmt: skip
-        fixed = satterthwaite(self)
+        fixed = satterthwaite(self) if self.known_se is None else _wald_z(self)
         crit = scipy.stats.t.ppf(0.5 + level / 2, fixed["df"].to_numpy())
         fixed["lower"] = fixed["estimate"] - crit * fixed["se"]
         fixed["upper"] = fixed["estimate"] + crit * fixed["se"]
@@ -202,7 +223,8 @@ class LmerResult:
 
     @property
     def n_params(self) -> int:
-        return len(self.solution.beta) + len(self.theta) + 1 + (self.phi is not None)
+        sigma = self.known_se is None
+        return len(self.solution.beta) + len(self.theta) + sigma + (self.phi is not None)
 
     @property
     def loglik(self) -> float:
@@ -237,7 +259,8 @@ class LmerResult:
         correlation structure adds the row ``("Residual", "phi")`` (or ``"rho"``) whose
         ``sdcor`` is the correlation parameter."""
         rows = block_varcorr_rows(self.design.blocks, self.covariances())
-        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        if self.known_se is None:
+            rows.append(("Residual", None, None, self.sigma**2, self.sigma))
         if self.phi is not None:
             rows.append(("Residual", self.design.residual.parameter, None, np.nan, self.phi))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
@@ -245,6 +268,7 @@ class LmerResult:
     def variance_parts(self) -> VarianceParts:
         """Fixed, random (per grouping factor) and residual variance at the estimates, as
         ``insight::get_variance`` (:mod:`bayeslmm.gaussian.partition`)."""
+        self._refuse_known_se("variance_parts() (and icc(), r2())")
         return variance_parts(self.design, self.solution.beta, self.covariances(), self.sigma)
 
     def icc(self) -> pd.DataFrame:
@@ -388,6 +412,7 @@ class LmerResult:
         if method == "wald":
             crit = np.full(len(self.solution.beta), scipy.stats.norm.ppf(0.5 + level / 2))
         elif method == "satterthwaite":
+            self._refuse_known_se("confint(method='satterthwaite')")
             crit = scipy.stats.t.ppf(0.5 + level / 2, satterthwaite(self)["df"].to_numpy())
         else:
             raise ArgumentError(f"method must be 'wald' or 'satterthwaite', got {method!r}")
@@ -406,7 +431,11 @@ class LmerResult:
             raise ArgumentError(f"level must be a number between 0 and 1, got {level!r}")
         grid = reference_grid(self.design, specs)
         estimate = grid.L @ self.solution.beta
-        se, df = contrast_satterthwaite(self, grid.L)
+        if self.known_se is None:
+            se, df = contrast_satterthwaite(self, grid.L)
+        else:  # Wald: the residual variance is known
+            se = np.sqrt(np.einsum("ij,jk,ik->i", grid.L, self.vcov.to_numpy(), grid.L))
+            df = np.full(len(se), np.inf)
         crit = scipy.stats.t.ppf(0.5 + level / 2, df)
         stats = pd.DataFrame({"estimate": estimate, "se": se, "df": df,
                               "lower": estimate - crit * se, "upper": estimate + crit * se})
@@ -423,6 +452,7 @@ class LmerResult:
         if information == "expected":
             se = self.se
         elif information == "observed":
+            self._refuse_known_se("coefficients(information='observed')")
             with np.errstate(invalid="ignore"):  # not positive at a singular optimum: NaN
                 se = pd.Series(np.sqrt(np.diag(observed_vcov(self))), index=est.index, name="se")
         else:
@@ -518,6 +548,7 @@ def observed_vcov(result: LmerResult) -> pd.DataFrame:
     :attr:`LmerResult.vcov` asymptotically but differs in small samples and at
     singular fits. lme4's ``vcov`` (conditional on theta) is :attr:`LmerResult.vcov`.
     """
+    result._refuse_known_se("observed_vcov()")
     cp, layout, p = result.cross_products, result.layout, len(result.solution.beta)
     tril = [np.tril_indices(q) for q in layout.sizes]
     psi0 = [T @ T.T for T in layout.factors(result.theta)]
@@ -582,11 +613,22 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     )  # fmt: skip
 
 
+def _wald_z(result: LmerResult) -> pd.DataFrame:
+    """Wald z-tests of the fixed effects (df infinite), as metafor's ``rma`` with known
+    standard errors: the rows of :func:`satterthwaite`."""
+    beta, se = result.solution.beta, result.se.to_numpy()
+    z = beta / se
+    return pd.DataFrame({"estimate": beta, "se": se, "df": np.inf, "t": z,
+                         "p": 2 * scipy.stats.norm.sf(np.abs(z))},
+                        index=result.design.fixed_names)  # fmt: skip
+
+
 def contrast_satterthwaite(result: LmerResult, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Standard error and Satterthwaite df of each linear combination ``L @ beta`` (rows of
     ``L``, (m, p)): ``df = 2 (l' V l)^2 / (g' A g)`` with ``g`` the gradient of ``l' V l``
     in the variance parameters (as lmerTest's ``contest1D`` and emmeans' ``lmer.df =
     "satterthwaite"``); see :func:`satterthwaite`."""
+    result._refuse_known_se("Satterthwaite's degrees of freedom")
     varpar = _varpar_function(result)
     x0 = _variance_parameters(result)
     h = _steps(x0)
@@ -969,6 +1011,7 @@ def lmer(
     data: pd.DataFrame | None = None,
     reml: bool = True,
     residual: ResidualStructure | None = None,
+    se: str | None = None,
 ) -> LmerResult:
     """Fit a linear mixed model by REML (default) or ML, as ``lme4::lmer``.
 
@@ -989,6 +1032,16 @@ def lmer(
         :class:`~bayeslmm.CompoundSymmetry`, as nlme's ``correlation=`` argument: ``lme``
         with random terms, ``gls`` without (the formula may then have none). Its groups
         must lie within the levels of every grouping factor, as ``lme`` requires.
+    se
+        The column of known standard errors (meta-analysis; brms ``y | se(se)``, metafor's
+        ``rma(yi, sei = se)``): row ``i``'s residual is ``N(0, se_i^2)`` and no residual SD
+        is estimated. The fit divides every row of ``y``, ``X`` and ``Z`` by its standard
+        error and maximises the likelihood with the residual SD fixed at 1; fitted values
+        and residuals are on the data's scale, fixed effects are tested by Wald z-tests,
+        and one row per level of a grouping factor is allowed. lme4's ``weights=`` is a
+        different model (residual variance ``sigma^2 / w_i``, sigma estimated) and is not
+        taken. A bad column (missing, not numeric, NaN, infinite, zero, negative) is an
+        error naming it and its first offending rows, before any fit.
 
     Returns
     -------
@@ -997,6 +1050,8 @@ def lmer(
     """
     if not isinstance(reml, bool | np.bool_):
         raise ArgumentError(f"reml must be True (REML) or False (ML), got {reml!r}")
+    if se is not None:
+        return _lmer_known_se(formula, data, reml, residual, se)
     design = design_from(formula, data, residual, SUMMARIES, "bl.lmer()")
     if not design.blocks and design.residual is None:
         raise FormulaError(
@@ -1043,6 +1098,44 @@ def lmer(
             f"boundary (singular) fit of {'REML' if reml else 'ML'} {design.spec.formula!r}: "
             "a random-effect variance is ~0 or a correlation ~ +/-1; consider a simpler "
             "random-effects structure",
+            SingularFitWarning,
+        )
+    return result
+
+
+def _lmer_known_se(formula: str | Design, data: pd.DataFrame | None, reml: bool,
+                   residual: ResidualStructure | None, column: str) -> LmerResult:  # fmt: skip
+    """:func:`lmer` with known standard errors: the REML/ML criterion of the row-scaled
+    design with the residual SD fixed at 1 (:func:`bayeslmm.gaussian.blocked.deviance`);
+    its log-likelihood is that of the data (``- sum log se_i``, the scaling's Jacobian)."""
+    if residual is not None:
+        raise ArgumentError("bl.lmer(): se= (known standard errors) and residual= cannot be "
+                            "combined")  # fmt: skip
+    design, scaled, se = known_se_design(formula, data, column, "bl.lmer()")
+    if not design.blocks:
+        raise FormulaError(
+            f"{design.spec.formula!r} has no random term such as (1 | study): with known "
+            "standard errors and no random effects the model has no variance to estimate "
+            "(a fixed-effect meta-analysis is weighted least squares)"
+        )
+    layout = ThetaLayout.from_design(scaled)
+    stats = BlockedStats.from_design(scaled)
+    cp = CrossProducts.from_stats(stats, scaled)
+    _check_scales(scaled, cp)
+    profile = BlockedProfile.of(blocked_system(cp), layout, sigma=1.0)
+    theta, converged = _optimise(profile, layout, reml)
+    fit = profiled(theta, cp, layout, reml, sigma=1.0)
+    fit = dataclasses.replace(fit, deviance=fit.deviance + 2.0 * float(np.sum(np.log(se))))
+    result = LmerResult(design, reml, theta, fit, layout, cp, converged, known_se=se,
+                        se_column=column)  # fmt: skip
+    if not np.isfinite(fit.deviance):
+        raise DataError(f"the REML/ML criterion of {design.spec.formula!r} with known standard "
+                        "errors is not finite at the optimum")  # fmt: skip
+    if result.singular:
+        warn(
+            f"boundary (singular) fit of {'REML' if reml else 'ML'} {design.spec.formula!r} "
+            f"with known standard errors ({column!r}): a random-effect variance is ~0 or a "
+            "correlation ~ +/-1 (the between-group variance is estimated as zero)",
             SingularFitWarning,
         )
     return result

@@ -70,7 +70,10 @@ def format_lmer_summary(result, table: pd.DataFrame) -> str:
     """The printed form of :meth:`LmerResult.summary`, as lmerTest's ``summary()``."""
     design = result.design
     method = "REML" if result.reml else "maximum likelihood"
-    lines = [f"Linear mixed model fit by {method}. t-tests use Satterthwaite's method",
+    known = getattr(result, "known_se", None)
+    tests = ("t-tests use Satterthwaite's method" if known is None else
+             f"known standard errors ({result.se_column}), Wald z-tests")  # fmt: skip
+    lines = [f"Linear mixed model fit by {method}. {tests}",
              f"Formula: {design.spec.formula}",
              f"   Data: {design.n_obs} observations"
              + (f" ({design.n_dropped} dropped for missing values)" if design.n_dropped
@@ -86,7 +89,8 @@ def format_lmer_summary(result, table: pd.DataFrame) -> str:
     cols = {k: [v[0].rjust(8)] for k, v in cols.items()}
     lines += [*_table({k.rjust(8): v for k, v in cols.items()}), ""]
     if design.rows_in_memory:
-        resid = np.asarray(result.residuals(), dtype=float) / result.sigma
+        resid = np.asarray(result.residuals(), dtype=float) / (
+            result.sigma if known is None else known)
         q = np.quantile(resid, [0, 0.25, 0.5, 0.75, 1])
         lines += ["Scaled residuals:",
                   *_table(dict(zip(["Min", "1Q", "Median", "3Q", "Max"],
@@ -106,6 +110,9 @@ def format_lmer_summary(result, table: pd.DataFrame) -> str:
                 "df": format_column(fixed["df"]), "t value": format_column(fixed["t"]),
                 "Pr(>|t|)": [format_p(v) for v in p],
                 "": [stars(v).ljust(3) for v in p]}  # fmt: skip
+        if known is not None:  # Wald z-tests: no degrees of freedom
+            cols = {"z value" if k == "t value" else "Pr(>|z|)" if k == "Pr(>|t|)" else k: v
+                    for k, v in cols.items() if k != "df"}  # fmt: skip
         lines += ["", "Fixed effects:", *_table(cols, list(fixed.index)), "---",
                   "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]  # fmt: skip
         if 1 < len(fixed) <= MAX_CORRELATION:
@@ -138,11 +145,12 @@ def _random_lines(result) -> list[str]:
             with np.errstate(invalid="ignore", divide="ignore"):
                 cor = [cov[i, j] / (sd[i] * sd[j]) for j in range(i)] if block.correlated else []
             corrs.append(["NaN" if not np.isfinite(c) else f"{c:.2f}" for c in cor])
-    groups.append("Residual")
-    names.append("")
-    variances.append(result.sigma**2)
-    sds.append(result.sigma)
-    corrs.append([])
+    if getattr(result, "known_se", None) is None:
+        groups.append("Residual")
+        names.append("")
+        variances.append(result.sigma**2)
+        sds.append(result.sigma)
+        corrs.append([])
     width = max((len(c) for row in corrs for c in row), default=0)
     cols = {"Groups": groups, "Name": names, "Variance": format_column(variances),
             "Std.Dev.": format_column(sds)}  # fmt: skip

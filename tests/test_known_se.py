@@ -19,7 +19,9 @@ DATA = Path(__file__).parent / "data"
 REF = json.loads((DATA / "metafor_known_se.json").read_text())
 SCHOOLS = pd.read_csv(DATA / "eight_schools.csv")
 BCG = pd.read_csv(DATA / "dat_bcg.csv")
-FRAMES = {"schools": (SCHOOLS, "sigma"), "bcg": (BCG, "sei"), "bcg_ablat": (BCG, "sei")}
+KONST = pd.read_csv(DATA / "konstantopoulos2011.csv")
+FRAMES = {"schools": (SCHOOLS, "sigma"), "bcg": (BCG, "sei"), "bcg_ablat": (BCG, "sei"),
+          "konstantopoulos": (KONST, "sei")}  # fmt: skip
 
 
 def _rel(a, b):
@@ -35,15 +37,16 @@ def test_matches_metafor(case):
         warnings.simplefilter("ignore", bl.SingularFitWarning)  # eight schools: tau^2 = 0
         fit = bl.lmer(case["formula"], data, reml=case["method"] == "REML", se=se)
     pd.testing.assert_frame_equal(data, before)
-    tau2 = fit.covariances()[0][0, 0]
-    if case["tau2"] == 0:
-        assert fit.singular and tau2 < 1e-10
+    tau2 = np.array([cov[0, 0] for cov in fit.covariances()])
+    if np.all(np.asarray(case["tau2"]) == 0):
+        assert fit.singular and np.all(tau2 < 1e-10)
     else:
-        assert _rel(tau2, case["tau2"]) < 1e-4
+        assert _rel(tau2, np.atleast_1d(case["tau2"])) < 1e-4
     assert _rel(fit.fixef()["estimate"], np.atleast_1d(case["beta"])) < 1e-4
     assert _rel(fit.se, np.atleast_1d(case["se"])) < 1e-4
     assert _rel(fit.loglik, case["logLik"]) < 1e-4
-    assert fit.n_params == len(np.atleast_1d(case["beta"])) + 1  # no residual SD
+    # no residual SD among the parameters
+    assert fit.n_params == len(np.atleast_1d(case["beta"])) + len(np.atleast_1d(case["tau2"]))
 
 
 def test_summary_fitted_and_refusals():
@@ -138,3 +141,175 @@ def test_bad_se_arguments():
         bl.lmer("y ~ 1 + (1 | school)", SCHOOLS, se=3)
     with pytest.raises(bl.FormulaError, match="no random term"):
         bl.lmer("y ~ 1", SCHOOLS, se="sigma")
+
+
+# ---------------------------------------------------------------------------------------
+# The Bayesian model: bl.LMM(..., se=...) on the compiled marginal density
+
+
+def _known_density(formula, data, column, signed=None):
+    from bayeslmm.bayes.density import MarginalDensity
+    from bayeslmm.bayes.priors import resolve_priors
+    from bayeslmm.gaussian.blocked import BlockedSystem
+
+    design, scaled, se = known_se_design(formula, data, column, "test")
+    priors = {k: v for k, v in resolve_priors(design, None).items() if k != "sigma"}
+    system = BlockedSystem(BlockedStats.from_design(scaled))
+    return design, se, priors, MarginalDensity.from_known_se(scaled, se, priors, system,
+                                                             signed=signed)  # fmt: skip
+
+
+def _pymc_logp(design, se, priors, points):
+    """The marginal model written in PyMC: y ~ N(X beta, Z G Z' + diag(se^2)), sigma fixed
+    at the known standard errors, one SD per independent random term; log density on
+    (beta, log sd) with the Jacobian."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from bayeslmm.gaussian.statistics import random_effects_matrix
+    from bayeslmm.spec.naming import ParameterNames
+
+    names = ParameterNames.from_design(design)
+    Z = random_effects_matrix(design).toarray()
+    with pm.Model() as model:
+        beta = pt.stack([priors[n].family()(n, **priors[n].params) for n in names.fixed])
+        sds = [priors[n].family()(n, **priors[n].params) for sd in names.sd for n in sd]
+        var = pt.concatenate([pt.repeat(sd**2, b.n_levels)
+                              for sd, b in zip(sds, design.blocks, strict=True)])  # fmt: skip
+        V = pt.dot(Z * var[None, :], Z.T) + np.diag(se**2)
+        pm.MvNormal("y", mu=pt.dot(design.X, beta), cov=V, observed=design.y)
+    logp = model.compile_logp(jacobian=True)
+    out = []
+    for x in points:
+        point = {v.name: x[i] for i, v in enumerate(model.value_vars)}
+        out.append(float(logp(point)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize(
+    ("formula", "frame", "column"),
+    [("y ~ 1 + (1 | school)", "schools", "sigma"),
+     ("yi ~ ablat + (1 | trial)", "bcg", "sei"),
+     ("y ~ x + (1 | g) + (1 | h)", "crossed", "s")],
+)
+def test_density_equals_pymc(formula, frame, column):
+    """The compiled density with sigma fixed (log SDs) equals the PyMC graph to 1e-8."""
+    if frame == "crossed":
+        rng = np.random.default_rng(3)
+        n = 60
+        data = pd.DataFrame({"g": rng.integers(0, 6, n), "h": rng.integers(0, 4, n),
+                             "x": rng.normal(size=n), "s": rng.uniform(0.3, 1.5, n)})  # fmt: skip
+        data["y"] = (data["x"] + rng.normal(size=6)[data["g"]] + rng.normal(size=4)[data["h"]]
+                     + data["s"] * rng.normal(size=n))  # fmt: skip
+    else:
+        data = SCHOOLS if frame == "schools" else BCG
+    design, se, priors, density = _known_density(formula, data, column)
+    assert not density.layout.has_sigma and density.layout.size == design.n_fixed + len(
+        design.blocks)
+    rng = np.random.default_rng(0)
+    points = density.start + rng.uniform(-1.0, 1.0, (4, density.layout.size))
+    ours = np.array([density.logp_grad(x)[0] for x in points])
+    theirs = _pymc_logp(design, se, priors, points)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-8)
+    # and its gradient against central differences
+    x, eps = points[0], 1e-6
+    numeric = [(density.logp_grad(x + eps * e)[0] - density.logp_grad(x - eps * e)[0])
+               / (2 * eps) for e in np.eye(x.size)]  # fmt: skip
+    np.testing.assert_allclose(density.logp_grad(x)[1], numeric, rtol=1e-5, atol=1e-6)
+
+
+def _quadrature(priors):
+    """Eight schools' posterior by quadrature on (beta, tau): means and SDs of beta and
+    tau, and the posterior means of the school effects E[tau^2 / (tau^2 + se^2)] (y - beta)."""
+    from scipy import stats
+
+    y, s = SCHOOLS["y"].to_numpy(), SCHOOLS["sigma"].to_numpy()
+    pb, pt_ = priors["(Intercept)"].params, priors["sd((Intercept)|school)"].params
+    beta = np.linspace(-60, 80, 1401)
+    tau = np.linspace(1e-6, 80, 1600)
+    B, T = np.meshgrid(beta, tau, indexing="ij")
+    V = T[..., None] ** 2 + s**2
+    log = (stats.norm.logpdf(B, pb["mu"], pb["sigma"]) + stats.halfnorm.logpdf(T, 0, pt_["sigma"])
+           + np.sum(-0.5 * np.log(2 * np.pi * V) - 0.5 * (y - B[..., None]) ** 2 / V, -1))
+    w = np.exp(log - log.max())
+    w /= w.sum()
+    out = {"beta": (np.sum(w * B), np.sqrt(np.sum(w * B**2) - np.sum(w * B) ** 2)),
+           "tau": (np.sum(w * T), np.sqrt(np.sum(w * T**2) - np.sum(w * T) ** 2))}
+    shrink = T[..., None] ** 2 / V * (y - B[..., None])
+    out["effects"] = np.einsum("ij,ijk->k", w, shrink)
+    return out
+
+
+def test_eight_schools_posterior_matches_quadrature():
+    model = bl.LMM("y ~ 1 + (1 | school)", SCHOOLS, se="sigma")
+    assert "sigma" not in model.priors
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short chains: ESS warnings
+        model.fit(draws=500, tune=500, chains=2, random_seed=11, progressbar=False)
+    assert model.fit_info.log_density == "bayeslmm (numba)"
+    post = bl.bayes.stack.posterior(model.idata)
+    assert "sigma" not in post
+    ref = _quadrature(model.priors)
+    draws = {"beta": post["beta"].values[..., 0].ravel(),
+             "tau": post["sd_school"].values[..., 0].ravel()}  # fmt: skip
+    for name, values in draws.items():
+        mean, sd = ref[name]
+        # Monte Carlo error of 1000 correlated draws (ESS >= ~250): 4 standard errors
+        assert abs(values.mean() - mean) < 4 * sd / np.sqrt(250), name
+        assert abs(values.std() - sd) < 0.2 * sd, name
+    effects = post["u_school"].values.reshape(-1, 8).mean(axis=0)
+    assert np.max(np.abs(effects - ref["effects"])) < 4 * 10 / np.sqrt(250)
+    # fitted values on the data's scale; results needing a residual SD refused
+    fitted = np.asarray(model.fitted())
+    np.testing.assert_allclose(fitted, post["beta"].values[..., 0].mean()
+                               + post["u_school"].values.mean(axis=(0, 1))[:, 0])  # fmt: skip
+    # leave-one-school-out: each school's marginal likelihood N(y_j | beta, se_j^2 + tau^2)
+    from scipy import stats
+
+    from bayeslmm.bayes.loo import group_log_likelihood
+
+    ll = group_log_likelihood(model).values.reshape(-1, 8)
+    b, tau = draws["beta"][:, None], draws["tau"][:, None]
+    direct = stats.norm.logpdf(SCHOOLS["y"].to_numpy(), b,
+                               np.sqrt(tau**2 + SCHOOLS["sigma"].to_numpy() ** 2))  # fmt: skip
+    np.testing.assert_allclose(ll, direct, rtol=1e-10)
+    for call in (model.icc, model.r2, lambda: model.predict(SCHOOLS)):
+        with pytest.raises(ArgumentError, match="known standard errors"):
+            call()
+
+
+def test_lmm_known_se_refusals():
+    with pytest.raises(ArgumentError, match="no 'sigma' to give a prior"):
+        bl.LMM("y ~ 1 + (1 | school)", SCHOOLS, se="sigma",
+               priors={"sigma": bl.Prior("HalfNormal", sigma=1)})
+    with pytest.raises(DataError, match="'sigma' has negative values"):
+        bl.LMM("y ~ 1 + (1 | school)", SCHOOLS.assign(sigma=-SCHOOLS["sigma"]), se="sigma")
+    model = bl.LMM("y ~ 1 + (1 | school)", SCHOOLS, se="sigma")
+    with pytest.raises(ArgumentError, match="compiled marginal density only"):
+        model.fit(draws=10, tune=10, chains=1, sampler="pymc", progressbar=False)
+
+
+def test_gaussian_weights_refused():
+    for call in (lambda: bl.lmer("y ~ 1 + (1 | school)", SCHOOLS, weights="sigma"),
+                 lambda: bl.LMM("y ~ 1 + (1 | school)", SCHOOLS, weights="sigma")):  # fmt: skip
+        with pytest.raises(ArgumentError, match=r"sigma\^2 / w_i.*se='column'"):
+            call()
+    with pytest.raises(ArgumentError, match="se= .* is for the Gaussian family"):
+        bl.LMM("y ~ 1 + (1 | school)", SCHOOLS, family="poisson", se="sigma")
+
+
+def test_anova_keeps_known_se():
+    """The likelihood-ratio test of the moderator with known standard errors: both ML fits
+    as metafor's (logLik difference from tests/data/metafor_known_se.json)."""
+    full = {(c["id"], c["method"]): c for c in REF["cases"]}
+    small = bl.lmer("yi ~ 1 + (1 | trial)", BCG, reml=False, se="sei")
+    large = bl.lmer("yi ~ ablat + (1 | trial)", BCG, reml=False, se="sei")
+    table = bl.anova(small, large)
+    lrt = 2 * (full[("bcg_ablat", "ML")]["logLik"] - full[("bcg", "ML")]["logLik"])
+    assert abs(table.table["Chisq"].iloc[1] - lrt) < 1e-6 * lrt
+    refitted = bl.anova(bl.lmer("yi ~ 1 + (1 | trial)", BCG, se="sei"),
+                        bl.lmer("yi ~ ablat + (1 | trial)", BCG, se="sei"))  # REML: refit by ML
+    assert abs(refitted.table["Chisq"].iloc[1] - lrt) < 1e-6 * lrt
+    with pytest.raises(bl.ComparisonError, match="same known standard errors"):
+        bl.anova(small, bl.lmer("yi ~ ablat + (1 | g)", BCG.assign(g=BCG["trial"] % 3),
+                                reml=False))  # fmt: skip

@@ -42,7 +42,7 @@ from ..gaussian.residual import ResidualModel, ResidualProfile
 from ..gaussian.statistics import SUMMARIES, BlockedStats, CrossProducts, random_effects_matrix
 from ..spec.design import Design, Rows
 from ..spec.grid import reference_grid
-from ..spec.known_se import known_se_design
+from ..spec.known_se import known_se_design, refuse_gaussian_weights
 from ..spec.naming import ParameterNames
 from ..spec.residual import ResidualStructure, non_nested_factors
 from ..spec.reuse import design_from
@@ -1012,6 +1012,7 @@ def lmer(
     reml: bool = True,
     residual: ResidualStructure | None = None,
     se: str | None = None,
+    weights: str | None = None,
 ) -> LmerResult:
     """Fit a linear mixed model by REML (default) or ML, as ``lme4::lmer``.
 
@@ -1039,9 +1040,12 @@ def lmer(
         error and maximises the likelihood with the residual SD fixed at 1; fitted values
         and residuals are on the data's scale, fixed effects are tested by Wald z-tests,
         and one row per level of a grouping factor is allowed. lme4's ``weights=`` is a
-        different model (residual variance ``sigma^2 / w_i``, sigma estimated) and is not
-        taken. A bad column (missing, not numeric, NaN, infinite, zero, negative) is an
-        error naming it and its first offending rows, before any fit.
+        different model (residual variance ``sigma^2 / w_i``, sigma estimated) and is
+        refused (``weights=`` raises an :class:`ArgumentError` saying so). A bad column
+        (missing, not numeric, NaN, infinite, zero, negative) is an error naming it and
+        its first offending rows, before any fit.
+    weights
+        Refused for this Gaussian model, with the reason (see ``se``).
 
     Returns
     -------
@@ -1050,6 +1054,7 @@ def lmer(
     """
     if not isinstance(reml, bool | np.bool_):
         raise ArgumentError(f"reml must be True (REML) or False (ML), got {reml!r}")
+    refuse_gaussian_weights(weights, "bl.lmer()")
     if se is not None:
         return _lmer_known_se(formula, data, reml, residual, se)
     design = design_from(formula, data, residual, SUMMARIES, "bl.lmer()")

@@ -98,3 +98,17 @@ def known_se_design(formula: object, data: pd.DataFrame, column: str,
     design = build_design(formula, data, carry=(label,), level_per_row=True)
     se = design.frame[label].to_numpy(dtype=float)
     return design, scale_rows(design, se), se
+
+
+def refuse_gaussian_weights(weights: object, caller: str) -> None:
+    """Refuse lme4's ``weights=`` for a Gaussian model, saying why (see :func:`known_se_design`
+    for ``se=``, the model of known standard errors)."""
+    if weights is None:
+        return
+    raise ArgumentError(
+        f"{caller}: weights={weights!r} is not taken for a Gaussian model. lme4's lmer "
+        "weights are precision weights with the residual SD still estimated (residual "
+        "variance sigma^2 / w_i), which bayeslmm does not fit; for outcomes with known "
+        "standard errors (meta-analysis, brms y | se(sei)) give se='column' instead: the "
+        "residual variance is then se_i^2 and no sigma is estimated"
+    )

@@ -1,6 +1,7 @@
 # Reference random-effects meta-analyses by metafor's rma() (REML and ML), written to
 # metafor_known_se.json, with the data exported beside it (tests/data/eight_schools.csv,
-# tests/data/dat_bcg.csv). Known standard errors sei; tau^2 is the random intercept's
+# tests/data/dat_bcg.csv, tests/data/konstantopoulos2011.csv: rma.mv with two nested levels).
+# Known standard errors sei; tau^2 is the random intercept's
 # variance, tested against bl.lmer(..., se="sei"). Tight convergence (threshold 1e-12).
 # logLik: metafor's REML log-likelihood by default adds + 1/2 log|X'X| (control REMLf);
 # REMLf = FALSE leaves it out, as lme4's REML criterion does, so that is what is stored.
@@ -30,6 +31,22 @@ fit_case <- function(id, yi, sei, mods, method, formula) {
        logLik = as.numeric(logLik(fit)), k = fit$k)
 }
 
+# two nested levels (Konstantopoulos 2011: schools within districts), rma.mv
+konst <- metadat::dat.konstantopoulos2011
+konst <- data.frame(district = konst$district, school = konst$school, study = konst$study,
+                    year = konst$year, yi = konst$yi, sei = sqrt(konst$vi))
+write.csv(konst, "tests/data/konstantopoulos2011.csv", row.names = FALSE)
+
+fit_mv <- function(method) {
+  ctrl <- list(REMLf = FALSE, rel.tol = 1e-12, iter.max = 10000, eval.max = 10000)
+  fit <- rma.mv(yi, V = sei^2, random = ~ 1 | district / study, data = konst,
+                method = method, control = ctrl)
+  list(id = "konstantopoulos", method = method,
+       formula = "yi ~ 1 + (1 | district) + (1 | study)", tau2 = fit$sigma2,
+       beta = as.numeric(fit$beta), se = as.numeric(fit$se),
+       logLik = as.numeric(logLik(fit)), k = fit$k)
+}
+
 cases <- list()
 for (method in c("REML", "ML")) {
   cases[[length(cases) + 1]] <- fit_case("schools", schools$y, schools$sigma, NULL, method,
@@ -38,6 +55,7 @@ for (method in c("REML", "ML")) {
                                          "yi ~ 1 + (1 | trial)")
   cases[[length(cases) + 1]] <- fit_case("bcg_ablat", bcg$yi, bcg$sei, ~ bcg$ablat, method,
                                          "yi ~ ablat + (1 | trial)")
+  cases[[length(cases) + 1]] <- fit_mv(method)
 }
 write(toJSON(list(metafor = as.character(packageVersion("metafor")), cases = cases),
              auto_unbox = TRUE, digits = NA, pretty = TRUE),

@@ -247,6 +247,7 @@ def test_eight_schools_posterior_matches_quadrature():
         warnings.simplefilter("ignore")  # short chains: ESS warnings
         model.fit(draws=500, tune=500, chains=2, random_seed=11, progressbar=False)
     assert model.fit_info.log_density == "bayeslmm (numba)"
+    assert "Residuals: known standard errors (column 'sigma'), no sigma" in str(model)
     post = bl.bayes.stack.posterior(model.idata)
     assert "sigma" not in post
     ref = _quadrature(model.priors)
@@ -313,3 +314,36 @@ def test_anova_keeps_known_se():
     with pytest.raises(bl.ComparisonError, match="same known standard errors"):
         bl.anova(small, bl.lmer("yi ~ ablat + (1 | g)", BCG.assign(g=BCG["trial"] % 3),
                                 reml=False))  # fmt: skip
+
+
+def test_density_equals_gaussian_density_at_sigma_one():
+    """Correlated slopes and crossed factors: the known-SE density equals the ordinary
+    Gaussian density of the scaled rows (checked against PyMC in test_density) at sigma = 1,
+    less sigma's prior and plus the scaling's - sum log se; gradients equal too."""
+    from scipy import stats
+
+    from bayeslmm.bayes.density import MarginalDensity
+    from bayeslmm.bayes.priors import resolve_priors
+    from bayeslmm.gaussian.blocked import BlockedSystem
+
+    rng = np.random.default_rng(5)
+    n = 90
+    data = pd.DataFrame({"g": rng.integers(0, 7, n), "h": rng.integers(0, 4, n),
+                         "x": rng.normal(size=n), "s": rng.uniform(0.4, 1.6, n)})  # fmt: skip
+    data["y"] = (1 + data["x"] * (1 + 0.5 * rng.normal(size=7)[data["g"]])
+                 + rng.normal(size=7)[data["g"]] + rng.normal(size=4)[data["h"]]
+                 + data["s"] * rng.normal(size=n))  # fmt: skip
+    design, scaled, se = known_se_design("y ~ x + (1 + x | g) + (1 | h)", data, "s", "test")
+    priors = resolve_priors(design, None)
+    system = BlockedSystem(BlockedStats.from_design(scaled))
+    known = MarginalDensity.from_known_se(scaled, se, {k: v for k, v in priors.items()
+                                                       if k != "sigma"}, system)  # fmt: skip
+    plain = MarginalDensity.from_model(scaled, priors, system)
+    i = plain.layout.sigma
+    s_prior = priors["sigma"].params["sigma"]
+    for x in known.start + rng.uniform(-0.5, 0.5, (3, known.layout.size)):
+        ours, grad = known.logp_grad(x)
+        theirs, grad_plain = plain.logp_grad(np.insert(x, i, 0.0))  # log sigma = 0
+        expected = theirs - stats.halfnorm.logpdf(1.0, 0, s_prior) - np.sum(np.log(se))
+        assert abs(ours - expected) < 1e-10 * abs(expected)
+        np.testing.assert_allclose(grad, np.delete(grad_plain, i), rtol=1e-10, atol=1e-10)

@@ -347,3 +347,22 @@ def test_density_equals_gaussian_density_at_sigma_one():
         expected = theirs - stats.halfnorm.logpdf(1.0, 0, s_prior) - np.sum(np.log(se))
         assert abs(ours - expected) < 1e-10 * abs(expected)
         np.testing.assert_allclose(grad, np.delete(grad_plain, i), rtol=1e-10, atol=1e-10)
+
+
+def test_rows_dropped_and_column_names():
+    """A row missing the response is dropped with its standard error; a column name with a
+    space works; a Dask DataFrame is refused."""
+    with_missing = BCG.copy()
+    with_missing.loc[3, "yi"] = np.nan
+    one = bl.lmer("yi ~ ablat + (1 | trial)", with_missing, se="sei")
+    other = bl.lmer("yi ~ ablat + (1 | trial)", BCG.drop(index=3), se="sei")
+    assert one.design.n_dropped == 1 and len(one.fitted()) == 12
+    np.testing.assert_allclose(one.solution.beta, other.solution.beta, rtol=1e-12)
+    assert abs(one.loglik - other.loglik) < 1e-10
+    spaced = bl.lmer("yi ~ ablat + (1 | trial)", BCG.rename(columns={"sei": "my se"}),
+                     se="my se")  # fmt: skip
+    full = bl.lmer("yi ~ ablat + (1 | trial)", BCG, se="sei")
+    assert abs(spaced.loglik - full.loglik) < 1e-10
+    dd = pytest.importorskip("dask.dataframe")
+    with pytest.raises(ArgumentError, match="needs the data as a pandas DataFrame"):
+        bl.lmer("yi ~ ablat + (1 | trial)", dd.from_pandas(BCG, npartitions=2), se="sei")

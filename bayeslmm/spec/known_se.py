@@ -49,8 +49,9 @@ def check_se_column(data: object, column: object) -> str:
         raise ArgumentError(f"se must be the name of the column of known standard errors, got "
                             f"{column!r}")  # fmt: skip
     if not isinstance(data, pd.DataFrame):
+        kind = f"{type(data).__module__.split('.')[0]}.{type(data).__name__}"
         raise ArgumentError(f"se={column!r} needs the data as a pandas DataFrame (rows in "
-                            f"memory), got {type(data).__name__}")  # fmt: skip
+                            f"memory), got a {kind}")  # fmt: skip
     labels = _display_columns(data)
     if column not in labels:
         raise UnknownNameError(f"the standard-error column se={column!r} is not in the data"
@@ -64,15 +65,15 @@ def check_se_column(data: object, column: object) -> str:
         raise ColumnTypeError(f"the standard-error column {column!r} must be numeric, it is "
                               f"{values.dtype}")  # fmt: skip
     x = values.to_numpy(dtype=float, na_value=np.nan)
-    for bad, what in ((np.isnan(x), "missing (NaN) values"),
-                      (np.isinf(x), "infinite values"),
-                      (x == 0, "zeros"),
-                      (x < 0, "negative values")):  # fmt: skip
+    for bad, what, why in ((np.isnan(x), "missing (NaN) values", ""),
+                           (np.isinf(x), "infinite values", ""),
+                           (x == 0, "zeros", " (a row with standard error 0 would be fitted "
+                                             "exactly)"),
+                           (x < 0, "negative values", "")):  # fmt: skip
         if bad.any():
             raise DataError(f"the standard-error column {column!r} has {what} in "
                             f"{_rows(data, bad)}; standard errors must be finite and "
-                            "positive (a row with standard error 0 would be fitted "
-                            "exactly)")  # fmt: skip
+                            f"positive{why}")  # fmt: skip
     return labels[column][0]
 
 

@@ -366,3 +366,35 @@ def test_rows_dropped_and_column_names():
     dd = pytest.importorskip("dask.dataframe")
     with pytest.raises(ArgumentError, match="needs the data as a pandas DataFrame"):
         bl.lmer("yi ~ ablat + (1 | trial)", dd.from_pandas(BCG, npartitions=2), se="sei")
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+def test_extra_sigma_matches_metafor(method):
+    """An extra residual SD (brms se(sei, sigma = TRUE)): ``yi ~ 1`` is metafor's rma (its
+    tau^2 the extra sigma^2), ``yi ~ 1 + (1 | district)`` rma.mv's two nested levels (the
+    inner one, one study per row, the extra sigma^2); reported as sigma, not a group."""
+    full = {(c["id"], c["method"]): c for c in REF["cases"]}
+    rma, mv = full[("bcg", method)], full[("konstantopoulos", method)]
+    fit = bl.lmer("yi ~ 1", BCG, reml=method == "REML", se="sei", extra_sigma=True)
+    assert _rel(fit.extra_sd**2, rma["tau2"]) < 1e-4
+    assert _rel(fit.solution.beta, np.atleast_1d(rma["beta"])) < 1e-4
+    assert _rel(fit.se, np.atleast_1d(rma["se"])) < 1e-4
+    assert _rel(fit.loglik, rma["logLik"]) < 1e-4
+    nested = bl.lmer("yi ~ 1 + (1 | district)", KONST, reml=method == "REML", se="sei",
+                     extra_sigma=True)  # fmt: skip
+    assert _rel([nested.varcorr()["vcov"].iloc[0], nested.extra_sd**2], mv["tau2"]) < 1e-4
+    assert _rel(nested.se, np.atleast_1d(mv["se"])) < 1e-4
+    assert _rel(nested.loglik, mv["logLik"]) < 1e-4
+    # reported as the residual SD, not as a group
+    assert list(nested.varcorr()["grp"]) == ["district", "Residual"]
+    assert list(nested.ranef()) == ["district"] and list(nested.coef()) == ["district"]
+    assert list(nested.ranef(condvar=True)) == ["district"]
+    table = nested.summary()
+    assert table.loc["sigma", "estimate"] == pytest.approx(nested.extra_sd)
+    text = str(nested)
+    assert "(beyond se)" in text and "obs_extra" not in text
+    b = nested.ranef()["district"]["(Intercept)"]
+    expected = nested.solution.beta[0] + b.loc[KONST["district"]].to_numpy()
+    np.testing.assert_allclose(nested.fitted(), expected, rtol=1e-12)
+    with pytest.raises(ArgumentError, match="give se='column' too"):
+        bl.lmer("yi ~ 1 + (1 | district)", KONST, extra_sigma=True)

@@ -84,6 +84,7 @@ class LmerResult:
     phi: float | None = None
     known_se: np.ndarray | None = None
     se_column: str | None = None
+    extra_sigma: bool = False
 
     def __init__(
         self,
@@ -100,6 +101,7 @@ class LmerResult:
         fit: ProfiledFit | None = None,
         known_se: np.ndarray | None = None,
         se_column: str | None = None,
+        extra_sigma: bool = False,
     ):
         if fit is not None:  # the field's old name (also what dataclasses.replace(r, fit=) gives)
             deprecated("LmerResult(fit=...)", "LmerResult(solution=...)")
@@ -109,7 +111,24 @@ class LmerResult:
         self.design, self.reml, self.theta = design, reml, theta
         self.solution, self.layout, self.cross_products = solution, layout, cross_products
         self.converged, self.residual, self.phi = converged, residual, phi
-        self.known_se, self.se_column = known_se, se_column
+        self.known_se, self.se_column, self.extra_sigma = known_se, se_column, extra_sigma
+
+    def _shown(self) -> list[int]:
+        """The random blocks shown as groups: all but the observation-level block of an
+        extra residual SD (the design's last; reported as ``sigma``)."""
+        return list(range(len(self.design.blocks) - int(self.extra_sigma)))
+
+    @property
+    def extra_sd(self) -> float | None:
+        """The extra residual SD beyond the known standard errors (``extra_sigma=True``),
+        else None."""
+        return float(np.sqrt(self.covariances()[-1][0, 0])) if self.extra_sigma else None
+
+    def _drop_extra(self, frames: dict) -> dict:
+        """Per-group frames without the extra residual SD's observation-level factor."""
+        if self.extra_sigma:
+            frames.pop(self.design.blocks[-1].group, None)
+        return frames
 
     def _refuse_known_se(self, what: str) -> None:
         """An :class:`ArgumentError` for what needs an estimated residual variance."""
@@ -193,8 +212,11 @@ class LmerResult:
         level = interval_level(level)
         names = ParameterNames.from_design(self.design)
         rows: list[tuple[str, str, float]] = []
-        for block, cov, sd_names, pairs in zip(self.design.blocks, self.covariances(),
-                                               names.sd, names.cor_pairs, strict=True):  # fmt: skip
+        for k, (block, cov, sd_names, pairs) in enumerate(zip(
+                self.design.blocks, self.covariances(), names.sd, names.cor_pairs,
+                strict=True)):  # fmt: skip
+            if k not in self._shown():
+                continue
             sd = np.sqrt(np.diag(cov))
             rows += [(n, "random", v) for n, v in zip(sd_names, sd, strict=True)]
             if block.correlated:
@@ -204,6 +226,8 @@ class LmerResult:
                              for (i, j), n in zip(lower, pairs, strict=True)]  # fmt: skip
         if self.known_se is None:
             rows.append(("sigma", "residual", self.sigma))
+        elif self.extra_sigma:  # the residual SD beyond the known standard errors
+            rows.append(("sigma", "residual", self.extra_sd))
         if names.residual:
             rows.append((names.residual, "residual", float(self.phi)))
         variance = pd.DataFrame({"component": [r[1] for r in rows],
@@ -258,9 +282,13 @@ class LmerResult:
         """Variance components in lme4's ``as.data.frame(VarCorr())`` layout; a residual
         correlation structure adds the row ``("Residual", "phi")`` (or ``"rho"``) whose
         ``sdcor`` is the correlation parameter."""
-        rows = block_varcorr_rows(self.design.blocks, self.covariances())
+        shown, covs = self._shown(), self.covariances()
+        rows = block_varcorr_rows([self.design.blocks[k] for k in shown],
+                                  [covs[k] for k in shown])  # fmt: skip
         if self.known_se is None:
             rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        elif self.extra_sigma:
+            rows.append(("Residual", None, None, self.extra_sd**2, self.extra_sd))
         if self.phi is not None:
             rows.append(("Residual", self.design.residual.parameter, None, np.nan, self.phi))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
@@ -305,11 +333,11 @@ class LmerResult:
         if condvar:
             table = self.ranef_table(level).rename(columns={"cond_sd": "se"})
             out = {}
-            for group in self.design.groups():
+            for group in self._drop_extra(self.design.groups()):
                 part = table.loc[table["group"] == group].drop(columns="group")
                 out[group] = part.set_index(["level", "term"])
             return out
-        return frames_by_group(self.design.blocks, self._effects())
+        return self._drop_extra(frames_by_group(self.design.blocks, self._effects()))
 
     def coef(self) -> dict[str, pd.DataFrame]:
         """lme4's ``coef``: per grouping factor, levels x coefficients, the fixed effects
@@ -317,7 +345,7 @@ class LmerResult:
         terms absent from the fixed part), as ``LMM.coef()``."""
         beta = self._estimates()
         out: dict[str, pd.DataFrame] = {}
-        for group in self.design.groups():
+        for group in self._drop_extra(self.design.groups()):
             blocks = [(b, e) for b, e in zip(self.design.blocks, self._effects(), strict=True)
                       if b.group == group]  # fmt: skip
             columns = list(beta.index)
@@ -335,8 +363,8 @@ class LmerResult:
     def ranef_sd(self) -> dict[str, pd.DataFrame]:
         """Conditional SDs of the BLUPs (lme4's ``condVar``), laid out as :meth:`ranef`."""
         covs = self.solution.conditional_covariance_blocks(self.layout.sizes, self.layout.levels)
-        return frames_by_group(self.design.blocks,
-                               [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs])
+        return self._drop_extra(frames_by_group(
+            self.design.blocks, [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs]))
 
     def ranef_table(self, level: float = 0.95) -> pd.DataFrame:
         """Long table of BLUPs: group, level, term, estimate, cond_sd and a normal interval."""
@@ -373,7 +401,11 @@ class LmerResult:
             return self.design.map_rows(
                 partial(_fitted_rows, self.solution.beta, self._effects()), "fitted"
             )
-        z_b = random_effects_matrix(self.design) @ self.solution.b
+        b = self.solution.b
+        if self.extra_sigma:  # the extra residual is no part of the fitted values
+            b = b.copy()
+            b[len(b) - self.design.n_obs :] = 0.0
+        z_b = random_effects_matrix(self.design) @ b
         return self.design.X @ self.solution.beta + z_b
 
     def residuals(self):
@@ -1013,6 +1045,7 @@ def lmer(
     residual: ResidualStructure | None = None,
     se: str | None = None,
     weights: str | None = None,
+    extra_sigma: bool = False,
 ) -> LmerResult:
     """Fit a linear mixed model by REML (default) or ML, as ``lme4::lmer``.
 
@@ -1046,6 +1079,13 @@ def lmer(
         its first offending rows, before any fit.
     weights
         Refused for this Gaussian model, with the reason (see ``se``).
+    extra_sigma
+        With ``se``: a residual SD beyond the known standard errors is estimated too
+        (residual variance ``se_i^2 + sigma^2``; brms ``se(se, sigma = TRUE)``), as an
+        observation-level random intercept, reported as ``sigma`` (summary and
+        :meth:`LmerResult.varcorr`'s ``Residual`` row; :attr:`LmerResult.extra_sd`), not
+        as a group. ``bl.lmer("yi ~ 1", data, se="sei", extra_sigma=True)`` is metafor's
+        ``rma(yi, sei = sei)``: its ``sigma^2`` is ``tau^2``.
 
     Returns
     -------
@@ -1055,8 +1095,11 @@ def lmer(
     if not isinstance(reml, bool | np.bool_):
         raise ArgumentError(f"reml must be True (REML) or False (ML), got {reml!r}")
     refuse_gaussian_weights(weights, "bl.lmer()")
+    if extra_sigma and se is None:
+        raise ArgumentError("extra_sigma=True is a residual SD beyond known standard errors: "
+                            "give se='column' too")  # fmt: skip
     if se is not None:
-        return _lmer_known_se(formula, data, reml, residual, se)
+        return _lmer_known_se(formula, data, reml, residual, se, extra_sigma)
     design = design_from(formula, data, residual, SUMMARIES, "bl.lmer()")
     if not design.blocks and design.residual is None:
         raise FormulaError(
@@ -1109,14 +1152,15 @@ def lmer(
 
 
 def _lmer_known_se(formula: str | Design, data: pd.DataFrame | None, reml: bool,
-                   residual: ResidualStructure | None, column: str) -> LmerResult:  # fmt: skip
+                   residual: ResidualStructure | None, column: str,
+                   extra_sigma: bool = False) -> LmerResult:  # fmt: skip
     """:func:`lmer` with known standard errors: the REML/ML criterion of the row-scaled
     design with the residual SD fixed at 1 (:func:`bayeslmm.gaussian.blocked.deviance`);
     its log-likelihood is that of the data (``- sum log se_i``, the scaling's Jacobian)."""
     if residual is not None:
         raise ArgumentError("bl.lmer(): se= (known standard errors) and residual= cannot be "
                             "combined")  # fmt: skip
-    design, scaled, se = known_se_design(formula, data, column, "bl.lmer()")
+    design, scaled, se = known_se_design(formula, data, column, "bl.lmer()", extra_sigma)
     if not design.blocks:
         raise FormulaError(
             f"{design.spec.formula!r} has no random term such as (1 | study): with known "
@@ -1132,7 +1176,7 @@ def _lmer_known_se(formula: str | Design, data: pd.DataFrame | None, reml: bool,
     fit = profiled(theta, cp, layout, reml, sigma=1.0)
     fit = dataclasses.replace(fit, deviance=fit.deviance + 2.0 * float(np.sum(np.log(se))))
     result = LmerResult(design, reml, theta, fit, layout, cp, converged, known_se=se,
-                        se_column=column)  # fmt: skip
+                        se_column=column, extra_sigma=extra_sigma)  # fmt: skip
     if not np.isfinite(fit.deviance):
         raise DataError(f"the REML/ML criterion of {design.spec.formula!r} with known standard "
                         "errors is not finite at the optimum")  # fmt: skip

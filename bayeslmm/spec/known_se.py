@@ -85,15 +85,34 @@ def scale_rows(design: Design, se: np.ndarray) -> Design:
     return dataclasses.replace(design, y=design.y * w, X=design.X * w[:, None], blocks=blocks)
 
 
-def known_se_design(formula: object, data: pd.DataFrame, column: str,
-                    caller: str) -> tuple[Design, Design, np.ndarray]:  # fmt: skip
+def extra_sigma_column(data: pd.DataFrame) -> str:
+    """A column name not in ``data`` for the observation-level factor of an extra residual
+    SD (``obs_extra``, with underscores added while taken)."""
+    name, taken = "obs_extra", {str(c) for c in data.columns}
+    while name in taken:
+        name += "_"
+    return name
+
+
+def known_se_design(formula: object, data: pd.DataFrame, column: str, caller: str,
+                    extra_sigma: bool = False) -> tuple[Design, Design, np.ndarray]:  # fmt: skip
     """The design of ``formula`` on ``data`` (original scale), its row-scaled copy and the
     standard errors of its rows, for a model whose residual SDs are the column
-    ``column``."""
+    ``column``. ``extra_sigma``: the residual variance is ``se_i^2 + sigma^2`` (brms
+    ``se(se, sigma = TRUE)``), as an observation-level random intercept
+    ``(1 | obs_extra)``, the design's last block (on a copy of the data)."""
     if isinstance(formula, Design):
         raise ArgumentError(f"{caller}: se= needs a formula with data (the column is read "
                             "from the data), not a built Design")  # fmt: skip
+    if not isinstance(extra_sigma, bool):
+        raise ArgumentError(f"extra_sigma must be True or False, got {extra_sigma!r}")
     label = check_se_column(data, column)
+    if extra_sigma:
+        if not isinstance(formula, str):
+            raise ArgumentError(f"{caller}: extra_sigma=True needs the formula as text")
+        obs = extra_sigma_column(data)
+        data = data.assign(**{obs: np.arange(len(data))})
+        formula = f"{formula} + (1 | {obs})"
     # one row per level is fine: the residual variance is known, so the variance of a
     # random intercept is identified (eight schools, one estimate per study)
     design = build_design(formula, data, carry=(label,), level_per_row=True)

@@ -358,6 +358,29 @@ class MarginalDensity:
                           gaussian_rows(design.X.shape[1], system.n_factors, system.qmax))
 
     @classmethod
+    def from_known_se(
+        cls,
+        design: Design,
+        se: np.ndarray,
+        priors: dict[str, Prior],
+        system: BlockedSystem,
+        centred: Centring | None = None,
+        signed: Centring | None = None,
+        sd_start: Mapping[str, Sequence[float]] | None = None,
+    ) -> MarginalDensity | None:
+        """The marginal density of a Gaussian model with known standard errors ``se``:
+        ``design`` and ``system`` are of the rows divided by them
+        (:func:`~bayeslmm.spec.known_se.scale_rows`), the residual SD is 1 and not a
+        parameter, the random effects are integrated out as in :meth:`from_model`, and
+        the log density is that of the data's scale (``- sum log se``). ``priors`` has
+        no ``"sigma"``."""
+        beta, _ = _least_squares(system.stats)
+        rows = gaussian_rows(design.X.shape[1], system.n_factors, system.qmax)
+        rows["glm"] = np.array([float(GAUSSIAN), -float(np.sum(np.log(se))), 1.0])
+        return cls._build(design, priors, system, centred, signed, sd_start, beta, None,
+                          rows)
+
+    @classmethod
     def from_glm(
         cls,
         design: Design,
@@ -387,8 +410,9 @@ class MarginalDensity:
         """:meth:`from_model` and :meth:`from_glm`: the priors, layout and start, with the
         likelihood's :data:`~bayeslmm.bayes.row_likelihood.ROW_FIELDS` ``rows``."""
         gaussian = int(rows["glm"][0]) == GAUSSIAN
+        known = len(rows["glm"]) > 2 and rows["glm"][2] > 0  # known SEs: sigma = 1
         names = ParameterNames.from_design(design)
-        layout = Layout.from_system(design, system, centred, has_sigma=gaussian)
+        layout = Layout.from_system(design, system, centred, has_sigma=gaussian and not known)
         parent = np.zeros(0)
         if not gaussian:
             parent, layout = nested_parents(design, system, layout)
@@ -421,11 +445,11 @@ class MarginalDensity:
                 etas.append((eta, _lkj_log_constant(eta, k)))
             else:
                 etas.append((0.0, 0.0))
-        if gaussian:
+        if layout.has_sigma:
             rows_.append(_prior_row(priors["sigma"], positive=True))
         if any(r is None for r in rows_):
             return None
-        if gaussian:
+        if layout.has_sigma:
             start[layout.sigma] = math.log(sigma if sigma is not None
                                            else _scale(priors["sigma"]))  # fmt: skip
         s = system.stats
@@ -1022,13 +1046,16 @@ def logp_and_grad(x, data, grad):
         pr += k
     glm = _f1(data, h[GLM])
     code = int(glm[0])  # the likelihood: Gaussian marginal (0) or a GLM's rows
+    # a Gaussian model with known standard errors (rows scaled by them, glm[2] = 1) has
+    # sigma = 1 and no sigma parameter
+    has_sigma = code == GAUSSIAN and not (glm.shape[0] > 2 and glm[2] > 0.0)
     i_sigma = p + _n_cov(blocks)  # log sigma (Gaussian), else the first sampled effect
-    ls = x[i_sigma] if code == GAUSSIAN else 0.0
+    ls = x[i_sigma] if has_sigma else 0.0
     sig = math.exp(ls)
     T = lam / sig
     # sampled factors, level by level: u = chol(D_f) z, each term either centred (the
     # parameter is u_a; z_a = (u_a - sum_{c<a} lam_ac z_c) / lam_aa) or not (it is z_a)
-    z0 = i_sigma + 1 if code == GAUSSIAN else i_sigma
+    z0 = i_sigma + 1 if has_sigma else i_sigma
     levels = np.zeros(F)
     first_level = np.full(F, -1)
     for r in range(NE):
@@ -1101,6 +1128,7 @@ def logp_and_grad(x, data, grad):
         grad[i] += d
     if code == GAUSSIAN:
         loglik, dT, dbeta, dsig, duE = marginal_loglik(T, beta, sig, uE, True, fs, e)
+        loglik += glm[1]  # known standard errors: - sum log se, the rows' scaling
     else:
         dT, dsig = np.zeros((F, qmax, qmax)), 0.0
         dbeta, duE = np.empty(p), np.empty(QE)
@@ -1177,7 +1205,7 @@ def logp_and_grad(x, data, grad):
                     if e_factor[r] == f:
                         grad[z0 + e_offset[r] + a] = v_all[e_offset[r] + a]
     # T = lam / sigma: d/dlam = dT / sigma, and sigma moves T too
-    if code == GAUSSIAN:
+    if has_sigma:
         for f in range(F):
             for i in range(qmax):
                 for j in range(i + 1):
@@ -1223,7 +1251,7 @@ def logp_and_grad(x, data, grad):
                 lp += _sd_prior(priors[pr + i], x[pos + i], lam[f, c0 + i, c0 + i], dlam, grad,
                                 pos + i)  # fmt: skip
         pr += k
-    if code == GAUSSIAN:
+    if has_sigma:
         v, d = _prior(priors[pr], sig)
         lp += v + ls
         grad[i_sigma] += d * sig + 1.0

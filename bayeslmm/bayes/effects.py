@@ -45,7 +45,8 @@ class KernelDraws:
 def kernel_draws(post: xr.Dataset, design: Design, system: BlockedSystem) -> KernelDraws:
     """The blocked kernel's inputs for every posterior draw (chains flattened)."""
     S = post.sizes["chain"] * post.sizes["draw"]
-    sigma = post["sigma"].values.reshape(S)
+    # no sigma: known standard errors, the rows scaled by them (residual SD 1)
+    sigma = post["sigma"].values.reshape(S) if "sigma" in post else np.ones(S)
     beta = post["beta"].values.reshape(S, -1) if "beta" in post else np.zeros((S, 0))
     stats = system.stats
     QM = system.n_marginal_effects

@@ -74,7 +74,8 @@ def group_log_likelihood(model: LMM) -> xr.DataArray:
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     S = n_chain * n_draw
     block = next(b for b in design.blocks if b.group == group)
-    moments = level_moments(design, group)
+    # known standard errors: the rows scaled by them, and each level's - sum log se
+    moments = level_moments(model._fit_design, group)
     node_group = node_groups(design, system.stats, group)
     kd = kernel_draws(post, design, system)
     if design.residual is not None:
@@ -86,6 +87,9 @@ def group_log_likelihood(model: LMM) -> xr.DataArray:
             sl = slice(lo, min(S, lo + chunk))
             out[sl] = system.group_loglik(kd.T[sl], kd.beta[sl], kd.sigma[sl], node_group,
                                           moments)  # fmt: skip
+        if model.known_se is not None:
+            out -= np.bincount(block.codes, weights=np.log(model.known_se),
+                               minlength=block.n_levels)  # fmt: skip
     return xr.DataArray(
         out.reshape(n_chain, n_draw, block.n_levels),
         dims=("chain", "draw", group),

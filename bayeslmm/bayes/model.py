@@ -16,6 +16,7 @@ import xarray as xr
 
 from ..errors import (
     ArgumentError,
+    FormulaError,
     NotFittedError,
     PriorError,
     RowsNotInMemoryError,
@@ -38,6 +39,7 @@ from ..gaussian.statistics import (
 )
 from ..spec.design import Design, Rows, is_dask_frame
 from ..spec.family import Family, get_family
+from ..spec.known_se import known_se_design, refuse_gaussian_weights
 from ..spec.naming import PARAMETRIZATIONS
 from ..spec.residual import ResidualStructure, non_nested_factors
 from ..spec.response import check_gaussian, warn_gaussian_misuse
@@ -116,6 +118,20 @@ class LMM:
         ``"bernoulli"``, ``"binomial"``, ``"poisson"`` with their links: then ``bl.LMM``
         returns a :class:`~bayeslmm.bayes.model.GLMM` (explicit random effects,
         ``method="full"``; ``weights=`` and ``offset=`` as :func:`bayeslmm.glmer`).
+    se
+        The column of known standard errors (meta-analysis; brms ``y | se(se)``): row
+        ``i``'s residual is ``N(0, se_i^2)`` and there is no ``sigma`` parameter. The
+        compiled marginal sampler divides the rows by their standard errors, integrates
+        the random effects out with the residual SD fixed at 1 and draws them exactly
+        afterwards (eight schools: ``bl.LMM("y ~ 1 + (1 | school)", schools,
+        se="sigma")``); fitted values are on the data's scale. Needs the compiled
+        density (nutpie; priors of the families it covers); results that need an
+        estimated residual variance (ICC, R2, predictive draws, pointwise
+        log-likelihood, bridge sampling) are refused.
+    weights
+        Taken by the non-Gaussian families only (trials of a proportion). For a Gaussian
+        model it is refused: lme4's ``lmer(weights=)`` means residual variance ``sigma^2 /
+        w_i`` with sigma estimated, a different model from known standard errors (``se=``).
 
     Examples
     --------
@@ -129,6 +145,9 @@ class LMM:
         """A non-Gaussian ``family`` makes a :class:`~bayeslmm.bayes.model.GLMM`."""
         family = kwargs.get("family", args[5] if len(args) > 5 else None)
         if cls is LMM and family is not None and get_family(family).name != "gaussian":
+            if kwargs.get("se") is not None:
+                raise ArgumentError("se= (known standard errors) is for the Gaussian family; "
+                                    f"family {family!r} has no residual SD")  # fmt: skip
             return super().__new__(GLMM)
         return super().__new__(cls)
 
@@ -141,21 +160,63 @@ class LMM:
         residual: ResidualStructure | None = None,
         family: str = "gaussian",
         link: str | None = None,
+        se: str | None = None,
+        weights: str | None = None,
     ):
         check_gaussian(get_family(family, link), "bl.LMM")
+        refuse_gaussian_weights(weights, "bl.LMM")
         if not isinstance(parametrization, str) or parametrization not in PARAMETRIZATIONS:
             raise ArgumentError(
                 f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}"
             )
-        self.design: Design = design_from(formula, data, residual, SUMMARIES, "bl.LMM()")
+        if se is not None:
+            self._known_se_design(formula, data, residual, se, priors)
+        else:
+            self.design: Design = design_from(formula, data, residual, SUMMARIES, "bl.LMM()")
         warn_gaussian_misuse(self.design)
         self.formula = self.design.spec.formula
         self.priors: dict[str, Prior] = resolve_priors(self.design, priors)
+        if se is not None:
+            del self.priors["sigma"]
         self.parametrization = parametrization
         self.idata: Results | None = None
         self.convergence: Convergence | None = None
         #: what the last fit was asked and did (None before a fit)
         self.fit_info: FitInfo | None = None
+
+    #: known standard errors of the rows and their column (None: sigma estimated)
+    known_se: np.ndarray | None = None
+    se_column: str | None = None
+
+    @property
+    def _fit_design(self) -> Design:
+        """The design the likelihood is computed on: with known standard errors, its rows
+        divided by them (:func:`~bayeslmm.spec.known_se.scale_rows`)."""
+        return self.__dict__.get("_scaled_design", self.design)
+
+    def _known_se_design(self, formula, data, residual, se: str, priors) -> None:
+        """The designs of a model with known standard errors (see the ``se`` parameter)."""
+        if residual is not None:
+            raise ArgumentError("bl.LMM(): se= (known standard errors) and residual= cannot "
+                                "be combined")  # fmt: skip
+        if priors is not None and "sigma" in priors:
+            raise ArgumentError(f"bl.LMM(..., se={se!r}): the residual SDs are the known "
+                                "standard errors, so there is no 'sigma' to give a prior")
+        self.design, self._scaled_design, self.known_se = known_se_design(formula, data, se,
+                                                                          "bl.LMM()")
+        self.se_column = se
+        if not self.design.blocks:
+            raise FormulaError(f"{self.design.spec.formula!r} has no random term such as "
+                               "(1 | study): known standard errors need one here")
+
+    def _refuse_known_se(self, what: str) -> None:
+        """An :class:`ArgumentError` for what needs an estimated residual SD."""
+        if self.known_se is not None:
+            raise ArgumentError(
+                f"{what} is not available for a model with known standard errors "
+                f"(se={self.se_column!r}): it has no residual SD parameter, and the rows' "
+                "scaling by the standard errors is not carried through this yet"
+            )
 
     @property
     def family(self) -> Family:
@@ -330,7 +391,7 @@ class LMM:
     @cached_property
     def blocked_system(self) -> BlockedSystem:
         """Statistics and symbolic factorisation of the penalised system (built on first use)."""
-        return BlockedSystem(BlockedStats.from_design(self.design, self.explicit_factors))
+        return BlockedSystem(BlockedStats.from_design(self._fit_design, self.explicit_factors))
 
     @cached_property
     def marginal_model(self) -> pm.Model:
@@ -369,6 +430,10 @@ class LMM:
         correlation structure); the PyMC graph serves then."""
         if not self.marginal_supported or self.design.residual is not None:
             return None
+        if self.known_se is not None:
+            return MarginalDensity.from_known_se(self._fit_design, self.known_se, self.priors,
+                                                 self.blocked_system, self._centring(),
+                                                 self._signing(), self._sd_start())
         return MarginalDensity.from_model(self.design, self.priors, self.blocked_system,
                                           self._centring(), self._signing(),
                                           self._sd_start())  # fmt: skip
@@ -421,7 +486,8 @@ class LMM:
             names.append(f"sd_{block.label}")
             if block.correlated:
                 names.append(f"cor_{block.label}")
-        names.append("sigma")
+        if self.known_se is None:
+            names.append("sigma")
         if self.design.residual is not None:
             names.append(self.design.residual.parameter)
         return names
@@ -514,6 +580,17 @@ class LMM:
         n_effects = sum(b.n_levels * b.n_terms for b in self.design.blocks)
         sampler, method, compiled = self._choose_sampler(sampler, method, chosen, density,
                                                          n_effects)  # fmt: skip
+        if self.known_se is not None:
+            if not compiled:
+                raise ArgumentError(
+                    f"known standard errors (se={self.se_column!r}) are sampled on the "
+                    f"compiled marginal density only (sampler 'auto' or 'nutpie', method "
+                    f"None or 'marginal', priors of the families it covers); got sampler "
+                    f"{sampler!r}, method {method!r}"
+                )
+            if store_log_likelihood:
+                self._refuse_known_se("store_log_likelihood=True")
+            store_log_likelihood = False
         settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores,
                     "random_seed": random_seed, "target_accept": target_accept,
                     "progressbar": progressbar}  # fmt: skip
@@ -685,6 +762,7 @@ class LMM:
         compound-symmetric residuals the residual variance is ``sigma^2``, each residual's
         variance. Raises :class:`ArgumentError` for a model without random effects.
         """
+        self._refuse_known_se("icc()")
         draws = icc_draws(self._posterior(), self.design)
         return draws_table(draws, interval_level(level, hdi_prob, HDI_PROB),
                            icc_kinds(self.design))  # fmt: skip
@@ -699,6 +777,7 @@ class LMM:
         0.94; ``hdi_prob``: its deprecated old name). Needs the rows in memory (not a
         Dask DataFrame's fit).
         """
+        self._refuse_known_se("r2()")
         self._needs_rows("r2() (the fitted mean of every row, per draw)",
                          "icc() needs only sums; or fit a pandas sample of the rows")  # fmt: skip
         return draws_table(r2_draws(self._posterior(), self.design),
@@ -729,6 +808,7 @@ class LMM:
         for every row of a Dask DataFrame would not fit in memory: :meth:`fitted` is its
         lazy posterior-mean prediction).
         """
+        self._refuse_known_se("predict()")
         newdata, level = prediction_arguments(data, newdata, summary, level, hdi_prob)
         if newdata is None:
             self._needs_rows("predict() without newdata (draws for every fitted row)",
@@ -757,6 +837,7 @@ class LMM:
         error (:mod:`bayeslmm.bayes.evidence`); computed once per fit and kept (a call
         without a seed reuses any earlier result).
         """
+        self._refuse_known_se("log_marginal_likelihood() (bridge sampling)")
         from .evidence import log_marginal_likelihood
 
         idata = self._posterior()
@@ -769,6 +850,7 @@ class LMM:
 
     def posterior_predictive(self, random_seed: int | None = None) -> Results:
         """Add a ``posterior_predictive`` group (for ``az.plot_ppc``) and return the data."""
+        self._refuse_known_se("posterior_predictive()")
         check_seed("random_seed", random_seed)
         self._needs_rows("posterior_predictive() (replicated data sets, one value per row and "
                          "draw)", "check the model on a pandas sample of the rows")  # fmt: skip
@@ -830,6 +912,7 @@ class LMM:
         rows it was fitted to, the formula, priors, residual structure, sampler settings,
         data digests and the versions that wrote it (:mod:`bayeslmm.bayes.persist`).
         ``bl.load(path)`` gives it back, fitted, in any process. Returns the path."""
+        self._refuse_known_se("save()")
         from .records import save
 
         return save(self, path)
@@ -851,6 +934,7 @@ class LMM:
         random_seed
             Same seed, same draws.
         """
+        self._refuse_known_se("prior_predictive()")
         check_settings(draws=draws, tune=0, chains=1, cores=None, random_seed=random_seed,
                        target_accept=None, progressbar=False)  # fmt: skip
         self._needs_rows("prior_predictive() (simulated data sets, one value per row and "

@@ -99,11 +99,19 @@ def _refit(fit: LmerResult, spec: ModelSpec | str, reml: bool) -> LmerResult:
     the tables below are where a boundary shows)."""
     frame = fit.design.frame
     residual = fit.residual_structure  # refits keep the residual correlation structure
+    se = getattr(fit, "se_column", None)  # ... and the known standard errors
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularFitWarning)
         spec_text = spec if isinstance(spec, str) else spec.formula
         if isinstance(spec, ModelSpec) and not spec.random:
+            if se is not None:
+                raise ComparisonError(
+                    f"the model {spec_text!r} without random effects is not fitted with "
+                    f"known standard errors (se={se!r}) here: compare fits with random terms"
+                )
             return fixed_only_fit(build_design(spec, frame, residual), reml)
+        if se is not None:
+            return lmer(spec_text, frame, reml=reml, se=se)
         return lmer(spec_text, frame, reml=reml, residual=residual)
 
 
@@ -287,6 +295,9 @@ def anova(
     if len(kinds) > 1:
         raise ComparisonError("anova() compares fits of one kind: all bl.lmer, or all bl.glmer "
                               "of the same family and nAGQ (their likelihoods differ otherwise)")
+    if len({getattr(f, "se_column", None) for f in fits}) > 1:
+        raise ComparisonError("anova() compares fits with the same known standard errors "
+                              "(se=) or none: their likelihoods differ otherwise")
     check_bool("refit", refit)
     check_bool("check_nested", check_nested)
     if names is not None and (isinstance(names, str) or not isinstance(names, Sequence)

@@ -10,6 +10,7 @@ theta and the correlation parameter.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 
@@ -41,6 +42,7 @@ from ..gaussian.residual import ResidualModel, ResidualProfile
 from ..gaussian.statistics import SUMMARIES, BlockedStats, CrossProducts, random_effects_matrix
 from ..spec.design import Design, Rows
 from ..spec.grid import reference_grid
+from ..spec.known_se import known_se_design, refuse_gaussian_weights
 from ..spec.naming import ParameterNames
 from ..spec.residual import ResidualStructure, non_nested_factors
 from ..spec.reuse import design_from
@@ -65,7 +67,10 @@ class LmerResult:
     solution at the optimum (beta, b, sigma, criterion). With a residual correlation
     structure, ``residual`` holds its weights and ``phi`` the estimate of its parameter
     (AR(1)'s ``phi`` or compound symmetry's ``rho``); ``cross_products`` are then the
-    ``R(phi)^-1``-weighted ones.
+    ``R(phi)^-1``-weighted ones. With known standard errors (``bl.lmer(..., se="col")``),
+    ``known_se`` holds them row by row and ``se_column`` names their column: the residual
+    SD is not estimated, ``cross_products`` are those of the rows divided by their
+    standard errors, and ``theta`` is the random effects' own covariance factor.
     """
 
     design: Design
@@ -77,6 +82,9 @@ class LmerResult:
     converged: bool = True
     residual: ResidualModel | None = None
     phi: float | None = None
+    known_se: np.ndarray | None = None
+    se_column: str | None = None
+    extra_sigma: bool = False
 
     def __init__(
         self,
@@ -91,6 +99,9 @@ class LmerResult:
         phi: float | None = None,
         *,
         fit: ProfiledFit | None = None,
+        known_se: np.ndarray | None = None,
+        se_column: str | None = None,
+        extra_sigma: bool = False,
     ):
         if fit is not None:  # the field's old name (also what dataclasses.replace(r, fit=) gives)
             deprecated("LmerResult(fit=...)", "LmerResult(solution=...)")
@@ -100,6 +111,34 @@ class LmerResult:
         self.design, self.reml, self.theta = design, reml, theta
         self.solution, self.layout, self.cross_products = solution, layout, cross_products
         self.converged, self.residual, self.phi = converged, residual, phi
+        self.known_se, self.se_column, self.extra_sigma = known_se, se_column, extra_sigma
+
+    def _shown(self) -> list[int]:
+        """The random blocks shown as groups: all but the observation-level block of an
+        extra residual SD (the design's last; reported as ``sigma``)."""
+        return list(range(len(self.design.blocks) - int(self.extra_sigma)))
+
+    @property
+    def extra_sd(self) -> float | None:
+        """The extra residual SD beyond the known standard errors (``extra_sigma=True``),
+        else None."""
+        return float(np.sqrt(self.covariances()[-1][0, 0])) if self.extra_sigma else None
+
+    def _drop_extra(self, frames: dict) -> dict:
+        """Per-group frames without the extra residual SD's observation-level factor."""
+        if self.extra_sigma:
+            frames.pop(self.design.blocks[-1].group, None)
+        return frames
+
+    def _refuse_known_se(self, what: str) -> None:
+        """An :class:`ArgumentError` for what needs an estimated residual variance."""
+        if self.known_se is not None:
+            raise ArgumentError(
+                f"{what} is not available for a fit with known standard errors "
+                f"(se={self.se_column!r}): the residual variance is given row by row, not "
+                "estimated, so fixed-effect tests are Wald z-tests (summary(), "
+                "coefficients(), confint()) and there is no single residual variance"
+            )
 
     def __repr__(self) -> str:
         """lmerTest's ``summary()`` block (:meth:`summary`)."""
@@ -173,8 +212,11 @@ class LmerResult:
         level = interval_level(level)
         names = ParameterNames.from_design(self.design)
         rows: list[tuple[str, str, float]] = []
-        for block, cov, sd_names, pairs in zip(self.design.blocks, self.covariances(),
-                                               names.sd, names.cor_pairs, strict=True):  # fmt: skip
+        for k, (block, cov, sd_names, pairs) in enumerate(zip(
+                self.design.blocks, self.covariances(), names.sd, names.cor_pairs,
+                strict=True)):  # fmt: skip
+            if k not in self._shown():
+                continue
             sd = np.sqrt(np.diag(cov))
             rows += [(n, "random", v) for n, v in zip(sd_names, sd, strict=True)]
             if block.correlated:
@@ -182,13 +224,16 @@ class LmerResult:
                 with np.errstate(invalid="ignore", divide="ignore"):
                     rows += [(n, "random", cov[i, j] / (sd[i] * sd[j]))
                              for (i, j), n in zip(lower, pairs, strict=True)]  # fmt: skip
-        rows.append(("sigma", "residual", self.sigma))
+        if self.known_se is None:
+            rows.append(("sigma", "residual", self.sigma))
+        elif self.extra_sigma:  # the residual SD beyond the known standard errors
+            rows.append(("sigma", "residual", self.extra_sd))
         if names.residual:
             rows.append((names.residual, "residual", float(self.phi)))
         variance = pd.DataFrame({"component": [r[1] for r in rows],
                                  "estimate": [r[2] for r in rows]},
                                 index=[r[0] for r in rows])  # fmt: skip
-        fixed = satterthwaite(self)
+        fixed = satterthwaite(self) if self.known_se is None else _wald_z(self)
         crit = scipy.stats.t.ppf(0.5 + level / 2, fixed["df"].to_numpy())
         fixed["lower"] = fixed["estimate"] - crit * fixed["se"]
         fixed["upper"] = fixed["estimate"] + crit * fixed["se"]
@@ -202,7 +247,8 @@ class LmerResult:
 
     @property
     def n_params(self) -> int:
-        return len(self.solution.beta) + len(self.theta) + 1 + (self.phi is not None)
+        sigma = self.known_se is None
+        return len(self.solution.beta) + len(self.theta) + sigma + (self.phi is not None)
 
     @property
     def loglik(self) -> float:
@@ -236,8 +282,13 @@ class LmerResult:
         """Variance components in lme4's ``as.data.frame(VarCorr())`` layout; a residual
         correlation structure adds the row ``("Residual", "phi")`` (or ``"rho"``) whose
         ``sdcor`` is the correlation parameter."""
-        rows = block_varcorr_rows(self.design.blocks, self.covariances())
-        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        shown, covs = self._shown(), self.covariances()
+        rows = block_varcorr_rows([self.design.blocks[k] for k in shown],
+                                  [covs[k] for k in shown])  # fmt: skip
+        if self.known_se is None:
+            rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        elif self.extra_sigma:
+            rows.append(("Residual", None, None, self.extra_sd**2, self.extra_sd))
         if self.phi is not None:
             rows.append(("Residual", self.design.residual.parameter, None, np.nan, self.phi))
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
@@ -245,6 +296,7 @@ class LmerResult:
     def variance_parts(self) -> VarianceParts:
         """Fixed, random (per grouping factor) and residual variance at the estimates, as
         ``insight::get_variance`` (:mod:`bayeslmm.gaussian.partition`)."""
+        self._refuse_known_se("variance_parts() (and icc(), r2())")
         return variance_parts(self.design, self.solution.beta, self.covariances(), self.sigma)
 
     def icc(self) -> pd.DataFrame:
@@ -281,11 +333,11 @@ class LmerResult:
         if condvar:
             table = self.ranef_table(level).rename(columns={"cond_sd": "se"})
             out = {}
-            for group in self.design.groups():
+            for group in self._drop_extra(self.design.groups()):
                 part = table.loc[table["group"] == group].drop(columns="group")
                 out[group] = part.set_index(["level", "term"])
             return out
-        return frames_by_group(self.design.blocks, self._effects())
+        return self._drop_extra(frames_by_group(self.design.blocks, self._effects()))
 
     def coef(self) -> dict[str, pd.DataFrame]:
         """lme4's ``coef``: per grouping factor, levels x coefficients, the fixed effects
@@ -293,7 +345,7 @@ class LmerResult:
         terms absent from the fixed part), as ``LMM.coef()``."""
         beta = self._estimates()
         out: dict[str, pd.DataFrame] = {}
-        for group in self.design.groups():
+        for group in self._drop_extra(self.design.groups()):
             blocks = [(b, e) for b, e in zip(self.design.blocks, self._effects(), strict=True)
                       if b.group == group]  # fmt: skip
             columns = list(beta.index)
@@ -311,8 +363,8 @@ class LmerResult:
     def ranef_sd(self) -> dict[str, pd.DataFrame]:
         """Conditional SDs of the BLUPs (lme4's ``condVar``), laid out as :meth:`ranef`."""
         covs = self.solution.conditional_covariance_blocks(self.layout.sizes, self.layout.levels)
-        return frames_by_group(self.design.blocks,
-                               [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs])
+        return self._drop_extra(frames_by_group(
+            self.design.blocks, [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs]))
 
     def ranef_table(self, level: float = 0.95) -> pd.DataFrame:
         """Long table of BLUPs: group, level, term, estimate, cond_sd and a normal interval."""
@@ -349,7 +401,11 @@ class LmerResult:
             return self.design.map_rows(
                 partial(_fitted_rows, self.solution.beta, self._effects()), "fitted"
             )
-        z_b = random_effects_matrix(self.design) @ self.solution.b
+        b = self.solution.b
+        if self.extra_sigma:  # the extra residual is no part of the fitted values
+            b = b.copy()
+            b[len(b) - self.design.n_obs :] = 0.0
+        z_b = random_effects_matrix(self.design) @ b
         return self.design.X @ self.solution.beta + z_b
 
     def residuals(self):
@@ -388,6 +444,7 @@ class LmerResult:
         if method == "wald":
             crit = np.full(len(self.solution.beta), scipy.stats.norm.ppf(0.5 + level / 2))
         elif method == "satterthwaite":
+            self._refuse_known_se("confint(method='satterthwaite')")
             crit = scipy.stats.t.ppf(0.5 + level / 2, satterthwaite(self)["df"].to_numpy())
         else:
             raise ArgumentError(f"method must be 'wald' or 'satterthwaite', got {method!r}")
@@ -406,7 +463,11 @@ class LmerResult:
             raise ArgumentError(f"level must be a number between 0 and 1, got {level!r}")
         grid = reference_grid(self.design, specs)
         estimate = grid.L @ self.solution.beta
-        se, df = contrast_satterthwaite(self, grid.L)
+        if self.known_se is None:
+            se, df = contrast_satterthwaite(self, grid.L)
+        else:  # Wald: the residual variance is known
+            se = np.sqrt(np.einsum("ij,jk,ik->i", grid.L, self.vcov.to_numpy(), grid.L))
+            df = np.full(len(se), np.inf)
         crit = scipy.stats.t.ppf(0.5 + level / 2, df)
         stats = pd.DataFrame({"estimate": estimate, "se": se, "df": df,
                               "lower": estimate - crit * se, "upper": estimate + crit * se})
@@ -423,6 +484,7 @@ class LmerResult:
         if information == "expected":
             se = self.se
         elif information == "observed":
+            self._refuse_known_se("coefficients(information='observed')")
             with np.errstate(invalid="ignore"):  # not positive at a singular optimum: NaN
                 se = pd.Series(np.sqrt(np.diag(observed_vcov(self))), index=est.index, name="se")
         else:
@@ -518,6 +580,7 @@ def observed_vcov(result: LmerResult) -> pd.DataFrame:
     :attr:`LmerResult.vcov` asymptotically but differs in small samples and at
     singular fits. lme4's ``vcov`` (conditional on theta) is :attr:`LmerResult.vcov`.
     """
+    result._refuse_known_se("observed_vcov()")
     cp, layout, p = result.cross_products, result.layout, len(result.solution.beta)
     tril = [np.tril_indices(q) for q in layout.sizes]
     psi0 = [T @ T.T for T in layout.factors(result.theta)]
@@ -582,11 +645,22 @@ def satterthwaite(result: LmerResult) -> pd.DataFrame:
     )  # fmt: skip
 
 
+def _wald_z(result: LmerResult) -> pd.DataFrame:
+    """Wald z-tests of the fixed effects (df infinite), as metafor's ``rma`` with known
+    standard errors: the rows of :func:`satterthwaite`."""
+    beta, se = result.solution.beta, result.se.to_numpy()
+    z = beta / se
+    return pd.DataFrame({"estimate": beta, "se": se, "df": np.inf, "t": z,
+                         "p": 2 * scipy.stats.norm.sf(np.abs(z))},
+                        index=result.design.fixed_names)  # fmt: skip
+
+
 def contrast_satterthwaite(result: LmerResult, L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Standard error and Satterthwaite df of each linear combination ``L @ beta`` (rows of
     ``L``, (m, p)): ``df = 2 (l' V l)^2 / (g' A g)`` with ``g`` the gradient of ``l' V l``
     in the variance parameters (as lmerTest's ``contest1D`` and emmeans' ``lmer.df =
     "satterthwaite"``); see :func:`satterthwaite`."""
+    result._refuse_known_se("Satterthwaite's degrees of freedom")
     varpar = _varpar_function(result)
     x0 = _variance_parameters(result)
     h = _steps(x0)
@@ -969,6 +1043,9 @@ def lmer(
     data: pd.DataFrame | None = None,
     reml: bool = True,
     residual: ResidualStructure | None = None,
+    se: str | None = None,
+    weights: str | None = None,
+    extra_sigma: bool = False,
 ) -> LmerResult:
     """Fit a linear mixed model by REML (default) or ML, as ``lme4::lmer``.
 
@@ -989,6 +1066,26 @@ def lmer(
         :class:`~bayeslmm.CompoundSymmetry`, as nlme's ``correlation=`` argument: ``lme``
         with random terms, ``gls`` without (the formula may then have none). Its groups
         must lie within the levels of every grouping factor, as ``lme`` requires.
+    se
+        The column of known standard errors (meta-analysis; brms ``y | se(se)``, metafor's
+        ``rma(yi, sei = se)``): row ``i``'s residual is ``N(0, se_i^2)`` and no residual SD
+        is estimated. The fit divides every row of ``y``, ``X`` and ``Z`` by its standard
+        error and maximises the likelihood with the residual SD fixed at 1; fitted values
+        and residuals are on the data's scale, fixed effects are tested by Wald z-tests,
+        and one row per level of a grouping factor is allowed. lme4's ``weights=`` is a
+        different model (residual variance ``sigma^2 / w_i``, sigma estimated) and is
+        refused (``weights=`` raises an :class:`ArgumentError` saying so). A bad column
+        (missing, not numeric, NaN, infinite, zero, negative) is an error naming it and
+        its first offending rows, before any fit.
+    weights
+        Refused for this Gaussian model, with the reason (see ``se``).
+    extra_sigma
+        With ``se``: a residual SD beyond the known standard errors is estimated too
+        (residual variance ``se_i^2 + sigma^2``; brms ``se(se, sigma = TRUE)``), as an
+        observation-level random intercept, reported as ``sigma`` (summary and
+        :meth:`LmerResult.varcorr`'s ``Residual`` row; :attr:`LmerResult.extra_sd`), not
+        as a group. ``bl.lmer("yi ~ 1", data, se="sei", extra_sigma=True)`` is metafor's
+        ``rma(yi, sei = sei)``: its ``sigma^2`` is ``tau^2``.
 
     Returns
     -------
@@ -997,6 +1094,12 @@ def lmer(
     """
     if not isinstance(reml, bool | np.bool_):
         raise ArgumentError(f"reml must be True (REML) or False (ML), got {reml!r}")
+    refuse_gaussian_weights(weights, "bl.lmer()")
+    if extra_sigma and se is None:
+        raise ArgumentError("extra_sigma=True is a residual SD beyond known standard errors: "
+                            "give se='column' too")  # fmt: skip
+    if se is not None:
+        return _lmer_known_se(formula, data, reml, residual, se, extra_sigma)
     design = design_from(formula, data, residual, SUMMARIES, "bl.lmer()")
     if not design.blocks and design.residual is None:
         raise FormulaError(
@@ -1043,6 +1146,45 @@ def lmer(
             f"boundary (singular) fit of {'REML' if reml else 'ML'} {design.spec.formula!r}: "
             "a random-effect variance is ~0 or a correlation ~ +/-1; consider a simpler "
             "random-effects structure",
+            SingularFitWarning,
+        )
+    return result
+
+
+def _lmer_known_se(formula: str | Design, data: pd.DataFrame | None, reml: bool,
+                   residual: ResidualStructure | None, column: str,
+                   extra_sigma: bool = False) -> LmerResult:  # fmt: skip
+    """:func:`lmer` with known standard errors: the REML/ML criterion of the row-scaled
+    design with the residual SD fixed at 1 (:func:`bayeslmm.gaussian.blocked.deviance`);
+    its log-likelihood is that of the data (``- sum log se_i``, the scaling's Jacobian)."""
+    if residual is not None:
+        raise ArgumentError("bl.lmer(): se= (known standard errors) and residual= cannot be "
+                            "combined")  # fmt: skip
+    design, scaled, se = known_se_design(formula, data, column, "bl.lmer()", extra_sigma)
+    if not design.blocks:
+        raise FormulaError(
+            f"{design.spec.formula!r} has no random term such as (1 | study): with known "
+            "standard errors and no random effects the model has no variance to estimate "
+            "(a fixed-effect meta-analysis is weighted least squares)"
+        )
+    layout = ThetaLayout.from_design(scaled)
+    stats = BlockedStats.from_design(scaled)
+    cp = CrossProducts.from_stats(stats, scaled)
+    _check_scales(scaled, cp)
+    profile = BlockedProfile.of(blocked_system(cp), layout, sigma=1.0)
+    theta, converged = _optimise(profile, layout, reml)
+    fit = profiled(theta, cp, layout, reml, sigma=1.0)
+    fit = dataclasses.replace(fit, deviance=fit.deviance + 2.0 * float(np.sum(np.log(se))))
+    result = LmerResult(design, reml, theta, fit, layout, cp, converged, known_se=se,
+                        se_column=column, extra_sigma=extra_sigma)  # fmt: skip
+    if not np.isfinite(fit.deviance):
+        raise DataError(f"the REML/ML criterion of {design.spec.formula!r} with known standard "
+                        "errors is not finite at the optimum")  # fmt: skip
+    if result.singular:
+        warn(
+            f"boundary (singular) fit of {'REML' if reml else 'ML'} {design.spec.formula!r} "
+            f"with known standard errors ({column!r}): a random-effect variance is ~0 or a "
+            "correlation ~ +/-1 (the between-group variance is estimated as zero)",
             SingularFitWarning,
         )
     return result

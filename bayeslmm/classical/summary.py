@@ -70,8 +70,16 @@ def format_lmer_summary(result, table: pd.DataFrame) -> str:
     """The printed form of :meth:`LmerResult.summary`, as lmerTest's ``summary()``."""
     design = result.design
     method = "REML" if result.reml else "maximum likelihood"
-    lines = [f"Linear mixed model fit by {method}. t-tests use Satterthwaite's method",
-             f"Formula: {design.spec.formula}",
+    known = getattr(result, "known_se", None)
+    tests = ("t-tests use Satterthwaite's method" if known is None else
+             f"known standard errors ({result.se_column}"
+             + (" and an extra residual SD" if result.extra_sigma else "")
+             + "), Wald z-tests")  # fmt: skip
+    formula = design.spec.formula
+    if known is not None and result.extra_sigma:  # less its observation-level term
+        formula = formula.rsplit(" + (1 | ", 1)[0]
+    lines = [f"Linear mixed model fit by {method}. {tests}",
+             f"Formula: {formula}",
              f"   Data: {design.n_obs} observations"
              + (f" ({design.n_dropped} dropped for missing values)" if design.n_dropped
                 else ""), ""]  # fmt: skip
@@ -86,7 +94,10 @@ def format_lmer_summary(result, table: pd.DataFrame) -> str:
     cols = {k: [v[0].rjust(8)] for k, v in cols.items()}
     lines += [*_table({k.rjust(8): v for k, v in cols.items()}), ""]
     if design.rows_in_memory:
-        resid = np.asarray(result.residuals(), dtype=float) / result.sigma
+        scale = result.sigma if known is None else known
+        if known is not None and result.extra_sigma:
+            scale = np.sqrt(known**2 + result.extra_sd**2)
+        resid = np.asarray(result.residuals(), dtype=float) / scale
         q = np.quantile(resid, [0, 0.25, 0.5, 0.75, 1])
         lines += ["Scaled residuals:",
                   *_table(dict(zip(["Min", "1Q", "Median", "3Q", "Max"],
@@ -96,7 +107,9 @@ def format_lmer_summary(result, table: pd.DataFrame) -> str:
         res = design.residual
         lines.append(f"Residual correlation: {res.describe()}; {res.parameter} = "
                      f"{result.phi:.{DIGITS}g}")  # fmt: skip
-    groups = "; ".join(f"{g}, {len(lv)}" for g, lv in design.groups().items())
+    shown = {design.blocks[k].group for k in result._shown()} if known is not None else None
+    groups = "; ".join(f"{g}, {len(lv)}" for g, lv in design.groups().items()
+                       if shown is None or g in shown)  # fmt: skip
     lines.append(f"Number of obs: {design.n_obs}" + (f", groups:  {groups}" if groups else ""))
     fixed = table.loc[table["component"] == "fixed"]
     if len(fixed):
@@ -106,6 +119,9 @@ def format_lmer_summary(result, table: pd.DataFrame) -> str:
                 "df": format_column(fixed["df"]), "t value": format_column(fixed["t"]),
                 "Pr(>|t|)": [format_p(v) for v in p],
                 "": [stars(v).ljust(3) for v in p]}  # fmt: skip
+        if known is not None:  # Wald z-tests: no degrees of freedom
+            cols = {"z value" if k == "t value" else "Pr(>|z|)" if k == "Pr(>|t|)" else k: v
+                    for k, v in cols.items() if k != "df"}  # fmt: skip
         lines += ["", "Fixed effects:", *_table(cols, list(fixed.index)), "---",
                   "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]  # fmt: skip
         if 1 < len(fixed) <= MAX_CORRELATION:
@@ -128,7 +144,11 @@ def _random_lines(result) -> list[str]:
     """lme4's random-effects table: Groups, Name, Variance, Std.Dev. and the lower
     triangle of each block's correlation matrix (Corr)."""
     groups, names, variances, sds, corrs = [], [], [], [], []
-    for block, cov in zip(result.design.blocks, result.covariances(), strict=True):
+    known = getattr(result, "known_se", None) is not None
+    for k, (block, cov) in enumerate(zip(result.design.blocks, result.covariances(),
+                                         strict=True)):  # fmt: skip
+        if known and k not in result._shown():
+            continue
         sd = np.sqrt(np.diag(cov))
         for i, col in enumerate(block.columns):
             groups.append(block.label if i == 0 else "")
@@ -138,11 +158,13 @@ def _random_lines(result) -> list[str]:
             with np.errstate(invalid="ignore", divide="ignore"):
                 cor = [cov[i, j] / (sd[i] * sd[j]) for j in range(i)] if block.correlated else []
             corrs.append(["NaN" if not np.isfinite(c) else f"{c:.2f}" for c in cor])
-    groups.append("Residual")
-    names.append("")
-    variances.append(result.sigma**2)
-    sds.append(result.sigma)
-    corrs.append([])
+    if not known or result.extra_sigma:
+        sigma = result.extra_sd if known else result.sigma
+        groups.append("Residual")
+        names.append("(beyond se)" if known else "")
+        variances.append(sigma**2)
+        sds.append(sigma)
+        corrs.append([])
     width = max((len(c) for row in corrs for c in row), default=0)
     cols = {"Groups": groups, "Name": names, "Variance": format_column(variances),
             "Std.Dev.": format_column(sds)}  # fmt: skip

@@ -929,7 +929,21 @@ def marginal_loglik(T, beta, sigma, uE, want_grad, fs, e):
 def profiled_deviance(T, reml, want_grad, fs):
     """lme4's profiled deviance (ML) or REML criterion at relative factors ``T``, its
     derivative in every ``T_f`` (beta and sigma profiled out) and the penalised
-    least-squares solution, from the factored system ``fs`` (:data:`Factored`).
+    least-squares solution, from the factored system ``fs`` (:data:`Factored`): see
+    :func:`deviance` (``sigma2 = 0``), whose outputs it returns."""
+    return deviance(T, reml, 0.0, want_grad, fs)
+
+
+@kernel
+def deviance(T, reml, sigma2, want_grad, fs):
+    """The deviance (ML) or REML criterion at factors ``T``, its derivative in every
+    ``T_f`` (beta profiled out) and the penalised least-squares solution, from the
+    factored system ``fs`` (:data:`Factored`). ``sigma2 <= 0``: sigma profiled out too,
+    lme4's profiled criterion with ``T`` relative to sigma. ``sigma2 > 0``: the residual
+    variance is known (rows already scaled by known standard errors have ``sigma2 = 1``,
+    and ``T`` is then the factor of the random effects' covariance itself), and the
+    criterion is ``log|A| + r2 / sigma2 + dof log(2 pi sigma2)`` (+ ``log|R_X'R_X|`` for
+    REML), ``dof = n - p`` (REML) or ``n``.
 
     Returns ``(deviance, dT, beta, sigma2_hat, log|A|, log|R_X'R_X|, R_X, u, A_jj)``:
     ``R_X`` the lower Cholesky factor of the fixed effects' Schur complement, ``u`` the
@@ -987,21 +1001,27 @@ def profiled_deviance(T, reml, want_grad, fs):
         r2 -= vx[a] * beta[a]
     r2 = max(r2, 1e-300)
     dof = n - p if reml else n
-    dev = logdet + dof * (1.0 + math.log(2.0 * math.pi * r2 / dof))
+    known = sigma2 > 0.0
+    if known:
+        dev = logdet + r2 / sigma2 + dof * math.log(2.0 * math.pi * sigma2)
+    else:
+        dev = logdet + dof * (1.0 + math.log(2.0 * math.pi * r2 / dof))
     if reml:
         dev += logdet_M
     solve_upper(Lval, LD, C, fs)  # A^-1 R
     U = np.ascontiguousarray(C[:, :p])
     uu = C[:, p : p + 1] - U @ beta.reshape((-1, 1))
     u = uu[:, 0].copy()
+    s2_hat = sigma2 if known else r2 / dof
     if not want_grad:
-        return dev, dT, beta, r2 / dof, logdet, logdet_M, RX, u, blocks
+        return dev, dT, beta, s2_hat, logdet, logdet_M, RX, u, blocks
     Zval, ZD = selected_inverse(Lval, LD, fs)
     G = logdet_gradient(T, Zval, ZD, fs)
     resid = (Zty - ZtX @ beta).reshape((-1, 1))  # Z'(y - X beta)
     v = apply_factor(T, uu, size, offset, node_factor, False)
     w = resid - zz_product(v, size, offset, pair_i, pair_j, pair_ptr, pair_val)
-    G -= (dof / r2) * 2.0 * outer_by_factor(w, uu, size, offset, node_factor, F, qmax)
+    G -= ((1.0 / sigma2) if known else (dof / r2)) * 2.0 * outer_by_factor(
+        w, uu, size, offset, node_factor, F, qmax)
     if reml and p:
         WX = ZtX - zz_product(apply_factor(T, U, size, offset, node_factor, False), size,
                               offset, pair_i, pair_j, pair_ptr, pair_val)  # fmt: skip
@@ -1020,7 +1040,7 @@ def profiled_deviance(T, reml, want_grad, fs):
                 else:
                     blocks[k] = ZD[offset[j] - base + r, offset[j] - base + c]
                 k += 1
-    return dev, G, beta, r2 / dof, logdet, logdet_M, RX, u, blocks
+    return dev, G, beta, s2_hat, logdet, logdet_M, RX, u, blocks
 
 
 @kernel
@@ -1213,13 +1233,17 @@ class BlockedSystem:
                                np.ascontiguousarray(uE, dtype=float), bool(grad),
                                self.factored(), self.sampled())  # fmt: skip
 
-    def profiled_deviance(self, T: np.ndarray, reml: bool, grad: bool = True) -> tuple:
-        """See :func:`profiled_deviance` (every factor integrated out)."""
+    def profiled_deviance(self, T: np.ndarray, reml: bool, grad: bool = True,
+                          sigma: float | None = None) -> tuple:  # fmt: skip
+        """See :func:`profiled_deviance` (every factor integrated out); with ``sigma`` the
+        residual SD is known and not profiled (:func:`deviance`)."""
         s = self.stats
         if s.n_marginal != s.n_nodes:
             raise ValueError("the profiled criterion integrates every random effect out")
-        return profiled_deviance(np.ascontiguousarray(T, dtype=float), bool(reml), bool(grad),
-                                 self.factored())  # fmt: skip
+        T = np.ascontiguousarray(T, dtype=float)
+        if sigma is None:
+            return profiled_deviance(T, bool(reml), bool(grad), self.factored())
+        return deviance(T, bool(reml), float(sigma) ** 2, bool(grad), self.factored())
 
     def group_loglik(self, T_draws: np.ndarray, beta_draws: np.ndarray,
                      sigma_draws: np.ndarray, node_group: np.ndarray,

@@ -140,24 +140,31 @@ class ProfiledFit:
 
 
 def profiled(theta: np.ndarray, cp: CrossProducts, layout: ThetaLayout, reml: bool,
-             conditional: bool = True) -> ProfiledFit:  # fmt: skip
+             conditional: bool = True, sigma: float | None = None) -> ProfiledFit:  # fmt: skip
     """Solve the PLS problem at ``theta`` and return the profiled criterion.
 
     One evaluation of the blocked Cholesky (:func:`bayeslmm.gaussian.blocked.
     profiled_deviance`) on the statistics behind ``cp``: the Schur complement
     ``R_X'R_X = X'X - X'Z Lambda A^-1 Lambda'Z'X``, beta, u and the penalised RSS; with
     ``conditional``, also the conditional covariances of the random effects (the selected
-    inverse of ``A``, as the gradient needs).
+    inverse of ``A``, as the gradient needs). With ``sigma`` the residual SD is known
+    (rows scaled by known standard errors: ``sigma = 1``) and theta is the random effects'
+    own covariance factor (:func:`bayeslmm.gaussian.blocked.deviance`).
     """
     if cp.stats is None:
         raise ValueError("these cross-products carry no blocked statistics")
     if not len(cp.Zty):  # no random effects (nlme's gls): generalised least squares
+        if sigma is not None:
+            raise ValueError("a known residual SD needs random effects here")
         return _least_squares(cp, reml)
     profile = BlockedProfile.of(blocked_system(cp), layout)
     T = profile.factors(theta)
     dev, _, beta, s2, logdet, logdet_M, RX, u_node, inverse = profile.system.profiled_deviance(
-        T, reml, conditional)
+        T, reml, conditional, sigma)
     dof = cp.n - cp.p if reml else cp.n
+    r2 = s2 * dof
+    if sigma is not None:  # dev = log|A| + r2 / s2 + dof log(2 pi s2) (+ log|R_X'R_X|)
+        r2 = s2 * (dev - logdet - (logdet_M if reml else 0.0) - dof * np.log(2 * np.pi * s2))
     stats = profile.system.stats
     b_node = np.empty_like(u_node)
     for f, factor in enumerate(stats.factors):  # b = Lambda u, level by level
@@ -168,7 +175,7 @@ def profiled(theta: np.ndarray, cp: CrossProducts, layout: ThetaLayout, reml: bo
     u[cp.perm], b[cp.perm] = u_node, b_node
     level_cov = _level_covariances(profile, T, inverse, layout) if conditional else None
     return ProfiledFit(deviance=float(dev), beta=beta, u=u, b=b, sigma=float(np.sqrt(s2)),
-                       r2=float(s2 * dof), logdet_L=float(logdet), logdet_RX=float(logdet_M),
+                       r2=float(r2), logdet_L=float(logdet), logdet_RX=float(logdet_M),
                        RX=np.asarray(RX).T, level_cov=level_cov)  # fmt: skip
 
 
@@ -317,15 +324,21 @@ class BlockedProfile:
         The design's statistics, if already made.
     """
 
+    #: The known residual SD (rows scaled by known standard errors: 1), or None: profiled.
+    sigma: float | None = None
+
     def __init__(self, design: Design, layout: ThetaLayout, stats: BlockedStats | None = None):
         system = BlockedSystem(stats if stats is not None else BlockedStats.from_design(design))
         self._place(system, layout)
 
     @classmethod
-    def of(cls, system: BlockedSystem, layout: ThetaLayout) -> BlockedProfile:
-        """The criterion on a system already made (every factor integrated out)."""
+    def of(cls, system: BlockedSystem, layout: ThetaLayout,
+           sigma: float | None = None) -> BlockedProfile:  # fmt: skip
+        """The criterion on a system already made (every factor integrated out); with
+        ``sigma`` the residual SD is known, not profiled."""
         out = cls.__new__(cls)
         out._place(system, layout)
+        out.sigma = sigma
         return out
 
     def _place(self, system: BlockedSystem, layout: ThetaLayout) -> None:
@@ -354,5 +367,5 @@ class BlockedProfile:
 
     def __call__(self, theta: np.ndarray, reml: bool) -> tuple[float, np.ndarray]:
         """Profiled deviance (ML) or REML criterion at theta, and its gradient."""
-        dev, dT = self.system.profiled_deviance(self.factors(theta), reml)[:2]
+        dev, dT = self.system.profiled_deviance(self.factors(theta), reml, True, self.sigma)[:2]
         return float(dev), dT[self.factor, self.row, self.col]

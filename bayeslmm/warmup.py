@@ -4,8 +4,10 @@
 grouping factor with correlated terms, crossed factors with a sampled factor, nested
 factors, an AR(1) residual structure): the REML/ML criterion and its gradient, the
 compiled posterior density nutpie calls, exact draws of the random effects and the
-per-group likelihoods of leave-one-group-out, and glmer's PIRLS (binomial, Poisson,
-crossed, adaptive quadrature). The package's build runs it
+per-group likelihoods of leave-one-group-out, and glmer's kernels (PIRLS on the blocked
+Cholesky, the Laplace deviance's exact gradient, the saturated likelihood, adaptive
+quadrature: binomial, Poisson, crossed; the other families and links are codes of the
+same compiled kernels). The package's build runs it
 (``hatch_build.py``), so the first fit after installation finds its kernels compiled;
 afterwards it is a quick no-op. It needs numpy, numba, scipy, pandas and formulaic, not
 PyMC, ArviZ or nutpie.

@@ -59,3 +59,49 @@ def insteval() -> pd.DataFrame:
         frame[col] = frame[col].astype(str)
     frame["service"] = frame["service"].astype(float)
     return frame
+
+
+DATA = HERE.parent / "tests" / "data"
+
+#: GLMM cases: bayeslmm formula, bambi formula, family (issue 26's benchmark)
+GLMM_CASES = {
+    "cbpp": ("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+             "p(incidence, size) ~ period + (1 | herd)", "binomial"),
+    "grouseticks": ("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
+                    None, "poisson"),
+    "verbagg": ("r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", None, "bernoulli"),
+    "sim50k_bernoulli": ("y ~ x + (1 + x | g)", "y ~ x + (1 + x | g)", "bernoulli"),
+}  # fmt: skip
+
+
+def _factor(values) -> pd.Categorical:
+    """Values as a factor (levels sorted as text)."""
+    return pd.Categorical(pd.Series(values).astype(str))
+
+
+def glmm_case(case: str) -> tuple[pd.DataFrame, list[str]]:
+    """Data (grouping and factor columns as text, a 0/1 integer response where Bernoulli)
+    and grouping columns of a GLMM case: lme4's cbpp, grouseticks and VerbAgg as exported
+    by ``tests/data/lme4_glmer.R``, or 50,000 simulated Bernoulli rows in 1,000 groups with
+    a correlated random intercept and slope (seed 42)."""
+    if case == "cbpp":
+        d = pd.read_csv(DATA / "cbpp.csv")
+        return d.assign(herd=_factor(d.herd), period=_factor(d.period)), ["herd"]
+    if case == "grouseticks":
+        g = pd.read_csv(DATA / "grouseticks.csv")
+        for col in ("YEAR", "BROOD", "INDEX", "LOCATION"):
+            g[col] = _factor(g[col])
+        return g, ["BROOD", "INDEX", "LOCATION"]
+    if case == "verbagg":
+        v = pd.read_csv(DATA / "verbagg.csv")
+        return v.assign(r2=(v.r2 == "Y").astype(int), id=_factor(v.id)), ["id", "item"]
+    if case == "sim50k_bernoulli":
+        rng = np.random.default_rng(42)
+        rows, groups = 50_000, 1_000
+        g = rng.integers(0, groups, rows)
+        x = rng.normal(size=rows)
+        u = rng.multivariate_normal([0.0, 0.0], [[0.5, 0.1], [0.1, 0.25]], size=groups)
+        eta = -0.5 + 0.8 * x + u[g, 0] + u[g, 1] * x
+        y = (rng.uniform(size=rows) < 1.0 / (1.0 + np.exp(-eta))).astype(int)
+        return pd.DataFrame({"y": y, "x": x, "g": _factor([f"g{k}" for k in g])}), ["g"]
+    raise KeyError(case)

@@ -10,29 +10,33 @@ rest (``fit_s``), min bulk and tail ESS and max R-hat over the population parame
 divergences and peak resident memory. The table goes to
 ``benchmarks/results/samplers.{csv,md}``. 4 chains x 1,000 draws (1,000 tuning).
 
-Configurations: ``bayeslmm-marginal``, ``bayeslmm-full``, ``bambi-pymc``,
-``bambi-nutpie``, ``bambi-numpyro`` (this Python's stack: bambi 0.17 on PyMC 5 under Python
-3.11); ``py313:CONFIG`` runs CONFIG on the second stack, Python 3.13 with PyMC 6 / ArviZ 1.x
-and bambi 0.21, inside the Debian root that ``ci/stack-py313`` makes (run it once first), on
-the same machine in the same run (``py313:bambi-nutpie``, ``py313:bayeslmm-marginal``);
-``bayeslmm-METHOD-SAMPLER`` (e.g.
-``bayeslmm-marginal-nutpie``) picks bayeslmm's NUTS implementation, to choose its
-default; without it bayeslmm runs its default, ``sampler="auto"``.
-``bayeslmm-marginal-cold`` runs the default with an empty numba cache (a new
-installation's first fit: the compiled density of :mod:`bayeslmm.bayes.density` is compiled
-then, and loaded from numba's on-disk cache afterwards). The other bayeslmm rows are
-measured after one untimed warm-up process has filled that cache.
-Cases: lme4's sleepstudy; simulated correlated random intercept and slope with 50,000 rows
-/ 500 groups (``sim50k``) or 1,000,000 / 10,000 (``sim1m``, bayeslmm only); ``crossed5k``:
-5,000 rows with crossed factors of 100 and 50 levels; a simulated psycholinguistic
-experiment, 56 subjects x 32 items in a 2x2x2 within design (``benchmarks/_cases.py``),
-with random intercepts (``si_intercepts``), 4 independent terms per factor
-(``si_independent``; bambi's terms are independent anyway) and 4 correlated terms per
-factor (``si_correlated``: bambi has no correlations, so the comparison is bayeslmm's
+GLMM cases (issue 26): lme4's cbpp (binomial), grouseticks (Poisson, three factors), VerbAgg
+(Bernoulli, 316 x 24 crossed) and 50,000 simulated Bernoulli rows with ``(1 + x | g)`` in
+1,000 groups (``sim50k_bernoulli``; bambi's ``(1 + x | g)`` has no correlation), run
+with ``bayeslmm-default`` (the GLMM's default method and sampler) or ``bayeslmm-full``.
+
+Configurations: ``bayeslmm-default`` (``method=None``), ``bayeslmm-marginal``,
+``bayeslmm-full``, ``bambi-pymc``, ``bambi-nutpie``, ``bambi-numpyro`` (this Python's stack:
+bambi 0.17 on PyMC 5 under Python 3.11); ``py313:CONFIG`` runs CONFIG on the second stack,
+Python 3.13 with PyMC 6 / ArviZ 1.x and bambi 0.21, inside the Debian root that
+``ci/stack-py313`` makes (run it once first), on the same machine in the same run
+(``py313:bambi-nutpie``, ``py313:bayeslmm-marginal``); ``bayeslmm-METHOD-SAMPLER`` (e.g.
+``bayeslmm-marginal-nutpie``) picks bayeslmm's NUTS implementation, to choose its default;
+without it bayeslmm runs its default, ``sampler="auto"``. ``bayeslmm-marginal-cold`` runs
+the default with an empty numba cache (a new installation's first fit: the compiled density
+of :mod:`bayeslmm.bayes.density` is compiled then, and loaded from numba's on-disk cache
+afterwards). The other bayeslmm rows are measured after one untimed warm-up process has
+filled that cache. Cases: lme4's sleepstudy; simulated correlated random intercept and slope
+with 50,000 rows / 500 groups (``sim50k``) or 1,000,000 / 10,000 (``sim1m``, bayeslmm only);
+``crossed5k``: 5,000 rows with crossed factors of 100 and 50 levels; a simulated
+psycholinguistic experiment, 56 subjects x 32 items in a 2x2x2 within design
+(``benchmarks/_cases.py``), with random intercepts (``si_intercepts``), 4 independent terms
+per factor (``si_independent``; bambi's terms are independent anyway) and 4 correlated terms
+per factor (``si_correlated``: bambi has no correlations, so the comparison is bayeslmm's
 explicit model, ``vs_explicit``); lme4's InstEval (``insteval``, 73,421 rows; bayeslmm).
-With several ``--seeds`` every configuration runs once per seed (the ratios to bambi's
-best compare runs of the same seed) and ``{stem}_median.{csv,md}`` gives the medians over
-seeds: one seed's min ESS varies by about 10%.
+With several ``--seeds`` every configuration runs once per seed (the ratios to bambi's best
+compare runs of the same seed) and ``{stem}_median.{csv,md}`` gives the medians over seeds:
+one seed's min ESS varies by about 10%.
 """
 
 from __future__ import annotations
@@ -53,7 +57,14 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _cases import INSTEVAL, SUBJECTS_ITEMS, insteval, subjects_items  # noqa: E402
+from _cases import (  # noqa: E402
+    GLMM_CASES,
+    INSTEVAL,
+    SUBJECTS_ITEMS,
+    glmm_case,
+    insteval,
+    subjects_items,
+)
 from _report import write  # noqa: E402
 
 CONFIGS = ["bayeslmm-marginal", "bayeslmm-marginal-cold", "bayeslmm-full",
@@ -70,6 +81,7 @@ CASES = {
     "si_independent": None,
     "si_correlated": None,
     "insteval": None,  # lme4's InstEval: 73,421 rows, 2,972 x 1,128 x 14 levels
+    **dict.fromkeys(GLMM_CASES),  # binomial, Poisson and Bernoulli (benchmarks/_cases.py)
 }
 #: bambi's group terms carry no correlations: its (1 + S + P + C | g) is our (... || g)
 BAMBI_FORMULA = {
@@ -79,6 +91,9 @@ BAMBI_FORMULA = {
 
 def load_case(case: str) -> tuple[pd.DataFrame, str, list[str]]:
     """Data, bayeslmm formula and grouping columns."""
+    if case in GLMM_CASES:
+        data, groups = glmm_case(case)
+        return data, GLMM_CASES[case][0], groups
     if case == "sleepstudy":  # read directly: importing bayeslmm here would bill bambi
         data = pd.read_csv(HERE.parent / "datasets" / "sleepstudy.csv")
         data["Subject"] = data["Subject"].astype(str)
@@ -141,14 +156,20 @@ def run_one(case: str, config: str, draws: int, chains: int, seed: int = 1) -> d
     data, formula, group = load_case(case)
     if config.startswith("bayeslmm"):
         parts = config.removesuffix("-cold").split("-")
-        model = bl.LMM(formula, data)
+        family = {"family": GLMM_CASES[case][2]} if case in GLMM_CASES else {}
+        model = bl.LMM(formula, data, **family)
         idata = model.fit(draws=draws, tune=draws, chains=chains, random_seed=seed,
-                          progressbar=False, method=parts[1],
+                          progressbar=False,
+                          method=None if parts[1] == "default" else parts[1],
                           sampler=parts[2] if len(parts) > 2 else "auto")  # fmt: skip
         names = model.population_variables()
     else:
         sampler = config.split("-")[1]
-        model = bmb.Model(BAMBI_FORMULA.get(case, formula), data)
+        if case in GLMM_CASES:
+            _, bambi_formula, family = GLMM_CASES[case]
+            model = bmb.Model(bambi_formula or formula, data, family=family)
+        else:
+            model = bmb.Model(BAMBI_FORMULA.get(case, formula), data)
         kwargs = {"inference_method": sampler}
         idata = model.fit(draws=draws, tune=draws, chains=chains, random_seed=seed,
                           progressbar=False, **kwargs)  # fmt: skip

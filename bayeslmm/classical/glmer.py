@@ -4,11 +4,14 @@ The deviance of :mod:`bayeslmm.glmm.pirls` (Laplace for ``nAGQ = 1``, adaptive
 Gauss-Hermite for ``nAGQ > 1`` with one scalar random effect) is minimised in lme4's two
 stages: over theta alone with beta from PIRLS (lme4's ``nAGQ = 0`` step), then over theta
 and beta together, from the first stage's optimum. Both stages use bounded quasi-Newton
-steps (L-BFGS-B) on central-difference gradients of a PIRLS converged to rounding error,
-then a Nelder-Mead polish. The fixed effects' covariance is, as lme4's default, twice the
-inverse of the finite-difference Hessian of the deviance over (theta, beta) (lme4's
-``deriv12``, step 1e-4), or the PIRLS-based one where that Hessian is not positive
-definite.
+steps (L-BFGS-B) on the exact gradient of the Laplace deviance where the link is canonical
+(logit binomial, log Poisson: :meth:`~bayeslmm.glmm.pirls.GlmmProblem.laplace_gradient`),
+else on central-difference gradients of a PIRLS converged to 1e-11 (adaptive quadrature,
+probit and cloglog links, the negative binomial), then a Nelder-Mead polish where the
+quasi-Newton steps stop without converging. The fixed effects' covariance is, as lme4's
+default, twice the inverse of the Hessian of the deviance over (theta, beta) (central
+differences of the exact gradient, or lme4's ``deriv12``, step 1e-4), or the PIRLS-based
+one where that Hessian is not positive definite.
 
 The negative binomial family (lme4's ``glmer.nb``) estimates its dispersion ``theta`` by
 maximum likelihood: from MASS's ``theta.ml`` at a Poisson fit's means, the second stage
@@ -26,7 +29,13 @@ import pandas as pd
 import scipy.optimize
 import scipy.stats
 
-from ..errors import ArgumentError, ConvergenceWarning, SingularFitWarning, warn
+from ..errors import (
+    ArgumentError,
+    ConvergenceWarning,
+    SingularFitWarning,
+    check_probability,
+    warn,
+)
 from ..gaussian.profiled import ThetaLayout
 from ..glmm.negbin import theta_ml
 from ..glmm.pirls import GlmmProblem, PirlsState
@@ -202,14 +211,40 @@ class GlmerResult:
     def _b(self) -> np.ndarray:
         return self.layout.relative_factor(self.theta) @ self.state.u
 
-    def ranef(self) -> dict[str, pd.DataFrame]:
-        """Conditional modes of the random effects: per grouping factor, levels x terms."""
+    def ranef(self, condvar: bool = False, level: float = 0.95) -> dict[str, pd.DataFrame]:
+        """Conditional modes of the random effects: per grouping factor, levels x terms.
+        ``condvar=True`` (lme4's ``condVar``): per grouping factor one row per (level,
+        term) with ``estimate``, conditional SD ``se`` (:meth:`ranef_sd`) and the normal
+        interval ``lower``, ``upper`` at ``level``, as ``bl.lmer``'s."""
+        if not isinstance(condvar, bool | np.bool_):
+            raise ArgumentError(f"condvar must be True or False, got {condvar!r}")
         b, per_block, start = self._b(), [], 0
         for block in self.design.blocks:
             size = block.n_levels * block.n_terms
             per_block.append(b[start : start + size].reshape(block.n_levels, block.n_terms))
             start += size
-        return frames_by_group(self.design.blocks, per_block)
+        modes = frames_by_group(self.design.blocks, per_block)
+        if not condvar:
+            return modes
+        check_probability("level", level)
+        z = scipy.stats.norm.ppf(0.5 + level / 2)
+        sds, out = self.ranef_sd(), {}
+        for group, est in modes.items():
+            table = est.stack().rename("estimate").to_frame()
+            table["se"] = sds[group].stack()
+            table.index.names = ["level", "term"]
+            table["lower"] = table["estimate"] - z * table["se"]
+            table["upper"] = table["estimate"] + z * table["se"]
+            out[group] = table
+        return out
+
+    def ranef_sd(self) -> dict[str, pd.DataFrame]:
+        """Conditional SDs of the random effects at the modes (lme4's ``condVar``: the
+        square roots of the "postVar" diagonals, from PIRLS's blocked factor), laid out as
+        :meth:`ranef`."""
+        covs = self._problem.conditional_covariances(self.state)
+        return frames_by_group(self.design.blocks,
+                               [np.sqrt(np.diagonal(c, axis1=1, axis2=2)) for c in covs])
 
     def fitted(self, scale: str = "response") -> np.ndarray:
         """Conditional fitted values: ``scale="response"`` (probabilities, rates; lme4's
@@ -303,6 +338,9 @@ class _Objective:
         self.codes = design.blocks[0].codes if nagq > 1 else None
         self.n_levels = design.blocks[0].n_levels if nagq > 1 else 0
         self.nb = nb  # x ends with log(theta) of the negative binomial
+        #: PIRLS starts every evaluation from this mode (node numbering) where set: the
+        #: finite-difference Hessian is then of one smooth function
+        self.anchor: np.ndarray | None = None
 
     def state(self, x: np.ndarray) -> PirlsState:
         if self.nb:
@@ -316,27 +354,62 @@ class _Objective:
         return self.problem.laplace(state)
 
     def __call__(self, x: np.ndarray) -> float:
+        if self.anchor is not None:
+            self.problem.pirls_start(self.anchor)
         try:
             return self.value(self.state(np.asarray(x, float)))
         except (ArithmeticError, np.linalg.LinAlgError, RuntimeError, FamilyError):
             return np.inf
 
+    @property
+    def exact(self) -> bool:
+        """Has the deviance an exact gradient (Laplace, canonical link, theta of the
+        negative binomial not searched)?"""
+        return self.nagq == 1 and not self.nb and self.problem.canonical
 
-def _minimise(f, x0: np.ndarray, lower: np.ndarray,
-              upper: np.ndarray | None = None) -> tuple[np.ndarray, bool]:  # fmt: skip
-    """Bounded quasi-Newton (L-BFGS-B) on central-difference gradients; a Nelder-Mead
-    polish (inside the bounds, by reflection at them) where it stops without converging."""
+    def gradient(self, x: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """The deviance and its exact gradient over (theta, beta) (:attr:`exact` only);
+        None where PIRLS fails."""
+        if self.anchor is not None:
+            self.problem.pirls_start(self.anchor)
+        try:
+            state = self.state(np.asarray(x, float))
+            g_theta, g_beta = self.problem.laplace_gradient(state, self.n_theta, joint=False)
+        except (ArithmeticError, np.linalg.LinAlgError, RuntimeError, FamilyError):
+            return None
+        return self.value(state), np.concatenate([g_theta, g_beta])
+
+
+def _minimise(f, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray | None = None,
+              fg=None) -> tuple[np.ndarray, bool]:  # fmt: skip
+    """Bounded quasi-Newton (L-BFGS-B) on the exact gradient ``fg`` (value and gradient)
+    where given, else on central-difference gradients of ``f``; a Nelder-Mead polish
+    (inside the bounds, by reflection at them) where it stops without converging."""
     upper = np.full(len(x0), np.inf) if upper is None else upper
     bounds = [(lo if np.isfinite(lo) else None, up if np.isfinite(up) else None)
               for lo, up in zip(lower, upper, strict=True)]  # fmt: skip
 
-    def fg(x):
-        return f(x), _central_gradient(f, x, lower)
+    exact = fg is not None
+    if fg is None:
+
+        def fg(x):
+            return f(x), _central_gradient(f, x, lower)
 
     options = {"maxiter": 500, "ftol": 1e-15, "gtol": 1e-6}
     res = scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                                   options=options)  # fmt: skip
     x = np.clip(res.x, lower, upper)
+    at_bound = np.isfinite(lower) & (x <= lower)
+    if exact and at_bound.any():
+        # a scalar term's deviance is even in its theta, so theta = 0 is always stationary
+        # and its exact gradient there is 0: a line search that lands on the bound stops,
+        # maximum or not. Restart off the bound; keep the lower optimum.
+        x1 = x.copy()
+        x1[at_bound] = lower[at_bound] + 0.1
+        again = scipy.optimize.minimize(fg, x1, jac=True, method="L-BFGS-B", bounds=bounds,
+                                        options=options)  # fmt: skip
+        if again.fun < res.fun:
+            res, x = again, np.clip(again.x, lower, upper)
     if res.success:
         return x, True
 
@@ -445,11 +518,13 @@ def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
     n_theta = len(lower_theta)
     if estimate_nb:  # glmer.nb's start: MASS's theta.ml at a Poisson fit's means
         problem.family = get_family("poisson", link=fam.link.name)
-        poisson_theta, _ = _minimise(lambda t: _stage1(problem, t), layout.start(), lower_theta)
+        poisson_theta, _ = _minimise(lambda t: _stage1(problem, t), layout.start(), lower_theta,
+                                     fg=_stage1_gradient(problem, n_theta))  # fmt: skip
         mu = problem.pirls(poisson_theta).mu
         problem.family = fam.with_theta(theta_ml(response.y, mu, response.weights))
 
-    theta0, ok1 = _minimise(lambda t: _stage1(problem, t), layout.start(), lower_theta)
+    theta0, ok1 = _minimise(lambda t: _stage1(problem, t), layout.start(), lower_theta,
+                            fg=_stage1_gradient(problem, n_theta))  # fmt: skip
     beta0 = problem.pirls(theta0).beta
     p = len(beta0)
     lower = np.concatenate([lower_theta, np.full(p + estimate_nb, -np.inf)])
@@ -468,8 +543,24 @@ def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
     if estimate_nb:
         upper[-1] = np.log(NB_THETA_MAX)
         nb0 = [min(nb0[0], upper[-1])]
+    fg2 = None
+    if nagq == 1 and not estimate_nb and problem.canonical:  # the exact gradient
+
+        def fg2(xz):
+            g = search.gradient(unscale(xz))
+            if g is None:
+                return np.inf, np.zeros(len(xz))
+            value, grad = g
+            return value, np.concatenate([grad[:n_theta], C.T @ grad[n_theta:]])
+
     xz, ok2 = _minimise(lambda xz: search(unscale(xz)),
-                        np.concatenate([theta0, np.zeros(p), nb0]), lower, upper)  # fmt: skip
+                        np.concatenate([theta0, np.zeros(p), nb0]), lower, upper,
+                        fg=fg2)  # fmt: skip
+    if estimate_nb:  # the deviance flattens toward the Poisson limit: is the limit lower?
+        limit = xz.copy()
+        limit[-1] = upper[-1]
+        if search(unscale(limit)) < search(unscale(xz)):
+            xz, ok2 = _minimise(lambda xz: search(unscale(xz)), limit, lower, upper)
     x = unscale(xz)
     if estimate_nb:  # from here on at the estimated theta
         problem.family = fam.with_theta(float(np.exp(x[-1])))
@@ -499,6 +590,22 @@ def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
     return result
 
 
+def _stage1_gradient(problem: GlmmProblem, n_theta: int):
+    """The first stage's deviance and its exact gradient over theta (canonical links),
+    or None (central differences)."""
+    if not problem.canonical:
+        return None
+
+    def fg(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        try:
+            state = problem.pirls(theta)
+            return problem.laplace(state), problem.laplace_gradient(state, n_theta, True)[0]
+        except (ArithmeticError, np.linalg.LinAlgError, RuntimeError):
+            return np.inf, np.zeros(len(theta))
+
+    return fg
+
+
 def _stage1(problem: GlmmProblem, theta: np.ndarray) -> float:
     """lme4's first stage (``nAGQ = 0``): the Laplace deviance with beta from PIRLS."""
     try:
@@ -507,10 +614,40 @@ def _stage1(problem: GlmmProblem, theta: np.ndarray) -> float:
         return np.inf
 
 
+def gradient_hessian(gradient, x: np.ndarray, lower: np.ndarray,
+                     delta: float = HESSIAN_STEP) -> np.ndarray:  # fmt: skip
+    """The Hessian as central differences of an exact gradient (step ``delta``, one-sided
+    at a lower bound), symmetrised: ``2 len(x)`` gradients instead of deriv12's
+    ``2 len(x)^2 + 1`` deviances."""
+    H = np.empty((len(x), len(x)))
+    for j in range(len(x)):
+        up, down = x.copy(), x.copy()
+        up[j] += delta
+        down[j] = max(x[j] - delta, lower[j])
+        g_up, g_down = gradient(up), gradient(down) if down[j] < x[j] else gradient(x)
+        H[:, j] = (g_up - g_down) / (up[j] - down[j])
+    return (H + H.T) / 2.0
+
+
 def _vcov(objective, x, lower, n_theta, problem, state) -> tuple[np.ndarray, str]:
-    """lme4's default covariance of beta: 2 H^-1 of the deviance's finite-difference
-    Hessian over (theta, beta), beta block; PIRLS's ``unsc`` where H is not usable."""
-    H = deriv12(objective, x, lower)
+    """lme4's default covariance of beta: 2 H^-1 of the deviance's Hessian over (theta,
+    beta), beta block (central differences of the exact gradient where there is one,
+    else lme4's ``deriv12``, PIRLS started at the optimum's mode at every evaluation);
+    PIRLS's ``unsc`` where H is not usable."""
+    objective.anchor = problem.pirls_start()
+    try:
+        if objective.exact:
+
+            def gradient(z):
+                out = objective.gradient(z)
+                return np.full(len(z), np.nan) if out is None else out[1]
+
+            H = gradient_hessian(gradient, x, lower)
+        else:
+            H = deriv12(objective, x, lower)
+    finally:
+        problem.pirls_start(objective.anchor)
+        objective.anchor = None
     try:
         inv = np.linalg.inv(H)
         V = inv[n_theta:, n_theta:]

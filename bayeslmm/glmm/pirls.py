@@ -4,8 +4,10 @@ The model is ``eta = offset + X beta + Z Lambda(theta) u`` with spherical random
 ``u ~ N(0, I)`` and a response family with link ``g(mu) = eta``. For given ``theta`` (and
 ``beta``, or jointly with it) PIRLS finds the conditional mode of ``u`` by Fisher scoring
 on the penalised deviance ``sum(dev_resid) + |u|^2``, halving steps that do not reduce it
-(lme4's ``pwrssUpdate``). At the mode, with ``A = Lambda'Z'W Z Lambda + I`` and
-``log|A| = ldL2``:
+(lme4's ``pwrssUpdate``; with ``beta`` free, the fixed effects' rows of the system are
+eliminated through the Schur complement ``X'WX - RZX'RZX``, ``RZX = L^-1 Lambda'Z'WX``, as
+lme4's ``nAGQ = 0`` step and MixedModels.jl's ``pirls!``). At the mode, with
+``A = Lambda'Z'W Z Lambda + I`` and ``log|A| = ldL2``:
 
 - Laplace (``nAGQ = 1``): ``-2 sum(log p(y | mu)) + |u|^2 + ldL2`` (lme4's
   ``glmResp::Laplace``: the family's ``aic`` term holds every constant), so the deviance is
@@ -15,26 +17,35 @@ on the penalised deviance ``sum(dev_resid) + |u|^2``, halving steps that do not 
   the level's deviance residuals, and ``mult`` the quadrature of the level's conditional
   density around its mode, scaled by its conditional SD ``1 / L_jj``.
 
-``A`` is re-weighted and factored at every iteration in two blocks (:class:`BlockedFactor`:
-the random term with the most columns is block diagonal in ``A``, one small Cholesky per
-level; the others' columns get a dense Cholesky of their Schur complement), or, where the
-other terms have more than 3,000 columns, by a sparse LU in symmetric mode with a
-fill-reducing order. This is not yet the blocked Cholesky of
-:mod:`bayeslmm.gaussian.blocked` (whose numba kernels work on fixed cross-products).
+``A`` is the package's one blocked Cholesky (:mod:`bayeslmm.gaussian.blocked`): one node
+per level of every grouping factor, the pattern of ``L`` made once by
+:func:`~bayeslmm.gaussian.blocked.symbolic`; every PIRLS iteration writes the weighted node
+blocks of ``Z'WZ`` into the values the blocked kernels read and factors ``A`` with
+:func:`~bayeslmm.gaussian.blocked.factorize`. The whole iteration runs in one numba kernel
+(:func:`bayeslmm.glmm.kernels.pirls_run`), warm-started at the previous mode.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
-import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from ..errors import BayesLMMError
+from ..gaussian.blocked import (
+    FACTORED_FIELDS,
+    Factored,
+    NodeBlocks,
+    apply_factor,
+    selected_inverse,
+    solve_lower,
+    solve_upper,
+    symbolic,
+    typed_fields,
+)
 from ..spec.family import Family
-from .kernels import assemble, b_times, bt_times
+from . import kernels as K
 
 SQRT_2PI = float(np.sqrt(2.0 * np.pi))
 
@@ -43,64 +54,42 @@ class PirlsError(BayesLMMError, ArithmeticError):
     """PIRLS did not converge (step halving failed or values not finite)."""
 
 
-def _factor(A: sp.csc_matrix):
-    """Sparse symmetric factorisation of a positive-definite ``A`` and ``log|A|``."""
-    lu = spla.splu(A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
-                   options={"SymmetricMode": True})  # fmt: skip
-    diag = lu.U.diagonal()
-    if np.any(diag <= 0) or not np.all(np.isfinite(diag)):
-        raise PirlsError("the penalised weighted system is not positive definite")
-    return lu, float(np.sum(np.log(diag)))
+@functools.lru_cache(maxsize=32)
+def _gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.hermite.hermgauss(n)
+    z, w = x * np.sqrt(2.0), w / w.sum()
+    z, w = (z - z[::-1]) / 2.0, (w + w[::-1]) / 2.0
+    z.flags.writeable = w.flags.writeable = False
+    return z, w
 
 
 def gauss_hermite(n: int) -> tuple[np.ndarray, np.ndarray]:
     """lme4's ``GHrule(n)``: nodes and weights of an ``n``-point rule for integrals against
-    the standard normal density (weights sum to 1), made exactly symmetric."""
-    x, w = np.polynomial.hermite.hermgauss(n)
-    z, w = x * np.sqrt(2.0), w / w.sum()
-    return (z - z[::-1]) / 2.0, (w + w[::-1]) / 2.0
+    the standard normal density (weights sum to 1), made exactly symmetric (computed once
+    per ``n``: 0.6 ms, more than the quadrature itself)."""
+    z, w = _gauss_hermite(int(n))
+    return z.copy(), w.copy()
 
 
-class BlockedFactor:
-    """``A = Lambda'Z'W Z Lambda + I`` factored in two blocks: the random term with the most
-    columns first, whose part of ``A`` is block diagonal (one ``k x k`` block per level),
-    then the dense Cholesky of the Schur complement of the other terms' columns, assembled
-    level by level by :func:`bayeslmm.glmm.kernels.assemble`. ``solve`` takes one
-    right-hand side or a matrix of them (rows in ``u``'s order)."""
+class PirlsFactor:
+    """The blocked Cholesky factor ``L`` of ``A = Lambda'Z'WZ Lambda + I`` at a PIRLS mode
+    (the blocked kernels' sparse node blocks ``Lval`` and dense trailing block ``LD``);
+    ``solve`` takes one right-hand side or a matrix of them, rows in lme4's order of
+    ``u``."""
 
-    def __init__(self, Dinv, logdet, S, b_rows, b_cols, b_vals, first, rest):
-        if not np.isfinite(logdet):
-            raise PirlsError("the penalised weighted system is not positive definite")
-        self.Dinv, self.first, self.rest = Dinv, first, rest
-        self.m, self.k = Dinv.shape[0], Dinv.shape[1]
-        self.b = (b_rows, b_cols, b_vals)
-        if len(rest):
-            self.S = scipy.linalg.cho_factor(S, lower=True)
-            logdet += 2.0 * float(np.sum(np.log(np.diag(self.S[0]))))
-        self.logdet = float(logdet)
-
-    def _solve_first(self, r: np.ndarray) -> np.ndarray:
-        """``D^-1 r`` for ``r`` (q_first, c)."""
-        rr = r.reshape(self.m, self.k, -1)
-        if self.k == 1:
-            return (rr * self.Dinv).reshape(r.shape)
-        return np.einsum("mij,mjc->mic", self.Dinv, rr).reshape(r.shape)
+    def __init__(self, problem: GlmmProblem, Lval: np.ndarray, LD: np.ndarray, logdet: float):
+        self.problem, self.Lval, self.LD, self.logdet = problem, Lval, LD, float(logdet)
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         rhs = np.asarray(rhs, float)
         flat = rhs.ndim == 1
-        rhs2 = rhs[:, None] if flat else rhs
-        out = np.empty_like(rhs2)
-        r0, r1 = rhs2[self.first], rhs2[self.rest]
-        y0 = self._solve_first(r0)
-        if len(self.rest):
-            x1 = scipy.linalg.cho_solve(self.S, r1 - b_times(*self.b, y0, len(self.rest)))
-            x0 = self._solve_first(r0 - bt_times(*self.b, np.ascontiguousarray(x1),
-                                                 len(self.first)))  # fmt: skip
-            out[self.rest] = x1
-        else:
-            x0 = y0
-        out[self.first] = x0
+        perm = self.problem.perm
+        R = np.ascontiguousarray((rhs[:, None] if flat else rhs)[perm])
+        fs = self.problem.fs
+        solve_lower(self.Lval, self.LD, R, fs)
+        solve_upper(self.Lval, self.LD, R, fs)
+        out = np.empty_like(R)
+        out[perm] = R
         return out[:, 0] if flat else out
 
 
@@ -108,20 +97,29 @@ class BlockedFactor:
 class PirlsState:
     """The conditional mode and what the deviances need."""
 
-    u: np.ndarray
+    u: np.ndarray  # lme4's order: block after block, level after level, term after term
     beta: np.ndarray
     eta: np.ndarray
     mu: np.ndarray
     ldL2: float  # log|A|
-    factor: object  # sparse factorisation of A
-    ZL: sp.csr_matrix  # Z Lambda
-    sqrt_w: np.ndarray  # square roots of the working weights
+    factor: PirlsFactor  # the blocked Cholesky factor of A
+    w: np.ndarray  # the working weights at the mode
+    T: np.ndarray  # the relative factors by grouping factor (F, qmax, qmax)
+    aic: float  # -2 sum(log p(y | mu))
     iterations: int
+
+    @property
+    def sqrt_w(self) -> np.ndarray:
+        """Square roots of the working weights."""
+        return np.sqrt(self.w)
 
 
 class GlmmProblem:
     """One GLMM's data: ``y`` (proportion for a binomial), prior ``weights``, ``offset``,
-    ``X``, the random-effects blocks and the theta -> per-block factors ``T_k`` map.
+    ``X``, the random-effects blocks and the theta -> per-block factors ``T_k`` map, laid
+    out for the blocked Cholesky: blocks with the same level codes form one grouping
+    factor, the factors in decreasing order of levels (as
+    :class:`~bayeslmm.gaussian.statistics.BlockedStats`), one node per level.
 
     Parameters
     ----------
@@ -129,8 +127,7 @@ class GlmmProblem:
         Fixed-effects matrix (n, p).
     blocks
         Per random term ``(Z_k, codes_k, n_levels_k)``: its (n, k) columns and level codes;
-        ``u`` and ``Z Lambda`` are laid out block by block, level-major (lme4's order within
-        a term).
+        ``u`` is reported block by block, level-major (lme4's order within a term).
     factors
         theta -> list of the lower-triangular ``T_k`` (k x k) per block.
     family
@@ -140,163 +137,187 @@ class GlmmProblem:
     """
 
     def __init__(self, X, blocks, factors, family: Family, y, weights, offset):
-        self.X = np.asarray(X, float)
+        self.X = np.ascontiguousarray(X, dtype=float)
         self.blocks = [(np.asarray(Z, float), np.asarray(c, np.int64), int(m))
                        for Z, c, m in blocks]  # fmt: skip
         self.factors = factors
         self.family = family
-        self.y = np.asarray(y, float)
-        self.weights = np.asarray(weights, float)
-        self.offset = np.asarray(offset, float)
+        self.y = np.ascontiguousarray(y, dtype=float)
+        self.weights = np.ascontiguousarray(weights, dtype=float)
+        self.offset = np.ascontiguousarray(offset, dtype=float)
         self.n, self.p = self.X.shape
-        sizes = [Z.shape[1] for Z, _, _ in self.blocks]
-        self.q = sum(k * m for (_, _, m), k in zip(self.blocks, sizes, strict=True))
-        # Z Lambda keeps Z's pattern: per row, each block's k columns, in column order
-        cols, start = [], 0
-        for (_, codes, m), k in zip(self.blocks, sizes, strict=True):
-            cols.append(start + codes[:, None] * k + np.arange(k)[None, :])
-            start += m * k
-        per_row = sum(sizes)
-        self._indices = np.hstack(cols).ravel() if cols else np.zeros(0, np.int64)
-        self._indptr = np.arange(self.n + 1, dtype=np.int64) * per_row
-        self._u = np.zeros(self.q)
-        self._setup_blocks(sizes, per_row)
+        self.q = sum(Z.shape[1] * m for Z, _, m in self.blocks)
+        self._layout()
+        self._u = np.zeros(self.q)  # the warm start, node numbering
 
-    def _setup_blocks(self, sizes: list[int], per_row: int) -> None:
-        """The two-block factorisation's layout (None: sparse LU instead)."""
-        self._blocked = None
-        if not self.blocks:
-            return
-        widths = [k * m for (_, _, m), k in zip(self.blocks, sizes, strict=True)]
-        big = int(np.argmax(widths))
-        starts = np.cumsum([0, *widths])
-        q_rest = self.q - widths[big]
-        if q_rest > 3000:
-            return
-        first = np.arange(starts[big], starts[big + 1])
-        rest = np.setdiff1d(np.arange(self.q), first)
-        at = int(sum(sizes[:big]))  # the big block's entries within a row
-        k = sizes[big]
-        in_row = np.r_[0:at, at + k : per_row]
-        rest_cols = self._indices.reshape(self.n, per_row)[:, in_row]
-        position = np.full(self.q, -1)
-        position[rest] = np.arange(len(rest))
-        self._blocked = {"big": big, "k": k, "m": self.blocks[big][2], "at": at,
-                         "first": first, "rest": rest, "in_row": in_row,
-                         "rest_idx": position[rest_cols].ravel(),
-                         "rest_pos": np.ascontiguousarray(position[rest_cols], dtype=np.int64),
-                         "order": np.argsort(self.blocks[big][1], kind="stable"),
-                         "level_start": np.concatenate([[0], np.cumsum(np.bincount(
-                             self.blocks[big][1], minlength=self.blocks[big][2]))]),
-                         "rest_ptr": np.arange(self.n + 1) * len(in_row),
-                         "codes": self.blocks[big][1]}  # fmt: skip
+    def _layout(self) -> None:
+        """Grouping factors, nodes, the node blocks of ``Z'Z`` each row adds to, the
+        symbolic factorisation and the permutation to lme4's order."""
+        groups: list[list[int]] = []
+        for k, (_, codes, m) in enumerate(self.blocks):
+            for g in groups:
+                _, c0, m0 = self.blocks[g[0]]
+                if m0 == m and np.array_equal(c0, codes):
+                    g.append(k)
+                    break
+            else:
+                groups.append([k])
+        groups.sort(key=lambda g: -self.blocks[g[0]][2])  # stable: ties in formula order
+        self.groups = groups
+        F = len(groups)
+        self._levels = [self.blocks[g[0]][2] for g in groups]
+        q_f = [sum(self.blocks[k][0].shape[1] for k in g) for g in groups]
+        levels = [self.blocks[g[0]][2] for g in groups]
+        first = np.concatenate([[0], np.cumsum(levels)]).astype(np.int64)
+        node_factor = np.repeat(np.arange(F), levels).astype(np.int64)
+        size = np.repeat(np.asarray(q_f, dtype=np.int64), levels)
+        noffset = np.concatenate([[0], np.cumsum(size)]).astype(np.int64)
+        self.qmax = max(q_f, default=0)
+        self.Zr = np.ascontiguousarray(
+            np.hstack([self.blocks[k][0] for g in groups for k in g])
+            if groups else np.zeros((self.n, 0)))  # fmt: skip
+        self.colstart = np.concatenate([[0], np.cumsum(q_f)]).astype(np.int64)
+        codes = [self.blocks[g[0]][1] for g in groups]
+        self.node_of = np.ascontiguousarray(
+            np.stack([first[f] + codes[f] for f in range(F)], axis=1)
+            if F else np.zeros((self.n, 0), np.int64), dtype=np.int64)  # fmt: skip
+        # node pairs: each factor's levels, each pair of levels of two factors sharing a row
+        pi, pj, row_old, fa, fb, count = [], [], [], [], [], 0
+        for a in range(F):
+            for b in range(a, F):
+                if a == b:
+                    lb = la = np.arange(levels[a])
+                    where = codes[a]
+                else:
+                    key = codes[b] * levels[a] + codes[a]
+                    uniq, where = np.unique(key, return_inverse=True)
+                    lb, la = uniq // levels[a], uniq % levels[a]
+                pi.append(first[b] + lb)
+                pj.append(first[a] + la)
+                row_old.append(count + where.ravel())
+                count += len(lb)
+                fa.append(a)
+                fb.append(b)
+        if F:
+            pair_i = np.concatenate(pi).astype(np.int64)
+            pair_j = np.concatenate(pj).astype(np.int64)
+        else:
+            pair_i = pair_j = np.zeros(0, np.int64)
+        order = np.lexsort((pair_i, pair_j))  # column-major, as BlockedStats
+        new = np.empty(len(order), dtype=np.int64)
+        new[order] = np.arange(len(order))
+        pair_i, pair_j = pair_i[order], pair_j[order]
+        self.row_pair = np.ascontiguousarray(
+            np.stack([new[r] for r in row_old], axis=1)
+            if row_old else np.zeros((self.n, 0), np.int64), dtype=np.int64)  # fmt: skip
+        self.pair_fa = np.asarray(fa, dtype=np.int64)
+        self._saturated: dict = {}
+        self.pair_fb = np.asarray(fb, dtype=np.int64)
+        widths = size[pair_i] * size[pair_j]
+        pair_ptr = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+        #: where each row's weighted products go: the first value of its pairs' blocks
+        self.row_ptr = np.ascontiguousarray(pair_ptr[self.row_pair], dtype=np.int64)
+        nodes = NodeBlocks(size, noffset, node_factor, pair_i, pair_j, pair_ptr,
+                           np.zeros(pair_ptr[-1]))  # fmt: skip
+        pattern = symbolic(nodes, [int(f) for f in first[1:F]])
+        Q, p = int(noffset[-1]), self.p
+        values = {"size": size, "offset": noffset, "node_factor": node_factor,
+                  "pair_i": pair_i, "pair_j": pair_j, "pair_ptr": pair_ptr,
+                  "pair_val": nodes.pair_val, "pair_pos": pattern.pair_pos,
+                  "colptr": pattern.colptr, "rowidx": pattern.rowidx,
+                  "blockptr": pattern.blockptr, "first": pattern.first,
+                  "t": pattern.dense_start, "base": pattern.base, "m": pattern.m,
+                  "ZtX": np.zeros((Q, p)), "Zty": np.zeros(Q), "XtX": np.zeros((p, p)),
+                  "Xty": np.zeros(p), "yty": 0.0, "n": float(self.n)}  # fmt: skip
+        #: the blocked kernels' input; its ``pair_val`` is rewritten with ``Z'WZ`` by PIRLS
+        self.fs: Factored = typed_fields(Factored, FACTORED_FIELDS, values)
+        # node numbering -> lme4's (block after block, level after level, term after term)
+        starts = np.cumsum([0] + [Z.shape[1] * m for Z, _, m in self.blocks])
+        perm = np.empty(Q, dtype=np.int64)
+        for f, g in enumerate(groups):
+            column = 0
+            lv = np.arange(levels[f])[:, None]
+            for k in g:
+                qk = self.blocks[k][0].shape[1]
+                node = noffset[first[f] + lv] + column + np.arange(qk)
+                perm[node.ravel()] = (starts[k] + lv * qk + np.arange(qk)).ravel()
+                column += qk
+        self.perm = perm
 
-    def _blocked_factor(self, ZL, sqrt_w) -> BlockedFactor:
-        b = self._blocked
-        V = ZL.data.reshape(self.n, -1) * sqrt_w[:, None]
-        out = assemble(V, b["at"], b["k"], b["in_row"].astype(np.int64), b["rest_pos"],
-                       b["order"], b["level_start"].astype(np.int64), len(b["rest"]))  # fmt: skip
-        return BlockedFactor(*out, b["first"], b["rest"])
+    def factor_stack(self, theta) -> np.ndarray:
+        """The relative factors by grouping factor (its blocks' ``T_k`` on the diagonal):
+        (F, qmax, qmax)."""
+        Ts = self.factors(np.asarray(theta, float))
+        T = np.zeros((len(self.groups), self.qmax, self.qmax))
+        for f, g in enumerate(self.groups):
+            c = 0
+            for k in g:
+                q = Ts[k].shape[0]
+                T[f, c : c + q, c : c + q] = Ts[k]
+                c += q
+        return T
 
-    def z_lambda(self, theta) -> sp.csr_matrix:
-        """``Z Lambda(theta)`` (n x q, sparse)."""
-        data = [Z @ T for (Z, _, _), T in zip(self.blocks, self.factors(theta), strict=True)]
-        values = np.hstack(data).ravel() if data else np.zeros(0)
-        return sp.csr_matrix((values, self._indices, self._indptr), shape=(self.n, self.q))
+    def _saturated_loglik(self, family: int, theta: float) -> float:
+        """The log-likelihood at ``mu = y`` (``-2 logLik = deviance - 2`` this), kept per
+        family and dispersion."""
+        key = (family, theta)
+        if key not in self._saturated:
+            if len(self._saturated) > 64:  # the negative binomial's theta while it is fitted
+                self._saturated.clear()
+            self._saturated[key] = float(K.saturated_loglik(family, theta, self.y, self.weights))
+        return self._saturated[key]
 
-    # -- pieces ------------------------------------------------------------------------
-    def _mu(self, eta):
-        return self.family.linkinv(eta)
-
-    def _pdev(self, mu, u) -> float:
-        return float(np.sum(self.family.dev_resid(self.y, mu, self.weights)) + u @ u)
-
-    def _weights(self, eta, mu):
-        """Square roots of the working weights and the working residual ``(y-mu)/mu_eta``."""
-        mu_eta = self.family.mu_eta(eta)
-        sqrt_w = mu_eta * np.sqrt(self.weights / self.family.variance(mu))
-        return sqrt_w, (self.y - mu) / mu_eta
-
-    def _scaled(self, ZL, sqrt_w) -> sp.csr_matrix:
-        """``diag(sqrt_w) Z Lambda`` (same pattern)."""
-        per_row = self._indptr[1] if self.n else 0
-        return sp.csr_matrix((ZL.data * np.repeat(sqrt_w, per_row), ZL.indices, ZL.indptr),
-                             shape=ZL.shape)  # fmt: skip
-
-    def _system(self, ZL, sqrt_w):
-        WZL = self._scaled(ZL, sqrt_w)
-        if self._blocked is not None:
-            factor = self._blocked_factor(ZL, sqrt_w)
-            return (factor, factor.logdet), WZL
-        A = (WZL.T @ WZL).tocsc() + sp.identity(self.q, format="csc")
-        return _factor(A.tocsc()), WZL
+    def _codes(self) -> tuple[int, int, float]:
+        fam = self.family
+        theta = float(fam.theta) if fam.negative_binomial else 1.0
+        return K.FAMILY_CODES[fam.name], K.LINK_CODES[fam.link.name], theta
 
     # -- PIRLS -------------------------------------------------------------------------
     def pirls(self, theta, beta=None, u0=None, tol: float = 1e-12, maxit: int = 200) -> PirlsState:
         """The conditional mode of ``u`` at ``theta`` and ``beta`` (``beta=None``: of ``u``
-        and ``beta`` jointly, lme4's ``nAGQ = 0`` step)."""
-        ZL = self.z_lambda(theta)
+        and ``beta`` jointly, lme4's ``nAGQ = 0`` step); ``u0`` (lme4's order) starts it,
+        else the last mode."""
+        T = self.factor_stack(theta)
         joint = beta is None
-        # Fisher scoring converges only linearly for the negative binomial's log link (not
-        # canonical): its modes go to 1e-12, else the Hessian of the deviance by finite
-        # differences (the SEs) is off by 1e-3 (measured on grouseticks)
-        step_tol = 1e-12 if self.family.negative_binomial else 1e-8
-        u = self._u.copy() if u0 is None else np.asarray(u0, float).copy()
+        # modes to 1e-11: log|A| moves with the mode to first order, and the deviance's
+        # Hessian by finite differences (step 1e-4, the SEs) needs it to ~1e-11 (modes to
+        # 1e-8 left VerbAgg's Hessian indefinite)
+        step_tol = 1e-11
+        if u0 is None:
+            u = self._u.copy()
+        else:
+            u = np.ascontiguousarray(np.asarray(u0, float)[self.perm])
         if joint:
             beta = getattr(self, "_beta", None)
             if beta is None:
                 beta = self._start_beta()
-        beta = np.asarray(beta, float).copy()
-        fixed = self.offset + self.X @ beta
-        eta = fixed + ZL @ u
-        mu = self._mu(eta)
-        old = self._pdev(mu, u)
-        if not np.isfinite(old):
-            u = np.zeros(self.q)
-            eta = fixed
-            mu = self._mu(eta)
-            old = self._pdev(mu, u)
-        for it in range(1, maxit + 1):  # noqa: B007 (the count is kept)
-            sqrt_w, resid = self._weights(eta, mu)
-            (lu, _), WZL = self._system(ZL, sqrt_w)
-            wz = sqrt_w * (resid + ZL @ u + (self.X @ beta if joint else 0.0))
-            if joint:
-                WX = sqrt_w[:, None] * self.X
-                ZtX = np.asarray(WZL.T @ WX)
-                AinvZtX = lu.solve(ZtX) if self.q else ZtX
-                rhs_u = WZL.T @ wz
-                schur = WX.T @ WX - ZtX.T @ AinvZtX
-                beta_new = scipy.linalg.solve(schur, WX.T @ wz - AinvZtX.T @ rhs_u,
-                                              assume_a="pos")  # fmt: skip
-                u_new = lu.solve(rhs_u - ZtX @ beta_new)
-            else:
-                beta_new = beta
-                u_new = lu.solve(WZL.T @ wz)
-            du, db = u_new - u, beta_new - beta
-            for _ in range(30):  # step halving
-                u_try, b_try = u + du, beta + db
-                eta_try = self.offset + self.X @ b_try + ZL @ u_try
-                mu_try = self._mu(eta_try)
-                pdev = self._pdev(mu_try, u_try)
-                if np.isfinite(pdev) and pdev <= old * (1 + 1e-15) + 1e-15:
-                    break
-                du, db = du / 2, db / 2
-            else:
-                raise PirlsError("PIRLS step halving failed to reduce the penalised deviance")
-            u, beta, eta, mu = u_try, b_try, eta_try, mu_try
-            change = abs(old - pdev) / max(pdev, 1e-300)
-            small = max(np.max(np.abs(du), initial=0.0), np.max(np.abs(db), initial=0.0))
-            old = pdev
-            if change < tol and (small < step_tol or (change == 0.0 and small < 1e-10)):
-                break
-        else:
+        beta = np.ascontiguousarray(beta, dtype=float)
+        family, link, nb_theta = self._codes()
+        status, u, beta, eta, mu, w, ldL2, Lval, LD, it, dev = K.pirls_run(
+            family, link, nb_theta, self.y, self.weights, self.offset, self.X, beta, u,
+            joint, self.Zr, self.colstart, self.node_of, self.row_ptr, self.pair_fa,
+            self.pair_fb, T, self.fs, float(tol), float(step_tol), int(maxit))  # fmt: skip
+        if status == K.NOT_POSITIVE_DEFINITE:
+            raise PirlsError("the penalised weighted system is not positive definite")
+        if status == K.HALVING_FAILED:
+            raise PirlsError("PIRLS step halving failed to reduce the penalised deviance")
+        if status == K.NOT_CONVERGED:
             raise PirlsError(f"PIRLS did not converge in {maxit} iterations")
-        sqrt_w, _ = self._weights(eta, mu)
-        (lu, ldL2), _ = self._system(ZL, sqrt_w)
         self._u = u
         if joint:
             self._beta = beta
-        return PirlsState(u, beta, eta, mu, ldL2, lu, ZL, sqrt_w, it)
+        aic = dev - 2.0 * self._saturated_loglik(family, nb_theta)
+        out = np.empty_like(u)
+        out[self.perm] = u
+        return PirlsState(out, beta, eta, mu, float(ldL2), PirlsFactor(self, Lval, LD, ldL2),
+                          w, T, float(aic), int(it))  # fmt: skip
+
+    def pirls_start(self, u: np.ndarray | None = None) -> np.ndarray:
+        """The mode the next PIRLS starts from (node numbering; a copy), after setting it
+        to ``u`` where given."""
+        if u is not None:
+            self._u = np.array(u, dtype=float)
+        return self._u.copy()
 
     def _start_beta(self) -> np.ndarray:
         """A GLM's start: beta of ``g((y w + 0.5) / (w + 1))`` regressed on X (mustart as
@@ -313,36 +334,88 @@ class GlmmProblem:
     # -- deviances ---------------------------------------------------------------------
     def laplace(self, state: PirlsState) -> float:
         """lme4's Laplace deviance at a PIRLS mode (-2 log-likelihood)."""
-        return (self.family.aic_deviance(self.y, state.mu, self.weights)
-                + float(state.u @ state.u) + state.ldL2)  # fmt: skip
+        return state.aic + float(state.u @ state.u) + state.ldL2
 
     def agq(self, state: PirlsState, codes: np.ndarray, n_levels: int, n_agq: int) -> float:
         """lme4's adaptive Gauss-Hermite deviance for one scalar random-effects term."""
-        fam, y, wt = self.family, self.y, self.weights
-        a_diag = 1.0 + np.bincount(codes, (state.sqrt_w * state.ZL.sum(axis=1).A1) ** 2,
-                                   minlength=n_levels)  # fmt: skip
-        sd = 1.0 / np.sqrt(a_diag)
-        devc0 = state.u**2 + np.bincount(codes, fam.dev_resid(y, state.mu, wt), minlength=n_levels)
-        zl = state.ZL.sum(axis=1).A1  # one column per row
+        family, link, nb_theta = self._codes()
+        zl = np.ascontiguousarray(self.Zr[:, 0] * state.T[0, 0, 0])
         nodes, weights = gauss_hermite(n_agq)
-        mult = np.zeros(n_levels)
-        for z, w in zip(nodes, weights, strict=True):
-            if z == 0:
-                mult += w
-                continue
-            shift = z * sd
-            eta = state.eta + zl * shift[codes]
-            devc = (state.u + shift) ** 2 + np.bincount(
-                codes, fam.dev_resid(y, fam.linkinv(eta), wt), minlength=n_levels)
-            ldnorm = -0.5 * z * z - np.log(SQRT_2PI)
-            mult += np.exp(-0.5 * (devc - devc0) - ldnorm) * w / SQRT_2PI
-        return float(np.sum(devc0) + state.ldL2 - 2.0 * np.sum(np.log(mult)))
+        return float(K.agq_deviance(family, link, nb_theta, self.y, self.weights, state.eta,
+                                    state.u, state.mu, state.w, zl,
+                                    np.ascontiguousarray(codes, dtype=np.int64), state.ldL2,
+                                    nodes, weights))  # fmt: skip
+
+    @property
+    def canonical(self) -> bool:
+        """Is the link canonical (logit binomial, log Poisson)? The Laplace deviance then
+        has the exact gradient of :meth:`laplace_gradient`."""
+        fam = self.family
+        logit = fam.binomial and fam.link.name == "logit"
+        return logit or (fam.name == "poisson" and fam.link.name == "log")
+
+    def _theta_positions(self, n_theta: int) -> tuple[np.ndarray, ...]:
+        """Where each theta component sits in :meth:`factor_stack` (factor, row, column)."""
+        if getattr(self, "_positions", None) is None or len(self._positions[0]) != n_theta:
+            where = [np.argwhere(self.factor_stack(np.eye(n_theta)[i]) != 0)[0]
+                     for i in range(n_theta)]  # fmt: skip
+            self._positions = tuple(np.array(where, dtype=np.int64).reshape(-1, 3).T)
+        return self._positions
+
+    def laplace_gradient(self, state: PirlsState, n_theta: int,
+                         joint: bool) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+        """The exact gradient of :meth:`laplace` at a PIRLS mode over theta and (unless
+        ``joint``: beta from PIRLS) beta, for a canonical link
+        (:func:`~bayeslmm.glmm.kernels.laplace_gradient`)."""
+        if not self.canonical:
+            raise ValueError("the exact Laplace gradient needs a canonical link")
+        family, _, _ = self._codes()
+        u = np.ascontiguousarray(state.u[self.perm])
+        G, g_beta = K.laplace_gradient(family, self.y, self.weights, self.X, self.Zr,
+                                       self.colstart, self.node_of, self.row_pair,
+                                       self.row_ptr, self.pair_fa, self.pair_fb, state.T,
+                                       self.fs, u, state.mu, state.w, state.factor.Lval,
+                                       state.factor.LD, bool(joint))  # fmt: skip
+        f, r, c = self._theta_positions(n_theta)
+        return G[f, r, c], g_beta
+
+    def conditional_covariances(self, state: PirlsState) -> list[np.ndarray]:
+        """Per random block (formula order), each level's conditional covariance of its
+        random effects ``b = Lambda u`` at the mode, ``T A^-1_jj T'`` (levels, k, k): lme4's
+        ``ranef(condVar = TRUE)`` "postVar", from the mode's factor by the selected inverse
+        (the diagonal node blocks of ``A^-1``)."""
+        fs = self.fs
+        Zval, ZD = selected_inverse(state.factor.Lval, state.factor.LD, fs)
+        out: list[np.ndarray | None] = [None] * len(self.blocks)
+        first = 0
+        for f, g in enumerate(self.groups):
+            q = int(self.colstart[f + 1] - self.colstart[f])
+            nodes = first + np.arange(self._levels[f])
+            first += self._levels[f]
+            S = np.empty((len(nodes), q, q))
+            sparse = nodes < fs.t
+            starts = fs.blockptr[fs.colptr[nodes[sparse]]]
+            S[sparse] = Zval[starts[:, None] + np.arange(q * q)].reshape(-1, q, q)
+            at = fs.offset[nodes[~sparse]] - fs.base
+            k = np.arange(q)
+            S[~sparse] = ZD[at[:, None, None] + k[None, :, None], at[:, None, None] + k]
+            T = state.T[f, :q, :q]
+            cov = T @ S @ T.T
+            column = 0
+            for b in g:
+                qk = self.blocks[b][0].shape[1]
+                out[b] = cov[:, column : column + qk, column : column + qk].copy()
+                column += qk
+        return out
 
     def unscaled_vcov(self, state: PirlsState) -> np.ndarray:
-        """``(X'WX - X'W Z Lambda A^-1 Lambda'Z'W X)^-1`` at the mode (lme4's ``unsc``,
-        the RX-based covariance of beta)."""
-        WX = state.sqrt_w[:, None] * self.X
-        WZL = self._scaled(state.ZL, state.sqrt_w)
-        ZtX = np.asarray(WZL.T @ WX)
-        schur = WX.T @ WX - (ZtX.T @ state.factor.solve(ZtX) if self.q else 0.0)
-        return np.linalg.inv(schur)
+        """``(X'WX - RZX'RZX)^-1``, ``RZX = L^-1 Lambda'Z'WX``, at the mode (lme4's
+        ``unsc``, the RX-based covariance of beta), from the mode's blocked factor."""
+        WX = np.ascontiguousarray(state.w[:, None] * self.X)
+        fs = self.fs
+        Q = int(fs.offset[-1])
+        RZX = apply_factor(state.T, K.z_transpose(self.Zr, self.colstart, self.node_of,
+                                                  fs.offset, WX, Q),
+                           fs.size, fs.offset, fs.node_factor, True)  # fmt: skip
+        solve_lower(state.factor.Lval, state.factor.LD, RZX, fs)
+        return np.linalg.inv(self.X.T @ WX - RZX.T @ RZX)

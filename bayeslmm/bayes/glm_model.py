@@ -11,6 +11,12 @@ dims and coords (``beta``, ``sd_L``, ``cor_L``, ``u_L``) on the link scale, no `
 and a pointwise ``log_likelihood`` group (binomial / Bernoulli / Poisson log-pmf per row)
 for PSIS-LOO by observation.
 
+``fit(method="laplace")`` is APPROXIMATE (logit and log links): nutpie on the population
+parameters' posterior with the random effects integrated out by Laplace's method
+(:mod:`bayeslmm.bayes.laplace`), then approximate draws of the random effects from the
+Laplace Gaussian at every draw; ``fit_info``, the printed summary and every table's
+``attrs["approximation"]`` say so.
+
 The comparison layer (``bl.compare``, ``bl.report``, ``compare_random_effects``, ICC, R2,
 Bayes factors, leave-one-group-out) is Gaussian only for now and refuses these models
 (:func:`gaussian_only`).

@@ -472,7 +472,11 @@ class LMM:
             system's dense block large is sampled instead, see :attr:`explicit_factors`
             and :attr:`centred_terms`). ``"full"``: the explicit model. ``None``
             (default): ``"marginal"``, unless the requested sampler cannot run it
-            (numpyro on crossed factors), then ``"full"``.
+            (numpyro on crossed factors), then ``"full"``. A GLMM (``family=``) takes
+            ``None`` (the exact default: every random effect sampled on the compiled
+            density), ``"full"`` (the PyMC graph) or ``"laplace"``: APPROXIMATE, nutpie on
+            the Laplace marginal posterior (canonical links), random effects drawn from the
+            Laplace Gaussian afterwards; its tables and summary say so.
         store_log_likelihood
             Add the pointwise ``log_likelihood`` group (for ``az.loo``); by default only
             while rows x draws stays under 50 million values (it is stored in memory), and

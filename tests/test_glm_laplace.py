@@ -232,6 +232,8 @@ def test_cbpp_posterior_agrees_with_the_exact_sampler():
     for table in (laplace_model.summary(print_it=False), laplace_model.fixef(),
                   laplace_model.varcorr(), *laplace_model.ranef().values()):
         assert table.attrs["approximation"] == APPROXIMATION
+    assert laplace_model.predict(summary=True).attrs["approximation"] == APPROXIMATION
+    assert laplace_model.predict().attrs["approximation"] == APPROXIMATION
     assert "approximation" not in exact_model.fixef().attrs
 
 

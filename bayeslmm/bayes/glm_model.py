@@ -461,9 +461,13 @@ class GlmMixin:
                              coords={"chain": post.chain, "draw": post.draw,
                                      "obs": np.arange(values.shape[-1])},
                              name=f"{self.design.response}_{kind}")  # fmt: skip
+        if self.approximate:
+            draws.attrs["approximation"] = APPROXIMATION
         if not summary:
             return draws
-        return prediction_table(draws, level, (self.design.frame if data is None else data).index)
+        table = prediction_table(draws, level, (self.design.frame if data is None else data).index)
+        table.attrs.update({k: v for k, v in draws.attrs.items() if k == "approximation"})
+        return table
 
     def _new_offset(self, data: pd.DataFrame, offset) -> np.ndarray:
         given = self._offset_given

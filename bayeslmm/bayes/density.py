@@ -62,6 +62,14 @@ from ..jit import cfunc, kernel
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
 from ..spec.response import GlmResponse
+from .laplace import (
+    LAPLACE,
+    LAPLACE_FIELDS,
+    empty_fields,
+    glmm_problem,
+    laplace_loglik,
+    laplace_rows,
+)
 from .priors import Prior
 from .row_likelihood import GAUSSIAN, ROW_FIELDS, gaussian_rows, glm_rows, row_loglik
 
@@ -88,7 +96,7 @@ DENSITY_FIELDS = (
     ("blocks", "float64", 2), ("etas", "float64", 2), ("centred", "float64", 2),
     ("shift", "float64", 2), ("basis", "float64", 0), ("priors", "float64", 2),
     ("carry", "float64", 2), ("parent", "float64", 1),
-) + ROW_FIELDS  # fmt: skip
+) + ROW_FIELDS + LAPLACE_FIELDS  # fmt: skip
 #: Every section of the flat float64 buffer, in order: the blocked kernel's inputs
 #: (:data:`~bayeslmm.gaussian.blocked.Factored`, :data:`~bayeslmm.gaussian.blocked.Sampled`)
 #: then this module's. The buffer is ``[size, (offset, rows, columns) per field, sections]``
@@ -100,6 +108,7 @@ BLOCKS, ETAS, CENTRED = FIELD["blocks"], FIELD["etas"], FIELD["centred"]
 SHIFT, BASIS, PRIORS = FIELD["shift"], FIELD["basis"], FIELD["priors"]
 GLM, ROWS_Y, ROWS_X, CARRY = FIELD["glm"], FIELD["rows_y"], FIELD["rows_X"], FIELD["carry"]
 PARENT = FIELD["parent"]
+LAP = FIELD[LAPLACE_FIELDS[0][0]]
 N_FACTORED, N_SAMPLED = len(FACTORED_FIELDS), len(SAMPLED_FIELDS)
 HEADER = 1 + 3 * len(FIELDS)
 PRIOR_WIDTH = 6  # code, three parameters, log normalising constant, signed (SDs)
@@ -405,6 +414,25 @@ class MarginalDensity:
                           None, rows)
 
     @classmethod
+    def from_laplace(
+        cls,
+        design: Design,
+        response: GlmResponse,
+        priors: dict[str, Prior],
+        system: BlockedSystem,
+        sd_start: Mapping[str, Sequence[float]] | None = None,
+        beta_start: np.ndarray | None = None,
+    ) -> MarginalDensity | None:
+        """APPROXIMATE: the density of a GLMM with every grouping factor integrated out by
+        Laplace's method (:mod:`bayeslmm.bayes.laplace`; ``system`` integrates every factor
+        out), canonical links only; SDs sampled as ``log sd``. None where the kernel lacks a
+        prior."""
+        rows = gaussian_rows(design.X.shape[1], system.n_factors, system.qmax)
+        rows = laplace_rows(glmm_problem(design, response), system, rows)
+        return cls._build(design, priors, system, None, None, sd_start, beta_start, None,
+                          rows)
+
+    @classmethod
     def _build(cls, design, priors, system, centred, signed, sd_start, beta, sigma,
                rows) -> MarginalDensity | None:  # fmt: skip
         """:meth:`from_model` and :meth:`from_glm`: the priors, layout and start, with the
@@ -478,7 +506,8 @@ class MarginalDensity:
                   "shift": layout.shift_table(system.n_factors, system.qmax),
                   "basis": float(layout.level_mean_basis),
                   "priors": np.asarray(rows_, float).reshape(-1, PRIOR_WIDTH),
-                  "carry": carry, "parent": parent, **rows}  # fmt: skip
+                  "carry": carry, "parent": parent, **empty_fields(layout.p),
+                  **rows}  # fmt: skip
         data = pack(values)
         return cls(layout=layout, data=data, start=start, signed=tuple(signs))
 
@@ -1132,13 +1161,16 @@ def logp_and_grad(x, data, grad):
     else:
         dT, dsig = np.zeros((F, qmax, qmax)), 0.0
         dbeta, duE = np.empty(p), np.empty(QE)
-        qf = np.zeros(F, np.int64)
-        for r in range(NE):
-            qf[e_factor[r]] = e_size[r]
-        loglik = row_loglik(code, glm[1], beta, uE, _f1(data, h[ROWS_Y]),
-                            _f1(data, h[ROWS_Y + 1]), _f1(data, h[ROWS_Y + 2]),
-                            _f2(data, h[ROWS_X]), _i2(data, h[ROWS_X + 1]),
-                            _f2(data, h[ROWS_X + 2]), qf, dbeta, duE)  # fmt: skip
+        if code == LAPLACE:  # every factor integrated out, approximately (laplace.py)
+            loglik = laplace_loglik(data, h[LAP:], fs, T, beta, dT, dbeta)
+        else:
+            qf = np.zeros(F, np.int64)
+            for r in range(NE):
+                qf[e_factor[r]] = e_size[r]
+            loglik = row_loglik(code, glm[1], beta, uE, _f1(data, h[ROWS_Y]),
+                                _f1(data, h[ROWS_Y + 1]), _f1(data, h[ROWS_Y + 2]),
+                                _f2(data, h[ROWS_X]), _i2(data, h[ROWS_X + 1]),
+                                _f2(data, h[ROWS_X + 2]), qf, dbeta, duE)  # fmt: skip
     if not np.isfinite(loglik):
         return -np.inf
     lp += loglik

@@ -19,6 +19,12 @@ dims and coords (``beta``, ``sd_L``, ``cor_L``, ``u_L``) on the link scale, no `
 and a pointwise ``log_likelihood`` group (binomial / Bernoulli / Poisson log-pmf per row)
 for PSIS-LOO by observation.
 
+``fit(method="laplace")`` is APPROXIMATE (logit and log links): nutpie on the population
+parameters' posterior with the random effects integrated out by Laplace's method
+(:mod:`bayeslmm.bayes.laplace`), then approximate draws of the random effects from the
+Laplace Gaussian at every draw; ``fit_info``, the printed summary and every table's
+``attrs["approximation"]`` say so.
+
 The comparison layer (``bl.compare``, ``bl.report``, ``compare_random_effects``, ICC, R2,
 Bayes factors, leave-one-group-out) is Gaussian only for now and refuses these models
 (:func:`gaussian_only`).
@@ -41,6 +47,7 @@ from ..errors import (
     ComparisonError,
     RowsNotInMemoryError,
 )
+from ..gaussian.blocked import BlockedSystem
 from ..gaussian.statistics import BlockedStats, LevelSpread
 from ..spec.design import Design, is_dask_frame
 from ..spec.family import Family, get_family
@@ -57,6 +64,7 @@ from ..spec.response import (
 from . import stack
 from .centring import centring
 from .density import MarginalDensity, nested_in
+from .laplace import APPROXIMATION, check_canonical, draw_laplace_effects
 from .predict import linear_predictor, predict_draws, prediction_arguments, prediction_table
 from .priors import Prior, resolve_priors
 from .sampling import available_samplers, default_sampler, whole_number
@@ -286,8 +294,32 @@ class GlmMixin:
         names = [n for k in factor.blocks for n in self.design.blocks[k].columns]
         return names.index("(Intercept)") if "(Intercept)" in names else None
 
+    @property
+    def laplace_density(self) -> MarginalDensity | None:
+        """APPROXIMATE: the compiled density of ``method="laplace"``: the population
+        parameters' posterior with every random effect integrated out by Laplace's method
+        (:mod:`bayeslmm.bayes.laplace`; canonical links), chains starting at the pooled GLM
+        fit. None where the kernel lacks a prior."""
+        system = BlockedSystem(BlockedStats.from_design(self.design, ()))
+        return MarginalDensity.from_laplace(self.design, self.response, self.priors, system,
+                                            self._sd_start(), self._pooled[0])  # fmt: skip
+
     def _density_for(self, method: str, chosen: str | None, sampler: str):
-        """The compiled density where the fit runs it: ``method=None`` with nutpie."""
+        """The compiled density where the fit runs it: ``method=None`` with nutpie, and
+        ``method="laplace"`` (nutpie only)."""
+        if method == "laplace":
+            if sampler not in ("auto", "nutpie") or "nutpie" not in available_samplers():
+                raise ArgumentError(
+                    f"method='laplace' runs nutpie on the compiled Laplace density; got "
+                    f"sampler={sampler!r}" + ("" if "nutpie" in available_samplers()
+                                              else " and nutpie is not installed")
+                    + ": use sampler='nutpie' (or 'auto'), or the exact method=None"
+                )  # fmt: skip
+            density = self.laplace_density
+            if density is None:
+                raise ArgumentError("method='laplace' needs priors the compiled density has "
+                                    "(see bayeslmm.bayes.density); use method=None")  # fmt: skip
+            return density
         if chosen is not None or sampler not in ("auto", "nutpie"):
             return None
         if "nutpie" not in available_samplers():
@@ -302,6 +334,27 @@ class GlmMixin:
         if sampler == "auto":
             sampler = default_sampler(n_effects)
         return sampler, method, False
+
+    def _laplace_effects(self, idata: Results, random_seed: int | None) -> Results:
+        """A ``method="laplace"`` fit's posterior with APPROXIMATE draws of every ``u_L``
+        and ``z_L`` from the Laplace Gaussian at each draw
+        (:func:`~bayeslmm.bayes.laplace.draw_laplace_effects`)."""
+        effects = draw_laplace_effects(idata, self.design, self.response, random_seed)
+        stack.set_group(idata, "posterior", stack.posterior(idata).assign(effects))
+        return idata
+
+    @property
+    def approximate(self) -> bool:
+        """Was the fit approximate (``method="laplace"``)?"""
+        return self.fit_info is not None and self.fit_info.method == "laplace"
+
+    def _mark(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The link scale, and for a ``method="laplace"`` fit that it is approximate, in
+        ``table.attrs``."""
+        table.attrs["scale"] = self.scale
+        if self.approximate:
+            table.attrs["approximation"] = APPROXIMATION
+        return table
 
     def _observed_data(self) -> xr.Dataset:
         """The observed response as the PyMC graph holds it (successes or counts)."""
@@ -318,17 +371,24 @@ class GlmMixin:
     def _resolve_method(self, method: str | None) -> str:
         """``"full"``: every random effect sampled, on the compiled density with nutpie
         for ``method=None`` (:meth:`_density_for`), on the PyMC graph (the reference) for
-        ``method="full"`` or a PyMC-graph sampler."""
+        ``method="full"`` or a PyMC-graph sampler; ``"laplace"``: APPROXIMATE, the random
+        effects integrated out by Laplace's method (canonical links only)."""
         if method is None or method == "full":
             return "full"
+        if method == "laplace":
+            if not self.design.blocks:
+                raise ArgumentError(f"method='laplace' integrates random effects out, and "
+                                    f"{self.formula!r} has none: use method=None")  # fmt: skip
+            check_canonical(self.response)
+            return "laplace"
         if method == "marginal":
             raise ArgumentError(
                 f"method='marginal' integrates the random effects out in closed form, which "
                 f"only a Gaussian response allows; the {self.family.name} family is sampled "
                 "with explicit random effects: use method='full' (or None)"
             )
-        raise ArgumentError(f"method must be 'full' or None for the {self.family.name} family, "
-                            f"got {method!r}")  # fmt: skip
+        raise ArgumentError(f"method must be None, 'full' or 'laplace' (approximate) for the "
+                            f"{self.family.name} family, got {method!r}")  # fmt: skip
 
     def population_variables(self) -> list[str]:
         """Posterior variables of population parameters (no ``sigma``)."""
@@ -365,32 +425,26 @@ class GlmMixin:
                 hdi_prob: float | None = None) -> pd.DataFrame:  # fmt: skip
         """As :meth:`~bayeslmm.LMM.summary`, on the link scale (the printed block and the
         table's ``attrs["scale"]`` say which); no ``sigma`` row."""
-        table = super().summary(print_it, level, hdi_prob=hdi_prob)
-        table.attrs["scale"] = self.scale
-        return table
+        return self._mark(super().summary(print_it, level, hdi_prob=hdi_prob))
 
     def fixef(self, level: float | None = None, *, hdi_prob: float | None = None
               ) -> pd.DataFrame:  # fmt: skip
         """Fixed effects on the link scale (``attrs["scale"]``), as :meth:`~bayeslmm.LMM.fixef`."""
-        table = super().fixef(level, hdi_prob=hdi_prob)
-        table.attrs["scale"] = self.scale
-        return table
+        return self._mark(super().fixef(level, hdi_prob=hdi_prob))
 
     def ranef(self, level: float | None = None, *, hdi_prob: float | None = None
               ) -> dict[str, pd.DataFrame]:  # fmt: skip
         """Random effects on the link scale (``attrs["scale"]``), as :meth:`~bayeslmm.LMM.ranef`."""
         tables = super().ranef(level, hdi_prob=hdi_prob)
         for table in tables.values():
-            table.attrs["scale"] = self.scale
+            self._mark(table)
         return tables
 
     def varcorr(self, level: float | None = None, *, hdi_prob: float | None = None
                 ) -> pd.DataFrame:  # fmt: skip
         """SDs and correlations of the random effects on the link scale (no residual
         row), as :meth:`~bayeslmm.LMM.varcorr`."""
-        table = super().varcorr(level, hdi_prob=hdi_prob)
-        table.attrs["scale"] = self.scale
-        return table
+        return self._mark(super().varcorr(level, hdi_prob=hdi_prob))
 
     # -- predictions --------------------------------------------------------------------------
     def predict(
@@ -460,9 +514,13 @@ class GlmMixin:
                              coords={"chain": post.chain, "draw": post.draw,
                                      "obs": np.arange(values.shape[-1])},
                              name=f"{self.design.response}_{kind}")  # fmt: skip
+        if self.approximate:
+            draws.attrs["approximation"] = APPROXIMATION
         if not summary:
             return draws
-        return prediction_table(draws, level, (self.design.frame if data is None else data).index)
+        table = prediction_table(draws, level, (self.design.frame if data is None else data).index)
+        table.attrs.update({k: v for k, v in draws.attrs.items() if k == "approximation"})
+        return table
 
     def _new_offset(self, data: pd.DataFrame, offset) -> np.ndarray:
         given = self._offset_given

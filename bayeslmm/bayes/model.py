@@ -53,6 +53,7 @@ from .density import MarginalDensity
 from .diagnostics import Convergence, check_convergence, warn_convergence
 from .effects import draw_random_effects
 from .glm_model import GlmMixin
+from .laplace import LAPLACE_LOG_DENSITY
 from .partition import draws_table, icc_draws, r2_draws
 from .predict import log_likelihood, predict_draws, prediction_arguments, prediction_table
 from .priors import Prior, resolve_priors
@@ -537,7 +538,11 @@ class LMM:
             system's dense block large is sampled instead, see :attr:`explicit_factors`
             and :attr:`centred_terms`). ``"full"``: the explicit model. ``None``
             (default): ``"marginal"``, unless the requested sampler cannot run it
-            (numpyro on crossed factors), then ``"full"``.
+            (numpyro on crossed factors), then ``"full"``. A GLMM (``family=``) takes
+            ``None`` (the exact default: every random effect sampled on the compiled
+            density), ``"full"`` (the PyMC graph) or ``"laplace"``: APPROXIMATE, nutpie on
+            the Laplace marginal posterior (canonical links), random effects drawn from the
+            Laplace Gaussian afterwards; its tables and summary say so.
         store_log_likelihood
             Add the pointwise ``log_likelihood`` group (for ``az.loo``); by default only
             while rows x draws stays under 50 million values (it is stored in memory), and
@@ -612,6 +617,8 @@ class LMM:
                 y = xr.DataArray(self.design.y, dims="obs", coords=obs)
                 stack.set_group(idata, "observed_data", xr.Dataset({self.design.response: y}))
         elif compiled:  # every effect sampled on the compiled density (a GLMM)
+            if method == "laplace":  # APPROXIMATE draws of the effects integrated out
+                idata = self._laplace_effects(idata, random_seed)
             stack.set_group(idata, "observed_data", self._observed_data())
         seconds = time.perf_counter() - start
         if store_log_likelihood is None:
@@ -622,7 +629,8 @@ class LMM:
         self.idata = idata
         self.fit_info = FitInfo(
             settings=asked, sampler=sampler, method=method, target_accept=target_accept,
-            log_density="bayeslmm (numba)" if density is not None else "PyMC graph",
+            log_density=("PyMC graph" if density is None else "bayeslmm (numba)"
+                         if method != "laplace" else LAPLACE_LOG_DENSITY),
             mass_matrix=("diagonal + low rank" if density is not None
                          and density.low_rank_mass_matrix else "diagonal"),
             seconds=seconds,

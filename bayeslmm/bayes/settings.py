@@ -88,11 +88,15 @@ class FitInfo:
     sampler
         The NUTS implementation that ran (``"nutpie"``, ``"pymc"``, ``"numpyro"``).
     method
-        ``"marginal"`` (random effects integrated out, then drawn exactly) or ``"full"``.
+        ``"marginal"`` (random effects integrated out, then drawn exactly), ``"full"``, or,
+        for a GLMM, ``"laplace"``: APPROXIMATE, the random effects integrated out by
+        Laplace's method and drawn afterwards from the Laplace Gaussian
+        (:mod:`bayeslmm.bayes.laplace`).
     target_accept
         The step-size target used.
     log_density
-        ``"bayeslmm (numba)"`` (the compiled density) or ``"PyMC graph"``.
+        ``"bayeslmm (numba)"`` (the compiled density), ``"PyMC graph"``, or
+        :data:`~bayeslmm.bayes.laplace.LAPLACE_LOG_DENSITY` (``method="laplace"``).
     mass_matrix
         ``"diagonal"`` or ``"diagonal + low rank"``.
     seconds

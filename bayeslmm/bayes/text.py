@@ -124,6 +124,9 @@ def format_summary(model, table: pd.DataFrame) -> str:
         else f"Bayesian {what} (not fitted)",
         f"Formula: {model.formula if glm else design.spec.formula}",
     ]
+    approximate = info is not None and info.method == "laplace"
+    if approximate:
+        lines[0] += " -- APPROXIMATE (Laplace marginal, method='laplace')"
     if glm:
         lines.append(f" Family: {family}; estimates on the {family.link.name} (link) scale")
     lines += [
@@ -163,7 +166,8 @@ def format_summary(model, table: pd.DataFrame) -> str:
             "",
             f"Convergence: {verdict} (max R-hat {conv.max_rhat:.3f}, min bulk ESS "
             f"{conv.min_ess_bulk:.0f}, min tail ESS {conv.min_ess_tail:.0f}, "
-            f"{conv.divergences} divergences)",
+            f"{conv.divergences} divergences)"
+            + (" of the APPROXIMATE Laplace marginal posterior" if approximate else ""),
         ]
         lines += [f"  - {p}" for p in conv.problems]
     return "\n".join(lines)

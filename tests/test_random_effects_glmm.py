@@ -74,6 +74,14 @@ def test_cbpp_herd_is_needed_and_printed():
     assert "ML (Laplace) likelihood-ratio test rejects" in text
 
 
+def test_bernoulli_family_equals_the_binomial_of_a_0_1_response():
+    ref = REF["slopes"]
+    table = bl.compare_random_effects(ref["formula"], _slopes(), family="bernoulli").table
+    for row, want in zip(table.to_dict("records"), ref["neighbours"], strict=True):
+        assert row["LRT"] == pytest.approx(want["LRT"], abs=1e-4)
+        assert row["p_boundary"] == pytest.approx(want["p_boundary"], rel=1e-4)
+
+
 def test_slopes_and_correlations_are_tested_with_the_gaussian_boundary_rule():
     table = _compare("slopes").table
     slope, cor = table.iloc[0], table.iloc[1]

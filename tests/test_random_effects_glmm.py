@@ -148,3 +148,17 @@ def test_rows_of_the_user_data_are_not_changed():
     result = bl.compare_random_effects(REF["cbpp"]["formula"], data, family="binomial")
     pd.testing.assert_frame_equal(data, before)
     assert np.isfinite(result.table["LRT"]).all()
+
+
+def test_glmer_fits_given_are_reused_only_for_the_same_model_and_rows():
+    ref = REF["grouseticks"]
+    data = bl.load_dataset("grouseticks")
+    full = bl.glmer(ref["formula"], data, family="poisson")
+    small = bl.glmer(ref["neighbours"][1]["formula"], data, family="poisson")
+    other = bl.glmer(ref["neighbours"][0]["formula"] + " + offset(cHEIGHT)", data,
+                     family="poisson")  # fmt: skip
+    result = bl.compare_random_effects(ref["formula"], data, family="poisson",
+                                       fits={"a": full, "b": small, "c": other})  # fmt: skip
+    assert result.reml is full and result.neighbours[1].reml is small
+    assert result.neighbours[0].reml is not other  # another offset: refitted
+    assert result.table["LRT"].iloc[0] == pytest.approx(ref["neighbours"][0]["LRT"], abs=1e-4)

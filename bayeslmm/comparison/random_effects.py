@@ -528,16 +528,25 @@ def _glmm_formula(formula: str, reduction: Reduction) -> str:
     return " + ".join([f"{lhs} ~ {rhs}", *[f"offset({o})" for o in offsets]])
 
 
-def _glmer_fits(fits: Iterable[Any], design: Design, family) -> dict[tuple, GlmerResult]:
+def _glmer_fits(fits: Iterable[Any], design: Design, response,
+                family) -> dict[tuple, GlmerResult]:  # fmt: skip
     """The Laplace :func:`~bayeslmm.glmer` fits among ``fits`` to the rows of ``design``
-    with ``family`` (by name and link; a negative binomial's theta estimated)."""
+    and ``response`` (its values, trials and offsets) with ``family`` (by name and link;
+    a negative binomial's theta estimated, as here)."""
     if isinstance(fits, Mapping):
         fits = fits.values()
     out: dict[tuple, GlmerResult] = {}
     for fit in fits:
-        if (isinstance(fit, GlmerResult) and fit.nagq == 1 and same_rows(fit.design, design)
-                and fit.family.name == family.name and fit.family.link.name == family.link.name
-                and (fit.nb_estimated or not family.negative_binomial)):  # fmt: skip
+        if not (isinstance(fit, GlmerResult) and fit.nagq == 1
+                and same_rows(fit.design, design)):  # fmt: skip
+            continue
+        theirs = fit.response
+        if (fit.family.name == family.name and fit.family.link.name == family.link.name
+                and fit.nb_estimated == (family.negative_binomial and family.theta is None)
+                and (not family.negative_binomial or family.theta is None
+                     or fit.family.theta == family.theta)
+                and all(np.array_equal(getattr(theirs, a), getattr(response, a))
+                        for a in ("y", "weights", "offset"))):  # fmt: skip
             out.setdefault(model_key(fit.design.spec), fit)
     return out
 
@@ -563,7 +572,7 @@ def _compare_glmm(model, data, fam, weights, offset, terms, alpha: float, bayes:
     reductions = {r.formula: r for r in single_term_deletions(design.spec) if r.kind == "term"}
     reductions |= {r.formula: r for r in simpler_neighbours(design)}
     chosen = _selected(list(reductions.values()), design, terms)
-    known = _glmer_fits(fits, design, fam)
+    known = _glmer_fits(fits, design, response, fam)
     notes = ["Fitted by maximum likelihood (Laplace approximation, bl.glmer): GLMMs have no "
              "REML, so the likelihood-ratio tests are lme4's anova(full, reduced)."]  # fmt: skip
     if bayes:

@@ -72,6 +72,7 @@ def test_cbpp_herd_is_needed_and_printed():
     text = str(result)
     assert "The data support the random term (1 | herd)." in text
     assert "ML (Laplace) likelihood-ratio test rejects" in text
+    assert "log_BF" not in text and "p_boundary" in text  # empty Bayesian columns left out
 
 
 def test_bernoulli_family_equals_the_binomial_of_a_0_1_response():

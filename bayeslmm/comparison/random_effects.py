@@ -173,6 +173,8 @@ class RandomEffectsComparison:
         lines = [f"Which random effects does the data support? ({self.formula})", self.summary]
         if len(self.table):
             shown = self.table.drop(columns=["neighbour", "kind", "null", "moot"])
+            if self.method != "REML":  # no Bayesian columns for this family yet
+                shown = shown.dropna(axis=1, how="all")
             lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         lines += self.conclusions + self.notes
         return "\n".join(lines)

@@ -22,13 +22,23 @@ random slope or correlation that the neighbour lacks. The verdict on each compon
 - **unclear** otherwise (the two disagree). Without Bayesian fits the test decides.
 
 AIC, BIC and cross-validation are reported beside the verdict, in words, not voted.
+
+Binary and count models (``family=`` binomial, Bernoulli, Poisson or negative binomial)
+are compared by maximum likelihood instead: GLMMs have no REML, so each model is fitted
+by :func:`~bayeslmm.glmer` (Laplace; the negative binomial's theta estimated in each, as
+``glmer.nb``) and the likelihood-ratio test is lme4's ``anova(full, reduced)`` with the
+same boundary correction. Their neighbours are the Gaussian ones plus each random
+intercept term dropped whole (whether the groups differ at all is the first question of
+a binary or count model), the last one leaving a GLM. Bayes factors and
+leave-one-group-out are not available for these families yet (the result's notes say
+so).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,18 +47,22 @@ import pandas as pd
 
 from ..bayes import stack
 from ..bayes.evidence import bayes_factor
-from ..bayes.glm_model import gaussian_only
+from ..bayes.glm_model import gaussian_only, is_gaussian
 from ..bayes.loo import LooComparison, loo_compare
 from ..bayes.model import LMM
 from ..bayes.priors import resolve_priors
 from ..bayes.settings import FitSettings
 from ..classical.anova import chibar_pvalue, random_dimensions
+from ..classical.glmer import GlmerResult, glmer
 from ..classical.lmer import LmerResult, lmer
 from ..errors import ArgumentError, BayesLMMError, ComparisonError, SingularFitWarning
 from ..spec.design import Design, build_design
+from ..spec.family import get_family
 from ..spec.naming import ParameterNames
-from ..spec.neighbours import Reduction, simpler_neighbours
+from ..spec.neighbours import Reduction, simpler_neighbours, single_term_deletions
+from ..spec.response import _split_formula, glm_design
 from ..spec.reuse import Designs, model_key, same_rows
+from .glm import GlmResponse, check_family, fit_glm
 
 #: Bayes factor beyond which the evidence counts (Jeffreys' "substantial", 3 to 1).
 BF_THRESHOLD = 3.0
@@ -60,11 +74,34 @@ TABLE_COLUMNS = [
 
 
 @dataclass
+class GlmNeighbourFit:
+    """A GLMM's neighbour without random effects: the GLM (statsmodels' IRLS) of the same
+    rows and fixed effects, with what the likelihood-ratio test needs."""
+
+    formula: str
+    loglik: float
+    n_params: int
+    n_obs: int
+    n_separated: int = 0
+    glm: Any = field(default=None, repr=False)
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + math.log(self.n_obs) * self.n_params
+
+
+@dataclass
 class NeighbourComparison:
-    """One simpler neighbour and its fits."""
+    """One simpler neighbour and its fits (``reml``: its REML fit, or for a binary or
+    count model its ML fit by :func:`~bayeslmm.glmer`, or the GLM when it has no random
+    term left)."""
 
     reduction: Reduction
-    reml: LmerResult = field(repr=False)
+    reml: LmerResult | GlmerResult | GlmNeighbourFit = field(repr=False)
     bayes: LMM | None = field(repr=False, default=None)
 
 
@@ -89,7 +126,8 @@ class RandomEffectsComparison:
     conclusions
         One plain-words paragraph per neighbour.
     reml
-        The fitted formula by REML; ``model`` the Bayesian fit (None without one).
+        The fitted formula by REML (a binary or count model: by ML, its
+        :func:`~bayeslmm.glmer` fit); ``model`` the Bayesian fit (None without one).
     neighbours
         The neighbours' fits.
     loo
@@ -101,13 +139,17 @@ class RandomEffectsComparison:
     formula: str
     table: pd.DataFrame
     conclusions: list[str]
-    reml: LmerResult = field(repr=False)
+    reml: LmerResult | GlmerResult = field(repr=False)
     model: LMM | None = field(repr=False)
     neighbours: list[NeighbourComparison] = field(repr=False)
     loo: LooComparison | None = field(repr=False)
     notes: list[str]
     group: str | None = None
     alpha: float = 0.05
+    #: how the likelihood-ratio tests were fitted: "REML" (Gaussian) or "ML (Laplace)"
+    method: str = "REML"
+    #: the response family
+    family: str = "gaussian"
 
     @property
     def summary(self) -> str:
@@ -131,6 +173,8 @@ class RandomEffectsComparison:
         lines = [f"Which random effects does the data support? ({self.formula})", self.summary]
         if len(self.table):
             shown = self.table.drop(columns=["neighbour", "kind", "null", "moot"])
+            if self.method != "REML":  # no Bayesian columns for this family yet
+                shown = shown.dropna(axis=1, how="all")
             lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         lines += self.conclusions + self.notes
         return "\n".join(lines)
@@ -142,6 +186,8 @@ class RandomEffectsComparison:
 def _component(reduction: Reduction) -> str:
     if reduction.kind == "correlation":
         return f"correlations in {reduction.term}"
+    if reduction.kind == "term":  # a GLMM's random term dropped whole
+        return f"random term {reduction.term}"
     return f"random slope of {reduction.removed} in {reduction.term}"
 
 
@@ -222,6 +268,11 @@ def compare_random_effects(
     model: LMM | str,
     data: pd.DataFrame | None = None,
     *,
+    family: str | None = None,
+    link: str | None = None,
+    weights: str | np.ndarray | None = None,
+    offset: str | np.ndarray | None = None,
+    terms: str | Sequence[str] | None = None,
     bayes: bool = True,
     alpha: float = 0.05,
     priors: dict | None = None,
@@ -236,6 +287,16 @@ def compare_random_effects(
         A fitted (or unfitted) :class:`~bayeslmm.LMM`, or an lme4 formula with ``data``.
     data
         The data, when ``model`` is a formula.
+    family, link
+        The response family of a formula (default Gaussian): ``"binomial"``,
+        ``"bernoulli"``, ``"poisson"`` or ``"negative_binomial"`` compare ML fits by
+        :func:`~bayeslmm.glmer` (see the module text), with ``weights=`` (binomial trials)
+        and ``offset=`` as there.
+    weights, offset
+        As :func:`~bayeslmm.glmer`'s (binary and count models only).
+    terms
+        Compare only the neighbours that reduce these random terms (each as written in the
+        formula, ``"(1 + x | g)"``, or by its grouping factor, ``"g"``); default all.
     bayes
         Also fit the Bayesian neighbours: Bayes factors and leave-one-group-out
         cross-validation (needs one grouping factor or two nested ones).
@@ -264,6 +325,19 @@ def compare_random_effects(
         raise ArgumentError(f"alpha must be a number between 0 and 1, got {alpha!r}")
     if not isinstance(bayes, bool):
         raise ArgumentError(f"bayes must be True or False, got {bayes!r}")
+    fam = None if family is None and link is None else get_family(family or "gaussian", link)
+    if fam is not None and fam.name != "gaussian":
+        return _compare_glmm(model, data, fam, weights, offset, terms, alpha, bayes, priors,
+                             fits, fit_kwargs)  # fmt: skip
+    if weights is not None or offset is not None:
+        raise ArgumentError("weights= and offset= are for binary and count models (family="
+                            "'binomial', 'bernoulli', 'poisson', 'negative_binomial')")  # fmt: skip
+    if isinstance(model, LMM) and not is_gaussian(model):
+        raise ComparisonError(
+            f"compare_random_effects() of a fitted bl.LMM is not for non-Gaussian families yet: "
+            f"{model.formula!r} is a {model.family} model; pass its formula and data with "
+            f"family={model.family.name!r} (maximum-likelihood fits by bl.glmer)"
+        )
     if isinstance(model, str):
         if data is None:
             raise ComparisonError("compare_random_effects(formula, data): data is missing")
@@ -276,6 +350,7 @@ def compare_random_effects(
     gaussian_only(model, "compare_random_effects()")
     frame = model.design.frame
     notes: list[str] = []
+    chosen = _selected(simpler_neighbours(model.design), model.design, terms)
     known = _reml_fits(fits, model.design)
     designs = Designs(frame, model.design)  # a Dask DataFrame's lazily cleaned rows
     with warnings.catch_warnings():
@@ -284,7 +359,7 @@ def compare_random_effects(
         if reml is None:
             reml = lmer(model.design)
         neighbours = []
-        for r in simpler_neighbours(model.design):
+        for r in chosen:
             fit = known.get(model_key(r.spec))
             if fit is None:
                 design = (designs.get(r.spec) if model.design.residual is None
@@ -401,6 +476,7 @@ def _conclusion(r: Reduction, verdict: str, rejects: bool, side: str | None,
                 words: list[str]) -> str:  # fmt: skip
     plural = r.kind == "correlation"
     what = (f"the correlations of {r.term}" if plural
+            else f"the random term {r.term}" if r.kind == "term"
             else f"the random slope of {r.removed} in {r.term}")  # fmt: skip
     be, it = ("are", "them") if plural else ("is", "it")
     What = what[0].upper() + what[1:]
@@ -415,3 +491,165 @@ def _conclusion(r: Reduction, verdict: str, rejects: bool, side: str | None,
                 f"factor {bayes}")  # fmt: skip
     detail = "; ".join(w for w in words if w)
     return f"{head}. {detail[0].upper()}{detail[1:]}."
+
+
+def _selected(reductions: list[Reduction], design: Design,
+              terms: str | Sequence[str] | None) -> list[Reduction]:  # fmt: skip
+    """The reductions of the random terms named in ``terms`` (all without it)."""
+    if terms is None:
+        return reductions
+    given = [terms] if isinstance(terms, str) else list(terms)
+    random = design.spec.random
+    written = ", ".join(str(t) for t in random) or "none"
+
+    def key(text: str) -> str:
+        return "".join(text.split()).removeprefix("(").removesuffix(")")
+
+    chosen = []
+    for text in given:
+        if not isinstance(text, str):
+            raise ArgumentError(f"terms must be random terms as strings, got {text!r}")
+        hits = [t for t in random
+                if key(str(t)) == key(text) or "".join(text.split()) == t.group]  # fmt: skip
+        if not hits:
+            raise ComparisonError(f"terms: {text!r} is not a random term of "
+                                  f"{design.spec.formula!r} (its random terms: {written})")
+        for term in hits:
+            if not any(r.term == term for r in reductions):
+                raise ComparisonError(f"terms: the random term {term} has no simpler neighbour "
+                                      "to compare with (random intercepts of a Gaussian model "
+                                      "are tested by bl.ranova)")  # fmt: skip
+        chosen += hits
+    return [r for r in reductions if r.term in chosen]
+
+
+def _glmm_formula(formula: str, reduction: Reduction) -> str:
+    """The user's text of a GLMM neighbour: its response and offsets as in ``formula``."""
+    lhs, _, offsets = _split_formula(formula)
+    rhs = reduction.formula.split("~", 1)[1].strip()
+    return " + ".join([f"{lhs} ~ {rhs}", *[f"offset({o})" for o in offsets]])
+
+
+def _glmer_fits(fits: Iterable[Any], design: Design, response,
+                family) -> dict[tuple, GlmerResult]:  # fmt: skip
+    """The Laplace :func:`~bayeslmm.glmer` fits among ``fits`` to the rows of ``design``
+    and ``response`` (its values, trials and offsets) with ``family`` (by name and link;
+    a negative binomial's theta estimated, as here)."""
+    if isinstance(fits, Mapping):
+        fits = fits.values()
+    out: dict[tuple, GlmerResult] = {}
+    for fit in fits:
+        if not (isinstance(fit, GlmerResult) and fit.nagq == 1
+                and same_rows(fit.design, design)):  # fmt: skip
+            continue
+        theirs = fit.response
+        if (fit.family.name == family.name and fit.family.link.name == family.link.name
+                and fit.nb_estimated == (family.negative_binomial and family.theta is None)
+                and (not family.negative_binomial or family.theta is None
+                     or fit.family.theta == family.theta)
+                and all(np.array_equal(getattr(theirs, a), getattr(response, a))
+                        for a in ("y", "weights", "offset"))):  # fmt: skip
+            out.setdefault(model_key(fit.design.spec), fit)
+    return out
+
+
+def _compare_glmm(model, data, fam, weights, offset, terms, alpha: float, bayes: bool, priors,
+                  fits, fit_kwargs: dict[str, Any]) -> RandomEffectsComparison:  # fmt: skip
+    """:func:`compare_random_effects` of a binary or count model: ML fits by glmer."""
+    check_family(fam, "compare_random_effects()")
+    if not isinstance(model, str):
+        raise ComparisonError(
+            f"compare_random_effects(formula, data, family={fam.name!r}) takes the formula as "
+            f"a string with the data (bl.glmer fits them), not a {type(model).__name__}"
+        )
+    if data is None:
+        raise ComparisonError("compare_random_effects(formula, data): data is missing")
+    if priors is not None or fit_kwargs:
+        given = ", ".join(["priors"] * (priors is not None) + sorted(fit_kwargs))
+        raise ArgumentError(f"{given}: settings of the Bayesian fits, which compare_random_"
+                            f"effects() does not make for the {fam.name} family yet")  # fmt: skip
+    design, response = glm_design(model, data, fam, weights=weights, offset=offset)
+    if not design.blocks:
+        raise ComparisonError(f"{model!r} has no random term such as (1 | g) to compare")
+    reductions = {r.formula: r for r in single_term_deletions(design.spec) if r.kind == "term"}
+    reductions |= {r.formula: r for r in simpler_neighbours(design)}
+    chosen = _selected(list(reductions.values()), design, terms)
+    known = _glmer_fits(fits, design, response, fam)
+    notes = ["Fitted by maximum likelihood (Laplace approximation, bl.glmer): GLMMs have no "
+             "REML, so the likelihood-ratio tests are lme4's anova(full, reduced)."]  # fmt: skip
+    if bayes:
+        notes.append(f"Bayes factors and leave-one-group-out cross-validation are not "
+                     f"available for the {fam.name} family yet: the comparison is "
+                     "frequentist only.")  # fmt: skip
+
+    def fit(formula: str, spec) -> GlmerResult:
+        return known.get(model_key(spec)) or glmer(formula, data, fam, weights=weights,
+                                                    offset=offset)  # fmt: skip
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)
+        full = fit(model, design.spec)
+        neighbours = []
+        for r in chosen:
+            text = _glmm_formula(model, r)
+            if r.spec.random:
+                small = fit(text, r.spec)
+                if small.design.n_obs != full.design.n_obs:
+                    raise ComparisonError(
+                        f"{text!r} uses {small.design.n_obs} rows and {model!r} "
+                        f"{full.design.n_obs}: drop the rows with missing values first"
+                    )
+            else:
+                small = _glm_neighbour(text, design, fam, response)
+                if small.n_separated:
+                    notes.append(f"The GLM {text} separates {small.n_separated} rows (their "
+                                 "fitted probabilities or means reach 0 or 1): its "
+                                 "log-likelihood is the limit.")  # fmt: skip
+            neighbours.append(NeighbourComparison(r, small))
+    if not neighbours:
+        notes.append("The random part has nothing to remove, so there is no simpler "
+                     "neighbour to compare with.")  # fmt: skip
+    rows, conclusions = [], []
+    for n in neighbours:
+        r, small = n.reduction, n.reml
+        text = _glmm_formula(model, r)
+        lrt = 2.0 * max(0.0, full.loglik - small.loglik)
+        df = full.n_params - small.n_params
+        smaller = random_dimensions(small.design) if isinstance(small, GlmerResult) else 0
+        extra = random_dimensions(full.design) - smaller
+        p = float(chibar_pvalue(lrt, df, 0)[0])
+        p_boundary, null = chibar_pvalue(lrt, df, extra)
+        row = {"component": _component(r), "neighbour": text, "kind": r.kind, "Df": df,
+               "LRT": lrt, "p": p, "p_boundary": p_boundary, "null": null,
+               "AIC_diff": small.aic - full.aic, "BIC_diff": small.bic - full.bic}  # fmt: skip
+        test_p = p_boundary if np.isfinite(p_boundary) else p
+        rejects = test_p < alpha
+        finding = ("rejects the simpler model" if rejects
+                   else "finds no evidence against the simpler model")  # fmt: skip
+        words = [f"the ML (Laplace) likelihood-ratio test {finding} (LRT = {lrt:.2f} on {df} "
+                 f"df, {'boundary-corrected ' if extra else ''}p {_fmt_p(test_p)})",
+                 _ic_words(row["AIC_diff"], row["BIC_diff"])]  # fmt: skip
+        row["verdict"] = _verdict(rejects, None)
+        rows.append(row)
+        conclusions.append(_conclusion(r, row["verdict"], rejects, None,
+                                       words).replace(r.formula, text))  # fmt: skip
+    table = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
+    table["moot"] = _moot(neighbours, table)
+    for i in np.flatnonzero(table["moot"].to_numpy()):
+        conclusions[i] += (" This matters only if the term keeps a random slope, which the "
+                           "data do not support.")  # fmt: skip
+    return RandomEffectsComparison(
+        formula=model, table=table, conclusions=conclusions, reml=full, model=None,
+        neighbours=neighbours, loo=None, notes=notes, group=None, alpha=alpha,
+        method="ML (Laplace)", family=fam.name,
+    )  # fmt: skip
+
+
+def _glm_neighbour(formula: str, design: Design, family, response) -> GlmNeighbourFit:
+    """The GLM of a GLMM's fixed effects (its last random term dropped; a negative
+    binomial's theta estimated again, as ``MASS::glm.nb``)."""
+    resp = GlmResponse(family, response.y, response.weights, response.offset)
+    glm = fit_glm(design.X, list(design.fixed_names), resp)
+    loglik = float(glm.result.llf) if glm.result is not None else 0.0
+    n_params = len(glm.kept) + len(glm.infinite) + int(family.negative_binomial)
+    return GlmNeighbourFit(formula, loglik, n_params, design.n_obs, glm.n_separated, glm)

@@ -1,6 +1,7 @@
 """Simulation-based calibration (Talts et al. 2018) of the Bayesian GLMM fit: Bernoulli,
 binomial (``cbind``, varying trials) and Poisson (``offset(log(exposure))``) models with a
-random intercept, fitted by ``bl.LMM(..., family=...).fit`` on small simulated data sets
+random intercept, fitted by ``bl.LMM(..., family=...).fit`` (its default: the compiled
+density with nutpie) on small simulated data sets
 (:func:`bayeslmm.bayes.sbc.run_sbc_glmm`); the longer runs are in
 ``benchmarks/sbc_glmm.py``."""
 
@@ -10,7 +11,7 @@ import pytest
 import bayeslmm as bl
 from bayeslmm.bayes.sbc import run_sbc_glmm
 
-REPLICATIONS = 24
+REPLICATIONS = 100
 DRAWS = 39
 #: one seed per family, fixed: a calibrated sampler passes with these
 SEEDS = {"bernoulli": 11, "binomial": 12, "poisson": 13}
@@ -19,7 +20,8 @@ SEEDS = {"bernoulli": 11, "binomial": 12, "poisson": 13}
 @pytest.mark.slow
 @pytest.mark.parametrize("family", list(SEEDS))
 def test_glmm_sbc_ranks_are_uniform_and_a_shifted_posterior_fails(family):
-    """24 replications of 3 parameters, 4-bin chi-square tests: a calibrated sampler fails
+    """100 replications of 3 parameters (the compiled density with nutpie, the default
+    fit), 4-bin chi-square tests: a calibrated sampler fails
     one of the three at p < 0.001 with probability below 0.3%; the same draws moved by
     1.5 posterior SDs (a miscalibrated posterior) fail every one of them."""
     result = run_sbc_glmm(REPLICATIONS, family=family, groups=8, per_group=6, draws=DRAWS,

@@ -302,8 +302,8 @@ def run_sbc_glmm(
     thinned to ``draws``, target acceptance 0.95). ``sampler="auto"`` by default: nutpie on
     the compiled density (:mod:`bayeslmm.bayes.density`), about 0.15 s a fit here, against
     about 1 s for PyMC's NUTS on the graph (``sampler="pymc"``); numpyro recompiles every
-    new model (2.7 s) and keeps each in memory. ``keep_draws``: keep the truths and the thinned draws
-    (:meth:`SBCResult.shifted`).
+    new model (2.7 s) and keeps each in memory. ``keep_draws``: keep the truths and the
+    thinned draws (:meth:`SBCResult.shifted`).
     """
     if family not in GLMM_FORMULAS:
         raise ArgumentError(f"run_sbc_glmm simulates the families {list(GLMM_FORMULAS)}, "

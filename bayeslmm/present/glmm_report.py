@@ -479,8 +479,9 @@ def _comparison_section(w: _Writer, comparison: GlmmComparison) -> None:
 
 NOT_YET = [
     ("Which random effects does the data support?",
-     "the comparison of random-effects structures (likelihood-ratio tests, Bayes factors, "
-     "leave-one-group-out cross-validation) is Gaussian only for now"),
+     "not in this report yet: bl.compare_random_effects(formula, data, family=...) gives "
+     "glmer's likelihood-ratio tests of every random term (Bayes factors and "
+     "leave-one-group-out are Gaussian only for now)"),
     ("Bayes factors", "bridge sampling of a GLMM's posterior is not in bayeslmm yet"),
     ("LOO by group", "a left-out group's marginal likelihood is integrated for Gaussian "
      "models only; PSIS-LOO by observation works: bl.loo_compare(..., by='observation')"),

@@ -473,8 +473,9 @@ def _glmm_report(model, comparison, path, title, comparison_note, random_effects
                             f"for this {source.family.name} model, got "
                             f"{type(comparison).__name__}")  # fmt: skip
     if random_effects is not None:
-        raise ArgumentError("random_effects= is Gaussian only for now: "
-                            "bl.compare_random_effects does not take GLMMs yet")  # fmt: skip
+        raise ArgumentError("random_effects= is Gaussian only for now (not in a GLMM's "
+                            "report yet): print bl.compare_random_effects(formula, data, "
+                            "family=...) beside it")  # fmt: skip
     for name, value in (("path", path), ("title", title), ("comparison_note", comparison_note),
                         ("random_effects_note", random_effects_note)):  # fmt: skip
         if not (isinstance(value, str | Path) if name == "path" else value is None

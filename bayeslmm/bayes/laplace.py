@@ -27,9 +27,9 @@ the buffer is written.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import xarray as xr
 
 from ..errors import ArgumentError
 from ..gaussian.blocked import BlockedSystem, Factored, solve_upper
@@ -39,8 +39,11 @@ from ..jit import kernel
 from ..spec.design import Design
 from ..spec.naming import term_dim
 from ..spec.response import GlmResponse
-from . import stack
-from .stack import Results
+
+if TYPE_CHECKING:  # xarray and the result stack load with the first fit, not the kernels
+    import xarray as xr
+
+    from .stack import Results
 
 #: the density's likelihood code of the Laplace marginal (row_likelihood's are 0-5)
 LAPLACE = 20
@@ -240,6 +243,10 @@ def draw_laplace_effects(idata: Results, design: Design, response: GlmResponse,
     effects at that draw's (theta, beta) (PIRLS on the blocked Cholesky, warm-started at
     the previous draw's mode), mapped to ``b = Lambda u``. The exact conditional of the
     effects is not Gaussian; this is the approximation the fit's marginal made."""
+    import xarray as xr
+
+    from . import stack
+
     rng = np.random.default_rng(random_seed)
     post = stack.posterior(idata)
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]

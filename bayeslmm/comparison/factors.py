@@ -444,17 +444,24 @@ class MultiFactorComparison:
                     frame = frame.join(_posterior_columns(draws, term, self.level))
                 frame["note"] = own["note"].to_numpy()
                 frames.append(frame)
-        table = pd.concat(frames, ignore_index=True)
-        gap = table["no_pooling"] - table["population"]
-        gap = gap.where(gap != 0)
-        table.insert(table.columns.get_loc("note"), "shrinkage",
-                     (table["no_pooling"] - table["reml"]) / gap)  # fmt: skip
-        if bayes is not None:
-            beta = stack.posterior(bayes.idata)["beta"].mean(("chain", "draw")).to_series()
-            effect = table["posterior_mean"] - table["term"].map(beta).fillna(0.0)
-            table.insert(table.columns.get_loc("note"), "shrinkage_posterior",
-                         1.0 - effect / gap)  # fmt: skip
-        return table
+        return shrinkage_columns(pd.concat(frames, ignore_index=True), bayes)
+
+
+def shrinkage_columns(table: pd.DataFrame, bayes: LMM | None) -> pd.DataFrame:
+    """``table`` (one row per level and term: ``no_pooling``, ``reml``, ``population``,
+    ``posterior_mean`` where ``bayes`` is fitted, ``note``) with the shrinkage of the
+    estimate and of the posterior mean towards the population value inserted before
+    ``note``: 1 - (estimate - population) / (no-pooling - population)."""
+    gap = table["no_pooling"] - table["population"]
+    gap = gap.where(gap != 0)
+    table.insert(table.columns.get_loc("note"), "shrinkage",
+                 (table["no_pooling"] - table["reml"]) / gap)  # fmt: skip
+    if bayes is not None:
+        beta = stack.posterior(bayes.idata)["beta"].mean(("chain", "draw")).to_series()
+        effect = table["posterior_mean"] - table["term"].map(beta).fillna(0.0)
+        table.insert(table.columns.get_loc("note"), "shrinkage_posterior",
+                     1.0 - effect / gap)  # fmt: skip
+    return table
 
 
 def _posterior_columns(draws, term: str, level: float) -> pd.DataFrame:

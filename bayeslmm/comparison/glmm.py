@@ -71,7 +71,7 @@ from ..errors import (
 from ..spec.design import Design
 from ..spec.family import Family
 from ..spec.response import glm_design
-from .factors import MAX_CELLS, MAX_DUMMIES, _posterior_columns
+from .factors import MAX_CELLS, MAX_DUMMIES, _posterior_columns, shrinkage_columns
 from .glm import GlmResponse, check_family, fit_glm, per_level_glm
 from .rows import check_fit_settings, check_level, model_table
 
@@ -364,17 +364,7 @@ class GlmmComparison:
                     frame = frame.join(_posterior_columns(draws, term, self.level))
                 frame["note"] = own["note"].to_numpy()
                 frames.append(frame)
-        table = pd.concat(frames, ignore_index=True)
-        gap = table["no_pooling"] - table["population"]
-        gap = gap.where(gap != 0)
-        table.insert(table.columns.get_loc("note"), "shrinkage",
-                     (table["no_pooling"] - table["reml"]) / gap)  # fmt: skip
-        if bayes is not None:
-            beta = stack.posterior(bayes.idata)["beta"].mean(("chain", "draw")).to_series()
-            effect = table["posterior_mean"] - table["term"].map(beta).fillna(0.0)
-            table.insert(table.columns.get_loc("note"), "shrinkage_posterior",
-                         1.0 - effect / gap)  # fmt: skip
-        return table
+        return shrinkage_columns(pd.concat(frames, ignore_index=True), bayes)
 
 
 def block_modes(fit: GlmerResult) -> list[np.ndarray]:

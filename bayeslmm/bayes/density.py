@@ -62,6 +62,11 @@ from ..jit import cfunc, kernel
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
 from ..spec.response import GlmResponse
+from .buffer import read_f1 as _f1
+from .buffer import read_f2 as _f2
+from .buffer import read_i0 as _i0
+from .buffer import read_i1 as _i1
+from .buffer import read_i2 as _i2
 from .laplace import (
     LAPLACE,
     LAPLACE_FIELDS,
@@ -959,39 +964,6 @@ def unpack(data: np.ndarray) -> dict[str, np.ndarray]:
         flat = data[at : at + int(np.prod(shape))]
         out[name] = (flat.view(np.int64) if dtype == "int64" else flat).reshape(shape)
     return out
-
-
-# readers of one field, given its header row ``w`` = (offset, rows, columns): an array, not
-# the field's index, so that numba compiles each reader once (a literal index would make
-# one specialisation per field)
-@kernel
-def _i1(data, w):
-    at = int(w[0])
-    return data[at : at + int(w[1])].view(np.int64)
-
-
-@kernel
-def _i0(data, w):
-    at = int(w[0])
-    return data[at : at + 1].view(np.int64)[0]
-
-
-@kernel
-def _i2(data, w):
-    at, rows, cols = int(w[0]), int(w[1]), int(w[2])
-    return data[at : at + rows * cols].view(np.int64).reshape((rows, cols))
-
-
-@kernel
-def _f1(data, w):
-    at = int(w[0])
-    return data[at : at + int(w[1])]
-
-
-@kernel
-def _f2(data, w):
-    at, rows, cols = int(w[0]), int(w[1]), int(w[2])
-    return data[at : at + rows * cols].reshape((rows, cols))
 
 
 @kernel

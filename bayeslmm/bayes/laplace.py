@@ -39,6 +39,10 @@ from ..jit import kernel
 from ..spec.design import Design
 from ..spec.naming import term_dim
 from ..spec.response import GlmResponse
+from .buffer import read_f1 as _f1
+from .buffer import read_f2 as _f2
+from .buffer import read_i1 as _i1
+from .buffer import read_i2 as _i2
 
 if TYPE_CHECKING:  # xarray and the result stack load with the first fit, not the kernels
     import xarray as xr
@@ -150,31 +154,6 @@ def laplace_rows(problem: GlmmProblem, system: BlockedSystem, rows: dict) -> dic
                 "lap_pair_fb": problem.pair_fb,
                 "lap_fperm": np.asarray(fperm, np.int64)})  # fmt: skip
     return out
-
-
-# readers of one field, given its header row (offset, rows, columns) (as the density's)
-@kernel
-def _f1(data, w):
-    at = int(w[0])
-    return data[at : at + int(w[1])]
-
-
-@kernel
-def _f2(data, w):
-    at, rows, cols = int(w[0]), int(w[1]), int(w[2])
-    return data[at : at + rows * cols].reshape((rows, cols))
-
-
-@kernel
-def _i1(data, w):
-    at = int(w[0])
-    return data[at : at + int(w[1])].view(np.int64)
-
-
-@kernel
-def _i2(data, w):
-    at, rows, cols = int(w[0]), int(w[1]), int(w[2])
-    return data[at : at + rows * cols].view(np.int64).reshape((rows, cols))
 
 
 @kernel

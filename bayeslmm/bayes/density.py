@@ -658,16 +658,8 @@ def carry_matrix(design: Design, system: BlockedSystem, layout: Layout) -> np.nd
     if not candidates or not layout.n_explicit or not design.rows_in_memory:
         return np.zeros((0, p))
     options = []
-    for f, factor in enumerate(stats.factors):
-        if factor.first < stats.n_marginal:
-            continue
-        sampled = layout.sampled_factor(f)
-        names = [n for k in factor.blocks for n in design.blocks[k].columns]
-        term = next((a for a, n in enumerate(names)
-                     if n == "(Intercept)" and sampled.centred[a]), None)  # fmt: skip
-        if term is None:
-            continue
-        codes = design.blocks[factor.blocks[0]].codes
+    for f, (term, sampled, codes) in centred_intercepts(design, stats, layout).items():
+        factor = stats.factors[f]
         X = design.X[:, candidates]
         low = np.full((factor.n_levels, len(candidates)), np.inf)
         high = np.full((factor.n_levels, len(candidates)), -np.inf)
@@ -755,6 +747,23 @@ def nested_in(design: Design, stats) -> dict[int, list[int]]:
     return out
 
 
+def centred_intercepts(design: Design, stats, layout: Layout) -> dict:
+    """Per sampled grouping factor whose intercept is centred: ``(its term's index in node
+    order, its :class:`SampledFactor`, its level codes)`` (what :func:`carry_matrix` and
+    :func:`nested_parents` build on)."""
+    out = {}
+    for f, factor in enumerate(stats.factors):
+        if factor.first < stats.n_marginal:
+            continue
+        sampled = layout.sampled_factor(f)
+        names = [n for k in factor.blocks for n in design.blocks[k].columns]
+        a = next((a for a, n in enumerate(names)
+                  if n == "(Intercept)" and sampled.centred[a]), None)  # fmt: skip
+        if a is not None:
+            out[f] = (a, sampled, design.blocks[factor.blocks[0]].codes)
+    return out
+
+
 def nested_parents(design: Design, system: BlockedSystem, layout: Layout
                    ) -> tuple[np.ndarray, Layout]:  # fmt: skip
     """Per sampled effect, the effect of its parent level (-1: none), and the layout with
@@ -769,16 +778,7 @@ def nested_parents(design: Design, system: BlockedSystem, layout: Layout
     varies around the fixed intercept. No rows where no such pair exists.
     """
     stats = system.stats
-    terms = {}
-    for f, factor in enumerate(stats.factors):
-        if factor.first < stats.n_marginal:
-            continue
-        sampled = layout.sampled_factor(f)
-        names = [n for k in factor.blocks for n in design.blocks[k].columns]
-        a = next((a for a, n in enumerate(names)
-                  if n == "(Intercept)" and sampled.centred[a]), None)  # fmt: skip
-        if a is not None:
-            terms[f] = (a, sampled, design.blocks[factor.blocks[0]].codes)
+    terms = centred_intercepts(design, stats, layout)
     parent = np.full(layout.n_explicit, -1.0)
     children = set()
     within = nested_in(design, stats)

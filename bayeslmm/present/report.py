@@ -439,15 +439,7 @@ def report(
         w.text(sec, html.escape(comparison_note), "note")
     if random_effects is not None or random_effects_note:
         random_effects_section(w, random_effects, random_effects_note)
-    from .. import __version__
-
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    page = w.render(title or f"bayeslmm: {model.formula}",
-                    f"Written by bayeslmm {__version__} on {stamp}; intervals are "
-                    f"{_percent(level)} throughout.")  # fmt: skip
-    html_path = out / "report.html"
-    html_path.write_text(page, encoding="utf-8")
-    return ReportFiles(html_path, w.tables, w.figures, w.failed)
+    return _write_page(w, out, title or f"bayeslmm: {model.formula}", level)
 
 
 def _glmm_report(model, comparison, path, title, comparison_note, random_effects,
@@ -496,15 +488,7 @@ def _glmm_report(model, comparison, path, title, comparison_note, random_effects
     prepare_output(out)
     w = _Writer(out)
     write_glmm_report(w, model, glmer, comparison, level, comparison_note)
-    from .. import __version__
-
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    page = w.render(title or f"bayeslmm: {source.formula}",
-                    f"Written by bayeslmm {__version__} on {stamp}; intervals are "
-                    f"{_percent(level)} throughout.")  # fmt: skip
-    html_path = out / "report.html"
-    html_path.write_text(page, encoding="utf-8")
-    return ReportFiles(html_path, w.tables, w.figures, w.failed)
+    return _write_page(w, out, title or f"bayeslmm: {source.formula}", level)
 
 
 def prepare_output(out: Path) -> None:
@@ -518,3 +502,16 @@ def prepare_output(out: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise DataError(f"cannot write the report to {str(out)!r}: {err.strerror or err}") from err
+
+
+def _write_page(w: _Writer, out: Path, title: str, level: float) -> ReportFiles:
+    """Render the sections ``w`` holds into ``out/report.html``, stamped with the version,
+    the time and the intervals' level."""
+    from .. import __version__
+
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    page = w.render(title, f"Written by bayeslmm {__version__} on {stamp}; intervals are "
+                           f"{_percent(level)} throughout.")  # fmt: skip
+    html_path = out / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    return ReportFiles(html_path, w.tables, w.figures, w.failed)

@@ -6,11 +6,12 @@ where the SDs start."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..gaussian.statistics import BlockedStats, LevelSpread
+from ..glmm.stage_one import StageOne
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
 from .density import EVEN_AT_ZERO
@@ -32,6 +33,9 @@ SIGNED_ABOVE = 0.002
 #: trajectories run into (|energy error| up to 3.4 against 0.6 on the log scale, 4 x 5000
 #: draws, seeds 1-3; a divergence on some machines)
 SIGNED_DEPTH = 10.0
+#: a first-stage variance below this fraction of one level's noise is a spread of zero
+#: (:func:`fitted_spreads`; lme4's singular-fit tolerance on theta is 1e-4)
+ZERO_SPREAD = 1e-8
 
 
 def _zero_depth(spread: LevelSpread) -> np.ndarray:
@@ -94,3 +98,33 @@ def sd_start(stats: BlockedStats, spread_of: Spreads) -> dict[str, tuple[float, 
             tau = np.sqrt(np.maximum(spread.spread, 0.1 * spread.noise))
             start[factor.group] = tuple(float(v) for v in tau)
     return start
+
+
+def fitted_spreads(
+    stats: BlockedStats, fit: StageOne, fallback: Sequence[LevelSpread | None]
+) -> list[LevelSpread | None]:
+    """Every grouping factor's :class:`LevelSpread` (node order) from a GLMM's first-stage
+    fit (:func:`~bayeslmm.glmm.stage_one.fit_stage_one`): the spread is the fit's variance
+    of each term, one level's noise the variance its own data leave, read from its
+    conditional variance ``c`` at the fit as ``1 / c = 1 / spread + 1 / noise`` (median
+    over levels). The fit weighs every factor against the others, so a level's noise
+    counts what the rows cannot tell apart from its parent's or a crossed factor's
+    effects. Terms the fit puts at a spread of zero keep ``fallback``'s noise (where it
+    has one) with a spread of zero."""
+    factors = fit.layout.factors(fit.theta)
+    conditional = fit.problem.conditional_covariances(fit.state)
+    out: list[LevelSpread | None] = []
+    for index, factor in enumerate(stats.factors):
+        spread = np.concatenate([np.diag(factors[k] @ factors[k].T) for k in factor.blocks])
+        c = np.concatenate([np.diagonal(conditional[k], axis1=1, axis2=2)
+                            for k in factor.blocks], axis=1)  # fmt: skip
+        with np.errstate(divide="ignore", invalid="ignore"):
+            own = 1.0 / (1.0 / c - 1.0 / spread)
+        own = np.where(np.isfinite(own) & (own > 0), own, np.inf)
+        noise = np.median(own, axis=0)
+        zero = spread <= ZERO_SPREAD * np.where(np.isfinite(noise), noise, 1.0)
+        if zero.any() and fallback[index] is not None:
+            noise = np.where(zero, fallback[index].noise, noise)
+        spread = np.where(zero, 0.0, spread)
+        out.append(LevelSpread(spread, noise, factor.n_levels))
+    return out

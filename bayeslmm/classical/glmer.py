@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
-import scipy.optimize
 import scipy.stats
 
 from ..errors import (
@@ -39,6 +38,12 @@ from ..errors import (
 from ..gaussian.profiled import ThetaLayout
 from ..glmm.negbin import theta_ml
 from ..glmm.pirls import GlmmProblem, PirlsState
+from ..glmm.stage_one import (
+    minimise,
+    one_blas_thread,
+    stage_one_deviance,
+    stage_one_gradient,
+)
 from ..spec.design import Design
 from ..spec.family import Family, FamilyError, get_family
 from ..spec.response import GlmResponse, glm_design
@@ -49,17 +54,6 @@ HESSIAN_STEP = 1e-4  # lme4's deriv12 delta
 #: the negative binomial's largest theta: the variance's mu^2 / theta is then below 1e-6
 #: of mu for means below 1 (the Poisson limit; underdispersed counts reach it)
 NB_THETA_MAX = 1e6
-
-
-def _central_gradient(f, x: np.ndarray, lower: np.ndarray, h: float = 1e-5):
-    """Central differences (one-sided at a lower bound)."""
-    g = np.empty_like(x)
-    for i in range(len(x)):
-        up, down = x.copy(), x.copy()
-        up[i] += h
-        down[i] = max(x[i] - h, lower[i])
-        g[i] = (f(up) - f(down)) / (up[i] - down[i])
-    return g
 
 
 def deriv12(f, x: np.ndarray, lower: np.ndarray, delta: float = HESSIAN_STEP) -> np.ndarray:
@@ -380,65 +374,6 @@ class _Objective:
         return self.value(state), np.concatenate([g_theta, g_beta])
 
 
-def _minimise(f, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray | None = None,
-              fg=None) -> tuple[np.ndarray, bool]:  # fmt: skip
-    """Bounded quasi-Newton (L-BFGS-B) on the exact gradient ``fg`` (value and gradient)
-    where given, else on central-difference gradients of ``f``; a Nelder-Mead polish
-    (inside the bounds, by reflection at them) where it stops without converging."""
-    upper = np.full(len(x0), np.inf) if upper is None else upper
-    bounds = [(lo if np.isfinite(lo) else None, up if np.isfinite(up) else None)
-              for lo, up in zip(lower, upper, strict=True)]  # fmt: skip
-
-    exact = fg is not None
-    if fg is None:
-
-        def fg(x):
-            return f(x), _central_gradient(f, x, lower)
-
-    options = {"maxiter": 500, "ftol": 1e-15, "gtol": 1e-6}
-    res = scipy.optimize.minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                  options=options)  # fmt: skip
-    x = np.clip(res.x, lower, upper)
-    at_bound = np.isfinite(lower) & (x <= lower)
-    if exact and at_bound.any():
-        # a scalar term's deviance is even in its theta, so theta = 0 is always stationary
-        # and its exact gradient there is 0: a line search that lands on the bound stops,
-        # maximum or not. Restart off the bound; keep the lower optimum.
-        x1 = x.copy()
-        x1[at_bound] = lower[at_bound] + 0.1
-        again = scipy.optimize.minimize(fg, x1, jac=True, method="L-BFGS-B", bounds=bounds,
-                                        options=options)  # fmt: skip
-        if again.fun < res.fun:
-            res, x = again, np.clip(again.x, lower, upper)
-    if res.success:
-        return x, True
-
-    def inside(z):  # reflect at the bounds
-        return np.where(z > upper, 2 * upper - z, np.where(z < lower, 2 * lower - z, z))
-
-    def g(z):
-        return f(inside(z))
-
-    step = np.maximum(np.abs(x) * 0.01, 0.005)
-    simplex = np.vstack([x, x + np.diag(step)])
-    polish = scipy.optimize.minimize(g, x, method="Nelder-Mead",
-                                     options={"initial_simplex": simplex, "xatol": 1e-9,
-                                              "fatol": 1e-11, "maxfev": 400 * len(x)})  # fmt: skip
-    best = inside(polish.x)
-    if f(best) > f(x):
-        best = x
-    return best, bool(polish.success)
-
-
-def _one_blas_thread():
-    """BLAS limited to one thread while fitting (threadpoolctl): the dense factors are
-    small, and BLAS threads waiting on busy cores made each one ~500x slower on a loaded
-    2-core machine."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, user_api="blas")
-
-
 def glmer(
     formula: str,
     data: pd.DataFrame,
@@ -485,7 +420,7 @@ def glmer(
         raise ArgumentError(f"nAGQ must be an integer from 1 to 100, got {nAGQ!r}")
     nagq = int(nAGQ)
     family = get_family(family, theta=theta)
-    with _one_blas_thread():
+    with one_blas_thread():
         return _glmer(formula, data, family, nagq, weights, offset)
 
 
@@ -518,13 +453,13 @@ def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
     n_theta = len(lower_theta)
     if estimate_nb:  # glmer.nb's start: MASS's theta.ml at a Poisson fit's means
         problem.family = get_family("poisson", link=fam.link.name)
-        poisson_theta, _ = _minimise(lambda t: _stage1(problem, t), layout.start(), lower_theta,
-                                     fg=_stage1_gradient(problem, n_theta))  # fmt: skip
+        poisson_theta, _ = minimise(lambda t: stage_one_deviance(problem, t), layout.start(),
+                                    lower_theta, fg=stage_one_gradient(problem, n_theta))
         mu = problem.pirls(poisson_theta).mu
         problem.family = fam.with_theta(theta_ml(response.y, mu, response.weights))
 
-    theta0, ok1 = _minimise(lambda t: _stage1(problem, t), layout.start(), lower_theta,
-                            fg=_stage1_gradient(problem, n_theta))  # fmt: skip
+    theta0, ok1 = minimise(lambda t: stage_one_deviance(problem, t), layout.start(), lower_theta,
+                           fg=stage_one_gradient(problem, n_theta))  # fmt: skip
     beta0 = problem.pirls(theta0).beta
     p = len(beta0)
     lower = np.concatenate([lower_theta, np.full(p + estimate_nb, -np.inf)])
@@ -553,14 +488,14 @@ def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
             value, grad = g
             return value, np.concatenate([grad[:n_theta], C.T @ grad[n_theta:]])
 
-    xz, ok2 = _minimise(lambda xz: search(unscale(xz)),
-                        np.concatenate([theta0, np.zeros(p), nb0]), lower, upper,
-                        fg=fg2)  # fmt: skip
+    xz, ok2 = minimise(lambda xz: search(unscale(xz)),
+                       np.concatenate([theta0, np.zeros(p), nb0]), lower, upper,
+                       fg=fg2)  # fmt: skip
     if estimate_nb:  # the deviance flattens toward the Poisson limit: is the limit lower?
         limit = xz.copy()
         limit[-1] = upper[-1]
         if search(unscale(limit)) < search(unscale(xz)):
-            xz, ok2 = _minimise(lambda xz: search(unscale(xz)), limit, lower, upper)
+            xz, ok2 = minimise(lambda xz: search(unscale(xz)), limit, lower, upper)
     x = unscale(xz)
     if estimate_nb:  # from here on at the estimated theta
         problem.family = fam.with_theta(float(np.exp(x[-1])))
@@ -588,30 +523,6 @@ def _glmer(formula, data, family, nagq: int, weights, offset) -> GlmerResult:
              "correlation ~ +/-1; consider a simpler random-effects structure",
              SingularFitWarning)  # fmt: skip
     return result
-
-
-def _stage1_gradient(problem: GlmmProblem, n_theta: int):
-    """The first stage's deviance and its exact gradient over theta (canonical links),
-    or None (central differences)."""
-    if not problem.canonical:
-        return None
-
-    def fg(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        try:
-            state = problem.pirls(theta)
-            return problem.laplace(state), problem.laplace_gradient(state, n_theta, True)[0]
-        except (ArithmeticError, np.linalg.LinAlgError, RuntimeError):
-            return np.inf, np.zeros(len(theta))
-
-    return fg
-
-
-def _stage1(problem: GlmmProblem, theta: np.ndarray) -> float:
-    """lme4's first stage (``nAGQ = 0``): the Laplace deviance with beta from PIRLS."""
-    try:
-        return problem.laplace(problem.pirls(theta))
-    except (ArithmeticError, np.linalg.LinAlgError, RuntimeError):
-        return np.inf
 
 
 def gradient_hessian(gradient, x: np.ndarray, lower: np.ndarray,

@@ -13,8 +13,10 @@ References are computed here independently of the package's integration code:
   on cbpp 8 and 10 to 3e-4.
 """
 
+import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,11 +28,17 @@ from scipy.special import gammaln, logsumexp
 
 import bayeslmm as bl
 from bayeslmm.bayes.evidence import glmm_log_density, glmm_space
-from bayeslmm.bayes.glmm_marginal import GroupRows, conditional_modes, integrate_levels
+from bayeslmm.bayes.glmm_marginal import (
+    GroupRows,
+    _log_joint,
+    conditional_modes,
+    integrate_levels,
+)
 from bayeslmm.bayes.loo import glmm_group_log_likelihood, group_log_likelihood
 from bayeslmm.errors import ComparisonError
 
 FIT = {"progressbar": False}
+DATA = Path(__file__).parent / "data"
 
 
 def _fit(model, draws=500, tune=500, seed=1):
@@ -228,6 +236,43 @@ def test_agq_two_effects_matches_dblquad():
             assert done.values[s, g] == pytest.approx(ref, abs=1e-6)
 
 
+def _laplace(rows, eta0, L):
+    """Laplace's approximation of every level's log marginal (one AGQ node)."""
+    e = eta0[:, rows.order]
+    v, neg_h = conditional_modes(rows, e, L)
+    return (_log_joint(rows, e, L, v) + 0.5 * rows.q * math.log(2 * math.pi)
+            - 0.5 * np.linalg.slogdet(neg_h)[1])  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["cbpp", "cbpp_agq10", "slopes"])
+def test_levels_reproduce_lme4_loglik(case):
+    """At lme4's optimum (tests/data/lme4_glmer.R), the summed levels give glmer's logLik:
+    Laplace (nAGQ = 1) with all constants; with nAGQ = 10 lme4's deviance is relative to
+    the saturated model, so its logLik is ours less the saturated log-likelihood."""
+    ref = next(c for c in json.loads((DATA / "lme4_glmer.json").read_text())["cases"]
+               if c["id"] == case)["tight"]  # fmt: skip
+    if case == "slopes":
+        data = pd.read_csv(DATA / "glmm_slopes.csv", dtype={"g": str})
+        model = bl.LMM("y ~ x + (1 + x | g)", data, family="bernoulli")
+    else:
+        model = bl.LMM("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                       bl.load_dataset("cbpp"), family="binomial")  # fmt: skip
+    d, block = model.design, model.design.blocks[0]
+    rows = GroupRows.build(model.response, block.Z, block.codes, block.n_levels)
+    beta = np.array([ref["fixef"][name] for name in d.fixed_names])
+    theta = np.atleast_1d(ref["theta"])
+    L = np.zeros((1, rows.q, rows.q))
+    L[0, *np.tril_indices(rows.q)] = theta  # lme4's theta: the lower triangle by columns
+    eta0 = (d.X @ beta)[None]
+    if case == "cbpp_agq10":
+        k, trials = _counts(model)
+        saturated = st.binom.logpmf(k, trials, k / trials).sum()
+        agq10 = integrate_levels(rows, eta0, L, nodes=5).values.sum()  # 5 and 10 nodes
+        assert agq10 - saturated == pytest.approx(ref["logLik"], abs=1e-8)
+    else:
+        assert _laplace(rows, eta0, L).sum() == pytest.approx(ref["logLik"], abs=1e-6)
+
+
 def test_importance_sampling_beyond_three_effects():
     rng = np.random.default_rng(4)
     G, m, q = 5, 30, 4
@@ -262,8 +307,6 @@ def test_log_prior_matches_compiled_laplace_density(simulated, slopes):
         eta0 = (beta @ space.X.T + space.offset)[:, space.rows.order]
         L = space.factor_cholesky(pts)
         v, neg_h = conditional_modes(space.rows, eta0, L)
-        from bayeslmm.bayes.glmm_marginal import _log_joint
-
         h = _log_joint(space.rows, eta0, L, v)
         q = space.rows.q
         laplace = h + 0.5 * q * math.log(2 * math.pi) - 0.5 * np.linalg.slogdet(neg_h)[1]
@@ -297,7 +340,9 @@ def test_evidence_refusals(cbpp):
     crossed.idata = object()  # refused before the draws are read
     with pytest.raises(ComparisonError, match="one grouping factor"):
         glmm_space(crossed)
-    gaussian = bl.LMM("incidence ~ period + (1 | herd)", bl.load_dataset("cbpp"))
+    with warnings.catch_warnings():  # a count response fitted as Gaussian, on purpose
+        warnings.simplefilter("ignore")
+        gaussian = bl.LMM("incidence ~ period + (1 | herd)", bl.load_dataset("cbpp"))
     with pytest.raises(ComparisonError, match="not fitted to the same response"):
         bl.bayes_factor(cbpp["m1"], gaussian)
 

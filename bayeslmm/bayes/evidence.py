@@ -327,7 +327,8 @@ def log_marginal_likelihood(model: LMM, random_seed: int | None = None) -> Margi
     Parameters
     ----------
     model
-        A fitted model with random effects.
+        A fitted model with random effects (a binomial, Bernoulli or Poisson model: one
+        grouping factor, its effects integrated out level by level).
     random_seed
         Seed of the proposal draws.
     """
@@ -369,9 +370,10 @@ def bayes_factor(m1: LMM, m0: LMM, random_seed: int | None = None) -> BayesFacto
     Parameters
     ----------
     m1, m0
-        Fitted :class:`~bayeslmm.LMM` of the same response on the same rows; their
-        marginal likelihoods come from :meth:`LMM.log_marginal_likelihood` (cached per
-        fit).
+        Fitted :class:`~bayeslmm.LMM` of the same response on the same rows (both
+        Gaussian, or both binomial/Bernoulli/Poisson with one grouping factor: module
+        text); their marginal likelihoods come from :meth:`LMM.log_marginal_likelihood`
+        (cached per fit).
     random_seed
         Seed of the proposal draws (for models not yet bridged).
 

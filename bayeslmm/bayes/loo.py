@@ -286,14 +286,17 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
     by
         ``"group"`` (default): leave one level of the grouping factor out at a time,
         scored by its exact marginal likelihood (the outer factor of nested designs;
-        every model must have that factor with the same levels); ``"observation"``:
-        leave one row out, scored given its group's random effects.
+        every model must have that factor with the same levels; binomial and Poisson
+        models: its effects integrated out numerically, given the other factors'
+        effects, module text); ``"observation"``: leave one row out, scored given its
+        group's random effects.
 
     Returns
     -------
     LooComparison
         ``.table`` like ``az.compare``'s: best model first, ``elpd_diff`` and ``dse``
-        against it, stacking weights, a warning flag and Pareto k columns.
+        against it, stacking weights, a warning flag and Pareto k columns; ``.notes``
+        how binomial and Poisson models' groups were integrated out, with its error.
     """
     if by not in BY:
         raise ArgumentError(f"by must be one of {BY}, got {by!r}")

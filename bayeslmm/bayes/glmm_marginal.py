@@ -35,8 +35,9 @@ import numpy as np
 from scipy.special import gammaln, log_ndtr, logsumexp
 
 from ..errors import ComparisonError
+from ..jit import kernel
 from ..spec.response import GlmResponse
-from .row_likelihood import family_code
+from .row_likelihood import _row_term, family_code
 
 #: family codes (:data:`bayeslmm.bayes.row_likelihood.CODES`) integrated here
 COVERED = {1: "logit", 2: "probit", 3: "cloglog", 4: "log"}
@@ -212,14 +213,47 @@ class Integrated:
 
 def _eta(rows: GroupRows, eta0: np.ndarray, L: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``eta0 + z_i' L v_{level(i)}`` for v (S, G, q, ...) -> (S, n, ...)."""
+    extra = (1,) * (v.ndim - 3)
+    if rows.q == 1:  # one effect per level: no sum over terms
+        u = L[:, 0, 0].reshape((-1, 1) + extra) * v[:, :, 0]
+        return (eta0.reshape(eta0.shape + extra)
+                + rows.Z[:, 0].reshape((1, -1) + extra) * u[:, rows.level])  # fmt: skip
     u = np.einsum("sab,sgb...->sga...", L, v)
     u_rows = u[:, rows.level]  # (S, n, q, ...)
     Z = rows.Z.reshape(rows.Z.shape + (1,) * (v.ndim - 3))
     return eta0.reshape(eta0.shape + (1,) * (v.ndim - 3)) + np.sum(Z[None] * u_rows, axis=2)
 
 
+@kernel
+def _node_loglik(code, eta0, Z, starts, u, y, n, const, out):
+    """``out[s, g, k] = sum over level g's rows i of log p(y_i | eta0[s, i] + Z_i' u[s, g,
+    :, k])`` (rows sorted by level, ``starts`` the first of each level), through the
+    compiled sampler's own row log-pmf (:func:`~bayeslmm.bayes.row_likelihood._row_term`)."""
+    S, G, q, K = u.shape
+    N = y.shape[0]
+    for s in range(S):
+        for g in range(G):
+            end = starts[g + 1] if g + 1 < G else N
+            for k in range(K):
+                total = 0.0
+                for i in range(starts[g], end):
+                    eta = eta0[s, i]
+                    for a in range(q):
+                        eta += Z[i, a] * u[s, g, a, k]
+                    value, _ = _row_term(code, eta, y[i], n[i])
+                    total += value + const[i]
+                out[s, g, k] = total if total == total else -np.inf
+
+
 def _log_joint(rows: GroupRows, eta0: np.ndarray, L: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``sum_{i in g} log p(y_i | ..) + log N(v; 0, I)`` per level at v (S, G, q, ...)."""
+    """``sum_{i in g} log p(y_i | ..) + log N(v; 0, I)`` per level at v (S, G, q, K)."""
+    q = v.shape[2]
+    if v.ndim == 4:  # many points per level: the compiled row log-pmf
+        u = np.ascontiguousarray(np.einsum("sab,sgbk->sgak", L, v))
+        out = np.empty((v.shape[0], v.shape[1], v.shape[3]))
+        _node_loglik(rows.code, np.ascontiguousarray(eta0), rows.Z, rows.starts, u, rows.y,
+                     rows.trials, rows.const, out)  # fmt: skip
+        return out - 0.5 * np.sum(v * v, axis=2) - 0.5 * q * LOG_2PI
     eta = _eta(rows, eta0, L, v)
     extra = (1,) * (v.ndim - 3)
     y = rows.y.reshape(rows.y.shape + extra)

@@ -350,7 +350,7 @@ def test_evidence_refusals(cbpp):
 # -- leave-one-group-out -----------------------------------------------------------------------
 
 
-def _check_entries(model, values, others=()):
+def _check_entries(model, values, others=(), code=1):
     """A few (draw, level) entries of the group log-likelihood against scipy's quad."""
     post = model.idata.posterior
     d = model.design
@@ -364,7 +364,7 @@ def _check_entries(model, values, others=()):
             eta0 = eta0 + u[other.codes] * other.Z[:, 0]
         i = block.codes == g
         sd = float(post[f"sd_{block.label}"].values[c, s][0])
-        ref = _quad_level(eta0[i], block.Z[i, 0], k[i], trials[i], sd)
+        ref = _quad_level(eta0[i], block.Z[i, 0], k[i], trials[i], sd, code)
         assert float(values[c, s, g]) == pytest.approx(ref, abs=1e-6)
 
 
@@ -394,6 +394,30 @@ def test_loo_by_group_crossed_verbagg():
     _check_entries(model, values, others=[item])
     by_item = glmm_group_log_likelihood(model, "item")
     assert by_item.shape[-1] == 24 and by_item.attrs["conditional_on"] == "id"
+
+
+def test_loo_by_group_poisson_offset_nested():
+    """A Poisson model with an offset and nested factors: the inner factor (most levels,
+    none nested in it) is left out given the outer factor's effects; the evidence, which
+    needs one factor, is refused."""
+    rng = np.random.default_rng(7)
+    a = np.repeat(np.arange(6), 24)
+    b = np.repeat(np.arange(36), 4)  # 6 levels of b within each level of a
+    x, exposure = rng.normal(size=144), rng.uniform(0.5, 2.0, 144)
+    eta = 0.2 + 0.3 * x + np.log(exposure) + rng.normal(0, 0.4, 6)[a] + rng.normal(0, 0.3, 36)[b]
+    data = pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "exposure": exposure,
+                         "a": [f"a{i}" for i in a], "b": [f"b{i}" for i in b]})  # fmt: skip
+    model = _fit(bl.LMM("y ~ x + offset(log(exposure)) + (1 | a/b)", data, family="poisson"),
+                 draws=100, tune=200)  # fmt: skip
+    values = group_log_likelihood(model)
+    inner = next(blk for blk in model.design.blocks if blk.n_levels == 36)
+    outer = next(blk for blk in model.design.blocks if blk.n_levels == 6)
+    assert values.dims[-1] == inner.group and values.attrs["conditional_on"] == outer.group
+    _check_entries(model, values, others=[outer], code=4)
+    with pytest.raises(ComparisonError, match="nested in"):
+        glmm_group_log_likelihood(model, outer.group)
+    with pytest.raises(ComparisonError, match="one grouping factor"):
+        model.log_marginal_likelihood()
 
 
 def test_loo_by_group_slopes(slopes):

@@ -175,13 +175,13 @@ def test_pointwise_log_likelihood_equals_scipy(cbpp_fit, bernoulli_fit, poisson_
     np.testing.assert_allclose(ll, scipy.stats.poisson.logpmf(y, mu), rtol=0, atol=1e-10)
 
 
-def test_loo_by_observation_runs_and_by_group_is_refused(bernoulli_fit):
+def test_loo_by_observation_and_by_group_run(bernoulli_fit):
     from bayeslmm.bayes.loo import loo
 
     res = loo(bernoulli_fit, "observation")
     assert all(np.isfinite(stack.elpd(res)))  # elpd, se, p_loo on either ArviZ line
-    with pytest.raises(ComparisonError, match="non-Gaussian"):
-        loo(bernoulli_fit, "group")
+    # by group: each level's effects integrated out (tests/test_glmm_evidence.py)
+    assert all(np.isfinite(stack.elpd(loo(bernoulli_fit, "group"))))
 
 
 # -- predictions --------------------------------------------------------------------------
@@ -239,12 +239,11 @@ def test_tables_are_labelled_link_scale(cbpp_fit):
 
 
 def test_comparison_and_report_refuse(cbpp_fit, tmp_path):
-    # bl.report writes a GLMM's report now (tests/test_report_glmm.py)
+    # bl.report writes a GLMM's report now (tests/test_report_glmm.py); bayes_factor and
+    # loo_compare(by="group") take GLMMs (tests/test_glmm_evidence.py)
     for call in (lambda: bl.compare(cbpp_fit),
                  lambda: bl.compare_random_effects(cbpp_fit), lambda: bl.icc(cbpp_fit),
                  lambda: bl.r2(cbpp_fit), lambda: cbpp_fit.icc(), lambda: cbpp_fit.r2(),
-                 lambda: bl.bayes_factor(cbpp_fit, cbpp_fit),
-                 lambda: bl.loo_compare({"a": cbpp_fit, "b": cbpp_fit}, by="group"),
                  lambda: cbpp_fit.save(tmp_path / "m.nc")):  # fmt: skip
         with pytest.raises(ComparisonError, match="not for non-Gaussian families yet"):
             call()

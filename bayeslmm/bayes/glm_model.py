@@ -577,10 +577,6 @@ class GlmMixin:
         """Not for non-Gaussian families yet (raises :class:`ComparisonError`)."""
         gaussian_only(self, "r2()")
 
-    def log_marginal_likelihood(self, random_seed: int | None = None):
-        """Not for non-Gaussian families yet (raises :class:`ComparisonError`)."""
-        gaussian_only(self, "log_marginal_likelihood() (bridge sampling, Bayes factors)")
-
     def conditional_effects(self, *args: Any, **kwargs: Any):
         """Not for non-Gaussian families yet (raises :class:`ComparisonError`)."""
         gaussian_only(self, "conditional_effects()")

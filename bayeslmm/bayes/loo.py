@@ -14,6 +14,18 @@ left out, each with all its inner levels. With a residual correlation structure 
 group's likelihood is ``N(y_j | X_j beta, Z_j D Z_j' + sigma^2 R_j(phi))``, one weighted
 system per draw of ``phi``; by observation, each row's density given the other rows.
 Both use ArviZ's PSIS-LOO (``az.loo``) and ``az.compare``.
+
+A binomial, Bernoulli or Poisson model (``bl.LMM(..., family=...)``) samples its random
+effects. By observation, each row's log-pmf given the draw's effects. By group, one level
+of a grouping factor is left out and scored by ``log p(y_g | beta, D, other factors'
+effects)`` with its own effects integrated out per posterior draw
+(:mod:`bayeslmm.bayes.glmm_marginal`: adaptive Gauss-Hermite quadrature for one effect per
+level, importance sampling from the Laplace mode for several; what was used and its error
+are in the values' ``attrs`` and :attr:`LooComparison.notes`). The factor is the one with
+most levels in which no other factor is nested (with one factor, that one; the other
+factors' effects are taken at their posterior draws, which saw the left-out level's rows:
+a factor nested in the left-out one would be scored by effects fitted to the left-out data,
+so such a factor is never left out).
 """
 
 from __future__ import annotations
@@ -31,7 +43,8 @@ from ..errors import ArgumentError, ComparisonError, NotFittedError, RowsNotInMe
 from ..gaussian.statistics import level_moments, node_groups, same_response
 from . import stack
 from .effects import kernel_draws
-from .glm_model import gaussian_only
+from .glm_model import is_gaussian
+from .glmm_marginal import GroupRows, block_cholesky, integrate_levels
 from .stack import Results
 
 if TYPE_CHECKING:
@@ -43,7 +56,10 @@ CHUNK_ELEMENTS = 2_000_000  # draws x levels x q x q handled at once
 
 def loo_group(model: LMM) -> str:
     """The factor whose levels leave-one-group-out leaves out: the one with most levels
-    whose groups are independent (one factor, or the outer factor of nested ones)."""
+    whose groups are independent (one factor, or the outer factor of nested ones); for a
+    binomial or Poisson model, :func:`glmm_loo_group`."""
+    if not is_gaussian(model):
+        return glmm_loo_group(model)
     design = model.design
     stats = model.blocked_system.stats
     candidates = [f.group for f in stats.factors
@@ -69,6 +85,8 @@ def group_log_likelihood(model: LMM) -> xr.DataArray:
     idata = model.idata
     if idata is None:
         raise NotFittedError("the model is not fitted yet: call model.fit() first")
+    if not is_gaussian(model):
+        return glmm_group_log_likelihood(model)
     group = loo_group(model)
     design, post, system = model.design, stack.posterior(idata), model.blocked_system
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
@@ -96,6 +114,86 @@ def group_log_likelihood(model: LMM) -> xr.DataArray:
         coords={"chain": post.chain, "draw": post.draw, group: list(block.levels)},
         name=design.response,
     )
+
+
+def glmm_loo_group(model: LMM) -> str:
+    """A binomial or Poisson model's factor to leave out by level: the one with most levels
+    in which no other factor is nested (module text)."""
+    design = model.design
+    factors: dict[str, Any] = {}
+    for block in design.blocks:
+        factors.setdefault(block.group, block)
+    for group, block in sorted(factors.items(), key=lambda item: -item[1].n_levels):
+        if not any(_nested_in(other.codes, block.codes, other.n_levels)
+                   for g, other in factors.items() if g != group):  # fmt: skip
+            return group
+    raise ComparisonError(f"every grouping factor of {model.formula!r} has another nested in "
+                          "it: no factor's levels can be left out on their own")  # fmt: skip
+
+
+def _nested_in(inner: np.ndarray, outer: np.ndarray, n_inner: int) -> bool:
+    """Does every level of ``inner`` lie within one level of ``outer``?"""
+    first = np.full(n_inner, -1)
+    first[inner] = outer
+    return bool(np.all(first[inner] == outer))
+
+
+def glmm_group_log_likelihood(model: LMM, group: str | None = None, *,
+                              random_seed: int | None = 0) -> xr.DataArray:  # fmt: skip
+    """Per posterior draw and level of ``group`` (default :func:`glmm_loo_group`), the
+    level's log-likelihood with its own random effects integrated out, given ``beta``, its
+    covariance and the other factors' effects at that draw (module text).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(chain, draw, <group>)``; ``attrs``: ``integration`` (what was done and its
+        error), ``method``, ``error`` (largest per level: AGQ's ``n`` vs ``2 n`` node
+        difference, or importance sampling's Monte Carlo SE) and ``conditional_on`` (the
+        other factors).
+    """
+    idata = model.idata
+    if idata is None:
+        raise NotFittedError("the model is not fitted yet: call model.fit() first")
+    design, post = model.design, stack.posterior(idata)
+    group = glmm_loo_group(model) if group is None else group
+    cached = getattr(model, "_group_loglik", None)  # loo() then loo_compare's notes
+    if cached is not None and cached[0] is idata and cached[1] == (group, random_seed):
+        return cached[2]
+    own = [b for b in design.blocks if b.group == group]
+    if not own:
+        raise ArgumentError(f"{group!r} is not a grouping factor of {model.formula!r}")
+    others = [b for b in design.blocks if b.group != group]
+    for other in others:
+        if _nested_in(other.codes, own[0].codes, other.n_levels):
+            raise ComparisonError(f"{other.group!r} is nested in {group!r}: leaving out a level "
+                                  f"of {group!r} leaves out its levels of {other.group!r} too")
+    n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
+    S = n_chain * n_draw
+    beta = post["beta"].values.reshape(S, -1) if design.X.shape[1] else np.zeros((S, 0))
+    eta0 = beta @ np.asarray(design.X, float).T + np.asarray(model.response.offset, float)
+    for block in others:  # the other factors' effects at each draw
+        u = post[f"u_{block.label}"].values.reshape(S, block.n_levels, block.n_terms)
+        eta0 += np.einsum("nk,snk->sn", block.Z, u[:, block.codes], optimize=True)
+    starts = np.cumsum([0] + [b.n_terms for b in own])
+    Z = np.concatenate([b.Z for b in own], axis=1)
+    L = block_cholesky(post, own, int(starts[-1]), [int(c) for c in starts[:-1]])
+    rows = GroupRows.build(model.response, Z, own[0].codes, own[0].n_levels)
+    done = integrate_levels(rows, eta0, L, rng=np.random.default_rng(random_seed))
+    note = done.note()
+    if others:
+        note += ("; given the draws of the other factors' effects ("
+                 + ", ".join(dict.fromkeys(b.group for b in others)) + ")")
+    out = xr.DataArray(
+        done.values.reshape(n_chain, n_draw, own[0].n_levels),
+        dims=("chain", "draw", group),
+        coords={"chain": post.chain, "draw": post.draw, group: list(own[0].levels)},
+        name=design.response,
+        attrs={"integration": note, "method": done.method, "error": done.error,
+               "conditional_on": ",".join(dict.fromkeys(b.group for b in others))},
+    )
+    model._group_loglik = (idata, (group, random_seed), out)
+    return out
 
 
 def _residual_group_loglik(model: LMM, kd, block, node_group: np.ndarray) -> np.ndarray:
@@ -126,7 +224,6 @@ def _loo_data(model: LMM, by: str) -> Results:
     post = stack.posterior(idata)
     post = post[[v for v in model.population_variables() if v in post]]
     if by == "group":
-        gaussian_only(model, "leave-one-group-out (by='group')")
         values = group_log_likelihood(model)
         loglik = xr.Dataset({values.name: values})
     elif stack.has_group(idata, "log_likelihood"):
@@ -164,12 +261,16 @@ class LooComparison:
         Each model's ``ELPDData`` (pointwise values and Pareto k).
     by
         ``"group"`` or ``"observation"``; ``unit`` names what one point is.
+    notes
+        Per model, how its left-out groups' random effects were integrated out and that
+        integration's error (binomial and Poisson models by group; else empty).
     """
 
     table: pd.DataFrame
     loo: dict[str, Any] = field(repr=False)
     by: str
     unit: str
+    notes: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"PSIS-LOO by {self.unit}\n{self.table.to_string()}"
@@ -185,14 +286,17 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
     by
         ``"group"`` (default): leave one level of the grouping factor out at a time,
         scored by its exact marginal likelihood (the outer factor of nested designs;
-        every model must have that factor with the same levels); ``"observation"``:
-        leave one row out, scored given its group's random effects.
+        every model must have that factor with the same levels; binomial and Poisson
+        models: its effects integrated out numerically, given the other factors'
+        effects, module text); ``"observation"``: leave one row out, scored given its
+        group's random effects.
 
     Returns
     -------
     LooComparison
         ``.table`` like ``az.compare``'s: best model first, ``elpd_diff`` and ``dse``
-        against it, stacking weights, a warning flag and Pareto k columns.
+        against it, stacking weights, a warning flag and Pareto k columns; ``.notes``
+        how binomial and Poisson models' groups were integrated out, with its error.
     """
     if by not in BY:
         raise ArgumentError(f"by must be one of {BY}, got {by!r}")
@@ -203,9 +307,11 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
     for name, m in models.items():
         if not isinstance(m, LMM):
             raise ComparisonError(f"model {name!r} is a {type(m).__name__}, not a bl.LMM")
-    if by == "group":
-        for m in models.values():
-            gaussian_only(m, "leave-one-group-out (loo_compare(..., by='group'))")
+    if len({is_gaussian(m) for m in models.values()}) > 1:
+        raise ComparisonError(
+            "loo_compare() got Gaussian and binomial/Poisson models: a log density and a log "
+            "probability are not comparable"
+        )
     names = list(models)
     first = models[names[0]].design
     for name in names[1:]:
@@ -214,7 +320,7 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
                 f"models {names[0]!r} and {name!r} are not fitted to the same response on "
                 "the same rows"
             )
-    unit = "observation"
+    unit, notes = "observation", {}
     if by == "group":
         groups = {name: loo_group(m) for name, m in models.items()}
         levels = {name: m.design.groups()[groups[name]] for name, m in models.items()}
@@ -229,6 +335,10 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
     with warnings.catch_warnings():  # the table reports Pareto k itself
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
         results = {name: loo(m, by) for name, m in models.items()}
+    if by == "group":
+        for name, m in models.items():
+            if not is_gaussian(m):
+                notes[name] = group_log_likelihood(m).attrs["integration"]
     table = stack.compare(results)
     k_max, k_high = {}, {}
     for name, res in results.items():
@@ -237,4 +347,4 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
         k_high[name] = int(np.sum(k > res.good_k))
     table["k_max"] = pd.Series(k_max)
     table["k_high"] = pd.Series(k_high)
-    return LooComparison(table=table, loo=results, by=by, unit=unit)
+    return LooComparison(table=table, loo=results, by=by, unit=unit, notes=notes)

@@ -211,14 +211,14 @@ def test_parse_prior():
 DATA = Path(__file__).resolve().parent / "data"
 GLMER_REF = {c["id"]: c["tight"]
              for c in json.loads((DATA / "lme4_glmer.json").read_text())["cases"]}  # fmt: skip
-GLMM_NOTE = "no random-effects comparison for the"
+GLMM_CHOICE = "Which random effects does the data support?"
 
 
 def test_fit_binomial_cbind_prints_glmer_and_bayes_and_writes_tables(tmp_path, capsys):
     """cbpp's cbind() response: glmer's fixed effects and deviance are lme4's
     (tests/data/lme4_glmer.R), the Bayesian fit is printed with its convergence verdict,
-    the tables and the report are written, and the missing random-effects comparison is
-    one clear line, exit code 0."""
+    the tables and the report are written with glmer's random-effects comparison (its
+    verdict one line on stderr), exit code 0."""
     out = tmp_path / "cbpp"
     code = main(["fit", str(DATA / "cbpp.csv"),
                  "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)",
@@ -228,8 +228,9 @@ def test_fit_binomial_cbind_prints_glmer_and_bayes_and_writes_tables(tmp_path, c
     assert "Generalized linear mixed model fit by maximum likelihood (Laplace" in captured.out
     assert "Bayesian generalised linear mixed model fit by NUTS" in captured.out
     assert "Convergence: " in captured.out
-    notes = [line for line in captured.err.splitlines() if GLMM_NOTE in line]
-    assert len(notes) == 1 and "binomial family" in notes[0]
+    verdicts = [line for line in captured.err.splitlines() if "random term (1 | herd)" in line]
+    assert verdicts == ["bayeslmm: The data support the random term (1 | herd)."]
+    assert GLMM_CHOICE in captured.out
     assert "Traceback" not in captured.err and (out / "report.html").exists()
     ref = GLMER_REF["cbpp"]
     fit = pd.read_csv(out / "glmer_fit.csv").iloc[0]
@@ -291,7 +292,7 @@ def test_fit_poisson_with_an_offset_column(tmp_path, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert "Family: poisson  ( log )" in captured.out
-    assert "poisson family" in captured.err and GLMM_NOTE in captured.err
+    assert GLMM_CHOICE in captured.out and "poisson family yet" in captured.out
     ref = GLMER_REF["grouseticks_offset"]
     fit = pd.read_csv(out / "glmer_fit.csv").iloc[0]
     assert fit["deviance"] == pytest.approx(ref["deviance"], rel=1e-6)

@@ -69,6 +69,26 @@ def test_demo_end_to_end(tmp_path):
     verdict = ("The data do not support the random slope of edu in (1 + edu | classroom). "
                "The simpler model score ~ edu + (1 | classroom) is enough.")  # fmt: skip
     assert verdict in page and verdict in result.stderr
+    # the binary example (VerbAgg's first 60 people) in OUT/binary: glmer, the posterior,
+    # the comparison, shrinkage and the random-effects choice; glmer's likelihood-ratio
+    # test of the random slope as lme4's anova (tests/data/lme4_glmer_ranova_verbagg.R)
+    binary = out / "binary"
+    assert result.stdout.strip().splitlines()[-2] == \
+        f"The binary example's report written to {(binary / 'report.html').resolve()}"  # fmt: skip
+    assert "The binary example: r2 ~ mode + btype + (1 + mode | id)" in result.stderr
+    page = (binary / "report.html").read_text(encoding="utf-8")
+    for section in ("fit", "checks", "comparison", "shrinkage", "random_effects_choice"):
+        assert f"<section id='{section}'>" in page, section
+    ref = json.loads((DATA / "lme4_glmer_ranova_verbagg.json").read_text())["demo"]
+    assert len(pd.read_csv(binary / "residuals.csv")) == ref["rows"]
+    glmer_fit = pd.read_csv(binary / "glmer_fit.csv").iloc[0]
+    assert glmer_fit["logLik"] == pytest.approx(ref["logLik"], abs=1e-4)
+    table = pd.read_csv(binary / "random_effects_comparison.csv").set_index("neighbour")
+    slope = table.loc[ref["slope"]["formula"]]
+    assert slope["Df"] == ref["slope"]["Df"]
+    assert slope["LRT"] == pytest.approx(ref["slope"]["LRT"], abs=1e-3)
+    assert len(pd.read_csv(binary / "shrinkage.csv")) == 2 * 60  # intercept and slope
+    assert {"GLM-Global", "GLMM", "Bayes"} <= set(pd.read_csv(binary / "comparison.csv")["model"])
 
 
 def test_fit_report_says_sleepstudy_needs_random_slopes(tmp_path, capsys):

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..bayes import stack
 from ..bayes.glm_model import is_gaussian
 from ..bayes.model import LMM
 from ..classical.glmer import GlmerResult
@@ -57,8 +58,10 @@ def _data_section(w: _Writer, model: LMM) -> None:
                     f"</code> holds each row's standard error (from {se.min():.4g} to "
                     f"{se.max():.4g}), and row i's residual is N(0, se_i^2), as a "
                     f"meta-analysis's (brms <code>{html.escape(d.response)} | se("
-                    f"{html.escape(model.se_column)})</code>, metafor's <code>rma</code>): no "
-                    "residual SD is estimated.")  # fmt: skip
+                    f"{html.escape(model.se_column)})</code>, metafor's <code>rma</code>): "
+                    + ("with an extra residual SD sigma estimated beside them (residual "
+                       "variance se_i^2 + sigma^2, brms <code>se(..., sigma = TRUE)</code>)."
+                       if model.extra_sigma else "no residual SD is estimated."))  # fmt: skip
     info = model.fit_info
     how = ("random effects integrated out, then drawn exactly"
            if info.method == "marginal" else "explicit random effects")  # fmt: skip
@@ -159,14 +162,19 @@ def _known_se_checks(w: _Writer, sec: Section, model: LMM) -> None:
     se = model.known_se
     fitted = model.fitted()
     resid = model.design.y - fitted
+    scale, over = se, "its known standard error"
+    if model.extra_sigma:  # the extra residual SD at its posterior mean
+        sigma = float(stack.posterior(model.idata)["sigma"].mean())
+        scale = np.sqrt(se**2 + sigma**2)
+        over = "sqrt(se_i^2 + sigma^2), sigma at its posterior mean"
     table = pd.DataFrame({"row": np.arange(len(se)), model.design.response: model.design.y,
                           model.se_column: se, "fitted": fitted, "residual": resid,
-                          "standardized": resid / se})  # fmt: skip
+                          "standardized": resid / scale})  # fmt: skip
     outside = int(np.sum(np.abs(table["standardized"]) > 2))
     w.text(sec, f"With known standard errors there are no posterior predictive draws here yet "
                 "(they need the rows' scaling carried through). Instead each row's residual "
                 "(data minus the posterior mean fit, the random effects included) divided by "
-                "its known standard error: under the model they spread no more than N(0, 1) "
+                f"{over}: under the model they spread no more than N(0, 1) "
                 f"(less, as the fit includes each row's own random effect); {outside} of "
                 f"{len(se)} lie beyond ±2.")  # fmt: skip
     w.table(sec, "standardized_residuals", table,
@@ -440,8 +448,9 @@ def report(
         For a GLMM: its ``bl.glmer`` fit, shown beside the posterior (default: the
         comparison's; without either, the posterior alone).
     lmer
-        For a model with known standard errors (``bl.LMM(..., se=...)``): its
-        ``bl.lmer(..., se=...)`` REML fit, shown beside the posterior.
+        For a model with known standard errors (``bl.LMM(..., se=...)``, without
+        ``extra_sigma``): its ``bl.lmer(..., se=...)`` REML fit, shown beside the
+        posterior.
 
     Returns
     -------

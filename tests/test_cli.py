@@ -69,6 +69,26 @@ def test_demo_end_to_end(tmp_path):
     verdict = ("The data do not support the random slope of edu in (1 + edu | classroom). "
                "The simpler model score ~ edu + (1 | classroom) is enough.")  # fmt: skip
     assert verdict in page and verdict in result.stderr
+    # the binary example (VerbAgg's first 60 people) in OUT/binary: glmer, the posterior,
+    # the comparison, shrinkage and the random-effects choice; glmer's likelihood-ratio
+    # test of the random slope as lme4's anova (tests/data/lme4_glmer_ranova_verbagg.R)
+    binary = out / "binary"
+    assert result.stdout.strip().splitlines()[-2] == \
+        f"The binary example's report written to {(binary / 'report.html').resolve()}"  # fmt: skip
+    assert "The binary example: r2 ~ mode + btype + (1 + mode | id)" in result.stderr
+    page = (binary / "report.html").read_text(encoding="utf-8")
+    for section in ("fit", "checks", "comparison", "shrinkage", "random_effects_choice"):
+        assert f"<section id='{section}'>" in page, section
+    ref = json.loads((DATA / "lme4_glmer_ranova_verbagg.json").read_text())["demo"]
+    assert len(pd.read_csv(binary / "residuals.csv")) == ref["rows"]
+    glmer_fit = pd.read_csv(binary / "glmer_fit.csv").iloc[0]
+    assert glmer_fit["logLik"] == pytest.approx(ref["logLik"], abs=1e-4)
+    table = pd.read_csv(binary / "random_effects_comparison.csv").set_index("neighbour")
+    slope = table.loc[ref["slope"]["formula"]]
+    assert slope["Df"] == ref["slope"]["Df"]
+    assert slope["LRT"] == pytest.approx(ref["slope"]["LRT"], abs=1e-3)
+    assert len(pd.read_csv(binary / "shrinkage.csv")) == 2 * 60  # intercept and slope
+    assert {"GLM-Global", "GLMM", "Bayes"} <= set(pd.read_csv(binary / "comparison.csv")["model"])
 
 
 def test_fit_report_says_sleepstudy_needs_random_slopes(tmp_path, capsys):
@@ -211,14 +231,14 @@ def test_parse_prior():
 DATA = Path(__file__).resolve().parent / "data"
 GLMER_REF = {c["id"]: c["tight"]
              for c in json.loads((DATA / "lme4_glmer.json").read_text())["cases"]}  # fmt: skip
-GLMM_NOTE = "no random-effects comparison for the"
+GLMM_CHOICE = "Which random effects does the data support?"
 
 
 def test_fit_binomial_cbind_prints_glmer_and_bayes_and_writes_tables(tmp_path, capsys):
     """cbpp's cbind() response: glmer's fixed effects and deviance are lme4's
     (tests/data/lme4_glmer.R), the Bayesian fit is printed with its convergence verdict,
-    the tables and the report are written, and the missing random-effects comparison is
-    one clear line, exit code 0."""
+    the tables and the report are written with glmer's random-effects comparison (its
+    verdict one line on stderr), exit code 0."""
     out = tmp_path / "cbpp"
     code = main(["fit", str(DATA / "cbpp.csv"),
                  "cbind(incidence, size - incidence) ~ factor(period) + (1 | herd)",
@@ -228,8 +248,9 @@ def test_fit_binomial_cbind_prints_glmer_and_bayes_and_writes_tables(tmp_path, c
     assert "Generalized linear mixed model fit by maximum likelihood (Laplace" in captured.out
     assert "Bayesian generalised linear mixed model fit by NUTS" in captured.out
     assert "Convergence: " in captured.out
-    notes = [line for line in captured.err.splitlines() if GLMM_NOTE in line]
-    assert len(notes) == 1 and "binomial family" in notes[0]
+    verdicts = [line for line in captured.err.splitlines() if "random term (1 | herd)" in line]
+    assert verdicts == ["bayeslmm: The data support the random term (1 | herd)."]
+    assert GLMM_CHOICE in captured.out
     assert "Traceback" not in captured.err and (out / "report.html").exists()
     ref = GLMER_REF["cbpp"]
     fit = pd.read_csv(out / "glmer_fit.csv").iloc[0]
@@ -291,7 +312,7 @@ def test_fit_poisson_with_an_offset_column(tmp_path, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert "Family: poisson  ( log )" in captured.out
-    assert "poisson family" in captured.err and GLMM_NOTE in captured.err
+    assert GLMM_CHOICE in captured.out and "poisson family yet" in captured.out
     ref = GLMER_REF["grouseticks_offset"]
     fit = pd.read_csv(out / "glmer_fit.csv").iloc[0]
     assert fit["deviance"] == pytest.approx(ref["deviance"], rel=1e-6)

@@ -11,9 +11,12 @@ posterior) and against the data summed here with pandas.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
+import json
 import re
 import warnings
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -202,6 +205,60 @@ def test_cbpp_report_sections_and_numbers(cbpp_report):
         files.figures)  # fmt: skip
     assert len(_csv(files, "shrinkage")) == 15
     assert "Not yet for the binomial family" in page and "Bayes factors" in page
+    # without random_effects= the section is absent and the page says how to add it
+    assert "random_effects_choice" not in _sections(page)
+    assert "<b>Which random effects does the data support?</b>: not computed" in page
+
+
+DATA = Path(__file__).resolve().parent / "data"
+RANOVA = {c["id"]: c for c in json.loads((DATA / "lme4_glmer_ranova.json").read_text())["cases"]}
+VERBAGG_RANOVA = json.loads((DATA / "lme4_glmer_ranova_verbagg.json").read_text())
+
+
+def _check_lrt(table: pd.DataFrame, neighbours: list[dict]) -> None:
+    """The random-effects table against lme4's anova(full, reduced) (tests/data/*.R)."""
+    assert len(table) == len(neighbours)
+    for row, ref in zip(table.itertuples(), neighbours, strict=True):
+        assert row.component == f"random term {ref['component']}"
+        assert row.Df == ref["Df"]
+        assert row.LRT == pytest.approx(ref["LRT"], rel=1e-5)
+        assert row.p_boundary == pytest.approx(ref["p_boundary"], rel=1e-4)
+        assert row.AIC_diff == pytest.approx(ref["AIC_diff"], rel=1e-5)
+        assert row.BIC_diff == pytest.approx(ref["BIC_diff"], rel=1e-5)
+
+
+def test_cbpp_report_with_the_random_effects_choice(cbpp_report, tmp_path):
+    """One random intercept (dropping it leaves a GLM): the section shows glmer's LRT as
+    lme4's anova(glmer, glm) (tests/data/lme4_glmer_ranova.R), says that Bayes factors and
+    leave-one-group-out are not available for the family, and leaves the not-yet list."""
+    data, model, comparison, _ = cbpp_report
+    choice = _quiet(bl.compare_random_effects, CBPP, data, family="binomial",
+                    fits=comparison.fits.values())  # fmt: skip
+    files = _quiet(bl.report, model, comparison, tmp_path / "re", random_effects=choice)
+    page = _page(files)
+    assert _sections(page) == ["data", "fit", "convergence", "checks", "comparison",
+                               "shrinkage", "random_effects_choice", "not_yet"]  # fmt: skip
+    table = _csv(files, "random_effects_comparison")
+    _check_lrt(table, RANOVA["cbpp"]["neighbours"])
+    assert table["neighbour"].tolist() == ["cbind(incidence, size - incidence) ~ period"]
+    assert table["log_BF"].isna().all() and table["elpd_diff"].isna().all()
+    section = page.split("<section id='random_effects_choice'>", 1)[1].split("</section>")[0]
+    assert html.escape(choice.summary) in section and "needed" in section
+    assert ("Bayes factors and leave-one-group-out cross-validation are not available for "
+            "the binomial family yet") in section  # fmt: skip
+    assert "no Bayesian columns: not available for this family yet" in section
+    assert "<th>log BF</th>" not in section and "lme4&#x27;s anova(full, reduced)" in section
+    assert "not computed" not in page
+    with pytest.raises(ArgumentError, match="comparison of a gaussian model"):
+        bl.report(model, comparison, tmp_path / "x",
+                  random_effects=dataclasses.replace(choice, family="gaussian"))
+    with pytest.raises(ArgumentError, match="random_effects is of"):
+        bl.report(model, comparison, tmp_path / "y",
+                  random_effects=dataclasses.replace(choice, formula="y ~ 1 + (1 | herd)"))
+    gaussian = _quiet(bl.LMM, "incidence ~ size + (1 | herd)", data)
+    _quiet(gaussian.fit, draws=50, tune=50, chains=1, random_seed=1, progressbar=False)
+    with pytest.raises(ArgumentError, match="comparison of a binomial model"):
+        bl.report(gaussian, random_effects=choice, path=tmp_path / "z")
 
 
 def test_report_of_a_glmm_refuses_what_it_cannot_show(cbpp_report, tmp_path):
@@ -209,7 +266,7 @@ def test_report_of_a_glmm_refuses_what_it_cannot_show(cbpp_report, tmp_path):
     gaussian = _quiet(bl.compare, "incidence ~ size + (1 | herd)", data, bayes=False)
     with pytest.raises(ArgumentError, match="family=..."):
         bl.report(model, gaussian, tmp_path / "a")
-    with pytest.raises(ArgumentError, match="Gaussian only"):
+    with pytest.raises(ArgumentError, match="must come from bl.compare_random_effects"):
         bl.report(model, random_effects=object(), path=tmp_path / "b")
     with pytest.raises(ArgumentError, match="Bayesian fit"):
         bl.report(comparison.glmer, path=tmp_path / "c")
@@ -273,6 +330,16 @@ def test_verbagg_bernoulli_report(tmp_path):
                                yes.groupby(data["item"], observed=True).mean().to_numpy())
     assert {"ppc_id", "ppc_item", "residuals"} <= set(files.figures)
     assert "Not yet for the bernoulli family" in page
+    # crossed random intercepts: each dropped in turn, lme4's LRT
+    # (tests/data/lme4_glmer_ranova_verbagg.R, the same 30 people)
+    choice = _quiet(bl.compare_random_effects, VERBAGG, data, family="bernoulli",
+                    fits=comparison.fits.values())  # fmt: skip
+    files = _quiet(bl.report, model, comparison, tmp_path / "v2", random_effects=choice)
+    assert "random_effects_choice" in _sections(_page(files))
+    assert VERBAGG_RANOVA["rows"] == len(data)
+    _check_lrt(_csv(files, "random_effects_comparison"), VERBAGG_RANOVA["neighbours"])
+    assert choice.summary == ("The data support the random term (1 | id) and the random term "
+                              "(1 | item).")  # fmt: skip
 
 
 def test_negative_binomial_report_is_glmer_nb_without_posterior(tmp_path):

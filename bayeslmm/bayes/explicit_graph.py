@@ -124,7 +124,8 @@ def linear_predictor_graph(design: Design, priors: Mapping[str, Prior], names: P
 
 
 def build_full_model(
-    design: Design, priors: dict[str, Prior], parametrization: str = "noncentered"
+    design: Design, priors: dict[str, Prior], parametrization: str = "noncentered",
+    known_se: np.ndarray | None = None,
 ) -> pm.Model:
     """The PyMC model with explicit random effects.
 
@@ -136,6 +137,9 @@ def build_full_model(
         Complete priors keyed by parameter name (see :func:`resolve_priors`).
     parametrization
         ``"noncentered"`` (default) or ``"centered"`` random effects.
+    known_se
+        Known standard errors of the rows with an extra residual SD: row ``i``'s residual
+        SD is ``sqrt(known_se_i^2 + sigma^2)`` (brms ``se(se, sigma = TRUE)``).
     """
     if parametrization not in PARAMETRIZATIONS:
         raise ArgumentError(f"parametrization must be one of {PARAMETRIZATIONS}")
@@ -143,7 +147,12 @@ def build_full_model(
     with pm.Model(coords=coords_of(design)) as model:
         mu = linear_predictor_graph(design, priors, names, parametrization, pt.zeros(design.n_obs))
         sigma = priors["sigma"].family()("sigma", **priors["sigma"].params)
-        if design.residual is None:
+        if known_se is not None:
+            if design.residual is not None:
+                raise ArgumentError("known standard errors take no residual structure")
+            scale = pt.sqrt(pt.as_tensor(np.asarray(known_se, dtype=float) ** 2) + sigma**2)
+            pm.Normal(design.response, mu=mu, sigma=scale, observed=design.y, dims="obs")
+        elif design.residual is None:
             pm.Normal(design.response, mu=mu, sigma=sigma, observed=design.y, dims="obs")
         else:
             from ..gaussian.residual import ResidualWeights

@@ -129,6 +129,13 @@ class LMM:
         density (nutpie; priors of the families it covers); results that need an
         estimated residual variance (ICC, R2, predictive draws, pointwise
         log-likelihood, bridge sampling) are refused.
+    extra_sigma
+        With ``se``: an extra residual SD ``sigma`` beside the known standard errors (row
+        ``i``'s residual variance ``se_i^2 + sigma^2``, brms ``y | se(se, sigma =
+        TRUE)``, metafor's ``rma``'s tau^2 for ``y ~ 1``), with its usual prior
+        (``"sigma"``); sampled with explicit random effects on the PyMC graph
+        (``method=None`` or ``"full"``, any graph sampler), a formula without random
+        terms allowed.
     weights
         Taken by the non-Gaussian families only (trials of a proportion). For a Gaussian
         model it is refused: lme4's ``lmer(weights=)`` means residual variance ``sigma^2 /
@@ -163,9 +170,16 @@ class LMM:
         link: str | None = None,
         se: str | None = None,
         weights: str | None = None,
+        extra_sigma: bool = False,
     ):
         check_gaussian(get_family(family, link), "bl.LMM")
         refuse_gaussian_weights(weights, "bl.LMM")
+        if not isinstance(extra_sigma, bool):
+            raise ArgumentError(f"extra_sigma must be True or False, got {extra_sigma!r}")
+        if extra_sigma and se is None:
+            raise ArgumentError("extra_sigma=True is a residual SD beyond known standard "
+                                "errors: give se='column' too")  # fmt: skip
+        self.extra_sigma = extra_sigma
         if not isinstance(parametrization, str) or parametrization not in PARAMETRIZATIONS:
             raise ArgumentError(
                 f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}"
@@ -177,7 +191,7 @@ class LMM:
         warn_gaussian_misuse(self.design)
         self.formula = self.design.spec.formula
         self.priors: dict[str, Prior] = resolve_priors(self.design, priors)
-        if se is not None:
+        if se is not None and not extra_sigma:
             del self.priors["sigma"]
         self.parametrization = parametrization
         self.idata: Results | None = None
@@ -188,6 +202,9 @@ class LMM:
     #: known standard errors of the rows and their column (None: sigma estimated)
     known_se: np.ndarray | None = None
     se_column: str | None = None
+    #: with known standard errors: also an extra residual SD sigma (residual variance
+    #: se_i^2 + sigma^2, brms se(se, sigma = TRUE)), sampled on the PyMC graph
+    extra_sigma: bool = False
 
     @property
     def _fit_design(self) -> Design:
@@ -200,13 +217,13 @@ class LMM:
         if residual is not None:
             raise ArgumentError("bl.LMM(): se= (known standard errors) and residual= cannot "
                                 "be combined")  # fmt: skip
-        if priors is not None and "sigma" in priors:
+        if priors is not None and "sigma" in priors and not self.extra_sigma:
             raise ArgumentError(f"bl.LMM(..., se={se!r}): the residual SDs are the known "
                                 "standard errors, so there is no 'sigma' to give a prior")
         self.design, self._scaled_design, self.known_se = known_se_design(formula, data, se,
                                                                           "bl.LMM()")
         self.se_column = se
-        if not self.design.blocks:
+        if not self.design.blocks and not self.extra_sigma:
             raise FormulaError(f"{self.design.spec.formula!r} has no random term such as "
                                "(1 | study): known standard errors need one here")
 
@@ -256,7 +273,8 @@ class LMM:
                          "data's sums")  # fmt: skip
         from .explicit_graph import build_full_model
 
-        return build_full_model(self.design, self.priors, self.parametrization)
+        return build_full_model(self.design, self.priors, self.parametrization,
+                                known_se=self.known_se if self.extra_sigma else None)
 
     @property
     def default_target_accept(self) -> float:
@@ -487,7 +505,7 @@ class LMM:
             names.append(f"sd_{block.label}")
             if block.correlated:
                 names.append(f"cor_{block.label}")
-        if self.known_se is None:
+        if self.known_se is None or self.extra_sigma:
             names.append("sigma")
         if self.design.residual is not None:
             names.append(self.design.residual.parameter)
@@ -580,13 +598,19 @@ class LMM:
         if cores is None:
             cores = min(chains, os.cpu_count() or 1)
         chosen = method
+        if self.extra_sigma:  # the PyMC graph only: the compiled density lacks sigma here
+            if method not in (None, "full"):
+                raise ArgumentError(f"extra_sigma=True is sampled with explicit random effects "
+                                    f"on the PyMC graph (method None or 'full'), not "
+                                    f"method={method!r}")  # fmt: skip
+            method = "full"
         method = self._resolve_method(method)
         density = self._density_for(method, chosen, sampler)
         n_effects = sum(b.n_levels * b.n_terms for b in self.design.blocks)
         sampler, method, compiled = self._choose_sampler(sampler, method, chosen, density,
                                                          n_effects)  # fmt: skip
         if self.known_se is not None:
-            if not compiled:
+            if not compiled and not self.extra_sigma:
                 raise ArgumentError(
                     f"known standard errors (se={self.se_column!r}) are sampled on the "
                     f"compiled marginal density only (sampler 'auto' or 'nutpie', method "

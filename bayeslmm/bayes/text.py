@@ -139,7 +139,9 @@ def format_summary(model, table: pd.DataFrame) -> str:
     if design.residual is not None:
         lines.append(f"Residuals: {design.residual.describe()}")
     if getattr(model, "known_se", None) is not None:
-        lines.append(f"Residuals: known standard errors (column {model.se_column!r}), no sigma")
+        lines.append(f"Residuals: known standard errors (column {model.se_column!r})"
+                     + (" and an extra residual SD, sigma" if getattr(model, "extra_sigma", False)
+                        else ", no sigma"))  # fmt: skip
     varcorr = varcorr_table(table, design)
     draws = population_values(model)
     stats = _format_stats(table.loc[varcorr["parameter"]], draws).reset_index(drop=True)

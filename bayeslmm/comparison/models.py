@@ -45,6 +45,7 @@ from .rows import (
     check_level,
     fit_bayes,
     model_table,
+    refuse_known_se,
 )
 
 __all__ = ["TABLE_COLUMNS", "Comparison", "ComparisonSetup", "compare", "comparison_setup"]
@@ -492,6 +493,7 @@ def compare(
         model, formula = formula, formula.design
     if model is not None:
         gaussian_only(model, "bl.compare()")
+        refuse_known_se(model, "bl.compare()")
     check_arguments(level, bayes, model, fit_kwargs)
     given = formula if isinstance(formula, Design) else None
     if given is not None and data is not None:

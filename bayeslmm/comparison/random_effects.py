@@ -63,6 +63,7 @@ from ..spec.neighbours import Reduction, simpler_neighbours, single_term_deletio
 from ..spec.response import _split_formula, glm_design
 from ..spec.reuse import Designs, model_key, same_rows
 from .glm import GlmResponse, check_family, fit_glm
+from .rows import refuse_known_se
 
 #: Bayes factor beyond which the evidence counts (Jeffreys' "substantial", 3 to 1).
 BF_THRESHOLD = 3.0
@@ -348,6 +349,7 @@ def compare_random_effects(
     elif data is not None:
         raise ComparisonError("pass data only with a formula: a model carries its own data")
     gaussian_only(model, "compare_random_effects()")
+    refuse_known_se(model, "compare_random_effects()")
     frame = model.design.frame
     notes: list[str] = []
     chosen = _selected(simpler_neighbours(model.design), model.design, terms)

@@ -14,7 +14,7 @@ from ..bayes import stack
 from ..bayes.model import LMM
 from ..bayes.settings import FitSettings
 from ..classical.lmer import LmerResult, satterthwaite
-from ..errors import ArgumentError, NotFittedError
+from ..errors import ArgumentError, ComparisonError, NotFittedError
 from ..spec.design import Design
 
 TABLE_COLUMNS = [
@@ -24,6 +24,18 @@ TABLE_COLUMNS = [
 
 #: Keyword arguments of :meth:`LMM.fit` that :func:`compare` passes on.
 FIT_ARGUMENTS = FitSettings.names()
+
+
+def refuse_known_se(model: LMM, what: str) -> None:
+    """Refuse a model with known standard errors (``bl.LMM(..., se=...)``) in ``what``,
+    whose models estimate a residual variance (and would ignore the standard errors)."""
+    if getattr(model, "known_se", None) is not None:
+        raise ComparisonError(
+            f"{what} is not for a model with known standard errors (se={model.se_column!r}) "
+            "yet: its models estimate a residual variance and would ignore the standard "
+            f"errors; compare models with these standard errors by bl.anova() of "
+            f"bl.lmer(..., se={model.se_column!r}) fits instead"
+        )
 
 
 def check_level(level: object) -> float:

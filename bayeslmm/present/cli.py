@@ -34,6 +34,18 @@ DEMO = {
     "title": "The tutorial's classroom analysis: scores against parents' education",
 }
 
+#: The demo's binary example: VerbAgg's yes/no answers (lme4's data, shipped), the same
+#: questions as the classroom's (does an effect vary between groups? how much do groups
+#: shrink?) for a 0/1 outcome; the first ``people`` respondents keep the demo short.
+DEMO_BINARY = {
+    "dataset": "verbagg",
+    "formula": "r2 ~ mode + btype + (1 + mode | id)",
+    "people": 60,
+    "draws": 1000,
+    "title": "The demo's binary example: would people want to, or do, a verbally aggressive "
+             "thing (VerbAgg, first 60 of 316 people)",
+}  # fmt: skip
+
 
 #: ``--family`` and ``--link`` values (lme4/bambi names; bayeslmm.spec.family)
 FAMILY_CHOICES = ("gaussian", "bernoulli", "binomial", "poisson", "negative_binomial")
@@ -238,14 +250,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="correlated residuals, as nlme's correlation=: 'ar1(Days | Subject)' "
                           "(AR(1) over whole-number times within groups), 'ar1(1 | Subject)' "
                           "(in the rows' order) or 'cs(Subject)' (compound symmetry)")  # fmt: skip
+    fit.add_argument("--se", metavar="COLUMN",
+                     help="known standard errors (meta-analysis, e.g. eight schools; brms "
+                          "'y | se(COLUMN)', metafor's sei): row i's residual is N(0, se_i^2) "
+                          "with se_i from COLUMN, no residual SD estimated; fitted by REML "
+                          "(bl.lmer(..., se=)) and NUTS (bl.LMM(..., se=)), without the "
+                          "comparisons; Gaussian only")  # fmt: skip
     fam = fit.add_argument_group("response family (binary and count outcomes)")
     fam.add_argument("--family", choices=FAMILY_CHOICES, default="gaussian",
                      help="the response's distribution (%(default)s). Non-Gaussian: fitted "
                           "by maximum likelihood (bl.glmer, as lme4's glmer / glmer.nb) and "
                           "by NUTS (bl.LMM(..., family=...); not yet for negative_binomial), "
-                          "summaries printed and written as CSV, the comparison models and "
-                          "the HTML report (without the random-effects comparison, Gaussian "
-                          "only for now)")  # fmt: skip
+                          "summaries printed and written as CSV, the comparison models, "
+                          "glmer's likelihood-ratio tests of the random effects and the HTML "
+                          "report")  # fmt: skip
     fam.add_argument("--link", choices=LINK_CHOICES,
                      help="link function (default: the family's: logit for bernoulli and "
                           "binomial, which take logit, probit, cloglog; log for poisson and "
@@ -264,9 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run the tutorial's classroom analysis on the shipped data",
         description=f"Fit {DEMO['formula']!r} to the shipped classroom data (60 pupils, "
-        "3 classrooms), compare it with the seven classical models and write the report.",
+        "3 classrooms), compare it with the seven classical models and write the report; "
+        f"then the binary example, {DEMO_BINARY['formula']!r} (Bernoulli) on VerbAgg's "
+        f"yes/no answers of its first {DEMO_BINARY['people']} people to 24 items, by glmer "
+        "and NUTS (at most 1000 draws and tuning steps per chain), with its comparison, "
+        "shrinkage and random-effects choice, in OUT/binary (--no-binary skips it).",
     )
     demo.add_argument("--out", default="bayeslmm_demo", help="output directory (%(default)s)")
+    demo.add_argument("--no-binary", action="store_true",
+                      help="skip the binary example (about a minute)")  # fmt: skip
     # 3 classrooms leave the random-slope SD weakly identified: longer chains, smaller steps
     # (at 0.95 one seed in five gave a divergent transition; at 0.99 none did, in 2 s each)
     _add_sampling_options(demo, draws=3000, tune=3000, target_accept=0.99)
@@ -457,12 +481,20 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
         print(f"Computing the sums of {data.npartitions} Parquet partition(s) with Dask ...",
               file=sys.stderr)  # fmt: skip
     residual = getattr(args, "residual_structure", None)
+    se = getattr(args, "se", None)  # the column is checked here, before any fit
     with warnings.catch_warnings(record=True) as caught:  # e.g. a 0/1 response as Gaussian
         warnings.simplefilter("always")
-        model = LMM(formula, data, priors=priors or None, residual=residual)
+        model = LMM(formula, data, priors=priors or None, residual=residual, se=se)
     _print_warnings(caught, "the model")
     prepare_output(Path(args.out))  # before any fitting: a report that cannot be written
     comparison, why_not = None, None  # why_not: why the comparison is missing, if it is
+    reml = None
+    if se is not None:
+        if compare_models:
+            why_not, compare_models = ("No comparison with the classical models: they "
+                                       "estimate a residual variance, and this model's "
+                                       f"residual SDs are known (--se {se})."), False  # fmt: skip
+        reml = _known_se_reml(formula, data, se)
     if compare_models and residual is not None:
         why_not, compare_models = ("No comparison with the classical models: they assume "
                                    "independent residuals, and this model's are correlated "
@@ -495,7 +527,12 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
                 why_not = f"No comparison with the classical models: {err}"
         _print_warnings(caught, "the comparison models")
     known = comparison.fits.values() if comparison is not None else ()
-    random_effects, random_note = _random_effects(args, model, settings, known)
+    if se is None:
+        random_effects, random_note = _random_effects(args, model, settings, known)
+    else:
+        random_effects, random_note = None, (
+            "No comparison of random-effects structures: its REML and Bayesian neighbours "
+            f"are not fitted with known standard errors (--se {se}) yet.")  # fmt: skip
     if why_not:
         print(f"bayeslmm: note: {why_not}", file=sys.stderr)
     note = why_not or (
@@ -515,12 +552,27 @@ def _analyse(args: argparse.Namespace, data: pd.DataFrame, formula: str, priors:
             random_effects=random_effects,
             random_effects_note=random_note,
             level=args.level,
+            lmer=reml,
         )
     _print_warnings(caught, "the report")
     if files.failed:
         for name, why in files.failed.items():
             print(f"bayeslmm: warning: figure {name} not drawn: {why}", file=sys.stderr)
     return files.html
+
+
+def _known_se_reml(formula: str, data: pd.DataFrame, se: str):
+    """The REML fit with known standard errors (``bl.lmer(..., se=)``), printed."""
+    from ..classical.lmer import lmer
+
+    print(f"Fitting {formula} by REML with the known standard errors of column {se!r} ...",
+          file=sys.stderr)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = lmer(formula, data, se=se)
+    _print_warnings(caught, "the REML fit")
+    print(repr(fit.summary()) + "\n")  # lmerTest's printed block
+    return fit
 
 
 def _family(args: argparse.Namespace):
@@ -539,7 +591,13 @@ def _family(args: argparse.Namespace):
         if family.link.name != "identity":
             raise ArgumentError(f"the gaussian family takes the identity link only here, not "
                                 f"--link {family.link.name}")  # fmt: skip
+        if args.se is not None and args.residual:
+            raise ArgumentError("--se (known standard errors) and --residual cannot be "
+                                "combined: the residuals' SDs are known and independent")
         return family
+    if args.se is not None:
+        raise ArgumentError(f"--se (known standard errors) is for Gaussian models; the "
+                            f"{family.name} family has no residual SD")  # fmt: skip
     if args.residual:
         raise ArgumentError(f"--residual is for Gaussian models; the {family.name} family takes "
                             "none")  # fmt: skip
@@ -556,7 +614,8 @@ def _write_csv(out: Path, name: str, table: pd.DataFrame, written: list[str]) ->
     written.append(f"{name}.csv")
 
 
-def _analyse_glmm(args: argparse.Namespace, data, formula: str, priors: dict, family) -> Path:
+def _analyse_glmm(args: argparse.Namespace, data, formula: str, priors: dict, family,
+                  title: str | None = None) -> Path:  # fmt: skip
     """A non-Gaussian ``fit``: lme4's glmer (glmer.nb) by maximum likelihood, and the
     Bayesian GLMM where its family exists, both printed and written as CSV tables to
     ``--out``, with the comparison (unless ``--no-compare``) and the HTML report
@@ -643,19 +702,23 @@ def _analyse_glmm(args: argparse.Namespace, data, formula: str, priors: dict, fa
         text, comparison, why_not = _compare_glmm(args, data, formula, family, model, out,
                                                   written)  # fmt: skip
         texts.append(text)
+    known = [fit, *(comparison.fits.values() if comparison is not None else ())]
+    random_effects, random_note = _random_effects_glmm(args, data, formula, family, known, out,
+                                                       written)  # fmt: skip
+    if random_effects is not None:
+        texts.append(str(random_effects))
     (out / "summary.txt").write_text("\n\n".join(t for t in texts if t) + "\n",
                                      encoding="utf-8")  # fmt: skip
     written.append("summary.txt")
-    note = " (--no-random-comparison not needed)" if args.no_random_comparison else ""
-    print(f"bayeslmm: note: no random-effects comparison for the {family.name} family yet: "
-          f"it is Gaussian only for now{note}", file=sys.stderr)  # fmt: skip
     print(f"Tables written to {out.resolve()}: {', '.join(written)}")
     print("Writing the report ...", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         files = report(model if model is not None else fit, comparison, out,
-                       comparison_note=why_not, level=args.level,
-                       glmer=fit if model is not None else None)  # fmt: skip
+                       title=title, comparison_note=why_not, level=args.level,
+                       glmer=fit if model is not None else None,
+                       random_effects=random_effects,
+                       random_effects_note=random_note)  # fmt: skip
     _print_warnings(caught, "the report")
     for name, why in files.failed.items():
         print(f"bayeslmm: warning: figure {name} not drawn: {why}", file=sys.stderr)
@@ -695,6 +758,35 @@ def _compare_glmm(args: argparse.Namespace, data, formula: str, family, model, o
     return text, comparison, None
 
 
+def _random_effects_glmm(args: argparse.Namespace, data, formula: str, family, known: list,
+                         out: Path, written: list[str]):  # fmt: skip
+    """A binary or count model's comparison with simpler random-effects structures (glmer's
+    likelihood-ratio tests, :func:`bayeslmm.compare_random_effects` with ``family=``; the
+    fits in ``known`` reused), printed and written as ``random_effects_comparison.csv``; or
+    None and why there is none."""
+    from ..comparison.random_effects import compare_random_effects
+
+    if args.no_random_comparison:
+        return None, "The comparison of random-effects structures was skipped " \
+                     "(--no-random-comparison)."  # fmt: skip
+    print("Comparing simpler random-effects structures (glmer, maximum likelihood) ...",
+          file=sys.stderr)  # fmt: skip
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = compare_random_effects(formula, data, family=family.name,
+                                            link=family.link.name, weights=args.weights,
+                                            offset=args.offset, fits=known)  # fmt: skip
+    except BayesLMMError as err:
+        print(f"bayeslmm: note: no random-effects comparison: {err}", file=sys.stderr)
+        return None, f"No comparison of random-effects structures: {err}"
+    _print_warnings(caught, "the random-effects comparison")
+    print(str(result) + "\n")
+    print(f"bayeslmm: {result.summary}", file=sys.stderr)
+    _write_csv(out, "random_effects_comparison", result.table, written)
+    return result, None
+
+
 def _random_effects(args: argparse.Namespace, model, settings, known=()):
     """The comparison with simpler random-effects structures, or why there is none
     (``known``: the comparison's fits, whose REML fits of the model and its neighbours are
@@ -716,6 +808,32 @@ def _random_effects(args: argparse.Namespace, model, settings, known=()):
     if result is not None:
         print(f"bayeslmm: {result.summary}", file=sys.stderr)
     return result, note
+
+
+def _demo_binary(args: argparse.Namespace) -> Path:
+    """The demo's binary example (:data:`DEMO_BINARY`) in ``OUT/binary``: glmer and the
+    Bayesian Bernoulli GLMM, the comparison and shrinkage, the random-effects choice and
+    the report, as ``bayeslmm fit ... --family bernoulli`` writes them."""
+    from ..datasets import load_dataset
+    from ..spec.family import get_family
+
+    spec = DEMO_BINARY
+    data = load_dataset(spec["dataset"])
+    people = pd.unique(data["id"])[: spec["people"]]
+    data = data[data["id"].isin(people)]
+    draws, tune = min(args.draws, spec["draws"]), min(args.tune, spec["draws"])
+    print(f"\nThe binary example: {spec['formula']} (Bernoulli: r2 is Y or N, whether a "
+          f"person would want to or would do a verbally aggressive thing, item by item) on "
+          f"VerbAgg's first {len(people)} of 316 people ({len(data)} rows, 24 items each); "
+          f"{args.chains} chains x {draws} draws after {tune} tuning steps; report in "
+          f"{Path(args.out) / 'binary'}", file=sys.stderr)  # fmt: skip
+    binary = argparse.Namespace(**{
+        **vars(args), "out": str(Path(args.out) / "binary"), "draws": draws, "tune": tune,
+        "target_accept": None, "method": "auto", "weights": None, "offset": None,
+        "no_compare": False, "term": None,
+    })  # fmt: skip
+    return _analyse_glmm(binary, data, spec["formula"], {}, get_family("bernoulli"),
+                         spec["title"])  # fmt: skip
 
 
 def _print_warnings(caught: list[warnings.WarningMessage], where: str) -> None:
@@ -745,6 +863,9 @@ def _run(args: argparse.Namespace) -> int:
 
         data = load_dataset(DEMO["dataset"])
         html = _analyse(args, data, DEMO["formula"], {}, "edu", True, DEMO["title"])
+        if not args.no_binary:
+            binary = _demo_binary(args)
+            print(f"The binary example's report written to {binary.resolve()}")
     else:
         family = _family(args)
         priors = dict(parse_prior(text) for text in args.prior)

@@ -7,7 +7,9 @@ posterior predictive checks of each level's proportion or rate and of the whole 
 (the proportion of successes, the counts' histogram); randomized quantile residuals
 (Dunn & Smyth 1996, :func:`bayeslmm.glmm.residuals.quantile_residuals`) at the posterior
 mean of each row's mean; the comparison (:mod:`bayeslmm.comparison.glmm`) and its
-shrinkage; and a section naming the Gaussian-only parts left out.
+shrinkage; which random effects the data support (glmer's likelihood-ratio tests,
+:func:`bayeslmm.compare_random_effects` with ``family=``); and a section naming the
+Gaussian-only parts left out.
 
 A negative binomial model has no Bayesian fit (``bl.LMM`` does not sample that family):
 its report is glmer.nb's fit, its residuals at glmer's fitted means and the comparison.
@@ -26,9 +28,11 @@ import scipy.stats
 from ..bayes import stack
 from ..classical.glmer import GlmerResult
 from ..comparison.glmm import RATIOS, GlmmComparison
+from ..comparison.random_effects import RandomEffectsComparison
 from ..glmm.residuals import quantile_residuals
 from .plots import glmm as figures
 from .plots.comparison import shrinkage_arrows
+from .random_effects_section import random_effects_section
 from .sections import _convergence_section, _models_table, _percent, _shrinkage_note
 from .writer import Section, _Writer
 
@@ -477,11 +481,14 @@ def _comparison_section(w: _Writer, comparison: GlmmComparison) -> None:
                      "conditional modes")  # fmt: skip
 
 
+#: the random-effects choice when the report was not given it
+RANDOM_EFFECTS_MISSING = (
+    "Which random effects does the data support?",
+    "not computed for this report: bl.report(..., random_effects=bl.compare_random_effects("
+    "formula, data, family=...)) adds glmer's likelihood-ratio test of every random term "
+    "(bayeslmm fit ... --family does)")  # fmt: skip
+
 NOT_YET = [
-    ("Which random effects does the data support?",
-     "not in this report yet: bl.compare_random_effects(formula, data, family=...) gives "
-     "glmer's likelihood-ratio tests of every random term (Bayes factors and "
-     "leave-one-group-out are Gaussian only for now)"),
     ("Bayes factors", "bridge sampling of a GLMM's posterior is not in bayeslmm yet"),
     ("LOO by group", "a left-out group's marginal likelihood is integrated for Gaussian "
      "models only; PSIS-LOO by observation works: bl.loo_compare(..., by='observation')"),
@@ -490,9 +497,10 @@ NOT_YET = [
 ]  # fmt: skip
 
 
-def _not_yet_section(w: _Writer, fit: _Fit, comparison_note: str | None) -> None:
+def _not_yet_section(w: _Writer, fit: _Fit, comparison_note: str | None,
+                     random_effects: bool) -> None:  # fmt: skip
     sec = w.section("not_yet", f"Not yet for the {fit.family.name} family")
-    items = list(NOT_YET)
+    items = list(NOT_YET) if random_effects else [RANDOM_EFFECTS_MISSING, *NOT_YET]
     if fit.model is None:
         items.insert(0, ("The posterior", f"bl.LMM does not sample the {fit.family.name} "
                          "family yet: no posterior summaries, convergence checks or posterior "
@@ -512,8 +520,12 @@ def write_glmm_report(
     level: float,
     comparison_note: str | None,
     random_seed: int | None = 0,
+    random_effects: RandomEffectsComparison | None = None,
+    random_effects_note: str | None = None,
 ) -> None:
-    """Add every section of a GLMM's report to ``w`` (see the module text)."""
+    """Add every section of a GLMM's report to ``w`` (see the module text); with
+    ``random_effects`` (or a note why there is none) the section "Which random effects
+    does the data support?" of :mod:`bayeslmm.present.random_effects_section`."""
     fit = _Fit(model, glmer)
     _data_section(w, fit)
     summary = _fit_section(w, fit, level)
@@ -522,4 +534,7 @@ def write_glmm_report(
     _checks_section(w, fit, level, random_seed)
     if comparison is not None:
         _comparison_section(w, comparison)
-    _not_yet_section(w, fit, comparison_note if comparison is None else None)
+    shown = random_effects is not None or bool(random_effects_note)
+    if shown:
+        random_effects_section(w, random_effects, random_effects_note)
+    _not_yet_section(w, fit, comparison_note if comparison is None else None, shown)

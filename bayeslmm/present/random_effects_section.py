@@ -45,6 +45,34 @@ def shown_table(comparison: RandomEffectsComparison) -> pd.DataFrame:
     return shown
 
 
+def bayes_missing(comparison: RandomEffectsComparison) -> list[str]:
+    """The Bayesian comparisons the table has no numbers for."""
+    t = comparison.table
+    return [what for column, what in (("log_BF", "Bayes factors"),
+                                      ("elpd_diff", "leave-one-group-out cross-validation"))
+            if t[column].isna().all()]  # fmt: skip
+
+
+def glmm_intro(comparison: RandomEffectsComparison) -> str:
+    """What the table of a binary or count model's comparison holds, and what it lacks."""
+    text = (f"The fitted {comparison.family} model against each simpler neighbour: one random "
+            "term dropped whole (the last one leaving a GLM without random effects), one "
+            "random slope removed, or one term's correlations removed. GLMMs have no REML, so "
+            "every model is fitted by maximum likelihood (Laplace approximation, bl.glmer) "
+            "and compared by lme4's anova(full, reduced) likelihood-ratio test, with the "
+            "p-value corrected for a variance tested on its boundary, and ΔAIC, ΔBIC "
+            "(simpler minus fitted: positive favours the fitted model).")  # fmt: skip
+    bayes = bayes_missing(comparison)
+    if bayes:
+        what = " and ".join(bayes)
+        text += (f" {what[0].upper()}{what[1:]} are not available for the "
+                 f"{comparison.family} family yet: the table has no Bayesian "
+                 f"column{'s' if len(bayes) > 1 else ''} for "
+                 f"{'them' if len(bayes) > 1 else 'it'}, and the verdicts rest on the "
+                 "likelihood-ratio test alone.")  # fmt: skip
+    return text
+
+
 def random_effects_section(
     w: _Writer, comparison: RandomEffectsComparison | None, note: str | None = None
 ) -> None:
@@ -55,17 +83,25 @@ def random_effects_section(
         return
     if len(comparison.table):
         sec.parts.append(f"<div class='verdict ok'>{html.escape(comparison.summary)}</div>")
-        w.text(sec, "The fitted model against each simpler neighbour: one random slope removed, "
-                    "or one term's correlations removed. Frequentist: the REML likelihood-ratio "
-                    "test (the fixed effects are the same), with the p-value corrected for a "
-                    "variance tested on its boundary, and ΔAIC, ΔBIC (simpler minus fitted: "
-                    "positive favours the fitted model). Bayesian: the log Bayes factor of the "
-                    "fitted model against the simpler one (bridge sampling, ± its Monte Carlo "
-                    "error) and the difference in expected log predictive density when whole "
-                    "groups are left out (± its standard error). Positive numbers speak for "
-                    "the component removed.")  # fmt: skip
+        if comparison.method == "REML":
+            w.text(sec, "The fitted model against each simpler neighbour: one random slope "
+                        "removed, or one term's correlations removed. Frequentist: the REML "
+                        "likelihood-ratio test (the fixed effects are the same), with the "
+                        "p-value corrected for a variance tested on its boundary, and ΔAIC, "
+                        "ΔBIC (simpler minus fitted: positive favours the fitted model). "
+                        "Bayesian: the log Bayes factor of the fitted model against the simpler "
+                        "one (bridge sampling, ± its Monte Carlo error) and the difference in "
+                        "expected log predictive density when whole groups are left out (± its "
+                        "standard error). Positive numbers speak for the component "
+                        "removed.")  # fmt: skip
+        else:
+            w.text(sec, html.escape(glmm_intro(comparison)))
         w.table(sec, "random_effects_comparison", comparison.table,
-                "Each simpler neighbour against the fitted model",
+                "Each simpler neighbour against the fitted model"
+                + ("" if comparison.method == "REML" else
+                   f" ({comparison.method} fits, {comparison.family} family"
+                   + ("; no Bayesian columns: not available for this family yet)"
+                      if bayes_missing(comparison) else ")")),
                 shown=shown_table(comparison))  # fmt: skip
         items = "".join(f"<li>{html.escape(c)}</li>" for c in comparison.conclusions)
         sec.parts.append(f"<ul>{items}</ul>")

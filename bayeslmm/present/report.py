@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..bayes import stack
 from ..bayes.glm_model import is_gaussian
 from ..bayes.model import LMM
 from ..classical.glmer import GlmerResult
+from ..classical.lmer import LmerResult
 from ..comparison.factors import MultiFactorComparison
 from ..comparison.glmm import GlmmComparison
 from ..comparison.models import Comparison
@@ -50,6 +52,16 @@ def _data_section(w: _Writer, model: LMM) -> None:
                     f"<code>{html.escape(repr(lay.structure))}</code>: residuals of one group "
                     f"are correlated, with {lay.parameter} between {lay.lower:.4g} and "
                     f"{lay.upper:.4g}; the estimate is in the variance components.")  # fmt: skip
+    if model.known_se is not None:
+        se = model.known_se
+        w.text(sec, f"The residual SDs are known: the column <code>{html.escape(model.se_column)}"
+                    f"</code> holds each row's standard error (from {se.min():.4g} to "
+                    f"{se.max():.4g}), and row i's residual is N(0, se_i^2), as a "
+                    f"meta-analysis's (brms <code>{html.escape(d.response)} | se("
+                    f"{html.escape(model.se_column)})</code>, metafor's <code>rma</code>): "
+                    + ("with an extra residual SD sigma estimated beside them (residual "
+                       "variance se_i^2 + sigma^2, brms <code>se(..., sigma = TRUE)</code>)."
+                       if model.extra_sigma else "no residual SD is estimated."))  # fmt: skip
     info = model.fit_info
     how = ("random effects integrated out, then drawn exactly"
            if info.method == "marginal" else "explicit random effects")  # fmt: skip
@@ -84,7 +96,8 @@ def _data_section(w: _Writer, model: LMM) -> None:
     w.table(sec, "priors", priors, "Priors (autoscaled defaults unless overridden)")
 
 
-def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame, level: float) -> None:
+def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame, level: float,
+                       reml: LmerResult | None = None) -> None:  # fmt: skip
     sec = w.section("estimates", "Fixed effects, variance components, ICC and R2")
     fixed = summary.loc[summary["component"] == "fixed"].drop(columns="component")
     if len(fixed):
@@ -95,8 +108,19 @@ def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame, level: flo
         "variance_components",
         model.varcorr(level=level),
         "Variance components: SDs and correlations of the random effects (var1, and var2 "
-        f"for a correlation), residual SD; posterior mean, sd and {_percent(level)} HDI",
+        "for a correlation)" + (", residual SD" if model.known_se is None else "")
+        + f"; posterior mean, sd and {_percent(level)} HDI",
     )
+    if reml is not None:
+        column = html.escape(model.se_column)
+        w.text(sec, f"REML with the same known standard errors (<code>bl.lmer(..., se="
+                    f"'{column}')</code>, metafor's <code>rma(yi, sei = {column}, "
+                    "method = 'REML')</code> for one grouping factor):")  # fmt: skip
+        w.table(sec, "reml_fixed_effects", reml.coefficients().rename_axis("term").reset_index(),
+                "Fixed effects by REML: estimate, SE, Wald z and its p-value")  # fmt: skip
+        w.table(sec, "reml_variance_components", reml.varcorr(),
+                "Variance components by REML (vcov: variance, sdcor: SD or correlation); no "
+                "residual row, the residual SDs being known")  # fmt: skip
     _partition_tables(w, sec, model, level)
     if model.design.blocks:
         ranef = pd.concat(model.ranef(level=level), names=["group"]).reset_index()
@@ -106,6 +130,11 @@ def _estimates_section(w: _Writer, model: LMM, summary: pd.DataFrame, level: flo
 
 def _partition_tables(w: _Writer, sec: Section, model: LMM, level: float) -> None:
     """The ICC (random effects' share of the variance) and the Bayesian R2, per draw."""
+    if model.known_se is not None:
+        w.text(sec, "No ICC or R2: both divide by a residual variance, and this model's "
+                    f"residual SDs are the known standard errors ({html.escape(model.se_column)}"
+                    "), one per row, not an estimated variance.", "note")  # fmt: skip
+        return
     if model.design.blocks:
         icc = model.icc(level=level).rename_axis("icc").reset_index()
         w.table(sec, "icc", icc,
@@ -128,9 +157,37 @@ def _partition_tables(w: _Writer, sec: Section, model: LMM, level: float) -> Non
             "HDI")  # fmt: skip
 
 
+def _known_se_checks(w: _Writer, sec: Section, model: LMM) -> None:
+    """Each row's standardized residual against its known standard error."""
+    se = model.known_se
+    fitted = model.fitted()
+    resid = model.design.y - fitted
+    scale, over = se, "its known standard error"
+    if model.extra_sigma:  # the extra residual SD at its posterior mean
+        sigma = float(stack.posterior(model.idata)["sigma"].mean())
+        scale = np.sqrt(se**2 + sigma**2)
+        over = "sqrt(se_i^2 + sigma^2), sigma at its posterior mean"
+    table = pd.DataFrame({"row": np.arange(len(se)), model.design.response: model.design.y,
+                          model.se_column: se, "fitted": fitted, "residual": resid,
+                          "standardized": resid / scale})  # fmt: skip
+    outside = int(np.sum(np.abs(table["standardized"]) > 2))
+    w.text(sec, f"With known standard errors there are no posterior predictive draws here yet "
+                "(they need the rows' scaling carried through). Instead each row's residual "
+                "(data minus the posterior mean fit, the random effects included) divided by "
+                f"{over}: under the model they spread no more than N(0, 1) "
+                f"(less, as the fit includes each row's own random effect); {outside} of "
+                f"{len(se)} lie beyond ±2.")  # fmt: skip
+    w.table(sec, "standardized_residuals", table,
+            "Rows: response, known standard error, posterior mean fit, residual and "
+            "residual / standard error")  # fmt: skip
+
+
 def _checks_section(w: _Writer, model: LMM, predictor: str | None) -> None:
     sec = w.section("checks", "Model checks")
     d = model.design
+    if model.known_se is not None:
+        _known_se_checks(w, sec, model)
+        return
     if not d.rows_in_memory:
         w.text(sec, f"The figures of this section (the data against a predictor, posterior "
                     f"predictive checks and residuals) draw every row, and the model was "
@@ -349,6 +406,7 @@ def report(
     *,
     hdi_prob: float | None = None,
     glmer: GlmerResult | None = None,
+    lmer: LmerResult | None = None,
 ) -> ReportFiles:
     """Write ``report.html`` (self-contained), the CSV tables and the PNG figures.
 
@@ -376,7 +434,9 @@ def report(
         Why there is no comparison, shown in its place.
     random_effects
         The :func:`~bayeslmm.compare_random_effects` result for the model, if any: adds
-        the section "Which random effects does the data support?".
+        the section "Which random effects does the data support?" (a GLMM's:
+        ``bl.compare_random_effects(formula, data, family=...)``, glmer's
+        likelihood-ratio tests).
     random_effects_note
         Why that section has no comparison, shown in its place.
     level
@@ -387,6 +447,10 @@ def report(
     glmer
         For a GLMM: its ``bl.glmer`` fit, shown beside the posterior (default: the
         comparison's; without either, the posterior alone).
+    lmer
+        For a model with known standard errors (``bl.LMM(..., se=...)``, without
+        ``extra_sigma``): its ``bl.lmer(..., se=...)`` REML fit, shown beside the
+        posterior.
 
     Returns
     -------
@@ -404,11 +468,16 @@ def report(
     if glmer is not None:
         raise ArgumentError("glmer= is for the report of a binomial, Bernoulli or Poisson "
                             "model; this model is Gaussian")  # fmt: skip
+    if lmer is not None:
+        _check_known_se_reml(model, lmer)
     if model.idata is None or model.convergence is None:
         raise NotFittedError("report() needs a fitted model: call model.fit() first")
     if random_effects is not None and not isinstance(random_effects, RandomEffectsComparison):
         raise ArgumentError(f"random_effects must come from bayeslmm.compare_random_effects(), "
                             f"got {type(random_effects).__name__}")  # fmt: skip
+    if random_effects is not None and random_effects.family != "gaussian":
+        raise ArgumentError(f"random_effects is the comparison of a {random_effects.family} "
+                            "model and this model is Gaussian")  # fmt: skip
     if comparison is not None and not isinstance(comparison,
                                                  Comparison | MultiFactorComparison):  # fmt: skip
         raise ArgumentError(f"comparison must come from bayeslmm.compare(), got "
@@ -428,7 +497,7 @@ def report(
     w = _Writer(out)
     _data_section(w, model)
     _convergence_section(w, model, summary)
-    _estimates_section(w, model, summary, level)
+    _estimates_section(w, model, summary, level, lmer)
     _checks_section(w, model, _predictor(model, comparison))
     if isinstance(comparison, MultiFactorComparison):
         _factors_comparison_section(w, comparison)
@@ -440,6 +509,27 @@ def report(
     if random_effects is not None or random_effects_note:
         random_effects_section(w, random_effects, random_effects_note)
     return _write_page(w, out, title or f"bayeslmm: {model.formula}", level)
+
+
+def _check_known_se_reml(model: LMM, lmer: LmerResult) -> None:
+    """``lmer=`` must be the REML fit, with the same known standard errors, of a model with
+    known standard errors."""
+    if model.known_se is None:
+        raise ArgumentError("lmer= is for a model with known standard errors (bl.LMM(..., "
+                            "se=...)); other models' REML fits are in the comparison "
+                            "(bl.compare)")  # fmt: skip
+    if not isinstance(lmer, LmerResult) or getattr(lmer, "known_se", None) is None:
+        raise ArgumentError(f"lmer must be a bl.lmer(..., se={model.se_column!r}) fit, got "
+                            f"{type(lmer).__name__}"
+                            + (" without known standard errors"
+                               if isinstance(lmer, LmerResult) else ""))  # fmt: skip
+    if not lmer.reml or lmer.design.spec.formula != model.formula \
+            or lmer.se_column != model.se_column or lmer.extra_sigma \
+            or not np.array_equal(lmer.known_se, model.known_se):
+        raise ArgumentError(f"lmer= must be the REML fit of {model.formula!r} with se="
+                            f"{model.se_column!r} to the model's rows, got one of "
+                            f"{lmer.design.spec.formula!r} (se={lmer.se_column!r}, "
+                            f"{'REML' if lmer.reml else 'ML'})")  # fmt: skip
 
 
 def _glmm_report(model, comparison, path, title, comparison_note, random_effects,
@@ -465,9 +555,18 @@ def _glmm_report(model, comparison, path, title, comparison_note, random_effects
                             f"for this {source.family.name} model, got "
                             f"{type(comparison).__name__}")  # fmt: skip
     if random_effects is not None:
-        raise ArgumentError("random_effects= is Gaussian only for now (not in a GLMM's "
-                            "report yet): print bl.compare_random_effects(formula, data, "
-                            "family=...) beside it")  # fmt: skip
+        if not isinstance(random_effects, RandomEffectsComparison):
+            raise ArgumentError(f"random_effects must come from bl.compare_random_effects("
+                                f"formula, data, family=...), got "
+                                f"{type(random_effects).__name__}")  # fmt: skip
+        if random_effects.family != source.family.name:
+            raise ArgumentError(f"random_effects is the comparison of a {random_effects.family} "
+                                f"model and this model is {source.family.name}: pass "
+                                f"family={source.family.name!r} to "
+                                "bl.compare_random_effects()")  # fmt: skip
+        if random_effects.formula != source.formula:
+            raise ArgumentError(f"random_effects is of {random_effects.formula!r}, the model "
+                                f"of {source.formula!r}")  # fmt: skip
     for name, value in (("path", path), ("title", title), ("comparison_note", comparison_note),
                         ("random_effects_note", random_effects_note)):  # fmt: skip
         if not (isinstance(value, str | Path) if name == "path" else value is None
@@ -487,7 +586,9 @@ def _glmm_report(model, comparison, path, title, comparison_note, random_effects
     out = Path(path)
     prepare_output(out)
     w = _Writer(out)
-    write_glmm_report(w, model, glmer, comparison, level, comparison_note)
+    write_glmm_report(w, model, glmer, comparison, level, comparison_note,
+                      random_effects=random_effects,
+                      random_effects_note=random_effects_note)  # fmt: skip
     return _write_page(w, out, title or f"bayeslmm: {source.formula}", level)
 
 

@@ -3,6 +3,7 @@ log scale: the compiled density's maps, their gradients, and the rules that choo
 (two-stage moments, from sums alone)."""
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -315,3 +316,49 @@ def test_two_sampled_factors_on_the_same_fixed_effects(crossed):
             numeric = (density.logp_grad(x + e)[0] - density.logp_grad(x - e)[0]) / (2 * h)
             assert grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-5), (flags, i)
     np.testing.assert_allclose(values, values[0], rtol=0, atol=1e-7)
+
+
+# -- GLMMs: the centring reads lme4's first glmer stage --------------------------------
+GLMM_CASES = {
+    "grouseticks": ("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
+                    "poisson"),
+    "cbpp": ("cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GLMM_CASES))
+def test_glmm_spreads_are_lme4_first_stage_variances_and_condvar_noise(case):
+    """Spread = lme4's nAGQ = 0 variance; noise = median over levels of the level's own
+    information left by its conditional variance (1/c - 1/spread)^-1, lme4's postVar
+    (tests/data/lme4_stage_one.R)."""
+    ref = json.loads((DATA / "lme4_stage_one.json").read_text())[case]
+    formula, family = GLMM_CASES[case]
+    model = bl.LMM(formula, bl.load_dataset(case), family=family)
+    stats = model.blocked_system.stats
+    for index, factor in enumerate(stats.factors):
+        spread = model._spreads[index]
+        variance = ref["variance"][factor.group]
+        np.testing.assert_allclose(spread.spread, [variance], rtol=1e-4)
+        c = np.asarray(ref["condvar"][factor.group])
+        noise = np.median(1.0 / (1.0 / c - 1.0 / variance))
+        np.testing.assert_allclose(spread.noise, [noise], rtol=1e-3)
+        assert spread.levels == len(c)
+
+
+def test_glmm_weakly_informed_levels_are_non_centred_on_a_diagonal_mass_matrix():
+    """grouseticks' locations have a pooled two-stage spread 26 times their rows' noise, but
+    hold 1.9 broods each: the first-stage fit leaves every factor's noise above its spread,
+    so all are non-centred, the mass matrix diagonal, target_accept 0.95; cbpp's herds
+    stay centred (low rank, 0.9)."""
+    formula, family = GLMM_CASES["grouseticks"]
+    grouse = bl.LMM(formula, bl.load_dataset("grouseticks"), family=family)
+    pooled = grouse._pooled_spreads
+    assert all(s.spread[0] > 5 * s.noise[0] for s in pooled)  # the old rule: centred
+    assert grouse.centred_terms == {"INDEX": (), "BROOD": (), "LOCATION": ()}
+    assert not grouse.compiled_density.low_rank_mass_matrix
+    assert grouse.default_target_accept == 0.95
+    formula, family = GLMM_CASES["cbpp"]
+    cbpp = bl.LMM(formula, bl.load_dataset("cbpp"), family=family)
+    assert cbpp.centred_terms == {"herd": ("(Intercept)",)}
+    assert cbpp.compiled_density.low_rank_mass_matrix
+    assert cbpp.default_target_accept == 0.9

@@ -227,6 +227,19 @@ class GlmMixin:
                                         self.blocked_system, self._centring(), self._signing(),
                                         self._sd_start(), self._pooled[0])  # fmt: skip
 
+    @property
+    def default_target_accept(self) -> float:
+        """:attr:`LMM.default_target_accept <bayeslmm.LMM.default_target_accept>`, at least
+        0.95 where every sampled term is non-centred: each level's effect is then weakly
+        informed, the SDs are read from the spread of many poorly determined effects and
+        the posterior's curvature changes along them. grouseticks (observations in broods
+        in locations), 4 x 1000 draws, seeds 1-3: smallest bulk ESS 136-216 and R-hat 1.02
+        at 0.95 against 75-100 and 1.04-1.07 at 0.9, no divergences either way."""
+        base = super().default_target_accept
+        if self.design.blocks and not any(any(c) for c in self._centred.values()):
+            return max(base, 0.95)
+        return base
+
     @cached_property
     def _pooled(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         """A GLM fit without the random effects: ``(beta, IRLS weights per row)``."""

@@ -214,19 +214,15 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(values), -np.inf, values)
 
 
-def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.ndarray:
-    """Posterior draws in the compiled density's space, (chain, draw, size).
-
-    The inverse of :meth:`MarginalDensity.constrained`: ``beta`` (plus, for each
-    non-centred term of a sampled factor varying around a fixed effect, the mean of its
-    effects; less, for the centred term owning one, the mean of ``beta_k + u``, whose
-    values go through :func:`level_mean_basis`); per block the log SDs
-    and, if correlated, ``atanh`` of the canonical partial correlations of ``cor_L``
-    (``z_ij = W_ij / sqrt(1 - sum_{m<j} W_im^2)`` from the Cholesky factor ``W`` of the
-    correlation matrix); ``log sigma``.
-    """
+def population_coordinates(layout: Layout, post: xr.Dataset, design: Design,
+                           size: int) -> np.ndarray:  # fmt: skip
+    """(chain, draw, size) draws with the population parameters at their places in the
+    compiled density's space: ``beta``, per block the log SDs and, if correlated,
+    ``atanh`` of the canonical partial correlations of ``cor_L`` (``z_ij = W_ij /
+    sqrt(1 - sum_{m<j} W_im^2)`` from the Cholesky factor ``W`` of the correlation
+    matrix); the other coordinates are left unset."""
     shape = (post.sizes["chain"], post.sizes["draw"])
-    x = np.empty((*shape, layout.size))
+    x = np.empty((*shape, size))
     if layout.p:
         x[..., : layout.p] = post["beta"].values
     for (_, k, corr), first, block in zip(layout.blocks, layout.starts, design.blocks,
@@ -243,6 +239,22 @@ def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.
                 x[..., pos] = np.arctanh(np.clip(z, -1 + 1e-15, 1 - 1e-15))
                 rest = rest - w[..., i, j] ** 2
                 pos += 1
+    return x
+
+
+def unconstrained_draws(layout: Layout, post: xr.Dataset, design: Design) -> np.ndarray:
+    """Posterior draws in the compiled density's space, (chain, draw, size).
+
+    The inverse of :meth:`MarginalDensity.constrained`: ``beta`` (plus, for each
+    non-centred term of a sampled factor varying around a fixed effect, the mean of its
+    effects; less, for the centred term owning one, the mean of ``beta_k + u``, whose
+    values go through :func:`level_mean_basis`); per block the log SDs
+    and, if correlated, ``atanh`` of the canonical partial correlations of ``cor_L``
+    (``z_ij = W_ij / sqrt(1 - sum_{m<j} W_im^2)`` from the Cholesky factor ``W`` of the
+    correlation matrix); ``log sigma``.
+    """
+    shape = (post.sizes["chain"], post.sizes["draw"])
+    x = population_coordinates(layout, post, design, layout.size)
     x[..., layout.sigma] = np.log(post["sigma"].values)
     owners = layout.owners
     for (c0, k, _), f, block, sampled, shift in zip(
@@ -483,25 +495,7 @@ class GlmmSpace:
 
     def draws(self, post: xr.Dataset, design: Design) -> np.ndarray:
         """The posterior draws in this space, (chain, draw, dim)."""
-        lay = self.layout
-        shape = (post.sizes["chain"], post.sizes["draw"])
-        x = np.empty((*shape, self.dim))
-        if lay.p:
-            x[..., : lay.p] = post["beta"].values
-        for (_, k, corr), first, block in zip(lay.blocks, lay.starts, design.blocks,
-                                              strict=True):  # fmt: skip
-            x[..., first : first + k] = np.log(post[f"sd_{block.label}"].values)
-            if corr:
-                w = _correlation_factor(post, block.label, k, shape)
-                at = first + k
-                for i in range(1, k):
-                    rest = np.ones(shape)
-                    for j in range(i):
-                        z = w[..., i, j] / np.sqrt(np.maximum(rest, 1e-300))
-                        x[..., at] = np.arctanh(np.clip(z, -1 + 1e-15, 1 - 1e-15))
-                        rest = rest - w[..., i, j] ** 2
-                        at += 1
-        return x
+        return population_coordinates(self.layout, post, design, self.dim)
 
 
 def glmm_space(model: LMM) -> GlmmSpace:

@@ -703,10 +703,11 @@ def _analyse_glmm(args: argparse.Namespace, data, formula: str, priors: dict, fa
                                                   written)  # fmt: skip
         texts.append(text)
     known = [fit, *(comparison.fits.values() if comparison is not None else ())]
-    if model is not None:
-        known.append(model)  # its Bayesian neighbours are fitted as it was
+    bayes = model if getattr(args, "bayes_neighbours", True) else None
+    if bayes is not None:
+        known.append(bayes)  # its Bayesian neighbours are fitted as it was
     random_effects, random_note = _random_effects_glmm(args, data, formula, family, known, out,
-                                                       written, model)  # fmt: skip
+                                                       written, bayes)  # fmt: skip
     if random_effects is not None:
         texts.append(str(random_effects))
     (out / "summary.txt").write_text("\n\n".join(t for t in texts if t) + "\n",
@@ -782,7 +783,7 @@ def _random_effects_glmm(args: argparse.Namespace, data, formula: str, family, k
             result = compare_random_effects(formula, data, family=family.name,
                                             link=family.link.name, weights=args.weights,
                                             offset=args.offset, fits=known,
-                                            bayes=model is not None)  # fmt: skip
+                                            bayes=True if model is not None else None)  # fmt: skip
     except BayesLMMError as err:
         print(f"bayeslmm: note: no random-effects comparison: {err}", file=sys.stderr)
         return None, f"No comparison of random-effects structures: {err}"
@@ -836,7 +837,7 @@ def _demo_binary(args: argparse.Namespace) -> Path:
     binary = argparse.Namespace(**{
         **vars(args), "out": str(Path(args.out) / "binary"), "draws": draws, "tune": tune,
         "target_accept": None, "method": "auto", "weights": None, "offset": None,
-        "no_compare": False, "term": None,
+        "no_compare": False, "term": None, "bayes_neighbours": False,
     })  # fmt: skip
     return _analyse_glmm(binary, data, spec["formula"], {}, get_family("bernoulli"),
                          spec["title"])  # fmt: skip

@@ -200,7 +200,7 @@ class RandomEffectsComparison:
         lines = [f"Which random effects does the data support? ({self.formula})", self.summary]
         if len(self.table):
             shown = self.table.drop(columns=["neighbour", "kind", "null", "moot"])
-            if self.method != "REML":  # no Bayesian columns for this family yet
+            if self.method != "REML":  # a GLMM's Bayesian columns only where computed
                 shown = shown.dropna(axis=1, how="all")
             lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         lines += self.conclusions + self.notes
@@ -318,7 +318,9 @@ def compare_random_effects(
         The response family of a formula (default Gaussian): ``"binomial"``,
         ``"bernoulli"``, ``"poisson"`` or ``"negative_binomial"`` compare ML fits by
         :func:`~bayeslmm.glmer` (see the module text), with ``weights=`` (binomial trials)
-        and ``offset=`` as there.
+        and ``offset=`` as there, and with ``bayes=True`` Bayesian fits by
+        :class:`~bayeslmm.LMM` (not the negative binomial). A fitted Bayesian GLMM may be
+        given as ``model`` with the ``data`` it was fitted to (its fit reused).
     weights, offset
         As :func:`~bayeslmm.glmer`'s (binary and count models only).
     terms
@@ -344,7 +346,9 @@ def compare_random_effects(
         model's design.
     **fit_kwargs
         Passed to :meth:`LMM.fit` for every Bayesian fit (default: the fitted model's
-        draws, tune, chains and random seed; the seed also seeds bridge sampling).
+        draws, tune, chains and random seed, else :class:`~bayeslmm.bayes.settings.
+        FitSettings`' defaults; the seed also seeds bridge sampling and the importance
+        draws of leave-one-group-out).
 
     Returns
     -------

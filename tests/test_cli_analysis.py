@@ -34,8 +34,8 @@ def _section(page: str, key: str) -> str:
 def test_fit_binomial_writes_the_random_effects_choice(tmp_path, capsys):
     """cbpp (one random intercept: dropping it leaves a GLM): the table printed, written as
     random_effects_comparison.csv and shown in the report equals bl.compare_random_effects
-    and lme4's anova(glmer, glm); the section says that Bayes factors and
-    leave-one-group-out are not available for the family."""
+    and lme4's anova(glmer, glm); with the Bayesian model, the Bayesian GLM neighbour gives
+    the Bayes factor and leave-one-out columns."""
     out = tmp_path / "cbpp"
     assert main(["fit", "cbpp", CBPP, "--family", "binomial", "--out", str(out), *FAST]) == 0
     captured = capsys.readouterr()
@@ -56,7 +56,7 @@ def test_fit_binomial_writes_the_random_effects_choice(tmp_path, capsys):
     section = _section(page, "random_effects_choice")
     assert TITLE in section and "random term (1 | herd)" in section
     assert f"{table['LRT'].iloc[0]:.4g}" in section
-    assert "not available for the binomial family yet" in section
+    assert "<th>log BF</th>" in section and np.isfinite(table["log_BF"]).all()
     assert page.index("<section id='random_effects_choice'>") < page.index(
         "<section id='not_yet'>")  # fmt: skip
     assert "not computed for this report" not in page

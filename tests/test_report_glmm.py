@@ -230,7 +230,8 @@ def _check_lrt(table: pd.DataFrame, neighbours: list[dict]) -> None:
 def test_cbpp_report_with_the_random_effects_choice(cbpp_report, tmp_path):
     """One random intercept (dropping it leaves a GLM): the section shows glmer's LRT as
     lme4's anova(glmer, glm) (tests/data/lme4_glmer_ranova.R), says that Bayes factors and
-    leave-one-group-out are not available for the family, and leaves the not-yet list."""
+    leave-one-group-out are not computed without bayes=True, and leaves the not-yet
+    list."""
     data, model, comparison, _ = cbpp_report
     choice = _quiet(bl.compare_random_effects, CBPP, data, family="binomial",
                     fits=comparison.fits.values())  # fmt: skip
@@ -245,8 +246,9 @@ def test_cbpp_report_with_the_random_effects_choice(cbpp_report, tmp_path):
     section = page.split("<section id='random_effects_choice'>", 1)[1].split("</section>")[0]
     assert html.escape(choice.summary) in section and "needed" in section
     assert ("Bayes factors and leave-one-group-out cross-validation are not available for "
-            "the binomial family yet") in section  # fmt: skip
-    assert "no Bayesian columns: not available for this family yet" in section
+            "the binomial family by default: bayes=True") in section  # fmt: skip
+    assert ("no Bayes factors or leave-one-group-out cross-validation column: see the "
+            "notes") in section  # fmt: skip
     assert "<th>log BF</th>" not in section and "lme4&#x27;s anova(full, reduced)" in section
     assert "not computed" not in page
     with pytest.raises(ArgumentError, match="comparison of a gaussian model"):
@@ -259,6 +261,34 @@ def test_cbpp_report_with_the_random_effects_choice(cbpp_report, tmp_path):
     _quiet(gaussian.fit, draws=50, tune=50, chains=1, random_seed=1, progressbar=False)
     with pytest.raises(ArgumentError, match="comparison of a binomial model"):
         bl.report(gaussian, random_effects=choice, path=tmp_path / "z")
+
+
+def test_cbpp_report_with_bayes_factors_and_leave_one_out(cbpp_report, tmp_path):
+    """The fitted Bayesian model given: the section shows the log Bayes factor of
+    (1 | herd) against the Bayesian GLM and both leave-one-out differences, as the
+    comparison holds them, the two leave-one-out tables and the notes saying how the
+    effects were integrated out; the not-yet list no longer names Bayes factors or
+    leave-one-group-out (one grouping factor)."""
+    data, model, comparison, _ = cbpp_report
+    choice = _quiet(bl.compare_random_effects, model, data, fits=comparison.fits.values())
+    files = _quiet(bl.report, model, comparison, tmp_path / "bf", random_effects=choice)
+    page = _page(files)
+    table = _csv(files, "random_effects_comparison")
+    _check_lrt(table, RANOVA["cbpp"]["neighbours"])
+    row = choice.table.iloc[0]
+    assert table["log_BF"].iloc[0] == pytest.approx(row["log_BF"])
+    assert np.isfinite(table[["log_BF", "elpd_diff", "elpd_obs_diff"]].to_numpy()).all()
+    section = page.split("<section id='random_effects_choice'>", 1)[1].split("</section>")[0]
+    assert "<th>log BF</th>" in section
+    assert f"{row['log_BF']:.2f} ± {row['log_BF_error']:.2f}" in section
+    assert "<th>Δelpd (leave one herd out)</th>" in section
+    assert "<th>Δelpd (leave one observation out)</th>" in section
+    assert {"loo_by_group", "loo_by_observation"} <= set(files.tables)
+    assert "adaptive Gauss-Hermite quadrature" in section and "Bayesian: the log Bayes" in section
+    assert "not available" not in section and "see the notes" not in section
+    not_yet = page.split("<section id='not_yet'>", 1)[1].split("</section>")[0]
+    assert "Bayes factors" not in not_yet and "LOO by group" not in not_yet
+    assert "ICC and R2" in not_yet
 
 
 def test_report_of_a_glmm_refuses_what_it_cannot_show(cbpp_report, tmp_path):
@@ -330,6 +360,7 @@ def test_verbagg_bernoulli_report(tmp_path):
                                yes.groupby(data["item"], observed=True).mean().to_numpy())
     assert {"ppc_id", "ppc_item", "residuals"} <= set(files.figures)
     assert "Not yet for the bernoulli family" in page
+    assert "Bayes factors of crossed or nested factors" in page  # two crossed factors
     # crossed random intercepts: each dropped in turn, lme4's LRT
     # (tests/data/lme4_glmer_ranova_verbagg.R, the same 30 people)
     choice = _quiet(bl.compare_random_effects, VERBAGG, data, family="bernoulli",
@@ -379,6 +410,10 @@ def test_cli_fit_family_writes_the_report(tmp_path, capsys):
     fixed = pd.read_csv(out / "fixed_effects_glmer_posterior.csv").set_index("term")
     glmer_fixed = pd.read_csv(out / "glmer_fixed_effects.csv").set_index("term")
     np.testing.assert_allclose(fixed["glmer_estimate"], glmer_fixed["Estimate"], rtol=1e-12)
+    # the Bayesian neighbour (the GLM) fitted as the model was: Bayes factor and leave-one-out
+    choice = pd.read_csv(out / "random_effects_comparison.csv")
+    assert np.isfinite(choice[["log_BF", "elpd_diff", "elpd_obs_diff"]].to_numpy()).all()
+    assert "<th>log BF</th>" in page
     out2 = tmp_path / "rep2"
     code = main(["fit", "cbpp", CBPP, "--family", "binomial", "--out", str(out2), "--no-compare",
                  *fast])  # fmt: skip

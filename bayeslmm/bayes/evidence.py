@@ -39,6 +39,10 @@ Jacobians of the compiled density (:func:`glmm_log_density`). The posterior draw
 parameters are draws of their marginal posterior whatever the sampler, so nothing is
 re-sampled. This needs the levels to be independent given the parameters: one grouping
 factor (crossed or nested factors are refused), and exact draws (not ``method="laplace"``).
+
+The same family without random terms (``bl.LMM("y ~ x", data, family=...)``, a GLM) has
+nothing to integrate: the bridge runs on ``beta`` with its priors and the rows' exact
+log-pmf (:func:`glm_log_density`), so its error is the bridge's alone.
 """
 
 from __future__ import annotations
@@ -57,10 +61,10 @@ from ..errors import ComparisonError, NotFittedError, check_seed
 from ..gaussian.statistics import same_response
 from ..spec.design import Design
 from . import stack
-from .density import Layout, MarginalDensity, level_mean_basis, unpack
+from .density import Layout, MarginalDensity, _prior_row, level_mean_basis, unpack
 from .density import _prior as prior_kernel
 from .glm_model import is_gaussian
-from .glmm_marginal import GroupRows, integrate_levels
+from .glmm_marginal import GroupRows, integrate_levels, row_loglik
 
 if TYPE_CHECKING:
     from .fitted import FittedLMM as LMM  # a protocol: this module is below bayes.model
@@ -359,6 +363,8 @@ def log_marginal_likelihood(model: LMM, random_seed: int | None = None) -> Margi
             "random effects out; compare models without them by their own likelihoods"
         )
     rng = np.random.default_rng(random_seed)
+    if not is_gaussian(model) and not model.design.blocks:
+        return _glm_marginal_likelihood(model, rng)
     if not is_gaussian(model):
         return _glmm_marginal_likelihood(model, rng)
     density = model.compiled_density
@@ -573,3 +579,54 @@ def _glmm_marginal_likelihood(model: LMM, rng: np.random.Generator) -> MarginalL
              f"log-likelihood ({total:.2e})")  # fmt: skip
     return MarginalLikelihood(logml, error + total, iterations, n1, n2,
                               f"GLMM, effects integrated out by {method}", notes)
+
+
+def glm_log_density(model: LMM) -> Callable[[np.ndarray], np.ndarray]:
+    """Unnormalised log posterior density of ``beta`` of a binomial, Bernoulli or Poisson
+    model without random terms: its priors (the compiled density's kernels) plus every
+    row's log-pmf with its constants (``dbinom``, ``dpois``)."""
+    design, response = model.design, model.response
+    names = list(design.fixed_names)
+    rows_ = [_prior_row(model.priors[name], positive=False) for name in names]
+    missing = [n for n, r in zip(names, rows_, strict=True) if r is None]
+    if missing:
+        raise ComparisonError(
+            f"the marginal likelihood of {model.formula!r} needs priors the compiled density "
+            f"has (Normal, StudentT, Cauchy, ...); {', '.join(missing)} have others"
+        )
+    priors = np.array(rows_)
+    n = design.n_obs
+    rows = GroupRows.build(response, np.zeros((n, 0)), np.zeros(n, np.int64), 1)
+    order = rows.order
+    X = np.asarray(design.X, float)[order]
+    offset = np.asarray(response.offset, float)[order]
+    const = float(rows.const.sum())
+
+    def log_density(points: np.ndarray) -> np.ndarray:
+        points = np.atleast_2d(np.asarray(points, float))
+        eta = points @ X.T + offset
+        with np.errstate(invalid="ignore"):
+            loglik = row_loglik(rows.code, eta, rows.y, rows.trials).sum(axis=1) + const
+        prior = np.zeros(len(points))
+        for j, row in enumerate(priors):
+            prior += np.array([prior_kernel(row, x)[0] for x in points[:, j]])
+        return prior + loglik
+
+    return log_density
+
+
+def _glm_marginal_likelihood(model: LMM, rng: np.random.Generator) -> MarginalLikelihood:
+    """:func:`log_marginal_likelihood` of a binomial, Bernoulli or Poisson model without
+    random terms (module text)."""
+    if getattr(model, "approximate", False):
+        raise ComparisonError(f"{model.formula!r} was fitted with method='laplace': bridge "
+                              "sampling needs exact draws; refit with the default method")
+    if not model.design.X.shape[1]:
+        raise ComparisonError(f"{model.formula!r} has no parameter to integrate over")
+    log_density = glm_log_density(model)
+    draws = np.asarray(stack.posterior(model.idata)["beta"].values, float)
+    logml, error, iterations, n1, n2 = bridge_sampling(log_density, draws, rng)
+    notes = (f"no random effects: bridge sampling on beta with the rows' exact log-pmf "
+             f"(MC error {error:.4f})")  # fmt: skip
+    return MarginalLikelihood(logml, error, iterations, n1, n2, "GLM (no random effects)",
+                              notes)  # fmt: skip

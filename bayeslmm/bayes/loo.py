@@ -339,6 +339,14 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
         for name, m in models.items():
             if not is_gaussian(m):
                 notes[name] = group_log_likelihood(m).attrs["integration"]
+    return compare_results(results, by, unit, notes)
+
+
+def compare_results(results: Mapping[str, Any], by: str, unit: str,
+                    notes: Mapping[str, str] | None = None) -> LooComparison:  # fmt: skip
+    """:class:`LooComparison` of PSIS-LOO results already computed (``az.compare`` with
+    the Pareto k columns)."""
+    results = dict(results)
     table = stack.compare(results)
     k_max, k_high = {}, {}
     for name, res in results.items():
@@ -347,4 +355,44 @@ def loo_compare(models: Mapping[str, LMM], by: str = "group") -> LooComparison:
         k_high[name] = int(np.sum(k > res.good_k))
     table["k_max"] = pd.Series(k_max)
     table["k_high"] = pd.Series(k_high)
-    return LooComparison(table=table, loo=results, by=by, unit=unit, notes=notes)
+    return LooComparison(table=table, loo=results, by=by, unit=unit, notes=dict(notes or {}))
+
+
+def glmm_loo_by(model: LMM, group: str, codes: np.ndarray, levels: list, *,
+                random_seed: int | None = 0) -> tuple[Any, str]:  # fmt: skip
+    """PSIS-LOO of a binomial, Bernoulli or Poisson model leaving out the levels of
+    ``group`` (``codes``: each row's level, ``levels`` their names), and how each left-out
+    level was scored. Where ``group`` is a grouping factor of the model, its effects are
+    integrated out (:func:`glmm_group_log_likelihood`); where it is not (a simpler model
+    of a comparison, a GLM), the level's rows' log-pmf given the draw's parameters and
+    other effects is summed: what the model predicts for a new level."""
+    idata = model.idata
+    if idata is None:
+        raise NotFittedError(f"{model.formula!r} is not fitted yet: call model.fit() first")
+    codes = np.asarray(codes, np.int64)
+    if len(codes) != model.design.n_obs:
+        raise ComparisonError(f"{len(codes)} level codes for the {model.design.n_obs} rows "
+                              f"of {model.formula!r}")  # fmt: skip
+    if any(b.group == group for b in model.design.blocks):
+        values = glmm_group_log_likelihood(model, group, random_seed=random_seed)
+        note = values.attrs["integration"]
+    else:
+        rows = model._log_likelihood(idata)[model.design.response].values
+        flat = rows.reshape(rows.shape[0] * rows.shape[1], -1)
+        onehot = np.zeros((flat.shape[1], len(levels)))
+        onehot[np.arange(len(codes)), codes] = 1.0
+        sums = flat @ onehot
+        post = stack.posterior(idata)
+        values = xr.DataArray(sums.reshape(*rows.shape[:2], len(levels)),
+                              dims=("chain", "draw", group),
+                              coords={"chain": post.chain, "draw": post.draw, group: levels},
+                              name=model.design.response)  # fmt: skip
+        note = (f"no random effects of {group}: each level's rows' log-pmf summed, given the "
+                "draw's parameters" + (" and effects" if model.design.blocks else ""))
+    post = stack.posterior(idata)
+    post = post[[v for v in model.population_variables() if v in post]]
+    data = stack.from_datasets(posterior=post,
+                               log_likelihood=xr.Dataset({values.name: values}))  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+        return stack.loo(data), note

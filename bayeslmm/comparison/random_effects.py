@@ -29,9 +29,26 @@ by :func:`~bayeslmm.glmer` (Laplace; the negative binomial's theta estimated in 
 ``glmer.nb``) and the likelihood-ratio test is lme4's ``anova(full, reduced)`` with the
 same boundary correction. Their neighbours are the Gaussian ones plus each random
 intercept term dropped whole (whether the groups differ at all is the first question of
-a binary or count model), the last one leaving a GLM. Bayes factors and
-leave-one-group-out are not available for these families yet (the result's notes say
-so).
+a binary or count model), the last one leaving a GLM. With ``bayes=True`` (or a fitted
+Bayesian GLMM given as ``model``) every model is also fitted by :class:`~bayeslmm.LMM`
+with the family (the GLM neighbour too, a Bayesian GLM) and compared by
+
+- the Bayes factor, from bridge sampling on ``(beta, log SDs, correlations)`` with each
+  level's effects integrated out per draw by adaptive Gauss-Hermite quadrature
+  (:mod:`bayeslmm.bayes.glmm_marginal`); its error is the bridge's Monte Carlo error plus
+  the largest quadrature error of one draw. The GLM's evidence is bridge-sampled on
+  ``beta`` alone. One grouping factor only: a model with crossed or nested factors has no
+  Bayes factor here (the notes say so, the columns stay empty);
+- leave-one-group-out, leaving out the levels of the fitted model's factor with most levels
+  in which no other factor is nested (:func:`~bayeslmm.bayes.loo.glmm_loo_group`), each
+  scored with its effects integrated out where the model has that factor, given the other
+  factors' effects at each draw (a neighbour without the factor: its rows' log-pmf);
+- leave-one-observation-out (``elpd_obs_diff``, ``elpd_obs_diff_se``, ``k_high_obs``),
+  each row scored given its group's effects.
+
+Negative binomial models have no Bayesian fit (``bl.LMM`` does not sample the family): the
+notes say so. The notes also say how each model's effects were integrated out and with
+what error.
 """
 
 from __future__ import annotations
@@ -47,8 +64,9 @@ import pandas as pd
 
 from ..bayes import stack
 from ..bayes.evidence import bayes_factor
-from ..bayes.glm_model import gaussian_only, is_gaussian
-from ..bayes.loo import LooComparison, loo_compare
+from ..bayes.glm_model import BAYES_FAMILIES, gaussian_only, is_gaussian
+from ..bayes.loo import LooComparison, compare_results, glmm_loo_by, glmm_loo_group, loo_compare
+from ..bayes.loo import loo as psis_loo
 from ..bayes.model import LMM
 from ..bayes.priors import resolve_priors
 from ..bayes.settings import FitSettings
@@ -72,6 +90,8 @@ TABLE_COLUMNS = [
     "BIC_diff", "log_BF", "log_BF_error", "BF", "elpd_diff", "elpd_diff_se", "k_high",
     "verdict", "moot",
 ]  # fmt: skip
+#: the columns a binary or count model's table adds: leave-one-observation-out
+GLMM_COLUMNS = ["elpd_obs_diff", "elpd_obs_diff_se", "k_high_obs"]
 
 
 @dataclass
@@ -104,6 +124,8 @@ class NeighbourComparison:
     reduction: Reduction
     reml: LmerResult | GlmerResult | GlmNeighbourFit = field(repr=False)
     bayes: LMM | None = field(repr=False, default=None)
+    #: a binary or count model's Bayesian evidence (bridge sampling), where computed
+    evidence: Any = field(repr=False, default=None)
 
 
 @dataclass
@@ -123,7 +145,8 @@ class RandomEffectsComparison:
         (leave-one-group-out, fitted minus neighbour), ``k_high`` (groups with high
         Pareto k in either model), ``verdict`` (``needed``, ``not needed``,
         ``unclear``) and ``moot`` (correlations of a term none of whose random slopes
-        is needed).
+        is needed); a binary or count model's table adds ``elpd_obs_diff``,
+        ``elpd_obs_diff_se`` and ``k_high_obs`` (leave-one-observation-out).
     conclusions
         One plain-words paragraph per neighbour.
     reml
@@ -132,7 +155,8 @@ class RandomEffectsComparison:
     neighbours
         The neighbours' fits.
     loo
-        Leave-one-group-out comparison of all the models (None without Bayesian fits).
+        Leave-one-group-out comparison of all the models (None without Bayesian fits);
+        ``loo_observation`` leave-one-observation-out (binary and count models).
     notes
         What could not be computed, and why.
     """
@@ -151,6 +175,8 @@ class RandomEffectsComparison:
     method: str = "REML"
     #: the response family
     family: str = "gaussian"
+    #: a binary or count model's leave-one-observation-out comparison (None otherwise)
+    loo_observation: LooComparison | None = field(repr=False, default=None)
 
     @property
     def summary(self) -> str:
@@ -174,7 +200,7 @@ class RandomEffectsComparison:
         lines = [f"Which random effects does the data support? ({self.formula})", self.summary]
         if len(self.table):
             shown = self.table.drop(columns=["neighbour", "kind", "null", "moot"])
-            if self.method != "REML":  # no Bayesian columns for this family yet
+            if self.method != "REML":  # a GLMM's Bayesian columns only where computed
                 shown = shown.dropna(axis=1, how="all")
             lines.append(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         lines += self.conclusions + self.notes
@@ -274,7 +300,7 @@ def compare_random_effects(
     weights: str | np.ndarray | None = None,
     offset: str | np.ndarray | None = None,
     terms: str | Sequence[str] | None = None,
-    bayes: bool = True,
+    bayes: bool | None = None,
     alpha: float = 0.05,
     priors: dict | None = None,
     fits: Iterable[Any] = (),
@@ -292,7 +318,9 @@ def compare_random_effects(
         The response family of a formula (default Gaussian): ``"binomial"``,
         ``"bernoulli"``, ``"poisson"`` or ``"negative_binomial"`` compare ML fits by
         :func:`~bayeslmm.glmer` (see the module text), with ``weights=`` (binomial trials)
-        and ``offset=`` as there.
+        and ``offset=`` as there, and with ``bayes=True`` Bayesian fits by
+        :class:`~bayeslmm.LMM` (not the negative binomial). A fitted Bayesian GLMM may be
+        given as ``model`` with the ``data`` it was fitted to (its fit reused).
     weights, offset
         As :func:`~bayeslmm.glmer`'s (binary and count models only).
     terms
@@ -300,7 +328,10 @@ def compare_random_effects(
         formula, ``"(1 + x | g)"``, or by its grouping factor, ``"g"``); default all.
     bayes
         Also fit the Bayesian neighbours: Bayes factors and leave-one-group-out
-        cross-validation (needs one grouping factor or two nested ones).
+        cross-validation (needs one grouping factor or two nested ones). Default: True for
+        a Gaussian model; for a binary or count model True when ``model`` is a fitted
+        Bayesian GLMM, else False (each neighbour is then one more sampling run with
+        explicit random effects: ask with ``bayes=True``).
     alpha
         Level of the likelihood-ratio test.
     priors
@@ -315,7 +346,9 @@ def compare_random_effects(
         model's design.
     **fit_kwargs
         Passed to :meth:`LMM.fit` for every Bayesian fit (default: the fitted model's
-        draws, tune, chains and random seed; the seed also seeds bridge sampling).
+        draws, tune, chains and random seed, else :class:`~bayeslmm.bayes.settings.
+        FitSettings`' defaults; the seed also seeds bridge sampling and the importance
+        draws of leave-one-group-out).
 
     Returns
     -------
@@ -324,21 +357,36 @@ def compare_random_effects(
     """
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
         raise ArgumentError(f"alpha must be a number between 0 and 1, got {alpha!r}")
-    if not isinstance(bayes, bool):
+    if bayes is not None and not isinstance(bayes, bool):
         raise ArgumentError(f"bayes must be True or False, got {bayes!r}")
     fam = None if family is None and link is None else get_family(family or "gaussian", link)
+    if isinstance(model, LMM) and not is_gaussian(model):
+        if fam is not None and (fam.name, fam.link.name) != (model.family.name,
+                                                           model.family.link.name):
+            raise ComparisonError(f"family: {model.formula!r} is a {model.family} model, "
+                                  f"not {fam}")  # fmt: skip
+        if data is None:
+            raise ComparisonError(
+                f"compare_random_effects(model) without data is not for non-Gaussian families "
+                f"yet: {model.formula!r} is a {model.family} model; pass the data it was "
+                "fitted to, compare_random_effects(model, data) (bl.glmer refits the formula "
+                "and its neighbours)"
+            )
+        if priors is not None:
+            raise ArgumentError("priors: the fitted model has its priors already")
+        if model.idata is None:
+            raise ComparisonError(f"{model.formula!r} is not fitted: fit it, or pass its "
+                                  "formula")  # fmt: skip
+        return _compare_glmm(model.formula, data, model.family, weights, offset, terms, alpha,
+                             True if bayes is None else bayes, None,
+                             [model, *_fit_list(fits)], fit_kwargs, given=model)  # fmt: skip
     if fam is not None and fam.name != "gaussian":
         return _compare_glmm(model, data, fam, weights, offset, terms, alpha, bayes, priors,
                              fits, fit_kwargs)  # fmt: skip
     if weights is not None or offset is not None:
         raise ArgumentError("weights= and offset= are for binary and count models (family="
                             "'binomial', 'bernoulli', 'poisson', 'negative_binomial')")  # fmt: skip
-    if isinstance(model, LMM) and not is_gaussian(model):
-        raise ComparisonError(
-            f"compare_random_effects() of a fitted bl.LMM is not for non-Gaussian families yet: "
-            f"{model.formula!r} is a {model.family} model; pass its formula and data with "
-            f"family={model.family.name!r} (maximum-likelihood fits by bl.glmer)"
-        )
+    bayes = True if bayes is None else bayes
     if isinstance(model, str):
         if data is None:
             raise ComparisonError("compare_random_effects(formula, data): data is missing")
@@ -555,9 +603,33 @@ def _glmer_fits(fits: Iterable[Any], design: Design, response,
     return out
 
 
-def _compare_glmm(model, data, fam, weights, offset, terms, alpha: float, bayes: bool, priors,
-                  fits, fit_kwargs: dict[str, Any]) -> RandomEffectsComparison:  # fmt: skip
-    """:func:`compare_random_effects` of a binary or count model: ML fits by glmer."""
+def _fit_list(fits: Iterable[Any]) -> list[Any]:
+    return list(fits.values() if isinstance(fits, Mapping) else fits)
+
+
+def _bayes_fit(fits: Iterable[Any], design: Design, response, family) -> LMM | None:
+    """A fitted Bayesian GLMM among ``fits`` of ``design``'s formula (its spec), rows and
+    response (values, trials, offsets), with ``family`` (name and link)."""
+    for fit in _fit_list(fits):
+        if not (isinstance(fit, LMM) and not is_gaussian(fit) and fit.idata is not None
+                and model_key(fit.design.spec) == model_key(design.spec)
+                and same_rows(fit.design, design)):  # fmt: skip
+            continue
+        theirs = fit.response
+        if ((fit.family.name, fit.family.link.name) == (family.name, family.link.name)
+                and all(np.array_equal(np.broadcast_to(getattr(theirs, a), np.shape(theirs.y)),
+                                       np.broadcast_to(getattr(response, a),
+                                                       np.shape(response.y)))
+                        for a in ("y", "weights", "offset"))):  # fmt: skip
+            return fit
+    return None
+
+
+def _compare_glmm(model, data, fam, weights, offset, terms, alpha: float, bayes: bool | None,
+                  priors, fits, fit_kwargs: dict[str, Any],
+                  given: LMM | None = None) -> RandomEffectsComparison:  # fmt: skip
+    """:func:`compare_random_effects` of a binary or count model: ML fits by glmer, and with
+    ``bayes`` the Bayesian fits (module text)."""
     check_family(fam, "compare_random_effects()")
     if not isinstance(model, str):
         raise ComparisonError(
@@ -566,10 +638,13 @@ def _compare_glmm(model, data, fam, weights, offset, terms, alpha: float, bayes:
         )
     if data is None:
         raise ComparisonError("compare_random_effects(formula, data): data is missing")
-    if priors is not None or fit_kwargs:
-        given = ", ".join(["priors"] * (priors is not None) + sorted(fit_kwargs))
-        raise ArgumentError(f"{given}: settings of the Bayesian fits, which compare_random_"
-                            f"effects() does not make for the {fam.name} family yet")  # fmt: skip
+    samples = fam.name in BAYES_FAMILIES
+    if (priors is not None or fit_kwargs) and not (bayes and samples):
+        given_ = ", ".join(["priors"] * (priors is not None) + sorted(fit_kwargs))
+        why = (f"which compare_random_effects() makes for the {fam.name} family only with "
+               "bayes=True" if samples else
+               f"and bl.LMM does not sample the {fam.name} family")  # fmt: skip
+        raise ArgumentError(f"{given_}: settings of the Bayesian fits, {why}")
     design, response = glm_design(model, data, fam, weights=weights, offset=offset)
     if not design.blocks:
         raise ComparisonError(f"{model!r} has no random term such as (1 | g) to compare")
@@ -579,10 +654,19 @@ def _compare_glmm(model, data, fam, weights, offset, terms, alpha: float, bayes:
     known = _glmer_fits(fits, design, response, fam)
     notes = ["Fitted by maximum likelihood (Laplace approximation, bl.glmer): GLMMs have no "
              "REML, so the likelihood-ratio tests are lme4's anova(full, reduced)."]  # fmt: skip
-    if bayes:
+    reused = _bayes_fit(fits, design, response, fam) if samples else None
+    if given is not None and reused is None:
+        raise ComparisonError(f"the fitted model {given.formula!r} was not fitted to these "
+                              "data (rows, response, trials and offsets differ)")  # fmt: skip
+    use_bayes = bool(bayes) and samples
+    if bayes is not False and not samples:
         notes.append(f"Bayes factors and leave-one-group-out cross-validation are not "
-                     f"available for the {fam.name} family yet: the comparison is "
-                     "frequentist only.")  # fmt: skip
+                     f"available for the {fam.name} family: bl.LMM does not sample it, so "
+                     "the comparison is frequentist only.")  # fmt: skip
+    elif bayes is None:
+        notes.append(f"Bayes factors and leave-one-group-out cross-validation are not "
+                     f"available for the {fam.name} family by default: bayes=True fits "
+                     "every neighbour by NUTS too (one sampling run each).")  # fmt: skip
 
     def fit(formula: str, spec) -> GlmerResult:
         return known.get(model_key(spec)) or glmer(formula, data, fam, weights=weights,
@@ -611,6 +695,10 @@ def _compare_glmm(model, data, fam, weights, offset, terms, alpha: float, bayes:
     if not neighbours:
         notes.append("The random part has nothing to remove, so there is no simpler "
                      "neighbour to compare with.")  # fmt: skip
+    bayesian = None
+    if use_bayes and neighbours:
+        bayesian = _glmm_bayes(model, data, fam, weights, offset, priors, reused, neighbours,
+                               fit_kwargs, notes)  # fmt: skip
     rows, conclusions = [], []
     for n in neighbours:
         r, small = n.reduction, n.reml
@@ -631,20 +719,140 @@ def _compare_glmm(model, data, fam, weights, offset, terms, alpha: float, bayes:
         words = [f"the ML (Laplace) likelihood-ratio test {finding} (LRT = {lrt:.2f} on {df} "
                  f"df, {'boundary-corrected ' if extra else ''}p {_fmt_p(test_p)})",
                  _ic_words(row["AIC_diff"], row["BIC_diff"])]  # fmt: skip
-        row["verdict"] = _verdict(rejects, None)
+        side = None
+        if bayesian is not None:
+            side = bayesian.add(n, row, words)
+        row["verdict"] = _verdict(rejects, side)
         rows.append(row)
-        conclusions.append(_conclusion(r, row["verdict"], rejects, None,
+        conclusions.append(_conclusion(r, row["verdict"], rejects, side,
                                        words).replace(r.formula, text))  # fmt: skip
-    table = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS)
+    table = pd.DataFrame(rows).reindex(columns=TABLE_COLUMNS + GLMM_COLUMNS)
     table["moot"] = _moot(neighbours, table)
     for i in np.flatnonzero(table["moot"].to_numpy()):
         conclusions[i] += (" This matters only if the term keeps a random slope, which the "
                            "data do not support.")  # fmt: skip
     return RandomEffectsComparison(
-        formula=model, table=table, conclusions=conclusions, reml=full, model=None,
-        neighbours=neighbours, loo=None, notes=notes, group=None, alpha=alpha,
+        formula=model, table=table, conclusions=conclusions, reml=full,
+        model=bayesian.model if bayesian is not None else None, neighbours=neighbours,
+        loo=bayesian.by_group if bayesian is not None else None, notes=notes,
+        group=bayesian.group if bayesian is not None else None, alpha=alpha,
         method="ML (Laplace)", family=fam.name,
+        loo_observation=bayesian.by_observation if bayesian is not None else None,
     )  # fmt: skip
+
+
+@dataclass
+class _GlmmBayes:
+    """The Bayesian side of a GLMM's comparison: the fitted model, its evidence (or None),
+    and the leave-one-out results by group and by observation (None where refused)."""
+
+    model: LMM
+    evidence: Any
+    group: str | None
+    by_group: LooComparison | None
+    by_observation: LooComparison | None
+    seed: int | None
+    fitted: str
+    n_groups: int = 0
+
+    def add(self, n: NeighbourComparison, row: dict[str, Any], words: list[str]) -> str | None:
+        """Fill ``row``'s Bayesian columns for neighbour ``n``; return the Bayes factor's
+        side (None without one)."""
+        side = None
+        name = n.bayes.formula if n.bayes is not None else n.reduction.formula
+        small_ev = n.evidence
+        if self.evidence is not None and small_ev is not None:
+            log_bf = self.evidence.logml - small_ev.logml
+            error = math.hypot(self.evidence.error, small_ev.error)
+            bf_text, side = _bf_words(log_bf, error)
+            row.update({"log_BF": log_bf, "log_BF_error": error,
+                        "BF": math.exp(log_bf) if log_bf < 709 else math.inf})  # fmt: skip
+            words.append(bf_text)
+        if self.by_group is not None and name in self.by_group.loo:
+            diff, se, k_high = _pairwise_loo(self.by_group.loo[self.fitted],
+                                             self.by_group.loo[name])  # fmt: skip
+            row.update({"elpd_diff": diff, "elpd_diff_se": se, "k_high": k_high})
+            words.append(_loo_words(diff, se, k_high, self.group, self.n_groups))
+        if self.by_observation is not None and name in self.by_observation.loo:
+            diff, se, k_high = _pairwise_loo(self.by_observation.loo[self.fitted],
+                                             self.by_observation.loo[name])  # fmt: skip
+            row.update({"elpd_obs_diff": diff, "elpd_obs_diff_se": se, "k_high_obs": k_high})
+        return side
+
+
+def _sentence(err: Exception) -> str:
+    text = str(err).rstrip()
+    return text if text.endswith(".") else text + "."
+
+
+def _glmm_bayes(formula: str, data, fam, weights, offset, priors, reused: LMM | None,
+                neighbours: list[NeighbourComparison], fit_kwargs: dict[str, Any],
+                notes: list[str]) -> _GlmmBayes:  # fmt: skip
+    """Fit the model (unless ``reused``) and its neighbours by :class:`~bayeslmm.LMM`
+    with the family; their evidence and leave-one-out (module text); what could not be
+    computed goes to ``notes``."""
+    asked = (reused.fit_info.settings if reused is not None and reused.fit_info is not None
+             else FitSettings())  # fmt: skip
+    base = {k: getattr(asked, k) for k in ("draws", "tune", "chains", "random_seed")}
+    settings = FitSettings.from_kwargs({**base, "progressbar": False, **fit_kwargs},
+                                       "compare_random_effects()").check().kwargs()  # fmt: skip
+    seed = settings["random_seed"]
+    model = reused
+    if model is None:
+        model = LMM(formula, data, priors=priors, family=fam, weights=weights, offset=offset)
+        model.fit(**settings)
+    for n in neighbours:
+        text = _glmm_formula(formula, n.reduction)
+        small = LMM(text, data, family=fam, weights=weights, offset=offset)
+        names = set(ParameterNames.from_design(small.design).all())
+        shared = {k: v for k, v in model.priors.items() if k in names}
+        small.priors = resolve_priors(small.design, shared, gaussian=False)
+        small.fit(**settings)
+        n.bayes = small
+    # Bayes factors: one grouping factor per model
+    evidence = None
+    try:
+        evidence = model.log_marginal_likelihood(random_seed=seed)
+    except BayesLMMError as err:
+        notes.append(f"Bayes factors were not computed: {_sentence(err)}")
+    if evidence is not None:
+        notes.append(f"Bayes factors: bridge sampling; {formula}: {evidence.notes}.")
+        for n in neighbours:
+            text = _glmm_formula(formula, n.reduction)
+            try:
+                n.evidence = n.bayes.log_marginal_likelihood(random_seed=seed)
+            except BayesLMMError as err:
+                notes.append(f"No Bayes factor against {text}: {_sentence(err)}")
+                continue
+            notes.append(f"{text}: {n.evidence.notes}.")
+    fitted = f"{formula} (fitted)"
+    models = {fitted: model} | {n.bayes.formula: n.bayes for n in neighbours}
+    # leave-one-group-out, by the fitted model's factor
+    by_group, group, n_groups = None, None, 0
+    try:
+        group = glmm_loo_group(model)
+        block = next(b for b in model.design.blocks if b.group == group)
+        levels, n_groups = list(block.levels), block.n_levels
+        results, how = {}, {}
+        for name, m in models.items():
+            results[name], how[name] = glmm_loo_by(m, group, block.codes, levels,
+                                                   random_seed=seed)  # fmt: skip
+        by_group = compare_results(results, "group", group, how)
+        notes.append(f"Leave-one-{group}-out: " + "; ".join(
+            f"{name}: {how[name]}" for name in models) + ".")  # fmt: skip
+    except BayesLMMError as err:
+        group = None
+        notes.append(f"Leave-one-group-out was not computed: {_sentence(err)}")
+    by_observation = None
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+            results = {name: psis_loo(m, "observation") for name, m in models.items()}
+        by_observation = compare_results(results, "observation", "observation")
+    except BayesLMMError as err:
+        notes.append(f"Leave-one-observation-out was not computed: {_sentence(err)}")
+    return _GlmmBayes(model, evidence, group, by_group, by_observation, seed, fitted,
+                      n_groups)  # fmt: skip
 
 
 def _glm_neighbour(formula: str, design: Design, family, response) -> GlmNeighbourFit:

@@ -703,8 +703,11 @@ def _analyse_glmm(args: argparse.Namespace, data, formula: str, priors: dict, fa
                                                   written)  # fmt: skip
         texts.append(text)
     known = [fit, *(comparison.fits.values() if comparison is not None else ())]
+    bayes = model if getattr(args, "bayes_neighbours", True) else None
+    if bayes is not None:
+        known.append(bayes)  # its Bayesian neighbours are fitted as it was
     random_effects, random_note = _random_effects_glmm(args, data, formula, family, known, out,
-                                                       written)  # fmt: skip
+                                                       written, bayes)  # fmt: skip
     if random_effects is not None:
         texts.append(str(random_effects))
     (out / "summary.txt").write_text("\n\n".join(t for t in texts if t) + "\n",
@@ -759,24 +762,28 @@ def _compare_glmm(args: argparse.Namespace, data, formula: str, family, model, o
 
 
 def _random_effects_glmm(args: argparse.Namespace, data, formula: str, family, known: list,
-                         out: Path, written: list[str]):  # fmt: skip
+                         out: Path, written: list[str], model=None):  # fmt: skip
     """A binary or count model's comparison with simpler random-effects structures (glmer's
     likelihood-ratio tests, :func:`bayeslmm.compare_random_effects` with ``family=``; the
-    fits in ``known`` reused), printed and written as ``random_effects_comparison.csv``; or
-    None and why there is none."""
+    fits in ``known`` reused; with the Bayesian ``model``, its neighbours fitted by NUTS
+    with its settings, as the Gaussian command does: Bayes factors and leave-one-out),
+    printed and written as ``random_effects_comparison.csv``; or None and why there is
+    none."""
     from ..comparison.random_effects import compare_random_effects
 
     if args.no_random_comparison:
         return None, "The comparison of random-effects structures was skipped " \
                      "(--no-random-comparison)."  # fmt: skip
-    print("Comparing simpler random-effects structures (glmer, maximum likelihood) ...",
+    print("Comparing simpler random-effects structures (glmer, maximum likelihood"
+          + ("; Bayesian neighbours by NUTS" if model is not None else "") + ") ...",
           file=sys.stderr)  # fmt: skip
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = compare_random_effects(formula, data, family=family.name,
                                             link=family.link.name, weights=args.weights,
-                                            offset=args.offset, fits=known)  # fmt: skip
+                                            offset=args.offset, fits=known,
+                                            bayes=True if model is not None else None)  # fmt: skip
     except BayesLMMError as err:
         print(f"bayeslmm: note: no random-effects comparison: {err}", file=sys.stderr)
         return None, f"No comparison of random-effects structures: {err}"
@@ -830,7 +837,7 @@ def _demo_binary(args: argparse.Namespace) -> Path:
     binary = argparse.Namespace(**{
         **vars(args), "out": str(Path(args.out) / "binary"), "draws": draws, "tune": tune,
         "target_accept": None, "method": "auto", "weights": None, "offset": None,
-        "no_compare": False, "term": None,
+        "no_compare": False, "term": None, "bayes_neighbours": False,
     })  # fmt: skip
     return _analyse_glmm(binary, data, spec["formula"], {}, get_family("bernoulli"),
                          spec["title"])  # fmt: skip

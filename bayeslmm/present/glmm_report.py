@@ -7,9 +7,10 @@ posterior predictive checks of each level's proportion or rate and of the whole 
 (the proportion of successes, the counts' histogram); randomized quantile residuals
 (Dunn & Smyth 1996, :func:`bayeslmm.glmm.residuals.quantile_residuals`) at the posterior
 mean of each row's mean; the comparison (:mod:`bayeslmm.comparison.glmm`) and its
-shrinkage; which random effects the data support (glmer's likelihood-ratio tests,
-:func:`bayeslmm.compare_random_effects` with ``family=``); and a section naming the
-Gaussian-only parts left out.
+shrinkage; which random effects the data support (glmer's likelihood-ratio tests and,
+with Bayesian neighbours, Bayes factors and leave-one-group-out and leave-one-observation-out
+cross-validation: :func:`bayeslmm.compare_random_effects` with ``family=``); and a
+section naming the Gaussian-only parts left out.
 
 A negative binomial model has no Bayesian fit (``bl.LMM`` does not sample that family):
 its report is glmer.nb's fit, its residuals at glmer's fitted means and the comparison.
@@ -485,13 +486,18 @@ def _comparison_section(w: _Writer, comparison: GlmmComparison) -> None:
 RANDOM_EFFECTS_MISSING = (
     "Which random effects does the data support?",
     "not computed for this report: bl.report(..., random_effects=bl.compare_random_effects("
-    "formula, data, family=...)) adds glmer's likelihood-ratio test of every random term "
-    "(bayeslmm fit ... --family does)")  # fmt: skip
+    "formula, data, family=..., bayes=True)) adds glmer's likelihood-ratio test of every "
+    "random term and, from Bayesian fits of the neighbours, Bayes factors and "
+    "leave-one-group-out (bayeslmm fit ... --family does)")  # fmt: skip
+
+#: what a one-factor model's Bayes factor needs that crossed or nested factors lack
+CROSSED_BAYES_FACTORS = (
+    "Bayes factors of crossed or nested factors",
+    "bridge sampling integrates each level's random effects out on its own, which needs "
+    "one grouping factor; leave-one-group-out is computed for these models (one factor's "
+    "levels left out, given the other factors' effects)")  # fmt: skip
 
 NOT_YET = [
-    ("Bayes factors", "bridge sampling of a GLMM's posterior is not in bayeslmm yet"),
-    ("LOO by group", "a left-out group's marginal likelihood is integrated for Gaussian "
-     "models only; PSIS-LOO by observation works: bl.loo_compare(..., by='observation')"),
     ("ICC and R2", "the variance partition (Nakagawa & Schielzeth) on the latent scale is "
      "not written for GLMMs yet"),
 ]  # fmt: skip
@@ -501,10 +507,13 @@ def _not_yet_section(w: _Writer, fit: _Fit, comparison_note: str | None,
                      random_effects: bool) -> None:  # fmt: skip
     sec = w.section("not_yet", f"Not yet for the {fit.family.name} family")
     items = list(NOT_YET) if random_effects else [RANDOM_EFFECTS_MISSING, *NOT_YET]
+    if fit.model is not None and len({b.group for b in fit.design.blocks}) > 1:
+        items.insert(0, CROSSED_BAYES_FACTORS)
     if fit.model is None:
         items.insert(0, ("The posterior", f"bl.LMM does not sample the {fit.family.name} "
                          "family yet: no posterior summaries, convergence checks or posterior "
-                         "predictive checks; the fit shown is glmer's"))  # fmt: skip
+                         "predictive checks, Bayes factors or leave-one-group-out; the fit "
+                         "shown is glmer's"))  # fmt: skip
     if comparison_note:
         items.append(("The comparison", comparison_note))
     w.text(sec, "Parts of the Gaussian report that this model's report leaves out:")

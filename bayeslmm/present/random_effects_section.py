@@ -40,6 +40,11 @@ def shown_table(comparison: RandomEffectsComparison) -> pd.DataFrame:
         shown[f"Δelpd (leave one {comparison.group} out)"] = [
             _plus_minus(v, e) for v, e in zip(t["elpd_diff"], t["elpd_diff_se"], strict=True)
         ]
+    if "elpd_obs_diff" in t and t["elpd_obs_diff"].notna().any():
+        shown["Δelpd (leave one observation out)"] = [
+            _plus_minus(v, e) for v, e in zip(t["elpd_obs_diff"], t["elpd_obs_diff_se"],
+                                              strict=True)  # fmt: skip
+        ]
     shown["verdict"] = [f"{v} (moot)" if m else v for v, m in zip(t["verdict"], t["moot"],
                                                                   strict=True)]  # fmt: skip
     return shown
@@ -62,14 +67,24 @@ def glmm_intro(comparison: RandomEffectsComparison) -> str:
             "and compared by lme4's anova(full, reduced) likelihood-ratio test, with the "
             "p-value corrected for a variance tested on its boundary, and ΔAIC, ΔBIC "
             "(simpler minus fitted: positive favours the fitted model).")  # fmt: skip
+    t = comparison.table
+    if t["log_BF"].notna().any():
+        text += (" Bayesian: the log Bayes factor of the fitted model against the simpler one, "
+                 "from bridge sampling over the fixed effects, log SDs and correlations with "
+                 "each level's random effects integrated out per draw (adaptive "
+                 "Gauss-Hermite quadrature; a GLM's evidence over its fixed effects alone), "
+                 "± the bridge's Monte Carlo error plus the quadrature's error.")  # fmt: skip
+    if t["elpd_diff"].notna().any():
+        text += (f" Δelpd leaving one {comparison.group} out scores each left-out "
+                 f"{comparison.group} with its effects integrated out (given the other "
+                 "factors' effects); leaving one observation out scores each row given its "
+                 "groups' effects (± the standard error of the difference).")  # fmt: skip
     bayes = bayes_missing(comparison)
     if bayes:
         what = " and ".join(bayes)
-        text += (f" {what[0].upper()}{what[1:]} are not available for the "
-                 f"{comparison.family} family yet: the table has no Bayesian "
-                 f"column{'s' if len(bayes) > 1 else ''} for "
-                 f"{'them' if len(bayes) > 1 else 'it'}, and the verdicts rest on the "
-                 "likelihood-ratio test alone.")  # fmt: skip
+        text += (f" The table has no column for {what}: the notes below say why, and the "
+                 f"verdicts rest on the likelihood-ratio test"
+                 f"{'' if len(bayes) == 1 and t['log_BF'].notna().any() else ' alone'}.")
     return text
 
 
@@ -100,7 +115,7 @@ def random_effects_section(
                 "Each simpler neighbour against the fitted model"
                 + ("" if comparison.method == "REML" else
                    f" ({comparison.method} fits, {comparison.family} family"
-                   + ("; no Bayesian columns: not available for this family yet)"
+                   + (f"; no {' or '.join(bayes_missing(comparison))} column: see the notes)"
                       if bayes_missing(comparison) else ")")),
                 shown=shown_table(comparison))  # fmt: skip
         items = "".join(f"<li>{html.escape(c)}</li>" for c in comparison.conclusions)
@@ -111,5 +126,11 @@ def random_effects_section(
                 f"Leave-one-{comparison.group}-out cross-validation (PSIS-LOO on each "
                 f"{comparison.group}'s marginal likelihood; k_high: {comparison.group} levels "
                 "whose Pareto k makes their estimate unreliable)")  # fmt: skip
+    if comparison.loo_observation is not None:
+        table = comparison.loo_observation.table.rename_axis("model").reset_index()
+        w.table(sec, "loo_by_observation", table,
+                "Leave-one-observation-out cross-validation (PSIS-LOO on each row's "
+                "log-probability given its groups' effects; k_high: rows whose Pareto k makes "
+                "their estimate unreliable)")  # fmt: skip
     for text in comparison.notes:
         w.text(sec, html.escape(text), "note")

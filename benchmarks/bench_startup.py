@@ -2,7 +2,8 @@
 
     python3 benchmarks/bench_startup.py [--repeats 5] [--cold-repeats N] [--no-install]
     bash ci/stack-py313 --run python3 benchmarks/bench_startup.py --no-install
-    /path/to/venv/bin/python benchmarks/bench_startup.py --no-install   # another environment
+    V/bin/python benchmarks/bench_startup.py --no-install   # another environment, e.g. a
+                                     # user's: python3 -m venv V && V/bin/pip install .
 
 Every row is a fresh process of the Python running this script, importing this checkout's
 bayeslmm (``PYTHONPATH``; checked), except the installed wheel's row. Seconds, medians of

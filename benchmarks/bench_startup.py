@@ -1,26 +1,48 @@
 """Start-up: what a user waits for before and during a first fit.
 
-    python3 benchmarks/bench_startup.py [--repeats 3] [--no-install]
+    python3 benchmarks/bench_startup.py [--repeats 5] [--cold-repeats N] [--no-install]
+    bash ci/stack-py313 --run python3 benchmarks/bench_startup.py --no-install
+    V/bin/python benchmarks/bench_startup.py --no-install   # another environment, e.g. a
+                                     # user's: python3 -m venv V && V/bin/pip install .
 
-Every row is a fresh process on this machine (wall seconds, median of ``--repeats``):
+Every row is a fresh process of the Python running this script, importing this checkout's
+bayeslmm (``PYTHONPATH``; checked), except the installed wheel's row. Seconds, medians of
+``--repeats`` runs; ``cpu_s`` is the process's user + system time (less sensitive than the
+wall time to other work on the machine), ``load`` the machine's 1-minute load average when
+the run started:
 
 - ``import bayeslmm``;
+- what bayeslmm itself imports for every fit: pandas, scipy.stats, xarray, numba;
+- ``import nutpie + arviz`` alone, and the same after bayeslmm's own imports (those of a
+  REML fit: pandas, scipy, xarray, numba and the kernels): what nutpie and ArviZ add to a
+  fit (nutpie imports ArviZ at module level, so every fit pays it);
+- xarray's first array: xarray imports the duck-array libraries that are installed (dask,
+  sparse) the first time it makes an array, which each fit does;
 - a sleepstudy fit (``Reaction ~ Days + (Days | Subject)``, nutpie, 4 chains x 1,000
-  draws) with the kernels' cache warm: the whole process, and its parts (import, build,
-  fit) and the seconds spent importing nutpie/ArviZ, which every fit needs;
+  draws) with the kernels' cache warm: the whole process, and its parts (import, build:
+  imports and the model; fit);
 - the same fit with an empty numba cache (``NUMBA_CACHE_DIR`` pointing at an empty
-  folder): what the first fit costs when nothing was compiled at installation;
+  folder), ``--cold-repeats`` times: what the first fit costs when nothing was compiled at
+  installation;
 - unless ``--no-install``: ``pip install --no-deps`` of a wheel built from this checkout
   into a new virtual environment (``--system-site-packages``, so the dependencies are the
   machine's): the build (which compiles the kernels, ``hatch_build.py``), then the first
   fit in that environment.
 
-Table: ``benchmarks/results/startup.{csv,md}``.
+Rows a run leaves out (``--cold-repeats 0``, ``--no-install``) are kept from the last run in
+the same environment (their ``load`` column and the CSV say when they ran).
+
+The environment is named by its Python and by whether the test extras are installed
+(bambi pulls in arviz-plots/arviz-stats, which ArviZ 0.2x then imports, and sparse, which
+numba loads as an extension; dask is imported by xarray): ``py311-plain``,
+``py311-test-extras``, ``py313-test-extras``. Tables:
+``benchmarks/results/startup-<environment>.{csv,md}``, and ``startup.md`` gathering them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -55,53 +77,165 @@ print(json.dumps({"import_s": t1 - t0, "build_s": t2 - t1, "fit_s": t3 - t2,
 
 LIBS = r"""
 import time
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 import nutpie, arviz  # noqa: F401
-print(time.perf_counter() - t0)
+print(time.perf_counter() - t0, time.process_time() - c0)
 """
+
+#: nutpie and ArviZ imported after what bayeslmm itself imports for a fit (pandas, scipy,
+#: xarray, numba and its kernels): after a REML fit, which imports neither of them
+LIBS_AFTER = r"""
+import sys, time
+import bayeslmm as bl
+bl.lmer("Reaction ~ Days + (Days | Subject)", bl.load_dataset("sleepstudy"))
+import xarray  # noqa: F401
+assert "arviz" not in sys.modules and "nutpie" not in sys.modules
+t0, c0 = time.perf_counter(), time.process_time()
+import nutpie, arviz  # noqa: F401
+print(time.perf_counter() - t0, time.process_time() - c0)
+"""
+
+#: what bayeslmm itself imports for any fit (data, distributions, results, kernels)
+DEPS = r"""
+import time
+t0, c0 = time.perf_counter(), time.process_time()
+import pandas, scipy.stats, xarray, numba  # noqa: F401
+print(time.perf_counter() - t0, time.process_time() - c0)
+"""
+
+#: xarray's first array, after xarray, numpy and numba (what a fit has imported by then)
+XARRAY = r"""
+import time
+import numba, numpy as np, xarray as xr  # noqa: F401
+t0, c0 = time.perf_counter(), time.process_time()
+xr.Variable(("draw",), np.zeros(3))
+print(time.perf_counter() - t0, time.process_time() - c0)
+"""
+
+#: optional packages that change what a fit imports (see the module's docstring)
+EXTRAS = ("bambi", "arviz_plots", "arviz_stats", "dask", "sparse")
+
+
+def environment() -> str:
+    """``py311-plain`` or ``py311-test-extras`` (bambi installed), for this Python."""
+    extras = "test-extras" if importlib.util.find_spec("bambi") else "plain"
+    return f"py{sys.version_info.major}{sys.version_info.minor}-{extras}"
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _checkout_env(env: dict | None = None) -> dict:
+    """The environment in which a fresh process imports this checkout's bayeslmm."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return env
 
 
 def _run(python: str, code: str, env: dict | None = None, cwd: Path | None = None) -> tuple:
+    """``(wall seconds, last line of stdout, stderr, cpu seconds, load)`` of one process."""
+    load = _load()
+    before = os.times()
     start = time.perf_counter()
     done = subprocess.run([python, "-c", code], capture_output=True, text=True,
                           env=env, cwd=cwd or tempfile.gettempdir())  # fmt: skip
     wall = time.perf_counter() - start
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     lines = done.stdout.strip().splitlines()
-    return wall, lines[-1] if lines else "", done.stderr
+    return wall, lines[-1] if lines else "", done.stderr, cpu, load
 
 
-def _fit_row(label: str, python: str, env: dict | None = None) -> dict:
-    wall, out, err = _run(python, FIT, env)
+def _fit_row(label: str, python: str, env: dict, checkout: bool = True) -> dict:
+    wall, out, err, cpu, load = _run(python, FIT, env)
     parts = json.loads(out)
+    if checkout and not parts["bayeslmm"].startswith(str(ROOT)):
+        raise RuntimeError(f"the fit imported {parts['bayeslmm']}, not this checkout's bayeslmm")
     notice = "compiling its numeric kernels" in err
-    return {"row": label, "wall_s": wall, **{k: parts[k] for k in ("import_s", "build_s", "fit_s")},
+    return {"row": label, "wall_s": wall, "cpu_s": cpu, "load": load,
+            **{k: parts[k] for k in ("import_s", "build_s", "fit_s")},
             "notice_printed": notice, "bayeslmm": parts["bayeslmm"]}  # fmt: skip
+
+
+def _time_row(label: str, python: str, code: str, env: dict, inner: bool = False) -> dict:
+    """A row timing ``code``'s process (``inner``: the wall and CPU seconds it prints)."""
+    wall, out, _, cpu, load = _run(python, code, env)
+    if inner:
+        wall, cpu = map(float, out.split())
+    return {"row": label, "wall_s": wall, "cpu_s": cpu, "load": load}
+
+
+def gather() -> str:
+    """``startup.md``: every environment's table, newest first."""
+    parts = [INTRO]
+    tables = sorted(RESULTS.glob("startup-*.md"), key=lambda p: p.stat().st_mtime, reverse=True)
+    parts += [f"## {p.stem.removeprefix('startup-')}\n\n{p.read_text()}" for p in tables]
+    text = "\n".join(parts)
+    (RESULTS / "startup.md").write_text(text)
+    return text
+
+
+INTRO = """# Start-up
+
+A fresh process's wait before and during a first fit, per environment
+(`benchmarks/bench_startup.py`, which says what each row measures). Medians of `runs`
+processes; `cpu_s` is the process's CPU time, `load` the machine's 1-minute load average
+(2 cores, shared with other work: the wall times rise with it, the CPU times much less).
+
+Where a warm fit's time goes: importing pandas, scipy.stats, xarray and numba, which
+bayeslmm needs itself; nutpie and ArviZ on top of them (nutpie imports ArviZ at module
+level, so no fit avoids it; ArviZ 0.2x also compiles a numba ufunc and imports
+matplotlib.pyplot as it loads); the model, loading the cached kernels and sampling. The
+test extras add little: bambi makes ArviZ 0.2x import arviz-plots/arviz-stats
+(`arviz.preview`), which adds 0-0.2 s of CPU time, within the spread between runs here
+(`py311-plain` against `py311-test-extras`), and dask makes xarray's first array import it.
+"""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--cold-repeats",
+        type=int,
+        default=None,
+        help="fits with an empty numba cache (default: --repeats)",
+    )
     parser.add_argument("--no-install", action="store_true")
-    parser.add_argument("--install-only", action="store_true",
-                        help="only the install rows, replacing them in the existing table")
+    parser.add_argument(
+        "--install-only",
+        action="store_true",
+        help="only the install rows, replacing them in the existing table",
+    )
     args = parser.parse_args()
     py = sys.executable
+    stem = f"startup-{environment()}"
+    env = _checkout_env()
     rows = []
-    for _ in range(0 if args.install_only else args.repeats):
-        wall, _, _ = _run(py, "import bayeslmm")
-        rows.append({"row": "import bayeslmm", "wall_s": wall})
-        rows.append({"row": "import nutpie + arviz (each fit needs them)",
-                     "wall_s": float(_run(py, LIBS)[1])})  # fmt: skip
-    if not args.install_only:
-        _run(py, FIT)  # the kernels' cache filled for this checkout
-    for _ in range(0 if args.install_only else args.repeats):
-        rows.append(_fit_row("sleepstudy fit, warm cache (fresh process)", py))
-    for _ in range(0 if args.install_only else args.repeats):
+    repeats = 0 if args.install_only else args.repeats
+    cold = repeats if args.cold_repeats is None or args.install_only else args.cold_repeats
+    if repeats:
+        _run(py, FIT, env)  # the kernels' cache filled for this checkout
+    for _ in range(repeats):
+        rows.append(_time_row("import bayeslmm", py, "import bayeslmm", env))
+        rows.append(_time_row("import pandas + scipy.stats + xarray + numba (in-process s)", py,
+                              DEPS, env, inner=True))  # fmt: skip
+        rows.append(_time_row("import nutpie + arviz, alone (in-process s)", py, LIBS, env,
+                              inner=True))  # fmt: skip
+        rows.append(_time_row("import nutpie + arviz after bayeslmm's own imports (in-process s)",
+                              py, LIBS_AFTER, env, inner=True))  # fmt: skip
+        rows.append(_time_row("xarray's first array (in-process s)", py, XARRAY, env,
+                              inner=True))  # fmt: skip
+        rows.append(_fit_row("sleepstudy fit, warm cache (fresh process)", py, env))
+    for _ in range(cold):
         with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-            rows.append(_fit_row("sleepstudy fit, empty numba cache", py, env))
+            cold_env = {**env, "NUMBA_CACHE_DIR": cache}
+            rows.append(_fit_row("sleepstudy fit, empty numba cache", py, cold_env))
     if not args.no_install:
         work = Path(tempfile.mkdtemp(prefix="bayeslmm-install-"))
         try:
@@ -121,33 +255,64 @@ def main() -> None:
             install = time.perf_counter() - start
             rows.append({"row": "build the wheel (compiles the kernels)", "wall_s": build})
             rows.append({"row": "pip install the wheel", "wall_s": install})
-            env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-            first = _fit_row("first sleepstudy fit after the install", vpy, env)
+            plain = {
+                k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "PYTHONPATH")
+            }
+            first = _fit_row("first sleepstudy fit after the install", vpy, plain, False)
             if "bayeslmm-install-" not in first["bayeslmm"]:
                 raise RuntimeError("the new environment did not import the installed wheel")
             rows.append(first)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     table = pd.DataFrame(rows).drop(columns="bayeslmm", errors="ignore")
-    if args.install_only and (RESULTS / "startup.csv").is_file():
-        kept = pd.read_csv(RESULTS / "startup.csv")
-        kept = kept[~kept["row"].isin(table["row"]) & ~kept["row"].str.contains("install")]
-        table = pd.concat([kept, table], ignore_index=True)
-    numeric = [c for c in ("wall_s", "import_s", "build_s", "fit_s") if c in table]
+    if (RESULTS / f"{stem}.csv").is_file():  # rows not rerun: kept from the last run
+        kept = pd.read_csv(RESULTS / f"{stem}.csv")
+        rerun = set(table["row"])
+        if args.install_only or not args.no_install:
+            rerun |= {r for r in kept["row"] if "install" in r}
+        table = pd.concat([kept[~kept["row"].isin(rerun)], table], ignore_index=True)
+    numeric = [c for c in ("wall_s", "cpu_s", "load", "import_s", "build_s", "fit_s")
+               if c in table]  # fmt: skip
     summary = table.groupby("row", sort=False).agg(
-        {**{c: "median" for c in numeric},
-         **({"notice_printed": "max"} if "notice_printed" in table else {})}
+        {
+            **{c: "median" for c in numeric},
+            **({"notice_printed": "max"} if "notice_printed" in table else {}),
+        }
     )
     summary.insert(0, "runs", table.groupby("row", sort=False).size())
+    summary = summary.sort_index(key=lambda idx: idx.map(_position))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    table.to_csv(RESULTS / "startup.csv", index=False)
-    header = (f"Start-up on {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-              "medians over `runs` fresh processes (seconds; build_s: the\n"
-              "imports and model building inside the fitting process). "
-              f"`python3 benchmarks/bench_startup.py`\n\n")  # fmt: skip
-    (RESULTS / "startup.md").write_text(header + markdown(summary.round(2).reset_index()))
+    table.to_csv(RESULTS / f"{stem}.csv", index=False)
+    installed = [m for m in EXTRAS if importlib.util.find_spec(m)]
+    versions = ", ".join(f"{m} {_version(m)}" for m in ("arviz", "nutpie", "numba", "xarray"))
+    header = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} cores, "
+              f"Python {sys.version.split()[0]}, {versions}; installed extras that a fit "
+              f"imports: {', '.join(installed) or 'none'}. Seconds; build_s: the imports and "
+              f"the model inside the fitting process. `{' '.join(sys.argv[1:]) or 'defaults'}`"
+              "\n\n")  # fmt: skip
+    (RESULTS / f"{stem}.md").write_text(header + markdown(summary.round(2).reset_index()))
     print(header + summary.round(2).to_string())
     print("median of medians:", statistics.median(summary["wall_s"]))
+    gather()
+
+
+#: the table's rows in order, by the start of their labels
+ORDER = ("import bayeslmm", "import pandas", "import nutpie + arviz, alone",
+         "import nutpie + arviz after", "xarray's", "sleepstudy fit, warm",
+         "sleepstudy fit, empty", "build the wheel", "pip install", "first sleepstudy")  # fmt: skip
+
+
+def _position(row: str) -> int:
+    return next((i for i, start in enumerate(ORDER) if row.startswith(start)), len(ORDER))
+
+
+def _version(module: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(module)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 if __name__ == "__main__":

@@ -275,7 +275,7 @@ def test_negative_binomial_rows_equal_mass_glm_nb():
     assert c.table.attrs["ratio"] == "rate ratio"
     shrink = c.shrinkage().set_index("level")
     assert shrink.loc[REF["grouseticks_offset"]["zero_locations"], "no_pooling"].isna().all()
-    assert np.isfinite(shrink["reml_sd"]).all() and "posterior_mean" not in shrink
+    assert np.isfinite(shrink["reml_sd"]).all() and np.isfinite(shrink["posterior_mean"]).all()
 
 
 # -- VerbAgg: Bernoulli, two crossed factors ------------------------------------------------

@@ -310,7 +310,7 @@ def _simulate_from_the_prior(rng: np.random.Generator, groups: int = 8, per_grou
 @pytest.mark.slow
 def test_sbc_ranks_are_uniform_and_a_shifted_posterior_fails():
     """Simulation-based calibration (Talts et al. 2018) of the default fit (compiled
-    density, nutpie): 80 data sets from the prior, 39 thinned draws each; 4-bin
+    density, nutpie): 100 data sets from the prior, 39 thinned draws each; 4-bin
     chi-square tests of the ranks of the two fixed effects, the SD and theta pass at
     p > 0.001, and the same draws moved by 1.5 posterior SDs fail every one."""
     from bayeslmm.bayes.results import population_draws
@@ -318,7 +318,7 @@ def test_sbc_ranks_are_uniform_and_a_shifted_posterior_fails():
 
     priors = {"fixed": bl.Prior("Normal", mu=0, sigma=1), "sd": bl.Prior("HalfNormal", sigma=1)}
     rng = np.random.default_rng(21)
-    draws, reps = 39, 80
+    draws, reps = 39, 100
     ranks, truths, kept = [], [], {}
     for rep in range(reps):
         data, truth = _simulate_from_the_prior(rng)

@@ -498,7 +498,7 @@ def _not_yet_section(w: _Writer, fit: _Fit, comparison_note: str | None) -> None
     sec = w.section("not_yet", f"Not yet for the {fit.family.name} family")
     items = list(NOT_YET)
     if fit.model is None:
-        items.insert(0, ("The posterior", "the report was given glmer's fit alone: no "
+        items.insert(0, ("The posterior", "the report was given the glmer fit alone: no "
                          "posterior summaries, convergence checks or posterior predictive "
                          f"checks (bl.LMM(..., family={fit.family.name!r}).fit() samples "
                          "it)"))  # fmt: skip

@@ -323,7 +323,9 @@ def test_fit_poisson_with_an_offset_column(tmp_path, capsys):
     assert (pd.read_csv(out / "convergence.csv")["divergences"] >= 0).all()
 
 
-def test_fit_negative_binomial_is_glmer_nb_only_and_says_so(tmp_path, capsys):
+def test_fit_negative_binomial_is_glmer_nb_and_the_posterior(tmp_path, capsys):
+    """glmer.nb's fit, then the Bayesian negative binomial (theta sampled, a row of
+    summary.csv)."""
     ref = json.loads((DATA / "lme4_glmer_nb.json").read_text())["cases"][0]
     out = tmp_path / "nb"
     code = main(["fit", str(DATA / "grouseticks.csv"),
@@ -332,12 +334,16 @@ def test_fit_negative_binomial_is_glmer_nb_only_and_says_so(tmp_path, capsys):
     assert code == 0
     captured = capsys.readouterr()
     assert "Family: Negative Binomial(" in captured.out
-    assert "Bayesian" not in captured.out
-    assert "Bayesian fit of the negative_binomial family is not in bayeslmm yet" in captured.err
+    assert "Bayesian generalised linear mixed model" in captured.out
+    assert "Dispersion (negative binomial" in captured.out
+    assert "Bayesian fit of the negative_binomial family" not in captured.err
     fit = pd.read_csv(out / "glmer_fit.csv").iloc[0]
     assert fit["theta"] == pytest.approx(ref["tight"]["nb_theta"], rel=1e-3)
     assert fit["deviance"] == pytest.approx(ref["tight"]["deviance"], rel=1e-6)
-    assert not (out / "fixed_effects.csv").exists()
+    summary = pd.read_csv(out / "summary.csv").set_index("parameter")
+    assert summary.loc["theta", "component"] == "residual"
+    assert 1.5 < summary.loc["theta", "mean"] < 6.0  # glmer.nb: 3.30
+    assert "theta" not in set(pd.read_csv(out / "fixed_effects.csv")["term"])
 
 
 def test_gaussian_fit_of_a_binary_response_warns_on_the_command_line(tmp_path, capsys):

@@ -252,7 +252,7 @@ def test_grouseticks_offset_zero_counts_against_r():
 def test_negative_binomial_rows_equal_mass_glm_nb():
     """theta by maximum likelihood in every GLM row (MASS's glm.nb), held at the
     level-dummies GLM's value in the per-level fits; the glmer row is bl.glmer's
-    glmer.nb; bl.LMM does not sample this family, and the Bayes row says so."""
+    glmer.nb; the Bayes row is bl.LMM's posterior (theta sampled)."""
     c = bl.compare(GROUSE_OFFSET, _grouse(), family="negative_binomial", **SMALL)
     ref = REF["grouseticks_nb"]
     for model, key in (("GLM-Global", "global"), ("GLM-Groups", "groups"),
@@ -268,12 +268,14 @@ def test_negative_binomial_rows_equal_mass_glm_nb():
     fit = bl.glmer(GROUSE_OFFSET, _grouse(), family="negative_binomial")
     assert _row(c, "GLMM")["estimate"] == fit.fixef["YEAR96"]
     assert _row(c, "GLMM")["se"] == fit.se["YEAR96"]
-    assert _row(c, "Bayes")["note"].startswith("not fitted: bl.LMM does not sample")
-    assert np.isnan(_row(c, "Bayes")["estimate"])
+    bayes = c.fit("Bayes")
+    assert bayes.family.negative_binomial and "theta" in bayes.population_variables()
+    assert _row(c, "Bayes")["estimate"] == pytest.approx(
+        float(bayes.fixef().loc["YEAR96", "mean"]), rel=1e-12)
     assert c.table.attrs["ratio"] == "rate ratio"
     shrink = c.shrinkage().set_index("level")
     assert shrink.loc[REF["grouseticks_offset"]["zero_locations"], "no_pooling"].isna().all()
-    assert np.isfinite(shrink["reml_sd"]).all() and "posterior_mean" not in shrink
+    assert np.isfinite(shrink["reml_sd"]).all() and np.isfinite(shrink["posterior_mean"]).all()
 
 
 # -- VerbAgg: Bernoulli, two crossed factors ------------------------------------------------

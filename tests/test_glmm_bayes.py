@@ -280,7 +280,9 @@ def test_graph_likelihood_equals_the_pointwise_log_likelihood(formula, family, l
 
 
 def test_a_family_without_a_bayesian_likelihood_is_refused():
-    """The negative binomial (bl.glmer's) must not fall through to another likelihood."""
+    """A negative binomial with a fixed theta (bl.glmer's negative.binomial(theta)) must
+    not fall through to another likelihood: bl.LMM samples theta (tests/test_negbin_bayes.py
+    covers the family itself)."""
     df = pd.DataFrame({"y": [0, 1, 3, 2, 0, 5], "g": list("aabbcc")})
-    with pytest.raises(bl.ArgumentError, match="negative_binomial family is fitted by bl.glmer"):
-        bl.LMM("y ~ 1 + (1 | g)", df, family="negative_binomial")
+    with pytest.raises(bl.ArgumentError, match="samples the negative binomial's theta"):
+        bl.LMM("y ~ 1 + (1 | g)", df, family="negative.binomial(theta = 2)")

@@ -34,7 +34,9 @@ The same kernel, with the same parameter side, serves a generalised linear mixed
 row_likelihood.ROW_FIELDS`) swaps the Gaussian marginal likelihood for the rows' binomial
 or Poisson likelihood (:func:`~bayeslmm.bayes.row_likelihood.row_loglik`), every grouping
 factor is sampled, there is no sigma (:attr:`Layout.has_sigma`), and a centred intercept
-also carries the fixed effects constant within its levels (:func:`carry_matrix`).
+also carries the fixed effects constant within its levels (:func:`carry_matrix`). A
+negative binomial samples its dispersion as ``log theta`` in sigma's slot
+(:attr:`Layout.has_theta`), with its prior and ``log theta``'s Jacobian.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ from .laplace import (
     laplace_rows,
 )
 from .priors import Prior
-from .row_likelihood import GAUSSIAN, ROW_FIELDS, gaussian_rows, glm_rows, row_loglik
+from .row_likelihood import GAUSSIAN, ROW_FIELDS, gaussian_rows, glm_rows, has_theta, row_loglik
 
 # prior family codes of the compiled kernel, with their parameters in order
 UNBOUNDED = {
@@ -226,11 +228,14 @@ class Layout:
     #: whether :attr:`sigma` holds log sigma (Gaussian); a GLMM has no sigma, and its
     #: sampled effects start at :attr:`sigma`
     has_sigma: bool = True
+    #: whether :attr:`sigma` holds ``log theta``, the negative binomial's dispersion (a
+    #: GLMM of that family; :mod:`bayeslmm.bayes.row_likelihood`)
+    has_theta: bool = False
 
     @property
     def effects(self) -> int:
         """Index of the first sampled effect."""
-        return self.sigma + int(self.has_sigma)
+        return self.sigma + int(self.has_sigma or self.has_theta)
 
     @property
     def size(self) -> int:
@@ -408,18 +413,21 @@ class MarginalDensity:
         signed: Centring | None = None,
         sd_start: Mapping[str, Sequence[float]] | None = None,
         beta_start: np.ndarray | None = None,
+        theta_start: float | None = None,
     ) -> MarginalDensity | None:
         """The density of a generalised linear mixed model with every grouping factor
         sampled (``system`` integrates none out): the parameter side of
         :meth:`from_model` with the rows' likelihood
         (:mod:`bayeslmm.bayes.row_likelihood`) and no sigma. Chains start at
         ``beta_start`` (a pooled GLM fit; the priors' locations where None) and at
-        ``sd_start``. None where the kernel lacks the family, link or a prior."""
+        ``sd_start``; a negative binomial's ``log theta`` (priors' ``"theta"``) at
+        ``theta_start`` (a pooled fit's; the prior's typical value where None). None
+        where the kernel lacks the family, link or a prior."""
         rows = glm_rows(design, response, system)
         if rows is None:
             return None
         return cls._build(design, priors, system, centred, signed, sd_start, beta_start,
-                          None, rows)
+                          theta_start, rows)
 
     @classmethod
     def from_laplace(
@@ -444,11 +452,14 @@ class MarginalDensity:
     def _build(cls, design, priors, system, centred, signed, sd_start, beta, sigma,
                rows) -> MarginalDensity | None:  # fmt: skip
         """:meth:`from_model` and :meth:`from_glm`: the priors, layout and start, with the
-        likelihood's :data:`~bayeslmm.bayes.row_likelihood.ROW_FIELDS` ``rows``."""
+        likelihood's :data:`~bayeslmm.bayes.row_likelihood.ROW_FIELDS` ``rows``; ``sigma``
+        starts sigma's slot (a negative binomial's theta there)."""
         gaussian = int(rows["glm"][0]) == GAUSSIAN
         known = len(rows["glm"]) > 2 and rows["glm"][2] > 0  # known SEs: sigma = 1
         names = ParameterNames.from_design(design)
         layout = Layout.from_system(design, system, centred, has_sigma=gaussian and not known)
+        if has_theta(int(rows["glm"][0])):
+            layout = dataclasses.replace(layout, has_theta=True)
         parent = np.zeros(0)
         if not gaussian:
             parent, layout = nested_parents(design, system, layout)
@@ -483,11 +494,16 @@ class MarginalDensity:
                 etas.append((0.0, 0.0))
         if layout.has_sigma:
             rows_.append(_prior_row(priors["sigma"], positive=True))
+        if layout.has_theta:
+            rows_.append(_prior_row(priors["theta"], positive=True))
         if any(r is None for r in rows_):
             return None
         if layout.has_sigma:
             start[layout.sigma] = math.log(sigma if sigma is not None
                                            else _scale(priors["sigma"]))  # fmt: skip
+        if layout.has_theta:
+            start[layout.sigma] = math.log(sigma if sigma is not None
+                                           else _scale(priors["theta"]))  # fmt: skip
         s = system.stats
         start[layout.effects :] = 0.0  # the sampled factors' effects: u = 0
         for (c0, _, _), sampled, cols in zip(layout.blocks, layout.explicit or [],
@@ -533,7 +549,7 @@ class MarginalDensity:
             return self
         data, start = self.data.copy(), self.start.copy()
         # beta, SDs, correlations, sigma: one row per prior
-        n_rows = self.layout.sigma + int(self.layout.has_sigma)
+        n_rows = self.layout.sigma + int(self.layout.has_sigma or self.layout.has_theta)
         n_rows -= sum(k * (k - 1) // 2 for _, k, corr in self.layout.blocks if corr)
         at = int(data[1 + 3 * FIELD["priors"]])
         data[at : at + PRIOR_WIDTH * n_rows].reshape(n_rows, PRIOR_WIDTH)[:, 5] = 0.0
@@ -638,6 +654,8 @@ class MarginalDensity:
                         out["beta"][..., column] -= out[f"u_{label}"][..., i].mean(axis=-1)
         if lay.has_sigma:
             out["sigma"] = np.exp(x[..., lay.sigma])
+        if lay.has_theta:
+            out["theta"] = np.exp(x[..., lay.sigma])
         return out
 
 
@@ -1054,12 +1072,15 @@ def logp_and_grad(x, data, grad):
     # sigma = 1 and no sigma parameter
     has_sigma = code == GAUSSIAN and not (glm.shape[0] > 2 and glm[2] > 0.0)
     i_sigma = p + _n_cov(blocks)  # log sigma (Gaussian), else the first sampled effect
+    negbin = code == 6 or code == 7  # row_likelihood.NEGATIVE_BINOMIAL: log theta at i_sigma
+    theta = math.exp(x[i_sigma]) if negbin else 1.0
+    dtheta = np.zeros(1)
     ls = x[i_sigma] if has_sigma else 0.0
     sig = math.exp(ls)
     T = lam / sig
     # sampled factors, level by level: u = chol(D_f) z, each term either centred (the
     # parameter is u_a; z_a = (u_a - sum_{c<a} lam_ac z_c) / lam_aa) or not (it is z_a)
-    z0 = i_sigma + 1 if has_sigma else i_sigma
+    z0 = i_sigma + 1 if has_sigma or negbin else i_sigma
     levels = np.zeros(F)
     first_level = np.full(F, -1)
     for r in range(NE):
@@ -1145,7 +1166,8 @@ def logp_and_grad(x, data, grad):
             loglik = row_loglik(code, glm[1], beta, uE, _f1(data, h[ROWS_Y]),
                                 _f1(data, h[ROWS_Y + 1]), _f1(data, h[ROWS_Y + 2]),
                                 _f2(data, h[ROWS_X]), _i2(data, h[ROWS_X + 1]),
-                                _f2(data, h[ROWS_X + 2]), qf, dbeta, duE)  # fmt: skip
+                                _f2(data, h[ROWS_X + 2]), qf, dbeta, duE, theta,
+                                dtheta)  # fmt: skip
     if not np.isfinite(loglik):
         return -np.inf
     lp += loglik
@@ -1262,6 +1284,10 @@ def logp_and_grad(x, data, grad):
         v, d = _prior(priors[pr], sig)
         lp += v + ls
         grad[i_sigma] += d * sig + 1.0
+    if negbin:  # the prior of theta, sampled as log theta
+        v, d = _prior(priors[pr], theta)
+        lp += v + x[i_sigma]
+        grad[i_sigma] += (d + dtheta[0]) * theta + 1.0
     return lp
 
 

@@ -8,7 +8,11 @@ non-centred), with the same priors machinery; there is no ``sigma``. The linear 
 - Bernoulli: ``Bernoulli(p = g^-1(eta))`` of the 0/1 response (``logit_p = eta`` for the
   logit link);
 - binomial: ``Binomial(n = trials, p = g^-1(eta))`` of the successes;
-- Poisson: ``Poisson(mu = g^-1(eta))`` of the counts.
+- Poisson: ``Poisson(mu = g^-1(eta))`` of the counts;
+- negative binomial: ``NegativeBinomial(mu = g^-1(eta), alpha = theta)`` of the counts (NB2:
+  variance ``mu + mu^2 / theta``; ``theta`` is lme4/MASS's ``theta``, brms's ``shape``), with
+  the scalar ``theta`` sampled (its prior: :data:`~bayeslmm.bayes.priors.THETA_PRIOR` unless
+  overridden).
 
 The observed variable is named as the response is written (``cbind(incidence, size -
 incidence)``) and has dim ``obs``.
@@ -71,6 +75,12 @@ def build_glm_model(
         eta = linear_predictor_graph(design, priors, names, parametrization, offset)
         link = family.link.name
         observed_name = design.response
+        if family.negative_binomial:
+            prior = priors["theta"]
+            theta = prior.family()("theta", **prior.params)
+            pm.NegativeBinomial(observed_name, mu=inverse_link(link, eta), alpha=theta,
+                                observed=response.y, dims="obs")  # fmt: skip
+            return model
         if family.name == "poisson":
             pm.Poisson(observed_name, mu=inverse_link(link, eta), observed=response.y,
                        dims="obs")  # fmt: skip

@@ -16,8 +16,10 @@ tested against; :attr:`~bayeslmm.LMM.fit_info` says which (``log_density``: ``"b
 (numba)"`` or ``"PyMC graph"``; ``method`` is ``"full"`` either way). The posterior has the
 Gaussian explicit model's variables,
 dims and coords (``beta``, ``sd_L``, ``cor_L``, ``u_L``) on the link scale, no ``sigma``,
-and a pointwise ``log_likelihood`` group (binomial / Bernoulli / Poisson log-pmf per row)
-for PSIS-LOO by observation.
+and a pointwise ``log_likelihood`` group (binomial / Bernoulli / Poisson / negative binomial
+log-pmf per row) for PSIS-LOO by observation. A negative binomial model (NB2, variance ``mu
++ mu^2 / theta``) also samples its dispersion ``theta`` (lme4/MASS's ``theta``, brms's
+``shape``; prior :data:`~bayeslmm.bayes.priors.THETA_PRIOR`), a scalar in the posterior.
 
 ``fit(method="laplace")`` is APPROXIMATE (logit and log links): nutpie on the population
 parameters' posterior with the random effects integrated out by Laplace's method
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import scipy.stats
 import xarray as xr
 
 from ..errors import (
@@ -49,6 +52,7 @@ from ..errors import (
 )
 from ..gaussian.blocked import BlockedSystem
 from ..gaussian.statistics import BlockedStats, LevelSpread
+from ..glmm.negbin import ThetaError, theta_ml
 from ..glmm.stage_one import fit_stage_one, one_blas_thread
 from ..spec.design import Design, is_dask_frame
 from ..spec.family import Family, get_family
@@ -67,12 +71,12 @@ from .centring import centring, fitted_spreads
 from .density import MarginalDensity
 from .laplace import APPROXIMATION, check_canonical, draw_laplace_effects
 from .predict import linear_predictor, predict_draws, prediction_arguments, prediction_table
-from .priors import Prior, resolve_priors
+from .priors import THETA, Prior, resolve_priors
 from .sampling import available_samplers, default_sampler, whole_number
 from .stack import Results
 
 #: the non-Gaussian families the Bayesian model has a likelihood for
-BAYES_FAMILIES = ("bernoulli", "binomial", "poisson")
+BAYES_FAMILIES = ("bernoulli", "binomial", "poisson", "negative_binomial")
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -114,7 +118,9 @@ class GlmMixin:
         ``"cor"``) or parameter name. Defaults (link scale, bambi's and rstanarm's
         autoscaling with response SD 1): slopes ``Normal(0, 2.5 / sd(x))``, the intercept
         ``Normal(0, sqrt(2.5^2 + sum_j (mean(x_j) s_j)^2))``, SDs ``HalfNormal(2.5 /
-        sd(z))``, ``LKJ(1)`` (:mod:`bayeslmm.bayes.priors`). There is no ``sigma``.
+        sd(z))``, ``LKJ(1)`` (:mod:`bayeslmm.bayes.priors`). There is no ``sigma``. The
+        negative binomial's ``"theta"`` (variance ``mu + mu^2 / theta``): by default
+        ``InverseGamma(alpha=0.5, beta=0.5)``, i.e. ``1 / sqrt(theta) ~ HalfNormal(1)``.
     parametrization
         ``"noncentered"`` (default) or ``"centered"`` random effects of the PyMC graph
         (``method="full"``); the compiled density chooses per term
@@ -123,7 +129,8 @@ class GlmMixin:
         Must be None: residual correlation structures are Gaussian only.
     family, link
         ``"bernoulli"``, ``"binomial"`` (links ``"logit"``, default, ``"probit"``,
-        ``"cloglog"``) or ``"poisson"`` (``"log"``, default, or ``"identity"``).
+        ``"cloglog"``), ``"poisson"`` or ``"negative_binomial"`` (``"log"``, default, or
+        ``"identity"``; its theta is sampled, so the family takes none).
     weights
         Binomial trials of a proportion response (a column name or an array).
     offset
@@ -162,6 +169,12 @@ class GlmMixin:
             raise ArgumentError(
                 f"parametrization must be one of {PARAMETRIZATIONS}, got {parametrization!r}"
             )
+        if fam.negative_binomial and fam.theta is not None:
+            raise ArgumentError(
+                f"bl.LMM samples the negative binomial's theta; the family was given theta="
+                f"{fam.theta:g}: pass family='negative_binomial' without it (a prior on theta "
+                "goes in priors={'theta': bl.Prior(...)})"
+            )
         if is_dask_frame(data):
             raise RowsNotInMemoryError(
                 f"the {fam.name} family samples every row's likelihood, and the data are a "
@@ -173,7 +186,11 @@ class GlmMixin:
         #: the checked response: family, 0/1 or proportion or counts, trials, offset
         self.response: GlmResponse = response
         self.formula = response.formula
-        self.priors: dict[str, Prior] = resolve_priors(design, priors, gaussian=False)
+        if fam.negative_binomial and THETA in design.fixed_names:
+            raise ArgumentError(f"a fixed effect is named {THETA!r}, the negative binomial's "
+                                "dispersion; rename its column")  # fmt: skip
+        self.priors: dict[str, Prior] = resolve_priors(design, priors, gaussian=False,
+                                                       theta=fam.negative_binomial)  # fmt: skip
         self.parametrization = parametrization
         self._offset_given = offset
         self.idata: Results | None = None
@@ -225,7 +242,8 @@ class GlmMixin:
             return None
         return MarginalDensity.from_glm(self.design, self.response, self.priors,
                                         self.blocked_system, self._centring(), self._signing(),
-                                        self._sd_start(), self._pooled[0])  # fmt: skip
+                                        self._sd_start(), self._pooled[0],
+                                        self._pooled_theta)  # fmt: skip
 
     @property
     def default_target_accept(self) -> float:
@@ -242,8 +260,23 @@ class GlmMixin:
 
     @cached_property
     def _pooled(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """A GLM fit without the random effects: ``(beta, IRLS weights per row)``."""
+        """A GLM fit without the random effects: ``(beta, IRLS weights per row)``; for the
+        negative binomial at the pooled fit's theta (:func:`pooled_negbin`: weights
+        ``mu / (1 + mu / theta)`` with the log link)."""
+        if self.family.negative_binomial:
+            return self._pooled_nb[:2]
         return pooled_glm(self.design.X, self.response)
+
+    @cached_property
+    def _pooled_nb(self) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
+        """:func:`pooled_negbin` of the fixed effects: ``(beta, weights, theta)``."""
+        return pooled_negbin(self.design.X, self.response)
+
+    @property
+    def _pooled_theta(self) -> float | None:
+        """Where a negative binomial's chains start theta (the pooled fit's; None for the
+        other families, or where it failed)."""
+        return self._pooled_nb[2] if self.family.negative_binomial else None
 
     @cached_property
     def _pooled_spreads(self) -> list[LevelSpread | None]:
@@ -402,13 +435,21 @@ class GlmMixin:
                             f"{self.family.name} family, got {method!r}")  # fmt: skip
 
     def population_variables(self) -> list[str]:
-        """Posterior variables of population parameters (no ``sigma``)."""
+        """Posterior variables of population parameters (no ``sigma``; the negative
+        binomial's ``theta``)."""
         names = ["beta"] if self.design.X.shape[1] else []
         for block in self.design.blocks:
             names.append(f"sd_{block.label}")
             if block.correlated:
                 names.append(f"cor_{block.label}")
+        if self.family.negative_binomial:
+            names.append(THETA)
         return names
+
+    def _theta_draws(self, idata: Results) -> np.ndarray:
+        """A negative binomial's theta draws, shaped (chain, draw, 1) to broadcast over
+        rows."""
+        return stack.posterior(idata)[THETA].values[..., None]
 
     def _linear_predictor(self, idata: Results) -> np.ndarray:
         """Draws of ``eta = X beta + Z u + offset`` on the fitted rows: (chain, draw, n)."""
@@ -420,12 +461,17 @@ class GlmMixin:
         return eta + self.response.offset
 
     def _log_likelihood(self, idata: Results) -> xr.Dataset:
-        """Pointwise log-likelihood of the fitted rows (binomial, Bernoulli or Poisson
-        log-pmf with all constants, as ``dbinom`` / ``dpois``), dims (chain, draw, obs)."""
+        """Pointwise log-likelihood of the fitted rows (binomial, Bernoulli, Poisson or
+        negative binomial log-pmf with all constants, as ``dbinom`` / ``dpois`` /
+        ``dnbinom(mu=, size=theta)``), dims (chain, draw, obs)."""
         post = stack.posterior(idata)
         eta = self._linear_predictor(idata)
         r = self.response
-        values = r.family.loglik(r.y, r.family.linkinv(eta), r.weights)
+        if r.family.negative_binomial:
+            theta, mu = self._theta_draws(idata), r.family.linkinv(eta)
+            values = scipy.stats.nbinom.logpmf(r.y, theta, theta / (theta + mu))
+        else:
+            values = r.family.loglik(r.y, r.family.linkinv(eta), r.weights)
         da = xr.DataArray(values, dims=("chain", "draw", "obs"),
                           coords={"chain": post.chain, "draw": post.draw,
                                   "obs": np.arange(self.design.n_obs)})  # fmt: skip
@@ -476,9 +522,10 @@ class GlmMixin:
         """Posterior draws of predictions for ``data`` (default: the fitted rows).
 
         ``kind="mean"``: the mean on the response scale (a probability for Bernoulli and
-        binomial, a rate for Poisson); ``"link"``: the linear predictor ``eta`` (offset
-        included); ``"response"``: posterior predictive draws (0/1, counts, or successes
-        out of the trials). New levels, ``include_random``, ``summary`` and ``level`` as
+        binomial, a rate for Poisson and negative binomial); ``"link"``: the linear
+        predictor ``eta`` (offset included); ``"response"``: posterior predictive draws
+        (0/1, counts, or successes out of the trials; a negative binomial's at each draw's
+        theta). New levels, ``include_random``, ``summary`` and ``level`` as
         :meth:`LMM.predict`. ``trials`` (binomial ``kind="response"`` on new rows; a
         column name or one value per row) defaults to ``cbind``'s successes + failures
         evaluated on ``data``, or 1 for a Bernoulli model; ``offset`` (new rows) to the
@@ -518,6 +565,9 @@ class GlmMixin:
                 rng = np.random.default_rng(None if random_seed is None else [random_seed, 1])
                 if family.binomial:
                     values = rng.binomial(np.round(n_trials).astype(np.int64), values)
+                elif family.negative_binomial:
+                    theta = self._theta_draws(idata)
+                    values = rng.negative_binomial(theta, theta / (theta + values))
                 else:
                     values = rng.poisson(values)
         post = stack.posterior(idata)
@@ -603,15 +653,65 @@ class GlmMixin:
         gaussian_only(self, "save()")
 
 
-def pooled_glm(X: np.ndarray, response: GlmResponse, iterations: int = 50
+def pooled_negbin(X: np.ndarray, response: GlmResponse, rounds: int = 25
+                  ) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:  # fmt: skip
+    """A negative binomial GLM of the fixed effects alone, as MASS's ``glm.nb``: from the
+    Poisson fit's means, ``theta`` by maximum likelihood at the means
+    (:func:`~bayeslmm.glmm.negbin.theta_ml`) and the IRLS fit at that ``theta`` in turn,
+    until ``theta`` changes by less than 1e-6 of itself: ``(beta, IRLS weights per row
+    (mu / (1 + mu / theta) with the log link), theta)``. Each IRLS fit starts at the
+    previous means; where one fails (the identity link stepping to a mean <= 0) the
+    previous ``beta`` is kept, with the weights at ``theta``. ``theta`` is kept within
+    [1e-3, 1e4] (1e4 where the counts show no overdispersion); ``(None, None, None)``
+    where the Poisson fit fails."""
+    fam = response.family
+    poisson = get_family("poisson", fam.link.name)
+    beta, _ = pooled_glm(X, dataclasses.replace(response, family=poisson))
+    if beta is None:
+        return None, None, None
+    theta = None
+    for _ in range(rounds):
+        mu = fam.linkinv(X @ beta + response.offset)
+        try:
+            with np.errstate(all="ignore"):
+                new = theta_ml(response.y, mu, limit=100)
+        except (ThetaError, ZeroDivisionError, FloatingPointError):
+            new = THETA_RANGE[1]
+        new = float(np.clip(new, *THETA_RANGE)) if np.isfinite(new) else THETA_RANGE[1]
+        at = fam.with_theta(new)
+        refit, _ = pooled_glm(X, dataclasses.replace(response, family=at), start=mu)
+        done = theta is not None and abs(new - theta) <= 1e-6 * theta
+        theta = new
+        if refit is None:
+            break
+        beta = refit
+        if done:
+            break
+    eta = X @ beta + response.offset
+    d, mu = fam.mu_eta(eta), fam.linkinv(eta)
+    weights = response.weights * d * d / fam.with_theta(theta).variance(mu)
+    if not np.all(np.isfinite(weights)):
+        return None, None, None
+    return beta, weights, theta
+
+
+#: where :func:`pooled_negbin` keeps theta
+THETA_RANGE = (1e-3, 1e4)
+
+
+def pooled_glm(X: np.ndarray, response: GlmResponse, iterations: int = 50,
+               start: np.ndarray | None = None
                ) -> tuple[np.ndarray | None, np.ndarray | None]:  # fmt: skip
     """A GLM fit of the fixed effects alone by IRLS: ``(beta, the IRLS weights per row)``,
-    ``(None, None)`` where it does not converge to finite values."""
+    ``(None, None)`` where it does not converge to finite values. ``start``: the means
+    it starts at (default: from the response)."""
     r = response
     fam, y, w, off = r.family, np.asarray(r.y, float), np.asarray(r.weights, float), r.offset
     if X.shape[1] == 0:
         return None, None
     mu = (w * y + 0.5) / (w + 1.0) if fam.binomial else y + 0.1
+    if start is not None:
+        mu = np.asarray(start, float)
     eta = fam.linkfun(mu)
     beta, previous = None, np.inf
     with np.errstate(all="ignore"):

@@ -25,6 +25,15 @@ with ``s_y = 1`` and ``mean(y) = 0``, as bambi's and rstanarm's autoscaling do f
 slopes ``Normal(0, 2.5 / sd(x))``, the intercept ``Normal(0, sqrt(2.5^2 + sum_j (mean(x_j)
 s_j)^2))``, random-effect SDs ``HalfNormal(2.5 / sd(z))``, ``LKJ(eta=1)``; no ``sigma``.
 On the logit scale a unit of 2.5 spans probabilities 0.08-0.92: weakly informative.
+
+The negative binomial family (variance ``mu + mu^2 / theta``; lme4/MASS's ``theta``, brms's
+``shape``, PyMC's ``alpha``) adds ``"theta"``: by default ``InverseGamma(alpha=0.5,
+beta=0.5)``, which is exactly ``1 / sqrt(theta) ~ HalfNormal(1)`` (``1 / theta`` is then
+``chi^2_1``), the Stan prior-choice recommendation for the negative binomial's
+overdispersion: it shrinks towards the Poisson model (``theta -> inf``), keeps
+``P(theta < 1) = 0.32`` and ``P(theta < 0.1) = 0.002``, and, unlike brms's
+``gamma(0.01, 0.01)``, has no spike of mass at tiny ``theta``. Override it by name
+(``priors={"theta": Prior("Gamma", alpha=2, beta=0.1)}``, any positive family).
 """
 
 from __future__ import annotations
@@ -75,6 +84,9 @@ POSITIVE = {
 #: PyMC distributions accepted without importing PyMC to look them up.
 KNOWN_FAMILIES = set(FAMILIES) - {"LKJ"}
 CLASSES = ("fixed", "intercept", "sd", "cor", "sigma")
+#: the negative binomial's dispersion and its default prior (module docstring)
+THETA = "theta"
+THETA_PRIOR = ("InverseGamma", {"alpha": 0.5, "beta": 0.5})
 INTERCEPT = "(Intercept)"
 #: Pairs of parameters of which at most one may be given.
 _EXCLUSIVE = [("sigma", "tau"), ("sigma", "lam"), ("lam", "scale")]
@@ -201,11 +213,13 @@ def _column_sd(moments: PowerSums, j: int) -> float:
     return sd if sd > 1e-12 * max(1.0, float(moments.abs_max[j])) else 0.0
 
 
-def default_priors(design: Design, gaussian: bool = True) -> dict[str, Prior]:
+def default_priors(design: Design, gaussian: bool = True, theta: bool = False
+                   ) -> dict[str, Prior]:  # fmt: skip
     """Autoscaled weakly informative priors (see the module docstring), from the means and
     SDs of the response and of every column (sums over the rows, so a Dask DataFrame's
     design scales them as its rows in memory would). ``gaussian=False``: the link-scale
-    defaults of a non-Gaussian family (response mean 0, SD 1; no ``sigma``)."""
+    defaults of a non-Gaussian family (response mean 0, SD 1; no ``sigma``); ``theta``:
+    the negative binomial's dispersion too (:data:`THETA_PRIOR`)."""
     if not isinstance(design, Design):
         raise ArgumentError(f"design must be a bl.Design (bl.build_design(formula, data)), "
                             f"got {type(design).__name__}")  # fmt: skip
@@ -237,6 +251,8 @@ def default_priors(design: Design, gaussian: bool = True) -> dict[str, Prior]:
             out[cor] = Prior("LKJ", eta=1.0)
     if gaussian:
         out["sigma"] = Prior("HalfNormal", sigma=s_y)
+    if theta:
+        out[THETA] = Prior(THETA_PRIOR[0], **THETA_PRIOR[1])
     if design.residual is not None:
         lay = design.residual
         out[lay.parameter] = Prior("Uniform", lower=lay.lower, upper=lay.upper)
@@ -296,15 +312,16 @@ def _check_prior(key: str, prior: object, kind: str) -> Prior:
 
 
 def resolve_priors(design: Design, user: Mapping[str, Prior] | None = None,
-                   gaussian: bool = True) -> dict[str, Prior]:  # fmt: skip
+                   gaussian: bool = True, theta: bool = False) -> dict[str, Prior]:  # fmt: skip
     """Defaults overridden by the user's priors, keyed by parameter name.
 
     Precedence: class key (``"fixed"`` = every fixed effect, the intercept included;
     ``"intercept"``; ``"sd"``; ``"cor"``; ``"sigma"``) < a parameter's own name.
     ``gaussian=False``: a non-Gaussian family's defaults, which have no ``sigma`` (a prior
-    for it is an error).
+    for it is an error); ``theta``: the negative binomial's ``"theta"`` too (any prior
+    with positive support).
     """
-    priors = default_priors(design, gaussian)
+    priors = default_priors(design, gaussian, theta)
     if not user:
         return priors
     if not isinstance(user, Mapping):
@@ -317,6 +334,8 @@ def resolve_priors(design: Design, user: Mapping[str, Prior] | None = None,
     kind_of.update({n: "sd" for n in sd_all})
     kind_of.update({n: "cor" for n in cor_all})
     kind_of["sigma"] = "sigma"
+    if theta:
+        kind_of[THETA] = "sigma"  # positive support, as sigma's
     if names.residual:
         kind_of[names.residual] = "residual"
     targets = {

@@ -43,8 +43,9 @@ def hdi_of(table: pd.DataFrame) -> list[str]:
 def population_draws(idata: Results, design: Design) -> dict[str, xr.DataArray]:
     """Draws of every population parameter under its lme4-style name.
 
-    Order: random-effect SDs and correlations per block, ``sigma``, the residual
-    correlation parameter (``phi``, ``rho``) if any, fixed effects.
+    Order: random-effect SDs and correlations per block, ``sigma`` (or a negative
+    binomial's ``theta``), the residual correlation parameter (``phi``, ``rho``) if any,
+    fixed effects.
     """
     post = stack.posterior(idata)
     names = ParameterNames.from_design(design)
@@ -60,6 +61,8 @@ def population_draws(idata: Results, design: Design) -> dict[str, xr.DataArray]:
                 out[name] = cor.isel({cor_dim(block.label): k}, drop=True)
     if "sigma" in post:  # a non-Gaussian family has none
         out["sigma"] = post["sigma"]
+    if "theta" in post:  # the negative binomial's dispersion
+        out["theta"] = post["theta"]
     if names.residual:
         out[names.residual] = post[names.residual]
     if "beta" in post:
@@ -68,10 +71,10 @@ def population_draws(idata: Results, design: Design) -> dict[str, xr.DataArray]:
     return out
 
 
-def _component(name: str, residual: str | None = None) -> str:
+def _component(name: str, residual: str | None = None, dispersion: str | None = None) -> str:
     if name.startswith("sd(") or name.startswith("cor("):
         return "random"
-    return "residual" if name in ("sigma", residual) else "fixed"
+    return "residual" if name in ("sigma", residual, dispersion) else "fixed"
 
 
 def summary_table(
@@ -82,7 +85,9 @@ def summary_table(
     draws = population_draws(idata, design)
     table = stack.summary(xr.Dataset(draws), hdi_prob)
     residual = design.residual.parameter if design.residual is not None else None
-    table.insert(0, "component", [_component(n, residual) for n in table.index])
+    # a negative binomial's theta (not a fixed effect that a Gaussian model names so)
+    dispersion = "theta" if "theta" in stack.posterior(idata) else None
+    table.insert(0, "component", [_component(n, residual, dispersion) for n in table.index])
     return table
 
 

@@ -8,6 +8,12 @@ offset`` and the log-pmf of the family and link, with every constant PyMC's grap
 (:mod:`bayeslmm.bayes.glm_graph`), so the two log densities are equal. Its gradient in
 ``eta`` goes back to ``beta`` (``X'g``) and to each level's effects (``Z_f'g`` by level).
 
+The negative binomial (NB2: mean ``mu``, size ``theta``, variance ``mu + mu^2 / theta``,
+lme4/MASS's ``theta``) has the log-pmf ``lgamma(y + theta) - lgamma(theta) - lgamma(y + 1) +
+theta log(theta / (theta + mu)) + y log(mu / (theta + mu))``; its ``theta`` is a parameter
+of the density (sampled as ``log theta``, :attr:`~bayeslmm.bayes.density.Layout.has_theta`),
+and the rows' likelihood also gives its derivative in ``theta`` (:func:`_nb_term`).
+
 The rows enter the density's flat buffer as the fields :data:`ROW_FIELDS` (empty, with
 family code :data:`GAUSSIAN`, for a Gaussian model).
 """
@@ -31,7 +37,14 @@ CODES = {
     ("bernoulli", "probit"): 2, ("binomial", "probit"): 2,
     ("bernoulli", "cloglog"): 3, ("binomial", "cloglog"): 3,
     ("poisson", "log"): 4, ("poisson", "identity"): 5,
+    ("negative_binomial", "log"): 6, ("negative_binomial", "identity"): 7,
 }  # fmt: skip
+#: the family codes whose likelihood has the negative binomial's theta
+NEGATIVE_BINOMIAL = (6, 7)
+#: counts up to this sum ``lgamma(y + theta) - lgamma(theta) - y log theta`` as
+#: ``sum_k log1p(k / theta)`` (exact however large theta: the Poisson limit); larger ones
+#: take the lgamma difference
+NB_DIRECT_SUM = 64
 #: the density buffer's row sections: ``glm`` = (family code, summed log-pmf constant);
 #: per row the successes or counts, the trials, the offset, the row of ``X``, for each
 #: grouping factor (node order) the first sampled effect of its level and the row of its
@@ -51,6 +64,11 @@ def gaussian_rows(p: int, n_factors: int, qmax: int) -> dict[str, np.ndarray]:
             "rows_n": np.zeros(0), "rows_off": np.zeros(0), "rows_X": np.zeros((0, p)),
             "rows_node": np.zeros((0, n_factors), np.int64),
             "rows_Z": np.zeros((0, n_factors * qmax))}  # fmt: skip
+
+
+def has_theta(code: int) -> bool:
+    """Does the family code's likelihood have the negative binomial's theta?"""
+    return int(code) in NEGATIVE_BINOMIAL
 
 
 def family_code(response: GlmResponse) -> int | None:
@@ -154,10 +172,57 @@ def _row_term(code, eta, y, n):
 
 
 @kernel
-def row_loglik(code, const, beta, uE, y, n, off, X, node, Z, qf, dbeta, duE):
+def _digamma(x):
+    """The digamma function for ``x > 0``: the recurrence up to 10, then the asymptotic
+    series (error below 1e-13)."""
+    acc = 0.0
+    while x < 10.0:
+        acc -= 1.0 / x
+        x += 1.0
+    r = 1.0 / (x * x)
+    return acc + math.log(x) - 0.5 / x - r * (1.0 / 12.0 - r * (1.0 / 120.0 - r * (
+        1.0 / 252.0 - r * (1.0 / 240.0 - r / 132.0))))
+
+
+@kernel
+def _nb_term(code, eta, y, theta):
+    """One row's negative binomial log-pmf (without ``-lgamma(y + 1)``) with the log (6)
+    or identity (7) link, and its derivatives in ``eta`` and ``theta``: ``A + y (log mu -
+    l) - theta l`` with ``l = log1p(mu / theta)`` and ``A = lgamma(y + theta) -
+    lgamma(theta) - y log theta`` (:data:`NB_DIRECT_SUM`)."""
+    if code == 6:
+        mu = math.exp(eta)
+        log_mu = eta
+    else:
+        mu = eta
+        if mu <= 0.0:
+            return -math.inf, math.nan, math.nan
+        log_mu = math.log(mu)
+    if not mu < math.inf:
+        return -math.inf, math.nan, math.nan
+    l1 = math.log1p(mu / theta)
+    value = y * (log_mu - l1) - theta * l1
+    tm = theta + mu
+    d_eta = theta * (y - mu) / tm if code == 6 else y / mu - (theta + y) / tm
+    d_theta = -l1 + mu / tm + y * mu / (theta * tm)
+    if y <= NB_DIRECT_SUM:
+        for k in range(int(y)):
+            value += math.log1p(k / theta)
+            d_theta -= k / (theta * (theta + k))
+    else:
+        value += math.lgamma(y + theta) - math.lgamma(theta) - y * math.log(theta)
+        d_theta += _digamma(y + theta) - _digamma(theta) - y / theta
+    return value, d_eta, d_theta
+
+
+@kernel
+def row_loglik(code, const, beta, uE, y, n, off, X, node, Z, qf, dbeta, duE, theta,
+               dtheta):  # fmt: skip
     """The log-likelihood of the rows at ``beta`` and the sampled effects ``uE``; writes
     its gradient into ``dbeta`` and ``duE`` (both zeroed first). ``qf``: terms of each
-    grouping factor (``Z`` has ``Z.shape[1] / F`` columns per factor)."""
+    grouping factor (``Z`` has ``Z.shape[1] / F`` columns per factor). A negative binomial
+    (:data:`NEGATIVE_BINOMIAL`) reads its ``theta`` and writes the derivative in it to
+    ``dtheta[0]``; the other families ignore both."""
     p, F = X.shape[1], node.shape[1]
     width = Z.shape[1] // F if F else 0
     for j in range(p):
@@ -165,6 +230,8 @@ def row_loglik(code, const, beta, uE, y, n, off, X, node, Z, qf, dbeta, duE):
     for j in range(duE.shape[0]):
         duE[j] = 0.0
     total = const
+    nb = code == 6 or code == 7
+    d_theta = 0.0
     for i in range(y.shape[0]):
         eta = off[i]
         for j in range(p):
@@ -173,7 +240,11 @@ def row_loglik(code, const, beta, uE, y, n, off, X, node, Z, qf, dbeta, duE):
             at, col = node[i, f], f * width
             for a in range(qf[f]):
                 eta += Z[i, col + a] * uE[at + a]
-        value, g = _row_term(code, eta, y[i], n[i])
+        if nb:
+            value, g, gt = _nb_term(code, eta, y[i], theta)
+            d_theta += gt
+        else:
+            value, g = _row_term(code, eta, y[i], n[i])
         total += value
         for j in range(p):
             dbeta[j] += g * X[i, j]
@@ -181,4 +252,6 @@ def row_loglik(code, const, beta, uE, y, n, off, X, node, Z, qf, dbeta, duE):
             at, col = node[i, f], f * width
             for a in range(qf[f]):
                 duE[at + a] += g * Z[i, col + a]
+    if nb:
+        dtheta[0] = d_theta
     return total

@@ -158,6 +158,9 @@ def format_summary(model, table: pd.DataFrame) -> str:
         heading += f"; residual correlation {design.residual.parameter}"
     lines += ["", heading + ":"]
     lines.append(random.to_string(index=False))
+    if glm and family.negative_binomial and "theta" in table.index:
+        lines += ["", "Dispersion (negative binomial: variance mu + mu^2 / theta):",
+                  _format_stats(table.loc[["theta"]], draws).to_string()]
     fixed = table.loc[table["component"] == "fixed"]
     if len(fixed):
         lines += ["", "Fixed effects:", _format_stats(fixed, draws).to_string()]

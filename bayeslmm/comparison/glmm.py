@@ -35,8 +35,8 @@ Negative binomial (log link): every GLM row estimates its own ``theta`` by maxim
 likelihood as MASS's ``glm.nb`` (the aggregated GLM too, on the levels' totals), and its
 note gives it; the per-level fits of the two-stage model hold ``theta`` at the
 ``GLM-Groups`` estimate (a level's few rows do not estimate it), the no-pooling fits at
-glmer's; glmer estimates it as lme4's ``glmer.nb``; ``bl.LMM`` does not sample this
-family, so the ``Bayes`` row is left empty with a note.
+glmer's; glmer estimates it as lme4's ``glmer.nb``; the ``Bayes`` row's ``bl.LMM``
+samples it.
 
 Shrinkage (:meth:`GlmmComparison.shrinkage`) is on the link scale, per level and random
 term of every grouping factor: the level's own estimate (a GLM of its rows alone on its

@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     fam.add_argument("--family", choices=FAMILY_CHOICES, default="gaussian",
                      help="the response's distribution (%(default)s). Non-Gaussian: fitted "
                           "by maximum likelihood (bl.glmer, as lme4's glmer / glmer.nb) and "
-                          "by NUTS (bl.LMM(..., family=...); not yet for negative_binomial), "
+                          "by NUTS (bl.LMM(..., family=...); negative_binomial samples theta), "
                           "summaries printed and written as CSV, the comparison models, "
                           "glmer's likelihood-ratio tests of the random effects and the HTML "
                           "report")  # fmt: skip

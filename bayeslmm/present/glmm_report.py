@@ -12,8 +12,9 @@ with Bayesian neighbours, Bayes factors and leave-one-group-out and leave-one-ob
 cross-validation: :func:`bayeslmm.compare_random_effects` with ``family=``); and a
 section naming the Gaussian-only parts left out.
 
-A negative binomial model has no Bayesian fit (``bl.LMM`` does not sample that family):
-its report is glmer.nb's fit, its residuals at glmer's fitted means and the comparison.
+A negative binomial model's posterior has its dispersion ``theta`` (in the printed
+summary); its residuals take the posterior mean of theta (glmer.nb's theta for a glmer.nb
+fit reported alone).
 """
 
 from __future__ import annotations
@@ -396,7 +397,10 @@ def residual_table(resid: np.ndarray) -> pd.DataFrame:
 def _residuals(w: _Writer, sec: Section, fit: _Fit, seed: int | None) -> None:
     mu, eta, where = fitted_mean(fit)
     family = fit.family
-    if family.negative_binomial and family.theta is None and fit.glmer is not None:
+    if family.negative_binomial and family.theta is None and fit.model is not None:
+        theta = stack.posterior(fit.model._posterior())["theta"]
+        family = family.with_theta(float(theta.mean()))
+    elif family.negative_binomial and family.theta is None and fit.glmer is not None:
         family = family.with_theta(fit.glmer.nb_theta)
     rng = np.random.default_rng(None if seed is None else [seed, 2])
     resid = quantile_residuals(family, fit.response.y, fit.response.weights, mu, rng)
@@ -510,10 +514,10 @@ def _not_yet_section(w: _Writer, fit: _Fit, comparison_note: str | None,
     if fit.model is not None and len({b.group for b in fit.design.blocks}) > 1:
         items.insert(0, CROSSED_BAYES_FACTORS)
     if fit.model is None:
-        items.insert(0, ("The posterior", f"bl.LMM does not sample the {fit.family.name} "
-                         "family yet: no posterior summaries, convergence checks or posterior "
-                         "predictive checks, Bayes factors or leave-one-group-out; the fit "
-                         "shown is glmer's"))  # fmt: skip
+        items.insert(0, ("The posterior", "the report was given the glmer fit alone: no "
+                         "posterior summaries, convergence checks or posterior predictive "
+                         f"checks (bl.LMM(..., family={fit.family.name!r}).fit() samples "
+                         "it)"))  # fmt: skip
     if comparison_note:
         items.append(("The comparison", comparison_note))
     w.text(sec, "Parts of the Gaussian report that this model's report leaves out:")

@@ -542,7 +542,8 @@ def _glmm_report(model, comparison, path, title, comparison_note, random_effects
                 f"report() of a {model.family.name} GLMM needs its Bayesian fit, "
                 f"bl.LMM(formula, data, family={model.family.name!r}).fit(), with this glmer "
                 "fit as glmer=...; a glmer fit alone is reported for the negative binomial "
-                "family only (which bl.LMM does not sample)"
+                "family only (whose posterior, bl.LMM(..., family='negative_binomial'), "
+                "may be reported instead)"
             )
         model, glmer = None, model
     elif model.idata is None or model.convergence is None:

@@ -16,7 +16,9 @@ import scipy.optimize
 
 from ..gaussian.profiled import ThetaLayout
 from ..spec.design import Design
+from ..spec.family import get_family
 from ..spec.response import GlmResponse
+from .negbin import ThetaError, theta_ml
 from .pirls import GlmmProblem, PirlsState
 
 
@@ -126,7 +128,9 @@ class StageOne(NamedTuple):
 
 def fit_stage_one(design: Design, response: GlmResponse) -> StageOne:
     """lme4's ``nAGQ = 0`` fit of a GLMM: theta from lme4's start (identity factors) by
-    :func:`minimise` on :func:`stage_one_deviance` (exact gradient for canonical links).
+    :func:`minimise` on :func:`stage_one_deviance` (exact gradient for canonical links); a
+    negative binomial without a given theta at glmer.nb's starting theta (MASS's
+    ``theta.ml`` at a Poisson fit's means).
     Raises :class:`~bayeslmm.glmm.pirls.PirlsError` (an ``ArithmeticError``) where PIRLS
     fails at the optimum."""
     layout = ThetaLayout.from_design(design)
@@ -134,6 +138,20 @@ def fit_stage_one(design: Design, response: GlmResponse) -> StageOne:
                           layout.factors, response.family, response.y, response.weights,
                           response.offset)  # fmt: skip
     lower = layout.lower_bounds()
-    theta, ok = minimise(lambda t: stage_one_deviance(problem, t), layout.start(), lower,
-                         fg=stage_one_gradient(problem, len(lower)))  # fmt: skip
+
+    def fit() -> tuple[np.ndarray, bool]:
+        return minimise(lambda t: stage_one_deviance(problem, t), layout.start(), lower,
+                        fg=stage_one_gradient(problem, len(lower)))  # fmt: skip
+
+    family = response.family
+    if family.negative_binomial and family.theta is None:
+        # glmer.nb's start: a Poisson fit, then MASS's theta.ml at its means
+        problem.family = get_family("poisson", link=family.link.name)
+        theta, ok = fit()
+        try:
+            nb_theta = theta_ml(response.y, problem.pirls(theta).mu, response.weights)
+        except ThetaError:  # no overdispersion: the Poisson fit stands
+            return StageOne(problem, layout, theta, problem.pirls(theta), ok)
+        problem.family = family.with_theta(nb_theta)
+    theta, ok = fit()
     return StageOne(problem, layout, theta, problem.pirls(theta), ok)

@@ -804,9 +804,10 @@ def _glmm_bayes(formula: str, data, fam, weights, offset, priors, reused: LMM | 
     for n in neighbours:
         text = _glmm_formula(formula, n.reduction)
         small = LMM(text, data, family=fam, weights=weights, offset=offset)
-        names = set(ParameterNames.from_design(small.design).all())
+        nb = fam.negative_binomial  # its dispersion's prior is shared too
+        names = set(ParameterNames.from_design(small.design).all()) | ({"theta"} if nb else set())
         shared = {k: v for k, v in model.priors.items() if k in names}
-        small.priors = resolve_priors(small.design, shared, gaussian=False)
+        small.priors = resolve_priors(small.design, shared, gaussian=False, theta=nb)
         small.fit(**settings)
         n.bayes = small
     # Bayes factors: one grouping factor per model

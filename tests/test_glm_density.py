@@ -293,3 +293,21 @@ def test_graph_samplers_fall_back_to_the_graph():
         model.fit(draws=30, tune=30, chains=1, sampler="pymc", random_seed=1,
                   progressbar=False)  # fmt: skip
     assert model.fit_info.sampler == "pymc" and model.fit_info.log_density == "PyMC graph"
+
+
+def test_jittered_starts_keep_a_log_link_finite():
+    """A chain's jitter of a fixed effect is scaled by its predictor's SD: uniform(-1, 1) on
+    grouseticks' centred-height coefficient (SD 20) put exp(eta) near 1e34 and a chain
+    stalled at a step size of 1e-236 (seed 2 on PyMC 6); now every start's gradient is
+    moderate, and the intercept and dummies keep PyMC's jitter of width 1."""
+    data = bl.load_dataset("grouseticks")
+    model = bl.LMM("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
+                   data, family="poisson")  # fmt: skip
+    density = model.compiled_density
+    p = model.design.X.shape[1]
+    starts = np.array([density.jittered_start(np.random.default_rng(s)) for s in range(500)])
+    widths = np.ptp(starts[:, :p], axis=0) / 2
+    sd = model.design.X.std(axis=0)
+    np.testing.assert_allclose(widths, np.minimum(1.0, 1.0 / np.maximum(sd, 1e-12)), rtol=0.02)
+    grads = np.array([density.logp_grad(x)[1] for x in starts])
+    assert np.isfinite(grads).all() and np.abs(grads).max() < 1e10

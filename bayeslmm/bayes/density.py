@@ -337,6 +337,8 @@ class MarginalDensity:
     data: np.ndarray
     start: np.ndarray  # unconstrained starting point (before jitter)
     signed: tuple[bool, ...] = ()  # per SD, blocks in order: sampled as sd = |x|
+    #: per coordinate, the width of a chain's starting jitter (None: 1 everywhere)
+    jitter_scale: np.ndarray | None = None
 
     @property
     def low_rank_mass_matrix(self) -> bool:
@@ -426,8 +428,17 @@ class MarginalDensity:
         rows = glm_rows(design, response, system)
         if rows is None:
             return None
-        return cls._build(design, priors, system, centred, signed, sd_start, beta_start,
-                          theta_start, rows)
+        density = cls._build(design, priors, system, centred, signed, sd_start, beta_start,
+                             theta_start, rows)  # fmt: skip
+        if density is None:
+            return None
+        # a fixed effect's jitter moves the linear predictor by about its predictor's SD:
+        # uniform(-1, 1) on the coefficient of grouseticks' centred height (SD 20, range
+        # +-40 m) put exp(eta) near 1e34 and left a chain with a step size of 1e-236
+        scale = np.ones(density.start.size)
+        spread = np.asarray(design.X, float).std(axis=0)
+        scale[: design.X.shape[1]] = 1.0 / np.maximum(spread, 1.0)
+        return dataclasses.replace(density, jitter_scale=scale)
 
     @classmethod
     def from_laplace(
@@ -558,9 +569,12 @@ class MarginalDensity:
 
     def jittered_start(self, rng: np.random.Generator) -> np.ndarray:
         """A chain's starting point: :attr:`start` plus uniform(-1, 1) jitter, as PyMC
-        jitters; a signed SD is multiplied by ``exp`` of its jitter instead, which is the
-        same jitter its log would get."""
+        jitters, times :attr:`jitter_scale` (a GLMM's fixed effects: one over their
+        predictor's SD where it exceeds 1); a signed SD is multiplied by ``exp`` of its
+        jitter instead, which is the same jitter its log would get."""
         jitter = rng.uniform(-1.0, 1.0, self.start.size)
+        if self.jitter_scale is not None:
+            jitter = jitter * self.jitter_scale
         point = self.start + jitter
         signed = self.signed_index
         point[signed] = self.start[signed] * np.exp(jitter[signed])

@@ -69,6 +69,7 @@ from .sampling import (
     check_sampler,
     check_settings,
     choose_sampler,
+    low_rank_mass_matrix,
     quiet_pymc,
     sample_compiled,
     sample_nuts,
@@ -656,7 +657,7 @@ class LMM:
             log_density=("PyMC graph" if density is None else "bayeslmm (numba)"
                          if method != "laplace" else LAPLACE_LOG_DENSITY),
             mass_matrix=("diagonal + low rank" if density is not None
-                         and density.low_rank_mass_matrix else "diagonal"),
+                         and low_rank_mass_matrix(density) else "diagonal"),
             seconds=seconds,
         )  # fmt: skip
         self.convergence = self._check_convergence()

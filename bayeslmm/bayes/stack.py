@@ -296,12 +296,18 @@ def plot_rank(results: Results, var_names: list[str], names: Mapping[str, str]) 
 
 
 @cache
+def nutpie_has_adaptation() -> bool:
+    """Does the installed nutpie take ``adaptation=`` (0.16.9 on; its low-rank adaptation
+    differs from the ``low_rank_modified_mass_matrix=`` of earlier releases)?"""
+    import nutpie
+
+    return "adaptation" in inspect.signature(nutpie.sample).parameters
+
+
 def nutpie_mass_matrix(low_rank: bool) -> dict[str, Any]:
     """nutpie's argument for a diagonal (plus low rank, where ``low_rank``) mass matrix:
     ``adaptation=`` from nutpie 0.16.9, ``low_rank_modified_mass_matrix=`` before."""
-    import nutpie
-
-    if "adaptation" in inspect.signature(nutpie.sample).parameters:
+    if nutpie_has_adaptation():
         return {"adaptation": "low_rank" if low_rank else "diag"}
     return {"low_rank_modified_mass_matrix": low_rank}
 

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.special as sc
+from glm_density_checks import assert_exact_gradient, glm_density, pymc_point
 
 import bayeslmm as bl
 from bayeslmm.bayes import stack
-from bayeslmm.bayes.density import MarginalDensity, _lkj_log_constant, unpack
+from bayeslmm.bayes.density import _lkj_log_constant, unpack
 from bayeslmm.bayes.sampling import quiet_pymc
 
 DATA = Path(__file__).parent / "data"
@@ -65,24 +66,6 @@ def _model(formula, family, link, parametrization="noncentered"):
     return bl.LMM(formula, data, family=family, link=link, parametrization=parametrization)
 
 
-def _density(model, centred: bool, signed: bool = False) -> MarginalDensity:
-    factors = model.blocked_system.stats.factors
-    flags = {f.group: (centred,) * f.q for f in factors}
-    signs = {f.group: (signed,) * f.q for f in factors}
-    return MarginalDensity.from_glm(model.design, model.response, model.priors,
-                                    model.blocked_system, flags, signs, None,
-                                    model._pooled[0])  # fmt: skip
-
-
-def _pymc_point(model, values: dict, centred: bool) -> dict:
-    point = {"beta": values["beta"]}
-    for block in model.design.blocks:
-        point[f"sd_{block.label}_log__"] = np.log(values[f"sd_{block.label}"])
-        kind = "u" if centred else "z"
-        point[f"{kind}_{block.label}"] = values[f"{kind}_{block.label}"]
-    return point
-
-
 @pytest.mark.parametrize("centred", [False, True])
 @pytest.mark.parametrize(("formula", "family", "link"), CASES)
 def test_log_density_equals_the_pymc_graphs(formula, family, link, centred):
@@ -92,7 +75,7 @@ def test_log_density_equals_the_pymc_graphs(formula, family, link, centred):
     a signed SD (``sd = |x|``) has half the density on each side and no Jacobian."""
     model = _model(formula, family, link, "centered" if centred else "noncentered")
     signed = not centred
-    density = _density(model, centred, signed)
+    density = glm_density(model, centred, signed)
     assert density.layout.level_mean_basis and not density.layout.has_sigma
     with quiet_pymc():
         logp = model.pymc_model.compile_logp(jacobian=True)
@@ -101,7 +84,7 @@ def test_log_density_equals_the_pymc_graphs(formula, family, link, centred):
         x = density.start + 0.6 * rng.normal(size=density.start.size)
         ours, _ = density.logp_grad(x)
         values = density.constrained(x, model.design)
-        theirs = float(logp(_pymc_point(model, values, centred)))
+        theirs = float(logp(pymc_point(model, values, centred)))
         if signed:  # PyMC's log-SD Jacobian and the two halves of |x|
             theirs -= sum(np.log(2.0) + np.log(values[f"sd_{b.label}"]).sum()
                           for b in model.design.blocks)  # fmt: skip
@@ -119,7 +102,7 @@ def test_correlated_term_equals_the_graph_through_the_change_of_variables():
     LKJ Cholesky factor, compared in the coordinates both share (beta, SDs, correlation,
     z) with each side's log Jacobian by central differences."""
     model = _model("y ~ x + (1 + x | g)", "bernoulli", "logit")
-    density = _density(model, centred=False)
+    density = glm_density(model, centred=False)
     graph = model.pymc_model
     with quiet_pymc():
         logp = graph.compile_logp(jacobian=True)
@@ -182,22 +165,15 @@ def test_gradient_is_the_log_densitys(formula, family, link, centred):
     choice per term (here the correlated term's slope and intercept may differ)."""
     model = _model(formula, family, link)
     density = (model.compiled_density if centred is None
-               else _density(model, centred, signed=not centred))  # fmt: skip
-    rng = np.random.default_rng(4)
-    x = density.start + 0.5 * rng.normal(size=density.start.size)
-    value, grad = density.logp_grad(x)
-    assert np.isfinite(value)
-    h = 1e-6
-    numeric = [(density.logp_grad(x + e)[0] - density.logp_grad(x - e)[0]) / (2 * h)
-               for e in np.eye(x.size) * h]  # fmt: skip
-    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
+               else glm_density(model, centred, signed=not centred))  # fmt: skip
+    assert_exact_gradient(density)
 
 
 def test_a_levels_covariate_is_carried_by_its_centred_intercept():
     """w is constant within g's levels: g's centred intercepts sample beta_0 + w beta_w +
     u (carry_matrix), the chains start at u = 0, and the map back gives u itself."""
     model = _model("y ~ x + w + (1 | g) + (1 | h)", "bernoulli", "logit", "centered")
-    density = _density(model, centred=True)
+    density = glm_density(model, centred=True)
     carry = unpack(density.data)["carry"]
     w_column = model.design.fixed_names.index("w")
     groups = [f.group for f in model.blocked_system.stats.factors]
@@ -217,7 +193,7 @@ def test_nested_levels_are_centred_around_their_parents():
     level's value (nested_parents); the chains start at u = 0 and g alone varies around
     the intercept."""
     model = _model("y ~ x + w + (1 | g) + (1 | k)", "bernoulli", "logit", "centered")
-    density = _density(model, centred=True)
+    density = glm_density(model, centred=True)
     parent = unpack(density.data)["parent"]
     groups = [f.group for f in model.blocked_system.stats.factors]
     k, g = (density.layout.sampled_factor(groups.index(n)) for n in ("k", "g"))
@@ -239,7 +215,7 @@ def test_extreme_linear_predictors_stay_finite():
     erfc and its asymptotic series, cloglog's log(-expm1(-e^eta)))."""
     for link in ("logit", "probit", "cloglog"):
         model = _model(CBPP, "binomial", link)
-        density = _density(model, centred=False)
+        density = glm_density(model, centred=False)
         for shift in (-40.0, 30.0):
             x = density.start.copy()
             x[0] = shift  # the intercept

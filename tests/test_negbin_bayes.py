@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
+from glm_density_checks import assert_exact_gradient, glm_density, pymc_point
 
 import bayeslmm as bl
 from bayeslmm.bayes import stack
-from bayeslmm.bayes.density import MarginalDensity
 from bayeslmm.bayes.loo import loo
 from bayeslmm.bayes.row_likelihood import _nb_term
 from bayeslmm.bayes.sampling import quiet_pymc
@@ -57,24 +57,6 @@ def _model(formula: str, parametrization: str = "noncentered", **kwargs) -> bl.L
                   **kwargs)  # fmt: skip
 
 
-def _density(model, centred: bool, signed: bool = False) -> MarginalDensity:
-    factors = model.blocked_system.stats.factors
-    flags = {f.group: (centred,) * f.q for f in factors}
-    signs = {f.group: (signed,) * f.q for f in factors}
-    return MarginalDensity.from_glm(model.design, model.response, model.priors,
-                                    model.blocked_system, flags, signs, None,
-                                    model._pooled[0], model._pooled_theta)  # fmt: skip
-
-
-def _pymc_point(model, values: dict, centred: bool) -> dict:
-    point = {"beta": values["beta"], "theta_log__": np.log(values["theta"])}
-    for block in model.design.blocks:
-        point[f"sd_{block.label}_log__"] = np.log(values[f"sd_{block.label}"])
-        kind = "u" if centred else "z"
-        point[f"{kind}_{block.label}"] = values[f"{kind}_{block.label}"]
-    return point
-
-
 def _compare(model, density, centred: bool, signed: bool, scale: float, seed: int = 7):
     with quiet_pymc():
         logp = model.pymc_model.compile_logp(jacobian=True)
@@ -83,7 +65,7 @@ def _compare(model, density, centred: bool, signed: bool, scale: float, seed: in
         x = density.start + scale * rng.normal(size=density.start.size)
         ours, _ = density.logp_grad(x)
         values = density.constrained(x, model.design)
-        theirs = float(logp(_pymc_point(model, values, centred)))
+        theirs = float(logp(pymc_point(model, values, centred)))
         if signed:  # PyMC's log-SD Jacobian and the two halves of |x|
             theirs -= sum(np.log(2.0) + np.log(values[f"sd_{b.label}"]).sum()
                           for b in model.design.blocks)  # fmt: skip
@@ -99,7 +81,7 @@ def test_log_density_equals_the_pymc_graphs(formula, centred):
     factors with an offset, a factor nested in another (nested_parents where centred) and
     a level covariate (carry_matrix), and grouseticks' broods and locations."""
     model = _model(formula, "centered" if centred else "noncentered")
-    density = _density(model, centred, signed=not centred)
+    density = glm_density(model, centred, signed=not centred)
     layout = density.layout
     assert layout.has_theta and not layout.has_sigma and layout.effects == layout.sigma + 1
     _compare(model, density, centred, not centred, 0.6)
@@ -116,7 +98,7 @@ def test_identity_link_and_an_overridden_theta_prior_equal_the_graphs():
                    link="identity",
                    priors={"theta": bl.Prior("Gamma", alpha=2.0, beta=0.5)})  # fmt: skip
     assert model.priors["theta"] == bl.Prior("Gamma", alpha=2.0, beta=0.5)
-    density = _density(model, centred=False)
+    density = glm_density(model, centred=False)
     _compare(model, density, centred=False, signed=False, scale=0.05, seed=3)
     # mu <= 0 in a row: no density
     x = density.start.copy()
@@ -132,15 +114,8 @@ def test_gradient_is_the_log_densitys(formula, centred):
     ``centred=None``: the model's own choice per term."""
     model = _model(formula)
     density = (model.compiled_density if centred is None
-               else _density(model, centred, signed=not centred))  # fmt: skip
-    rng = np.random.default_rng(4)
-    x = density.start + 0.5 * rng.normal(size=density.start.size)
-    value, grad = density.logp_grad(x)
-    assert np.isfinite(value)
-    h = 1e-6
-    numeric = [(density.logp_grad(x + e)[0] - density.logp_grad(x - e)[0]) / (2 * h)
-               for e in np.eye(x.size) * h]  # fmt: skip
-    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5 * np.abs(grad).max())
+               else glm_density(model, centred, signed=not centred))  # fmt: skip
+    grad = assert_exact_gradient(density)
     assert abs(grad[density.layout.sigma]) > 0  # log theta moves the density
 
 

@@ -101,7 +101,7 @@ def sd_start(stats: BlockedStats, spread_of: Spreads) -> dict[str, tuple[float, 
 
 
 def fitted_spreads(
-    stats: BlockedStats, fit: StageOne, fallback: Sequence[LevelSpread | None]
+    stats: BlockedStats, fit: StageOne, fallback: Callable[[], Sequence[LevelSpread | None]]
 ) -> list[LevelSpread | None]:
     """Every grouping factor's :class:`LevelSpread` (node order) from a GLMM's first-stage
     fit (:func:`~bayeslmm.glmm.stage_one.fit_stage_one`): the spread is the fit's variance
@@ -109,8 +109,9 @@ def fitted_spreads(
     conditional variance ``c`` at the fit as ``1 / c = 1 / spread + 1 / noise`` (median
     over levels). The fit weighs every factor against the others, so a level's noise
     counts what the rows cannot tell apart from its parent's or a crossed factor's
-    effects. Terms the fit puts at a spread of zero keep ``fallback``'s noise (where it
-    has one) with a spread of zero."""
+    effects. Terms the fit puts at a spread of zero keep the noise of ``fallback()`` (the
+    pooled two-stage spreads, computed only then; where it has one) with a spread of
+    zero."""
     factors = fit.layout.factors(fit.theta)
     conditional = fit.problem.conditional_covariances(fit.state)
     out: list[LevelSpread | None] = []
@@ -123,8 +124,9 @@ def fitted_spreads(
         own = np.where(np.isfinite(own) & (own > 0), own, np.inf)
         noise = np.median(own, axis=0)
         zero = spread <= ZERO_SPREAD * np.where(np.isfinite(noise), noise, 1.0)
-        if zero.any() and fallback[index] is not None:
-            noise = np.where(zero, fallback[index].noise, noise)
+        pooled = fallback()[index] if zero.any() else None
+        if pooled is not None:
+            noise = np.where(zero, pooled.noise, noise)
         spread = np.where(zero, 0.0, spread)
         out.append(LevelSpread(spread, noise, factor.n_levels))
     return out

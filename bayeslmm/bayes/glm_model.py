@@ -325,13 +325,12 @@ class GlmMixin:
         1000 draws, seed 1: smallest bulk ESS 90, R-hat 1.03, 1 divergence; the two-stage
         choice (broods and locations centred, diagonal plus low rank): 11, R-hat 1.29, 62
         divergences."""
-        pooled = self._pooled_spreads
         try:
             with one_blas_thread():
                 fit = fit_stage_one(self.design, self.response)
         except (ArithmeticError, np.linalg.LinAlgError, RuntimeError, ValueError):
-            return pooled
-        return fitted_spreads(self.blocked_system.stats, fit, pooled)
+            return self._pooled_spreads
+        return fitted_spreads(self.blocked_system.stats, fit, lambda: self._pooled_spreads)
 
     @cached_property
     def _centred(self) -> dict[str, tuple[bool, ...]]:

@@ -72,3 +72,28 @@ def test_default_sampler_rule(monkeypatch):
     assert sampling.default_sampler(36) == "pymc"  # numpyro not installed
     monkeypatch.setattr(sampling, "available_samplers", lambda: ["pymc", "numpyro"])
     assert sampling.default_sampler(36, compiled=True) == "numpyro"  # nutpie missing
+
+
+def test_installed_leaves_lazy_modules_unloaded(tmp_path, monkeypatch):
+    """ArviZ 1.x registers numpyro as a lazy module: asking whether a sampler is
+    installed must not load it (numpyro and JAX cost every fit 0.5-0.8 s)."""
+    import importlib.util
+    import sys
+
+    from bayeslmm.bayes.sampling import installed
+
+    (tmp_path / "lazy_probe_mod.py").write_text("LOADED.append(1)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = importlib.util.find_spec("lazy_probe_mod")
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    loaded = []
+    module.__dict__["LOADED"] = loaded
+    monkeypatch.setitem(sys.modules, "lazy_probe_mod", module)
+    spec.loader.exec_module(module)
+    assert installed("lazy_probe_mod")
+    assert loaded == []  # still lazy
+    monkeypatch.setitem(sys.modules, "blocked_probe_mod", None)
+    assert not installed("blocked_probe_mod")
+    assert not installed("no_such_module_anywhere_xyz")
+    assert installed("numpy")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -36,10 +37,16 @@ _CacheImpl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
 class ContentStampLocator(_InTree):
     """numba's in-tree cache (``__pycache__`` beside the source) for the package's own
     files, stamped by the SHA-256 of the source instead of its mtime and size: an
-    installed copy of a file finds the kernels compiled from the same text."""
+    installed copy of a file finds the kernels compiled from the same text.
+
+    The stamp covers the text of every package module the file imports, directly or
+    through others (:func:`import_closure`), not the file alone: a kernel inlines the
+    kernels and freezes the constants it calls from other modules, and numba's own stamp
+    (that file's mtime) would keep serving the old machine code after one of them
+    changed."""
 
     def get_source_stamp(self) -> tuple[str, str]:
-        return ("sha256", _digest(self._py_file))
+        return ("sha256", _closure_digest(self._py_file))
 
     @classmethod
     def from_function(cls, py_func: Callable, py_file: str) -> ContentStampLocator | None:
@@ -58,6 +65,95 @@ def _digest(path: str) -> str:
     if key not in _DIGESTS:
         _DIGESTS[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return _DIGESTS[key]
+
+
+#: ``from .a.b import c, d`` / ``from bayeslmm.a import (c, d)``, and ``import bayeslmm.a``
+_FROM = re.compile(r"^[ \t]*from[ \t]+(\.+|bayeslmm\b\.?)([\w.]*)[ \t]+import[ \t]+"
+                   r"(\([^)]*\)|[^\n]*)", re.M)  # fmt: skip
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+bayeslmm((?:\.\w+)*)", re.M)
+
+
+def _module_file(folder: Path, parts: list[str]) -> Path | None:
+    """The source of module ``parts`` under ``folder`` (a file or a package's
+    ``__init__.py``), None where there is none."""
+    path = folder.joinpath(*parts) if parts else folder
+    if parts and path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    return path / "__init__.py" if (path / "__init__.py").is_file() else None
+
+
+def _stat_key(path: Path | str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
+_IMPORTED: dict[Path, tuple[tuple[int, int], frozenset[Path]]] = {}
+
+
+def _imported_files(path: Path) -> frozenset[Path]:
+    """The package modules a source file imports (anywhere in it, functions included):
+    relative imports from its folder, absolute ones from :data:`PACKAGE_DIR`; a name
+    imported from a package that is itself a module counts as that module. Remembered
+    while the file's mtime and size stay."""
+    key = _stat_key(path)
+    cached = _IMPORTED.get(path)
+    if cached is None or cached[0] != key:
+        cached = _IMPORTED[path] = (key, frozenset(_scan_imports(path)))
+    return cached[1]
+
+
+def _scan_imports(path: Path) -> set[Path]:
+    text = path.read_text(encoding="utf-8")
+    found = set()
+    for dots, module, names in _FROM.findall(text):
+        if dots.startswith("."):
+            folder = path.parent.joinpath(*[".."] * (len(dots) - 1)).resolve()
+        else:
+            folder = Path(PACKAGE_DIR)
+        parts = [p for p in module.split(".") if p]
+        base = _module_file(folder, parts)
+        if base is not None:
+            found.add(base)
+        for name in names.strip("()").replace("\\", " ").split(","):
+            words = name.split()
+            if words and words[0].isidentifier():
+                sub = _module_file(folder, [*parts, words[0]])
+                if sub is not None:
+                    found.add(sub)
+    for module in _IMPORT.findall(text):
+        sub = _module_file(Path(PACKAGE_DIR), [p for p in module.split(".") if p])
+        if sub is not None:
+            found.add(sub)
+    return {f.resolve() for f in found}
+
+
+def import_closure(path: str | Path) -> list[Path]:
+    """``path`` and every package module it imports, directly or through others, sorted:
+    the sources a kernel defined in ``path`` can have inlined or read constants from."""
+    start = Path(path).resolve()
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in _imported_files(todo.pop()) - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return sorted(seen)
+
+
+_CLOSURES: dict[str, tuple[tuple[tuple[Path, tuple[int, int]], ...], str]] = {}
+
+
+def _closure_digest(path: str) -> str:
+    """SHA-256 over the file digests of :func:`import_closure` of ``path`` (remembered
+    while no file of the closure changes its mtime or size)."""
+    cached = _CLOSURES.get(path)
+    if cached is not None and all(_stat_key(f) == key for f, key in cached[0]):
+        return cached[1]
+    files = import_closure(path)
+    digest = hashlib.sha256()
+    for source in files:
+        digest.update(f"{source.name}:{_digest(str(source))}\n".encode())
+    _CLOSURES[path] = (tuple((f, _stat_key(f)) for f in files), digest.hexdigest())
+    return _CLOSURES[path][1]
 
 
 def _register_locator() -> None:

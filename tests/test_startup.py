@@ -120,6 +120,42 @@ def test_compiling_prints_one_notice(tmp_path):
     assert "compiling" not in again.stderr
 
 
+def test_cache_stamp_covers_imported_modules(tmp_path):
+    """A kernel's cache is invalid once a module it imports (directly or through another)
+    changes: numba inlines the kernels it calls and freezes their constants, and its own
+    stamp sees only the kernel's file."""
+    from bayeslmm.jit import PACKAGE_DIR, ContentStampLocator, import_closure
+
+    def func():
+        pass
+
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("import math\nfrom .b import f  # calls f\n")
+    (pkg / "b.py").write_text("from .sub import (\n    c,\n)\nK = 1\n")
+    (pkg / "sub" / "c.py").write_text("G = 2\n")
+    (pkg / "unrelated.py").write_text("H = 3\n")
+
+    def stamp():
+        return ContentStampLocator(func, str(pkg / "a.py")).get_source_stamp()
+
+    assert {p.name for p in import_closure(pkg / "a.py")} == {"a.py", "b.py", "__init__.py",
+                                                               "c.py"}  # fmt: skip
+    first = stamp()
+    (pkg / "unrelated.py").write_text("H = 4\n")
+    assert stamp() == first
+    (pkg / "sub" / "c.py").write_text("G = 5\n")  # two imports away
+    second = stamp()
+    assert second != first
+    (pkg / "b.py").write_text("from .sub import (\n    c,\n)\nK = 2\n")
+    assert stamp() != second
+    # the compiled density calls the rows' likelihood and the blocked Cholesky
+    density = {p.name for p in import_closure(Path(PACKAGE_DIR) / "bayes" / "density.py")}
+    assert {"row_likelihood.py", "blocked.py", "kernels.py", "priors.py"} <= density
+
+
 def test_cache_is_stamped_by_content(tmp_path):
     """The kernels' cache files are valid for a copy of the source with another mtime
     (what pip installs), and invalid once the text changes."""

@@ -1,5 +1,5 @@
 """The Bayesian negative binomial GLMM (``bl.LMM(..., family="negative_binomial")``): the
-compiled density (:func:`bayeslmm.bayes.row_likelihood._nb_term` behind
+compiled density (:func:`bayeslmm.bayes.row_likelihood.nb_term` behind
 :mod:`bayeslmm.bayes.density`, ``log theta`` in sigma's slot) against PyMC's graph
 (:mod:`bayeslmm.bayes.glm_graph`, ``NegativeBinomial(mu, alpha=theta)``) at random points,
 its gradient against central differences, and on grouseticks the default fit against
@@ -21,7 +21,7 @@ from glm_density_checks import assert_exact_gradient, glm_density, pymc_point
 import bayeslmm as bl
 from bayeslmm.bayes import stack
 from bayeslmm.bayes.loo import loo
-from bayeslmm.bayes.row_likelihood import _nb_term
+from bayeslmm.bayes.row_likelihood import nb_term
 from bayeslmm.bayes.sampling import quiet_pymc
 
 DATA = Path(__file__).parent / "data"
@@ -127,21 +127,21 @@ def test_the_row_term_is_scipys_and_exact_towards_the_poisson_limit():
     for y in (0.0, 1.0, 7.0, 64.0, 65.0, 300.0):
         for eta in (-2.0, 0.4, 3.5):
             for theta in (0.05, 0.9, 4.0, 300.0):
-                value, d_eta, d_theta = _nb_term(6, eta, y, theta)
+                value, d_eta, d_theta = nb_term(6, eta, y, theta)
                 mu = np.exp(eta)
                 ref = (scipy.stats.nbinom.logpmf(y, theta, theta / (theta + mu))
                        + scipy.special.gammaln(y + 1))  # fmt: skip
                 assert value == pytest.approx(ref, rel=1e-11, abs=1e-11)
                 h = 1e-6
-                num_eta = (_nb_term(6, eta + h, y, theta)[0]
-                           - _nb_term(6, eta - h, y, theta)[0]) / (2 * h)  # fmt: skip
+                num_eta = (nb_term(6, eta + h, y, theta)[0]
+                           - nb_term(6, eta - h, y, theta)[0]) / (2 * h)  # fmt: skip
                 up, down = theta * (1 + h), theta * (1 - h)
-                num_theta = (_nb_term(6, eta, y, up)[0]
-                             - _nb_term(6, eta, y, down)[0]) / (2 * h * theta)  # fmt: skip
+                num_theta = (nb_term(6, eta, y, up)[0]
+                             - nb_term(6, eta, y, down)[0]) / (2 * h * theta)  # fmt: skip
                 assert d_eta == pytest.approx(num_eta, rel=1e-6, abs=1e-7)
                 assert d_theta == pytest.approx(num_theta, rel=1e-5, abs=1e-7)
     for y in (0.0, 3.0, 20.0):
-        value = _nb_term(6, 1.2, y, 1e12)[0] - scipy.special.gammaln(y + 1)
+        value = nb_term(6, 1.2, y, 1e12)[0] - scipy.special.gammaln(y + 1)
         assert value == pytest.approx(scipy.stats.poisson.logpmf(y, np.exp(1.2)), abs=1e-9)
 
 

@@ -37,7 +37,7 @@ from scipy.special import gammaln, log_ndtr, logsumexp
 from ..errors import ComparisonError
 from ..jit import kernel
 from ..spec.response import GlmResponse
-from .row_likelihood import _row_term, family_code
+from .row_likelihood import family_code, row_term
 
 #: family codes (:data:`bayeslmm.bayes.row_likelihood.CODES`) integrated here
 COVERED = {1: "logit", 2: "probit", 3: "cloglog", 4: "log"}
@@ -228,7 +228,7 @@ def _eta(rows: GroupRows, eta0: np.ndarray, L: np.ndarray, v: np.ndarray) -> np.
 def _node_loglik(code, eta0, Z, starts, u, y, n, const, out):
     """``out[s, g, k] = sum over level g's rows i of log p(y_i | eta0[s, i] + Z_i' u[s, g,
     :, k])`` (rows sorted by level, ``starts`` the first of each level), through the
-    compiled sampler's own row log-pmf (:func:`~bayeslmm.bayes.row_likelihood._row_term`)."""
+    compiled sampler's own row log-pmf (:func:`~bayeslmm.bayes.row_likelihood.row_term`)."""
     S, G, q, K = u.shape
     N = y.shape[0]
     for s in range(S):
@@ -240,7 +240,7 @@ def _node_loglik(code, eta0, Z, starts, u, y, n, const, out):
                     eta = eta0[s, i]
                     for a in range(q):
                         eta += Z[i, a] * u[s, g, a, k]
-                    value, _ = _row_term(code, eta, y[i], n[i])
+                    value, _ = row_term(code, eta, y[i], n[i])
                     total += value + const[i]
                 out[s, g, k] = total if total == total else -np.inf
 

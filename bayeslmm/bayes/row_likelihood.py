@@ -12,7 +12,7 @@ The negative binomial (NB2: mean ``mu``, size ``theta``, variance ``mu + mu^2 / 
 lme4/MASS's ``theta``) has the log-pmf ``lgamma(y + theta) - lgamma(theta) - lgamma(y + 1) +
 theta log(theta / (theta + mu)) + y log(mu / (theta + mu))``; its ``theta`` is a parameter
 of the density (sampled as ``log theta``, :attr:`~bayeslmm.bayes.density.Layout.has_theta`),
-and the rows' likelihood also gives its derivative in ``theta`` (:func:`_nb_term`).
+and the rows' likelihood also gives its derivative in ``theta`` (:func:`nb_term`).
 
 The rows enter the density's flat buffer as the fields :data:`ROW_FIELDS` (empty, with
 family code :data:`GAUSSIAN`, for a Gaussian model).
@@ -130,7 +130,7 @@ def _log_ndtr(x):
 
 
 @kernel
-def _row_term(code, eta, y, n):
+def row_term(code, eta, y, n):
     """One row's log-pmf (without its constant) and its derivative in ``eta``: binomial
     (``y`` successes of ``n``) with the logit (1), probit (2) or cloglog (3) link, Poisson
     (``y`` counts) with the log (4) or identity (5) link."""
@@ -188,7 +188,7 @@ def _digamma(x):
 
 
 @kernel
-def _nb_term(code, eta, y, theta):
+def nb_term(code, eta, y, theta):
     """One row's negative binomial log-pmf (without ``-lgamma(y + 1)``) with the log (6)
     or identity (7) link, and its derivatives in ``eta`` and ``theta``: ``A + y (log mu -
     l) - theta l`` with ``l = log1p(mu / theta)`` and ``A = lgamma(y + theta) -
@@ -244,10 +244,10 @@ def row_loglik(code, const, beta, uE, y, n, off, X, node, Z, qf, dbeta, duE, the
             for a in range(qf[f]):
                 eta += Z[i, col + a] * uE[at + a]
         if nb:
-            value, g, gt = _nb_term(code, eta, y[i], theta)
+            value, g, gt = nb_term(code, eta, y[i], theta)
             d_theta += gt
         else:
-            value, g = _row_term(code, eta, y[i], n[i])
+            value, g = row_term(code, eta, y[i], n[i])
         total += value
         for j in range(p):
             dbeta[j] += g * X[i, j]

@@ -8,7 +8,9 @@ the others on Python 3.11, against bambi 0.17) and writes ``results/<NAME>.{csv,
 row per (case, stack, seed) with bayeslmm's min bulk ESS per second, min ESS, largest
 R-hat, divergences and wall time, the bambi sampler with the highest ESS per second in the
 same stack and seed (divergences or not) with its own figures, and the ratio; then the
-median ratio per case and stack. Runs that failed or timed out (no ESS) are left out.
+median ratio per case and stack. Runs that failed or timed out (no ESS) are left out; a
+run of a later stem replaces one of an earlier stem with the same case, configuration and
+seed (a re-run after a change).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     runs = pd.concat([pd.read_csv(RESULTS / f"{stem}.csv") for stem in args.stems])
+    runs = runs.drop_duplicates(["case", "config", "seed"], keep="last")
     table = by_seed(runs)
     medians = table.groupby(["case", "stack"], sort=False)["ratio"].median().reset_index()
     medians = medians.rename(columns={"ratio": "median_ratio"})
@@ -60,7 +63,8 @@ def main() -> None:
         "against bambi 0.17, 3.13 against bambi 0.21. From "
         + ", ".join(f"`{s}.csv`" for s in args.stems)
         + f" by `python3 benchmarks/summarise_vs_bambi.py {' '.join(args.stems)} --out "
-        f"{args.out}`."
+        f"{args.out}` (a later file's run replaces an earlier one's of the same case, "
+        "configuration and seed)."
     )
     path = write(table, args.out, preamble)
     path.write_text(path.read_text() + "\nMedian ratio per case and stack:\n\n" + markdown(medians))

@@ -58,10 +58,14 @@ class ContentStampLocator(_InTree):
 _DIGESTS: dict[tuple, str] = {}
 
 
+def _stat_key(path: Path | str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_mtime_ns, st.st_size
+
+
 def _digest(path: str) -> str:
     """SHA-256 of a file's bytes (remembered while its mtime and size stay)."""
-    st = os.stat(path)
-    key = (path, st.st_mtime_ns, st.st_size)
+    key = (path, *_stat_key(path))
     if key not in _DIGESTS:
         _DIGESTS[key] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return _DIGESTS[key]
@@ -80,11 +84,6 @@ def _module_file(folder: Path, parts: list[str]) -> Path | None:
     if parts and path.with_suffix(".py").is_file():
         return path.with_suffix(".py")
     return path / "__init__.py" if (path / "__init__.py").is_file() else None
-
-
-def _stat_key(path: Path | str) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_mtime_ns, st.st_size
 
 
 _IMPORTED: dict[Path, tuple[tuple[int, int], frozenset[Path]]] = {}
@@ -139,21 +138,12 @@ def import_closure(path: str | Path) -> list[Path]:
     return sorted(seen)
 
 
-_CLOSURES: dict[str, tuple[tuple[tuple[Path, tuple[int, int]], ...], str]] = {}
-
-
 def _closure_digest(path: str) -> str:
-    """SHA-256 over the file digests of :func:`import_closure` of ``path`` (remembered
-    while no file of the closure changes its mtime or size)."""
-    cached = _CLOSURES.get(path)
-    if cached is not None and all(_stat_key(f) == key for f, key in cached[0]):
-        return cached[1]
-    files = import_closure(path)
+    """SHA-256 over the file digests of :func:`import_closure` of ``path``."""
     digest = hashlib.sha256()
-    for source in files:
+    for source in import_closure(path):
         digest.update(f"{source.name}:{_digest(str(source))}\n".encode())
-    _CLOSURES[path] = (tuple((f, _stat_key(f)) for f in files), digest.hexdigest())
-    return _CLOSURES[path][1]
+    return digest.hexdigest()
 
 
 def _register_locator() -> None:

@@ -206,6 +206,18 @@ def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
     return numba.njit(cache=True, error_model="numpy")(func)
 
 
+#: the floating-point freedoms of :func:`vector_kernel`: reassociated sums (so that
+#: reductions vectorise) and fused multiply-adds; no assumption that values are finite
+VECTOR_FASTMATH = frozenset({"reassoc", "contract"})
+
+
+def vector_kernel(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A compiled kernel whose loops over rows may be vectorised: :func:`kernel` with
+    :data:`VECTOR_FASTMATH` (sums reassociated: the same result to rounding, not to the
+    last bit, as the loop written in order)."""
+    return numba.njit(cache=True, error_model="numpy", fastmath=set(VECTOR_FASTMATH))(func)
+
+
 def cfunc(signature: Any) -> Callable[[Callable[..., Any]], Any]:
     """A cached C entry point (``numba.cfunc``) with the package's cache."""
     return numba.cfunc(signature, cache=True)

@@ -72,6 +72,7 @@ from .density import MarginalDensity
 from .laplace import APPROXIMATION, check_canonical, draw_laplace_effects
 from .predict import linear_predictor, predict_draws, prediction_arguments, prediction_table
 from .priors import THETA, Prior, resolve_priors
+from .row_likelihood import family_code, has_theta, pointwise_loglik, row_counts
 from .sampling import available_samplers, default_sampler, whole_number
 from .stack import Results
 
@@ -466,7 +467,15 @@ class GlmMixin:
         post = stack.posterior(idata)
         eta = self._linear_predictor(idata)
         r = self.response
-        if r.family.negative_binomial:
+        code = family_code(r)
+        if code is not None:  # compiled, on the link scale, in place of eta
+            y, trials, constants = row_counts(r, code)
+            flat = eta.reshape(-1, eta.shape[-1])
+            theta = (self._theta_draws(idata).reshape(-1) if has_theta(code)
+                     else np.zeros(flat.shape[0]))  # fmt: skip
+            pointwise_loglik(code, flat, y, trials, constants, theta, flat)
+            values = eta
+        elif r.family.negative_binomial:
             theta, mu = self._theta_draws(idata), r.family.linkinv(eta)
             values = scipy.stats.nbinom.logpmf(r.y, theta, theta / (theta + mu))
         else:

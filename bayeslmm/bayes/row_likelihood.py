@@ -26,7 +26,7 @@ import numpy as np
 from scipy.special import gammaln
 
 from ..gaussian.blocked import BlockedSystem
-from ..jit import kernel
+from ..jit import kernel, vector_kernel
 from ..spec.design import Design
 from ..spec.response import GlmResponse
 
@@ -46,14 +46,30 @@ NEGATIVE_BINOMIAL = (6, 7)
 #: take the lgamma difference
 NB_DIRECT_SUM = 64
 #: the density buffer's row sections: ``glm`` = (family code, summed log-pmf constant);
-#: per row the successes or counts, the trials, the offset, the row of ``X``, for each
-#: grouping factor (node order) the first sampled effect of its level and the row of its
-#: ``Z`` (``qmax`` columns per factor, zero padded)
+#: per row the successes or counts, the trials, the offset; then, stored by column so
+#: that the row pass vectorises (one row of each array per column, one entry per row):
+#: ``X'`` (``p x n``), for each grouping factor (node order) the first sampled effect of
+#: the row's level (``F x n``), and ``Z'`` (``qmax`` rows per factor, zero padded)
 ROW_FIELDS = (
     ("glm", "float64", 1), ("rows_y", "float64", 1), ("rows_n", "float64", 1),
     ("rows_off", "float64", 1), ("rows_X", "float64", 2), ("rows_node", "int64", 2),
     ("rows_Z", "float64", 2),
 )  # fmt: skip
+#: rows per block of the row pass: its work arrays (a few kB) stay in the L1 cache
+ROW_BLOCK = 256
+#: ``|eta|`` up to which the vectorised ``exp`` (:func:`_exp_block`) serves the logit and
+#: log links; a block with a larger one goes row by row through :func:`row_term`
+EXP_LIMIT = 700.0
+LOG2_E = 1.4426950408889634
+#: ``ln 2`` in two parts (Cody and Waite): ``k * LN2_HI`` is exact for ``|k| < 2^11``
+LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+#: Taylor coefficients of ``exp`` on ``|r| <= ln 2 / 2`` (degree 13: truncation < 5e-18)
+EXP_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(14))
+#: ``2 / (2k + 1)``: ``log((1 + s) / (1 - s)) = sum_k 2 s^(2k+1) / (2k + 1)``, 12 terms for
+#: ``|s| <= 3 - 2 sqrt 2`` (truncation < 1e-18)
+ATANH_SERIES = tuple(2.0 / (2 * k + 1) for k in range(12))
+SQRT_2_M1 = math.sqrt(2.0) - 1.0
+LN_2 = math.log(2.0)
 LOG_2PI = math.log(2.0 * math.pi)
 SQRT_2 = math.sqrt(2.0)
 
@@ -61,9 +77,9 @@ SQRT_2 = math.sqrt(2.0)
 def gaussian_rows(p: int, n_factors: int, qmax: int) -> dict[str, np.ndarray]:
     """:data:`ROW_FIELDS` of a Gaussian model: its family code and no rows."""
     return {"glm": np.array([float(GAUSSIAN), 0.0]), "rows_y": np.zeros(0),
-            "rows_n": np.zeros(0), "rows_off": np.zeros(0), "rows_X": np.zeros((0, p)),
-            "rows_node": np.zeros((0, n_factors), np.int64),
-            "rows_Z": np.zeros((0, n_factors * qmax))}  # fmt: skip
+            "rows_n": np.zeros(0), "rows_off": np.zeros(0), "rows_X": np.zeros((p, 0)),
+            "rows_node": np.zeros((n_factors, 0), np.int64),
+            "rows_Z": np.zeros((n_factors * qmax, 0))}  # fmt: skip
 
 
 def has_theta(code: int) -> bool:
@@ -76,6 +92,18 @@ def family_code(response: GlmResponse) -> int | None:
     return CODES.get((response.family.name, response.family.link.name))
 
 
+def row_counts(response: GlmResponse, code: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, as the kernels read them: the successes (binomial families) or counts,
+    the trials, and the log-pmf's constant that :func:`row_term` and :func:`nb_term`
+    leave out (``log choose(n, y)``; ``-log y!``)."""
+    trials = np.round(np.asarray(response.weights, float))
+    if code <= 3:
+        y = np.round(np.asarray(response.y, float) * trials)
+        return y, trials, gammaln(trials + 1) - gammaln(y + 1) - gammaln(trials - y + 1)
+    y = np.asarray(response.y, float)
+    return y, trials, -gammaln(y + 1)
+
+
 def glm_rows(design: Design, response: GlmResponse, system: BlockedSystem) -> dict | None:
     """:data:`ROW_FIELDS` of a GLMM whose grouping factors are all sampled (``system``
     integrates none out); None where the kernel lacks the family or link."""
@@ -86,27 +114,23 @@ def glm_rows(design: Design, response: GlmResponse, system: BlockedSystem) -> di
     if stats.n_marginal:
         raise ValueError("the row likelihood samples every grouping factor")
     n, qmax, F = design.n_obs, system.qmax, len(stats.factors)
-    trials = np.round(np.asarray(response.weights, float))
-    if code <= 3:
-        y = np.round(np.asarray(response.y, float) * trials)
-        const = float(np.sum(gammaln(trials + 1) - gammaln(y + 1) - gammaln(trials - y + 1)))
-    else:
-        y = np.asarray(response.y, float)
-        const = -float(np.sum(gammaln(y + 1)))
-    node = np.zeros((n, F), np.int64)
-    Z = np.zeros((n, F * qmax))
+    y, trials, constants = row_counts(response, code)
+    const = float(np.sum(constants))
+    node = np.zeros((F, n), np.int64)
+    Zt = np.zeros((F * qmax, n))
     e_offset = system.sampled().e_offset
     for f, factor in enumerate(stats.factors):
         codes = design.blocks[factor.blocks[0]].codes
-        node[:, f] = e_offset[factor.first + codes]
+        node[f] = e_offset[factor.first + codes]
         column = f * qmax
         for k in factor.blocks:
             block = design.blocks[k]
-            Z[:, column : column + block.n_terms] = block.Z
+            Zt[column : column + block.n_terms] = np.asarray(block.Z, float).T
             column += block.n_terms
     return {"glm": np.array([float(code), const]), "rows_y": y, "rows_n": trials,
             "rows_off": np.asarray(response.offset, float),
-            "rows_X": np.asarray(design.X, float), "rows_node": node, "rows_Z": Z}  # fmt: skip
+            "rows_X": np.ascontiguousarray(np.asarray(design.X, float).T), "rows_node": node,
+            "rows_Z": Zt}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------
@@ -218,43 +242,166 @@ def nb_term(code, eta, y, theta):
     return value, d_eta, d_theta
 
 
-@kernel
-def row_loglik(code, const, beta, uE, y, n, off, X, node, Z, qf, dbeta, duE, theta,
+@vector_kernel
+def _exp_block(x, out, bits, m):
+    """``out[:m] = exp(x[:m])`` for ``|x| <= 708``, a loop that vectorises (numba's
+    ``math.exp`` is a libm call per element): ``x = k ln 2 + r`` (Cody and Waite), the
+    Taylor polynomial of ``exp(r)`` (:data:`EXP_TAYLOR`), times ``2^k`` written into the
+    exponent bits. Relative error about 1e-15 (a few roundings). ``x`` and ``out`` must
+    be different arrays: LLVM vectorises the loop only where they do not overlap."""
+    for i in range(m):
+        v = x[i]
+        k = math.floor(v * LOG2_E + 0.5)
+        r = (v - k * LN2_HI) - k * LN2_LO
+        q = EXP_TAYLOR[13]
+        q = q * r + EXP_TAYLOR[12]
+        q = q * r + EXP_TAYLOR[11]
+        q = q * r + EXP_TAYLOR[10]
+        q = q * r + EXP_TAYLOR[9]
+        q = q * r + EXP_TAYLOR[8]
+        q = q * r + EXP_TAYLOR[7]
+        q = q * r + EXP_TAYLOR[6]
+        q = q * r + EXP_TAYLOR[5]
+        q = q * r + EXP_TAYLOR[4]
+        q = q * r + EXP_TAYLOR[3]
+        q = q * r + EXP_TAYLOR[2]
+        q = q * r + 1.0
+        out[i] = q * r + 1.0
+        bits[i] = (np.int64(k) + 1023) << 52
+    scale = bits.view(np.float64)
+    for i in range(m):
+        out[i] *= scale[i]
+
+
+@vector_kernel
+def _log1p_unit(e):
+    """``log(1 + e)`` for ``0 <= e <= 1`` without a libm call: ``2 atanh(s)`` with ``s =
+    e / (2 + e)``, or ``ln 2 + 2 atanh(s)`` with ``s = (e - 1) / (e + 3)`` above
+    ``sqrt 2 - 1`` (so ``|s| <= 3 - 2 sqrt 2``), by :data:`ATANH_SERIES`; relative error
+    about 1e-16, as log1p's."""
+    t = 1.0 if e > SQRT_2_M1 else 0.0
+    s = (e - t) / (e + 2.0 + t)
+    s2 = s * s
+    q = ATANH_SERIES[11]
+    q = q * s2 + ATANH_SERIES[10]
+    q = q * s2 + ATANH_SERIES[9]
+    q = q * s2 + ATANH_SERIES[8]
+    q = q * s2 + ATANH_SERIES[7]
+    q = q * s2 + ATANH_SERIES[6]
+    q = q * s2 + ATANH_SERIES[5]
+    q = q * s2 + ATANH_SERIES[4]
+    q = q * s2 + ATANH_SERIES[3]
+    q = q * s2 + ATANH_SERIES[2]
+    q = q * s2 + ATANH_SERIES[1]
+    q = q * s2 + ATANH_SERIES[0]
+    return s * q + t * LN_2
+
+
+@vector_kernel
+def _family_block(code, eta, y, n, theta, g, work, bits, m):
+    """The log-pmf (without its constant) of the ``m`` rows in ``eta[:m]`` with ``y``,
+    ``n`` from the block's first row; writes each row's derivative in ``eta`` to ``g``
+    and returns ``(sum, derivative in theta)``. The logit and log links vectorise (while
+    every ``|eta| <= EXP_LIMIT``); the other families, and blocks beyond that, go row
+    by row through :func:`row_term` and :func:`nb_term`."""
+    far = 0
+    for i in range(m):
+        far += abs(eta[i]) > EXP_LIMIT
+    total = 0.0
+    if code == 1 and far == 0:  # as row_term: e = exp(-|eta|), log(1 + e), e / (1 + e)
+        for i in range(m):  # g holds -|eta| (the exp's input and output must not alias,
+            g[i] = -abs(eta[i])  # or the loop stays scalar: 3x slower)
+        _exp_block(g, work, bits, m)
+        for i in range(m):
+            x, e = eta[i], work[i]
+            pos = 1.0 if x >= 0.0 else 0.0
+            total += y[i] * x - n[i] * (pos * x + _log1p_unit(e))
+            g[i] = y[i] - n[i] * ((pos + (1.0 - pos) * e) / (1.0 + e))
+        return total, 0.0
+    if code == 4 and far == 0:
+        _exp_block(eta, work, bits, m)
+        for i in range(m):
+            total += y[i] * eta[i] - work[i]
+            g[i] = y[i] - work[i]
+        return total, 0.0
+    d_theta = 0.0
+    for i in range(m):
+        if code == 6 or code == 7:
+            value, g[i], gt = nb_term(code, eta[i], y[i], theta)
+            d_theta += gt
+        else:
+            value, g[i] = row_term(code, eta[i], y[i], n[i])
+        total += value
+    return total, d_theta
+
+
+@vector_kernel
+def row_loglik(code, const, beta, uE, y, n, off, Xt, node, Zt, qf, dbeta, duE, theta,
                dtheta):  # fmt: skip
     """The log-likelihood of the rows at ``beta`` and the sampled effects ``uE``; writes
-    its gradient into ``dbeta`` and ``duE`` (both zeroed first). ``qf``: terms of each
-    grouping factor (``Z`` has ``Z.shape[1] / F`` columns per factor). A negative binomial
+    its gradient into ``dbeta`` and ``duE`` (both zeroed first). The rows' arrays by
+    column (:data:`ROW_FIELDS`): ``Xt`` is ``X'``, ``node`` each factor's first effect by
+    row, ``Zt`` is ``Z'`` with ``Zt.shape[0] / F`` rows per factor, of which ``qf`` are
+    the factor's terms. Blocks of :data:`ROW_BLOCK` rows: the linear predictor, the
+    family (:func:`_family_block`), then ``X'g`` and ``Z'g`` by level. A negative binomial
     (:data:`NEGATIVE_BINOMIAL`) reads its ``theta`` and writes the derivative in it to
     ``dtheta[0]``; the other families ignore both."""
-    p, F = X.shape[1], node.shape[1]
-    width = Z.shape[1] // F if F else 0
+    p, N, F = Xt.shape[0], y.shape[0], node.shape[0]
+    width = Zt.shape[0] // F if F else 0
     for j in range(p):
         dbeta[j] = 0.0
     for j in range(duE.shape[0]):
         duE[j] = 0.0
-    total = const
-    nb = code == 6 or code == 7
-    d_theta = 0.0
-    for i in range(y.shape[0]):
-        eta = off[i]
+    eta, g, work = np.empty(ROW_BLOCK), np.empty(ROW_BLOCK), np.empty(ROW_BLOCK)
+    bits = np.empty(ROW_BLOCK, np.int64)
+    total, d_theta = const, 0.0
+    for s in range(0, N, ROW_BLOCK):  # views of the block's rows: indexing a slice
+        e = min(s + ROW_BLOCK, N)  # vectorises where x[j, s + i] does not (2x)
+        m = e - s
+        offset = off[s:e]
+        for i in range(m):
+            eta[i] = offset[i]
         for j in range(p):
-            eta += X[i, j] * beta[j]
+            b, x = beta[j], Xt[j, s:e]
+            for i in range(m):
+                eta[i] += x[i] * b
         for f in range(F):
-            at, col = node[i, f], f * width
+            level = node[f, s:e]
             for a in range(qf[f]):
-                eta += Z[i, col + a] * uE[at + a]
-        if nb:
-            value, g, gt = nb_term(code, eta, y[i], theta)
-            d_theta += gt
-        else:
-            value, g = row_term(code, eta, y[i], n[i])
+                z = Zt[f * width + a, s:e]
+                for i in range(m):
+                    eta[i] += z[i] * uE[level[i] + a]
+        value, gt = _family_block(code, eta, y[s:e], n[s:e], theta, g, work, bits, m)
         total += value
+        d_theta += gt
         for j in range(p):
-            dbeta[j] += g * X[i, j]
+            x, acc = Xt[j, s:e], 0.0
+            for i in range(m):
+                acc += x[i] * g[i]
+            dbeta[j] += acc
         for f in range(F):
-            at, col = node[i, f], f * width
+            level = node[f, s:e]
             for a in range(qf[f]):
-                duE[at + a] += g * Z[i, col + a]
-    if nb:
+                z = Zt[f * width + a, s:e]
+                for i in range(m):
+                    duE[level[i] + a] += g[i] * z[i]
+    if code == 6 or code == 7:
         dtheta[0] = d_theta
     return total
+
+
+@kernel
+def pointwise_loglik(code, eta, y, n, const, theta, out):
+    """Each row's log-pmf with its constant at each draw's linear predictor: ``out[d, i]``
+    from ``eta[d, i]`` (``out`` may be ``eta``), ``y``, ``n`` and ``const`` by row
+    (:func:`row_counts`), a negative binomial's ``theta[d]`` by draw; the pointwise
+    log-likelihood of LOO, from the link scale as the sampler's density (no ``mu``
+    rounded to 0 or 1)."""
+    nb = code == 6 or code == 7
+    for d in range(eta.shape[0]):
+        for i in range(eta.shape[1]):
+            if nb:
+                value = nb_term(code, eta[d, i], y[i], theta[d])[0]
+            else:
+                value = row_term(code, eta[d, i], y[i], n[i])[0]
+            out[d, i] = value + const[i]

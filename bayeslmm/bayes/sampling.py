@@ -371,24 +371,25 @@ def sample_numpyro(
 
 
 #: Unconstrained parameters up to which a GLMM keeps the low-rank mass matrix it asks for
-#: under nutpie >= 0.16.9 (see :func:`low_rank_mass_matrix`).
+#: (see :func:`low_rank_mass_matrix`).
 GLMM_LOW_RANK_MAX_SIZE = 64
 
 
 def low_rank_mass_matrix(density) -> bool:
     """Does nutpie adapt a low-rank mass matrix for ``density``: where the density asks for
     one (:attr:`~bayeslmm.bayes.density.MarginalDensity.low_rank_mass_matrix`), except a
-    GLMM's with more than :data:`GLMM_LOW_RANK_MAX_SIZE` parameters under nutpie's newer
-    adaptation (``adaptation="low_rank"``, nutpie >= 0.16.9), whose leapfrog steps cost
-    more as the model grows. Measured with nutpie 0.16.11, 4 x 1000 draws, seed 1, min bulk
-    ESS per second of the fit, diagonal against low rank: cbpp (20 parameters) 3100 against
-    3420-3770; VerbAgg's items alone (31) 62 against 280; 120 of its people with the items
-    (152) 255 against 113; its people alone (323) 91 against 42; all of VerbAgg (348): 39
-    leapfrog steps a draw against 15, sampling 270 s against 54 s. nutpie 0.16.8's
-    low-rank adaptation keeps every size (VerbAgg: 15 steps)."""
+    GLMM's with more than :data:`GLMM_LOW_RANK_MAX_SIZE` parameters, whose leapfrog steps
+    then cost more in nutpie's low-rank adaptation than the rows' gradient
+    (:func:`~bayeslmm.bayes.row_likelihood.row_loglik`) and more than the better steps
+    save. Measured, 4 x 1000 draws, seed 1, min bulk ESS over sampling seconds, diagonal
+    against low rank: nutpie 0.16.11: cbpp (20 parameters) 3100 against 3420-3770;
+    VerbAgg's items alone (31) 62 against 280; 120 of its people with the items (152) 255
+    against 113; its people alone (323) 91 against 42. nutpie 0.16.8, after the rows'
+    vectorised pass: VerbAgg (348) 2005 / 5.4 s against 3733 / 17.5 s; the 50,000-row
+    Bernoulli ``(1 + x | g)`` (2,005) 1878 / 48 s against 2088 / 78 s."""
     if not density.low_rank_mass_matrix:
         return False
-    if density.layout.has_sigma or not stack.nutpie_has_adaptation():
+    if density.layout.has_sigma:
         return True
     return density.layout.size <= GLMM_LOW_RANK_MAX_SIZE
 

@@ -243,6 +243,16 @@ def nb_term(code, eta, y, theta):
 
 
 @vector_kernel
+def _horner(coefficients, x):
+    """``sum_k coefficients[k] x^k`` by Horner's rule (a fixed-length tuple: the loop
+    unrolls and, inlined, vectorises with its caller's)."""
+    q = coefficients[-1]
+    for k in range(len(coefficients) - 2, -1, -1):
+        q = q * x + coefficients[k]
+    return q
+
+
+@vector_kernel
 def _exp_block(x, out, bits, m):
     """``out[:m] = exp(x[:m])`` for ``|x| <= 708``, a loop that vectorises (numba's
     ``math.exp`` is a libm call per element): ``x = k ln 2 + r`` (Cody and Waite), the
@@ -253,20 +263,7 @@ def _exp_block(x, out, bits, m):
         v = x[i]
         k = math.floor(v * LOG2_E + 0.5)
         r = (v - k * LN2_HI) - k * LN2_LO
-        q = EXP_TAYLOR[13]
-        q = q * r + EXP_TAYLOR[12]
-        q = q * r + EXP_TAYLOR[11]
-        q = q * r + EXP_TAYLOR[10]
-        q = q * r + EXP_TAYLOR[9]
-        q = q * r + EXP_TAYLOR[8]
-        q = q * r + EXP_TAYLOR[7]
-        q = q * r + EXP_TAYLOR[6]
-        q = q * r + EXP_TAYLOR[5]
-        q = q * r + EXP_TAYLOR[4]
-        q = q * r + EXP_TAYLOR[3]
-        q = q * r + EXP_TAYLOR[2]
-        q = q * r + 1.0
-        out[i] = q * r + 1.0
+        out[i] = _horner(EXP_TAYLOR, r)
         bits[i] = (np.int64(k) + 1023) << 52
     scale = bits.view(np.float64)
     for i in range(m):
@@ -281,20 +278,7 @@ def _log1p_unit(e):
     about 1e-16, as log1p's."""
     t = 1.0 if e > SQRT_2_M1 else 0.0
     s = (e - t) / (e + 2.0 + t)
-    s2 = s * s
-    q = ATANH_SERIES[11]
-    q = q * s2 + ATANH_SERIES[10]
-    q = q * s2 + ATANH_SERIES[9]
-    q = q * s2 + ATANH_SERIES[8]
-    q = q * s2 + ATANH_SERIES[7]
-    q = q * s2 + ATANH_SERIES[6]
-    q = q * s2 + ATANH_SERIES[5]
-    q = q * s2 + ATANH_SERIES[4]
-    q = q * s2 + ATANH_SERIES[3]
-    q = q * s2 + ATANH_SERIES[2]
-    q = q * s2 + ATANH_SERIES[1]
-    q = q * s2 + ATANH_SERIES[0]
-    return s * q + t * LN_2
+    return s * _horner(ATANH_SERIES, s * s) + t * LN_2
 
 
 @vector_kernel

@@ -90,3 +90,46 @@ def test_row_loglik_matches_scipy_by_row(code: int, far: bool) -> None:
         lp = lambda t: float(_reference(code, eta, y, n, t).sum())  # noqa: E731
         fd = (lp(theta + h) - lp(theta - h)) / (2 * h)
         assert dtheta[0] == pytest.approx(fd, rel=1e-6)
+
+
+@pytest.mark.parametrize(("family", "link", "code"), [
+    ("binomial", "logit", 1), ("binomial", "probit", 2), ("binomial", "cloglog", 3),
+    ("poisson", "log", 4), ("negative_binomial", "log", 6),
+])  # fmt: skip
+def test_pointwise_loglik_matches_scipy_with_its_constants(family, link, code):
+    """Every draw's and row's log-pmf (``dbinom`` / ``dpois`` / ``dnbinom`` with every
+    constant) from draws of beta, a correlated two-term block and a crossed intercept,
+    in more rows than one block of the pass."""
+    import pandas as pd
+
+    import bayeslmm as bl
+
+    rng = np.random.default_rng(code)
+    n = rl.ROW_BLOCK + 90
+    df = pd.DataFrame({"x": rng.normal(size=n), "g": rng.integers(0, 9, n).astype(str),
+                       "h": rng.integers(0, 5, n).astype(str),
+                       "size": rng.integers(1, 7, n)})  # fmt: skip
+    df["k"] = rng.binomial(df["size"], 0.3)
+    df["count"] = rng.poisson(2.0, n)
+    lhs = "cbind(k, size - k)" if family == "binomial" else "count"
+    model = bl.LMM(f"{lhs} ~ x + (1 + x | g) + (1 | h)", df, family=family, link=link)
+    design, response = model.design, model.response
+    draws = 7
+    beta = rng.normal(size=(draws, design.X.shape[1])) * 0.3
+    effects = [rng.normal(size=(draws, b.n_levels, b.n_terms)) * 0.4 for b in design.blocks]
+    theta = rng.uniform(0.5, 5.0, draws)
+    got = rl.pointwise_loglik(design, response, beta, effects,
+                              theta if code == 6 else None)  # fmt: skip
+    eta = beta @ design.X.T + response.offset
+    for block, u in zip(design.blocks, effects, strict=True):
+        eta = eta + np.einsum("nq,dnq->dn", block.Z, u[:, block.codes])
+    if family == "binomial":
+        size = df["size"].to_numpy(float)
+        want = _reference(code, eta, df["k"].to_numpy(float), size, 0.0) + (
+            sc.gammaln(size + 1) - sc.gammaln(df["k"] + 1) - sc.gammaln(size - df["k"] + 1)
+        ).to_numpy()
+    else:
+        y = df["count"].to_numpy(float)
+        want = np.array([_reference(code, eta[d], y, np.ones(n), theta[d])
+                         for d in range(draws)]) - sc.gammaln(y + 1)  # fmt: skip
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)

@@ -72,7 +72,7 @@ from .density import MarginalDensity
 from .laplace import APPROXIMATION, check_canonical, draw_laplace_effects
 from .predict import linear_predictor, predict_draws, prediction_arguments, prediction_table
 from .priors import THETA, Prior, resolve_priors
-from .row_likelihood import family_code, has_theta, pointwise_loglik, row_counts
+from .row_likelihood import pointwise_loglik
 from .sampling import available_samplers, default_sampler, whole_number
 from .stack import Results
 
@@ -465,20 +465,22 @@ class GlmMixin:
         negative binomial log-pmf with all constants, as ``dbinom`` / ``dpois`` /
         ``dnbinom(mu=, size=theta)``), dims (chain, draw, obs)."""
         post = stack.posterior(idata)
-        eta = self._linear_predictor(idata)
-        r = self.response
-        code = family_code(r)
-        if code is not None:  # compiled, on the link scale, in place of eta
-            y, trials, constants = row_counts(r, code)
-            flat = eta.reshape(-1, eta.shape[-1])
-            theta = (self._theta_draws(idata).reshape(-1) if has_theta(code)
-                     else np.zeros(flat.shape[0]))  # fmt: skip
-            pointwise_loglik(code, flat, y, trials, constants, theta, flat)
-            values = eta
+        r, design = self.response, self.design
+        chains, draws = post.sizes["chain"], post.sizes["draw"]
+        values = pointwise_loglik(
+            design, r, post["beta"].values.reshape(chains * draws, -1),
+            [post[f"u_{b.label}"].values.reshape(chains * draws, b.n_levels, b.n_terms)
+             for b in design.blocks],
+            self._theta_draws(idata).reshape(-1) if r.family.negative_binomial else None,
+        )  # fmt: skip
+        if values is not None:  # compiled, on the link scale
+            values = values.reshape(chains, draws, -1)
         elif r.family.negative_binomial:
+            eta = self._linear_predictor(idata)
             theta, mu = self._theta_draws(idata), r.family.linkinv(eta)
             values = scipy.stats.nbinom.logpmf(r.y, theta, theta / (theta + mu))
         else:
+            eta = self._linear_predictor(idata)
             values = r.family.loglik(r.y, r.family.linkinv(eta), r.weights)
         da = xr.DataArray(values, dims=("chain", "draw", "obs"),
                           coords={"chain": post.chain, "draw": post.draw,

@@ -282,12 +282,12 @@ def _log1p_unit(e):
 
 
 @vector_kernel
-def _family_block(code, eta, y, n, theta, g, work, bits, m):
+def _family_rows(code, eta, y, n, theta, g, value, work, bits, m):
     """The log-pmf (without its constant) of the ``m`` rows in ``eta[:m]`` with ``y``,
-    ``n`` from the block's first row; writes each row's derivative in ``eta`` to ``g``
-    and returns ``(sum, derivative in theta)``. The logit and log links vectorise (while
-    every ``|eta| <= EXP_LIMIT``); the other families, and blocks beyond that, go row
-    by row through :func:`row_term` and :func:`nb_term`."""
+    ``n`` from the block's first row: writes each row's value to ``value`` and its
+    derivative in ``eta`` to ``g``; returns ``(sum, derivative in theta)``. The logit and
+    log links vectorise (while every ``|eta| <= EXP_LIMIT``); the other families, and
+    blocks beyond that, go row by row through :func:`row_term` and :func:`nb_term`."""
     far = 0
     for i in range(m):
         far += abs(eta[i]) > EXP_LIMIT
@@ -299,24 +299,50 @@ def _family_block(code, eta, y, n, theta, g, work, bits, m):
         for i in range(m):
             x, e = eta[i], work[i]
             pos = 1.0 if x >= 0.0 else 0.0
-            total += y[i] * x - n[i] * (pos * x + _log1p_unit(e))
+            v = y[i] * x - n[i] * (pos * x + _log1p_unit(e))
+            value[i] = v
+            total += v
             g[i] = y[i] - n[i] * ((pos + (1.0 - pos) * e) / (1.0 + e))
         return total, 0.0
     if code == 4 and far == 0:
         _exp_block(eta, work, bits, m)
         for i in range(m):
-            total += y[i] * eta[i] - work[i]
+            v = y[i] * eta[i] - work[i]
+            value[i] = v
+            total += v
             g[i] = y[i] - work[i]
         return total, 0.0
     d_theta = 0.0
     for i in range(m):
         if code == 6 or code == 7:
-            value, g[i], gt = nb_term(code, eta[i], y[i], theta)
+            value[i], g[i], gt = nb_term(code, eta[i], y[i], theta)
             d_theta += gt
         else:
-            value, g[i] = row_term(code, eta[i], y[i], n[i])
-        total += value
+            value[i], g[i] = row_term(code, eta[i], y[i], n[i])
+        total += value[i]
     return total, d_theta
+
+
+@vector_kernel
+def _block_eta(beta, uE, off, Xt, node, Zt, qf, s, e, eta):
+    """``eta[:e - s] = off + X beta + sum_f Z_f u_f[level]`` for rows ``s..e`` (the arrays
+    by column, as :func:`row_loglik` reads them); slices of the block's rows, because
+    indexing a slice vectorises where ``x[j, s + i]`` does not (2x)."""
+    p, F, m = Xt.shape[0], node.shape[0], e - s
+    width = Zt.shape[0] // F if F else 0
+    offset = off[s:e]
+    for i in range(m):
+        eta[i] = offset[i]
+    for j in range(p):
+        b, x = beta[j], Xt[j, s:e]
+        for i in range(m):
+            eta[i] += x[i] * b
+    for f in range(F):
+        level = node[f, s:e]
+        for a in range(qf[f]):
+            z = Zt[f * width + a, s:e]
+            for i in range(m):
+                eta[i] += z[i] * uE[level[i] + a]
 
 
 @vector_kernel
@@ -327,7 +353,7 @@ def row_loglik(code, const, beta, uE, y, n, off, Xt, node, Zt, qf, dbeta, duE, t
     column (:data:`ROW_FIELDS`): ``Xt`` is ``X'``, ``node`` each factor's first effect by
     row, ``Zt`` is ``Z'`` with ``Zt.shape[0] / F`` rows per factor, of which ``qf`` are
     the factor's terms. Blocks of :data:`ROW_BLOCK` rows: the linear predictor, the
-    family (:func:`_family_block`), then ``X'g`` and ``Z'g`` by level. A negative binomial
+    family (:func:`_family_rows`), then ``X'g`` and ``Z'g`` by level. A negative binomial
     (:data:`NEGATIVE_BINOMIAL`) reads its ``theta`` and writes the derivative in it to
     ``dtheta[0]``; the other families ignore both."""
     p, N, F = Xt.shape[0], y.shape[0], node.shape[0]
@@ -337,26 +363,15 @@ def row_loglik(code, const, beta, uE, y, n, off, Xt, node, Zt, qf, dbeta, duE, t
     for j in range(duE.shape[0]):
         duE[j] = 0.0
     eta, g, work = np.empty(ROW_BLOCK), np.empty(ROW_BLOCK), np.empty(ROW_BLOCK)
-    bits = np.empty(ROW_BLOCK, np.int64)
+    value, bits = np.empty(ROW_BLOCK), np.empty(ROW_BLOCK, np.int64)
     total, d_theta = const, 0.0
-    for s in range(0, N, ROW_BLOCK):  # views of the block's rows: indexing a slice
-        e = min(s + ROW_BLOCK, N)  # vectorises where x[j, s + i] does not (2x)
+    for s in range(0, N, ROW_BLOCK):
+        e = min(s + ROW_BLOCK, N)
         m = e - s
-        offset = off[s:e]
-        for i in range(m):
-            eta[i] = offset[i]
-        for j in range(p):
-            b, x = beta[j], Xt[j, s:e]
-            for i in range(m):
-                eta[i] += x[i] * b
-        for f in range(F):
-            level = node[f, s:e]
-            for a in range(qf[f]):
-                z = Zt[f * width + a, s:e]
-                for i in range(m):
-                    eta[i] += z[i] * uE[level[i] + a]
-        value, gt = _family_block(code, eta, y[s:e], n[s:e], theta, g, work, bits, m)
-        total += value
+        _block_eta(beta, uE, off, Xt, node, Zt, qf, s, e, eta)
+        block_total, gt = _family_rows(code, eta, y[s:e], n[s:e], theta, g, value, work,
+                                       bits, m)  # fmt: skip
+        total += block_total
         d_theta += gt
         for j in range(p):
             x, acc = Xt[j, s:e], 0.0
@@ -374,18 +389,54 @@ def row_loglik(code, const, beta, uE, y, n, off, Xt, node, Zt, qf, dbeta, duE, t
     return total
 
 
-@kernel
-def pointwise_loglik(code, eta, y, n, const, theta, out):
-    """Each row's log-pmf with its constant at each draw's linear predictor: ``out[d, i]``
-    from ``eta[d, i]`` (``out`` may be ``eta``), ``y``, ``n`` and ``const`` by row
-    (:func:`row_counts`), a negative binomial's ``theta[d]`` by draw; the pointwise
-    log-likelihood of LOO, from the link scale as the sampler's density (no ``mu``
-    rounded to 0 or 1)."""
-    nb = code == 6 or code == 7
-    for d in range(eta.shape[0]):
-        for i in range(eta.shape[1]):
-            if nb:
-                value = nb_term(code, eta[d, i], y[i], theta[d])[0]
-            else:
-                value = row_term(code, eta[d, i], y[i], n[i])[0]
-            out[d, i] = value + const[i]
+def pointwise_loglik(design: Design, response: GlmResponse, beta: np.ndarray,
+                     effects: list[np.ndarray], theta: np.ndarray | None = None
+                     ) -> np.ndarray | None:  # fmt: skip
+    """Each row's log-pmf with its constant at each draw: ``(draws, rows)``, from the
+    draws of ``beta`` ``(draws, p)``, of each random-effect block's effects ``(draws,
+    levels, terms)`` (``design.blocks``' order) and a negative binomial's ``theta``
+    ``(draws,)``: the pointwise log-likelihood of LOO, on the link scale as the sampler's
+    density (no ``mu`` rounded to 0 or 1), by the rows' vectorised pass. None where the
+    kernel lacks the family or link."""
+    code = family_code(response)
+    if code is None:
+        return None
+    y, trials, constants = row_counts(response, code)
+    n, draws = design.n_obs, beta.shape[0]
+    sizes = [b.n_terms for b in design.blocks]
+    qmax = max(sizes, default=0)
+    node = np.zeros((len(sizes), n), np.int64)
+    Zt = np.zeros((len(sizes) * qmax, n))
+    columns, start = [], 0
+    for k, (block, u) in enumerate(zip(design.blocks, effects, strict=True)):
+        node[k] = start + np.asarray(block.codes, np.int64) * sizes[k]
+        Zt[k * qmax : k * qmax + sizes[k]] = np.asarray(block.Z, float).T
+        columns.append(np.asarray(u, float).reshape(draws, -1))
+        start += columns[-1].shape[1]
+    U = np.ascontiguousarray(np.concatenate(columns, axis=1) if columns
+                             else np.zeros((draws, 0)))  # fmt: skip
+    theta = np.zeros(draws) if theta is None else np.asarray(theta, float).reshape(draws)
+    out = np.empty((draws, n))
+    _pointwise_kernel(code, np.ascontiguousarray(beta, float), U,
+                      np.asarray(response.offset, float),
+                      np.ascontiguousarray(np.asarray(design.X, float).T), node, Zt,
+                      np.array(sizes, np.int64), y, trials, constants, theta, out)  # fmt: skip
+    return out
+
+
+@vector_kernel
+def _pointwise_kernel(code, beta, U, off, Xt, node, Zt, qf, y, n, const, theta, out):
+    """``out[d, i]``: row ``i``'s log-pmf with its constant at draw ``d``
+    (:func:`pointwise_loglik`); the rows' arrays as :func:`row_loglik` reads them, the
+    effects of draw ``d`` in ``U[d]``."""
+    N = y.shape[0]
+    eta, g, work = np.empty(ROW_BLOCK), np.empty(ROW_BLOCK), np.empty(ROW_BLOCK)
+    value, bits = np.empty(ROW_BLOCK), np.empty(ROW_BLOCK, np.int64)
+    for d in range(out.shape[0]):
+        for s in range(0, N, ROW_BLOCK):
+            e = min(s + ROW_BLOCK, N)
+            _block_eta(beta[d], U[d], off, Xt, node, Zt, qf, s, e, eta)
+            _family_rows(code, eta, y[s:e], n[s:e], theta[d], g, value, work, bits, e - s)
+            row, c = out[d, s:e], const[s:e]
+            for i in range(e - s):
+                row[i] = value[i] + c[i]

@@ -206,6 +206,16 @@ def ess(draws: xr.Dataset | np.ndarray, method: str = "bulk") -> xr.Dataset | fl
     return float(np.asarray(out)) if isinstance(draws, np.ndarray) else out
 
 
+def tail_ess_probs() -> tuple[float, float]:
+    """The two quantiles whose indicators give ``arviz.ess(method="tail")`` by default:
+    5% and 95% in ArviZ 0.x (Vehtari et al. 2021); in 1.x the credible-interval
+    probability (``rcParams["stats.ci_prob"]``, 0.89) and its complement."""
+    if ARVIZ_1:
+        p = float(az.rcParams["stats.ci_prob"])
+        return min(p, 1.0 - p), max(p, 1.0 - p)
+    return 0.05, 0.95
+
+
 def rhat(draws: xr.Dataset) -> xr.Dataset:
     """Rank-normalised split R-hat of each element of ``draws``."""
     with _quiet():

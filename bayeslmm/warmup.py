@@ -4,7 +4,8 @@
 grouping factor with correlated terms, crossed factors with a sampled factor, nested
 factors, an AR(1) residual structure): the REML/ML criterion and its gradient, the
 compiled posterior density nutpie calls, exact draws of the random effects and the
-per-group likelihoods of leave-one-group-out, and glmer's kernels (PIRLS on the blocked
+per-group likelihoods of leave-one-group-out, a GLMM's pointwise log-likelihood, the
+convergence checks' R-hat and ESS, and glmer's kernels (PIRLS on the blocked
 Cholesky, the Laplace deviance's exact gradient, the saturated likelihood, adaptive
 quadrature: binomial, Poisson, crossed; the other families and links are codes of the
 same compiled kernels). The package's build runs it
@@ -73,6 +74,7 @@ def _glm_kernels(formula: str, data: pd.DataFrame, family: str) -> None:
     """The compiled density with a GLMM's row likelihood (every factor sampled)."""
     from .bayes.density import MarginalDensity
     from .bayes.priors import default_priors
+    from .bayes.row_likelihood import pointwise_loglik
     from .gaussian.blocked import BlockedSystem
     from .gaussian.statistics import BlockedStats
     from .spec.response import glm_design
@@ -84,6 +86,17 @@ def _glm_kernels(formula: str, data: pd.DataFrame, family: str) -> None:
                                        system)  # fmt: skip
     if density is not None:
         density.logp_grad(density.start)
+    draws = 2  # the pointwise log-likelihood of a fit's draws (LOO)
+    pointwise_loglik(design, response, np.zeros((draws, design.X.shape[1])),
+                     [np.zeros((draws, b.n_levels, b.n_terms)) for b in design.blocks],
+                     np.ones(draws))  # fmt: skip
+
+
+def _chain_kernels() -> None:
+    """The convergence checks' R-hat and ESS (:mod:`bayeslmm.bayes.chains`)."""
+    from .bayes.chains import diagnose
+
+    diagnose(np.random.default_rng(0).normal(size=(2, 2, 20)), rhat=True, ess=True)
 
 
 def warm(verbose: bool = False) -> float:
@@ -115,6 +128,7 @@ def warm(verbose: bool = False) -> float:
         for formula, family in [("yb ~ x + (x | g)", "bernoulli"),
                                 ("yc ~ x + (1 | g) + (1 | h)", "poisson")]:  # fmt: skip
             _glm_kernels(formula, data, family)
+        _chain_kernels()
         glmer("yb ~ x + (x | g)", data, family="binomial")
         glmer("yc ~ x + (1 | g) + (1 | h)", data, family="poisson")
         glmer("yb ~ x + (1 | g)", data, family="binomial", nAGQ=5)

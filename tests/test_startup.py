@@ -63,6 +63,8 @@ bl.lmer("Reaction ~ Days + (1 | Subject)", df, residual=bl.AR1(time="Days"))
 df["fast"] = (df["Reaction"] < 280).astype(int)
 bl.glmer("fast ~ Days + (Days | Subject)", df, family="binomial")
 bl.glmer("fast ~ Days + (1 | Subject)", df, family="binomial", nAGQ=7)
+g = bl.LMM("fast ~ Days + (1 | Subject)", df, family="bernoulli")
+g.fit(draws=50, tune=50, chains=2, random_seed=1, progressbar=False)
 print(json.dumps(compiled))
 """
 
@@ -91,7 +93,8 @@ sys.meta_path.insert(0, Block())
 def test_warmup_compiles_every_kernel_a_fit_uses(tmp_path):
     """``bayeslmm.warmup`` runs with only the build hook's dependencies (what the build
     environment has); after it, a fit, its exact draws, its per-group likelihoods,
-    REML/ML and glmer fits compile nothing, and print no notice."""
+    REML/ML and glmer fits, a GLMM's fit with its pointwise log-likelihood and
+    convergence checks compile nothing, and print no notice."""
     env = {"NUMBA_CACHE_DIR": str(tmp_path)}
     runtime = {"xarray", "pymc", "arviz", "matplotlib", "nutpie", "statsmodels", "h5netcdf",
                "h5py", "threadpoolctl", "dask", "numpyro", "jax"}  # fmt: skip

@@ -215,11 +215,14 @@ def main() -> None:
                                              args.seeds[0])))  # fmt: skip
         return
     rows = []
-    # untimed: fills numba's on-disk cache of the compiled density, as any earlier fit would
-    warm = ["--one", "sleepstudy", "bayeslmm-marginal", "--draws", "50", "--chains", "1"]
-    subprocess.run([sys.executable, __file__, *warm], capture_output=True)
+    # untimed: fills numba's on-disk cache of every kernel (the compiled densities, a GLMM's
+    # pointwise log-likelihood, the convergence checks), as the package's build or any
+    # earlier fit would
+    warm = ["-m", "bayeslmm.warmup"]
+    subprocess.run([sys.executable, *warm], capture_output=True, cwd=HERE.parent)
     if any(c.startswith(PY313) for c in args.configs):
-        subprocess.run(_py313(warm), capture_output=True)
+        script = HERE.parent / "ci" / "stack-py313"
+        subprocess.run(["bash", str(script), "--run", "python", *warm], capture_output=True)
     for case in args.cases:
         for seed in args.seeds:
             for config in args.configs:

@@ -475,13 +475,13 @@ class GlmMixin:
         )  # fmt: skip
         if values is not None:  # compiled, on the link scale
             values = values.reshape(chains, draws, -1)
-        elif r.family.negative_binomial:
-            eta = self._linear_predictor(idata)
-            theta, mu = self._theta_draws(idata), r.family.linkinv(eta)
-            values = scipy.stats.nbinom.logpmf(r.y, theta, theta / (theta + mu))
-        else:
-            eta = self._linear_predictor(idata)
-            values = r.family.loglik(r.y, r.family.linkinv(eta), r.weights)
+        else:  # a family or link the kernel lacks: scipy's pmf at mu
+            mu = r.family.linkinv(self._linear_predictor(idata))
+            if r.family.negative_binomial:
+                theta = self._theta_draws(idata)
+                values = scipy.stats.nbinom.logpmf(r.y, theta, theta / (theta + mu))
+            else:
+                values = r.family.loglik(r.y, mu, r.weights)
         da = xr.DataArray(values, dims=("chain", "draw", "obs"),
                           coords={"chain": post.chain, "draw": post.draw,
                                   "obs": np.arange(self.design.n_obs)})  # fmt: skip

@@ -221,8 +221,7 @@ def main() -> None:
     warm = ["-m", "bayeslmm.warmup"]
     subprocess.run([sys.executable, *warm], capture_output=True, cwd=HERE.parent)
     if any(c.startswith(PY313) for c in args.configs):
-        script = HERE.parent / "ci" / "stack-py313"
-        subprocess.run(["bash", str(script), "--run", "python", *warm], capture_output=True)
+        subprocess.run(_on_py313(warm), capture_output=True)
     for case in args.cases:
         for seed in args.seeds:
             for config in args.configs:
@@ -285,10 +284,14 @@ def run_process(case: str, config: str, seed: int, args: argparse.Namespace) -> 
     return {"case": case, "config": config, "seed": seed, "note": out.stderr.strip()[-200:]}
 
 
+def _on_py313(arguments: list[str]) -> list[str]:
+    """The command running ``python ARGUMENTS`` on the second stack (in the checkout)."""
+    return ["bash", str(HERE.parent / "ci" / "stack-py313"), "--run", "python", *arguments]
+
+
 def _py313(arguments: list[str]) -> list[str]:
     """The command running this script with ``arguments`` on the second stack."""
-    script = HERE.parent / "ci" / "stack-py313"
-    return ["bash", str(script), "--run", "python", "benchmarks/bench_samplers.py", *arguments]
+    return _on_py313(["benchmarks/bench_samplers.py", *arguments])
 
 
 if __name__ == "__main__":

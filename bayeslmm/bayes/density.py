@@ -1128,6 +1128,13 @@ def logp_and_grad(x, data, grad):
         for i in range(p):
             for k in range(p):
                 beta[i] -= wbar[i, k] * x[k]
+    # the diagonal of every chol(D_f), its inverse and log, once (not per level; read for
+    # centred terms, whose SDs are positive)
+    lam_inv, lam_log = np.empty((F, qmax)), np.empty((F, qmax))
+    for f in range(F):
+        for a in range(qmax):
+            lam_inv[f, a] = 1.0 / lam[f, a, a]
+            lam_log[f, a] = math.log(lam[f, a, a]) if lam[f, a, a] > 0.0 else -math.inf
     uE = np.zeros(QE)
     zE = np.zeros(QE)
     for r in range(NE):
@@ -1150,7 +1157,7 @@ def logp_and_grad(x, data, grad):
                 if nested and parent[oe + a] >= 0:  # ... + its parent level's value
                     xa -= v_all[int(parent[oe + a])]
                 uE[oe + a] = xa
-                zE[oe + a] = (xa - acc) / lam[f, a, a]
+                zE[oe + a] = (xa - acc) * lam_inv[f, a]
             else:
                 zE[oe + a] = xa
                 uE[oe + a] = acc + lam[f, a, a] * xa
@@ -1203,24 +1210,26 @@ def logp_and_grad(x, data, grad):
             lp -= 0.5 * (za * za + LOG_2PI)
             zbar[a] = -za
             if centred[f, a] > 0:
-                lp -= math.log(lam[f, a, a])
+                lp -= lam_log[f, a]
         for a in range(s - 1, -1, -1):
             za = zE[oe + a]
             if centred[f, a] > 0:  # u_a = x_a, z_a = (u_a - acc_a) / lam_aa
-                accbar = -zbar[a] / lam[f, a, a]
-                grad[z0 + oe + a] += duE[oe + a] + zbar[a] / lam[f, a, a]
+                inv = lam_inv[f, a]
+                accbar = -zbar[a] * inv
+                du = duE[oe + a] + zbar[a] * inv  # d/du_a through z_a and the likelihood
+                grad[z0 + oe + a] += du
                 if shift[f, a] >= 0:
                     col = int(shift[f, a])
-                    grad[col] -= duE[oe + a] + zbar[a] / lam[f, a, a]
+                    grad[col] -= du
                     if carried and owner[col] != f * qmax + a:
                         for k in range(p):
-                            grad[k] -= wbar[col, k] * (duE[oe + a] + zbar[a] / lam[f, a, a])
+                            grad[k] -= wbar[col, k] * du
                 if carried:
                     for k in range(p):
-                        grad[k] -= carry[oe + a, k] * (duE[oe + a] + zbar[a] / lam[f, a, a])
+                        grad[k] -= carry[oe + a, k] * du
                 if nested and parent[oe + a] >= 0:
-                    grad[z0 + int(parent[oe + a])] -= duE[oe + a] + zbar[a] / lam[f, a, a]
-                dlamE[f, a, a] -= (zbar[a] * za + 1.0) / lam[f, a, a]
+                    grad[z0 + int(parent[oe + a])] -= du
+                dlamE[f, a, a] -= (zbar[a] * za + 1.0) * inv
             else:  # z_a = x_a, u_a = acc_a + lam_aa z_a
                 accbar = duE[oe + a]
                 zbar[a] += duE[oe + a] * lam[f, a, a]

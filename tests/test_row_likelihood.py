@@ -46,13 +46,27 @@ def _reference(code: int, eta: np.ndarray, y: np.ndarray, n: np.ndarray, theta: 
 
 @pytest.mark.parametrize("code", [1, 2, 3, 4, 6])
 @pytest.mark.parametrize("far", [False, True])
-def test_row_loglik_matches_scipy_by_row(code: int, far: bool) -> None:
+@pytest.mark.parametrize("lead", [-1, 0, 1])
+def test_row_loglik_matches_scipy_by_row(code: int, far: bool, lead: int) -> None:
+    """Without a leading factor, and led by the correlated two-term factor (runs shorter
+    than a block, several to a block) or by the intercept factor (runs longer than a
+    block), rows sorted by its level."""
     rng = np.random.default_rng(code)
-    N, p, levels = 3 * rl.ROW_BLOCK + 37, 3, (40, 7)
+    N, p, levels = 3 * rl.ROW_BLOCK + 37, 3, (40, 2)
     Xt = np.vstack([np.ones(N), rng.normal(size=(p - 1, N))])
     node = np.vstack([2 * rng.integers(0, levels[0], N),
                       2 * levels[0] + rng.integers(0, levels[1], N)])  # fmt: skip
     Zt = np.vstack([np.ones(N), rng.normal(size=N), np.ones(N), np.zeros(N)])
+    if lead >= 0:
+        order = np.argsort(node[lead], kind="stable")
+        Xt, node, Zt = Xt[:, order], node[:, order], Zt[:, order]
+        run = rl.row_runs(node[lead], N)
+        bounds = zip(run[:-1], run[1:], strict=True)
+        assert all(len(np.unique(node[lead, a:b])) == 1 for a, b in bounds)
+        assert len(run) - 1 == levels[lead]
+    else:
+        run = rl.row_runs(None, N)
+        assert list(run) == [0, N]
     qf = np.array([2, 1], np.int64)
     beta = np.array([0.2, -0.4, 0.3])
     uE = rng.normal(size=2 * levels[0] + levels[1]) * 0.5
@@ -68,8 +82,8 @@ def test_row_loglik_matches_scipy_by_row(code: int, far: bool) -> None:
         y = rng.poisson(np.exp(np.clip(eta, -30, 3))).astype(float)
     theta = 2.5
     dbeta, duE, dtheta = np.empty(p), np.empty(uE.size), np.zeros(1)
-    value = rl.row_loglik(code, 0.25, beta, uE, y, n, off, Xt, node, Zt, qf, dbeta,
-                          duE, theta, dtheta)  # fmt: skip
+    value = rl.row_loglik(code, 0.25, beta, uE, y, n, off, Xt, node, Zt, qf, run, lead,
+                          dbeta, duE, theta, dtheta)  # fmt: skip
     rows = _reference(code, eta, y, n, theta)
     assert value == pytest.approx(0.25 + rows.sum(), rel=1e-12, abs=1e-9)
 
@@ -133,3 +147,35 @@ def test_pointwise_loglik_matches_scipy_with_its_constants(family, link, code):
         want = np.array([_reference(code, eta[d], y, np.ones(n), theta[d])
                          for d in range(draws)]) - sc.gammaln(y + 1)  # fmt: skip
     np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+
+
+def test_glm_rows_led_by_the_factor_with_most_rows_per_level() -> None:
+    """The density's rows are sorted by the leading factor's level (the one with the most
+    rows per level, at least LEAD_MIN_ROWS), its runs bounded where the level changes; with
+    fewer rows per level no factor leads and the rows keep their order."""
+    import pandas as pd
+
+    import bayeslmm as bl
+
+    rng = np.random.default_rng(3)
+    for per_level, leads in ((40, True), (3, False)):
+        n = 8 * per_level
+        df = pd.DataFrame({"y": rng.integers(0, 2, n), "x": rng.normal(size=n),
+                           "g": rng.permutation(np.repeat(np.arange(8), per_level)).astype(str),
+                           "h": rng.integers(0, 40, n).astype(str)})  # fmt: skip
+        model = bl.LMM("y ~ x + (1 + x | g) + (1 | h)", df, family="bernoulli")
+        rows = rl.glm_rows(model.design, model.response, model.blocked_system)
+        lead = int(rows["rows_lead"])
+        run = rows["rows_run"]
+        if not leads:
+            assert lead == -1 and list(run) == [0, n]
+            assert np.array_equal(rows["rows_y"], df["y"].to_numpy(float))
+            continue
+        groups = [f.group for f in model.blocked_system.stats.factors]
+        assert groups[lead] == "g" and len(run) == 9 and run[-1] == n
+        level = rows["rows_node"][lead]
+        assert np.all(np.diff(level) >= 0)
+        assert all(len(np.unique(level[a:b])) == 1 for a, b in zip(run[:-1], run[1:], strict=True))
+        # the same rows, reordered: each row's values travel together
+        original = sorted(zip(df["y"], df["x"], strict=True))
+        assert sorted(zip(rows["rows_y"], rows["rows_X"][1], strict=True)) == original

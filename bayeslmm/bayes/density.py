@@ -1187,7 +1187,8 @@ def logp_and_grad(x, data, grad):
             loglik = row_loglik(code, glm[1], beta, uE, _f1(data, h[ROWS_Y]),
                                 _f1(data, h[ROWS_Y + 1]), _f1(data, h[ROWS_Y + 2]),
                                 _f2(data, h[ROWS_X]), _i2(data, h[ROWS_X + 1]),
-                                _f2(data, h[ROWS_X + 2]), qf, dbeta, duE, theta,
+                                _f2(data, h[ROWS_X + 2]), qf, _i1(data, h[ROWS_X + 3]),
+                                _i0(data, h[ROWS_X + 4]), dbeta, duE, theta,
                                 dtheta)  # fmt: skip
     if not np.isfinite(loglik):
         return -np.inf

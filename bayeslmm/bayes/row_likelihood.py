@@ -39,6 +39,11 @@ CODES = {
     ("poisson", "log"): 4, ("poisson", "identity"): 5,
     ("negative_binomial", "log"): 6, ("negative_binomial", "identity"): 7,
 }  # fmt: skip
+#: a grouping factor with at least this many rows per level on average leads the row
+#: pass (:func:`lead_factor`): the rows sorted by its level, its effects added and summed
+#: run by run (a broadcast and a reduction that vectorise) instead of gathered and
+#: scattered row by row
+LEAD_MIN_ROWS = 16
 #: the family codes whose likelihood has the negative binomial's theta
 NEGATIVE_BINOMIAL = (6, 7)
 #: counts up to this sum ``lgamma(y + theta) - lgamma(theta) - y log theta`` as
@@ -49,11 +54,13 @@ NB_DIRECT_SUM = 64
 #: per row the successes or counts, the trials, the offset; then, stored by column so
 #: that the row pass vectorises (one row of each array per column, one entry per row):
 #: ``X'`` (``p x n``), for each grouping factor (node order) the first sampled effect of
-#: the row's level (``F x n``), and ``Z'`` (``qmax`` rows per factor, zero padded)
+#: the row's level (``F x n``), and ``Z'`` (``qmax`` rows per factor, zero padded); the
+#: boundaries of the pass's runs of rows (:func:`row_runs`) and the factor leading it
+#: (-1: none)
 ROW_FIELDS = (
     ("glm", "float64", 1), ("rows_y", "float64", 1), ("rows_n", "float64", 1),
     ("rows_off", "float64", 1), ("rows_X", "float64", 2), ("rows_node", "int64", 2),
-    ("rows_Z", "float64", 2),
+    ("rows_Z", "float64", 2), ("rows_run", "int64", 1), ("rows_lead", "int64", 0),
 )  # fmt: skip
 #: rows per block of the row pass: its work arrays (a few kB) stay in the L1 cache
 ROW_BLOCK = 256
@@ -79,7 +86,8 @@ def gaussian_rows(p: int, n_factors: int, qmax: int) -> dict[str, np.ndarray]:
     return {"glm": np.array([float(GAUSSIAN), 0.0]), "rows_y": np.zeros(0),
             "rows_n": np.zeros(0), "rows_off": np.zeros(0), "rows_X": np.zeros((p, 0)),
             "rows_node": np.zeros((n_factors, 0), np.int64),
-            "rows_Z": np.zeros((n_factors * qmax, 0))}  # fmt: skip
+            "rows_Z": np.zeros((n_factors * qmax, 0)), "rows_run": np.zeros(1, np.int64),
+            "rows_lead": np.array(-1, np.int64)}  # fmt: skip
 
 
 def has_theta(code: int) -> bool:
@@ -127,10 +135,39 @@ def glm_rows(design: Design, response: GlmResponse, system: BlockedSystem) -> di
             block = design.blocks[k]
             Zt[column : column + block.n_terms] = np.asarray(block.Z, float).T
             column += block.n_terms
-    return {"glm": np.array([float(code), const]), "rows_y": y, "rows_n": trials,
-            "rows_off": np.asarray(response.offset, float),
-            "rows_X": np.ascontiguousarray(np.asarray(design.X, float).T), "rows_node": node,
-            "rows_Z": Zt}  # fmt: skip
+    lead = lead_factor(node, n)
+    order = np.argsort(node[lead], kind="stable") if lead >= 0 else np.arange(n)
+    node = np.ascontiguousarray(node[:, order])
+    return {"glm": np.array([float(code), const]), "rows_y": y[order],
+            "rows_n": trials[order], "rows_off": np.asarray(response.offset, float)[order],
+            "rows_X": np.ascontiguousarray(np.asarray(design.X, float)[order].T),
+            "rows_node": node, "rows_Z": np.ascontiguousarray(Zt[:, order]),
+            "rows_run": row_runs(node[lead] if lead >= 0 else None, n),
+            "rows_lead": np.array(lead, np.int64)}  # fmt: skip
+
+
+def lead_factor(node: np.ndarray, n: int) -> int:
+    """The grouping factor that leads the row pass: the one with the most rows per level,
+    where that is at least :data:`LEAD_MIN_ROWS` on average (-1: none; the pass then
+    gathers and scatters every factor's effects row by row). Measured on the rows'
+    gradient (:func:`row_loglik`), best of 7 x 200 calls, same process: the 50,000-row
+    Bernoulli ``(1 + x | g)`` (1,000 levels of 50 rows) led by ``g`` 278-280 us against
+    346-375 us in blocks. A factor with few rows per level would pay more per run than
+    it saves: the runs are short and the gathers hit the cache."""
+    best, best_rows = -1, float(LEAD_MIN_ROWS)
+    for f in range(node.shape[0]):
+        rows = n / max(len(np.unique(node[f])), 1)
+        if rows >= best_rows:
+            best, best_rows = f, rows
+    return best
+
+
+def row_runs(level: np.ndarray | None, n: int) -> np.ndarray:
+    """The boundaries of the leading factor's runs of rows: ``0``, every row where
+    ``level`` (rows sorted by it) changes, ``n``; ``[0, n]`` without a leading factor."""
+    if level is None or n == 0:
+        return np.array([0, n], np.int64)
+    return np.concatenate([[0], np.flatnonzero(np.diff(level)) + 1, [n]]).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------
@@ -324,10 +361,11 @@ def _family_rows(code, eta, y, n, theta, g, value, work, bits, m):
 
 
 @vector_kernel
-def _block_eta(beta, uE, off, Xt, node, Zt, qf, s, e, eta):
+def _block_eta(beta, uE, off, Xt, node, Zt, qf, s, e, eta, lead):
     """``eta[:e - s] = off + X beta + sum_f Z_f u_f[level]`` for rows ``s..e`` (the arrays
     by column, as :func:`row_loglik` reads them); slices of the block's rows, because
-    indexing a slice vectorises where ``x[j, s + i]`` does not (2x)."""
+    indexing a slice vectorises where ``x[j, s + i]`` does not (2x). The factor ``lead``
+    (-1: none) is left out: :func:`_lead_eta` adds its effects."""
     p, F, m = Xt.shape[0], node.shape[0], e - s
     width = Zt.shape[0] // F if F else 0
     offset = off[s:e]
@@ -338,6 +376,8 @@ def _block_eta(beta, uE, off, Xt, node, Zt, qf, s, e, eta):
         for i in range(m):
             eta[i] += x[i] * b
     for f in range(F):
+        if f == lead:
+            continue
         level = node[f, s:e]
         for a in range(qf[f]):
             z = Zt[f * width + a, s:e]
@@ -346,16 +386,52 @@ def _block_eta(beta, uE, off, Xt, node, Zt, qf, s, e, eta):
 
 
 @vector_kernel
-def row_loglik(code, const, beta, uE, y, n, off, Xt, node, Zt, qf, dbeta, duE, theta,
-               dtheta):  # fmt: skip
+def _lead_eta(uE, node, Zt, q, row, run, k, s, e, eta):
+    """Adds the leading factor's effects to ``eta[:e - s]`` (rows ``s..e``, sorted by its
+    level) a run at a time, from run ``k`` on: ``q`` terms, whose ``Z'`` rows start at
+    ``row`` (one constant per run and term, a broadcast that vectorises)."""
+    while k < run.shape[0] - 1 and run[k] < e:
+        a, b = max(run[k], s), min(run[k + 1], e)
+        first = node[a]
+        part = eta[a - s : b - s]
+        for t in range(q):
+            u, z = uE[first + t], Zt[row + t, a:b]
+            for i in range(b - a):
+                part[i] += z[i] * u
+        k += 1
+
+
+@vector_kernel
+def _lead_grad(duE, node, Zt, q, row, run, k, s, e, g):
+    """Adds the leading factor's gradient of rows ``s..e`` (``g[:e - s]``, the derivative
+    in ``eta``) to its levels' effects in ``duE``, summed run by run as
+    :func:`_lead_eta` reads them."""
+    while k < run.shape[0] - 1 and run[k] < e:
+        a, b = max(run[k], s), min(run[k + 1], e)
+        first = node[a]
+        part = g[a - s : b - s]
+        for t in range(q):
+            z, acc = Zt[row + t, a:b], 0.0
+            for i in range(b - a):
+                acc += part[i] * z[i]
+            duE[first + t] += acc
+        k += 1
+
+
+@vector_kernel
+def row_loglik(code, const, beta, uE, y, n, off, Xt, node, Zt, qf, run, lead, dbeta, duE,
+               theta, dtheta):  # fmt: skip
     """The log-likelihood of the rows at ``beta`` and the sampled effects ``uE``; writes
     its gradient into ``dbeta`` and ``duE`` (both zeroed first). The rows' arrays by
     column (:data:`ROW_FIELDS`): ``Xt`` is ``X'``, ``node`` each factor's first effect by
     row, ``Zt`` is ``Z'`` with ``Zt.shape[0] / F`` rows per factor, of which ``qf`` are
     the factor's terms. Blocks of :data:`ROW_BLOCK` rows: the linear predictor, the
-    family (:func:`_family_rows`), then ``X'g`` and ``Z'g`` by level. A negative binomial
-    (:data:`NEGATIVE_BINOMIAL`) reads its ``theta`` and writes the derivative in it to
-    ``dtheta[0]``; the other families ignore both."""
+    family (:func:`_family_rows`), then ``X'g`` and ``Z'g`` by level. The factor ``lead``
+    (-1: none) has its rows sorted by level, in runs between the boundaries ``run``
+    (:func:`row_runs`): its effects enter run by run as constants and its gradient as
+    sums over each run (:func:`_lead_eta`, :func:`_lead_grad`) instead of a gather and a
+    scatter per row. A negative binomial (:data:`NEGATIVE_BINOMIAL`) reads its ``theta``
+    and writes the derivative in it to ``dtheta[0]``; the other families ignore both."""
     p, N, F = Xt.shape[0], y.shape[0], node.shape[0]
     width = Zt.shape[0] // F if F else 0
     for j in range(p):
@@ -364,11 +440,15 @@ def row_loglik(code, const, beta, uE, y, n, off, Xt, node, Zt, qf, dbeta, duE, t
         duE[j] = 0.0
     eta, g, work = np.empty(ROW_BLOCK), np.empty(ROW_BLOCK), np.empty(ROW_BLOCK)
     value, bits = np.empty(ROW_BLOCK), np.empty(ROW_BLOCK, np.int64)
-    total, d_theta = const, 0.0
+    total, d_theta, k = const, 0.0, 0
     for s in range(0, N, ROW_BLOCK):
         e = min(s + ROW_BLOCK, N)
         m = e - s
-        _block_eta(beta, uE, off, Xt, node, Zt, qf, s, e, eta)
+        _block_eta(beta, uE, off, Xt, node, Zt, qf, s, e, eta, lead)
+        if lead >= 0:
+            while run[k + 1] <= s:  # the run holding row s
+                k += 1
+            _lead_eta(uE, node[lead], Zt, qf[lead], lead * width, run, k, s, e, eta)
         block_total, gt = _family_rows(code, eta, y[s:e], n[s:e], theta, g, value, work,
                                        bits, m)  # fmt: skip
         total += block_total
@@ -379,6 +459,9 @@ def row_loglik(code, const, beta, uE, y, n, off, Xt, node, Zt, qf, dbeta, duE, t
                 acc += x[i] * g[i]
             dbeta[j] += acc
         for f in range(F):
+            if f == lead:
+                _lead_grad(duE, node[f], Zt, qf[f], f * width, run, k, s, e, g)
+                continue
             level = node[f, s:e]
             for a in range(qf[f]):
                 z = Zt[f * width + a, s:e]
@@ -435,7 +518,7 @@ def _pointwise_kernel(code, beta, U, off, Xt, node, Zt, qf, y, n, const, theta, 
     for d in range(out.shape[0]):
         for s in range(0, N, ROW_BLOCK):
             e = min(s + ROW_BLOCK, N)
-            _block_eta(beta[d], U[d], off, Xt, node, Zt, qf, s, e, eta)
+            _block_eta(beta[d], U[d], off, Xt, node, Zt, qf, s, e, eta, -1)
             _family_rows(code, eta, y[s:e], n[s:e], theta[d], g, value, work, bits, e - s)
             row, c = out[d, s:e], const[s:e]
             for i in range(e - s):

@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import scipy.special
-import scipy.stats
 from scipy.fft import next_fast_len
 
 from ..jit import kernel
@@ -25,11 +24,35 @@ def _split_chains(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[:, :, :half], x[:, :, x.shape[2] - half :]], axis=1)
 
 
+def _average_ranks(flat: np.ndarray) -> np.ndarray:
+    """Each row's ranks (1-based), ties given their average (``scipy.stats.rankdata(...,
+    method="average", axis=1)``, whose stable sort and passes took 3.4x as long on 256 x
+    4,000 draws), from one unstable sort: a tie's rank is the mean of its first and last
+    place. NaN ranks last (a variable with a NaN draw has no R-hat or ESS anyway)."""
+    n = flat.shape[1]
+    order = np.argsort(flat, axis=1)
+    ordered = np.take_along_axis(flat, order, axis=1)
+    place = np.broadcast_to(np.arange(n, dtype=float), flat.shape)
+    new = np.ones(flat.shape, bool)
+    new[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    if new.all():
+        rank = place + 1.0
+    else:
+        first = np.maximum.accumulate(np.where(new, place, 0.0), axis=1)
+        ends = np.ones(flat.shape, bool)
+        ends[:, :-1] = new[:, 1:]
+        last = np.minimum.accumulate(np.where(ends, place, n)[:, ::-1], axis=1)[:, ::-1]
+        rank = (first + last) / 2.0 + 1.0
+    out = np.empty(flat.shape)
+    np.put_along_axis(out, order, rank, axis=1)
+    return out
+
+
 def _rank_normal(x: np.ndarray) -> np.ndarray:
     """Each variable's draws replaced by the normal scores of their pooled ranks (average
     ties; Blom's offset 3/8)."""
     flat = x.reshape(x.shape[0], -1)
-    rank = scipy.stats.rankdata(flat, method="average", axis=1)
+    rank = _average_ranks(flat)
     return scipy.special.ndtri((rank - 0.375) / (flat.shape[1] + 0.25)).reshape(x.shape)
 
 

@@ -91,3 +91,19 @@ def test_check_convergence_reports_arviz_worst_values_and_names() -> None:
     assert result.min_ess_bulk == pytest.approx(worst(bulk, False)[0], rel=1e-10)
     assert result.min_ess_tail == pytest.approx(worst(tail, False)[0], rel=1e-10)
     assert any(f"({worst(rhat, True)[1]})" in p for p in result.problems)
+
+
+def test_average_ranks_equal_scipys() -> None:
+    """The ranks behind the rank normalisation equal ``scipy.stats.rankdata(...,
+    method="average", axis=1)``: continuous values, heavy ties, a constant row, infinities,
+    -0.0 beside 0.0, a NaN (the row all NaN), a single column."""
+    from scipy.stats import rankdata
+
+    from bayeslmm.bayes.chains import _average_ranks
+
+    rng = np.random.default_rng(3)
+    rows = np.stack([rng.normal(size=50), np.round(rng.normal(size=50)), np.full(50, 1.5),
+                     np.r_[np.inf, -np.inf, -0.0, 0.0, rng.normal(size=46)],
+                     np.r_[np.nan, rng.normal(size=49)]])  # fmt: skip
+    for x in (rows, rows[:, :1]):
+        np.testing.assert_array_equal(_average_ranks(x), rankdata(x, method="average", axis=1))

@@ -56,7 +56,8 @@ def test_row_loglik_matches_scipy_by_row(code: int, far: bool, lead: int) -> Non
     Xt = np.vstack([np.ones(N), rng.normal(size=(p - 1, N))])
     node = np.vstack([2 * rng.integers(0, levels[0], N),
                       2 * levels[0] + rng.integers(0, levels[1], N)])  # fmt: skip
-    Zt = np.vstack([np.ones(N), rng.normal(size=N), np.ones(N), np.zeros(N)])
+    # the second factor's padding row (it has one term of two slots) must not be read
+    Zt = np.vstack([np.ones(N), rng.normal(size=N), np.ones(N), np.full(N, 99.0)])
     if lead >= 0:
         order = np.argsort(node[lead], kind="stable")
         Xt, node, Zt = Xt[:, order], node[:, order], Zt[:, order]

@@ -86,7 +86,7 @@ def gaussian_rows(p: int, n_factors: int, qmax: int) -> dict[str, np.ndarray]:
     return {"glm": np.array([float(GAUSSIAN), 0.0]), "rows_y": np.zeros(0),
             "rows_n": np.zeros(0), "rows_off": np.zeros(0), "rows_X": np.zeros((p, 0)),
             "rows_node": np.zeros((n_factors, 0), np.int64),
-            "rows_Z": np.zeros((n_factors * qmax, 0)), "rows_run": np.zeros(1, np.int64),
+            "rows_Z": np.zeros((n_factors * qmax, 0)), "rows_run": row_runs(None, 0),
             "rows_lead": np.array(-1, np.int64)}  # fmt: skip
 
 

@@ -61,6 +61,7 @@ from ..errors import ComparisonError, NotFittedError, check_seed
 from ..gaussian.statistics import same_response
 from ..spec.design import Design
 from . import stack
+from .chains import ess_bulk
 from .density import Layout, MarginalDensity, _prior_row, level_mean_basis, unpack
 from .density import _prior as prior_kernel
 from .glm_model import is_gaussian
@@ -200,7 +201,7 @@ def bridge_sampling(
     # Frühwirth-Schnatter's relative mean squared error of exp(logml)
     f1 = np.exp(-np.logaddexp(log_s1, log_s2 + q22 - q21 + logml))
     f2 = np.exp(q12 - np.logaddexp(log_s1 + q11 - logml, log_s2 + q12))
-    ess_f2 = stack.ess(f2.reshape(n_chain, -1))
+    ess_f2 = float(ess_bulk(f2.reshape(1, n_chain, -1))[0])
     re2 = np.var(f1, ddof=1) / (n2 * np.mean(f1) ** 2) + np.var(f2, ddof=1) / (
         max(ess_f2, 1.0) * np.mean(f2) ** 2
     )
@@ -208,8 +209,9 @@ def bridge_sampling(
 
 
 def _per_dim(draws: np.ndarray) -> np.ndarray:
-    """Effective sample size of every coordinate of (chain, draw, d) draws."""
-    return np.array([stack.ess(draws[:, :, j]) for j in range(draws.shape[-1])])
+    """Bulk effective sample size of every coordinate of (chain, draw, d) draws, all at
+    once (:func:`~bayeslmm.bayes.chains.ess_bulk`, ArviZ's values to 1e-10)."""
+    return ess_bulk(np.moveaxis(draws, -1, 0))
 
 
 def _finite(values: np.ndarray) -> np.ndarray:

@@ -96,7 +96,7 @@ def diagnose(x: np.ndarray, rhat: bool, ess: bool, probs: tuple[float, float] = 
         r_hat = np.where(folded > r_hat, folded, r_hat)  # Python's max(bulk, tail), as ArviZ
         r_hat = np.where(_invalid(x, 2), np.nan, r_hat)
     if ess:
-        bulk = np.where(_invalid(x, 1), np.nan, _ess(z))
+        bulk = _bulk(x, z)
         tail = ess_tail(x, probs)
     return r_hat, bulk, tail
 
@@ -161,10 +161,15 @@ def _geyer_ess(acov, chain_mean):
     return out
 
 
+def _bulk(x: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Bulk ESS of the draws ``x`` from their rank-normalised split chains ``z``."""
+    return np.where(_invalid(x, 1), np.nan, _ess(z))
+
+
 def ess_bulk(x: np.ndarray) -> np.ndarray:
     """Bulk ESS (``arviz.ess(method="bulk")``) of each variable of ``(V, chains, draws)``."""
     x = np.asarray(x, float)
-    return np.where(_invalid(x, 1), np.nan, _ess(_rank_normal(_split_chains(x))))
+    return _bulk(x, _rank_normal(_split_chains(x)))
 
 
 def ess_tail(x: np.ndarray, probs: tuple[float, float] = (0.05, 0.95)) -> np.ndarray:

@@ -345,23 +345,81 @@ def test_glmm_spreads_are_lme4_first_stage_variances_and_condvar_noise(case):
         assert spread.levels == len(c)
 
 
-def test_glmm_weakly_informed_levels_are_non_centred_on_a_diagonal_mass_matrix():
+def test_glmm_weakly_informed_levels_are_non_centred_nested_ones_on_their_parents():
     """grouseticks' locations have a pooled two-stage spread 26 times their rows' noise, but
-    hold 1.9 broods each: the first-stage fit leaves every factor's noise above its spread,
-    so all are non-centred, the mass matrix diagonal, target_accept 0.95; cbpp's herds
-    stay centred (low rank, 0.9)."""
+    hold 1.9 broods each: the first-stage fit leaves every factor's noise above its
+    spread, so locations and observations are non-centred. Broods, read with their
+    location's effect known (centred_on_parents), are pinned by their own rows: centred,
+    each brood's value sampled around the intercept, its year and height (carried) and
+    its location's effect, the location's SD signed; diagonal mass matrix (591
+    parameters), target_accept 0.9. cbpp's herds stay centred (low rank, 0.9)."""
+    from bayeslmm.bayes.centring import noise_given_parent
+    from bayeslmm.bayes.density import unpack
+    from bayeslmm.bayes.sampling import low_rank_mass_matrix
+
     formula, family = GLMM_CASES["grouseticks"]
     grouse = bl.LMM(formula, bl.load_dataset("grouseticks"), family=family)
     pooled = grouse._pooled_spreads
     assert all(s.spread[0] > 5 * s.noise[0] for s in pooled)  # the old rule: centred
-    assert grouse.centred_terms == {"INDEX": (), "BROOD": (), "LOCATION": ()}
-    assert not grouse.compiled_density.low_rank_mass_matrix
-    assert grouse.default_target_accept == 0.95
+    stats = grouse.blocked_system.stats
+    groups = [f.group for f in stats.factors]
+    assert all(s.spread[0] < s.noise[0] for s in grouse._spreads)  # none, unconditionally
+    brood = groups.index("BROOD")
+    noise = noise_given_parent(brood, stats, grouse.design, grouse._spreads,
+                               grouse._stage_one.state.w)  # fmt: skip
+    assert np.median(noise) < grouse._spreads[brood].spread[0]
+    assert grouse.centred_terms == {"INDEX": (), "BROOD": ("(Intercept)",), "LOCATION": ()}
+    assert grouse.signed_terms["LOCATION"] == ("(Intercept)",)
+    density = grouse.compiled_density
+    fields = unpack(density.data)
+    parent = fields["parent"]
+    b, loc = (density.layout.sampled_factor(groups.index(g)) for g in ("BROOD", "LOCATION"))
+    blocks = {blk.group: blk for blk in grouse.design.blocks}
+    expected = np.empty(b.levels)
+    expected[blocks["BROOD"].codes] = loc.first + blocks["LOCATION"].codes
+    np.testing.assert_array_equal(parent[b.first + np.arange(b.levels)], expected)
+    assert (parent[: b.first] == -1).all() and (parent[loc.first :] == -1).all()
+    # the broods keep the intercept (their parent is not centred) and carry the rest
+    assert density.layout.shift[grouse.design.blocks.index(blocks["BROOD"])] == (0,)
+    assert np.count_nonzero(fields["carry"][:, 1:].any(axis=0)) == 3  # YEAR96/97, cHEIGHT
+    assert not low_rank_mass_matrix(density)
+    assert grouse.default_target_accept == 0.9
     formula, family = GLMM_CASES["cbpp"]
     cbpp = bl.LMM(formula, bl.load_dataset("cbpp"), family=family)
     assert cbpp.centred_terms == {"herd": ("(Intercept)",)}
     assert cbpp.compiled_density.low_rank_mass_matrix
     assert cbpp.default_target_accept == 0.9
+
+
+def test_noise_given_parent_is_the_nested_trees_schur_complement():
+    """Rows in cells in groups, each row its own level too: a cell's variance with its
+    group's effect known equals the dense inverse of the precision of the cells' and the
+    rows' effects (working weights on the rows, the spreads' inverses on the diagonal),
+    as ``(1 / c - 1 / spread)^-1``; a crossed factor is read as known."""
+    from bayeslmm.bayes.centring import noise_given_parent
+    from bayeslmm.gaussian.statistics import LevelSpread
+
+    rng = np.random.default_rng(2)
+    group = np.repeat(np.arange(6), 10)
+    cell = group * 3 + rng.integers(0, 3, group.size)
+    data = pd.DataFrame({"y": rng.poisson(3.0, group.size), "g": group.astype(str),
+                         "c": cell.astype(str), "o": np.arange(group.size).astype(str),
+                         "h": rng.integers(0, 4, group.size).astype(str)})  # fmt: skip
+    model = bl.LMM("y ~ 1 + (1 | g) + (1 | c) + (1 | o) + (1 | h)", data, family="poisson")
+    stats = model.blocked_system.stats
+    groups = [f.group for f in stats.factors]
+    spread = {"g": 0.7, "c": 0.4, "o": 0.25, "h": 0.3}
+    spreads = [LevelSpread(np.array([spread[g]]), np.array([1.0]), f.n_levels)
+               for g, f in zip(groups, stats.factors, strict=True)]  # fmt: skip
+    weights = rng.uniform(0.2, 5.0, group.size)
+    ours = noise_given_parent(groups.index("c"), stats, model.design, spreads, weights)
+    codes = {b.group: b.codes for b in model.design.blocks}
+    Z = np.hstack([np.eye(codes[g].max() + 1)[codes[g]] for g in ("c", "o")])
+    prior = np.concatenate([np.full(codes[g].max() + 1, 1.0 / spread[g]) for g in ("c", "o")])
+    cov = np.linalg.inv(Z.T @ (weights[:, None] * Z) + np.diag(prior))
+    c = np.diag(cov)[: codes["c"].max() + 1]
+    by_level = pd.Series(ours, index=np.arange(ours.size))
+    np.testing.assert_allclose(by_level, 1.0 / (1.0 / c - 1.0 / spread["c"]), rtol=1e-10)
 
 
 def test_a_large_glmm_adapts_a_diagonal_mass_matrix():

@@ -210,6 +210,51 @@ def test_nested_levels_are_centred_around_their_parents():
     np.testing.assert_allclose(start["beta"], model._pooled[0], atol=1e-12)
 
 
+@pytest.mark.parametrize("family", ["bernoulli", "poisson"])
+def test_nested_levels_centred_around_a_non_centred_parents_effect(family):
+    """k's levels lie within g's; k centred, g not (its SD signed): each k level's value is
+    sampled around the intercept, its carried w and its g level's effect ``u_g = sd_g
+    z_g`` (nested_parents). The log density is the non-centred graph's with the
+    Jacobian ``-log sd_k`` per k level (and the signed SD's two halves), the gradient
+    exact, and the chains start at u = 0."""
+    from bayeslmm.bayes.density import MarginalDensity
+
+    formula = ("y ~ x + w + (1 | g) + (1 | k)" if family == "bernoulli"
+               else "y ~ x + w + offset(log(exposure)) + (1 | g) + (1 | k) + (1 | h)")
+    model = _model(formula, family, "logit" if family == "bernoulli" else "log")
+    groups = [f.group for f in model.blocked_system.stats.factors]
+    flags = {g: (g == "k",) for g in groups}
+    signs = {g: (g == "g",) for g in groups}
+    density = MarginalDensity.from_glm(model.design, model.response, model.priors,
+                                       model.blocked_system, flags, signs, None,
+                                       model._pooled[0], None)  # fmt: skip
+    fields = unpack(density.data)
+    k, g = (density.layout.sampled_factor(groups.index(n)) for n in ("k", "g"))
+    design = model.design
+    blocks = {b.group: b for b in design.blocks}
+    expected = np.empty(k.levels)
+    expected[blocks["k"].codes] = g.first + blocks["g"].codes
+    np.testing.assert_array_equal(fields["parent"][k.first + np.arange(k.levels)], expected)
+    assert density.layout.shift[design.blocks.index(blocks["k"])] == (0,)  # the intercept
+    with quiet_pymc():
+        logp = model.pymc_model.compile_logp(jacobian=True)
+    rng = np.random.default_rng(11)
+    for _ in range(4):
+        x = density.start + 0.6 * rng.normal(size=density.start.size)
+        ours, _ = density.logp_grad(x)
+        values = density.constrained(x, design)
+        theirs = float(logp(pymc_point(model, values, centred=False)))
+        theirs -= np.log(2.0) + np.log(values["sd_g"]).sum()
+        theirs -= k.levels * np.log(values["sd_k"]).sum()
+        assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-8)
+        np.testing.assert_allclose(values["u_k"], values["z_k"] * values["sd_k"], rtol=1e-10)
+    assert_exact_gradient(density)
+    start = density.constrained(density.start, design)
+    for n in ("g", "k"):
+        np.testing.assert_allclose(start[f"u_{n}"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(start["beta"], model._pooled[0], atol=1e-12)
+
+
 def test_extreme_linear_predictors_stay_finite():
     """Stable log-pmfs far out on the link scale (log1pexp, the normal cdf's log through
     erfc and its asymptotic series, cloglog's log(-expm1(-e^eta)))."""

@@ -617,14 +617,18 @@ class MarginalDensity:
             if carry.shape[0]:  # less the mean of the carried effects
                 out["beta"][..., column] -= x[..., : lay.p] @ _owner_means(lay, carry, (f, a))
         signed = np.array(self.signed or [False] * (lay.sigma - lay.p), bool)
-        n_sd = 0
-        for b, ((c0, k, corr), first, block, sampled) in enumerate(zip(
-                lay.blocks, lay.starts, design.blocks, lay.explicit or [None] * len(lay.blocks),
-                strict=True)):  # fmt: skip
+        sd_at = np.cumsum([0] + [k for _, k, _ in lay.blocks])
+        # every sampled effect's u, filled block by block: parents' (fewer levels) first
+        u_all = np.zeros(x.shape[:-1] + (lay.n_explicit,))
+        order = sorted(range(len(lay.blocks)),
+                       key=lambda b: -lay.factors[b] if lay.explicit else b)
+        for b in order:
+            (c0, k, corr), first, block = lay.blocks[b], lay.starts[b], design.blocks[b]
+            sampled = lay.explicit[b] if lay.explicit else None
             label = block.label
             value = x[..., first : first + k]
-            signs = np.where(signed[n_sd : n_sd + k], np.sign(value), 1.0)
-            n_sd += k
+            n_sd = sd_at[b + 1]
+            signs = np.where(signed[n_sd - k : n_sd], np.sign(value), 1.0)
             # a signed SD flips its term: sd = |x|, and the term's effects in z, its
             # correlations and its column of the covariance factor take x's sign
             sd = np.where(signed[n_sd - k : n_sd], np.abs(value), np.exp(value))
@@ -658,14 +662,23 @@ class MarginalDensity:
                     if carry.shape[0] and centred[c0 + i]:  # + the carried fixed effects
                         v[..., i] -= out["beta"] @ carry[rows].T
                     if parent.shape[0] and centred[c0 + i] and parent[rows[0]] >= 0:
-                        v[..., i] -= values[..., parent[rows]]  # + the parent level's value
+                        # + the parent level's value (centred), or its effect (not)
+                        up = parent[rows]
+                        v[..., i] -= np.where(_centred_effects(lay)[up], values[..., up],
+                                              u_all[..., up])  # fmt: skip
                 z, out[f"u_{label}"] = mixed_effects(
                     v * signs[..., None, :], scale[..., None, :, :], centred[c0 : c0 + k]
                 )
                 out[f"z_{label}"] = z
+                effects = (v_first + c0 + np.arange(k)[None, :]
+                           + q_factor * np.arange(levels)[:, None])  # fmt: skip
+                u_all[..., effects] = out[f"u_{label}"]
                 for i, column in enumerate(shift):
                     if column >= 0 and not centred[c0 + i]:  # beta_k = x_k - mean of u
                         out["beta"][..., column] -= out[f"u_{label}"][..., i].mean(axis=-1)
+        names = [name for block in design.blocks for kind in ("sd", "chol", "cor", "u", "z")
+                 if (name := f"{kind}_{block.label}") in out]  # fmt: skip
+        out = {name: out[name] for name in (["beta"] if lay.p else []) + names}
         if lay.has_sigma:
             out["sigma"] = np.exp(x[..., lay.sigma])
         if lay.has_theta:
@@ -693,7 +706,7 @@ def carry_matrix(design: Design, system: BlockedSystem, layout: Layout) -> np.nd
     if not candidates or not layout.n_explicit or not design.rows_in_memory:
         return np.zeros((0, p))
     options = []
-    for f, (term, sampled, codes) in centred_intercepts(design, stats, layout).items():
+    for f, (term, sampled, codes) in intercept_terms(design, stats, layout).items():
         factor = stats.factors[f]
         X = design.X[:, candidates]
         low = np.full((factor.n_levels, len(candidates)), np.inf)
@@ -751,6 +764,15 @@ def _carried_start(start: np.ndarray, layout: Layout, carry: np.ndarray,
         start[column] = beta[column] - means[(f, a)] + shift
 
 
+def _centred_effects(layout: Layout) -> np.ndarray:
+    """Per sampled effect, whether its term is centred."""
+    out = np.zeros(layout.n_explicit, bool)
+    for sampled in {e for e in layout.explicit if e is not None}:
+        out[sampled.first : sampled.first + sampled.levels * sampled.q] = np.tile(
+            sampled.centred, sampled.levels)
+    return out
+
+
 def _sampled_values(x: np.ndarray, layout: Layout) -> np.ndarray:
     """The sampled effects' values (..., n_explicit) from unconstrained draws: centred
     terms around a fixed effect through :func:`level_mean_basis`, the rest as sampled."""
@@ -782,9 +804,11 @@ def nested_in(design: Design, stats) -> dict[int, list[int]]:
     return out
 
 
-def centred_intercepts(design: Design, stats, layout: Layout) -> dict:
-    """Per sampled grouping factor whose intercept is centred: ``(its term's index in node
-    order, its :class:`SampledFactor`, its level codes)`` (what :func:`carry_matrix` and
+def intercept_terms(design: Design, stats, layout: Layout, centred_only: bool = True
+                    ) -> dict:  # fmt: skip
+    """Per sampled grouping factor with an intercept term (a centred one, unless
+    ``centred_only`` is False): ``(its term's index in node order, its
+    :class:`SampledFactor`, its level codes)`` (what :func:`carry_matrix` and
     :func:`nested_parents` build on)."""
     out = {}
     for f, factor in enumerate(stats.factors):
@@ -793,7 +817,8 @@ def centred_intercepts(design: Design, stats, layout: Layout) -> dict:
         sampled = layout.sampled_factor(f)
         names = [n for k in factor.blocks for n in design.blocks[k].columns]
         a = next((a for a, n in enumerate(names)
-                  if n == "(Intercept)" and sampled.centred[a]), None)  # fmt: skip
+                  if n == "(Intercept)" and (sampled.centred[a] or not centred_only)),
+                 None)  # fmt: skip
         if a is not None:
             out[f] = (a, sampled, design.blocks[factor.blocks[0]].codes)
     return out
@@ -802,33 +827,42 @@ def centred_intercepts(design: Design, stats, layout: Layout) -> dict:
 def nested_parents(design: Design, system: BlockedSystem, layout: Layout
                    ) -> tuple[np.ndarray, Layout]:  # fmt: skip
     """Per sampled effect, the effect of its parent level (-1: none), and the layout with
-    the children's intercepts no longer varying around the intercept.
+    the children of centred parents no longer varying around the intercept.
 
-    Where every level of a grouping factor lies within one level of a coarser factor
-    (grouseticks' observations in broods in locations) and both have centred
-    intercepts, the finer level's value is sampled around its parent level's value:
-    ``v_l = v_parent(l) + w_l beta + u_l`` (hierarchical centring of nested factors,
-    Gelfand, Sahu & Carlin 1995), so the likelihood sees the finest value alone, each
-    level's value is pinned by its children, and the coarsest factor (the root) alone
-    varies around the fixed intercept. No rows where no such pair exists.
+    Where every level of a grouping factor lies within one level of a coarser sampled
+    factor (grouseticks' broods in locations) and the finer factor's intercept is
+    centred, the finer level's value is sampled around its parent level's
+    (hierarchical centring of nested factors, Gelfand, Sahu & Carlin 1995), so that the
+    likelihood sees the finer value alone and the parent's effect enters through its
+    prior: around the parent's value where the parent's intercept is centred too
+    (``v_l = v_parent(l) + w_l beta + u_l``; the coarsest factor alone then varies
+    around the fixed intercept), or around the intercept plus the parent's effect
+    where the parent's is not (``v_l = beta_0 + u_parent(l) + w_l beta + u_l``, with
+    ``u_parent = sd z``). The parent is the coarser factor with the most levels. The
+    kernel visits the levels of factors with fewer levels first (:func:`logp_and_grad`),
+    so a parent's effect is known before its children's. No rows where no such pair
+    exists.
     """
     stats = system.stats
-    terms = centred_intercepts(design, stats, layout)
+    terms = intercept_terms(design, stats, layout)
+    parents = intercept_terms(design, stats, layout, centred_only=False)
     parent = np.full(layout.n_explicit, -1.0)
     children = set()
     within = nested_in(design, stats)
     for f, (a, sampled, codes) in terms.items():
-        coarser = [g for g in within[f] if g in terms]
+        # a parent comes later in node order (fewer levels), as the kernel's order needs
+        coarser = [g for g in within[f] if g in parents and g > f]
         if not coarser:
             continue
-        best = max(coarser, key=lambda g: terms[g][1].levels)
-        b, coarse, outer = terms[best]
+        best = max(coarser, key=lambda g: parents[g][1].levels)
+        b, coarse, outer = parents[best]
         level_parent = np.empty(sampled.levels, dtype=np.int64)
         level_parent[codes] = outer
         rows = sampled.first + a + sampled.q * np.arange(sampled.levels)
         parent[rows] = coarse.first + b + coarse.q * level_parent
-        children.add((f, a))
-    if not children:
+        if best in terms:  # a centred parent carries the intercept
+            children.add((f, a))
+    if not (parent >= 0).any():
         return np.zeros(0), layout
     shift = tuple(None if cols is None else
                   tuple(-1 if (f, c0 + i) in children else c for i, c in enumerate(cols))
@@ -1137,13 +1171,19 @@ def logp_and_grad(x, data, grad):
             lam_log[f, a] = math.log(lam[f, a, a]) if lam[f, a, a] > 0.0 else -math.inf
     uE = np.zeros(QE)
     zE = np.zeros(QE)
-    for r in range(NE):
+    # per sampled effect, centred or not, for its children (nested_parents): a centred
+    # parent's value is sampled, a non-centred one's is its u; the levels of factors
+    # with fewer levels (parents) first, so that a parent's u is known to its children
+    parent_centred = np.zeros(QE if nested else 0, np.bool_)
+    for r in range(NE - 1, -1, -1):
         f, s, oe = e_factor[r], e_size[r], e_offset[r]
         for a in range(s):
             acc = 0.0
             for c in range(a):
                 acc += lam[f, a, c] * zE[oe + c]
             xa = v_all[oe + a]
+            if nested:
+                parent_centred[oe + a] = centred[f, a] > 0
             if centred[f, a] > 0:
                 if shift[f, a] >= 0:  # the value is beta_k + u_a
                     col = int(shift[f, a])
@@ -1155,7 +1195,8 @@ def logp_and_grad(x, data, grad):
                     for k in range(p):
                         xa -= carry[oe + a, k] * beta[k]
                 if nested and parent[oe + a] >= 0:  # ... + its parent level's value
-                    xa -= v_all[int(parent[oe + a])]
+                    j = int(parent[oe + a])
+                    xa -= v_all[j] if parent_centred[j] else uE[j]
                 uE[oe + a] = xa
                 zE[oe + a] = (xa - acc) * lam_inv[f, a]
             else:
@@ -1201,7 +1242,7 @@ def logp_and_grad(x, data, grad):
             if shift[f, a] >= 0 and centred[f, a] == 0:
                 duE[oe + a] -= grad[int(shift[f, a])] / levels[f]
     # back through that map: the prior N(0, I) on z, log|dz/du_a| = -log lam_aa for each
-    # centred term, and the likelihood through u
+    # centred term, and the likelihood through u; children before their parents
     dlamE = np.zeros((F, qmax, qmax))  # d/d chol(D_f) through the sampled effects
     zbar = np.empty(qmax)
     for r in range(NE):
@@ -1229,7 +1270,11 @@ def logp_and_grad(x, data, grad):
                     for k in range(p):
                         grad[k] -= carry[oe + a, k] * du
                 if nested and parent[oe + a] >= 0:
-                    grad[z0 + int(parent[oe + a])] -= du
+                    j = int(parent[oe + a])
+                    if parent_centred[j]:
+                        grad[z0 + j] -= du
+                    else:  # through the parent's u, on its own turn below
+                        duE[j] -= du
                 dlamE[f, a, a] -= (zbar[a] * za + 1.0) * inv
             else:  # z_a = x_a, u_a = acc_a + lam_aa z_a
                 accbar = duE[oe + a]

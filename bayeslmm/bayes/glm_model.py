@@ -53,7 +53,7 @@ from ..errors import (
 from ..gaussian.blocked import BlockedSystem
 from ..gaussian.statistics import BlockedStats, LevelSpread
 from ..glmm.negbin import ThetaError, theta_ml
-from ..glmm.stage_one import fit_stage_one, one_blas_thread
+from ..glmm.stage_one import StageOne, fit_stage_one, one_blas_thread
 from ..spec.design import Design, is_dask_frame
 from ..spec.family import Family, get_family
 from ..spec.naming import PARAMETRIZATIONS
@@ -67,7 +67,7 @@ from ..spec.response import (
     new_rows_trials,
 )
 from . import stack
-from .centring import centring, fitted_spreads
+from .centring import centred_on_parents, centring, fitted_spreads
 from .density import MarginalDensity
 from .laplace import APPROXIMATION, check_canonical, draw_laplace_effects
 from .predict import linear_predictor, predict_draws, prediction_arguments, prediction_table
@@ -326,17 +326,32 @@ class GlmMixin:
         1000 draws, seed 1: smallest bulk ESS 90, R-hat 1.03, 1 divergence; the two-stage
         choice (broods and locations centred, diagonal plus low rank): 11, R-hat 1.29, 62
         divergences."""
-        try:
-            with one_blas_thread():
-                fit = fit_stage_one(self.design, self.response)
-        except (ArithmeticError, np.linalg.LinAlgError, RuntimeError, ValueError):
+        fit = self._stage_one
+        if fit is None:
             return self._pooled_spreads
         return fitted_spreads(self.blocked_system.stats, fit, lambda: self._pooled_spreads)
 
     @cached_property
+    def _stage_one(self) -> StageOne | None:
+        """lme4's first glmer stage (:func:`~bayeslmm.glmm.stage_one.fit_stage_one`), or
+        None where it fails."""
+        try:
+            with one_blas_thread():
+                return fit_stage_one(self.design, self.response)
+        except (ArithmeticError, np.linalg.LinAlgError, RuntimeError, ValueError):
+            return None
+
+    @cached_property
     def _centred(self) -> dict[str, tuple[bool, ...]]:
-        """The centring rule on :attr:`_spreads`."""
-        return centring(self.blocked_system.stats, lambda index: self._spreads[index])
+        """The centring rule on :attr:`_spreads`, with nested factors' intercepts read
+        with their parents' effects known
+        (:func:`~bayeslmm.bayes.centring.centred_on_parents`) where the first stage ran."""
+        stats = self.blocked_system.stats
+        flags = centring(stats, lambda index: self._spreads[index])
+        if self._stage_one is None:
+            return flags
+        return centred_on_parents(flags, stats, self.design, self._spreads,
+                                  self._stage_one.state.w)  # fmt: skip
 
     @property
     def laplace_density(self) -> MarginalDensity | None:

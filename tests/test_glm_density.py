@@ -97,12 +97,18 @@ def _log_jacobian(transform, x, h=1e-6):
     return np.linalg.slogdet(np.column_stack(cols))[1]
 
 
-def test_correlated_term_equals_the_graph_through_the_change_of_variables():
-    """``(1 + x | g)``: our SDs and canonical partial correlations against PyMC's packed
-    LKJ Cholesky factor, compared in the coordinates both share (beta, SDs, correlation,
-    z) with each side's log Jacobian by central differences."""
+@pytest.mark.parametrize("flags", [(False, False), (True, False), (False, True), (True, True)])
+def test_correlated_term_equals_the_graph_through_the_change_of_variables(flags):
+    """``(1 + x | g)``, each term centred or not: our SDs and canonical partial
+    correlations against PyMC's packed LKJ Cholesky factor, compared in the coordinates
+    both share (beta, SDs, correlation, z) with each side's log Jacobian by central
+    differences (a centred term's map to z included)."""
+    from bayeslmm.bayes.density import MarginalDensity
+
     model = _model("y ~ x + (1 + x | g)", "bernoulli", "logit")
-    density = glm_density(model, centred=False)
+    density = MarginalDensity.from_glm(model.design, model.response, model.priors,
+                                       model.blocked_system, {"g": flags}, None, None,
+                                       model._pooled[0], None)  # fmt: skip
     graph = model.pymc_model
     with quiet_pymc():
         logp = graph.compile_logp(jacobian=True)
@@ -166,6 +172,20 @@ def test_gradient_is_the_log_densitys(formula, family, link, centred):
     model = _model(formula, family, link)
     density = (model.compiled_density if centred is None
                else glm_density(model, centred, signed=not centred))  # fmt: skip
+    assert_exact_gradient(density)
+
+
+@pytest.mark.parametrize("flags", [(False, False), (True, False), (False, True), (True, True)])
+def test_two_term_factor_gradient_for_every_centring(flags):
+    """``(1 + x | g)`` with g's covariate w carried and h crossed, each of g's terms
+    centred or not (the kernel's unrolled two-term pass): exact gradient."""
+    from bayeslmm.bayes.density import MarginalDensity
+
+    model = _model("y ~ x + w + (1 + x | g) + (1 | h)", "poisson", "log")
+    density = MarginalDensity.from_glm(model.design, model.response, model.priors,
+                                       model.blocked_system, {"g": flags, "h": (True,)},
+                                       {"g": (False, True), "h": (False,)}, None,
+                                       model._pooled[0], None)  # fmt: skip
     assert_exact_gradient(density)
 
 

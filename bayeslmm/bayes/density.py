@@ -620,6 +620,7 @@ class MarginalDensity:
         sd_at = np.cumsum([0] + [k for _, k, _ in lay.blocks])
         # every sampled effect's u, filled block by block: parents' (fewer levels) first
         u_all = np.zeros(x.shape[:-1] + (lay.n_explicit,))
+        centred_effects = _centred_effects(lay) if parent.shape[0] else None
         order = sorted(range(len(lay.blocks)),
                        key=lambda b: -lay.factors[b] if lay.explicit else b)
         for b in order:
@@ -664,7 +665,7 @@ class MarginalDensity:
                     if parent.shape[0] and centred[c0 + i] and parent[rows[0]] >= 0:
                         # + the parent level's value (centred), or its effect (not)
                         up = parent[rows]
-                        v[..., i] -= np.where(_centred_effects(lay)[up], values[..., up],
+                        v[..., i] -= np.where(centred_effects[up], values[..., up],
                                               u_all[..., up])  # fmt: skip
                 z, out[f"u_{label}"] = mixed_effects(
                     v * signs[..., None, :], scale[..., None, :, :], centred[c0 : c0 + k]
@@ -1054,21 +1055,36 @@ def _unpack_kernel(data):
 
 
 @kernel
-def _level_mean_basis(w, w0, out, f, a, n_levels, first, e_factor, e_offset):
-    """``out[e_offset[level] + a] = (H w)[level]`` for term ``a`` of factor ``f``, with ``w``
-    read at ``w0 + e_offset[level] + a`` (see :func:`level_mean_basis`)."""
+def _level_mean_basis(w, w0, out, f, a, n_levels, first, last, e_factor, e_offset):
+    """``out[e_offset[level] + a] = (H w)[level]`` for term ``a`` of factor ``f`` (levels in
+    ``[first, last]``), with ``w`` read at ``w0 + e_offset[level] + a`` (see
+    :func:`level_mean_basis`)."""
     if n_levels < 2:
         return
-    root = math.sqrt(n_levels)
-    along = w[w0 + e_offset[first] + a]
-    for r in range(e_factor.shape[0]):
+    root_inv = 1.0 / math.sqrt(n_levels)
+    total = 0.0
+    for r in range(first, last + 1):
         if e_factor[r] == f:
-            along -= w[w0 + e_offset[r] + a] / root
-    along *= 2.0 / (2.0 - 2.0 / root)
-    for r in range(e_factor.shape[0]):
+            total += w[w0 + e_offset[r] + a]
+    along = (w[w0 + e_offset[first] + a] - total * root_inv) / (1.0 - root_inv)
+    for r in range(first, last + 1):
         if e_factor[r] == f:
-            h = (1.0 if r == first else 0.0) - 1.0 / root
-            out[e_offset[r] + a] = w[w0 + e_offset[r] + a] - along * h
+            out[e_offset[r] + a] = w[w0 + e_offset[r] + a] + along * root_inv
+    out[e_offset[first] + a] -= along
+
+
+@kernel
+def _centred_base(f, a, is_centred, shift, beta, carried, owner, wbar, qmax, p):
+    """What a centred term ``a`` of factor ``f`` subtracts from every level's value:
+    ``beta_k`` it varies around (+ the owner's level mean of the carried effects), or 0."""
+    if not is_centred or shift[f, a] < 0:
+        return 0.0
+    col = int(shift[f, a])
+    base = beta[col]
+    if carried and owner[col] != f * qmax + a:
+        for k in range(p):
+            base += wbar[col, k] * beta[k]
+    return base
 
 
 # error_model="numpy": a division by zero (an SD whose exp underflowed) gives inf or nan,
@@ -1131,10 +1147,12 @@ def logp_and_grad(x, data, grad):
     z0 = i_sigma + 1 if has_sigma or negbin else i_sigma
     levels = np.zeros(F)
     first_level = np.full(F, -1)
+    last_level = np.full(F, -2)
     for r in range(NE):
         levels[e_factor[r]] += 1.0
         if first_level[e_factor[r]] < 0:
             first_level[e_factor[r]] = r
+        last_level[e_factor[r]] = r
     # a centred term on beta_k samples its levels' values v = beta_k + u through the
     # Householder map v = H w (level_mean_basis); the first such term of beta_k owns it:
     # beta_k = x_k + mean v = x_k + w_0 / sqrt(levels)
@@ -1145,8 +1163,8 @@ def logp_and_grad(x, data, grad):
     for f in range(F):
         for a in range(qmax):
             if basis and centred[f, a] > 0 and shift[f, a] >= 0 and first_level[f] >= 0:
-                _level_mean_basis(x, z0, v_all, f, a, levels[f], first_level[f], e_factor,
-                                  e_offset)  # fmt: skip
+                _level_mean_basis(x, z0, v_all, f, a, levels[f], first_level[f],
+                                  last_level[f], e_factor, e_offset)  # fmt: skip
                 if owner[int(shift[f, a])] < 0:
                     owner[int(shift[f, a])] = f * qmax + a
     beta = np.empty(p)
@@ -1175,36 +1193,117 @@ def logp_and_grad(x, data, grad):
     # parent's value is sampled, a non-centred one's is its u; the levels of factors
     # with fewer levels (parents) first, so that a parent's u is known to its children
     parent_centred = np.zeros(QE if nested else 0, np.bool_)
-    for r in range(NE - 1, -1, -1):
-        f, s, oe = e_factor[r], e_size[r], e_offset[r]
-        for a in range(s):
-            acc = 0.0
-            for c in range(a):
-                acc += lam[f, a, c] * zE[oe + c]
-            xa = v_all[oe + a]
+    # factor by factor (a factor's levels lie in [first_level, last_level]); a factor of
+    # one term has its flags and scales read once, its levels in a loop of their own
+    for f in range(F - 1, -1, -1):
+        if first_level[f] < 0:
+            continue
+        if e_size[first_level[f]] == 1:
+            is_centred = centred[f, 0] > 0
             if nested:
-                parent_centred[oe + a] = centred[f, a] > 0
-            if centred[f, a] > 0:
-                if shift[f, a] >= 0:  # the value is beta_k + u_a
-                    col = int(shift[f, a])
-                    xa -= beta[col]
-                    if carried and owner[col] != f * qmax + a:  # the owner's level mean
-                        for k in range(p):
-                            xa -= wbar[col, k] * beta[k]
-                if carried:  # ... + the level's values of the fixed effects it carries
+                for r in range(first_level[f], last_level[f] + 1):
+                    if e_factor[r] == f:
+                        parent_centred[e_offset[r]] = is_centred
+            if not is_centred:
+                scale = lam[f, 0, 0]
+                for r in range(first_level[f], last_level[f] + 1):
+                    if e_factor[r] == f:
+                        xa = v_all[e_offset[r]]
+                        zE[e_offset[r]] = xa
+                        uE[e_offset[r]] = scale * xa
+                continue
+            base = _centred_base(f, 0, True, shift, beta, carried, owner, wbar, qmax, p)
+            inv = lam_inv[f, 0]
+            for r in range(first_level[f], last_level[f] + 1):
+                if e_factor[r] != f:
+                    continue
+                oe = e_offset[r]
+                xa = v_all[oe] - base
+                if carried:
                     for k in range(p):
-                        xa -= carry[oe + a, k] * beta[k]
-                if nested and parent[oe + a] >= 0:  # ... + its parent level's value
-                    j = int(parent[oe + a])
+                        xa -= carry[oe, k] * beta[k]
+                if nested and parent[oe] >= 0:
+                    j = int(parent[oe])
                     xa -= v_all[j] if parent_centred[j] else uE[j]
-                uE[oe + a] = xa
-                zE[oe + a] = (xa - acc) * lam_inv[f, a]
-            else:
-                zE[oe + a] = xa
-                uE[oe + a] = acc + lam[f, a, a] * xa
+                uE[oe] = xa
+                zE[oe] = xa * inv
+            continue
+        if e_size[first_level[f]] == 2:  # two terms (1 + x | g): the same, unrolled
+            c0, c1 = centred[f, 0] > 0, centred[f, 1] > 0
+            if nested:
+                for r in range(first_level[f], last_level[f] + 1):
+                    if e_factor[r] == f:
+                        parent_centred[e_offset[r]] = c0
+                        parent_centred[e_offset[r] + 1] = c1
+            base0 = _centred_base(f, 0, c0, shift, beta, carried, owner, wbar, qmax, p)
+            base1 = _centred_base(f, 1, c1, shift, beta, carried, owner, wbar, qmax, p)
+            l00, l10, l11 = lam[f, 0, 0], lam[f, 1, 0], lam[f, 1, 1]
+            inv0, inv1 = lam_inv[f, 0], lam_inv[f, 1]
+            for r in range(first_level[f], last_level[f] + 1):
+                if e_factor[r] != f:
+                    continue
+                oe = e_offset[r]
+                x0, x1 = v_all[oe], v_all[oe + 1]
+                if c0:
+                    u0 = x0 - base0
+                    if carried:
+                        for k in range(p):
+                            u0 -= carry[oe, k] * beta[k]
+                    if nested and parent[oe] >= 0:
+                        j = int(parent[oe])
+                        u0 -= v_all[j] if parent_centred[j] else uE[j]
+                    z0_ = u0 * inv0
+                else:
+                    z0_, u0 = x0, l00 * x0
+                if c1:
+                    u1 = x1 - base1
+                    if carried:
+                        for k in range(p):
+                            u1 -= carry[oe + 1, k] * beta[k]
+                    if nested and parent[oe + 1] >= 0:
+                        j = int(parent[oe + 1])
+                        u1 -= v_all[j] if parent_centred[j] else uE[j]
+                    z1_ = (u1 - l10 * z0_) * inv1
+                else:
+                    z1_, u1 = x1, l10 * z0_ + l11 * x1
+                uE[oe], uE[oe + 1], zE[oe], zE[oe + 1] = u0, u1, z0_, z1_
+            continue
+        for r in range(last_level[f], first_level[f] - 1, -1):
+            if e_factor[r] != f:
+                continue
+            s, oe = e_size[r], e_offset[r]
+            for a in range(s):
+                acc = 0.0
+                for c in range(a):
+                    acc += lam[f, a, c] * zE[oe + c]
+                xa = v_all[oe + a]
+                if nested:
+                    parent_centred[oe + a] = centred[f, a] > 0
+                if centred[f, a] > 0:
+                    if shift[f, a] >= 0:  # the value is beta_k + u_a
+                        col = int(shift[f, a])
+                        xa -= beta[col]
+                        if carried and owner[col] != f * qmax + a:  # the owner's level mean
+                            for k in range(p):
+                                xa -= wbar[col, k] * beta[k]
+                    if carried:  # ... + the level's values of the fixed effects it carries
+                        for k in range(p):
+                            xa -= carry[oe + a, k] * beta[k]
+                    if nested and parent[oe + a] >= 0:  # ... + its parent level's value
+                        j = int(parent[oe + a])
+                        xa -= v_all[j] if parent_centred[j] else uE[j]
+                    uE[oe + a] = xa
+                    zE[oe + a] = (xa - acc) * lam_inv[f, a]
+                else:
+                    zE[oe + a] = xa
+                    uE[oe + a] = acc + lam[f, a, a] * xa
     # less, for the other fixed effects, the mean over levels of the non-centred
     # effects varying around them
-    for r in range(NE):
+    shifted = False  # does any non-centred term vary around a fixed effect
+    for f in range(F):
+        for a in range(qmax):
+            shifted |= shift[f, a] >= 0 and centred[f, a] == 0
+    for r in range(NE if shifted else 0):
         f, oe = e_factor[r], e_offset[r]
         for a in range(e_size[r]):
             if shift[f, a] >= 0 and centred[f, a] == 0:
@@ -1236,7 +1335,7 @@ def logp_and_grad(x, data, grad):
     lp += loglik
     for i in range(p):
         grad[i] += dbeta[i]
-    for r in range(NE):
+    for r in range(NE if shifted else 0):
         f, oe = e_factor[r], e_offset[r]
         for a in range(e_size[r]):
             if shift[f, a] >= 0 and centred[f, a] == 0:
@@ -1245,61 +1344,177 @@ def logp_and_grad(x, data, grad):
     # centred term, and the likelihood through u; children before their parents
     dlamE = np.zeros((F, qmax, qmax))  # d/d chol(D_f) through the sampled effects
     zbar = np.empty(qmax)
-    for r in range(NE):
-        f, s, oe = e_factor[r], e_size[r], e_offset[r]
-        for a in range(s):
-            za = zE[oe + a]
-            lp -= 0.5 * (za * za + LOG_2PI)
-            zbar[a] = -za
-            if centred[f, a] > 0:
-                lp -= lam_log[f, a]
-        for a in range(s - 1, -1, -1):
-            za = zE[oe + a]
-            if centred[f, a] > 0:  # u_a = x_a, z_a = (u_a - acc_a) / lam_aa
-                inv = lam_inv[f, a]
-                accbar = -zbar[a] * inv
-                du = duE[oe + a] + zbar[a] * inv  # d/du_a through z_a and the likelihood
-                grad[z0 + oe + a] += du
-                if shift[f, a] >= 0:
-                    col = int(shift[f, a])
-                    grad[col] -= du
-                    if carried and owner[col] != f * qmax + a:
-                        for k in range(p):
-                            grad[k] -= wbar[col, k] * du
+    for f in range(F):  # children (more levels, earlier) before their parents
+        if first_level[f] < 0:
+            continue
+        if e_size[first_level[f]] == 1:  # one term: sums in scalars, flags read once
+            is_centred = centred[f, 0] > 0
+            lp -= levels[f] * (0.5 * LOG_2PI + (lam_log[f, 0] if is_centred else 0.0))
+            zz, dlam = 0.0, 0.0
+            if not is_centred:  # z = x, u = lam z
+                scale = lam[f, 0, 0]
+                for r in range(first_level[f], last_level[f] + 1):
+                    if e_factor[r] == f:
+                        oe = e_offset[r]
+                        za, d = zE[oe], duE[oe]
+                        zz += za * za
+                        dlam += d * za
+                        grad[z0 + oe] += d * scale - za
+                lp -= 0.5 * zz
+                dlamE[f, 0, 0] += dlam
+                continue
+            inv = lam_inv[f, 0]
+            col = int(shift[f, 0])
+            total = 0.0  # sum of du over the levels, for beta_k and the owner's mean
+            for r in range(first_level[f], last_level[f] + 1):
+                if e_factor[r] != f:
+                    continue
+                oe = e_offset[r]
+                za = zE[oe]
+                zz += za * za
+                du = duE[oe] - za * inv  # d/du through z and the likelihood
+                grad[z0 + oe] += du
+                total += du
                 if carried:
                     for k in range(p):
-                        grad[k] -= carry[oe + a, k] * du
-                if nested and parent[oe + a] >= 0:
-                    j = int(parent[oe + a])
+                        grad[k] -= carry[oe, k] * du
+                if nested and parent[oe] >= 0:
+                    j = int(parent[oe])
                     if parent_centred[j]:
                         grad[z0 + j] -= du
                     else:  # through the parent's u, on its own turn below
                         duE[j] -= du
-                dlamE[f, a, a] -= (zbar[a] * za + 1.0) * inv
-            else:  # z_a = x_a, u_a = acc_a + lam_aa z_a
-                accbar = duE[oe + a]
-                zbar[a] += duE[oe + a] * lam[f, a, a]
-                dlamE[f, a, a] += duE[oe + a] * za
-                grad[z0 + oe + a] += zbar[a]
-            for c in range(a):  # acc_a = sum_{c<a} lam_ac z_c
-                zbar[c] += accbar * lam[f, a, c]
-                dlamE[f, a, c] += accbar * zE[oe + c]
+                dlam += za * za - 1.0
+            if col >= 0:
+                grad[col] -= total
+                if carried and owner[col] != f * qmax:
+                    for k in range(p):
+                        grad[k] -= wbar[col, k] * total
+            lp -= 0.5 * zz
+            dlamE[f, 0, 0] += dlam * inv
+            continue
+        if e_size[first_level[f]] == 2:  # two terms: the same, unrolled
+            c0, c1 = centred[f, 0] > 0, centred[f, 1] > 0
+            l00, l10, l11 = lam[f, 0, 0], lam[f, 1, 0], lam[f, 1, 1]
+            inv0, inv1 = lam_inv[f, 0], lam_inv[f, 1]
+            lp -= levels[f] * (LOG_2PI + (lam_log[f, 0] if c0 else 0.0)
+                               + (lam_log[f, 1] if c1 else 0.0))  # fmt: skip
+            zz, d00, d10, d11, total0, total1 = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+            for r in range(first_level[f], last_level[f] + 1):
+                if e_factor[r] != f:
+                    continue
+                oe = e_offset[r]
+                za0, za1 = zE[oe], zE[oe + 1]
+                zz += za0 * za0 + za1 * za1
+                zbar0 = -za0
+                if c1:  # z1 = (u1 - lam10 z0) / lam11
+                    du = duE[oe + 1] - za1 * inv1
+                    accbar = za1 * inv1
+                    grad[z0 + oe + 1] += du
+                    total1 += du
+                    if carried:
+                        for k in range(p):
+                            grad[k] -= carry[oe + 1, k] * du
+                    if nested and parent[oe + 1] >= 0:
+                        j = int(parent[oe + 1])
+                        if parent_centred[j]:
+                            grad[z0 + j] -= du
+                        else:
+                            duE[j] -= du
+                    d11 += za1 * za1 - 1.0
+                else:  # u1 = lam10 z0 + lam11 z1
+                    accbar = duE[oe + 1]
+                    d11 += accbar * za1
+                    grad[z0 + oe + 1] += accbar * l11 - za1
+                zbar0 += accbar * l10
+                d10 += accbar * za0
+                if c0:
+                    du = duE[oe] + zbar0 * inv0
+                    grad[z0 + oe] += du
+                    total0 += du
+                    if carried:
+                        for k in range(p):
+                            grad[k] -= carry[oe, k] * du
+                    if nested and parent[oe] >= 0:
+                        j = int(parent[oe])
+                        if parent_centred[j]:
+                            grad[z0 + j] -= du
+                        else:
+                            duE[j] -= du
+                    d00 -= zbar0 * za0 + 1.0
+                else:
+                    d00 += duE[oe] * za0
+                    grad[z0 + oe] += zbar0 + duE[oe] * l00
+            lp -= 0.5 * zz
+            dlamE[f, 0, 0] += d00 * inv0 if c0 else d00
+            dlamE[f, 1, 0] += d10
+            dlamE[f, 1, 1] += d11 * inv1 if c1 else d11
+            for a, total, is_centred in ((0, total0, c0), (1, total1, c1)):
+                if is_centred and shift[f, a] >= 0:
+                    col = int(shift[f, a])
+                    grad[col] -= total
+                    if carried and owner[col] != f * qmax + a:
+                        for k in range(p):
+                            grad[k] -= wbar[col, k] * total
+            continue
+        for r in range(first_level[f], last_level[f] + 1):
+            if e_factor[r] != f:
+                continue
+            s, oe = e_size[r], e_offset[r]
+            for a in range(s):
+                za = zE[oe + a]
+                lp -= 0.5 * (za * za + LOG_2PI)
+                zbar[a] = -za
+                if centred[f, a] > 0:
+                    lp -= lam_log[f, a]
+            for a in range(s - 1, -1, -1):
+                za = zE[oe + a]
+                if centred[f, a] > 0:  # u_a = x_a, z_a = (u_a - acc_a) / lam_aa
+                    inv = lam_inv[f, a]
+                    accbar = -zbar[a] * inv
+                    du = duE[oe + a] + zbar[a] * inv  # d/du_a through z_a and the likelihood
+                    grad[z0 + oe + a] += du
+                    if shift[f, a] >= 0:
+                        col = int(shift[f, a])
+                        grad[col] -= du
+                        if carried and owner[col] != f * qmax + a:
+                            for k in range(p):
+                                grad[k] -= wbar[col, k] * du
+                    if carried:
+                        for k in range(p):
+                            grad[k] -= carry[oe + a, k] * du
+                    if nested and parent[oe + a] >= 0:
+                        j = int(parent[oe + a])
+                        if parent_centred[j]:
+                            grad[z0 + j] -= du
+                        else:  # through the parent's u, on its own turn below
+                            duE[j] -= du
+                    dlamE[f, a, a] -= (zbar[a] * za + 1.0) * inv
+                else:  # z_a = x_a, u_a = acc_a + lam_aa z_a
+                    accbar = duE[oe + a]
+                    zbar[a] += duE[oe + a] * lam[f, a, a]
+                    dlamE[f, a, a] += duE[oe + a] * za
+                    grad[z0 + oe + a] += zbar[a]
+                for c in range(a):  # acc_a = sum_{c<a} lam_ac z_c
+                    zbar[c] += accbar * lam[f, a, c]
+                    dlamE[f, a, c] += accbar * zE[oe + c]
     # back through beta_k = x_k + mean v (- mean w beta) and v = H w (H is symmetric)
     for i in range(p):
         if owner[i] >= 0:
             f, a = owner[i] // qmax, owner[i] % qmax
-            for r in range(NE):
+            share = grad[i] / levels[f]
+            for r in range(first_level[f], last_level[f] + 1):
                 if e_factor[r] == f:
-                    grad[z0 + e_offset[r] + a] += grad[i] / levels[f]
+                    grad[z0 + e_offset[r] + a] += share
             if carried:
                 for k in range(p):
                     grad[k] -= wbar[i, k] * grad[i]
     for f in range(F):
         for a in range(qmax):
             if basis and centred[f, a] > 0 and shift[f, a] >= 0 and levels[f] >= 2:
-                _level_mean_basis(grad, z0, v_all, f, a, levels[f], first_level[f], e_factor,
-                                  e_offset)  # fmt: skip
-                for r in range(NE):
+                _level_mean_basis(grad, z0, v_all, f, a, levels[f], first_level[f],
+                                  last_level[f], e_factor, e_offset)  # fmt: skip
+                for r in range(first_level[f], last_level[f] + 1):
                     if e_factor[r] == f:
                         grad[z0 + e_offset[r] + a] = v_all[e_offset[r] + a]
     # T = lam / sigma: d/dlam = dT / sigma, and sigma moves T too

@@ -442,3 +442,18 @@ def test_a_large_glmm_adapts_a_diagonal_mass_matrix():
     density = verbagg.compiled_density
     assert density.low_rank_mass_matrix and density.layout.size > GLMM_LOW_RANK_MAX_SIZE
     assert not low_rank_mass_matrix(density)
+
+
+def test_lies_within_reads_nesting_from_codes():
+    """A fine factor lies within a coarse one where each of its levels meets one coarse
+    level, whatever the codes' integer type; one row of a level elsewhere breaks it."""
+    from bayeslmm.bayes.density import lies_within
+
+    fine = np.array([0, 0, 1, 2, 2, 3], np.int8)
+    coarse = np.array([1, 1, 0, 1, 1, 0], np.int16)
+    assert lies_within(fine, coarse)
+    assert not lies_within(coarse.astype(np.int8), fine.astype(np.int16))  # the other way
+    moved = coarse.copy()
+    moved[1] = 0  # level 0's second row in another coarse level
+    assert not lies_within(fine, moved)
+    assert lies_within(np.zeros(0, np.int8), np.zeros(0, np.int8))

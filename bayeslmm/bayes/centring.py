@@ -14,7 +14,7 @@ from ..gaussian.statistics import BlockedStats, LevelSpread
 from ..glmm.stage_one import StageOne
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
-from .density import EVEN_AT_ZERO, nested_in
+from .density import EVEN_AT_ZERO, lies_within, nested_in
 from .priors import Prior
 
 #: The two-stage spread of factor ``index``'s levels (None: too few estimable levels).
@@ -90,7 +90,7 @@ def centred_on_parents(
         if (spreads[f] is None or centred[group][a]
                 or not any(g in intercept and g > f for g in within[f])):  # fmt: skip
             continue
-        noise = noise_given_parent(f, stats, design, spreads, weights)
+        noise = noise_given_parent(f, stats, design, spreads, weights, within)
         with np.errstate(divide="ignore"):
             if spreads[f].spread[a] > np.median(noise):
                 out[group] = tuple(c or b == a for b, c in enumerate(centred[group]))
@@ -111,6 +111,7 @@ def noise_given_parent(
     design: Design,
     spreads: Sequence[LevelSpread | None],
     weights: np.ndarray,
+    within: Mapping[int, Sequence[int]] | None = None,
 ) -> np.ndarray:
     """Per level of grouping factor ``factor`` (node order), the variance its rows leave of
     its intercept with every coarser effect known: ``1 / I``, ``I`` the sum over its rows
@@ -119,18 +120,19 @@ def noise_given_parent(
     (1 / I + s)``): the Schur complement of the nested tree's precision with the finer
     effects integrated out, exact where the finer factors nest in one another and
     ``factor``. A finer factor whose levels do not each hold whole levels of the one
-    below is left out (its effects read as known); so are crossed factors."""
+    below is left out (its effects read as known); so are crossed factors. ``within``:
+    :func:`~bayeslmm.bayes.density.nested_in` of the design, if already at hand."""
     intercept = _intercepts(stats, design)
-    within = nested_in(design, stats)
+    within = nested_in(design, stats) if within is None else within
     codes = [design.blocks[f.blocks[0]].codes for f in stats.factors]
     finer = sorted((d for d in intercept if factor in within[d] and spreads[d] is not None),
                    key=lambda d: -stats.factors[d].n_levels)  # fmt: skip
     unit, info = np.arange(weights.size), np.asarray(weights, float)
     for d in finer:
+        if not lies_within(unit, codes[d]):
+            continue
         level = np.zeros(info.size, np.int64)
         level[unit] = codes[d]
-        if np.unique(np.stack([unit, codes[d]]), axis=1).shape[1] != info.size:
-            continue
         total = np.bincount(level, info, minlength=stats.factors[d].n_levels)
         with np.errstate(divide="ignore"):
             info = np.where(total > 0, 1.0 / (1.0 / total + spreads[d].spread[intercept[d]]),

@@ -798,11 +798,19 @@ def nested_in(design: Design, stats) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {f: [] for f in range(len(stats.factors))}
     for f, fine in enumerate(stats.factors):
         for g, coarse in enumerate(stats.factors):
-            if g != f and coarse.n_levels < fine.n_levels:
-                pairs = np.unique(np.stack([codes[f], codes[g]]), axis=1)
-                if pairs.shape[1] == fine.n_levels:
-                    out[f].append(g)
+            if g != f and coarse.n_levels < fine.n_levels and lies_within(codes[f], codes[g]):
+                out[f].append(g)
     return out
+
+
+def lies_within(fine: np.ndarray, coarse: np.ndarray) -> bool:
+    """Does every level of ``fine`` (codes per row) lie within one level of ``coarse``:
+    each row's coarse code equals the one its fine level's last row has."""
+    if fine.size == 0:
+        return True
+    last = np.zeros(int(fine.max()) + 1, coarse.dtype)
+    last[fine] = coarse
+    return bool(np.array_equal(last[fine], coarse))
 
 
 def intercept_terms(design: Design, stats, layout: Layout, centred_only: bool = True
@@ -1194,7 +1202,10 @@ def logp_and_grad(x, data, grad):
     # with fewer levels (parents) first, so that a parent's u is known to its children
     parent_centred = np.zeros(QE if nested else 0, np.bool_)
     # factor by factor (a factor's levels lie in [first_level, last_level]); a factor of
-    # one term has its flags and scales read once, its levels in a loop of their own
+    # one term has its flags and scales read once, its levels in a loop of their own. A
+    # centred effect's carried and parent terms are written out in each path: as calls
+    # to one helper (numba does not inline them) the 50,000 rows' gradient took 10-25%
+    # longer
     for f in range(F - 1, -1, -1):
         if first_level[f] < 0:
             continue

@@ -14,7 +14,7 @@ from ..gaussian.statistics import BlockedStats, LevelSpread
 from ..glmm.stage_one import StageOne
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
-from .density import EVEN_AT_ZERO, lies_within, nested_in
+from .density import EVEN_AT_ZERO, intercept_index, lies_within, nested_in
 from .priors import Prior
 
 #: The two-stage spread of factor ``index``'s levels (None: too few estimable levels).
@@ -79,9 +79,10 @@ def centred_on_parents(
     rows, not what the first-stage fit cannot tell apart from the parent's effect
     (:func:`fitted_spreads`' noise). Grouseticks, 4 x 1000 draws, seeds 1-3: broods
     (spread 0.54; noise 0.34 given their location, 0.57 without) centred on their
-    locations' effects took 31 leapfrog steps a draw against 67-79 all non-centred, with
-    a smallest bulk ESS of 168-317 against 137-203."""
-    intercept = _intercepts(stats, design)
+    locations' effects took 35-42 leapfrog steps a draw against 67-79 all non-centred,
+    with a smallest bulk ESS of 252-456 against 95-217
+    (``benchmarks/results/samplers_glmm_v6_grouseticks.md``, ``samplers_glmm_v7.md``)."""
+    intercept = intercept_index(design, stats)
     within = nested_in(design, stats)
     out = dict(centred)
     for f, a in intercept.items():
@@ -95,14 +96,6 @@ def centred_on_parents(
             if spreads[f].spread[a] > np.median(noise):
                 out[group] = tuple(c or b == a for b, c in enumerate(centred[group]))
     return out
-
-
-def _intercepts(stats: BlockedStats, design: Design) -> dict[int, int]:
-    """Per sampled grouping factor with an intercept term, that term's index (node
-    order)."""
-    names = [[n for k in f.blocks for n in design.blocks[k].columns] for f in stats.factors]
-    return {g: names[g].index("(Intercept)") for g, f in enumerate(stats.factors)
-            if f.first >= stats.n_marginal and "(Intercept)" in names[g]}  # fmt: skip
 
 
 def noise_given_parent(
@@ -122,7 +115,7 @@ def noise_given_parent(
     ``factor``. A finer factor whose levels do not each hold whole levels of the one
     below is left out (its effects read as known); so are crossed factors. ``within``:
     :func:`~bayeslmm.bayes.density.nested_in` of the design, if already at hand."""
-    intercept = _intercepts(stats, design)
+    intercept = intercept_index(design, stats)
     within = nested_in(design, stats) if within is None else within
     codes = [design.blocks[f.blocks[0]].codes for f in stats.factors]
     finer = sorted((d for d in intercept if factor in within[d] and spreads[d] is not None),

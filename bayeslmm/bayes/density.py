@@ -820,16 +820,21 @@ def intercept_terms(design: Design, stats, layout: Layout, centred_only: bool = 
     :class:`SampledFactor`, its level codes)`` (what :func:`carry_matrix` and
     :func:`nested_parents` build on)."""
     out = {}
-    for f, factor in enumerate(stats.factors):
-        if factor.first < stats.n_marginal:
-            continue
+    for f, a in intercept_index(design, stats).items():
         sampled = layout.sampled_factor(f)
+        if sampled.centred[a] or not centred_only:
+            out[f] = (a, sampled, design.blocks[stats.factors[f].blocks[0]].codes)
+    return out
+
+
+def intercept_index(design: Design, stats) -> dict[int, int]:
+    """Per sampled grouping factor with an intercept term, that term's index (node
+    order)."""
+    out = {}
+    for f, factor in enumerate(stats.factors):
         names = [n for k in factor.blocks for n in design.blocks[k].columns]
-        a = next((a for a, n in enumerate(names)
-                  if n == "(Intercept)" and (sampled.centred[a] or not centred_only)),
-                 None)  # fmt: skip
-        if a is not None:
-            out[f] = (a, sampled, design.blocks[factor.blocks[0]].codes)
+        if factor.first >= stats.n_marginal and "(Intercept)" in names:
+            out[f] = names.index("(Intercept)")
     return out
 
 
@@ -1095,6 +1100,19 @@ def _centred_base(f, a, is_centred, shift, beta, carried, owner, wbar, qmax, p):
     return base
 
 
+@kernel
+def _shift_back(f, a, total, shift, grad, carried, owner, wbar, qmax, p):
+    """Back through :func:`_centred_base`: ``total``, the sum over the levels of d/du of
+    centred term ``a`` of factor ``f``, to the fixed effects its levels vary around."""
+    if shift[f, a] < 0:
+        return
+    col = int(shift[f, a])
+    grad[col] -= total
+    if carried and owner[col] != f * qmax + a:
+        for k in range(p):
+            grad[k] -= wbar[col, k] * total
+
+
 # error_model="numpy": a division by zero (an SD whose exp underflowed) gives inf or nan,
 # which the C entry reports as a rejected point, instead of raising inside nutpie's threads
 # not inline="always" (it saved ~1 s of a ~27 s first compile): numba 0.65 does not
@@ -1279,6 +1297,10 @@ def logp_and_grad(x, data, grad):
                     z1_, u1 = x1, l10 * z0_ + l11 * x1
                 uE[oe], uE[oe + 1], zE[oe], zE[oe + 1] = u0, u1, z0_, z1_
             continue
+        bases = np.empty(qmax)  # per term, what a centred term's levels vary around
+        for a in range(qmax):
+            bases[a] = _centred_base(f, a, centred[f, a] > 0, shift, beta, carried, owner,
+                                     wbar, qmax, p)  # fmt: skip
         for r in range(last_level[f], first_level[f] - 1, -1):
             if e_factor[r] != f:
                 continue
@@ -1291,12 +1313,7 @@ def logp_and_grad(x, data, grad):
                 if nested:
                     parent_centred[oe + a] = centred[f, a] > 0
                 if centred[f, a] > 0:
-                    if shift[f, a] >= 0:  # the value is beta_k + u_a
-                        col = int(shift[f, a])
-                        xa -= beta[col]
-                        if carried and owner[col] != f * qmax + a:  # the owner's level mean
-                            for k in range(p):
-                                xa -= wbar[col, k] * beta[k]
+                    xa -= bases[a]  # the value is beta_k + u_a (_centred_base)
                     if carried:  # ... + the level's values of the fixed effects it carries
                         for k in range(p):
                             xa -= carry[oe + a, k] * beta[k]
@@ -1375,7 +1392,6 @@ def logp_and_grad(x, data, grad):
                 dlamE[f, 0, 0] += dlam
                 continue
             inv = lam_inv[f, 0]
-            col = int(shift[f, 0])
             total = 0.0  # sum of du over the levels, for beta_k and the owner's mean
             for r in range(first_level[f], last_level[f] + 1):
                 if e_factor[r] != f:
@@ -1396,11 +1412,7 @@ def logp_and_grad(x, data, grad):
                     else:  # through the parent's u, on its own turn below
                         duE[j] -= du
                 dlam += za * za - 1.0
-            if col >= 0:
-                grad[col] -= total
-                if carried and owner[col] != f * qmax:
-                    for k in range(p):
-                        grad[k] -= wbar[col, k] * total
+            _shift_back(f, 0, total, shift, grad, carried, owner, wbar, qmax, p)
             lp -= 0.5 * zz
             dlamE[f, 0, 0] += dlam * inv
             continue
@@ -1460,14 +1472,12 @@ def logp_and_grad(x, data, grad):
             dlamE[f, 0, 0] += d00 * inv0 if c0 else d00
             dlamE[f, 1, 0] += d10
             dlamE[f, 1, 1] += d11 * inv1 if c1 else d11
-            for a, total, is_centred in ((0, total0, c0), (1, total1, c1)):
-                if is_centred and shift[f, a] >= 0:
-                    col = int(shift[f, a])
-                    grad[col] -= total
-                    if carried and owner[col] != f * qmax + a:
-                        for k in range(p):
-                            grad[k] -= wbar[col, k] * total
+            if c0:
+                _shift_back(f, 0, total0, shift, grad, carried, owner, wbar, qmax, p)
+            if c1:
+                _shift_back(f, 1, total1, shift, grad, carried, owner, wbar, qmax, p)
             continue
+        totals = np.zeros(qmax)  # per term, the sum of du over the levels (centred)
         for r in range(first_level[f], last_level[f] + 1):
             if e_factor[r] != f:
                 continue
@@ -1485,12 +1495,7 @@ def logp_and_grad(x, data, grad):
                     accbar = -zbar[a] * inv
                     du = duE[oe + a] + zbar[a] * inv  # d/du_a through z_a and the likelihood
                     grad[z0 + oe + a] += du
-                    if shift[f, a] >= 0:
-                        col = int(shift[f, a])
-                        grad[col] -= du
-                        if carried and owner[col] != f * qmax + a:
-                            for k in range(p):
-                                grad[k] -= wbar[col, k] * du
+                    totals[a] += du
                     if carried:
                         for k in range(p):
                             grad[k] -= carry[oe + a, k] * du
@@ -1509,6 +1514,9 @@ def logp_and_grad(x, data, grad):
                 for c in range(a):  # acc_a = sum_{c<a} lam_ac z_c
                     zbar[c] += accbar * lam[f, a, c]
                     dlamE[f, a, c] += accbar * zE[oe + c]
+        for a in range(qmax):
+            if centred[f, a] > 0:
+                _shift_back(f, a, totals[a], shift, grad, carried, owner, wbar, qmax, p)
     # back through beta_k = x_k + mean v (- mean w beta) and v = H w (H is symmetric)
     for i in range(p):
         if owner[i] >= 0:

@@ -12,10 +12,16 @@ wall time to other work on the machine), ``load`` the machine's 1-minute load av
 the run started:
 
 - ``import bayeslmm``;
-- what bayeslmm itself imports for every fit: pandas, scipy.stats, xarray, numba;
+- what bayeslmm itself imports for every fit: pandas, scipy (special, sparse, optimize;
+  not scipy.stats), xarray, numba;
 - ``import nutpie + arviz`` alone, and the same after bayeslmm's own imports (those of a
-  REML fit: pandas, scipy, xarray, numba and the kernels): what nutpie and ArviZ add to a
-  fit (nutpie imports ArviZ at module level, so every fit pays it);
+  REML fit: pandas, scipy, xarray, numba and the kernels): what they cost a program that
+  imports both;
+- nutpie imported as a fit imports it (:func:`bayeslmm.bayes.stack.import_nutpie`: nutpie
+  imports ArviZ at module level, which a fit needs only for its statistics and plots) and
+  one result container built, after bayeslmm's own imports: what a fit pays for them (on
+  ArviZ 0.x the whole of ArviZ, which nutpie 0.16.8 reads as it loads and which holds the
+  container; on ArviZ 1.x arviz-base alone);
 - xarray's first array: xarray imports the duck-array libraries that are installed (dask,
   sparse) the first time it makes an array, which each fit does;
 - a sleepstudy fit (``Reaction ~ Days + (Days | Subject)``, nutpie, 4 chains x 1,000
@@ -95,11 +101,26 @@ import nutpie, arviz  # noqa: F401
 print(time.perf_counter() - t0, time.process_time() - c0)
 """
 
-#: what bayeslmm itself imports for any fit (data, distributions, results, kernels)
+#: nutpie and a result container as a fit gets them, after bayeslmm's own imports
+NUTPIE_AS_FIT = r"""
+import sys, time
+import numpy as np
+import bayeslmm as bl
+from bayeslmm.bayes import stack
+bl.lmer("Reaction ~ Days + (Days | Subject)", bl.load_dataset("sleepstudy"))
+import xarray  # noqa: F401
+assert "arviz" not in sys.modules and "nutpie" not in sys.modules
+t0, c0 = time.perf_counter(), time.process_time()
+stack.import_nutpie()
+stack.from_dict({"posterior": {"a": np.zeros((2, 3))}})
+print(time.perf_counter() - t0, time.process_time() - c0)
+"""
+
+#: what bayeslmm itself imports for any fit (data, special functions, results, kernels)
 DEPS = r"""
 import time
 t0, c0 = time.perf_counter(), time.process_time()
-import pandas, scipy.stats, xarray, numba  # noqa: F401
+import pandas, scipy.special, scipy.sparse, scipy.optimize, xarray, numba  # noqa: F401
 print(time.perf_counter() - t0, time.process_time() - c0)
 """
 
@@ -187,10 +208,12 @@ A fresh process's wait before and during a first fit, per environment
 processes; `cpu_s` is the process's CPU time, `load` the machine's 1-minute load average
 (2 cores, shared with other work: the wall times rise with it, the CPU times much less).
 
-Where a warm fit's time goes: importing pandas, scipy.stats, xarray and numba, which
-bayeslmm needs itself; nutpie and ArviZ on top of them (nutpie imports ArviZ at module
-level, so no fit avoids it; ArviZ 0.2x also compiles a numba ufunc and imports
-matplotlib.pyplot as it loads); the model, loading the cached kernels and sampling. The
+Where a warm fit's time goes: importing pandas, scipy (not scipy.stats), xarray and
+numba, which bayeslmm needs itself; nutpie, and ArviZ's result container (nutpie imports
+ArviZ at module level; a fit imports nutpie with a stand-in for ArviZ, so that on ArviZ
+1.x only arviz-base loads, not ArviZ's statistics, plots, scipy.stats and matplotlib; on
+0.2x nutpie 0.16.8 reads ArviZ as it loads, and ArviZ also compiles a numba ufunc and
+imports matplotlib.pyplot); the model, loading the cached kernels and sampling. The
 test extras add little: bambi makes ArviZ 0.2x import arviz-plots/arviz-stats
 (`arviz.preview`), which adds 0-0.2 s of CPU time, within the spread between runs here
 (`py311-plain` against `py311-test-extras`), and dask makes xarray's first array import it.
@@ -223,12 +246,15 @@ def main() -> None:
         _run(py, FIT, env)  # the kernels' cache filled for this checkout
     for _ in range(repeats):
         rows.append(_time_row("import bayeslmm", py, "import bayeslmm", env))
-        rows.append(_time_row("import pandas + scipy.stats + xarray + numba (in-process s)", py,
+        rows.append(_time_row("import pandas + scipy + xarray + numba (in-process s)", py,
                               DEPS, env, inner=True))  # fmt: skip
         rows.append(_time_row("import nutpie + arviz, alone (in-process s)", py, LIBS, env,
                               inner=True))  # fmt: skip
         rows.append(_time_row("import nutpie + arviz after bayeslmm's own imports (in-process s)",
                               py, LIBS_AFTER, env, inner=True))  # fmt: skip
+        rows.append(_time_row("nutpie and a result container, as a fit imports them, after "
+                              "bayeslmm's own imports (in-process s)", py, NUTPIE_AS_FIT, env,
+                              inner=True))  # fmt: skip
         rows.append(_time_row("xarray's first array (in-process s)", py, XARRAY, env,
                               inner=True))  # fmt: skip
         rows.append(_fit_row("sleepstudy fit, warm cache (fresh process)", py, env))
@@ -267,7 +293,7 @@ def main() -> None:
     table = pd.DataFrame(rows).drop(columns="bayeslmm", errors="ignore")
     if (RESULTS / f"{stem}.csv").is_file():  # rows not rerun: kept from the last run
         kept = pd.read_csv(RESULTS / f"{stem}.csv")
-        rerun = set(table["row"])
+        rerun = set(table["row"]) | set(RETIRED)
         if args.install_only or not args.no_install:
             rerun |= {r for r in kept["row"] if "install" in r}
         table = pd.concat([kept[~kept["row"].isin(rerun)], table], ignore_index=True)
@@ -296,9 +322,13 @@ def main() -> None:
     gather()
 
 
+#: rows that no longer measure what bayeslmm does (not kept from an earlier run)
+RETIRED = ("import pandas + scipy.stats + xarray + numba (in-process s)",)
+
 #: the table's rows in order, by the start of their labels
 ORDER = ("import bayeslmm", "import pandas", "import nutpie + arviz, alone",
-         "import nutpie + arviz after", "xarray's", "sleepstudy fit, warm",
+         "import nutpie + arviz after", "nutpie and a result", "xarray's",
+         "sleepstudy fit, warm",
          "sleepstudy fit, empty", "build the wheel", "pip install", "first sleepstudy")  # fmt: skip
 
 

@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import scipy.stats
 import xarray as xr
 
 from ..errors import (
@@ -493,6 +492,8 @@ class GlmMixin:
         else:  # a family or link the kernel lacks: scipy's pmf at mu
             mu = r.family.linkinv(self._linear_predictor(idata))
             if r.family.negative_binomial:
+                import scipy.stats
+
                 theta = self._theta_draws(idata)
                 values = scipy.stats.nbinom.logpmf(r.y, theta, theta / (theta + mu))
             else:

@@ -10,7 +10,7 @@ import numbers
 import sys
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -394,6 +394,26 @@ def low_rank_mass_matrix(density) -> bool:
     return density.layout.size <= GLMM_LOW_RANK_MAX_SIZE
 
 
+def nutpie_model(density: MarginalDensity) -> Any:
+    """nutpie's model of the compiled density: one variable ``x``, every unconstrained
+    parameter, started at the density's start jittered as PyMC jitters
+    (:meth:`~bayeslmm.bayes.density.MarginalDensity.jittered_start`)."""
+    logp_fn, expand_fn = c_functions()
+    size = density.layout.size
+
+    def initial_point(seed: int) -> np.ndarray:
+        return density.jittered_start(np.random.default_rng(seed))
+
+    stack.import_nutpie()
+    return stack.nutpie_compiled_model(
+        _n_dim=size, dims={}, _coords={}, _shapes={"x": (size,)},
+        compiled_logp_func=logp_fn, compiled_expand_func=expand_fn,
+        initial_point_func=initial_point, shared_data={}, user_data=density.data,
+        n_expanded=size, shape_info=(["x"], [slice(0, size)], [(size,)]),
+        logp_func=None, expand_func=None,
+    )  # fmt: skip
+
+
 def sample_compiled(
     density: MarginalDensity,
     design: Design,
@@ -408,31 +428,17 @@ def sample_compiled(
 ) -> Results:
     """nutpie's NUTS on the compiled marginal density (:mod:`bayeslmm.bayes.density`).
 
-    Starting points are the density's start jittered as PyMC jitters
-    (:meth:`~bayeslmm.bayes.density.MarginalDensity.jittered_start`).
+    Starting points: :func:`nutpie_model`. Draws are read from nutpie's raw trace
+    (:func:`~bayeslmm.bayes.stack.nutpie_draws`), without ArviZ's conversion.
     The posterior has the variables, dims and coords the PyMC marginal model gives.
     The mass matrix is diagonal, or nutpie's diagonal plus low rank where sampled levels
     are nested in levels of a factor integrated out
     (:attr:`~bayeslmm.bayes.density.MarginalDensity.low_rank_mass_matrix`; InstEval:
     smallest bulk ESS 531 -> 2074 in about the same time; docs/marginal.md).
     """
-    import nutpie
-
-    logp_fn, expand_fn = c_functions()
-    size = density.layout.size
-
-    def initial_point(seed: int) -> np.ndarray:
-        return density.jittered_start(np.random.default_rng(seed))
-
-    compiled = stack.nutpie_compiled_model(
-        _n_dim=size, dims={}, _coords={}, _shapes={"x": (size,)},
-        compiled_logp_func=logp_fn, compiled_expand_func=expand_fn,
-        initial_point_func=initial_point, shared_data={}, user_data=density.data,
-        n_expanded=size, shape_info=(["x"], [slice(0, size)], [(size,)]),
-        logp_func=None, expand_func=None,
-    )  # fmt: skip
+    nutpie = stack.import_nutpie()
     trace = nutpie.sample(
-        compiled,
+        nutpie_model(density),
         draws=draws,
         tune=tune,
         chains=chains,
@@ -441,9 +447,11 @@ def sample_compiled(
         progress_bar=progressbar,
         target_accept=target_accept,
         save_warmup=False,
+        return_raw_trace=True,
         **stack.nutpie_mass_matrix(low_rank_mass_matrix(density)),
     )
-    posterior = density.constrained(stack.posterior(trace)["x"].values, design)
+    drawn, sample_stats = stack.nutpie_draws(trace)
+    posterior = density.constrained(drawn["x"], design)
     coords = coords_of(design, obs=False)
     dims = {"beta": ["fixed"]}
     for block in design.blocks:
@@ -452,10 +460,8 @@ def sample_compiled(
             dims[f"cor_{block.label}"] = [cor_dim(block.label)]
         for kind in ("u", "z"):  # sampled factors' effects
             dims[f"{kind}_{block.label}"] = [block.group, term_dim(block.label)]
-    sample_stats = stack.group(trace, "sample_stats")
     return stack.from_dict(
-        {"posterior": posterior,
-         "sample_stats": {k: v.values for k, v in sample_stats.data_vars.items()}},
+        {"posterior": posterior, "sample_stats": sample_stats},
         coords=coords,
         dims={k: v for k, v in dims.items() if k in posterior},
         attrs={

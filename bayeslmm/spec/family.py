@@ -20,13 +20,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.special as sc
-import scipy.stats
 
 from ..errors import BayesLMMError
 
 EPS = float(np.finfo(float).eps)
 #: R's ``-qnorm(.Machine$double.eps)``: probit's linear predictor is clamped to +/- this
-_PROBIT_THRESH = float(-scipy.stats.norm.ppf(EPS))
+_PROBIT_THRESH = float(-sc.ndtri(EPS))
 
 
 class FamilyError(BayesLMMError, ValueError):
@@ -53,7 +52,11 @@ def _logit_mu_eta(eta):
 
 
 def _probit_inv(eta):
-    return scipy.stats.norm.cdf(np.clip(eta, -_PROBIT_THRESH, _PROBIT_THRESH))
+    return sc.ndtr(np.clip(eta, -_PROBIT_THRESH, _PROBIT_THRESH))  # the normal's cdf
+
+
+def _probit_mu_eta(eta):
+    return np.maximum(np.exp(-0.5 * np.square(eta)) / np.sqrt(2.0 * np.pi), EPS)
 
 
 def _cloglog_inv(eta):
@@ -74,8 +77,7 @@ LINKS: dict[str, Link] = {
                      lambda eta: np.asarray(eta, float),
                      lambda eta: np.ones_like(eta, dtype=float)),  # fmt: skip
     "logit": Link("logit", sc.logit, _logit_inv, _logit_mu_eta),
-    "probit": Link("probit", scipy.stats.norm.ppf, _probit_inv,
-                   lambda eta: np.maximum(scipy.stats.norm.pdf(eta), EPS)),  # fmt: skip
+    "probit": Link("probit", sc.ndtri, _probit_inv, _probit_mu_eta),
     "cloglog": Link("cloglog", lambda mu: np.log(-np.log1p(-mu)), _cloglog_inv,
                     _cloglog_mu_eta),  # fmt: skip
     "log": Link("log", np.log, _log_inv, lambda eta: np.maximum(np.exp(eta), EPS)),
@@ -195,6 +197,8 @@ class Family:
         """Log-likelihood of every row, with all constants (``dbinom``, ``dpois``,
         ``dnorm``): the binomial's ``y`` is the proportion and ``wt`` the trials; the
         Gaussian's ``scale`` is the residual variance."""
+        import scipy.stats  # 0.3 s to import: not in a fit's path
+
         y, mu = np.asarray(y, float), np.asarray(mu, float)
         wt = np.broadcast_to(np.asarray(wt, float), y.shape)
         if self.binomial:

@@ -301,3 +301,47 @@ def test_old_field_name_still_builds_a_result(sleepstudy):
         again = dataclasses.replace(fit, fit=fit.solution)
     assert again.solution is fit.solution and repr(again) == repr(fit)
     assert dataclasses.replace(fit, converged=False).solution is fit.solution
+
+
+def test_glmer_results_take_lmers_accessors():
+    """bl.glmer's results have bl.lmer's accessor names and kinds: fixef() a table with
+    the Wald interval, confint(), coef() as fixed effects plus conditional modes,
+    summary() a table printed as lme4's block; the old spellings (the Series fixef, the
+    summary as a string) warn and give the old values."""
+    import scipy.stats
+
+    data = pd.read_csv(DATA / "cbpp.csv")
+    fit = bl.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", data,
+                   family="binomial")  # fmt: skip
+    lmer = bl.lmer("Reaction ~ Days + (Days | Subject)", bl.load_dataset("sleepstudy"))
+    for name in ("fixef", "ranef", "varcorr", "coef", "fitted", "residuals", "summary",
+                 "confint"):  # fmt: skip
+        assert callable(getattr(fit, name)) and callable(getattr(lmer, name)), name
+    table = fit.fixef()
+    assert list(table.columns) == list(lmer.fixef().columns) == ["estimate", "se", "lower",
+                                                                 "upper"]  # fmt: skip
+    np.testing.assert_allclose(table["estimate"], fit.beta)
+    np.testing.assert_allclose(table["se"], fit.se)
+    np.testing.assert_allclose(table["upper"] - table["estimate"],
+                               scipy.stats.norm.ppf(0.975) * fit.se)  # fmt: skip
+    pd.testing.assert_frame_equal(fit.confint(0.9), fit.fixef(0.9)[["lower", "upper"]])
+    with pytest.raises(ArgumentError, match="wald"):
+        fit.confint(method="profile")
+    coef, modes = fit.coef()["herd"], fit.ranef()["herd"]
+    assert list(coef.columns) == ["(Intercept)", "period"]
+    np.testing.assert_allclose(coef["(Intercept)"], fit.beta[0] + modes["(Intercept)"])
+    np.testing.assert_allclose(coef["period"], fit.beta[1])
+    summary = fit.summary()
+    assert isinstance(summary, pd.DataFrame)
+    assert repr(summary) == str(summary) == str(fit) == repr(fit)
+    assert str(fit).startswith("Generalized linear mixed model fit by maximum likelihood")
+    assert list(summary.columns) == ["component", "estimate", "se", "z", "p", "lower", "upper"]
+    assert list(summary["component"]) == ["random", "fixed", "fixed"]
+    assert summary["estimate"].iloc[0] == pytest.approx(fit.varcorr()["sdcor"].iloc[0])
+    np.testing.assert_allclose(summary["p"].iloc[1:], fit.coefficients()["Pr(>|z|)"])
+    with pytest.warns(FutureWarning, match="fixef"):
+        assert fit.fixef["period"] == table.loc["period", "estimate"]
+    with pytest.warns(FutureWarning, match=r"str\(GlmerResult.summary\(\)\)"):
+        assert "herd" in summary
+    with pytest.warns(FutureWarning):
+        assert summary.splitlines()[0] == str(fit).splitlines()[0]

@@ -33,6 +33,7 @@ from ..errors import (
     ConvergenceWarning,
     SingularFitWarning,
     check_probability,
+    interval_level,
     warn,
 )
 from ..gaussian.profiled import ThetaLayout
@@ -47,7 +48,14 @@ from ..glmm.stage_one import (
 from ..spec.design import Design
 from ..spec.family import Family, FamilyError, get_family
 from ..spec.response import GlmResponse, glm_design
-from .summary import block_varcorr_rows, frames_by_group
+from .summary import (
+    FormerTextSummary,
+    RenamedSeries,
+    block_varcorr_rows,
+    coefficient_frames,
+    frames_by_group,
+    random_parameter_rows,
+)
 
 SINGULAR_TOL = 1e-4
 HESSIAN_STEP = 1e-4  # lme4's deriv12 delta
@@ -126,9 +134,38 @@ class GlmerResult:
         """Always False: GLMMs are fitted by maximum likelihood."""
         return False
 
-    @property
-    def fixef(self) -> pd.Series:
+    def _estimates(self) -> pd.Series:
         return pd.Series(self.beta, index=self.design.fixed_names, name="estimate")
+
+    def _fixef(self, level: float = 0.95) -> pd.DataFrame:
+        """Fixed effects: ``estimate``, ``se`` and the Wald interval ``lower``, ``upper``
+        at ``level`` (lme4's ``fixef`` with ``confint(method="Wald")``); the rows and
+        columns of ``bl.lmer(...).fixef()`` and ``LMM.fixef()``."""
+        level = interval_level(level)
+        est, se = self._estimates(), self.se
+        z = scipy.stats.norm.ppf(0.5 + level / 2)
+        return pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se,
+                             "upper": est + z * se})  # fmt: skip
+
+    @property
+    def fixef(self) -> RenamedSeries:
+        """Fixed effects, called as a method: ``fit.fixef(level=0.95)`` gives a DataFrame
+        (``estimate``, ``se``, Wald ``lower``, ``upper``), as ``bl.lmer``'s.
+
+        Used without the call (``fit.fixef["period2"]``), the old Series of estimates
+        (deprecated: it warns once; use ``fit.fixef()["estimate"]``)."""
+        return RenamedSeries.of(self._estimates(), self._fixef,
+                                "GlmerResult.fixef used as a Series",
+                                "GlmerResult.fixef()['estimate']")  # fmt: skip
+
+    def confint(self, level: float = 0.95, method: str = "wald") -> pd.DataFrame:
+        """Wald confidence intervals of the fixed effects (lme4's
+        ``confint(method="Wald")``): ``lower``, ``upper``."""
+        check_probability("level", level)
+        if method != "wald":
+            raise ArgumentError(f"method must be 'wald' (a glmer fit's intervals), got "
+                                f"{method!r}")  # fmt: skip
+        return self._fixef(level)[["lower", "upper"]]
 
     @property
     def vcov(self) -> pd.DataFrame:
@@ -205,6 +242,21 @@ class GlmerResult:
     def _b(self) -> np.ndarray:
         return self.layout.relative_factor(self.theta) @ self.state.u
 
+    def _effects(self) -> list[np.ndarray]:
+        """Per block, the conditional modes as (levels, terms)."""
+        b, per_block, start = self._b(), [], 0
+        for block in self.design.blocks:
+            size = block.n_levels * block.n_terms
+            per_block.append(b[start : start + size].reshape(block.n_levels, block.n_terms))
+            start += size
+        return per_block
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef``: per grouping factor, levels x coefficients on the link scale,
+        the fixed effects plus the level's conditional modes, as ``bl.lmer``'s."""
+        return coefficient_frames(self.design.blocks, self.design.groups(),
+                                  self._estimates(), self._effects())  # fmt: skip
+
     def ranef(self, condvar: bool = False, level: float = 0.95) -> dict[str, pd.DataFrame]:
         """Conditional modes of the random effects: per grouping factor, levels x terms.
         ``condvar=True`` (lme4's ``condVar``): per grouping factor one row per (level,
@@ -212,12 +264,7 @@ class GlmerResult:
         interval ``lower``, ``upper`` at ``level``, as ``bl.lmer``'s."""
         if not isinstance(condvar, bool | np.bool_):
             raise ArgumentError(f"condvar must be True or False, got {condvar!r}")
-        b, per_block, start = self._b(), [], 0
-        for block in self.design.blocks:
-            size = block.n_levels * block.n_terms
-            per_block.append(b[start : start + size].reshape(block.n_levels, block.n_terms))
-            start += size
-        modes = frames_by_group(self.design.blocks, per_block)
+        modes = frames_by_group(self.design.blocks, self._effects())
         if not condvar:
             return modes
         check_probability("level", level)
@@ -262,7 +309,32 @@ class GlmerResult:
         raise ArgumentError(f"kind must be 'deviance', 'pearson' or 'response', got {kind!r}")
 
     # -- printing ----------------------------------------------------------------------
-    def summary(self) -> str:
+    def summary(self, level: float = 0.95) -> FormerTextSummary:
+        """lme4's ``summary()`` of a glmerMod: a DataFrame whose printed form (``repr``,
+        ``str``, what ``print(fit)`` also shows) is lme4's block.
+
+        Rows as ``bl.lmer(...).summary()`` and ``LMM.summary()``: random-effect SDs and
+        correlations, the negative binomial's ``theta`` where there is one, the fixed
+        effects; columns ``component``, ``estimate``, ``se``, Wald ``z`` and ``p`` and
+        the Wald interval ``lower``, ``upper`` at ``level`` (fixed effects only)."""
+        level = interval_level(level)
+        rows = random_parameter_rows(self.design, self.covariances())
+        if self.family.negative_binomial:
+            rows.append(("theta", "family", float(self.nb_theta)))
+        variance = pd.DataFrame({"component": [r[1] for r in rows],
+                                 "estimate": [r[2] for r in rows]},
+                                index=[r[0] for r in rows])  # fmt: skip
+        fixed = self._fixef(level)
+        fixed["z"] = fixed["estimate"] / fixed["se"]
+        fixed["p"] = 2 * scipy.stats.norm.sf(np.abs(fixed["z"]))
+        fixed.insert(0, "component", "fixed")
+        table = pd.concat([variance, fixed]).reindex(
+            columns=["component", "estimate", "se", "z", "p", "lower", "upper"])
+        out = FormerTextSummary(table)
+        out.text = self._summary_text()
+        return out
+
+    def _summary_text(self) -> str:
         """The fit as lme4's ``summary()`` of a glmerMod prints it."""
         method = ("Laplace Approximation" if self.nagq == 1
                   else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {self.nagq}")  # fmt: skip
@@ -318,7 +390,7 @@ class GlmerResult:
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        return self.summary()
+        return self._summary_text()
 
     __repr__ = __str__
 

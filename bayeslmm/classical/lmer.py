@@ -50,8 +50,10 @@ from .summary import (
     LmerSummary,
     RenamedSeries,
     block_varcorr_rows,
+    coefficient_frames,
     format_lmer_summary,
     frames_by_group,
+    random_parameter_rows,
 )
 
 SINGULAR_TOL = 1e-4
@@ -211,19 +213,7 @@ class LmerResult:
         """
         level = interval_level(level)
         names = ParameterNames.from_design(self.design)
-        rows: list[tuple[str, str, float]] = []
-        for k, (block, cov, sd_names, pairs) in enumerate(zip(
-                self.design.blocks, self.covariances(), names.sd, names.cor_pairs,
-                strict=True)):  # fmt: skip
-            if k not in self._shown():
-                continue
-            sd = np.sqrt(np.diag(cov))
-            rows += [(n, "random", v) for n, v in zip(sd_names, sd, strict=True)]
-            if block.correlated:
-                lower = zip(*np.tril_indices(block.n_terms, k=-1), strict=True)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    rows += [(n, "random", cov[i, j] / (sd[i] * sd[j]))
-                             for (i, j), n in zip(lower, pairs, strict=True)]  # fmt: skip
+        rows = random_parameter_rows(self.design, self.covariances(), self._shown())
         if self.known_se is None:
             rows.append(("sigma", "residual", self.sigma))
         elif self.extra_sigma:  # the residual SD beyond the known standard errors
@@ -343,22 +333,8 @@ class LmerResult:
         """lme4's ``coef``: per grouping factor, levels x coefficients, the fixed effects
         plus the level's conditional modes (every fixed effect a column, then random
         terms absent from the fixed part), as ``LMM.coef()``."""
-        beta = self._estimates()
-        out: dict[str, pd.DataFrame] = {}
-        for group in self._drop_extra(self.design.groups()):
-            blocks = [(b, e) for b, e in zip(self.design.blocks, self._effects(), strict=True)
-                      if b.group == group]  # fmt: skip
-            columns = list(beta.index)
-            columns += [c for b, _ in blocks for c in b.columns if c not in columns]
-            values = np.zeros((blocks[0][0].n_levels, len(columns)))
-            values[:, : len(beta)] = beta.to_numpy()
-            for block, effects in blocks:
-                index = [columns.index(c) for c in block.columns]
-                values[:, index] += effects
-            frame = pd.DataFrame(values, index=blocks[0][0].level_values, columns=columns)
-            frame.index.name = group
-            out[group] = frame
-        return out
+        return coefficient_frames(self.design.blocks, self._drop_extra(self.design.groups()),
+                                  self._estimates(), self._effects())  # fmt: skip
 
     def ranef_sd(self) -> dict[str, pd.DataFrame]:
         """Conditional SDs of the BLUPs (lme4's ``condVar``), laid out as :meth:`ranef`."""

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import deprecated
+from ..spec.naming import ParameterNames
 from ..tables import SummaryTable
 
 #: Significant digits lme4's ``summary`` prints (``max(3, getOption("digits") - 3)``).
@@ -212,6 +213,86 @@ def frames_by_group(blocks, per_block: list[np.ndarray]) -> dict[str, pd.DataFra
 
 #: :meth:`LmerResult.summary`'s table: lmerTest's summary block when printed
 LmerSummary = SummaryTable
+
+
+class FormerTextSummary(SummaryTable):
+    """:meth:`GlmerResult.summary`'s table, which was its printed text before: used as
+    that text (``"herd" in s``, ``s.splitlines()``, ``s + "\\n"``) it still gives the text's
+    answer for one release, with a :class:`FutureWarning` naming ``str(fit.summary())``."""
+
+    _metadata = ["text"]
+
+    def _as_text(self) -> str:
+        deprecated("GlmerResult.summary() used as a string", "str(GlmerResult.summary())")
+        return self.text
+
+    def __contains__(self, key) -> bool:
+        if isinstance(key, str) and key not in self.columns:
+            return key in self._as_text()
+        return super().__contains__(key)
+
+    def __getattr__(self, name: str):
+        if (not name.startswith("_") and hasattr(str, name)
+                and not hasattr(pd.DataFrame, name) and name not in self.columns):  # fmt: skip
+            return getattr(self._as_text(), name)
+        return super().__getattr__(name)
+
+    def __add__(self, other):
+        if isinstance(other, str):
+            return self._as_text() + other
+        return super().__add__(other)
+
+    def replace(self, *args, **kwargs):  # str.replace(old, new): html.escape(summary)
+        if len(args) in (2, 3) and not kwargs and all(isinstance(a, str) for a in args[:2]):
+            return self._as_text().replace(*args)
+        return super().replace(*args, **kwargs)
+
+    def __radd__(self, other):
+        if isinstance(other, str):
+            return other + self._as_text()
+        return super().__radd__(other)
+
+
+def random_parameter_rows(design, covariances: Sequence[np.ndarray],
+                          shown: Sequence[int] | None = None) -> list[tuple[str, str, float]]:
+    """``(name, "random", value)`` of every random-effect SD and correlation (lme4's
+    lower triangle), block by block as ``LMM.summary()`` names them; ``shown``: the
+    blocks to include (all by default)."""
+    names = ParameterNames.from_design(design)
+    rows: list[tuple[str, str, float]] = []
+    for k, (block, cov, sd_names, pairs) in enumerate(zip(
+            design.blocks, covariances, names.sd, names.cor_pairs, strict=True)):  # fmt: skip
+        if shown is not None and k not in shown:
+            continue
+        sd = np.sqrt(np.diag(cov))
+        rows += [(n, "random", v) for n, v in zip(sd_names, sd, strict=True)]
+        if block.correlated:
+            lower = zip(*np.tril_indices(block.n_terms, k=-1), strict=True)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rows += [(n, "random", cov[i, j] / (sd[i] * sd[j]))
+                         for (i, j), n in zip(lower, pairs, strict=True)]  # fmt: skip
+    return rows
+
+
+def coefficient_frames(blocks, groups, beta: pd.Series,
+                       effects: Sequence[np.ndarray]) -> dict[str, pd.DataFrame]:
+    """lme4's ``coef``: per grouping factor in ``groups``, levels x coefficients, the fixed
+    effects ``beta`` plus the level's random ``effects`` (per block, levels x terms):
+    every fixed effect a column, then random terms absent from the fixed part."""
+    out: dict[str, pd.DataFrame] = {}
+    for group in groups:
+        chosen = [(b, e) for b, e in zip(blocks, effects, strict=True) if b.group == group]
+        columns = list(beta.index)
+        columns += [c for b, _ in chosen for c in b.columns if c not in columns]
+        values = np.zeros((chosen[0][0].n_levels, len(columns)))
+        values[:, : len(beta)] = beta.to_numpy()
+        for block, level_effects in chosen:
+            index = [columns.index(c) for c in block.columns]
+            values[:, index] += level_effects
+        frame = pd.DataFrame(values, index=chosen[0][0].level_values, columns=columns)
+        frame.index.name = group
+        out[group] = frame
+    return out
 
 
 #: Series methods and operators that use the values of a :class:`RenamedSeries`.

@@ -125,7 +125,7 @@ class _GlmerRow:
         self.fit = fit
 
     def row(self, term: str, level: float) -> dict[str, Any]:
-        est, se = float(self.fit.fixef[term]), float(self.fit.se[term])
+        est, se = float(self.fit.fixef()["estimate"][term]), float(self.fit.se[term])
         z = est / se
         half = scipy.stats.norm.ppf(0.5 + level / 2) * se
         notes = [
@@ -283,7 +283,7 @@ class GlmmComparison:
         else:
             raise ArgumentError(f"no random intercept and {term} slope of "
                                 f"{self.setup.group!r} in {self.setup.formula!r}")  # fmt: skip
-        mean = fit.fixef[["(Intercept)", term]].to_numpy()
+        mean = fit.fixef()["estimate"][["(Intercept)", term]].to_numpy()
         radius = np.sqrt(scipy.stats.chi2.ppf(level, df=2))
         vals, vecs = np.linalg.eigh(cov)
         angle = np.linspace(0, 2 * np.pi, n_points)
@@ -311,7 +311,7 @@ class GlmmComparison:
         codes, index = _codes(design)[group]
         own = per_level_glm(Z, columns, GlmResponse(fit.family, resp.y, resp.weights, eta),
                             codes, index)  # fmt: skip
-        fixef = fit.fixef
+        fixef = fit.fixef()["estimate"]
         out = own.estimates + np.array([fixef.get(c, 0.0) for c in columns])
         out["n"] = np.bincount(codes, minlength=len(index))
         out["note"] = own.notes
@@ -342,7 +342,7 @@ class GlmmComparison:
 
     def _shrinkage(self) -> pd.DataFrame:
         fit, bayes = self.glmer, self.bayes
-        fixef = fit.fixef
+        fixef = fit.fixef()["estimate"]
         complete = self.fits.get("GLM-Global")
         complete = complete.params if complete is not None else pd.Series(dtype=float)
         modes, sds = fit.ranef(), fit.ranef_sd()

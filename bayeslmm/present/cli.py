@@ -644,7 +644,7 @@ def _analyse_glmm(args: argparse.Namespace, data, formula: str, priors: dict, fa
         warnings.simplefilter("always")
         fit = glmer(formula, data, family=family, **options)
     _print_warnings(caught, f"the {ml} fit")
-    texts.append(fit.summary())
+    texts.append(str(fit.summary()))
     print(texts[-1] + "\n")
     stats = {"family": str(fit.family), "n_obs": fit.design.n_obs, "AIC": fit.aic,
              "BIC": fit.bic, "logLik": fit.loglik, "deviance": fit.deviance,

@@ -177,7 +177,7 @@ def fixed_effects_table(fit: _Fit, level: float) -> pd.DataFrame:
     parts = []
     if fit.glmer is not None:
         g = fit.glmer
-        est, se = g.fixef, g.se
+        est, se = g.fixef()["estimate"], g.se
         stat = est / se
         glmer = pd.DataFrame({"glmer_estimate": est, "glmer_se": se, "z": stat,
                               "p_value": 2 * scipy.stats.norm.sf(np.abs(stat)),
@@ -213,7 +213,7 @@ def _fit_section(w: _Writer, fit: _Fit, level: float) -> pd.DataFrame | None:
     if fit.glmer is not None:
         w.text(sec, "lme4's glmer by maximum likelihood (Laplace approximation), as "
                     "<code>summary(glmer(...))</code> prints it:")  # fmt: skip
-        sec.parts.append(f"<pre>{html.escape(fit.glmer.summary())}</pre>")
+        sec.parts.append(f"<pre>{html.escape(str(fit.glmer.summary()))}</pre>")
     if fit.model is not None:
         summary = fit.model.summary(print_it=False, level=level)
         w.text(sec, "The posterior (NUTS), lme4-like, on the link scale:")

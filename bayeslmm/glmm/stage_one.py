@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import scipy.optimize
 
 from ..gaussian.profiled import ThetaLayout
 from ..spec.design import Design
@@ -38,6 +37,8 @@ def minimise(f, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray | None = No
     """Bounded quasi-Newton (L-BFGS-B) on the exact gradient ``fg`` (value and gradient)
     where given, else on central-difference gradients of ``f``; a Nelder-Mead polish
     (inside the bounds, by reflection at them) where it stops without converging."""
+    import scipy.optimize  # here: a Gaussian fit imports this module, not the optimiser
+
     upper = np.full(len(x0), np.inf) if upper is None else upper
     bounds = [(lo if np.isfinite(lo) else None, up if np.isfinite(up) else None)
               for lo, up in zip(lower, upper, strict=True)]  # fmt: skip

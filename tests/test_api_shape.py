@@ -345,3 +345,15 @@ def test_glmer_results_take_lmers_accessors():
         assert "herd" in summary
     with pytest.warns(FutureWarning):
         assert summary.splitlines()[0] == str(fit).splitlines()[0]
+    nb = bl.glmer("TICKS ~ YEAR + cHEIGHT + (1 | BROOD)", bl.load_dataset("grouseticks"),
+                  family="negative_binomial")  # fmt: skip
+    table = nb.summary()
+    assert list(table["component"]) == ["random", "residual"] + ["fixed"] * 4  # as LMM's
+    assert table.loc["theta", "estimate"] == pytest.approx(nb.nb_theta)
+    bare = bl.glmer("cbind(incidence, size - incidence) ~ 0 + (1 | herd)", data,
+                    family="binomial")  # no fixed effects: lme4 fits it too
+    assert list(bare.summary()["component"]) == ["random"] and bare.fixef().empty
+    assert "No fixed effect coefficients" in str(bare)
+    # lme4 1.1.31: -2 logLik 236.7499, herd SD 2.2466 (glmer(..., cbpp, binomial))
+    assert bare.deviance == pytest.approx(236.7499, abs=2e-4)
+    assert bare.varcorr()["sdcor"].iloc[0] == pytest.approx(2.2466, abs=2e-4)

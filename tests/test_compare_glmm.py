@@ -98,7 +98,7 @@ def test_cbpp_glmer_row_equals_bl_glmer(cbpp):
     fit = bl.glmer("cbind(incidence, size - incidence) ~ time + (1 | herd)", _cbpp(),
                    family="binomial")  # fmt: skip
     row = _row(cbpp, "GLMM")
-    assert row["estimate"] == fit.fixef["time"]
+    assert row["estimate"] == fit.fixef()["estimate"]["time"]
     assert row["se"] == fit.se["time"]
     assert row["p_value"] == pytest.approx(fit.coefficients().loc["time", "Pr(>|z|)"], rel=1e-12)
     assert cbpp.glmer.deviance == fit.deviance
@@ -196,7 +196,7 @@ def test_probit_link_has_no_ratio_columns():
     assert c.table[["exp_estimate", "exp_ci_lower", "exp_ci_upper"]].isna().all().all()
     assert c.table["note"].str.contains("the probit link's coefficients are not log").all()
     fit = bl.glmer(CBPP, _cbpp(), family=get_family("binomial", "probit"))
-    assert _row(c, "GLMM")["estimate"] == fit.fixef["time"]
+    assert _row(c, "GLMM")["estimate"] == fit.fixef()["estimate"]["time"]
 
 
 def test_poisson_identity_link_has_no_aggregate():
@@ -221,7 +221,7 @@ def test_grouseticks_poisson_rows_equal_r():
     assert np.isnan(_row(c, "GLM-Groups")["estimate"])
     assert "fewer than two levels of 'BROOD'" in _row(c, "Two-stage (BROOD)")["note"]
     fit = bl.glmer(GROUSE, _grouse(), family="poisson")
-    assert _row(c, "GLMM")["estimate"] == fit.fixef["cHEIGHT"]
+    assert _row(c, "GLMM")["estimate"] == fit.fixef()["estimate"]["cHEIGHT"]
     assert _row(c, "GLMM")["se"] == fit.se["cHEIGHT"]
 
 
@@ -266,7 +266,7 @@ def test_negative_binomial_rows_equal_mass_glm_nb():
         assert value == pytest.approx(_ref(ref["per_level"][loc], "YEAR96")[0], rel=1e-6)
     assert "theta held at 2.719 (GLM-Groups)" in _row(c, "Two-stage (LOCATION)")["note"]
     fit = bl.glmer(GROUSE_OFFSET, _grouse(), family="negative_binomial")
-    assert _row(c, "GLMM")["estimate"] == fit.fixef["YEAR96"]
+    assert _row(c, "GLMM")["estimate"] == fit.fixef()["estimate"]["YEAR96"]
     assert _row(c, "GLMM")["se"] == fit.se["YEAR96"]
     bayes = c.fit("Bayes")
     assert bayes.family.negative_binomial and "theta" in bayes.population_variables()
@@ -302,7 +302,7 @@ def test_verbagg_rows_equal_r(verbagg):
 def test_verbagg_glmer_row_and_shrinkage_per_factor(verbagg):
     data = pd.read_csv(DATA / "verbagg.csv")
     fit = bl.glmer(VERBAGG, data, family="bernoulli")
-    assert _row(verbagg, "GLMM")["estimate"] == fit.fixef["Anger"]
+    assert _row(verbagg, "GLMM")["estimate"] == fit.fixef()["estimate"]["Anger"]
     assert _row(verbagg, "GLMM")["se"] == fit.se["Anger"]
     shrink = verbagg.shrinkage()
     assert set(shrink["group"]) == {"id", "item"}
@@ -460,7 +460,8 @@ def test_random_slope_conditional_sd_equal_lme4_and_2d_figure():
         np.testing.assert_allclose(part["reml"] - part["population"], ref[f"mode_{key}"],
                                    rtol=2e-3, atol=2e-4)  # fmt: skip
     ellipse = c.population_ellipse(0.5)
-    np.testing.assert_allclose(ellipse.mean(axis=0), c.glmer.fixef[["(Intercept)", "x"]],
+    np.testing.assert_allclose(ellipse.mean(axis=0),
+                               c.glmer.fixef()["estimate"][["(Intercept)", "x"]],
                                atol=0.05)  # fmt: skip
     assert isinstance(bl.plots.shrinkage_2d(c), matplotlib.figure.Figure)
     matplotlib.pyplot.close("all")

@@ -18,9 +18,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import logging
 import sys
+import types
 from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any, TypeAlias
@@ -30,20 +32,23 @@ import pandas as pd
 import xarray as xr
 
 
-class _Deferred:
+class _Deferred(types.ModuleType):
     """A module imported at its first attribute access: ArviZ as a whole (its statistics,
     plots and matplotlib; 0.3 s of a 1.7 s sleepstudy fit on ArviZ 1.x) is needed for
-    summaries, LOO and plots, not to sample and hold draws."""
+    summaries, LOO and plots, not to sample and hold draws. ``spec``: the real module's,
+    for the import system while the stand-in is in ``sys.modules`` (:func:`import_nutpie`)."""
 
-    __spec__ = None  # what the import system reads of a module in sys.modules
-
-    def __init__(self, name: str) -> None:
-        self._name = name
+    def __init__(self, name: str, spec: Any = None) -> None:
+        super().__init__(name)
+        self.__spec__ = spec
 
     def __getattr__(self, attr: str) -> Any:
-        if sys.modules.get(self._name) is self:  # standing in for it (import_nutpie)
-            del sys.modules[self._name]
-        return getattr(importlib.import_module(self._name), attr)
+        name = self.__dict__.get("__name__")
+        if name is None:  # a copy made without __init__ (copy, pickle): not the module
+            raise AttributeError(attr)
+        if sys.modules.get(name) is self:  # standing in for it (import_nutpie)
+            del sys.modules[name]
+        return getattr(importlib.import_module(name), attr)
 
 
 az: Any = _Deferred("arviz")
@@ -341,7 +346,7 @@ def import_nutpie() -> Any:
     in its annotations, so on the 0.x line ArviZ loads with it as before."""
     if "nutpie" in sys.modules or "arviz" in sys.modules:
         return importlib.import_module("nutpie")
-    sys.modules["arviz"] = _Deferred("arviz")  # type: ignore[assignment]
+    sys.modules["arviz"] = _Deferred("arviz", importlib.util.find_spec("arviz"))
     try:
         return importlib.import_module("nutpie")
     finally:

@@ -320,7 +320,7 @@ class GlmerResult:
         level = interval_level(level)
         rows = random_parameter_rows(self.design, self.covariances())
         if self.family.negative_binomial:
-            rows.append(("theta", "family", float(self.nb_theta)))
+            rows.append(("theta", "residual", float(self.nb_theta)))  # as LMM.summary()
         variance = pd.DataFrame({"component": [r[1] for r in rows],
                                  "estimate": [r[2] for r in rows]},
                                 index=[r[0] for r in rows])  # fmt: skip
@@ -328,7 +328,7 @@ class GlmerResult:
         fixed["z"] = fixed["estimate"] / fixed["se"]
         fixed["p"] = 2 * scipy.stats.norm.sf(np.abs(fixed["z"]))
         fixed.insert(0, "component", "fixed")
-        table = pd.concat([variance, fixed]).reindex(
+        table = (pd.concat([variance, fixed]) if len(fixed) else variance).reindex(
             columns=["component", "estimate", "se", "z", "p", "lower", "upper"])
         out = FormerTextSummary(table)
         out.text = self._summary_text()
@@ -371,18 +371,21 @@ class GlmerResult:
             cols = t if show_cor else t[:4]
             lines.append(" " + " ".join(c.ljust(w) for c, w in zip(cols, widths, strict=False)))
         groups = ", ".join(f"{g}, {len(levels)}" for g, levels in self.design.groups().items())
-        lines += [f"Number of obs: {self.design.n_obs}, groups:  {groups}", "",
-                  "Fixed effects:"]  # fmt: skip
+        lines += [f"Number of obs: {self.design.n_obs}, groups:  {groups}", ""]
         coef = self.coefficients()
-        text = coef.to_string(formatters={
-            "Estimate": "{:.5f}".format, "Std. Error": "{:.5f}".format,
-            "z value": "{:.3f}".format, "Pr(>|z|)": lambda p: f"{p:.3g}"})  # fmt: skip
-        stars = [" ***" if p < 0.001 else " **" if p < 0.01 else " *" if p < 0.05
-                 else " ." if p < 0.1 else "" for p in coef["Pr(>|z|)"]]  # fmt: skip
-        body = text.splitlines()
-        lines.append(body[0])
-        lines += [line + s for line, s in zip(body[1:], stars, strict=True)]
-        lines.append("---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
+        if coef.empty:  # as lme4 prints a model without fixed effects
+            lines.append("No fixed effect coefficients")
+        else:
+            lines.append("Fixed effects:")
+            text = coef.to_string(formatters={
+                "Estimate": "{:.5f}".format, "Std. Error": "{:.5f}".format,
+                "z value": "{:.3f}".format, "Pr(>|z|)": lambda p: f"{p:.3g}"})  # fmt: skip
+            stars = [" ***" if p < 0.001 else " **" if p < 0.01 else " *" if p < 0.05
+                     else " ." if p < 0.1 else "" for p in coef["Pr(>|z|)"]]  # fmt: skip
+            body = text.splitlines()
+            lines.append(body[0])
+            lines += [line + s for line, s in zip(body[1:], stars, strict=True)]
+            lines.append("---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1")
         if self.singular:
             lines.append("boundary (singular) fit: see help('isSingular')")
         if not self.converged:
@@ -635,7 +638,7 @@ def _vcov(objective, x, lower, n_theta, problem, state) -> tuple[np.ndarray, str
         inv = np.linalg.inv(H)
         V = inv[n_theta:, n_theta:]
         V = V + V.T
-        if np.all(np.isfinite(V)) and np.linalg.eigvalsh(V).min() > 0:
+        if V.size == 0 or (np.all(np.isfinite(V)) and np.linalg.eigvalsh(V).min() > 0):
             return V, "hessian"
     except np.linalg.LinAlgError:
         pass

@@ -217,8 +217,12 @@ LmerSummary = SummaryTable
 
 class FormerTextSummary(SummaryTable):
     """:meth:`GlmerResult.summary`'s table, which was its printed text before: used as
-    that text (``"herd" in s``, ``s.splitlines()``, ``s + "\\n"``) it still gives the text's
-    answer for one release, with a :class:`FutureWarning` naming ``str(fit.summary())``."""
+    that text through ``in``, ``+``, ``replace`` (``html.escape``) and the methods of str
+    that a DataFrame lacks (``splitlines()``, ``strip()``, ``encode()``) it still gives the
+    text's answer for one release, with a :class:`FutureWarning` naming
+    ``str(fit.summary())``. Where a DataFrame has an answer of its own (``len``, slicing,
+    ``==``, ``count``, ``index``) and where a str is required (``"".join``, ``json``) it is
+    the table's."""
 
     _metadata = ["text"]
 
@@ -243,7 +247,8 @@ class FormerTextSummary(SummaryTable):
         return super().__add__(other)
 
     def replace(self, *args, **kwargs):  # str.replace(old, new): html.escape(summary)
-        if len(args) in (2, 3) and not kwargs and all(isinstance(a, str) for a in args[:2]):
+        if (len(args) in (2, 3) and not kwargs and all(isinstance(a, str) for a in args[:2])
+                and not self.isin([args[0]]).to_numpy().any()):  # fmt: skip
             return self._as_text().replace(*args)
         return super().replace(*args, **kwargs)
 

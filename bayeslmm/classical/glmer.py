@@ -55,6 +55,7 @@ from .summary import (
     coefficient_frames,
     frames_by_group,
     random_parameter_rows,
+    wald_table,
 )
 
 SINGULAR_TOL = 1e-4
@@ -141,11 +142,7 @@ class GlmerResult:
         """Fixed effects: ``estimate``, ``se`` and the Wald interval ``lower``, ``upper``
         at ``level`` (lme4's ``fixef`` with ``confint(method="Wald")``); the rows and
         columns of ``bl.lmer(...).fixef()`` and ``LMM.fixef()``."""
-        level = interval_level(level)
-        est, se = self._estimates(), self.se
-        z = scipy.stats.norm.ppf(0.5 + level / 2)
-        return pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se,
-                             "upper": est + z * se})  # fmt: skip
+        return wald_table(self._estimates(), self.se, interval_level(level))
 
     @property
     def fixef(self) -> RenamedSeries:

@@ -54,6 +54,7 @@ from .summary import (
     format_lmer_summary,
     frames_by_group,
     random_parameter_rows,
+    wald_table,
 )
 
 SINGULAR_TOL = 1e-4
@@ -171,11 +172,7 @@ class LmerResult:
         """Fixed effects: ``estimate``, ``se`` and the Wald interval ``lower``, ``upper``
         at ``level`` (lme4's ``fixef`` with ``confint(method="Wald")``); the rows of
         ``LMM.fixef()``. Satterthwaite df, t and p: :meth:`summary`."""
-        level = interval_level(level)
-        est, se = self._estimates(), self.se
-        z = scipy.stats.norm.ppf(0.5 + level / 2)
-        return pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se,
-                             "upper": est + z * se})  # fmt: skip
+        return wald_table(self._estimates(), self.se, interval_level(level))
 
     @property
     def fixef(self) -> RenamedSeries:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+import scipy.special
 
 from ..errors import deprecated
 from ..spec.naming import ParameterNames
@@ -277,6 +278,14 @@ def random_parameter_rows(design, covariances: Sequence[np.ndarray],
                 rows += [(n, "random", cov[i, j] / (sd[i] * sd[j]))
                          for (i, j), n in zip(lower, pairs, strict=True)]  # fmt: skip
     return rows
+
+
+def wald_table(estimates: pd.Series, se: pd.Series, level: float) -> pd.DataFrame:
+    """``estimate``, ``se`` and the Wald interval ``lower``, ``upper`` at ``level`` (lme4's
+    ``confint(method="Wald")``): the table of ``fixef()`` of lmer and glmer results."""
+    z = float(scipy.special.ndtri(0.5 + level / 2))
+    return pd.DataFrame({"estimate": estimates, "se": se, "lower": estimates - z * se,
+                         "upper": estimates + z * se})  # fmt: skip
 
 
 def coefficient_frames(blocks, groups, beta: pd.Series,

@@ -404,7 +404,6 @@ def nutpie_model(density: MarginalDensity) -> Any:
     def initial_point(seed: int) -> np.ndarray:
         return density.jittered_start(np.random.default_rng(seed))
 
-    stack.import_nutpie()
     return stack.nutpie_compiled_model(
         _n_dim=size, dims={}, _coords={}, _shapes={"x": (size,)},
         compiled_logp_func=logp_fn, compiled_expand_func=expand_fn,

@@ -418,6 +418,7 @@ def nutpie_compiled_model(**fields: Any) -> Any:
     installed nutpie asks for beyond ``fields`` (0.16.10 added ``shared_var_keys``)."""
     import dataclasses
 
+    import_nutpie()  # before nutpie's own modules, so that they load without ArviZ
     from nutpie.compile_pymc import CompiledPyMCModel
 
     names = {f.name for f in dataclasses.fields(CompiledPyMCModel)}

@@ -53,6 +53,7 @@ from .summary import (
     RenamedSeries,
     block_varcorr_rows,
     coefficient_frames,
+    effects_by_block,
     frames_by_group,
     random_parameter_rows,
     wald_table,
@@ -241,12 +242,7 @@ class GlmerResult:
 
     def _effects(self) -> list[np.ndarray]:
         """Per block, the conditional modes as (levels, terms)."""
-        b, per_block, start = self._b(), [], 0
-        for block in self.design.blocks:
-            size = block.n_levels * block.n_terms
-            per_block.append(b[start : start + size].reshape(block.n_levels, block.n_terms))
-            start += size
-        return per_block
+        return effects_by_block(self.design.blocks, self._b())
 
     def coef(self) -> dict[str, pd.DataFrame]:
         """lme4's ``coef``: per grouping factor, levels x coefficients on the link scale,

@@ -51,6 +51,7 @@ from .summary import (
     RenamedSeries,
     block_varcorr_rows,
     coefficient_frames,
+    effects_by_block,
     format_lmer_summary,
     frames_by_group,
     random_parameter_rows,
@@ -359,10 +360,7 @@ class LmerResult:
 
     def _effects(self) -> list[np.ndarray]:
         """Per block, the conditional modes as (levels, terms)."""
-        sizes = [b.n_levels * b.n_terms for b in self.design.blocks]
-        pieces = np.split(self.solution.b, np.cumsum(sizes)[:-1])
-        return [piece.reshape(b.n_levels, b.n_terms)
-                for piece, b in zip(pieces, self.design.blocks, strict=True)]  # fmt: skip
+        return effects_by_block(self.design.blocks, self.solution.b)
 
     def fitted(self):
         """Conditional fitted values X beta + Z b (one per row used in the fit).

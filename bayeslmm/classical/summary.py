@@ -247,16 +247,16 @@ class FormerTextSummary(SummaryTable):
             return self._as_text() + other
         return super().__add__(other)
 
+    def __radd__(self, other):
+        if isinstance(other, str):
+            return other + self._as_text()
+        return super().__radd__(other)
+
     def replace(self, *args, **kwargs):  # str.replace(old, new): html.escape(summary)
         if (len(args) in (2, 3) and not kwargs and all(isinstance(a, str) for a in args[:2])
                 and not self.isin([args[0]]).to_numpy().any()):  # fmt: skip
             return self._as_text().replace(*args)
         return super().replace(*args, **kwargs)
-
-    def __radd__(self, other):
-        if isinstance(other, str):
-            return other + self._as_text()
-        return super().__radd__(other)
 
 
 def random_parameter_rows(design, covariances: Sequence[np.ndarray],
@@ -286,6 +286,15 @@ def wald_table(estimates: pd.Series, se: pd.Series, level: float) -> pd.DataFram
     z = float(scipy.special.ndtri(0.5 + level / 2))
     return pd.DataFrame({"estimate": estimates, "se": se, "lower": estimates - z * se,
                          "upper": estimates + z * se})  # fmt: skip
+
+
+def effects_by_block(blocks, b: np.ndarray) -> list[np.ndarray]:
+    """The stacked random effects ``b`` (block by block, level-major) as one (levels,
+    terms) array per block."""
+    sizes = [block.n_levels * block.n_terms for block in blocks]
+    pieces = np.split(b, np.cumsum(sizes)[:-1])
+    return [piece.reshape(block.n_levels, block.n_terms)
+            for piece, block in zip(pieces, blocks, strict=True)]  # fmt: skip
 
 
 def coefficient_frames(blocks, groups, beta: pd.Series,

@@ -53,6 +53,7 @@ from ..classical.ols import (
     ols_arrays,
     per_level_ols,
 )
+from ..classical.summary import effects_by_block
 from ..errors import ArgumentError, DataError, FormulaError
 from ..gaussian.statistics import SUMMARIES
 from ..spec.design import Design, build_design
@@ -358,12 +359,10 @@ class MultiFactorComparison:
         if group not in self.setup.groups:
             raise ArgumentError(f"no grouping factor {group!r}; have {list(self.setup.groups)}")
         ranef = reml.ranef()
-        sizes = [b.n_levels * b.n_terms for b in design.blocks]
-        pieces = np.split(reml.solution.b, np.cumsum(sizes)[:-1])
         partial = design.y - design.X @ reml.solution.beta
-        for block, b in zip(design.blocks, pieces, strict=True):
+        effects = effects_by_block(design.blocks, reml.solution.b)
+        for block, u in zip(design.blocks, effects, strict=True):
             if block.group != group:
-                u = b.reshape(block.n_levels, block.n_terms)
                 partial = partial - np.einsum("nq,nq->n", block.Z, u[block.codes])
         Z = np.hstack([b.Z for b in design.blocks if b.group == group])
         codes = _factor_codes(design)[group]

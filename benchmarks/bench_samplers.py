@@ -26,8 +26,11 @@ without it bayeslmm runs its default, ``sampler="auto"``. ``bayeslmm-marginal-co
 the default with an empty numba cache (a new installation's first fit: the compiled density
 of :mod:`bayeslmm.bayes.density` is compiled then, and loaded from numba's on-disk cache
 afterwards). The other bayeslmm rows are measured after one untimed warm-up process has
-filled that cache. Cases: lme4's sleepstudy; simulated correlated random intercept and slope
-with 50,000 rows / 500 groups (``sim50k``) or 1,000,000 / 10,000 (``sim1m``, bayeslmm only);
+filled that cache. Cases: lme4's sleepstudy, ``(Days | Subject)`` (bambi's terms carry no
+correlation: it fits the easier model) and ``(Days || Subject)``
+(``sleepstudy_independent``, bambi's ``(Days | Subject)``: the same model); simulated
+correlated random intercept and slope with 50,000 rows / 500 groups (``sim50k``) or
+1,000,000 / 10,000 (``sim1m``, bayeslmm only);
 ``crossed5k``: 5,000 rows with crossed factors of 100 and 50 levels; a simulated
 psycholinguistic experiment, 56 subjects x 32 items in a 2x2x2 within design
 (``benchmarks/_cases.py``), with random intercepts (``si_intercepts``), 4 independent terms
@@ -73,6 +76,7 @@ CONFIGS = ["bayeslmm-marginal", "bayeslmm-marginal-cold", "bayeslmm-full",
 PY313 = "py313:"
 CASES = {
     "sleepstudy": None,
+    "sleepstudy_independent": None,  # (Days || Subject): bambi's (Days | Subject)
     "sim50k": (50_000, 500),
     "sim1m": (1_000_000, 10_000),
     "crossed5k": (5_000, (100, 50)),  # y ~ x + (1 | a) + (1 | b)
@@ -85,6 +89,7 @@ CASES = {
 }
 #: bambi's group terms carry no correlations: its (1 + S + P + C | g) is our (... || g)
 BAMBI_FORMULA = {
+    "sleepstudy_independent": "Reaction ~ Days + (Days | Subject)",
     "si_independent": "rt ~ S + P + C + (1 + S + P + C | subj) + (1 + S + P + C | item)",
 }
 
@@ -94,10 +99,11 @@ def load_case(case: str) -> tuple[pd.DataFrame, str, list[str]]:
     if case in GLMM_CASES:
         data, groups = glmm_case(case)
         return data, GLMM_CASES[case][0], groups
-    if case == "sleepstudy":  # read directly: importing bayeslmm here would bill bambi
+    if case.startswith("sleepstudy"):  # read directly: importing bayeslmm would bill bambi
         data = pd.read_csv(HERE.parent / "datasets" / "sleepstudy.csv")
         data["Subject"] = data["Subject"].astype(str)
-        return data, "Reaction ~ Days + (Days | Subject)", ["Subject"]
+        bars = "||" if case == "sleepstudy_independent" else "|"
+        return data, f"Reaction ~ Days + (Days {bars} Subject)", ["Subject"]
     if case in SUBJECTS_ITEMS:
         return subjects_items(0), SUBJECTS_ITEMS[case], ["subj", "item"]
     if case == "insteval":

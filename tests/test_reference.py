@@ -57,9 +57,12 @@ def brms_model(sleepstudy, request):
     density, the default, and on PyMC's graph) and explicitly."""
     method, sampler = request.param
     model = LMM("Reaction ~ Days + (Days | Subject)", sleepstudy, priors=BRMS_PRIORS)
+    # the explicit model's correlation mixes about half as fast (bulk ESS 670-900 of 4 x
+    # 1000 over seeds here, 397 with R-hat 1.016 once on another machine, whose floating
+    # point takes another path from the same seed): twice the draws keep it above 1,400
     model.fit(
-        draws=1000, tune=1000, chains=4, random_seed=2024, progressbar=False, sampler=sampler,
-        method=method,
+        draws=2000 if method == "full" else 1000, tune=1000, chains=4, random_seed=2024,
+        progressbar=False, sampler=sampler, method=method,
     )  # fmt: skip
     assert model._fit_info["method"] == method
     compiled = model._fit_info["log_density"] == "bayeslmm (numba)"

@@ -318,8 +318,7 @@ class GlmerResult:
                                  "estimate": [r[2] for r in rows]},
                                 index=[r[0] for r in rows])  # fmt: skip
         fixed = self._fixef(level)
-        fixed["z"] = fixed["estimate"] / fixed["se"]
-        fixed["p"] = 2 * scipy.stats.norm.sf(np.abs(fixed["z"]))
+        fixed[["z", "p"]] = self.coefficients()[["z value", "Pr(>|z|)"]].to_numpy()
         fixed.insert(0, "component", "fixed")
         table = (pd.concat([variance, fixed]) if len(fixed) else variance).reindex(
             columns=["component", "estimate", "se", "z", "p", "lower", "upper"])

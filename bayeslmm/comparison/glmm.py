@@ -125,8 +125,8 @@ class _GlmerRow:
         self.fit = fit
 
     def row(self, term: str, level: float) -> dict[str, Any]:
-        est, se = float(self.fit.fixef()["estimate"][term]), float(self.fit.se[term])
-        z = est / se
+        wald = self.fit.coefficients().loc[term]
+        est, se, z = float(wald["Estimate"]), float(wald["Std. Error"]), float(wald["z value"])
         half = scipy.stats.norm.ppf(0.5 + level / 2) * se
         notes = [
             "singular fit" if self.fit.singular else "",
@@ -134,7 +134,7 @@ class _GlmerRow:
             "" if self.fit.converged else "the optimiser did not report convergence",
         ]
         return {"estimate": est, "se": se, "statistic": z, "stat_type": "z", "df": np.inf,
-                "p_value": float(2 * scipy.stats.norm.sf(abs(z))), "ci_lower": est - half,
+                "p_value": float(wald["Pr(>|z|)"]), "ci_lower": est - half,
                 "ci_upper": est + half, "note": "; ".join(n for n in notes if n)}  # fmt: skip
 
 

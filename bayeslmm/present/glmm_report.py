@@ -177,11 +177,10 @@ def fixed_effects_table(fit: _Fit, level: float) -> pd.DataFrame:
     parts = []
     if fit.glmer is not None:
         g = fit.glmer
-        est, se = g.fixef()["estimate"], g.se
-        stat = est / se
-        glmer = pd.DataFrame({"glmer_estimate": est, "glmer_se": se, "z": stat,
-                              "p_value": 2 * scipy.stats.norm.sf(np.abs(stat)),
-                              "glmer_lower": est - z * se,
+        wald = g.coefficients()
+        est, se = wald["Estimate"], wald["Std. Error"]
+        glmer = pd.DataFrame({"glmer_estimate": est, "glmer_se": se, "z": wald["z value"],
+                              "p_value": wald["Pr(>|z|)"], "glmer_lower": est - z * se,
                               "glmer_upper": est + z * se})  # fmt: skip
         if fit.ratio:
             for col in ("estimate", "lower", "upper"):

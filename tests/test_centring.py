@@ -384,8 +384,19 @@ def test_glmm_weakly_informed_levels_are_non_centred_nested_ones_on_their_parent
     assert np.count_nonzero(fields["carry"][:, 1:].any(axis=0)) == 3  # YEAR96/97, cHEIGHT
     assert not low_rank_mass_matrix(density)
     assert grouse.default_target_accept == 0.9
+    # broods level by level: centred where their rows pin them down better than the
+    # spread, given their location (level_centring); the rest sampled as z
+    centred_broods = grouse._level_centred["BROOD"]
+    np.testing.assert_array_equal(centred_broods, grouse._spreads[brood].spread[0] > noise)
+    assert 0 < centred_broods.sum() < b.levels
+    assert list(grouse._level_centred) == ["BROOD"]
+    level_centred = np.asarray(density.layout.level_centred)
+    np.testing.assert_array_equal(level_centred[b.first : b.first + b.levels], centred_broods)
+    assert level_centred[: b.first].all() and level_centred[b.first + b.levels :].all()
+    assert density.layout.by_level(b, 0) and not density.layout.owners
     formula, family = GLMM_CASES["cbpp"]
     cbpp = bl.LMM(formula, bl.load_dataset("cbpp"), family=family)
+    assert cbpp._level_centred == {}  # no parent: the term as a whole
     assert cbpp.centred_terms == {"herd": ("(Intercept)",)}
     assert cbpp.compiled_density.low_rank_mass_matrix
     assert cbpp.default_target_accept == 0.9

@@ -275,6 +275,63 @@ def test_nested_levels_centred_around_a_non_centred_parents_effect(family):
     np.testing.assert_allclose(start["beta"], model._pooled[0], atol=1e-12)
 
 
+@pytest.mark.parametrize("family", ["bernoulli", "poisson"])
+@pytest.mark.parametrize("partial", [("k",), ("g",), ("g", "k", "h")])
+def test_levels_centred_one_by_one(family, partial):
+    """Factors of one term centred level by level (``level_centring``; Layout.
+    level_centred): the listed factors have a random half of their levels centred (a
+    parent g among them: its children k read its levels' effects, not their values), the
+    others wholly centred (k, h) or not (g). The log density is the non-centred graph's
+    with ``-log sd`` per centred level, the gradient exact, the chains start at u = 0,
+    and the map back gives ``u = sd z``."""
+    from bayeslmm.bayes.density import MarginalDensity
+
+    formula = ("y ~ x + w + (1 | g) + (1 | k)" if family == "bernoulli"
+               else "y ~ x + w + offset(log(exposure)) + (1 | g) + (1 | k) + (1 | h)")
+    model = _model(formula, family, "logit" if family == "bernoulli" else "log")
+    stats = model.blocked_system.stats
+    groups = [f.group for f in stats.factors]
+    rng = np.random.default_rng(3)
+    levels = {}
+    for f in stats.factors:
+        if f.group in partial:
+            flags = rng.random(f.n_levels) < 0.5
+            flags[:2] = (True, False)
+            levels[f.group] = flags
+    centred = {g: (g != "g",) for g in groups}
+    density = MarginalDensity.from_glm(model.design, model.response, model.priors,
+                                       model.blocked_system, centred, None, None,
+                                       model._pooled[0], None, levels)  # fmt: skip
+    lay = density.layout
+    blocks = {b.group: b for b in model.design.blocks}
+    for g in groups:
+        sampled = lay.sampled_factor(groups.index(g))
+        assert lay.by_level(sampled, 0) == (g in partial)
+    assert lay.shift[model.design.blocks.index(blocks["k"])] == (0,)  # g carries nothing
+    assert not lay.owners or all(g not in partial for g in
+                                 (groups[f] for f, _ in lay.owners.values()))  # fmt: skip
+    counts = {g: (int(levels[g].sum()) if g in levels else
+                  (0 if g == "g" else lay.sampled_factor(groups.index(g)).levels))
+              for g in groups}  # fmt: skip
+    with quiet_pymc():
+        logp = model.pymc_model.compile_logp(jacobian=True)
+    for _ in range(4):
+        x = density.start + 0.6 * rng.normal(size=density.start.size)
+        ours, _ = density.logp_grad(x)
+        values = density.constrained(x, model.design)
+        theirs = float(logp(pymc_point(model, values, centred=False)))
+        theirs -= sum(counts[g] * np.log(values[f"sd_{g}"]).sum() for g in groups)
+        assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-8)
+        for g in groups:
+            np.testing.assert_allclose(values[f"u_{g}"], values[f"z_{g}"] * values[f"sd_{g}"],
+                                       rtol=1e-10)  # fmt: skip
+    assert_exact_gradient(density)
+    start = density.constrained(density.start, model.design)
+    for g in groups:
+        np.testing.assert_allclose(start[f"u_{g}"], 0.0, atol=1e-12)
+    np.testing.assert_allclose(start["beta"], model._pooled[0], atol=1e-12)
+
+
 def test_extreme_linear_predictors_stay_finite():
     """Stable log-pmfs far out on the link scale (log1pexp, the normal cdf's log through
     erfc and its asymptotic series, cloglog's log(-expm1(-e^eta)))."""

@@ -206,3 +206,36 @@ def fitted_spreads(
         spread = np.where(zero, 0.0, spread)
         out.append(LevelSpread(spread, noise, factor.n_levels))
     return out
+
+
+def level_centring(
+    stats: BlockedStats,
+    design: Design,
+    fit: StageOne,
+    spreads: Sequence[LevelSpread | None],
+    centred: Mapping[str, tuple[bool, ...]],
+) -> dict[str, np.ndarray]:
+    """Per sampled factor of one centred term nested in a coarser sampled factor, which
+    of its levels are centred (node order) where they differ: those whose rows leave a
+    variance below the term's spread with the parent's effect known
+    (:func:`noise_given_parent`), the rest sampled as ``z`` (a partially non-centred
+    parametrisation, Papaspiliopoulos, Roberts & Skold 2003; :func:`centred_on_parents`
+    reads the median level). Grouseticks' broods (76 of 118 centred), 4 x 1000 draws,
+    seeds 1-12: smallest bulk ESS 393-608 (median 510) against 259-468 (347) with every
+    brood centred, no divergences, R-hat above 1.01 in 4 runs against 5. Not for factors
+    without a parent: cbpp's herds (14 of 15 centred by the first stage's conditional
+    variances) diverged in 5 of 21 runs against 1 of 21."""
+    within = nested_in(design, stats)
+    intercept = intercept_index(design, stats)
+    out = {}
+    for f, factor in enumerate(stats.factors):
+        spread = spreads[f]
+        if (factor.q != 1 or spread is None or not centred.get(factor.group, (False,))[0]
+                or not spread.spread[0] > 0.0 or f not in intercept
+                or not any(g in intercept and g > f for g in within[f])):  # fmt: skip
+            continue
+        noise = noise_given_parent(f, stats, design, spreads, fit.state.w, within)
+        flags = spread.spread[0] > noise
+        if flags.any() and not flags.all():
+            out[factor.group] = flags
+    return out

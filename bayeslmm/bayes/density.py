@@ -102,7 +102,7 @@ DEFAULTS = {"mu": 0.0, "sigma": 1.0}  # PyMC's defaults where a parameter may be
 DENSITY_FIELDS = (
     ("blocks", "float64", 2), ("etas", "float64", 2), ("centred", "float64", 2),
     ("shift", "float64", 2), ("basis", "float64", 0), ("priors", "float64", 2),
-    ("carry", "float64", 2), ("parent", "float64", 1),
+    ("carry", "float64", 2), ("parent", "float64", 1), ("level_centred", "float64", 1),
 ) + ROW_FIELDS + LAPLACE_FIELDS  # fmt: skip
 #: Every section of the flat float64 buffer, in order: the blocked kernel's inputs
 #: (:data:`~bayeslmm.gaussian.blocked.Factored`, :data:`~bayeslmm.gaussian.blocked.Sampled`)
@@ -114,7 +114,7 @@ FIELD = {name: k for k, (name, _, _) in enumerate(FIELDS)}
 BLOCKS, ETAS, CENTRED = FIELD["blocks"], FIELD["etas"], FIELD["centred"]
 SHIFT, BASIS, PRIORS = FIELD["shift"], FIELD["basis"], FIELD["priors"]
 GLM, ROWS_Y, ROWS_X, CARRY = FIELD["glm"], FIELD["rows_y"], FIELD["rows_X"], FIELD["carry"]
-PARENT = FIELD["parent"]
+PARENT, LEVEL_CENTRED = FIELD["parent"], FIELD["level_centred"]
 LAP = FIELD[LAPLACE_FIELDS[0][0]]
 N_FACTORED, N_SAMPLED = len(FACTORED_FIELDS), len(SAMPLED_FIELDS)
 HEADER = 1 + 3 * len(FIELDS)
@@ -124,6 +124,8 @@ LOG_2 = math.log(2.0)
 _DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 #: per sampled grouping factor, which of its terms (node order) are centred
 Centring = Mapping[str, Sequence[bool]]
+#: per sampled grouping factor of one term, which of its levels (node order) are centred
+LevelCentring = Mapping[str, Sequence[bool]]
 
 
 def _prior_row(prior: Prior, positive: bool, signed: bool = False) -> np.ndarray | None:
@@ -231,6 +233,13 @@ class Layout:
     #: whether :attr:`sigma` holds ``log theta``, the negative binomial's dispersion (a
     #: GLMM of that family; :mod:`bayeslmm.bayes.row_likelihood`)
     has_theta: bool = False
+    #: per sampled effect, whether its level is centred, where a factor of one term is
+    #: centred level by level (:data:`LevelCentring`); empty where none is. Such a term
+    #: counts as centred in :attr:`SampledFactor.centred` (its fixed effect is sampled
+    #: itself) but takes no :func:`level_mean_basis`, owns no fixed effect and is no
+    #: nested child's reference value (:func:`nested_parents`); its other levels are
+    #: sampled as ``z``
+    level_centred: tuple[bool, ...] = ()
 
     @property
     def effects(self) -> int:
@@ -241,11 +250,44 @@ class Layout:
     def size(self) -> int:
         return self.effects + self.n_explicit
 
+    def by_level(self, sampled: SampledFactor | None, term: int) -> bool:
+        """Is term ``term`` of a sampled factor centred level by level
+        (:attr:`level_centred`)?"""
+        if not self.level_centred or sampled is None or not sampled.centred[term]:
+            return False
+        rows = sampled.first + term + sampled.q * np.arange(sampled.levels)
+        return not all(self.level_centred[r] for r in rows)
+
+    def effects_centred(self) -> np.ndarray:
+        """Per sampled effect, whether it is sampled centred (its level's value, less
+        what it varies around) rather than as ``z``."""
+        out = np.zeros(self.n_explicit, bool)
+        for sampled in {e for e in self.explicit if e is not None}:
+            out[sampled.first : sampled.first + sampled.levels * sampled.q] = np.tile(
+                sampled.centred, sampled.levels)
+        if self.level_centred:
+            out &= np.asarray(self.level_centred, bool)
+        return out
+
     @classmethod
     def from_system(
         cls, design: Design, system: BlockedSystem, centred: Centring | None = None,
-        has_sigma: bool = True,
+        has_sigma: bool = True, level_centring: LevelCentring | None = None,
     ) -> Layout:
+        """Where each parameter sits, for a design and its blocked system; ``centred``
+        flags per sampled factor and term (node order), ``level_centring`` per level of a
+        sampled factor of one term (its term then centred where any level is)."""
+        centred = dict(centred or {})
+        level_flags = {}
+        for group, flags in (level_centring or {}).items():
+            flags = np.asarray(flags, bool)
+            factor = next(f for f in system.stats.factors if f.group == group)
+            if factor.q != 1 or flags.size != factor.n_levels:
+                raise ValueError(f"level_centring of {group!r}: one flag per level of a "
+                                 f"factor of one term")  # fmt: skip
+            centred[group] = (bool(flags.any()),)
+            if flags.any() and not flags.all():
+                level_flags[group] = flags
         where = {}
         for f, factor in enumerate(system.stats.factors):
             column = 0
@@ -288,9 +330,18 @@ class Layout:
             for cols, flags in zip(columns, centred_terms, strict=True)
         )
         basis = system.n_explicit_effects > 0 and stats.levels_holding_sampled() == 0
+        level_centred = ()
+        if level_flags:
+            every = np.ones(system.n_explicit_effects, bool)
+            for group, flags in level_flags.items():
+                sampled = explicit[factors.index(
+                    next(f for f, fac in enumerate(stats.factors) if fac.group == group))]
+                every[sampled.first : sampled.first + sampled.levels] = flags
+            level_centred = tuple(bool(c) for c in every)
         return cls(p=design.X.shape[1], blocks=blocks, factors=factors, starts=starts, sigma=pos,
                    n_explicit=system.n_explicit_effects, explicit=tuple(explicit),
-                   shift=shift, level_mean_basis=basis, has_sigma=has_sigma)  # fmt: skip
+                   shift=shift, level_mean_basis=basis, has_sigma=has_sigma,
+                   level_centred=level_centred)  # fmt: skip
 
     def sampled_factor(self, factor: int) -> SampledFactor:
         """:attr:`explicit`'s entry of a sampled factor (node order)."""
@@ -310,7 +361,8 @@ class Layout:
                            strict=False)
                        if cols is not None
                        for i, k in enumerate(cols)
-                       if k >= 0 and sampled.centred[c0 + i])  # fmt: skip
+                       if k >= 0 and sampled.centred[c0 + i]
+                       and not self.by_level(sampled, c0 + i))  # fmt: skip
         for f, a, k in terms:
             found.setdefault(k, (f, a))
         return found
@@ -416,6 +468,7 @@ class MarginalDensity:
         sd_start: Mapping[str, Sequence[float]] | None = None,
         beta_start: np.ndarray | None = None,
         theta_start: float | None = None,
+        level_centring: LevelCentring | None = None,
     ) -> MarginalDensity | None:
         """The density of a generalised linear mixed model with every grouping factor
         sampled (``system`` integrates none out): the parameter side of
@@ -423,13 +476,15 @@ class MarginalDensity:
         (:mod:`bayeslmm.bayes.row_likelihood`) and no sigma. Chains start at
         ``beta_start`` (a pooled GLM fit; the priors' locations where None) and at
         ``sd_start``; a negative binomial's ``log theta`` (priors' ``"theta"``) at
-        ``theta_start`` (a pooled fit's; the prior's typical value where None). None
-        where the kernel lacks the family, link or a prior."""
+        ``theta_start`` (a pooled fit's; the prior's typical value where None).
+        ``level_centring``: per factor of one term, its levels' centring
+        (:attr:`Layout.level_centred`). None where the kernel lacks the family, link or a
+        prior."""
         rows = glm_rows(design, response, system)
         if rows is None:
             return None
         density = cls._build(design, priors, system, centred, signed, sd_start, beta_start,
-                             theta_start, rows)  # fmt: skip
+                             theta_start, rows, level_centring)  # fmt: skip
         if density is None:
             return None
         # a fixed effect's jitter moves the linear predictor by about its predictor's SD:
@@ -461,14 +516,15 @@ class MarginalDensity:
 
     @classmethod
     def _build(cls, design, priors, system, centred, signed, sd_start, beta, sigma,
-               rows) -> MarginalDensity | None:  # fmt: skip
+               rows, level_centring=None) -> MarginalDensity | None:  # fmt: skip
         """:meth:`from_model` and :meth:`from_glm`: the priors, layout and start, with the
         likelihood's :data:`~bayeslmm.bayes.row_likelihood.ROW_FIELDS` ``rows``; ``sigma``
         starts sigma's slot (a negative binomial's theta there)."""
         gaussian = int(rows["glm"][0]) == GAUSSIAN
         known = len(rows["glm"]) > 2 and rows["glm"][2] > 0  # known SEs: sigma = 1
         names = ParameterNames.from_design(design)
-        layout = Layout.from_system(design, system, centred, has_sigma=gaussian and not known)
+        layout = Layout.from_system(design, system, centred, has_sigma=gaussian and not known,
+                                    level_centring=level_centring)  # fmt: skip
         if has_theta(int(rows["glm"][0])):
             layout = dataclasses.replace(layout, has_theta=True)
         parent = np.zeros(0)
@@ -522,26 +578,39 @@ class MarginalDensity:
             for i, column in enumerate(cols or ()):
                 if column >= 0 and sampled.centred[c0 + i]:  # beta_k + u, u = 0 (H of it)
                     first = layout.effects + sampled.first + c0 + i
-                    if layout.level_mean_basis:
+                    if layout.level_mean_basis and not layout.by_level(sampled, c0 + i):
                         start[first] = start[column] * math.sqrt(sampled.levels)
-                    else:
+                    else:  # the levels sampled as z start at 0
                         width = sampled.levels * sampled.q
-                        start[first : first + width : sampled.q] = start[column]
+                        level = layout.effects_centred()[first - layout.effects :][
+                            : width : sampled.q]  # fmt: skip
+                        start[first : first + width : sampled.q] = np.where(
+                            level, start[column], 0.0)
         start[list(layout.owners)] = 0.0  # beta_k less that mean
         carry = np.zeros((0, layout.p)) if gaussian else carry_matrix(design, system, layout)
         if carry.shape[0] or parent.shape[0]:
             _carried_start(start, layout, carry, parent)
+        centred_table = np.array([_flags(centred, f.group, system.qmax)
+                                  for f in s.factors], float).reshape(-1, system.qmax)
+        for (c0, k, _), f, sampled in zip(layout.blocks, layout.factors,
+                                          layout.explicit or [None] * len(layout.blocks),
+                                          strict=True):  # fmt: skip
+            for i in range(k if sampled is not None else 0):
+                centred_table[f, c0 + i] = float(sampled.centred[c0 + i])
+                if layout.by_level(sampled, c0 + i):
+                    centred_table[f, c0 + i] = 2.0  # the kernel reads level_centred
         block_rows = [(f, c, k, float(corr), first) for (c, k, corr), f, first in
                       zip(layout.blocks, layout.factors, layout.starts, strict=True)]  # fmt: skip
         values = {**system.factored()._asdict(), **system.sampled()._asdict(),
                   "blocks": np.asarray(block_rows, float).reshape(-1, 5),
                   "etas": np.asarray(etas, float).reshape(-1, 2),
-                  "centred": np.array([_flags(centred, f.group, system.qmax)
-                                       for f in s.factors], float).reshape(-1, system.qmax),
+                  "centred": centred_table,
                   "shift": layout.shift_table(system.n_factors, system.qmax),
                   "basis": float(layout.level_mean_basis),
                   "priors": np.asarray(rows_, float).reshape(-1, PRIOR_WIDTH),
-                  "carry": carry, "parent": parent, **empty_fields(layout.p),
+                  "carry": carry, "parent": parent,
+                  "level_centred": np.asarray(layout.level_centred, float),
+                  **empty_fields(layout.p),
                   **rows}  # fmt: skip
         data = pack(values)
         return cls(layout=layout, data=data, start=start, signed=tuple(signs))
@@ -650,9 +719,10 @@ class MarginalDensity:
                           + levels * q_factor]  # fmt: skip
                 v = v_all.reshape(x.shape[:-1] + (levels, q_factor))[..., c0 : c0 + k].copy()
                 shift = lay.shift[b] if lay.shift else (-1,) * k
+                by_level = [lay.by_level(sampled, c0 + i) for i in range(k)]
                 for i, column in enumerate(shift):
                     if column >= 0 and centred[c0 + i]:  # sampled: H (beta_k + u)
-                        if lay.level_mean_basis:
+                        if lay.level_mean_basis and not by_level[i]:
                             v[..., i] = level_mean_basis(v[..., i])
                         v[..., i] -= out["beta"][..., column, None]
                         owner = lay.owners.get(column)
@@ -670,6 +740,13 @@ class MarginalDensity:
                 z, out[f"u_{label}"] = mixed_effects(
                     v * signs[..., None, :], scale[..., None, :, :], centred[c0 : c0 + k]
                 )
+                if any(by_level):  # one term, some levels sampled as z (Layout.level_centred)
+                    rows = v_first + c0 + q_factor * np.arange(levels)
+                    level = np.asarray(lay.level_centred, bool)[rows]
+                    raw = v_all.reshape(x.shape[:-1] + (levels, q_factor))[..., c0]
+                    z[..., 0] = np.where(level, z[..., 0], raw)
+                    out[f"u_{label}"][..., 0] = np.where(level, out[f"u_{label}"][..., 0],
+                                                         raw * sd[..., 0, None])  # fmt: skip
                 out[f"z_{label}"] = z
                 effects = (v_first + c0 + np.arange(k)[None, :]
                            + q_factor * np.arange(levels)[:, None])  # fmt: skip
@@ -735,6 +812,7 @@ def _carried_start(start: np.ndarray, layout: Layout, carry: np.ndarray,
         beta[column] = start[column] + start[layout.effects + layout.sampled_factor(f).first
                                              + a] / math.sqrt(layout.sampled_factor(f).levels)
     means, values = {}, np.zeros(layout.n_explicit)
+    reference = _centred_effects(layout)
     order = sorted(range(len(layout.blocks)),
                    key=lambda b: layout.explicit[b].levels if layout.explicit[b] else 0)
     for b in order:  # parents (fewer levels) first
@@ -753,11 +831,14 @@ def _carried_start(start: np.ndarray, layout: Layout, carry: np.ndarray,
                 owner = layout.owners.get(column)
                 if owner not in (None, (f, a)):  # around the owner's level mean
                     v += _owner_means(layout, carry, owner) @ beta
-            if parent.shape[0] and parent[rows[0]] >= 0:
-                v += values[parent[rows].astype(int)]
+            if parent.shape[0] and parent[rows[0]] >= 0:  # a wholly centred parent's
+                up = parent[rows].astype(int)  # value (u = 0 for the others)
+                v += np.where(reference[up], values[up], 0.0)
             values[rows] = v
             means[(f, a)] = v.mean()
-            if layout.level_mean_basis and column >= 0:
+            if layout.by_level(sampled, a):  # the levels sampled as z start at 0
+                v = np.where(np.asarray(layout.level_centred)[rows], v, 0.0)
+            elif layout.level_mean_basis and column >= 0:
                 v = level_mean_basis(v)
             start[layout.effects + rows] = v
     for column, (f, a) in layout.owners.items():
@@ -766,11 +847,13 @@ def _carried_start(start: np.ndarray, layout: Layout, carry: np.ndarray,
 
 
 def _centred_effects(layout: Layout) -> np.ndarray:
-    """Per sampled effect, whether its term is centred."""
+    """Per sampled effect, whether a nested child reads its value (its term wholly
+    centred) rather than its ``u``."""
     out = np.zeros(layout.n_explicit, bool)
     for sampled in {e for e in layout.explicit if e is not None}:
+        flags = [c and not layout.by_level(sampled, a) for a, c in enumerate(sampled.centred)]
         out[sampled.first : sampled.first + sampled.levels * sampled.q] = np.tile(
-            sampled.centred, sampled.levels)
+            flags, sampled.levels)
     return out
 
 
@@ -785,7 +868,8 @@ def _sampled_values(x: np.ndarray, layout: Layout) -> np.ndarray:
         if sampled is None:
             continue
         for i in range(k):
-            if cols[i] >= 0 and sampled.centred[c0 + i]:
+            if cols[i] >= 0 and sampled.centred[c0 + i] and not layout.by_level(sampled,
+                                                                                c0 + i):
                 rows = sampled.first + c0 + i + sampled.q * np.arange(sampled.levels)
                 values[..., rows] = level_mean_basis(values[..., rows])
     return values
@@ -874,8 +958,8 @@ def nested_parents(design: Design, system: BlockedSystem, layout: Layout
         level_parent[codes] = outer
         rows = sampled.first + a + sampled.q * np.arange(sampled.levels)
         parent[rows] = coarse.first + b + coarse.q * level_parent
-        if best in terms:  # a centred parent carries the intercept
-            children.add((f, a))
+        if best in terms and not layout.by_level(coarse, b):  # a centred parent carries
+            children.add((f, a))  # the intercept
     if not (parent >= 0).any():
         return np.zeros(0), layout
     shift = tuple(None if cols is None else
@@ -1128,6 +1212,9 @@ def logp_and_grad(x, data, grad):
     carried = carry.shape[0] > 0
     parent = _f1(data, h[PARENT])  # per sampled effect, its parent's, or none: nested_parents
     nested = parent.shape[0] > 0
+    # per sampled effect, whether its level is centred, read for terms centred level by
+    # level (centred flag 2: a factor of one term, Layout.level_centred), or no rows
+    level_centred = _f1(data, h[LEVEL_CENTRED])
     basis = data[int(h[BASIS, 0])] > 0.0
     F, qmax, p, nb = centred.shape[0], centred.shape[1], fs.XtX.shape[0], blocks.shape[0]
     NE, QE = e.e_size.shape[0], e.Zty_E.shape[0]
@@ -1188,7 +1275,7 @@ def logp_and_grad(x, data, grad):
     owner = np.full(p, -1)
     for f in range(F):
         for a in range(qmax):
-            if basis and centred[f, a] > 0 and shift[f, a] >= 0 and first_level[f] >= 0:
+            if basis and centred[f, a] == 1.0 and shift[f, a] >= 0 and first_level[f] >= 0:
                 _level_mean_basis(x, z0, v_all, f, a, levels[f], first_level[f],
                                   last_level[f], e_factor, e_offset)  # fmt: skip
                 if owner[int(shift[f, a])] < 0:
@@ -1229,10 +1316,12 @@ def logp_and_grad(x, data, grad):
             continue
         if e_size[first_level[f]] == 1:
             is_centred = centred[f, 0] > 0
+            by_level = centred[f, 0] > 1.5  # some levels centred, the others not
             if nested:
                 for r in range(first_level[f], last_level[f] + 1):
                     if e_factor[r] == f:
-                        parent_centred[e_offset[r]] = is_centred
+                        # a child reads a wholly centred parent's value, else its u
+                        parent_centred[e_offset[r]] = is_centred and not by_level
             if not is_centred:
                 scale = lam[f, 0, 0]
                 for r in range(first_level[f], last_level[f] + 1):
@@ -1242,11 +1331,15 @@ def logp_and_grad(x, data, grad):
                         uE[e_offset[r]] = scale * xa
                 continue
             base = _centred_base(f, 0, True, shift, beta, carried, owner, wbar, qmax, p)
-            inv = lam_inv[f, 0]
+            inv, scale = lam_inv[f, 0], lam[f, 0, 0]
             for r in range(first_level[f], last_level[f] + 1):
                 if e_factor[r] != f:
                     continue
                 oe = e_offset[r]
+                if by_level and level_centred[oe] == 0.0:  # this level: z, u = lam z
+                    zE[oe] = v_all[oe]
+                    uE[oe] = scale * v_all[oe]
+                    continue
                 xa = v_all[oe] - base
                 if carried:
                     for k in range(p):
@@ -1377,6 +1470,7 @@ def logp_and_grad(x, data, grad):
             continue
         if e_size[first_level[f]] == 1:  # one term: sums in scalars, flags read once
             is_centred = centred[f, 0] > 0
+            by_level = centred[f, 0] > 1.5
             lp -= levels[f] * (0.5 * LOG_2PI + (lam_log[f, 0] if is_centred else 0.0))
             zz, dlam = 0.0, 0.0
             if not is_centred:  # z = x, u = lam z
@@ -1391,14 +1485,20 @@ def logp_and_grad(x, data, grad):
                 lp -= 0.5 * zz
                 dlamE[f, 0, 0] += dlam
                 continue
-            inv = lam_inv[f, 0]
+            inv, scale = lam_inv[f, 0], lam[f, 0, 0]
             total = 0.0  # sum of du over the levels, for beta_k and the owner's mean
+            dlam_z = 0.0  # d/dlam through the levels sampled as z (by_level)
             for r in range(first_level[f], last_level[f] + 1):
                 if e_factor[r] != f:
                     continue
                 oe = e_offset[r]
                 za = zE[oe]
                 zz += za * za
+                if by_level and level_centred[oe] == 0.0:  # z = x, u = lam z
+                    lp += lam_log[f, 0]  # no Jacobian: taken back from the count above
+                    dlam_z += duE[oe] * za
+                    grad[z0 + oe] += duE[oe] * scale - za
+                    continue
                 du = duE[oe] - za * inv  # d/du through z and the likelihood
                 grad[z0 + oe] += du
                 total += du
@@ -1414,7 +1514,7 @@ def logp_and_grad(x, data, grad):
                 dlam += za * za - 1.0
             _shift_back(f, 0, total, shift, grad, carried, owner, wbar, qmax, p)
             lp -= 0.5 * zz
-            dlamE[f, 0, 0] += dlam * inv
+            dlamE[f, 0, 0] += dlam * inv + dlam_z
             continue
         if e_size[first_level[f]] == 2:  # two terms: the same, unrolled
             c0, c1 = centred[f, 0] > 0, centred[f, 1] > 0
@@ -1530,7 +1630,7 @@ def logp_and_grad(x, data, grad):
                     grad[k] -= wbar[i, k] * grad[i]
     for f in range(F):
         for a in range(qmax):
-            if basis and centred[f, a] > 0 and shift[f, a] >= 0 and levels[f] >= 2:
+            if basis and centred[f, a] == 1.0 and shift[f, a] >= 0 and levels[f] >= 2:
                 _level_mean_basis(grad, z0, v_all, f, a, levels[f], first_level[f],
                                   last_level[f], e_factor, e_offset)  # fmt: skip
                 for r in range(first_level[f], last_level[f] + 1):

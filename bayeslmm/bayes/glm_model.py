@@ -66,7 +66,7 @@ from ..spec.response import (
     new_rows_trials,
 )
 from . import stack
-from .centring import centred_on_parents, centring, fitted_spreads
+from .centring import centred_on_parents, centring, fitted_spreads, level_centring
 from .density import MarginalDensity
 from .laplace import APPROXIMATION, check_canonical, draw_laplace_effects
 from .predict import linear_predictor, predict_draws, prediction_arguments, prediction_table
@@ -243,7 +243,7 @@ class GlmMixin:
         return MarginalDensity.from_glm(self.design, self.response, self.priors,
                                         self.blocked_system, self._centring(), self._signing(),
                                         self._sd_start(), self._pooled[0],
-                                        self._pooled_theta)  # fmt: skip
+                                        self._pooled_theta, self._level_centred)  # fmt: skip
 
     @property
     def default_target_accept(self) -> float:
@@ -351,6 +351,16 @@ class GlmMixin:
             return flags
         return centred_on_parents(flags, stats, self.design, self._spreads,
                                   self._stage_one.state.w)  # fmt: skip
+
+    @cached_property
+    def _level_centred(self) -> dict[str, np.ndarray]:
+        """Per sampled factor of one centred term, which levels are centred where they
+        differ (:func:`~bayeslmm.bayes.centring.level_centring`; none without the first
+        stage)."""
+        if self._stage_one is None:
+            return {}
+        return level_centring(self.blocked_system.stats, self.design, self._stage_one,
+                              self._spreads, self._centred)  # fmt: skip
 
     @property
     def laplace_density(self) -> MarginalDensity | None:

@@ -276,12 +276,15 @@ def test_nested_levels_centred_around_a_non_centred_parents_effect(family):
 
 
 @pytest.mark.parametrize("family", ["bernoulli", "poisson"])
-@pytest.mark.parametrize("partial", [("k",), ("g",), ("g", "k", "h")])
-def test_levels_centred_one_by_one(family, partial):
+@pytest.mark.parametrize(("partial", "g_centred"), [
+    (("k",), False), (("k",), True), (("g",), False), (("g", "k", "h"), False),
+])  # fmt: skip
+def test_levels_centred_one_by_one(family, partial, g_centred):
     """Factors of one term centred level by level (``level_centring``; Layout.
     level_centred): the listed factors have a random half of their levels centred (a
     parent g among them: its children k read its levels' effects, not their values), the
-    others wholly centred (k, h) or not (g). The log density is the non-centred graph's
+    others wholly centred (k, h) or not (g, unless ``g_centred``: then k's centred levels
+    vary around their g level's value). The log density is the non-centred graph's
     with ``-log sd`` per centred level, the gradient exact, the chains start at u = 0,
     and the map back gives ``u = sd z``."""
     from bayeslmm.bayes.density import MarginalDensity
@@ -298,7 +301,7 @@ def test_levels_centred_one_by_one(family, partial):
             flags = rng.random(f.n_levels) < 0.5
             flags[:2] = (True, False)
             levels[f.group] = flags
-    centred = {g: (g != "g",) for g in groups}
+    centred = {g: (g != "g" or g_centred,) for g in groups}
     density = MarginalDensity.from_glm(model.design, model.response, model.priors,
                                        model.blocked_system, centred, None, None,
                                        model._pooled[0], None, levels)  # fmt: skip
@@ -307,11 +310,12 @@ def test_levels_centred_one_by_one(family, partial):
     for g in groups:
         sampled = lay.sampled_factor(groups.index(g))
         assert lay.by_level(sampled, 0) == (g in partial)
-    assert lay.shift[model.design.blocks.index(blocks["k"])] == (0,)  # g carries nothing
+    # g, wholly centred, carries the intercept for k; centred level by level or not, not
+    assert lay.shift[model.design.blocks.index(blocks["k"])] == ((-1,) if g_centred else (0,))
     assert not lay.owners or all(g not in partial for g in
                                  (groups[f] for f, _ in lay.owners.values()))  # fmt: skip
     counts = {g: (int(levels[g].sum()) if g in levels else
-                  (0 if g == "g" else lay.sampled_factor(groups.index(g)).levels))
+                  (0 if not centred[g][0] else lay.sampled_factor(groups.index(g)).levels))
               for g in groups}  # fmt: skip
     with quiet_pymc():
         logp = model.pymc_model.compile_logp(jacobian=True)

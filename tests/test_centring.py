@@ -434,6 +434,21 @@ def test_broods_centred_level_by_level_give_the_posterior_of_all_centred():
         assert a.loc[name, "sd"] == pytest.approx(b.loc[name, "sd"], rel=0.25), name
 
 
+def test_an_uninformed_slope_starts_at_its_priors_scale():
+    """grouseticks with a slope on height by location: lme4's first stage puts the
+    slope's spread at zero with an unbounded noise, so its SD starts at the prior's scale
+    (an infinite start put every chain at a log density of -inf)."""
+    data = bl.load_dataset("grouseticks")
+    model = bl.LMM("TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 + cHEIGHT || LOCATION)", data,
+                   family="poisson")  # fmt: skip
+    start = model._sd_start()
+    assert np.isnan(start["LOCATION"][1]) and np.isfinite(start["LOCATION"][0])
+    density = model.compiled_density
+    assert np.isfinite(density.start).all()
+    logp, grad = density.logp_grad(density.start)
+    assert np.isfinite(logp) and np.isfinite(grad).all()
+
+
 def test_noise_given_parent_is_the_nested_trees_schur_complement():
     """Rows in cells in groups, each row its own level too: a cell's variance with its
     group's effect known equals the dense inverse of the precision of the cells' and the

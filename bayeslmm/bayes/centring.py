@@ -166,12 +166,16 @@ def signing(
 def sd_start(stats: BlockedStats, spread_of: Spreads) -> dict[str, tuple[float, ...]]:
     """Where the sampler's SDs start, per factor and term: the two-stage spread's
     square root, at least a third of one level's own standard error (a spread
-    estimated at zero still starts positive)."""
+    estimated at zero still starts positive); NaN (the prior's scale) where that is not
+    finite (a spread of zero whose levels' noise is unbounded: a slope that no level's
+    rows inform)."""
     start = {}
     for index, factor in enumerate(stats.factors):
         spread = spread_of(index)
         if spread is not None:
-            tau = np.sqrt(np.maximum(spread.spread, 0.1 * spread.noise))
+            with np.errstate(invalid="ignore"):
+                tau = np.sqrt(np.maximum(spread.spread, 0.1 * spread.noise))
+            tau = np.where(np.isfinite(tau) & (tau > 0), tau, np.nan)
             start[factor.group] = tuple(float(v) for v in tau)
     return start
 

@@ -279,12 +279,14 @@ class Layout:
         sampled factor of one term (its term then centred where any level is)."""
         centred = dict(centred or {})
         level_flags = {}
+        by_group = {f.group: f for f in system.stats.factors}
         for group, flags in (level_centring or {}).items():
             flags = np.asarray(flags, bool)
-            factor = next(f for f in system.stats.factors if f.group == group)
-            if factor.q != 1 or flags.size != factor.n_levels:
+            factor = by_group.get(group)
+            if (factor is None or factor.first < system.stats.n_marginal or factor.q != 1
+                    or flags.size != factor.n_levels):  # fmt: skip
                 raise ValueError(f"level_centring of {group!r}: one flag per level of a "
-                                 f"factor of one term")  # fmt: skip
+                                 f"sampled grouping factor of one term")  # fmt: skip
             centred[group] = (bool(flags.any()),)
             if flags.any() and not flags.all():
                 level_flags[group] = flags
@@ -549,7 +551,8 @@ class MarginalDensity:
                 rows_.append(_prior_row(priors[name], positive=True, signed=sign))
                 if rows_[-1] is None:  # a family or parametrisation the kernel lacks
                     return None
-                scale = guess[c0 + i] if guess[c0 + i] > 0 else _scale(priors[name])
+                scale = (guess[c0 + i] if 0 < guess[c0 + i] < math.inf
+                         else _scale(priors[name]))  # fmt: skip
                 start[first + i] = scale if sign else math.log(scale)  # correlations: 0
             if corr:
                 prior = priors[cor_name]

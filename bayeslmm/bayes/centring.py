@@ -88,14 +88,20 @@ def centred_on_parents(
     for f, a in intercept.items():
         group = stats.factors[f].group
         # a parent as nested_parents takes one: coarser (later), sampled, with an intercept
-        if (spreads[f] is None or centred[group][a]
-                or not any(g in intercept and g > f for g in within[f])):  # fmt: skip
+        if spreads[f] is None or centred[group][a] or not _has_parent(f, intercept, within):
             continue
         noise = noise_given_parent(f, stats, design, spreads, weights, within)
         with np.errstate(divide="ignore"):
             if spreads[f].spread[a] > np.median(noise):
                 out[group] = tuple(c or b == a for b, c in enumerate(centred[group]))
     return out
+
+
+def _has_parent(f: int, intercept: Mapping[int, int],
+                within: Mapping[int, Sequence[int]]) -> bool:  # fmt: skip
+    """Does factor ``f`` lie within a coarser sampled factor with an intercept, the parent
+    :func:`~bayeslmm.bayes.density.nested_parents` takes (coarser: later in node order)?"""
+    return any(g in intercept and g > f for g in within[f])
 
 
 def noise_given_parent(
@@ -236,7 +242,7 @@ def level_centring(
         spread = spreads[f]
         if (factor.q != 1 or spread is None or not centred.get(factor.group, (False,))[0]
                 or not spread.spread[0] > 0.0 or f not in intercept
-                or not any(g in intercept and g > f for g in within[f])):  # fmt: skip
+                or not _has_parent(f, intercept, within)):  # fmt: skip
             continue
         noise = noise_given_parent(f, stats, design, spreads, fit.state.w, within)
         flags = spread.spread[0] > noise

@@ -255,19 +255,9 @@ class Layout:
         (:attr:`level_centred`)?"""
         if not self.level_centred or sampled is None or not sampled.centred[term]:
             return False
-        rows = sampled.first + term + sampled.q * np.arange(sampled.levels)
-        return not all(self.level_centred[r] for r in rows)
-
-    def effects_centred(self) -> np.ndarray:
-        """Per sampled effect, whether it is sampled centred (its level's value, less
-        what it varies around) rather than as ``z``."""
-        out = np.zeros(self.n_explicit, bool)
-        for sampled in {e for e in self.explicit if e is not None}:
-            out[sampled.first : sampled.first + sampled.levels * sampled.q] = np.tile(
-                sampled.centred, sampled.levels)
-        if self.level_centred:
-            out &= np.asarray(self.level_centred, bool)
-        return out
+        first = sampled.first + term
+        return not all(self.level_centred[first : first + sampled.q * sampled.levels
+                                          : sampled.q])  # fmt: skip
 
     @classmethod
     def from_system(
@@ -335,10 +325,10 @@ class Layout:
         level_centred = ()
         if level_flags:
             every = np.ones(system.n_explicit_effects, bool)
-            for group, flags in level_flags.items():
-                sampled = explicit[factors.index(
-                    next(f for f, fac in enumerate(stats.factors) if fac.group == group))]
-                every[sampled.first : sampled.first + sampled.levels] = flags
+            for sampled, f in zip(explicit, factors, strict=True):
+                flags = level_flags.get(stats.factors[f].group)
+                if flags is not None:  # one term: its levels' effects in a row
+                    every[sampled.first : sampled.first + sampled.levels] = flags
             level_centred = tuple(bool(c) for c in every)
         return cls(p=design.X.shape[1], blocks=blocks, factors=factors, starts=starts, sigma=pos,
                    n_explicit=system.n_explicit_effects, explicit=tuple(explicit),
@@ -551,8 +541,7 @@ class MarginalDensity:
                 rows_.append(_prior_row(priors[name], positive=True, signed=sign))
                 if rows_[-1] is None:  # a family or parametrisation the kernel lacks
                     return None
-                scale = (guess[c0 + i] if 0 < guess[c0 + i] < math.inf
-                         else _scale(priors[name]))  # fmt: skip
+                scale = guess[c0 + i] if guess[c0 + i] > 0 else _scale(priors[name])
                 start[first + i] = scale if sign else math.log(scale)  # correlations: 0
             if corr:
                 prior = priors[cor_name]
@@ -583,12 +572,13 @@ class MarginalDensity:
                     first = layout.effects + sampled.first + c0 + i
                     if layout.level_mean_basis and not layout.by_level(sampled, c0 + i):
                         start[first] = start[column] * math.sqrt(sampled.levels)
-                    else:  # the levels sampled as z start at 0
+                    else:
                         width = sampled.levels * sampled.q
-                        level = layout.effects_centred()[first - layout.effects :][
-                            : width : sampled.q]  # fmt: skip
-                        start[first : first + width : sampled.q] = np.where(
-                            level, start[column], 0.0)
+                        start[first : first + width : sampled.q] = start[column]
+                        if layout.by_level(sampled, c0 + i):  # the levels sampled as z: 0
+                            level = layout.level_centred[first - layout.effects :][
+                                : width : sampled.q]  # fmt: skip
+                            start[first : first + width : sampled.q][~np.array(level)] = 0.0
         start[list(layout.owners)] = 0.0  # beta_k less that mean
         carry = np.zeros((0, layout.p)) if gaussian else carry_matrix(design, system, layout)
         if carry.shape[0] or parent.shape[0]:

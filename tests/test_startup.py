@@ -231,8 +231,9 @@ loaded = [k for k in ("arviz", "arviz_stats", "scipy.stats", "matplotlib.pyplot"
 left = type(sys.modules.get("arviz")).__name__
 import arviz as az
 rows = len(az.summary(idata, var_names=["beta"]))
+same = stack.ARVIZ_1 or (isinstance(idata, az.InferenceData) and callable(az.plot_trace))
 print(json.dumps({"loaded": loaded, "left": left, "arviz": type(az).__name__, "rows": rows,
-                  "arviz_1": stack.ARVIZ_1}))
+                  "arviz_1": stack.ARVIZ_1, "same_class": same}))
 """
 
 
@@ -245,6 +246,75 @@ def test_fit_imports_arviz_only_where_results_need_it():
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["arviz"] == "module" and out["rows"] == 2
-    assert out["left"] in ("module", "NoneType")
     if out["arviz_1"]:
-        assert out["loaded"] == []
+        assert out["loaded"] == [] and out["left"] == "NoneType"
+    else:  # ArviZ 0.x: its arviz.data, which holds the results, and nothing more
+        assert out["loaded"] == ["arviz"] and out["left"] == "_PartialPackage"
+    assert out["same_class"]
+
+
+def _package(root: Path, name: str, data_source: str) -> None:
+    """A package ``name`` whose ``__init__`` counts its runs and re-exports its ``data``
+    subpackage (as ArviZ 0.x's does), with ``data``'s source given, and a module
+    ``{name}_heavy`` that ``data`` may import."""
+    (root / name / "data").mkdir(parents=True)
+    (root / name / "__init__.py").write_text(
+        "import builtins\n__version__ = '1.0'\nHEAVY = True\n"
+        f"builtins.{name}_runs = getattr(builtins, '{name}_runs', 0) + 1\n"
+        "from .data import *\n")  # fmt: skip
+    (root / name / "data" / "__init__.py").write_text(data_source)
+    (root / f"{name}_heavy.py").write_text("WEIGHT = 3\n")
+
+
+def _forget(name: str) -> None:
+    for module in [m for m in sys.modules if m.split(".")[0] in (name, f"{name}_heavy")]:
+        del sys.modules[module]
+
+
+def test_a_package_loads_its_data_alone_until_more_is_asked(tmp_path, monkeypatch):
+    """ArviZ 0.x's results need ``arviz.data`` only (:func:`stack._arviz_container`): the
+    package holds that subpackage's names, its modules named deferred are stand-ins while
+    it loads, and its ``__init__`` runs once, in the same module, when anything else is
+    asked of it; the classes stay the same objects."""
+    import builtins
+
+    from bayeslmm.bayes import stack
+
+    name = "partialpkg_a"
+    _package(tmp_path, name, "from .. import __version__\nimport partialpkg_a_heavy as h\n"
+                             "class Box:\n    pass\n")  # fmt: skip
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        package = stack.import_partially(name, "data", {"__version__": "1.0"},
+                                         deferred=(f"{name}_heavy",))  # fmt: skip
+        assert sys.modules[name] is package and type(package).__name__ == "_PartialPackage"
+        assert package.Box is sys.modules[f"{name}.data"].Box
+        assert getattr(builtins, f"{name}_runs", 0) == 0
+        assert f"{name}_heavy" not in sys.modules  # a stand-in while data loaded, then gone
+        assert sys.modules[f"{name}.data"].h.WEIGHT == 3  # imported at first use
+        box = package.Box
+        assert package.HEAVY is True and getattr(builtins, f"{name}_runs") == 1
+        assert type(package) is type(sys) and package.Box is box
+        assert stack.import_partially(name, "data", {}) is package  # imported: as it is
+    finally:
+        _forget(name)
+
+
+def test_a_package_whose_data_reads_more_is_imported_whole(tmp_path, monkeypatch):
+    """Where the subpackage reads a name of its package that was not given (another
+    release of ArviZ 0.x), the package is imported whole, as ``import`` does, with nothing
+    of the partial load left in ``sys.modules``."""
+    import builtins
+
+    from bayeslmm.bayes import stack
+
+    name = "partialpkg_b"
+    _package(tmp_path, name, "from .. import HEAVY\nclass Box:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        package = stack.import_partially(name, "data", {"__version__": "1.0"})
+        assert type(package) is type(sys) and sys.modules[name] is package
+        assert package.HEAVY is True and getattr(builtins, f"{name}_runs") == 1
+        assert package.Box is sys.modules[f"{name}.data"].Box
+    finally:
+        _forget(name)

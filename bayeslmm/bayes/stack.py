@@ -53,6 +53,71 @@ class _Deferred(types.ModuleType):
 
 az: Any = _Deferred("arviz")
 
+
+class _PartialPackage(types.ModuleType):
+    """A package with one subpackage loaded and its own ``__init__`` not yet run: that
+    runs, in this module, at the first access to anything the module does not hold, and
+    the module is then the package as ``import`` makes it (:func:`import_partially`)."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__") or importlib.util.find_spec(f"{self.__name__}.{attr}"):
+            raise AttributeError(attr)  # a submodule: the import system loads it
+        if self.__dict__.get("_partial_loading"):
+            raise ImportError(f"{self.__name__}'s subpackage reads {attr} from it")
+        self.__class__ = types.ModuleType
+        del self.__dict__["_partial_loading"]
+        self.__spec__.loader.exec_module(self)
+        return getattr(self, attr)
+
+
+def import_partially(package: str, subpackage: str, attrs: Mapping[str, Any],
+                     deferred: tuple[str, ...] = ()) -> types.ModuleType:  # fmt: skip
+    """``package`` holding ``package.subpackage``'s public names and ``attrs`` (what the
+    subpackage reads from its package), without running the package's ``__init__`` until
+    something else is asked of it; the modules ``deferred`` are stand-ins while the
+    subpackage loads (imported at their first attribute access). Where the subpackage
+    reads anything else of its package, or fails to load, the package is imported whole.
+    A package imported already is returned as it is."""
+    if package in sys.modules:
+        return sys.modules[package]
+    spec = importlib.util.find_spec(package)
+    module = _PartialPackage(package)
+    module.__dict__.update(
+        __spec__=spec, __loader__=spec.loader, __file__=spec.origin, __package__=package,
+        __path__=list(spec.submodule_search_locations), _partial_loading=True, **attrs)  # fmt: skip
+    stand_ins = {name: _Deferred(name, importlib.util.find_spec(name))
+                 for name in deferred if name not in sys.modules}  # fmt: skip
+    sys.modules.update(stand_ins)
+    sys.modules[package] = module
+    try:
+        loaded = importlib.import_module(f"{package}.{subpackage}")
+    except Exception:
+        for name in [n for n in sys.modules if n.split(".")[0] == package]:
+            del sys.modules[name]
+        return importlib.import_module(package)
+    finally:
+        for name, stand_in in stand_ins.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
+    module.__dict__.update({name: getattr(loaded, name) for name in dir(loaded)
+                            if not name.startswith("_")})  # fmt: skip
+    module.__dict__["_partial_loading"] = False
+    return module
+
+
+def _arviz_container() -> Any:
+    """ArviZ 0.x's module as far as results need it (``InferenceData``, ``from_dict``).
+
+    ``import arviz`` on the 0.x line loads its statistics (scipy.stats, a numba ufunc
+    compiled at import), its plots with matplotlib.pyplot and arviz-stats: 0.7-1.1 s of a
+    3.2 s sleepstudy fit in a fresh process, which only holds draws. Unless ArviZ is
+    imported already, ``arviz`` is its ``arviz.data`` (loaded with matplotlib.pyplot
+    deferred) until anything else is asked of it (:func:`import_partially`)."""
+    return import_partially(
+        "arviz", "data", deferred=("matplotlib.pyplot",),
+        attrs={"__version__": importlib.metadata.version("arviz"),
+               "_log": logging.getLogger("arviz")})  # fmt: skip
+
 #: ArviZ 1.x (arviz-base / arviz-stats / arviz-plots, results as ``xarray.DataTree``).
 ARVIZ_1 = int(importlib.metadata.version("arviz").split(".")[0]) >= 1
 
@@ -82,14 +147,14 @@ def from_dict(
             dims=dict(dims or {}),
             attrs={"posterior": dict(attrs)} if attrs else None,
         )
-    return az.from_dict(**groups, coords=coords, dims=dims, attrs=attrs)
+    return _arviz_container().from_dict(**groups, coords=coords, dims=dims, attrs=attrs)
 
 
 def from_datasets(**groups: xr.Dataset) -> Results:
     """Results holding the given groups (``posterior=...``, ``log_likelihood=...``)."""
     if ARVIZ_1:
         return xr.DataTree.from_dict({name: ds for name, ds in groups.items()})
-    return az.InferenceData(**groups)
+    return _arviz_container().InferenceData(**groups)
 
 
 def group_names(results: Results) -> list[str]:
@@ -342,9 +407,13 @@ def import_nutpie() -> Any:
     draws, which :func:`nutpie_draws` does instead; so while nutpie loads, ``arviz`` in
     ``sys.modules`` is a stand-in that imports the real ArviZ at its first attribute
     access, and it is removed once nutpie is loaded (nutpie's module alone keeps it).
-    ArviZ 1.x with nutpie 0.16.11: the import 0.7 s -> 0.1 s. nutpie 0.16.8 reads ArviZ
-    in its annotations, so on the 0.x line ArviZ loads with it as before."""
+    ArviZ 1.x with nutpie 0.16.11: the import 0.7 s -> 0.1 s. nutpie 0.16.8 reads
+    ``arviz.InferenceData`` in its annotations: on the 0.x line nutpie loads after
+    :func:`_arviz_container`, which holds it."""
     if "nutpie" in sys.modules or "arviz" in sys.modules:
+        return importlib.import_module("nutpie")
+    if not ARVIZ_1:
+        _arviz_container()
         return importlib.import_module("nutpie")
     sys.modules["arviz"] = _Deferred("arviz", importlib.util.find_spec("arviz"))
     try:

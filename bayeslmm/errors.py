@@ -91,6 +91,11 @@ class SingularFitWarning(BayesLMMWarning):
     """A variance component is estimated on its boundary (zero variance or |cor| = 1)."""
 
 
+class IdentificationWarning(BayesLMMWarning):
+    """A random term the data cannot identify (:mod:`bayeslmm.spec.identification`): a
+    slope constant within every level of its factor, or a term the fixed effects hold."""
+
+
 def warn(message: str, category: type[Warning] = BayesLMMWarning) -> None:
     """Warn with the location of the user's line that called into bayeslmm (the first
     frame outside the package), wherever in the package the warning is raised."""

@@ -293,6 +293,9 @@ def test_a_package_loads_its_data_alone_until_more_is_asked(tmp_path, monkeypatc
         assert f"{name}_heavy" not in sys.modules  # a stand-in while data loaded, then gone
         assert sys.modules[f"{name}.data"].h.WEIGHT == 3  # imported at first use
         box = package.Box
+        star: dict = {}
+        exec(f"from {name} import *", star)  # the whole package's names, as import gives
+        assert star["HEAVY"] is True and star["Box"] is box
         assert package.HEAVY is True and getattr(builtins, f"{name}_runs") == 1
         assert type(package) is type(sys) and package.Box is box
         assert stack.import_partially(name, "data", {}) is package  # imported: as it is

@@ -60,7 +60,8 @@ class _PartialPackage(types.ModuleType):
     the module is then the package as ``import`` makes it (:func:`import_partially`)."""
 
     def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__") or importlib.util.find_spec(f"{self.__name__}.{attr}"):
+        if (attr.startswith("__") and attr != "__all__") or importlib.util.find_spec(
+                f"{self.__name__}.{attr}"):  # fmt: skip
             raise AttributeError(attr)  # a submodule: the import system loads it
         if self.__dict__.get("_partial_loading"):
             raise ImportError(f"{self.__name__}'s subpackage reads {attr} from it")

@@ -8,7 +8,8 @@ level. A dense rows x levels matrix is never built.
 Each step has its module: :mod:`~bayeslmm.spec.tokens` (the columns a formula reads and
 their aliases), :mod:`~bayeslmm.spec.columns` (column types, missing values),
 :mod:`~bayeslmm.spec.levels` (grouping factors' levels), :mod:`~bayeslmm.spec.matrices`
-(formulaic's model matrices, lme4's names, rank), :mod:`~bayeslmm.spec.arrays` and
+(formulaic's model matrices, lme4's names, rank), :mod:`~bayeslmm.spec.identification`
+(random terms the data cannot identify), :mod:`~bayeslmm.spec.arrays` and
 :mod:`~bayeslmm.spec.blocks` (the design's data) and :mod:`~bayeslmm.spec.prediction`
 (new rows). Their names used elsewhere are re-exported here.
 """
@@ -50,6 +51,7 @@ from .columns import (
     profile_column,
 )
 from .formula import ModelSpec, parse_formula
+from .identification import check_identified
 from .levels import (
     GroupLevels,
     group_codes,
@@ -211,6 +213,7 @@ def build_design(
                 factor_kinds=levels.kinds,
             )
         )
+    check_identified(X, blocks)
     design = Design(
         spec=spec,
         y=y,

@@ -10,13 +10,14 @@ takes it as it is.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, IdentificationWarning
 from . import design as _design
 from .design import Design
 from .formula import ModelSpec, quote
@@ -102,7 +103,10 @@ def group_dummies(
 class Designs:
     """The designs of several formulas on one data set, each distinct model built once
     (two formulas of one :func:`model_key` share a design; a build that failed raises
-    its error again without building anew).
+    its error again without building anew). The designs built here are the models an
+    analysis derives from the caller's (given in ``built``, which warned as they were
+    built): their unidentified terms (:class:`~bayeslmm.errors.IdentificationWarning`)
+    are not the caller's to fix, and do not warn.
 
     Parameters
     ----------
@@ -122,7 +126,9 @@ class Designs:
         key = model_key(spec)
         if key not in self._built:
             try:
-                self._built[key] = _design.build_design(spec, self.data)
+                with warnings.catch_warnings():  # a model the caller did not write
+                    warnings.simplefilter("ignore", IdentificationWarning)
+                    self._built[key] = _design.build_design(spec, self.data)
             except (ValueError, TypeError) as err:  # bayeslmm's errors: raised again
                 self._built[key] = err
         found = self._built[key]

@@ -353,7 +353,8 @@ def test_glmm_weakly_informed_levels_are_non_centred_nested_ones_on_their_parent
     location's effect known (centred_on_parents), are pinned by their own rows: centred,
     each brood's value sampled around the intercept, its year and height (carried) and
     its location's effect, the location's SD signed; diagonal mass matrix (591
-    parameters), target_accept 0.9. cbpp's herds stay centred (low rank, 0.9)."""
+    parameters), target_accept 0.9. cbpp's herds, which the rule centres, are whitened
+    (its one factor of one term: Layout.whitened; diagonal mass matrix, 0.9)."""
     from bayeslmm.bayes.centring import noise_given_parent
     from bayeslmm.bayes.density import unpack
     from bayeslmm.bayes.sampling import low_rank_mass_matrix
@@ -398,8 +399,10 @@ def test_glmm_weakly_informed_levels_are_non_centred_nested_ones_on_their_parent
     formula, family = GLMM_CASES["cbpp"]
     cbpp = bl.LMM(formula, bl.load_dataset("cbpp"), family=family)
     assert cbpp._level_centred == {}  # no parent: the term as a whole
-    assert cbpp.centred_terms == {"herd": ("(Intercept)",)}
-    assert cbpp.compiled_density.low_rank_mass_matrix
+    assert cbpp._centred == {"herd": (True,)}
+    assert cbpp.centred_terms == {"herd": ()}
+    assert cbpp.whitened_terms == {"herd": ("(Intercept)",)}
+    assert not cbpp.compiled_density.low_rank_mass_matrix
     assert cbpp.default_target_accept == 0.9
 
 
@@ -484,17 +487,23 @@ def test_a_large_glmm_adapts_a_diagonal_mass_matrix():
     """nutpie's low-rank adaptation costs more per leapfrog step as the model grows
     (VerbAgg: sampling 17.5 s against 5.4 s with nutpie 0.16.8, 270 s against 54 s with
     0.16.11): a GLMM with more than GLMM_LOW_RANK_MAX_SIZE parameters adapts a diagonal one
-    under either nutpie, a small one (cbpp) keeps the low rank; the fit record says which
-    it used."""
+    under either nutpie, a small one with a centred term (cbpp's herds centred rather than
+    whitened) keeps the low rank; whitened (cbpp's default), the effects need none; the
+    fit record says which it used."""
+    from bayeslmm.bayes.density import MarginalDensity
     from bayeslmm.bayes.sampling import GLMM_LOW_RANK_MAX_SIZE, low_rank_mass_matrix
 
     formula, family = GLMM_CASES["cbpp"]
     cbpp = bl.LMM(formula, bl.load_dataset("cbpp"), family=family)
-    assert cbpp.compiled_density.low_rank_mass_matrix  # what the density asks for
-    assert cbpp.compiled_density.layout.size <= GLMM_LOW_RANK_MAX_SIZE
-    assert low_rank_mass_matrix(cbpp.compiled_density)
+    centred = MarginalDensity.from_glm(cbpp.design, cbpp.response, cbpp.priors,
+                                       cbpp.blocked_system, cbpp._centred, cbpp._signing(),
+                                       cbpp._sd_start(), cbpp._pooled[0])  # fmt: skip
+    assert centred.low_rank_mass_matrix  # what the density asks for
+    assert centred.layout.size <= GLMM_LOW_RANK_MAX_SIZE
+    assert low_rank_mass_matrix(centred)
+    assert not cbpp.compiled_density.low_rank_mass_matrix  # whitened
     cbpp.fit(draws=50, tune=50, chains=1, random_seed=1, progressbar=False)
-    assert cbpp.fit_info.mass_matrix == "diagonal + low rank"
+    assert cbpp.fit_info.mass_matrix == "diagonal"
     verbagg = bl.LMM("r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
                      bl.load_dataset("verbagg"), family="bernoulli")
     density = verbagg.compiled_density

@@ -413,3 +413,55 @@ def test_jittered_starts_keep_a_log_link_finite():
     np.testing.assert_allclose(widths, np.minimum(1.0, 1.0 / np.maximum(sd, 1e-12)), rtol=0.02)
     grads = np.array([density.logp_grad(x)[1] for x in starts])
     assert np.isfinite(grads).all() and np.abs(grads).max() < 1e10
+
+
+WHITENED = [
+    (CBPP, "binomial", "logit"), (CBPP, "binomial", "cloglog"),
+    ("y ~ x + w + offset(log(exposure)) + (1 | g)", "poisson", "log"),
+    ("y ~ x + (0 + x | g)", "bernoulli", "logit"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("formula", "family", "link"), WHITENED)
+def test_whitened_effects_are_exact(formula, family, link):
+    """A model whose one grouping factor has one term has its effects whitened
+    (Layout.whitened: ``u = m + s x``): the log density is the non-centred graph's with
+    the map's Jacobian, ``sum(log s) - levels log sd = -1/2 sum log(1 + sd^2 d)``, the
+    gradient exact, ``u = sd z`` back; at the first stage's estimates ``x = 0`` is its
+    conditional mode; the term counts as not centred and shifts no fixed effect."""
+    from bayeslmm.bayes.density import _whitened_effects
+
+    model = _model(formula, family, link)
+    density = model.compiled_density
+    label = model.design.blocks[0].label
+    assert density.layout.whitened == frozenset({0}) and density.layout.shift == ((-1,),)
+    assert model.whitened_terms == {"g" if "g" in formula else "herd":
+                                    tuple(model.design.blocks[0].columns)}  # fmt: skip
+    assert model.centred_terms == {label: ()}
+    table = unpack(density.data)["whiten"]
+    with quiet_pymc():
+        logp = model.pymc_model.compile_logp(jacobian=True)
+    rng = np.random.default_rng(11)
+    for _ in range(4):
+        x = density.start + 0.6 * rng.normal(size=density.start.size)
+        ours, _ = density.logp_grad(x)
+        values = density.constrained(x, model.design)
+        theirs = float(logp(pymc_point(model, values, centred=False)))
+        sd = values[f"sd_{label}"][0]
+        theirs -= 0.5 * np.log1p(sd * sd * table[:, 0]).sum()
+        assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-8)
+        np.testing.assert_allclose(values[f"u_{label}"], values[f"z_{label}"] * sd,
+                                   rtol=1e-10)  # fmt: skip
+    assert_exact_gradient(density)
+    state = model._stage_one.state
+    sd_hat = state.T[0, 0, 0]
+    mode = _whitened_effects(table, np.zeros(len(table)), state.beta, np.array([sd_hat]))
+    np.testing.assert_allclose(mode, sd_hat * state.u, rtol=1e-9, atol=1e-12)
+
+
+def test_several_factors_are_not_whitened():
+    """Whitening needs a level's estimate given the fixed effects alone: not with crossed
+    or nested factors, nor a factor of several terms."""
+    for formula in ("y ~ x + (1 | g) + (1 | h)", "y ~ x + (1 + x | g)"):
+        model = _model(formula, "bernoulli", "logit")
+        assert model.whitened_terms == {} and not model.compiled_density.layout.whitened

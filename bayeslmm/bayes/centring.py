@@ -249,3 +249,37 @@ def level_centring(
         if flags.any() and not flags.all():
             out[factor.group] = flags
     return out
+
+
+#: a first-stage SD below this is a spread of zero: no whitening (its constants divide by it)
+WHITEN_ABOVE = 1e-4
+
+
+def whitening(stats: BlockedStats, design: Design, fit: StageOne) -> dict[str, np.ndarray]:
+    """Per sampled factor whose effects are whitened (:attr:`~bayeslmm.bayes.density.
+    Layout.whitened`), its levels' ``(d, e, b_1 .. b_p)`` (node order): for a model whose
+    one grouping factor has one term (cbpp's herds), from a Gaussian approximation of
+    each level's likelihood at the first stage's mode ``u_hat`` (SD ``sd_hat``, fixed
+    effects ``beta_hat``, working weights ``w``): ``d = sum w z^2`` over its rows, ``b =
+    sum w z x`` and ``e = d u_hat + u_hat / sd_hat^2 + b'beta_hat``, so that at the first
+    stage's estimates the whitened effects start at ``u_hat``. Exact whatever the
+    approximation's quality (a change of variables with its Jacobian); the draws mix as
+    well as it fits. cbpp, 4 x 1000 draws, seeds 1-3 (a PyMC prototype): smallest bulk
+    ESS 4867-5803 against 1061-1339 centred and 748-1152 non-centred. Not for several
+    factors, where a level's estimate depends on the other factors' effects."""
+    if len(stats.factors) != 1 or len(design.blocks) != 1 or stats.factors[0].q != 1:
+        return {}
+    state = fit.state
+    sd_hat = float(state.T[0, 0, 0])
+    if not sd_hat > WHITEN_ABOVE or not fit.converged:
+        return {}
+    block, X, w = design.blocks[0], np.asarray(design.X, float), state.w
+    z, codes, levels = block.Z[:, 0], block.codes, block.n_levels
+    u_hat = sd_hat * state.u[:levels]
+    d = np.bincount(codes, w * z * z, levels)
+    b = np.stack([np.bincount(codes, w * z * X[:, k], levels) for k in range(X.shape[1])],
+                 axis=1).reshape(levels, X.shape[1])  # fmt: skip
+    e = d * u_hat + u_hat / sd_hat**2 + b @ state.beta
+    if not (np.all(np.isfinite(e)) and np.all(np.isfinite(b)) and np.all(d >= 0)):
+        return {}
+    return {stats.factors[0].group: np.column_stack([d, e, b])}

@@ -103,6 +103,7 @@ DENSITY_FIELDS = (
     ("blocks", "float64", 2), ("etas", "float64", 2), ("centred", "float64", 2),
     ("shift", "float64", 2), ("basis", "float64", 0), ("priors", "float64", 2),
     ("carry", "float64", 2), ("parent", "float64", 1), ("level_centred", "float64", 1),
+    ("whiten", "float64", 2),
 ) + ROW_FIELDS + LAPLACE_FIELDS  # fmt: skip
 #: Every section of the flat float64 buffer, in order: the blocked kernel's inputs
 #: (:data:`~bayeslmm.gaussian.blocked.Factored`, :data:`~bayeslmm.gaussian.blocked.Sampled`)
@@ -114,7 +115,7 @@ FIELD = {name: k for k, (name, _, _) in enumerate(FIELDS)}
 BLOCKS, ETAS, CENTRED = FIELD["blocks"], FIELD["etas"], FIELD["centred"]
 SHIFT, BASIS, PRIORS = FIELD["shift"], FIELD["basis"], FIELD["priors"]
 GLM, ROWS_Y, ROWS_X, CARRY = FIELD["glm"], FIELD["rows_y"], FIELD["rows_X"], FIELD["carry"]
-PARENT, LEVEL_CENTRED = FIELD["parent"], FIELD["level_centred"]
+PARENT, LEVEL_CENTRED, WHITEN = FIELD["parent"], FIELD["level_centred"], FIELD["whiten"]
 LAP = FIELD[LAPLACE_FIELDS[0][0]]
 N_FACTORED, N_SAMPLED = len(FACTORED_FIELDS), len(SAMPLED_FIELDS)
 HEADER = 1 + 3 * len(FIELDS)
@@ -126,6 +127,9 @@ _DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 Centring = Mapping[str, Sequence[bool]]
 #: per sampled grouping factor of one term, which of its levels (node order) are centred
 LevelCentring = Mapping[str, Sequence[bool]]
+#: per sampled grouping factor of one term whose effects are whitened
+#: (:attr:`Layout.whitened`), per level (node order) ``(d, e, b_1 .. b_p)``
+Whitening = Mapping[str, np.ndarray]
 
 
 def _prior_row(prior: Prior, positive: bool, signed: bool = False) -> np.ndarray | None:
@@ -240,6 +244,18 @@ class Layout:
     #: nested child's reference value (:func:`nested_parents`); its other levels are
     #: sampled as ``z``
     level_centred: tuple[bool, ...] = ()
+    #: the sampled factors (node order) of one term whose effects are whitened: each
+    #: level's ``u = m + s x`` with ``m = lam^2 (e - b'beta) / D``, ``s = lam / sqrt(D)``,
+    #: ``D = 1 + lam^2 d``, where ``d`` is the information its rows give about ``u`` and
+    #: ``(e - b'beta) / d`` their estimate of it given beta, from a Gaussian approximation
+    #: of its likelihood at the first stage's mode (:func:`~bayeslmm.bayes.centring.
+    #: whitening`): ``N(m, s^2)`` is then that approximation's conditional posterior of
+    #: ``u`` given beta and lam, and ``x`` about standard normal. A partially non-centred
+    #: parametrisation whose weight ``lam^2 d / D`` follows lam (Papaspiliopoulos, Roberts
+    #: & Skold 2003 fix it): non-centred where lam is small against the level's noise,
+    #: centred where it is large. The term counts as not centred and shifts no fixed
+    #: effect (:attr:`shift` -1)
+    whitened: frozenset[int] = frozenset()
 
     @property
     def effects(self) -> int:
@@ -263,13 +279,23 @@ class Layout:
     def from_system(
         cls, design: Design, system: BlockedSystem, centred: Centring | None = None,
         has_sigma: bool = True, level_centring: LevelCentring | None = None,
+        whitened: Sequence[str] = (),
     ) -> Layout:
         """Where each parameter sits, for a design and its blocked system; ``centred``
         flags per sampled factor and term (node order), ``level_centring`` per level of a
-        sampled factor of one term (its term then centred where any level is)."""
+        sampled factor of one term (its term then centred where any level is);
+        ``whitened``: sampled factors of one term whose effects are whitened
+        (:attr:`whitened`; not centred, whatever ``centred`` says)."""
         centred = dict(centred or {})
-        level_flags = {}
         by_group = {f.group: f for f in system.stats.factors}
+        for group in whitened:
+            factor = by_group.get(group)
+            if factor is None or factor.first < system.stats.n_marginal or factor.q != 1:
+                raise ValueError(f"whitened {group!r}: a sampled grouping factor of one term")
+            if group in (level_centring or {}):
+                raise ValueError(f"{group!r} is both whitened and centred level by level")
+            centred[group] = (False,)
+        level_flags = {}
         for group, flags in (level_centring or {}).items():
             flags = np.asarray(flags, bool)
             factor = by_group.get(group)
@@ -312,14 +338,15 @@ class Layout:
             for k, is_centred in zip(cols, flags, strict=True)
             if k >= 0 and is_centred
         }
+        white = frozenset(f for f, factor in enumerate(stats.factors) if factor.group in whitened)
         shift = tuple(
             None
             if cols is None
             else tuple(
-                -1 if k in hierarchical and not is_centred else k
+                -1 if (k in hierarchical and not is_centred) or f in white else k
                 for k, is_centred in zip(cols, flags, strict=True)
             )
-            for cols, flags in zip(columns, centred_terms, strict=True)
+            for cols, flags, f in zip(columns, centred_terms, factors, strict=True)
         )
         basis = system.n_explicit_effects > 0 and stats.levels_holding_sampled() == 0
         level_centred = ()
@@ -333,7 +360,7 @@ class Layout:
         return cls(p=design.X.shape[1], blocks=blocks, factors=factors, starts=starts, sigma=pos,
                    n_explicit=system.n_explicit_effects, explicit=tuple(explicit),
                    shift=shift, level_mean_basis=basis, has_sigma=has_sigma,
-                   level_centred=level_centred)  # fmt: skip
+                   level_centred=level_centred, whitened=white)  # fmt: skip
 
     def sampled_factor(self, factor: int) -> SampledFactor:
         """:attr:`explicit`'s entry of a sampled factor (node order)."""
@@ -461,6 +488,7 @@ class MarginalDensity:
         beta_start: np.ndarray | None = None,
         theta_start: float | None = None,
         level_centring: LevelCentring | None = None,
+        whitening: Whitening | None = None,
     ) -> MarginalDensity | None:
         """The density of a generalised linear mixed model with every grouping factor
         sampled (``system`` integrates none out): the parameter side of
@@ -470,13 +498,14 @@ class MarginalDensity:
         ``sd_start``; a negative binomial's ``log theta`` (priors' ``"theta"``) at
         ``theta_start`` (a pooled fit's; the prior's typical value where None).
         ``level_centring``: per factor of one term, its levels' centring
-        (:attr:`Layout.level_centred`). None where the kernel lacks the family, link or a
-        prior."""
+        (:attr:`Layout.level_centred`); ``whitening``: per factor of one term whose
+        effects are whitened, its levels' constants (:attr:`Layout.whitened`). None where
+        the kernel lacks the family, link or a prior."""
         rows = glm_rows(design, response, system)
         if rows is None:
             return None
         density = cls._build(design, priors, system, centred, signed, sd_start, beta_start,
-                             theta_start, rows, level_centring)  # fmt: skip
+                             theta_start, rows, level_centring, whitening)  # fmt: skip
         if density is None:
             return None
         # a fixed effect's jitter moves the linear predictor by about its predictor's SD:
@@ -508,15 +537,17 @@ class MarginalDensity:
 
     @classmethod
     def _build(cls, design, priors, system, centred, signed, sd_start, beta, sigma,
-               rows, level_centring=None) -> MarginalDensity | None:  # fmt: skip
+               rows, level_centring=None, whitening=None) -> MarginalDensity | None:  # fmt: skip
         """:meth:`from_model` and :meth:`from_glm`: the priors, layout and start, with the
         likelihood's :data:`~bayeslmm.bayes.row_likelihood.ROW_FIELDS` ``rows``; ``sigma``
         starts sigma's slot (a negative binomial's theta there)."""
         gaussian = int(rows["glm"][0]) == GAUSSIAN
         known = len(rows["glm"]) > 2 and rows["glm"][2] > 0  # known SEs: sigma = 1
         names = ParameterNames.from_design(design)
+        whitening = dict(whitening or {})
         layout = Layout.from_system(design, system, centred, has_sigma=gaussian and not known,
-                                    level_centring=level_centring)  # fmt: skip
+                                    level_centring=level_centring,
+                                    whitened=tuple(whitening))  # fmt: skip
         if has_theta(int(rows["glm"][0])):
             layout = dataclasses.replace(layout, has_theta=True)
         parent = np.zeros(0)
@@ -536,7 +567,8 @@ class MarginalDensity:
             guess = tuple((sd_start or {}).get(factor.group, ())) + (math.nan,) * factor.q
             for i, name in enumerate(sd_names):
                 sign = (flags[c0 + i] and priors[name].dist in EVEN_AT_ZERO
-                        and (sampled is None or not sampled.centred[c0 + i]))  # fmt: skip
+                        and (sampled is None or not sampled.centred[c0 + i])
+                        and f not in layout.whitened)  # fmt: skip
                 signs.append(sign)
                 rows_.append(_prior_row(priors[name], positive=True, signed=sign))
                 if rows_[-1] is None:  # a family or parametrisation the kernel lacks
@@ -592,6 +624,8 @@ class MarginalDensity:
                 centred_table[f, c0 + i] = float(sampled.centred[c0 + i])
                 if layout.by_level(sampled, c0 + i):
                     centred_table[f, c0 + i] = 2.0  # the kernel reads level_centred
+                if f in layout.whitened:
+                    centred_table[f, c0 + i] = 3.0  # the kernel reads whiten
         block_rows = [(f, c, k, float(corr), first) for (c, k, corr), f, first in
                       zip(layout.blocks, layout.factors, layout.starts, strict=True)]  # fmt: skip
         values = {**system.factored()._asdict(), **system.sampled()._asdict(),
@@ -603,6 +637,7 @@ class MarginalDensity:
                   "priors": np.asarray(rows_, float).reshape(-1, PRIOR_WIDTH),
                   "carry": carry, "parent": parent,
                   "level_centred": np.asarray(layout.level_centred, float),
+                  "whiten": _whiten_table(whitening, layout, system),
                   **empty_fields(layout.p),
                   **rows}  # fmt: skip
         data = pack(values)
@@ -733,6 +768,12 @@ class MarginalDensity:
                 z, out[f"u_{label}"] = mixed_effects(
                     v * signs[..., None, :], scale[..., None, :, :], centred[c0 : c0 + k]
                 )
+                if lay.factors[b] in lay.whitened:  # one term: u = m + s x
+                    rows = v_first + np.arange(levels)
+                    u = _whitened_effects(fields["whiten"][rows], v[..., 0], out["beta"],
+                                          sd[..., 0, None])  # fmt: skip
+                    out[f"u_{label}"] = u[..., None]
+                    z = (u / sd[..., 0, None])[..., None]
                 if any(by_level):  # one term, some levels sampled as z (Layout.level_centred)
                     rows = v_first + c0 + q_factor * np.arange(levels)
                     level = np.asarray(lay.level_centred, bool)[rows]
@@ -837,6 +878,35 @@ def _carried_start(start: np.ndarray, layout: Layout, carry: np.ndarray,
     for column, (f, a) in layout.owners.items():
         shift = _owner_means(layout, carry, (f, a)) @ beta if carry.shape[0] else 0.0
         start[column] = beta[column] - means[(f, a)] + shift
+
+
+def _whiten_table(whitening: Whitening, layout: Layout, system: BlockedSystem) -> np.ndarray:
+    """:attr:`Layout.whitened`'s constants per sampled effect, ``(d, e, b_1 .. b_p)``
+    (zeros for the other factors' effects), or no rows where no factor is whitened."""
+    if not layout.whitened:
+        return np.zeros((0, 2 + layout.p))
+    table = np.zeros((layout.n_explicit, 2 + layout.p))
+    for sampled, f in zip(layout.explicit, layout.factors, strict=True):
+        if sampled is not None and f in layout.whitened:
+            group = system.stats.factors[f].group
+            constants = np.asarray(whitening[group], float)
+            if constants.shape != (sampled.levels, 2 + layout.p):
+                raise ValueError(f"whitening of {group!r}: one row (d, e, b_1 .. b_p) per "
+                                 f"level, {(sampled.levels, 2 + layout.p)}; got "
+                                 f"{constants.shape}")  # fmt: skip
+            table[sampled.first : sampled.first + sampled.levels] = constants
+    return table
+
+
+def _whitened_effects(table: np.ndarray, x: np.ndarray, beta: np.ndarray, sd: np.ndarray
+                      ) -> np.ndarray:  # fmt: skip
+    """Whitened effects ``u = m + s x`` (..., levels) from their ``x`` (..., levels),
+    ``beta`` (..., p), ``sd`` (..., 1) and their rows of :func:`_whiten_table`
+    (:attr:`Layout.whitened`)."""
+    d, e, b = table[:, 0], table[:, 1], table[:, 2:]
+    l2 = sd * sd
+    D = 1.0 + l2 * d
+    return l2 * (e - beta @ b.T) / D + sd / np.sqrt(D) * x
 
 
 def _centred_effects(layout: Layout) -> np.ndarray:
@@ -1208,6 +1278,9 @@ def logp_and_grad(x, data, grad):
     # per sampled effect, whether its level is centred, read for terms centred level by
     # level (centred flag 2: a factor of one term, Layout.level_centred), or no rows
     level_centred = _f1(data, h[LEVEL_CENTRED])
+    # per sampled effect of a whitened factor (centred flag 3, Layout.whitened), its
+    # (d, e, b_1 .. b_p); or no rows
+    whiten = _f2(data, h[WHITEN])
     basis = data[int(h[BASIS, 0])] > 0.0
     F, qmax, p, nb = centred.shape[0], centred.shape[1], fs.XtX.shape[0], blocks.shape[0]
     NE, QE = e.e_size.shape[0], e.Zty_E.shape[0]
@@ -1308,6 +1381,19 @@ def logp_and_grad(x, data, grad):
         if first_level[f] < 0:
             continue
         if e_size[first_level[f]] == 1:
+            if centred[f, 0] > 2.5:  # whitened: u = m + s x (Layout.whitened)
+                l2 = lam[f, 0, 0] * lam[f, 0, 0]
+                for r in range(first_level[f], last_level[f] + 1):
+                    if e_factor[r] != f:
+                        continue
+                    oe = e_offset[r]
+                    c = whiten[oe, 1]
+                    for k in range(p):
+                        c -= whiten[oe, 2 + k] * beta[k]
+                    D = 1.0 + l2 * whiten[oe, 0]
+                    uE[oe] = l2 * c / D + lam[f, 0, 0] / math.sqrt(D) * v_all[oe]
+                    zE[oe] = uE[oe] * lam_inv[f, 0]
+                continue
             is_centred = centred[f, 0] > 0
             by_level = centred[f, 0] > 1.5  # some levels centred, the others not
             if nested:
@@ -1462,6 +1548,31 @@ def logp_and_grad(x, data, grad):
         if first_level[f] < 0:
             continue
         if e_size[first_level[f]] == 1:  # one term: sums in scalars, flags read once
+            if centred[f, 0] > 2.5:  # whitened: N(u; 0, lam) + log s, by u = m + s x
+                scale = lam[f, 0, 0]
+                l2 = scale * scale
+                dlam = 0.0
+                for r in range(first_level[f], last_level[f] + 1):
+                    if e_factor[r] != f:
+                        continue
+                    oe = e_offset[r]
+                    d = whiten[oe, 0]
+                    c = whiten[oe, 1]
+                    for k in range(p):
+                        c -= whiten[oe, 2 + k] * beta[k]
+                    D = 1.0 + l2 * d
+                    za = zE[oe]
+                    # log N(u; 0, lam) + log s = -(log 2 pi + z^2 + log D) / 2
+                    lp -= 0.5 * (LOG_2PI + za * za + math.log(D))
+                    du = duE[oe] - za * lam_inv[f, 0]  # d/du at fixed lam and beta
+                    grad[z0 + oe] += du * scale / math.sqrt(D)
+                    for k in range(p):
+                        grad[k] -= du * l2 * whiten[oe, 2 + k] / D
+                    # through u (m and s) and the terms' own lam: z^2 / lam, -lam d / D
+                    dlam += du * (2.0 * scale * c / (D * D) + v_all[oe] / (D * math.sqrt(D)))
+                    dlam += za * za / scale - scale * d / D
+                dlamE[f, 0, 0] += dlam
+                continue
             is_centred = centred[f, 0] > 0
             by_level = centred[f, 0] > 1.5
             lp -= levels[f] * (0.5 * LOG_2PI + (lam_log[f, 0] if is_centred else 0.0))

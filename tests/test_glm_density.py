@@ -459,6 +459,67 @@ def test_whitened_effects_are_exact(formula, family, link):
     np.testing.assert_allclose(mode, sd_hat * state.u, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("family", ["poisson", "negative_binomial"])
+def test_nested_factors_are_whitened_top_down(family):
+    """grouseticks' observations in broods in locations: every factor whitened, each
+    level's effect around its ancestors' sum (a brood's location effect; an
+    observation's brood and location effects). The log density is the non-centred
+    graph's with the Jacobian, the gradient exact (through the ancestors' sums too), and
+    ``x = 0`` at the first stage's estimates gives its joint mode, factor by factor."""
+    from bayeslmm.bayes.density import _whitened_effects
+
+    data = bl.load_dataset("grouseticks")
+    formula = "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)"
+    model = bl.LMM(formula, data, family=family)
+    density = model.compiled_density
+    groups = [f.group for f in model.blocked_system.stats.factors]
+    assert groups == ["INDEX", "BROOD", "LOCATION"]
+    assert density.layout.whitened == frozenset({0, 1, 2})
+    assert model.centred_terms == {g: () for g in groups}
+    assert set(model.whitened_terms) == set(groups)
+    table = unpack(density.data)["whiten"]
+    lay = density.layout
+    first = {g: lay.sampled_factor(i).first for i, g in enumerate(groups)}
+    blocks = {b.group: b for b in model.design.blocks}
+    brood_of = np.empty(blocks["INDEX"].n_levels, int)
+    brood_of[blocks["INDEX"].codes] = blocks["BROOD"].codes
+    np.testing.assert_array_equal(table[first["INDEX"] + np.arange(len(brood_of)), 2],
+                                  first["BROOD"] + brood_of)  # fmt: skip
+    assert (table[first["LOCATION"]:, 2] == -1).all()
+    with quiet_pymc():
+        logp = model.pymc_model.compile_logp(jacobian=True)
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        x = density.start + 0.4 * rng.normal(size=density.start.size)
+        ours, _ = density.logp_grad(x)
+        values = density.constrained(x, model.design)
+        theirs = float(logp(pymc_point(model, values, centred=False)))
+        for g in groups:
+            sd = values[f"sd_{g}"][0]
+            rows = first[g] + np.arange(blocks[g].n_levels)
+            theirs -= 0.5 * np.log1p(sd * sd * table[rows, 0]).sum()
+            np.testing.assert_allclose(values[f"u_{g}"], values[f"z_{g}"] * sd, rtol=1e-10)
+        assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-8)
+    assert_exact_gradient(density)
+    # x = 0 at the first stage's estimates: its mode (lme4's u, in formula order)
+    state = model._stage_one.state
+    sd_hat = dict(zip(groups, state.T[:, 0, 0], strict=True))
+    mode, at = {}, 0
+    for block in model.design.blocks:
+        mode[block.group] = sd_hat[block.group] * state.u[at : at + block.n_levels]
+        at += block.n_levels
+    above = {"LOCATION": 0.0}
+    level_parent = np.empty(blocks["BROOD"].n_levels, int)
+    level_parent[blocks["BROOD"].codes] = blocks["LOCATION"].codes
+    above["BROOD"] = mode["LOCATION"][level_parent]
+    above["INDEX"] = mode["BROOD"][brood_of] + above["BROOD"][brood_of]
+    for g in groups:
+        rows = first[g] + np.arange(blocks[g].n_levels)
+        u0 = _whitened_effects(table[rows], np.zeros(len(rows)), state.beta,
+                               np.array([sd_hat[g]]), above[g])  # fmt: skip
+        np.testing.assert_allclose(u0, mode[g], rtol=1e-6, atol=1e-8, err_msg=g)
+
+
 def test_several_factors_are_not_whitened():
     """Whitening needs a level's estimate given the fixed effects alone: not with crossed
     or nested factors, nor a factor of several terms."""

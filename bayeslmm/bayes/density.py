@@ -128,8 +128,9 @@ Centring = Mapping[str, Sequence[bool]]
 #: per sampled grouping factor of one term, which of its levels (node order) are centred
 LevelCentring = Mapping[str, Sequence[bool]]
 #: per sampled grouping factor of one term whose effects are whitened
-#: (:attr:`Layout.whitened`), per level (node order) ``(d, e, b_1 .. b_p)``
-Whitening = Mapping[str, np.ndarray]
+#: (:attr:`Layout.whitened`): per level (node order) ``(d, e, parent level, b_1 .. b_p)``
+#: (parent level -1: none), and the parent factor's group (None: none)
+Whitening = Mapping[str, tuple[np.ndarray, str | None]]
 
 
 def _prior_row(prior: Prior, positive: bool, signed: bool = False) -> np.ndarray | None:
@@ -245,12 +246,14 @@ class Layout:
     #: sampled as ``z``
     level_centred: tuple[bool, ...] = ()
     #: the sampled factors (node order) of one term whose effects are whitened: each
-    #: level's ``u = m + s x`` with ``m = lam^2 (e - b'beta) / D``, ``s = lam / sqrt(D)``,
-    #: ``D = 1 + lam^2 d``, where ``d`` is the information its rows give about ``u`` and
-    #: ``(e - b'beta) / d`` their estimate of it given beta, from a Gaussian approximation
-    #: of its likelihood at the first stage's mode (:func:`~bayeslmm.bayes.centring.
-    #: whitening`): ``N(m, s^2)`` is then that approximation's conditional posterior of
-    #: ``u`` given beta and lam, and ``x`` about standard normal. A partially non-centred
+    #: level's ``u = m + s x`` with ``m = lam^2 (e - b'beta - d a) / D``, ``s = lam /
+    #: sqrt(D)``, ``D = 1 + lam^2 d``, where ``a`` is the sum of its ancestors' effects
+    #: (a whitened parent's ``u`` and the parent's own ``a``; 0 at the top), ``d`` the
+    #: information its rows give about ``u`` and ``(e - b'beta) / d - a`` their estimate
+    #: of it given beta and the ancestors, from a Gaussian approximation of its likelihood
+    #: at the first stage's mode (:func:`~bayeslmm.bayes.centring.whitening`): ``N(m,
+    #: s^2)`` is then that approximation's conditional posterior of ``u``, and ``x`` about
+    #: standard normal. A partially non-centred
     #: parametrisation whose weight ``lam^2 d / D`` follows lam (Papaspiliopoulos, Roberts
     #: & Skold 2003 fix it): non-centred where lam is small against the level's noise,
     #: centred where it is large. The term counts as not centred and shifts no fixed
@@ -717,6 +720,7 @@ class MarginalDensity:
         sd_at = np.cumsum([0] + [k for _, k, _ in lay.blocks])
         # every sampled effect's u, filled block by block: parents' (fewer levels) first
         u_all = np.zeros(x.shape[:-1] + (lay.n_explicit,))
+        ancestors = np.zeros_like(u_all)  # whitened effects' ancestors' sums
         centred_effects = _centred_effects(lay) if parent.shape[0] else None
         order = sorted(range(len(lay.blocks)),
                        key=lambda b: -lay.factors[b] if lay.explicit else b)
@@ -770,8 +774,12 @@ class MarginalDensity:
                 )
                 if lay.factors[b] in lay.whitened:  # one term: u = m + s x
                     rows = v_first + np.arange(levels)
-                    u = _whitened_effects(fields["whiten"][rows], v[..., 0], out["beta"],
-                                          sd[..., 0, None])  # fmt: skip
+                    table = fields["whiten"][rows]
+                    up = table[:, 2].astype(int)
+                    above = np.where(up >= 0, u_all[..., up] + ancestors[..., up], 0.0)
+                    ancestors[..., rows] = above
+                    u = _whitened_effects(table, v[..., 0], out["beta"], sd[..., 0, None],
+                                          above)  # fmt: skip
                     out[f"u_{label}"] = u[..., None]
                     z = (u / sd[..., 0, None])[..., None]
                 if any(by_level):  # one term, some levels sampled as z (Layout.level_centred)
@@ -881,32 +889,43 @@ def _carried_start(start: np.ndarray, layout: Layout, carry: np.ndarray,
 
 
 def _whiten_table(whitening: Whitening, layout: Layout, system: BlockedSystem) -> np.ndarray:
-    """:attr:`Layout.whitened`'s constants per sampled effect, ``(d, e, b_1 .. b_p)``
-    (zeros for the other factors' effects), or no rows where no factor is whitened."""
+    """:attr:`Layout.whitened`'s constants per sampled effect, ``(d, e, parent effect,
+    b_1 .. b_p)`` (parent effect -1: none; zeros for the other factors' effects), or no
+    rows where no factor is whitened."""
+    width = 3 + layout.p
     if not layout.whitened:
-        return np.zeros((0, 2 + layout.p))
-    table = np.zeros((layout.n_explicit, 2 + layout.p))
+        return np.zeros((0, width))
+    table = np.zeros((layout.n_explicit, width))
+    table[:, 2] = -1.0
+    first = {system.stats.factors[f].group: sampled.first
+             for sampled, f in zip(layout.explicit, layout.factors, strict=True)
+             if sampled is not None}  # fmt: skip
     for sampled, f in zip(layout.explicit, layout.factors, strict=True):
         if sampled is not None and f in layout.whitened:
             group = system.stats.factors[f].group
-            constants = np.asarray(whitening[group], float)
-            if constants.shape != (sampled.levels, 2 + layout.p):
-                raise ValueError(f"whitening of {group!r}: one row (d, e, b_1 .. b_p) per "
-                                 f"level, {(sampled.levels, 2 + layout.p)}; got "
-                                 f"{constants.shape}")  # fmt: skip
+            constants, parent = whitening[group]
+            constants = np.array(constants, float)
+            if constants.shape != (sampled.levels, width) or (
+                    parent is not None and parent not in first):  # fmt: skip
+                raise ValueError(f"whitening of {group!r}: one row (d, e, parent level, "
+                                 f"b_1 .. b_p) per level, {(sampled.levels, width)}, and a "
+                                 f"sampled parent or None; got {constants.shape}, "
+                                 f"{parent!r}")  # fmt: skip
+            if parent is not None:
+                constants[:, 2] += first[parent]
             table[sampled.first : sampled.first + sampled.levels] = constants
     return table
 
 
-def _whitened_effects(table: np.ndarray, x: np.ndarray, beta: np.ndarray, sd: np.ndarray
-                      ) -> np.ndarray:  # fmt: skip
+def _whitened_effects(table: np.ndarray, x: np.ndarray, beta: np.ndarray, sd: np.ndarray,
+                      ancestors: np.ndarray | float = 0.0) -> np.ndarray:  # fmt: skip
     """Whitened effects ``u = m + s x`` (..., levels) from their ``x`` (..., levels),
-    ``beta`` (..., p), ``sd`` (..., 1) and their rows of :func:`_whiten_table`
-    (:attr:`Layout.whitened`)."""
-    d, e, b = table[:, 0], table[:, 1], table[:, 2:]
+    ``beta`` (..., p), ``sd`` (..., 1), their ancestors' sums ``a`` (..., levels) and
+    their rows of :func:`_whiten_table` (:attr:`Layout.whitened`)."""
+    d, e, b = table[:, 0], table[:, 1], table[:, 3:]
     l2 = sd * sd
     D = 1.0 + l2 * d
-    return l2 * (e - beta @ b.T) / D + sd / np.sqrt(D) * x
+    return l2 * (e - beta @ b.T - d * ancestors) / D + sd / np.sqrt(D) * x
 
 
 def _centred_effects(layout: Layout) -> np.ndarray:
@@ -1279,8 +1298,11 @@ def logp_and_grad(x, data, grad):
     # level (centred flag 2: a factor of one term, Layout.level_centred), or no rows
     level_centred = _f1(data, h[LEVEL_CENTRED])
     # per sampled effect of a whitened factor (centred flag 3, Layout.whitened), its
-    # (d, e, b_1 .. b_p); or no rows
+    # (d, e, parent effect, b_1 .. b_p); or no rows. aE: a whitened effect's ancestors'
+    # sum; daE: d/d that sum from its children
     whiten = _f2(data, h[WHITEN])
+    aE = np.zeros(whiten.shape[0])
+    daE = np.zeros(whiten.shape[0])
     basis = data[int(h[BASIS, 0])] > 0.0
     F, qmax, p, nb = centred.shape[0], centred.shape[1], fs.XtX.shape[0], blocks.shape[0]
     NE, QE = e.e_size.shape[0], e.Zty_E.shape[0]
@@ -1387,9 +1409,12 @@ def logp_and_grad(x, data, grad):
                     if e_factor[r] != f:
                         continue
                     oe = e_offset[r]
-                    c = whiten[oe, 1]
+                    up = int(whiten[oe, 2])
+                    if up >= 0:  # its ancestors' sum: a parent's (known: fewer levels)
+                        aE[oe] = uE[up] + aE[up]
+                    c = whiten[oe, 1] - whiten[oe, 0] * aE[oe]
                     for k in range(p):
-                        c -= whiten[oe, 2 + k] * beta[k]
+                        c -= whiten[oe, 3 + k] * beta[k]
                     D = 1.0 + l2 * whiten[oe, 0]
                     uE[oe] = l2 * c / D + lam[f, 0, 0] / math.sqrt(D) * v_all[oe]
                     zE[oe] = uE[oe] * lam_inv[f, 0]
@@ -1557,17 +1582,23 @@ def logp_and_grad(x, data, grad):
                         continue
                     oe = e_offset[r]
                     d = whiten[oe, 0]
-                    c = whiten[oe, 1]
+                    c = whiten[oe, 1] - d * aE[oe]
                     for k in range(p):
-                        c -= whiten[oe, 2 + k] * beta[k]
+                        c -= whiten[oe, 3 + k] * beta[k]
                     D = 1.0 + l2 * d
                     za = zE[oe]
                     # log N(u; 0, lam) + log s = -(log 2 pi + z^2 + log D) / 2
                     lp -= 0.5 * (LOG_2PI + za * za + math.log(D))
-                    du = duE[oe] - za * lam_inv[f, 0]  # d/du at fixed lam and beta
+                    # d/du at fixed lam, beta and ancestors (its children's share in duE)
+                    du = duE[oe] - za * lam_inv[f, 0]
                     grad[z0 + oe] += du * scale / math.sqrt(D)
                     for k in range(p):
-                        grad[k] -= du * l2 * whiten[oe, 2 + k] / D
+                        grad[k] -= du * l2 * whiten[oe, 3 + k] / D
+                    up = int(whiten[oe, 2])
+                    if up >= 0:  # to its parent's u and the parent's ancestors' sum
+                        da = daE[oe] - du * l2 * d / D
+                        duE[up] += da
+                        daE[up] += da
                     # through u (m and s) and the terms' own lam: z^2 / lam, -lam d / D
                     dlam += du * (2.0 * scale * c / (D * D) + v_all[oe] / (D * math.sqrt(D)))
                     dlam += za * za / scale - scale * d / D

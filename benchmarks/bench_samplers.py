@@ -277,6 +277,10 @@ def run_process(case: str, config: str, seed: int, args: argparse.Namespace) -> 
            "--chains", str(args.chains), "--seeds", str(seed)]  # fmt: skip
     cmd = _py313(one) if config.startswith(PY313) else [sys.executable, __file__, *one]
     env = dict(os.environ)
+    # this checkout's bayeslmm, as the warm-up imports it (an installed one would run
+    # instead, and compile its own kernels inside the timed runs)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE.parent), env.get("PYTHONPATH"))
+                                        if p)  # fmt: skip
     if config.endswith("-cold"):
         env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-numba-")
     try:

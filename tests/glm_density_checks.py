@@ -22,7 +22,7 @@ def glm_density(model, centred: bool, signed: bool = False) -> MarginalDensity:
 
 def pymc_point(model, values: dict, centred: bool) -> dict:
     """The PyMC graph's point (its transformed names) of constrained ``values``."""
-    point = {"beta": values["beta"]}
+    point = {"beta": values["beta"]} if "beta" in values else {}  # none without columns
     if "theta" in values:
         point["theta_log__"] = np.log(values["theta"])
     for block in model.design.blocks:

@@ -415,8 +415,32 @@ def test_jittered_starts_keep_a_log_link_finite():
     assert np.isfinite(grads).all() and np.abs(grads).max() < 1e10
 
 
+def _assert_equals_the_graph(model, density, draws: int, scale: float, seed: int) -> None:
+    """At ``draws`` points around the start, a whitened density's log density is the
+    non-centred graph's with the map's Jacobian, ``-1/2 sum log(1 + sd^2 d)`` over each
+    factor's levels, and ``u = sd z`` back."""
+    table = unpack(density.data)["whiten"]
+    lay = density.layout
+    with quiet_pymc():
+        logp = model.pymc_model.compile_logp(jacobian=True)
+    rng = np.random.default_rng(seed)
+    for _ in range(draws):
+        x = density.start + scale * rng.normal(size=density.start.size)
+        ours, _ = density.logp_grad(x)
+        values = density.constrained(x, model.design)
+        theirs = float(logp(pymc_point(model, values, centred=False)))
+        for block, sampled in zip(model.design.blocks, lay.explicit, strict=True):
+            sd = values[f"sd_{block.label}"][0]
+            rows = sampled.first + np.arange(sampled.levels)
+            theirs -= 0.5 * np.log1p(sd * sd * table[rows, 0]).sum()
+            np.testing.assert_allclose(values[f"u_{block.label}"],
+                                       values[f"z_{block.label}"] * sd, rtol=1e-10)  # fmt: skip
+        assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-8)
+
+
 WHITENED = [
-    (CBPP, "binomial", "logit"), (CBPP, "binomial", "cloglog"),
+    (CBPP, "binomial", "logit"), (CBPP, "binomial", "cloglog"), (CBPP, "binomial", "probit"),
+    ("cbind(incidence, size - incidence) ~ 0 + (1 | herd)", "binomial", "logit"),
     ("y ~ x + w + offset(log(exposure)) + (1 | g)", "poisson", "log"),
     ("y ~ x + (0 + x | g)", "bernoulli", "logit"),
 ]  # fmt: skip
@@ -439,19 +463,7 @@ def test_whitened_effects_are_exact(formula, family, link):
                                     tuple(model.design.blocks[0].columns)}  # fmt: skip
     assert model.centred_terms == {label: ()}
     table = unpack(density.data)["whiten"]
-    with quiet_pymc():
-        logp = model.pymc_model.compile_logp(jacobian=True)
-    rng = np.random.default_rng(11)
-    for _ in range(4):
-        x = density.start + 0.6 * rng.normal(size=density.start.size)
-        ours, _ = density.logp_grad(x)
-        values = density.constrained(x, model.design)
-        theirs = float(logp(pymc_point(model, values, centred=False)))
-        sd = values[f"sd_{label}"][0]
-        theirs -= 0.5 * np.log1p(sd * sd * table[:, 0]).sum()
-        assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-8)
-        np.testing.assert_allclose(values[f"u_{label}"], values[f"z_{label}"] * sd,
-                                   rtol=1e-10)  # fmt: skip
+    _assert_equals_the_graph(model, density, draws=4, scale=0.6, seed=11)
     assert_exact_gradient(density)
     state = model._stage_one.state
     sd_hat = state.T[0, 0, 0]
@@ -486,20 +498,7 @@ def test_nested_factors_are_whitened_top_down(family):
     np.testing.assert_array_equal(table[first["INDEX"] + np.arange(len(brood_of)), 2],
                                   first["BROOD"] + brood_of)  # fmt: skip
     assert (table[first["LOCATION"]:, 2] == -1).all()
-    with quiet_pymc():
-        logp = model.pymc_model.compile_logp(jacobian=True)
-    rng = np.random.default_rng(5)
-    for _ in range(3):
-        x = density.start + 0.4 * rng.normal(size=density.start.size)
-        ours, _ = density.logp_grad(x)
-        values = density.constrained(x, model.design)
-        theirs = float(logp(pymc_point(model, values, centred=False)))
-        for g in groups:
-            sd = values[f"sd_{g}"][0]
-            rows = first[g] + np.arange(blocks[g].n_levels)
-            theirs -= 0.5 * np.log1p(sd * sd * table[rows, 0]).sum()
-            np.testing.assert_allclose(values[f"u_{g}"], values[f"z_{g}"] * sd, rtol=1e-10)
-        assert ours == pytest.approx(theirs, rel=1e-10, abs=1e-8)
+    _assert_equals_the_graph(model, density, draws=3, scale=0.4, seed=5)
     assert_exact_gradient(density)
     # x = 0 at the first stage's estimates: its mode (lme4's u, in formula order)
     state = model._stage_one.state
@@ -518,6 +517,18 @@ def test_nested_factors_are_whitened_top_down(family):
         u0 = _whitened_effects(table[rows], np.zeros(len(rows)), state.beta,
                                np.array([sd_hat[g]]), above[g])  # fmt: skip
         np.testing.assert_allclose(u0, mode[g], rtol=1e-6, atol=1e-8, err_msg=g)
+
+
+def test_whitened_fits_alone_take_the_whitened_target_accept():
+    """WHITENED_TARGET_ACCEPT is the default where the fit samples whitened effects; the
+    PyMC graph (``method="full"``, another sampler) and the Laplace density keep 0.9."""
+    from bayeslmm.bayes.glm_model import WHITENED_TARGET_ACCEPT
+
+    model = _model(CBPP, "binomial", "logit")
+    assert model.default_target_accept == WHITENED_TARGET_ACCEPT == 0.8
+    assert model._route_target_accept(model.compiled_density) == 0.8
+    assert model._route_target_accept(None) == 0.9
+    assert model._route_target_accept(model.laplace_density) == 0.9
 
 
 def test_several_factors_are_not_whitened():

@@ -269,11 +269,11 @@ def whitening(stats: BlockedStats, design: Design, fit: StageOne
     stage's SD). ``N(m, s^2)`` of the whitened map is then that approximation's exact
     conditional posterior, so that ``x = 0`` at the first stage's estimates is its mode.
     Exact whatever the approximation's quality (a change of variables with its
-    Jacobian); the draws mix as well as it fits. 4 x 1000 draws, seeds 1-3: cbpp's
-    smallest bulk ESS 3752-3954 against 1992-2307 centred; grouseticks (a PyMC prototype)
-    1081-1444 with 15 leapfrog steps a draw, against 393-608 with 40-46 centred level by
-    level. Not for crossed factors (a level's estimate then depends on the other factor's
-    effects), nor several terms."""
+    Jacobian); the draws mix as well as it fits. 4 x 1000 draws, seeds 1-6 (sampled at
+    ``WHITENED_TARGET_ACCEPT``): cbpp's smallest bulk ESS 5409-5804 against 1992-2307
+    centred; grouseticks' 987-1459 with 15 leapfrog steps a draw, against 393-608 with
+    40-46 with its broods centred level by level. Not for crossed factors (a level's
+    estimate then depends on the other factor's effects), nor several terms."""
     factors = stats.factors
     if any(f.q != 1 or len(f.blocks) != 1 for f in factors) or not fit.converged:
         return {}
@@ -302,8 +302,9 @@ def whitening(stats: BlockedStats, design: Design, fit: StageOne
         n = factor.n_levels
         d = np.bincount(unit_codes, weight, n)
         e = np.bincount(unit_codes, weight * response, n)
-        b = np.stack([np.bincount(unit_codes, weight * x[:, k], n) for k in range(X.shape[1])],
-                     axis=1).reshape(n, X.shape[1])  # fmt: skip
+        b = np.zeros((n, X.shape[1]))  # no columns where the model has no fixed effects
+        for k in range(X.shape[1]):
+            b[:, k] = np.bincount(unit_codes, weight * x[:, k], n)
         parent = np.full(n, -1.0)
         if f + 1 < len(factors):
             parent[block.codes] = blocks[f + 1].codes

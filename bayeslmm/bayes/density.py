@@ -778,8 +778,8 @@ class MarginalDensity:
                     up = table[:, 2].astype(int)
                     above = np.where(up >= 0, u_all[..., up] + ancestors[..., up], 0.0)
                     ancestors[..., rows] = above
-                    u = _whitened_effects(table, v[..., 0], out["beta"], sd[..., 0, None],
-                                          above)  # fmt: skip
+                    beta = out.get("beta", np.zeros(x.shape[:-1] + (0,)))  # p may be 0
+                    u = _whitened_effects(table, v[..., 0], beta, sd[..., 0, None], above)
                     out[f"u_{label}"] = u[..., None]
                     z = (u / sd[..., 0, None])[..., None]
                 if any(by_level):  # one term, some levels sampled as z (Layout.level_centred)
@@ -897,7 +897,7 @@ def _whiten_table(whitening: Whitening, layout: Layout, system: BlockedSystem) -
         return np.zeros((0, width))
     table = np.zeros((layout.n_explicit, width))
     table[:, 2] = -1.0
-    first = {system.stats.factors[f].group: sampled.first
+    first = {system.stats.factors[f].group: (sampled.first, f)
              for sampled, f in zip(layout.explicit, layout.factors, strict=True)
              if sampled is not None}  # fmt: skip
     for sampled, f in zip(layout.explicit, layout.factors, strict=True):
@@ -905,14 +905,16 @@ def _whiten_table(whitening: Whitening, layout: Layout, system: BlockedSystem) -
             group = system.stats.factors[f].group
             constants, parent = whitening[group]
             constants = np.array(constants, float)
+            # the kernel reads a parent's effect before its children's: fewer levels
             if constants.shape != (sampled.levels, width) or (
-                    parent is not None and parent not in first):  # fmt: skip
+                    parent is not None and (parent not in first or first[parent][1] <= f
+                                            or (constants[:, 2] < 0).any())):  # fmt: skip
                 raise ValueError(f"whitening of {group!r}: one row (d, e, parent level, "
                                  f"b_1 .. b_p) per level, {(sampled.levels, width)}, and a "
-                                 f"sampled parent or None; got {constants.shape}, "
-                                 f"{parent!r}")  # fmt: skip
+                                 f"sampled parent with fewer levels (each level's, >= 0) or "
+                                 f"None; got {constants.shape}, {parent!r}")  # fmt: skip
             if parent is not None:
-                constants[:, 2] += first[parent]
+                constants[:, 2] += first[parent][0]
             table[sampled.first : sampled.first + sampled.levels] = constants
     return table
 

@@ -290,6 +290,11 @@ class LMM:
         few = any(b.n_levels <= max(FEW_LEVELS, parameters[b.group]) for b in self.design.blocks)
         return 0.99 if few else 0.9
 
+    def _route_target_accept(self, density: MarginalDensity | None) -> float:
+        """The default ``target_accept`` of a fit sampling ``density`` (None: a PyMC
+        graph): :attr:`default_target_accept` (a GLMM's depends on the route)."""
+        return self.default_target_accept
+
     @property
     def residual_structure(self) -> ResidualStructure | None:
         """The residual correlation structure given (None: independent residuals); in words
@@ -610,6 +615,8 @@ class LMM:
         n_effects = sum(b.n_levels * b.n_terms for b in self.design.blocks)
         sampler, method, compiled = self._choose_sampler(sampler, method, chosen, density,
                                                          n_effects)  # fmt: skip
+        if asked.target_accept is None:  # the route's own default
+            target_accept = self._route_target_accept(density if compiled else None)
         if self.known_se is not None:
             if not compiled and not self.extra_sigma:
                 raise ArgumentError(

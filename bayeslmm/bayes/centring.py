@@ -292,10 +292,10 @@ def whitening(stats: BlockedStats, design: Design, fit: StageOne
     offset = np.zeros(len(state.eta)) if fit.problem.offset is None else fit.problem.offset
     with np.errstate(divide="ignore", invalid="ignore"):
         working = state.eta - offset + (fit.problem.y - state.mu) / family.mu_eta(state.eta)
-    z = blocks[0].Z[:, 0]
-    weight, response, x = state.w * z * z, working / np.where(z != 0, z, 1.0), X / np.where(
-        z != 0, z, 1.0)[:, None]  # per row, as a unit of the finest factor  # fmt: skip
-    weight = np.where(z != 0, weight, 0.0)
+    z = blocks[0].Z[:, 0]  # per row, as a unit of the finest factor
+    scale = np.where(z != 0, z, 1.0)
+    weight = np.where(z != 0, state.w * z * z, 0.0)
+    response, x = working / scale, X / scale[:, None]
     unit_codes = blocks[0].codes
     out = {}
     for f, (factor, block) in enumerate(zip(factors, blocks, strict=True)):

@@ -291,9 +291,14 @@ class Layout:
         (:attr:`whitened`; not centred, whatever ``centred`` says)."""
         centred = dict(centred or {})
         by_group = {f.group: f for f in system.stats.factors}
-        for group in whitened:
+
+        def sampled_one_term(group: str) -> bool:
             factor = by_group.get(group)
-            if factor is None or factor.first < system.stats.n_marginal or factor.q != 1:
+            return factor is not None and factor.first >= system.stats.n_marginal and (
+                factor.q == 1)  # fmt: skip
+
+        for group in whitened:
+            if not sampled_one_term(group):
                 raise ValueError(f"whitened {group!r}: a sampled grouping factor of one term")
             if group in (level_centring or {}):
                 raise ValueError(f"{group!r} is both whitened and centred level by level")
@@ -301,9 +306,7 @@ class Layout:
         level_flags = {}
         for group, flags in (level_centring or {}).items():
             flags = np.asarray(flags, bool)
-            factor = by_group.get(group)
-            if (factor is None or factor.first < system.stats.n_marginal or factor.q != 1
-                    or flags.size != factor.n_levels):  # fmt: skip
+            if not sampled_one_term(group) or flags.size != by_group[group].n_levels:
                 raise ValueError(f"level_centring of {group!r}: one flag per level of a "
                                  f"sampled grouping factor of one term")  # fmt: skip
             centred[group] = (bool(flags.any()),)
@@ -769,9 +772,6 @@ class MarginalDensity:
                         up = parent[rows]
                         v[..., i] -= np.where(centred_effects[up], values[..., up],
                                               u_all[..., up])  # fmt: skip
-                z, out[f"u_{label}"] = mixed_effects(
-                    v * signs[..., None, :], scale[..., None, :, :], centred[c0 : c0 + k]
-                )
                 if lay.factors[b] in lay.whitened:  # one term: u = m + s x
                     rows = v_first + np.arange(levels)
                     table = fields["whiten"][rows]
@@ -782,6 +782,10 @@ class MarginalDensity:
                     u = _whitened_effects(table, v[..., 0], beta, sd[..., 0, None], above)
                     out[f"u_{label}"] = u[..., None]
                     z = (u / sd[..., 0, None])[..., None]
+                else:
+                    z, out[f"u_{label}"] = mixed_effects(
+                        v * signs[..., None, :], scale[..., None, :, :], centred[c0 : c0 + k]
+                    )
                 if any(by_level):  # one term, some levels sampled as z (Layout.level_centred)
                     rows = v_first + c0 + q_factor * np.arange(levels)
                     level = np.asarray(lay.level_centred, bool)[rows]

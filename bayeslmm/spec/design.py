@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from ..errors import (
@@ -192,7 +193,9 @@ def build_design(
 
     fixed_mm, X = _matrix(spec.fixed, frame, "fixed effects", names)
     fixed_names = _column_names(fixed_mm.columns, names, "fixed effects")
-    check_rank(qr_r(X), X.shape[0], fixed_names)
+    # one factorisation: its R for the rank, its Q for the random terms' identification
+    basis, R = np.linalg.qr(X) if spec.random and X.shape[0] else (None, qr_r(X))
+    check_rank(R, X.shape[0], fixed_names)
 
     blocks = []
     for term, label in zip(spec.random, _block_labels(spec.random), strict=True):
@@ -213,7 +216,7 @@ def build_design(
                 factor_kinds=levels.kinds,
             )
         )
-    check_identified(X, blocks)
+    check_identified(basis, blocks)
     design = Design(
         spec=spec,
         y=y,

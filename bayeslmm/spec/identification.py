@@ -28,11 +28,12 @@ from .blocks import RandomBlock
 TOLERANCE = 1e-9
 
 
-def check_identified(X: np.ndarray, blocks: Sequence[RandomBlock]) -> None:
+def check_identified(basis: np.ndarray | None, blocks: Sequence[RandomBlock]) -> None:
     """Warn, naming the term, the factor and the column, for each random term that the
-    fixed effects ``X`` absorb and each slope constant within every level of its factor."""
-    if blocks and X.shape[1]:
-        basis = np.linalg.qr(X, mode="reduced")[0]
+    fixed effects absorb (``basis``: an orthonormal basis of their columns, the Q of
+    their full-rank matrix's QR; None: no rows) and each slope constant within every
+    level of its factor."""
+    if blocks and basis is not None and basis.shape[1]:
         for block in blocks:
             if _within_span(basis, block):
                 warn(

@@ -97,18 +97,23 @@ def _log_jacobian(transform, x, h=1e-6):
     return np.linalg.slogdet(np.column_stack(cols))[1]
 
 
-@pytest.mark.parametrize("flags", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("flags", [(False, False), (True, False), (False, True), (True, True),
+                                   "whitened"])  # fmt: skip
 def test_correlated_term_equals_the_graph_through_the_change_of_variables(flags):
-    """``(1 + x | g)``, each term centred or not: our SDs and canonical partial
-    correlations against PyMC's packed LKJ Cholesky factor, compared in the coordinates
-    both share (beta, SDs, correlation, z) with each side's log Jacobian by central
-    differences (a centred term's map to z included)."""
+    """``(1 + x | g)``, each term centred or not, or whitened (the default): our SDs and
+    canonical partial correlations against PyMC's packed LKJ Cholesky factor, compared in
+    the coordinates both share (beta, SDs, correlation, z) with each side's log Jacobian
+    by central differences (a centred term's map to z, or the whitening's, included)."""
     from bayeslmm.bayes.density import MarginalDensity
 
     model = _model("y ~ x + (1 + x | g)", "bernoulli", "logit")
-    density = MarginalDensity.from_glm(model.design, model.response, model.priors,
-                                       model.blocked_system, {"g": flags}, None, None,
-                                       model._pooled[0], None)  # fmt: skip
+    if flags == "whitened":
+        density = model.compiled_density
+        assert density.layout.whitened == frozenset({0})
+    else:
+        density = MarginalDensity.from_glm(model.design, model.response, model.priors,
+                                           model.blocked_system, {"g": flags}, None, None,
+                                           model._pooled[0], None)  # fmt: skip
     graph = model.pymc_model
     with quiet_pymc():
         logp = graph.compile_logp(jacobian=True)
@@ -531,9 +536,44 @@ def test_whitened_fits_alone_take_the_whitened_target_accept():
     assert model._route_target_accept(model.laplace_density) == 0.9
 
 
+@pytest.mark.parametrize(("formula", "family", "link"), [
+    ("y ~ x + (1 + x | g)", "bernoulli", "logit"),
+    ("y ~ x + (1 + x | g)", "bernoulli", "probit"),
+    ("y ~ w + offset(log(exposure)) + (1 + x | g)", "poisson", "log"),
+    ("y ~ x + w + (1 + x + exposure | g)", "bernoulli", "logit"),
+    ("y ~ 0 + (1 + x | g)", "bernoulli", "logit"),
+    ("y ~ x + (1 + x || g)", "bernoulli", "logit"),
+])  # fmt: skip
+def test_correlated_terms_are_whitened(formula, family, link):
+    """A model whose one grouping factor has correlated terms has its effects whitened
+    level by level (Layout.whitened: ``u = L z``, ``z = K^-T (K^-1 L'(e - B beta) + x)``,
+    ``K K' = I + L' H L``): the gradient is exact (through L's Cholesky factor and the
+    correlations), and ``x = 0`` at the first stage's estimates is its conditional mode,
+    lme4's ``b = T u`` level by level; the terms count as not centred, shift no fixed
+    effect and are not signed."""
+    from bayeslmm.bayes.density import _whitened_vector_effects
+
+    model = _model(formula, family, link)
+    density = model.compiled_density
+    block = model.design.blocks[0]
+    q, n = block.n_terms, block.n_levels
+    assert density.layout.whitened == frozenset({0})
+    assert density.layout.shift == ((-1,) * q,) and not any(density.signed)
+    assert model.whitened_terms == {"g": tuple(block.columns)}
+    assert model.centred_terms == {block.label: ()}
+    assert_exact_gradient(density)
+    state = model._stage_one.state
+    table = unpack(density.data)["whiten"].reshape(n, q, -1)
+    z, u = _whitened_vector_effects(table, np.zeros((n, q)), state.beta, state.T[0])
+    np.testing.assert_allclose(u, state.u.reshape(n, q) @ state.T[0].T, rtol=1e-8,
+                               atol=1e-10)  # fmt: skip
+    np.testing.assert_allclose(u, z @ state.T[0].T, rtol=1e-12)
+
+
 def test_several_factors_are_not_whitened():
     """Whitening needs a level's estimate given the fixed effects alone: not with crossed
-    or nested factors, nor a factor of several terms."""
-    for formula in ("y ~ x + (1 | g) + (1 | h)", "y ~ x + (1 + x | g)"):
+    factors, nor several terms beside another factor or in several blocks."""
+    for formula in ("y ~ x + (1 | g) + (1 | h)", "y ~ x + (1 + x | g) + (1 | h)",
+                    "y ~ x + (1 | g) + (0 + x | g)"):  # fmt: skip
         model = _model(formula, "bernoulli", "logit")
         assert model.whitened_terms == {} and not model.compiled_density.layout.whitened

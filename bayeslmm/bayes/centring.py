@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..gaussian.statistics import BlockedStats, LevelSpread
+from ..gaussian.statistics import BlockedStats, FactorNodes, LevelSpread
 from ..glmm.stage_one import StageOne
 from ..spec.design import Design
 from ..spec.naming import ParameterNames
@@ -275,6 +275,8 @@ def whitening(stats: BlockedStats, design: Design, fit: StageOne
     40-46 with its broods centred level by level. Not for crossed factors (a level's
     estimate then depends on the other factor's effects), nor several terms."""
     factors = stats.factors
+    if len(factors) == 1 and factors[0].q > 1:
+        return _whitening_vector(design, factors[0], fit)
     if any(f.q != 1 or len(f.blocks) != 1 for f in factors) or not fit.converged:
         return {}
     blocks = [design.blocks[f.blocks[0]] for f in factors]
@@ -288,10 +290,7 @@ def whitening(stats: BlockedStats, design: Design, fit: StageOne
     sd_hat = state.T[:, 0, 0]
     if len(sd_hat) != len(factors) or not np.all(sd_hat > WHITEN_ABOVE):
         return {}
-    family = fit.problem.family
-    offset = np.zeros(len(state.eta)) if fit.problem.offset is None else fit.problem.offset
-    with np.errstate(divide="ignore", invalid="ignore"):
-        working = state.eta - offset + (fit.problem.y - state.mu) / family.mu_eta(state.eta)
+    working, _ = _working(design, fit)
     z = blocks[0].Z[:, 0]  # per row, as a unit of the finest factor
     scale = np.where(z != 0, z, 1.0)
     weight = np.where(z != 0, state.w * z * z, 0.0)
@@ -320,3 +319,45 @@ def whitening(stats: BlockedStats, design: Design, fit: StageOne
             x = np.where(d[:, None] > 0, b / d[:, None], 0.0)
         unit_codes = parent.astype(np.int64) if f + 1 < len(factors) else unit_codes
     return out
+
+
+def _working(design: Design, fit: StageOne) -> tuple[np.ndarray, np.ndarray]:
+    """The first glmer stage's working responses ``eta - offset + (y - mu) / mu'(eta)``
+    and weights, per row."""
+    state, family = fit.state, fit.problem.family
+    offset = np.zeros(len(state.eta)) if fit.problem.offset is None else fit.problem.offset
+    with np.errstate(divide="ignore", invalid="ignore"):
+        working = state.eta - offset + (fit.problem.y - state.mu) / family.mu_eta(state.eta)
+    return working, state.w
+
+
+def _whitening_vector(design: Design, factor: FactorNodes, fit: StageOne
+                      ) -> dict[str, tuple[np.ndarray, str | None]]:  # fmt: skip
+    """:func:`whitening` of a model's one grouping factor with ``q > 1`` terms in one
+    block (``(1 + x | g)``): per effect (level by level, term by term) ``(H_aa, e_a, -1,
+    B_a1 .. B_ap, H_a1 .. H_aq)``, the level's ``H = sum w z z'``, ``e = sum w z y~`` and
+    ``B = sum w z x'`` over its rows. The kernel's ``u = L z``, ``z = K^-T (K^-1 L'(e -
+    B beta) + x)`` with ``K K' = I + L' H L`` (``L`` the factor's covariance factor) is
+    then the approximation's conditional posterior of ``u`` at ``x ~ N(0, I)``. Not for
+    independent terms (several blocks)."""
+    if len(factor.blocks) != 1 or not fit.converged:
+        return {}
+    block = design.blocks[factor.blocks[0]]
+    working, w = _working(design, fit)
+    Z, codes, n, q = np.asarray(block.Z, float), block.codes, factor.n_levels, factor.q
+    X = np.asarray(design.X, float)
+    if not (np.all(np.isfinite(working)) and np.all(np.isfinite(w)) and np.all(w >= 0)):
+        return {}
+    wz = w[:, None] * Z  # (rows, q)
+    H = np.zeros((n, q, q))
+    for a in range(q):
+        for c in range(q):
+            H[:, a, c] = np.bincount(codes, wz[:, a] * Z[:, c], n)
+    e = np.column_stack([np.bincount(codes, wz[:, a] * working, n) for a in range(q)])
+    B = np.zeros((n, q, X.shape[1]))
+    for a in range(q):
+        for k in range(X.shape[1]):
+            B[:, a, k] = np.bincount(codes, wz[:, a] * X[:, k], n)
+    table = np.concatenate([np.diagonal(H, axis1=1, axis2=2)[..., None], e[..., None],
+                            np.full((n, q, 1), -1.0), B, H], axis=2)  # fmt: skip
+    return {factor.group: (table.reshape(n * q, -1), None)}

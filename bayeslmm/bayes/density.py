@@ -129,7 +129,8 @@ Centring = Mapping[str, Sequence[bool]]
 LevelCentring = Mapping[str, Sequence[bool]]
 #: per sampled grouping factor of one term whose effects are whitened
 #: (:attr:`Layout.whitened`): per level (node order) ``(d, e, parent level, b_1 .. b_p)``
-#: (parent level -1: none), and the parent factor's group (None: none)
+#: (parent level -1: none), and the parent factor's group (None: none); a factor of ``q >
+#: 1`` terms in one block (no parent): per effect, that row followed by its row of ``H``
 Whitening = Mapping[str, tuple[np.ndarray, str | None]]
 
 
@@ -292,17 +293,18 @@ class Layout:
         centred = dict(centred or {})
         by_group = {f.group: f for f in system.stats.factors}
 
-        def sampled_one_term(group: str) -> bool:
+        def sampled_one_term(group: str, one_block: bool = False) -> bool:
             factor = by_group.get(group)
             return factor is not None and factor.first >= system.stats.n_marginal and (
-                factor.q == 1)  # fmt: skip
+                factor.q == 1 or (one_block and len(factor.blocks) == 1))  # fmt: skip
 
         for group in whitened:
-            if not sampled_one_term(group):
-                raise ValueError(f"whitened {group!r}: a sampled grouping factor of one term")
+            if not sampled_one_term(group, one_block=True):
+                raise ValueError(f"whitened {group!r}: a sampled grouping factor of one term "
+                                 f"or of one block")  # fmt: skip
             if group in (level_centring or {}):
                 raise ValueError(f"{group!r} is both whitened and centred level by level")
-            centred[group] = (False,)
+            centred[group] = (False,) * by_group[group].q
         level_flags = {}
         for group, flags in (level_centring or {}).items():
             flags = np.asarray(flags, bool)
@@ -772,7 +774,12 @@ class MarginalDensity:
                         up = parent[rows]
                         v[..., i] -= np.where(centred_effects[up], values[..., up],
                                               u_all[..., up])  # fmt: skip
-                if lay.factors[b] in lay.whitened:  # one term: u = m + s x
+                if lay.factors[b] in lay.whitened and q_factor > 1:  # one block: u = L z
+                    rows = v_first + np.arange(levels * q_factor)
+                    table = fields["whiten"][rows].reshape(levels, q_factor, -1)
+                    beta = out.get("beta", np.zeros(x.shape[:-1] + (0,)))
+                    z, out[f"u_{label}"] = _whitened_vector_effects(table, v, beta, scale)
+                elif lay.factors[b] in lay.whitened:  # one term: u = m + s x
                     rows = v_first + np.arange(levels)
                     table = fields["whiten"][rows]
                     up = table[:, 2].astype(int)
@@ -894,9 +901,12 @@ def _carried_start(start: np.ndarray, layout: Layout, carry: np.ndarray,
 
 def _whiten_table(whitening: Whitening, layout: Layout, system: BlockedSystem) -> np.ndarray:
     """:attr:`Layout.whitened`'s constants per sampled effect, ``(d, e, parent effect,
-    b_1 .. b_p)`` (parent effect -1: none; zeros for the other factors' effects), or no
-    rows where no factor is whitened."""
-    width = 3 + layout.p
+    b_1 .. b_p)`` (parent effect -1: none; zeros for the other factors' effects), where a
+    factor of ``q > 1`` terms is whitened followed by its row of ``H`` (``q`` columns:
+    :func:`~bayeslmm.bayes.centring.whitening`), or no rows where no factor is whitened."""
+    vector = [system.stats.factors[f].q for f in layout.whitened
+              if system.stats.factors[f].q > 1]  # fmt: skip
+    width = 3 + layout.p + max(vector, default=0)
     if not layout.whitened:
         return np.zeros((0, width))
     table = np.zeros((layout.n_explicit, width))
@@ -910,16 +920,17 @@ def _whiten_table(whitening: Whitening, layout: Layout, system: BlockedSystem) -
             constants, parent = whitening[group]
             constants = np.array(constants, float)
             # the kernel reads a parent's effect before its children's: fewer levels
-            if constants.shape != (sampled.levels, width) or (
+            if constants.shape != (sampled.levels * sampled.q, width) or (
                     parent is not None and (parent not in first or first[parent][1] <= f
                                             or (constants[:, 2] < 0).any())):  # fmt: skip
                 raise ValueError(f"whitening of {group!r}: one row (d, e, parent level, "
-                                 f"b_1 .. b_p) per level, {(sampled.levels, width)}, and a "
+                                 f"b_1 .. b_p[, H row]) per effect, "
+                                 f"{(sampled.levels * sampled.q, width)}, and a "
                                  f"sampled parent with fewer levels (each level's, >= 0) or "
                                  f"None; got {constants.shape}, {parent!r}")  # fmt: skip
             if parent is not None:
                 constants[:, 2] += first[parent][0]
-            table[sampled.first : sampled.first + sampled.levels] = constants
+            table[sampled.first : sampled.first + sampled.levels * sampled.q] = constants
     return table
 
 
@@ -932,6 +943,32 @@ def _whitened_effects(table: np.ndarray, x: np.ndarray, beta: np.ndarray, sd: np
     l2 = sd * sd
     D = 1.0 + l2 * d
     return l2 * (e - beta @ b.T - d * ancestors) / D + sd / np.sqrt(D) * x
+
+
+def _whitened_vector_effects(table: np.ndarray, x: np.ndarray, beta: np.ndarray,
+                             scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """A whitened factor of ``q > 1`` terms' ``z`` and ``u = L z`` (..., levels, q) from
+    its ``x`` (..., levels, q), ``beta`` (..., p), covariance factor ``L`` (..., q, q) and
+    rows of :func:`_whiten_table` (levels, q, width): ``z = K^-T (K^-1 L'(e - B beta) +
+    x)``, ``K K' = I + L' H L`` (:attr:`Layout.whitened`); the kernel's
+    :func:`_white_forward`, over draws and levels at once (q small: loops over terms)."""
+    q, p = table.shape[1], beta.shape[-1]
+    H, e, B = table[..., 3 + p : 3 + p + q], table[..., 1], table[..., 3 : 3 + p]
+    g = e - np.einsum("lap,...p->...la", B, beta)
+    L = scale
+    LtHL = np.einsum("...mi,lmn,...nj->...lij", L, H, L, optimize=True)
+    K = np.linalg.cholesky(np.eye(q) + LtHL)
+    t = np.einsum("...mi,...lm->...li", L, g)
+    y = np.empty_like(t)
+    for i in range(q):  # K y = t
+        y[..., i] = (t[..., i] - np.einsum("...lm,...lm->...l", K[..., i, :i],
+                                           y[..., :i])) / K[..., i, i]  # fmt: skip
+    z = np.empty_like(t)
+    w = y + x
+    for i in range(q - 1, -1, -1):  # K' z = y + x
+        z[..., i] = (w[..., i] - np.einsum("...lm,...lm->...l", K[..., i + 1 :, i],
+                                           z[..., i + 1 :])) / K[..., i, i]  # fmt: skip
+    return z, np.einsum("...ij,...lj->...li", scale, z)
 
 
 def _centred_effects(layout: Layout) -> np.ndarray:
@@ -1311,6 +1348,13 @@ def logp_and_grad(x, data, grad):
     daE = np.zeros(whiten.shape[0])
     basis = data[int(h[BASIS, 0])] > 0.0
     F, qmax, p, nb = centred.shape[0], centred.shape[1], fs.XtX.shape[0], blocks.shape[0]
+    # a whitened factor of several terms' K, 1 / K_ii, y, g and H L per effect
+    # (_white_forward), kept for the way back, its log Jacobian, and scratch
+    n_white = whiten.shape[0] if whiten.shape[1] > 3 + p else 0
+    wK, wHL = np.zeros((n_white, qmax)), np.zeros((n_white, qmax))
+    wKinv, wy, wg = np.zeros(n_white), np.zeros(n_white), np.zeros(n_white)
+    white_log_det = np.zeros(F)
+    wC, wb, tb = np.zeros((qmax, qmax)), np.zeros(qmax), np.zeros(qmax)
     NE, QE = e.e_size.shape[0], e.Zty_E.shape[0]
     e_size, e_offset, e_factor = e.e_size, e.e_offset, e.e_factor
 
@@ -1459,6 +1503,12 @@ def logp_and_grad(x, data, grad):
                     xa -= v_all[j] if parent_centred[j] else uE[j]
                 uE[oe] = xa
                 zE[oe] = xa * inv
+            continue
+        if centred[f, 0] > 2.5:  # whitened, q > 1 terms in one block: u = L z
+            white_log_det[f] = _white_forward(lam[f], whiten, f, e_size[first_level[f]], p, beta,
+                                            v_all, first_level[f], last_level[f], e_factor,
+                                            e_offset, uE, zE, wK, wKinv, wy, wg,
+                                            wHL)  # fmt: skip
             continue
         if e_size[first_level[f]] == 2:  # two terms (1 + x | g): the same, unrolled
             c0, c1 = centred[f, 0] > 0, centred[f, 1] > 0
@@ -1656,6 +1706,12 @@ def logp_and_grad(x, data, grad):
             _shift_back(f, 0, total, shift, grad, carried, owner, wbar, qmax, p)
             lp -= 0.5 * zz
             dlamE[f, 0, 0] += dlam * inv + dlam_z
+            continue
+        if centred[f, 0] > 2.5:  # whitened, q > 1 terms: back through _white_forward
+            lp += _white_back(lam[f], whiten, f, e_size[first_level[f]], p, first_level[f],
+                              last_level[f], e_factor, e_offset, duE, zE, wK, wKinv, wy, wg,
+                              wHL, grad, z0, dlamE[f], wb, tb, wC)  # fmt: skip
+            lp -= levels[f] * e_size[first_level[f]] * 0.5 * LOG_2PI + white_log_det[f]
             continue
         if e_size[first_level[f]] == 2:  # two terms: the same, unrolled
             c0, c1 = centred[f, 0] > 0, centred[f, 1] > 0
@@ -1873,6 +1929,206 @@ def _sd_prior(row, x, sd, g_sd, grad, i):
     v, d = _prior(row, sd)
     grad[i] += (d + g_sd) * sd + 1.0
     return v + x
+
+
+@kernel
+def _white_forward(L, whiten, f, q, p, beta, v_all, first, last, e_factor, e_offset, uE, zE,
+                   K, Kinv, y, g, HL):  # fmt: skip
+    """A whitened factor ``f`` of ``q > 1`` terms (:attr:`Layout.whitened`), level by level
+    (rows ``oe ..`` of ``whiten``: ``H``, ``e``, ``B``): ``g = e - B beta``, ``HL = H L``,
+    ``K = chol(I + L' H L)``, ``y = K^-1 L' g``, ``z = K^-T (y + x)`` (``x`` in ``v_all``)
+    and ``u = L z`` into ``zE`` and ``uE``; keeps ``K`` (row ``oe + i`` holds ``K[i]``),
+    ``1 / K_ii``, ``y``, ``g`` and ``HL`` for :func:`_white_back`; returns ``sum log K_ii``
+    over the levels."""
+    log_det = 0.0
+    for r in range(first, last + 1):
+        if e_factor[r] != f:
+            continue
+        oe = e_offset[r]
+        for a in range(q):
+            ga = whiten[oe + a, 1]
+            for k in range(p):
+                ga -= whiten[oe + a, 3 + k] * beta[k]
+            g[oe + a] = ga
+        if q == 2:  # (1 + x | g): the same, unrolled (a third of the gradient's time)
+            log_det += _white_forward_2(L, whiten, oe, p, v_all, uE, zE, K, Kinv, y, g, HL)
+            continue
+        for a in range(q):
+            for c in range(q):
+                acc = 0.0
+                for m in range(c, q):  # L is lower triangular
+                    acc += whiten[oe + a, 3 + p + m] * L[m, c]
+                HL[oe + a, c] = acc
+        det = 1.0
+        for i in range(q):  # K K' = I + L' (H L), row by row
+            for j in range(i + 1):
+                acc = 1.0 if i == j else 0.0
+                for m in range(i, q):
+                    acc += L[m, i] * HL[oe + m, j]
+                for m in range(j):
+                    acc -= K[oe + i, m] * K[oe + j, m]
+                if i == j:
+                    K[oe + i, i] = math.sqrt(acc)
+                    Kinv[oe + i] = 1.0 / K[oe + i, i]
+                    det *= K[oe + i, i]  # each >= 1 (a Schur complement of I + PSD)
+                else:
+                    K[oe + i, j] = acc * Kinv[oe + j]
+        log_det += math.log(det)
+        for i in range(q):  # y = K^-1 L' g
+            acc = 0.0
+            for m in range(i, q):
+                acc += L[m, i] * g[oe + m]
+            for m in range(i):
+                acc -= K[oe + i, m] * y[oe + m]
+            y[oe + i] = acc * Kinv[oe + i]
+        for i in range(q - 1, -1, -1):  # z = K^-T (y + x)
+            acc = y[oe + i] + v_all[oe + i]
+            for m in range(i + 1, q):
+                acc -= K[oe + m, i] * zE[oe + m]
+            zE[oe + i] = acc * Kinv[oe + i]
+        for a in range(q):  # u = L z
+            acc = 0.0
+            for c in range(a + 1):
+                acc += L[a, c] * zE[oe + c]
+            uE[oe + a] = acc
+    return log_det
+
+
+@kernel
+def _white_forward_2(L, whiten, oe, p, v_all, uE, zE, K, Kinv, y, g, HL):
+    """:func:`_white_forward`'s level of two terms, written out; returns ``log det K``."""
+    l00, l10, l11 = L[0, 0], L[1, 0], L[1, 1]
+    h00, h01, h11 = whiten[oe, 3 + p], whiten[oe, 4 + p], whiten[oe + 1, 4 + p]
+    hl00, hl01 = h00 * l00 + h01 * l10, h01 * l11
+    hl10, hl11 = h01 * l00 + h11 * l10, h11 * l11
+    HL[oe, 0], HL[oe, 1], HL[oe + 1, 0], HL[oe + 1, 1] = hl00, hl01, hl10, hl11
+    k00 = math.sqrt(1.0 + l00 * hl00 + l10 * hl10)
+    i0 = 1.0 / k00
+    k10 = l11 * hl10 * i0
+    k11 = math.sqrt(1.0 + l11 * hl11 - k10 * k10)
+    i1 = 1.0 / k11
+    K[oe, 0], K[oe + 1, 0], K[oe + 1, 1], Kinv[oe], Kinv[oe + 1] = k00, k10, k11, i0, i1
+    g0, g1 = g[oe], g[oe + 1]
+    y0 = (l00 * g0 + l10 * g1) * i0
+    y1 = (l11 * g1 - k10 * y0) * i1
+    y[oe], y[oe + 1] = y0, y1
+    z1 = (y1 + v_all[oe + 1]) * i1
+    z0_ = (y0 + v_all[oe] - k10 * z1) * i0
+    zE[oe], zE[oe + 1] = z0_, z1
+    uE[oe], uE[oe + 1] = l00 * z0_, l10 * z0_ + l11 * z1
+    return math.log(k00 * k11)
+
+
+@kernel
+def _white_back_2(L, whiten, oe, p, duE, zE, K, Kinv, y, g, HL, grad, z0, dL):
+    """:func:`_white_back`'s level of two terms, written out; returns its ``sum z^2``."""
+    l00, l10, l11 = L[0, 0], L[1, 0], L[1, 1]
+    k10, k11, i0, i1 = K[oe + 1, 0], K[oe + 1, 1], Kinv[oe], Kinv[oe + 1]
+    k00 = K[oe, 0]
+    za, zb = zE[oe], zE[oe + 1]
+    ub0, ub1 = duE[oe], duE[oe + 1]
+    dL[0, 0] += ub0 * za
+    dL[1, 0] += ub1 * za
+    dL[1, 1] += ub1 * zb
+    w0 = (l00 * ub0 + l10 * ub1 - za) * i0  # wbar = K^-1 (L' ubar - z)
+    w1 = (l11 * ub1 - zb - k10 * w0) * i1
+    grad[z0 + oe] += w0
+    grad[z0 + oe + 1] += w1
+    t1 = w1 * i1  # tbar = K^-T wbar
+    t0 = (w0 - k10 * t1) * i0
+    y0, y1 = y[oe], y[oe + 1]
+    kb00 = -(za * w0 + t0 * y0) - i0
+    kb10 = -(zb * w0 + t1 * y0)
+    kb11 = -(zb * w1 + t1 * y1) - i1
+    p00, p10, p11 = 0.5 * (k00 * kb00 + k10 * kb10), 0.5 * k11 * kb10, 0.5 * k11 * kb11
+    c10, c11 = p10 * i1, p11 * i1  # C = K^-T G, G = [[p00, p10], [p10, p11]]
+    c00, c01 = (p00 - k10 * c10) * i0, (p10 - k10 * c11) * i0
+    m10, m11 = c01 * i1, c11 * i1  # Mbar = K^-T C'
+    m00, m01 = (c00 - k10 * m10) * i0, (c10 - k10 * m11) * i0
+    g0, g1 = g[oe], g[oe + 1]
+    hl00, hl01, hl10, hl11 = HL[oe, 0], HL[oe, 1], HL[oe + 1, 0], HL[oe + 1, 1]
+    dL[0, 0] += 2.0 * (hl00 * m00 + hl01 * m10) + g0 * t0
+    dL[1, 0] += 2.0 * (hl10 * m00 + hl11 * m10) + g1 * t0
+    dL[1, 1] += 2.0 * (hl10 * m01 + hl11 * m11) + g1 * t1
+    gb0, gb1 = l00 * t0, l10 * t0 + l11 * t1
+    for k in range(p):
+        grad[k] -= gb0 * whiten[oe, 3 + k] + gb1 * whiten[oe + 1, 3 + k]
+    return za * za + zb * zb
+
+
+@kernel
+def _white_back(L, whiten, f, q, p, first, last, e_factor, e_offset, duE, zE, K, Kinv, y, g,
+                HL, grad, z0, dL, wb, tb, C):  # fmt: skip
+    """Back through :func:`_white_forward` and the prior ``N(z; 0, I)`` with the map's log
+    Jacobian ``-sum log K_ii``: from ``duE`` (d/du of the rest) adds d/dx to ``grad[z0 +
+    oe ..]``, d/dbeta to ``grad[:p]`` and d/dL to ``dL``; returns ``-sum z^2 / 2``."""
+    zz = 0.0
+    for r in range(first, last + 1):
+        if e_factor[r] != f:
+            continue
+        oe = e_offset[r]
+        if q == 2:
+            zz += _white_back_2(L, whiten, oe, p, duE, zE, K, Kinv, y, g, HL, grad, z0, dL)
+            continue
+        for a in range(q):  # zbar = L' ubar - z; Lbar += ubar z'
+            zz += zE[oe + a] * zE[oe + a]
+            wb[a] = -zE[oe + a]
+        for a in range(q):
+            for c in range(a + 1):
+                wb[c] += L[a, c] * duE[oe + a]
+                dL[a, c] += duE[oe + a] * zE[oe + c]
+        for i in range(q):  # wbar = K^-1 zbar: d/dx and d/dy
+            acc = wb[i]
+            for m in range(i):
+                acc -= K[oe + i, m] * wb[m]
+            wb[i] = acc * Kinv[oe + i]
+            grad[z0 + oe + i] += wb[i]
+        for i in range(q - 1, -1, -1):  # tbar = K^-T ybar
+            acc = wb[i]
+            for m in range(i + 1, q):
+                acc -= K[oe + m, i] * tb[m]
+            tb[i] = acc * Kinv[oe + i]
+        # Kbar = -(z wbar' + tbar y') - diag(1 / K_ii), lower; G = sym(Phi(K' Kbar))
+        for i in range(q):
+            for j in range(i + 1):
+                acc = 0.0
+                for m in range(i, q):  # K_mi Kbar_mj, both lower
+                    kb = -(zE[oe + m] * wb[j] + tb[m] * y[oe + j])
+                    if m == j:
+                        kb -= Kinv[oe + m]
+                    acc += K[oe + m, i] * kb
+                C[i, j] = 0.5 * acc
+                C[j, i] = 0.5 * acc
+        # Mbar = K^-T G K^-1 (symmetric): C <- K^-T G, then Mbar = K^-T C'
+        for c in range(q):
+            for i in range(q - 1, -1, -1):
+                acc = C[i, c]
+                for m in range(i + 1, q):
+                    acc -= K[oe + m, i] * C[m, c]
+                C[i, c] = acc * Kinv[oe + i]
+        for i in range(q):
+            for j in range(i):
+                C[i, j], C[j, i] = C[j, i], C[i, j]
+        for c in range(q):
+            for i in range(q - 1, -1, -1):
+                acc = C[i, c]
+                for m in range(i + 1, q):
+                    acc -= K[oe + m, i] * C[m, c]
+                C[i, c] = acc * Kinv[oe + i]
+        # Lbar += 2 H L Mbar + g tbar'; gbar = L tbar; beta through g = e - B beta
+        for i in range(q):
+            for j in range(i + 1):
+                acc = 0.0
+                for m in range(q):
+                    acc += HL[oe + i, m] * C[m, j]
+                dL[i, j] += 2.0 * acc + g[oe + i] * tb[j]
+        for a in range(q):
+            acc = 0.0
+            for c in range(a + 1):
+                acc += L[a, c] * tb[c]
+            for k in range(p):
+                grad[k] -= acc * whiten[oe + a, 3 + k]
+    return -0.5 * zz
 
 
 @kernel

@@ -289,7 +289,7 @@ class GlmMixin:
     def _signing(self) -> dict[str, tuple[bool, ...]]:
         """:attr:`signed_terms` as flags per factor and term: a whitened term's SD is
         drawn as ``log sd`` (its map reads ``sd`` and ``sd^2`` alike)."""
-        return {**self._signed, **dict.fromkeys(self._whitening, (False,))}
+        return {**self._signed, **self._not_whitened()}
 
     @cached_property
     def _pooled(self) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -388,13 +388,19 @@ class GlmMixin:
     def _centring(self) -> dict[str, tuple[bool, ...]]:
         """:attr:`centred_terms` as flags per sampled factor and term (node order): a
         whitened factor's term is not centred (:attr:`whitened_terms`)."""
-        return {**self._centred, **dict.fromkeys(self._whitening, (False,))}
+        return {**self._centred, **self._not_whitened()}
+
+    def _not_whitened(self) -> dict[str, tuple[bool, ...]]:
+        """A False flag for each term of every whitened factor."""
+        q = {f.group: f.q for f in self.blocked_system.stats.factors}
+        return {group: (False,) * q[group] for group in self._whitening}
 
     @property
     def whitened_terms(self) -> dict[str, tuple[str, ...]]:
         """Per grouping factor, the terms whose effects the compiled sampler whitens: in a
         model whose grouping factors have one term each and are nested in one another
-        (cbpp's herds; grouseticks' observations in broods in locations), each level's
+        (cbpp's herds; grouseticks' observations in broods in locations), or whose one
+        grouping factor has correlated terms (``(1 + x | g)``), each level's
         effect is ``u = m + s x`` with ``N(m, s^2)`` a Gaussian approximation of its
         conditional posterior given the fixed effects, the SD and its ancestors' effects,
         made from lme4's first glmer stage, and ``x`` sampled
@@ -403,7 +409,7 @@ class GlmMixin:
         neither centred nor non-centred but in between as the SD moves. 4 x 1000 draws,
         seeds 1-6: cbpp's smallest bulk ESS 5409-5804 against 1992-2307 centred,
         grouseticks' 987-1459 against 393-608."""
-        return {group: tuple(self.design.blocks[f.blocks[0]].columns)
+        return {group: tuple(c for k in f.blocks for c in self.design.blocks[k].columns)
                 for f in self.blocked_system.stats.factors
                 if (group := f.group) in self._whitening}  # fmt: skip
 

@@ -272,8 +272,10 @@ def whitening(stats: BlockedStats, design: Design, fit: StageOne
     Jacobian); the draws mix as well as it fits. 4 x 1000 draws, seeds 1-6 (sampled at
     ``WHITENED_TARGET_ACCEPT``): cbpp's smallest bulk ESS 5409-5804 against 1992-2307
     centred; grouseticks' 987-1459 with 15 leapfrog steps a draw, against 393-608 with
-    40-46 with its broods centred level by level. Not for crossed factors (a level's
-    estimate then depends on the other factor's effects), nor several terms."""
+    40-46 with its broods centred level by level. A model's one factor of several terms
+    in one block: :func:`_whitening_vector`. Not for crossed factors (a level's estimate
+    then depends on the other factor's effects), nor several terms beside other
+    factors."""
     factors = stats.factors
     if len(factors) == 1 and factors[0].q > 1:
         return _whitening_vector(design, factors[0], fit)

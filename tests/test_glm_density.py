@@ -570,6 +570,21 @@ def test_correlated_terms_are_whitened(formula, family, link):
     np.testing.assert_allclose(u, z @ state.T[0].T, rtol=1e-12)
 
 
+def test_fits_centring_every_term_take_the_whitened_target_accept():
+    """Crossed factors whose every term is centred (the compiled density's own choice)
+    sample at WHITENED_TARGET_ACCEPT too; a non-centred term, or the PyMC graph, keeps the
+    rest of the rule."""
+    model = _model("y ~ x + (1 | g) + (1 | h)", "poisson", "log")
+    model.__dict__["_centred"] = {"g": (True,), "h": (True,)}
+    assert model.whitened_terms == {} and not model._level_centred
+    assert model.default_target_accept == 0.8
+    assert model._route_target_accept(model.compiled_density) == 0.8
+    assert model._route_target_accept(None) == 0.9
+    model.__dict__["_centred"] = {"g": (True,), "h": (False,)}
+    assert model.default_target_accept == 0.9
+    assert model._route_target_accept(model.compiled_density) == 0.9
+
+
 def test_several_factors_are_not_whitened():
     """Whitening needs a level's estimate given the fixed effects alone: not with crossed
     factors, nor several terms beside another factor or in several blocks."""

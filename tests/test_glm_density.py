@@ -570,6 +570,61 @@ def test_correlated_terms_are_whitened(formula, family, link):
     np.testing.assert_allclose(u, z @ state.T[0].T, rtol=1e-12)
 
 
+@pytest.mark.parametrize("formula", ["y ~ x + (1 + x | g)",
+                                     "y ~ w + offset(log(exposure)) + (1 + x + exposure | g)"])
+def test_whitening_is_the_non_centred_density_by_a_change_of_variables(formula):
+    """Without PyMC: the whitened log density at x equals the non-centred compiled one at
+    the same (beta, SDs, correlations, z), less ``sum log det(I + L'HL) / 2`` (numpy's,
+    from the table), to 1e-10; the effects read back 300 draws at a time
+    (``WHITEN_CHUNK``) equal those read draw by draw."""
+    from bayeslmm.bayes.density import WHITEN_CHUNK, MarginalDensity
+
+    family = "poisson" if "exposure" in formula else "bernoulli"
+    model = _model(formula, family, None)
+    density = model.compiled_density
+    lay, block = density.layout, model.design.blocks[0]
+    q, n, p, label = block.n_terms, block.n_levels, lay.p, block.label
+    assert lay.whitened == frozenset({0})
+    plain = MarginalDensity.from_glm(model.design, model.response, model.priors,
+                                     model.blocked_system, {"g": (False,) * q}, None, None,
+                                     model._pooled[0], None)  # fmt: skip
+    H = unpack(density.data)["whiten"].reshape(n, q, -1)[..., 3 + p : 3 + p + q]
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        x = density.start + 0.5 * rng.normal(size=density.start.size)
+        values = density.constrained(x, model.design)
+        at = x.copy()
+        at[lay.effects :] = values[f"z_{label}"].ravel()
+        at[:p] = values["beta"]
+        for i, column in enumerate(plain.layout.shift[0]):  # beta_k + mean u (not centred)
+            if column >= 0:
+                at[column] += values[f"u_{label}"][:, i].mean()
+        L = np.zeros((q, q))
+        L[np.tril_indices(q)] = values[f"chol_{label}"]
+        log_det = 0.5 * np.linalg.slogdet(np.eye(q) + L.T @ H @ L)[1].sum()
+        assert density.logp_grad(x)[0] == pytest.approx(plain.logp_grad(at)[0] - log_det,
+                                                        rel=1e-12, abs=1e-10)  # fmt: skip
+    draws = density.start + 0.3 * rng.normal(size=(3, 100, density.start.size))
+    assert draws.shape[0] * draws.shape[1] > WHITEN_CHUNK
+    together = density.constrained(draws, model.design)[f"u_{label}"]
+    one = np.array([[density.constrained(d, model.design)[f"u_{label}"] for d in chain]
+                    for chain in draws])  # fmt: skip
+    np.testing.assert_allclose(together, one, rtol=1e-12, atol=1e-14)
+
+
+def test_a_glmm_without_fixed_effects_fits():
+    """``y ~ 0 + (1 + x | g)``: whitened, fitted, its pointwise log-likelihood and
+    predictions made without a beta."""
+    model = _model("y ~ 0 + (1 + x | g)", "bernoulli", "logit")
+    assert model.whitened_terms
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(draws=200, tune=200, chains=2, random_seed=1, progressbar=False,
+                  store_log_likelihood=True)  # fmt: skip
+    assert model.fit_info.log_density == "bayeslmm (numba)"
+    assert np.isfinite(model.predict(kind="mean")).all()
+
+
 def test_fits_centring_every_term_take_the_whitened_target_accept():
     """Crossed factors whose every term is centred (the compiled density's own choice)
     sample at WHITENED_TARGET_ACCEPT too; a non-centred term, or the PyMC graph, keeps the

@@ -246,7 +246,7 @@ class Layout:
     #: nested child's reference value (:func:`nested_parents`); its other levels are
     #: sampled as ``z``
     level_centred: tuple[bool, ...] = ()
-    #: the sampled factors (node order) of one term whose effects are whitened: each
+    #: the sampled factors (node order) whose effects are whitened; of one term: each
     #: level's ``u = m + s x`` with ``m = lam^2 (e - b'beta - d a) / D``, ``s = lam /
     #: sqrt(D)``, ``D = 1 + lam^2 d``, where ``a`` is the sum of its ancestors' effects
     #: (a whitened parent's ``u`` and the parent's own ``a``; 0 at the top), ``d`` the
@@ -292,8 +292,9 @@ class Layout:
         """Where each parameter sits, for a design and its blocked system; ``centred``
         flags per sampled factor and term (node order), ``level_centring`` per level of a
         sampled factor of one term (its term then centred where any level is);
-        ``whitened``: sampled factors of one term whose effects are whitened
-        (:attr:`whitened`; not centred, whatever ``centred`` says)."""
+        ``whitened``: sampled factors of one term, or a model's one factor of several terms
+        in one block, whose effects are whitened (:attr:`whitened`; not centred, whatever
+        ``centred`` says)."""
         centred = dict(centred or {})
         by_group = {f.group: f for f in system.stats.factors}
 
@@ -510,8 +511,8 @@ class MarginalDensity:
         ``sd_start``; a negative binomial's ``log theta`` (priors' ``"theta"``) at
         ``theta_start`` (a pooled fit's; the prior's typical value where None).
         ``level_centring``: per factor of one term, its levels' centring
-        (:attr:`Layout.level_centred`); ``whitening``: per factor of one term whose
-        effects are whitened, its levels' constants (:attr:`Layout.whitened`). None where
+        (:attr:`Layout.level_centred`); ``whitening``: per factor whose effects are
+        whitened, its levels' constants (:data:`Whitening`, :attr:`Layout.whitened`). None where
         the kernel lacks the family, link or a prior."""
         rows = glm_rows(design, response, system)
         if rows is None:

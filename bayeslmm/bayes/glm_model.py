@@ -575,8 +575,10 @@ class GlmMixin:
         post = stack.posterior(idata)
         r, design = self.response, self.design
         chains, draws = post.sizes["chain"], post.sizes["draw"]
+        beta = (post["beta"].values.reshape(chains * draws, -1) if "beta" in post
+                else np.zeros((chains * draws, 0)))  # a model without fixed effects
         values = pointwise_loglik(
-            design, r, post["beta"].values.reshape(chains * draws, -1),
+            design, r, beta,
             [post[f"u_{b.label}"].values.reshape(chains * draws, b.n_levels, b.n_terms)
              for b in design.blocks],
             self._theta_draws(idata).reshape(-1) if r.family.negative_binomial else None,

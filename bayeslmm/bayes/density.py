@@ -2078,6 +2078,18 @@ def _white_back_2(L, whiten, oe, p, duE, zE, K, Kinv, y, g, HL, grad, z0, dL):
 
 
 @kernel
+def _solve_upper_in_place(K, Kinv, oe, q, C):
+    """``C <- K^-T C`` column by column, ``K`` lower triangular in rows ``oe .. oe + q``
+    with its diagonal's inverse in ``Kinv``."""
+    for c in range(q):
+        for i in range(q - 1, -1, -1):
+            acc = C[i, c]
+            for m in range(i + 1, q):
+                acc -= K[oe + m, i] * C[m, c]
+            C[i, c] = acc * Kinv[oe + i]
+
+
+@kernel
 def _white_back(L, whiten, f, q, p, first, last, e_factor, e_offset, duE, zE, K, Kinv, y, g,
                 HL, grad, z0, dL, wb, tb, C):  # fmt: skip
     """Back through :func:`_white_forward` and the prior ``N(z; 0, I)`` with the map's log
@@ -2121,21 +2133,11 @@ def _white_back(L, whiten, f, q, p, first, last, e_factor, e_offset, duE, zE, K,
                 C[i, j] = 0.5 * acc
                 C[j, i] = 0.5 * acc
         # Mbar = K^-T G K^-1 (symmetric): C <- K^-T G, then Mbar = K^-T C'
-        for c in range(q):
-            for i in range(q - 1, -1, -1):
-                acc = C[i, c]
-                for m in range(i + 1, q):
-                    acc -= K[oe + m, i] * C[m, c]
-                C[i, c] = acc * Kinv[oe + i]
+        _solve_upper_in_place(K, Kinv, oe, q, C)
         for i in range(q):
             for j in range(i):
                 C[i, j], C[j, i] = C[j, i], C[i, j]
-        for c in range(q):
-            for i in range(q - 1, -1, -1):
-                acc = C[i, c]
-                for m in range(i + 1, q):
-                    acc -= K[oe + m, i] * C[m, c]
-                C[i, c] = acc * Kinv[oe + i]
+        _solve_upper_in_place(K, Kinv, oe, q, C)
         # Lbar += 2 H L Mbar + g tbar'; gbar = L tbar; beta through g = e - B beta
         for i in range(q):
             for j in range(i + 1):

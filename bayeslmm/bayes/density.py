@@ -779,18 +779,18 @@ class MarginalDensity:
                         up = parent[rows]
                         v[..., i] -= np.where(centred_effects[up], values[..., up],
                                               u_all[..., up])  # fmt: skip
-                if lay.factors[b] in lay.whitened and q_factor > 1:  # one block: u = L z
+                whitened = lay.factors[b] in lay.whitened
+                beta = out.get("beta", np.zeros(x.shape[:-1] + (0,)))  # p may be 0
+                if whitened and q_factor > 1:  # one block: u = L z
                     rows = v_first + np.arange(levels * q_factor)
                     table = fields["whiten"][rows].reshape(levels, q_factor, -1)
-                    beta = out.get("beta", np.zeros(x.shape[:-1] + (0,)))
                     z, out[f"u_{label}"] = _whitened_vector_effects(table, v, beta, scale)
-                elif lay.factors[b] in lay.whitened:  # one term: u = m + s x
+                elif whitened:  # one term: u = m + s x
                     rows = v_first + np.arange(levels)
                     table = fields["whiten"][rows]
                     up = table[:, 2].astype(int)
                     above = np.where(up >= 0, u_all[..., up] + ancestors[..., up], 0.0)
                     ancestors[..., rows] = above
-                    beta = out.get("beta", np.zeros(x.shape[:-1] + (0,)))  # p may be 0
                     u = _whitened_effects(table, v[..., 0], beta, sd[..., 0, None], above)
                     out[f"u_{label}"] = u[..., None]
                     z = (u / sd[..., 0, None])[..., None]
@@ -976,7 +976,7 @@ def _whitened_vector_effects(table: np.ndarray, x: np.ndarray, beta: np.ndarray,
     q, p = table.shape[1], beta.shape[-1]
     H, e, B = table[..., 3 + p : 3 + p + q], table[..., 1], table[..., 3 : 3 + p]
     g = e - np.einsum("lap,...p->...la", B, beta)
-    L = scale
+    L = scale  # (..., q, q), lower triangular
     LtHL = np.einsum("...mi,lmn,...nj->...lij", L, H, L, optimize=True)
     K = np.linalg.cholesky(np.eye(q) + LtHL)
     t = np.einsum("...mi,...lm->...li", L, g)
@@ -989,7 +989,7 @@ def _whitened_vector_effects(table: np.ndarray, x: np.ndarray, beta: np.ndarray,
     for i in range(q - 1, -1, -1):  # K' z = y + x
         z[..., i] = (w[..., i] - np.einsum("...lm,...lm->...l", K[..., i + 1 :, i],
                                            z[..., i + 1 :])) / K[..., i, i]  # fmt: skip
-    return z, np.einsum("...ij,...lj->...li", scale, z)
+    return z, np.einsum("...ij,...lj->...li", L, z)
 
 
 def _centred_effects(layout: Layout) -> np.ndarray:

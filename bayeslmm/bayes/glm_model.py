@@ -35,7 +35,7 @@ Bayes factors, leave-one-group-out) is Gaussian only for now and refuses these m
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +118,14 @@ def gaussian_only(model: Any, what: str) -> None:
 #: Bernoulli 1444-1535 with 7.3 steps against 2849-2870 with 14.9 (the same per step). No
 #: divergences
 WHITENED_TARGET_ACCEPT = 0.8
+
+
+def _informed(whitened: bool, centred: Sequence[Sequence[bool]], by_level: bool) -> bool:
+    """Does a compiled fit sample in coordinates its data inform: its effects whitened, or
+    every term of every sampled factor (``centred``: flags per factor) centred, none level
+    by level (:data:`WHITENED_TARGET_ACCEPT`)."""
+    return whitened or (bool(centred) and all(all(flags) for flags in centred)
+                        and not by_level)  # fmt: skip
 
 
 class GlmMixin:
@@ -277,10 +285,9 @@ class GlmMixin:
         (:attr:`centred_terms`, no level sampled otherwise) and no factor has few levels,
         :data:`WHITENED_TARGET_ACCEPT`; a fit on another route (``method="full"``,
         ``"laplace"``, another sampler) keeps the rest of the rule."""
-        every = all(all(self._centred.get(f.group, (False,)))
-                    for f in self.blocked_system.stats.factors)  # fmt: skip
-        return self._target_accept(bool(self._whitening)
-                                   or (every and not self._level_centred))  # fmt: skip
+        flags = [self._centred.get(f.group, (False,)) for f in self.blocked_system.stats.factors]
+        return self._target_accept(_informed(bool(self._whitening), flags,
+                                             bool(self._level_centred)))  # fmt: skip
 
     def _route_target_accept(self, density: MarginalDensity | None) -> float:
         """The default ``target_accept`` of a fit sampling ``density`` (None: the PyMC
@@ -289,13 +296,15 @@ class GlmMixin:
         if density is None:
             return self._target_accept(False)
         lay = density.layout
-        sampled = [e for e in lay.explicit if e is not None]
-        every = bool(sampled) and all(all(e.centred) for e in sampled)
-        return self._target_accept(bool(lay.whitened) or (every and not lay.level_centred))
+        flags = [e.centred for e in lay.explicit if e is not None]
+        return self._target_accept(_informed(bool(lay.whitened), flags,
+                                             bool(lay.level_centred)))  # fmt: skip
 
-    def _target_accept(self, whitened: bool) -> float:
+    def _target_accept(self, informed: bool) -> float:
+        """The base rule, :data:`WHITENED_TARGET_ACCEPT` where ``informed`` (:func:`_informed`)
+        and no factor has few levels."""
         base = super().default_target_accept
-        if whitened:
+        if informed:
             return WHITENED_TARGET_ACCEPT if base == 0.9 else base
         if self.design.blocks and not any(any(c) for c in self._centred.values()):
             return max(base, 0.95)
@@ -429,7 +438,7 @@ class GlmMixin:
                 if (group := f.group) in self._whitening}  # fmt: skip
 
     @cached_property
-    def _whitening(self) -> dict[str, np.ndarray]:
+    def _whitening(self) -> dict[str, tuple[np.ndarray, str | None]]:
         """Per sampled factor whose effects are whitened, its levels' constants
         (:func:`~bayeslmm.bayes.centring.whitening`; none without the first stage)."""
         if self._stage_one is None:

@@ -12,6 +12,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import shutdown
+
+shutdown.register()
+
 if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from . import plots
     from .bayes.evidence import BayesFactor, MarginalLikelihood, bayes_factor

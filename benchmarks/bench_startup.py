@@ -6,7 +6,8 @@
                                      # user's: python3 -m venv V && V/bin/pip install .
 
 Every row is a fresh process of the Python running this script, importing this checkout's
-bayeslmm (``PYTHONPATH``; checked), except the installed wheel's row. Seconds, medians of
+bayeslmm (``PYTHONPATH``; checked; its bytecode written first, as pip writes an installed
+package's), except the installed wheel's row. Seconds, medians of
 ``--repeats`` runs; ``cpu_s`` is the process's user + system time (less sensitive than the
 wall time to other work on the machine), ``load`` the machine's 1-minute load average when
 the run started:
@@ -28,6 +29,8 @@ the run started:
 - a sleepstudy fit (``Reaction ~ Days + (Days | Subject)``, nutpie, 4 chains x 1,000
   draws) with the kernels' cache warm: the whole process, and its parts (import, build:
   imports and the model; fit);
+- the same fit with Python's last garbage collection at exit kept
+  (``BAYESLMM_EXIT_COLLECTION=1``; by default bayeslmm skips it, :mod:`bayeslmm.shutdown`);
 - the same fit with an empty numba cache (``NUMBA_CACHE_DIR`` pointing at an empty
   folder), ``--cold-repeats`` times: what the first fit costs when nothing was compiled at
   installation;
@@ -246,6 +249,10 @@ def main() -> None:
     rows = []
     repeats = 0 if args.install_only else args.repeats
     cold = repeats if args.cold_repeats is None or args.install_only else args.cold_repeats
+    # the checkout's bytecode written, as pip writes an installed package's
+    compiling = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([py, "-m", "compileall", "-q", str(ROOT / "bayeslmm")], check=True,
+                   env=compiling, capture_output=True)  # fmt: skip
     if repeats:
         _run(py, FIT, env)  # the kernels' cache filled for this checkout
     for _ in range(repeats):
@@ -262,6 +269,9 @@ def main() -> None:
         rows.append(_time_row("xarray's first array (in-process s)", py, XARRAY, env,
                               inner=True))  # fmt: skip
         rows.append(_fit_row("sleepstudy fit, warm cache (fresh process)", py, env))
+        rows.append(_fit_row("the same, Python's collection at exit kept "
+                             "(BAYESLMM_EXIT_COLLECTION=1)", py,
+                             {**env, "BAYESLMM_EXIT_COLLECTION": "1"}))  # fmt: skip
     for _ in range(cold):
         with tempfile.TemporaryDirectory() as cache:
             cold_env = {**env, "NUMBA_CACHE_DIR": cache}
@@ -332,7 +342,7 @@ RETIRED = ("import pandas + scipy.stats + xarray + numba (in-process s)",)
 #: the table's rows in order, by the start of their labels
 ORDER = ("import bayeslmm", "import pandas", "import nutpie + arviz, alone",
          "import nutpie + arviz after", "nutpie and a result", "xarray's",
-         "sleepstudy fit, warm",
+         "sleepstudy fit, warm", "the same, Python's collection",
          "sleepstudy fit, empty", "build the wheel", "pip install", "first sleepstudy")  # fmt: skip
 
 

@@ -321,3 +321,26 @@ def test_a_package_whose_data_reads_more_is_imported_whole(tmp_path, monkeypatch
         assert package.Box is sys.modules[f"{name}.data"].Box
     finally:
         _forget(name)
+
+
+#: a handler registered before ``import bayeslmm`` runs after bayeslmm's (atexit is
+#: last in, first out): it sees whether the collector's objects were frozen, and that a
+#: file written and left to the teardown is complete.
+EXIT = """
+import atexit, gc, sys
+atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0, flush=True))
+import bayeslmm, pandas  # noqa: F401
+held = open(sys.argv[1], "w")
+held.write("x" * 100_000)
+"""
+
+
+@pytest.mark.parametrize("keep", ["", "1"])
+def test_exit_skips_the_last_collection_unless_asked(tmp_path, keep):
+    path = tmp_path / "held.txt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BAYESLMM_EXIT_COLLECTION": keep}
+    done = subprocess.run([sys.executable, "-c", EXIT, str(path)], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"frozen {not keep}"
+    assert path.read_text() == "x" * 100_000  # freed by reference counting, so flushed

@@ -66,9 +66,11 @@ from .results import (
     varcorr_table,
 )
 from .sampling import (
+    DRAWS_DIAGONAL,
     check_sampler,
     check_settings,
     choose_sampler,
+    draws_mass_matrix,
     low_rank_mass_matrix,
     quiet_pymc,
     sample_compiled,
@@ -663,8 +665,9 @@ class LMM:
             settings=asked, sampler=sampler, method=method, target_accept=target_accept,
             log_density=("PyMC graph" if density is None else "bayeslmm (numba)"
                          if method != "laplace" else LAPLACE_LOG_DENSITY),
-            mass_matrix=("diagonal + low rank" if density is not None
-                         and low_rank_mass_matrix(density) else "diagonal"),
+            mass_matrix=("diagonal" if density is None
+                         else "diagonal + low rank" if low_rank_mass_matrix(density)
+                         else DRAWS_DIAGONAL if draws_mass_matrix(density) else "diagonal"),
             seconds=seconds,
         )  # fmt: skip
         self.convergence = self._check_convergence()

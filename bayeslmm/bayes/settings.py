@@ -98,7 +98,8 @@ class FitInfo:
         ``"bayeslmm (numba)"`` (the compiled density), ``"PyMC graph"``, or
         :data:`~bayeslmm.bayes.laplace.LAPLACE_LOG_DENSITY` (``method="laplace"``).
     mass_matrix
-        ``"diagonal"`` or ``"diagonal + low rank"``.
+        ``"diagonal"``, ``"diagonal + low rank"`` or ``"diagonal (draws' variances)"``
+        (a GLMM's: :func:`~bayeslmm.bayes.sampling.draws_mass_matrix`).
     seconds
         Wall time of sampling and of the exact draws of the random effects (None: not
         recorded, a model saved before it was).

@@ -475,12 +475,28 @@ def nutpie_has_adaptation() -> bool:
     return "adaptation" in inspect.signature(nutpie.sample).parameters
 
 
-def nutpie_mass_matrix(low_rank: bool) -> dict[str, Any]:
+def nutpie_mass_matrix(low_rank: bool, draws: bool = False) -> dict[str, Any]:
     """nutpie's argument for a diagonal (plus low rank, where ``low_rank``) mass matrix:
-    ``adaptation=`` from nutpie 0.16.9, ``low_rank_modified_mass_matrix=`` before."""
-    if nutpie_has_adaptation():
-        return {"adaptation": "low_rank" if low_rank else "diag"}
-    return {"low_rank_modified_mass_matrix": low_rank}
+    ``adaptation=`` from nutpie 0.16.9, ``low_rank_modified_mass_matrix=`` before. Where
+    ``draws``, a diagonal one is the draws' variances (Stan's and PyMC's estimate: nutpie's
+    ``adaptation="draw_diag"``, ``use_grad_based_mass_matrix=False`` before) rather than
+    nutpie's default ``sqrt(var(draws) / var(gradient))``."""
+    if low_rank or not draws:
+        if nutpie_has_adaptation():
+            return {"adaptation": "low_rank" if low_rank else "diag"}
+        return {"low_rank_modified_mass_matrix": low_rank}
+    if nutpie_has_draw_diag():
+        return {"adaptation": "draw_diag"}
+    return {"use_grad_based_mass_matrix": False}
+
+
+@cache
+def nutpie_has_draw_diag() -> bool:
+    """Does the installed nutpie take ``adaptation="draw_diag"`` (which deprecates
+    ``use_grad_based_mass_matrix=False``)?"""
+    nutpie = import_nutpie()
+    parameter = inspect.signature(nutpie.sample).parameters.get("adaptation")
+    return parameter is not None and "draw_diag" in str(parameter.annotation)
 
 
 def nutpie_compiled_model(**fields: Any) -> Any:

@@ -28,7 +28,8 @@ the run started:
   sparse) the first time it makes an array, which each fit does;
 - a sleepstudy fit (``Reaction ~ Days + (Days | Subject)``, nutpie, 4 chains x 1,000
   draws) with the kernels' cache warm: the whole process, and its parts (import, build:
-  imports and the model; fit);
+  imports and the model; fit; exit: from the script's last line to the process's end, the
+  interpreter's teardown);
 - the same fit with Python's last garbage collection at exit kept
   (``BAYESLMM_EXIT_COLLECTION=1``; by default bayeslmm skips it, :mod:`bayeslmm.shutdown`);
 - the same fit with an empty numba cache (``NUMBA_CACHE_DIR`` pointing at an empty
@@ -82,7 +83,7 @@ t2 = time.perf_counter()
 m.fit(draws=1000, tune=1000, chains=4, random_seed=1, progressbar=False)
 t3 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "build_s": t2 - t1, "fit_s": t3 - t2,
-                  "bayeslmm": bl.__file__}))
+                  "bayeslmm": bl.__file__, "end": time.time()}), flush=True)
 """
 
 LIBS = r"""
@@ -166,6 +167,7 @@ def _run(python: str, code: str, env: dict | None = None, cwd: Path | None = Non
     done = subprocess.run([python, "-c", code], capture_output=True, text=True,
                           env=env, cwd=cwd or tempfile.gettempdir())  # fmt: skip
     wall = time.perf_counter() - start
+    _run.ended = time.time()  # the process's exit as this process saw it
     after = os.times()
     cpu = (after.children_user - before.children_user) + (
         after.children_system - before.children_system
@@ -179,11 +181,12 @@ def _run(python: str, code: str, env: dict | None = None, cwd: Path | None = Non
 def _fit_row(label: str, python: str, env: dict, checkout: bool = True) -> dict:
     wall, out, err, cpu, load = _run(python, FIT, env)
     parts = json.loads(out)
+    parts["exit_s"] = _run.ended - parts["end"]
     if checkout and not parts["bayeslmm"].startswith(str(ROOT)):
         raise RuntimeError(f"the fit imported {parts['bayeslmm']}, not this checkout's bayeslmm")
     notice = "compiling its numeric kernels" in err
     return {"row": label, "wall_s": wall, "cpu_s": cpu, "load": load,
-            **{k: parts[k] for k in ("import_s", "build_s", "fit_s")},
+            **{k: parts[k] for k in ("import_s", "build_s", "fit_s", "exit_s")},
             "notice_printed": notice, "bayeslmm": parts["bayeslmm"]}  # fmt: skip
 
 
@@ -224,6 +227,15 @@ loading the cached kernels and sampling. Of the test extras, bambi makes ArviZ 0
 import arviz-plots/arviz-stats (`arviz.preview`) when all of ArviZ loads, and dask makes
 xarray's first array import it (0.27 s of the 3.11 fit: `py311-plain` against
 `py311-test-extras`).
+
+The interpreter's exit (`exit_s`, from the script's last line to the process's end) tore
+down pandas, SciPy, xarray, numba and nutpie with a full garbage collection: 0.66-0.76 s
+of each fit's process in the 2026-12-07 15:52-16:01 UTC runs. bayeslmm now skips that collection
+(`bayeslmm.shutdown`: `gc.freeze()` at exit): 0.12-0.17 s, and the whole process 2.82 s
+against 3.40 s (3.13), 3.28 s against 3.89 s (3.11 plain) and 3.81 s against 4.76 s
+(3.11, test extras), same runs, medians of 7 alternating processes. Those runs' machine
+was about twice as slow as the earlier runs' (pandas, SciPy, xarray and numba took
+1.26-1.55 s to import against 0.57-0.72 s): compare rows within one run.
 """
 
 
@@ -311,7 +323,7 @@ def main() -> None:
         if args.install_only or not args.no_install:
             rerun |= {r for r in kept["row"] if "install" in r}
         table = pd.concat([kept[~kept["row"].isin(rerun)], table], ignore_index=True)
-    numeric = [c for c in ("wall_s", "cpu_s", "load", "import_s", "build_s", "fit_s")
+    numeric = [c for c in ("wall_s", "cpu_s", "load", "import_s", "build_s", "fit_s", "exit_s")
                if c in table]  # fmt: skip
     summary = table.groupby("row", sort=False).agg(
         {
@@ -328,7 +340,8 @@ def main() -> None:
     header = (f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} cores, "
               f"Python {sys.version.split()[0]}, {versions}; installed extras that a fit "
               f"imports: {', '.join(installed) or 'none'}. Seconds; build_s: the imports and "
-              f"the model inside the fitting process. `{' '.join(sys.argv[1:]) or 'defaults'}`"
+              f"the model inside the fitting process; exit_s: the interpreter's teardown. "
+              f"`{' '.join(sys.argv[1:]) or 'defaults'}`"
               "\n\n")  # fmt: skip
     (RESULTS / f"{stem}.md").write_text(header + markdown(summary.round(2).reset_index()))
     print(header + summary.round(2).to_string())

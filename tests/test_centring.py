@@ -544,7 +544,7 @@ def test_a_large_glmm_adapts_a_diagonal_mass_matrix():
     assert low_rank_mass_matrix(centred)
     assert not cbpp.compiled_density.low_rank_mass_matrix  # whitened
     cbpp.fit(draws=50, tune=50, chains=1, random_seed=1, progressbar=False)
-    assert cbpp.fit_info.mass_matrix == "diagonal (draws' variances)"
+    assert cbpp.fit_info.mass_matrix == "diagonal"  # 50 tuning steps: nutpie's own estimate
     verbagg = bl.LMM("r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
                      bl.load_dataset("verbagg"), family="bernoulli")
     density = verbagg.compiled_density
@@ -579,3 +579,14 @@ def test_glmm_mass_matrix_is_the_draws_variances():
     assert low_rank in ({"adaptation": "low_rank"}, {"low_rank_modified_mass_matrix": True})
     diagonal = ({"adaptation": "diag"}, {"low_rank_modified_mass_matrix": False})
     assert stack.nutpie_mass_matrix(False) in diagonal
+
+
+def test_the_draws_variances_only_for_a_glmm_tuned_long_enough():
+    from bayeslmm.bayes.sampling import DRAWS_MASS_MATRIX_MIN_TUNE, draws_mass_matrix
+
+    cbpp = bl.LMM("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                  bl.load_dataset("cbpp"), family="binomial")  # fmt: skip
+    assert draws_mass_matrix(cbpp.compiled_density, DRAWS_MASS_MATRIX_MIN_TUNE)
+    assert not draws_mass_matrix(cbpp.compiled_density, DRAWS_MASS_MATRIX_MIN_TUNE - 1)
+    sleep = bl.LMM("Reaction ~ Days + (Days | Subject)", bl.load_dataset("sleepstudy"))
+    assert not draws_mass_matrix(sleep.compiled_density, 5000)  # Gaussian: sigma sampled

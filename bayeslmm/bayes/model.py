@@ -667,7 +667,7 @@ class LMM:
                          if method != "laplace" else LAPLACE_LOG_DENSITY),
             mass_matrix=("diagonal" if density is None
                          else "diagonal + low rank" if low_rank_mass_matrix(density)
-                         else DRAWS_DIAGONAL if draws_mass_matrix(density) else "diagonal"),
+                         else DRAWS_DIAGONAL if draws_mass_matrix(density, tune) else "diagonal"),
             seconds=seconds,
         )  # fmt: skip
         self.convergence = self._check_convergence()

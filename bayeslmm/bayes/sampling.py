@@ -399,7 +399,12 @@ def low_rank_mass_matrix(density) -> bool:
 DRAWS_DIAGONAL = "diagonal (draws' variances)"
 
 
-def draws_mass_matrix(density) -> bool:
+#: Fewest tuning steps with which a GLMM's diagonal mass matrix is the draws' variances
+#: (:func:`draws_mass_matrix`): with fewer, nutpie's gradient-based estimate adapts faster.
+DRAWS_MASS_MATRIX_MIN_TUNE = 1000
+
+
+def draws_mass_matrix(density, tune: int) -> bool:
     """Does nutpie adapt its diagonal mass matrix to the draws' variances (Stan's and
     PyMC's estimate; nutpie's ``adaptation="draw_diag"``,
     :func:`~bayeslmm.bayes.stack.nutpie_mass_matrix`) rather than nutpie's default
@@ -409,8 +414,13 @@ def draws_mass_matrix(density) -> bool:
     grouseticks' smallest bulk ESS 1510-1970 (3.11) and 1812-2412 (3.13) against 969-1460
     and 845-1617, largest R-hat 1.006 against 1.010, 15 leapfrog steps a draw either way
     (tuning 1-12% more); seeds 1-2: VerbAgg 3469-3779 against 2979-3719, cbpp 5129-5606
-    against 5062-5686; the 50,000 rows' seed 1 5258 against 5153."""
-    return not density.layout.has_sigma and not low_rank_mass_matrix(density)
+    against 5062-5686; the 50,000 rows' seed 1 5258 against 5153. Only with at least
+    :data:`DRAWS_MASS_MATRIX_MIN_TUNE` tuning steps: a simulated Bernoulli ``(1 | g)``
+    (30 groups of 10 rows), seeds 1-4, smallest bulk ESS 163-1490 against 1250-1638 with
+    2 x 500 draws after 500 tuning steps, 4504-5738 against 4596-5937 with 4 x 1000
+    after 1000."""
+    return (tune >= DRAWS_MASS_MATRIX_MIN_TUNE and not density.layout.has_sigma
+            and not low_rank_mass_matrix(density))  # fmt: skip
 
 
 def nutpie_model(density: MarginalDensity) -> Any:
@@ -467,7 +477,7 @@ def sample_compiled(
         save_warmup=False,
         return_raw_trace=True,
         **stack.nutpie_mass_matrix(low_rank_mass_matrix(density),
-                                   draws=draws_mass_matrix(density)),
+                                   draws=draws_mass_matrix(density, tune)),
     )
     drawn, sample_stats = stack.nutpie_draws(trace)
     posterior = density.constrained(drawn["x"], design)

@@ -99,7 +99,8 @@ class FitInfo:
         :data:`~bayeslmm.bayes.laplace.LAPLACE_LOG_DENSITY` (``method="laplace"``).
     mass_matrix
         ``"diagonal"``, ``"diagonal + low rank"`` or ``"diagonal (draws' variances)"``
-        (a GLMM's: :func:`~bayeslmm.bayes.sampling.draws_mass_matrix`).
+        (a GLMM's, tuned for 1000 steps or more:
+        :func:`~bayeslmm.bayes.sampling.draws_mass_matrix`).
     seconds
         Wall time of sampling and of the exact draws of the random effects (None: not
         recorded, a model saved before it was).

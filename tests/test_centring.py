@@ -571,7 +571,7 @@ def test_glmm_mass_matrix_is_the_draws_variances():
     from bayeslmm.bayes import stack
 
     draws = stack.nutpie_mass_matrix(False, draws=True)
-    if stack.nutpie_has_adaptation() and stack.nutpie_has_draw_diag():
+    if stack.nutpie_has_draw_diag():
         assert draws == {"adaptation": "draw_diag"}
     else:
         assert draws == {"use_grad_based_mass_matrix": False}
@@ -582,11 +582,18 @@ def test_glmm_mass_matrix_is_the_draws_variances():
 
 
 def test_the_draws_variances_only_for_a_glmm_tuned_long_enough():
-    from bayeslmm.bayes.sampling import DRAWS_MASS_MATRIX_MIN_TUNE, draws_mass_matrix
+    from bayeslmm.bayes.sampling import (
+        DRAWS_MASS_MATRIX_MIN_TUNE,
+        draws_mass_matrix,
+        mass_matrix_name,
+    )
 
     cbpp = bl.LMM("cbind(incidence, size - incidence) ~ period + (1 | herd)",
                   bl.load_dataset("cbpp"), family="binomial")  # fmt: skip
     assert draws_mass_matrix(cbpp.compiled_density, DRAWS_MASS_MATRIX_MIN_TUNE)
     assert not draws_mass_matrix(cbpp.compiled_density, DRAWS_MASS_MATRIX_MIN_TUNE - 1)
+    assert mass_matrix_name(cbpp.compiled_density, 1000) == "diagonal (draws' variances)"
+    assert mass_matrix_name(cbpp.compiled_density, 999) == "diagonal"
+    assert mass_matrix_name(None, 1000) == "diagonal"  # the PyMC graph
     sleep = bl.LMM("Reaction ~ Days + (Days | Subject)", bl.load_dataset("sleepstudy"))
     assert not draws_mass_matrix(sleep.compiled_density, 5000)  # Gaussian: sigma sampled

@@ -66,12 +66,10 @@ from .results import (
     varcorr_table,
 )
 from .sampling import (
-    DRAWS_DIAGONAL,
     check_sampler,
     check_settings,
     choose_sampler,
-    draws_mass_matrix,
-    low_rank_mass_matrix,
+    mass_matrix_name,
     quiet_pymc,
     sample_compiled,
     sample_nuts,
@@ -665,9 +663,7 @@ class LMM:
             settings=asked, sampler=sampler, method=method, target_accept=target_accept,
             log_density=("PyMC graph" if density is None else "bayeslmm (numba)"
                          if method != "laplace" else LAPLACE_LOG_DENSITY),
-            mass_matrix=("diagonal" if density is None
-                         else "diagonal + low rank" if low_rank_mass_matrix(density)
-                         else DRAWS_DIAGONAL if draws_mass_matrix(density, tune) else "diagonal"),
+            mass_matrix=mass_matrix_name(density, tune),
             seconds=seconds,
         )  # fmt: skip
         self.convergence = self._check_convergence()

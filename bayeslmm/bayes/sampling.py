@@ -394,11 +394,6 @@ def low_rank_mass_matrix(density) -> bool:
     return density.layout.size <= GLMM_LOW_RANK_MAX_SIZE
 
 
-#: :class:`~bayeslmm.bayes.settings.FitInfo`'s name of the mass matrix of
-#: :func:`draws_mass_matrix`
-DRAWS_DIAGONAL = "diagonal (draws' variances)"
-
-
 #: Fewest tuning steps with which a GLMM's diagonal mass matrix is the draws' variances
 #: (:func:`draws_mass_matrix`): with fewer, nutpie's gradient-based estimate adapts faster.
 DRAWS_MASS_MATRIX_MIN_TUNE = 1000
@@ -421,6 +416,16 @@ def draws_mass_matrix(density, tune: int) -> bool:
     after 1000."""
     return (tune >= DRAWS_MASS_MATRIX_MIN_TUNE and not density.layout.has_sigma
             and not low_rank_mass_matrix(density))  # fmt: skip
+
+
+def mass_matrix_name(density: MarginalDensity | None, tune: int) -> str:
+    """:class:`~bayeslmm.bayes.settings.FitInfo`'s name of the mass matrix a fit of
+    ``density`` (None: the PyMC graph) adapts, by the rules :func:`sample_compiled` follows."""
+    if density is not None and low_rank_mass_matrix(density):
+        return "diagonal + low rank"
+    if density is not None and draws_mass_matrix(density, tune):
+        return "diagonal (draws' variances)"
+    return "diagonal"
 
 
 def nutpie_model(density: MarginalDensity) -> Any:

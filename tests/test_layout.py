@@ -20,8 +20,8 @@ def test_import_layers_hold():
 
 def test_top_level_holds_only_the_package_entry_points():
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
-    assert top == ["__init__", "__main__", "datasets", "errors", "jit", "plots", "shutdown",
-                   "tables", "warmup"]
+    assert top == ["__init__", "__main__", "datasets", "errors", "jit", "lazy", "plots",
+                   "shutdown", "tables", "warmup"]
     layers = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
     assert layers == ["bayes", "classical", "comparison", "gaussian", "glmm", "present", "spec"]
 

@@ -226,8 +226,8 @@ import bayeslmm as bl
 from bayeslmm.bayes import stack
 m = bl.LMM("Reaction ~ Days + (Days | Subject)", bl.load_dataset("sleepstudy"))
 idata = m.fit(draws=50, tune=50, chains=2, random_seed=1, progressbar=False)
-loaded = [k for k in ("arviz", "arviz_stats", "scipy.stats", "matplotlib.pyplot")
-          if k in sys.modules]
+loaded = [k for k in ("arviz", "arviz_stats", "scipy.stats", "matplotlib", "matplotlib.pyplot",
+                      "scipy.sparse.linalg") if k in sys.modules]
 left = type(sys.modules.get("arviz")).__name__
 import arviz as az
 rows = len(az.summary(idata, var_names=["beta"]))
@@ -241,7 +241,9 @@ def test_fit_imports_arviz_only_where_results_need_it():
     """A compiled-density fit on ArviZ 1.x imports neither ArviZ's statistics and plots nor
     scipy.stats nor matplotlib (0.5 s of a 1.7 s sleepstudy fit); where they load anyway
     (ArviZ 0.x: nutpie reads it as it loads), nothing of the stand-in is left behind, and
-    ArviZ imported after the fit is the real one and reads the results."""
+    ArviZ imported after the fit is the real one and reads the results. On either line
+    neither matplotlib (which ArviZ 0.x's ``arviz.data`` imports) nor SciPy's sparse
+    solvers (which formulaic imports) load: :mod:`bayeslmm.lazy`."""
     done = _python(LIGHT_FIT)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -299,6 +301,56 @@ def test_a_package_loads_its_data_alone_until_more_is_asked(tmp_path, monkeypatc
         assert package.HEAVY is True and getattr(builtins, f"{name}_runs") == 1
         assert type(package) is type(sys) and package.Box is box
         assert stack.import_partially(name, "data", {}) is package  # imported: as it is
+    finally:
+        _forget(name)
+
+
+def _nested(root: Path, name: str) -> None:
+    """A package ``name`` with a subpackage ``sub`` holding a module ``leaf``; each counts
+    its runs in ``builtins``."""
+    (root / name / "sub").mkdir(parents=True)
+    count = "import builtins\nbuiltins.{0} = getattr(builtins, '{0}', 0) + 1\n"
+    (root / name / "__init__.py").write_text(count.format(f"{name}_pkg"))
+    (root / name / "sub" / "__init__.py").write_text(count.format(f"{name}_sub"))
+    (root / name / "sub" / "leaf.py").write_text(count.format(f"{name}_leaf") + "VALUE = 3\n")
+
+
+@pytest.mark.parametrize("parent_imported", [False, True])
+def test_stand_ins_import_a_module_at_its_first_use(tmp_path, monkeypatch, parent_imported):
+    """While a library loads, ``import a.b.c as c`` of a module in ``stand_ins`` gives a
+    stand-in, its packages not imported yet too; afterwards none is in ``sys.modules``, and
+    the first attribute read imports the real module, which then is the one imported."""
+    import builtins
+    import importlib
+
+    from bayeslmm.lazy import Deferred, find_spec_unimported, stand_ins
+
+    name = "standin_pkg_b" if parent_imported else "standin_pkg_a"
+    _nested(tmp_path, name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        spec = find_spec_unimported(f"{name}.sub.leaf")
+        assert spec.origin == str(tmp_path / name / "sub" / "leaf.py")
+        assert name not in sys.modules  # found without importing its packages
+        if parent_imported:
+            importlib.import_module(name)
+        space: dict = {}
+        with stand_ins(f"{name}.sub.leaf") as placed:
+            exec(f"import {name}.sub.leaf as leaf", space)
+            assert sys.modules[f"{name}.sub.leaf"] is placed[f"{name}.sub.leaf"]
+            assert placed[f"{name}.sub.leaf"].__spec__.origin == spec.origin
+        assert isinstance(space["leaf"], Deferred)
+        assert [n for n in sys.modules if n.startswith(name)] == ([name] if parent_imported else [])
+        assert getattr(builtins, f"{name}_leaf", 0) == 0
+        with stand_ins(f"{name}.sub.leaf"):  # ``from`` imports the packages, not the leaf
+            exec(f"from {name}.sub import leaf as same", space)
+        assert isinstance(space["same"], Deferred) and f"{name}.sub.leaf" not in sys.modules
+        assert getattr(builtins, f"{name}_sub") == 1 and getattr(builtins, f"{name}_leaf", 0) == 0
+        assert space["leaf"].VALUE == 3 and space["same"].VALUE == 3  # imported once, at first use
+        assert getattr(builtins, f"{name}_leaf") == 1
+        real = importlib.import_module(f"{name}.sub.leaf")
+        assert type(real) is type(sys) and real.VALUE == 3
+        assert getattr(builtins, f"{name}_leaf") == 1 and getattr(builtins, f"{name}_pkg") == 1
     finally:
         _forget(name)
 

@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import scipy.special
-from scipy.fft import next_fast_len
 
 from ..jit import kernel
 
@@ -106,13 +105,28 @@ def _ess(x: np.ndarray) -> np.ndarray:
     FFT, Geyer's initial positive and monotone sequences (:func:`_geyer_ess`)."""
     n = x.shape[2]
     centred = x - x.mean(axis=2, keepdims=True)
-    m = next_fast_len(2 * n)
+    m = _fft_length(2 * n)
     spectrum = np.fft.rfft(centred, n=m, axis=2)
     spectrum *= np.conjugate(spectrum)
     acov = np.fft.irfft(spectrum, n=m, axis=2)[:, :, :n] / n
     out = _geyer_ess(np.ascontiguousarray(acov), np.ascontiguousarray(x.mean(axis=2)))
     constant = (x.max(axis=(1, 2)) - x.min(axis=(1, 2))) < np.finfo(float).resolution
     return np.where(constant, float(x.shape[1] * n), out)
+
+
+def _fft_length(n: int) -> int:
+    """The smallest ``2^a 3^b 5^c >= n``: a length pocketFFT transforms quickly (what
+    ``scipy.fft.next_fast_len`` gives for real input, without importing scipy.fft)."""
+    best = 1 << max(n - 1, 0).bit_length()
+    fives = 1
+    while fives < best:
+        threes = fives
+        while threes < best:
+            length = threes << max(-(-n // threes) - 1, 0).bit_length()
+            best = min(best, length)
+            threes *= 3
+        fives *= 5
+    return best
 
 
 @kernel

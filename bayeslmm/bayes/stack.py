@@ -22,7 +22,6 @@ import importlib.util
 import inspect
 import logging
 import sys
-import types
 from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any, TypeAlias
@@ -31,79 +30,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..lazy import Deferred, import_partially
 
-class _Deferred(types.ModuleType):
-    """A module imported at its first attribute access: ArviZ as a whole (its statistics,
-    plots and matplotlib; 0.3 s of a 1.7 s sleepstudy fit on ArviZ 1.x) is needed for
-    summaries, LOO and plots, not to sample and hold draws. ``spec``: the real module's,
-    for the import system while the stand-in is in ``sys.modules`` (:func:`import_nutpie`)."""
-
-    def __init__(self, name: str, spec: Any = None) -> None:
-        super().__init__(name)
-        self.__spec__ = spec
-
-    def __getattr__(self, attr: str) -> Any:
-        name = self.__dict__.get("__name__")
-        if name is None:  # a copy made without __init__ (copy, pickle): not the module
-            raise AttributeError(attr)
-        if sys.modules.get(name) is self:  # standing in for it (import_nutpie)
-            del sys.modules[name]
-        return getattr(importlib.import_module(name), attr)
-
-
-az: Any = _Deferred("arviz")
-
-
-class _PartialPackage(types.ModuleType):
-    """A package with one subpackage loaded and its own ``__init__`` not yet run: that
-    runs, in this module, at the first access to anything the module does not hold, and
-    the module is then the package as ``import`` makes it (:func:`import_partially`)."""
-
-    def __getattr__(self, attr: str) -> Any:
-        if (attr.startswith("__") and attr != "__all__") or importlib.util.find_spec(
-                f"{self.__name__}.{attr}"):  # fmt: skip
-            raise AttributeError(attr)  # a submodule: the import system loads it
-        if self.__dict__.get("_partial_loading"):
-            raise ImportError(f"{self.__name__}'s subpackage reads {attr} from it")
-        self.__class__ = types.ModuleType
-        del self.__dict__["_partial_loading"]
-        self.__spec__.loader.exec_module(self)
-        return getattr(self, attr)
-
-
-def import_partially(package: str, subpackage: str, attrs: Mapping[str, Any],
-                     deferred: tuple[str, ...] = ()) -> types.ModuleType:  # fmt: skip
-    """``package`` holding ``package.subpackage``'s public names and ``attrs`` (what the
-    subpackage reads from its package), without running the package's ``__init__`` until
-    something else is asked of it; the modules ``deferred`` are stand-ins while the
-    subpackage loads (imported at their first attribute access). Where the subpackage
-    reads anything else of its package, or fails to load, the package is imported whole.
-    A package imported already is returned as it is."""
-    if package in sys.modules:
-        return sys.modules[package]
-    spec = importlib.util.find_spec(package)
-    module = _PartialPackage(package)
-    module.__dict__.update(
-        __spec__=spec, __loader__=spec.loader, __file__=spec.origin, __package__=package,
-        __path__=list(spec.submodule_search_locations), _partial_loading=True, **attrs)  # fmt: skip
-    stand_ins = {name: _Deferred(name, importlib.util.find_spec(name))
-                 for name in deferred if name not in sys.modules}  # fmt: skip
-    sys.modules.update(stand_ins)
-    sys.modules[package] = module
-    try:
-        loaded = importlib.import_module(f"{package}.{subpackage}")
-    except Exception:
-        for name in [n for n in sys.modules if n.split(".")[0] == package]:
-            del sys.modules[name]
-        return importlib.import_module(package)
-    finally:
-        for name, stand_in in stand_ins.items():
-            if sys.modules.get(name) is stand_in:
-                del sys.modules[name]
-    module.__dict__.update({name: getattr(loaded, name) for name in dir(loaded)
-                            if not name.startswith("_")})  # fmt: skip
-    module.__dict__["_partial_loading"] = False
-    return module
+#: ArviZ, imported at its first use: as a whole (its statistics, plots and matplotlib; 0.3 s
+#: of a 1.7 s sleepstudy fit on ArviZ 1.x) it is needed for summaries, LOO and plots, not to
+#: sample and hold draws
+az: Any = Deferred("arviz")
 
 
 def _arviz_container() -> Any:
@@ -118,6 +50,7 @@ def _arviz_container() -> Any:
         "arviz", "data", deferred=("matplotlib.pyplot",),
         attrs={"__version__": importlib.metadata.version("arviz"),
                "_log": logging.getLogger("arviz")})  # fmt: skip
+
 
 #: ArviZ 1.x (arviz-base / arviz-stats / arviz-plots, results as ``xarray.DataTree``).
 ARVIZ_1 = int(importlib.metadata.version("arviz").split(".")[0]) >= 1
@@ -416,11 +349,11 @@ def import_nutpie() -> Any:
     if not ARVIZ_1:
         _arviz_container()
         return importlib.import_module("nutpie")
-    sys.modules["arviz"] = _Deferred("arviz", importlib.util.find_spec("arviz"))
+    sys.modules["arviz"] = Deferred("arviz", importlib.util.find_spec("arviz"))
     try:
         return importlib.import_module("nutpie")
     finally:
-        if isinstance(sys.modules.get("arviz"), _Deferred):
+        if isinstance(sys.modules.get("arviz"), Deferred):
             del sys.modules["arviz"]
 
 

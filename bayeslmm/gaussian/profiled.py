@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import scipy.linalg
+import scipy
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from ..spec.design import Design
 from .blocked import BlockedSystem
@@ -296,7 +295,7 @@ def covariance_deviance(
     Psi = sp.block_diag(mats, format="csc") if mats else sp.csc_matrix((0, 0))
     q = Psi.shape[0]
     M = (sp.identity(q, format="csc") + cp.ZtZ @ Psi).tocsc()
-    lu = spla.splu(M)
+    lu = sp.linalg.splu(M)
     logdet_v = float(np.sum(np.log(np.abs(lu.U.diagonal())))) + cp.n * np.log(sigma2)
     rhs = np.column_stack([cp.ZtX, cp.Zty])
     core = Psi @ lu.solve(rhs)  # Psi (I + Z'Z Psi)^-1 [Z'X, Z'y]

@@ -196,7 +196,31 @@ class _CompileNotice(event.Listener):
         )
 
 
+_NUMBA_LOAD_OVERLOAD = caching.Cache.load_overload
+
+
+def _load_overload(self: Any, sig: Any, target_context: Any) -> Any:
+    """numba's ``Cache.load_overload``, for the package's own kernels without its
+    ``target_context.refresh()``. That refresh imports and installs every typing and
+    lowering registry of numba (0.15-0.25 s of a 1.5 s sleepstudy fit in a fresh process,
+    paid at the first kernel loaded), which compiling needs and loading machine code does
+    not: loaded code needs numba's runtime (NRT), initialised here. numba's compiler
+    refreshes the context itself before any compile, so a kernel compiled later in the
+    process finds the registries installed; where a load fails, numba's own load runs."""
+    if not isinstance(getattr(self._impl, "locator", None), ContentStampLocator):
+        return _NUMBA_LOAD_OVERLOAD(self, sig, target_context)
+    try:
+        from numba.core.runtime import nrt
+
+        nrt.rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+    except Exception:  # noqa: BLE001 - numba's load, with its refresh, decides
+        return _NUMBA_LOAD_OVERLOAD(self, sig, target_context)
+
+
 _register_locator()
+caching.Cache.load_overload = _load_overload
 _NOTICE = _CompileNotice()
 event.register("numba:compile", _NOTICE)
 

@@ -375,6 +375,53 @@ def test_a_package_whose_data_reads_more_is_imported_whole(tmp_path, monkeypatch
         _forget(name)
 
 
+#: a Gaussian and a Bernoulli fit with kernels loaded from the cache, numba's registries
+#: refreshed or not (argv[1]), then a new numba function compiled in the same process
+LOADED = """
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import numpy as np, pandas as pd
+import numba.core.base, numba.core.caching
+import bayeslmm as bl
+from bayeslmm import jit
+if sys.argv[1] == "numba":
+    numba.core.caching.Cache.load_overload = jit._NUMBA_LOAD_OVERLOAD
+calls = []
+refresh = numba.core.base.BaseContext.refresh
+numba.core.base.BaseContext.refresh = lambda self: (calls.append(1), refresh(self))[1]
+rng = np.random.default_rng(3)
+g = np.repeat(np.arange(12), 10)
+x = rng.normal(size=g.size)
+yb = (rng.random(g.size) < 1 / (1 + np.exp(-(0.3 * x + rng.normal(size=12)[g])))).astype(int)
+fits = [bl.LMM("Reaction ~ Days + (Days | Subject)", bl.load_dataset("sleepstudy")),
+        bl.LMM("yb ~ x + (1 | g)", pd.DataFrame({"yb": yb, "x": x, "g": g}), family="bernoulli")]
+means = [float(m.fit(draws=100, tune=100, chains=2, random_seed=1, progressbar=False)
+               .posterior["beta"].mean()) for m in fits]
+loaded = len(calls)
+f = numba.njit(lambda a: np.linalg.cholesky(np.dot(a, a.T)).sum())
+a = np.arange(9.0).reshape(3, 3) + np.eye(3)
+print(json.dumps({"refreshed": loaded, "means": means,
+                  "compiled": bool(np.isclose(f(a), np.linalg.cholesky(a @ a.T).sum()))}))
+"""
+
+
+def test_kernels_load_without_refreshing_numba():
+    """A fit loads the package's kernels from numba's cache without numba's refresh of
+    its typing and lowering registries (``jit._load_overload``: 0.15-0.25 s of a fresh
+    process), with the draws numba's own load gives, and numba compiles afterwards in the
+    same process."""
+    out = {}
+    for mode in ("numba", "light", "numba"):  # the first fills the cache where it is cold
+        done = subprocess.run([sys.executable, "-c", LOADED, mode], capture_output=True,
+                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              cwd=ROOT, timeout=900)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        out[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["light"]["refreshed"] == 0 and out["numba"]["refreshed"] > 0
+    assert out["light"]["means"] == out["numba"]["means"]
+    assert out["light"]["compiled"] and out["numba"]["compiled"]
+
+
 #: a handler registered before ``import bayeslmm`` runs after bayeslmm's (atexit is
 #: last in, first out): it sees whether the collector's objects were frozen, and that a
 #: file written and left to the teardown is complete.

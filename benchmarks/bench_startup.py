@@ -235,6 +235,20 @@ against 3.40 s (3.13), 3.28 s against 3.89 s (3.11 plain) and 3.81 s against 4.7
 (3.11, test extras), same runs, medians of 7 alternating processes. Those runs' machine
 was about twice as slow as the earlier runs' (pandas, SciPy, xarray and numba took
 1.26-1.55 s to import against 0.57-0.72 s): compare rows within one run.
+
+The 2026-12-07 18:52-18:55 UTC runs (a quiet machine, about as fast as the earliest runs')
+came after two more changes. First, bayeslmm loads its kernels from numba's cache without
+numba's refresh of every typing and lowering registry, which compiling needs and loading
+machine code does not (`bayeslmm.jit._load_overload`; 0.15-0.25 s, at the first kernel
+loaded): the plain 3.11 fit 1.549 s -> 1.495 s, medians of 11 alternating processes in one
+run (part of what the refresh imported, scipy.linalg for BLAS among it, now loads with the
+kernels that need it). Second, matplotlib (which ArviZ 0.x's `arviz.data` imports, for one
+function that shows a figure) and SciPy's sparse solvers (which formulaic imports, for one
+contrast function) load at their first use, if any (`bayeslmm.lazy`): 1.735 s -> 1.665 s,
+medians of 9 alternating processes. The plain 3.11 row (a virtual environment holding
+bayeslmm's dependencies alone, the checkout on `PYTHONPATH`) was 1.55 s at 18:42 with the
+second change alone, 1.56 s at 18:48 and 1.44 s at 18:52 with both: between runs on one
+machine it moves by about 0.1 s; only rows and A/B medians from one run compare.
 """
 
 

@@ -206,8 +206,15 @@ def _load_overload(self: Any, sig: Any, target_context: Any) -> Any:
     paid at the first kernel loaded), which compiling needs and loading machine code does
     not: loaded code needs numba's runtime (NRT), initialised here. numba's compiler
     refreshes the context itself before any compile, so a kernel compiled later in the
-    process finds the registries installed; where a load fails, numba's own load runs."""
-    if not isinstance(getattr(self._impl, "locator", None), ContentStampLocator):
+    process finds the registries installed; where a load fails, numba's own load runs.
+    Only for functions made by :func:`kernel`, :func:`vector_kernel` and :func:`cfunc`
+    (:data:`KERNEL_MARK`), whose code calls numba's runtime, its C helpers and the Python
+    C API alone; numba's vectorize builds its wrappers outside its compiler, after a load.
+    A kernel whose code needs a symbol only a refresh registers (a string's hash:
+    ``numba.cpython.hashing``) would stop the process at its load: every kernel is loaded
+    this way, in a fresh process, by a test (``test_startup``)."""
+    ours = getattr(getattr(self, "_py_func", None), KERNEL_MARK, False)
+    if not ours or not isinstance(getattr(self._impl, "locator", None), ContentStampLocator):
         return _NUMBA_LOAD_OVERLOAD(self, sig, target_context)
     try:
         from numba.core.runtime import nrt
@@ -225,9 +232,18 @@ _NOTICE = _CompileNotice()
 event.register("numba:compile", _NOTICE)
 
 
+#: the attribute that marks the package's compiled functions (:func:`_load_overload`)
+KERNEL_MARK = "__bayeslmm_kernel__"
+
+
+def _marked(func: Callable[..., Any]) -> Callable[..., Any]:
+    setattr(func, KERNEL_MARK, True)
+    return func
+
+
 def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
     """A compiled kernel: ``numba.njit(cache=True, error_model="numpy")``."""
-    return numba.njit(cache=True, error_model="numpy")(func)
+    return numba.njit(cache=True, error_model="numpy")(_marked(func))
 
 
 #: the floating-point freedoms of :func:`vector_kernel`: reassociated sums (so that
@@ -239,9 +255,9 @@ def vector_kernel(func: Callable[..., Any]) -> Callable[..., Any]:
     """A compiled kernel whose loops over rows may be vectorised: :func:`kernel` with
     :data:`VECTOR_FASTMATH` (sums reassociated: the same result to rounding, not to the
     last bit, as the loop written in order)."""
-    return numba.njit(cache=True, error_model="numpy", fastmath=set(VECTOR_FASTMATH))(func)
+    return numba.njit(cache=True, error_model="numpy", fastmath=set(VECTOR_FASTMATH))(_marked(func))
 
 
 def cfunc(signature: Any) -> Callable[[Callable[..., Any]], Any]:
     """A cached C entry point (``numba.cfunc``) with the package's cache."""
-    return numba.cfunc(signature, cache=True)
+    return lambda func: numba.cfunc(signature, cache=True)(_marked(func))

@@ -35,7 +35,7 @@ class Deferred(types.ModuleType):
         if name is None:  # a copy made without __init__ (copy, pickle): not the module
             raise AttributeError(attr)
         if sys.modules.get(name) is self:  # standing in for it
-            del sys.modules[name]
+            sys.modules.pop(name, None)
         return getattr(importlib.import_module(name), attr)
 
 
@@ -66,33 +66,32 @@ def _finder_spec(finder: Any, name: str, path: Any) -> ModuleSpec | None:
 
 @contextlib.contextmanager
 def stand_ins(*names: str) -> Iterator[dict[str, Deferred]]:
-    """While the block runs, ``import`` of each module in ``names`` not imported yet finds a
-    :class:`Deferred` stand-in; so does that of its packages not imported yet, each
-    holding the stand-in of its submodule as an attribute (``import a.b as c`` reads
-    ``b`` from ``a``), and a real package without a module ``__getattr__`` of its own gets
-    that attribute too. Afterwards the stand-ins leave ``sys.modules``; modules that
-    imported one keep it, and it imports the real module at their first use of it."""
+    """While the block runs, ``import`` of each module in ``names`` not imported yet (and
+    installed) finds a :class:`Deferred` stand-in; so does that of its packages not
+    imported yet, each holding the stand-in of its submodule as an attribute (``import
+    a.b as c`` reads ``b`` from ``a``), and a real package not holding that attribute
+    gets it (the import system sets the real module there at its first real import).
+    Afterwards the stand-ins leave ``sys.modules``; modules that imported one keep it, and
+    it imports the real module at their first use of it."""
     placed: dict[str, Deferred] = {}
-    for name in names:
-        if name in sys.modules:
-            continue
-        parts = name.split(".")
-        child: Deferred | None = None
-        for depth in range(len(parts), 0, -1):
-            prefix = ".".join(parts[:depth])
-            module = sys.modules.get(prefix)
-            attr = parts[depth] if depth < len(parts) else None
-            if module is None:
-                module = Deferred(prefix, find_spec_unimported(prefix))
-                placed[prefix] = sys.modules[prefix] = module
-            if child is not None and attr is not None:
-                own = vars(module)
-                if isinstance(module, Deferred) or ("__getattr__" not in own and attr not in own):
-                    own[attr] = child
-            if not isinstance(module, Deferred):
-                break
-            child = module
     try:
+        for name in names:
+            if name in sys.modules or find_spec_unimported(name) is None:
+                continue
+            parts = name.split(".")
+            child: Deferred | None = None
+            for depth in range(len(parts), 0, -1):
+                prefix = ".".join(parts[:depth])
+                module = sys.modules.get(prefix)
+                attr = parts[depth] if depth < len(parts) else None
+                if module is None:
+                    module = Deferred(prefix, find_spec_unimported(prefix))
+                    placed[prefix] = sys.modules[prefix] = module
+                if child is not None and attr is not None and attr not in vars(module):
+                    vars(module)[attr] = child
+                if not isinstance(module, Deferred):
+                    break
+                child = module
         yield placed
     finally:
         for prefix, stand_in in placed.items():

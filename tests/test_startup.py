@@ -422,6 +422,29 @@ def test_kernels_load_without_refreshing_numba():
     assert out["light"]["compiled"] and out["numba"]["compiled"]
 
 
+#: every kernel the package compiles ahead (``bayeslmm.warmup``), run with the kernels
+#: loaded from the cache: how often numba refreshed its registries
+WARM_LOADED = """
+import numba.core.base
+calls = []
+refresh = numba.core.base.BaseContext.refresh
+numba.core.base.BaseContext.refresh = lambda self: (calls.append(1), refresh(self))[1]
+from bayeslmm.warmup import warm
+warm()
+print(len(calls))
+"""
+
+
+def test_every_kernel_loads_and_runs_without_refreshing_numba():
+    """Every kernel of a warm cache loads without numba's refresh and runs: one needing a
+    symbol only the refresh registers would stop the process at its load
+    (``jit._load_overload``). The first process fills the cache where it is cold."""
+    for _ in range(2):
+        done = _python(WARM_LOADED)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "0"
+
+
 #: a handler registered before ``import bayeslmm`` runs after bayeslmm's (atexit is
 #: last in, first out): it sees whether the collector's objects were frozen, and that a
 #: file written and left to the teardown is complete.

@@ -7,6 +7,7 @@ from ..lazy import stand_ins
 
 # formulaic imports SciPy's sparse solvers at its top for one contrast function
 # (``scipy.sparse.linalg.inv`` of a custom coding matrix): they load at its first use
+# (SciPy >= 1.16; before, ``import scipy.sparse`` imports them through scipy.sparse.csgraph)
 with stand_ins("scipy.sparse.linalg"):
     import formulaic  # noqa: F401
 

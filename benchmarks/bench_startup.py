@@ -247,11 +247,11 @@ function that shows a figure) and SciPy's sparse solvers (which formulaic import
 contrast function) load at their first use, if any (`bayeslmm.lazy`): 1.735 s -> 1.665 s,
 medians of 9 alternating processes. The plain 3.11 row (a virtual environment holding
 bayeslmm's dependencies alone, the checkout on `PYTHONPATH`) was 1.55 s at 18:42 with the
-second change alone, 1.56 s in a run between 18:42 and 18:52 and 1.44 s at 18:52 with both: between runs on one
-machine it moves by about 0.1 s; only rows and A/B medians from one run compare. The
-tables below are the 19:43-19:45 UTC runs, at the reviewed code (635a7be), on the same
-machine, quieter still: 1.35 s (plain 3.11), 1.59 s (3.11, test extras), 1.47 s (3.13,
-test extras).
+second change alone, 1.56 s in a run between 18:42 and 18:52 and 1.44 s at 18:52 with
+both: between runs on one machine it moves by about 0.1 s; only rows and A/B medians from
+one run compare. The tables below are the 19:43-19:45 UTC runs, at the reviewed code
+(635a7be), on the same machine, quieter still: 1.35 s (plain 3.11), 1.59 s (3.11, test
+extras), 1.47 s (3.13, test extras).
 """
 
 

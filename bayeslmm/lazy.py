@@ -76,7 +76,8 @@ def stand_ins(*names: str) -> Iterator[dict[str, Deferred]]:
     placed: dict[str, Deferred] = {}
     try:
         for name in names:
-            if name in sys.modules or find_spec_unimported(name) is None:
+            spec = None if name in sys.modules else find_spec_unimported(name)
+            if spec is None:  # imported already, or not installed
                 continue
             parts = name.split(".")
             child: Deferred | None = None
@@ -85,7 +86,8 @@ def stand_ins(*names: str) -> Iterator[dict[str, Deferred]]:
                 module = sys.modules.get(prefix)
                 attr = parts[depth] if depth < len(parts) else None
                 if module is None:
-                    module = Deferred(prefix, find_spec_unimported(prefix))
+                    found = spec if prefix == name else find_spec_unimported(prefix)
+                    module = Deferred(prefix, found)
                     placed[prefix] = sys.modules[prefix] = module
                 if child is not None and attr is not None and attr not in vars(module):
                     vars(module)[attr] = child

@@ -17,9 +17,10 @@ HEAVY = ("numpy", "pandas", "scipy", "numba", "pymc", "pytensor", "arviz", "nutp
          "matplotlib", "xarray", "formulaic")  # fmt: skip
 
 
-def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _python(code: str, env: dict | None = None, args: tuple[str, ...] = ()
+            ) -> subprocess.CompletedProcess:  # fmt: skip
     env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                           env=env, cwd=ROOT, timeout=900)  # fmt: skip
 
 
@@ -375,20 +376,27 @@ def test_a_package_whose_data_reads_more_is_imported_whole(tmp_path, monkeypatch
         _forget(name)
 
 
+#: counts numba's refreshes of its registries in ``calls``
+REFRESHES = """
+import numba.core.base
+calls = []
+refresh = numba.core.base.BaseContext.refresh
+numba.core.base.BaseContext.refresh = lambda self: (calls.append(1), refresh(self))[1]
+"""
+
 #: a Gaussian and a Bernoulli fit with kernels loaded from the cache, numba's registries
 #: refreshed or not (argv[1]), then a new numba function compiled in the same process
-LOADED = """
+LOADED = (
+    REFRESHES
+    + """
 import json, sys, warnings
 warnings.simplefilter("ignore")
 import numpy as np, pandas as pd
-import numba.core.base, numba.core.caching
+import numba.core.caching
 import bayeslmm as bl
 from bayeslmm import jit
 if sys.argv[1] == "numba":
     numba.core.caching.Cache.load_overload = jit._NUMBA_LOAD_OVERLOAD
-calls = []
-refresh = numba.core.base.BaseContext.refresh
-numba.core.base.BaseContext.refresh = lambda self: (calls.append(1), refresh(self))[1]
 rng = np.random.default_rng(3)
 g = np.repeat(np.arange(12), 10)
 x = rng.normal(size=g.size)
@@ -403,6 +411,7 @@ a = np.arange(9.0).reshape(3, 3) + np.eye(3)
 print(json.dumps({"refreshed": loaded, "means": means,
                   "compiled": bool(np.isclose(f(a), np.linalg.cholesky(a @ a.T).sum()))}))
 """
+)
 
 
 def test_kernels_load_without_refreshing_numba():
@@ -412,9 +421,7 @@ def test_kernels_load_without_refreshing_numba():
     same process."""
     out = {}
     for mode in ("numba", "light", "numba"):  # the first fills the cache where it is cold
-        done = subprocess.run([sys.executable, "-c", LOADED, mode], capture_output=True,
-                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              cwd=ROOT, timeout=900)  # fmt: skip
+        done = _python(LOADED, args=(mode,))
         assert done.returncode == 0, done.stderr
         out[mode] = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["light"]["refreshed"] == 0 and out["numba"]["refreshed"] > 0
@@ -424,15 +431,14 @@ def test_kernels_load_without_refreshing_numba():
 
 #: every kernel the package compiles ahead (``bayeslmm.warmup``), run with the kernels
 #: loaded from the cache: how often numba refreshed its registries
-WARM_LOADED = """
-import numba.core.base
-calls = []
-refresh = numba.core.base.BaseContext.refresh
-numba.core.base.BaseContext.refresh = lambda self: (calls.append(1), refresh(self))[1]
+WARM_LOADED = (
+    REFRESHES
+    + """
 from bayeslmm.warmup import warm
 warm()
 print(len(calls))
 """
+)
 
 
 def test_every_kernel_loads_and_runs_without_refreshing_numba():

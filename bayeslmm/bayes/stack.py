@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..lazy import Deferred, import_partially
+from ..lazy import Deferred, import_partially, stand_ins
 
 #: ArviZ, imported at its first use: as a whole (its statistics, plots and matplotlib; 0.3 s
 #: of a 1.7 s sleepstudy fit on ArviZ 1.x) it is needed for summaries, LOO and plots, not to
@@ -349,12 +349,8 @@ def import_nutpie() -> Any:
     if not ARVIZ_1:
         _arviz_container()
         return importlib.import_module("nutpie")
-    sys.modules["arviz"] = Deferred("arviz", importlib.util.find_spec("arviz"))
-    try:
+    with stand_ins("arviz"):
         return importlib.import_module("nutpie")
-    finally:
-        if isinstance(sys.modules.get("arviz"), Deferred):
-            del sys.modules["arviz"]
 
 
 def nutpie_draws(raw: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -241,9 +241,24 @@ def _marked(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def _without_extensions_hook(dispatcher: Any) -> Any:
+    """``dispatcher`` without numba's first-call hook, which loads every installed numba
+    extension (the ``numba_extensions`` entry points: it reads every package's metadata,
+    and imports sparse where sparse is installed) so that arguments of their types can be
+    typed. A kernel takes NumPy arrays and numbers alone, and loading its machine code
+    needs no extension; numba's refresh before any compile loads them all (``CPUContext.
+    refresh``), so a kernel compiled, or any other function, still finds them."""
+    dispatcher._compilation_chain_init_hook = _no_hook
+    return dispatcher
+
+
+def _no_hook() -> None:
+    return None
+
+
 def kernel(func: Callable[..., Any]) -> Callable[..., Any]:
     """A compiled kernel: ``numba.njit(cache=True, error_model="numpy")``."""
-    return numba.njit(cache=True, error_model="numpy")(_marked(func))
+    return _without_extensions_hook(numba.njit(cache=True, error_model="numpy")(_marked(func)))
 
 
 #: the floating-point freedoms of :func:`vector_kernel`: reassociated sums (so that
@@ -255,7 +270,8 @@ def vector_kernel(func: Callable[..., Any]) -> Callable[..., Any]:
     """A compiled kernel whose loops over rows may be vectorised: :func:`kernel` with
     :data:`VECTOR_FASTMATH` (sums reassociated: the same result to rounding, not to the
     last bit, as the loop written in order)."""
-    return numba.njit(cache=True, error_model="numpy", fastmath=set(VECTOR_FASTMATH))(_marked(func))
+    return _without_extensions_hook(
+        numba.njit(cache=True, error_model="numpy", fastmath=set(VECTOR_FASTMATH))(_marked(func)))
 
 
 def cfunc(signature: Any) -> Callable[[Callable[..., Any]], Any]:

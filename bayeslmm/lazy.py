@@ -34,6 +34,9 @@ class Deferred(types.ModuleType):
         name = self.__dict__.get("__name__")
         if name is None:  # a copy made without __init__ (copy, pickle): not the module
             raise AttributeError(attr)
+        spec = self.__dict__.get("__spec__")
+        if attr == "__path__" and spec is not None and spec.submodule_search_locations is None:
+            raise AttributeError(attr)  # not a package (``from m import x`` asks): none
         if sys.modules.get(name) is self:  # standing in for it
             sys.modules.pop(name, None)
         return getattr(importlib.import_module(name), attr)
@@ -65,15 +68,19 @@ def _finder_spec(finder: Any, name: str, path: Any) -> ModuleSpec | None:
 
 
 @contextlib.contextmanager
-def stand_ins(*names: str) -> Iterator[dict[str, Deferred]]:
+def stand_ins(*names: str, answers: Mapping[str, Mapping[str, Any]] | None = None
+              ) -> Iterator[dict[str, Deferred]]:  # fmt: skip
     """While the block runs, ``import`` of each module in ``names`` not imported yet (and
     installed) finds a :class:`Deferred` stand-in; so does that of its packages not
     imported yet, each holding the stand-in of its submodule as an attribute (``import
     a.b as c`` reads ``b`` from ``a``), and a real package not holding that attribute
     gets it (the import system sets the real module there at its first real import).
-    Afterwards the stand-ins leave ``sys.modules``; modules that imported one keep it, and
-    it imports the real module at their first use of it."""
+    ``answers``: per module named, attributes its stand-in holds itself (read without
+    importing the module; each must answer as the module's own would). Afterwards the
+    stand-ins leave ``sys.modules``; modules that imported one keep it, and it imports the
+    real module at their first use of any other attribute."""
     placed: dict[str, Deferred] = {}
+    answers = answers or {}
     try:
         for name in names:
             spec = None if name in sys.modules else find_spec_unimported(name)
@@ -88,6 +95,7 @@ def stand_ins(*names: str) -> Iterator[dict[str, Deferred]]:
                 if module is None:
                     found = spec if prefix == name else find_spec_unimported(prefix)
                     module = Deferred(prefix, found)
+                    vars(module).update(answers.get(prefix, {}))
                     placed[prefix] = sys.modules[prefix] = module
                 if child is not None and attr is not None and attr not in vars(module):
                     vars(module)[attr] = child

@@ -356,6 +356,98 @@ def test_stand_ins_import_a_module_at_its_first_use(tmp_path, monkeypatch, paren
         _forget(name)
 
 
+def test_a_stand_in_answers_what_it_is_given_without_importing(tmp_path, monkeypatch):
+    """A stand-in holds the attributes given as its answers: ``from a.b import x`` reads
+    one without importing the module (a module that is not a package has no ``__path__``,
+    and the stand-in says so without importing it); any other attribute imports it."""
+    import builtins
+
+    from bayeslmm.lazy import stand_ins
+
+    name = "standin_pkg_c"
+    _nested(tmp_path, name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        space: dict = {}
+        with stand_ins(f"{name}.sub.leaf", answers={f"{name}.sub.leaf": {"ANSWER": 7}}):
+            exec(f"from {name}.sub.leaf import ANSWER", space)
+            assert space["ANSWER"] == 7 and getattr(builtins, f"{name}_leaf", 0) == 0
+            assert not hasattr(sys.modules[f"{name}.sub.leaf"], "__path__")
+            assert getattr(builtins, f"{name}_leaf", 0) == 0
+            exec(f"from {name}.sub.leaf import VALUE", space)
+        assert space["VALUE"] == 3 and getattr(builtins, f"{name}_leaf") == 1
+        assert type(sys.modules[f"{name}.sub.leaf"]) is type(sys)
+    finally:
+        _forget(name)
+
+
+#: a fit in a fresh process, then dask, sparse and numba's extensions used: which array
+#: libraries the fit imported, and whether xarray and numba know them afterwards
+ARRAY_LIBRARIES = """
+import json, sys, warnings
+warnings.simplefilter("ignore")
+import numpy as np
+import bayeslmm as bl
+m = bl.LMM("Reaction ~ Days + (Days | Subject)", bl.load_dataset("sleepstudy"))
+m.fit(draws=100, tune=100, chains=2, random_seed=1, progressbar=False)
+imported = [n for n in ("dask", "sparse") if n in sys.modules]
+m.summary(print_it=False)
+import dask.array as da, numba, sparse, xarray as xr
+from xarray.namedarray.pycompat import array_type
+from bayeslmm.bayes import stack
+chunked = xr.DataArray(da.ones(4, chunks=2)).chunks is not None
+coo = sparse.COO.from_numpy(np.eye(3))
+kept = isinstance(xr.DataArray(coo).data, sparse.COO)
+summed = float(numba.njit(lambda s: s.data.sum())(coo))  # numba's sparse extension
+print(json.dumps({"imported": imported, "chunked": chunked, "kept": kept, "summed": summed,
+                  "types": da.Array in array_type("dask")}))
+"""
+
+#: inside the block: an array made before dask's import, then a dask array made after it
+DASK_IN_BLOCK = """
+import json, sys
+import numpy as np, xarray as xr
+from bayeslmm.bayes import stack
+from xarray.namedarray.utils import is_duck_dask_array
+with stack.array_libraries_unimported():
+    plain = xr.DataArray(np.arange(3.0)).chunks
+    before = "dask" in sys.modules and type(sys.modules["dask"]) is type(sys)
+    import dask.array as da
+    lazy = xr.DataArray(da.ones(4, chunks=2))
+    seen = lazy.chunks is not None and is_duck_dask_array(lazy.data)
+left = [n for n in ("dask", "dask.base") if type(sys.modules.get(n)) is not type(sys)]
+print(json.dumps({"plain": plain, "before": before, "seen": seen, "left": left}))
+"""
+
+
+def _installed(*names: str) -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(n) is not None for n in names)
+
+
+@pytest.mark.skipif(not _installed("dask", "sparse"), reason="needs dask and sparse")
+def test_a_fit_imports_no_array_library_xarray_asks_about():
+    """xarray imports dask, sparse, pint, cupy and cubed where installed to ask whether an
+    array is theirs, and numba imports its extensions (sparse) at a function's first call:
+    a fit imports neither (``stack.array_libraries_unimported``, ``jit.kernel``: 0.24 s of
+    a fresh process with the test extras), and both still know these libraries after it."""
+    done = _python(ARRAY_LIBRARIES)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"imported": [], "chunked": True, "kept": True, "summed": 3.0, "types": True}
+
+
+@pytest.mark.skipif(not _installed("dask"), reason="needs dask")
+def test_dask_imported_while_arrays_are_made_without_it_is_seen():
+    """While a fit runs without dask's import, dask imported meanwhile (another thread, a
+    callback) is what xarray sees: its arrays stay dask arrays; nothing is left behind."""
+    done = _python(DASK_IN_BLOCK)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"plain": None, "before": False, "seen": True, "left": []}
+
+
 def test_a_package_whose_data_reads_more_is_imported_whole(tmp_path, monkeypatch):
     """Where the subpackage reads a name of its package that was not given (another
     release of ArviZ 0.x), the package is imported whole, as ``import`` does, with nothing

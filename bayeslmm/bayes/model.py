@@ -631,44 +631,46 @@ class LMM:
         settings = {"draws": draws, "tune": tune, "chains": chains, "cores": cores,
                     "random_seed": random_seed, "target_accept": target_accept,
                     "progressbar": progressbar}  # fmt: skip
-        start = time.perf_counter()
-        if compiled:
-            check_sampler(sampler)
-            idata = sample_compiled(density, self.design, **settings)
-        else:
-            density = None
-            model = self.marginal_model if method == "marginal" else self.pymc_model
-            idata = sample_nuts(model, sampler=sampler, **settings)
-        if method == "marginal":
-            effects = draw_random_effects(idata, self.design, self.blocked_system, random_seed,
-                                          self.residual_system)  # fmt: skip
-            stack.set_group(idata, "posterior", stack.posterior(idata).assign(effects))
-            stack.drop_group(idata, "observed_data")
-            if self.design.rows_in_memory:
-                obs = {"obs": np.arange(self.design.n_obs)}
-                y = xr.DataArray(self.design.y, dims="obs", coords=obs)
-                stack.set_group(idata, "observed_data", xr.Dataset({self.design.response: y}))
-        elif compiled:  # every effect sampled on the compiled density (a GLMM)
-            if method == "laplace":  # APPROXIMATE draws of the effects integrated out
-                idata = self._laplace_effects(idata, random_seed)
-            stack.set_group(idata, "observed_data", self._observed_data())
-        seconds = time.perf_counter() - start
-        if store_log_likelihood is None:
-            size = self.design.n_obs * draws * chains
-            store_log_likelihood = self.design.rows_in_memory and size <= LOG_LIKELIHOOD_MAX
-        if store_log_likelihood:
-            stack.set_group(idata, "log_likelihood", self._log_likelihood(idata))
-        self.idata = idata
-        self.fit_info = FitInfo(
-            settings=asked, sampler=sampler, method=method, target_accept=target_accept,
-            log_density=("PyMC graph" if density is None else "bayeslmm (numba)"
-                         if method != "laplace" else LAPLACE_LOG_DENSITY),
-            mass_matrix=mass_matrix_name(density, tune),
-            seconds=seconds,
-        )  # fmt: skip
-        self.convergence = self._check_convergence()
-        self.fit_info = dataclasses.replace(self.fit_info,
-                                            divergences=int(self.convergence.divergences))
+        # xarray asks of each array whether it is dask's, sparse's...: not by importing them
+        with stack.array_libraries_unimported():
+            start = time.perf_counter()
+            if compiled:
+                check_sampler(sampler)
+                idata = sample_compiled(density, self.design, **settings)
+            else:
+                density = None
+                model = self.marginal_model if method == "marginal" else self.pymc_model
+                idata = sample_nuts(model, sampler=sampler, **settings)
+            if method == "marginal":
+                effects = draw_random_effects(idata, self.design, self.blocked_system, random_seed,
+                                              self.residual_system)  # fmt: skip
+                stack.set_group(idata, "posterior", stack.posterior(idata).assign(effects))
+                stack.drop_group(idata, "observed_data")
+                if self.design.rows_in_memory:
+                    obs = {"obs": np.arange(self.design.n_obs)}
+                    y = xr.DataArray(self.design.y, dims="obs", coords=obs)
+                    stack.set_group(idata, "observed_data", xr.Dataset({self.design.response: y}))
+            elif compiled:  # every effect sampled on the compiled density (a GLMM)
+                if method == "laplace":  # APPROXIMATE draws of the effects integrated out
+                    idata = self._laplace_effects(idata, random_seed)
+                stack.set_group(idata, "observed_data", self._observed_data())
+            seconds = time.perf_counter() - start
+            if store_log_likelihood is None:
+                size = self.design.n_obs * draws * chains
+                store_log_likelihood = self.design.rows_in_memory and size <= LOG_LIKELIHOOD_MAX
+            if store_log_likelihood:
+                stack.set_group(idata, "log_likelihood", self._log_likelihood(idata))
+            self.idata = idata
+            self.fit_info = FitInfo(
+                settings=asked, sampler=sampler, method=method, target_accept=target_accept,
+                log_density=("PyMC graph" if density is None else "bayeslmm (numba)"
+                             if method != "laplace" else LAPLACE_LOG_DENSITY),
+                mass_matrix=mass_matrix_name(density, tune),
+                seconds=seconds,
+            )  # fmt: skip
+            self.convergence = self._check_convergence()
+            self.fit_info = dataclasses.replace(self.fit_info,
+                                                divergences=int(self.convergence.divergences))
         warn_convergence(self.convergence, self.formula)
         return idata
 

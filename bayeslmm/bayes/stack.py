@@ -152,6 +152,76 @@ def from_netcdf(path: Any, group: str | None = None) -> Results:
                                             engine="h5netcdf")  # fmt: skip
 
 
+#: the array libraries xarray asks about, for each array it takes
+#: (``xarray.namedarray.pycompat.DuckArrayModule``)
+ARRAY_LIBRARIES = ("dask", "sparse", "pint", "cupy", "cubed")
+
+
+def _imported(name: str) -> bool:
+    module = sys.modules.get(name)
+    return module is not None and not isinstance(module, Deferred)
+
+
+class _UnimportedArrays:
+    """xarray's record of one array library (its ``DuckArrayModule``) that answers "no
+    array is of this library's type" without importing the library while it is not
+    imported (no array of it can exist then); everything else, and every answer once the
+    library is imported, comes from xarray's own record, made at that first need."""
+
+    def __init__(self, name: str, make: Any) -> None:
+        self._name, self._make, self._real = name, make, None
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr == "type" and not _imported(self._name):
+            return ()
+        if self._real is None:
+            self._real = self._make(self._name)
+        return getattr(self._real, attr)
+
+
+def _is_dask_collection(x: Any) -> bool:
+    """``dask.base.is_dask_collection``, answered without importing dask for what dask's
+    own function rejects first (a class, or no callable ``__dask_graph__``)."""
+    if isinstance(x, type) or not callable(getattr(x, "__dask_graph__", None)):
+        return False
+    module = sys.modules.get("dask.base")
+    if isinstance(module, Deferred):  # the stand-in: imports the real module
+        return Deferred.__getattr__(module, "is_dask_collection")(x)
+    return importlib.import_module("dask.base").is_dask_collection(x)
+
+
+@contextlib.contextmanager
+def array_libraries_unimported() -> Iterator[None]:
+    """While the block runs, xarray tells whether an array is a dask, sparse, pint, cupy
+    or cubed array without importing that library where it is installed and not imported
+    yet: no array of it can exist. xarray imports each one to ask (for every array made
+    into a variable), and dask and sparse cost a fresh process's fit 0.1-0.3 s where they
+    are installed. Its record of each library (``DuckArrayModule``) is one that does not
+    import it while the library is not imported, and ``dask.base`` a stand-in whose
+    ``is_dask_collection`` answers dask's own first test; the records leave xarray's table
+    afterwards (xarray makes its own at its next need). Where xarray keeps no such table,
+    the block runs as it is."""
+    try:
+        from xarray.namedarray import pycompat
+
+        table, make = pycompat._cached_duck_array_modules, pycompat.DuckArrayModule
+    except (ImportError, AttributeError):
+        table, make = None, None
+    placed: dict[str, _UnimportedArrays] = {}
+    try:
+        if isinstance(table, dict):
+            for name in ARRAY_LIBRARIES:
+                if name not in table and not _imported(name):
+                    placed[name] = table[name] = _UnimportedArrays(name, make)
+        answers = {"dask.base": {"is_dask_collection": _is_dask_collection}}
+        with stand_ins("dask.base", answers=answers):
+            yield
+    finally:
+        for name, record in placed.items():
+            if table.get(name) is record:
+                del table[name]
+
+
 # --- statistics ------------------------------------------------------------------------------
 
 #: Columns of :func:`summary`, ArviZ 0.x's names and order (HDI bounds in between).

@@ -316,6 +316,45 @@ def test_c_callback_reports_bad_points_instead_of_raising(sleepstudy):
     assert call(x)[0] == 0
 
 
+def test_gaussian_entry_point_is_every_likelihoods_on_gaussian_models(sleepstudy):
+    """A Gaussian model's density through the smaller C entry point (the other
+    likelihoods pruned away) equals that of the entry point of every likelihood; given a
+    GLMM's buffer it reports a point it cannot evaluate."""
+    import ctypes
+
+    from bayeslmm.bayes.density import c_functions
+
+    pointer = ctypes.POINTER(ctypes.c_double)
+
+    def call(logp_fn, density, x):
+        grad, value = np.zeros_like(x), np.zeros(1)
+        code = logp_fn.ctypes(x.size, x.ctypes.data_as(pointer), grad.ctypes.data_as(pointer),
+                              value.ctypes.data_as(pointer), density.data.ctypes.data)  # fmt: skip
+        return code, value[0], grad
+
+    rng = np.random.default_rng(4)
+    frame = sleepstudy.assign(Night=sleepstudy["Days"] % 3, se=1.0 + rng.random(len(sleepstudy)))
+    models = [bl.LMM("Reaction ~ Days + (Days | Subject)", frame),
+              bl.LMM("Reaction ~ Days + (Days || Subject) + (1 | Night)", frame),
+              bl.LMM("Reaction ~ Days + (1 | Subject)", frame, se="se")]  # fmt: skip
+    models[1]._explicit = ("Subject",)  # a factor sampled, one integrated out
+    for model in models:
+        density = model.compiled_density
+        assert density.gaussian
+        for _ in range(3):
+            x = density.jittered_start(rng)
+            full = call(c_functions()[0], density, x)
+            alone = call(c_functions(gaussian=True)[0], density, x)
+            assert full[0] == alone[0] == 0
+            assert alone[1] == pytest.approx(full[1], rel=1e-12)
+            assert np.allclose(alone[2], full[2], rtol=1e-10, atol=1e-12)
+    frame["fast"] = (frame["Reaction"] < 280).astype(int)
+    glmm = bl.LMM("fast ~ Days + (1 | Subject)", frame, family="bernoulli").compiled_density
+    assert not glmm.gaussian
+    assert call(c_functions()[0], glmm, glmm.start)[0] == 0
+    assert call(c_functions(gaussian=True)[0], glmm, glmm.start)[0] == 4
+
+
 def test_compiled_fit_does_not_import_pymc():
     """Importing PyMC costs about 0.6 s, more than fitting sleepstudy on the compiled
     density: the import and the fit leave it out."""
@@ -340,7 +379,6 @@ import bayeslmm as bl
 from bayeslmm.bayes.density import c_functions
 
 data = pd.read_csv(sys.argv[1], dtype={"subj": str, "item": str, "site": str})
-logp_fn, _ = c_functions()
 pointer = ctypes.POINTER(ctypes.c_double)
 values = [0.0, 1e-300, -1e-300, 1e300, -1e300, np.inf, -np.inf, np.nan, 800.0, -800.0]
 for formula, explicit, signed in [
@@ -352,6 +390,7 @@ for formula, explicit, signed in [
     model._explicit = explicit
     model._signed = {f.group: (signed,) * f.q for f in model.blocked_system.stats.factors}
     density = model.compiled_density
+    logp_fn, _ = c_functions(density.gaussian)  # the entry point a fit takes
     n = density.start.size
     coords = sorted(set(range(min(n, 12))) | {n - 1})
     for i, j in itertools.combinations_with_replacement(coords, 2):

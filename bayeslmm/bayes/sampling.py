@@ -432,7 +432,7 @@ def nutpie_model(density: MarginalDensity) -> Any:
     """nutpie's model of the compiled density: one variable ``x``, every unconstrained
     parameter, started at the density's start jittered as PyMC jitters
     (:meth:`~bayeslmm.bayes.density.MarginalDensity.jittered_start`)."""
-    logp_fn, expand_fn = c_functions()
+    logp_fn, expand_fn = c_functions(density.gaussian)
     size = density.layout.size
 
     def initial_point(seed: int) -> np.ndarray:

@@ -247,7 +247,9 @@ def _without_extensions_hook(dispatcher: Any) -> Any:
     and imports sparse where sparse is installed) so that arguments of their types can be
     typed. A kernel takes NumPy arrays and numbers alone, and loading its machine code
     needs no extension; numba's refresh before any compile loads them all (``CPUContext.
-    refresh``), so a kernel compiled, or any other function, still finds them."""
+    refresh``), so that what a kernel's compile and any other function's first call type
+    afterwards finds them (only arguments of an extension's types, which no kernel takes,
+    are typed before that refresh)."""
     dispatcher._compilation_chain_init_hook = _no_hook
     return dispatcher
 

@@ -24,11 +24,14 @@ from typing import Any
 
 class Deferred(types.ModuleType):
     """A module imported at its first attribute access. ``spec``: the real module's, for
-    the import system while the stand-in is in ``sys.modules`` (:func:`stand_ins`)."""
+    the import system while the stand-in is in ``sys.modules`` (:func:`stand_ins`);
+    ``answers``: attributes it gives without importing the module while it is there."""
 
-    def __init__(self, name: str, spec: ModuleSpec | None = None) -> None:
+    def __init__(self, name: str, spec: ModuleSpec | None = None,
+                 answers: Mapping[str, Any] | None = None) -> None:  # fmt: skip
         super().__init__(name)
         self.__spec__ = spec
+        self.__answers__ = dict(answers or {})  # a dunder: no module's own name
 
     def __getattr__(self, attr: str) -> Any:
         name = self.__dict__.get("__name__")
@@ -37,9 +40,19 @@ class Deferred(types.ModuleType):
         spec = self.__dict__.get("__spec__")
         if attr == "__path__" and spec is not None and spec.submodule_search_locations is None:
             raise AttributeError(attr)  # not a package (``from m import x`` asks): none
-        if sys.modules.get(name) is self:  # standing in for it
-            sys.modules.pop(name, None)
-        return getattr(importlib.import_module(name), attr)
+        answers = self.__dict__.get("__answers__", {})
+        if attr in answers and sys.modules.get(name) is self:
+            return answers[attr]
+        return getattr(real_module(self), attr)
+
+
+def real_module(stand_in: Deferred) -> types.ModuleType:
+    """The module ``stand_in`` stands for, imported (the stand-in leaving
+    ``sys.modules`` first, where it is there)."""
+    name = stand_in.__dict__["__name__"]
+    if sys.modules.get(name) is stand_in:
+        sys.modules.pop(name, None)
+    return importlib.import_module(name)
 
 
 def find_spec_unimported(name: str) -> ModuleSpec | None:
@@ -75,10 +88,10 @@ def stand_ins(*names: str, answers: Mapping[str, Mapping[str, Any]] | None = Non
     imported yet, each holding the stand-in of its submodule as an attribute (``import
     a.b as c`` reads ``b`` from ``a``), and a real package not holding that attribute
     gets it (the import system sets the real module there at its first real import).
-    ``answers``: per module named, attributes its stand-in holds itself (read without
-    importing the module; each must answer as the module's own would). Afterwards the
-    stand-ins leave ``sys.modules``; modules that imported one keep it, and it imports the
-    real module at their first use of any other attribute."""
+    ``answers``: per module named, attributes its stand-in gives while it stands in (read
+    without importing the module; each must answer as the module's own would). Afterwards
+    the stand-ins leave ``sys.modules``; modules that imported one keep it, and it imports
+    the real module at their first use of it."""
     placed: dict[str, Deferred] = {}
     answers = answers or {}
     try:
@@ -94,8 +107,7 @@ def stand_ins(*names: str, answers: Mapping[str, Mapping[str, Any]] | None = Non
                 attr = parts[depth] if depth < len(parts) else None
                 if module is None:
                     found = spec if prefix == name else find_spec_unimported(prefix)
-                    module = Deferred(prefix, found)
-                    vars(module).update(answers.get(prefix, {}))
+                    module = Deferred(prefix, found, answers.get(prefix))
                     placed[prefix] = sys.modules[prefix] = module
                 if child is not None and attr is not None and attr not in vars(module):
                     vars(module)[attr] = child

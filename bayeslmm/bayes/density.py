@@ -1358,8 +1358,8 @@ def _shift_back(f, a, total, shift, grad, carried, owner, wbar, qmax, p):
 def logp_and_grad(x, data, grad, others):
     """Log density of the marginal model at unconstrained ``x``; writes its gradient.
     ``others``: ``None`` compiles the Gaussian marginal likelihood alone (numba prunes the
-    branches of the others and of GLMM whitening by the argument's type), an integer every
-    likelihood (:func:`c_functions`)."""
+    branches of the others and of GLMM whitening by the argument's type; another
+    likelihood's buffer gives ``-inf``), an integer every likelihood (:func:`c_functions`)."""
     fs, e, h = _unpack_kernel(data)
     blocks, etas, centred = _f2(data, h[BLOCKS]), _f2(data, h[ETAS]), _f2(data, h[CENTRED])
     shift, priors = _f2(data, h[SHIFT]), _f2(data, h[PRIORS])
@@ -1413,6 +1413,8 @@ def logp_and_grad(x, data, grad, others):
         pr += k
     glm = _f1(data, h[GLM])
     code = int(glm[0])  # the likelihood: Gaussian marginal (0) or a GLM's rows
+    if others is None and code != GAUSSIAN:  # the Gaussian entry point, another's data
+        return -np.inf
     # a Gaussian model with known standard errors (rows scaled by them, glm[2] = 1) has
     # sigma = 1 and no sigma parameter
     has_sigma = code == GAUSSIAN and not (glm.shape[0] > 2 and glm[2] > 0.0)
@@ -1483,7 +1485,7 @@ def logp_and_grad(x, data, grad, others):
         if first_level[f] < 0:
             continue
         if e_size[first_level[f]] == 1:
-            if centred[f, 0] > 2.5:  # whitened: u = m + s x (Layout.whitened)
+            if others is not None and centred[f, 0] > 2.5:  # whitened (Layout.whitened)
                 l2 = lam[f, 0, 0] * lam[f, 0, 0]
                 for r in range(first_level[f], last_level[f] + 1):
                     if e_factor[r] != f:
@@ -1626,7 +1628,7 @@ def logp_and_grad(x, data, grad, others):
     if code == GAUSSIAN:
         loglik, dT, dbeta, dsig, duE = marginal_loglik(T, beta, sig, uE, True, fs, e)
         loglik += glm[1]  # known standard errors: - sum log se, the rows' scaling
-    elif others is None:  # the Gaussian entry point given another likelihood's data
+    elif others is None:  # not reached (above); numba prunes the branch below by it
         return -np.inf
     else:
         dT, dsig = np.zeros((F, qmax, qmax)), 0.0
@@ -1661,7 +1663,7 @@ def logp_and_grad(x, data, grad, others):
         if first_level[f] < 0:
             continue
         if e_size[first_level[f]] == 1:  # one term: sums in scalars, flags read once
-            if centred[f, 0] > 2.5:  # whitened: N(u; 0, lam) + log s, by u = m + s x
+            if others is not None and centred[f, 0] > 2.5:  # whitened: N(u; 0, lam) + log s
                 scale = lam[f, 0, 0]
                 l2 = scale * scale
                 dlam = 0.0
@@ -2267,7 +2269,6 @@ def _c_expand(dim, expanded, x_, out_, data_):
     return 0
 
 
-@cache
 def c_functions(gaussian: bool = False) -> tuple[Any, Any]:
     """The compiled C callbacks (log density with gradient, and the draw copier).
     ``gaussian``: the log density of a Gaussian model alone (:func:`logp_and_grad` with
@@ -2276,8 +2277,12 @@ def c_functions(gaussian: bool = False) -> tuple[Any, Any]:
 
     Compiled on first use and cached on disk by numba, so later processes only load them.
     """
-    return (cfunc(_LOGP_SIG)(_c_logp_gaussian if gaussian else _c_logp),
-            _expand_function())  # fmt: skip
+    return _logp_function(bool(gaussian)), _expand_function()
+
+
+@cache
+def _logp_function(gaussian: bool) -> Any:
+    return cfunc(_LOGP_SIG)(_c_logp_gaussian if gaussian else _c_logp)
 
 
 @cache

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..lazy import Deferred, import_partially, stand_ins
+from ..lazy import Deferred, import_partially, real_module, stand_ins
 
 #: ArviZ, imported at its first use: as a whole (its statistics, plots and matplotlib; 0.3 s
 #: of a 1.7 s sleepstudy fit on ArviZ 1.x) it is needed for summaries, LOO and plots, not to
@@ -166,16 +166,19 @@ class _UnimportedArrays:
     """xarray's record of one array library (its ``DuckArrayModule``) that answers "no
     array is of this library's type" without importing the library while it is not
     imported (no array of it can exist then); everything else, and every answer once the
-    library is imported, comes from xarray's own record, made at that first need."""
+    library is imported, comes from xarray's own record, made at that first need, which
+    then takes this one's place in xarray's table."""
 
-    def __init__(self, name: str, make: Any) -> None:
-        self._name, self._make, self._real = name, make, None
+    def __init__(self, name: str, make: Any, table: dict[str, Any]) -> None:
+        self._name, self._make, self._table, self._real = name, make, table, None
 
     def __getattr__(self, attr: str) -> Any:
         if attr == "type" and not _imported(self._name):
             return ()
         if self._real is None:
             self._real = self._make(self._name)
+            if self._table.get(self._name) is self:
+                self._table[self._name] = self._real
         return getattr(self._real, attr)
 
 
@@ -185,8 +188,8 @@ def _is_dask_collection(x: Any) -> bool:
     if isinstance(x, type) or not callable(getattr(x, "__dask_graph__", None)):
         return False
     module = sys.modules.get("dask.base")
-    if isinstance(module, Deferred):  # the stand-in: imports the real module
-        return Deferred.__getattr__(module, "is_dask_collection")(x)
+    if isinstance(module, Deferred):  # the stand-in
+        return real_module(module).is_dask_collection(x)
     return importlib.import_module("dask.base").is_dask_collection(x)
 
 
@@ -197,29 +200,24 @@ def array_libraries_unimported() -> Iterator[None]:
     yet: no array of it can exist. xarray imports each one to ask (for every array made
     into a variable), and dask and sparse cost a fresh process's fit 0.1-0.3 s where they
     are installed. Its record of each library (``DuckArrayModule``) is one that does not
-    import it while the library is not imported, and ``dask.base`` a stand-in whose
-    ``is_dask_collection`` answers dask's own first test; the records leave xarray's table
-    afterwards (xarray makes its own at its next need). Where xarray keeps no such table,
-    the block runs as it is."""
+    import it while the library is not imported (:class:`_UnimportedArrays`; it stays in
+    xarray's table afterwards, answering as xarray's own would at any time: removing it
+    could meet another thread between xarray's two reads of the table), and
+    ``dask.base`` a stand-in while the block runs, whose ``is_dask_collection`` answers
+    dask's own first test. Where xarray keeps no such table, its records are its own."""
     try:
         from xarray.namedarray import pycompat
 
         table, make = pycompat._cached_duck_array_modules, pycompat.DuckArrayModule
     except (ImportError, AttributeError):
         table, make = None, None
-    placed: dict[str, _UnimportedArrays] = {}
-    try:
-        if isinstance(table, dict):
-            for name in ARRAY_LIBRARIES:
-                if name not in table and not _imported(name):
-                    placed[name] = table[name] = _UnimportedArrays(name, make)
-        answers = {"dask.base": {"is_dask_collection": _is_dask_collection}}
-        with stand_ins("dask.base", answers=answers):
-            yield
-    finally:
-        for name, record in placed.items():
-            if table.get(name) is record:
-                del table[name]
+    if isinstance(table, dict):
+        for name in ARRAY_LIBRARIES:
+            if name not in table and not _imported(name):
+                table.setdefault(name, _UnimportedArrays(name, make, table))
+    answers = {"dask.base": {"is_dask_collection": _is_dask_collection}}
+    with stand_ins("dask.base", answers=answers):
+        yield
 
 
 # --- statistics ------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ The environment is named by its Python and by whether the test extras are instal
 (bambi pulls in arviz-plots/arviz-stats, which ArviZ 0.2x then imports when all of it
 loads; sparse, which numba loads as an extension at a function's first call, not at a
 bayeslmm kernel's; dask, which xarray imports outside a fit): ``py311-plain``,
-``py311-test-extras``, ``py313-test-extras``. Tables:
+``py311-test-extras``, ``py313-plain``, ``py313-test-extras``. Tables:
 ``benchmarks/results/startup-<environment>.{csv,md}``, and ``startup.md`` gathering them.
 """
 
@@ -264,9 +264,26 @@ medians of 9 alternating processes. The plain 3.11 row (a virtual environment ho
 bayeslmm's dependencies alone, the checkout on `PYTHONPATH`) was 1.55 s at 18:42 with the
 second change alone, 1.56 s in a run between 18:42 and 18:52 and 1.44 s at 18:52 with
 both: between runs on one machine it moves by about 0.1 s; only rows and A/B medians from
-one run compare. The tables below are the 19:43-19:45 UTC runs, at the reviewed code
-(635a7be), on the same machine, quieter still: 1.35 s (plain 3.11), 1.59 s (3.11, test
-extras), 1.47 s (3.13, test extras).
+one run compare. The 19:43-19:45 UTC runs, at the reviewed code (635a7be), on the same
+machine, quieter still, gave 1.35 s (plain 3.11), 1.59 s (3.11, test extras), 1.47 s
+(3.13, test extras).
+
+Two more changes came before the 21:36-21:41 UTC runs (the tables below; 1adb6f0,
+6f7c8ff, reviewed in d8d64f4). First, a fit imports no array library to ask about its
+arrays: xarray imports dask, sparse, pint, cupy and cubed, where installed, at the first
+array it makes, to ask whether the array is theirs (0.25-0.26 s with the test extras:
+the row "xarray's first array"), and numba loads every installed numba extension
+(sparse registers one) at a function's first call. While a fit runs, xarray's records of
+those libraries answer without importing a library not imported yet, since no array of
+it can exist (`bayeslmm.bayes.stack.array_libraries_unimported`), and bayeslmm's kernels
+skip numba's extension hook (numba's refresh before any compile loads the extensions):
+3.11 with the test extras, 1.53-1.55 s -> 1.28-1.31 s a process, 6 alternating
+processes. Second, a Gaussian model's log density has a C entry point of its own, from
+which numba prunes the GLMM likelihoods: 1.5 MB of machine code against 2.4 MB, loaded
+in 0.11 s against 0.14 s (medians of 5 alternating processes). Runs of 21:36-21:41 UTC,
+load 1.2-1.6: 1.28 s (plain 3.11), 1.29 s (3.11, test extras), 1.24 s (3.13, test
+extras), 1.29 s (plain 3.13: a virtual environment in the 3.13 root holding bayeslmm's
+dependencies alone).
 """
 
 

@@ -283,24 +283,29 @@ def test_integer_prior_parameters_are_floats():
     assert repr(prior) == "HalfStudentT(nu=3, sigma=20)"
 
 
+def _c_call(logp_fn, density, x):
+    """The C entry point ``logp_fn`` at ``x``: its return code, value and gradient."""
+    import ctypes
+
+    pointer = ctypes.POINTER(ctypes.c_double)
+    x = np.ascontiguousarray(x, dtype=float)
+    grad, value = np.zeros_like(x), np.zeros(1)
+    code = logp_fn.ctypes(x.size, x.ctypes.data_as(pointer), grad.ctypes.data_as(pointer),
+                          value.ctypes.data_as(pointer), density.data.ctypes.data)  # fmt: skip
+    return code, value[0], grad
+
+
 def test_c_callback_reports_bad_points_instead_of_raising(sleepstudy):
     """An underflowed sigma (exp(-1000) = 0) divides by zero: the C entry nutpie calls must
     return an error code, not let an exception escape into nutpie's threads."""
-    import ctypes
-
     from bayeslmm.bayes.density import c_functions
 
     model = bl.LMM("Reaction ~ Days + (Days | Subject)", sleepstudy)
     density = model.compiled_density
     logp_fn, _ = c_functions()
-    pointer = ctypes.POINTER(ctypes.c_double)
 
     def call(x):
-        x = np.ascontiguousarray(x, dtype=float)
-        grad, value = np.zeros_like(x), np.zeros(1)
-        code = logp_fn.ctypes(x.size, x.ctypes.data_as(pointer), grad.ctypes.data_as(pointer),
-                              value.ctypes.data_as(pointer), density.data.ctypes.data)  # fmt: skip
-        return code, value[0], grad
+        return _c_call(logp_fn, density, x)
 
     code, value, grad = call(density.start)
     assert code == 0
@@ -320,17 +325,7 @@ def test_gaussian_entry_point_is_every_likelihoods_on_gaussian_models(sleepstudy
     """A Gaussian model's density through the smaller C entry point (the other
     likelihoods pruned away) equals that of the entry point of every likelihood; given a
     GLMM's buffer it reports a point it cannot evaluate."""
-    import ctypes
-
     from bayeslmm.bayes.density import c_functions
-
-    pointer = ctypes.POINTER(ctypes.c_double)
-
-    def call(logp_fn, density, x):
-        grad, value = np.zeros_like(x), np.zeros(1)
-        code = logp_fn.ctypes(x.size, x.ctypes.data_as(pointer), grad.ctypes.data_as(pointer),
-                              value.ctypes.data_as(pointer), density.data.ctypes.data)  # fmt: skip
-        return code, value[0], grad
 
     rng = np.random.default_rng(4)
     frame = sleepstudy.assign(Night=sleepstudy["Days"] % 3, se=1.0 + rng.random(len(sleepstudy)))
@@ -343,16 +338,16 @@ def test_gaussian_entry_point_is_every_likelihoods_on_gaussian_models(sleepstudy
         assert density.gaussian
         for _ in range(3):
             x = density.jittered_start(rng)
-            full = call(c_functions()[0], density, x)
-            alone = call(c_functions(gaussian=True)[0], density, x)
+            full = _c_call(c_functions()[0], density, x)
+            alone = _c_call(c_functions(gaussian=True)[0], density, x)
             assert full[0] == alone[0] == 0
             assert alone[1] == pytest.approx(full[1], rel=1e-12)
             assert np.allclose(alone[2], full[2], rtol=1e-10, atol=1e-12)
     frame["fast"] = (frame["Reaction"] < 280).astype(int)
     glmm = bl.LMM("fast ~ Days + (1 | Subject)", frame, family="bernoulli").compiled_density
     assert not glmm.gaussian
-    assert call(c_functions()[0], glmm, glmm.start)[0] == 0
-    assert call(c_functions(gaussian=True)[0], glmm, glmm.start)[0] == 4
+    assert _c_call(c_functions()[0], glmm, glmm.start)[0] == 0
+    assert _c_call(c_functions(gaussian=True)[0], glmm, glmm.start)[0] == 4
 
 
 def test_compiled_fit_does_not_import_pymc():

@@ -394,7 +394,6 @@ imported = [n for n in ("dask", "sparse") if n in sys.modules]
 m.summary(print_it=False)
 import dask.array as da, numba, sparse, xarray as xr
 from xarray.namedarray.pycompat import array_type
-from bayeslmm.bayes import stack
 chunked = xr.DataArray(da.ones(4, chunks=2)).chunks is not None
 coo = sparse.COO.from_numpy(np.eye(3))
 kept = isinstance(xr.DataArray(coo).data, sparse.COO)
@@ -424,18 +423,13 @@ print(json.dumps({"plain": plain, "before": before, "seen": seen, "left": left})
 """
 
 
-def _installed(*names: str) -> bool:
-    import importlib.util
-
-    return all(importlib.util.find_spec(n) is not None for n in names)
-
-
-@pytest.mark.skipif(not _installed("dask", "sparse"), reason="needs dask and sparse")
 def test_a_fit_imports_no_array_library_xarray_asks_about():
     """xarray imports dask, sparse, pint, cupy and cubed where installed to ask whether an
     array is theirs, and numba imports its extensions (sparse) at a function's first call:
     a fit imports neither (``stack.array_libraries_unimported``, ``jit.kernel``: 0.24 s of
     a fresh process with the test extras), and both still know these libraries after it."""
+    pytest.importorskip("dask")
+    pytest.importorskip("sparse")
     done = _python(ARRAY_LIBRARIES)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -443,10 +437,10 @@ def test_a_fit_imports_no_array_library_xarray_asks_about():
                    "records": ["DuckArrayModule"]}  # xarray's own, once the library is in
 
 
-@pytest.mark.skipif(not _installed("dask"), reason="needs dask")
 def test_dask_imported_while_arrays_are_made_without_it_is_seen():
     """While a fit runs without dask's import, dask imported meanwhile (another thread, a
     callback) is what xarray sees: its arrays stay dask arrays; nothing is left behind."""
+    pytest.importorskip("dask")
     done = _python(DASK_IN_BLOCK)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
